@@ -1,0 +1,70 @@
+// One error hierarchy for the whole tool. Each class carries the barman exit code it maps to
+// (spec §1.3); the CLI layer is the only place that turns an error into an exit code.
+
+export const EXIT = {
+  OK: 0,
+  /** OperationErrorExit: the cloud was reachable but the operation failed (incl. "not found"). */
+  OPERATION: 1,
+  /** NetworkErrorExit: connectivity test failed (only under -t, and in check-wal-archive). */
+  NETWORK: 2,
+  /** CLIErrorExit: bad arguments or input. */
+  CLI: 3,
+  /** GeneralErrorExit: anything else. */
+  GENERAL: 4,
+} as const;
+
+export class BarmanCloudError extends Error {
+  readonly exitCode: number = EXIT.GENERAL;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Usage and input errors: exit 3. */
+export class CliError extends BarmanCloudError {
+  override readonly exitCode: number = EXIT.CLI;
+}
+
+/** The operation failed although the store was reachable: exit 1. */
+export class OperationError extends BarmanCloudError {
+  override readonly exitCode: number = EXIT.OPERATION;
+}
+
+/** Any other failure: exit 4. */
+export class GeneralError extends BarmanCloudError {}
+
+/** A command or feature that is not built yet: exit 4, never a pretended success. */
+export class NotImplementedError extends BarmanCloudError {}
+
+// ---- storage errors: thrown by every driver with the same meaning --------------------------------
+
+/** Base of errors raised by an object-store driver (exit 4 unless a command maps them otherwise). */
+export class StorageError extends BarmanCloudError {}
+
+/** The object does not exist. */
+export class NotFoundError extends StorageError {
+  constructor(readonly key: string, options?: { cause?: unknown }) {
+    super(`object not found: ${key}`, options);
+  }
+}
+
+/** The bucket / container / root directory does not exist. */
+export class BucketNotFoundError extends StorageError {
+  constructor(readonly bucket: string, options?: { cause?: unknown }) {
+    super(`Bucket ${bucket} does not exist`, options);
+  }
+}
+
+/** The endpoint cannot be reached (refused, reset, DNS, TLS, timeout). */
+export class NetworkError extends StorageError {}
+
+/** A conditional write found the object already there. */
+export class PreconditionFailedError extends StorageError {
+  constructor(readonly key: string, options?: { cause?: unknown }) {
+    super(`object already exists: ${key}`, options);
+  }
+}
+
+/** Credentials refused or missing permission. */
+export class AccessDeniedError extends StorageError {}

@@ -1,0 +1,99 @@
+// The object-store abstraction. It knows nothing of barman: keys are plain strings relative to the
+// bucket/container root (or to the root directory for the file store).
+import type { Readable } from 'node:stream';
+
+export type ProviderName = 'file' | 'aws-s3' | 'azure-blob-storage' | 'google-cloud-storage';
+
+/** One stored object, as a listing or a HEAD reports it. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified?: Date;
+}
+
+/** One entry of a listing: an object, or (with a delimiter) a common prefix ending with the delimiter. */
+export type ListEntry =
+  | ({ kind: 'object' } & ObjectInfo)
+  | { kind: 'prefix'; prefix: string };
+
+export interface ListOptions {
+  /** Group keys on this delimiter (normally '/'): keys below a deeper level come back once as a prefix. */
+  delimiter?: string;
+  /** Page size asked of the provider (tests use it to force pagination). */
+  pageSize?: number;
+}
+
+/** An object tag / metadata pair, order kept (barman sends them in the order given, spec §11.2). */
+export type Tag = [key: string, value: string];
+
+export interface PutOptions {
+  /** Tags (S3 object tags, Azure blob index tags, GCS custom metadata). */
+  tags?: Tag[];
+  /** Length of the body when known; a Buffer body knows its own. */
+  contentLength?: number;
+  /** Part / block / chunk size for a multipart upload of a stream. */
+  partSize?: number;
+  /** Parts uploaded at once for one object. */
+  concurrency?: number;
+  /** Refuse to overwrite: fail with PreconditionFailedError when the key exists. */
+  ifNoneMatch?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface GetOptions {
+  /** First byte, inclusive. */
+  start?: number;
+  /** Last byte, inclusive. */
+  end?: number;
+  signal?: AbortSignal;
+}
+
+export interface DeleteResult {
+  deleted: string[];
+  /** Keys that could not be deleted, with the provider's reason. */
+  errors: { key: string; message: string }[];
+}
+
+/** What a connectivity test found (spec §1.4). Unreachable endpoints throw a NetworkError instead. */
+export type ConnectivityResult = 'ok' | 'bucket-missing';
+
+export interface ObjectStore {
+  readonly provider: ProviderName;
+  /** Bucket / container name, or the root directory for the file store. */
+  readonly bucket: string;
+  /** Largest batch one bulk delete request takes (S3 1000, Azure 256, GCS 100; spec §12.3). */
+  readonly maxDeleteBatch: number;
+
+  /** HEAD-style probe of the bucket; throws NetworkError when the endpoint cannot be reached. */
+  testConnectivity(): Promise<ConnectivityResult>;
+  bucketExists(): Promise<boolean>;
+  /** Create the bucket/container; succeeds if it already exists. */
+  createBucket(): Promise<void>;
+
+  /** Size and date of an object, or null when it does not exist. */
+  head(key: string): Promise<ObjectInfo | null>;
+  /** Stream an object (optionally a byte range). Throws NotFoundError when missing. */
+  get(key: string, options?: GetOptions): Promise<Readable>;
+  /** Read a whole (small) object into memory. Throws NotFoundError when missing. */
+  getBuffer(key: string, options?: GetOptions): Promise<Buffer>;
+  /**
+   * Store an object. A Buffer is sent in one request when small enough; a Readable of unknown length
+   * is streamed with bounded memory (multipart / staged blocks / resumable) and an incomplete upload is
+   * aborted when the stream or a request fails.
+   */
+  put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;
+  /** Every object (and prefix, with a delimiter) whose key starts with `prefix`, in key order, over all pages. */
+  list(prefix: string, options?: ListOptions): AsyncIterable<ListEntry>;
+  /** Delete one object; a missing object is not an error. */
+  delete(key: string): Promise<void>;
+  /**
+   * Delete many objects in batches of at most `batchSize` (default and ceiling: maxDeleteBatch).
+   * Missing objects count as deleted. Falls back to one request per object where a store refuses the
+   * bulk request (spec §12.2).
+   */
+  deleteMany(keys: string[], batchSize?: number): Promise<DeleteResult>;
+  /** Tags / custom metadata of an object. Throws NotFoundError when missing. */
+  getTags(key: string): Promise<Tag[]>;
+  /** Release sockets and timers. */
+  close(): Promise<void>;
+}
