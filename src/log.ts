@@ -1,0 +1,71 @@
+// The one logger. barman's format on stderr (spec §1.2):
+//   2026-11-29 05:05:40,079 [21652] ERROR: message
+// Level = max(WARNING - 10*(verbose - quiet), DEBUG). stdout is never written here.
+
+export const LEVELS = { DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50 } as const;
+export type LevelName = keyof typeof LEVELS;
+
+let threshold: number = LEVELS.WARNING;
+const secrets = new Set<string>();
+let sink: (line: string) => void = (line) => process.stderr.write(line);
+
+/** Set the threshold from counted -v / -q, as barman does. */
+export function setVerbosity(verbose: number, quiet: number): void {
+  threshold = Math.max(LEVELS.WARNING - 10 * (verbose - quiet), LEVELS.DEBUG);
+}
+
+export function isEnabled(level: LevelName): boolean {
+  return LEVELS[level] >= threshold;
+}
+
+/** Values that must never be printed (keys, tokens, connection strings): replaced by '***'. */
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 4) secrets.add(value);
+}
+
+// Secret-bearing fragments that may appear in SDK error texts even when we never saw the value.
+const SECRET_PATTERNS: [RegExp, string][] = [
+  [/(AccountKey=)[^;\s]+/gi, '$1***'],
+  [/(SharedAccessSignature=)[^;\s]+/gi, '$1***'],
+  [/([?&]sig=)[^&\s]+/gi, '$1***'],
+  [/(Authorization:?\s*)(Bearer|AWS4-HMAC-SHA256|SharedKey)\s+\S+/gi, '$1$2 ***'],
+  [/(X-Amz-Signature=|X-Amz-Security-Token=|X-Amz-Credential=)[^&\s]+/gi, '$1***'],
+  [/("?(?:access_token|private_key|client_secret)"?\s*[:=]\s*)"[^"]*"/gi, '$1"***"'],
+];
+
+export function redact(text: string): string {
+  let out = text;
+  for (const s of secrets) out = out.split(s).join('***');
+  for (const [re, rep] of SECRET_PATTERNS) out = out.replace(re, rep);
+  return out;
+}
+
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, '0');
+}
+
+function timestamp(d = new Date()): string {
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())},${pad(d.getMilliseconds(), 3)}`
+  );
+}
+
+function emit(level: LevelName, message: string): void {
+  if (LEVELS[level] < threshold) return;
+  // One record per line: barman's callers grep stderr line by line.
+  sink(`${timestamp()} [${process.pid}] ${level}: ${redact(message)}\n`);
+}
+
+export const log = {
+  debug: (m: string) => emit('DEBUG', m),
+  info: (m: string) => emit('INFO', m),
+  warning: (m: string) => emit('WARNING', m),
+  error: (m: string) => emit('ERROR', m),
+  critical: (m: string) => emit('CRITICAL', m),
+};
+
+/** For unit tests: capture log lines instead of writing to stderr. */
+export function setLogSink(fn: (line: string) => void): void {
+  sink = fn;
+}

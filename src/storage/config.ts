@@ -1,0 +1,101 @@
+// Typed, fully resolved driver configuration. The CLI layer builds these from flags and the
+// environment (flags > env > provider default chain); drivers never read process.env themselves,
+// except where a provider SDK's own default credential chain does.
+import type { ObjectStore, ProviderName } from './types.js';
+
+/** The one retry / timeout policy, mapped by each driver onto its SDK's options. */
+export interface RetryPolicy {
+  /** Total attempts per request, first one included. */
+  maxAttempts: number;
+  /** First back-off delay; doubles each retry, with full jitter. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** TCP/TLS connection set-up limit. */
+  connectTimeoutMs: number;
+  /** Longest silence allowed on an open request (barman's --read-timeout, default 60 s). */
+  readTimeoutMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = {
+  maxAttempts: 3,
+  baseDelayMs: 100,
+  maxDelayMs: 5_000,
+  connectTimeoutMs: 10_000,
+  readTimeoutMs: 60_000,
+};
+
+interface CommonConfig {
+  /** Bucket / container (the root directory for the file store). */
+  bucket: string;
+  retry: RetryPolicy;
+  /** Extra trusted CA certificates (PEM), added to Node's bundled roots. */
+  ca?: string;
+}
+
+export interface FileStoreConfig extends CommonConfig {
+  provider: 'file';
+}
+
+export interface S3StoreConfig extends CommonConfig {
+  provider: 'aws-s3';
+  /** Custom endpoint (MinIO, moto, …); path-style addressing is used with it. */
+  endpointUrl?: string;
+  region?: string;
+  /** Named profile of the shared config/credentials files. */
+  profile?: string;
+  /** Static credentials; when absent the SDK's default chain runs (env, web identity, profile, IMDS). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_supported' | 'when_required'. */
+  requestChecksumCalculation?: 'when_supported' | 'when_required';
+  responseChecksumValidation?: 'when_supported' | 'when_required';
+  /** Server-side encryption for uploads (spec §11.1). */
+  serverSideEncryption?: 'AES256' | 'aws:kms';
+  sseKmsKeyId?: string;
+}
+
+export type AzureCredentialKind = 'azure-cli' | 'managed-identity' | 'default';
+
+export interface AzureStoreConfig extends CommonConfig {
+  provider: 'azure-blob-storage';
+  /** https://<account>.blob.core.windows.net or, for an emulator, http://host:port/<account>. */
+  accountUrl?: string;
+  /** Exactly one way to authenticate, chosen by the CLI in barman's order (spec §12.2). */
+  auth:
+    | { kind: 'connection-string'; connectionString: string }
+    | { kind: 'sas'; sasToken: string }
+    | { kind: 'shared-key'; accountName: string; accountKey: string }
+    | { kind: 'token-credential'; credential: AzureCredentialKind };
+  encryptionScope?: string;
+}
+
+export interface GcsStoreConfig extends CommonConfig {
+  provider: 'google-cloud-storage';
+  /** JSON API endpoint, e.g. from STORAGE_EMULATOR_HOST; anonymous credentials are used with it. */
+  apiEndpoint?: string;
+  /** Service-account key file (GOOGLE_APPLICATION_CREDENTIALS); absent → Application Default Credentials. */
+  keyFilename?: string;
+  projectId?: string;
+  /** CMEK key for uploaded objects (spec §11.1). */
+  kmsKeyName?: string;
+}
+
+export type StoreConfig = FileStoreConfig | S3StoreConfig | AzureStoreConfig | GcsStoreConfig;
+
+/**
+ * Open a driver. Each provider's SDK is loaded only here, on demand, so a command that uses S3
+ * never loads the Azure or GCS SDK (lean hot path for wal-archive / wal-restore).
+ */
+export async function openObjectStore(config: StoreConfig): Promise<ObjectStore> {
+  switch (config.provider) {
+    case 'file':
+      return new (await import('./file.js')).FileObjectStore(config);
+    case 'aws-s3':
+      return new (await import('./s3.js')).S3ObjectStore(config);
+    case 'azure-blob-storage':
+      return new (await import('./azure.js')).AzureObjectStore(config);
+    case 'google-cloud-storage':
+      return new (await import('./gcs.js')).GcsObjectStore(config);
+  }
+}
+
+export type { ProviderName };
