@@ -45,6 +45,11 @@ export interface S3StoreConfig extends CommonConfig {
   profile?: string;
   /** Static credentials; when absent the SDK's default chain runs (env, web identity, profile, IMDS). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /**
+   * s3Credentials.inheritFromIAMRole: skip static keys from the environment and use only the ambient
+   * role (web identity, container or instance metadata).
+   */
+  inheritFromIamRole?: boolean;
   /** AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_supported' | 'when_required'. */
   requestChecksumCalculation?: 'when_supported' | 'when_required';
   responseChecksumValidation?: 'when_supported' | 'when_required';

@@ -1,0 +1,21 @@
+// What a command receives: parsed arguments, the environment, and a lazily opened object store.
+import type { ParsedArgs } from './parse.js';
+import type { CommandSpec } from './spec.js';
+import type { Env } from './store.js';
+
+export interface CommandContext {
+  spec: CommandSpec;
+  args: ParsedArgs;
+  env: Env;
+  stdout: (text: string) => void;
+}
+
+export interface CommandModule {
+  /** Prefix barman puts before an unexpected exception in its log line. */
+  errorPrefix: string;
+  /** Input checks that run before `-t` (e.g. the WAL name); throw a CliError. */
+  validate?(ctx: CommandContext): void;
+  /** Replaces the generic `-t` handling (check-wal-archive). */
+  test?(ctx: CommandContext): Promise<number>;
+  run(ctx: CommandContext): Promise<number>;
+}

@@ -1,0 +1,20 @@
+// Opening the object store named by a command's first positional, with its flags and environment.
+import { openObjectStore } from '../storage/config.js';
+import type { ObjectStore } from '../storage/types.js';
+import type { CommandContext } from './context.js';
+import { resolveStore, type ResolvedStore } from './store.js';
+
+/** The first positional names the store for every command (destination_url or source_url). */
+export function storeUrl(ctx: CommandContext): string {
+  return (ctx.args.positionals.destination_url ?? ctx.args.positionals.source_url) as string;
+}
+
+export function resolveContextStore(ctx: CommandContext): ResolvedStore {
+  return resolveStore(storeUrl(ctx), ctx.args.options, ctx.env);
+}
+
+export async function openContextStore(ctx: CommandContext): Promise<{ store: ObjectStore; resolved: ResolvedStore }> {
+  const resolved = resolveContextStore(ctx);
+  return { store: await openObjectStore(resolved.config), resolved };
+}
+

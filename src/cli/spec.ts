@@ -1,0 +1,413 @@
+// The command definitions: one table that the parser, the help texts and (later) the shell
+// completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
+// (spec §1.2, §2, Appendix A); options marked `extension` are ours (ObjectStore fields, spec §12).
+import {
+  parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize,
+} from './types.js';
+
+/** The barman-cloud release whose CLI contract we implement (printed by `--version`). */
+export const BARMAN_CONTRACT_VERSION = '3.17.0';
+
+export type OptionKind =
+  /** boolean switch */
+  | 'flag'
+  /** counted switch (-v, -q) */
+  | 'count'
+  /** one value */
+  | 'value'
+  /** one value, repeatable, collected into a list */
+  | 'append'
+  /** argparse nargs="*": takes every following non-option word */
+  | 'list';
+
+export interface OptionSpec {
+  short?: string;
+  long: string;
+  /** Other long names with the same meaning (barman's deprecated spellings). */
+  aliases?: string[];
+  kind: OptionKind;
+  metavar?: string;
+  choices?: readonly string[];
+  parse?: (raw: string) => unknown;
+  default?: unknown;
+  help: string;
+  /** Environment variables that provide this setting when the flag is absent. */
+  env?: string[];
+  /** Options in the same group are mutually exclusive. */
+  group?: string;
+  /** Not one of barman's flags: an addition of ours. Abbreviations prefer barman's own flags. */
+  extension?: boolean;
+}
+
+export interface PositionalSpec {
+  name: string;
+  help: string;
+  optional?: boolean;
+}
+
+export type CommandName =
+  | 'wal-archive' | 'wal-restore' | 'backup' | 'backup-list' | 'backup-show'
+  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive';
+
+export interface CommandSpec {
+  name: CommandName;
+  /** The drop-in executable name. */
+  prog: string;
+  description: string;
+  positionals: PositionalSpec[];
+  options: OptionSpec[];
+  /** Groups of which exactly one option must be given. */
+  requiredGroups?: string[];
+  /** Exit codes, for the help text. */
+  exitCodes: [number, string][];
+}
+
+const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
+export const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
+
+const COMMON: OptionSpec[] = [
+  { short: '-V', long: '--version', kind: 'flag', help: 'show the program version and exit' },
+  { long: '--help', kind: 'flag', help: 'show this help message and exit' },
+  { short: '-v', long: '--verbose', kind: 'count', group: 'verbosity', help: 'more logging on stderr (-v INFO, -vv DEBUG)' },
+  { short: '-q', long: '--quiet', kind: 'count', group: 'verbosity', help: 'less logging on stderr (-q ERROR, -qq CRITICAL)' },
+  {
+    short: '-t', long: '--test', kind: 'flag',
+    help: 'test the connection to the object store (and that the bucket exists) and exit: 0 ok, 1 bucket missing, 2 unreachable',
+  },
+  {
+    long: '--cloud-provider', kind: 'value', metavar: 'CLOUD_PROVIDER', choices: PROVIDERS, default: 'aws-s3',
+    help: 'object store provider; a file:// URL or an absolute path always selects the local directory store',
+  },
+  { long: '--endpoint-url', kind: 'value', metavar: 'ENDPOINT_URL', help: 'S3: custom endpoint (MinIO, Ceph, any S3-compatible store)' },
+  {
+    short: '-P', long: '--aws-profile', aliases: ['--profile'], kind: 'value', metavar: 'AWS_PROFILE', env: ['AWS_PROFILE'],
+    help: 'S3: profile of the shared AWS config and credentials files',
+  },
+  {
+    long: '--read-timeout', kind: 'value', metavar: 'READ_TIMEOUT', parse: parseInteger,
+    help: 'seconds a request may stay silent before it fails (default 60)',
+  },
+  {
+    long: '--azure-credential', aliases: ['--credential', '--default'], kind: 'value', metavar: 'AZURE_CREDENTIAL',
+    choices: AZURE_CREDENTIALS,
+    help: 'Azure: authenticate with this credential type instead of a connection string, SAS token or key',
+  },
+  // ---- one flag per ObjectStore field, for use outside Kubernetes (spec §12, cnpg-usage §1) ----
+  {
+    long: '--endpoint-ca', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_CA_BUNDLE', 'REQUESTS_CA_BUNDLE'],
+    help: 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA)',
+  },
+  {
+    long: '--s3-region', kind: 'value', metavar: 'REGION', extension: true, env: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
+    help: 'S3: region (s3Credentials.region)',
+  },
+  {
+    long: '--s3-access-key-id-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_ACCESS_KEY_ID'],
+    help: 'S3: file holding the access key id (s3Credentials.accessKeyId)',
+  },
+  {
+    long: '--s3-secret-access-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_SECRET_ACCESS_KEY'],
+    help: 'S3: file holding the secret access key (s3Credentials.secretAccessKey)',
+  },
+  {
+    long: '--s3-session-token-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_SESSION_TOKEN'],
+    help: 'S3: file holding a session token (s3Credentials.sessionToken)',
+  },
+  {
+    long: '--s3-inherit-from-iam-role', kind: 'flag', extension: true,
+    help: 'S3: use the ambient role only: web identity (IRSA), container or instance metadata (s3Credentials.inheritFromIAMRole)',
+  },
+  {
+    long: '--azure-storage-account', kind: 'value', metavar: 'NAME', extension: true, env: ['AZURE_STORAGE_ACCOUNT'],
+    help: 'Azure: storage account name (azureCredentials.storageAccount)',
+  },
+  {
+    long: '--azure-storage-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AZURE_STORAGE_KEY'],
+    help: 'Azure: file holding the account key (azureCredentials.storageKey)',
+  },
+  {
+    long: '--azure-storage-sas-token-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AZURE_STORAGE_SAS_TOKEN'],
+    help: 'Azure: file holding a SAS token (azureCredentials.storageSasToken)',
+  },
+  {
+    long: '--azure-connection-string-file', kind: 'value', metavar: 'FILE', extension: true,
+    env: ['AZURE_STORAGE_CONNECTION_STRING'],
+    help: 'Azure: file holding a connection string (azureCredentials.connectionString)',
+  },
+  {
+    long: '--azure-inherit-from-azure-ad', kind: 'flag', extension: true,
+    help: 'Azure: managed identity, same as --azure-credential managed-identity (azureCredentials.inheritFromAzureAD)',
+  },
+  {
+    long: '--azure-use-default-azure-credentials', kind: 'flag', extension: true,
+    help: 'Azure: DefaultAzureCredential chain, same as --azure-credential default (azureCredentials.useDefaultAzureCredentials)',
+  },
+  {
+    long: '--google-application-credentials', kind: 'value', metavar: 'FILE', extension: true,
+    env: ['GOOGLE_APPLICATION_CREDENTIALS'],
+    help: 'GCS: service-account key file (googleCredentials.applicationCredentials)',
+  },
+  {
+    long: '--google-gke-environment', kind: 'flag', extension: true,
+    help: 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)',
+  },
+];
+
+const tags = (prefix: '' | 'history-', what: string): OptionSpec[] => [
+  {
+    long: `--${prefix}tags`, kind: 'list', metavar: `${prefix.toUpperCase().replace('-', '_')}TAGS_LIST`, group: `${prefix}tags`,
+    help: `(deprecated, use --${prefix}tag) tags as key,value words for ${what}`,
+  },
+  {
+    long: `--${prefix}tag`, kind: 'append', metavar: `${prefix.toUpperCase().replace('-', '_')}TAGS_APPEND`, group: `${prefix}tags`,
+    help: `a key,value tag for ${what}; repeat for more`,
+  },
+];
+
+const SSE: OptionSpec[] = [
+  { long: '--sse-kms-key-id', kind: 'value', metavar: 'SSE_KMS_KEY_ID', help: 'S3: KMS key id or ARN (needs -e aws:kms)' },
+  { long: '--encryption-scope', kind: 'value', metavar: 'ENCRYPTION_SCOPE', help: 'Azure: encryption scope for uploaded blobs' },
+];
+
+const KMS_KEY_NAME: OptionSpec = {
+  long: '--kms-key-name', kind: 'value', metavar: 'KMS_KEY_NAME', help: 'GCS: KMS key (CMEK) for uploaded objects',
+};
+
+const exits = (...extra: [number, string][]): [number, string][] => [
+  [0, 'success'],
+  ...extra,
+  [2, 'with -t: the object store cannot be reached'],
+  [3, 'invalid arguments'],
+  [4, 'any other error'],
+];
+
+const SOURCE = { name: 'source_url', help: 'URL of the cloud source, e.g. s3://bucket/path, or file:///dir' };
+const DESTINATION = { name: 'destination_url', help: 'URL of the cloud destination, e.g. s3://bucket/path, or file:///dir' };
+const SERVER = { name: 'server_name', help: 'the name of the server as configured in Barman' };
+
+export const COMMANDS: CommandSpec[] = [
+  {
+    name: 'wal-archive',
+    prog: 'barman-cloud-wal-archive',
+    description: 'Archive one PostgreSQL WAL file to the object store (for archive_command).',
+    positionals: [DESTINATION, SERVER, { name: 'wal_path', help: 'path of the WAL file to archive (%p)', optional: true }],
+    options: [
+      ...COMMON,
+      { short: '-z', long: '--gzip', kind: 'flag', group: 'compression', help: 'compress with gzip (.gz)' },
+      { short: '-j', long: '--bzip2', kind: 'flag', group: 'compression', help: 'compress with bzip2 (.bz2)' },
+      { long: '--xz', kind: 'flag', group: 'compression', help: 'compress with xz (.xz)' },
+      { long: '--snappy', kind: 'flag', group: 'compression', help: 'compress with snappy, framing format (.snappy)' },
+      { long: '--zstd', kind: 'flag', group: 'compression', help: 'compress with zstd (.zst)' },
+      { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress with lz4, frame format (.lz4)' },
+      {
+        long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL',
+        help: 'low, medium (default), high, or a number clamped to the codec range',
+      },
+      ...tags('', 'every uploaded WAL file'),
+      ...tags('history-', 'history files instead of --tag'),
+      KMS_KEY_NAME,
+      { short: '-e', long: '--encryption', kind: 'value', metavar: 'ENCRYPTION', help: 'S3: server-side encryption, AES256 or aws:kms' },
+      ...SSE,
+      {
+        long: '--max-block-size', kind: 'value', metavar: 'MAX_BLOCK_SIZE', parse: parseSize, default: 4 * 1024 ** 2,
+        help: 'Azure: block size of a concurrent upload (default 4MB)',
+      },
+      {
+        long: '--max-concurrency', kind: 'value', metavar: 'MAX_CONCURRENCY', parse: parsePositiveInteger, default: 1,
+        help: 'Azure: blocks uploaded at once (default 1)',
+      },
+      {
+        long: '--max-single-put-size', kind: 'value', metavar: 'MAX_SINGLE_PUT_SIZE', parse: parseSize, default: 64 * 1024 ** 2,
+        help: 'Azure: largest upload sent in one request (default 64MB)',
+      },
+    ],
+    exitCodes: exits([1, 'the WAL file could not be archived (with -t: the bucket does not exist)']),
+  },
+  {
+    name: 'wal-restore',
+    prog: 'barman-cloud-wal-restore',
+    description: 'Fetch one WAL file from the object store (for restore_command).',
+    positionals: [
+      SOURCE, SERVER,
+      { name: 'wal_name', help: 'name of the WAL file to fetch (%f)' },
+      { name: 'wal_dest', help: 'where to write it (%p)' },
+    ],
+    options: [
+      ...COMMON,
+      { long: '--no-partial', kind: 'flag', help: 'do not restore .partial WAL files' },
+    ],
+    exitCodes: exits([1, 'the WAL file is not in the archive (with -t: the bucket does not exist)']),
+  },
+  {
+    name: 'backup',
+    prog: 'barman-cloud-backup',
+    description: 'Take a base backup of a PostgreSQL server straight into the object store.',
+    positionals: [DESTINATION, SERVER],
+    options: [
+      ...COMMON,
+      { short: '-z', long: '--gzip', kind: 'flag', group: 'compression', help: 'compress the tar files with gzip' },
+      { short: '-j', long: '--bzip2', kind: 'flag', group: 'compression', help: 'compress the tar files with bzip2' },
+      { long: '--snappy', kind: 'flag', group: 'compression', help: 'compress the tar files with snappy' },
+      { short: '-h', long: '--host', kind: 'value', metavar: 'HOST', env: ['PGHOST'], help: 'PostgreSQL host or socket directory' },
+      { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' },
+      { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' },
+      { long: '--immediate-checkpoint', kind: 'flag', help: 'ask PostgreSQL for an immediate checkpoint' },
+      { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads (default 2)' },
+      {
+        short: '-S', long: '--max-archive-size', kind: 'value', metavar: 'MAX_ARCHIVE_SIZE', parse: parseSize, default: 100 * 1024 ** 3,
+        help: 'start a new tar part beyond this size (default 100GB)',
+      },
+      { long: '--min-chunk-size', kind: 'value', metavar: 'MIN_CHUNK_SIZE', parse: parseSize, help: 'smallest multipart part size' },
+      { long: '--max-bandwidth', kind: 'value', metavar: 'MAX_BANDWIDTH', parse: parseSize, help: 'upload rate limit, bytes per second' },
+      {
+        short: '-d', long: '--dbname', kind: 'value', metavar: 'DBNAME', env: ['PGDATABASE'], default: 'postgres',
+        help: 'database to connect to, or a whole conninfo string when it contains "="',
+      },
+      { short: '-n', long: '--name', kind: 'value', metavar: 'BACKUP_NAME', help: 'a name for the backup' },
+      { long: '--snapshot-instance', kind: 'value', metavar: 'SNAPSHOT_INSTANCE', help: 'snapshot backup: the VM instance' },
+      { long: '--snapshot-disk', kind: 'append', metavar: 'NAME', help: 'snapshot backup: a disk to snapshot; repeat for more' },
+      { long: '--gcp-zone', aliases: ['--snapshot-zone'], kind: 'value', metavar: 'GCP_ZONE', help: 'snapshot backup: GCP zone' },
+      { long: '--gcp-project', aliases: ['--snapshot-gcp-project'], kind: 'value', metavar: 'GCP_PROJECT', help: 'snapshot backup: GCP project' },
+      KMS_KEY_NAME,
+      ...tags('', 'every uploaded object'),
+      {
+        short: '-e', long: '--encryption', kind: 'value', metavar: 'ENCRYPTION', choices: ['AES256', 'aws:kms'],
+        help: 'S3: server-side encryption',
+      },
+      ...SSE,
+      { long: '--aws-region', kind: 'value', metavar: 'AWS_REGION', help: 'snapshot backup: AWS region' },
+      {
+        long: '--aws-await-snapshots-timeout', kind: 'value', metavar: 'AWS_AWAIT_SNAPSHOTS_TIMEOUT', parse: parsePositiveInteger,
+        default: 3600, help: 'snapshot backup: seconds to wait for EBS snapshots',
+      },
+      {
+        long: '--aws-snapshot-lock-mode', kind: 'value', metavar: 'AWS_SNAPSHOT_LOCK_MODE', choices: ['governance', 'compliance'],
+        help: 'snapshot backup: EBS snapshot lock mode',
+      },
+      {
+        long: '--aws-snapshot-lock-cool-off-period', kind: 'value', metavar: 'AWS_SNAPSHOT_LOCK_COOL_OFF_PERIOD', parse: parseInteger,
+        help: 'snapshot backup: lock cool-off period in hours (1-72)',
+      },
+      {
+        long: '--aws-snapshot-lock-expiration-date', kind: 'value', metavar: 'AWS_SNAPSHOT_LOCK_EXPIRATION_DATE', group: 'lock',
+        help: 'snapshot backup: lock expiry date',
+      },
+      {
+        long: '--aws-snapshot-lock-duration', kind: 'value', metavar: 'AWS_SNAPSHOT_LOCK_DURATION', parse: parseInteger, group: 'lock',
+        help: 'snapshot backup: lock duration in days (1-36500)',
+      },
+      { long: '--azure-subscription-id', kind: 'value', metavar: 'AZURE_SUBSCRIPTION_ID', help: 'snapshot backup: Azure subscription' },
+      { long: '--azure-resource-group', kind: 'value', metavar: 'AZURE_RESOURCE_GROUP', help: 'snapshot backup: Azure resource group' },
+    ],
+    exitCodes: exits([1, 'the backup failed (backup.info is written with status FAILED)']),
+  },
+  {
+    name: 'backup-list',
+    prog: 'barman-cloud-backup-list',
+    description: 'List the backups in the object store.',
+    positionals: [SOURCE, SERVER],
+    options: [
+      ...COMMON,
+      { long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', help: 'console (default) or json' },
+    ],
+    exitCodes: exits([1, 'with -t: the bucket does not exist']),
+  },
+  {
+    name: 'backup-show',
+    prog: 'barman-cloud-backup-show',
+    description: 'Show the metadata of one backup.',
+    positionals: [SOURCE, SERVER, { name: 'backup_id', help: 'backup ID, name, or first/oldest/last/latest/last-failed' }],
+    options: [
+      ...COMMON,
+      { long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', help: 'console (default) or json' },
+    ],
+    exitCodes: exits([1, 'the backup does not exist']),
+  },
+  {
+    name: 'backup-delete',
+    prog: 'barman-cloud-backup-delete',
+    description: 'Delete one backup, or every backup a retention policy makes obsolete, with the WAL no longer needed.',
+    positionals: [SOURCE, SERVER],
+    options: [
+      ...COMMON,
+      { short: '-b', long: '--backup-id', kind: 'value', metavar: 'BACKUP_ID', group: 'target', help: 'the backup to delete' },
+      {
+        short: '-m', long: '--minimum-redundancy', kind: 'value', metavar: 'MINIMUM_REDUNDANCY', parse: parseNonNegativeInteger,
+        default: 0, help: 'keep at least this many backups (default 0)',
+      },
+      {
+        short: '-r', long: '--retention-policy', kind: 'value', metavar: 'RETENTION_POLICY', group: 'target',
+        help: "'REDUNDANCY n' or 'RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS'",
+      },
+      { long: '--dry-run', kind: 'flag', help: 'print what would be deleted and delete nothing' },
+      { long: '--batch-size', kind: 'value', metavar: 'DELETE_BATCH_SIZE', parse: parseInteger, help: 'objects per bulk delete request' },
+      { long: '--check-object-lock', kind: 'flag', help: 'S3: skip backups whose objects are under Object Lock' },
+    ],
+    requiredGroups: ['target'],
+    exitCodes: exits([1, 'a deletion failed or was refused']),
+  },
+  {
+    name: 'backup-keep',
+    prog: 'barman-cloud-backup-keep',
+    description: 'Keep a backup forever (or release it), whatever the retention policy.',
+    positionals: [SOURCE, SERVER, { name: 'backup_id', help: 'backup ID, name, or shortcut' }],
+    options: [
+      ...COMMON,
+      { short: '-r', long: '--release', kind: 'flag', group: 'action', help: 'remove the keep annotation' },
+      { short: '-s', long: '--status', kind: 'flag', group: 'action', help: 'print the keep status' },
+      {
+        long: '--target', kind: 'value', metavar: 'TARGET', choices: ['full', 'standalone'], group: 'action',
+        help: 'keep the backup: full (with the WAL after it) or standalone',
+      },
+    ],
+    requiredGroups: ['action'],
+    exitCodes: exits([1, 'the backup cannot be kept']),
+  },
+  {
+    name: 'restore',
+    prog: 'barman-cloud-restore',
+    description: 'Restore a base backup from the object store into a directory.',
+    positionals: [
+      SOURCE, SERVER,
+      { name: 'backup_id', help: 'backup ID, name, shortcut, or auto' },
+      { name: 'recovery_dir', help: 'the directory to restore into (must be empty or missing)' },
+    ],
+    options: [
+      ...COMMON,
+      { long: '--tablespace', kind: 'append', metavar: 'NAME:LOCATION', help: 'restore tablespace NAME into LOCATION; repeat for more' },
+      {
+        long: '--snapshot-recovery-instance', kind: 'value', metavar: 'SNAPSHOT_RECOVERY_INSTANCE',
+        help: 'snapshot backups: the instance the disks are attached to',
+      },
+      { long: '--gcp-zone', aliases: ['--snapshot-recovery-zone'], kind: 'value', metavar: 'GCP_ZONE', help: 'snapshot backups: GCP zone' },
+      { long: '--aws-region', kind: 'value', metavar: 'AWS_REGION', help: 'snapshot backups: AWS region' },
+      { long: '--azure-resource-group', kind: 'value', metavar: 'AZURE_RESOURCE_GROUP', help: 'snapshot backups: Azure resource group' },
+      { long: '--target-tli', kind: 'value', metavar: 'TARGET_TLI', help: 'with auto: timeline (a number, current or latest)' },
+      { long: '--target-lsn', kind: 'value', metavar: 'TARGET_LSN', group: 'target', help: 'with auto: the newest backup ending at or before this LSN' },
+      { long: '--target-time', kind: 'value', metavar: 'TARGET_TIME', group: 'target', help: 'with auto: the newest backup ending at or before this time' },
+    ],
+    exitCodes: exits([1, 'the restore failed (destination not empty, backup missing, …)']),
+  },
+  {
+    name: 'check-wal-archive',
+    prog: 'barman-cloud-check-wal-archive',
+    description: 'Check that the WAL archive is safe to use for a new server (empty, or only older timelines).',
+    positionals: [DESTINATION, SERVER],
+    options: [
+      ...COMMON,
+      {
+        long: '--timeline', kind: 'value', metavar: 'TIMELINE', parse: parsePositiveInteger,
+        help: 'fail only on WAL files of this timeline or newer',
+      },
+    ],
+    exitCodes: exits([1, 'the archive is not empty']),
+  },
+];
+
+export function commandByName(name: string): CommandSpec | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
+
+export function commandByProg(prog: string): CommandSpec | undefined {
+  return COMMANDS.find((c) => c.prog === prog);
+}

@@ -1,0 +1,242 @@
+// Flags + environment → a resolved StoreConfig. Precedence: flags > environment > the provider's
+// own default chain. The only module that reads credential-related environment variables;
+// contradictory combinations follow the ObjectStore validation rules (cnpg-usage §1.2–1.4).
+import { readFileSync } from 'node:fs';
+import { CliError, GeneralError } from '../errors.js';
+import { registerSecret } from '../log.js';
+import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig, type AzureStoreConfig, type AzureCredentialKind } from '../storage/config.js';
+import { isLocalUrl, parseStoreUrl, type ParsedUrl } from '../storage/url.js';
+
+export type Env = Record<string, string | undefined>;
+
+export interface ResolvedStore {
+  config: StoreConfig;
+  url: ParsedUrl;
+}
+
+function readSecretFile(flag: string, path: string): string {
+  try {
+    const value = readFileSync(path, 'utf8').trim();
+    registerSecret(value);
+    return value;
+  } catch (e) {
+    throw new CliError(`argument ${flag}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+function readCa(flagOrVar: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new CliError(`${flagOrVar}: cannot read CA file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+
+function retryPolicy(opts: Record<string, unknown>, env: Env): RetryPolicy {
+  const policy = { ...DEFAULT_RETRY };
+  const readTimeout = opts['read-timeout'] as number | undefined;
+  if (readTimeout !== undefined) {
+    if (readTimeout < 1) throw new CliError(`argument --read-timeout: must be at least 1 second`);
+    policy.readTimeoutMs = readTimeout * 1000;
+  }
+  const attempts = nonEmpty(env.AWS_MAX_ATTEMPTS);
+  if (attempts !== undefined) {
+    const n = Number(attempts);
+    if (!Number.isInteger(n) || n < 1) throw new CliError(`AWS_MAX_ATTEMPTS must be a positive integer, not '${attempts}'`);
+    policy.maxAttempts = n;
+  }
+  return policy;
+}
+
+function checksumMode(name: string, value: string | undefined): 'when_supported' | 'when_required' | undefined {
+  const v = nonEmpty(value)?.toLowerCase();
+  if (v === undefined) return undefined;
+  if (v === 'when_supported' || v === 'when_required') return v;
+  throw new CliError(`${name} must be when_supported or when_required, not '${value}'`);
+}
+
+/** Flags that belong to one provider; giving them for another is a contradiction. */
+const PROVIDER_FLAGS: Record<string, string[]> = {
+  'aws-s3': ['s3-region', 's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 's3-inherit-from-iam-role'],
+  'azure-blob-storage': [
+    'azure-storage-account', 'azure-storage-key-file', 'azure-storage-sas-token-file', 'azure-connection-string-file',
+    'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials',
+  ],
+  'google-cloud-storage': ['google-application-credentials', 'google-gke-environment'],
+};
+
+export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env: Env): ResolvedStore {
+  const provider = opts['cloud-provider'] as Exclude<StoreConfig['provider'], 'file'>;
+  const given = (k: string) => opts[k] !== undefined && opts[k] !== false;
+  for (const [p, flags] of Object.entries(PROVIDER_FLAGS)) {
+    const wrong = flags.filter(given);
+    if (p !== provider && wrong.length > 0 && !isLocalUrl(rawUrl)) {
+      throw new CliError(`--${wrong[0]} cannot be used with --cloud-provider ${provider}`);
+    }
+  }
+  const url = parseStoreUrl(rawUrl, provider);
+  const retry = retryPolicy(opts, env);
+  const caFlag = opts['endpoint-ca'] as string | undefined;
+
+  if (url.provider === 'file') return { url, config: { provider: 'file', bucket: url.bucket, retry } };
+
+  if (url.provider === 'aws-s3') {
+    const caPath = caFlag ?? nonEmpty(env.AWS_CA_BUNDLE);
+    const inherit = opts['s3-inherit-from-iam-role'] === true;
+    const keyIdFile = opts['s3-access-key-id-file'] as string | undefined;
+    const secretFile = opts['s3-secret-access-key-file'] as string | undefined;
+    const tokenFile = opts['s3-session-token-file'] as string | undefined;
+    if (inherit && (keyIdFile || secretFile || tokenFile)) {
+      throw new CliError('--s3-inherit-from-iam-role cannot be combined with access key files');
+    }
+    if (Boolean(keyIdFile) !== Boolean(secretFile)) {
+      throw new CliError('--s3-access-key-id-file and --s3-secret-access-key-file must be given together');
+    }
+    let credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
+    if (keyIdFile && secretFile) {
+      credentials = {
+        accessKeyId: readSecretFile('--s3-access-key-id-file', keyIdFile),
+        secretAccessKey: readSecretFile('--s3-secret-access-key-file', secretFile),
+        sessionToken: tokenFile ? readSecretFile('--s3-session-token-file', tokenFile) : undefined,
+      };
+    } else if (!inherit && nonEmpty(env.AWS_ACCESS_KEY_ID) && nonEmpty(env.AWS_SECRET_ACCESS_KEY)) {
+      credentials = {
+        accessKeyId: env.AWS_ACCESS_KEY_ID!,
+        secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
+        sessionToken: nonEmpty(env.AWS_SESSION_TOKEN),
+      };
+    }
+    if (credentials) {
+      registerSecret(credentials.secretAccessKey);
+      registerSecret(credentials.sessionToken);
+    }
+    const encryption = opts.encryption as string | undefined;
+    if (encryption !== undefined && encryption !== 'AES256' && encryption !== 'aws:kms') {
+      throw new GeneralError(`Unsupported encryption type: ${encryption}`);
+    }
+    if (opts['sse-kms-key-id'] !== undefined && encryption !== 'aws:kms') {
+      throw new GeneralError('Encryption type must be "aws:kms" if SSE KMS Key ID is specified');
+    }
+    return {
+      url,
+      config: {
+        provider: 'aws-s3',
+        bucket: url.bucket,
+        retry,
+        ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'AWS_CA_BUNDLE', caPath) : undefined,
+        endpointUrl: opts['endpoint-url'] as string | undefined,
+        region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION),
+        profile: (opts['aws-profile'] as string | undefined) ?? nonEmpty(env.AWS_PROFILE),
+        credentials,
+        inheritFromIamRole: inherit,
+        requestChecksumCalculation: checksumMode('AWS_REQUEST_CHECKSUM_CALCULATION', env.AWS_REQUEST_CHECKSUM_CALCULATION),
+        responseChecksumValidation: checksumMode('AWS_RESPONSE_CHECKSUM_VALIDATION', env.AWS_RESPONSE_CHECKSUM_VALIDATION),
+        serverSideEncryption: encryption as 'AES256' | 'aws:kms' | undefined,
+        sseKmsKeyId: opts['sse-kms-key-id'] as string | undefined,
+      },
+    };
+  }
+
+  if (url.provider === 'azure-blob-storage') {
+    const caPath = caFlag ?? nonEmpty(env.REQUESTS_CA_BUNDLE);
+    return {
+      url,
+      config: {
+        provider: 'azure-blob-storage',
+        bucket: url.bucket,
+        retry,
+        ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'REQUESTS_CA_BUNDLE', caPath) : undefined,
+        accountUrl: url.accountUrl,
+        auth: azureAuth(url, opts, env),
+        encryptionScope: opts['encryption-scope'] as string | undefined,
+      },
+    };
+  }
+
+  // google-cloud-storage
+  const keyFlag = opts['google-application-credentials'] as string | undefined;
+  const gke = opts['google-gke-environment'] === true;
+  if (keyFlag && gke) {
+    throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
+  }
+  const emulator = nonEmpty(env.STORAGE_EMULATOR_HOST);
+  return {
+    url,
+    config: {
+      provider: 'google-cloud-storage',
+      bucket: url.bucket,
+      retry,
+      ca: caFlag ? readCa('--endpoint-ca', caFlag) : undefined,
+      apiEndpoint: emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined,
+      keyFilename: gke ? undefined : (keyFlag ?? nonEmpty(env.GOOGLE_APPLICATION_CREDENTIALS)),
+      projectId: nonEmpty(env.GOOGLE_CLOUD_PROJECT) ?? nonEmpty(env.GCLOUD_PROJECT),
+      kmsKeyName: opts['kms-key-name'] as string | undefined,
+    },
+  };
+}
+
+/**
+ * Azure authentication in barman's order (spec §12.2): an explicit credential type, else a
+ * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
+ * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
+ */
+function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): AzureStoreConfig['auth'] {
+  const flagMethods = [
+    ['--azure-connection-string-file', opts['azure-connection-string-file']],
+    ['--azure-storage-key-file', opts['azure-storage-key-file']],
+    ['--azure-storage-sas-token-file', opts['azure-storage-sas-token-file']],
+    ['--azure-inherit-from-azure-ad', opts['azure-inherit-from-azure-ad'] || undefined],
+    ['--azure-use-default-azure-credentials', opts['azure-use-default-azure-credentials'] || undefined],
+  ].filter(([, v]) => v !== undefined) as [string, unknown][];
+  if (flagMethods.length > 1) {
+    throw new CliError(`${flagMethods[0][0]} and ${flagMethods[1][0]} are mutually exclusive: choose one way to authenticate`);
+  }
+  const credentialFlag = opts['azure-credential'] as AzureCredentialKind | undefined;
+  let credential: AzureCredentialKind | undefined = credentialFlag;
+  if (opts['azure-inherit-from-azure-ad']) credential = 'managed-identity';
+  if (opts['azure-use-default-azure-credentials']) credential = 'default';
+  if (credentialFlag && flagMethods.length === 1 && credential !== credentialFlag) {
+    throw new CliError(`--azure-credential ${credentialFlag} contradicts ${flagMethods[0][0]}`);
+  }
+  if (credential && flagMethods.length === 1 && !['--azure-inherit-from-azure-ad', '--azure-use-default-azure-credentials'].includes(flagMethods[0][0])) {
+    throw new CliError(`--azure-credential cannot be combined with ${flagMethods[0][0]}`);
+  }
+
+  const account = (opts['azure-storage-account'] as string | undefined) ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
+  if (credential) {
+    if (!url.accountUrl) throw new GeneralError('an account URL is needed to use --azure-credential');
+    return { kind: 'token-credential', credential };
+  }
+  const connFile = opts['azure-connection-string-file'] as string | undefined;
+  const connectionString = connFile
+    ? readSecretFile('--azure-connection-string-file', connFile)
+    : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_CONNECTION_STRING) : undefined;
+  if (connectionString) {
+    registerSecret(connectionString);
+    return { kind: 'connection-string', connectionString };
+  }
+  if (url.emulated && flagMethods.length === 0) {
+    // barman: the emulator URL form needs a connection string (spec §12.1).
+    throw new GeneralError('A connection string must be provided when using emulated storage');
+  }
+  const sasFile = opts['azure-storage-sas-token-file'] as string | undefined;
+  const sasToken = sasFile
+    ? readSecretFile('--azure-storage-sas-token-file', sasFile)
+    : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_SAS_TOKEN) : undefined;
+  if (sasToken) {
+    registerSecret(sasToken.replace(/^\?/, ''));
+    return { kind: 'sas', sasToken };
+  }
+  const keyFile = opts['azure-storage-key-file'] as string | undefined;
+  const accountKey = keyFile
+    ? readSecretFile('--azure-storage-key-file', keyFile)
+    : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_KEY) : undefined;
+  if (accountKey) {
+    if (!account) throw new CliError('an account name is needed with an account key (--azure-storage-account)');
+    registerSecret(accountKey);
+    return { kind: 'shared-key', accountName: account, accountKey };
+  }
+  return { kind: 'token-credential', credential: 'default' };
+}

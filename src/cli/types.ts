@@ -1,0 +1,39 @@
+// Argument value validators, argparse `type=` style: each returns the parsed value or throws an
+// ArgumentTypeError whose message the parser prints as `argument <flag>: <message>` (exit 3).
+
+export class ArgumentTypeError extends Error {}
+
+const SIZE_UNITS = 'KMGTPEZY';
+
+/**
+ * The one size parser (spec §1.5): plain integer = bytes; `<n>[K|M|G|…]B` uses base 1024 and
+ * `<n>[K|M|G|…]iB` base 1000 (barman's inversion of SI, kept for compatibility). Fractions allowed,
+ * case-insensitive, values below 1 rejected.
+ */
+export function parseSize(raw: string): number {
+  const m = /^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtpezy]?)(i?)b)?\s*$/i.exec(raw);
+  if (!m) throw new ArgumentTypeError(`${JSON.stringify(raw)} is not a valid size`);
+  const [, number, prefix = '', binary = ''] = m;
+  const base = binary ? 1000 : 1024;
+  const exponent = prefix ? SIZE_UNITS.indexOf(prefix.toUpperCase()) + 1 : 0;
+  const bytes = Math.trunc(Number(number) * base ** exponent);
+  if (!(bytes >= 1)) throw new ArgumentTypeError(`Negative or zero value '${raw}' is not a valid size`);
+  return bytes;
+}
+
+export function parseInteger(raw: string): number {
+  if (!/^\s*[-+]?\d+\s*$/.test(raw)) throw new ArgumentTypeError(`invalid int value: '${raw}'`);
+  return Number.parseInt(raw, 10);
+}
+
+export function parsePositiveInteger(raw: string): number {
+  const n = parseInteger(raw);
+  if (n < 1) throw new ArgumentTypeError(`'${raw}' is not a positive integer`);
+  return n;
+}
+
+export function parseNonNegativeInteger(raw: string): number {
+  const n = parseInteger(raw);
+  if (n < 0) throw new ArgumentTypeError(`'${raw}' is not a non-negative integer`);
+  return n;
+}

@@ -1,0 +1,58 @@
+// `barman-cloud <command> …`: one executable for all nine commands.
+import { readFileSync } from 'node:fs';
+import { EXIT } from '../errors.js';
+import { main, type Io } from './main.js';
+import { BARMAN_CONTRACT_VERSION, COMMANDS, commandByName } from './spec.js';
+
+const PROG = 'barman-cloud';
+
+function ownVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function usageLine(): string {
+  return `usage: ${PROG} [-V] [--help] {${COMMANDS.map((c) => c.name).join(',')}} ...`;
+}
+
+function help(): string {
+  const lines = [
+    usageLine(),
+    '',
+    'PostgreSQL WAL archiving and base backups to object storage (S3, Azure Blob, Google Cloud Storage,',
+    'or a local directory), compatible with barman-cloud. Each command is also installed under its',
+    'barman-cloud-<command> name.',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(20)}${c.description}`),
+    '',
+    `Run '${PROG} <command> --help' for the options of a command.`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+const defaultIo: Io = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+export async function umbrella(argv: string[], env = process.env, io: Io = defaultIo): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help') {
+    (first === undefined ? io.stderr : io.stdout)(help());
+    return first === undefined ? EXIT.CLI : EXIT.OK;
+  }
+  if (first === '-V' || first === '--version') {
+    io.stdout(`${PROG} ${ownVersion()} (barman-cloud ${BARMAN_CONTRACT_VERSION} compatible)\n`);
+    return EXIT.OK;
+  }
+  const spec = commandByName(first);
+  if (!spec) {
+    io.stderr(
+      `${usageLine()}\n${PROG}: error: argument command: invalid choice: '${first}' ` +
+        `(choose from ${COMMANDS.map((c) => `'${c.name}'`).join(', ')})\n`,
+    );
+    return EXIT.CLI;
+  }
+  return main(spec.name, rest, env, io);
+}
