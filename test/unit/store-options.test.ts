@@ -1,0 +1,99 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from '../../src/cli/parse.ts';
+import { commandByName } from '../../src/cli/spec.ts';
+import { resolveStore, type Env } from '../../src/cli/store.ts';
+import { CliError, GeneralError } from '../../src/errors.ts';
+import { redact } from '../../src/log.ts';
+
+let dir: string;
+let caFile: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'bc-opts-'));
+  caFile = join(dir, 'ca.pem');
+  writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+});
+
+function resolve(argv: string[], env: Env = {}) {
+  const o = parseArgs(commandByName('backup-list')!, [...argv, 'srv']);
+  if (o.kind !== 'args') throw new Error('no args');
+  return resolveStore(o.args.positionals.source_url!, o.args.options, env);
+}
+
+describe('S3 settings from flags and the environment', () => {
+  it('maps the variables the JS SDK does not read itself', () => {
+    const { config } = resolve(['s3://b/p'], {
+      AWS_DEFAULT_REGION: 'eu-west-3', AWS_CA_BUNDLE: caFile, AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: 'SK',
+      AWS_SESSION_TOKEN: 'ST', AWS_MAX_ATTEMPTS: '7', AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+    });
+    expect(config).toMatchObject({
+      provider: 'aws-s3', bucket: 'b', region: 'eu-west-3', credentials: { accessKeyId: 'AK', secretAccessKey: 'SK', sessionToken: 'ST' },
+      requestChecksumCalculation: 'when_required', retry: { maxAttempts: 7 },
+    });
+    expect(config.ca).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('lets flags win over the environment', () => {
+    const id = join(dir, 'id');
+    const secret = join(dir, 'secret');
+    writeFileSync(id, 'FLAGID\n');
+    writeFileSync(secret, 'FLAGSECRET\n');
+    const { config } = resolve(
+      ['--s3-region', 'us-west-2', '--s3-access-key-id-file', id, '--s3-secret-access-key-file', secret, '--endpoint-ca', caFile,
+        '--read-timeout', '9', '-P', 'prof', 's3://b'],
+      { AWS_REGION: 'eu-west-1', AWS_ACCESS_KEY_ID: 'ENV', AWS_SECRET_ACCESS_KEY: 'ENV', AWS_PROFILE: 'envprof', AWS_CA_BUNDLE: '/nonexistent' },
+    );
+    expect(config).toMatchObject({ region: 'us-west-2', profile: 'prof', credentials: { accessKeyId: 'FLAGID', secretAccessKey: 'FLAGSECRET' }, retry: { readTimeoutMs: 9000 } });
+    // Secrets read from files are registered for redaction.
+    expect(redact('key=FLAGSECRET')).toBe('key=***');
+  });
+
+  it('uses only the ambient role with --s3-inherit-from-iam-role', () => {
+    const { config } = resolve(['--s3-inherit-from-iam-role', 's3://b'], { AWS_ACCESS_KEY_ID: 'A', AWS_SECRET_ACCESS_KEY: 'S' });
+    expect(config).toMatchObject({ inheritFromIamRole: true, credentials: undefined });
+  });
+
+  it('rejects bad checksum modes and SSE-KMS key without aws:kms', () => {
+    expect(() => resolve(['s3://b'], { AWS_RESPONSE_CHECKSUM_VALIDATION: 'sometimes' })).toThrow(CliError);
+    const o = parseArgs(commandByName('wal-archive')!, ['--sse-kms-key-id', 'k', 's3://b', 'srv', 'w']);
+    if (o.kind !== 'args') throw new Error();
+    expect(() => resolveStore('s3://b', o.args.options, {})).toThrow(GeneralError);
+  });
+});
+
+describe('Azure authentication in barman order', () => {
+  const url = ['--cloud-provider', 'azure-blob-storage', 'https://acct.blob.core.windows.net/cont/path'];
+  it('credential flag, then connection string, then SAS, then key, then default', () => {
+    const all = { AZURE_STORAGE_CONNECTION_STRING: 'AccountName=a;AccountKey=k', AZURE_STORAGE_SAS_TOKEN: 'sv=1&sig=x', AZURE_STORAGE_KEY: 'key' };
+    expect(resolve(['--azure-credential', 'managed-identity', ...url], all).config).toMatchObject({ auth: { kind: 'token-credential', credential: 'managed-identity' } });
+    expect(resolve(url, all).config).toMatchObject({ auth: { kind: 'connection-string' } });
+    expect(resolve(url, { AZURE_STORAGE_SAS_TOKEN: 'sv=1&sig=x', AZURE_STORAGE_KEY: 'key' }).config).toMatchObject({ auth: { kind: 'sas' } });
+    expect(resolve(url, { AZURE_STORAGE_KEY: 'key' }).config).toMatchObject({ auth: { kind: 'shared-key', accountName: 'acct' } });
+    expect(resolve(url, {}).config).toMatchObject({ auth: { kind: 'token-credential', credential: 'default' }, accountUrl: 'https://acct.blob.core.windows.net' });
+    expect(resolve(['--azure-use-default-azure-credentials', ...url], {}).config).toMatchObject({ auth: { credential: 'default' } });
+    expect(resolve(['--azure-inherit-from-azure-ad', ...url], all).config).toMatchObject({ auth: { credential: 'managed-identity' } });
+  });
+
+  it('maps REQUESTS_CA_BUNDLE for Azure only', () => {
+    expect(resolve(url, { REQUESTS_CA_BUNDLE: caFile }).config.ca).toContain('BEGIN CERTIFICATE');
+    expect(resolve(['s3://b'], { REQUESTS_CA_BUNDLE: caFile }).config.ca).toBeUndefined();
+  });
+});
+
+describe('GCS', () => {
+  it('uses STORAGE_EMULATOR_HOST and tolerates an empty credentials file', () => {
+    const empty = join(dir, 'empty.json');
+    writeFileSync(empty, '');
+    const { config } = resolve(['--cloud-provider', 'google-cloud-storage', 'gs://b/x'], {
+      STORAGE_EMULATOR_HOST: '127.0.0.1:4443', GOOGLE_APPLICATION_CREDENTIALS: empty,
+    });
+    expect(config).toMatchObject({ provider: 'google-cloud-storage', bucket: 'b', apiEndpoint: 'http://127.0.0.1:4443', keyFilename: empty });
+  });
+
+  it('ignores a key file with --google-gke-environment', () => {
+    const { config } = resolve(['--cloud-provider', 'google-cloud-storage', '--google-gke-environment', 'gs://b'], { GOOGLE_APPLICATION_CREDENTIALS: '/x.json' });
+    expect(config).toMatchObject({ keyFilename: undefined });
+  });
+});
