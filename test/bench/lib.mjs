@@ -1,0 +1,50 @@
+// Shared benchmark helpers: spawn a command many times, interleaving the contenders so that a
+// noisy, shared machine affects them alike; report medians and ratios.
+import { spawn } from 'node:child_process';
+
+export function runOnce(cmd, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+    let stderr = '';
+    child.stdout.resume();
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code !== 0 && !opts.allowFailure) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-500)}`));
+      else resolve(ms);
+    });
+  });
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function percentile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+/**
+ * contenders: [{ label, cmd, args, env?, before?() }]; each round runs every contender once, in
+ * rotating order. Returns [{ label, samples, median }].
+ */
+export async function compare(contenders, { rounds = 20, warmup = 2 } = {}) {
+  const samples = contenders.map(() => []);
+  for (let r = -warmup; r < rounds; r++) {
+    for (let k = 0; k < contenders.length; k++) {
+      const i = (k + Math.max(r, 0)) % contenders.length;
+      const c = contenders[i];
+      if (c.before) await c.before(r);
+      const ms = await runOnce(c.cmd, c.args, c);
+      if (r >= 0) samples[i].push(ms);
+    }
+  }
+  return contenders.map((c, i) => ({ label: c.label, samples: samples[i], median: median(samples[i]), p90: percentile(samples[i], 90) }));
+}
+
+export const fmt = (ms) => `${ms.toFixed(1)} ms`;

@@ -1,0 +1,54 @@
+// `npm run bench [name…]`: runs the benchmarks side by side with the Python tools where installed
+// and rewrites docs/benchmarks.md with medians, ratios and the command that reproduces them.
+import { writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { cpus, totalmem } from 'node:os';
+import { execFileSync } from 'node:child_process';
+
+const root = resolve(import.meta.dirname, '..', '..');
+const ALL = ['startup'];
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const rounds = Number(process.env.BENCH_ROUNDS ?? 21);
+const names = wanted.length ? wanted : ALL;
+
+execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
+
+const docPath = join(root, 'docs', 'benchmarks.md');
+const previous = existsSync(docPath) ? readFileSync(docPath, 'utf8') : '';
+const sections = new Map();
+for (const m of previous.matchAll(/<!-- bench:(\w+) -->\n([\s\S]*?)<!-- \/bench:\1 -->/g)) sections.set(m[1], m[2]);
+
+for (const name of names) {
+  const bench = await import(`./${name}.mjs`);
+  process.stderr.write(`running ${name} …\n`);
+  const result = await bench.run({ root, rounds });
+  const table = [
+    `| ${result.headers.join(' | ')} |`,
+    `|${result.headers.map(() => '---').join('|')}|`,
+    ...result.rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+  const text = [
+    `### ${bench.title}`,
+    '',
+    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${rounds} interleaved rounds,`,
+    `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB. Reproduce: \`npm run bench ${name}\`.`,
+    '',
+    table,
+    '',
+    ...(result.notes ?? []).map((n) => `${n}`),
+    '',
+  ].join('\n');
+  sections.set(name, text);
+  process.stdout.write(`${text}\n`);
+}
+
+const order = [...new Set([...ALL, ...sections.keys()])].filter((n) => sections.has(n));
+const doc = [
+  '# Benchmarks',
+  '',
+  'Written by `npm run bench` (see `test/bench/`). The machines are shared and noisy: every figure is a',
+  'median of interleaved runs of all contenders in the same session, and comparisons are ratios.',
+  '',
+  ...order.map((n) => `<!-- bench:${n} -->\n${sections.get(n)}<!-- /bench:${n} -->\n`),
+].join('\n');
+writeFileSync(docPath, doc);
