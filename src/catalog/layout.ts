@@ -1,0 +1,78 @@
+// barman's bucket layout (spec §3): where WAL files, base backups and annotations live.
+import { isHistoryFile } from '../wal/names.js';
+
+/** Python's os.path.join for '/'-separated keys: an empty part adds nothing, a trailing '/' is not doubled. */
+export function joinKey(...parts: string[]): string {
+  let out = '';
+  for (const part of parts) {
+    if (part === '') {
+      if (out !== '' && !out.endsWith('/')) out += '/';
+      continue;
+    }
+    if (part.startsWith('/')) out = part;
+    else out = out === '' || out.endsWith('/') ? out + part : `${out}/${part}`;
+  }
+  return out;
+}
+
+/** The keys of one server's archive under a URL path `P` (spec §3). */
+export class ServerLayout {
+  /** `P/S` */
+  readonly root: string;
+
+  constructor(readonly path: string, readonly serverName: string) {
+    this.root = joinKey(path, serverName);
+  }
+
+  /** `P/S/wals/` */
+  get walsPrefix(): string {
+    return joinKey(this.root, 'wals', '');
+  }
+
+  /** `P/S/base/` */
+  get basePrefix(): string {
+    return joinKey(this.root, 'base', '');
+  }
+
+  /**
+   * The directory of a WAL file: `<TLI8><LOG8>` re-encoded upper-case from the first 16 characters
+   * (spec §3), except history files, which live directly under `wals/`.
+   */
+  walDirectory(walName: string): string {
+    if (isHistoryFile(walName)) return this.walsPrefix;
+    return joinKey(this.walsPrefix, hashDir(walName), '');
+  }
+
+  /** Key of a WAL file without its compression suffix; the base name keeps its original case. */
+  walKey(walName: string): string {
+    return this.walDirectory(walName) + walName;
+  }
+
+  backupPrefix(backupId: string): string {
+    return joinKey(this.basePrefix, backupId, '');
+  }
+
+  backupInfoKey(backupId: string): string {
+    return joinKey(this.backupPrefix(backupId), 'backup.info');
+  }
+
+  /**
+   * Annotation keys are built as "%s/" % P + … in barman, so a P with a trailing '/' gives a double
+   * slash here only (spec §3, a quirk kept for compatibility: reads and writes agree).
+   */
+  annotationKey(backupId: string, name: string): string {
+    const head = this.path === '' ? '' : `${this.path}/`;
+    return `${head}${this.serverName}/base/${backupId}/annotations/${name}`;
+  }
+}
+
+/** `"%08X%08X" % (tli, log)` from a WAL file name. */
+export function hashDir(walName: string): string {
+  const tli = Number.parseInt(walName.slice(0, 8), 16);
+  const log = Number.parseInt(walName.slice(8, 16), 16);
+  return hex8(tli) + hex8(log);
+}
+
+export function hex8(n: number): string {
+  return n.toString(16).toUpperCase().padStart(8, '0');
+}
