@@ -16,10 +16,26 @@ export interface ServerHandle {
   stop(): Promise<void>;
 }
 
+// Children run in their own process group (detached) so that a wrapper script (pyenv's moto_server
+// shim) and everything under it is stopped together; whatever is still running when this process
+// ends is killed, so no server outlives the test run that started it.
 const started = new Set<ChildProcess>();
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid) process.kill(-child.pid, signal);
+  } catch {
+    child.kill(signal);
+  }
+}
 process.once('exit', () => {
-  for (const child of started) child.kill('SIGKILL');
+  for (const child of started) killGroup(child, 'SIGKILL');
 });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    for (const child of started) killGroup(child, 'SIGKILL');
+    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+  });
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -65,12 +81,12 @@ function track(child: ChildProcess, what: string): { stderr: () => string } {
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await new Promise<void>((res) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    const t = setTimeout(() => killGroup(child, 'SIGKILL'), 3000);
     child.once('exit', () => {
       clearTimeout(t);
       res();
     });
-    child.kill('SIGTERM');
+    killGroup(child, 'SIGTERM');
   });
 }
 
@@ -113,7 +129,7 @@ export async function startMoto(opts: { tls?: TestCA } = {}): Promise<ServerHand
   const port = await freePort();
   const args = ['-H', '127.0.0.1', '-p', String(port)];
   if (opts.tls) args.push('-c', opts.tls.certFile, '-k', opts.tls.keyFile);
-  const child = spawn('moto_server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('moto_server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const t = track(child, 'moto_server');
   try {
     await waitForPort(port, child, 'moto_server');
@@ -147,7 +163,7 @@ export async function startAzurite(opts: { tls?: TestCA; oauth?: boolean } = {})
   if (opts.oauth) args.push('--oauth', 'basic');
   // Run in a scratch directory: azurite may leave debug or extent files in its working directory.
   const cwd = mkdtempSync(join(tmpdir(), 'bc-azurite-'));
-  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const t = track(child, 'azurite');
   try {
     await waitForPort(port, child, 'azurite');
@@ -163,6 +179,7 @@ export async function startGcs(): Promise<ServerHandle> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(ROOT, 'test', 'servers', 'gcs-server.mjs'), '--port', String(port)], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   const t = track(child, 'gcs-server');
   try {

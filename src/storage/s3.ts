@@ -1,0 +1,680 @@
+// The S3 driver (aws-s3): AWS SDK v3 client, lib-storage multipart uploads, our retry/timeout policy
+// and one error mapping onto the storage error classes. Loaded only through openObjectStore().
+import { PassThrough, Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  GetObjectTaggingCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type BucketLocationConstraint,
+  type PutObjectCommandInput,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { Upload } from '@aws-sdk/lib-storage';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import {
+  AccessDeniedError,
+  BarmanCloudError,
+  BucketNotFoundError,
+  NetworkError,
+  NotFoundError,
+  PreconditionFailedError,
+  StorageError,
+} from '../errors.js';
+import { isEnabled, log, redact, registerSecret } from '../log.js';
+import type { RetryPolicy, S3StoreConfig } from './config.js';
+import { backoffDelayMs, mayRetry } from './retry.js';
+import type {
+  ConnectivityResult,
+  DeleteResult,
+  GetOptions,
+  ListEntry,
+  ListOptions,
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  Tag,
+} from './types.js';
+
+const MIB = 1024 * 1024;
+/** S3's smallest part (all parts but the last). */
+export const MIN_PART_SIZE = 5 * MIB;
+export const DEFAULT_PART_SIZE = 8 * MIB;
+const DEFAULT_QUEUE_SIZE = 4;
+const MAX_DELETE_BATCH = 1000;
+const MAX_SOCKETS = 50;
+
+// ---- the SDK's Node-version notice ---------------------------------------------------------------
+// @aws-sdk/core announces, once per process through process.emitWarning(), that future releases
+// will need Node 22. Node prints that on stderr, which callers (PostgreSQL, CNPG) read. Drop exactly
+// that warning; every other warning reaches Node's normal handling untouched. The filter stays in
+// place because the SDK may build nested clients (STS for web identity, SSO) lazily, later on.
+const FILTER_INSTALLED = Symbol.for('barman-cloud-ts.sdkNodeVersionWarningFilter');
+
+export function isSdkNodeVersionWarning(warning: unknown): boolean {
+  const text =
+    typeof warning === 'string' ? warning : warning instanceof Error ? `${warning.name}: ${warning.message}` : '';
+  return text.includes('NodeVersionSupportWarning') && text.includes('AWS SDK for JavaScript');
+}
+
+function installSdkWarningFilter(): void {
+  const proc = process as NodeJS.Process & { [FILTER_INSTALLED]?: true };
+  if (proc[FILTER_INSTALLED]) return;
+  proc[FILTER_INSTALLED] = true;
+  const original = process.emitWarning;
+  const filtered = function (this: unknown, warning: string | Error, ...rest: unknown[]): void {
+    if (isSdkNodeVersionWarning(warning)) return;
+    (original as (...args: unknown[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = filtered as typeof process.emitWarning;
+}
+
+installSdkWarningFilter();
+
+// ---- error mapping -------------------------------------------------------------------------------
+
+export interface S3ErrorContext {
+  bucket: string;
+  /** Endpoint named in network errors. */
+  endpoint: string;
+  /** What was being done, for messages ("get", "list", …). */
+  op: string;
+  /** Object key for object operations; absent for bucket operations. */
+  key?: string;
+}
+
+interface SdkErrorLike {
+  name?: string;
+  message?: string;
+  code?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  cause?: unknown;
+  errors?: unknown[];
+}
+
+/** Transport failures before any connection was made. */
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
+]);
+/** Transport failures on an open connection. */
+const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|EPROTO$|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE)/;
+const ACCESS_CODES = new Set([
+  'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden', 'ExpiredToken',
+  'InvalidToken', 'AllAccessDisabled', 'AccountProblem', 'InvalidSecurity', 'TokenRefreshRequired',
+]);
+/** Codes a 404 on an object operation carries when the object itself is missing. */
+const OBJECT_404_CODES = new Set(['NoSuchKey', 'NotFound', 'UnknownError', '']);
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+type NetworkKind = 'connect' | 'timeout' | 'closed';
+
+/** When `err` is a transport failure (no HTTP answer), what kind and a short description; else undefined. */
+function networkFailure(err: unknown, depth = 0): { kind: NetworkKind; detail: string } | undefined {
+  if (!err || typeof err !== 'object' || depth > 6) return undefined;
+  const e = err as SdkErrorLike;
+  if (e.$metadata?.httpStatusCode !== undefined) return undefined;
+  const message = oneLine(e.message ?? '');
+  const code = typeof e.code === 'string' ? e.code : '';
+  const detail = code && !message.includes(code) ? [code, message].filter(Boolean).join(': ') : message || code;
+  // Codes first: the SDK's HTTP handler renames ECONNRESET/EPIPE/ETIMEDOUT errors to TimeoutError.
+  if (CONNECT_CODES.has(code) || TLS_CODE.test(code)) return { kind: 'connect', detail };
+  if (CLOSED_CODES.has(code)) return { kind: 'closed', detail };
+  if (code === 'ETIMEDOUT' || e.name === 'TimeoutError') {
+    return { kind: /establish a connection|connect/i.test(message) ? 'connect' : 'timeout', detail: detail || 'timed out' };
+  }
+  if (/socket hang up/i.test(message)) return { kind: 'closed', detail };
+  if (Array.isArray(e.errors)) {
+    for (const inner of e.errors) {
+      const found = networkFailure(inner, depth + 1);
+      if (found) return found;
+    }
+  }
+  if (e.cause !== undefined && e.cause !== err) return networkFailure(e.cause, depth + 1);
+  return undefined;
+}
+
+/** botocore's wording for the three kinds of transport failure, naming the endpoint. */
+export function networkMessage(kind: NetworkKind, endpoint: string, detail: string): string {
+  const head =
+    kind === 'connect'
+      ? `Could not connect to the endpoint URL: "${endpoint}"`
+      : kind === 'timeout'
+        ? `Read timeout on endpoint URL: "${endpoint}"`
+        : `Connection was closed before we received a valid response from endpoint URL: "${endpoint}"`;
+  return `${head} (${oneLine(redact(detail))})`;
+}
+
+/**
+ * The one place an SDK (or transport) error becomes one of our storage errors. Messages are one line,
+ * carry no credential (the SDK never puts keys in them, and redact() strips anything registered).
+ * An AbortError (the caller's own signal) is returned unchanged.
+ */
+export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
+  if (err instanceof BarmanCloudError) return err;
+  if (!err || typeof err !== 'object') return new StorageError(`S3 ${ctx.op} failed: ${String(err)}`);
+  const e = err as SdkErrorLike;
+  if (e.name === 'AbortError') return err as Error;
+  const status = e.$metadata?.httpStatusCode;
+  const code = e.Code ?? e.name ?? '';
+  const message = oneLine(redact(e.message ?? ''));
+  const cause = { cause: err };
+
+  if (status === undefined) {
+    const net = networkFailure(err);
+    if (net) return new NetworkError(networkMessage(net.kind, ctx.endpoint, net.detail), cause);
+    if (code === 'CredentialsProviderError') {
+      return new AccessDeniedError(`No usable AWS credentials: ${message}`, cause);
+    }
+  }
+  if (code === 'NoSuchBucket') return new BucketNotFoundError(ctx.bucket, cause);
+  if (ctx.key !== undefined && (code === 'NoSuchKey' || (status === 404 && OBJECT_404_CODES.has(code)))) {
+    return new NotFoundError(ctx.key, cause);
+  }
+  if (ctx.key === undefined && status === 404 && OBJECT_404_CODES.has(code)) {
+    return new BucketNotFoundError(ctx.bucket, cause);
+  }
+  if (status === 412 || code === 'PreconditionFailed') return new PreconditionFailedError(ctx.key ?? '', cause);
+  if (status === 401 || status === 403 || ACCESS_CODES.has(code)) {
+    return new AccessDeniedError(`Access denied (${code || `HTTP ${status}`}): ${message || 'no detail'}`, cause);
+  }
+  const generic = !code || code === 'Error' || code === 'UnknownError';
+  let text = message && message !== 'UnknownError' ? message : '';
+  if (!generic && !text.startsWith(code)) text = text ? `${code}: ${text}` : code;
+  if (!text) text = `S3 ${ctx.op} failed`;
+  if (status !== undefined && status >= 300) text += ` (HTTP ${status})`;
+  return new StorageError(text, cause);
+}
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+/** Python urlencode() of the pairs, order kept: form encoding, '+' for space (spec §11.2). */
+export function encodeTagging(tags: Tag[]): string {
+  const enc = (s: string) =>
+    encodeURIComponent(s)
+      .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+      .replace(/%20/g, '+');
+  return tags.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&');
+}
+
+function rangeHeader(options: GetOptions): string | undefined {
+  const { start, end } = options;
+  if (start === undefined && end === undefined) return undefined;
+  return `bytes=${start ?? 0}-${end ?? ''}`;
+}
+
+function abortErrorOf(signal: AbortSignal): Error {
+  if (signal.reason instanceof Error) return signal.reason;
+  return Object.assign(new Error('The operation was aborted'), { name: 'AbortError' });
+}
+
+/** UTF-8 byte order, the order S3 lists keys in. */
+function byKey(a: { sort: Buffer }, b: { sort: Buffer }): number {
+  return Buffer.compare(a.sort, b.sort);
+}
+
+type RetryStrategyV2 = Extract<NonNullable<S3ClientConfig['retryStrategy']>, { acquireInitialRetryToken: unknown }>;
+type RetryToken = Awaited<ReturnType<RetryStrategyV2['acquireInitialRetryToken']>>;
+
+/**
+ * Our RetryPolicy as an SDK retry strategy: maxAttempts in all, full-jitter exponential back-off,
+ * retrying what the SDK classifies as transient (network errors, timeouts, 500/502/503/504) or
+ * throttling. Streaming request bodies are never retried by the SDK; we only send Buffers.
+ */
+function retryStrategyFor(policy: RetryPolicy): RetryStrategyV2 {
+  const token = (count: number, delay: number): RetryToken => ({
+    getRetryCount: () => count,
+    getRetryDelay: () => delay,
+  });
+  return {
+    acquireInitialRetryToken: async () => token(0, 0),
+    refreshRetryTokenForRetry: async (previous, info) => {
+      const attemptsMade = previous.getRetryCount() + 1;
+      const retryable = info.errorType === 'TRANSIENT' || info.errorType === 'THROTTLING';
+      if (!retryable || !mayRetry(policy, attemptsMade)) throw new Error('No retry token available');
+      const delay = backoffDelayMs(policy, attemptsMade);
+      const e = info.error as SdkErrorLike | undefined;
+      log.debug(
+        `S3 request failed (${e?.name ?? 'error'}${e?.$metadata?.httpStatusCode ? ` HTTP ${e.$metadata.httpStatusCode}` : ''}), ` +
+          `retry ${attemptsMade}/${policy.maxAttempts - 1} in ${delay} ms`,
+      );
+      return token(attemptsMade, delay);
+    },
+    recordSuccess: () => {},
+  };
+}
+
+/** SDK log lines go to our debug level only (never JSON dumps of request inputs, which hold bodies). */
+function sdkLogger() {
+  const forward =
+    (level: string) =>
+    (...content: unknown[]) => {
+      const text = content.filter((c) => typeof c === 'string').join(' ');
+      if (text) log.debug(`aws-sdk ${level}: ${oneLine(text)}`);
+    };
+  const ignore = () => {};
+  return { trace: ignore, debug: ignore, info: ignore, warn: forward('warning'), error: forward('error') };
+}
+
+/** Map the SDK's credential-feature markers onto a readable source name. */
+function describeCredentialSource(features: Record<string, unknown>): string {
+  const has = (name: string) => Object.prototype.hasOwnProperty.call(features, name);
+  const any = (re: RegExp) => Object.keys(features).some((k) => re.test(k));
+  if (has('CREDENTIALS_CODE')) return 'static';
+  if (any(/WEB_ID/)) return 'web-identity';
+  if (any(/SSO/)) return 'sso';
+  if (any(/PROCESS/)) return 'process';
+  if (any(/^CREDENTIALS_PROFILE/)) return 'profile';
+  if (has('CREDENTIALS_ENV_VARS')) return 'env';
+  if (has('CREDENTIALS_HTTP')) return 'container';
+  if (has('CREDENTIALS_IMDS')) return 'instance-metadata';
+  return 'unknown';
+}
+
+// ---- the driver ----------------------------------------------------------------------------------
+
+export class S3ObjectStore implements ObjectStore {
+  readonly provider = 'aws-s3' as const;
+  readonly bucket: string;
+  readonly maxDeleteBatch = MAX_DELETE_BATCH;
+  /** The SDK client (exposed for tests and diagnostics). */
+  readonly client: S3Client;
+  /** Endpoint as named in messages. */
+  readonly endpoint: string;
+  private readonly config: S3StoreConfig;
+
+  constructor(config: S3StoreConfig) {
+    this.config = config;
+    this.bucket = config.bucket;
+    const region = config.region ?? 'us-east-1';
+    this.endpoint = config.endpointUrl ?? `https://s3.${region}.amazonaws.com`;
+    const retry = config.retry;
+    const logger = sdkLogger();
+
+    const handlerOptions = () => ({
+      connectionTimeout: retry.connectTimeoutMs,
+      // socketTimeout is the inactivity limit on an open request (barman's --read-timeout). The
+      // handler's requestTimeout is a whole-request limit, which a long upload must not hit.
+      socketTimeout: retry.readTimeoutMs,
+      httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+      httpsAgent: {
+        keepAlive: true,
+        maxSockets: MAX_SOCKETS,
+        ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}),
+      },
+      logger,
+    });
+
+    if (config.credentials) {
+      registerSecret(config.credentials.secretAccessKey);
+      registerSecret(config.credentials.sessionToken);
+    }
+    const credentials: S3ClientConfig['credentials'] = config.credentials
+      ? { ...config.credentials }
+      : // The SDK default chain: env keys, SSO, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE),
+        // shared files with AWS_PROFILE or the given profile, credential_process, container and
+        // instance metadata. Its STS/SSO clients get our CA too.
+        fromNodeProviderChain({
+          ...(config.profile ? { profile: config.profile } : {}),
+          clientConfig: {
+            region,
+            logger,
+            ...(config.ca ? { requestHandler: new NodeHttpHandler(handlerOptions()) } : {}),
+          },
+        });
+
+    const toSdk = (v: 'when_supported' | 'when_required' | undefined) =>
+      v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
+
+    this.client = new S3Client({
+      region,
+      ...(config.endpointUrl ? { endpoint: config.endpointUrl, forcePathStyle: true } : {}),
+      ...(config.profile ? { profile: config.profile } : {}),
+      credentials,
+      // S3-compatible stores often reject the flexible checksums; only send them where required.
+      requestChecksumCalculation: toSdk(config.requestChecksumCalculation),
+      responseChecksumValidation: toSdk(config.responseChecksumValidation),
+      maxAttempts: Math.max(1, retry.maxAttempts),
+      retryStrategy: retryStrategyFor(retry),
+      requestHandler: new NodeHttpHandler(handlerOptions()),
+      // boto3 follows a 301 to the bucket's region by itself; barman users rely on that.
+      followRegionRedirects: true,
+      logger,
+    });
+    this.installDebugLog();
+  }
+
+  /** One debug line per HTTP attempt: command, method, path, status, time. */
+  private installDebugLog(): void {
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (!isEnabled('DEBUG')) return next(args);
+        const req = args.request as { method?: string; path?: string } | undefined;
+        const what = `S3 ${context.commandName ?? 'request'} ${req?.method ?? ''} ${req?.path ?? ''}`;
+        const started = Date.now();
+        try {
+          const result = await next(args);
+          const res = result.response as { statusCode?: number } | undefined;
+          log.debug(`${what} -> ${res?.statusCode ?? '?'} (${Date.now() - started} ms)`);
+          return result;
+        } catch (err) {
+          const e = err as SdkErrorLike;
+          log.debug(`${what} -> ${e?.code ?? e?.name ?? 'error'} (${Date.now() - started} ms)`);
+          throw err;
+        }
+      },
+      { step: 'deserialize', name: 'barmanCloudDebugLog', priority: 'low' },
+    );
+  }
+
+  private fail(err: unknown, op: string, key?: string): Error {
+    const mapped = mapS3Error(err, { bucket: this.bucket, endpoint: this.endpoint, op, key });
+    if (mapped !== err) log.debug(`S3 ${op}${key !== undefined ? ` ${key}` : ''} failed: ${mapped.name}: ${mapped.message}`);
+    return mapped;
+  }
+
+  private async call<T>(op: string, key: string | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.fail(err, op, key);
+    }
+  }
+
+  /** Where the credentials in use come from ('static', 'env', 'profile', 'web-identity', …). */
+  async credentialSource(): Promise<string> {
+    const provider = this.client.config.credentials;
+    const creds = (await provider()) as { $source?: Record<string, unknown> };
+    return describeCredentialSource(creds.$source ?? {});
+  }
+
+  // ---- bucket ----
+
+  async testConnectivity(): Promise<ConnectivityResult> {
+    return (await this.bucketExists()) ? 'ok' : 'bucket-missing';
+  }
+
+  async bucketExists(): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return true;
+    } catch (err) {
+      const mapped = this.fail(err, 'head-bucket');
+      if (mapped instanceof BucketNotFoundError) return false;
+      throw mapped;
+    }
+  }
+
+  async createBucket(): Promise<void> {
+    const region = this.config.region ?? 'us-east-1';
+    try {
+      await this.client.send(
+        new CreateBucketCommand({
+          Bucket: this.bucket,
+          ...(region !== 'us-east-1'
+            ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } }
+            : {}),
+        }),
+      );
+    } catch (err) {
+      if ((err as SdkErrorLike)?.name === 'BucketAlreadyOwnedByYou') return;
+      throw this.fail(err, 'create-bucket');
+    }
+  }
+
+  // ---- objects ----
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { key, size: out.ContentLength ?? 0, ...(out.LastModified ? { lastModified: out.LastModified } : {}) };
+    } catch (err) {
+      const mapped = this.fail(err, 'head', key);
+      if (mapped instanceof NotFoundError) return null;
+      throw mapped;
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const range = rangeHeader(options);
+    const out = await this.call('get', key, () =>
+      this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: range } : {}) }),
+        options.signal ? { abortSignal: options.signal } : {},
+      ),
+    );
+    const body = out.Body as unknown;
+    if (!(body instanceof Readable)) throw new StorageError(`S3 get ${key}: the response has no readable body`);
+    return this.wrapBody(body, key);
+  }
+
+  /**
+   * Hand the caller a stream whose errors are already our errors (a dropped connection becomes a
+   * NetworkError), and that releases the socket when the caller stops reading early.
+   */
+  private wrapBody(body: Readable, key: string): Readable {
+    const out = new PassThrough();
+    body.once('error', (err) => {
+      if (!out.destroyed) out.destroy(this.fail(err, 'get', key));
+    });
+    body.once('close', () => {
+      if (!body.readableEnded && !out.destroyed) {
+        out.destroy(new NetworkError(networkMessage('closed', this.endpoint, `stream ended early while reading ${key}`)));
+      }
+    });
+    out.once('close', () => {
+      if (!body.destroyed) body.destroy();
+    });
+    body.pipe(out);
+    return out;
+  }
+
+  async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
+    const stream = await this.get(key, options);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+    const { signal } = options;
+    if (signal?.aborted) throw abortErrorOf(signal);
+    const common: PutObjectCommandInput = {
+      Bucket: this.bucket,
+      Key: key,
+      ...(options.tags && options.tags.length > 0 ? { Tagging: encodeTagging(options.tags) } : {}),
+      ...(this.config.serverSideEncryption ? { ServerSideEncryption: this.config.serverSideEncryption } : {}),
+      ...(this.config.sseKmsKeyId ? { SSEKMSKeyId: this.config.sseKmsKeyId } : {}),
+      // Conditional write. moto 5.2 honours it on PutObject and CompleteMultipartUpload, as S3 does.
+      ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+    };
+    if (Buffer.isBuffer(body)) {
+      await this.call('put', key, () =>
+        this.client.send(
+          new PutObjectCommand({ ...common, Body: body, ContentLength: body.length }),
+          signal ? { abortSignal: signal } : {},
+        ),
+      );
+      return;
+    }
+    await this.putStream(key, body, options, common);
+  }
+
+  /**
+   * A stream of unknown length: lib-storage Upload (one PutObject when it fits in one part, else a
+   * multipart upload with `concurrency` parts in flight). On any failure the multipart upload is
+   * aborted before we return: lib-storage does it itself (leavePartsOnError false) once its part
+   * uploads have settled, and we abort again if that did not happen.
+   *
+   * Tags and encryption go in the request parameters, which lib-storage sends on PutObject and on
+   * CreateMultipartUpload, as barman does; Upload's own `tags` option would instead add a separate
+   * PutObjectTagging call after completion.
+   *
+   * A caller's abort signal destroys the source stream rather than aborting Upload directly: that
+   * makes Upload stop, wait for its in-flight parts and abort the multipart upload before done()
+   * settles (its own abort settles at once and cleans up in the background).
+   */
+  private async putStream(key: string, body: Readable, options: PutOptions, common: PutObjectCommandInput): Promise<void> {
+    const partSize = Math.max(Math.floor(options.partSize ?? DEFAULT_PART_SIZE), MIN_PART_SIZE);
+    const queueSize = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_QUEUE_SIZE));
+    const { signal } = options;
+    let sourceError: unknown;
+    const onSourceError = (err: unknown) => {
+      sourceError ??= err;
+    };
+    const onAbort = () => {
+      if (signal && !body.destroyed) body.destroy(abortErrorOf(signal));
+    };
+    body.on('error', onSourceError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        ...common,
+        Body: body,
+        ...(options.contentLength !== undefined ? { ContentLength: options.contentLength } : {}),
+      },
+      partSize,
+      queueSize,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      await this.abortLeftoverUpload(upload, key);
+      if (!body.destroyed) body.destroy();
+      // The source failing (or the caller aborting) is not a storage error: give it back as it is.
+      if (sourceError !== undefined) throw sourceError;
+      throw this.fail(err, 'put', key);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      body.off('error', onSourceError);
+    }
+  }
+
+  /** Abort the multipart upload if lib-storage created one and did not abort it (an abort that failed). */
+  private async abortLeftoverUpload(upload: Upload, key: string): Promise<void> {
+    // Upload's bookkeeping (not public API): the upload id, and the abort command it clears to null
+    // once it has aborted or completed the upload.
+    const state = upload as unknown as { uploadId?: string; abortMultipartUploadCommand?: unknown };
+    if (!state.uploadId || state.abortMultipartUploadCommand === null) return;
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: state.uploadId }));
+      log.debug(`S3 aborted incomplete multipart upload of ${key}`);
+    } catch (err) {
+      if ((err as SdkErrorLike)?.name === 'NoSuchUpload') return;
+      const mapped = this.fail(err, 'abort-multipart-upload', key);
+      log.warning(`Could not abort the incomplete multipart upload of ${key} (upload id ${state.uploadId}): ${mapped.message}`);
+    }
+  }
+
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
+    let token: string | undefined;
+    do {
+      const page = await this.call('list', undefined, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            ...(prefix ? { Prefix: prefix } : {}),
+            ...(options.delimiter ? { Delimiter: options.delimiter } : {}),
+            ...(options.pageSize ? { MaxKeys: options.pageSize } : {}),
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+        ),
+      );
+      const entries: { sort: Buffer; entry: ListEntry }[] = [];
+      for (const p of page.CommonPrefixes ?? []) {
+        if (p.Prefix !== undefined) entries.push({ sort: Buffer.from(p.Prefix), entry: { kind: 'prefix', prefix: p.Prefix } });
+      }
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        entries.push({
+          sort: Buffer.from(o.Key),
+          entry: { kind: 'object', key: o.Key, size: o.Size ?? 0, ...(o.LastModified ? { lastModified: o.LastModified } : {}) },
+        });
+      }
+      entries.sort(byKey);
+      for (const { entry } of entries) yield entry;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      const mapped = this.fail(err, 'delete', key);
+      if (mapped instanceof NotFoundError) return;
+      throw mapped;
+    }
+  }
+
+  async deleteMany(keys: string[], batchSize?: number): Promise<DeleteResult> {
+    const size = Math.max(1, Math.min(Math.floor(batchSize ?? MAX_DELETE_BATCH), MAX_DELETE_BATCH));
+    const result: DeleteResult = { deleted: [], errors: [] };
+    for (let i = 0; i < keys.length; i += size) {
+      const batch = keys.slice(i, i + size);
+      let failed: { key: string; message: string }[];
+      try {
+        const out = await this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
+        );
+        failed = (out.Errors ?? [])
+          .filter((e) => e.Key !== undefined && e.Code !== 'NoSuchKey')
+          .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
+      } catch (err) {
+        if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
+        log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
+        failed = [];
+        for (const key of batch) {
+          try {
+            await this.delete(key);
+          } catch (e) {
+            if (e instanceof NetworkError || e instanceof BucketNotFoundError) throw e;
+            failed.push({ key, message: (e as Error).message });
+          }
+        }
+      }
+      const failedKeys = new Set(failed.map((f) => f.key));
+      for (const key of batch) if (!failedKeys.has(key)) result.deleted.push(key);
+      result.errors.push(...failed);
+    }
+    return result;
+  }
+
+  async getTags(key: string): Promise<Tag[]> {
+    const out = await this.call('get-tags', key, () =>
+      this.client.send(new GetObjectTaggingCommand({ Bucket: this.bucket, Key: key })),
+    );
+    return (out.TagSet ?? []).map((t) => [t.Key ?? '', t.Value ?? ''] as Tag);
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+/** A store that wants Content-MD5 on DeleteObjects (spec §12.2): fall back to DeleteObject. */
+function refusesBulkDelete(err: unknown): boolean {
+  const e = err as SdkErrorLike | undefined;
+  if (!e || typeof e !== 'object') return false;
+  return e.name === 'MissingContentMD5' || e.Code === 'MissingContentMD5' || /content-md5/i.test(e.message ?? '');
+}
