@@ -18,7 +18,9 @@ import {
   type PutObjectCommandInput,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import {
+  createCredentialChain, fromContainerMetadata, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
+} from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
@@ -323,19 +325,25 @@ export class S3ObjectStore implements ObjectStore {
       registerSecret(config.credentials.secretAccessKey);
       registerSecret(config.credentials.sessionToken);
     }
+    const clientConfig = {
+      region,
+      logger,
+      ...(config.ca ? { requestHandler: new NodeHttpHandler(handlerOptions()) } : {}),
+    };
     const credentials: S3ClientConfig['credentials'] = config.credentials
       ? { ...config.credentials }
-      : // The SDK default chain: env keys, SSO, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE),
-        // shared files with AWS_PROFILE or the given profile, credential_process, container and
-        // instance metadata. Its STS/SSO clients get our CA too.
-        fromNodeProviderChain({
-          ...(config.profile ? { profile: config.profile } : {}),
-          clientConfig: {
-            region,
-            logger,
-            ...(config.ca ? { requestHandler: new NodeHttpHandler(handlerOptions()) } : {}),
-          },
-        });
+      : config.inheritFromIamRole
+        ? // s3Credentials.inheritFromIAMRole: the ambient role only, never static keys from the
+          // environment: web identity (IRSA), then container, then instance metadata.
+          createCredentialChain(
+            fromTokenFile({ clientConfig }),
+            fromContainerMetadata({ maxRetries: 1 }),
+            fromInstanceMetadata({ maxRetries: 1 }),
+          )
+        : // The SDK default chain: env keys, SSO, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE),
+          // shared files with AWS_PROFILE or the given profile, credential_process, container and
+          // instance metadata. Its STS/SSO clients get our CA too.
+          fromNodeProviderChain({ ...(config.profile ? { profile: config.profile } : {}), clientConfig });
 
     const toSdk = (v: 'when_supported' | 'when_required' | undefined) =>
       v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';

@@ -618,6 +618,31 @@ describe('S3 credentials', () => {
     );
   });
 
+  it('with inheritFromIamRole ignores static keys in the environment and uses the web identity', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bc-s3-irsa-'));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl');
+    await withEnv(
+      {
+        ...cleanCredentialEnv(dir),
+        AWS_ACCESS_KEY_ID: 'AKIASTATICENV',
+        AWS_SECRET_ACCESS_KEY: 'static-env-secret',
+        AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/barman-irsa',
+        AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile,
+        AWS_ENDPOINT_URL_STS: moto.url,
+      },
+      async () => {
+        const s = open({ credentials: undefined, inheritFromIamRole: true });
+        await s.put('cred/irsa', Buffer.from('i'));
+        const creds = await s.client.config.credentials();
+        expect(creds.accessKeyId).not.toBe('AKIASTATICENV');
+        expect(creds.sessionToken).toBeTruthy();
+        const plain = open({ credentials: undefined });
+        expect((await plain.client.config.credentials()).accessKeyId).toBe('AKIASTATICENV');
+      },
+    );
+  });
+
   it('reports missing credentials as AccessDeniedError, not as a crash', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bc-s3-nocreds-'));
     await withEnv(cleanCredentialEnv(dir), async () => {
