@@ -1,0 +1,285 @@
+// LZ4 *frame* format (magic 04 22 4d 18), the format of Python's lz4.frame that barman reads.
+// lz4-napi (lz4_flex, Rust) does the block compression; it only offers whole-buffer frame
+// functions, so the frame container is assembled and parsed here to stream with bounded memory:
+//
+//   frame  = magic:u32le | FLG | BD | [content size:u64le] | [dict id:u32le] | HC | block* | 0:u32le | [xxh32:u32le]
+//   block  = size:u32le (high bit = stored uncompressed) | data | [xxh32(data):u32le]
+//   FLG    = version 01 | B.Indep | B.Checksum | C.Size | C.Checksum | 0 | DictID
+//   BD     = block max size id << 4 (4: 64 KiB, 5: 256 KiB, 6: 1 MiB, 7: 4 MiB)
+//   HC     = (xxh32(FLG..last descriptor byte) >> 8) & 0xff
+//
+// The writer emits ONE frame of independent 4 MiB blocks with a content checksum. The reader
+// accepts what lz4(1) and python-lz4 write: linked or independent blocks, any block size,
+// optional checksums (verified), content size, concatenated frames and skippable frames.
+// lz4-napi has no compression levels (lz4_flex implements the fast mode only), so barman's
+// level is accepted and ignored; the output stays a standard frame every reader decodes.
+import { Transform, type TransformCallback } from 'node:stream';
+import { compress as lz4Block, uncompressSync as lz4BlockDecode } from 'lz4-napi';
+import { ByteQueue } from './byte-queue.js';
+import { CompressionFormatError, type Codec } from './types.js';
+import { Xxh32, xxh32 } from './xxhash32.js';
+
+export const LZ4_FRAME_MAGIC = 0x184d2204;
+const SKIPPABLE_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+const LEGACY_MAGIC = 0x184c2102;
+const BLOCK_SIZES: Record<number, number> = { 4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20 };
+const WINDOW = 64 << 10; // linked blocks may refer this far back
+
+/** Block size id of the frames we write (7 = 4 MiB, lz4(1)'s default). */
+const WRITE_BLOCK_ID = 7;
+const WRITE_BLOCK_SIZE = BLOCK_SIZES[WRITE_BLOCK_ID]!;
+
+function fail(message: string): never {
+  throw new CompressionFormatError('lz4', message);
+}
+
+function frameHeader(): Buffer {
+  const h = Buffer.alloc(7);
+  h.writeUInt32LE(LZ4_FRAME_MAGIC, 0);
+  h[4] = 0x40 | 0x20 | 0x04; // version 01, independent blocks, content checksum
+  h[5] = WRITE_BLOCK_ID << 4;
+  h[6] = (xxh32(h.subarray(4, 6)) >>> 8) & 0xff;
+  return h;
+}
+
+async function encodeBlock(data: Buffer): Promise<Buffer> {
+  const packed = await lz4Block(data); // 4-byte little-endian length prefix + raw LZ4 block
+  const raw = packed.subarray(4);
+  const stored = raw.length >= data.length;
+  const body = stored ? data : raw;
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32LE((body.length | (stored ? 0x80000000 : 0)) >>> 0, 0);
+  return Buffer.concat([head, body]);
+}
+
+function frameTrailer(hash: Xxh32): Buffer {
+  const t = Buffer.alloc(8);
+  t.writeUInt32LE(hash.digest(), 4); // end mark (0) + content checksum
+  return t;
+}
+
+class Lz4CompressStream extends Transform {
+  private started = false;
+  private readonly hash = new Xxh32();
+  private carry: Buffer[] = [];
+  private carryLen = 0;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.consume(chunk).then(() => done(), done);
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.finish().then(() => done(), done);
+  }
+
+  private async consume(chunk: Buffer): Promise<void> {
+    if (!this.started) {
+      this.push(frameHeader());
+      this.started = true;
+    }
+    this.hash.update(chunk);
+    let input = chunk;
+    while (this.carryLen + input.length >= WRITE_BLOCK_SIZE) {
+      const need = WRITE_BLOCK_SIZE - this.carryLen;
+      const block = this.carryLen === 0 ? input.subarray(0, need) : Buffer.concat([...this.carry, input.subarray(0, need)]);
+      this.carry = [];
+      this.carryLen = 0;
+      input = input.subarray(need);
+      this.push(await encodeBlock(block));
+    }
+    if (input.length > 0) {
+      this.carry.push(input);
+      this.carryLen += input.length;
+    }
+  }
+
+  private async finish(): Promise<void> {
+    if (!this.started) {
+      this.push(frameHeader());
+      this.started = true;
+    }
+    if (this.carryLen > 0) this.push(await encodeBlock(Buffer.concat(this.carry)));
+    this.carry = [];
+    this.carryLen = 0;
+    this.push(frameTrailer(this.hash));
+  }
+}
+
+type State =
+  | { kind: 'magic' }
+  | { kind: 'skip'; remaining: number }
+  | {
+      kind: 'blocks';
+      linked: boolean;
+      blockChecksum: boolean;
+      contentChecksum: boolean;
+      blockMax: number;
+      contentSize: bigint | null;
+      produced: bigint;
+      hash: Xxh32 | null;
+      history: Buffer | null; // last WINDOW bytes of output, for linked blocks
+    };
+
+/** Incremental frame parser; returns decoded data as blocks complete. */
+class FrameDecoder {
+  private readonly q = new ByteQueue();
+  private state: State = { kind: 'magic' };
+
+  write(input: Buffer): Buffer[] {
+    this.q.push(input);
+    const out: Buffer[] = [];
+    const q = this.q;
+    for (;;) {
+      const st = this.state;
+      if (st.kind === 'skip') {
+        const n = Math.min(st.remaining, q.length);
+        q.skip(n);
+        st.remaining -= n;
+        if (st.remaining > 0) break;
+        this.state = { kind: 'magic' };
+      } else if (st.kind === 'magic') {
+        if (q.length < 4) break;
+        const magic = q.peek(4).readUInt32LE(0);
+        if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+          if (q.length < 8) break;
+          const size = q.peek(8).readUInt32LE(4);
+          q.skip(8);
+          this.state = { kind: 'skip', remaining: size };
+          continue;
+        }
+        if (magic === LEGACY_MAGIC) fail('legacy LZ4 format (lz4 -l) is not supported');
+        if (magic !== LZ4_FRAME_MAGIC) fail(`not an LZ4 frame (magic 0x${magic.toString(16).padStart(8, '0')})`);
+        if (q.length < 7) break;
+        const flg = q.peek(6)[4]!;
+        const headerLen = 7 + (flg & 0x08 ? 8 : 0) + (flg & 0x01 ? 4 : 0);
+        if (q.length < headerLen) break;
+        const header = q.take(headerLen);
+        this.state = this.parseHeader(header);
+      } else {
+        if (q.length < 4) break;
+        const word = q.peek(4).readUInt32LE(0);
+        if (word === 0) {
+          const need = 4 + (st.contentChecksum ? 4 : 0);
+          if (q.length < need) break;
+          const end = q.take(need);
+          if (st.hash && end.readUInt32LE(4) !== st.hash.digest()) fail('content checksum mismatch');
+          if (st.contentSize !== null && st.contentSize !== st.produced) fail('content size mismatch');
+          this.state = { kind: 'magic' };
+          continue;
+        }
+        const stored = (word & 0x80000000) !== 0;
+        const size = word & 0x7fffffff;
+        if (size > st.blockMax) fail(`block of ${size} bytes exceeds the frame's ${st.blockMax}-byte maximum`);
+        const need = 4 + size + (st.blockChecksum ? 4 : 0);
+        if (q.length < need) break;
+        q.skip(4);
+        const body = q.take(size);
+        if (st.blockChecksum && q.take(4).readUInt32LE(0) !== xxh32(body)) fail('block checksum mismatch');
+        const data = stored ? body : this.decodeBlock(body, st.blockMax, st.linked ? st.history : null);
+        if (st.linked) st.history = lastWindow(st.history, data);
+        st.hash?.update(data);
+        st.produced += BigInt(data.length);
+        if (data.length > 0) out.push(data);
+      }
+    }
+    return out;
+  }
+
+  private parseHeader(h: Buffer): State {
+    const flg = h[4]!;
+    const bd = h[5]!;
+    if (flg >> 6 !== 1) fail(`unsupported frame version ${flg >> 6}`);
+    if (flg & 0x02 || bd & 0x8f) fail('reserved header bits set');
+    if (flg & 0x01) fail('frames that need a dictionary are not supported');
+    const blockMax = BLOCK_SIZES[(bd >> 4) & 7];
+    if (blockMax === undefined) fail(`invalid block size id ${(bd >> 4) & 7}`);
+    if (((xxh32(h.subarray(4, h.length - 1)) >>> 8) & 0xff) !== h[h.length - 1]) fail('header checksum mismatch');
+    const contentChecksum = (flg & 0x04) !== 0;
+    return {
+      kind: 'blocks',
+      linked: (flg & 0x20) === 0,
+      blockChecksum: (flg & 0x10) !== 0,
+      contentChecksum,
+      blockMax,
+      contentSize: flg & 0x08 ? h.readBigUInt64LE(6) : null,
+      produced: 0n,
+      hash: contentChecksum ? new Xxh32() : null,
+      history: null,
+    };
+  }
+
+  private decodeBlock(body: Buffer, blockMax: number, history: Buffer | null): Buffer {
+    // lz4-napi decodes "size-prepended" blocks; the prefix is an upper bound of the output size.
+    const input = Buffer.allocUnsafe(4 + body.length);
+    input.writeUInt32LE(blockMax, 0);
+    body.copy(input, 4);
+    try {
+      return history ? lz4BlockDecode(input, history) : lz4BlockDecode(input);
+    } catch (err) {
+      fail(`corrupt block (${(err as Error).message})`);
+    }
+  }
+
+  end(): void {
+    if (this.state.kind !== 'magic' || this.q.length > 0) fail('truncated LZ4 frame');
+  }
+}
+
+function lastWindow(history: Buffer | null, data: Buffer): Buffer {
+  if (data.length >= WINDOW) return Buffer.from(data.subarray(data.length - WINDOW));
+  const prev = history ?? Buffer.alloc(0);
+  const keep = Math.min(prev.length, WINDOW - data.length);
+  return Buffer.concat([prev.subarray(prev.length - keep), data]);
+}
+
+class Lz4DecompressStream extends Transform {
+  private readonly decoder = new FrameDecoder();
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      const out = this.decoder.write(chunk);
+      if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      this.decoder.end();
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+}
+
+export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
+  const parts: Buffer[] = [frameHeader()];
+  const blocks: Promise<Buffer>[] = [];
+  for (let off = 0; off < buf.length; off += WRITE_BLOCK_SIZE) {
+    blocks.push(encodeBlock(buf.subarray(off, off + WRITE_BLOCK_SIZE)));
+  }
+  parts.push(...(await Promise.all(blocks)));
+  parts.push(frameTrailer(new Xxh32().update(buf)));
+  return Buffer.concat(parts);
+}
+
+export function lz4DecompressSync(buf: Buffer): Buffer {
+  const decoder = new FrameDecoder();
+  const out = decoder.write(buf);
+  decoder.end();
+  return Buffer.concat(out);
+}
+
+export function createLz4Codec(): Codec {
+  return {
+    name: 'lz4',
+    compress: (buf) => lz4CompressFrame(buf),
+    decompress: async (buf) => lz4DecompressSync(buf),
+    compressStream: () => new Lz4CompressStream(),
+    decompressStream: () => new Lz4DecompressStream(),
+  };
+}
