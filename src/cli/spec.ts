@@ -169,6 +169,11 @@ const SSE: OptionSpec[] = [
   { long: '--encryption-scope', kind: 'value', metavar: 'ENCRYPTION_SCOPE', help: 'Azure: encryption scope for uploaded blobs' },
 ];
 
+const SPOOL_DIR: OptionSpec = {
+  long: '--spool-dir', kind: 'value', metavar: 'DIR', extension: true, env: ['BARMAN_CLOUD_SPOOL_DIR'],
+  help: 'spool directory for parallel archiving and prefetching (default: $TMPDIR/barman-cloud-spool-<uid>)',
+};
+
 const KMS_KEY_NAME: OptionSpec = {
   long: '--kms-key-name', kind: 'value', metavar: 'KMS_KEY_NAME', help: 'GCS: KMS key (CMEK) for uploaded objects',
 };
@@ -220,8 +225,18 @@ export const COMMANDS: CommandSpec[] = [
         long: '--max-single-put-size', kind: 'value', metavar: 'MAX_SINGLE_PUT_SIZE', parse: parseSize, default: 64 * 1024 ** 2,
         help: 'Azure: largest upload sent in one request (default 64MB)',
       },
+      {
+        long: '--overwrite', kind: 'flag', extension: true,
+        help: 'replace a WAL file already archived with different content (by default that is refused with exit 1)',
+      },
+      {
+        long: '--max-parallel', kind: 'value', metavar: 'N', parse: parsePositiveInteger, extension: true,
+        env: ['BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL'],
+        help: 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)',
+      },
+      SPOOL_DIR,
     ],
-    exitCodes: exits([1, 'the WAL file could not be archived (with -t: the bucket does not exist)']),
+    exitCodes: exits([1, 'the WAL file could not be archived, or is archived with different content (with -t: the bucket does not exist)']),
   },
   {
     name: 'wal-restore',
@@ -235,6 +250,16 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       ...COMMON,
       { long: '--no-partial', kind: 'flag', help: 'do not restore .partial WAL files' },
+      {
+        long: '--parallel', kind: 'value', metavar: 'N', parse: parsePositiveInteger, extension: true,
+        env: ['BARMAN_CLOUD_WAL_RESTORE_PARALLEL'],
+        help: 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)',
+      },
+      {
+        long: '--wal-segment-size', kind: 'value', metavar: 'SIZE', parse: parseSize, extension: true,
+        help: 'WAL segment size for prefetching (default: learned from the first segment fetched)',
+      },
+      SPOOL_DIR,
     ],
     exitCodes: exits([1, 'the WAL file is not in the archive (with -t: the bucket does not exist)']),
   },

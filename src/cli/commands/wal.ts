@@ -1,8 +1,46 @@
 // barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
+// Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
 import { basename } from 'node:path';
-import { CliError, NotImplementedError, OperationError } from '../../errors.js';
+import { CliError, EXIT, OperationError } from '../../errors.js';
+import { log } from '../../log.js';
+import { ServerLayout } from '../../catalog/layout.js';
+import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { isWalName } from '../../wal/names.js';
-import type { CommandModule } from '../context.js';
+import { archiveWal, readWalFile } from '../../wal/archive.js';
+import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, spoolDirFor } from '../../wal/spool.js';
+import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
+import { downloadTo, findWal } from '../../wal/restore.js';
+import type { CommandContext, CommandModule } from '../context.js';
+import { openContextStore, storeUrl } from '../open-store.js';
+import { parseTags } from '../tags.js';
+import type { Env } from '../store.js';
+
+const CODEC_FLAGS: [string, CodecName][] = [
+  ['gzip', 'gzip'], ['bzip2', 'bzip2'], ['xz', 'xz'], ['snappy', 'snappy'], ['zstd', 'zstd'], ['lz4', 'lz4'],
+];
+
+/** Prefetched files are served for this long; the archive of a live server does not change under them. */
+const SPOOL_MAX_AGE_MS = 15 * 60_000;
+
+function positiveFromEnv(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be a positive integer, not '${raw}'`);
+  return n;
+}
+
+function spoolDir(ctx: CommandContext): string {
+  const root = (ctx.args.options['spool-dir'] as string | undefined) ?? (ctx.env.BARMAN_CLOUD_SPOOL_DIR || defaultSpoolRoot());
+  return spoolDirFor(root, storeUrl(ctx), ctx.args.positionals.server_name!);
+}
+
+function compressionLevel(raw: string | undefined): 'low' | 'medium' | 'high' | number | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'low' || raw === 'medium' || raw === 'high') return raw;
+  if (/^-?\d+$/.test(raw)) return Number(raw);
+  throw new CliError(`argument --compression-level: invalid value: '${raw}' (low, medium, high or an integer)`);
+}
 
 export const walArchive: CommandModule = {
   errorPrefix: 'Barman cloud WAL archiver exception',
@@ -11,19 +49,81 @@ export const walArchive: CommandModule = {
     // barman makes wal_path optional for its hook mode and then fails with exit 1 (spec §1.3).
     if (walPath === undefined) throw new OperationError('the following arguments are required: wal_path');
     if (!isWalName(basename(walPath))) throw new CliError(`${walPath} is an invalid name for a WAL file`);
+    compressionLevel(ctx.args.options['compression-level'] as string | undefined);
   },
   async run(ctx) {
-    throw new NotImplementedError(`${ctx.spec.prog} is not implemented yet`);
+    const opts = ctx.args.options;
+    const walPath = ctx.args.positionals.wal_path!;
+    const maxParallel = (opts['max-parallel'] as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
+    const spool = maxParallel > 1 ? new ArchiveSpool(spoolDir(ctx)) : undefined;
+    // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
+    if (spool && (await archivedBySpool(spool, walPath))) return EXIT.OK;
+
+    const codec = CODEC_FLAGS.find(([flag]) => opts[flag] === true)?.[1];
+    const level = codec ? resolveLevel(codec, compressionLevel(opts['compression-level'] as string | undefined)) : undefined;
+    const archiveOptions = {
+      codec,
+      level,
+      tags: parseTags(opts.tags as string[] | undefined, opts.tag as string[] | undefined),
+      historyTags: parseTags(opts['history-tags'] as string[] | undefined, opts['history-tag'] as string[] | undefined),
+      allowOverwrite: opts.overwrite === true,
+      partSize: opts['max-block-size'] as number,
+      concurrency: opts['max-concurrency'] as number,
+    };
+    const { store, resolved } = await openContextStore(ctx);
+    try {
+      const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!);
+      if (spool) {
+        await spool.prune(24 * 3600_000);
+        await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
+      } else {
+        await archiveWal(store, layout, await readWalFile(walPath), archiveOptions);
+      }
+      return EXIT.OK;
+    } finally {
+      await store.close();
+    }
   },
 };
 
 export const walRestore: CommandModule = {
   errorPrefix: 'Barman cloud WAL restore exception',
   validate(ctx) {
-    const walName = ctx.args.positionals.wal_name as string;
+    const walName = ctx.args.positionals.wal_name!;
     if (!isWalName(walName)) throw new CliError(`${walName} is an invalid name for a WAL file`);
   },
   async run(ctx) {
-    throw new NotImplementedError(`${ctx.spec.prog} is not implemented yet`);
+    const opts = ctx.args.options;
+    const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals as Record<string, string>;
+    const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
+    const spool = parallel > 1 ? new RestoreSpool(spoolDir(ctx)) : undefined;
+    // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
+    if (spool && (await restoredFromSpool(spool, walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
+
+    const { store, resolved } = await openContextStore(ctx);
+    try {
+      const layout = new ServerLayout(resolved.url.path, serverName);
+      const noPartial = opts['no-partial'] === true;
+      let found: boolean;
+      if (spool) {
+        found = await restoreWithPrefetch(store, layout, walName, dest, spool, {
+          parallel,
+          noPartial,
+          segmentSize: opts['wal-segment-size'] as number | undefined,
+          maxAgeMs: SPOOL_MAX_AGE_MS,
+        });
+      } else {
+        const candidate = await findWal(store, layout, walName, { noPartial });
+        found = candidate !== null && (await downloadTo(store, candidate, dest), true);
+      }
+      if (!found) {
+        // barman logs this at INFO: invisible by default, PostgreSQL asks for missing files routinely.
+        log.info(`WAL file ${walName} for server ${serverName} does not exists`);
+        return EXIT.OPERATION;
+      }
+      return EXIT.OK;
+    } finally {
+      await store.close();
+    }
   },
 };

@@ -1,0 +1,24 @@
+// Whether a WAL archive is safe for a new server (spec §2.9): empty, or with --timeline only
+// files of older timelines.
+import { basename } from 'node:path';
+import type { ServerLayout } from '../catalog/layout.js';
+import type { ObjectStore } from '../storage/types.js';
+import { codecFromSuffix, WAL_SUFFIX } from '../compression/index.js';
+import { isWalName } from './names.js';
+
+/** null when the archive passes, else the reason it fails. */
+export async function checkWalArchive(store: ObjectStore, layout: ServerLayout, timeline?: number): Promise<string | null> {
+  let newer = 0;
+  for await (const entry of store.list(layout.walsPrefix)) {
+    if (entry.kind !== 'object') continue;
+    const codec = codecFromSuffix(entry.key);
+    const name = basename(codec ? entry.key.slice(0, -WAL_SUFFIX[codec].length) : entry.key);
+    if (!isWalName(name)) continue;
+    if (timeline === undefined) return 'Expected empty archive';
+    if (Number.parseInt(name.slice(0, 8), 16) >= timeline) newer++;
+  }
+  if (newer > 0) {
+    return `Found ${newer} file${newer === 1 ? '' : 's'} in WAL archive equal to or newer than timeline ${timeline}`;
+  }
+  return null;
+}
