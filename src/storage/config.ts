@@ -56,6 +56,11 @@ export interface S3StoreConfig extends CommonConfig {
   /** Server-side encryption for uploads (spec §11.1). */
   serverSideEncryption?: 'AES256' | 'aws:kms';
   sseKmsKeyId?: string;
+  /**
+   * 'auto' (default): with static credentials, the lean SigV4 client serves the small requests of
+   * the WAL hot path and the SDK is loaded only for the rest; 'sdk': always the AWS SDK.
+   */
+  client?: 'auto' | 'sdk';
 }
 
 export type AzureCredentialKind = 'azure-cli' | 'managed-identity' | 'default';
@@ -95,6 +100,7 @@ export async function openObjectStore(config: StoreConfig): Promise<ObjectStore>
     case 'file':
       return new (await import('./file.js')).FileObjectStore(config);
     case 'aws-s3':
+      if (config.credentials && config.client !== 'sdk') return new (await import('./s3-lean.js')).LeanS3ObjectStore(config);
       return new (await import('./s3.js')).S3ObjectStore(config);
     case 'azure-blob-storage':
       return new (await import('./azure.js')).AzureObjectStore(config);

@@ -35,6 +35,11 @@ import {
 import { isEnabled, log, redact, registerSecret } from '../log.js';
 import type { RetryPolicy, S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetry } from './retry.js';
+import {
+  ACCESS_CODES, OBJECT_404_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
+  type SdkErrorLike,
+} from './s3-common.js';
+export { encodeTagging, networkMessage } from './s3-common.js';
 import type {
   ConnectivityResult,
   DeleteResult,
@@ -94,73 +99,6 @@ export interface S3ErrorContext {
   key?: string;
 }
 
-interface SdkErrorLike {
-  name?: string;
-  message?: string;
-  code?: string;
-  Code?: string;
-  $metadata?: { httpStatusCode?: number };
-  cause?: unknown;
-  errors?: unknown[];
-}
-
-/** Transport failures before any connection was made. */
-const CONNECT_CODES = new Set([
-  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL',
-  'ERR_SOCKET_CONNECTION_TIMEOUT',
-]);
-/** Transport failures on an open connection. */
-const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
-const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|EPROTO$|CERT_|UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|HOSTNAME_MISMATCH|INVALID_CA|INVALID_PURPOSE)/;
-const ACCESS_CODES = new Set([
-  'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden', 'ExpiredToken',
-  'InvalidToken', 'AllAccessDisabled', 'AccountProblem', 'InvalidSecurity', 'TokenRefreshRequired',
-]);
-/** Codes a 404 on an object operation carries when the object itself is missing. */
-const OBJECT_404_CODES = new Set(['NoSuchKey', 'NotFound', 'UnknownError', '']);
-
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim();
-}
-
-type NetworkKind = 'connect' | 'timeout' | 'closed';
-
-/** When `err` is a transport failure (no HTTP answer), what kind and a short description; else undefined. */
-function networkFailure(err: unknown, depth = 0): { kind: NetworkKind; detail: string } | undefined {
-  if (!err || typeof err !== 'object' || depth > 6) return undefined;
-  const e = err as SdkErrorLike;
-  if (e.$metadata?.httpStatusCode !== undefined) return undefined;
-  const message = oneLine(e.message ?? '');
-  const code = typeof e.code === 'string' ? e.code : '';
-  const detail = code && !message.includes(code) ? [code, message].filter(Boolean).join(': ') : message || code;
-  // Codes first: the SDK's HTTP handler renames ECONNRESET/EPIPE/ETIMEDOUT errors to TimeoutError.
-  if (CONNECT_CODES.has(code) || TLS_CODE.test(code)) return { kind: 'connect', detail };
-  if (CLOSED_CODES.has(code)) return { kind: 'closed', detail };
-  if (code === 'ETIMEDOUT' || e.name === 'TimeoutError') {
-    return { kind: /establish a connection|connect/i.test(message) ? 'connect' : 'timeout', detail: detail || 'timed out' };
-  }
-  if (/socket hang up/i.test(message)) return { kind: 'closed', detail };
-  if (Array.isArray(e.errors)) {
-    for (const inner of e.errors) {
-      const found = networkFailure(inner, depth + 1);
-      if (found) return found;
-    }
-  }
-  if (e.cause !== undefined && e.cause !== err) return networkFailure(e.cause, depth + 1);
-  return undefined;
-}
-
-/** botocore's wording for the three kinds of transport failure, naming the endpoint. */
-export function networkMessage(kind: NetworkKind, endpoint: string, detail: string): string {
-  const head =
-    kind === 'connect'
-      ? `Could not connect to the endpoint URL: "${endpoint}"`
-      : kind === 'timeout'
-        ? `Read timeout on endpoint URL: "${endpoint}"`
-        : `Connection was closed before we received a valid response from endpoint URL: "${endpoint}"`;
-  return `${head} (${oneLine(redact(detail))})`;
-}
-
 /**
  * The one place an SDK (or transport) error becomes one of our storage errors. Messages are one line,
  * carry no credential (the SDK never puts keys in them, and redact() strips anything registered).
@@ -203,21 +141,6 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
 }
 
 // ---- helpers -------------------------------------------------------------------------------------
-
-/** Python urlencode() of the pairs, order kept: form encoding, '+' for space (spec §11.2). */
-export function encodeTagging(tags: Tag[]): string {
-  const enc = (s: string) =>
-    encodeURIComponent(s)
-      .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-      .replace(/%20/g, '+');
-  return tags.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&');
-}
-
-function rangeHeader(options: GetOptions): string | undefined {
-  const { start, end } = options;
-  if (start === undefined && end === undefined) return undefined;
-  return `bytes=${start ?? 0}-${end ?? ''}`;
-}
 
 function abortErrorOf(signal: AbortSignal): Error {
   if (signal.reason instanceof Error) return signal.reason;

@@ -11,7 +11,7 @@ const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const rounds = Number(process.env.BENCH_ROUNDS ?? 21);
 const names = wanted.length ? wanted : ALL;
 
-execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
+execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
 
 const docPath = join(root, 'docs', 'benchmarks.md');
 const previous = existsSync(docPath) ? readFileSync(docPath, 'utf8') : '';

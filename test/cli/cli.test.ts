@@ -197,19 +197,31 @@ describe('-t exit codes against real servers', () => {
     expect((await runBin('barman-cloud-backup-list', ['-t', join(scratch, 'missing'), 'srv'])).code).toBe(1);
   });
 
-  it('a command that uses S3 never loads the Azure or GCS SDK', async () => {
-    const trace = join(scratch, 'modules.txt');
-    writeFileSync(trace, '');
-    const r = await runBin('barman-cloud-backup-list', ['-t', '--endpoint-url', moto.url, 's3://live-bucket', 'srv'], {
-      env: cleanEnv({ ...S3_ENV, BC_TRACE_MODULES: trace }),
-      nodeArgs: ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')],
-    });
-    expect(r.code).toBe(0);
-    const loaded = readFileSync(trace, 'utf8');
-    expect(loaded).toMatch(/@aws-sdk\/client-s3/);
-    expect(loaded).not.toMatch(/@azure\//);
-    expect(loaded).not.toMatch(/@google-cloud\//);
-    expect(loaded).not.toMatch(/storage\/(azure|gcs)\.js/);
+  it('a command that uses S3 never loads the Azure or GCS SDK (nor the AWS SDK when it can do without)', async () => {
+    const traced = async (extraEnv: Record<string, string>, args: string[]) => {
+      const trace = join(scratch, `modules-${Math.random().toString(36).slice(2)}.txt`);
+      writeFileSync(trace, '');
+      const r = await runBin('barman-cloud-backup-list', ['-t', '--endpoint-url', moto.url, ...args, 's3://live-bucket', 'srv'], {
+        env: cleanEnv({ ...extraEnv, BC_TRACE_MODULES: trace }),
+        nodeArgs: ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')],
+      });
+      expect(r.code).toBe(0);
+      return readFileSync(trace, 'utf8');
+    };
+    // Static keys: the lean SigV4 client answers; no SDK at all.
+    const lean = await traced(S3_ENV, []);
+    expect(lean).toMatch(/dist\/cli\/s3-lean-\w+\.js/);
+    expect(lean).not.toMatch(/@aws-sdk\//);
+    // A profile needs the SDK's credential chain: the AWS SDK, still never Azure or GCS.
+    const creds = join(scratch, 'aws-credentials');
+    writeFileSync(creds, '[bench]\naws_access_key_id = testing\naws_secret_access_key = testing\n');
+    const sdk = await traced({ AWS_SHARED_CREDENTIALS_FILE: creds, AWS_CONFIG_FILE: creds, AWS_EC2_METADATA_DISABLED: 'true' }, ['-P', 'bench']);
+    expect(sdk).toMatch(/@aws-sdk\/client-s3/);
+    for (const loaded of [lean, sdk]) {
+      expect(loaded).not.toMatch(/@azure\//);
+      expect(loaded).not.toMatch(/@google-cloud\//);
+      expect(loaded).not.toMatch(/dist\/cli\/(azure|gcs)-\w+\.js/);
+    }
   });
 
   it('never prints secrets, even at debug level and on failure', async () => {

@@ -228,7 +228,7 @@ let toolRoot: string | undefined;
  * execute bin/barman-cloud-wal-archive and read dist/cli/run.js (or when we are not root);
  * otherwise a cached, once-per-process copy under os.tmpdir(): bin, dist, package.json copied and
  * node_modules hard-linked (`cp -al`, falling back to `cp -a`), directories chmod 755.
- * dist/ must be built (`npx tsc -p tsconfig.json`).
+ * dist/ must be built (`node scripts/build.mjs`).
  */
 export function toolRootForPostgres(opts: { forceCopy?: boolean } = {}): string {
   const runJs = join(ROOT, 'dist', 'cli', 'run.js');

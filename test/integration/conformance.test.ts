@@ -41,11 +41,11 @@ function fileHarness(): Harness {
   };
 }
 
-function s3Harness(): Harness {
+function s3Harness(client: 'auto' | 'sdk'): Harness {
   let server: ServerHandle;
   const cfg = (url: string, bucket: string): StoreConfig => ({
     provider: 'aws-s3', bucket, retry: FAST_RETRY, endpointUrl: url, region: 'us-east-1',
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, client,
   });
   return {
     partSize: 5 * MiB,
@@ -141,7 +141,8 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 
 const harnesses: [string, () => Harness][] = [
   ['file', fileHarness],
-  ['aws-s3 (moto)', s3Harness],
+  ['aws-s3 (moto, lean client + SDK)', () => s3Harness('auto')],
+  ['aws-s3 (moto, SDK only)', () => s3Harness('sdk')],
   ['azure-blob-storage (azurite)', azureHarness],
   ['google-cloud-storage (GCS test server)', gcsHarness],
 ];

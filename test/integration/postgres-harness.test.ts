@@ -144,7 +144,7 @@ describe.skipIf(SKIP)('PostgreSQL harness', () => {
   describe('our executables as the postgres user', () => {
     beforeAll(() => {
       if (!existsSync(join(ROOT, 'dist', 'cli', 'run.js'))) {
-        execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+        execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: 'pipe' });
       }
     });
 
