@@ -28,16 +28,25 @@ export interface ArchiveOptions {
 
 export type ArchiveOutcome = 'uploaded' | 'already-archived' | 'overwritten';
 
-/** A WAL file read into memory with its digest (segments are at most 1 GiB, normally 16 MiB). */
+/** A WAL file read into memory (segments are at most 1 GiB, normally 16 MiB). */
 export interface WalFile {
   name: string;
   data: Buffer;
-  sha256: string;
+  /** Computed on first use: only a conflict check or a spool marker needs it. */
+  readonly sha256: string;
 }
 
 export async function readWalFile(path: string): Promise<WalFile> {
   const data = await readFile(path);
-  return { name: basename(path), data, sha256: sha256(data) };
+  let digest: string | undefined;
+  return {
+    name: basename(path),
+    data,
+    get sha256() {
+      digest ??= sha256(data);
+      return digest;
+    },
+  };
 }
 
 export function sha256(data: Buffer): string {
@@ -73,16 +82,17 @@ export async function archiveWal(
   const key = layout.walKey(wal.name) + suffix;
 
   let overwrite = false;
-  const existing = await existingCopies(store, layout, wal.name);
+  // The listing (network) and the compression (CPU, partly on the thread pool) overlap.
+  const [existing, body] = await Promise.all([
+    existingCopies(store, layout, wal.name),
+    options.codec ? loadCodec(options.codec).then((c) => c.compress(wal.data, options.level)) : wal.data,
+  ]);
   if (existing.length > 0) {
     const verdict = await compareExisting(store, wal, existing, options);
     if (verdict === 'identical') return 'already-archived';
     overwrite = true;
   }
 
-  const body = options.codec
-    ? await (await loadCodec(options.codec)).compress(wal.data, options.level)
-    : wal.data;
   const tags = isHistoryFile(wal.name) && options.historyTags?.length ? options.historyTags : options.tags;
   try {
     await store.put(key, body, {
