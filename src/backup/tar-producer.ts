@@ -1,0 +1,951 @@
+// Streaming tar producer for base backups (spec §5.3, §5.4, §3 part naming, §13 compression).
+//
+// Archives are written the way barman's TarFileIgnoringTruncate (Python tarfile, PAX_FORMAT, stream
+// mode) writes them, byte for byte for the uncompressed tar:
+//   * one 512-byte ustar header per member ("ustar\0" "00" magic), preceded by a `././@PaxHeader`
+//     extended header when a value does not fit: always for lstat members (their float mtime goes to
+//     a `mtime=<python repr>` record, the ustar field holds the rounded value), and for non-ASCII or
+//     over-long names/link names/user or group names and over-large ids and sizes;
+//   * directories are named with a trailing '/', the root is './';
+//   * a file is read for exactly the size lstat reported: a file that shrank is padded with zeros,
+//     the extra bytes of a file that grew are not read;
+//   * each part ends with two zero blocks, padded to a 10240-byte record.
+// tar-stream's packer cannot produce that layout (it renames the member 'PaxHeader', keeps no
+// fractional mtime and writes no record padding), so headers are encoded here; tar-stream is used by
+// the reading side (extract.ts).
+//
+// Parts: `<name>.tar<sfx>`, `<name>_0001.tar<sfx>`, … Before each member, a part whose compressed
+// byte count already exceeds maxArchiveSize is closed and the next one opened; a member is never
+// split, so every part is a complete tar. Each part's compressed byte stream is handed to the
+// caller's part sink; back-pressure runs from the sink through the compressor to the file reads.
+import type { BigIntStats, Dirent } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { lstat, open, readdir, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { basename, join } from 'node:path';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { loadCodec, WAL_SUFFIX, type Codec, type CodecName } from '../compression/index.js';
+import { GeneralError } from '../errors.js';
+import { log } from '../log.js';
+import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
+
+export const BLOCK_SIZE = 512;
+export const RECORD_SIZE = 20 * BLOCK_SIZE;
+
+/** Compression levels barman's tarfile uses for backups (`w|gz`, `w|bz2` → 9); others: codec default. */
+export const BACKUP_COMPRESSION_LEVEL: Partial<Record<CodecName, number>> = { gzip: 9, bzip2: 9 };
+
+/** A file of the source tree could not be read: the backup fails (exit code decided by the caller). */
+export class ArchiveSourceError extends GeneralError {}
+
+// ---- user and group names ------------------------------------------------------------------------
+
+interface IdTables {
+  userById: Map<number, string>;
+  groupById: Map<number, string>;
+  userByName: Map<string, number>;
+  groupByName: Map<string, number>;
+}
+
+let idTables: IdTables | undefined;
+
+function parseIdFile(path: string, byId: Map<number, string>, byName: Map<string, number>): void {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const fields = line.split(':');
+    if (fields.length < 3) continue;
+    const name = fields[0]!;
+    const id = Number(fields[2]);
+    if (!Number.isInteger(id) || name === '') continue;
+    // getpwuid / getgrgid return the first entry of the file
+    if (!byId.has(id)) byId.set(id, name);
+    if (!byName.has(name)) byName.set(name, id);
+  }
+}
+
+function tables(): IdTables {
+  if (!idTables) {
+    idTables = { userById: new Map(), groupById: new Map(), userByName: new Map(), groupByName: new Map() };
+    parseIdFile('/etc/passwd', idTables.userById, idTables.userByName);
+    parseIdFile('/etc/group', idTables.groupById, idTables.groupByName);
+    try {
+      // the current user may come from NSS (LDAP, …) rather than /etc/passwd
+      const me = userInfo();
+      if (me.uid >= 0 && !idTables.userById.has(me.uid)) idTables.userById.set(me.uid, me.username);
+      if (me.uid >= 0 && !idTables.userByName.has(me.username)) idTables.userByName.set(me.username, me.uid);
+    } catch {
+      // no passwd entry for the current uid
+    }
+  }
+  return idTables;
+}
+
+/** pwd.getpwuid(uid).pw_name, or '' when unknown (as tarfile leaves uname empty). */
+export function userName(uid: number): string {
+  return tables().userById.get(uid) ?? '';
+}
+
+/** grp.getgrgid(gid).gr_name, or ''. */
+export function groupName(gid: number): string {
+  return tables().groupById.get(gid) ?? '';
+}
+
+/** pwd.getpwnam(name).pw_uid, or undefined. */
+export function userId(name: string): number | undefined {
+  return tables().userByName.get(name);
+}
+
+/** grp.getgrnam(name).gr_gid, or undefined. */
+export function groupId(name: string): number | undefined {
+  return tables().groupByName.get(name);
+}
+
+// ---- header encoding (Python tarfile, PAX_FORMAT) -------------------------------------------------
+
+/** ustar type flags. */
+export const TarType = {
+  FILE: '0',
+  HARDLINK: '1',
+  SYMLINK: '2',
+  CHAR: '3',
+  BLOCK: '4',
+  DIRECTORY: '5',
+  FIFO: '6',
+} as const;
+export type TarTypeFlag = (typeof TarType)[keyof typeof TarType];
+
+export interface TarHeader {
+  /** Member name; a directory gets a trailing '/' when encoded. */
+  name: string;
+  type: TarTypeFlag;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Python stores lstat mtimes as floats: a PAX `mtime` record with the full value is written. */
+  mtimeIsFloat?: boolean;
+  linkname?: string;
+  uname?: string;
+  gname?: string;
+  devmajor?: number;
+  devminor?: number;
+}
+
+// eslint-disable-next-line no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** Python's repr() of a float. */
+export function pythonFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (Object.is(x, -0)) return '-0.0';
+  const abs = Math.abs(x);
+  if (abs !== 0 && (abs >= 1e16 || abs < 1e-4)) {
+    // shortest round-trip digits in both languages; Python pads the exponent to two digits
+    const s = x.toExponential();
+    const m = /^(-?[\d.]+)e([+-])(\d+)$/.exec(s);
+    if (!m) return s;
+    return `${m[1]}e${m[2]}${m[3]!.padStart(2, '0')}`;
+  }
+  const s = String(x);
+  return Number.isInteger(x) ? `${s}.0` : s;
+}
+
+/** Python's round() of a float: halves go to the even neighbour. */
+export function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d < 0.5) return f;
+  if (d > 0.5) return f + 1;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** Python stn(s, length, 'ascii', 'replace'): NUL-padded, truncated, non-ASCII code points → '?'. */
+function putAscii(buf: Buffer, offset: number, length: number, s: string): void {
+  let ascii = '';
+  for (const ch of s) ascii += ch.codePointAt(0)! < 0x80 ? ch : '?';
+  buf.write(ascii.slice(0, length), offset, length, 'latin1');
+}
+
+/** Python itn(n, digits): zero-padded octal of digits-1 characters followed by NUL. */
+function putOctal(buf: Buffer, offset: number, digits: number, n: number): void {
+  buf.write(`${n.toString(8).padStart(digits - 1, '0')}\0`, offset, digits, 'latin1');
+}
+
+function ustarBlock(h: {
+  name: string;
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname: string;
+  uname: string;
+  gname: string;
+  devmajor?: number;
+  devminor?: number;
+}): Buffer {
+  const b = Buffer.alloc(BLOCK_SIZE);
+  putAscii(b, 0, 100, h.name);
+  putOctal(b, 100, 8, h.mode & 0o7777);
+  putOctal(b, 108, 8, h.uid);
+  putOctal(b, 116, 8, h.gid);
+  putOctal(b, 124, 12, h.size);
+  putOctal(b, 136, 12, h.mtime);
+  b.write('        ', 148, 8, 'latin1');
+  b.write(h.type, 156, 1, 'latin1');
+  putAscii(b, 157, 100, h.linkname);
+  b.write('ustar\u000000', 257, 8, 'latin1');
+  putAscii(b, 265, 32, h.uname);
+  putAscii(b, 297, 32, h.gname);
+  if (h.type === TarType.CHAR || h.type === TarType.BLOCK) {
+    putOctal(b, 329, 8, h.devmajor ?? 0);
+    putOctal(b, 337, 8, h.devminor ?? 0);
+  }
+  // prefix (345..500) stays empty: the PAX format never splits names
+  let sum = 0;
+  for (let i = 0; i < BLOCK_SIZE; i++) sum += b[i]!;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0`, 148, 7, 'latin1'); // byte 155 keeps its space
+  return b;
+}
+
+function paxRecord(key: string, value: string): Buffer {
+  const body = Buffer.from(` ${key}=${value}\n`, 'utf8');
+  let len = body.length;
+  for (;;) {
+    const total = body.length + String(len).length;
+    if (total === len) break;
+    len = total;
+  }
+  return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
+}
+
+/**
+ * Header block(s) of one member exactly as Python's tarfile writes them in PAX_FORMAT: an optional
+ * `././@PaxHeader` (type 'x') record block sequence followed by the ustar block.
+ */
+export function encodeTarHeader(h: TarHeader): Buffer {
+  let name = h.name;
+  if (h.type === TarType.DIRECTORY && !name.endsWith('/')) name += '/';
+  const linkname = h.linkname ?? '';
+  const uname = h.uname ?? '';
+  const gname = h.gname ?? '';
+  const pax: [string, string][] = [];
+  for (const [value, key, length] of [
+    [name, 'path', 100],
+    [linkname, 'linkpath', 100],
+    [uname, 'uname', 32],
+    [gname, 'gname', 32],
+  ] as const) {
+    if (NON_ASCII.test(value) || value.length > length) pax.push([key, value]);
+  }
+  const numeric = { uid: h.uid, gid: h.gid, size: h.size, mtime: h.mtime };
+  for (const [key, digits] of [
+    ['uid', 8],
+    ['gid', 8],
+    ['size', 12],
+    ['mtime', 12],
+  ] as const) {
+    const value = numeric[key];
+    const isFloat = key === 'mtime' && h.mtimeIsFloat === true;
+    const intValue = isFloat ? roundHalfEven(value) : value;
+    let needsPax = false;
+    if (!(intValue >= 0 && intValue < 8 ** (digits - 1))) {
+      numeric[key] = 0;
+      needsPax = true;
+    } else if (isFloat) {
+      numeric[key] = intValue;
+      needsPax = true;
+    }
+    if (needsPax) pax.push([key, isFloat ? pythonFloatRepr(value) : String(value)]);
+  }
+  const main = ustarBlock({
+    name,
+    type: h.type,
+    mode: h.mode,
+    uid: numeric.uid,
+    gid: numeric.gid,
+    size: numeric.size,
+    mtime: numeric.mtime,
+    linkname,
+    uname,
+    gname,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+  });
+  if (pax.length === 0) return main;
+  const records = Buffer.concat(pax.map(([k, v]) => paxRecord(k, v)));
+  const paxHead = ustarBlock({
+    name: '././@PaxHeader',
+    type: 'x',
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    size: records.length,
+    mtime: 0,
+    linkname: '',
+    uname: '',
+    gname: '',
+  });
+  const padding = (BLOCK_SIZE - (records.length % BLOCK_SIZE)) % BLOCK_SIZE;
+  return Buffer.concat([paxHead, records, Buffer.alloc(padding), main]);
+}
+
+/** End of archive: two zero blocks, then zeros up to the next 10240-byte record boundary. */
+export function tarTrailer(offset: number): Buffer {
+  const end = offset + 2 * BLOCK_SIZE;
+  const pad = (RECORD_SIZE - (end % RECORD_SIZE)) % RECORD_SIZE;
+  return Buffer.alloc(2 * BLOCK_SIZE + pad);
+}
+
+// ---- lstat → header ------------------------------------------------------------------------------
+
+const NS_PER_S = 1_000_000_000n;
+
+/** Python's st_mtime float: sec + nsec * 1e-9 (timespec with a floored second). */
+export function pythonMtime(mtimeNs: bigint): number {
+  let sec = mtimeNs / NS_PER_S;
+  let nsec = mtimeNs % NS_PER_S;
+  if (nsec < 0n) {
+    nsec += NS_PER_S;
+    sec -= 1n;
+  }
+  return Number(sec) + Number(nsec) * 1e-9;
+}
+
+function devMajor(rdev: bigint): number {
+  return Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+}
+
+function devMinor(rdev: bigint): number {
+  return Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+function sourceError(path: string, err: unknown): ArchiveSourceError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new ArchiveSourceError(`Cannot read '${path}' for the backup: ${msg}`, { cause: err });
+}
+
+// ---- parts ---------------------------------------------------------------------------------------
+
+/** `<name>.tar<sfx>` for index 0, `<name>_%04d.tar<sfx>` after (spec §3). */
+export function partName(name: string, index: number, suffix = ''): string {
+  return index === 0 ? `${name}.tar${suffix}` : `${name}_${String(index).padStart(4, '0')}.tar${suffix}`;
+}
+
+/** Suffix after `.tar` for a codec: '' (none), '.gz', '.bz2', '.snappy', '.zst', '.lz4', '.xz'. */
+export function tarSuffix(codec: CodecName | null | undefined): string {
+  return codec ? WAL_SUFFIX[codec] : '';
+}
+
+/** One part handed to the sink. */
+export interface ArchivePart {
+  /** Archive name: 'data' or a tablespace OID. */
+  archive: string;
+  /** Object name: data.tar.gz, data_0001.tar.gz, … */
+  name: string;
+  /** 0 for the main file, n for `_%04d`. */
+  index: number;
+  /** The compressed bytes of the part; ends when the part is complete. */
+  stream: Readable;
+}
+
+/**
+ * Where a part goes. Consume `part.stream` to its end (e.g. `store.put(key, part.stream)` or a
+ * pipeline into a file) and resolve once the part is safely stored; reject to fail the backup.
+ */
+export type PartSink = (part: ArchivePart) => Promise<void>;
+
+export interface PartStats {
+  name: string;
+  index: number;
+  /** Compressed bytes handed to the sink. */
+  bytes: number;
+  /** Uncompressed tar bytes, trailer included. */
+  tarBytes: number;
+  members: number;
+  /** Part opened (sink called). */
+  startTime: Date;
+  /** Sink resolved. */
+  endTime: Date;
+  seconds: number;
+}
+
+export interface ArchiveResult {
+  archive: string;
+  parts: PartStats[];
+  bytes: number;
+  tarBytes: number;
+  members: number;
+  startTime: Date;
+  endTime: Date;
+}
+
+class OpenPart {
+  readonly index: number;
+  readonly name: string;
+  readonly input: Writable;
+  readonly output: Transform;
+  readonly startTime = new Date();
+  endTime?: Date;
+  bytes = 0;
+  tarBytes = 0;
+  members = 0;
+  ended = false;
+  /** Hard-link detection, per archive part as in tarfile: "dev:ino" → first member name (nlink > 1 only). */
+  readonly inodes = new Map<string, string>();
+  done: Promise<void>;
+
+  constructor(
+    archive: string,
+    index: number,
+    suffix: string,
+    codec: Codec | undefined,
+    level: number | undefined,
+    sink: PartSink,
+    fail: (err: Error) => void,
+  ) {
+    this.index = index;
+    this.name = partName(archive, index, suffix);
+    const counter = new Transform({
+      transform: (chunk: Buffer, _enc, cb) => {
+        this.bytes += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    this.output = counter;
+    if (codec) {
+      const compressor = codec.compressStream(level);
+      this.input = compressor;
+      pipeline(compressor, counter, (err) => {
+        if (err) fail(err);
+      });
+    } else {
+      this.input = counter;
+      counter.on('error', (err) => fail(err));
+    }
+    const part: ArchivePart = { archive, name: this.name, index, stream: counter };
+    this.done = Promise.resolve()
+      .then(() => sink(part))
+      .then(() => {
+        if (!this.ended || !counter.readableEnded) {
+          throw new GeneralError(`the sink of ${this.name} returned before consuming the whole part`);
+        }
+        this.endTime = new Date();
+      });
+    this.done.catch((err: unknown) => fail(err instanceof Error ? err : new Error(String(err))));
+  }
+
+  stats(): PartStats {
+    const end = this.endTime ?? new Date();
+    return {
+      name: this.name,
+      index: this.index,
+      bytes: this.bytes,
+      tarBytes: this.tarBytes,
+      members: this.members,
+      startTime: this.startTime,
+      endTime: end,
+      seconds: (end.getTime() - this.startTime.getTime()) / 1000,
+    };
+  }
+
+  destroy(err: Error): void {
+    this.input.destroy(err);
+    this.output.destroy(err);
+  }
+}
+
+// ---- the archive writer --------------------------------------------------------------------------
+
+export interface ArchiveWriterOptions {
+  /** Archive name: 'data' or the tablespace OID. */
+  name: string;
+  /** Compression (a registry name or a loaded codec); none when absent. */
+  codec?: CodecName | Codec | null;
+  /** Compression level; default BACKUP_COMPRESSION_LEVEL, else the codec's default. */
+  level?: number;
+  /** Start a new part before a member once the current part's compressed size exceeds this. */
+  maxArchiveSize: number;
+  onPart: PartSink;
+  /**
+   * Parts whose sink may still be running at once (the part being written included). 1 (default):
+   * a part's sink must finish before the next part starts; 2 lets the next part start while the
+   * previous one completes its upload.
+   */
+  partConcurrency?: number;
+  signal?: AbortSignal;
+  /** Bytes read from a file at once (default 128 KiB). */
+  readChunkSize?: number;
+}
+
+/** A member built from memory (backup_label). tarfile.TarInfo defaults apply to omitted fields. */
+export interface BufferMember {
+  type: 'buffer';
+  name: string;
+  data: Buffer | string;
+  /** Default 0o644. */
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** Integer seconds, default 0. */
+  mtime?: number;
+  uname?: string;
+  gname?: string;
+  label?: string;
+}
+
+/** A file taken from disk (lstat metadata) under a chosen member name: pg_control, config files. */
+export interface PathMember {
+  type: 'path';
+  source: string;
+  name: string;
+  /** Skip silently when the path does not exist (barman: ident_file). */
+  optional?: boolean;
+  label?: string;
+}
+
+export type ExtraMember = BufferMember | PathMember;
+
+/** `backup_label` as barman appends it after pg_backup_stop (spec §5.3 step 5). */
+export function backupLabelMember(label: string, pgdataGid: number): BufferMember {
+  return { type: 'buffer', name: 'backup_label', data: label, mode: 0o644, uid: 0, gid: pgdataGid, mtime: 0, label: 'backup_label' };
+}
+
+/** A configuration file outside PGDATA, stored under its basename (spec §5.3 step 4). */
+export function externalConfigMember(path: string, label: string, optional = false): PathMember {
+  return { type: 'path', source: path, name: basename(path), optional, label };
+}
+
+const ZERO_CHUNK = Buffer.alloc(128 * 1024);
+
+export class ArchiveWriter {
+  readonly archive: string;
+  readonly suffix: string;
+  private readonly codec: Codec | undefined;
+  private readonly level: number | undefined;
+  private readonly maxArchiveSize: number;
+  private readonly sink: PartSink;
+  private readonly partConcurrency: number;
+  private readonly signal: AbortSignal | undefined;
+  private readonly chunkSize: number;
+  private readonly parts: OpenPart[] = [];
+  private current: OpenPart | undefined;
+  private failure: Error | undefined;
+  private readonly failed: Promise<never>;
+  private rejectFailed!: (err: Error) => void;
+  private closed = false;
+  private readonly startTime = new Date();
+  private readonly onAbort = (): void => {
+    const reason: unknown = this.signal?.reason;
+    this.fail(reason instanceof Error ? reason : new GeneralError('backup aborted'));
+  };
+
+  private constructor(options: ArchiveWriterOptions, codec: Codec | undefined) {
+    this.archive = options.name;
+    this.codec = codec;
+    this.suffix = tarSuffix(codec?.name);
+    this.level = options.level ?? (codec ? BACKUP_COMPRESSION_LEVEL[codec.name] : undefined);
+    this.maxArchiveSize = options.maxArchiveSize;
+    this.sink = options.onPart;
+    this.partConcurrency = Math.max(1, options.partConcurrency ?? 1);
+    this.signal = options.signal;
+    this.chunkSize = Math.max(BLOCK_SIZE, options.readChunkSize ?? 128 * 1024);
+    this.failed = new Promise<never>((_, reject) => {
+      this.rejectFailed = reject;
+    });
+    this.failed.catch(() => undefined);
+    if (this.signal) {
+      if (this.signal.aborted) this.onAbort();
+      else this.signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  static async create(options: ArchiveWriterOptions): Promise<ArchiveWriter> {
+    const c = options.codec;
+    const codec = c == null ? undefined : typeof c === 'string' ? await loadCodec(c) : c;
+    return new ArchiveWriter(options, codec);
+  }
+
+  /** Name of the first part, e.g. data.tar.gz. */
+  get firstPartName(): string {
+    return partName(this.archive, 0, this.suffix);
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.rejectFailed(err);
+    for (const p of this.parts) if (!p.endTime) p.destroy(err);
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new GeneralError(`archive ${this.archive} is already closed`);
+  }
+
+  private async write(buf: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    const part = this.current!;
+    part.tarBytes += buf.length;
+    if (!part.input.write(buf)) {
+      await Promise.race([
+        new Promise<void>((resolve) => part.input.once('drain', resolve)),
+        this.failed,
+      ]);
+    }
+  }
+
+  private async endPart(part: OpenPart): Promise<void> {
+    await this.write(tarTrailer(part.tarBytes));
+    part.ended = true;
+    part.input.end();
+  }
+
+  private async waitForSlots(limit: number): Promise<void> {
+    for (;;) {
+      const running = this.parts.filter((p) => p.ended && !p.endTime);
+      if (running.length < limit) return;
+      await Promise.race([Promise.race(running.map((p) => p.done)), this.failed]);
+    }
+  }
+
+  /** barman's _get_tar: open the first part, or rotate when the current one is over the limit. */
+  private async ensurePart(): Promise<OpenPart> {
+    this.check();
+    let part = this.current;
+    if (part && part.bytes > this.maxArchiveSize) {
+      await this.endPart(part);
+      part = undefined;
+    }
+    if (!part) {
+      await this.waitForSlots(this.partConcurrency);
+      this.check();
+      part = new OpenPart(this.archive, this.parts.length, this.suffix, this.codec, this.level, this.sink, (e) =>
+        this.fail(e),
+      );
+      this.parts.push(part);
+      this.current = part;
+    }
+    return part;
+  }
+
+  private async writeMember(header: TarHeader, part: OpenPart): Promise<void> {
+    await this.write(encodeTarHeader(header));
+    part.members++;
+  }
+
+  private async copyData(fh: FileHandle, size: number, path: string): Promise<void> {
+    let position = 0;
+    let remaining = size;
+    while (remaining > 0) {
+      if (this.failure) throw this.failure;
+      const n = Math.min(this.chunkSize, remaining);
+      const buf = Buffer.allocUnsafe(n);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await fh.read(buf, 0, n, position));
+      } catch (err) {
+        throw sourceError(path, err);
+      }
+      if (bytesRead === 0) break; // the file shrank: zero padding below
+      await this.write(bytesRead === n ? buf : buf.subarray(0, bytesRead));
+      position += bytesRead;
+      remaining -= bytesRead;
+    }
+    if (remaining > 0) log.debug(`${path} shrank while being read: padding ${remaining} bytes with zeros`);
+    while (remaining > 0) {
+      const n = Math.min(ZERO_CHUNK.length, remaining);
+      await this.write(n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n));
+      remaining -= n;
+    }
+    const tail = size % BLOCK_SIZE;
+    if (tail > 0) await this.write(ZERO_CHUNK.subarray(0, BLOCK_SIZE - tail));
+  }
+
+  /**
+   * Add one filesystem entry (not recursive) like tarfile.add(path, arcname): lstat metadata,
+   * symlinks stored as symlinks, regular files streamed. Returns false when the entry is not stored:
+   * it vanished (ENOENT, when `skipVanished`) or is a socket.
+   */
+  async addPath(path: string, memberName: string, options: { skipVanished?: boolean } = {}): Promise<boolean> {
+    const skipVanished = options.skipVanished ?? true;
+    const part = await this.ensurePart();
+    let st: BigIntStats;
+    try {
+      st = await lstat(path, { bigint: true });
+    } catch (err) {
+      if (skipVanished && errnoCode(err) === 'ENOENT') return false;
+      throw sourceError(path, err);
+    }
+    const header: TarHeader = {
+      name: memberName.replace(/^\/+/, ''),
+      type: TarType.FILE,
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: 0,
+      mtime: pythonMtime(st.mtimeNs),
+      mtimeIsFloat: true,
+      linkname: '',
+      uname: userName(Number(st.uid)),
+      gname: groupName(Number(st.gid)),
+    };
+    if (st.isFile()) {
+      const inode = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1n ? part.inodes.get(inode) : undefined;
+      if (first !== undefined && first !== header.name) {
+        header.type = TarType.HARDLINK;
+        header.linkname = first;
+        await this.writeMember(header, part);
+        return true;
+      }
+      let fh: FileHandle;
+      try {
+        fh = await open(path, 'r');
+      } catch (err) {
+        if (skipVanished && errnoCode(err) === 'ENOENT') return false;
+        throw sourceError(path, err);
+      }
+      try {
+        // only multiply-linked files can be met again: keeps the table small
+        if (st.nlink > 1n && st.ino !== 0n) part.inodes.set(inode, header.name);
+        header.size = Number(st.size);
+        await this.writeMember(header, part);
+        await this.copyData(fh, header.size, path);
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
+      return true;
+    }
+    if (st.isDirectory()) {
+      header.type = TarType.DIRECTORY;
+    } else if (st.isSymbolicLink()) {
+      header.type = TarType.SYMLINK;
+      try {
+        header.linkname = await readlink(path);
+      } catch (err) {
+        if (skipVanished && errnoCode(err) === 'ENOENT') return false;
+        throw sourceError(path, err);
+      }
+    } else if (st.isFIFO()) {
+      header.type = TarType.FIFO;
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      header.type = st.isCharacterDevice() ? TarType.CHAR : TarType.BLOCK;
+      header.devmajor = devMajor(st.rdev);
+      header.devminor = devMinor(st.rdev);
+    } else {
+      log.debug(`tarfile: Unsupported type ${path}`);
+      return false; // sockets
+    }
+    await this.writeMember(header, part);
+    return true;
+  }
+
+  /** Add a member built from memory (tarfile.addfile with a fresh TarInfo). */
+  async addBuffer(member: Omit<BufferMember, 'type'>): Promise<void> {
+    const part = await this.ensurePart();
+    const data = typeof member.data === 'string' ? Buffer.from(member.data, 'utf8') : member.data;
+    await this.writeMember(
+      {
+        name: member.name,
+        type: TarType.FILE,
+        mode: member.mode ?? 0o644,
+        uid: member.uid ?? 0,
+        gid: member.gid ?? 0,
+        size: data.length,
+        mtime: member.mtime ?? 0,
+        uname: member.uname ?? '',
+        gname: member.gname ?? '',
+      },
+      part,
+    );
+    for (let off = 0; off < data.length; off += this.chunkSize) {
+      await this.write(data.subarray(off, Math.min(data.length, off + this.chunkSize)));
+    }
+    const tail = data.length % BLOCK_SIZE;
+    if (tail > 0) await this.write(ZERO_CHUNK.subarray(0, BLOCK_SIZE - tail));
+  }
+
+  /** Add an extra member (after the walk): pg_control, configuration files, backup_label. */
+  async addExtra(member: ExtraMember): Promise<void> {
+    const label = member.label ?? member.name;
+    if (member.type === 'buffer') {
+      log.info(`Uploading '${label}' file to '${this.firstPartName}' with path '${member.name}'`);
+      await this.addBuffer(member);
+      return;
+    }
+    if (member.optional) {
+      try {
+        await stat(member.source);
+      } catch {
+        return; // os.path.exists() is false
+      }
+    }
+    log.info(`Uploading '${label}' file from '${member.source}' to '${this.firstPartName}' with path '${member.name}'`);
+    await this.addPath(member.source, member.name, { skipVanished: false });
+  }
+
+  /**
+   * Walk `root` top-down like barman's upload_directory over os.walk: each directory as its own
+   * member followed by the files directly inside it, then its sub-directories; symlinks to
+   * directories are neither stored nor followed; entries that vanish are skipped.
+   */
+  async addTree(root: string, filter: PathFilter): Promise<void> {
+    await this.walk(root, '.', filter);
+  }
+
+  private async walk(dir: string, member: string, filter: PathFilter): Promise<void> {
+    this.check();
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return; // vanished
+      throw sourceError(dir, err);
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const dirs: string[] = [];
+    const files: string[] = [];
+    for (const e of entries) {
+      if (e.isDirectory()) {
+        dirs.push(e.name);
+      } else if (e.isSymbolicLink()) {
+        // os.walk lists a symlink to a directory with the directories, then does not follow it
+        let toDir = false;
+        try {
+          toDir = (await stat(join(dir, e.name))).isDirectory();
+        } catch {
+          toDir = false;
+        }
+        if (!toDir) files.push(e.name);
+      } else {
+        files.push(e.name);
+      }
+    }
+    const decision = filter.decide(member, true);
+    if (decision.include) {
+      if (await this.addPath(dir, member)) {
+        log.debug(`Uploading ${member}`);
+        for (const name of files) {
+          const fileMember = childMemberName(member, name, false);
+          if (!filter.decide(fileMember, false).include) continue;
+          log.debug(`Uploading ${fileMember}`);
+          await this.addPath(join(dir, name), fileMember);
+        }
+      } else {
+        return; // the directory vanished
+      }
+    }
+    if (!decision.descend) return;
+    for (const name of dirs) {
+      await this.walk(join(dir, name), childMemberName(member, name, true), filter);
+    }
+  }
+
+  /** End the last part, wait for every sink, and report sizes and durations. */
+  async close(): Promise<ArchiveResult> {
+    this.check();
+    try {
+      if (this.current && !this.current.ended) await this.endPart(this.current);
+      this.closed = true;
+      await Promise.race([Promise.all(this.parts.map((p) => p.done)), this.failed]);
+      if (this.failure) throw this.failure;
+    } finally {
+      this.closed = true;
+      this.signal?.removeEventListener('abort', this.onAbort);
+    }
+    const parts = this.parts.map((p) => p.stats());
+    return {
+      archive: this.archive,
+      parts,
+      bytes: parts.reduce((a, p) => a + p.bytes, 0),
+      tarBytes: parts.reduce((a, p) => a + p.tarBytes, 0),
+      members: parts.reduce((a, p) => a + p.members, 0),
+      startTime: parts[0]?.startTime ?? this.startTime,
+      endTime: parts.reduce((a, p) => (p.endTime > a ? p.endTime : a), parts[0]?.endTime ?? new Date()),
+    };
+  }
+
+  /** Stop: destroy the open part streams (the sinks see an error) and wait for the sinks to settle. */
+  async abort(reason?: Error): Promise<void> {
+    this.fail(reason ?? new GeneralError(`archive ${this.archive} aborted`));
+    this.closed = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
+    await Promise.allSettled(this.parts.map((p) => p.done));
+  }
+}
+
+// ---- high level ----------------------------------------------------------------------------------
+
+export interface ProduceArchiveOptions extends Omit<ArchiveWriterOptions, 'name'> {
+  /** PGDATA (a symlink is resolved first) or the tablespace location. */
+  root: string;
+  kind: RootKind;
+  /** 'data' or the tablespace OID. */
+  name: string;
+  /** Exclusion rules input (spec §5.3): major version, tablespaces, PGDATA as reported by PostgreSQL. */
+  exclusion: Omit<ExclusionOptions, 'kind'>;
+  /** PGDATA only: append `global/pg_control` after the walk (default true for 'pgdata'). */
+  pgControl?: boolean;
+  /** Appended after the walk (and pg_control): e.g. configuration files outside PGDATA. */
+  extraMembers?: readonly ExtraMember[];
+  /** Called after extraMembers, before closing: e.g. backup_label once pg_backup_stop returned. */
+  lateMembers?: () => Promise<readonly ExtraMember[]> | readonly ExtraMember[];
+  /** Log label (barman: 'pgdata' or the tablespace name). */
+  label?: string;
+}
+
+/** Produce one archive (all its parts): walk, pg_control, extra members, late members, close. */
+export async function produceArchive(options: ProduceArchiveOptions): Promise<ArchiveResult> {
+  let root = options.root;
+  let rootStat;
+  try {
+    rootStat = await lstat(root);
+    if (options.kind === 'pgdata' && rootStat.isSymbolicLink()) {
+      root = await realpath(root);
+    }
+    rootStat = await stat(root);
+  } catch (err) {
+    throw sourceError(root, err);
+  }
+  if (!rootStat.isDirectory()) throw new ArchiveSourceError(`'${root}' is not a directory`);
+  const filter = createPathFilter({ ...options.exclusion, kind: options.kind });
+  const writer = await ArchiveWriter.create({ ...options, name: options.name });
+  try {
+    const label = options.label ?? (options.kind === 'pgdata' ? 'pgdata' : options.name);
+    log.info(`Uploading '${label}' directory '${root}' as '${writer.firstPartName}'`);
+    await writer.addTree(root, filter);
+    if (options.kind === 'pgdata' && options.pgControl !== false) {
+      await writer.addExtra({
+        type: 'path',
+        source: join(root, 'global', 'pg_control'),
+        name: 'global/pg_control',
+        label: 'pg_control',
+      });
+    }
+    for (const m of options.extraMembers ?? []) await writer.addExtra(m);
+    if (options.lateMembers) {
+      for (const m of await options.lateMembers()) await writer.addExtra(m);
+    }
+    return await writer.close();
+  } catch (err) {
+    await writer.abort(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  }
+}
