@@ -22,6 +22,12 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
   switch (name) {
     case 'check-wal-archive':
       return (await import('./commands/check-wal-archive.js')).default;
+    case 'backup':
+      return (await import('./commands/backup.js')).default;
+    case 'backup-list':
+      return (await import('./commands/backup-list.js')).default;
+    case 'backup-show':
+      return (await import('./commands/backup-show.js')).default;
     case 'wal-archive':
     case 'wal-restore':
       return (await import('./commands/wal.js'))[name === 'wal-archive' ? 'walArchive' : 'walRestore'];

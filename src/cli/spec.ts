@@ -273,6 +273,9 @@ export const COMMANDS: CommandSpec[] = [
       { short: '-z', long: '--gzip', kind: 'flag', group: 'compression', help: 'compress the tar files with gzip' },
       { short: '-j', long: '--bzip2', kind: 'flag', group: 'compression', help: 'compress the tar files with bzip2' },
       { long: '--snappy', kind: 'flag', group: 'compression', help: 'compress the tar files with snappy' },
+      { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress the tar files with lz4 (barman 3.18)' },
+      { long: '--zstd', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with zstd' },
+      { long: '--xz', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with xz' },
       { short: '-h', long: '--host', kind: 'value', metavar: 'HOST', env: ['PGHOST'], help: 'PostgreSQL host or socket directory' },
       { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' },
       { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' },
@@ -285,7 +288,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--min-chunk-size', kind: 'value', metavar: 'MIN_CHUNK_SIZE', parse: parseSize, help: 'smallest multipart part size' },
       { long: '--max-bandwidth', kind: 'value', metavar: 'MAX_BANDWIDTH', parse: parseSize, help: 'upload rate limit, bytes per second' },
       {
-        short: '-d', long: '--dbname', kind: 'value', metavar: 'DBNAME', env: ['PGDATABASE'], default: 'postgres',
+        short: '-d', long: '--dbname', kind: 'value', metavar: 'DBNAME', default: 'postgres',
         help: 'database to connect to, or a whole conninfo string when it contains "="',
       },
       { short: '-n', long: '--name', kind: 'value', metavar: 'BACKUP_NAME', help: 'a name for the backup' },

@@ -253,7 +253,7 @@ describe('-t exit codes against real servers', () => {
 
 describe('commands not built yet', () => {
   it('refuse with exit 4 instead of pretending to work', async () => {
-    const r = await runBin('barman-cloud-backup', [`file://${store}`, 'srv']);
+    const r = await runBin('barman-cloud-backup-delete', ['-r', 'REDUNDANCY 1', `file://${store}`, 'srv']);
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/not implemented yet/);
   });

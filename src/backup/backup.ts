@@ -1,0 +1,220 @@
+// Taking a base backup into the object store as barman-cloud-backup does (spec §5): the SQL
+// sequence of postgres.ts, one streamed tar archive per tablespace and one for PGDATA (tar-producer),
+// each part uploaded as it is produced with bounded memory, and backup.info written last — with
+// status FAILED and the error when anything fails after the backup started.
+import { stat } from 'node:fs/promises';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GeneralError, OperationError } from '../errors.js';
+import { log } from '../log.js';
+import type { ServerLayout } from '../catalog/layout.js';
+import { BackupCatalog } from '../catalog/catalog.js';
+import { newBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
+import { pyFloat, type PyDict, type PyValue } from '../catalog/python-literal.js';
+import type { ObjectStore, Tag } from '../storage/types.js';
+import type { CodecName } from '../compression/index.js';
+import { majorVersionString } from './exclude.js';
+import {
+  backupLabelMember, externalConfigMember, produceArchive, BACKUP_COMPRESSION_LEVEL,
+  type ArchiveResult, type PartSink,
+} from './tar-producer.js';
+import { PostgresSession, walLocation, type ConnectionOptions } from './postgres.js';
+
+export interface BackupOptions {
+  connection: ConnectionOptions;
+  codec?: CodecName;
+  immediateCheckpoint: boolean;
+  /** Parts and blocks uploaded at once (-J). */
+  jobs: number;
+  maxArchiveSize: number;
+  /** Multipart part size (from --min-chunk-size and the provider's limits, spec §5.4). */
+  chunkSize: number;
+  /** Bytes per second for part uploads (--max-bandwidth). */
+  maxBandwidth?: number;
+  name?: string;
+  tags: Tag[];
+  signal?: AbortSignal;
+  /** Progress callback: bytes read so far and the archive being written. */
+  onProgress?: (bytes: number, archive: string) => void;
+}
+
+export interface BackupOutcome {
+  backupId: string;
+  status: string;
+  error?: string;
+}
+
+/** barman's backup ID: the client's local time at the start (spec §0). */
+export function newBackupId(now = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}T${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
+}
+
+/** A pass-through that limits the average rate to `bytesPerSecond`. */
+function throttle(bytesPerSecond: number): Transform {
+  const started = Date.now();
+  let sent = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      sent += chunk.length;
+      const due = started + (sent / bytesPerSecond) * 1000;
+      const wait = due - Date.now();
+      if (wait > 0) setTimeout(() => cb(null, chunk), wait);
+      else cb(null, chunk);
+    },
+  });
+}
+
+const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
+
+/** copy_stats in barman's key order (spec §4.3); tablespaces first, then 'data'. */
+function copyStats(results: ArchiveResult[], totalSeconds: number, workers: number): PyDict {
+  const per = (f: (r: ArchiveResult) => number): PyDict => new Map(results.map((r): [PyValue, PyValue] => [r.archive, pyFloat(round6(f(r)))]));
+  const first = Math.min(...results.map((r) => r.startTime.getTime()));
+  const last = Math.max(...results.map((r) => r.endTime.getTime()));
+  const serialized = (r: ArchiveResult) => r.parts.reduce((s, p) => s + p.seconds, 0);
+  return new Map<PyValue, PyValue>([
+    ['total_time', pyFloat(round6(totalSeconds))],
+    ['number_of_workers', workers],
+    ['analysis_time', 0],
+    ['analysis_time_per_item', new Map(results.map((r): [PyValue, PyValue] => [r.archive, 0]))],
+    ['copy_time_per_item', per((r) => (r.endTime.getTime() - r.startTime.getTime()) / 1000)],
+    ['serialized_copy_time_per_item', per(serialized)],
+    ['copy_time', pyFloat(round6(results.length ? (last - first) / 1000 : 0))],
+    ['serialized_copy_time', pyFloat(round6(results.reduce((s, r) => s + serialized(r), 0)))],
+  ]);
+}
+
+export async function takeBackup(store: ObjectStore, layout: ServerLayout, options: BackupOptions): Promise<BackupOutcome> {
+  const started = Date.now();
+  const session = await PostgresSession.connect(options.connection);
+  const catalog = new BackupCatalog(store, layout);
+  let backupId = '';
+  const info: BackupInfoFields = newBackupInfo('');
+  let began = false;
+  try {
+    const meta = await session.metadata();
+    backupId = newBackupId();
+    Object.assign(info, {
+      server_name: 'cloud',
+      systemid: meta.systemId,
+      version: meta.version,
+      pgdata: meta.pgdata,
+      xlog_segment_size: meta.segmentSize,
+      config_file: meta.configFile,
+      hba_file: meta.hbaFile,
+      ident_file: meta.identFile,
+      included_files: meta.includedFiles,
+      tablespaces: meta.tablespaces.length ? meta.tablespaces : null,
+      data_checksums: meta.dataChecksums,
+      summarize_wal: meta.summarizeWal,
+      cluster_size: meta.clusterSize,
+      backup_name: options.name ?? null,
+    } satisfies Partial<BackupInfoFields>);
+    log.info(`Starting backup '${backupId}'`);
+
+    const start = await session.startBackup(`Barman backup cloud ${backupId}`, options.immediateCheckpoint);
+    began = true;
+    const begin = walLocation(start.lsn, start.timeline, meta.segmentSize);
+    Object.assign(info, {
+      status: STATUS.STARTED,
+      begin_time: start.timestamp,
+      begin_xlog: start.lsn,
+      timeline: start.timeline,
+      begin_wal: begin.wal,
+      begin_offset: begin.offset,
+    } satisfies Partial<BackupInfoFields>);
+
+    const prefix = layout.backupPrefix(backupId);
+    let bytesDone = 0;
+    const onPart: PartSink = async ({ name, stream }) => {
+      const key = `${prefix}${name}`;
+      let body: Readable = stream;
+      if (options.onProgress || options.maxBandwidth) {
+        const meter = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            bytesDone += chunk.length;
+            options.onProgress?.(bytesDone, name);
+            cb(null, chunk);
+          },
+        });
+        const limiter = options.maxBandwidth ? throttle(options.maxBandwidth) : undefined;
+        const last = limiter ?? meter;
+        const flow = limiter ? pipeline(stream, meter, limiter) : pipeline(stream, meter);
+        // A failure anywhere reaches the uploader through the last stage, which aborts the upload.
+        flow.catch((e: unknown) => last.destroy(e as Error));
+        body = last;
+      }
+      log.info(`Uploading ${key}`);
+      await store.put(key, body, { partSize: options.chunkSize, concurrency: options.jobs, tags: options.tags, signal: options.signal });
+    };
+    const common = {
+      codec: options.codec ?? null,
+      level: options.codec ? BACKUP_COMPRESSION_LEVEL[options.codec] : undefined,
+      maxArchiveSize: options.maxArchiveSize,
+      onPart,
+      signal: options.signal,
+    };
+    const exclusion = {
+      majorVersion: majorVersionString(meta.version),
+      tablespaces: meta.tablespaces.map((t) => ({ oid: t.oid, location: t.location, name: t.name })),
+      pgdata: meta.pgdata,
+    };
+    const results: ArchiveResult[] = [];
+    for (const ts of meta.tablespaces) {
+      results.push(await produceArchive({ ...common, root: ts.location, kind: 'tablespace', name: String(ts.oid), exclusion, label: ts.name }));
+    }
+    const outside = [meta.configFile, meta.hbaFile, meta.identFile]
+      .filter((f): f is string => f !== null && !f.startsWith(meta.pgdata))
+      .map((f) => externalConfigMember(f, f, f === meta.identFile));
+    for (const f of meta.includedFiles ?? []) {
+      if (!f.startsWith(meta.pgdata)) log.warning(`Included file ${f} is outside PGDATA and is not part of the backup`);
+    }
+    const pgdataGid = (await stat(meta.pgdata)).gid;
+    let stop: Awaited<ReturnType<PostgresSession['stopBackup']>> | undefined;
+    results.push(await produceArchive({
+      ...common,
+      root: meta.pgdata,
+      kind: 'pgdata',
+      name: 'data',
+      exclusion,
+      extraMembers: outside,
+      // pg_backup_stop runs once every file is in the archive; its label is the last member.
+      lateMembers: async () => {
+        stop = await session.stopBackup();
+        return [backupLabelMember(stop.backupLabel, pgdataGid)];
+      },
+    }));
+    if (!stop) throw new GeneralError('the backup was not stopped');
+    const end = walLocation(stop.lsn, stop.timeline, meta.segmentSize);
+    Object.assign(info, {
+      backup_label: stop.backupLabel,
+      end_time: stop.timestamp,
+      end_xlog: stop.lsn,
+      end_wal: end.wal,
+      end_offset: end.offset,
+    } satisfies Partial<BackupInfoFields>);
+    if (!meta.isStandby) {
+      await session.switchWal();
+      await session.createRestorePoint(`barman_${backupId}`);
+    }
+    info.copy_stats = copyStats(results, (Date.now() - started) / 1000, options.jobs);
+    info.status = STATUS.DONE;
+  } catch (e) {
+    // Before pg_backup_start nothing was uploaded: no backup.info, the error is the command's.
+    if (!began) throw e;
+    info.status = STATUS.FAILED;
+    info.error = `failure uploading data (${String((e as Error).message ?? e).split('\n')[0]})`;
+    log.error(`Backup failed uploading data (${String((e as Error).message ?? e).split('\n')[0]})`);
+  } finally {
+    await session.close();
+  }
+  try {
+    await catalog.writeBackupInfo(backupId, info);
+  } catch (e) {
+    throw new OperationError(`Backup failed uploading backup.info file (${(e as Error).message})`, { cause: e });
+  }
+  if (info.status !== STATUS.DONE) return { backupId, status: info.status ?? STATUS.FAILED, error: info.error ?? undefined };
+  log.info(`Backup completed (start time: ${info.begin_time}, elapsed time: ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  return { backupId, status: STATUS.DONE };
+}

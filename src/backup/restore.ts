@@ -1,0 +1,158 @@
+// Restoring a base backup (spec §8): choose the backup (id, name, shortcut or `auto` with targets),
+// refuse a non-empty destination before downloading anything, then download, decompress and extract
+// every archive — in parallel across archives (beyond barman), the parts of one archive in order —
+// recreate pg_tblspc links and pg_wal, and optionally write the recovery configuration.
+import { promises as fs } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
+import { GeneralError, OperationError } from '../errors.js';
+import { log } from '../log.js';
+import type { ServerLayout } from '../catalog/layout.js';
+import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
+import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
+import { codecFromSuffix, type CodecName } from '../compression/index.js';
+import type { ObjectStore } from '../storage/types.js';
+import { extractArchiveParts } from './extract.js';
+import { parseLsn } from './postgres.js';
+
+export interface RestoreTargets {
+  tli?: string;
+  lsn?: string;
+  /** Epoch milliseconds of --target-time. */
+  timeMs?: number;
+}
+
+export interface RestoreOptions {
+  /** NAME:LOCATION rules, already parsed. */
+  tablespaces: Map<string, string>;
+  jobs: number;
+  targets: RestoreTargets;
+  /** Lines for postgresql.auto.conf plus recovery.signal, when the recovery configuration is wanted. */
+  recoveryConf?: (backup: BackupInfo) => string[];
+  signal?: AbortSignal;
+}
+
+/** `--target-tli latest`: the timeline of the greatest WAL name in the archive (spec §8). */
+async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise<number> {
+  let greatest = '';
+  for await (const e of store.list(layout.walsPrefix)) {
+    if (e.kind !== 'object') continue;
+    const name = e.key.slice(e.key.lastIndexOf('/') + 1);
+    if (name > greatest) greatest = name;
+  }
+  if (!greatest) throw new GeneralError('No WAL files found in the archive: cannot determine the latest timeline');
+  return Number.parseInt(greatest.slice(0, 8), 16);
+}
+
+/** barman's `auto` choice among all backups, newest ID first (spec §8 step 1). */
+export async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: ServerLayout, targets: RestoreTargets): Promise<string> {
+  let tli: number | undefined;
+  if (targets.tli === 'current') throw new GeneralError("'current' is not supported as --target-tli when the backup is 'auto'");
+  if (targets.tli === 'latest') tli = await latestTimeline(store, layout);
+  else if (targets.tli !== undefined) tli = Number(targets.tli);
+  const backups = [...(await catalog.getBackupList()).values()].sort((a, b) => (a.backup_id < b.backup_id ? 1 : -1));
+  for (const b of backups) {
+    if (tli !== undefined && b.timeline !== tli) continue;
+    if (targets.timeMs !== undefined) {
+      if (!b.end_time) continue;
+      if (Number(timestampEpochMicros(parseTimestamp(b.end_time)) / 1000n) > targets.timeMs) continue;
+    }
+    if (targets.lsn !== undefined) {
+      if (!b.end_xlog || parseLsn(b.end_xlog) > parseLsn(targets.lsn)) continue;
+    }
+    return b.backup_id;
+  }
+  throw new OperationError('Cannot find any candidate backup for recovery.');
+}
+
+async function assertEmptyOrMissing(dir: string): Promise<void> {
+  const entries = await fs.readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  if (entries.length > 0) throw new OperationError(`Destination ${dir} already exists and it is not empty`);
+}
+
+const TAR_EXTENSIONS = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
+
+/** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (spec §3). */
+function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName }[] {
+  const main: string[] = [];
+  const extra: string[] = [];
+  for (const key of keys) {
+    if (!key.startsWith(prefix + base)) continue;
+    const rest = key.slice(prefix.length + base.length);
+    if (rest[0] !== '.' && rest[0] !== '_') continue;
+    const ext = rest.slice(rest.indexOf('.') + 1);
+    if (!TAR_EXTENSIONS.has(ext)) {
+      log.warning(`Skipping unknown extension: ${key}`);
+      continue;
+    }
+    if (rest[0] === '.') main.push(key);
+    else if (/^_\d{4}\./.test(rest)) extra.push(key);
+  }
+  return [...main, ...extra.sort()].map((key) => ({ key, codec: codecFromSuffix(key) }));
+}
+
+export async function restoreBackup(
+  store: ObjectStore,
+  layout: ServerLayout,
+  requested: string,
+  recoveryDir: string,
+  options: RestoreOptions,
+): Promise<BackupInfo> {
+  const catalog = new BackupCatalog(store, layout);
+  const backupId = requested === 'auto' ? await chooseBackup(catalog, store, layout, options.targets) : await catalog.resolve(requested);
+  const backup = await catalog.readBackupInfo(backupId);
+  if (!backup) throw new OperationError(`Backup ${backupId} for server ${layout.serverName} does not exists`);
+  if (backup.snapshots_info) throw new GeneralError('restoring snapshot backups is not supported by this implementation');
+  if (!isBackupId(backupId)) log.warning(`Backup directory ${backupId} does not look like a backup ID`);
+
+  // Where each archive goes: data into recovery_dir, each tablespace to its (relocated) location.
+  const targets: { base: string; dir: string; oid?: number }[] = [{ base: 'data', dir: resolvePath(recoveryDir) }];
+  for (const ts of backup.tablespaces ?? []) {
+    const relocated = options.tablespaces.get(ts.name);
+    targets.push({ base: String(ts.oid), dir: relocated ? resolvePath(relocated) : ts.location, oid: ts.oid });
+  }
+  for (const t of targets) await assertEmptyOrMissing(t.dir);
+
+  const prefix = layout.backupPrefix(backupId);
+  const keys: string[] = [];
+  for await (const e of store.list(prefix, { delimiter: '/' })) if (e.kind === 'object') keys.push(e.key);
+  const plan = targets.map((t) => ({ ...t, parts: archiveParts(keys, prefix, t.base) }));
+  for (const p of plan) {
+    if (p.parts.length === 0) throw new OperationError(`Missing file ${p.base}.* for server ${layout.serverName}`);
+  }
+
+  // Archives in parallel (up to -J), the parts of one archive in order.
+  let next = 0;
+  const worker = async () => {
+    while (next < plan.length) {
+      const p = plan[next++];
+      await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
+      log.info(`Extracting ${p.base} into ${p.dir}`);
+      await extractArchiveParts(
+        p.parts.map((part) => () => store.get(part.key, { signal: options.signal })),
+        p.dir,
+        { codec: p.parts[0].codec ?? null, signal: options.signal },
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, plan.length)) }, worker));
+
+  const dataDir = resolvePath(recoveryDir);
+  for (const p of plan) {
+    if (p.oid === undefined) continue;
+    const link = join(dataDir, 'pg_tblspc', String(p.oid));
+    await fs.mkdir(join(dataDir, 'pg_tblspc'), { recursive: true });
+    await fs.rm(link, { force: true });
+    await fs.symlink(p.dir, link);
+  }
+  const walDir = join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal');
+  await fs.mkdir(walDir, { recursive: true, mode: 0o700 });
+
+  if (options.recoveryConf) {
+    await fs.appendFile(join(dataDir, 'postgresql.auto.conf'), `${options.recoveryConf(backup).join('\n')}\n`);
+    await fs.writeFile(join(dataDir, 'recovery.signal'), '');
+  }
+  return backup;
+}

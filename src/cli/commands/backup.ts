@@ -1,0 +1,101 @@
+// barman-cloud-backup (spec §2.3, §5): a base backup straight into the object store.
+import { CliError, EXIT, GeneralError } from '../../errors.js';
+import { log } from '../../log.js';
+import { ServerLayout } from '../../catalog/layout.js';
+import { takeBackup } from '../../backup/backup.js';
+import type { CodecName } from '../../compression/index.js';
+import type { ProviderName } from '../../storage/types.js';
+import type { CommandModule } from '../context.js';
+import { openContextStore } from '../open-store.js';
+import { checkBackupTags, parseTags } from '../tags.js';
+
+const RESERVED_NAMES = ['latest', 'last', 'oldest', 'first', 'last-failed', 'latest-full', 'last-full', 'auto'];
+const TiB = 1024 ** 4;
+const MiB = 1024 ** 2;
+
+/** Multipart part size per provider (spec §5.4): barman's formula, with our own sizes for GCS and files. */
+export function chunkSize(provider: ProviderName, maxArchiveSize: number, minChunkSize?: number): number {
+  const limits: Record<ProviderName, [number, number]> = {
+    'aws-s3': [10_000, 5 * MiB],
+    'azure-blob-storage': [50_000, 64 * 1024],
+    // barman spools each whole GCS part on disk; we stream resumable chunks instead.
+    'google-cloud-storage': [10_000, 8 * MiB],
+    file: [10_000, 8 * MiB],
+  };
+  const [maxChunks, minChunk] = limits[provider];
+  let size = Math.max(2 * Math.floor(maxArchiveSize / maxChunks), minChunk, minChunkSize ?? 0);
+  if (provider === 'google-cloud-storage') size = Math.ceil(size / (256 * 1024)) * 256 * 1024;
+  return size;
+}
+
+const CODECS: [string, CodecName][] = [['gzip', 'gzip'], ['bzip2', 'bzip2'], ['snappy', 'snappy'], ['lz4', 'lz4'], ['zstd', 'zstd'], ['xz', 'xz']];
+
+const backup: CommandModule = {
+  errorPrefix: 'Barman cloud backup exception',
+  validate(ctx) {
+    const name = ctx.args.options.name as string | undefined;
+    if (name !== undefined) {
+      if (name === '') throw new CliError('Backup name cannot be empty');
+      if (/^(\d{8})T\d{6}$/.test(name)) throw new CliError(`Backup name '${name}' is not allowed: backup ID`);
+      if (RESERVED_NAMES.includes(name)) throw new CliError(`Backup name '${name}' is not allowed: reserved word`);
+    }
+  },
+  async run(ctx) {
+    const opts = ctx.args.options;
+    if (opts['snapshot-instance'] !== undefined || opts['snapshot-disk'] !== undefined) {
+      throw new GeneralError('snapshot backups are not supported by this implementation');
+    }
+    const tags = parseTags(opts.tags as string[] | undefined, opts.tag as string[] | undefined);
+    checkBackupTags(tags);
+    let maxArchiveSize = opts['max-archive-size'] as number;
+    if (maxArchiveSize > TiB) {
+      log.warning('max-archive-size too big. Capping it to to 1.0 TiB');
+      maxArchiveSize = TiB;
+    }
+    const codec = CODECS.find(([flag]) => opts[flag] === true)?.[1];
+    const { store, resolved } = await openContextStore(ctx);
+    const controller = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => controller.abort(new GeneralError(`interrupted by ${sig}`));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    let spinner: { text: string; stop(): void } | undefined;
+    if (process.stderr.isTTY && (opts.quiet as number) === 0) {
+      const { default: ora } = await import('ora');
+      spinner = ora({ stream: process.stderr, text: 'starting backup' }).start();
+    }
+    const startedAt = Date.now();
+    try {
+      const outcome = await takeBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), {
+        connection: {
+          host: opts.host as string | undefined,
+          port: opts.port as string | undefined,
+          user: opts.user as string | undefined,
+          dbname: opts.dbname as string,
+        },
+        codec,
+        immediateCheckpoint: opts['immediate-checkpoint'] === true,
+        jobs: opts.jobs as number,
+        maxArchiveSize,
+        chunkSize: chunkSize(resolved.config.provider, maxArchiveSize, opts['min-chunk-size'] as number | undefined),
+        maxBandwidth: opts['max-bandwidth'] as number | undefined,
+        name: opts.name as string | undefined,
+        tags,
+        signal: controller.signal,
+        onProgress: spinner
+          ? (bytes, archive) => {
+              const secs = Math.max(0.001, (Date.now() - startedAt) / 1000);
+              spinner!.text = `${archive}: ${(bytes / MiB).toFixed(1)} MiB uploaded, ${(bytes / MiB / secs).toFixed(1)} MiB/s`;
+            }
+          : undefined,
+      });
+      return outcome.status === 'DONE' ? EXIT.OK : EXIT.OPERATION;
+    } finally {
+      spinner?.stop();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await store.close();
+    }
+  },
+};
+
+export default backup;
