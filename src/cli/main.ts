@@ -24,6 +24,8 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
       return (await import('./commands/check-wal-archive.js')).default;
     case 'backup':
       return (await import('./commands/backup.js')).default;
+    case 'restore':
+      return (await import('./commands/restore.js')).default;
     case 'backup-list':
       return (await import('./commands/backup-list.js')).default;
     case 'backup-show':

@@ -413,6 +413,14 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--target-tli', kind: 'value', metavar: 'TARGET_TLI', help: 'with auto: timeline (a number, current or latest)' },
       { long: '--target-lsn', kind: 'value', metavar: 'TARGET_LSN', group: 'target', help: 'with auto: the newest backup ending at or before this LSN' },
       { long: '--target-time', kind: 'value', metavar: 'TARGET_TIME', group: 'target', help: 'with auto: the newest backup ending at or before this time' },
+      {
+        short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, extension: true,
+        help: 'archives downloaded and extracted at once (default 2)',
+      },
+      {
+        long: '--write-recovery-conf', kind: 'flag', extension: true,
+        help: 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)',
+      },
     ],
     exitCodes: exits([1, 'the restore failed (destination not empty, backup missing, …)']),
   },

@@ -1,0 +1,83 @@
+// barman-cloud-restore (spec §2.8, §8), plus parallel extraction (-J) and --write-recovery-conf.
+import { CliError, EXIT, GeneralError } from '../../errors.js';
+import { ServerLayout } from '../../catalog/layout.js';
+import { restoreBackup, type RestoreTargets } from '../../backup/restore.js';
+import type { CommandContext, CommandModule } from '../context.js';
+import { openContextStore, storeUrl } from '../open-store.js';
+
+function parseTablespaceRules(rules: string[] | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const rule of rules ?? []) {
+    const colon = rule.indexOf(':');
+    if (colon <= 0 || colon === rule.length - 1) throw new CliError(`Invalid tablespace relocation rule '${rule}'`);
+    out.set(rule.slice(0, colon), rule.slice(colon + 1));
+  }
+  return out;
+}
+
+function targets(ctx: CommandContext): RestoreTargets {
+  const o = ctx.args.options;
+  const time = o['target-time'] as string | undefined;
+  let timeMs: number | undefined;
+  if (time !== undefined) {
+    timeMs = Date.parse(time.replace(' ', 'T'));
+    if (Number.isNaN(timeMs)) throw new GeneralError(`Invalid target time: ${time}`);
+  }
+  const lsn = o['target-lsn'] as string | undefined;
+  if (lsn !== undefined && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(lsn)) throw new GeneralError(`Invalid target LSN: ${lsn}`);
+  return { tli: o['target-tli'] as string | undefined, lsn, timeMs };
+}
+
+/** Store options that a restore_command must repeat to reach the same archive. */
+const CARRIED = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
+  's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 'azure-storage-account', 'azure-storage-key-file',
+  'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials'];
+const FLAGS = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+function restoreCommand(ctx: CommandContext): string {
+  const o = ctx.args.options;
+  const args: string[] = [];
+  for (const k of CARRIED) {
+    const v = o[k];
+    if (v !== undefined && !(k === 'cloud-provider' && v === 'aws-s3')) args.push(`--${k}`, String(v));
+  }
+  for (const k of FLAGS) if (o[k] === true) args.push(`--${k}`);
+  const bin = process.argv[1]?.replace(/barman-cloud(-restore)?$/, 'barman-cloud-wal-restore') ?? 'barman-cloud-wal-restore';
+  const prefix = process.argv[1]?.endsWith('barman-cloud') ? [process.execPath, process.argv[1], 'wal-restore'] : [process.execPath, bin];
+  return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name!].map(quote).join(' ') + ' %f %p';
+}
+
+const restore: CommandModule = {
+  errorPrefix: 'Barman cloud restore exception',
+  async run(ctx) {
+    const o = ctx.args.options;
+    const { store, resolved } = await openContextStore(ctx);
+    try {
+      const t = targets(ctx);
+      await restoreBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), ctx.args.positionals.backup_id!,
+        ctx.args.positionals.recovery_dir!, {
+          tablespaces: parseTablespaceRules(o.tablespace as string[] | undefined),
+          jobs: o.jobs as number,
+          targets: t,
+          recoveryConf: o['write-recovery-conf'] === true
+            ? () => {
+                // postgresql.auto.conf strings double their single quotes.
+                const lines = [`restore_command = '${restoreCommand(ctx).replace(/'/g, "''")}'`];
+                if (o['target-time'] !== undefined) lines.push(`recovery_target_time = '${String(o['target-time']).replace(/'/g, "''")}'`);
+                if (t.lsn !== undefined) lines.push(`recovery_target_lsn = '${t.lsn}'`);
+                if (t.tli !== undefined && t.tli !== 'current') lines.push(`recovery_target_timeline = '${t.tli}'`);
+                if (o['target-time'] !== undefined || t.lsn !== undefined) lines.push("recovery_target_action = 'promote'");
+                return lines;
+              }
+            : undefined,
+        });
+      return EXIT.OK;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+export default restore;
