@@ -1,8 +1,10 @@
 // `npm run demo`: the main job end to end on the embedded local-directory store, no cloud needed.
-// A throw-away PostgreSQL archives its WAL with barman-cloud-wal-archive into file://<dir>; a base
-// copy is taken; more data is written; the copy is started with barman-cloud-wal-restore as its
-// restore_command and must come back with every row. Runs as the `postgres` user when started as
-// root (PostgreSQL refuses root). Everything lives in one temp directory, removed at the end.
+// A throw-away PostgreSQL archives its WAL with barman-cloud-wal-archive into file://<dir>;
+// barman-cloud-backup takes a base backup there; more data is written; barman-cloud-backup-list
+// shows the backup; barman-cloud-restore restores it with --write-recovery-conf, and the copy
+// starts through barman-cloud-wal-restore and must come back with every row. PostgreSQL runs as the
+// `postgres` user when started as root (it refuses root). Everything lives in one temp directory,
+// removed at the end.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -81,11 +83,14 @@ try {
   step('check that the archive is empty and usable (barman-cloud-check-wal-archive)');
   execFileSync(process.execPath, [join(root, 'bin', 'barman-cloud-check-wal-archive'), storeUrl, 'demo'], { stdio: 'inherit' });
 
-  step('write data, take a base copy, write more data, switch WAL');
-  psql(port, "CREATE TABLE demo (id int primary key, note text); INSERT INTO demo SELECT g, 'before the copy' FROM generate_series(1, 5000) g;");
-  const base = join(work, 'restored');
-  pg('pg_basebackup', ['-h', sock, '-p', String(port), '-U', 'postgres', '-D', base, '-X', 'none', '-c', 'fast']);
-  psql(port, "INSERT INTO demo SELECT g, 'after the copy' FROM generate_series(5001, 10000) g;");
+  step('write data, take a base backup with barman-cloud-backup, write more data, switch WAL');
+  psql(port, "CREATE TABLE demo (id int primary key, note text); INSERT INTO demo SELECT g, 'before the backup' FROM generate_series(1, 5000) g;");
+  // As the server's OS user, like barman: it reads PGDATA and writes into the same store.
+  const pgEnv = { ...process.env, PGHOST: sock, PGPORT: String(port), PGUSER: 'postgres' };
+  const backupArgs = [join(tool, 'bin', 'barman-cloud-backup'), '--lz4', '--immediate-checkpoint', '-n', 'demo-backup', storeUrl, 'demo'];
+  if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', process.execPath, ...backupArgs], { env: pgEnv, stdio: 'inherit', cwd: work });
+  else execFileSync(process.execPath, backupArgs, { env: pgEnv, stdio: 'inherit' });
+  psql(port, "INSERT INTO demo SELECT g, 'after the backup' FROM generate_series(5001, 10000) g;");
   const last = psql(port, 'SELECT pg_walfile_name(pg_switch_wal())');
   for (let i = 0; i < 200 && psql(port, 'SELECT last_archived_wal FROM pg_stat_archiver') < last; i++) {
     await new Promise((r) => setTimeout(r, 100));
@@ -96,14 +101,14 @@ try {
   const walFiles = readdirSync(join(store, 'demo', 'wals'), { recursive: true }).filter((f) => /\.lz4$/.test(String(f)));
   console.log(`archived ${walFiles.length} WAL files (lz4) under ${join(store, 'demo', 'wals')}; primary had ${expected} rows`);
 
-  step('start the copy with barman-cloud-wal-restore as restore_command');
+  step('barman-cloud-backup-list');
+  execFileSync(process.execPath, [join(tool, 'bin', 'barman-cloud-backup-list'), storeUrl, 'demo'], { stdio: 'inherit' });
+
+  step('barman-cloud-restore latest --write-recovery-conf, then start the copy (restore_command = barman-cloud-wal-restore)');
+  const base = join(work, 'restored');
+  execFileSync(process.execPath, [join(tool, 'bin', 'barman-cloud-restore'), '--write-recovery-conf', storeUrl, 'demo', 'latest', base], { stdio: 'inherit' });
   const rport = await freePort();
-  appendFileSync(join(base, 'postgresql.auto.conf'), [
-    `port = ${rport}`, 'archive_mode = off',
-    `restore_command = '${cmd('barman-cloud-wal-restore', ['--parallel', '4', storeUrl, 'demo']).replace(/'/g, "''")} %f %p'`,
-    "recovery_target_action = 'promote'", '',
-  ].join('\n'));
-  writeFileSync(join(base, 'recovery.signal'), '');
+  appendFileSync(join(base, 'postgresql.auto.conf'), [`port = ${rport}`, 'archive_mode = off', "recovery_target_action = 'promote'", ''].join('\n'));
   chown(base);
   chmodSync(base, 0o700);
   pg('pg_ctl', ['-D', base, '-l', join(work, 'restored.log'), '-w', 'start']);
@@ -116,7 +121,7 @@ try {
   const got = psql(rport, 'SELECT count(*) FROM demo');
   console.log(`restored copy has ${got} rows (expected ${expected}), in recovery: ${inRecovery}`);
   if (got !== expected || inRecovery !== 'f') throw new Error('the restored copy does not hold every row');
-  step('done: every row came back through the local-directory archive');
+  step('done: every row came back from the local-directory store (base backup + WAL)');
 } catch (e) {
   console.error(`demo failed: ${e.message}`);
   process.exitCode = 1;
