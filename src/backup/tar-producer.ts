@@ -428,15 +428,24 @@ class OpenPart {
       },
     });
     this.output = counter;
+    // A sink that gives up on its stream (an upload failing) makes Node destroy it with its own
+    // AbortError (ABORT_ERR) or a premature close before the sink rejects with the real cause:
+    // leave that failure to `done` below, so the error reported is the cause and not "The
+    // operation was aborted".
+    const onStreamError = (err: Error) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ABORT_ERR' || code === 'ERR_STREAM_PREMATURE_CLOSE') return;
+      fail(err);
+    };
     if (codec) {
       const compressor = codec.compressStream(level);
       this.input = compressor;
       pipeline(compressor, counter, (err) => {
-        if (err) fail(err);
+        if (err) onStreamError(err);
       });
     } else {
       this.input = counter;
-      counter.on('error', (err) => fail(err));
+      counter.on('error', onStreamError);
     }
     const part: ArchivePart = { archive, name: this.name, index, stream: counter };
     this.done = Promise.resolve()

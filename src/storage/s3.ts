@@ -465,6 +465,9 @@ export class S3ObjectStore implements ObjectStore {
     const { signal } = options;
     let sourceError: unknown;
     const onSourceError = (err: unknown) => {
+      // Upload giving up on the body (a part failed) makes Node destroy it with its own AbortError
+      // (ABORT_ERR): that is not the source failing; the upload's error is the cause.
+      if ((err as NodeJS.ErrnoException | undefined)?.code === 'ABORT_ERR' && !signal?.aborted) return;
       sourceError ??= err;
     };
     const onAbort = () => {
