@@ -30,11 +30,13 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
       return (await import('./commands/backup-list.js')).default;
     case 'backup-show':
       return (await import('./commands/backup-show.js')).default;
+    case 'backup-delete':
+      return (await import('./commands/backup-delete.js')).default;
+    case 'backup-keep':
+      return (await import('./commands/backup-keep.js')).default;
     case 'wal-archive':
     case 'wal-restore':
       return (await import('./commands/wal.js'))[name === 'wal-archive' ? 'walArchive' : 'walRestore'];
-    default:
-      return (await import('./commands/pending.js')).pendingCommand(name);
   }
 }
 

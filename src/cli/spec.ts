@@ -370,6 +370,10 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--dry-run', kind: 'flag', help: 'print what would be deleted and delete nothing' },
       { long: '--batch-size', kind: 'value', metavar: 'DELETE_BATCH_SIZE', parse: parseInteger, help: 'objects per bulk delete request' },
       { long: '--check-object-lock', kind: 'flag', help: 'S3: skip backups whose objects are under Object Lock' },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console', extension: true,
+        help: 'the summary line printed after a deletion: console (default) or json (one object)',
+      },
     ],
     requiredGroups: ['target'],
     exitCodes: exits([1, 'a deletion failed or was refused']),

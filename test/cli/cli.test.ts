@@ -251,14 +251,6 @@ describe('-t exit codes against real servers', () => {
   });
 });
 
-describe('commands not built yet', () => {
-  it('refuse with exit 4 instead of pretending to work', async () => {
-    const r = await runBin('barman-cloud-backup-delete', ['-r', 'REDUNDANCY 1', `file://${store}`, 'srv']);
-    expect(r.code).toBe(4);
-    expect(r.stderr).toMatch(/not implemented yet/);
-  });
-});
-
 describe('store options mirror the ObjectStore fields', () => {
   it('rejects contradictory credential flags with a clear usage error', async () => {
     const f = join(scratch, 'k');

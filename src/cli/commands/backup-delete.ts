@@ -1,0 +1,152 @@
+// barman-cloud-backup-delete (spec §2.6, §9): one backup (-b) or every backup a retention policy
+// reports OBSOLETE (-r), with the WAL files no remaining backup needs. Beyond barman: one summary
+// line (or JSON object, --format json) on stdout after a real run, and a non-zero exit on any
+// failure, WAL deletions included.
+import { OperationError } from '../../errors.js';
+import { log } from '../../log.js';
+import { BackupCatalog } from '../../catalog/catalog.js';
+import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
+import { ServerLayout } from '../../catalog/layout.js';
+import type { S3StoreConfig } from '../../storage/config.js';
+import type { ObjectStore } from '../../storage/types.js';
+import { BackupDeleter, formatSummary, pyListRepr } from '../../retention/delete.js';
+import { evaluateRetention, obsoleteBackupIds, parseRetentionPolicy } from '../../retention/policy.js';
+import type { CommandModule } from '../context.js';
+import { openContextStore } from '../open-store.js';
+import type { ResolvedStore } from '../store.js';
+
+interface LockChecker {
+  check: (keys: string[]) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+/**
+ * --check-object-lock on S3 (barman 3.17): HEAD each base-backup object and refuse the backup's
+ * deletion if any has a retention date in the future or a legal hold ON. Checked for every object
+ * before the first delete, so a locked backup keeps all of its files.
+ */
+async function s3LockChecker(resolved: ResolvedStore): Promise<LockChecker> {
+  const [{ S3ObjectStore }, { HeadObjectCommand }] = await Promise.all([import('../../storage/s3.js'), import('@aws-sdk/client-s3')]);
+  const sdk = new S3ObjectStore({ ...(resolved.config as S3StoreConfig), client: 'sdk' });
+  return {
+    async check(keys) {
+      for (const key of keys) {
+        let head;
+        try {
+          head = await sdk.client.send(new HeadObjectCommand({ Bucket: sdk.bucket, Key: key }));
+        } catch (e) {
+          const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+          const denied = err.$metadata?.httpStatusCode === 403 || err.name === 'AccessDenied' || err.name === 'Forbidden';
+          throw new Error(`${denied ? 'Access denied when checking' : 'Error checking'} Object Lock for ${key}: ${err.message ?? err.name ?? String(e)}`);
+        }
+        let reason: string | undefined;
+        const until = head.ObjectLockRetainUntilDate;
+        if (until && until.getTime() > Date.now()) {
+          reason = `Object is locked and can't be deleted until ${pyDatetimeStr(timestampFromDate(until, 0))}`;
+        } else if (head.ObjectLockLegalHoldStatus === 'ON') {
+          reason = "Object has a legal hold and can't be deleted until the legal hold is removed";
+        }
+        if (reason) {
+          log.error(`Cannot delete locked object ${key}: ${reason}`);
+          throw new Error(`Deletion aborted: object ${key} is locked: ${reason}`);
+        }
+      }
+    },
+    close: () => sdk.close(),
+  };
+}
+
+/** Keep annotations of the given backups, through the catalog's one-listing annotation cache. */
+async function keepTargetsOf(catalog: BackupCatalog, ids: Iterable<string>): Promise<Map<string, string | null>> {
+  const keeps = new Map<string, string | null>();
+  for (const id of ids) keeps.set(id, await catalog.getKeepTarget(id));
+  return keeps;
+}
+
+/** --batch-size clamped to [1, provider maximum] (spec §2.6); the maximum when not given. */
+function batchSize(store: ObjectStore, requested: unknown): number {
+  if (typeof requested !== 'number') return store.maxDeleteBatch;
+  return Math.max(1, Math.min(requested, store.maxDeleteBatch));
+}
+
+const backupDelete: CommandModule = {
+  errorPrefix: 'Barman cloud backup delete exception',
+  async run(ctx) {
+    const o = ctx.args.options;
+    const serverName = ctx.args.positionals.server_name!;
+    const dryRun = o['dry-run'] === true;
+    const minimumRedundancy = (o['minimum-redundancy'] as number | undefined) ?? 0;
+    const { store, resolved } = await openContextStore(ctx);
+    let locks: LockChecker | undefined;
+    try {
+      if (o['check-object-lock'] === true && store.provider !== 'aws-s3') {
+        log.warning(
+          'The --check-object-lock option is currently only supported for aws-s3. ' +
+            `Object lock checks will not be performed for cloud provider: ${store.provider}`,
+        );
+      }
+      const layout = new ServerLayout(resolved.url.path, serverName);
+      const catalog = new BackupCatalog(store, layout);
+      // Read the whole catalog first: deleting with part of it unreadable could remove WAL files
+      // that an unseen backup needs.
+      const backups = await catalog.getBackupList();
+      const { unreadable } = await catalog.load();
+      if (unreadable.length > 0) {
+        throw new OperationError(
+          `Cannot read the following backups: ${pyListRepr(unreadable.map((u) => u.backupId))}\n` +
+            'Unsafe to proceed with deletion due to failure reading backup catalog',
+        );
+      }
+
+      // Keep targets of every backup (one listing of base/, then a GET per annotation): for the
+      // retention report and for the WAL cleanup's walk over older backups.
+      const keepTargets = await keepTargetsOf(catalog, backups.keys());
+      let toDelete: string[];
+      let fromRetentionPolicy: boolean;
+      const requested = o['backup-id'] as string | undefined;
+      if (requested !== undefined) {
+        const backupId = await catalog.resolve(requested);
+        // Checked without the annotation cache: only one backup matters here.
+        if ((await catalog.getKeepTarget(backupId, false)) !== null) {
+          throw new OperationError(
+            `Skipping delete of backup ${backupId} for server ${serverName} as it has a current keep request. ` +
+              'If you really want to delete this backup please remove the keep and try again.',
+          );
+        }
+        if (minimumRedundancy > 0 && minimumRedundancy >= backups.size) {
+          throw new OperationError(
+            `Skipping delete of backup ${backupId} for server ${serverName} due to minimum redundancy requirements ` +
+              `(minimum redundancy = ${minimumRedundancy}, current redundancy = ${backups.size})`,
+          );
+        }
+        toDelete = [backupId];
+        fromRetentionPolicy = false;
+      } else {
+        const policy = parseRetentionPolicy(o['retention-policy'] as string);
+        const report = evaluateRetention(policy, {
+          backups, keepTarget: (id) => keepTargets.get(id) ?? null, minimumRedundancy, now: new Date(), serverName,
+        });
+        for (const m of report.messages) log[m.level](m.text);
+        toDelete = obsoleteBackupIds(report);
+        fromRetentionPolicy = true;
+      }
+
+
+      if (o['check-object-lock'] === true && store.provider === 'aws-s3' && !dryRun) locks = await s3LockChecker(resolved);
+      const deleter = new BackupDeleter(store, catalog, layout, keepTargets, {
+        dryRun,
+        batchSize: batchSize(store, o['batch-size']),
+        print: (line) => ctx.stdout(`${line}\n`),
+        checkLocks: locks?.check,
+      });
+      const summary = await deleter.deleteAll(toDelete, fromRetentionPolicy);
+      if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format === 'json' ? 'json' : 'console')}\n`);
+      return summary.exitCode;
+    } finally {
+      await locks?.close();
+      await store.close();
+    }
+  },
+};
+
+export default backupDelete;

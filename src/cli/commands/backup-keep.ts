@@ -1,0 +1,45 @@
+// barman-cloud-backup-keep (spec §2.7): add, show or release the keep annotation of a backup, which
+// retention policies honour (KEEP:FULL / KEEP:STANDALONE) and backup-delete -b refuses to override.
+import { EXIT, GeneralError, OperationError } from '../../errors.js';
+import { BackupCatalog, KEEP_ANNOTATION } from '../../catalog/catalog.js';
+import { STATUS } from '../../catalog/backup-info.js';
+import { ServerLayout } from '../../catalog/layout.js';
+import type { CommandModule } from '../context.js';
+import { openContextStore } from '../open-store.js';
+
+const backupKeep: CommandModule = {
+  errorPrefix: 'Barman cloud keep exception',
+  async run(ctx) {
+    const o = ctx.args.options;
+    const { server_name: serverName, backup_id: requested } = ctx.args.positionals as Record<string, string>;
+    const { store, resolved } = await openContextStore(ctx);
+    try {
+      const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, serverName));
+      // An unknown name is an exception (exit 4); an ID-shaped string is taken as is.
+      const backupId = await catalog.resolve(requested);
+      if (o.release === true) {
+        // Deleting a missing annotation is not an error.
+        await catalog.deleteAnnotation(backupId, KEEP_ANNOTATION);
+      } else if (o.status === true) {
+        const target = await catalog.getKeepTarget(backupId);
+        ctx.stdout(`Keep: ${target ? target : 'nokeep'}\n`);
+      } else {
+        const target = o.target as string;
+        const info = await catalog.getBackupInfo(backupId);
+        // barman fails with an AttributeError here (exit 4): keep the exit code, say why.
+        if (!info) throw new GeneralError(`Backup ${backupId} for server ${serverName} does not exist`);
+        if (info.status !== STATUS.DONE) {
+          throw new OperationError(
+            `Cannot add keep to backup ${backupId} because it has status ${info.status}. Only backups with status DONE can be kept.`,
+          );
+        }
+        await catalog.putAnnotation(backupId, KEEP_ANNOTATION, target);
+      }
+      return EXIT.OK;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+export default backupKeep;

@@ -1,0 +1,458 @@
+// Deleting backups from the object store (spec §9.3, §9.4), in barman's order and with barman's
+// dry-run lines: the backup's tar objects (data, then tablespaces by OID; main file, then parts),
+// then backup.info, then the WAL files nobody needs any more. backup.info goes only once every
+// data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
+// deleted behind a missing backup.info: the next run sees the backup again and finishes it.
+import { BarmanCloudError, OperationError } from '../errors.js';
+import { log } from '../log.js';
+import type { BackupCatalog } from '../catalog/catalog.js';
+import type { BackupInfo } from '../catalog/backup-info.js';
+import { strRepr } from '../catalog/python-literal.js';
+import type { ServerLayout } from '../catalog/layout.js';
+import type { ObjectInfo, ObjectStore } from '../storage/types.js';
+import {
+  decideWalCleanup, deletablePrefixes, deletableWals, walNameFromKey, type WalEntry,
+} from './wal-cleanup.js';
+import { keepStatus } from './policy.js';
+
+/** Python's repr() of a list of str: `['a', 'b']` (barman prints key lists this way). */
+export function pyListRepr(items: readonly string[]): string {
+  return `[${items.map(strRepr).join(', ')}]`;
+}
+
+/**
+ * Tar extensions recognised for a backup archive: barman's four, plus the codecs our own
+ * barman-cloud-backup can write (otherwise deleting our backups would leave their tars behind).
+ */
+const TAR_EXTENSIONS: ReadonlySet<string> = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
+
+interface ArchiveSlot {
+  oid: number | null;
+  base: string;
+  main: ObjectInfo | null;
+  parts: ObjectInfo[];
+}
+
+export interface BackupFiles {
+  /** The objects to delete, in barman's order. */
+  files: ObjectInfo[];
+  /** WARNING lines barman logs while matching (unknown extensions, missing main files). */
+  warnings: string[];
+}
+
+/**
+ * barman's get_backup_files(allow_missing=True) + _get_files_for_backup: match the objects directly
+ * under the backup directory to `data` and each tablespace OID (key = base + `.ext` for the main
+ * file, base + `_…` for extra parts), then order them data first, tablespaces by OID, each with its
+ * main file and then its parts sorted by key.
+ */
+export function backupArchiveFiles(objects: readonly ObjectInfo[], backupPrefix: string, info: BackupInfo, serverName: string): BackupFiles {
+  const slots = new Map<number | null, ArchiveSlot>();
+  slots.set(null, { oid: null, base: `${backupPrefix}data`, main: null, parts: [] });
+  for (const ts of info.tablespaces ?? []) slots.set(ts.oid, { oid: ts.oid, base: `${backupPrefix}${ts.oid}`, main: null, parts: [] });
+  const warnings: string[] = [];
+  for (const obj of objects) {
+    for (const slot of slots.values()) {
+      if (!obj.key.startsWith(slot.base)) continue;
+      const suffix = obj.key.slice(slot.base.length);
+      // `16384` is a prefix of `163840.tar`: only `.` or `_` after the base is a match.
+      if (suffix === '' || (suffix[0] !== '.' && suffix[0] !== '_')) continue;
+      const isPart = suffix[0] === '_';
+      const dot = suffix.indexOf('.');
+      const ext = isPart ? (dot < 0 ? suffix : suffix.slice(dot + 1)) : suffix.slice(1);
+      if (!TAR_EXTENSIONS.has(ext)) {
+        warnings.push(`Skipping unknown extension: ${ext}`);
+        continue;
+      }
+      if (isPart) slot.parts.push(obj);
+      else slot.main = obj; // barman keeps the last main file listed
+      break;
+    }
+  }
+  const files: ObjectInfo[] = [];
+  const ordered = [...slots.values()].sort((a, b) => (a.oid ?? -1) - (b.oid ?? -1));
+  for (const slot of ordered) {
+    if (!slot.main && !info.snapshots_info) warnings.push(`Missing file ${slot.base}.* for server ${serverName}`);
+    if (slot.main) files.push(slot.main);
+    files.push(...[...slot.parts].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)));
+  }
+  return { files, warnings };
+}
+
+export interface DeleteOptions {
+  /** Print what would be deleted (barman's lines on stdout) and delete nothing. */
+  dryRun: boolean;
+  /** Objects per bulk delete request, already clamped to [1, store.maxDeleteBatch]. */
+  batchSize: number;
+  /** One line of normal output (stdout), without the newline. */
+  print: (line: string) => void;
+  /** --check-object-lock: throws when any of the keys is locked (S3 Object Lock / legal hold). */
+  checkLocks?: (keys: string[]) => Promise<void>;
+}
+
+/** What a run deleted, for the one-line summary (beyond barman). */
+export interface DeletionSummary {
+  backupIds: string[];
+  backupObjectsDeleted: number;
+  walObjectsDeleted: number;
+  bytesFreed: number;
+  /** Failures that did not stop the run (WAL deletions), plus the one that did, if any. */
+  errors: number;
+  /** Set when a failure stopped the run: barman's exit code for it (1, or 4 for an unexpected error). */
+  exitCode: number;
+}
+
+/** A per-key size table built from the listings, so that bytes freed are known without HEADs. */
+function sizeOf(sizes: Map<string, number>, keys: readonly string[]): number {
+  let total = 0;
+  for (const k of keys) total += sizes.get(k) ?? 0;
+  return total;
+}
+
+/**
+ * barman's cached WAL listing (get_wal_paths): WAL name → object, the last object listed winning.
+ * Indexed by name order, so that each deletion only walks the names below its limit (what it can
+ * delete) instead of the whole archive, and by first-level directory, for whole-directory deletes.
+ */
+export class WalListing {
+  private readonly byName = new Map<string, WalEntry>();
+  private sorted: WalEntry[] = [];
+  private dead = 0;
+  private runEnd: Int32Array | undefined;
+  private firstAlive = 0;
+  private readonly byDir = new Map<string, WalEntry[]>();
+
+  constructor(private readonly walsPrefix: string, entries: Iterable<WalEntry>) {
+    for (const e of entries) this.byName.set(e.name, e);
+    this.sorted = [...this.byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of this.sorted) {
+      const dir = this.dirOf(e.key);
+      const list = this.byDir.get(dir);
+      if (list) list.push(e);
+      else this.byDir.set(dir, [e]);
+    }
+  }
+
+  /** `<wals>/<dir>/` for a key below a directory, `<wals>/` for one directly under it. */
+  private dirOf(key: string): string {
+    const rest = key.slice(this.walsPrefix.length);
+    const cut = rest.indexOf('/');
+    return cut < 0 ? this.walsPrefix : this.walsPrefix + rest.slice(0, cut + 1);
+  }
+
+  get size(): number {
+    return this.byName.size;
+  }
+
+  has(entry: WalEntry): boolean {
+    return this.byName.get(entry.name) === entry;
+  }
+
+  /**
+   * The entries still listed whose name sorts before `limit`, in name order, leaving out those
+   * under a directory of `skipDirs` (a dry run keeps announcing the same directories: their
+   * entries are jumped over a directory at a time).
+   */
+  below(limit: string, skipDirs: ReadonlySet<string> = new Set()): WalEntry[] {
+    if (this.dead > 1024 && this.dead * 4 > this.sorted.length) {
+      this.sorted = this.sorted.filter((e) => this.has(e));
+      this.dead = 0;
+      this.runEnd = undefined;
+      this.firstAlive = 0;
+    }
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.sorted[mid]!.name < limit) lo = mid + 1;
+      else hi = mid;
+    }
+    // Deletions remove the oldest names first: skip the dead run at the front once and for all.
+    while (this.firstAlive < this.sorted.length && !this.has(this.sorted[this.firstAlive]!)) this.firstAlive++;
+    const runEnd = skipDirs.size > 0 ? this.runs() : undefined;
+    const out: WalEntry[] = [];
+    for (let i = this.firstAlive; i < lo; i++) {
+      const e = this.sorted[i]!;
+      if (runEnd && skipDirs.has(this.dirOf(e.key))) {
+        i = runEnd[i]! - 1;
+        continue;
+      }
+      if (this.has(e)) out.push(e);
+    }
+    return out;
+  }
+
+  /** For each position of `sorted`, where the run of entries in the same directory ends. */
+  private runs(): Int32Array {
+    if (this.runEnd) return this.runEnd;
+    const ends = new Int32Array(this.sorted.length);
+    let i = this.sorted.length - 1;
+    while (i >= 0) {
+      const dir = this.dirOf(this.sorted[i]!.key);
+      let j = i;
+      while (j >= 0 && this.dirOf(this.sorted[j]!.key) === dir) ends[j--] = i + 1;
+      i = j;
+    }
+    this.runEnd = ends;
+    return ends;
+  }
+
+  remove(entry: WalEntry): void {
+    if (!this.has(entry)) return;
+    this.byName.delete(entry.name);
+    this.dead += 1;
+  }
+
+  /** Forget every entry under a first-level directory prefix (`<wals>/<dir>/`). */
+  removeUnder(prefix: string): void {
+    for (const e of this.byDir.get(prefix) ?? []) this.remove(e);
+    this.byDir.delete(prefix);
+  }
+}
+
+/**
+ * Deletes backups one after the other, keeping barman's in-memory state between them: the catalog
+ * loses each deleted backup (also in a dry run, so later decisions see it gone) and the WAL listing,
+ * read once, loses the WAL files deleted one by one.
+ */
+export class BackupDeleter {
+  readonly summary: DeletionSummary = {
+    backupIds: [], backupObjectsDeleted: 0, walObjectsDeleted: 0, bytesFreed: 0, errors: 0, exitCode: 0,
+  };
+  private walCache: WalListing | undefined;
+  private dirCache: Set<string> | undefined;
+  private readonly sizes = new Map<string, number>();
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly catalog: BackupCatalog,
+    private readonly layout: ServerLayout,
+    private readonly keepTargets: ReadonlyMap<string, string | null>,
+    private readonly options: DeleteOptions,
+  ) {}
+
+  /**
+   * Delete the given backups in order. A failure to delete a backup's data or backup.info stops the
+   * run (barman exits there); WAL deletion failures are logged and the run goes on. Never throws:
+   * the outcome is in `summary`.
+   */
+  async deleteAll(backupIds: readonly string[], fromRetentionPolicy: boolean): Promise<DeletionSummary> {
+    for (const id of backupIds) {
+      try {
+        await this.deleteBackup(id, fromRetentionPolicy);
+      } catch (e) {
+        this.summary.errors += 1;
+        if (e instanceof OperationError) {
+          log.error(e.message);
+          this.summary.exitCode = e.exitCode;
+        } else {
+          log.error(`Barman cloud backup delete exception: ${e instanceof Error ? e.message : String(e)}`);
+          if (e instanceof Error && e.stack) log.debug(e.stack);
+          this.summary.exitCode = e instanceof BarmanCloudError ? e.exitCode : 4;
+        }
+        break;
+      }
+    }
+    return this.summary;
+  }
+
+  /** Delete one backup (barman's _delete_backup). */
+  async deleteBackup(backupId: string, fromRetentionPolicy: boolean): Promise<void> {
+    const info = await this.catalog.getBackupInfo(backupId);
+    if (!info) {
+      log.warning(`Backup ${backupId} does not exist`);
+      return;
+    }
+    const { dryRun } = this.options;
+    if (fromRetentionPolicy && !dryRun && keepStatus(await this.catalog.getKeepTarget(backupId, false))) {
+      // Kept after the retention report was computed (a concurrent backup-keep): barman would
+      // delete it anyway; a deletion cannot be undone, so leave it.
+      log.warning(`Skipping delete of backup ${backupId} for server ${this.layout.serverName}: a keep request was added during this run`);
+      return;
+    }
+    log.info(`Deleting backup ${backupId} for server ${this.layout.serverName}${dryRun ? ' (dry run)' : ''}`);
+    const prefix = this.layout.backupPrefix(backupId);
+
+    if (info.snapshots_info) {
+      const labelKey = `${prefix}backup_label`;
+      if (!dryRun) {
+        // Deleting the cloud snapshots needs the providers' compute APIs, which this tool does not
+        // drive; removing the metadata alone would orphan the snapshots, so refuse instead.
+        throw new OperationError(`Could not delete backup ${backupId}: deleting cloud snapshots is not supported by this implementation`);
+      }
+      this.options.print('Skipping deletion of snapshots due to --dry-run option');
+      this.options.print(`Skipping deletion of ${labelKey} due to --dry-run option`);
+    }
+
+    const objects: ObjectInfo[] = [];
+    for await (const e of this.store.list(prefix, { delimiter: '/' })) {
+      if (e.kind !== 'object') continue;
+      objects.push(e);
+      this.sizes.set(e.key, e.size);
+    }
+    const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
+    for (const w of warnings) log.warning(w);
+    const dataKeys = files.map((f) => f.key);
+    const infoKey = this.layout.backupInfoKey(backupId);
+
+    if (dryRun) {
+      this.options.print(`Skipping deletion of objects ${pyListRepr([...dataKeys, infoKey])} due to --dry-run option`);
+    } else {
+      try {
+        if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
+        // backup.info last: as long as it exists, a later run finds the backup and can finish.
+        await this.deleteKeys(dataKeys, 'backup');
+        await this.deleteKeys([infoKey], 'backup');
+      } catch (e) {
+        throw new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+      this.summary.backupIds.push(backupId);
+    }
+
+    await this.removeWals(info, fromRetentionPolicy);
+    // Only now: the WAL planning above needs the deleted backup in the catalog (barman's order).
+    this.catalog.forget(backupId);
+  }
+
+  /** Delete keys in batches; any key left behind is an error. Counts what went. */
+  private async deleteKeys(keys: string[], kind: 'backup' | 'wal'): Promise<void> {
+    if (keys.length === 0) return;
+    const result = await this.store.deleteMany(keys, this.options.batchSize);
+    const deleted = new Set(result.deleted);
+    const gone = keys.filter((k) => deleted.has(k));
+    if (kind === 'backup') this.summary.backupObjectsDeleted += gone.length;
+    else this.summary.walObjectsDeleted += gone.length;
+    this.summary.bytesFreed += sizeOf(this.sizes, gone);
+    if (result.errors.length > 0) {
+      for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
+      throw new Error('Error from cloud provider while deleting objects - please check the command output.');
+    }
+  }
+
+  /**
+   * The WAL hash directories (`<wals>/<TLI><LOG>/`), listed once per run; a directory deleted whole
+   * leaves the set. barman lists them again for every backup: directories created meanwhile by WAL
+   * archiving hold only WAL newer than every backup's begin_wal, which no cleanup can touch.
+   */
+  private async walDirectories(): Promise<Set<string>> {
+    if (this.dirCache) return this.dirCache;
+    const dirs = new Set<string>();
+    for await (const e of this.store.list(this.layout.walsPrefix, { delimiter: '/' })) {
+      if (e.kind === 'prefix') dirs.add(e.prefix);
+    }
+    this.dirCache = dirs;
+    return dirs;
+  }
+
+  /** The WAL listing, read once (after the first whole-directory deletes, as barman does). */
+  private async walPaths(): Promise<WalListing> {
+    if (this.walCache) return this.walCache;
+    const entries: WalEntry[] = [];
+    for await (const e of this.store.list(this.layout.walsPrefix)) {
+      if (e.kind !== 'object') continue;
+      const name = walNameFromKey(e.key);
+      if (name === null) continue;
+      entries.push({ name, key: e.key, size: e.size });
+      this.sizes.set(e.key, e.size);
+    }
+    this.walCache = new WalListing(this.layout.walsPrefix, entries);
+    return this.walCache;
+  }
+
+  /** barman's _remove_wals_for_backup (spec §9.4). Failures are logged and counted, never thrown. */
+  private async removeWals(deleted: BackupInfo, fromRetentionPolicy: boolean): Promise<void> {
+    const { dryRun } = this.options;
+    const backups = (await this.catalog.load()).backups;
+    const decision = decideWalCleanup({
+      deleted,
+      backups,
+      keepTarget: (id) => this.keepTargets.get(id) ?? null,
+      fromRetentionPolicy,
+    });
+    if (!decision.allowed) {
+      log.debug(`Not removing WAL files for backup ${deleted.backup_id}: ${decision.reason}`);
+      return;
+    }
+
+    // Whole WAL directories first (barman does this on S3; the result is the same everywhere).
+    let listed: Set<string>;
+    try {
+      listed = await this.walDirectories();
+    } catch (e) {
+      this.walError(`Cannot clean up WALs for backup ${deleted.backup_id} because an error occurred listing WALs: ${(e as Error).message}`);
+      return;
+    }
+    const plan = deletablePrefixes(decision, listed);
+    for (const p of plan.malformed) log.warning(`Ignoring malformed WAL object prefix: ${p}`);
+    for (const p of plan.prefixes) {
+      if (dryRun) {
+        this.options.print(`Skipping deletion of all objects under prefix ${p} due to --dry-run option`);
+        continue;
+      }
+      try {
+        const keys: string[] = [];
+        for await (const e of this.store.list(p)) {
+          if (e.kind !== 'object') continue;
+          keys.push(e.key);
+          this.sizes.set(e.key, e.size);
+        }
+        await this.deleteKeys(keys, 'wal');
+        listed.delete(p);
+      } catch (e) {
+        this.walError(`Could not delete the WAL objects under prefix ${p} for backup ${deleted.backup_id}: ${(e as Error).message}`);
+      }
+      // What was under the prefix is gone (or will be retried by a later deletion): forget it.
+      this.walCache?.removeUnder(p);
+    }
+
+    let wals: WalListing;
+    try {
+      wals = await this.walPaths();
+    } catch (e) {
+      this.walError(`Cannot clean up WALs for backup ${deleted.backup_id} because an error occurred listing WALs: ${(e as Error).message}`);
+      return;
+    }
+    // Only names below remove_until's begin_wal can go: look at those alone.
+    const doomed = deletableWals(decision, wals.below(decision.removeUntil!.begin_wal!, new Set(plan.prefixes)), plan.prefixes);
+    if (doomed.length === 0) return;
+    const keys = doomed.map((w) => w.key);
+    if (dryRun) {
+      this.options.print(`Skipping deletion of objects ${pyListRepr(keys)} due to --dry-run option`);
+    } else {
+      try {
+        await this.deleteKeys(keys, 'wal');
+      } catch (e) {
+        // Left in the listing so that a later deletion in this run retries them (barman's choice).
+        this.walError(`Could not delete the following WALs for backup ${deleted.backup_id}: ${pyListRepr(keys)}, Reason: ${(e as Error).message}`);
+        return;
+      }
+    }
+    for (const w of doomed) wals.remove(w);
+  }
+
+  private walError(message: string): void {
+    log.error(message);
+    this.summary.errors += 1;
+    if (this.summary.exitCode === 0) this.summary.exitCode = 1;
+  }
+}
+
+/** Format the summary line printed after a real deletion (beyond barman, for unattended runs). */
+export function formatSummary(s: DeletionSummary, format: 'console' | 'json'): string {
+  if (format === 'json') {
+    return JSON.stringify({
+      backups_deleted: s.backupIds.length,
+      backup_ids: s.backupIds,
+      backup_objects_deleted: s.backupObjectsDeleted,
+      wal_objects_deleted: s.walObjectsDeleted,
+      bytes_freed: s.bytesFreed,
+      errors: s.errors,
+    });
+  }
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  return (
+    `Deleted ${plural(s.backupIds.length, 'backup')} (${plural(s.backupObjectsDeleted, 'object')}) and ` +
+    `${plural(s.walObjectsDeleted, 'WAL object')}, ${s.bytesFreed} bytes freed` +
+    (s.errors > 0 ? `, ${plural(s.errors, 'error')}` : '')
+  );
+}

@@ -1,0 +1,208 @@
+// Which WAL objects go when a backup is deleted (spec §9.4): barman-cloud's remove_wal_before_backup,
+// as pure planning over the in-memory catalog and the WAL listing. No I/O here: delete.ts lists,
+// calls these functions and deletes what they return.
+import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
+
+/** Backups used for "previous" / "next" navigation: barman's STATUS_COPY_DONE. */
+const NAVIGABLE: ReadonlySet<string> = new Set([STATUS.WAITING_FOR_WALS, STATUS.DONE]);
+
+/** barman's xlog name regex: segment, `.partial`, `.<8hex>.backup`, or `<8hex>.history`. */
+const XLOG_RE = /^([0-9A-Fa-f]{8})(?:([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})(?:\.[0-9A-Fa-f]{8}\.backup|\.partial)?|\.history)$/;
+const HASH_DIR_RE = /^([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})$/;
+
+/** The compression suffixes barman strips (once) from WAL object names (ALLOWED_COMPRESSIONS). */
+export const WAL_COMPRESSION_SUFFIXES: readonly string[] = ['.gz', '.bz2', '.xz', '.snappy', '.zst', '.lz4'];
+
+export function isAnyXlogName(name: string): boolean {
+  return XLOG_RE.test(name);
+}
+
+export function isHistoryName(name: string): boolean {
+  return XLOG_RE.test(name) && name.endsWith('.history');
+}
+
+export function isBackupHistoryName(name: string): boolean {
+  return XLOG_RE.test(name) && name.endsWith('.backup');
+}
+
+/** Timeline of a WAL / history / backup file name (the first 8 hex digits). */
+export function walTimeline(name: string): number {
+  return Number.parseInt(name.slice(0, 8), 16);
+}
+
+/**
+ * The WAL name an object stands for (barman's get_wal_paths): its base name if that looks like a
+ * WAL file, else the base name minus one known compression suffix if that does; otherwise null
+ * (the object is ignored by the cleanup).
+ */
+export function walNameFromKey(key: string): string | null {
+  const base = key.slice(key.lastIndexOf('/') + 1);
+  if (isAnyXlogName(base)) return base;
+  // os.path.splitext: the suffix starts at the last dot (a leading dot is not a suffix).
+  const dot = base.lastIndexOf('.');
+  if (dot <= 0) return null;
+  const suffix = base.slice(dot);
+  const name = base.slice(0, dot);
+  return WAL_COMPRESSION_SUFFIXES.includes(suffix) && isAnyXlogName(name) ? name : null;
+}
+
+/** `<TLI8><LOG8>` → timeline and log, or null when malformed (barman's decode_hash_dir). */
+export function decodeHashDir(dir: string): { tli: number; log: number } | null {
+  const m = HASH_DIR_RE.exec(dir);
+  if (!m) return null;
+  return { tli: Number.parseInt(m[1]!, 16), log: Number.parseInt(m[2]!, 16) };
+}
+
+function decodeSegment(name: string): { tli: number; log: number } | null {
+  const m = XLOG_RE.exec(name);
+  if (!m || m[2] === undefined) return null;
+  return { tli: Number.parseInt(m[1]!, 16), log: Number.parseInt(m[2], 16) };
+}
+
+/** The closest older (-1) or newer (+1) DONE / WAITING_FOR_WALS backup in ID order. */
+export function neighbourBackup(backups: ReadonlyMap<string, BackupInfo>, backupId: string, direction: -1 | 1): BackupInfo | null {
+  const ids = [...new Set([...backups.keys(), backupId])].sort();
+  for (let i = ids.indexOf(backupId) + direction; i >= 0 && i < ids.length; i += direction) {
+    const b = backups.get(ids[i]!);
+    if (b && NAVIGABLE.has(b.status ?? '')) return b;
+  }
+  return null;
+}
+
+export interface WalCleanupInput {
+  /** The backup being deleted. */
+  deleted: BackupInfo;
+  /** The catalog as it stands, normally still including `deleted` (barman removes it afterwards). */
+  backups: ReadonlyMap<string, BackupInfo>;
+  /** Keep annotation of a backup, or null. */
+  keepTarget: (backupId: string) => string | null;
+  /**
+   * True when the deletion comes from a retention policy (-r): older standalone-kept backups then
+   * only protect their own WAL range. With -b they block the cleanup altogether.
+   */
+  fromRetentionPolicy: boolean;
+}
+
+export interface WalCleanupDecision {
+  /** False: no WAL may be deleted (an older backup still needs everything after it). */
+  allowed: boolean;
+  /** Why not, for the log. */
+  reason?: string;
+  /** WALs before this backup's begin_wal are candidates (the next backup, or the deleted one). */
+  removeUntil?: BackupInfo;
+  /** Inclusive [begin_wal, end_wal] ranges of older standalone-kept backups. */
+  protectedRanges: [string, string][];
+  /** Timelines on which nothing is deleted. */
+  protectedTimelines: Set<number>;
+}
+
+/**
+ * Whether WALs can go after deleting `deleted`, and within which limits (spec §9.4 steps 1-3).
+ * Walking back over older DONE/WAITING_FOR_WALS backups: none → allowed; keep standalone → with
+ * -r protect its range and look further back, with -b stop; anything else → not allowed.
+ */
+export function decideWalCleanup(input: WalCleanupInput): WalCleanupDecision {
+  const { deleted, backups } = input;
+  const ranges: [string, string][] = [];
+  const refuse = (reason: string): WalCleanupDecision => ({ allowed: false, reason, protectedRanges: [], protectedTimelines: new Set() });
+  let prev = neighbourBackup(backups, deleted.backup_id, -1);
+  while (prev) {
+    if (input.keepTarget(prev.backup_id) !== 'standalone') {
+      return refuse(`backup ${prev.backup_id} is older and needs the WAL files after it`);
+    }
+    if (!input.fromRetentionPolicy) {
+      return refuse(`the older backup ${prev.backup_id} is kept standalone`);
+    }
+    if (!prev.begin_wal || !prev.end_wal) {
+      // barman would fail comparing names with None; keeping everything is the safe reading.
+      return refuse(`the standalone backup ${prev.backup_id} has no WAL range`);
+    }
+    ranges.push([prev.begin_wal, prev.end_wal]);
+    prev = neighbourBackup(backups, prev.backup_id, -1);
+  }
+  const removeUntil = neighbourBackup(backups, deleted.backup_id, 1) ?? deleted;
+  if (!removeUntil.begin_wal || !decodeSegment(removeUntil.begin_wal)) {
+    return refuse(`backup ${removeUntil.backup_id} has no valid begin_wal`);
+  }
+  // Every timeline holding a backup, except the one of remove_until. barman-cloud compares the
+  // catalog entries with a freshly read copy of the deleted backup by identity, so the deleted
+  // backup's own timeline is protected too (unless it is remove_until's).
+  const protectedTimelines = new Set<number>();
+  for (const b of backups.values()) if (typeof b.timeline === 'number') protectedTimelines.add(b.timeline);
+  if (typeof deleted.timeline === 'number') protectedTimelines.add(deleted.timeline);
+  if (typeof removeUntil.timeline === 'number') protectedTimelines.delete(removeUntil.timeline);
+  return { allowed: true, removeUntil, protectedRanges: ranges, protectedTimelines };
+}
+
+export interface PrefixPlan {
+  /** Whole WAL directories (`…/wals/<TLI><LOG>/`) to delete. */
+  prefixes: string[];
+  /** Directory names that do not look like `<TLI8><LOG8>` (barman logs a WARNING for each). */
+  malformed: string[];
+}
+
+/**
+ * Whole WAL directories that can go at once (spec §9.4 step 4): not on a protected timeline, not
+ * inside the (tli, log) span of a protected range, on remove_until's timeline below its log.
+ */
+export function deletablePrefixes(decision: WalCleanupDecision, prefixes: Iterable<string>): PrefixPlan {
+  const plan: PrefixPlan = { prefixes: [], malformed: [] };
+  if (!decision.allowed || !decision.removeUntil) return plan;
+  const until = decodeSegment(decision.removeUntil.begin_wal!)!;
+  const spans = decision.protectedRanges.map(([b, e]) => [decodeSegment(b), decodeSegment(e)] as const);
+  for (const prefix of prefixes) {
+    const parts = prefix.split('/');
+    const dir = parts.length >= 2 ? parts[parts.length - 2]! : '';
+    const hd = decodeHashDir(dir);
+    if (!hd) {
+      plan.malformed.push(prefix);
+      continue;
+    }
+    if (decision.protectedTimelines.has(hd.tli)) continue;
+    const inSpan = spans.some(([b, e]) => {
+      // A range whose names do not decode protects everything (conservative).
+      if (!b || !e) return true;
+      return hd.tli >= b.tli && hd.log >= b.log && hd.tli <= e.tli && hd.log <= e.log;
+    });
+    if (inSpan) continue;
+    if (hd.tli === until.tli && hd.log < until.log) plan.prefixes.push(prefix);
+  }
+  return plan;
+}
+
+/** Whether `key` starts with one of the `/`-terminated prefixes (checked through its ancestors). */
+function underAny(key: string, prefixes: ReadonlySet<string>): boolean {
+  for (let i = key.indexOf('/'); i >= 0; i = key.indexOf('/', i + 1)) {
+    if (prefixes.has(key.slice(0, i + 1))) return true;
+  }
+  return false;
+}
+
+/** One WAL object of the listing: the WAL name (suffix stripped) and the object. */
+export interface WalEntry {
+  name: string;
+  key: string;
+  size?: number;
+}
+
+/**
+ * The WAL objects to delete one by one (spec §9.4 step 5), sorted by key: skip objects under a
+ * prefix deleted whole, history files, protected timelines, names inside a protected range (for
+ * `.backup` files their first 24 characters), and keep everything not `< removeUntil.begin_wal`
+ * (plain string comparison, as barman does).
+ */
+export function deletableWals(decision: WalCleanupDecision, wals: Iterable<WalEntry>, deletedPrefixes: readonly string[] = []): WalEntry[] {
+  if (!decision.allowed || !decision.removeUntil) return [];
+  const limit = decision.removeUntil.begin_wal!;
+  const skip = new Set(deletedPrefixes);
+  const out: WalEntry[] = [];
+  for (const wal of wals) {
+    if (skip.size > 0 && underAny(wal.key, skip)) continue;
+    if (isHistoryName(wal.name)) continue;
+    if (decision.protectedTimelines.size > 0 && decision.protectedTimelines.has(walTimeline(wal.name))) continue;
+    const rangeName = isBackupHistoryName(wal.name) ? wal.name.slice(0, 24) : wal.name;
+    if (decision.protectedRanges.some(([b, e]) => rangeName >= b && rangeName <= e)) continue;
+    if (wal.name < limit) out.push(wal);
+  }
+  return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}

@@ -1,0 +1,184 @@
+// Retention at scale: barman-cloud-backup-delete -r over a large synthetic catalog, removing half of
+// it. The directory store holds 1,000 backups and 200,000 WAL objects; moto (one request at a time,
+// ~60-90 PUT/s to seed) holds a smaller catalog, side by side with barman-cloud 3.4 where installed.
+// Reported: wall time, peak RSS (GNU time), and the delete requests moto saw (batched vs single).
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './servers.mjs';
+import { compare, fmt } from './lib.mjs';
+
+export const title = 'Retention: backup-delete -r removing half of a large catalog';
+
+const FILE_BACKUPS = Number(process.env.BENCH_RETENTION_BACKUPS ?? 1000);
+const FILE_WALS = Number(process.env.BENCH_RETENTION_WALS ?? 200_000);
+const MOTO_BACKUPS = Number(process.env.BENCH_RETENTION_MOTO_BACKUPS ?? 60);
+const MOTO_WALS = Number(process.env.BENCH_RETENTION_MOTO_WALS ?? 1500);
+
+const hex8 = (n) => n.toString(16).toUpperCase().padStart(8, '0');
+/** 16 MiB segments: 256 per log number, so 200,000 WALs span ~780 hash directories. */
+const walName = (pos) => `00000001${hex8(Math.floor(pos / 256))}${hex8(pos % 256)}`;
+const walKey = (name) => `srv/wals/${name.slice(0, 16)}/${name}`;
+
+function backupId(i) {
+  const d = new Date(Date.UTC(2023, 0, 1) + i * 3_600_000 * 6);
+  return d.toISOString().slice(0, 19).replace(/[-:]/g, '');
+}
+
+/** A DONE backup.info readable by barman 3.4 and by us (sorted keys, 3.4's key set). */
+function backupInfo(i, begin, end) {
+  const d = new Date(Date.UTC(2023, 0, 1) + i * 3_600_000 * 6);
+  const t = (ms) => `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')}+00:00`;
+  return [
+    'backup_label=None', 'begin_offset=40', `begin_time=${t(d.getTime())}`, `begin_wal=${walName(begin)}`, 'begin_xlog=0/1000028',
+    'compression=None', 'config_file=/pg/postgresql.conf', 'copy_stats=None', 'deduplicated_size=None', 'end_offset=256',
+    `end_time=${t(d.getTime() + 60_000)}`, `end_wal=${walName(end)}`, 'end_xlog=0/1000100', 'error=None', 'hba_file=/pg/pg_hba.conf',
+    'ident_file=/pg/pg_ident.conf', 'included_files=None', 'mode=None', 'pgdata=/pg', 'server_name=cloud', 'size=None', 'status=DONE',
+    'systemid=7713454245083309119', 'tablespaces=None', 'timeline=1', 'version=150018', 'xlog_segment_size=16777216', '',
+  ].join('\n');
+}
+
+/** The catalog as [key, body] pairs: per backup backup.info + two tar parts + .backup file; the WALs. */
+function* catalog(backups, wals) {
+  const per = Math.max(1, Math.floor(wals / backups));
+  for (let i = 0; i < backups; i++) {
+    const id = backupId(i);
+    const begin = 1 + i * per;
+    yield [`srv/base/${id}/backup.info`, backupInfo(i, begin, begin)];
+    yield [`srv/base/${id}/data.tar.gz`, `data ${id}`];
+    yield [`srv/base/${id}/data_0001.tar.gz`, `data part ${id}`];
+    yield [`${walKey(`${walName(begin)}.00000028.backup`)}.gz`, `label ${id}`];
+  }
+  for (let p = 1; p <= wals; p++) yield [`${walKey(walName(p))}.gz`, 'w'];
+}
+
+/**
+ * GNU time around one command: wall seconds and peak RSS (KiB), plus its stdout. Asynchronous, so
+ * that moto's request log keeps being read (and its pipe drained) while the command runs.
+ */
+function timed(cmd, args, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', '%e %M', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
+      const [secs, kb] = stderr.trim().split('\n').at(-1).split(' ').map(Number);
+      resolve({ ms: secs * 1000, mb: kb / 1024, stdout });
+    });
+  });
+}
+
+async function startLoggingMoto() {
+  const port = await freePort();
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const counts = { batch: 0, single: 0 };
+  let buf = '';
+  child.stderr.on('data', (d) => {
+    buf += d.toString();
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (/"POST \S+\?delete/.test(line)) counts.batch++;
+      else if (/"DELETE \//.test(line)) counts.single++;
+    }
+  });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const ok = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('moto_server did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const stop = () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+  };
+  process.once('exit', stop);
+  return { url: `http://127.0.0.1:${port}`, counts, stop };
+}
+
+export async function run({ root }) {
+  const node = process.execPath;
+  const bin = join(root, 'bin', 'barman-cloud-backup-delete');
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', AWS_DEFAULT_REGION: 'us-east-1' };
+  delete env.NODE_EXTRA_CA_CERTS;
+  const rows = [];
+  const notes = [];
+  const work = mkdtempSync(join(tmpdir(), 'bc-bench-retention-'));
+  try {
+    // ---- the directory store, full size ----
+    const dir = join(work, 'file');
+    let t0 = Date.now();
+    const made = new Set();
+    let objects = 0;
+    for (const [key, body] of catalog(FILE_BACKUPS, FILE_WALS)) {
+      const parent = join(dir, key.slice(0, key.lastIndexOf('/')));
+      if (!made.has(parent)) {
+        mkdirSync(parent, { recursive: true });
+        made.add(parent);
+      }
+      writeFileSync(join(dir, key), body);
+      objects++;
+    }
+    notes.push(`Directory store: ${FILE_BACKUPS} backups, ${FILE_WALS} WAL objects, ${objects} objects in all (seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s).`);
+    const policy = `REDUNDANCY ${Math.ceil(FILE_BACKUPS / 2)}`;
+    const url = `file://${dir}`;
+    const dry = await compare([{ label: 'dry run', cmd: node, args: [bin, '--dry-run', '-r', policy, url, 'srv'], env }], { rounds: 3, warmup: 0 });
+    rows.push([`directory store, -r '${policy}' --dry-run`, fmt(dry[0].median), '', '']);
+    const real = await timed(node, [bin, '--format', 'json', '-r', policy, url, 'srv'], env);
+    const s = JSON.parse(real.stdout);
+    rows.push([`directory store, -r '${policy}'`, fmt(real.ms), `${real.mb.toFixed(0)} MB`,
+      `${s.backups_deleted} backups, ${s.backup_objects_deleted + s.wal_objects_deleted} objects`]);
+
+    // ---- moto, smaller (seeding is the slow part), side by side with barman 3.4 ----
+    const moto = await startLoggingMoto();
+    try {
+      const require = createRequire(join(root, 'package.json'));
+      const { S3Client, CreateBucketCommand, PutObjectCommand } = require('@aws-sdk/client-s3');
+      const client = new S3Client({ endpoint: moto.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+      await client.send(new CreateBucketCommand({ Bucket: 'bench-retention' }));
+      const haveBarman = existsSync('/usr/bin/barman-cloud-backup-delete');
+      const prefixes = haveBarman ? ['ours', 'theirs'] : ['ours'];
+      const items = [...catalog(MOTO_BACKUPS, MOTO_WALS)].flatMap(([k, b]) => prefixes.map((p) => [`${p}/${k}`, b]));
+      t0 = Date.now();
+      let next = 0;
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        while (next < items.length) {
+          const [Key, Body] = items[next++];
+          await client.send(new PutObjectCommand({ Bucket: 'bench-retention', Key, Body }));
+        }
+      }));
+      client.destroy();
+      notes.push(`moto: ${MOTO_BACKUPS} backups, ${MOTO_WALS} WAL objects per copy (seeded ${items.length} objects in ${((Date.now() - t0) / 1000).toFixed(0)} s).`);
+      const mpolicy = `REDUNDANCY ${Math.ceil(MOTO_BACKUPS / 2)}`;
+      const contenders = [['ours', node, [bin, '--format', 'json']]];
+      if (haveBarman) contenders.push(['theirs', '/usr/bin/barman-cloud-backup-delete', []]);
+      const results = {};
+      for (const [prefix, cmd, pre] of contenders) {
+        const before = { ...moto.counts };
+        const r = await timed(cmd, [...pre, '--endpoint-url', moto.url, '-r', mpolicy, `s3://bench-retention/${prefix}`, 'srv'], env);
+        await new Promise((res) => setTimeout(res, 300)); // the last log lines
+        const batch = moto.counts.batch - before.batch;
+        const single = moto.counts.single - before.single;
+        results[prefix] = r;
+        const label = prefix === 'ours' ? 'ours' : 'barman-cloud-backup-delete 3.4';
+        rows.push([`moto, ${label} -r '${mpolicy}'`, fmt(r.ms), `${r.mb.toFixed(0)} MB`, `${batch} bulk delete requests, ${single} single deletes`]);
+      }
+      if (results.theirs) notes.push(`moto wall-time ratio barman 3.4 / ours: ${(results.theirs.ms / results.ours.ms).toFixed(2)}×.`);
+    } finally {
+      moto.stop();
+    }
+    notes.push('Peak RSS from GNU time (%M). Destructive runs are measured once each; the dry run is a median of 3.');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return { headers: ['what', 'wall time', 'peak RSS', 'work'], rows, notes };
+}
