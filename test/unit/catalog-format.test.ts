@@ -6,77 +6,7 @@ import {
   formatBackupShowJson, humanDuration, padRight, prettySize,
 } from '../../src/catalog/format.ts';
 import { pyJsonDumps } from '../../src/catalog/python-literal.ts';
-
-const HEAD_DONE = `backup_label='START WAL LOCATION: 0/6000028 (file 000000010000000000000006)\\nCHECKPOINT LOCATION: 0/602ADA8\\nBACKUP METHOD: streamed\\nBACKUP FROM: primary\\nSTART TIME: 2026-11-29 05:04:57 UTC\\nLABEL: Barman backup cloud 20261129T050418\\nSTART TIMELINE: 1\\n'
-backup_name=firsthead
-begin_offset=40
-begin_time=2026-11-29 05:04:19.003382+00:00
-begin_wal=000000010000000000000006
-begin_xlog=0/6000028
-children_backup_ids=None
-cluster_size=31948489
-compression=None
-config_file=/var/lib/postgresql/15/main/postgresql.conf
-copy_stats={'total_time': 44.262411, 'number_of_workers': 2, 'analysis_time': 0, 'analysis_time_per_item': {'16384': 0, 'data': 0}, 'copy_time_per_item': {'16384': 0.078708, 'data': 0.026428}, 'serialized_copy_time_per_item': {'16384': 0.067266, 'data': 0.017049}, 'copy_time': 0.113994, 'serialized_copy_time': 0.084315}
-data_checksums=on
-deduplicated_size=None
-encryption=None
-end_offset=175744
-end_time=2026-11-29 05:05:01.087588+00:00
-end_wal=000000010000000000000006
-end_xlog=0/602AE80
-error=None
-hba_file=/var/lib/postgresql/15/main/pg_hba.conf
-ident_file=/var/lib/postgresql/15/main/pg_ident.conf
-included_files=None
-mode=None
-parent_backup_id=None
-pgdata=/var/lib/postgresql/15/main
-server_name=cloud
-size=None
-status=DONE
-summarize_wal=None
-systemid=7713454245083309119
-tablespaces=[('tbs1', 16384, '/srv/tbs1')]
-timeline=1
-version=150018
-xlog_segment_size=16777216
-`;
-
-const HEAD_FAILED = `backup_label=None
-begin_offset=40
-begin_time=2026-11-29 05:08:14.508609+00:00
-begin_wal=000000010000000000000011
-begin_xlog=0/11000028
-children_backup_ids=None
-cluster_size=39361069
-compression=None
-config_file=/var/lib/postgresql/15/main/postgresql.conf
-copy_stats=None
-data_checksums=on
-deduplicated_size=None
-encryption=None
-end_offset=None
-end_time=None
-end_wal=None
-end_xlog=None
-error=failure uploading data ([Errno 13] Permission denied: '/var/lib/postgresql/15/main/unreadable_file')
-hba_file=/var/lib/postgresql/15/main/pg_hba.conf
-ident_file=/var/lib/postgresql/15/main/pg_ident.conf
-included_files=None
-mode=None
-parent_backup_id=None
-pgdata=/var/lib/postgresql/15/main
-server_name=cloud
-size=None
-status=FAILED
-summarize_wal=None
-systemid=7713454245083309119
-tablespaces=[('tbs1', 16384, '/srv/tbs1')]
-timeline=1
-version=150018
-xlog_segment_size=16777216
-`;
+import { HEAD_DONE, HEAD_FAILED } from '../fixtures/backup-info.ts';
 
 const NEWER_KEYS = ['children_backup_ids', 'cluster_size', 'data_checksums', 'encryption', 'parent_backup_id', 'summarize_wal'];
 const V34_DONE = HEAD_DONE.split('\n').filter((l) => !NEWER_KEYS.some((k) => l.startsWith(`${k}=`))).join('\n');
