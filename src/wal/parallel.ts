@@ -38,14 +38,23 @@ async function bounded<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<(
 
 // ---- archive --------------------------------------------------------------------------------------
 
+/** The identity of a file that any write changes: inode and mtime in nanoseconds. */
+export async function fileIdentity(path: string): Promise<{ ino: string; mtimeNs: string; size: number }> {
+  const st = await fs.stat(path, { bigint: true });
+  return { ino: String(st.ino), mtimeNs: String(st.mtimeNs), size: Number(st.size) };
+}
+
 /** Answer from the spool: true when a confirmed upload of exactly this file's content is recorded. */
 export async function archivedBySpool(spool: ArchiveSpool, walPath: string): Promise<boolean> {
   const name = basename(walPath);
   const marker = await spool.readMarker(name);
   if (!marker) return false;
-  const data = await fs.readFile(walPath);
   await spool.removeMarker(name);
-  if (data.length === marker.size && sha256(data) === marker.sha256) {
+  const id = await fileIdentity(walPath);
+  // The same file, untouched since its upload: no need to read it again.
+  let same = marker.ino === id.ino && marker.mtimeNs === id.mtimeNs && marker.size === id.size;
+  if (!same && id.size === marker.size) same = sha256(await fs.readFile(walPath)) === marker.sha256;
+  if (same) {
     log.info(`WAL file ${name} was archived ahead by a parallel upload`);
     return true;
   }
@@ -92,10 +101,18 @@ export async function archiveInParallel(
     const tasks = [
       async () => archiveWal(store, layout, await readWalFile(walPath), options),
       ...extras.map((path) => async () => {
+        const before = await fileIdentity(path);
         const wal = await readWalFile(path);
         const outcome = await archiveWal(store, layout, wal, options);
-        // Only now is the upload confirmed: record it for PostgreSQL's later call.
-        await spool.writeMarker(wal.name, { sha256: wal.sha256, size: wal.data.length });
+        // Only now is the upload confirmed: record it for PostgreSQL's later call. The identity is
+        // recorded only if the file did not change while it was read.
+        const after = await fileIdentity(path);
+        const unchanged = before.ino === after.ino && before.mtimeNs === after.mtimeNs;
+        await spool.writeMarker(wal.name, {
+          sha256: wal.sha256,
+          size: wal.data.length,
+          ...(unchanged ? { ino: after.ino, mtimeNs: after.mtimeNs } : {}),
+        });
         return outcome;
       }),
     ];

@@ -74,6 +74,12 @@ export async function moveInto(source: string, target: string): Promise<void> {
 export interface ArchiveMarker {
   sha256: string;
   size: number;
+  /**
+   * The file's identity when it was read for the upload (inode, mtime in ns): an unchanged file is
+   * recognised without reading and hashing 16 MiB again; any write changes the mtime.
+   */
+  ino?: string;
+  mtimeNs?: string;
 }
 
 export class ArchiveSpool {
