@@ -18,6 +18,7 @@ import { compress as lz4Block, uncompressSync as lz4BlockDecode } from 'lz4-napi
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec } from './types.js';
 import { Xxh32, xxh32 } from './xxhash32.js';
+import { DecoderTransform } from './decoder-stream.js';
 
 export const LZ4_FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MASK = 0xfffffff0;
@@ -233,29 +234,6 @@ function lastWindow(history: Buffer | null, data: Buffer): Buffer {
   return Buffer.concat([prev.subarray(prev.length - keep), data]);
 }
 
-class Lz4DecompressStream extends Transform {
-  private readonly decoder = new FrameDecoder();
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    try {
-      const out = this.decoder.write(chunk);
-      if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
-  }
-
-  override _flush(done: TransformCallback): void {
-    try {
-      this.decoder.end();
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
-  }
-}
-
 export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
   const parts: Buffer[] = [frameHeader()];
   const blocks: Promise<Buffer>[] = [];
@@ -280,6 +258,6 @@ export function createLz4Codec(): Codec {
     compress: (buf) => lz4CompressFrame(buf),
     decompress: async (buf) => lz4DecompressSync(buf),
     compressStream: () => new Lz4CompressStream(),
-    decompressStream: () => new Lz4DecompressStream(),
+    decompressStream: () => new DecoderTransform(new FrameDecoder()),
   };
 }

@@ -12,6 +12,7 @@ import { crc32c } from '@node-rs/crc32';
 import { compressSync, uncompressSync } from 'snappy';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec } from './types.js';
+import { DecoderTransform } from './decoder-stream.js';
 
 export const SNAPPY_STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
 /** Maximum uncompressed bytes in one data chunk. */
@@ -156,29 +157,6 @@ class SnappyCompressStream extends Transform {
   }
 }
 
-class SnappyDecompressStream extends Transform {
-  private readonly decoder = new FrameDecoder();
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    try {
-      const out = this.decoder.write(chunk);
-      if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
-  }
-
-  override _flush(done: TransformCallback): void {
-    try {
-      this.decoder.end();
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
-  }
-}
-
 /** Whole-buffer framing: identifier + one chunk per 64 KiB (an empty input gives the identifier only). */
 export function snappyFrameSync(buf: Buffer): Buffer {
   const parts: Buffer[] = [SNAPPY_STREAM_IDENTIFIER];
@@ -201,6 +179,6 @@ export function createSnappyCodec(): Codec {
     compress: async (buf) => snappyFrameSync(buf),
     decompress: async (buf) => snappyUnframeSync(buf),
     compressStream: () => new SnappyCompressStream(),
-    decompressStream: () => new SnappyDecompressStream(),
+    decompressStream: () => new DecoderTransform(new FrameDecoder()),
   };
 }
