@@ -15,33 +15,11 @@ import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCodec, type Codec } from '../../src/compression/index.js';
+import { walLike } from '../fixtures/wal-like.ts';
 
 const PY = '/usr/bin/python3';
 const CI = process.env.CI === 'true';
 const SIZE = 16 << 20;
-
-/** Deterministic WAL-like bytes: runs of pseudo-random words, repeated SQL text and zeros. */
-function walLike(size: number, seed = 12345): Buffer {
-  const buf = Buffer.alloc(size);
-  let s = seed >>> 0 || 1;
-  const rnd = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-  const text = Buffer.from('INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 43817, -2913, now()); ');
-  for (let p = 0; p < size; ) {
-    const kind = rnd() % 10;
-    const len = Math.min(size - p, 64 + (rnd() % 1024));
-    if (kind < 3) for (let i = 0; i + 4 <= len; i += 4) buf.writeUInt32LE(rnd(), p + i);
-    else if (kind < 7) for (let i = 0; i < len; i++) buf[p + i] = text[(p + i) % text.length]!;
-    p += len;
-  }
-  return buf;
-}
 
 const hasProgram = (name: string) => spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
 const hasPython = (module: string) => spawnSync(PY, ['-c', `import ${module}`]).status === 0;
