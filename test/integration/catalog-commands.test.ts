@@ -13,7 +13,7 @@ import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
 import { UnknownBackupInfoField, newBackupInfo, parseBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
-import { HEAD_DONE, HEAD_FAILED } from '../fixtures/backup-info.ts';
+import { HEAD_DONE, HEAD_FAILED, SHOW_DONE, SHOW_FAILED } from '../fixtures/backup-info.ts';
 
 const NEWER_KEYS = ['children_backup_ids', 'cluster_size', 'data_checksums', 'encryption', 'parent_backup_id', 'summarize_wal'];
 const dropNewer = (text: string) => text.split('\n').filter((l) => !NEWER_KEYS.some((k) => l.startsWith(`${k}=`))).join('\n');
@@ -35,46 +35,6 @@ const NAMED_DONE = HEAD_DONE
   .replace('begin_time=2026-11-29 05:04:19.003382+00:00', 'begin_time=2026-11-29 07:00:00+01:00')
   .replace('end_time=2026-11-29 05:05:01.087588+00:00', 'end_time=2026-11-29 07:00:05+01:00')
   .replace('timeline=1', 'timeline=2');
-
-const SHOW_DONE = `Backup 20261129T050418:
-  Backup Name            : firsthead
-  Server Name            : cloud
-  System Id              : 7713454245083309119
-  Status                 : DONE
-  PostgreSQL Version     : 150018
-  PGDATA directory       : /var/lib/postgresql/15/main
-  Estimated Cluster Size : 30.5 MiB
-
-  Server information:
-    Checksums            : on
-
-  Tablespaces:
-    tbs1                 : /srv/tbs1 (oid: 16384)
-
-  Base backup information:
-    Timeline             : 1
-    Begin WAL            : 000000010000000000000006
-    End WAL              : 000000010000000000000006
-    Begin time           : 2026-11-29 05:04:19.003382+00:00
-    End time             : 2026-11-29 05:05:01.087588+00:00
-    Copy time            : less than one second
-    Begin Offset         : 40
-    End Offset           : 175744
-    Begin LSN            : 0/6000028
-    End LSN              : 0/602AE80
-
-`;
-
-const SHOW_FAILED = `Backup 20261129T050814:
-  Server Name            : cloud
-  System Id              : 7713454245083309119
-  Status                 : FAILED
-
-  Server information:
-    Checksums            : on
-
-  Error                  : failure uploading data ([Errno 13] Permission denied: '/var/lib/postgresql/15/main/unreadable_file')
-`;
 
 const HEADER = 'Backup ID           End Time                 Begin Wal                     Archival Status  Name                \n';
 const LIST_CONSOLE =
