@@ -60,6 +60,8 @@ export interface CommandSpec {
   requiredGroups?: string[];
   /** Exit codes, for the help text. */
   exitCodes: [number, string][];
+  /** Only a `barman-cloud <command>` subcommand: no barman-cloud-<command> executable of its own. */
+  umbrellaOnly?: boolean;
 }
 
 const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
