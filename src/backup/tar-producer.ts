@@ -422,6 +422,8 @@ class OpenPart {
     this.index = index;
     this.name = partName(archive, index, suffix);
     const counter = new Transform({
+      writableHighWaterMark: STREAM_BUFFER,
+      readableHighWaterMark: STREAM_BUFFER,
       transform: (chunk: Buffer, _enc, cb) => {
         this.bytes += chunk.length;
         cb(null, chunk);
@@ -498,7 +500,7 @@ export interface ArchiveWriterOptions {
    */
   partConcurrency?: number;
   signal?: AbortSignal;
-  /** Bytes read from a file at once (default 128 KiB). */
+  /** Bytes read from a file at once (default READ_CHUNK_SIZE, 1 MiB). */
   readChunkSize?: number;
 }
 
@@ -541,6 +543,10 @@ export function externalConfigMember(path: string, label: string, optional = fal
 }
 
 const ZERO_CHUNK = Buffer.alloc(128 * 1024);
+/** File read size: large reads keep the thread-pool round trips per byte low. */
+const READ_CHUNK_SIZE = 1 << 20;
+/** Bytes a part's streams may hold before the reader waits (bounded memory, but no lock-step). */
+const STREAM_BUFFER = 4 << 20;
 
 export class ArchiveWriter {
   readonly archive: string;
@@ -573,7 +579,7 @@ export class ArchiveWriter {
     this.sink = options.onPart;
     this.partConcurrency = Math.max(1, options.partConcurrency ?? 1);
     this.signal = options.signal;
-    this.chunkSize = Math.max(BLOCK_SIZE, options.readChunkSize ?? 128 * 1024);
+    this.chunkSize = Math.max(BLOCK_SIZE, options.readChunkSize ?? READ_CHUNK_SIZE);
     this.failed = new Promise<never>((_, reject) => {
       this.rejectFailed = reject;
     });
@@ -659,22 +665,31 @@ export class ArchiveWriter {
   }
 
   private async copyData(fh: FileHandle, size: number, path: string): Promise<void> {
+    // One read ahead: the next chunk is read from disk while this one is compressed and written,
+    // so the read latency of the thread pool no longer adds to every chunk.
+    const readAt = (position: number, n: number): Promise<Buffer> =>
+      fh.read(Buffer.allocUnsafe(n), 0, n, position).then(
+        ({ buffer, bytesRead }) => (bytesRead === n ? buffer : buffer.subarray(0, bytesRead)),
+        (err: unknown) => {
+          throw sourceError(path, err);
+        },
+      );
     let position = 0;
     let remaining = size;
-    while (remaining > 0) {
+    let next: Promise<Buffer> | undefined = remaining > 0 ? readAt(0, Math.min(this.chunkSize, remaining)) : undefined;
+    next?.catch(() => undefined);
+    while (next) {
+      const buf = await next;
+      next = undefined;
       if (this.failure) throw this.failure;
-      const n = Math.min(this.chunkSize, remaining);
-      const buf = Buffer.allocUnsafe(n);
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await fh.read(buf, 0, n, position));
-      } catch (err) {
-        throw sourceError(path, err);
+      if (buf.length === 0) break; // the file shrank: zero padding below
+      position += buf.length;
+      remaining -= buf.length;
+      if (remaining > 0) {
+        next = readAt(position, Math.min(this.chunkSize, remaining));
+        next.catch(() => undefined);
       }
-      if (bytesRead === 0) break; // the file shrank: zero padding below
-      await this.write(bytesRead === n ? buf : buf.subarray(0, bytesRead));
-      position += bytesRead;
-      remaining -= bytesRead;
+      await this.write(buf);
     }
     if (remaining > 0) log.debug(`${path} shrank while being read: padding ${remaining} bytes with zeros`);
     while (remaining > 0) {

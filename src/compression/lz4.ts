@@ -44,14 +44,16 @@ function frameHeader(): Buffer {
   return h;
 }
 
-async function encodeBlock(data: Buffer): Promise<Buffer> {
+/** One frame block: its size word, then the LZ4 data (or the input, stored, when that is smaller). */
+async function encodeBlock(data: Buffer, reused = false): Promise<[Buffer, Buffer]> {
   const packed = await lz4Block(data); // 4-byte little-endian length prefix + raw LZ4 block
   const raw = packed.subarray(4);
   const stored = raw.length >= data.length;
-  const body = stored ? data : raw;
+  // A stored block is the caller's data: copied when the caller reuses that buffer.
+  const body = stored ? (reused ? Buffer.from(data) : data) : raw;
   const head = Buffer.allocUnsafe(4);
   head.writeUInt32LE((body.length | (stored ? 0x80000000 : 0)) >>> 0, 0);
-  return Buffer.concat([head, body]);
+  return [head, body];
 }
 
 function frameTrailer(hash: Xxh32): Buffer {
@@ -60,11 +62,25 @@ function frameTrailer(hash: Xxh32): Buffer {
   return t;
 }
 
+/** Blocks compressed at once by one stream: compression overlaps reading and writing. */
+const BLOCKS_IN_FLIGHT = 2;
+
 class Lz4CompressStream extends Transform {
   private started = false;
   private readonly hash = new Xxh32();
-  private carry: Buffer[] = [];
-  private carryLen = 0;
+  /** The block being filled; input is copied in once, with no per-block concatenation. */
+  private block: Buffer | undefined;
+  private filled = 0;
+  /** Blocks being compressed, oldest first; their buffers return to `spare` once pushed. */
+  private readonly inFlight: { result: Promise<[Buffer, Buffer]>; buffer?: Buffer; settled: boolean }[] = [];
+  private readonly spare: Buffer[] = [];
+
+  constructor() {
+    // Room for a whole compressed block on the output side. The input side keeps the default small
+    // buffer: the writer then waits for each chunk to be taken in (compression itself runs ahead,
+    // BLOCKS_IN_FLIGHT blocks), so the compressed size it checks for part rotation stays current.
+    super({ readableHighWaterMark: WRITE_BLOCK_SIZE });
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.consume(chunk).then(() => done(), done);
@@ -74,35 +90,62 @@ class Lz4CompressStream extends Transform {
     this.finish().then(() => done(), done);
   }
 
-  private async consume(chunk: Buffer): Promise<void> {
+  private start(): void {
     if (!this.started) {
       this.push(frameHeader());
       this.started = true;
     }
+  }
+
+  /** Start compressing a block; wait for the oldest one when too many are in flight. */
+  private async submit(data: Buffer, buffer?: Buffer): Promise<void> {
+    const entry = { result: encodeBlock(data, buffer !== undefined), buffer, settled: false };
+    // Awaited in order below; blocks already done are passed on at once, so the compressed byte
+    // count (which decides part rotation, spec §5.4) lags the input by about one block only.
+    entry.result.then(() => (entry.settled = true), () => (entry.settled = true));
+    this.inFlight.push(entry);
+    while (this.inFlight.length >= BLOCKS_IN_FLIGHT || this.inFlight[0]?.settled) await this.pushOldest();
+  }
+
+  private async pushOldest(): Promise<void> {
+    const { result, buffer } = this.inFlight[0]!;
+    const [head, body] = await result;
+    this.inFlight.shift();
+    if (buffer) this.spare.push(buffer);
+    this.push(head);
+    this.push(body);
+  }
+
+  private async consume(chunk: Buffer): Promise<void> {
+    this.start();
+    while (this.inFlight[0]?.settled) await this.pushOldest();
     this.hash.update(chunk);
     let input = chunk;
-    while (this.carryLen + input.length >= WRITE_BLOCK_SIZE) {
-      const need = WRITE_BLOCK_SIZE - this.carryLen;
-      const block = this.carryLen === 0 ? input.subarray(0, need) : Buffer.concat([...this.carry, input.subarray(0, need)]);
-      this.carry = [];
-      this.carryLen = 0;
-      input = input.subarray(need);
-      this.push(await encodeBlock(block));
-    }
-    if (input.length > 0) {
-      this.carry.push(input);
-      this.carryLen += input.length;
+    while (input.length > 0) {
+      if (this.filled === 0 && input.length >= WRITE_BLOCK_SIZE) {
+        // A whole block in the input: compress it in place.
+        await this.submit(input.subarray(0, WRITE_BLOCK_SIZE));
+        input = input.subarray(WRITE_BLOCK_SIZE);
+        continue;
+      }
+      const block = (this.block ??= this.spare.pop() ?? Buffer.allocUnsafe(WRITE_BLOCK_SIZE));
+      const n = input.copy(block, this.filled, 0, Math.min(input.length, WRITE_BLOCK_SIZE - this.filled));
+      this.filled += n;
+      input = input.subarray(n);
+      if (this.filled === WRITE_BLOCK_SIZE) {
+        this.block = undefined;
+        this.filled = 0;
+        await this.submit(block, block);
+      }
     }
   }
 
   private async finish(): Promise<void> {
-    if (!this.started) {
-      this.push(frameHeader());
-      this.started = true;
-    }
-    if (this.carryLen > 0) this.push(await encodeBlock(Buffer.concat(this.carry)));
-    this.carry = [];
-    this.carryLen = 0;
+    this.start();
+    if (this.block && this.filled > 0) await this.submit(this.block.subarray(0, this.filled), this.block);
+    this.block = undefined;
+    this.filled = 0;
+    while (this.inFlight.length > 0) await this.pushOldest();
     this.push(frameTrailer(this.hash));
   }
 }
@@ -236,11 +279,11 @@ function lastWindow(history: Buffer | null, data: Buffer): Buffer {
 
 export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
   const parts: Buffer[] = [frameHeader()];
-  const blocks: Promise<Buffer>[] = [];
+  const blocks: Promise<[Buffer, Buffer]>[] = [];
   for (let off = 0; off < buf.length; off += WRITE_BLOCK_SIZE) {
     blocks.push(encodeBlock(buf.subarray(off, off + WRITE_BLOCK_SIZE)));
   }
-  parts.push(...(await Promise.all(blocks)));
+  for (const [head, body] of await Promise.all(blocks)) parts.push(head, body);
   parts.push(frameTrailer(new Xxh32().update(buf)));
   return Buffer.concat(parts);
 }
