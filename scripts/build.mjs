@@ -5,7 +5,8 @@
 // npm packages stay external: the SDKs are still loaded only when their provider is used.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
@@ -37,3 +38,24 @@ await build({
   packages: 'external',
   logLevel: 'warning',
 });
+// The shell fronts of the WAL commands, generated from the option table (src/cli/fast-path.ts).
+await build({
+  absWorkingDir: root,
+  entryPoints: ['src/cli/fast-path.ts'],
+  outfile: 'dist/fast-path.mjs',
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  logLevel: 'warning',
+});
+const fronts = await import(pathToFileURL(resolve(root, 'dist/fast-path.mjs')).href);
+for (const [name, text] of [['barman-cloud-wal-archive', fronts.walArchiveScript()], ['barman-cloud-wal-restore', fronts.walRestoreScript()]]) {
+  const file = resolve(root, 'bin', name);
+  let old = '';
+  try {
+    old = readFileSync(file, 'utf8');
+  } catch {}
+  if (old !== text) writeFileSync(file, text);
+  chmodSync(file, 0o755);
+}

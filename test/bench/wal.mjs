@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { compare, runOnce, median, fmt } from './lib.mjs';
 import { startMoto } from './servers.mjs';
 
@@ -38,7 +38,11 @@ export async function run({ root, rounds }) {
   const work = mkdtempSync(join(tmpdir(), 'bc-bench-wal-'));
   // NODE_EXTRA_CA_CERTS (set on these machines to the system bundle) costs Node ~50 ms at every
   // start; PostgreSQL's environment does not have it, and Python ignores it: unset for everyone.
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', AWS_DEFAULT_REGION: 'us-east-1' };
+  // Our WAL commands run as PostgreSQL runs them: the executable itself (its shell front), node on PATH.
+  const env = {
+    ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
+    AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', AWS_DEFAULT_REGION: 'us-east-1',
+  };
   delete env.NODE_EXTRA_CA_CERTS;
   const ours = (bin) => join(root, 'bin', bin);
   const node = process.execPath;
@@ -67,8 +71,8 @@ export async function run({ root, rounds }) {
       { label: 'ours wal-archive --lz4', bucket: 'ours', flags: ['--lz4'] },
       { label: 'ours wal-archive --zstd', bucket: 'ours', flags: ['--zstd'] },
     ].map((c) => {
-      const ctx = { label: c.label, cmd: node, args: [], env };
-      ctx.before = () => (ctx.args = [ours('barman-cloud-wal-archive'), ...c.flags, ...url(c.bucket), fresh(archiveDir)]);
+      const ctx = { label: c.label, cmd: ours('barman-cloud-wal-archive'), args: [], env };
+      ctx.before = () => (ctx.args = [...c.flags, ...url(c.bucket), fresh(archiveDir)]);
       return ctx;
     });
     if (haveBarman) {
@@ -83,14 +87,14 @@ export async function run({ root, rounds }) {
     // Restore of one archived segment (uncompressed and lz4 objects).
     const restoreSrc = fresh(join(work, 'restore-src'));
     const rname = restoreSrc.split('/').pop();
-    execFileSync(node, [ours('barman-cloud-wal-archive'), ...url('theirs'), restoreSrc], { env });
+    execFileSync(ours('barman-cloud-wal-archive'), [...url('theirs'), restoreSrc], { env });
     const lz4Src = fresh(join(work, 'restore-src'));
     const lname = lz4Src.split('/').pop();
-    execFileSync(node, [ours('barman-cloud-wal-archive'), '--lz4', ...url('ours'), lz4Src], { env });
+    execFileSync(ours('barman-cloud-wal-archive'), ['--lz4', ...url('ours'), lz4Src], { env });
     const dest = join(work, 'restored');
     const restoreContenders = [
-      { label: 'ours wal-restore (none)', cmd: node, args: [ours('barman-cloud-wal-restore'), ...url('theirs'), rname, dest], env },
-      { label: 'ours wal-restore (lz4 object)', cmd: node, args: [ours('barman-cloud-wal-restore'), ...url('ours'), lname, dest], env },
+      { label: 'ours wal-restore (none)', cmd: ours('barman-cloud-wal-restore'), args: [...url('theirs'), rname, dest], env },
+      { label: 'ours wal-restore (lz4 object)', cmd: ours('barman-cloud-wal-restore'), args: [...url('ours'), lname, dest], env },
     ];
     if (haveBarman) {
       restoreContenders.push({ label: 'barman-cloud-wal-restore 3.4 (none)', cmd: '/usr/bin/barman-cloud-wal-restore', args: [...url('theirs'), rname, dest], env });
@@ -119,7 +123,7 @@ export async function run({ root, rounds }) {
       const started = process.hrtime.bigint();
       const times = [];
       for (const n of names) {
-        times.push(await runOnce(node, [ours('barman-cloud-wal-archive'), ...flags, '--spool-dir', spool, ...url('par'), join(pgwal, n)], { env }));
+        times.push(await runOnce(ours('barman-cloud-wal-archive'), [...flags, '--spool-dir', spool, ...url('par'), join(pgwal, n)], { env }));
         renameSync(join(pgwal, 'archive_status', `${n}.ready`), join(pgwal, 'archive_status', `${n}.done`));
       }
       const secs = Number(process.hrtime.bigint() - started) / 1e9;
@@ -141,13 +145,13 @@ export async function run({ root, rounds }) {
     for (let i = 0; i < 96; i++) {
       const p = fresh(join(work, 'pre-src'));
       preNames.push(p.split('/').pop());
-      execFileSync(node, [ours('barman-cloud-wal-archive'), '--lz4', ...url('pre'), p], { env });
+      execFileSync(ours('barman-cloud-wal-archive'), ['--lz4', ...url('pre'), p], { env });
     }
     const preSpool = join(work, 'prefetch-spool');
     const preTimes = [];
     const t0 = process.hrtime.bigint();
     for (const n of preNames) {
-      preTimes.push(await runOnce(node, [ours('barman-cloud-wal-restore'), '--parallel', '16', '--spool-dir', preSpool, ...url('pre'), n, join(work, 'RECOVERYXLOG')], { env }));
+      preTimes.push(await runOnce(ours('barman-cloud-wal-restore'), ['--parallel', '16', '--spool-dir', preSpool, ...url('pre'), n, join(work, 'RECOVERYXLOG')], { env }));
     }
     const preRate = preNames.length / (Number(process.hrtime.bigint() - t0) / 1e9);
     const preHits = [...preTimes].sort((a, b) => a - b).slice(0, Math.floor(preNames.length * 15 / 16));
@@ -157,7 +161,7 @@ export async function run({ root, rounds }) {
 
     // Peak RSS of one archive call (GNU time), uncompressed and lz4.
     for (const flags of [[], ['--lz4']]) {
-      const r = spawnSync('/usr/bin/time', ['-f', '%M', node, ours('barman-cloud-wal-archive'), ...flags, ...url('ours'), fresh(archiveDir)], { env, encoding: 'utf8' });
+      const r = spawnSync('/usr/bin/time', ['-f', '%M', ours('barman-cloud-wal-archive'), ...flags, ...url('ours'), fresh(archiveDir)], { env, encoding: 'utf8' });
       const kb = Number(r.stderr.trim().split('\n').at(-1));
       rows.push([`peak RSS, wal-archive ${flags.join(' ') || '(none)'}`, `${(kb / 1024).toFixed(0)} MB`, '', '']);
     }

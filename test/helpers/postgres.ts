@@ -299,7 +299,13 @@ export function nodePath(): string {
  * or restore_command: toolCommand('barman-cloud-wal-archive', ['s3://b', 'srv']) + ' %p'.
  */
 export function toolCommand(bin: string, args: string[] = []): string {
-  return [nodePath(), join(toolRootForPostgres(), 'bin', bin), ...args].map(shellQuote).join(' ');
+  const exe = join(toolRootForPostgres(), 'bin', bin);
+  // The WAL commands run as PostgreSQL runs them in production: the file itself, through its shell
+  // front (src/cli/fast-path.ts), with our node first on PATH. The others through node directly.
+  if (bin === 'barman-cloud-wal-archive' || bin === 'barman-cloud-wal-restore') {
+    return `PATH=${shellQuote(dirname(nodePath()))}:"$PATH" ${[exe, ...args].map(shellQuote).join(' ')}`;
+  }
+  return [nodePath(), exe, ...args].map(shellQuote).join(' ');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+// The shell front of barman-cloud-wal-archive and barman-cloud-wal-restore (bin/), generated from
+// the option table. PostgreSQL runs these once per WAL file. With parallel archiving or prefetching
+// most calls only confirm a file an earlier call already uploaded, or take a file an earlier call
+// already downloaded: a Node process start alone costs ~70 ms here, the shell answers in a few ms.
+// The shell handles exactly the spool hit of src/wal/parallel.ts (archivedBySpool,
+// restoredFromSpool) and nothing else: any option it does not know, any doubt, any failure runs the
+// Node program with the arguments unchanged. scripts/build.mjs writes the files; a test checks that
+// the committed ones match.
+import { commandByName, type CommandSpec } from './spec.js';
+
+/** Prefetched files older than this are not served (as SPOOL_MAX_AGE_MS in commands/wal.ts). */
+export const SPOOL_MAX_AGE_MINUTES = 15;
+
+const quote = (words: string[]): string => words.join('|');
+
+/** The option words of a command, split into those that take a value and those that do not. */
+function optionWords(spec: CommandSpec, handled: string[]): { withValue: string[]; flags: string[]; toNode: string[] } {
+  const withValue: string[] = [];
+  const flags: string[] = [];
+  const toNode: string[] = [];
+  for (const o of spec.options) {
+    const words = [o.long, ...(o.aliases ?? []), ...(o.short ? [o.short] : [])];
+    if (handled.includes(o.long)) continue;
+    // --help, --version, --test and -v change what the call does or prints; nargs="*" lists
+    // have no fixed length: all of them go to Node.
+    if (['--help', '--version', '--test', '--verbose'].includes(o.long) || o.kind === 'list') toNode.push(...words);
+    else if (o.kind === 'value' || o.kind === 'append') withValue.push(...words);
+    else flags.push(...words);
+  }
+  return { withValue, flags, toNode };
+}
+
+interface Variant {
+  prog: string;
+  command: 'wal-archive' | 'wal-restore';
+  /** Option and environment variable that must ask for more than one file at once. */
+  countOption: string;
+  countEnv: string;
+  positionals: string[];
+  hit: string;
+}
+
+function script(v: Variant): string {
+  const spec = commandByName(v.command)!;
+  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir']);
+  const n = v.positionals.length;
+  const text = `#!/bin/sh
+":" /*
+# ${v.prog}: generated from src/cli/spec.ts by src/cli/fast-path.ts (scripts/build.mjs); do not edit.
+# Both a shell script and a Node program. Run directly, the shell answers a spool hit without
+# starting Node and runs this same file with Node otherwise; \`node <this file>\` skips the shell.
+node_program() {
+  exec node "$0" "$@"
+}
+count=\${${v.countEnv}:-1} spool=\${BARMAN_CLOUD_SPOOL_DIR:-} n=0 p1= p2= p3= p4= want=
+for arg in "$@"; do
+  if [ -n "$want" ]; then
+    case $want in count) count=$arg ;; spool) spool=$arg ;; esac
+    want=
+    continue
+  fi
+  case $arg in
+    ${v.countOption}) want=count ;;
+    ${v.countOption}=*) count=\${arg#*=} ;;
+    --spool-dir) want=spool ;;
+    --spool-dir=*) spool=\${arg#*=} ;;
+    ${quote(toNode)}) node_program "$@" ;;
+    ${quote(withValue)}) want=skip ;;
+    ${quote(withValue.filter((w) => w.startsWith('--')).map((w) => `${w}=*`))}) ;;
+    ${quote(flags)}) ;;
+    -*) node_program "$@" ;;
+    *) n=$((n + 1)); case $n in 1) p1=$arg ;; 2) p2=$arg ;; 3) p3=$arg ;; 4) p4=$arg ;; *) node_program "$@" ;; esac ;;
+  esac
+done
+[ -z "$want" ] && [ "$n" = ${n} ] || node_program "$@"
+case $count in [2-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
+if [ -z "$spool" ]; then
+  tmp=\${TMPDIR:-\${TMP:-\${TEMP:-/tmp}}}
+  [ "$tmp" = / ] || tmp=\${tmp%/}
+  spool=$tmp/barman-cloud-spool-$(id -u) || node_program "$@"
+fi
+# One spool directory per (store URL, server name), as spoolDirFor() in src/wal/spool.ts.
+id=$(printf '%s\\0%s' "$p1" "$p2" | sha256sum) || node_program "$@"
+id=\${id%"\${id#????????????????}"}
+${v.hit}node_program "$@"
+*/
+require('../dist/cli/launch.cjs').launch('${v.command}');
+`;
+  // The shell part sits in one JavaScript comment: it must not close it early.
+  const shell = text.slice(text.indexOf('/*') + 2, text.lastIndexOf('*/'));
+  if (shell.includes('*/')) throw new Error(`the shell part of ${v.prog} contains "*/"`);
+  return text;
+}
+
+/** bin/barman-cloud-wal-archive: a confirmed upload of exactly this file is recorded (archivedBySpool). */
+export function walArchiveScript(): string {
+  return script({
+    prog: 'barman-cloud-wal-archive',
+    command: 'wal-archive',
+    countOption: '--max-parallel',
+    countEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL',
+    positionals: ['destination_url', 'server_name', 'wal_path'],
+    hit: `marker=$spool/$id/archive/\${p3##*[/]}
+m=
+if [ -f "$marker" ] && { IFS= read -r m || [ -n "$m" ]; } <"$marker"; then
+  case $m in *'"ino":"'*'"mtimeNs":"'*) ;; *) node_program "$@" ;; esac
+  ino=\${m#*'"ino":"'} ino=\${ino%%'"'*}
+  mtime=\${m#*'"mtimeNs":"'} mtime=\${mtime%%'"'*}
+  size=\${m#*'"size":'} size=\${size%%[,\\}]*}
+  # The same file, untouched since its upload (inode, size and mtime in ns); else Node decides.
+  now=$(stat -L -c '%i %s %.9Y' -- "$p3" 2>/dev/null) || node_program "$@"
+  s=\${now##* } s=\${s%%.*}\${s#*.}
+  if [ "\${now% *} $s" = "$ino $size $mtime" ]; then
+    rm -f -- "$marker" && exit 0
+  fi
+fi
+`,
+  });
+}
+
+/** bin/barman-cloud-wal-restore: a prefetched copy, renamed into place (restoredFromSpool). */
+export function walRestoreScript(): string {
+  return script({
+    prog: 'barman-cloud-wal-restore',
+    command: 'wal-restore',
+    countOption: '--parallel',
+    countEnv: 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL',
+    positionals: ['source_url', 'server_name', 'wal_name', 'wal_dest'],
+    hit: `case $p3 in *[/]* | .* | '') node_program "$@" ;; esac
+file=$spool/$id/restore/$p3
+case $p4 in *[/]*) dir=\${p4%/*} ;; *) dir=. ;; esac
+dir=\${dir:-/}
+if [ -f "$file" ] && [ -d "$dir" ]; then
+  # Served only when younger than ${SPOOL_MAX_AGE_MINUTES} minutes and on the destination's filesystem, so that
+  # mv is one atomic rename(2); Node handles the rest (age pruning, a copy across filesystems).
+  seen=$(find "$file" "$dir" -maxdepth 0 -printf '%D:' -mmin -${SPOOL_MAX_AGE_MINUTES} -printf new -printf ' ' 2>/dev/null)
+  first=\${seen%% *} second=\${seen#* } second=\${second%% *}
+  if [ "\${first#*:}" = new ] && [ "\${first%%:*}" = "\${second%%:*}" ]; then
+    mv -fT -- "$file" "$p4" && exit 0
+  fi
+fi
+`,
+  });
+}

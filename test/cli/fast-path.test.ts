@@ -1,0 +1,151 @@
+// The shell fronts of barman-cloud-wal-archive and -wal-restore (src/cli/fast-path.ts): the committed
+// files match the generator, a spool hit is answered by the shell alone, and everything else goes
+// to the Node program. "Answered by the shell" is proven by a NODE_OPTIONS that makes any Node start
+// fail: with it, only the shell can succeed.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { walArchiveScript, walRestoreScript } from '../../src/cli/fast-path.ts';
+import { spoolDirFor } from '../../src/wal/spool.ts';
+import { cleanEnv } from '../helpers/run-bin.ts';
+import { ROOT } from '../helpers/servers.ts';
+
+const ARCHIVE = join(ROOT, 'bin', 'barman-cloud-wal-archive');
+const RESTORE = join(ROOT, 'bin', 'barman-cloud-wal-restore');
+const NO_NODE = { NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' };
+
+let tmp: string;
+let store: string;
+let spoolRoot: string;
+let walDir: string;
+
+function run(bin: string, args: string[], extra: Record<string, string | undefined> = {}) {
+  // Run the file itself, as PostgreSQL's shell does: not through `node <file>`.
+  const r = spawnSync(bin, args, { env: cleanEnv(extra), encoding: 'utf8', cwd: tmp });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const seg = (n: number) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`;
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'fast-path-'));
+  store = `file://${join(tmp, 'store')}`;
+  mkdirSync(join(tmp, 'store'));
+  spoolRoot = join(tmp, 'spool');
+  walDir = join(tmp, 'pg_wal');
+  mkdirSync(join(walDir, 'archive_status'), { recursive: true });
+  for (let i = 1; i <= 6; i++) {
+    // Different content per segment, not zeros.
+    const data = Buffer.alloc(16 << 20);
+    for (let off = 0; off < data.length; off += 4096) data.writeUInt32LE((i * 7919 + off) >>> 0, off);
+    writeFileSync(join(walDir, seg(i)), data);
+    writeFileSync(join(walDir, 'archive_status', `${seg(i)}.ready`), '');
+  }
+});
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('generated files', () => {
+  it('bin/barman-cloud-wal-archive and -wal-restore are what the generator writes (rebuild with node scripts/build.mjs)', () => {
+    expect(readFileSync(ARCHIVE, 'utf8')).toBe(walArchiveScript());
+    expect(readFileSync(RESTORE, 'utf8')).toBe(walRestoreScript());
+  });
+
+  it('are valid shell and still run under node directly', () => {
+    for (const bin of [ARCHIVE, RESTORE]) {
+      // The shell part (up to the end of the JavaScript comment) parses; the shell never reads on.
+      const text = readFileSync(bin, 'utf8');
+      execFileSync('sh', ['-n'], { input: text.slice(0, text.lastIndexOf('*/')) });
+      const out = execFileSync(process.execPath, [bin, '--version'], { env: cleanEnv(), encoding: 'utf8' });
+      expect(out).toMatch(/^barman-cloud-wal-(archive|restore) 3\.17\.0\n$/);
+    }
+  });
+});
+
+describe('wal-archive', () => {
+  const args = (path: string, extra: string[] = []) => [...extra, '--max-parallel', '3', '--spool-dir', spoolRoot, store, 'srv', path];
+  const marker = (name: string) => join(spoolDirFor(spoolRoot, store, 'srv'), 'archive', name);
+
+  beforeAll(() => {
+    // The first call uploads seg 1 and two more .ready segments, leaving markers for them.
+    const r = run(ARCHIVE, args(join(walDir, seg(1))));
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(marker(seg(2)))).toBe(true);
+    expect(existsSync(marker(seg(3)))).toBe(true);
+  });
+
+  it('answers a spool hit in the shell: no Node, exit 0, marker consumed', () => {
+    const r = run(ARCHIVE, args(join(walDir, seg(2)), ['--cloud-provider=aws-s3', '--endpoint-url', 'http://unused', '-q']), NO_NODE);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).toBe('');
+    expect(existsSync(marker(seg(2)))).toBe(false);
+  });
+
+  it('leaves a file changed since its upload to Node', () => {
+    const path = join(walDir, seg(3));
+    const later = new Date(Date.now() + 5000);
+    utimesSync(path, later, later);
+    const blocked = run(ARCHIVE, args(path), NO_NODE);
+    expect(blocked.code).not.toBe(0);
+    expect(existsSync(marker(seg(3)))).toBe(true);
+    // Node then compares the content: same bytes, so it is recognised as archived.
+    const r = run(ARCHIVE, args(path));
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(marker(seg(3)))).toBe(false);
+  });
+
+  it('leaves calls it does not fully understand to Node', () => {
+    // PostgreSQL marks archived files .done: the next call's extra uploads are the later ones.
+    for (let i = 1; i <= 3; i++) rmSync(join(walDir, 'archive_status', `${seg(i)}.ready`));
+    const ready = run(ARCHIVE, args(join(walDir, seg(4))));
+    expect(ready.code, ready.stderr).toBe(0);
+    const m = readFileSync(marker(seg(5)), 'utf8');
+    for (const extra of [['-v'], ['--max-par', '3'], ['--tags', 'a,b']]) {
+      writeFileSync(marker(seg(5)), m);
+      expect(run(ARCHIVE, args(join(walDir, seg(5)), extra), NO_NODE).code).not.toBe(0);
+    }
+    // Without parallel archiving the marker is not consulted at all.
+    const plain = [store, 'srv', join(walDir, seg(5))];
+    expect(run(ARCHIVE, ['--spool-dir', spoolRoot, ...plain], NO_NODE).code).not.toBe(0);
+    // And the environment variable turns it on, as for Node.
+    expect(run(ARCHIVE, ['--spool-dir', spoolRoot, ...plain], { ...NO_NODE, BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL: '3' }).code).toBe(0);
+  });
+});
+
+describe('wal-restore', () => {
+  const spoolArgs = () => ['--parallel', '3', '--spool-dir', spoolRoot, store, 'srv'];
+  const spooled = (name: string) => join(spoolDirFor(spoolRoot, store, 'srv'), 'restore', name);
+  let out: string;
+
+  beforeAll(() => {
+    out = join(tmp, 'restore-out');
+    mkdirSync(out);
+    const r = run(RESTORE, [...spoolArgs(), seg(1), join(out, 'RECOVERYXLOG')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(spooled(seg(2)))).toBe(true);
+  });
+
+  it('serves a prefetched segment in the shell: no Node, renamed into place', () => {
+    const dest = join(out, 'RECOVERYXLOG');
+    const r = run(RESTORE, [...spoolArgs(), seg(2), dest], NO_NODE);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(readFileSync(join(walDir, seg(2))))).toBe(true);
+    expect(existsSync(spooled(seg(2)))).toBe(false);
+  });
+
+  it('leaves a stale prefetched file, a missing one and an odd name to Node', () => {
+    const dest = join(out, 'RECOVERYXLOG');
+    const old = new Date(Date.now() - 20 * 60_000);
+    utimesSync(spooled(seg(3)), old, old);
+    expect(run(RESTORE, [...spoolArgs(), seg(3), dest], NO_NODE).code).not.toBe(0);
+    expect(run(RESTORE, [...spoolArgs(), seg(6), dest], NO_NODE).code).not.toBe(0);
+    cpSync(spooled(seg(3)), join(spoolDirFor(spoolRoot, store, 'srv'), 'restore', '..x'));
+    expect(run(RESTORE, [...spoolArgs(), '..x', dest], NO_NODE).code).not.toBe(0);
+    // Node fetches the stale one again from the store.
+    const r = run(RESTORE, [...spoolArgs(), seg(3), dest]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(readFileSync(join(walDir, seg(3))))).toBe(true);
+  });
+});
