@@ -47,7 +47,7 @@ export interface PositionalSpec {
 
 export type CommandName =
   | 'wal-archive' | 'wal-restore' | 'backup' | 'backup-list' | 'backup-show'
-  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive';
+  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive' | 'doctor';
 
 export interface CommandSpec {
   name: CommandName;
@@ -448,6 +448,33 @@ export const COMMANDS: CommandSpec[] = [
       },
     ],
     exitCodes: exits([1, 'the archive is not empty']),
+  },
+  {
+    name: 'doctor',
+    prog: 'barman-cloud doctor',
+    umbrellaOnly: true,
+    description: 'Check a setup end to end: credentials, bucket, a probe object, the catalog, PostgreSQL archiving.',
+    positionals: [DESTINATION, SERVER],
+    options: [
+      ...COMMON,
+      PG_HOST, PG_PORT, PG_USER, PG_DBNAME,
+      {
+        long: '--no-postgres', kind: 'flag',
+        help: 'skip the PostgreSQL checks (connection, privileges, archive_mode, archive_command, wal_level, pg_stat_archiver)',
+      },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console',
+        help: 'console: one "ok|warn|FAIL  <check>: <finding>" line per check; ' +
+          'json: {"checks": [{"name", "status": ok|warn|fail, "detail"}], "ok": true|false}',
+      },
+    ],
+    exitCodes: [
+      [0, 'every check passed (warnings allowed)'],
+      [1, 'at least one check failed (FAIL), the object store being reachable'],
+      [2, 'the object store could not be used at all: configuration, connection, TLS or credentials (with -t: unreachable)'],
+      [3, 'invalid arguments'],
+      [4, 'any other error'],
+    ],
   },
 ];
 
