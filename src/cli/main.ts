@@ -34,6 +34,8 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
       return (await import('./commands/backup-delete.js')).default;
     case 'backup-keep':
       return (await import('./commands/backup-keep.js')).default;
+    case 'doctor':
+      return (await import('./commands/doctor.js')).default;
     case 'wal-archive':
     case 'wal-restore':
       return (await import('./commands/wal.js'))[name === 'wal-archive' ? 'walArchive' : 'walRestore'];

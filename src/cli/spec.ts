@@ -47,7 +47,7 @@ export interface PositionalSpec {
 
 export type CommandName =
   | 'wal-archive' | 'wal-restore' | 'backup' | 'backup-list' | 'backup-show'
-  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive';
+  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive' | 'doctor';
 
 export interface CommandSpec {
   name: CommandName;
@@ -188,6 +188,16 @@ const exits = (...extra: [number, string][]): [number, string][] => [
   [4, 'any other error'],
 ];
 
+// PostgreSQL connection (backup, doctor); node-postgres also reads the libpq environment
+// (PGHOST, PGPORT, PGUSER, PGPASSWORD, ~/.pgpass) itself.
+const PG_HOST: OptionSpec = { short: '-h', long: '--host', kind: 'value', metavar: 'HOST', env: ['PGHOST'], help: 'PostgreSQL host or socket directory' };
+const PG_PORT: OptionSpec = { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' };
+const PG_USER: OptionSpec = { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' };
+const PG_DBNAME: OptionSpec = {
+  short: '-d', long: '--dbname', kind: 'value', metavar: 'DBNAME', default: 'postgres',
+  help: 'database to connect to, or a whole conninfo string when it contains "="',
+};
+
 const SOURCE = { name: 'source_url', help: 'URL of the cloud source, e.g. s3://bucket/path, or file:///dir' };
 const DESTINATION = { name: 'destination_url', help: 'URL of the cloud destination, e.g. s3://bucket/path, or file:///dir' };
 const SERVER = { name: 'server_name', help: 'the name of the server as configured in Barman' };
@@ -278,9 +288,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress the tar files with lz4 (barman 3.18)' },
       { long: '--zstd', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with zstd' },
       { long: '--xz', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with xz' },
-      { short: '-h', long: '--host', kind: 'value', metavar: 'HOST', env: ['PGHOST'], help: 'PostgreSQL host or socket directory' },
-      { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' },
-      { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' },
+      PG_HOST, PG_PORT, PG_USER,
       { long: '--immediate-checkpoint', kind: 'flag', help: 'ask PostgreSQL for an immediate checkpoint' },
       { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads (default 2)' },
       {
@@ -289,10 +297,7 @@ export const COMMANDS: CommandSpec[] = [
       },
       { long: '--min-chunk-size', kind: 'value', metavar: 'MIN_CHUNK_SIZE', parse: parseSize, help: 'smallest multipart part size' },
       { long: '--max-bandwidth', kind: 'value', metavar: 'MAX_BANDWIDTH', parse: parseSize, help: 'upload rate limit, bytes per second' },
-      {
-        short: '-d', long: '--dbname', kind: 'value', metavar: 'DBNAME', default: 'postgres',
-        help: 'database to connect to, or a whole conninfo string when it contains "="',
-      },
+      PG_DBNAME,
       { short: '-n', long: '--name', kind: 'value', metavar: 'BACKUP_NAME', help: 'a name for the backup' },
       { long: '--snapshot-instance', kind: 'value', metavar: 'SNAPSHOT_INSTANCE', help: 'snapshot backup: the VM instance' },
       { long: '--snapshot-disk', kind: 'append', metavar: 'NAME', help: 'snapshot backup: a disk to snapshot; repeat for more' },
@@ -443,6 +448,33 @@ export const COMMANDS: CommandSpec[] = [
       },
     ],
     exitCodes: exits([1, 'the archive is not empty']),
+  },
+  {
+    name: 'doctor',
+    prog: 'barman-cloud doctor',
+    umbrellaOnly: true,
+    description: 'Check a setup end to end: credentials, bucket, a probe object, the catalog, PostgreSQL archiving.',
+    positionals: [DESTINATION, SERVER],
+    options: [
+      ...COMMON,
+      PG_HOST, PG_PORT, PG_USER, PG_DBNAME,
+      {
+        long: '--no-postgres', kind: 'flag',
+        help: 'skip the PostgreSQL checks (connection, privileges, archive_mode, archive_command, wal_level, pg_stat_archiver)',
+      },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console',
+        help: 'console: one "ok|warn|FAIL  <check>: <finding>" line per check; ' +
+          'json: {"checks": [{"name", "status": ok|warn|fail, "detail"}], "ok": true|false}',
+      },
+    ],
+    exitCodes: [
+      [0, 'every check passed (warnings allowed)'],
+      [1, 'at least one check failed (FAIL), the object store being reachable'],
+      [2, 'the object store could not be used at all: configuration, connection, TLS or credentials (with -t: unreachable)'],
+      [3, 'invalid arguments'],
+      [4, 'any other error'],
+    ],
   },
 ];
 

@@ -12,6 +12,8 @@ export type Env = Record<string, string | undefined>;
 export interface ResolvedStore {
   config: StoreConfig;
   url: ParsedUrl;
+  /** Where the credentials come from, in words, never the values (for `doctor`). */
+  credentialSource: string;
 }
 
 function readSecretFile(flag: string, path: string): string {
@@ -80,7 +82,9 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   const retry = retryPolicy(opts, env);
   const caFlag = opts['endpoint-ca'] as string | undefined;
 
-  if (url.provider === 'file') return { url, config: { provider: 'file', bucket: url.bucket, retry } };
+  if (url.provider === 'file') {
+    return { url, config: { provider: 'file', bucket: url.bucket, retry }, credentialSource: 'none needed (local directory)' };
+  }
 
   if (url.provider === 'aws-s3') {
     const caPath = caFlag ?? nonEmpty(env.AWS_CA_BUNDLE);
@@ -95,13 +99,19 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       throw new CliError('--s3-access-key-id-file and --s3-secret-access-key-file must be given together');
     }
     let credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
+    const profile = (opts['aws-profile'] as string | undefined) ?? nonEmpty(env.AWS_PROFILE);
+    let credentialSource = inherit
+      ? 'the ambient IAM role only (--s3-inherit-from-iam-role: web identity, container or instance metadata)'
+      : profile ? `profile ${profile} of the shared AWS config and credentials files` : 'the AWS SDK default credential chain';
     if (keyIdFile && secretFile) {
+      credentialSource = `access key files --s3-access-key-id-file / --s3-secret-access-key-file${tokenFile ? ' / --s3-session-token-file' : ''}`;
       credentials = {
         accessKeyId: readSecretFile('--s3-access-key-id-file', keyIdFile),
         secretAccessKey: readSecretFile('--s3-secret-access-key-file', secretFile),
         sessionToken: tokenFile ? readSecretFile('--s3-session-token-file', tokenFile) : undefined,
       };
     } else if (!inherit && nonEmpty(env.AWS_ACCESS_KEY_ID) && nonEmpty(env.AWS_SECRET_ACCESS_KEY)) {
+      credentialSource = `environment variables AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY${nonEmpty(env.AWS_SESSION_TOKEN) ? ' / AWS_SESSION_TOKEN' : ''}`;
       credentials = {
         accessKeyId: env.AWS_ACCESS_KEY_ID!,
         secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
@@ -128,7 +138,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'AWS_CA_BUNDLE', caPath) : undefined,
         endpointUrl: opts['endpoint-url'] as string | undefined,
         region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION),
-        profile: (opts['aws-profile'] as string | undefined) ?? nonEmpty(env.AWS_PROFILE),
+        profile,
         credentials,
         inheritFromIamRole: inherit,
         requestChecksumCalculation: checksumMode('AWS_REQUEST_CHECKSUM_CALCULATION', env.AWS_REQUEST_CHECKSUM_CALCULATION),
@@ -136,11 +146,13 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         serverSideEncryption: encryption as 'AES256' | 'aws:kms' | undefined,
         sseKmsKeyId: opts['sse-kms-key-id'] as string | undefined,
       },
+      credentialSource,
     };
   }
 
   if (url.provider === 'azure-blob-storage') {
     const caPath = caFlag ?? nonEmpty(env.REQUESTS_CA_BUNDLE);
+    const { auth, source } = azureAuth(url, opts, env);
     return {
       url,
       config: {
@@ -149,9 +161,10 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         retry,
         ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'REQUESTS_CA_BUNDLE', caPath) : undefined,
         accountUrl: url.accountUrl,
-        auth: azureAuth(url, opts, env),
+        auth,
         encryptionScope: opts['encryption-scope'] as string | undefined,
       },
+      credentialSource: source,
     };
   }
 
@@ -162,6 +175,12 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
     throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
   }
   const emulator = nonEmpty(env.STORAGE_EMULATOR_HOST);
+  const keyFilename = gke ? undefined : (keyFlag ?? nonEmpty(env.GOOGLE_APPLICATION_CREDENTIALS));
+  const credentialSource = emulator
+    ? 'none (STORAGE_EMULATOR_HOST: anonymous access to an emulator)'
+    : keyFilename
+      ? `service-account key file ${keyFilename} (${keyFlag ? '--google-application-credentials' : 'GOOGLE_APPLICATION_CREDENTIALS'})`
+      : `Application Default Credentials${gke ? ' (--google-gke-environment)' : ''}`;
   return {
     url,
     config: {
@@ -170,10 +189,11 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       retry,
       ca: caFlag ? readCa('--endpoint-ca', caFlag) : undefined,
       apiEndpoint: emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined,
-      keyFilename: gke ? undefined : (keyFlag ?? nonEmpty(env.GOOGLE_APPLICATION_CREDENTIALS)),
+      keyFilename,
       projectId: nonEmpty(env.GOOGLE_CLOUD_PROJECT) ?? nonEmpty(env.GCLOUD_PROJECT),
       kmsKeyName: opts['kms-key-name'] as string | undefined,
     },
+    credentialSource,
   };
 }
 
@@ -182,7 +202,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
  * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
  * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
  */
-function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): AzureStoreConfig['auth'] {
+function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { auth: AzureStoreConfig['auth']; source: string } {
   const flagMethods = [
     ['--azure-connection-string-file', opts['azure-connection-string-file']],
     ['--azure-storage-key-file', opts['azure-storage-key-file']],
@@ -207,7 +227,8 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): Azu
   const account = (opts['azure-storage-account'] as string | undefined) ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
   if (credential) {
     if (!url.accountUrl) throw new GeneralError('an account URL is needed to use --azure-credential');
-    return { kind: 'token-credential', credential };
+    const flag = flagMethods[0]?.[0] ?? `--azure-credential ${credentialFlag}`;
+    return { auth: { kind: 'token-credential', credential }, source: `Azure ${credential} credential (${flag})` };
   }
   const connFile = opts['azure-connection-string-file'] as string | undefined;
   const connectionString = connFile
@@ -215,7 +236,8 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): Azu
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_CONNECTION_STRING) : undefined;
   if (connectionString) {
     registerSecret(connectionString);
-    return { kind: 'connection-string', connectionString };
+    const from = connFile ? '--azure-connection-string-file' : 'AZURE_STORAGE_CONNECTION_STRING';
+    return { auth: { kind: 'connection-string', connectionString }, source: `a connection string (${from})` };
   }
   if (url.emulated && flagMethods.length === 0) {
     // barman: the emulator URL form needs a connection string (spec §12.1).
@@ -227,7 +249,8 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): Azu
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_SAS_TOKEN) : undefined;
   if (sasToken) {
     registerSecret(sasToken.replace(/^\?/, ''));
-    return { kind: 'sas', sasToken };
+    const from = sasFile ? '--azure-storage-sas-token-file' : 'AZURE_STORAGE_SAS_TOKEN';
+    return { auth: { kind: 'sas', sasToken }, source: `a SAS token (${from})` };
   }
   const keyFile = opts['azure-storage-key-file'] as string | undefined;
   const accountKey = keyFile
@@ -236,7 +259,8 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): Azu
   if (accountKey) {
     if (!account) throw new CliError('an account name is needed with an account key (--azure-storage-account)');
     registerSecret(accountKey);
-    return { kind: 'shared-key', accountName: account, accountKey };
+    const from = keyFile ? '--azure-storage-key-file' : 'AZURE_STORAGE_KEY';
+    return { auth: { kind: 'shared-key', accountName: account, accountKey }, source: `the key of account ${account} (${from})` };
   }
-  return { kind: 'token-credential', credential: 'default' };
+  return { auth: { kind: 'token-credential', credential: 'default' }, source: 'the DefaultAzureCredential chain (no other credential given)' };
 }

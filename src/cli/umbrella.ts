@@ -1,4 +1,4 @@
-// `barman-cloud <command> …`: one executable for all nine commands.
+// `barman-cloud <command> …`: one executable for every command (some exist only here).
 import { readFileSync } from 'node:fs';
 import { EXIT } from '../errors.js';
 import { main, type Io } from './main.js';
@@ -21,10 +21,10 @@ function help(): string {
     '',
     'PostgreSQL WAL archiving and base backups to object storage (S3, Azure Blob, Google Cloud Storage,',
     'or a local directory), compatible with barman-cloud. Each command is also installed under its',
-    'barman-cloud-<command> name.',
+    'barman-cloud-<command> name, except those marked (umbrella only).',
     '',
     'commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(20)}${c.description}`),
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(20)}${c.description}${c.umbrellaOnly ? ' (umbrella only)' : ''}`),
     '',
     `Run '${PROG} <command> --help' for the options of a command.`,
   ];

@@ -16,6 +16,12 @@ const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing',
 let scratch: string;
 let store: string;
 
+/** Run a command by its prog: its drop-in executable, or `barman-cloud <command>` when it is umbrella-only. */
+function runProg(prog: string, args: string[], opts?: Parameters<typeof runBin>[2]) {
+  const [bin, ...sub] = prog.split(' ');
+  return runBin(bin!, [...sub, ...args], opts);
+}
+
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), 'bc-cli-'));
   store = join(scratch, 'store');
@@ -25,13 +31,13 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('executables and --version', () => {
   it.each(COMMANDS.map((c) => [c.prog]))('%s --version prints "<prog> X.Y.Z" and exits 0', async (prog) => {
-    const r = await runBin(prog, ['--version']);
+    const r = await runProg(prog, ['--version']);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${prog} ${BARMAN_CONTRACT_VERSION}\n`);
     expect(r.stderr).toBe('');
     // The operator's probe (cnpg-usage §2.6) must match and parse as semver.
     expect(/barman-cloud.* (?<v>.*)/.exec(r.stdout.trim())?.groups?.v).toBe('3.17.0');
-    const short = await runBin(prog, ['-V', 's3://ignored']);
+    const short = await runProg(prog, ['-V', 's3://ignored']);
     expect(short.stdout).toBe(`${prog} ${BARMAN_CONTRACT_VERSION}\n`);
   });
 
@@ -56,7 +62,7 @@ describe('executables and --version', () => {
   });
 
   it.each(COMMANDS.map((c) => [c.prog, c]))('%s --help documents every option and exits 0', async (prog, spec) => {
-    const r = await runBin(prog, ['--help']);
+    const r = await runProg(prog, ['--help']);
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith(`usage: ${prog} `)).toBe(true);
     for (const o of spec.options) expect(r.stdout).toContain(o.long);
@@ -158,12 +164,12 @@ describe('-t exit codes against real servers', () => {
       const tail = c.name === 'wal-archive' ? [WAL] : c.name === 'wal-restore' ? [WAL, '/tmp/x'] :
         ['backup-show', 'backup-keep'].includes(c.name) ? ['latest', ...(c.name === 'backup-keep' ? ['-s'] : [])] :
         c.name === 'restore' ? ['latest', '/tmp/r'] : c.name === 'backup-delete' ? ['-r', 'REDUNDANCY 1'] : [];
-      const live = await runBin(c.prog, ['-t', '--endpoint-url', moto.url, 's3://live-bucket/pfx', 'srv', ...tail], { env });
+      const live = await runProg(c.prog, ['-t', '--endpoint-url', moto.url, 's3://live-bucket/pfx', 'srv', ...tail], { env });
       expect({ prog: c.prog, code: live.code, err: live.stderr }).toEqual({ prog: c.prog, code: 0, err: '' });
-      const missing = await runBin(c.prog, ['-t', '--endpoint-url', moto.url, 's3://missing-bucket', 'srv', ...tail], { env });
+      const missing = await runProg(c.prog, ['-t', '--endpoint-url', moto.url, 's3://missing-bucket', 'srv', ...tail], { env });
       // check-wal-archive -t only tests connectivity (spec §2.9).
       expect({ prog: c.prog, code: missing.code }).toEqual({ prog: c.prog, code: c.name === 'check-wal-archive' ? 0 : 1 });
-      const down = await runBin(c.prog, ['-t', '--endpoint-url', `http://127.0.0.1:${closedPort}`, 's3://live-bucket', 'srv', ...tail], { env });
+      const down = await runProg(c.prog, ['-t', '--endpoint-url', `http://127.0.0.1:${closedPort}`, 's3://live-bucket', 'srv', ...tail], { env });
       expect({ prog: c.prog, code: down.code }).toEqual({ prog: c.prog, code: 2 });
       expect(down.stderr).toMatch(/ERROR: Can't connect to cloud provider: /);
     }

@@ -97,3 +97,26 @@ describe('GCS', () => {
     expect(config).toMatchObject({ keyFilename: undefined });
   });
 });
+
+describe('where the credentials come from, in words', () => {
+  const source = (argv: string[], env: Env = {}) => {
+    const o = parseArgs(commandByName('backup-list')!, [...argv, 'srv']);
+    if (o.kind !== 'args') throw new Error('no args');
+    return resolveStore(o.args.positionals.source_url!, o.args.options, env).credentialSource;
+  };
+
+  it('names the flag, variable, profile or chain, never a value', () => {
+    const env = { AWS_ACCESS_KEY_ID: 'AKIDVALUE', AWS_SECRET_ACCESS_KEY: 'SECRETVALUE' };
+    expect(source(['s3://b'], env)).toBe('environment variables AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
+    expect(source(['s3://b'], { AWS_PROFILE: 'prod' })).toBe('profile prod of the shared AWS config and credentials files');
+    expect(source(['--s3-inherit-from-iam-role', 's3://b'], env)).toMatch(/^the ambient IAM role only/);
+    expect(source(['s3://b'])).toBe('the AWS SDK default credential chain');
+    expect(source(['--cloud-provider', 'azure-blob-storage', 'https://acct.blob.core.windows.net/c'], { AZURE_STORAGE_KEY: 'S0MEKEY' }))
+      .toBe('the key of account acct (AZURE_STORAGE_KEY)');
+    expect(source(['--cloud-provider', 'azure-blob-storage', '--azure-credential', 'managed-identity', 'https://acct.blob.core.windows.net/c']))
+      .toBe('Azure managed-identity credential (--azure-credential managed-identity)');
+    expect(source(['--cloud-provider', 'google-cloud-storage', 'gs://b'], { STORAGE_EMULATOR_HOST: 'localhost:1' })).toMatch(/^none \(STORAGE_EMULATOR_HOST/);
+    expect(source(['--cloud-provider', 'google-cloud-storage', 'gs://b'])).toBe('Application Default Credentials');
+    expect(source(['file:///tmp'])).toBe('none needed (local directory)');
+  });
+});
