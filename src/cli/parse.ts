@@ -4,7 +4,7 @@
 // printed as `usage: …` + `<prog>: error: <msg>` with exit 3.
 import { Command, Option } from 'commander';
 import { CliError } from '../errors.js';
-import { ArgumentTypeError } from './types.js';
+import { ArgumentTypeError, parseSize } from './types.js';
 import type { CommandSpec, OptionSpec } from './spec.js';
 import { earlyAction, takesValue } from './early.js';
 
@@ -229,14 +229,30 @@ function usageItem(o: OptionSpec): string {
   return name;
 }
 
+/** A default as the operator would type it: sizes in barman's units (4MB, not 4194304). */
+function defaultDisplay(o: OptionSpec): string {
+  if (o.parse === parseSize && typeof o.default === 'number') {
+    const units = ['', 'KB', 'MB', 'GB', 'TB', 'PB'];
+    let n = o.default;
+    let u = 0;
+    while (n % 1024 === 0 && u < units.length - 1) {
+      n /= 1024;
+      u++;
+    }
+    return `${n}${units[u]}`;
+  }
+  return String(o.default);
+}
+
 /** The argparse-style usage line, wrapped at 100 columns like barman's. */
 export function usage(spec: CommandSpec): string {
   const items: string[] = [];
   const done = new Set<OptionSpec>();
   for (const o of spec.options) {
-    // Our ObjectStore-field flags are listed by --help only: the usage line stays barman's.
+    // Our flags (ObjectStore fields, extra codecs, …) are listed by --help only: the usage line
+    // stays barman's, also inside a group that mixes barman's flags and ours.
     if (done.has(o) || o.extension) continue;
-    const group = o.group ? spec.options.filter((x) => x.group === o.group) : [o];
+    const group = o.group ? spec.options.filter((x) => x.group === o.group && !x.extension) : [o];
     group.forEach((x) => done.add(x));
     const inner = group.map(usageItem).join(' | ');
     items.push(spec.requiredGroups?.includes(o.group ?? '') ? `(${inner})` : `[${inner}]`);
@@ -264,7 +280,7 @@ export function helpText(spec: CommandSpec): string {
     const names = [o.short, o.long, ...(o.aliases ?? [])].filter(Boolean).join(', ');
     const arg = o.choices && takesValue(o) ? ` {${o.choices.join(',')}}` : takesValue(o) ? ` ${o.metavar}` : o.kind === 'list' ? ` [${o.metavar} ...]` : '';
     const extras: string[] = [];
-    if (o.default !== undefined) extras.push(`default: ${o.default}`);
+    if (o.default !== undefined) extras.push(`default: ${defaultDisplay(o)}`);
     if (o.env?.length) extras.push(`env: ${o.env.join(', ')}`);
     const help = extras.length ? `${o.help} (${extras.join('; ')})` : o.help;
     const head = `  ${names}${arg}`;

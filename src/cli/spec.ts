@@ -217,15 +217,15 @@ export const COMMANDS: CommandSpec[] = [
       ...SSE,
       {
         long: '--max-block-size', kind: 'value', metavar: 'MAX_BLOCK_SIZE', parse: parseSize, default: 4 * 1024 ** 2,
-        help: 'Azure: block size of a concurrent upload (default 4MB)',
+        help: 'Azure: block size of a concurrent upload',
       },
       {
         long: '--max-concurrency', kind: 'value', metavar: 'MAX_CONCURRENCY', parse: parsePositiveInteger, default: 1,
-        help: 'Azure: blocks uploaded at once (default 1)',
+        help: 'Azure: blocks uploaded at once',
       },
       {
         long: '--max-single-put-size', kind: 'value', metavar: 'MAX_SINGLE_PUT_SIZE', parse: parseSize, default: 64 * 1024 ** 2,
-        help: 'Azure: largest upload sent in one request (default 64MB)',
+        help: 'Azure: largest upload sent in one request',
       },
       {
         long: '--overwrite', kind: 'flag', extension: true,
@@ -282,10 +282,10 @@ export const COMMANDS: CommandSpec[] = [
       { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' },
       { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' },
       { long: '--immediate-checkpoint', kind: 'flag', help: 'ask PostgreSQL for an immediate checkpoint' },
-      { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads (default 2)' },
+      { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads' },
       {
         short: '-S', long: '--max-archive-size', kind: 'value', metavar: 'MAX_ARCHIVE_SIZE', parse: parseSize, default: 100 * 1024 ** 3,
-        help: 'start a new tar part beyond this size (default 100GB)',
+        help: 'start a new tar part beyond this size',
       },
       { long: '--min-chunk-size', kind: 'value', metavar: 'MIN_CHUNK_SIZE', parse: parseSize, help: 'smallest multipart part size' },
       { long: '--max-bandwidth', kind: 'value', metavar: 'MAX_BANDWIDTH', parse: parseSize, help: 'upload rate limit, bytes per second' },
@@ -338,7 +338,10 @@ export const COMMANDS: CommandSpec[] = [
     positionals: [SOURCE, SERVER],
     options: [
       ...COMMON,
-      { long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', help: 'console (default) or json' },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console',
+        help: 'console, or json (barman prints any other value as json too)',
+      },
     ],
     exitCodes: exits([1, 'with -t: the bucket does not exist']),
   },
@@ -349,7 +352,10 @@ export const COMMANDS: CommandSpec[] = [
     positionals: [SOURCE, SERVER, { name: 'backup_id', help: 'backup ID, name, or first/oldest/last/latest/last-failed' }],
     options: [
       ...COMMON,
-      { long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', help: 'console (default) or json' },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console',
+        help: 'console, or json (barman prints any other value as json too)',
+      },
     ],
     exitCodes: exits([1, 'the backup does not exist']),
   },
@@ -363,7 +369,7 @@ export const COMMANDS: CommandSpec[] = [
       { short: '-b', long: '--backup-id', kind: 'value', metavar: 'BACKUP_ID', group: 'target', help: 'the backup to delete' },
       {
         short: '-m', long: '--minimum-redundancy', kind: 'value', metavar: 'MINIMUM_REDUNDANCY', parse: parseNonNegativeInteger,
-        default: 0, help: 'keep at least this many backups (default 0)',
+        default: 0, help: 'keep at least this many backups',
       },
       {
         short: '-r', long: '--retention-policy', kind: 'value', metavar: 'RETENTION_POLICY', group: 'target',
@@ -374,7 +380,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--check-object-lock', kind: 'flag', help: 'S3: skip backups whose objects are under Object Lock' },
       {
         long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console', extension: true,
-        help: 'the summary line printed after a deletion: console (default) or json (one object)',
+        help: 'the summary line printed after a deletion: console or json (one object)',
       },
     ],
     requiredGroups: ['target'],
@@ -421,7 +427,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--target-time', kind: 'value', metavar: 'TARGET_TIME', group: 'target', help: 'with auto: the newest backup ending at or before this time' },
       {
         short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, extension: true,
-        help: 'archives downloaded and extracted at once (default 2)',
+        help: 'archives downloaded and extracted at once',
       },
       {
         long: '--write-recovery-conf', kind: 'flag', extension: true,
