@@ -1,4 +1,4 @@
-// The command definitions: one table that the parser, the help texts and (later) the shell
+// The command definitions: one table that the parser, the help texts and the shell
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
 // (spec §1.2, §2, Appendix A); options marked `extension` are ours (ObjectStore fields, spec §12).
 import {
@@ -28,6 +28,8 @@ export interface OptionSpec {
   kind: OptionKind;
   metavar?: string;
   choices?: readonly string[];
+  /** Usual values that are not enforced (barman accepts others): offered by shell completion. */
+  suggestions?: readonly string[];
   parse?: (raw: string) => unknown;
   default?: unknown;
   help: string;
@@ -43,11 +45,13 @@ export interface PositionalSpec {
   name: string;
   help: string;
   optional?: boolean;
+  choices?: readonly string[];
 }
 
 export type CommandName =
   | 'wal-archive' | 'wal-restore' | 'backup' | 'backup-list' | 'backup-show'
-  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive';
+  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive'
+  | 'completion';
 
 export interface CommandSpec {
   name: CommandName;
@@ -66,6 +70,7 @@ export interface CommandSpec {
 
 const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
 export const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
+export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 
 const COMMON: OptionSpec[] = [
   { short: '-V', long: '--version', kind: 'flag', help: 'show the program version and exit' },
@@ -207,13 +212,16 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--zstd', kind: 'flag', group: 'compression', help: 'compress with zstd (.zst)' },
       { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress with lz4, frame format (.lz4)' },
       {
-        long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL',
+        long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL', suggestions: ['low', 'medium', 'high'],
         help: 'low, medium (default), high, or a number clamped to the codec range',
       },
       ...tags('', 'every uploaded WAL file'),
       ...tags('history-', 'history files instead of --tag'),
       KMS_KEY_NAME,
-      { short: '-e', long: '--encryption', kind: 'value', metavar: 'ENCRYPTION', help: 'S3: server-side encryption, AES256 or aws:kms' },
+      {
+        short: '-e', long: '--encryption', kind: 'value', metavar: 'ENCRYPTION', suggestions: ['AES256', 'aws:kms'],
+        help: 'S3: server-side encryption, AES256 or aws:kms',
+      },
       ...SSE,
       {
         long: '--max-block-size', kind: 'value', metavar: 'MAX_BLOCK_SIZE', parse: parseSize, default: 4 * 1024 ** 2,
@@ -339,7 +347,7 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       ...COMMON,
       {
-        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console',
+        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', suggestions: ['console', 'json'],
         help: 'console, or json (barman prints any other value as json too)',
       },
     ],
@@ -353,7 +361,7 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       ...COMMON,
       {
-        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console',
+        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', suggestions: ['console', 'json'],
         help: 'console, or json (barman prints any other value as json too)',
       },
     ],
@@ -449,6 +457,15 @@ export const COMMANDS: CommandSpec[] = [
       },
     ],
     exitCodes: exits([1, 'the archive is not empty']),
+  },
+  {
+    name: 'completion',
+    prog: 'barman-cloud completion',
+    description: 'Print the shell completion script for barman-cloud and the barman-cloud-<command> executables.',
+    positionals: [{ name: 'shell', choices: SHELLS, help: 'the shell to print the script for (install notes are at its top)' }],
+    options: [{ long: '--help', kind: 'flag', help: 'show this help message and exit' }],
+    exitCodes: [[0, 'success'], [3, 'invalid arguments']],
+    umbrellaOnly: true,
   },
 ];
 

@@ -57,7 +57,7 @@ describe.each(COMMANDS.map((c) => [c.umbrellaOnly ? `barman-cloud ${c.name}` : c
     expect(r.stdout).toContain(`\n${c.description}\n`);
     expect(s.positionals).toHaveLength(c.positionals.length);
     c.positionals.forEach((p, i) => {
-      const shown = p.name;
+      const shown = p.choices ? `{${p.choices.join(',')}}` : p.name;
       expect(s.positionals[i]).toMatch(new RegExp(`^${escape(shown)}\\s+${escape(p.help)}$`));
       expect(s.usage).toContain(p.optional ? `[${shown}]` : shown);
     });
@@ -108,5 +108,15 @@ describe('barman-cloud --help', () => {
     const listed = r.stdout.split('\n').filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/)[0]);
     expect(listed).toEqual(COMMANDS.map((c) => c.name));
     for (const c of COMMANDS) expect(r.stdout).toMatch(new RegExp(`^  ${escape(c.name)}\\s+${escape(c.description)}$`, 'm'));
+  });
+
+  it('says which commands have no barman-cloud-<command> executable', async () => {
+    const r = await runBin('barman-cloud', ['--help']);
+    const line = r.stdout.split('\n').find((l) => l.includes('is also installed under its barman-cloud-<command> name'));
+    expect(line).toBeDefined();
+    for (const c of COMMANDS) {
+      if (c.umbrellaOnly) expect(line).toMatch(new RegExp(`\\b${escape(c.name)}\\b`));
+      else expect(line).not.toMatch(new RegExp(`\\b${escape(c.name)}\\b`));
+    }
   });
 });
