@@ -10,7 +10,8 @@ export function earlyAction(spec: CommandSpec, argv: string[]): 'help' | 'versio
     const word = argv[i];
     if (word === '--') return undefined;
     if (word === '--help') return 'help';
-    if (word === '--version' || word === '-V') return 'version';
+    // An umbrella-only command (completion) has no -V/--version: there it is an unknown argument.
+    if ((word === '--version' || word === '-V') && spec.options.some((o) => o.long === '--version')) return 'version';
     // A short cluster such as -vV.
     if (/^-[a-zA-Z]{2,}$/.test(word)) {
       for (const ch of word.slice(1)) {

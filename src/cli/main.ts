@@ -36,6 +36,8 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
       return (await import('./commands/backup-keep.js')).default;
     case 'doctor':
       return (await import('./commands/doctor.js')).default;
+    case 'completion':
+      return (await import('./commands/completion.js')).default;
     case 'wal-archive':
     case 'wal-restore':
       return (await import('./commands/wal.js'))[name === 'wal-archive' ? 'walArchive' : 'walRestore'];
@@ -88,7 +90,7 @@ export async function main(name: CommandName, argv: string[], env: Env = process
     throw e;
   }
   const opts = ctx.args.options;
-  setVerbosity(opts.verbose as number, opts.quiet as number);
+  setVerbosity((opts.verbose as number | undefined) ?? 0, (opts.quiet as number | undefined) ?? 0);
 
   let command: CommandModule | undefined;
   try {

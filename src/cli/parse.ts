@@ -4,8 +4,8 @@
 // printed as `usage: …` + `<prog>: error: <msg>` with exit 3.
 import { Command, Option } from 'commander';
 import { CliError } from '../errors.js';
-import { ArgumentTypeError } from './types.js';
-import type { CommandSpec, OptionSpec } from './spec.js';
+import { ArgumentTypeError, parseSize } from './types.js';
+import type { CommandSpec, OptionSpec, PositionalSpec } from './spec.js';
 import { earlyAction, takesValue } from './early.js';
 
 export interface ParsedArgs {
@@ -97,12 +97,11 @@ export function normalizeArgv(spec: CommandSpec, argv: string[]): string[] {
   return out;
 }
 
+const quotedChoices = (choices: readonly string[]): string => choices.map((c) => `'${c}'`).join(', ');
+
 function convert(spec: CommandSpec, o: OptionSpec, raw: string): unknown {
   if (o.choices && !o.choices.includes(raw)) {
-    throw new UsageError(
-      spec,
-      `argument ${optionDisplay(o)}: invalid choice: '${raw}' (choose from ${o.choices.map((c) => `'${c}'`).join(', ')})`,
-    );
+    throw new UsageError(spec, `argument ${optionDisplay(o)}: invalid choice: '${raw}' (choose from ${quotedChoices(o.choices)})`);
   }
   if (!o.parse) return raw;
   try {
@@ -199,6 +198,11 @@ export function parseArgs(spec: CommandSpec, rawArgv: string[]): ParseOutcome {
   if (words.length > spec.positionals.length) {
     throw new UsageError(spec, `unrecognized arguments: ${words.slice(spec.positionals.length).join(' ')}`);
   }
+  spec.positionals.forEach((p, i) => {
+    if (p.choices && words[i] !== undefined && !p.choices.includes(words[i])) {
+      throw new UsageError(spec, `argument ${p.name}: invalid choice: '${words[i]}' (choose from ${quotedChoices(p.choices)})`);
+    }
+  });
   for (const group of spec.requiredGroups ?? []) {
     const members = spec.options.filter((o) => o.group === group);
     if (!members.some((o) => given.includes(optionKey(o)))) {
@@ -229,19 +233,38 @@ function usageItem(o: OptionSpec): string {
   return name;
 }
 
+/** argparse shows a positional that has choices as `{a,b,c}` in usage and help. */
+const positionalDisplay = (p: PositionalSpec): string => (p.choices ? `{${p.choices.join(',')}}` : p.name);
+
+/** A default as the operator would type it: sizes in barman's units (4MB, not 4194304). */
+function defaultDisplay(o: OptionSpec): string {
+  if (o.parse === parseSize && typeof o.default === 'number') {
+    const units = ['', 'KB', 'MB', 'GB', 'TB', 'PB'];
+    let n = o.default;
+    let u = 0;
+    while (n % 1024 === 0 && u < units.length - 1) {
+      n /= 1024;
+      u++;
+    }
+    return `${n}${units[u]}`;
+  }
+  return String(o.default);
+}
+
 /** The argparse-style usage line, wrapped at 100 columns like barman's. */
 export function usage(spec: CommandSpec): string {
   const items: string[] = [];
   const done = new Set<OptionSpec>();
   for (const o of spec.options) {
-    // Our ObjectStore-field flags are listed by --help only: the usage line stays barman's.
+    // Our flags (ObjectStore fields, extra codecs, …) are listed by --help only: the usage line
+    // stays barman's, also inside a group that mixes barman's flags and ours.
     if (done.has(o) || o.extension) continue;
-    const group = o.group ? spec.options.filter((x) => x.group === o.group) : [o];
+    const group = o.group ? spec.options.filter((x) => x.group === o.group && !x.extension) : [o];
     group.forEach((x) => done.add(x));
     const inner = group.map(usageItem).join(' | ');
     items.push(spec.requiredGroups?.includes(o.group ?? '') ? `(${inner})` : `[${inner}]`);
   }
-  for (const p of spec.positionals) items.push(p.optional ? `[${p.name}]` : p.name);
+  for (const p of spec.positionals) items.push(p.optional ? `[${positionalDisplay(p)}]` : positionalDisplay(p));
   const head = `usage: ${spec.prog} `;
   const lines: string[] = [];
   let line = head;
@@ -258,13 +281,13 @@ export function usage(spec: CommandSpec): string {
 
 export function helpText(spec: CommandSpec): string {
   const out: string[] = [usage(spec), '', spec.description, '', 'positional arguments:'];
-  for (const p of spec.positionals) out.push(`  ${p.name.padEnd(28)}${p.help}`);
+  for (const p of spec.positionals) out.push(`  ${positionalDisplay(p).padEnd(28)}${p.help}`);
   out.push('', 'options:');
   for (const o of spec.options) {
     const names = [o.short, o.long, ...(o.aliases ?? [])].filter(Boolean).join(', ');
     const arg = o.choices && takesValue(o) ? ` {${o.choices.join(',')}}` : takesValue(o) ? ` ${o.metavar}` : o.kind === 'list' ? ` [${o.metavar} ...]` : '';
     const extras: string[] = [];
-    if (o.default !== undefined) extras.push(`default: ${o.default}`);
+    if (o.default !== undefined) extras.push(`default: ${defaultDisplay(o)}`);
     if (o.env?.length) extras.push(`env: ${o.env.join(', ')}`);
     const help = extras.length ? `${o.help} (${extras.join('; ')})` : o.help;
     const head = `  ${names}${arg}`;

@@ -1,4 +1,4 @@
-// The command definitions: one table that the parser, the help texts and (later) the shell
+// The command definitions: one table that the parser, the help texts and the shell
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
 // (spec §1.2, §2, Appendix A); options marked `extension` are ours (ObjectStore fields, spec §12).
 import {
@@ -28,6 +28,8 @@ export interface OptionSpec {
   kind: OptionKind;
   metavar?: string;
   choices?: readonly string[];
+  /** Usual values that are not enforced (barman accepts others): offered by shell completion. */
+  suggestions?: readonly string[];
   parse?: (raw: string) => unknown;
   default?: unknown;
   help: string;
@@ -43,11 +45,13 @@ export interface PositionalSpec {
   name: string;
   help: string;
   optional?: boolean;
+  choices?: readonly string[];
 }
 
 export type CommandName =
   | 'wal-archive' | 'wal-restore' | 'backup' | 'backup-list' | 'backup-show'
-  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive' | 'doctor';
+  | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive' | 'doctor'
+  | 'completion';
 
 export interface CommandSpec {
   name: CommandName;
@@ -66,6 +70,7 @@ export interface CommandSpec {
 
 const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
 export const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
+export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 
 const COMMON: OptionSpec[] = [
   { short: '-V', long: '--version', kind: 'flag', help: 'show the program version and exit' },
@@ -217,25 +222,28 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--zstd', kind: 'flag', group: 'compression', help: 'compress with zstd (.zst)' },
       { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress with lz4, frame format (.lz4)' },
       {
-        long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL',
+        long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL', suggestions: ['low', 'medium', 'high'],
         help: 'low, medium (default), high, or a number clamped to the codec range',
       },
       ...tags('', 'every uploaded WAL file'),
       ...tags('history-', 'history files instead of --tag'),
       KMS_KEY_NAME,
-      { short: '-e', long: '--encryption', kind: 'value', metavar: 'ENCRYPTION', help: 'S3: server-side encryption, AES256 or aws:kms' },
+      {
+        short: '-e', long: '--encryption', kind: 'value', metavar: 'ENCRYPTION', suggestions: ['AES256', 'aws:kms'],
+        help: 'S3: server-side encryption, AES256 or aws:kms',
+      },
       ...SSE,
       {
         long: '--max-block-size', kind: 'value', metavar: 'MAX_BLOCK_SIZE', parse: parseSize, default: 4 * 1024 ** 2,
-        help: 'Azure: block size of a concurrent upload (default 4MB)',
+        help: 'Azure: block size of a concurrent upload',
       },
       {
         long: '--max-concurrency', kind: 'value', metavar: 'MAX_CONCURRENCY', parse: parsePositiveInteger, default: 1,
-        help: 'Azure: blocks uploaded at once (default 1)',
+        help: 'Azure: blocks uploaded at once',
       },
       {
         long: '--max-single-put-size', kind: 'value', metavar: 'MAX_SINGLE_PUT_SIZE', parse: parseSize, default: 64 * 1024 ** 2,
-        help: 'Azure: largest upload sent in one request (default 64MB)',
+        help: 'Azure: largest upload sent in one request',
       },
       {
         long: '--overwrite', kind: 'flag', extension: true,
@@ -290,10 +298,10 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--xz', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with xz' },
       PG_HOST, PG_PORT, PG_USER,
       { long: '--immediate-checkpoint', kind: 'flag', help: 'ask PostgreSQL for an immediate checkpoint' },
-      { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads (default 2)' },
+      { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads' },
       {
         short: '-S', long: '--max-archive-size', kind: 'value', metavar: 'MAX_ARCHIVE_SIZE', parse: parseSize, default: 100 * 1024 ** 3,
-        help: 'start a new tar part beyond this size (default 100GB)',
+        help: 'start a new tar part beyond this size',
       },
       { long: '--min-chunk-size', kind: 'value', metavar: 'MIN_CHUNK_SIZE', parse: parseSize, help: 'smallest multipart part size' },
       { long: '--max-bandwidth', kind: 'value', metavar: 'MAX_BANDWIDTH', parse: parseSize, help: 'upload rate limit, bytes per second' },
@@ -343,7 +351,10 @@ export const COMMANDS: CommandSpec[] = [
     positionals: [SOURCE, SERVER],
     options: [
       ...COMMON,
-      { long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', help: 'console (default) or json' },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', suggestions: ['console', 'json'],
+        help: 'console, or json (barman prints any other value as json too)',
+      },
     ],
     exitCodes: exits([1, 'with -t: the bucket does not exist']),
   },
@@ -354,7 +365,10 @@ export const COMMANDS: CommandSpec[] = [
     positionals: [SOURCE, SERVER, { name: 'backup_id', help: 'backup ID, name, or first/oldest/last/latest/last-failed' }],
     options: [
       ...COMMON,
-      { long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', help: 'console (default) or json' },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', default: 'console', suggestions: ['console', 'json'],
+        help: 'console, or json (barman prints any other value as json too)',
+      },
     ],
     exitCodes: exits([1, 'the backup does not exist']),
   },
@@ -368,7 +382,7 @@ export const COMMANDS: CommandSpec[] = [
       { short: '-b', long: '--backup-id', kind: 'value', metavar: 'BACKUP_ID', group: 'target', help: 'the backup to delete' },
       {
         short: '-m', long: '--minimum-redundancy', kind: 'value', metavar: 'MINIMUM_REDUNDANCY', parse: parseNonNegativeInteger,
-        default: 0, help: 'keep at least this many backups (default 0)',
+        default: 0, help: 'keep at least this many backups',
       },
       {
         short: '-r', long: '--retention-policy', kind: 'value', metavar: 'RETENTION_POLICY', group: 'target',
@@ -379,7 +393,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--check-object-lock', kind: 'flag', help: 'S3: skip backups whose objects are under Object Lock' },
       {
         long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console', extension: true,
-        help: 'the summary line printed after a deletion: console (default) or json (one object)',
+        help: 'the summary line printed after a deletion: console or json (one object)',
       },
     ],
     requiredGroups: ['target'],
@@ -426,7 +440,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--target-time', kind: 'value', metavar: 'TARGET_TIME', group: 'target', help: 'with auto: the newest backup ending at or before this time' },
       {
         short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, extension: true,
-        help: 'archives downloaded and extracted at once (default 2)',
+        help: 'archives downloaded and extracted at once',
       },
       {
         long: '--write-recovery-conf', kind: 'flag', extension: true,
@@ -475,6 +489,15 @@ export const COMMANDS: CommandSpec[] = [
       [3, 'invalid arguments'],
       [4, 'any other error'],
     ],
+  },
+  {
+    name: 'completion',
+    prog: 'barman-cloud completion',
+    description: 'Print the shell completion script for barman-cloud and the barman-cloud-<command> executables.',
+    positionals: [{ name: 'shell', choices: SHELLS, help: 'the shell to print the script for (install notes are at its top)' }],
+    options: [{ long: '--help', kind: 'flag', help: 'show this help message and exit' }],
+    exitCodes: [[0, 'success'], [3, 'invalid arguments']],
+    umbrellaOnly: true,
   },
 ];
 

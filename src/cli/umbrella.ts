@@ -1,4 +1,4 @@
-// `barman-cloud <command> …`: one executable for every command (some exist only here).
+// `barman-cloud <command> …`: one executable for every command, including the umbrella-only ones.
 import { readFileSync } from 'node:fs';
 import { EXIT } from '../errors.js';
 import { main, type Io } from './main.js';
@@ -16,16 +16,18 @@ function usageLine(): string {
 }
 
 function help(): string {
+  const umbrellaOnly = COMMANDS.filter((c) => c.umbrellaOnly).map((c) => c.name);
+  const but = umbrellaOnly.length ? ` except ${umbrellaOnly.join(', ').replace(/, ([^,]*)$/, ' and $1')}` : '';
   const lines = [
     usageLine(),
     '',
     'PostgreSQL WAL archiving and base backups to object storage (S3, Azure Blob, Google Cloud Storage,',
-    'or a local directory), compatible with barman-cloud. Each command is also installed under its',
-    'barman-cloud-<command> name, except those marked (umbrella only).',
+    'or a local directory), compatible with barman-cloud.',
     '',
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(20)}${c.description}${c.umbrellaOnly ? ' (umbrella only)' : ''}`),
     '',
+    `Every command${but} is also installed under its barman-cloud-<command> name.`,
     `Run '${PROG} <command> --help' for the options of a command.`,
   ];
   return `${lines.join('\n')}\n`;

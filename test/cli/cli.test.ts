@@ -13,6 +13,8 @@ import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/stor
 
 const WAL = '000000010000000000000001';
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
+/** The commands that have their own barman-cloud-<command> executable (not `completion`). */
+const DROP_INS = COMMANDS.filter((c) => !c.umbrellaOnly);
 let scratch: string;
 let store: string;
 
@@ -30,8 +32,8 @@ beforeAll(() => {
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('executables and --version', () => {
-  it.each(COMMANDS.map((c) => [c.prog]))('%s --version prints "<prog> X.Y.Z" and exits 0', async (prog) => {
-    const r = await runProg(prog, ['--version']);
+  it.each(DROP_INS.map((c) => [c.prog]))('%s --version prints "<prog> X.Y.Z" and exits 0', async (prog) => {
+    const r = await runBin(prog, ['--version']);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${prog} ${BARMAN_CONTRACT_VERSION}\n`);
     expect(r.stderr).toBe('');
@@ -61,8 +63,8 @@ describe('executables and --version', () => {
     expect(t.code).toBe(0);
   });
 
-  it.each(COMMANDS.map((c) => [c.prog, c]))('%s --help documents every option and exits 0', async (prog, spec) => {
-    const r = await runProg(prog, ['--help']);
+  it.each(DROP_INS.map((c) => [c.prog, c]))('%s --help documents every option and exits 0', async (prog, spec) => {
+    const r = await runBin(prog, ['--help']);
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith(`usage: ${prog} `)).toBe(true);
     for (const o of spec.options) expect(r.stdout).toContain(o.long);
@@ -160,7 +162,7 @@ describe('-t exit codes against real servers', () => {
 
   it('S3 (moto): 0 live, 1 missing bucket, 2 unreachable — for every command', async () => {
     const env = cleanEnv(S3_ENV);
-    for (const c of COMMANDS) {
+    for (const c of DROP_INS) {
       const tail = c.name === 'wal-archive' ? [WAL] : c.name === 'wal-restore' ? [WAL, '/tmp/x'] :
         ['backup-show', 'backup-keep'].includes(c.name) ? ['latest', ...(c.name === 'backup-keep' ? ['-s'] : [])] :
         c.name === 'restore' ? ['latest', '/tmp/r'] : c.name === 'backup-delete' ? ['-r', 'REDUNDANCY 1'] : [];
