@@ -102,7 +102,8 @@ const COMMON: OptionSpec[] = [
   // ---- one flag per ObjectStore field, for use outside Kubernetes (spec §12, cnpg-usage §1) ----
   {
     long: '--endpoint-ca', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_CA_BUNDLE', 'REQUESTS_CA_BUNDLE'],
-    help: 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA)',
+    help: 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA); ' +
+      'from the environment, S3 reads AWS_CA_BUNDLE and Azure REQUESTS_CA_BUNDLE',
   },
   {
     long: '--s3-region', kind: 'value', metavar: 'REGION', extension: true, env: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
@@ -390,7 +391,10 @@ export const COMMANDS: CommandSpec[] = [
       },
       { long: '--dry-run', kind: 'flag', help: 'print what would be deleted and delete nothing' },
       { long: '--batch-size', kind: 'value', metavar: 'DELETE_BATCH_SIZE', parse: parseInteger, help: 'objects per bulk delete request' },
-      { long: '--check-object-lock', kind: 'flag', help: 'S3: skip backups whose objects are under Object Lock' },
+      {
+        long: '--check-object-lock', kind: 'flag',
+        help: 'S3: before deleting a backup, check its objects for Object Lock; stop with exit 1 at the first locked one',
+      },
       {
         long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console', extension: true,
         help: 'the summary line printed after a deletion: console or json (one object)',
@@ -455,13 +459,22 @@ export const COMMANDS: CommandSpec[] = [
     description: 'Check that the WAL archive is safe to use for a new server (empty, or only older timelines).',
     positionals: [DESTINATION, SERVER],
     options: [
-      ...COMMON,
+      // This command always tests connectivity; -t stops after that test (spec §2.9).
+      ...COMMON.map((o) => (o.long === '--test'
+        ? { ...o, help: 'only test the connection to the object store and exit: 0 reachable, 2 unreachable' }
+        : o)),
       {
         long: '--timeline', kind: 'value', metavar: 'TIMELINE', parse: parsePositiveInteger,
         help: 'fail only on WAL files of this timeline or newer',
       },
     ],
-    exitCodes: exits([1, 'the archive is not empty']),
+    exitCodes: [
+      [0, 'success'],
+      [1, 'the archive is not empty'],
+      [2, 'the object store cannot be reached (always tested, with or without -t)'],
+      [3, 'invalid arguments'],
+      [4, 'any other error'],
+    ],
   },
   {
     name: 'doctor',

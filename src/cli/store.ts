@@ -2,6 +2,8 @@
 // own default chain. The only module that reads credential-related environment variables;
 // contradictory combinations follow the ObjectStore validation rules (cnpg-usage §1.2–1.4).
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { CliError, GeneralError } from '../errors.js';
 import { registerSecret } from '../log.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig, type AzureStoreConfig, type AzureCredentialKind } from '../storage/config.js';
@@ -110,7 +112,8 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         secretAccessKey: readSecretFile('--s3-secret-access-key-file', secretFile),
         sessionToken: tokenFile ? readSecretFile('--s3-session-token-file', tokenFile) : undefined,
       };
-    } else if (!inherit && nonEmpty(env.AWS_ACCESS_KEY_ID) && nonEmpty(env.AWS_SECRET_ACCESS_KEY)) {
+    } else if (!inherit && opts['aws-profile'] === undefined && nonEmpty(env.AWS_ACCESS_KEY_ID) && nonEmpty(env.AWS_SECRET_ACCESS_KEY)) {
+      // As boto3: a profile named on the command line takes its own keys, not the environment's.
       credentialSource = `environment variables AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY${nonEmpty(env.AWS_SESSION_TOKEN) ? ' / AWS_SESSION_TOKEN' : ''}`;
       credentials = {
         accessKeyId: env.AWS_ACCESS_KEY_ID!,
@@ -136,8 +139,10 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         bucket: url.bucket,
         retry,
         ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'AWS_CA_BUNDLE', caPath) : undefined,
-        endpointUrl: opts['endpoint-url'] as string | undefined,
-        region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION),
+        // boto3 (1.28+) and the SDK also read the endpoint from the environment.
+        endpointUrl: (opts['endpoint-url'] as string | undefined) ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL),
+        region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
+          profileRegion(env, profile),
         profile,
         credentials,
         inheritFromIamRole: inherit,
@@ -263,4 +268,27 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     return { auth: { kind: 'shared-key', accountName: account, accountKey }, source: `the key of account ${account} (${from})` };
   }
   return { auth: { kind: 'token-credential', credential: 'default' }, source: 'the DefaultAzureCredential chain (no other credential given)' };
+}
+
+/** The `region` of a profile in the shared AWS config file, as boto3 reads it when nothing else sets one. */
+export function profileRegion(env: Env, profile: string | undefined): string | undefined {
+  const file = nonEmpty(env.AWS_CONFIG_FILE) ?? join(env.HOME || homedir(), '.aws', 'config');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const want = !profile || profile === 'default' ? ['default', 'profile default'] : [`profile ${profile}`];
+  let inSection = false;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    const section = /^\[\s*(.+?)\s*\]$/.exec(line);
+    if (section) inSection = want.includes(section[1]!.replace(/\s+/g, ' '));
+    else if (inSection) {
+      const kv = /^region\s*=\s*(\S+)/.exec(line);
+      if (kv) return kv[1];
+    }
+  }
+  return undefined;
 }

@@ -25,7 +25,7 @@ function help(): string {
     'or a local directory), compatible with barman-cloud.',
     '',
     'commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(20)}${c.description}${c.umbrellaOnly ? ' (umbrella only)' : ''}`),
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(20)}${c.description}`),
     '',
     `Every command${but} is also installed under its barman-cloud-<command> name.`,
     `Run '${PROG} <command> --help' for the options of a command.`,

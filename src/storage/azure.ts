@@ -490,10 +490,11 @@ export class AzureObjectStore implements ObjectStore {
     const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
     try {
       if (Buffer.isBuffer(body)) {
-        if (body.length <= SINGLE_PUT_MAX) {
+        const singlePutMax = options.singlePutMax ?? SINGLE_PUT_MAX;
+        if (body.length <= singlePutMax) {
           await blob.upload(body, body.length, common);
         } else {
-          await blob.uploadData(body, { ...common, blockSize, concurrency, maxSingleShotSize: SINGLE_PUT_MAX });
+          await blob.uploadData(body, { ...common, blockSize, concurrency, maxSingleShotSize: singlePutMax });
         }
       } else {
         // Staged blocks of blockSize, committed only once the whole stream has been read: a stream

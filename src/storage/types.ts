@@ -35,6 +35,8 @@ export interface PutOptions {
   partSize?: number;
   /** Parts uploaded at once for one object. */
   concurrency?: number;
+  /** Azure: a body up to this size goes in one Put Blob (--max-single-put-size). */
+  singlePutMax?: number;
   /** Refuse to overwrite: fail with PreconditionFailedError when the key exists. */
   ifNoneMatch?: boolean;
   signal?: AbortSignal;

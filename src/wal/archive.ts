@@ -24,6 +24,7 @@ export interface ArchiveOptions {
   /** Azure block size / concurrency for large uploads (--max-block-size, --max-concurrency). */
   partSize?: number;
   concurrency?: number;
+  singlePutMax?: number;
 }
 
 export type ArchiveOutcome = 'uploaded' | 'already-archived' | 'overwritten';
@@ -100,13 +101,16 @@ export async function archiveWal(
       ifNoneMatch: !overwrite,
       partSize: options.partSize,
       concurrency: options.concurrency,
+      singlePutMax: options.singlePutMax,
     });
   } catch (e) {
     if (!(e instanceof PreconditionFailedError)) throw e;
     // Another archiver stored it between our listing and our upload: judge what it stored.
     const verdict = await compareExisting(store, wal, [key], options);
     if (verdict === 'identical') return 'already-archived';
-    await store.put(key, body, { tags: tags?.length ? tags : undefined, partSize: options.partSize, concurrency: options.concurrency });
+    await store.put(key, body, {
+      tags: tags?.length ? tags : undefined, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
+    });
   }
   if (overwrite) {
     // Leave exactly one copy, so that restore cannot pick the replaced content under another suffix.

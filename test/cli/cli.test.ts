@@ -291,3 +291,18 @@ describe('store options mirror the ObjectStore fields', () => {
     expect(r.stderr).toMatch(/Invalid s3 URL address: http:\/\/bucket/);
   });
 });
+
+describe('restore --target-time', () => {
+  it('accepts the offsets PostgreSQL prints (+00, +0130) and rejects what is not a time', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'bc-target-'));
+    for (const t of ['2026-11-29 10:00:00+00', '2026-11-29T10:00:00+0130', '2026-11-29 10:00:00.5-05:00']) {
+      const r = await runBin('barman-cloud-restore', ['--target-time', t, `file://${store}`, 'srv', 'auto', join(store, 'dest')]);
+      expect(r.stderr).not.toMatch(/Invalid target time/);
+      expect(r.stderr).toMatch(/Cannot find any candidate backup/);
+      expect(r.code).toBe(1);
+    }
+    const bad = await runBin('barman-cloud-restore', ['--target-time', 'yesterday-ish', `file://${store}`, 'srv', 'auto', join(store, 'dest')]);
+    expect(bad.code).toBe(4);
+    expect(bad.stderr).toMatch(/Invalid target time: yesterday-ish/);
+  });
+});

@@ -63,6 +63,35 @@ describe('S3 settings from flags and the environment', () => {
   });
 });
 
+describe('S3 as boto3 resolves it: profiles, their region, the endpoint variable', () => {
+  it('takes a named profile over environment keys when -P is given, not when AWS_PROFILE is', () => {
+    const env = { AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: 'SK', AWS_CONFIG_FILE: join(dir, 'none') };
+    expect(resolve(['-P', 'prod', 's3://b/p'], env).config).toMatchObject({ profile: 'prod', credentials: undefined });
+    expect(resolve(['s3://b/p'], { ...env, AWS_PROFILE: 'prod' }).config).toMatchObject({
+      profile: 'prod', credentials: { accessKeyId: 'AK' },
+    });
+  });
+
+  it("reads the profile's region from the shared config file when nothing else sets one", () => {
+    const cfg = join(dir, 'aws-config');
+    writeFileSync(cfg, '[default]\nregion = eu-west-1\n\n[profile prod]\noutput = json\nregion=ap-south-2\n[profile other]\nregion = us-west-2\n');
+    expect(resolve(['s3://b/p'], { AWS_CONFIG_FILE: cfg }).config).toMatchObject({ region: 'eu-west-1' });
+    expect(resolve(['-P', 'prod', 's3://b/p'], { AWS_CONFIG_FILE: cfg }).config).toMatchObject({ region: 'ap-south-2' });
+    expect(resolve(['s3://b/p'], { AWS_CONFIG_FILE: cfg, AWS_PROFILE: 'other' }).config).toMatchObject({ region: 'us-west-2' });
+    expect(resolve(['-P', 'prod', 's3://b/p'], { AWS_CONFIG_FILE: cfg, AWS_REGION: 'eu-north-1' }).config).toMatchObject({ region: 'eu-north-1' });
+    expect(resolve(['-P', 'nosuch', 's3://b/p'], { AWS_CONFIG_FILE: cfg }).config.region).toBeUndefined();
+  });
+
+  it('takes the endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL unless --endpoint-url is given', () => {
+    const none = { AWS_CONFIG_FILE: join(dir, 'none') };
+    expect(resolve(['s3://b/p'], { ...none, AWS_ENDPOINT_URL: 'http://a:1' }).config).toMatchObject({ endpointUrl: 'http://a:1' });
+    expect(resolve(['s3://b/p'], { ...none, AWS_ENDPOINT_URL: 'http://a:1', AWS_ENDPOINT_URL_S3: 'http://s3:2' }).config)
+      .toMatchObject({ endpointUrl: 'http://s3:2' });
+    expect(resolve(['--endpoint-url', 'http://f:3', 's3://b/p'], { ...none, AWS_ENDPOINT_URL: 'http://a:1' }).config)
+      .toMatchObject({ endpointUrl: 'http://f:3' });
+  });
+});
+
 describe('Azure authentication in barman order', () => {
   const url = ['--cloud-provider', 'azure-blob-storage', 'https://acct.blob.core.windows.net/cont/path'];
   it('credential flag, then connection string, then SAS, then key, then default', () => {

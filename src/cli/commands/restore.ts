@@ -20,7 +20,10 @@ function targets(ctx: CommandContext): RestoreTargets {
   const time = o['target-time'] as string | undefined;
   let timeMs: number | undefined;
   if (time !== undefined) {
-    timeMs = Date.parse(time.replace(' ', 'T'));
+    // dateutil-like: a space or T, and offsets written +HH, +HHMM or +HH:MM (PostgreSQL prints +00).
+    let iso = time.trim().replace(' ', 'T');
+    if (/T\d{2}:\d{2}/.test(iso)) iso = iso.replace(/([+-]\d{2})(\d{2})?$/, (_m, h: string, mm?: string) => `${h}:${mm ?? '00'}`);
+    timeMs = Date.parse(iso);
     if (Number.isNaN(timeMs)) throw new GeneralError(`Invalid target time: ${time}`);
   }
   const lsn = o['target-lsn'] as string | undefined;

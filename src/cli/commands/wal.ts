@@ -69,6 +69,7 @@ export const walArchive: CommandModule = {
       allowOverwrite: opts.overwrite === true,
       partSize: opts['max-block-size'] as number,
       concurrency: opts['max-concurrency'] as number,
+      singlePutMax: opts['max-single-put-size'] as number,
     };
     const { store, resolved } = await openContextStore(ctx);
     try {
