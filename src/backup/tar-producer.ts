@@ -20,6 +20,7 @@
 // caller's part sink; back-pressure runs from the sink through the compressor to the file reads.
 import type { BigIntStats, Dirent } from 'node:fs';
 import { readFileSync } from 'node:fs';
+import { BlockCompressStream } from '../compression/block-stream.js';
 import { lstat, open, readdir, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { basename, join } from 'node:path';
@@ -461,6 +462,11 @@ class OpenPart {
     this.done.catch((err: unknown) => fail(err instanceof Error ? err : new Error(String(err))));
   }
 
+  /** Input still being compressed (BlockCompressStream), counted towards the part's size. */
+  get pendingBytes(): number {
+    return this.input instanceof BlockCompressStream ? this.input.pendingBytes : 0;
+  }
+
   stats(): PartStats {
     const end = this.endTime ?? new Date();
     return {
@@ -643,7 +649,7 @@ export class ArchiveWriter {
   private async ensurePart(): Promise<OpenPart> {
     this.check();
     let part = this.current;
-    if (part && part.bytes > this.maxArchiveSize) {
+    if (part && part.bytes + part.pendingBytes > this.maxArchiveSize) {
       await this.endPart(part);
       part = undefined;
     }

@@ -13,8 +13,8 @@
 // optional checksums (verified), content size, concatenated frames and skippable frames.
 // lz4-napi has no compression levels (lz4_flex implements the fast mode only), so barman's
 // level is accepted and ignored; the output stays a standard frame every reader decodes.
-import { Transform, type TransformCallback } from 'node:stream';
 import { compress as lz4Block, uncompressSync as lz4BlockDecode } from 'lz4-napi';
+import { BlockCompressStream } from './block-stream.js';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec } from './types.js';
 import { Xxh32, xxh32 } from './xxhash32.js';
@@ -62,91 +62,28 @@ function frameTrailer(hash: Xxh32): Buffer {
   return t;
 }
 
-/** Blocks compressed at once by one stream: compression overlaps reading and writing. */
-const BLOCKS_IN_FLIGHT = 2;
-
-class Lz4CompressStream extends Transform {
-  private started = false;
+/** LZ4 frame writer: one frame of independent 4 MiB blocks, two compressed at once. */
+class Lz4CompressStream extends BlockCompressStream {
   private readonly hash = new Xxh32();
-  /** The block being filled; input is copied in once, with no per-block concatenation. */
-  private block: Buffer | undefined;
-  private filled = 0;
-  /** Blocks being compressed, oldest first; their buffers return to `spare` once pushed. */
-  private readonly inFlight: { result: Promise<[Buffer, Buffer]>; buffer?: Buffer; settled: boolean }[] = [];
-  private readonly spare: Buffer[] = [];
 
   constructor() {
-    // Room for a whole compressed block on the output side. The input side keeps the default small
-    // buffer: the writer then waits for each chunk to be taken in (compression itself runs ahead,
-    // BLOCKS_IN_FLIGHT blocks), so the compressed size it checks for part rotation stays current.
-    super({ readableHighWaterMark: WRITE_BLOCK_SIZE });
+    super(WRITE_BLOCK_SIZE, 2);
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.consume(chunk).then(() => done(), done);
+  protected header(): Buffer {
+    return frameHeader();
   }
 
-  override _flush(done: TransformCallback): void {
-    this.finish().then(() => done(), done);
-  }
-
-  private start(): void {
-    if (!this.started) {
-      this.push(frameHeader());
-      this.started = true;
-    }
-  }
-
-  /** Start compressing a block; wait for the oldest one when too many are in flight. */
-  private async submit(data: Buffer, buffer?: Buffer): Promise<void> {
-    const entry = { result: encodeBlock(data, buffer !== undefined), buffer, settled: false };
-    // Awaited in order below; blocks already done are passed on at once, so the compressed byte
-    // count (which decides part rotation, spec §5.4) lags the input by about one block only.
-    entry.result.then(() => (entry.settled = true), () => (entry.settled = true));
-    this.inFlight.push(entry);
-    while (this.inFlight.length >= BLOCKS_IN_FLIGHT || this.inFlight[0]?.settled) await this.pushOldest();
-  }
-
-  private async pushOldest(): Promise<void> {
-    const { result, buffer } = this.inFlight[0]!;
-    const [head, body] = await result;
-    this.inFlight.shift();
-    if (buffer) this.spare.push(buffer);
-    this.push(head);
-    this.push(body);
-  }
-
-  private async consume(chunk: Buffer): Promise<void> {
-    this.start();
-    while (this.inFlight[0]?.settled) await this.pushOldest();
+  protected observe(chunk: Buffer): void {
     this.hash.update(chunk);
-    let input = chunk;
-    while (input.length > 0) {
-      if (this.filled === 0 && input.length >= WRITE_BLOCK_SIZE) {
-        // A whole block in the input: compress it in place.
-        await this.submit(input.subarray(0, WRITE_BLOCK_SIZE));
-        input = input.subarray(WRITE_BLOCK_SIZE);
-        continue;
-      }
-      const block = (this.block ??= this.spare.pop() ?? Buffer.allocUnsafe(WRITE_BLOCK_SIZE));
-      const n = input.copy(block, this.filled, 0, Math.min(input.length, WRITE_BLOCK_SIZE - this.filled));
-      this.filled += n;
-      input = input.subarray(n);
-      if (this.filled === WRITE_BLOCK_SIZE) {
-        this.block = undefined;
-        this.filled = 0;
-        await this.submit(block, block);
-      }
-    }
   }
 
-  private async finish(): Promise<void> {
-    this.start();
-    if (this.block && this.filled > 0) await this.submit(this.block.subarray(0, this.filled), this.block);
-    this.block = undefined;
-    this.filled = 0;
-    while (this.inFlight.length > 0) await this.pushOldest();
-    this.push(frameTrailer(this.hash));
+  protected encode(data: Buffer, reused: boolean): Promise<Buffer[]> {
+    return encodeBlock(data, reused);
+  }
+
+  protected trailer(): Buffer {
+    return frameTrailer(this.hash);
   }
 }
 
