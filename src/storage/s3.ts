@@ -19,7 +19,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import {
-  createCredentialChain, fromContainerMetadata, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
+  createCredentialChain, fromContainerMetadata, fromIni, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
 } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -263,10 +263,14 @@ export class S3ObjectStore implements ObjectStore {
             fromContainerMetadata({ maxRetries: 1 }),
             fromInstanceMetadata({ maxRetries: 1 }),
           )
-        : // The SDK default chain: env keys, SSO, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE),
-          // shared files with AWS_PROFILE or the given profile, credential_process, container and
-          // instance metadata. Its STS/SSO clients get our CA too.
-          fromNodeProviderChain({ ...(config.profile ? { profile: config.profile } : {}), clientConfig });
+        : config.profile && process.env.AWS_ACCESS_KEY_ID
+          ? // A named profile while environment keys are set: the profile only, as boto3 (the
+            // default chain would do the same, with a multi-line warning on stderr).
+            fromIni({ profile: config.profile, clientConfig })
+          : // The SDK default chain: env keys, SSO, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE),
+            // shared files with AWS_PROFILE or the given profile, credential_process, container and
+            // instance metadata. Its STS/SSO clients get our CA too.
+            fromNodeProviderChain({ ...(config.profile ? { profile: config.profile } : {}), clientConfig });
 
     const toSdk = (v: 'when_supported' | 'when_required' | undefined) =>
       v === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';

@@ -62,13 +62,17 @@ describe('parseWalArchiveArgs and targetDifferences', () => {
     const same = parseWalArchiveArgs(['--endpoint-url', 'http://minio:9000/', 's3://bkt/pg/', 'srv', '%p']);
     if (!same.valid) throw new Error(same.error);
     expect(targetDifferences(same, TARGET)).toEqual([]);
-    const other = parseWalArchiveArgs(['s3://bkt/other', 'db2', '%p']);
+    const other = parseWalArchiveArgs(['--endpoint-url', 'https://s3.example', 's3://bkt/other', 'db2', '%p']);
     if (!other.valid) throw new Error(other.error);
     expect(targetDifferences(other, TARGET)).toEqual([
       'it archives to s3://bkt/other, not s3://bkt/pg',
       'its server name is db2, not srv',
-      'its endpoint is the AWS default, not http://minio:9000',
+      'its endpoint is https://s3.example, not http://minio:9000',
     ]);
+    // No --endpoint-url: PostgreSQL's environment (AWS_ENDPOINT_URL) decides, which is not visible.
+    const implicit = parseWalArchiveArgs(['s3://bkt/pg', 'srv', '%p']);
+    if (!implicit.valid) throw new Error(implicit.error);
+    expect(targetDifferences(implicit, TARGET)).toEqual([]);
     const gcs = parseWalArchiveArgs(['--cloud-provider', 'google-cloud-storage', 'gs://bkt/pg', 'srv', '%p']);
     if (!gcs.valid) throw new Error(gcs.error);
     expect(targetDifferences(gcs, TARGET)).toEqual(['it uses google-cloud-storage, not aws-s3']);

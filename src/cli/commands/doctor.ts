@@ -35,7 +35,7 @@ async function run(ctx: CommandContext): Promise<number> {
       destinationUrl: rawUrl,
       serverName,
       cloudProvider: opts['cloud-provider'] as string,
-      endpointUrl: opts['endpoint-url'] as string | undefined,
+      endpointUrl: (opts['endpoint-url'] as string | undefined) ?? (ctx.env.AWS_ENDPOINT_URL_S3 || ctx.env.AWS_ENDPOINT_URL || undefined),
     };
     await postgresChecks(ctx, target, report);
   }

@@ -192,7 +192,10 @@ export function targetDifferences(args: Extract<WalArchiveArgs, { valid: true }>
     }
   }
   if (args.serverName !== target.serverName) out.push(`its server name is ${args.serverName}, not ${target.serverName}`);
-  if (ours?.provider === 'aws-s3' && theirs?.provider === 'aws-s3' && trimSlash(args.endpointUrl) !== trimSlash(target.endpointUrl)) {
+  // Without --endpoint-url in archive_command the endpoint comes from PostgreSQL's environment
+  // (AWS_ENDPOINT_URL), which is not visible here: compare only what is written.
+  if (ours?.provider === 'aws-s3' && theirs?.provider === 'aws-s3' && args.endpointUrl !== undefined &&
+    trimSlash(args.endpointUrl) !== trimSlash(target.endpointUrl)) {
     out.push(`its endpoint is ${args.endpointUrl ?? 'the AWS default'}, not ${target.endpointUrl ?? 'the AWS default'}`);
   }
   return out;
