@@ -46,7 +46,9 @@ function xmlText(s: string): string {
 }
 function xmlTag(xml: string, tag: string): string | undefined {
   const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(xml);
-  return m ? xmlText(m[1]) : undefined;
+  // A copy, not a slice: a slice would keep the whole listing page alive as long as the key is
+  // kept (a retention run holds 200,000 keys).
+  return m ? Buffer.from(xmlText(m[1]!), 'utf8').toString('utf8') : undefined;
 }
 function xmlBlocks(xml: string, tag: string): string[] {
   return [...xml.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1]);
