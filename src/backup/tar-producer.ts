@@ -552,7 +552,7 @@ const ZERO_CHUNK = Buffer.alloc(128 * 1024);
 /** File read size: large reads keep the thread-pool round trips per byte low. */
 const READ_CHUNK_SIZE = 1 << 20;
 /** Bytes a part's streams may hold before the reader waits (bounded memory, but no lock-step). */
-const STREAM_BUFFER = 4 << 20;
+const STREAM_BUFFER = 1 << 20;
 
 export class ArchiveWriter {
   readonly archive: string;

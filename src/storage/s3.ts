@@ -1,9 +1,11 @@
-// The S3 driver (aws-s3): AWS SDK v3 client, lib-storage multipart uploads, our retry/timeout policy
+// The S3 driver (aws-s3): AWS SDK v3 client, our multipart uploads with reused part buffers, our retry/timeout policy
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
 import { PassThrough, Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -13,6 +15,7 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  UploadPartCommand,
   S3Client,
   type BucketLocationConstraint,
   type PutObjectCommandInput,
@@ -21,7 +24,6 @@ import {
 import {
   createCredentialChain, fromContainerMetadata, fromIni, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
 } from '@aws-sdk/credential-providers';
-import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
   AccessDeniedError,
@@ -57,6 +59,8 @@ const MIB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MIB;
 export const DEFAULT_PART_SIZE = 8 * MIB;
 const DEFAULT_QUEUE_SIZE = 4;
+/** Parts of a multipart upload sent at half the part size (see putStream). */
+const RAMP_PARTS = 2000;
 const MAX_DELETE_BATCH = 1000;
 const MAX_SOCKETS = 50;
 
@@ -450,27 +454,27 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * A stream of unknown length: lib-storage Upload (one PutObject when it fits in one part, else a
-   * multipart upload with `concurrency` parts in flight). On any failure the multipart upload is
-   * aborted before we return: lib-storage does it itself (leavePartsOnError false) once its part
-   * uploads have settled, and we abort again if that did not happen.
+   * A stream of unknown length: one PutObject when it ends within the first part, else a multipart
+   * upload with up to `concurrency` parts in flight. Parts are filled into at most concurrency + 1
+   * buffers, reused from part to part, so memory is bounded by those whatever the object's size (a
+   * copying uploader such as lib-storage holds about twice as much). The first RAMP_PARTS parts
+   * are half of `partSize` (S3 parts need not be equal): small and medium archives need half the
+   * memory, and 10,000 parts still cover 90% of what `partSize` parts would (spec §5.4).
    *
-   * Tags and encryption go in the request parameters, which lib-storage sends on PutObject and on
-   * CreateMultipartUpload, as barman does; Upload's own `tags` option would instead add a separate
-   * PutObjectTagging call after completion.
-   *
-   * A caller's abort signal destroys the source stream rather than aborting Upload directly: that
-   * makes Upload stop, wait for its in-flight parts and abort the multipart upload before done()
-   * settles (its own abort settles at once and cleans up in the background).
+   * Tags and encryption go on PutObject or CreateMultipartUpload, as barman sends them. On any
+   * failure, of the source, a part, the completion or the caller's abort signal, the in-flight
+   * parts are awaited and the multipart upload is aborted before we return; the error given back
+   * is the cause (the source's own error when the source failed).
    */
   private async putStream(key: string, body: Readable, options: PutOptions, common: PutObjectCommandInput): Promise<void> {
     const partSize = Math.max(Math.floor(options.partSize ?? DEFAULT_PART_SIZE), MIN_PART_SIZE);
     const queueSize = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_QUEUE_SIZE));
     const { signal } = options;
+    const sendOptions = signal ? { abortSignal: signal } : {};
     let sourceError: unknown;
     const onSourceError = (err: unknown) => {
-      // Upload giving up on the body (a part failed) makes Node destroy it with its own AbortError
-      // (ABORT_ERR): that is not the source failing; the upload's error is the cause.
+      // Leaving the read loop early (a part failed) makes Node destroy the body with its own
+      // AbortError (ABORT_ERR): that is not the source failing; the part's error is the cause.
       if ((err as NodeJS.ErrnoException | undefined)?.code === 'ABORT_ERR' && !signal?.aborted) return;
       sourceError ??= err;
     };
@@ -480,24 +484,93 @@ export class S3ObjectStore implements ObjectStore {
     body.on('error', onSourceError);
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        ...common,
-        Body: body,
-        ...(options.contentLength !== undefined ? { ContentLength: options.contentLength } : {}),
-      },
-      partSize,
-      queueSize,
-      leavePartsOnError: false,
-    });
+    const spare: Buffer[] = [];
+    const inFlight = new Set<Promise<void>>();
+    const parts: { PartNumber: number; ETag: string }[] = [];
+    let partFailure: unknown;
+    let uploadId: string | undefined;
+    let created: Promise<string> | undefined;
+    const create = () =>
+      (created ??= this.client
+        .send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }), sendOptions)
+        .then((r) => {
+          if (!r.UploadId) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);
+          return (uploadId = r.UploadId);
+        }));
+    const uploadPart = (buffer: Buffer, length: number, partNumber: number) => {
+      const task = (async () => {
+        const id = await create();
+        const r = await this.client.send(
+          new UploadPartCommand({
+            Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber,
+            Body: buffer.subarray(0, length), ContentLength: length,
+          }),
+          sendOptions,
+        );
+        parts[partNumber - 1] = { PartNumber: partNumber, ETag: r.ETag ?? '' };
+      })();
+      const tracked = task.then(
+        () => undefined,
+        (err: unknown) => {
+          partFailure ??= err;
+        },
+      ).finally(() => {
+        inFlight.delete(tracked);
+        spare.push(buffer);
+      });
+      inFlight.add(tracked);
+    };
+
+    const sizeOf = (n: number) => (n <= RAMP_PARTS ? Math.max(MIN_PART_SIZE, Math.floor(partSize / 2)) : partSize);
+    const nextBuffer = (n: number): Buffer => {
+      const size = sizeOf(n);
+      let b = spare.pop();
+      while (b && b.length !== size) b = spare.pop();
+      return b ?? (Buffer.allocUnsafe(size) as Buffer);
+    };
+    let current: Buffer = nextBuffer(1);
+    let filled = 0;
+    let partNumber = 0;
     try {
-      await upload.done();
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        let input = chunk;
+        while (input.length > 0) {
+          const n = input.copy(current, filled);
+          filled += n;
+          input = input.subarray(n);
+          if (filled < current.length) continue;
+          while (inFlight.size >= queueSize) await Promise.race(inFlight);
+          if (partFailure !== undefined) throw partFailure;
+          uploadPart(current, filled, ++partNumber);
+          current = nextBuffer(partNumber + 1);
+          filled = 0;
+        }
+        if (partFailure !== undefined) throw partFailure;
+      }
+      if (sourceError !== undefined) throw sourceError;
+      if (partNumber === 0) {
+        await this.client.send(new PutObjectCommand({ ...common, Body: current.subarray(0, filled), ContentLength: filled }), sendOptions);
+        return;
+      }
+      if (filled > 0) uploadPart(current, filled, ++partNumber);
+      while (inFlight.size > 0) await Promise.race(inFlight);
+      if (partFailure !== undefined) throw partFailure;
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts },
+          ...(common.IfNoneMatch ? { IfNoneMatch: common.IfNoneMatch } : {}),
+        }),
+        sendOptions,
+      );
+      uploadId = undefined;
     } catch (err) {
-      await this.abortLeftoverUpload(upload, key);
+      await Promise.allSettled([...inFlight]);
+      await created?.catch(() => undefined);
+      if (uploadId) await this.abortUpload(key, uploadId);
       if (!body.destroyed) body.destroy();
       // The source failing (or the caller aborting) is not a storage error: give it back as it is.
       if (sourceError !== undefined) throw sourceError;
+      if (signal?.aborted) throw abortErrorOf(signal);
       throw this.fail(err, 'put', key);
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -505,19 +578,15 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  /** Abort the multipart upload if lib-storage created one and did not abort it (an abort that failed). */
-  private async abortLeftoverUpload(upload: Upload, key: string): Promise<void> {
-    // Upload's bookkeeping (not public API): the upload id, and the abort command it clears to null
-    // once it has aborted or completed the upload.
-    const state = upload as unknown as { uploadId?: string; abortMultipartUploadCommand?: unknown };
-    if (!state.uploadId || state.abortMultipartUploadCommand === null) return;
+  /** Abort an incomplete multipart upload; a failure to abort is logged with the upload id. */
+  private async abortUpload(key: string, uploadId: string): Promise<void> {
     try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: state.uploadId }));
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
       log.debug(`S3 aborted incomplete multipart upload of ${key}`);
     } catch (err) {
       if ((err as SdkErrorLike)?.name === 'NoSuchUpload') return;
       const mapped = this.fail(err, 'abort-multipart-upload', key);
-      log.warning(`Could not abort the incomplete multipart upload of ${key} (upload id ${state.uploadId}): ${mapped.message}`);
+      log.warning(`Could not abort the incomplete multipart upload of ${key} (upload id ${uploadId}): ${mapped.message}`);
     }
   }
 

@@ -229,6 +229,20 @@ describe('S3ObjectStore against moto', () => {
     expect(await pendingUploads(s, 'stream/')).toEqual([]);
   });
 
+  it('sends the first parts at half the part size, reusing part buffers without mixing their bytes', async () => {
+    const s = open();
+    const counts = countCommands(s.client);
+    // 12 MiB + 1 byte → half-size (5 MiB) parts: 5 + 5 + 2 MiB + 1; three parts, at most 3 buffers.
+    const { stream, digest } = randomStream(12 * MIB + 1);
+    await s.put('stream/ramp.bin', stream, { partSize: 10 * MIB, concurrency: 1 });
+    expect(counts.get('UploadPart')).toBe(3);
+    const back = await sha256Of(await s.get('stream/ramp.bin'));
+    expect(back.size).toBe(12 * MIB + 1);
+    expect(back.hex).toBe(digest());
+    expect((await s.head('stream/ramp.bin'))?.size).toBe(12 * MIB + 1);
+    expect(await pendingUploads(s, 'stream/')).toEqual([]);
+  });
+
   it('sends a short stream as one PutObject and clamps the part size to 5 MiB', async () => {
     const s = open();
     const counts = countCommands(s.client);
