@@ -21,7 +21,19 @@ async function crash(e: unknown): Promise<never> {
   return finish(GENERAL_ERROR);
 }
 
+/**
+ * A reader that stops early (`backup-list | head`) closes our stdout: stop quietly, as a program
+ * killed by SIGPIPE does, instead of crashing with a stack trace. Nothing is lost: only output.
+ */
+function quietOnClosedStdout(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
+
 export async function runCommand(name: CommandName): Promise<never> {
+  quietOnClosedStdout();
   try {
     const argv = process.argv.slice(2);
     const spec = commandByName(name)!;
@@ -37,6 +49,7 @@ export async function runCommand(name: CommandName): Promise<never> {
 }
 
 export async function runUmbrella(): Promise<never> {
+  quietOnClosedStdout();
   try {
     const { umbrella } = await import('./umbrella.js');
     return finish(await umbrella(process.argv.slice(2)));

@@ -306,3 +306,13 @@ describe('restore --target-time', () => {
     expect(bad.stderr).toMatch(/Invalid target time: yesterday-ish/);
   });
 });
+
+describe('a reader that stops early', () => {
+  it('ends the command quietly (exit 0, no stack trace), as `| head` expects', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = `${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, 'bin', 'barman-cloud'))} completion fish | head -c 1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"`;
+    const r = spawnSync('bash', ['-c', script], { env: cleanEnv(), encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('rc=0');
+  });
+});
