@@ -362,6 +362,21 @@ describe('lz4 frame layout', () => {
     const out = Buffer.from(await codec.compress(Buffer.alloc(1000, 7)));
     out[out.length - 1]! ^= 1;
     await expect(codec.decompress(out)).rejects.toThrow(/checksum/);
+    await expect(collect(out, codec.decompressStream())).rejects.toThrow(/checksum/);
+  });
+
+  it('decodes a frame of several blocks in order, and stops at a corrupt block', async () => {
+    const codec = await loadCodec('lz4');
+    // Three 4 MiB blocks and a short one, each different.
+    const plain = Buffer.concat([walLike(4 << 20, 1), walLike(4 << 20, 2), walLike(4 << 20, 3), walLike(1000, 4)]);
+    const packed = Buffer.from(await codec.compress(plain));
+    expectSame(await codec.decompress(packed), plain);
+    expectSame(await collect(packed, codec.decompressStream()), plain);
+    // Corrupt the second block's data: the block size word of block 1 is at offset 7.
+    const second = 7 + 4 + packed.readUInt32LE(7) + 4 + 100;
+    packed[second]! ^= 0xff;
+    await expect(codec.decompress(packed)).rejects.toThrow(/corrupt|checksum/);
+    await expect(collect(packed, codec.decompressStream())).rejects.toThrow(/corrupt|checksum/);
   });
 });
 
