@@ -7,11 +7,11 @@
 //   0x00   compressed data:   masked_crc32c(uncompressed):u32le | raw snappy block
 //   0x01   uncompressed data: masked_crc32c(data):u32le | data
 //   0x02-0x7f reserved, unskippable (error); 0x80-0xfe skippable (0xfe = padding)
-import { Transform, type TransformCallback } from 'node:stream';
 import { crc32c } from '@node-rs/crc32';
 import { compressSync, uncompressSync } from 'snappy';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec } from './types.js';
+import { BlockCompressStream } from './block-stream.js';
 import { DecoderTransform } from './decoder-stream.js';
 
 export const SNAPPY_STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
@@ -110,50 +110,25 @@ class FrameDecoder {
   }
 }
 
-class SnappyCompressStream extends Transform {
-  private started = false;
-  private carry: Buffer | null = null; // < SNAPPY_CHUNK_MAX bytes waiting for more input
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    try {
-      const out: Buffer[] = [];
-      if (!this.started) {
-        out.push(SNAPPY_STREAM_IDENTIFIER);
-        this.started = true;
-      }
-      let input = chunk;
-      if (this.carry) {
-        const need = SNAPPY_CHUNK_MAX - this.carry.length;
-        if (input.length < need) {
-          this.carry = Buffer.concat([this.carry, input]);
-          input = Buffer.alloc(0);
-        } else {
-          out.push(encodeChunk(Buffer.concat([this.carry, input.subarray(0, need)])));
-          this.carry = null;
-          input = input.subarray(need);
-        }
-      }
-      let off = 0;
-      for (; input.length - off >= SNAPPY_CHUNK_MAX; off += SNAPPY_CHUNK_MAX) {
-        out.push(encodeChunk(input.subarray(off, off + SNAPPY_CHUNK_MAX)));
-      }
-      if (off < input.length) this.carry = Buffer.from(input.subarray(off));
-      if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
+/** Streaming framing: the stream identifier, then one chunk per 64 KiB of input (the last one shorter). */
+class SnappyCompressStream extends BlockCompressStream {
+  constructor() {
+    super(SNAPPY_CHUNK_MAX, 1);
   }
 
-  override _flush(done: TransformCallback): void {
-    try {
-      if (!this.started) this.push(SNAPPY_STREAM_IDENTIFIER);
-      if (this.carry) this.push(encodeChunk(this.carry));
-      this.carry = null;
-      done();
-    } catch (err) {
-      done(err as Error);
-    }
+  protected header(): Buffer {
+    return SNAPPY_STREAM_IDENTIFIER;
+  }
+
+  protected observe(): void {}
+
+  protected encode(data: Buffer): Promise<Buffer[]> {
+    // encodeChunk copies `data` into its output, so a reused block buffer is safe.
+    return Promise.resolve([encodeChunk(data)]);
+  }
+
+  protected trailer(): Buffer {
+    return Buffer.alloc(0);
   }
 }
 
