@@ -75,10 +75,10 @@ class ParallelGzipStream extends BlockCompressStream {
 
 async function compress(buf: Buffer, level = DEFAULT_LEVEL): Promise<Buffer> {
   const pieces: Promise<Buffer>[] = [];
-  for (let off = 0; off < buf.length || off === 0; off += BLOCK_SIZE) {
+  // One piece at least: an empty input still needs its (empty) deflate piece.
+  for (let off = 0; off === 0 || off < buf.length; off += BLOCK_SIZE) {
     const dictionary = off > 0 ? buf.subarray(Math.max(0, off - WINDOW), off) : undefined;
     pieces.push(deflatePiece(buf.subarray(off, off + BLOCK_SIZE), dictionary, level));
-    if (buf.length === 0) break;
   }
   return Buffer.concat([header(level), ...(await Promise.all(pieces)), LAST_BLOCK, trailer(zlib.crc32(buf), buf.length)]);
 }
