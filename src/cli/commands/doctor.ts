@@ -28,14 +28,16 @@ async function run(ctx: CommandContext): Promise<number> {
     if (!json) ctx.stdout(formatConsole([r]));
   };
 
-  const storeUsable = await storeChecks(ctx, rawUrl, serverName, report);
+  let resolved: ResolvedStore | undefined;
+  const storeUsable = await storeChecks(ctx, rawUrl, serverName, report, (r) => (resolved = r));
 
   if (opts['no-postgres'] !== true) {
     const target: ArchiveTarget = {
       destinationUrl: rawUrl,
       serverName,
       cloudProvider: opts['cloud-provider'] as string,
-      endpointUrl: (opts['endpoint-url'] as string | undefined) ?? (ctx.env.AWS_ENDPOINT_URL_S3 || ctx.env.AWS_ENDPOINT_URL || undefined),
+      // As the store resolution chose it (the flag, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+      endpointUrl: resolved?.config.provider === 'aws-s3' ? resolved.config.endpointUrl : (opts['endpoint-url'] as string | undefined),
     };
     await postgresChecks(ctx, target, report);
   }
@@ -47,11 +49,13 @@ async function run(ctx: CommandContext): Promise<number> {
 /** Checks 1–4. Returns false when the store could not be used at all (exit 2). */
 async function storeChecks(
   ctx: CommandContext, rawUrl: string, serverName: string, report: (r: CheckResult) => void,
+  onResolved: (r: ResolvedStore) => void,
 ): Promise<boolean> {
   let resolved: ResolvedStore;
   let store: ObjectStore;
   try {
     resolved = resolveContextStore(ctx);
+    onResolved(resolved);
     store = await openObjectStore(resolved.config);
   } catch (e) {
     if (e instanceof CliError) throw e; // a usage error: exit 3 with the message, like every command
