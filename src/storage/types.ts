@@ -39,6 +39,11 @@ export interface PutOptions {
   singlePutMax?: number;
   /** Refuse to overwrite: fail with PreconditionFailedError when the key exists. */
   ifNoneMatch?: boolean;
+  /**
+   * Base64 MD5 of a Buffer body, when the caller computed it already (off the critical path);
+   * a driver that checks integrity with Content-MD5 computes it itself otherwise.
+   */
+  contentMd5?: string;
   signal?: AbortSignal;
 }
 

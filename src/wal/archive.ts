@@ -83,10 +83,15 @@ export async function archiveWal(
   const key = layout.walKey(wal.name) + suffix;
 
   let overwrite = false;
-  // The listing (network) and the compression (CPU, partly on the thread pool) overlap.
-  const [existing, body] = await Promise.all([
+  // The listing (network) overlaps the compression (thread pool) and the Content-MD5 of the body:
+  // the digest waits one event-loop turn (setImmediate), so the listing request is already on the
+  // wire while the main thread hashes.
+  const [existing, [body, md5]] = await Promise.all([
     existingCopies(store, layout, wal.name),
-    options.codec ? loadCodec(options.codec).then((c) => c.compress(wal.data, options.level)) : wal.data,
+    (options.codec ? loadCodec(options.codec).then((c) => c.compress(wal.data, options.level)) : Promise.resolve(wal.data))
+      .then((b) => new Promise<[Buffer, string | undefined]>((resolve) => {
+        setImmediate(() => resolve([b, store.provider === 'aws-s3' ? createHash('md5').update(b).digest('base64') : undefined]));
+      })),
   ]);
   if (existing.length > 0) {
     const verdict = await compareExisting(store, wal, existing, options);
@@ -99,6 +104,7 @@ export async function archiveWal(
     await store.put(key, body, {
       tags: tags?.length ? tags : undefined,
       ifNoneMatch: !overwrite,
+      contentMd5: md5,
       partSize: options.partSize,
       concurrency: options.concurrency,
       singlePutMax: options.singlePutMax,
@@ -109,7 +115,7 @@ export async function archiveWal(
     const verdict = await compareExisting(store, wal, [key], options);
     if (verdict === 'identical') return 'already-archived';
     await store.put(key, body, {
-      tags: tags?.length ? tags : undefined, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
+      tags: tags?.length ? tags : undefined, contentMd5: md5, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
     });
   }
   if (overwrite) {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { S3ObjectStore, encodeTagging, isSdkNodeVersionWarning, mapS3Error } from '../../src/storage/s3.ts';
+import { LeanS3ObjectStore } from '../../src/storage/s3-lean.ts';
 import { DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import {
   AccessDeniedError,
@@ -579,6 +580,50 @@ describe('S3ObjectStore against moto', () => {
       await expect(bad.getBuffer('k')).rejects.toBeInstanceOf(NetworkError);
     } finally {
       await m3.stop();
+    }
+  });
+});
+
+describe('lean S3 client (WAL hot path) against moto', () => {
+  it('sends a single PUT with an unsigned payload and the Content-MD5 of the exact body; a wrong digest is refused', async () => {
+    // moto does not check Content-MD5, so this proxy does what S3 does: it hashes the body it
+    // receives and answers BadDigest on a mismatch.
+    const seen: { sha256: string | undefined; md5: string | undefined; actual: string }[] = [];
+    const proxy = await startProxy((req, res) => {
+      if (req.method !== 'PUT') return false;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const actual = createHash('md5').update(body).digest('base64');
+        const md5 = req.headers['content-md5'] as string | undefined;
+        seen.push({ sha256: req.headers['x-amz-content-sha256'] as string | undefined, md5, actual });
+        if (md5 !== actual) {
+          res.writeHead(400, { 'content-type': 'application/xml' });
+          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code><Message>The Content-MD5 you specified did not match what we received.</Message></Error>');
+          return;
+        }
+        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: 'PUT', path: req.url, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        upstream.end(body);
+      });
+      return true;
+    });
+    const lean = new LeanS3ObjectStore(config({ endpointUrl: proxy.url }));
+    try {
+      const body = randomBytes(3 * MIB + 17);
+      await lean.put('lean/ok', body);
+      expect(seen[0]).toEqual({ sha256: 'UNSIGNED-PAYLOAD', md5: createHash('md5').update(body).digest('base64'), actual: seen[0]!.actual });
+      expect((await store.getBuffer('lean/ok')).equals(body)).toBe(true);
+      // A digest computed over other bytes (what a corruption between hashing and sending looks like).
+      const wrong = createHash('md5').update('other bytes').digest('base64');
+      await expect(lean.put('lean/bad', body, { contentMd5: wrong })).rejects.toThrow(/BadDigest/);
+      expect(await store.head('lean/bad')).toBeNull();
+    } finally {
+      await lean.close();
+      await proxy.close();
     }
   });
 });
