@@ -8,7 +8,7 @@
 //   BD     = block max size id << 4 (4: 64 KiB, 5: 256 KiB, 6: 1 MiB, 7: 4 MiB)
 //   HC     = (xxh32(FLG..last descriptor byte) >> 8) & 0xff
 //
-// The writer emits ONE frame of independent 4 MiB blocks with a content checksum. The reader
+// The writer emits ONE frame of independent 256 KiB blocks with a content checksum. The reader
 // accepts what lz4(1) and python-lz4 write: linked or independent blocks, any block size,
 // optional checksums (verified), content size, concatenated frames and skippable frames.
 // lz4-napi has no compression levels (lz4_flex implements the fast mode only), so barman's
@@ -27,8 +27,13 @@ const LEGACY_MAGIC = 0x184c2102;
 const BLOCK_SIZES: Record<number, number> = { 4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20 };
 const WINDOW = 64 << 10; // linked blocks may refer this far back
 
-/** Block size id of the frames we write (7 = 4 MiB, lz4(1)'s default). */
-const WRITE_BLOCK_ID = 7;
+/**
+ * Block size id of the frames we write (5 = 256 KiB). LZ4 matches reach back 64 KiB only, so
+ * larger blocks barely compress better (+0.4% here); 4 MiB blocks made lz4-napi (mimalloc, buffers
+ * freed on another thread than they were allocated on) hold ~330 MB of RSS on a 1.5 GiB stream and
+ * compress at half the speed (258 vs 501 MB/s, measured on this machine).
+ */
+const WRITE_BLOCK_ID = 5;
 const WRITE_BLOCK_SIZE = BLOCK_SIZES[WRITE_BLOCK_ID]!;
 
 function fail(message: string): never {
@@ -62,12 +67,12 @@ function frameTrailer(hash: Xxh32): Buffer {
   return t;
 }
 
-/** LZ4 frame writer: one frame of independent 4 MiB blocks, two compressed at once. */
+/** LZ4 frame writer: one frame of independent 256 KiB blocks, eight compressed at once (2 MiB). */
 class Lz4CompressStream extends BlockCompressStream {
   private readonly hash = new Xxh32();
 
   constructor() {
-    super(WRITE_BLOCK_SIZE, 2);
+    super(WRITE_BLOCK_SIZE, 8);
   }
 
   protected header(): Buffer {
