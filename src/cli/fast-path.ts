@@ -79,9 +79,17 @@ if [ -z "$spool" ]; then
   [ "$tmp" = / ] || tmp=\${tmp%/}
   spool=$tmp/barman-cloud-spool-$(id -u) || node_program "$@"
 fi
-# One spool directory per (store URL, server name), as spoolDirFor() in src/wal/spool.ts.
-id=$(printf '%s\\0%s' "$p1" "$p2" | sha256sum) || node_program "$@"
-id=\${id%"\${id#????????????????}"}
+# One spool directory per (store URL, server name), named by a hash (spoolDirFor() in
+# src/wal/spool.ts); its "source" file holds the pair, matched here without running a hasher.
+case $p1$p2 in *'
+'*) node_program "$@" ;; esac
+id=
+for src in "$spool"/*"/source"; do
+  u= s=
+  [ -f "$src" ] && { IFS= read -r u && IFS= read -r s; } <"$src" || continue
+  if [ "$u" = "$p1" ] && [ "$s" = "$p2" ]; then id=\${src%/source} id=\${id##*[/]}; break; fi
+done
+[ -n "$id" ] || node_program "$@"
 ${v.hit}node_program "$@"
 */
 require('../dist/cli/launch.cjs').launch('${v.command}');

@@ -20,6 +20,19 @@ export function spoolDirFor(root: string, storeUrl: string, serverName: string):
   return join(root, id);
 }
 
+/**
+ * Record which (store URL, server name) a spool directory belongs to, in its `source` file (two
+ * lines): the shell front of the WAL commands (src/cli/fast-path.ts) finds the directory by this
+ * file instead of hashing. Written once, atomically.
+ */
+export async function recordSpoolSource(dir: string, storeUrl: string, serverName: string): Promise<void> {
+  const content = `${storeUrl}\n${serverName}\n`;
+  const path = join(dir, 'source');
+  if ((await fs.readFile(path, 'utf8').catch(() => null)) === content) return;
+  await ensureDir(dir);
+  await writeAtomic(path, content);
+}
+
 async function ensureDir(dir: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
 }

@@ -135,6 +135,15 @@ describe('wal-restore', () => {
     expect(existsSync(spooled(seg(2)))).toBe(false);
   });
 
+  it('serves only the spool of the same store and server (matched by its source file)', () => {
+    const dest = join(out, 'RECOVERYXLOG');
+    expect(existsSync(spooled(seg(3)))).toBe(true);
+    expect(readFileSync(join(spoolDirFor(spoolRoot, store, 'srv'), 'source'), 'utf8')).toBe(`${store}\nsrv\n`);
+    expect(run(RESTORE, ['--parallel', '3', '--spool-dir', spoolRoot, store, 'other', seg(3), dest], NO_NODE).code).not.toBe(0);
+    expect(run(RESTORE, ['--parallel', '3', '--spool-dir', spoolRoot, `${store}/`, 'srv', seg(3), dest], NO_NODE).code).not.toBe(0);
+    expect(existsSync(spooled(seg(3)))).toBe(true);
+  });
+
   it('leaves a stale prefetched file, a missing one and an odd name to Node', () => {
     const dest = join(out, 'RECOVERYXLOG');
     const old = new Date(Date.now() - 20 * 60_000);

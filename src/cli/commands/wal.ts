@@ -1,13 +1,13 @@
 // barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { isWalName } from '../../wal/names.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
-import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, spoolDirFor } from '../../wal/spool.js';
+import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, recordSpoolSource, spoolDirFor } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { downloadTo, findWal } from '../../wal/restore.js';
 import type { CommandContext, CommandModule } from '../context.js';
@@ -75,6 +75,7 @@ export const walArchive: CommandModule = {
     try {
       const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!);
       if (spool) {
+        await recordSpoolSource(dirname(spool.dir), storeUrl(ctx), ctx.args.positionals.server_name!);
         await spool.prune(24 * 3600_000);
         await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
       } else {
@@ -107,6 +108,7 @@ export const walRestore: CommandModule = {
       const noPartial = opts['no-partial'] === true;
       let found: boolean;
       if (spool) {
+        await recordSpoolSource(dirname(spool.dir), storeUrl(ctx), serverName);
         found = await restoreWithPrefetch(store, layout, walName, dest, spool, {
           parallel,
           noPartial,
