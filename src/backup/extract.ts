@@ -9,9 +9,15 @@
 //   * failures of chown/chmod/utime are ignored (tarfile errorlevel 1 treats them as non-fatal).
 // Unlike a trusting extractall, members whose path is absolute or contains '..', or whose parent
 // resolves (through a symlink extracted earlier) outside the destination, are refused with an error.
-// Memory stays bounded: each entry is written chunk by chunk with back-pressure.
+// Memory stays bounded: each entry is written chunk by chunk with back-pressure. File content and
+// metadata go through synchronous calls, as tar(1) and Python's tarfile do: a write into the page
+// cache or a chmod takes microseconds, a thread-pool round trip per call made extraction idle-bound
+// (200–400 MB/s from a local tar, where tarfile does 940; 300–575 MB/s with synchronous calls).
 import { execFile } from 'node:child_process';
-import { chmod, chown, lchown, link, lstat, mkdir, open, realpath, symlink, unlink, utimes } from 'node:fs/promises';
+import { link, lstat, mkdir, realpath, symlink } from 'node:fs/promises';
+import {
+  chmodSync, chownSync, closeSync, lchownSync, lstatSync, mkdirSync, openSync, realpathSync, unlinkSync, utimesSync, writeSync,
+} from 'node:fs';
 import { join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -123,8 +129,8 @@ export class TarExtractor {
     const root = await this.dest();
     const parent = join(root, ...parts.slice(0, -1));
     if (this.verified.has(parent)) return parent;
-    await mkdir(parent, { recursive: true });
-    const real = await realpath(parent);
+    mkdirSync(parent, { recursive: true });
+    const real = realpathSync(parent);
     if (real !== root && !real.startsWith(root + sep)) {
       throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its directory resolves outside the destination`);
     }
@@ -142,11 +148,11 @@ export class TarExtractor {
   /** Remove a non-directory in the way (tarfile overwrites; we never write through a symlink). */
   private async clearTarget(name: string, target: string): Promise<void> {
     try {
-      const st = await lstat(target);
+      const st = lstatSync(target);
       if (st.isDirectory()) {
         throw new ExtractError(`Cannot extract '${name}': a directory is in the way`);
       }
-      await unlink(target);
+      unlinkSync(target);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }
@@ -157,8 +163,8 @@ export class TarExtractor {
     const g = (h.gname ? groupId(h.gname) : undefined) ?? h.gid;
     const u = (h.uname ? userId(h.uname) : undefined) ?? h.uid;
     try {
-      if (isLink) await lchown(path, u, g);
-      else await chown(path, u, g);
+      if (isLink) lchownSync(path, u, g);
+      else chownSync(path, u, g);
     } catch (err) {
       log.debug(`could not change owner of ${path}: ${String(err)}`);
     }
@@ -166,7 +172,7 @@ export class TarExtractor {
 
   private async applyMode(path: string, mode: number): Promise<void> {
     try {
-      await chmod(path, mode);
+      chmodSync(path, mode);
     } catch (err) {
       log.debug(`could not change mode of ${path}: ${String(err)}`);
     }
@@ -174,7 +180,7 @@ export class TarExtractor {
 
   private async applyTime(path: string, mtime: number): Promise<void> {
     try {
-      await utimes(path, mtime, mtime);
+      utimesSync(path, mtime, mtime);
     } catch (err) {
       log.debug(`could not change modification time of ${path}: ${String(err)}`);
     }
@@ -269,18 +275,15 @@ export class TarExtractor {
 
     // regular file (and, as tarfile does, any unknown type)
     await this.clearTarget(name, target);
-    const fh = await open(target, 'wx', 0o600);
+    const fd = openSync(target, 'wx', 0o600);
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-          off += bytesWritten;
-        }
+        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
         this.stats.bytes += chunk.length;
       }
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
     await this.applyOwner(target, meta, false);
     await this.applyMode(target, meta.mode);
