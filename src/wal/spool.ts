@@ -1,9 +1,10 @@
 // The local spool shared by parallel archiving and restore prefetching. One directory per
 // (store URL, server name), so entries of two archives never mix:
-//   archive/<wal>          marker: {"sha256","size"} of a WAL file whose upload was confirmed
+//   archive/<wal>          marker: {"size","ino","mtimeNs"} of a WAL file whose upload was confirmed
 //   archive/<wal>.lock     claim of a WAL file being uploaded by some process (O_EXCL)
 //   restore/<wal>          a complete prefetched WAL file (written as .tmp then renamed)
 //   restore/segment-size   the WAL segment size learned from a downloaded segment
+//   source                 the store URL and server name, one per line (read by the shell front)
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,14 +86,15 @@ export async function moveInto(source: string, target: string): Promise<void> {
 }
 
 export interface ArchiveMarker {
-  sha256: string;
   size: number;
   /**
    * The file's identity when it was read for the upload (inode, mtime in ns): an unchanged file is
-   * recognised without reading and hashing 16 MiB again; any write changes the mtime.
+   * recognised without reading it again; any write changes the mtime.
    */
-  ino?: string;
-  mtimeNs?: string;
+  ino: string;
+  mtimeNs: string;
+  /** Written by earlier versions: the content digest, for a file whose identity changed. */
+  sha256?: string;
 }
 
 export class ArchiveSpool {
