@@ -16,7 +16,7 @@ import {
 import { log, redact } from '../log.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetry } from './retry.js';
-import { ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
+import { ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
@@ -28,11 +28,6 @@ interface Response {
   status: number;
   headers: IncomingMessage['headers'];
   body: Buffer;
-}
-
-/** Content-MD5 header value: base64 of the body's MD5 digest. */
-function contentMd5(body: Buffer): string {
-  return createHash('md5').update(body).digest('base64');
 }
 
 function encodePath(key: string): string {

@@ -444,7 +444,9 @@ export class S3ObjectStore implements ObjectStore {
     if (Buffer.isBuffer(body)) {
       await this.call('put', key, () =>
         this.client.send(
-          new PutObjectCommand({ ...common, Body: body, ContentLength: body.length }),
+          new PutObjectCommand({
+            ...common, Body: body, ContentLength: body.length, ...(options.contentMd5 ? { ContentMD5: options.contentMd5 } : {}),
+          }),
           signal ? { abortSignal: signal } : {},
         ),
       );

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
+import { contentMd5 } from '../storage/s3-common.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from './names.js';
@@ -83,14 +84,14 @@ export async function archiveWal(
   const key = layout.walKey(wal.name) + suffix;
 
   let overwrite = false;
-  // The listing (network) overlaps the compression (thread pool) and the Content-MD5 of the body:
-  // the digest waits one event-loop turn (setImmediate), so the listing request is already on the
-  // wire while the main thread hashes.
+  // The listing (network) overlaps the compression (thread pool) and the Content-MD5 of the body
+  // (both S3 drivers send it; other providers do not use it): the digest waits one event-loop turn
+  // (setImmediate), so the listing request is already on the wire while the main thread hashes.
   const [existing, [body, md5]] = await Promise.all([
     existingCopies(store, layout, wal.name),
     (options.codec ? loadCodec(options.codec).then((c) => c.compress(wal.data, options.level)) : Promise.resolve(wal.data))
       .then((b) => new Promise<[Buffer, string | undefined]>((resolve) => {
-        setImmediate(() => resolve([b, store.provider === 'aws-s3' ? createHash('md5').update(b).digest('base64') : undefined]));
+        setImmediate(() => resolve([b, store.provider === 'aws-s3' ? contentMd5(b) : undefined]));
       })),
   ]);
   if (existing.length > 0) {
