@@ -1,6 +1,6 @@
 // barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
-import { basename, dirname } from 'node:path';
+import { basename } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
@@ -55,7 +55,8 @@ export const walArchive: CommandModule = {
     const opts = ctx.args.options;
     const walPath = ctx.args.positionals.wal_path!;
     const maxParallel = (opts['max-parallel'] as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
-    const spool = maxParallel > 1 ? new ArchiveSpool(spoolDir(ctx)) : undefined;
+    const dir = maxParallel > 1 ? spoolDir(ctx) : undefined;
+    const spool = dir ? new ArchiveSpool(dir) : undefined;
     // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
     if (spool && (await archivedBySpool(spool, walPath))) return EXIT.OK;
 
@@ -74,8 +75,8 @@ export const walArchive: CommandModule = {
     const { store, resolved } = await openContextStore(ctx);
     try {
       const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!);
-      if (spool) {
-        await recordSpoolSource(dirname(spool.dir), storeUrl(ctx), ctx.args.positionals.server_name!);
+      if (dir && spool) {
+        await recordSpoolSource(dir, storeUrl(ctx), ctx.args.positionals.server_name!);
         await spool.prune(24 * 3600_000);
         await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
       } else {
@@ -98,7 +99,8 @@ export const walRestore: CommandModule = {
     const opts = ctx.args.options;
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals as Record<string, string>;
     const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
-    const spool = parallel > 1 ? new RestoreSpool(spoolDir(ctx)) : undefined;
+    const dir = parallel > 1 ? spoolDir(ctx) : undefined;
+    const spool = dir ? new RestoreSpool(dir) : undefined;
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
     if (spool && (await restoredFromSpool(spool, walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
 
@@ -107,8 +109,8 @@ export const walRestore: CommandModule = {
       const layout = new ServerLayout(resolved.url.path, serverName);
       const noPartial = opts['no-partial'] === true;
       let found: boolean;
-      if (spool) {
-        await recordSpoolSource(dirname(spool.dir), storeUrl(ctx), serverName);
+      if (dir && spool) {
+        await recordSpoolSource(dir, storeUrl(ctx), serverName);
         found = await restoreWithPrefetch(store, layout, walName, dest, spool, {
           parallel,
           noPartial,
