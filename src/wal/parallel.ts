@@ -12,7 +12,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
-import { archiveWal, readWalFile, sha256, type ArchiveOptions, type ArchiveOutcome } from './archive.js';
+import { archiveWal, readWalFile, type ArchiveOptions, type ArchiveOutcome } from './archive.js';
 import { isSegmentName, isValidSegmentSize, nextSegment, parseSegmentName } from './names.js';
 import { downloadTo, findWal } from './restore.js';
 import { ArchiveSpool, RestoreSpool, moveInto } from './spool.js';
@@ -53,9 +53,7 @@ export async function archivedBySpool(spool: ArchiveSpool, walPath: string): Pro
   const id = await fileIdentity(walPath);
   // The same file, untouched since its upload: no need to read it again. Anything else is archived
   // as usual, where identical content already in the store is recognised (archiveWal).
-  let same = marker.ino === id.ino && marker.mtimeNs === id.mtimeNs && marker.size === id.size;
-  if (!same && marker.sha256 && id.size === marker.size) same = sha256(await fs.readFile(walPath)) === marker.sha256;
-  if (same) {
+  if (marker.ino === id.ino && marker.mtimeNs === id.mtimeNs && marker.size === id.size) {
     log.info(`WAL file ${name} was archived ahead by a parallel upload`);
     return true;
   }

@@ -93,8 +93,6 @@ export interface ArchiveMarker {
    */
   ino: string;
   mtimeNs: string;
-  /** Written by earlier versions: the content digest, for a file whose identity changed. */
-  sha256?: string;
 }
 
 export class ArchiveSpool {
