@@ -146,7 +146,7 @@ export class TarExtractor {
   }
 
   /** Remove a non-directory in the way (tarfile overwrites; we never write through a symlink). */
-  private async clearTarget(name: string, target: string): Promise<void> {
+  private clearTarget(name: string, target: string): void {
     try {
       const st = lstatSync(target);
       if (st.isDirectory()) {
@@ -158,7 +158,7 @@ export class TarExtractor {
     }
   }
 
-  private async applyOwner(path: string, h: { uid: number; gid: number; uname: string; gname: string }, isLink: boolean): Promise<void> {
+  private applyOwner(path: string, h: { uid: number; gid: number; uname: string; gname: string }, isLink: boolean): void {
     if (!this.owner) return;
     const g = (h.gname ? groupId(h.gname) : undefined) ?? h.gid;
     const u = (h.uname ? userId(h.uname) : undefined) ?? h.uid;
@@ -170,7 +170,7 @@ export class TarExtractor {
     }
   }
 
-  private async applyMode(path: string, mode: number): Promise<void> {
+  private applyMode(path: string, mode: number): void {
     try {
       chmodSync(path, mode);
     } catch (err) {
@@ -178,7 +178,7 @@ export class TarExtractor {
     }
   }
 
-  private async applyTime(path: string, mtime: number): Promise<void> {
+  private applyTime(path: string, mtime: number): void {
     try {
       utimesSync(path, mtime, mtime);
     } catch (err) {
@@ -224,10 +224,10 @@ export class TarExtractor {
 
     if (header.type === 'symlink') {
       stream.resume();
-      await this.clearTarget(name, target);
+      this.clearTarget(name, target);
       await symlink(header.linkname ?? '', target);
       this.forget(target);
-      await this.applyOwner(target, meta, true);
+      this.applyOwner(target, meta, true);
       this.stats.symlinks++;
       return;
     }
@@ -238,15 +238,15 @@ export class TarExtractor {
       if (linkParts.length === 0) throw new ExtractError(`Cannot extract hard link '${name}': empty link target`);
       const source = join(root, ...linkParts);
       await this.prepareParent(header.linkname ?? '', linkParts);
-      await this.clearTarget(name, target);
+      this.clearTarget(name, target);
       await link(source, target);
       this.forget(target);
       // link(2) does not follow a symlink: never chmod/utime through one
       const isSymlink = (await lstat(target)).isSymbolicLink();
-      await this.applyOwner(target, meta, isSymlink);
+      this.applyOwner(target, meta, isSymlink);
       if (!isSymlink) {
-        await this.applyMode(target, meta.mode);
-        await this.applyTime(target, meta.mtime);
+        this.applyMode(target, meta.mode);
+        this.applyTime(target, meta.mtime);
       }
       this.stats.hardlinks++;
       return;
@@ -254,7 +254,7 @@ export class TarExtractor {
 
     if (header.type === 'fifo' || header.type === 'character-device' || header.type === 'block-device') {
       stream.resume();
-      await this.clearTarget(name, target);
+      this.clearTarget(name, target);
       try {
         if (header.type === 'fifo') {
           await execFileAsync('mkfifo', ['-m', '600', target]);
@@ -267,14 +267,14 @@ export class TarExtractor {
           cause: err,
         });
       }
-      await this.applyOwner(target, meta, false);
-      await this.applyMode(target, meta.mode);
-      await this.applyTime(target, meta.mtime);
+      this.applyOwner(target, meta, false);
+      this.applyMode(target, meta.mode);
+      this.applyTime(target, meta.mtime);
       return;
     }
 
     // regular file (and, as tarfile does, any unknown type)
-    await this.clearTarget(name, target);
+    this.clearTarget(name, target);
     const fd = openSync(target, 'wx', 0o600);
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -285,9 +285,9 @@ export class TarExtractor {
     } finally {
       closeSync(fd);
     }
-    await this.applyOwner(target, meta, false);
-    await this.applyMode(target, meta.mode);
-    await this.applyTime(target, meta.mtime);
+    this.applyOwner(target, meta, false);
+    this.applyMode(target, meta.mode);
+    this.applyTime(target, meta.mtime);
     this.stats.files++;
   }
 
@@ -325,9 +325,9 @@ export class TarExtractor {
   async finish(): Promise<ExtractStats> {
     const dirs = this.deferred.splice(0).sort((a, b) => (a.member < b.member ? 1 : a.member > b.member ? -1 : 0));
     for (const d of dirs) {
-      await this.applyOwner(d.path, d, false);
-      await this.applyTime(d.path, d.mtime);
-      await this.applyMode(d.path, d.mode);
+      this.applyOwner(d.path, d, false);
+      this.applyTime(d.path, d.mtime);
+      this.applyMode(d.path, d.mode);
     }
     return { ...this.stats };
   }
