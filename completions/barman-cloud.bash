@@ -150,20 +150,21 @@ _barman_cloud_cmd_backup() {
       --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
       --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
       --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --snappy
-      --lz4 --zstd --xz -h --host -p --port -U --user --immediate-checkpoint -J --jobs -S
-      --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
+      --lz4 --zstd --xz --compression-level -h --host -p --port -U --user --immediate-checkpoint
+      -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
       --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project
       --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption --sse-kms-key-id
       --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode
       --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date
       --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
     lists) REPLY='--tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
         --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --aws-snapshot-lock-mode) REPLY='words:governance compliance' ;;
         *) REPLY=none ;;

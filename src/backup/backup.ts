@@ -23,6 +23,8 @@ import { PostgresSession, walLocation, type ConnectionOptions } from './postgres
 export interface BackupOptions {
   connection: ConnectionOptions;
   codec?: CodecName;
+  /** Compression level (--compression-level); default BACKUP_COMPRESSION_LEVEL, else the codec's. */
+  level?: number;
   immediateCheckpoint: boolean;
   /** Parts and blocks uploaded at once (-J). */
   jobs: number;
@@ -150,7 +152,7 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     };
     const common = {
       codec: options.codec ?? null,
-      level: options.codec ? BACKUP_COMPRESSION_LEVEL[options.codec] : undefined,
+      level: options.codec ? options.level ?? BACKUP_COMPRESSION_LEVEL[options.codec] : undefined,
       maxArchiveSize: options.maxArchiveSize,
       onPart,
       signal: options.signal,

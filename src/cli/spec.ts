@@ -2,7 +2,7 @@
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
 // (spec §1.2, §2, Appendix A); options marked `extension` are ours (ObjectStore fields, spec §12).
 import {
-  parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize,
+  parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize,
 } from './types.js';
 
 /** The barman-cloud release whose CLI contract we implement (printed by `--version`). */
@@ -224,7 +224,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress with lz4, frame format (.lz4)' },
       {
         long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL', suggestions: ['low', 'medium', 'high'],
-        help: 'low, medium (default), high, or a number clamped to the codec range',
+        parse: parseCompressionLevel, help: 'low, medium (default), high, or a number clamped to the codec range',
       },
       ...tags('', 'every uploaded WAL file'),
       ...tags('history-', 'history files instead of --tag'),
@@ -297,6 +297,11 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--lz4', kind: 'flag', group: 'compression', help: 'compress the tar files with lz4 (barman 3.18)' },
       { long: '--zstd', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with zstd' },
       { long: '--xz', kind: 'flag', group: 'compression', extension: true, help: 'compress the tar files with xz' },
+      {
+        long: '--compression-level', kind: 'value', metavar: 'COMPRESSION_LEVEL', suggestions: ['low', 'medium', 'high'],
+        parse: parseCompressionLevel, extension: true,
+        help: 'low, medium, high, or a number clamped to the codec range (default: gzip 6, bzip2 9, others medium)',
+      },
       PG_HOST, PG_PORT, PG_USER,
       { long: '--immediate-checkpoint', kind: 'flag', help: 'ask PostgreSQL for an immediate checkpoint' },
       { short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2, help: 'parallel part uploads' },

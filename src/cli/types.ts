@@ -37,3 +37,10 @@ export function parseNonNegativeInteger(raw: string): number {
   if (n < 0) throw new ArgumentTypeError(`'${raw}' is not a non-negative integer`);
   return n;
 }
+
+/** `--compression-level`: low, medium, high or an integer (clamped later per codec, spec §13). */
+export function parseCompressionLevel(raw: string): 'low' | 'medium' | 'high' | number {
+  if (raw === 'low' || raw === 'medium' || raw === 'high') return raw;
+  if (/^-?\d+$/.test(raw)) return Number(raw);
+  throw new ArgumentTypeError(`invalid value: '${raw}' (low, medium, high or an integer)`);
+}

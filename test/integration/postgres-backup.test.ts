@@ -108,6 +108,28 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
     rmSync(work, { recursive: true, force: true });
   });
 
+  it('--compression-level sets the gzip level of the tars; a bad level is a usage error', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'bc-level-'));
+    const sizes: Record<string, number> = {};
+    for (const level of ['1', 'high']) {
+      const b = await runBin('barman-cloud-backup', ['-z', '--compression-level', level, '--immediate-checkpoint', '-n', `lvl-${level}`, `file://${store}`, 'srv'], { env: env(), timeoutMs: 120_000 });
+      expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
+      const show = await runBin('barman-cloud-backup-show', ['--format', 'json', `file://${store}`, 'srv', `lvl-${level}`], { env: env() });
+      const id = String((JSON.parse(show.stdout) as { cloud: { backup_id: string } }).cloud.backup_id);
+      const tar = join(store, 'srv', 'base', id, 'data.tar.gz');
+      // An ordinary gzip stream that gunzip and tar read.
+      const members = execFileSync('sh', ['-c', 'gzip -dc "$1" | tar -tf -', 'sh', tar], { maxBuffer: 64 << 20 }).toString();
+      expect(members).toMatch(/^\.\/PG_VERSION$/m);
+      sizes[level] = (await import('node:fs')).statSync(tar).size;
+    }
+    // Level 1 gives up ratio for speed: the same data comes out larger than at level 9.
+    expect(sizes['1']).toBeGreaterThan(sizes.high! * 1.02);
+    const bad = await runBin('barman-cloud-backup', ['-z', '--compression-level', 'fast', `file://${store}`, 'srv'], { env: env() });
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/argument --compression-level: invalid value: 'fast'/);
+    rmSync(store, { recursive: true, force: true });
+  }, 300_000);
+
   it('a backup that cannot reach PostgreSQL exits 1 and writes nothing', async () => {
     const r = await runBin('barman-cloud-backup', [...url()], { env: cleanEnv({ ...S3_ENV, PGHOST: '/nonexistent', PGPORT: '1' }) });
     expect(r.code).toBe(1);

@@ -3,7 +3,7 @@ import { CliError, EXIT, GeneralError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { takeBackup } from '../../backup/backup.js';
-import type { CodecName } from '../../compression/index.js';
+import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
 import type { ProviderName } from '../../storage/types.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
@@ -53,6 +53,7 @@ const backup: CommandModule = {
       maxArchiveSize = TiB;
     }
     const codec = CODECS.find(([flag]) => opts[flag] === true)?.[1];
+    const levelSpec = opts['compression-level'] as LevelSpec | undefined;
     const { store, resolved } = await openContextStore(ctx);
     const controller = new AbortController();
     const onSignal = (sig: NodeJS.Signals) => controller.abort(new GeneralError(`interrupted by ${sig}`));
@@ -73,6 +74,7 @@ const backup: CommandModule = {
           dbname: opts.dbname as string,
         },
         codec,
+        level: codec && levelSpec !== undefined ? resolveLevel(codec, levelSpec) : undefined,
         immediateCheckpoint: opts['immediate-checkpoint'] === true,
         jobs: opts.jobs as number,
         maxArchiveSize,

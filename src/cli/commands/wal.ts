@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import { resolveLevel, type CodecName } from '../../compression/index.js';
+import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
 import { isWalName } from '../../wal/names.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, recordSpoolSource, spoolDirFor } from '../../wal/spool.js';
@@ -35,12 +35,6 @@ function spoolDir(ctx: CommandContext): string {
   return spoolDirFor(root, storeUrl(ctx), ctx.args.positionals.server_name!);
 }
 
-function compressionLevel(raw: string | undefined): 'low' | 'medium' | 'high' | number | undefined {
-  if (raw === undefined) return undefined;
-  if (raw === 'low' || raw === 'medium' || raw === 'high') return raw;
-  if (/^-?\d+$/.test(raw)) return Number(raw);
-  throw new CliError(`argument --compression-level: invalid value: '${raw}' (low, medium, high or an integer)`);
-}
 
 export const walArchive: CommandModule = {
   errorPrefix: 'Barman cloud WAL archiver exception',
@@ -49,7 +43,6 @@ export const walArchive: CommandModule = {
     // barman makes wal_path optional for its hook mode and then fails with exit 1 (spec §1.3).
     if (walPath === undefined) throw new OperationError('the following arguments are required: wal_path');
     if (!isWalName(basename(walPath))) throw new CliError(`${walPath} is an invalid name for a WAL file`);
-    compressionLevel(ctx.args.options['compression-level'] as string | undefined);
   },
   async run(ctx) {
     const opts = ctx.args.options;
@@ -61,7 +54,7 @@ export const walArchive: CommandModule = {
     if (spool && (await archivedBySpool(spool, walPath))) return EXIT.OK;
 
     const codec = CODEC_FLAGS.find(([flag]) => opts[flag] === true)?.[1];
-    const level = codec ? resolveLevel(codec, compressionLevel(opts['compression-level'] as string | undefined)) : undefined;
+    const level = codec ? resolveLevel(codec, opts['compression-level'] as LevelSpec | undefined) : undefined;
     const archiveOptions = {
       codec,
       level,
