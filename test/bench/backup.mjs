@@ -106,6 +106,17 @@ export async function run({ root }) {
       const base = label.startsWith('ours') && !label.includes('file') ? theirs(label.includes('-z')) : undefined;
       rows.push([label, `${rate.toFixed(1)} MB/s`, '', base ? `${(rate / base).toFixed(2)}×` : '']);
     }
+    // Our gzip level (6) is not barman's (9): show what the archives weigh, so the speed-up is not
+    // bought with size unseen.
+    if (haveBarman) {
+      const gzSize = (prefix) => Number(execFileSync('python3', ['-c', [
+        'import boto3, sys',
+        `s3 = boto3.client("s3", endpoint_url="${moto.url}", aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")`,
+        `print(sum(o["Size"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="${prefix}/") for o in p.get("Contents", []) if o["Key"].endswith(".tar.gz")))`,
+      ].join('\n')], { encoding: 'utf8' }).trim());
+      const [o, t] = [gzSize('ours-gz'), gzSize('theirs-gz')];
+      rows.push(['size of the gzip tars, ours (level 6) / barman 3.4 (level 9)', `${(o / 1e6).toFixed(1)} / ${(t / 1e6).toFixed(1)} MB`, '', `${((o / t - 1) * 100).toFixed(1)}% larger`]);
+    }
 
     // Restore throughput: the uncompressed backups, ours and barman's tool on its own backup.
     const dest = (n) => join(work, `restore-${n}`);
