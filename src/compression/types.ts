@@ -14,6 +14,11 @@ export type LevelSpec = 'low' | 'medium' | 'high' | number;
 export interface Codec {
   readonly name: CodecName;
   compress(buf: Buffer, level?: number): Promise<Buffer>;
+  /**
+   * Compress borrowed chunks (each valid only until the next is read) into output pieces, without
+   * holding the input whole; codecs without it compress the whole input with compress().
+   */
+  compressChunks?(chunks: Iterable<Buffer>, level?: number): Promise<Buffer[]>;
   decompress(buf: Buffer): Promise<Buffer>;
   compressStream(level?: number): Transform;
   decompressStream(): Transform;

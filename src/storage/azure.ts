@@ -24,6 +24,7 @@ import type { AzureCredentialKind, AzureStoreConfig, RetryPolicy } from './confi
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
+import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   StorageError,
@@ -477,7 +478,8 @@ export class AzureObjectStore implements ObjectStore {
     return Buffer.concat(chunks);
   }
 
-  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+  async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {
+    const body = isChunkedBody(input) ? chunkedToBuffer(input) : input;
     const blob = this.container.getBlockBlobClient(key);
     const common = {
       abortSignal: options.signal,

@@ -1,7 +1,7 @@
 // The local directory store: the embedded default that needs no cloud. Keys are paths below the
 // root directory. Every write is atomic: temp file in the same directory, fsync, rename (or link
 // for a no-overwrite put), fsync of the directory.
-import { promises as fs, createReadStream, createWriteStream } from 'node:fs';
+import { promises as fs, createWriteStream } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +10,7 @@ import type { FileStoreConfig } from './config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
+import { isChunkedBody, type PutBody } from './body.js';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -89,20 +90,33 @@ export class FileObjectStore implements ObjectStore {
     return Buffer.concat(chunks);
   }
 
-  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
     await this.assertRoot();
     const target = this.path(key);
     const dir = dirname(target);
     await fs.mkdir(dir, { recursive: true });
     const tmp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
     try {
-      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-      await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, out, { signal: options.signal });
-      const fh = await fs.open(tmp, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
+      if (isChunkedBody(body)) {
+        // Each write completes before the next chunk is read (the chunk's buffer is reused).
+        const fh = await fs.open(tmp, 'wx', 0o644);
+        try {
+          let written = 0;
+          for (const chunk of body.chunks()) written += (await fh.write(chunk)).bytesWritten;
+          if (written !== body.length) throw new StorageError(`the body changed while it was written: ${written} bytes instead of ${body.length}`);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      } else {
+        const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
+        await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, out, { signal: options.signal });
+        const fh = await fs.open(tmp, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
       if (options.ifNoneMatch) {
         // link() fails with EEXIST instead of replacing: an atomic "create only".

@@ -25,6 +25,7 @@ import { backoffDelayMs } from './retry.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
+import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   StorageError,
@@ -408,7 +409,8 @@ export class GcsObjectStore implements ObjectStore {
     return Buffer.concat(chunks);
   }
 
-  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+  async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {
+    const body = isChunkedBody(input) ? chunkedToBuffer(input) : input;
     const metadata: FileMetadata = { contentType: 'application/octet-stream' };
     if (options.tags?.length) metadata.metadata = Object.fromEntries(options.tags); // dict(pairs): last wins
     const preconditionOpts = options.ifNoneMatch ? { ifGenerationMatch: 0 } : undefined;

@@ -1,14 +1,7 @@
 // Pure S3 helpers shared by the SDK driver (s3.ts) and the lean hot-path client (s3-lean.ts):
-// transport-failure classification, botocore-style messages, tag encoding, Content-MD5. No SDK
-// import here.
-import { createHash } from 'node:crypto';
+// transport-failure classification, botocore-style messages, tag encoding. No SDK import here.
 import { redact } from '../log.js';
 import type { GetOptions, Tag } from './types.js';
-
-/** Content-MD5 header value: base64 of the body's MD5 digest (checked by S3 and every S3-compatible store). */
-export function contentMd5(body: Buffer): string {
-  return createHash('md5').update(body).digest('base64');
-}
 
 export interface SdkErrorLike {
   name?: string;

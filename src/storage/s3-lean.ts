@@ -16,7 +16,8 @@ import {
 import { log, redact } from '../log.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetry } from './retry.js';
-import { ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
+import { ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
+import { chunkedToBuffer, isChunkedBody, type ChunkedBody, type PutBody } from './body.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
@@ -28,6 +29,25 @@ interface Response {
   status: number;
   headers: IncomingMessage['headers'];
   body: Buffer;
+}
+
+function sha256Hex(body: Buffer | undefined): string {
+  return createHash('sha256').update(body ?? '').digest('hex');
+}
+
+/**
+ * Writes a chunked body to the request. A chunk is valid only until the next is read, so each
+ * write must have reached the socket (its callback) before the next chunk is asked for.
+ */
+async function sendChunks(req: import('node:http').ClientRequest, body: ChunkedBody): Promise<void> {
+  let sent = 0;
+  for (const chunk of body.chunks()) {
+    if (req.destroyed) return;
+    await new Promise<void>((resolve, reject) => req.write(chunk, (e) => (e ? reject(e) : resolve())));
+    sent += chunk.length;
+  }
+  if (sent !== body.length) throw new StorageError(`the body changed while it was sent: ${sent} bytes instead of ${body.length}`);
+  req.end();
 }
 
 function encodePath(key: string): string {
@@ -101,7 +121,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   private async send(
     method: string,
     key: string | undefined,
-    options: { query?: string; headers?: Record<string, string>; body?: Buffer; op: string; stream?: boolean; signal?: AbortSignal },
+    options: { query?: string; headers?: Record<string, string>; body?: Buffer | ChunkedBody; op: string; stream?: boolean; signal?: AbortSignal },
   ): Promise<Response & { stream?: IncomingMessage }> {
     const policy = this.config.retry;
     for (let attempt = 1; ; attempt++) {
@@ -131,20 +151,17 @@ export class LeanS3ObjectStore implements ObjectStore {
   private attempt(
     method: string,
     key: string | undefined,
-    options: { query?: string; headers?: Record<string, string>; body?: Buffer; op: string; stream?: boolean; signal?: AbortSignal },
+    options: { query?: string; headers?: Record<string, string>; body?: Buffer | ChunkedBody; op: string; stream?: boolean; signal?: AbortSignal },
   ): Promise<Response & { stream?: IncomingMessage }> {
     const { host, path } = this.target(key, options.query ?? '');
     const https = this.endpoint.protocol === 'https:';
     const body = options.body;
     const headers: Record<string, string> = { ...options.headers };
-    // Signed payload over plain HTTP, as boto3, unless the caller chose otherwise (a PUT carries a
-    // Content-MD5); over TLS the body hash is not needed.
-    headers['X-Amz-Content-Sha256'] ??= https ? 'UNSIGNED-PAYLOAD' : createHash('sha256').update(body ?? '').digest('hex');
+    // Signed payload over plain HTTP, as boto3, unless the caller gave the hash (PUT); over TLS the
+    // hash of an empty or small body is not needed.
+    headers['X-Amz-Content-Sha256'] ??= https ? 'UNSIGNED-PAYLOAD' : sha256Hex(Buffer.isBuffer(body) ? body : undefined);
     if (body) headers['Content-Length'] = String(body.length);
-    const signed = aws4.sign(
-      { host, path, method, headers, service: 's3', region: this.region, ...(body ? { body } : {}) },
-      this.credentials,
-    );
+    const signed = aws4.sign({ host, path, method, headers, service: 's3', region: this.region }, this.credentials);
     const port = this.endpoint.port ? Number(this.endpoint.port) : undefined;
     const requestFn = https ? httpsRequest : httpRequest;
     const { connectTimeoutMs, readTimeoutMs } = this.config.retry;
@@ -201,7 +218,11 @@ export class LeanS3ObjectStore implements ObjectStore {
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
         });
       });
-      req.end(body);
+      if (isChunkedBody(body)) {
+        sendChunks(req, body).catch((e: unknown) => req.destroy(e as Error));
+      } else {
+        req.end(body);
+      }
     });
   }
 
@@ -259,20 +280,24 @@ export class LeanS3ObjectStore implements ObjectStore {
     return res.body;
   }
 
-  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
-    if (!Buffer.isBuffer(body) || body.length > SINGLE_PUT_MAX) return (await this.full()).put(key, body, options);
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
+    const single = isChunkedBody(body) || Buffer.isBuffer(body) ? body : undefined;
+    if (!single || single.length > SINGLE_PUT_MAX) {
+      return (await this.full()).put(key, isChunkedBody(body) ? chunkedToBuffer(body) : body, options);
+    }
     const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream' };
     if (options.tags?.length) headers['x-amz-tagging'] = encodeTagging(options.tags);
     if (options.ifNoneMatch) headers['If-None-Match'] = '*';
     if (this.config.serverSideEncryption) headers['x-amz-server-side-encryption'] = this.config.serverSideEncryption;
     if (this.config.sseKmsKeyId) headers['x-amz-server-side-encryption-aws-kms-key-id'] = this.config.sseKmsKeyId;
-    // The body is not part of the signature (hashing 16 MiB with SHA-256 costs ~50 ms here); its
-    // integrity is checked by the server against the signed Content-MD5 instead, on HTTP and TLS.
-    headers['X-Amz-Content-Sha256'] = 'UNSIGNED-PAYLOAD';
-    headers['Content-MD5'] = options.contentMd5 ?? contentMd5(body);
-    const res = await this.send('PUT', key, { op: 'put', headers, body, signal: options.signal });
+    // The signed SHA-256 of the body, over HTTP and TLS alike: the server refuses a body that does
+    // not match it (XAmzContentSHA256Mismatch), so bytes changed between hashing and sending, or on
+    // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
+    // CPU's SHA extensions, MD5 25 ms).
+    headers['X-Amz-Content-Sha256'] = isChunkedBody(single) ? single.sha256 : sha256Hex(single);
+    const res = await this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal });
     if (res.status >= 300) throw this.error(res, 'put', key);
-    log.debug(`PUT ${key} (${body.length} bytes)`);
+    log.debug(`PUT ${key} (${single.length} bytes)`);
   }
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {

@@ -53,6 +53,7 @@ import type {
   PutOptions,
   Tag,
 } from './types.js';
+import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest part (all parts but the last). */
@@ -429,7 +430,8 @@ export class S3ObjectStore implements ObjectStore {
     return Buffer.concat(chunks);
   }
 
-  async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+  async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {
+    const body = isChunkedBody(input) ? chunkedToBuffer(input) : input;
     const { signal } = options;
     if (signal?.aborted) throw abortErrorOf(signal);
     const common: PutObjectCommandInput = {
@@ -445,7 +447,7 @@ export class S3ObjectStore implements ObjectStore {
       await this.call('put', key, () =>
         this.client.send(
           new PutObjectCommand({
-            ...common, Body: body, ContentLength: body.length, ...(options.contentMd5 ? { ContentMD5: options.contentMd5 } : {}),
+            ...common, Body: body, ContentLength: body.length,
           }),
           signal ? { abortSignal: signal } : {},
         ),

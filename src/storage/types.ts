@@ -1,6 +1,7 @@
 // The object-store abstraction. It knows nothing of barman: keys are plain strings relative to the
 // bucket/container root (or to the root directory for the file store).
 import type { Readable } from 'node:stream';
+import type { PutBody } from './body.js';
 
 export type ProviderName = 'file' | 'aws-s3' | 'azure-blob-storage' | 'google-cloud-storage';
 
@@ -39,11 +40,6 @@ export interface PutOptions {
   singlePutMax?: number;
   /** Refuse to overwrite: fail with PreconditionFailedError when the key exists. */
   ifNoneMatch?: boolean;
-  /**
-   * Base64 MD5 of a Buffer body, when the caller computed it already (off the critical path);
-   * a driver that checks integrity with Content-MD5 computes it itself otherwise.
-   */
-  contentMd5?: string;
   signal?: AbortSignal;
 }
 
@@ -86,9 +82,10 @@ export interface ObjectStore {
   /**
    * Store an object. A Buffer is sent in one request when small enough; a Readable of unknown length
    * is streamed with bounded memory (multipart / staged blocks / resumable) and an incomplete upload is
-   * aborted when the stream or a request fails.
+   * aborted when the stream or a request fails. A ChunkedBody (storage/body.ts) is read in chunks:
+   * the lean S3 client sends it as it reads it, the other drivers take it whole.
    */
-  put(key: string, body: Buffer | Readable, options?: PutOptions): Promise<void>;
+  put(key: string, body: PutBody, options?: PutOptions): Promise<void>;
   /** Every object (and prefix, with a delimiter) whose key starts with `prefix`, in key order, over all pages. */
   list(prefix: string, options?: ListOptions): AsyncIterable<ListEntry>;
   /** Delete one object; a missing object is not an error. */

@@ -4,11 +4,12 @@
 // archive_command contract), unless overwriting is explicitly allowed.
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
-import { contentMd5 } from '../storage/s3-common.js';
+import { chunkedToBuffer, piecesBody, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from './names.js';
@@ -30,25 +31,78 @@ export interface ArchiveOptions {
 
 export type ArchiveOutcome = 'uploaded' | 'already-archived' | 'overwritten';
 
-/** A WAL file read into memory (segments are at most 1 GiB, normally 16 MiB). */
+/** Bytes read at once: one reused buffer per pass over a file (see storage/body.ts for why). */
+const CHUNK_SIZE = 256 << 10;
+
+/**
+ * A WAL file on disk (segments are at most 1 GiB, normally 16 MiB), read in chunks when needed rather
+ * than held in one fresh Buffer: hashing and sending a 16 MiB segment then costs ~16 ms instead of
+ * ~100 ms of page faults (measured, docs/architecture.md "WAL hot path").
+ */
 export interface WalFile {
   name: string;
-  data: Buffer;
-  /** Computed on first use: only a conflict check or a spool marker needs it. */
+  path: string;
+  /** Size when opened: every pass reads exactly this many bytes, or fails. */
+  size: number;
+  /** Hex SHA-256 of the content, computed on first use (one read pass). */
   readonly sha256: string;
+  /** The content as an upload body (its SHA-256 read on first use). */
+  body(): ChunkedBody;
+  /** The whole content in one Buffer, for the codecs that compress a whole Buffer. */
+  read(): Buffer;
+}
+
+function* fileChunks(path: string, size: number): Generator<Buffer> {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafeSlow(Math.min(CHUNK_SIZE, Math.max(1, size)));
+    let at = 0;
+    while (at < size) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, size - at), at);
+      if (n === 0) throw new OperationError(`WAL file ${path} shrank while it was read (${at} of ${size} bytes)`);
+      at += n;
+      yield buf.subarray(0, n);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export async function readWalFile(path: string): Promise<WalFile> {
-  const data = await readFile(path);
+  // Open and read one byte now, so that a missing, unreadable or non-regular file fails here with
+  // the system's message, before any request is made.
+  const fh = await open(path, 'r');
+  let size: number;
+  try {
+    size = (await fh.stat()).size;
+    await fh.read(Buffer.alloc(1), 0, 1, 0);
+  } finally {
+    await fh.close();
+  }
   let digest: string | undefined;
-  return {
+  const wal: WalFile = {
     name: basename(path),
-    data,
+    path,
+    size,
     get sha256() {
-      digest ??= sha256(data);
+      if (digest === undefined) {
+        const h = createHash('sha256');
+        for (const chunk of fileChunks(path, size)) h.update(chunk);
+        digest = h.digest('hex');
+      }
       return digest;
     },
+    body: () => ({
+      kind: 'chunked',
+      length: size,
+      get sha256() {
+        return wal.sha256;
+      },
+      chunks: () => fileChunks(path, size),
+    }),
+    read: () => chunkedToBuffer(wal.body()),
   };
+  return wal;
 }
 
 export function sha256(data: Buffer): string {
@@ -74,6 +128,14 @@ async function storedDigest(store: ObjectStore, key: string): Promise<string> {
   return sha256(plain);
 }
 
+/** The compressed file as an upload body: the codec's output pieces. */
+async function compressedBody(wal: WalFile, codecName: CodecName, level: number | undefined): Promise<ChunkedBody> {
+  const codec = await loadCodec(codecName);
+  return piecesBody(codec.compressChunks
+    ? await codec.compressChunks(wal.body().chunks(), level)
+    : [await codec.compress(wal.read(), level)]);
+}
+
 export async function archiveWal(
   store: ObjectStore,
   layout: ServerLayout,
@@ -84,15 +146,16 @@ export async function archiveWal(
   const key = layout.walKey(wal.name) + suffix;
 
   let overwrite = false;
-  // The listing (network) overlaps the compression (thread pool) and the Content-MD5 of the body
-  // (both S3 drivers send it; other providers do not use it): the digest waits one event-loop turn
+  // The listing (network) overlaps the compression (thread pool) and the SHA-256 that an S3 upload
+  // is signed with (other providers do not use it): the hashing waits one event-loop turn
   // (setImmediate), so the listing request is already on the wire while the main thread hashes.
-  const [existing, [body, md5]] = await Promise.all([
+  const [existing, body] = await Promise.all([
     existingCopies(store, layout, wal.name),
-    (options.codec ? loadCodec(options.codec).then((c) => c.compress(wal.data, options.level)) : Promise.resolve(wal.data))
-      .then((b) => new Promise<[Buffer, string | undefined]>((resolve) => {
-        setImmediate(() => resolve([b, store.provider === 'aws-s3' ? contentMd5(b) : undefined]));
-      })),
+    (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
+      .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
+        if (store.provider === 'aws-s3') void b.sha256;
+        resolve(b);
+      }))),
   ]);
   if (existing.length > 0) {
     const verdict = await compareExisting(store, wal, existing, options);
@@ -105,7 +168,6 @@ export async function archiveWal(
     await store.put(key, body, {
       tags: tags?.length ? tags : undefined,
       ifNoneMatch: !overwrite,
-      contentMd5: md5,
       partSize: options.partSize,
       concurrency: options.concurrency,
       singlePutMax: options.singlePutMax,
@@ -116,7 +178,7 @@ export async function archiveWal(
     const verdict = await compareExisting(store, wal, [key], options);
     if (verdict === 'identical') return 'already-archived';
     await store.put(key, body, {
-      tags: tags?.length ? tags : undefined, contentMd5: md5, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
+      tags: tags?.length ? tags : undefined, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
     });
   }
   if (overwrite) {

@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { S3ObjectStore, encodeTagging, isSdkNodeVersionWarning, mapS3Error } from '../../src/storage/s3.ts';
 import { LeanS3ObjectStore } from '../../src/storage/s3-lean.ts';
+import type { ChunkedBody } from '../../src/storage/body.ts';
 import { DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import {
   AccessDeniedError,
@@ -585,22 +586,22 @@ describe('S3ObjectStore against moto', () => {
 });
 
 describe('lean S3 client (WAL hot path) against moto', () => {
-  it('sends a single PUT with an unsigned payload and the Content-MD5 of the exact body; a wrong digest is refused', async () => {
-    // moto does not check Content-MD5, so this proxy does what S3 does: it hashes the body it
-    // receives and answers BadDigest on a mismatch.
-    const seen: { sha256: string | undefined; md5: string | undefined; actual: string }[] = [];
+  it('signs a single PUT with the SHA-256 of the exact body, sent whole or in borrowed chunks; a wrong hash is refused', async () => {
+    // moto does not check the payload hash, so this proxy does what S3 does: it hashes the body it
+    // receives and answers XAmzContentSHA256Mismatch when it differs from the signed header.
+    const seen: { header: string | undefined; actual: string }[] = [];
     const proxy = await startProxy((req, res) => {
       if (req.method !== 'PUT') return false;
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
-        const actual = createHash('md5').update(body).digest('base64');
-        const md5 = req.headers['content-md5'] as string | undefined;
-        seen.push({ sha256: req.headers['x-amz-content-sha256'] as string | undefined, md5, actual });
-        if (md5 !== actual) {
+        const actual = createHash('sha256').update(body).digest('hex');
+        const header = req.headers['x-amz-content-sha256'] as string | undefined;
+        seen.push({ header, actual });
+        if (header !== actual) {
           res.writeHead(400, { 'content-type': 'application/xml' });
-          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code><Message>The Content-MD5 you specified did not match what we received.</Message></Error>');
+          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided \'x-amz-content-sha256\' header does not match what was computed.</Message></Error>');
           return;
         }
         const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: 'PUT', path: req.url, headers: req.headers }, (r) => {
@@ -614,12 +615,28 @@ describe('lean S3 client (WAL hot path) against moto', () => {
     const lean = new LeanS3ObjectStore(config({ endpointUrl: proxy.url }));
     try {
       const body = randomBytes(3 * MIB + 17);
+      const sha = createHash('sha256').update(body).digest('hex');
       await lean.put('lean/ok', body);
-      expect(seen[0]).toEqual({ sha256: 'UNSIGNED-PAYLOAD', md5: createHash('md5').update(body).digest('base64'), actual: seen[0]!.actual });
+      expect(seen[0]).toEqual({ header: sha, actual: sha });
       expect((await store.getBuffer('lean/ok')).equals(body)).toBe(true);
-      // A digest computed over other bytes (what a corruption between hashing and sending looks like).
-      const wrong = createHash('md5').update('other bytes').digest('base64');
-      await expect(lean.put('lean/bad', body, { contentMd5: wrong })).rejects.toThrow(/BadDigest/);
+      // A chunked body whose chunks share one buffer that is refilled for every chunk, as a WAL
+      // file is read: every write must reach the socket before the buffer is refilled.
+      const borrowed = (hash: string): ChunkedBody => ({
+        kind: 'chunked', length: body.length, sha256: hash,
+        *chunks() {
+          const buf = Buffer.alloc(64 * 1024);
+          for (let at = 0; at < body.length; at += buf.length) {
+            const n = body.copy(buf, 0, at, Math.min(body.length, at + buf.length));
+            yield buf.subarray(0, n);
+          }
+        },
+      });
+      await lean.put('lean/chunked', borrowed(sha));
+      expect(seen[1]).toEqual({ header: sha, actual: sha });
+      expect((await store.getBuffer('lean/chunked')).equals(body)).toBe(true);
+      // A hash of other bytes (what a file changed between hashing and sending looks like).
+      const wrong = createHash('sha256').update('other bytes').digest('hex');
+      await expect(lean.put('lean/bad', borrowed(wrong))).rejects.toThrow(/XAmzContentSHA256Mismatch/);
       expect(await store.head('lean/bad')).toBeNull();
     } finally {
       await lean.close();

@@ -350,6 +350,29 @@ describe('lz4 frame layout', () => {
     expectSame(decompressFrameSync(out), input);
   });
 
+  it('compressChunks: borrowed chunks (one buffer refilled each time) give the same frame as compress', async () => {
+    const codec = await loadCodec('lz4');
+    // Random data first makes stored (incompressible) blocks, which must be copies: their pooled
+    // buffers are refilled by the blocks after them.
+    const input = Buffer.concat([(await import('node:crypto')).randomBytes(700_001), walLike(3 << 20, 5), walLike(123_457, 6)]);
+    for (const chunkSize of [7, 65_536, 256 << 10, 300_000]) {
+      // tiny chunks only over a prefix that crosses two block boundaries: the point is the boundaries
+      const data = chunkSize === 7 ? input.subarray(0, 600_000) : input;
+      const buf = Buffer.alloc(chunkSize);
+      const pieces = await codec.compressChunks!((function* () {
+        for (let at = 0; at < data.length; at += chunkSize) {
+          const n = data.copy(buf, 0, at, Math.min(data.length, at + chunkSize));
+          yield buf.subarray(0, n);
+        }
+      })());
+      const frame = Buffer.concat(pieces);
+      expect(frame.equals(await codec.compress(data))).toBe(true);
+      const { decompressFrameSync } = await import('lz4-napi');
+      expectSame(decompressFrameSync(frame), data);
+    }
+    expect(Buffer.concat(await codec.compressChunks!([])).equals(await codec.compress(Buffer.alloc(0)))).toBe(true);
+  });
+
   it('reads lz4-napi frames and concatenated/skippable frames', async () => {
     const { compressFrameSync } = await import('lz4-napi');
     const codec = await loadCodec('lz4');
