@@ -11,6 +11,20 @@ export function createZstdCodec(): Codec {
   return {
     name: 'zstd',
     compress: async (buf, level = DEFAULT_LEVEL) => zstd.compress(buf, { compressionLevel: level }),
+    // The stream compresses each chunk synchronously in its write callback, and libzstd copies the
+    // input into its window, so a borrowed chunk may be refilled once its write has returned.
+    compressChunks: async (chunks, level = DEFAULT_LEVEL) => {
+      const stream = new zstd.CompressStream({ compressionLevel: level });
+      const pieces: Buffer[] = [];
+      stream.on('data', (b: Buffer) => pieces.push(b));
+      const ended = new Promise<void>((resolve, reject) => stream.once('end', resolve).once('error', reject));
+      for (const chunk of chunks) {
+        await new Promise<void>((resolve, reject) => stream.write(chunk, (e) => (e ? reject(e) : resolve())));
+      }
+      stream.end();
+      await ended;
+      return pieces;
+    },
     decompress: async (buf) => (buf.length === 0 ? Buffer.alloc(0) : zstd.decompress(buf)),
     compressStream: (level = DEFAULT_LEVEL): Transform => new zstd.CompressStream({ compressionLevel: level }),
     decompressStream: (): Transform => new zstd.DecompressStream(),
