@@ -623,10 +623,35 @@ export class ArchiveWriter {
     if (this.closed) throw new GeneralError(`archive ${this.archive} is already closed`);
   }
 
-  private async write(buf: Buffer): Promise<void> {
+  /**
+   * Read buffers for file data, reused when the part's compressor copies its input before its
+   * write callback (BlockCompressStream): first-touching fresh memory costs more here than reading
+   * (320 MB through fresh 1 MiB Buffers: 0.4–1.0 s; through one reused Buffer: 45 ms, measured).
+   * Other parts get fresh Buffers, since their consumers may keep a chunk for any time.
+   */
+  private readonly readPool: Buffer[] = [];
+
+  private readBuffer(n: number): { buffer: Buffer; release?: () => void } {
+    if (!(this.current?.input instanceof BlockCompressStream) || n > this.chunkSize) return { buffer: Buffer.allocUnsafe(n) };
+    const buffer = this.readPool.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    return { buffer: buffer.subarray(0, n), release: () => this.readPool.push(buffer) };
+  }
+
+  private async write(buf: Buffer, release?: () => void): Promise<void> {
     if (this.failure) throw this.failure;
     const part = this.current!;
     part.tarBytes += buf.length;
+    if (release) {
+      // The buffer goes back to the pool once the compressor has copied it (its write callback).
+      await Promise.race([
+        new Promise<void>((resolve) => part.input.write(buf, () => {
+          release();
+          resolve();
+        })),
+        this.failed,
+      ]);
+      return;
+    }
     if (!part.input.write(buf)) {
       await Promise.race([
         new Promise<void>((resolve) => part.input.once('drain', resolve)),
@@ -677,29 +702,35 @@ export class ArchiveWriter {
   private async copyData(fh: FileHandle, size: number, path: string): Promise<void> {
     // One read ahead: the next chunk is read from disk while this one is compressed and written,
     // so the read latency of the thread pool no longer adds to every chunk.
-    const readAt = (position: number, n: number): Promise<Buffer> =>
-      fh.read(Buffer.allocUnsafe(n), 0, n, position).then(
-        ({ buffer, bytesRead }) => (bytesRead === n ? buffer : buffer.subarray(0, bytesRead)),
+    const readAt = (position: number, n: number): Promise<{ data: Buffer; release?: () => void }> => {
+      const { buffer, release } = this.readBuffer(n);
+      return fh.read(buffer, 0, n, position).then(
+        ({ bytesRead }) => ({ data: bytesRead === n ? buffer : buffer.subarray(0, bytesRead), release }),
         (err: unknown) => {
           throw sourceError(path, err);
         },
       );
+    };
     let position = 0;
     let remaining = size;
-    let next: Promise<Buffer> | undefined = remaining > 0 ? readAt(0, Math.min(this.chunkSize, remaining)) : undefined;
+    let next: Promise<{ data: Buffer; release?: () => void }> | undefined =
+      remaining > 0 ? readAt(0, Math.min(this.chunkSize, remaining)) : undefined;
     next?.catch(() => undefined);
     while (next) {
-      const buf = await next;
+      const { data: buf, release } = await next;
       next = undefined;
       if (this.failure) throw this.failure;
-      if (buf.length === 0) break; // the file shrank: zero padding below
+      if (buf.length === 0) {
+        release?.();
+        break; // the file shrank: zero padding below
+      }
       position += buf.length;
       remaining -= buf.length;
       if (remaining > 0) {
         next = readAt(position, Math.min(this.chunkSize, remaining));
         next.catch(() => undefined);
       }
-      await this.write(buf);
+      await this.write(buf, release);
     }
     if (remaining > 0) log.debug(`${path} shrank while being read: padding ${remaining} bytes with zeros`);
     while (remaining > 0) {

@@ -6,7 +6,11 @@ import { Transform, type TransformCallback } from 'node:stream';
 
 export abstract class BlockCompressStream extends Transform {
   private started = false;
-  /** The block being filled: input is copied in once, with no per-block concatenation. */
+  /**
+   * The block being filled: input is copied in once, with no per-block concatenation. Always
+   * copied, never compressed in place: once a write's callback has run, its chunk is no longer
+   * referenced (`copiesInput`), so a writer may refill that buffer (the tar writer's read pool).
+   */
   private block: Buffer | undefined;
   private filled = 0;
   /** Blocks being compressed, oldest first; their buffers return to `spare` once passed on. */
@@ -18,6 +22,8 @@ export abstract class BlockCompressStream extends Transform {
    */
   pendingBytes = 0;
   private readonly spare: Buffer[] = [];
+  /** A chunk is copied before its write callback runs: the writer may reuse its buffer then. */
+  readonly copiesInput = true;
 
   constructor(
     private readonly blockSize: number,
@@ -80,12 +86,6 @@ export abstract class BlockCompressStream extends Transform {
     this.pendingBytes += chunk.length;
     let input = chunk;
     while (input.length > 0) {
-      if (this.filled === 0 && input.length >= this.blockSize) {
-        // A whole block in the input: compress it in place.
-        await this.submit(input.subarray(0, this.blockSize));
-        input = input.subarray(this.blockSize);
-        continue;
-      }
       const block = (this.block ??= this.spare.pop() ?? Buffer.allocUnsafe(this.blockSize));
       const n = input.copy(block, this.filled, 0, Math.min(input.length, this.blockSize - this.filled));
       this.filled += n;
