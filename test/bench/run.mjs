@@ -62,6 +62,9 @@ const doc = [
   '- PostgreSQL calls `archive_command`/`restore_command` once per segment, sequentially: a spool hit',
   '  is answered by the shell front of the WAL executables without starting Node (~30–40 ms here);',
   '  every other call costs at least a Node start.',
+  '- The first touch of fresh memory is expensive on these machines: reading 16 MiB into a new',
+  '  Buffer and hashing it took ~100 ms, through a reused 256 KiB buffer ~16 ms (fresh processes);',
+  '  the WAL commands and the backup\'s file reads are built around reused buffers for that reason.',
   '',
   ...order.map((n) => `<!-- bench:${n} -->\n${sections.get(n)}<!-- /bench:${n} -->\n`),
 ].join('\n');
