@@ -1,16 +1,17 @@
 // The local directory store: the embedded default that needs no cloud. Keys are paths below the
 // root directory. Every write is atomic: temp file in the same directory, fsync, rename (or link
 // for a no-overwrite put), fsync of the directory.
-import { promises as fs, createWriteStream } from 'node:fs';
+import { closeSync, fsyncSync, openSync, promises as fs } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import type { FileStoreConfig } from './config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
 import { isChunkedBody, type PutBody } from './body.js';
+import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -97,26 +98,37 @@ export class FileObjectStore implements ObjectStore {
     await fs.mkdir(dir, { recursive: true });
     const tmp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
     try {
-      if (isChunkedBody(body)) {
-        // Each write completes before the next chunk is read (the chunk's buffer is reused).
-        const fh = await fs.open(tmp, 'wx', 0o644);
-        try {
-          let written = 0;
-          for (const chunk of body.chunks()) written += (await fh.write(chunk)).bytesWritten;
+      // Written in 1 MiB pieces through a reused buffer (src/file-writer.ts says why); a chunk is
+      // copied or written before the next is read, so a chunked body's borrowed chunks are safe.
+      const fd = openSync(tmp, 'wx', 0o644);
+      try {
+        const writer = new CoalescingFileWriter(fd);
+        let written = 0;
+        if (Buffer.isBuffer(body)) {
+          writer.write(body);
+          written = body.length;
+        } else if (isChunkedBody(body)) {
+          for (const chunk of body.chunks()) {
+            writer.write(chunk);
+            written += chunk.length;
+          }
           if (written !== body.length) throw new StorageError(`the body changed while it was written: ${written} bytes instead of ${body.length}`);
-          await fh.sync();
-        } finally {
-          await fh.close();
+        } else {
+          let sinceYield = 0;
+          for await (const chunk of options.signal ? addAbortSignal(options.signal, body) : body) {
+            writer.write(chunk as Buffer);
+            // The writes are synchronous: give timers and signals (an abort, SIGINT) their turn
+            // now and then, even when the source always has data ready.
+            if ((sinceYield += (chunk as Buffer).length) >= 8 * WRITE_BUFFER_SIZE) {
+              sinceYield = 0;
+              await yieldToEventLoop();
+            }
+          }
         }
-      } else {
-        const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-        await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, out, { signal: options.signal });
-        const fh = await fs.open(tmp, 'r+');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        writer.flush();
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
       }
       if (options.ifNoneMatch) {
         // link() fails with EEXIST instead of replacing: an atomic "create only".

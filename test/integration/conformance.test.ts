@@ -224,6 +224,28 @@ describe.each(harnesses)('ObjectStore conformance: %s', (_name, make) => {
     expect((await store.getBuffer('chunked/empty')).length).toBe(0);
   });
 
+  it('a stream that fails, or an abort, leaves no object and no stray temporary file', async () => {
+    const failing = new Readable({
+      read() {
+        this.push(randomBytes(300_000));
+        if (++this.sent === 4) this.destroy(new Error('source broke'));
+      },
+    }) as Readable & { sent: number };
+    failing.sent = 0;
+    await expect(store.put('fail/stream', failing, { partSize: h.partSize })).rejects.toThrow();
+    expect(await store.head('fail/stream')).toBeNull();
+    const controller = new AbortController();
+    const endless = new Readable({
+      read() {
+        this.push(randomBytes(200_000));
+      },
+    });
+    setTimeout(() => controller.abort(), 50);
+    await expect(store.put('fail/aborted', endless, { partSize: h.partSize, signal: controller.signal })).rejects.toThrow();
+    expect(await store.head('fail/aborted')).toBeNull();
+    expect((await collect(store.list('fail/'))).map((e) => (e.kind === 'object' ? e.key : e.prefix))).toEqual([]);
+  });
+
   it('maps a missing object to NotFoundError everywhere', async () => {
     await expect(store.get('nope/missing')).rejects.toBeInstanceOf(NotFoundError);
     await expect(store.getBuffer('nope/missing')).rejects.toBeInstanceOf(NotFoundError);
