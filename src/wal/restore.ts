@@ -2,12 +2,11 @@
 // atomic write (temp file beside the target, fsync, rename) so that a crash never leaves a
 // truncated segment where PostgreSQL would read it.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs } from 'node:fs';
 import { basename } from 'node:path';
-import { Writable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { log } from '../log.js';
-import { CoalescingFileWriter } from '../file-writer.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
@@ -58,34 +57,20 @@ export async function downloadTo(store: ObjectStore, candidate: WalCandidate, ta
   let bytes = 0;
   try {
     const source = await store.get(candidate.key);
-    const fd = openSync(tmp, 'wx', 0o600);
+    const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+    const count = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    if (candidate.codec) await pipeline(source, (await loadCodec(candidate.codec)).decompressStream(), count, out);
+    else await pipeline(source, count, out);
+    const fh = await fs.open(tmp, 'r+');
     try {
-      // Coalesced into 1 MiB writes (src/file-writer.ts says why).
-      const writer = new CoalescingFileWriter(fd);
-      const out = new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          try {
-            writer.write(chunk);
-            bytes += chunk.length;
-            callback();
-          } catch (e) {
-            callback(e as Error);
-          }
-        },
-        final(callback) {
-          try {
-            writer.flush();
-            callback();
-          } catch (e) {
-            callback(e as Error);
-          }
-        },
-      });
-      if (candidate.codec) await pipeline(source, (await loadCodec(candidate.codec)).decompressStream(), out);
-      else await pipeline(source, out);
-      fsyncSync(fd);
+      await fh.sync();
     } finally {
-      closeSync(fd);
+      await fh.close();
     }
     await fs.rename(tmp, target);
     return bytes;

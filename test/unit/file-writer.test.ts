@@ -27,4 +27,5 @@ describe('CoalescingFileWriter', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
 });
