@@ -3,6 +3,7 @@
 // reused buffer, because first-touching fresh memory is what a 16 MiB Buffer costs most here
 // (~100 ms to read a segment into a new Buffer and hash it, ~16 ms through a reused 256 KiB one).
 import { createHash } from 'node:crypto';
+import { StorageError } from '../errors.js';
 
 export interface ChunkedBody {
   readonly kind: 'chunked';
@@ -23,12 +24,31 @@ export function isChunkedBody(body: unknown): body is ChunkedBody {
   return typeof body === 'object' && body !== null && (body as { kind?: unknown }).kind === 'chunked';
 }
 
+/** Hex SHA-256 of data given in pieces (a body's chunks, or `[buffer]`). */
+export function sha256Hex(pieces: Iterable<Buffer>): string {
+  const h = createHash('sha256');
+  for (const p of pieces) h.update(p);
+  return h.digest('hex');
+}
+
+/**
+ * The chunks of a body, checked against its declared length once they are all read: a consumer
+ * never sends or stores a body that changed while it was read.
+ */
+export function* exactChunks(body: ChunkedBody): Generator<Buffer> {
+  let read = 0;
+  for (const chunk of body.chunks()) {
+    read += chunk.length;
+    yield chunk;
+  }
+  if (read !== body.length) throw new StorageError(`the body changed while it was read: ${read} bytes instead of ${body.length}`);
+}
+
 /** The whole body in one Buffer, for drivers that upload a Buffer (a copy of every chunk). */
 export function chunkedToBuffer(body: ChunkedBody): Buffer {
   const out = Buffer.allocUnsafe(body.length);
   let at = 0;
-  for (const chunk of body.chunks()) at += chunk.copy(out, at);
-  if (at !== body.length) throw new Error(`body changed while read: ${at} bytes instead of ${body.length}`);
+  for (const chunk of exactChunks(body)) at += chunk.copy(out, at);
   return out;
 }
 
@@ -39,12 +59,7 @@ export function piecesBody(pieces: Buffer[]): ChunkedBody {
     kind: 'chunked',
     length: pieces.reduce((n, p) => n + p.length, 0),
     get sha256() {
-      if (digest === undefined) {
-        const h = createHash('sha256');
-        for (const p of pieces) h.update(p);
-        digest = h.digest('hex');
-      }
-      return digest;
+      return (digest ??= sha256Hex(pieces));
     },
     chunks: () => pieces,
   };

@@ -9,7 +9,7 @@ import type { FileStoreConfig } from './config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
-import { isChunkedBody, type PutBody } from './body.js';
+import { exactChunks, isChunkedBody, type PutBody } from './body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
@@ -103,16 +103,10 @@ export class FileObjectStore implements ObjectStore {
       const fd = openSync(tmp, 'wx', 0o644);
       try {
         const writer = new CoalescingFileWriter(fd);
-        let written = 0;
         if (Buffer.isBuffer(body)) {
           writer.write(body);
-          written = body.length;
         } else if (isChunkedBody(body)) {
-          for (const chunk of body.chunks()) {
-            writer.write(chunk);
-            written += chunk.length;
-          }
-          if (written !== body.length) throw new StorageError(`the body changed while it was written: ${written} bytes instead of ${body.length}`);
+          for (const chunk of exactChunks(body)) writer.write(chunk);
         } else {
           let sinceYield = 0;
           for await (const chunk of options.signal ? addAbortSignal(options.signal, body) : body) {

@@ -2,14 +2,13 @@
 // object for the same WAL file (under any compression suffix) is never silently replaced. Same
 // content → success without an upload; different content → refusal (PostgreSQL's documented
 // archive_command contract), unless overwriting is explicitly allowed.
-import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
-import { chunkedToBuffer, piecesBody, type ChunkedBody } from '../storage/body.js';
+import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from './names.js';
@@ -85,12 +84,7 @@ export async function readWalFile(path: string): Promise<WalFile> {
     path,
     size,
     get sha256() {
-      if (digest === undefined) {
-        const h = createHash('sha256');
-        for (const chunk of fileChunks(path, size)) h.update(chunk);
-        digest = h.digest('hex');
-      }
-      return digest;
+      return (digest ??= sha256Hex(fileChunks(path, size)));
     },
     body: () => ({
       kind: 'chunked',
@@ -103,10 +97,6 @@ export async function readWalFile(path: string): Promise<WalFile> {
     read: () => chunkedToBuffer(wal.body()),
   };
   return wal;
-}
-
-export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /** Objects that hold this WAL file: the exact key plus one known compression suffix. */
@@ -125,7 +115,7 @@ async function storedDigest(store: ObjectStore, key: string): Promise<string> {
   const raw = await store.getBuffer(key);
   const codec = codecFromSuffix(key);
   const plain = codec ? await (await loadCodec(codec)).decompress(raw) : raw;
-  return sha256(plain);
+  return sha256Hex([plain]);
 }
 
 /** The compressed file as an upload body: the codec's output pieces. */
