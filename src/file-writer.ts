@@ -40,4 +40,3 @@ export class CoalescingFileWriter {
     for (let off = 0; off < length; ) off += writeSync(this.fd, data, off, length - off);
   }
 }
-

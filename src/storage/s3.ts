@@ -446,9 +446,7 @@ export class S3ObjectStore implements ObjectStore {
     if (Buffer.isBuffer(body)) {
       await this.call('put', key, () =>
         this.client.send(
-          new PutObjectCommand({
-            ...common, Body: body, ContentLength: body.length,
-          }),
+          new PutObjectCommand({ ...common, Body: body, ContentLength: body.length }),
           signal ? { abortSignal: signal } : {},
         ),
       );

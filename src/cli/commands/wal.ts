@@ -35,7 +35,6 @@ function spoolDir(ctx: CommandContext): string {
   return spoolDirFor(root, storeUrl(ctx), ctx.args.positionals.server_name!);
 }
 
-
 export const walArchive: CommandModule = {
   errorPrefix: 'Barman cloud WAL archiver exception',
   validate(ctx) {
