@@ -9,7 +9,7 @@ export abstract class BlockCompressStream extends Transform {
   /**
    * The block being filled: input is copied in once, with no per-block concatenation. Always
    * copied, never compressed in place: once a write's callback has run, its chunk is no longer
-   * referenced (`copiesInput`), so a writer may refill that buffer (the tar writer's read pool).
+   * referenced, so a writer may refill that buffer (the tar writer's read pool, compressThrough).
    */
   private block: Buffer | undefined;
   private filled = 0;
@@ -22,8 +22,6 @@ export abstract class BlockCompressStream extends Transform {
    */
   pendingBytes = 0;
   private readonly spare: Buffer[] = [];
-  /** A chunk is copied before its write callback runs: the writer may reuse its buffer then. */
-  readonly copiesInput = true;
 
   constructor(
     private readonly blockSize: number,
@@ -106,4 +104,21 @@ export abstract class BlockCompressStream extends Transform {
     while (this.inFlight.length > 0) await this.pushOldest();
     this.push(this.trailer());
   }
+}
+
+/**
+ * Compress borrowed chunks (each valid only until the next is read) through a compressing stream
+ * that is done with a chunk once its write callback has run (BlockCompressStream, zstd-napi's
+ * stream); returns the output pieces.
+ */
+export async function compressThrough(stream: Transform, chunks: Iterable<Buffer>): Promise<Buffer[]> {
+  const pieces: Buffer[] = [];
+  stream.on('data', (b: Buffer) => pieces.push(b));
+  const ended = new Promise<void>((resolve, reject) => stream.once('end', resolve).once('error', reject));
+  for (const chunk of chunks) {
+    await new Promise<void>((resolve, reject) => stream.write(chunk, (e) => (e ? reject(e) : resolve())));
+  }
+  stream.end();
+  await ended;
+  return pieces;
 }

@@ -14,7 +14,7 @@
 // lz4-napi has no compression levels (lz4_flex implements the fast mode only), so barman's
 // level is accepted and ignored; the output stays a standard frame every reader decodes.
 import { compress as lz4Block, uncompressSync as lz4BlockDecode } from 'lz4-napi';
-import { BlockCompressStream } from './block-stream.js';
+import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec } from './types.js';
 import { Xxh32, xxh32 } from './xxhash32.js';
@@ -230,46 +230,6 @@ export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/**
- * A frame from borrowed chunks (each valid only until the next is read, storage/body.ts): they are
- * copied into a small pool of block buffers, eight blocks compressed at once; returns the pieces.
- */
-export async function lz4CompressChunks(chunks: Iterable<Buffer>): Promise<Buffer[]> {
-  const hash = new Xxh32();
-  const parts: Buffer[] = [frameHeader()];
-  const spare: Buffer[] = [];
-  const inFlight: { block: Buffer; result: Promise<[Buffer, Buffer]> }[] = [];
-  const settleOldest = async (): Promise<void> => {
-    const { block, result } = inFlight.shift()!;
-    parts.push(...(await result));
-    spare.push(block);
-  };
-  const submit = async (block: Buffer, size: number): Promise<void> => {
-    inFlight.push({ block, result: encodeBlock(block.subarray(0, size), true) });
-    if (inFlight.length >= 8) await settleOldest();
-  };
-  let block: Buffer | undefined;
-  let filled = 0;
-  for (const chunk of chunks) {
-    hash.update(chunk);
-    for (let at = 0; at < chunk.length; ) {
-      block ??= spare.pop() ?? Buffer.allocUnsafeSlow(WRITE_BLOCK_SIZE);
-      const n = chunk.copy(block, filled, at, Math.min(chunk.length, at + WRITE_BLOCK_SIZE - filled));
-      at += n;
-      filled += n;
-      if (filled === WRITE_BLOCK_SIZE) {
-        await submit(block, filled);
-        block = undefined;
-        filled = 0;
-      }
-    }
-  }
-  if (block && filled > 0) await submit(block, filled);
-  while (inFlight.length > 0) await settleOldest();
-  parts.push(frameTrailer(hash));
-  return parts;
-}
-
 export function lz4DecompressSync(buf: Buffer): Buffer {
   const decoder = new FrameDecoder();
   const out = decoder.write(buf);
@@ -281,7 +241,7 @@ export function createLz4Codec(): Codec {
   return {
     name: 'lz4',
     compress: (buf) => lz4CompressFrame(buf),
-    compressChunks: (chunks) => lz4CompressChunks(chunks),
+    compressChunks: (chunks) => compressThrough(new Lz4CompressStream(), chunks),
     decompress: async (buf) => lz4DecompressSync(buf),
     compressStream: () => new Lz4CompressStream(),
     decompressStream: () => new DecoderTransform(new FrameDecoder()),

@@ -3,6 +3,7 @@
 // reads WALs with ZstdDecompressor().stream_reader(), which stops at the end of the first frame.
 import type { Transform } from 'node:stream';
 import * as zstd from 'zstd-napi';
+import { compressThrough } from './block-stream.js';
 import type { Codec } from './types.js';
 
 const DEFAULT_LEVEL = 4; // barman "medium"
@@ -13,18 +14,7 @@ export function createZstdCodec(): Codec {
     compress: async (buf, level = DEFAULT_LEVEL) => zstd.compress(buf, { compressionLevel: level }),
     // The stream compresses each chunk synchronously in its write callback, and libzstd copies the
     // input into its window, so a borrowed chunk may be refilled once its write has returned.
-    compressChunks: async (chunks, level = DEFAULT_LEVEL) => {
-      const stream = new zstd.CompressStream({ compressionLevel: level });
-      const pieces: Buffer[] = [];
-      stream.on('data', (b: Buffer) => pieces.push(b));
-      const ended = new Promise<void>((resolve, reject) => stream.once('end', resolve).once('error', reject));
-      for (const chunk of chunks) {
-        await new Promise<void>((resolve, reject) => stream.write(chunk, (e) => (e ? reject(e) : resolve())));
-      }
-      stream.end();
-      await ended;
-      return pieces;
-    },
+    compressChunks: (chunks, level = DEFAULT_LEVEL) => compressThrough(new zstd.CompressStream({ compressionLevel: level }), chunks),
     decompress: async (buf) => (buf.length === 0 ? Buffer.alloc(0) : zstd.decompress(buf)),
     compressStream: (level = DEFAULT_LEVEL): Transform => new zstd.CompressStream({ compressionLevel: level }),
     decompressStream: (): Transform => new zstd.DecompressStream(),
