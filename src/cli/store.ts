@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, GeneralError } from '../errors.js';
-import { registerSecret } from '../log.js';
+import { log, registerSecret } from '../log.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig, type AzureStoreConfig, type AzureCredentialKind } from '../storage/config.js';
 import { isLocalUrl, parseStoreUrl, type ParsedUrl } from '../storage/url.js';
 
@@ -33,6 +33,26 @@ function readCa(flagOrVar: string, path: string): string {
     return readFileSync(path, 'utf8');
   } catch (e) {
     throw new CliError(`${flagOrVar}: cannot read CA file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/**
+ * A CA bundle named by an environment variable (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE) is read as
+ * boto3 and azure-core do: only when TLS is used. The CloudNativePG plugin sets the variable whenever
+ * endpointCA is configured and the projected file can be missing for a while, so an unreadable
+ * bundle is ignored on an http:// endpoint and is a general error (exit 4: retried by the operator)
+ * on https, never a usage error (exit 3 means "invalid WAL name" to wal-restore's callers).
+ */
+function readEnvCa(variable: string, path: string, endpointUrl: string | undefined): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    if (endpointUrl !== undefined && /^http:\/\//i.test(endpointUrl)) {
+      log.debug(`${variable}: cannot read CA file ${path} (${why}); not needed for ${endpointUrl}`);
+      return undefined;
+    }
+    throw new GeneralError(`${variable}: cannot read CA file ${path}: ${why}`);
   }
 }
 
@@ -89,7 +109,8 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   }
 
   if (url.provider === 'aws-s3') {
-    const caPath = caFlag ?? nonEmpty(env.AWS_CA_BUNDLE);
+    const endpointUrl = (opts['endpoint-url'] as string | undefined) ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL);
+    const envCa = nonEmpty(env.AWS_CA_BUNDLE);
     const inherit = opts['s3-inherit-from-iam-role'] === true;
     const keyIdFile = opts['s3-access-key-id-file'] as string | undefined;
     const secretFile = opts['s3-secret-access-key-file'] as string | undefined;
@@ -138,9 +159,9 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         provider: 'aws-s3',
         bucket: url.bucket,
         retry,
-        ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'AWS_CA_BUNDLE', caPath) : undefined,
+        ca: caFlag ? readCa('--endpoint-ca', caFlag) : envCa ? readEnvCa('AWS_CA_BUNDLE', envCa, endpointUrl ?? 'https://') : undefined,
         // boto3 (1.28+) and the SDK also read the endpoint from the environment.
-        endpointUrl: (opts['endpoint-url'] as string | undefined) ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL),
+        endpointUrl,
         region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
           profileRegion(env, profile),
         profile,
@@ -156,7 +177,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   }
 
   if (url.provider === 'azure-blob-storage') {
-    const caPath = caFlag ?? nonEmpty(env.REQUESTS_CA_BUNDLE);
+    const envCa = nonEmpty(env.REQUESTS_CA_BUNDLE);
     const { auth, source } = azureAuth(url, opts, env);
     return {
       url,
@@ -164,7 +185,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         provider: 'azure-blob-storage',
         bucket: url.bucket,
         retry,
-        ca: caPath ? readCa(caFlag ? '--endpoint-ca' : 'REQUESTS_CA_BUNDLE', caPath) : undefined,
+        ca: caFlag ? readCa('--endpoint-ca', caFlag) : envCa ? readEnvCa('REQUESTS_CA_BUNDLE', envCa, url.accountUrl) : undefined,
         accountUrl: url.accountUrl,
         auth,
         encryptionScope: opts['encryption-scope'] as string | undefined,

@@ -50,6 +50,23 @@ describe('S3 settings from flags and the environment', () => {
     expect(redact('key=FLAGSECRET')).toBe('key=***');
   });
 
+  // The CloudNativePG plugin sets AWS_CA_BUNDLE whenever endpointCA is configured, and the projected
+  // file can be missing for a while: boto3 ignores it on http and fails on https (exit 4, retried).
+  it('reads a CA bundle named by the environment only when TLS needs it', () => {
+    const missing = join(dir, 'no-such-ca.pem');
+    const http = resolve(['--endpoint-url', 'http://127.0.0.1:9000', 's3://b'], { AWS_CA_BUNDLE: missing });
+    expect(http.config.ca).toBeUndefined();
+    expect(() => resolve(['--endpoint-url', 'https://s3.example', 's3://b'], { AWS_CA_BUNDLE: missing })).toThrow(GeneralError);
+    expect(() => resolve(['s3://b'], { AWS_CA_BUNDLE: missing })).toThrow(GeneralError);
+    expect(() => resolve(['s3://b'], { AWS_CA_BUNDLE: missing })).not.toThrow(CliError);
+    expect(() => resolve(['--cloud-provider', 'azure-blob-storage', 'https://acct.blob.core.windows.net/c'], { REQUESTS_CA_BUNDLE: missing, AZURE_STORAGE_CONNECTION_STRING: 'x' }))
+      .toThrow(GeneralError);
+    expect(resolve(['--cloud-provider', 'azure-blob-storage', 'http://127.0.0.1:10000/acct/c'], { REQUESTS_CA_BUNDLE: missing, AZURE_STORAGE_CONNECTION_STRING: 'x' }).config.ca)
+      .toBeUndefined();
+    // The flag is an argument: a missing file stays a usage error.
+    expect(() => resolve(['--endpoint-ca', missing, '--endpoint-url', 'http://127.0.0.1:9000', 's3://b'])).toThrow(CliError);
+  });
+
   it('uses only the ambient role with --s3-inherit-from-iam-role', () => {
     const { config } = resolve(['--s3-inherit-from-iam-role', 's3://b'], { AWS_ACCESS_KEY_ID: 'A', AWS_SECRET_ACCESS_KEY: 'S' });
     expect(config).toMatchObject({ inheritFromIamRole: true, credentials: undefined });
