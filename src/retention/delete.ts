@@ -430,10 +430,14 @@ export class BackupDeleter {
     for (const w of doomed) wals.remove(w);
   }
 
+  /**
+   * WAL cleanup failures are logged and counted but leave the exit code alone, as barman's: the
+   * backups are gone either way, the next run retries the WAL, and CloudNativePG treats any non-zero
+   * exit as a failed retention run (it then skips its catalog sync).
+   */
   private walError(message: string): void {
     log.error(message);
     this.summary.errors += 1;
-    if (this.summary.exitCode === 0) this.summary.exitCode = 1;
   }
 }
 

@@ -6,6 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
@@ -427,6 +428,57 @@ describe('on S3 (moto)', () => {
     const b = await del('r', '-b', 'latest', '--batch-size', '0');
     expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
     expect(b.stdout).toMatch(/^Deleted 1 backup \(2 objects\) and 0 WAL objects, \d+ bytes freed\n$/);
+  });
+
+  // CloudNativePG raises RetentionPolicyFailed and skips its catalog sync on a non-zero exit, so WAL
+  // deletions refused by the store are logged (and counted in the summary) but exit 0, as barman.
+  it('WAL deletions the store refuses are logged and counted, and the run exits 0 as barman', async () => {
+    let refused = 0;
+    const denied = (res: import('node:http').ServerResponse) => {
+      refused += 1;
+      res.writeHead(403, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+    };
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const url = req.url ?? '';
+        if ((req.method === 'DELETE' && url.includes('/wals/')) || (req.method === 'POST' && /[?&]delete/.test(url) && body.includes('/wals/'))) {
+          denied(res);
+          return;
+        }
+        const up = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: url, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        up.end(body);
+      });
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      await upload('denied', mixed());
+      const before = await keys('denied');
+      const endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+      const r = await runBin('barman-cloud-backup-delete',
+        ['--endpoint-url', endpoint, '-r', 'REDUNDANCY 1', '--format', 'json', `s3://${bucket}/denied`, 'srv'], { env: env() });
+      expect(refused).toBeGreaterThan(0);
+      expect(r.stderr).toMatch(/ERROR: Could not delete the following WALs for backup \d{8}T\d{6}/);
+      expect(r.code).toBe(0);
+      const s = JSON.parse(r.stdout) as { backup_ids: string[]; wal_objects_deleted: number; errors: number };
+      expect(s.backup_ids).toEqual(['20260101T000000', '20260112T000000', '20260115T000000']);
+      expect(s.wal_objects_deleted).toBe(0);
+      expect(s.errors).toBeGreaterThan(0);
+      // The backups are gone; every WAL object is still there.
+      const after = await keys('denied');
+      expect(after.filter((k) => k.includes('/wals/'))).toEqual(before.filter((k) => k.includes('/wals/')));
+      expect(after.some((k) => k.startsWith('srv/base/20260101T000000/'))).toBe(false);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
   });
 
   it('a run killed mid-way is finished by the next run: same end state as one clean run', async () => {
