@@ -212,7 +212,7 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     await session.close();
   }
   try {
-    await catalog.writeBackupInfo(backupId, info);
+    await catalog.writeBackupInfo(backupId, info, { tags: options.tags });
   } catch (e) {
     throw new OperationError(`Backup failed uploading backup.info file (${(e as Error).message})`, { cause: e });
   }

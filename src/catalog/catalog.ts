@@ -2,7 +2,7 @@
 // backup.info, name/shortcut resolution, and the keep annotation.
 import { GeneralError, NotFoundError } from '../errors.js';
 import { log } from '../log.js';
-import type { ObjectStore } from '../storage/types.js';
+import type { ObjectStore, Tag } from '../storage/types.js';
 import {
   STATUS, UnknownBackupInfoField, parseBackupInfo, serializeBackupInfo, type BackupInfo, type BackupInfoFields,
   type SerializeOptions,
@@ -250,9 +250,11 @@ export class BackupCatalog {
   // ---- writing ----
 
   /** Store a backup.info (barman writes it last, also for a FAILED backup). */
-  async writeBackupInfo(backupId: string, info: BackupInfoFields, options: SerializeOptions = {}): Promise<void> {
+  /** Writes backup.info; `tags` are the backup's own (barman tags backup.info like every tar). */
+  async writeBackupInfo(backupId: string, info: BackupInfoFields, options: SerializeOptions & { tags?: Tag[] } = {}): Promise<void> {
     const text = serializeBackupInfo(info, options);
-    await this.store.put(this.layout.backupInfoKey(backupId), Buffer.from(text, 'utf8'));
+    const tags = options.tags?.length ? options.tags : undefined;
+    await this.store.put(this.layout.backupInfoKey(backupId), Buffer.from(text, 'utf8'), tags ? { tags } : undefined);
     if (this.listing) {
       const backups = this.listing.backups;
       backups.set(backupId, { ...info, backup_id: backupId });

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
   requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
@@ -45,9 +46,24 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
   it.each([['none', []], ['gzip', ['-z']], ['lz4', ['--lz4']]])('backup (%s) → list/show → restore → the copy starts with every row', async (codec, flags) => {
     // Writes during the backup.
     const load = primary.pgbench(['-c', '2', '-T', '3', '-n']);
-    const b = await runBin('barman-cloud-backup', [...flags, '--immediate-checkpoint', '-n', `bk-${codec}`, '-J', '3', ...url()], { env: env(), timeoutMs: 120_000 });
+    const b = await runBin('barman-cloud-backup', [...flags, '--immediate-checkpoint', '-n', `bk-${codec}`, '-J', '3', '--tags', 'env,test', 'owner,me', ...url()], { env: env(), timeoutMs: 120_000 });
     await load;
     expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
+    // Tags reach every tar and backup.info, as barman's (bucket lifecycle rules select by tag).
+    const tagged = await openObjectStore({
+      provider: 'aws-s3', bucket: 'pgbackup', retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
+    try {
+      const objects: string[] = [];
+      for await (const e of tagged.list('cluster/srv/base/')) if (e.kind === 'object') objects.push(e.key);
+      const id = objects.map((k) => k.split('/')[3]!).sort().pop()!;
+      const mine = objects.filter((k) => k.startsWith(`cluster/srv/base/${id}/`) && /\/(backup\.info|data\.tar[^/]*|\d+\.tar[^/]*)$/.test(k));
+      expect(mine.some((k) => k.endsWith('/backup.info'))).toBe(true);
+      for (const k of mine) expect([k, await tagged.getTags(k)]).toEqual([k, [['env', 'test'], ['owner', 'me']]]);
+    } finally {
+      await tagged.close();
+    }
 
     const list = await runBin('barman-cloud-backup-list', ['--format', 'json', ...url()], { env: env() });
     expect(list.code).toBe(0);
