@@ -328,7 +328,7 @@ export class TarExtractor {
       try {
         source = join(await this.resolveParent(linkname, linkParts, false), linkParts[linkParts.length - 1]!);
       } catch (err) {
-        if (!(err instanceof ExtractError)) throw err;
+        if (!(err instanceof ExtractError || err instanceof UnsafeArchiveMemberError)) throw err;
       }
       if (source === undefined || !this.extractedFiles.has(source) || !lstatOrUndefined(source)?.isFile()) {
         throw new UnsafeArchiveMemberError(
