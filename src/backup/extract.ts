@@ -186,7 +186,7 @@ export class TarExtractor {
       try {
         target = realpathSync(next);
       } catch {
-        throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its directory is a dangling symbolic link`);
+        throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its directory is a symbolic link that does not resolve`);
       }
       if (target !== root && !target.startsWith(root + sep)) {
         throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its directory resolves outside the destination`);

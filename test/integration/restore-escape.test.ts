@@ -24,6 +24,7 @@ interface Member {
   data?: string;
   linkname?: string;
   mode?: number;
+  uid?: number;
 }
 
 /** Paths a case knows only at run time: the outside area, the case's work directory, the destination. */
@@ -56,7 +57,9 @@ function tarOf(members: Member[]): Promise<Buffer> {
   for (const m of members) {
     const type = m.type ?? 'file';
     const mode = m.mode ?? (type === 'directory' ? 0o700 : 0o600);
-    const header = { name: m.name, type, mode, mtime: new Date(1_700_000_000_000), linkname: m.linkname, devmajor: 1, devminor: 3 };
+    const header = {
+      name: m.name, type, mode, mtime: new Date(1_700_000_000_000), linkname: m.linkname, uid: m.uid ?? 0, gid: m.uid ?? 0, devmajor: 1, devminor: 3,
+    };
     if (type === 'file') pack.entry(header, m.data ?? '');
     else pack.entry(header, '');
   }
@@ -187,6 +190,20 @@ const CASES: Case[] = [
       expect(readFileSync(join(w.dest, 'postgresql.auto.conf'), 'utf8')).toMatch(/^restore_command = '.*barman-cloud-wal-restore/);
       expect(lstatSync(join(w.dest, 'recovery.signal')).isFile()).toBe(true);
       expect(stderr).toMatch(/Replacing .*postgresql\.auto\.conf: it was not a regular file/);
+    },
+  },
+  {
+    // not an attack: the rewritten postgresql.auto.conf must stay readable by the server's user
+    name: 'a regular postgresql.auto.conf keeps its content, mode and (as root) owner',
+    members: () => [...baseMembers, { name: 'postgresql.auto.conf', data: 'port = 5433\n', mode: 0o640, uid: 4242 }],
+    args: () => ['--write-recovery-conf'],
+    code: 0,
+    check: (w) => {
+      const path = join(w.dest, 'postgresql.auto.conf');
+      expect(readFileSync(path, 'utf8')).toMatch(/^port = 5433\nrestore_command = '.*'\n$/);
+      const st = lstatSync(path);
+      expect(st.mode & 0o7777).toBe(0o640);
+      if (process.geteuid?.() === 0) expect([st.uid, st.gid]).toEqual([4242, 4242]);
     },
   },
   {
