@@ -13,6 +13,7 @@ import { codecFromSuffix, type CodecName } from '../compression/index.js';
 import type { ObjectStore } from '../storage/types.js';
 import { extractArchiveParts } from './extract.js';
 import { parseLsn } from './postgres.js';
+import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, replaceSymlink } from './restore-paths.js';
 
 export interface RestoreTargets {
   tli?: string;
@@ -108,11 +109,16 @@ export async function restoreBackup(
   if (!isBackupId(backupId)) log.warning(`Backup directory ${backupId} does not look like a backup ID`);
 
   // Where each archive goes: data into recovery_dir, each tablespace to its (relocated) location.
-  const targets: { base: string; dir: string; oid?: number }[] = [{ base: 'data', dir: resolvePath(recoveryDir) }];
-  for (const ts of backup.tablespaces ?? []) {
+  const dataDir = resolvePath(recoveryDir);
+  const tablespaces = (backup.tablespaces ?? []).map((ts) => {
     const relocated = options.tablespaces.get(ts.name);
-    targets.push({ base: String(ts.oid), dir: relocated ? resolvePath(relocated) : ts.location, oid: ts.oid });
-  }
+    return { name: ts.name, oid: ts.oid, dir: relocated ? realpathLoose(relocated) : ts.location };
+  });
+  checkTablespaceTargets(dataDir, tablespaces);
+  const targets: { base: string; dir: string; oid?: number }[] = [
+    { base: 'data', dir: dataDir },
+    ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, oid: t.oid })),
+  ];
   for (const t of targets) await assertEmptyOrMissing(t.dir);
 
   const prefix = layout.backupPrefix(backupId);
@@ -139,20 +145,17 @@ export async function restoreBackup(
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, plan.length)) }, worker));
 
-  const dataDir = resolvePath(recoveryDir);
+  // The archive may have planted links at any of these names: replace, never write through.
   for (const p of plan) {
     if (p.oid === undefined) continue;
-    const link = join(dataDir, 'pg_tblspc', String(p.oid));
-    await fs.mkdir(join(dataDir, 'pg_tblspc'), { recursive: true });
-    await fs.rm(link, { force: true });
-    await fs.symlink(p.dir, link);
+    ensureDirectory(join(dataDir, 'pg_tblspc'));
+    replaceSymlink(join(dataDir, 'pg_tblspc', String(p.oid)), p.dir);
   }
-  const walDir = join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal');
-  await fs.mkdir(walDir, { recursive: true, mode: 0o700 });
+  ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
 
   if (options.recoveryConf) {
-    await fs.appendFile(join(dataDir, 'postgresql.auto.conf'), `${options.recoveryConf(backup).join('\n')}\n`);
-    await fs.writeFile(join(dataDir, 'recovery.signal'), '');
+    replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
+    replaceFile(dataDir, 'recovery.signal', '');
   }
   return backup;
 }
