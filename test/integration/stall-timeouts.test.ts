@@ -189,4 +189,22 @@ describe('a refused or reset connection is still retried', () => {
       await proxy.close();
     }
   }, 60_000);
+
+  it('the SDK driver succeeds when the first connection is reset', async () => {
+    const b = await bucket();
+    const proxy = await startProxy(moto.url, 'reset-first');
+    const store = new S3ObjectStore({
+      provider: 'aws-s3', bucket: b, endpointUrl: proxy.url, region: 'us-east-1',
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      retry: { ...DEFAULT_RETRY, readTimeoutMs: READ_TIMEOUT_S * 1000 },
+    });
+    try {
+      await store.put('p/k', Buffer.from('retried'));
+      expect((await store.getBuffer('p/k')).toString()).toBe('retried');
+      expect(proxy.connections()).toBeGreaterThanOrEqual(2);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  }, 60_000);
 });
