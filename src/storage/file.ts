@@ -13,11 +13,20 @@ import { exactChunks, isChunkedBody, type PutBody } from './body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
+import { log } from '../log.js';
 
 // Our own bookkeeping files start with this; listings never show them.
 const INTERNAL = '.bc-';
 const TMP = `${INTERNAL}tmp-`;
 const TAGS = `${INTERNAL}tags-`;
+/** Exactly the temp names put() and writeTags() make: nothing else is ever swept. */
+const OUR_TEMP = /^\.bc-(?:tmp-[0-9a-f]{12}|tags-.+\.json\.[0-9a-f]{8})$/;
+/**
+ * A temp file untouched this long belongs to a killed run: a live writer changes its mtime with
+ * every 1 MiB write. Should a writer stall longer than this anyway, its rename/link then fails
+ * (ENOENT) instead of storing anything.
+ */
+export const STALE_TEMP_MS = 10 * 60_000;
 
 function isErrno(e: unknown, ...codes: string[]): boolean {
   return typeof e === 'object' && e !== null && codes.includes((e as NodeJS.ErrnoException).code ?? '');
@@ -29,8 +38,34 @@ export class FileObjectStore implements ObjectStore {
   // Deleting local files one by one is cheap; a large batch keeps callers' loops short.
   readonly maxDeleteBatch = 1000;
 
+  /** Directories swept for stale temp files by this process (one readdir each, at most). */
+  private readonly swept = new Set<string>();
+
   constructor(config: FileStoreConfig) {
     this.bucket = config.bucket;
+  }
+
+  /**
+   * Remove temp files of killed runs from `dir`: our exact names only, regular files only (the
+   * readdir type and lstat never follow a link), untouched for STALE_TEMP_MS. Once per directory
+   * and process: one readdir of a directory we write to anyway. Best effort: a failure here never
+   * fails the write.
+   */
+  private async sweepStaleTemps(dir: string): Promise<void> {
+    if (this.swept.has(dir)) return;
+    this.swept.add(dir);
+    try {
+      const cutoff = Date.now() - STALE_TEMP_MS;
+      for (const d of await fs.readdir(dir, { withFileTypes: true })) {
+        if (!d.isFile() || !OUR_TEMP.test(d.name)) continue;
+        const path = join(dir, d.name);
+        const st = await fs.lstat(path).catch(() => null);
+        if (!st?.isFile() || st.mtimeMs > cutoff) continue;
+        await fs.unlink(path).then(() => log.debug(`Removed stale temp file ${path}`), () => {});
+      }
+    } catch {
+      // An unreadable directory fails the write itself, with a better message.
+    }
   }
 
   private path(key: string): string {
@@ -96,6 +131,8 @@ export class FileObjectStore implements ObjectStore {
     const target = this.path(key);
     const dir = dirname(target);
     await fs.mkdir(dir, { recursive: true });
+    // Runs beside the write (both are short); awaited before we return.
+    const sweep = this.sweepStaleTemps(dir);
     const tmp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
     try {
       // Written in 1 MiB pieces through a reused buffer (src/file-writer.ts says why); a chunk is
@@ -142,6 +179,8 @@ export class FileObjectStore implements ObjectStore {
       await fs.rm(tmp, { force: true });
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot write ${key}: ${(e as Error).message}`, { cause: e });
+    } finally {
+      await sweep;
     }
   }
 

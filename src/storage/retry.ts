@@ -20,3 +20,18 @@ export function backoffDelayMs(
 export function mayRetry(policy: Pick<RetryPolicy, 'maxAttempts'>, attemptsMade: number): boolean {
   return attemptsMade < Math.max(1, policy.maxAttempts);
 }
+
+/** How an attempt failed, as far as retrying is concerned. */
+export type AttemptFailure = 'stall' | 'transient';
+
+/**
+ * Whether another attempt is allowed after a failed one. A stall — the server took the connection
+ * and then moved no byte for the read timeout — is final: it has already cost one read timeout (two
+ * while an upload was pending: Node restarts a socket's timeout once when its write queue moved),
+ * and a server that stalls mostly stalls again, so retrying would multiply the wait (3 attempts
+ * took 6 × --read-timeout). Refused, reset or dropped connections and 5xx answers are retried per
+ * the policy.
+ */
+export function mayRetryAfter(policy: Pick<RetryPolicy, 'maxAttempts'>, attemptsMade: number, failure: AttemptFailure): boolean {
+  return failure !== 'stall' && mayRetry(policy, attemptsMade);
+}

@@ -14,7 +14,7 @@ import {
 } from '../errors.js';
 import { log, redact } from '../log.js';
 import type { S3StoreConfig } from './config.js';
-import { backoffDelayMs, mayRetry } from './retry.js';
+import { backoffDelayMs, mayRetry, mayRetryAfter } from './retry.js';
 import { ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from './body.js';
 import type {
@@ -131,7 +131,8 @@ export class LeanS3ObjectStore implements ObjectStore {
         }
         return res;
       } catch (e) {
-        if (e instanceof NetworkError && mayRetry(policy, attempt) && !options.signal?.aborted) {
+        const failure = networkFailure(e)?.kind === 'timeout' ? 'stall' : 'transient';
+        if (e instanceof NetworkError && mayRetryAfter(policy, attempt, failure) && !options.signal?.aborted) {
           await new Promise((r) => setTimeout(r, backoffDelayMs(policy, attempt)));
           continue;
         }
@@ -195,7 +196,9 @@ export class LeanS3ObjectStore implements ObjectStore {
         if (options.stream && res.statusCode && res.statusCode < 300) {
           settled = true;
           res.socket.setTimeout(readTimeoutMs, () => {
-            res.destroy(Object.assign(new Error(`no data for ${readTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
+            // The body is read by our caller: give it the same error a stalled request gets.
+            const stall = Object.assign(new Error(`no data for ${readTimeoutMs} ms`), { code: 'ETIMEDOUT' });
+            res.destroy(new NetworkError(networkMessage('timeout', this.endpointLabel(), `ETIMEDOUT: ${stall.message}`), { cause: stall }));
           });
           resolve({ status: res.statusCode, headers: res.headers, body: Buffer.alloc(0), stream: res });
           return;

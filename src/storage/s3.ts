@@ -36,7 +36,7 @@ import {
 } from '../errors.js';
 import { isEnabled, log, redact, registerSecret } from '../log.js';
 import type { RetryPolicy, S3StoreConfig } from './config.js';
-import { backoffDelayMs, mayRetry } from './retry.js';
+import { backoffDelayMs, mayRetryAfter } from './retry.js';
 import {
   ACCESS_CODES, OBJECT_404_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
   type SdkErrorLike,
@@ -162,8 +162,8 @@ type RetryToken = Awaited<ReturnType<RetryStrategyV2['acquireInitialRetryToken']
 
 /**
  * Our RetryPolicy as an SDK retry strategy: maxAttempts in all, full-jitter exponential back-off,
- * retrying what the SDK classifies as transient (network errors, timeouts, 500/502/503/504) or
- * throttling. Streaming request bodies are never retried by the SDK; we only send Buffers.
+ * retrying what the SDK classifies as transient (network errors, connect timeouts, 500/502/503/504)
+ * or throttling, but never a stall (retry.ts says why). Streaming request bodies are never retried by the SDK; we only send Buffers.
  */
 function retryStrategyFor(policy: RetryPolicy): RetryStrategyV2 {
   const token = (count: number, delay: number): RetryToken => ({
@@ -175,7 +175,8 @@ function retryStrategyFor(policy: RetryPolicy): RetryStrategyV2 {
     refreshRetryTokenForRetry: async (previous, info) => {
       const attemptsMade = previous.getRetryCount() + 1;
       const retryable = info.errorType === 'TRANSIENT' || info.errorType === 'THROTTLING';
-      if (!retryable || !mayRetry(policy, attemptsMade)) throw new Error('No retry token available');
+      const failure = networkFailure(info.error)?.kind === 'timeout' ? 'stall' : 'transient';
+      if (!retryable || !mayRetryAfter(policy, attemptsMade, failure)) throw new Error('No retry token available');
       const delay = backoffDelayMs(policy, attemptsMade);
       const e = info.error as SdkErrorLike | undefined;
       log.debug(
