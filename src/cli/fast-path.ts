@@ -82,8 +82,17 @@ for arg in "$@"; do
 done
 [ -z "$want" ] && [ "$n" = ${n} ] || node_program "$@"
 case $count in [2-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
-uid=$(id -u 2>/dev/null) || node_program "$@"
+# The effective uid, read without starting a program (each costs several ms here): the shell's own
+# /proc/self/status when there is one, else id -u.
+uid=
+if [ -r /proc/self/status ]; then
+  while read -r key real eff rest; do
+    case $key in Uid:) uid=$eff; break ;; esac
+  done </proc/self/status
+fi
+[ -n "$uid" ] || uid=$(id -u 2>/dev/null) || node_program "$@"
 case $uid in '' | *[!0-9]*) node_program "$@" ;; esac
+explicit=$spool
 if [ -z "$spool" ]; then
   # Beside the WAL file PostgreSQL names, in pg_wal (defaultSpoolRoot() in src/wal/spool.ts).
   case $${v.walFile} in *[/]*) spool=\${${v.walFile}%/*}/ ;; *) spool= ;; esac
@@ -92,8 +101,15 @@ fi
 case $spool in '' | *[/] | . | .. | *[/]. | *[/]..) node_program "$@" ;; *[/]*) parent=\${spool%/*} ;; *) parent=. ;; esac
 parent=\${parent:-/}
 # One spool directory per (store URL, server name), named by a hash (spoolDirFor() in
-# src/wal/spool.ts): the first 16 hex digits of sha256(url NUL server).
-id=$(printf '%s\\000%s' "$p1" "$p2" | sha256sum 2>/dev/null) || node_program "$@"
+# src/wal/spool.ts): the first 16 hex digits of sha256 of both, one per line (a here-document:
+# no extra process for printf).
+case $p1$p2 in *'
+'*) node_program "$@" ;; esac
+id=$(sha256sum 2>/dev/null <<EOF
+$p1
+$p2
+EOF
+) || node_program "$@"
 id=\${id%%[!0-9a-f]*}
 [ \${#id} = 64 ] || node_program "$@"
 id=\${id%????????????????????????????????????????????????}
@@ -163,16 +179,16 @@ export function walRestoreScript(): string {
     name: `case $p3 in *[/]* | .* | '') node_program "$@" ;; esac
 file=$sub/$p3`,
     fresh: true,
-    hit: `case $p4 in *[/]*) dir=\${p4%/*} ;; *) dir=. ;; esac
-dir=\${dir:-/}
-# Served only on the destination's filesystem, so that mv is one atomic rename(2); Node handles the
-# rest (age pruning, a copy across filesystems).
-devs=$(stat -L -c %d -- "$file" "$dir" 2>/dev/null) || node_program "$@"
-d1=\${devs%%[!0-9]*} d2=\${devs##*[!0-9]}
-if [ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$devs" = "$d1
-$d2" ]; then
-  mv -fT -- "$file" "$p4" && exit 0
+    hit: `if [ -n "$explicit" ]; then
+  # Served only on the destination's filesystem, so that mv is one atomic rename(2); Node copies
+  # across filesystems. The default root lies in the destination's directory: no need to ask.
+  case $p4 in *[/]*) dir=\${p4%/*} ;; *) dir=. ;; esac
+  devs=$(stat -L -c %d -- "$file" "\${dir:-/}" 2>/dev/null) || node_program "$@"
+  d1=\${devs%%[!0-9]*} d2=\${devs##*[!0-9]}
+  [ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$devs" = "$d1
+$d2" ] || node_program "$@"
 fi
+mv -fT -- "$file" "$p4" && exit 0
 `,
   });
 }

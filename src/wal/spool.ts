@@ -25,9 +25,12 @@ export function defaultSpoolRoot(walFileDir: string, euid: number): string {
   return join(walFileDir, `.barman-cloud-spool-${euid}`);
 }
 
-/** The spool directory of one archive: `<root>/<16 hex of sha256(url NUL server)>` (also computed by the shell front). */
+/**
+ * The spool directory of one archive: `<root>/<16 hex of sha256("<url>\n<server>\n")>`, the form the
+ * shell front hashes with a here-document. trustedSpoolDir refuses names holding a newline.
+ */
 export function spoolDirFor(root: string, storeUrl: string, serverName: string): string {
-  const id = createHash('sha256').update(`${storeUrl}\0${serverName}`).digest('hex').slice(0, 16);
+  const id = createHash('sha256').update(`${storeUrl}\n${serverName}\n`).digest('hex').slice(0, 16);
   return join(root, id);
 }
 
@@ -104,7 +107,8 @@ export async function trustedSpoolDir(
   create: boolean,
 ): Promise<string | null> {
   const euid = effectiveUid();
-  if (euid === null) return null;
+  // Two (url, server) pairs must never share a directory: with a newline in either, they could.
+  if (euid === null || /\n/.test(storeUrl + serverName)) return null;
   const parent = dirname(root);
   if (create) await fs.mkdir(parent, { recursive: true, mode: 0o700 }).catch(() => undefined);
   const pst = await fs.stat(parent).catch(() => null);

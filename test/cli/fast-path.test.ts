@@ -143,6 +143,20 @@ describe('wal-restore', () => {
     expect(existsSync(spooled(seg(3)))).toBe(true);
   });
 
+  it('finds the spool of a server name with shell-special characters by the same hash as Node', () => {
+    const odd = 'srv \\$x`%s\'"';
+    const dest = join(out, 'RECOVERYXLOG');
+    const args = (name: string) => ['--parallel', '3', '--spool-dir', spoolRoot, store, odd, name, dest];
+    // Nothing archived under that name: Node finds nothing (exit 1) but the spool is made for it.
+    expect(run(RESTORE, args(seg(1))).code).toBe(1);
+    const restoreDir = join(spoolDirFor(spoolRoot, store, odd), 'restore');
+    expect(existsSync(restoreDir)).toBe(true);
+    cpSync(join(walDir, seg(5)), join(restoreDir, seg(5)));
+    const r = run(RESTORE, args(seg(5)), NO_NODE);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(readFileSync(join(walDir, seg(5))))).toBe(true);
+  });
+
   it('leaves a stale prefetched file, a missing one and an odd name to Node', () => {
     const dest = join(out, 'RECOVERYXLOG');
     const old = new Date(Date.now() - 20 * 60_000);
