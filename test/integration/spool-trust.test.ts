@@ -220,6 +220,7 @@ async function restoreCase(store: Store, shape: Shape): Promise<void> {
   const l = layoutFor(caseDir, store.url, server, 'restore', inStore);
   shape.build(l, PLANTED, store.url, server);
   cloneEntry(l.entry, join(dirname(l.entry), notInStore), PLANTED);
+  const before = modes(l);
   const pgWal = join(caseDir, 'pg_wal');
   mkdirSync(pgWal);
   const dest = join(pgWal, 'RECOVERYXLOG');
@@ -246,6 +247,8 @@ async function restoreCase(store: Store, shape: Shape): Promise<void> {
     expect(r.status, r.stderr).toBe(1);
     expect(existsSync(dest)).toBe(false);
   }
+  // Nothing we did not create was "fixed".
+  expect(modes(l)).toEqual(before);
 }
 
 // ---- wal-archive ----------------------------------------------------------------------------------
@@ -265,6 +268,7 @@ async function archiveCase(store: Store, shape: Shape): Promise<void> {
   const marker = JSON.stringify({ size: Number(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs) });
   const l = layoutFor(caseDir, store.url, server, 'archive', name);
   shape.build(l, marker, store.url, server);
+  const before = modes(l);
   const args = ['--max-parallel', '3', '--spool-dir', l.root, ...store.args, server, walPath];
 
   const sh = spawnSync(join(ROOT, 'bin', ARCHIVE), args, { env: cleanEnv({ ...store.env, ...NO_NODE }), encoding: 'utf8' });
@@ -276,6 +280,15 @@ async function archiveCase(store: Store, shape: Shape): Promise<void> {
   const stored = await storedSegment(store, server, name);
   expect(stored?.equals(real), `upload skipped on a planted marker: ${shape.name}`).toBe(true);
   expect(node.stderr.match(/DEBUG: Not using the spool/g)?.length, node.stderr).toBe(1);
+  expect(modes(l)).toEqual(before);
+}
+
+/** Type, owner and mode of every level, not following symlinks. */
+function modes(l: Layout): string[] {
+  return [l.parent, l.root, l.store, l.sub, l.entry].map((p) => {
+    const st = lstatSync(p);
+    return `${p} ${st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : 'f'} ${st.uid} ${(st.mode & 0o7777).toString(8)}`;
+  });
 }
 
 // ---- the tests ------------------------------------------------------------------------------------
@@ -293,6 +306,44 @@ describe.skipIf(!IS_ROOT)('a spool someone else could write is not used (S3 on m
     it(`wal-restore --parallel: ${shape.name}`, async () => restoreCase(s3Store(), shape), 60_000);
     it(`wal-archive --max-parallel: ${shape.name}`, async () => archiveCase(s3Store(), shape), 60_000);
   }
+});
+
+describe.skipIf(!IS_ROOT)('a spool of our own', () => {
+  it('is created 0700 level by level even under umask 0, and then used by both fronts', async () => {
+    const store = fileStore();
+    const server = 'srv-own';
+    const names = [seg(0x90), seg(0x91)];
+    for (const [i, name] of names.entries()) await putSegment(store, server, name, segmentBytes(0x90 + i));
+    const root = join(tmp, 'own', 'spool');
+    const dest = join(tmp, 'own', 'RECOVERYXLOG');
+    mkdirSync(dirname(root), { mode: 0o755 });
+    const args = (name: string) => ['--parallel', '2', '--spool-dir', root, ...store.args, server, name, dest];
+    const r = spawnSync('sh', ['-c', 'umask 0; exec "$@"', 'sh', process.execPath, join(ROOT, 'bin', RESTORE), ...args(names[0])], {
+      env: cleanEnv(), encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const l = layoutAt(root, store.url, server, 'restore', names[1]);
+    for (const d of [l.root, l.store, l.sub]) expect((lstatSync(d).mode & 0o777).toString(8)).toBe('700');
+    expect((lstatSync(l.entry).mode & 0o777).toString(8)).toBe('600');
+    // The prefetched segment is served by the shell alone.
+    const hit = spawnSync(join(ROOT, 'bin', RESTORE), args(names[1]), { env: cleanEnv(NO_NODE), encoding: 'utf8' });
+    expect(hit.status, hit.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(0x91))).toBe(true);
+  }, 60_000);
+
+  it('is not made for a server name holding a newline (two archives could share a directory)', async () => {
+    const store = fileStore();
+    const server = 'srv\nnl';
+    const name = seg(0xa0);
+    await putSegment(store, server, name, segmentBytes(0xa0));
+    const root = join(tmp, 'nl', 'spool');
+    mkdirSync(dirname(root), { recursive: true });
+    const dest = join(tmp, 'nl', 'RECOVERYXLOG');
+    const r = await runBin(RESTORE, ['-vv', '--parallel', '2', '--spool-dir', root, ...store.args, server, name, dest]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(0xa0))).toBe(true);
+    expect(existsSync(root)).toBe(false);
+  }, 60_000);
 });
 
 describe.skipIf(!IS_ROOT)('the default location', () => {
