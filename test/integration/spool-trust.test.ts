@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spoolDirFor } from '../../src/wal/spool.ts';
 import { DEFAULT_RETRY, openObjectStore, type StoreConfig } from '../../src/storage/config.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
-import { ROOT, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { ROOT, commandExists, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -306,6 +306,44 @@ describe.skipIf(!IS_ROOT)('a spool someone else could write is not used (S3 on m
     it(`wal-restore --parallel: ${shape.name}`, async () => restoreCase(s3Store(), shape), 60_000);
     it(`wal-archive --max-parallel: ${shape.name}`, async () => archiveCase(s3Store(), shape), 60_000);
   }
+});
+
+// Alpine's applets differ from GNU's (find, stat, mv): the shell front must still decline every
+// hostile shape there. Only busybox's applets are on the PATH, no node: a decline exits 127.
+describe.skipIf(!IS_ROOT || !commandExists('busybox'))('the shell front under busybox', () => {
+  let bb: string;
+  beforeAll(() => {
+    bb = join(tmp, 'busybox-bin');
+    mkdirSync(bb);
+    for (const applet of ['sh', 'find', 'sha256sum', 'stat', 'mv', 'rm', 'id']) symlinkSync('/bin/busybox', join(bb, applet));
+  });
+  const shell = (args: string[]) =>
+    spawnSync(join(bb, 'sh'), [join(ROOT, 'bin', RESTORE), ...args], { env: { PATH: bb }, encoding: 'utf8' });
+
+  for (const shape of SHAPES) {
+    it(`declines: ${shape.name}`, () => {
+      const store = fileStore();
+      const n = ++caseSeq;
+      const l = layoutFor(join(tmp, `busybox-${n}`), store.url, `srv${n}`, 'restore', seg(2 * n));
+      shape.build(l, PLANTED, store.url, `srv${n}`);
+      const dest = join(tmp, `busybox-${n}`, 'RECOVERYXLOG');
+      const r = shell(['--parallel', '3', '--spool-dir', l.root, ...store.args, `srv${n}`, seg(2 * n), dest]);
+      expect(r.status, r.stderr).toBe(127);
+      expect(existsSync(dest)).toBe(false);
+      expect(readFileSync(l.entry).equals(PLANTED)).toBe(true);
+    });
+  }
+
+  it('serves a spool of our own', () => {
+    const store = fileStore();
+    const n = ++caseSeq;
+    const l = layoutFor(join(tmp, `busybox-${n}`), store.url, `srv${n}`, 'restore', seg(2 * n));
+    plain(l, segmentBytes(n), store.url, `srv${n}`);
+    const dest = join(tmp, `busybox-${n}`, 'RECOVERYXLOG');
+    const r = shell(['--parallel', '3', '--spool-dir', l.root, ...store.args, `srv${n}`, seg(2 * n), dest]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(n))).toBe(true);
+  });
 });
 
 describe.skipIf(!IS_ROOT)('a spool of our own', () => {
