@@ -77,7 +77,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-co
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-single-put-size -x -d 'Azure: largest upload sent in one request'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l overwrite -d 'replace a WAL file already archived with different content (by default that is refused with exit 1)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-parallel -x -d 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)'
-complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching (default: $TMPDIR/barman-cloud-spool-<uid>)'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
 # barman-cloud-wal-archive
 complete -c barman-cloud-wal-archive -s V -l version -d 'show the program version and exit'
@@ -124,7 +124,7 @@ complete -c barman-cloud-wal-archive -l max-concurrency -x -d 'Azure: blocks upl
 complete -c barman-cloud-wal-archive -l max-single-put-size -x -d 'Azure: largest upload sent in one request'
 complete -c barman-cloud-wal-archive -l overwrite -d 'replace a WAL file already archived with different content (by default that is refused with exit 1)'
 complete -c barman-cloud-wal-archive -l max-parallel -x -d 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)'
-complete -c barman-cloud-wal-archive -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching (default: $TMPDIR/barman-cloud-spool-<uid>)'
+complete -c barman-cloud-wal-archive -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
 # barman-cloud wal-restore
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -s V -l version -d 'show the program version and exit'
@@ -154,7 +154,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l google
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l no-partial -d 'do not restore .partial WAL files'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l parallel -x -d 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
-complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching (default: $TMPDIR/barman-cloud-spool-<uid>)'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
 # barman-cloud-wal-restore
 complete -c barman-cloud-wal-restore -s V -l version -d 'show the program version and exit'
@@ -184,7 +184,7 @@ complete -c barman-cloud-wal-restore -l google-gke-environment -d 'GCS: Applicat
 complete -c barman-cloud-wal-restore -l no-partial -d 'do not restore .partial WAL files'
 complete -c barman-cloud-wal-restore -l parallel -x -d 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)'
 complete -c barman-cloud-wal-restore -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
-complete -c barman-cloud-wal-restore -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching (default: $TMPDIR/barman-cloud-spool-<uid>)'
+complete -c barman-cloud-wal-restore -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
 # barman-cloud backup
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -s V -l version -d 'show the program version and exit'

@@ -37,6 +37,14 @@ interface Variant {
   countOption: string;
   countEnv: string;
   positionals: string[];
+  /** The positional naming the file in pg_wal beside which the default spool root lives. */
+  walFile: 'p3' | 'p4';
+  sub: 'archive' | 'restore';
+  /** Shell code that sets $file, the spool entry this call would use. */
+  name: string;
+  /** Whether the entry must be younger than SPOOL_MAX_AGE_MINUTES. */
+  fresh: boolean;
+  /** Shell code run once $file passed the checks: exits 0 on a hit, else falls through to Node. */
   hit: string;
 }
 
@@ -74,22 +82,50 @@ for arg in "$@"; do
 done
 [ -z "$want" ] && [ "$n" = ${n} ] || node_program "$@"
 case $count in [2-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
-if [ -z "$spool" ]; then
-  tmp=\${TMPDIR:-\${TMP:-\${TEMP:-/tmp}}}
-  [ "$tmp" = / ] || tmp=\${tmp%/}
-  spool=$tmp/barman-cloud-spool-$(id -u) || node_program "$@"
+# The effective uid, read without starting a program (each costs several ms here): the shell's own
+# /proc/self/status when there is one, else id -u.
+uid=
+if [ -r /proc/self/status ]; then
+  while read -r key real eff rest; do
+    case $key in Uid:) uid=$eff; break ;; esac
+  done </proc/self/status
 fi
+[ -n "$uid" ] || uid=$(id -u 2>/dev/null) || node_program "$@"
+case $uid in '' | *[!0-9]*) node_program "$@" ;; esac
+explicit=$spool
+if [ -z "$spool" ]; then
+  # Beside the WAL file PostgreSQL names, in pg_wal (defaultSpoolRoot() in src/wal/spool.ts).
+  case $${v.walFile} in *[/]*) spool=\${${v.walFile}%/*}/ ;; *) spool= ;; esac
+  spool=$spool.barman-cloud-spool-$uid
+fi
+case $spool in '' | *[/] | . | .. | *[/]. | *[/]..) node_program "$@" ;; *[/]*) parent=\${spool%/*} ;; *) parent=. ;; esac
+parent=\${parent:-/}
 # One spool directory per (store URL, server name), named by a hash (spoolDirFor() in
-# src/wal/spool.ts); its "source" file holds the pair, matched here without running a hasher.
+# src/wal/spool.ts): the first 16 hex digits of sha256 of both, one per line (a here-document:
+# no extra process for printf).
 case $p1$p2 in *'
 '*) node_program "$@" ;; esac
-id=
-for src in "$spool"/*"/source"; do
-  u= s=
-  [ -f "$src" ] && { IFS= read -r u && IFS= read -r s; } <"$src" || continue
-  if [ "$u" = "$p1" ] && [ "$s" = "$p2" ]; then id=\${src%/source} id=\${id##*[/]}; break; fi
-done
-[ -n "$id" ] || node_program "$@"
+id=$(sha256sum 2>/dev/null <<EOF
+$p1
+$p2
+EOF
+) || node_program "$@"
+id=\${id%%[!0-9a-f]*}
+[ \${#id} = 64 ] || node_program "$@"
+id=\${id%????????????????????????????????????????????????}
+sub=$spool/$id/${v.sub}
+${v.name}
+# The spool is believed only when nobody else can have written it (trustedSpoolDir() in
+# src/wal/spool.ts): the root's directory (named with "/." so find follows a symlink to it and
+# -name . tells it apart) owned by us or root and writable by nobody else unless sticky; each level
+# and the file ours, writable by nobody else, a real directory or regular file (find does not
+# follow symlinks)${v.fresh ? `, the file younger than ${SPOOL_MAX_AGE_MINUTES} minutes` : ''}. Anything else is Node's to decide.
+seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file" -maxdepth 0 \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
+[ "$seen" = "$parent/.
+$spool
+$spool/$id
+$sub
+$file" ] && [ -f "$file" ] && [ ! -h "$file" ] || node_program "$@"
 ${v.hit}node_program "$@"
 */
 require('../dist/cli/launch.cjs').launch('${v.command}');
@@ -108,9 +144,13 @@ export function walArchiveScript(): string {
     countOption: '--max-parallel',
     countEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL',
     positionals: ['destination_url', 'server_name', 'wal_path'],
-    hit: `marker=$spool/$id/archive/\${p3##*[/]}
-m=
-if [ -f "$marker" ] && { IFS= read -r m || [ -n "$m" ]; } <"$marker"; then
+    walFile: 'p3',
+    sub: 'archive',
+    name: `case \${p3##*[/]} in .* | '') node_program "$@" ;; esac
+file=$sub/\${p3##*[/]}`,
+    fresh: false,
+    hit: `m=
+if { IFS= read -r m || [ -n "$m" ]; } <"$file"; then
   case $m in *'"ino":"'*'"mtimeNs":"'*) ;; *) node_program "$@" ;; esac
   ino=\${m#*'"ino":"'} ino=\${ino%%'"'*}
   mtime=\${m#*'"mtimeNs":"'} mtime=\${mtime%%'"'*}
@@ -119,7 +159,7 @@ if [ -f "$marker" ] && { IFS= read -r m || [ -n "$m" ]; } <"$marker"; then
   now=$(stat -L -c '%i %s %.9Y' -- "$p3" 2>/dev/null) || node_program "$@"
   s=\${now##* } s=\${s%%.*}\${s#*.}
   if [ "\${now% *} $s" = "$ino $size $mtime" ]; then
-    rm -f -- "$marker" && exit 0
+    rm -f -- "$file" && exit 0
   fi
 fi
 `,
@@ -134,19 +174,21 @@ export function walRestoreScript(): string {
     countOption: '--parallel',
     countEnv: 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL',
     positionals: ['source_url', 'server_name', 'wal_name', 'wal_dest'],
-    hit: `case $p3 in *[/]* | .* | '') node_program "$@" ;; esac
-file=$spool/$id/restore/$p3
-case $p4 in *[/]*) dir=\${p4%/*} ;; *) dir=. ;; esac
-dir=\${dir:-/}
-if [ -f "$file" ] && [ -d "$dir" ]; then
-  # Served only when younger than ${SPOOL_MAX_AGE_MINUTES} minutes and on the destination's filesystem, so that
-  # mv is one atomic rename(2); Node handles the rest (age pruning, a copy across filesystems).
-  seen=$(find "$file" "$dir" -maxdepth 0 -printf '%D:' -mmin -${SPOOL_MAX_AGE_MINUTES} -printf new -printf ' ' 2>/dev/null)
-  first=\${seen%% *} second=\${seen#* } second=\${second%% *}
-  if [ "\${first#*:}" = new ] && [ "\${first%%:*}" = "\${second%%:*}" ]; then
-    mv -fT -- "$file" "$p4" && exit 0
-  fi
+    walFile: 'p4',
+    sub: 'restore',
+    name: `case $p3 in *[/]* | .* | '') node_program "$@" ;; esac
+file=$sub/$p3`,
+    fresh: true,
+    hit: `if [ -n "$explicit" ]; then
+  # Served only on the destination's filesystem, so that mv is one atomic rename(2); Node copies
+  # across filesystems. The default root lies in the destination's directory: no need to ask.
+  case $p4 in *[/]*) dir=\${p4%/*} ;; *) dir=. ;; esac
+  devs=$(stat -L -c %d -- "$file" "\${dir:-/}" 2>/dev/null) || node_program "$@"
+  d1=\${devs%%[!0-9]*} d2=\${devs##*[!0-9]}
+  [ -n "$d1" ] && [ "$d1" = "$d2" ] && [ "$devs" = "$d1
+$d2" ] || node_program "$@"
 fi
+mv -fT -- "$file" "$p4" && exit 0
 `,
   });
 }

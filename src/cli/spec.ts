@@ -179,7 +179,7 @@ const SSE: OptionSpec[] = [
 
 const SPOOL_DIR: OptionSpec = {
   long: '--spool-dir', kind: 'value', metavar: 'DIR', extension: true, env: ['BARMAN_CLOUD_SPOOL_DIR'],
-  help: 'spool directory for parallel archiving and prefetching (default: $TMPDIR/barman-cloud-spool-<uid>)',
+  help: 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)',
 };
 
 const KMS_KEY_NAME: OptionSpec = {

@@ -153,7 +153,6 @@ export async function restoreWithPrefetch(
   spool: RestoreSpool,
   options: PrefetchOptions,
 ): Promise<boolean> {
-  await spool.ensure();
   await pruneSpool(spool, walName, options.maxAgeMs);
   let segmentSize = options.segmentSize ?? (await spool.segmentSize());
   const plainSegment = isSegmentName(walName);
@@ -188,7 +187,8 @@ export async function restoreWithPrefetch(
   if (plainSegment && !candidate.key.includes('.partial') && isValidSegmentSize(bytes) && bytes !== segmentSize) {
     // The real segment size, from a real segment: never assume 16 MiB.
     segmentSize = bytes;
-    await spool.setSegmentSize(bytes);
+    // Only a hint for later calls: the segment is in place whatever happens to the spool.
+    await spool.setSegmentSize(bytes).catch((e: Error) => log.debug(`Could not record the segment size in the spool: ${e.message}`));
     if (!early && options.parallel > 1) await fetchExtras(bytes);
   }
   await early;

@@ -4,43 +4,185 @@
 //   archive/<wal>.lock     claim of a WAL file being uploaded by some process (O_EXCL)
 //   restore/<wal>          a complete prefetched WAL file (written as .tmp then renamed)
 //   restore/segment-size   the WAL segment size learned from a downloaded segment
-//   source                 the store URL and server name, one per line (read by the shell front)
+// What the spool holds is believed without asking the store (a marker skips an upload, a prefetched
+// file becomes a segment), so it is used only when nobody else can have put anything there: every
+// level a real directory or regular file owned by us and writable by nobody else, inside a
+// directory where nobody else can swap it (trustedSpoolDir). The shell front of the WAL commands
+// (src/cli/fast-path.ts) applies the same rule.
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fs, constants as fsc } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { promises as fs, constants as fsc, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { log } from '../log.js';
 
-export function defaultSpoolRoot(): string {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
-  return join(tmpdir(), `barman-cloud-spool-${uid}`);
-}
-
-/** The spool directory of one archive: `<root>/<16 hex of sha256(url, server)>`. */
-export function spoolDirFor(root: string, storeUrl: string, serverName: string): string {
-  const id = createHash('sha256').update(`${storeUrl}\0${serverName}`).digest('hex').slice(0, 16);
-  return join(root, id);
+/**
+ * The default spool root: a hidden directory beside the WAL file PostgreSQL names (pg_wal for both
+ * archive_command's %p and restore_command's %p). pg_wal is private to the cluster's owner, so no
+ * other user can create the spool first; its contents stay out of base backups (barman's, ours,
+ * pg_basebackup's); and a prefetched file is on the destination's filesystem, so serving it is one
+ * rename.
+ */
+export function defaultSpoolRoot(walFileDir: string, euid: number): string {
+  return join(walFileDir, `.barman-cloud-spool-${euid}`);
 }
 
 /**
- * Record which (store URL, server name) a spool directory belongs to, in its `source` file (two
- * lines): the shell front of the WAL commands (src/cli/fast-path.ts) finds the directory by this
- * file instead of hashing. Written once, atomically.
+ * The spool directory of one archive: `<root>/<16 hex of sha256("<url>\n<server>\n")>`, the form the
+ * shell front hashes with a here-document. trustedSpoolDir refuses names holding a newline.
  */
-export async function recordSpoolSource(dir: string, storeUrl: string, serverName: string): Promise<void> {
-  const content = `${storeUrl}\n${serverName}\n`;
-  const path = join(dir, 'source');
-  if ((await fs.readFile(path, 'utf8').catch(() => null)) === content) return;
-  await ensureDir(dir);
-  await writeAtomic(path, content);
+export function spoolDirFor(root: string, storeUrl: string, serverName: string): string {
+  const id = createHash('sha256').update(`${storeUrl}\n${serverName}\n`).digest('hex').slice(0, 16);
+  return join(root, id);
 }
 
-async function ensureDir(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+type EntryStats = Pick<Stats, 'uid' | 'mode' | 'isDirectory' | 'isFile' | 'isSymbolicLink'>;
+
+/**
+ * Why an entry of the spool (from lstat/fstat) cannot be trusted, or null: it must be a directory
+ * or regular file itself (not a symlink), owned by `euid`, and not writable by group or others.
+ */
+export function distrust(st: EntryStats, kind: 'directory' | 'file', euid: number): string | null {
+  if (st.isSymbolicLink()) return 'is a symbolic link';
+  if (kind === 'directory' ? !st.isDirectory() : !st.isFile()) return `is not a ${kind === 'directory' ? 'directory' : 'regular file'}`;
+  if (st.uid !== euid) return `is owned by uid ${st.uid}, not ${euid}`;
+  if (st.mode & 0o022) return `is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  return null;
+}
+
+/**
+ * Why the directory holding the spool root cannot be trusted, or null: whoever may rename entries
+ * in it could swap our root for theirs after we checked it. Owned by root or `euid`, and writable
+ * by nobody else unless sticky (as /tmp).
+ */
+export function distrustParent(st: Pick<Stats, 'uid' | 'mode' | 'isDirectory'>, euid: number): string | null {
+  if (!st.isDirectory()) return 'is not a directory';
+  if (st.uid !== 0 && st.uid !== euid) return `is owned by uid ${st.uid}`;
+  if (st.mode & 0o022 && !(st.mode & 0o1000)) return `is writable by group or others without the sticky bit (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  return null;
+}
+
+function effectiveUid(): number | null {
+  return typeof process.geteuid === 'function' ? process.geteuid() : null;
+}
+
+let distrustReported = false;
+
+/** Say once per process, at debug level, why the spool is not used (not a failure: we work without it). */
+function reportDistrust(path: string, reason: string): void {
+  if (distrustReported) return;
+  distrustReported = true;
+  log.debug(`Not using the spool: ${path} ${reason}; working without it`);
+}
+
+const MISSING = Symbol('missing');
+
+/** Check one directory level, creating it (mode 0700) when `create`; the check after creation decides. */
+async function checkDir(path: string, euid: number, create: boolean): Promise<string | null | typeof MISSING> {
+  let st = await fs.lstat(path).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : e));
+  if (st instanceof Error) return `cannot be examined (${(st as NodeJS.ErrnoException).code})`;
+  if (!st) {
+    if (!create) return MISSING;
+    try {
+      await fs.mkdir(path, { mode: 0o700 });
+    } catch (e) {
+      // Someone else may have created it meanwhile: the check below decides about what is there.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return `cannot be created (${(e as NodeJS.ErrnoException).code})`;
+    }
+    st = await fs.lstat(path).catch(() => null);
+    if (!st) return 'vanished after its creation';
+  }
+  return distrust(st, 'directory', euid);
+}
+
+/**
+ * The `archive` or `restore` directory of the spool of one archive, checked level by level (see
+ * distrust and distrustParent) and, with `create`, made where missing. Null when the spool must
+ * not be used (said once at debug level) or, without `create`, does not exist yet. Never changes
+ * the mode or owner of anything it did not create.
+ */
+export async function trustedSpoolDir(
+  root: string,
+  storeUrl: string,
+  serverName: string,
+  sub: 'archive' | 'restore',
+  create: boolean,
+): Promise<string | null> {
+  const euid = effectiveUid();
+  // Two (url, server) pairs must never share a directory: with a newline in either, they could.
+  if (euid === null || /\n/.test(storeUrl + serverName)) return null;
+  const parent = dirname(root);
+  if (create) await fs.mkdir(parent, { recursive: true, mode: 0o700 }).catch(() => undefined);
+  const pst = await fs.stat(parent).catch(() => null);
+  if (!pst) {
+    if (create) reportDistrust(parent, 'cannot be examined');
+    return null;
+  }
+  const why = distrustParent(pst, euid);
+  if (why) {
+    reportDistrust(parent, why);
+    return null;
+  }
+  const store = spoolDirFor(root, storeUrl, serverName);
+  for (const level of [root, store, join(store, sub)]) {
+    const reason = await checkDir(level, euid, create);
+    if (reason === MISSING) return null;
+    if (reason) {
+      reportDistrust(level, reason);
+      return null;
+    }
+  }
+  return join(store, sub);
+}
+
+/**
+ * Open a file of the spool for reading only if it is a regular file of ours that nobody else can
+ * write (O_NOFOLLOW: a symlink is refused by the kernel, not by a check that could race).
+ * Null when missing or not trusted.
+ */
+async function openTrusted(path: string): Promise<{ fh: fs.FileHandle; st: Stats } | null> {
+  const euid = effectiveUid();
+  if (euid === null) return null;
+  let fh: fs.FileHandle;
+  try {
+    // O_NONBLOCK: a FIFO planted here must not hang the call.
+    fh = await fs.open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') reportDistrust(path, code === 'ELOOP' ? 'is a symbolic link' : `cannot be opened (${code})`);
+    return null;
+  }
+  const st = await fh.stat();
+  const why = distrust(st, 'file', euid);
+  if (why) {
+    await fh.close();
+    reportDistrust(path, why);
+    return null;
+  }
+  return { fh, st };
+}
+
+/** The content of a trusted spool file, or null. */
+async function readTrusted(path: string): Promise<string | null> {
+  const f = await openTrusted(path);
+  if (!f) return null;
+  try {
+    return await f.fh.readFile('utf8');
+  } catch {
+    return null;
+  } finally {
+    await f.fh.close();
+  }
+}
+
+/** The stats of a trusted spool file, or null. */
+async function statTrusted(path: string): Promise<Stats | null> {
+  const f = await openTrusted(path);
+  if (!f) return null;
+  await f.fh.close();
+  return f.st;
 }
 
 /** Write a file atomically: temp in the same directory, fsync, rename. */
 export async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
-  await ensureDir(dirname(path));
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const fh = await fs.open(tmp, 'wx', 0o600);
   try {
@@ -95,15 +237,15 @@ export interface ArchiveMarker {
   mtimeNs: string;
 }
 
+/** The `archive` directory of a spool, as returned by trustedSpoolDir. */
 export class ArchiveSpool {
-  readonly dir: string;
-  constructor(spoolDir: string) {
-    this.dir = join(spoolDir, 'archive');
-  }
+  constructor(readonly dir: string) {}
 
   async readMarker(walName: string): Promise<ArchiveMarker | null> {
+    const text = await readTrusted(join(this.dir, walName));
+    if (text === null) return null;
     try {
-      return JSON.parse(await fs.readFile(join(this.dir, walName), 'utf8')) as ArchiveMarker;
+      return JSON.parse(text) as ArchiveMarker;
     } catch {
       return null;
     }
@@ -123,7 +265,6 @@ export class ArchiveSpool {
    * Returns a release function, or null when another live process holds it.
    */
   async claim(walName: string, staleMs = 10 * 60_000): Promise<(() => Promise<void>) | null> {
-    await ensureDir(this.dir);
     const lock = join(this.dir, `${walName}.lock`);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -165,21 +306,19 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** The `restore` directory of a spool, as returned by trustedSpoolDir. */
 export class RestoreSpool {
-  readonly dir: string;
-  constructor(spoolDir: string) {
-    this.dir = join(spoolDir, 'restore');
-  }
+  constructor(readonly dir: string) {}
 
   path(walName: string): string {
     return join(this.dir, walName);
   }
 
-  /** A prefetched file younger than `maxAgeMs`, or null. */
+  /** A prefetched file younger than `maxAgeMs` that only we can have written, or null. */
   async lookup(walName: string, maxAgeMs: number): Promise<string | null> {
     const p = this.path(walName);
-    const st = await fs.stat(p).catch(() => null);
-    if (!st || !st.isFile()) return null;
+    const st = await statTrusted(p);
+    if (!st) return null;
     if (Date.now() - st.mtimeMs > maxAgeMs) {
       await fs.rm(p, { force: true });
       return null;
@@ -187,12 +326,9 @@ export class RestoreSpool {
     return p;
   }
 
+  /** A trusted prefetched copy exists (anything else there is replaced by the next download). */
   async has(walName: string): Promise<boolean> {
-    return (await fs.stat(this.path(walName)).catch(() => null)) !== null;
-  }
-
-  async ensure(): Promise<void> {
-    await ensureDir(this.dir);
+    return (await statTrusted(this.path(walName))) !== null;
   }
 
   async entries(): Promise<string[]> {
@@ -204,7 +340,7 @@ export class RestoreSpool {
   }
 
   async segmentSize(): Promise<number | undefined> {
-    const v = Number(await fs.readFile(join(this.dir, 'segment-size'), 'utf8').catch(() => ''));
+    const v = Number((await readTrusted(join(this.dir, 'segment-size'))) ?? '');
     return v > 0 ? v : undefined;
   }
 

@@ -135,13 +135,26 @@ describe('wal-restore', () => {
     expect(existsSync(spooled(seg(2)))).toBe(false);
   });
 
-  it('serves only the spool of the same store and server (matched by its source file)', () => {
+  it('serves only the spool of the same store and server (found by the hash of both)', () => {
     const dest = join(out, 'RECOVERYXLOG');
     expect(existsSync(spooled(seg(3)))).toBe(true);
-    expect(readFileSync(join(spoolDirFor(spoolRoot, store, 'srv'), 'source'), 'utf8')).toBe(`${store}\nsrv\n`);
     expect(run(RESTORE, ['--parallel', '3', '--spool-dir', spoolRoot, store, 'other', seg(3), dest], NO_NODE).code).not.toBe(0);
     expect(run(RESTORE, ['--parallel', '3', '--spool-dir', spoolRoot, `${store}/`, 'srv', seg(3), dest], NO_NODE).code).not.toBe(0);
     expect(existsSync(spooled(seg(3)))).toBe(true);
+  });
+
+  it('finds the spool of a server name with shell-special characters by the same hash as Node', () => {
+    const odd = 'srv \\$x`%s\'"';
+    const dest = join(out, 'RECOVERYXLOG');
+    const args = (name: string) => ['--parallel', '3', '--spool-dir', spoolRoot, store, odd, name, dest];
+    // Nothing archived under that name: Node finds nothing (exit 1) but the spool is made for it.
+    expect(run(RESTORE, args(seg(1))).code).toBe(1);
+    const restoreDir = join(spoolDirFor(spoolRoot, store, odd), 'restore');
+    expect(existsSync(restoreDir)).toBe(true);
+    cpSync(join(walDir, seg(5)), join(restoreDir, seg(5)));
+    const r = run(RESTORE, args(seg(5)), NO_NODE);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(readFileSync(join(walDir, seg(5))))).toBe(true);
   });
 
   it('leaves a stale prefetched file, a missing one and an odd name to Node', () => {
@@ -156,5 +169,48 @@ describe('wal-restore', () => {
     const r = run(RESTORE, [...spoolArgs(), seg(3), dest]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(dest).equals(readFileSync(join(walDir, seg(3))))).toBe(true);
+  });
+});
+
+describe('default spool location: beside the WAL file PostgreSQL names', () => {
+  // PostgreSQL runs both commands in PGDATA with %p in pg_wal: the default root is pg_wal's.
+  let pgdata: string;
+  let defaultStore: string;
+  const uid = process.getuid!();
+  const spoolOf = (sub: string, name: string) =>
+    join(spoolDirFor(join(pgdata, 'pg_wal', `.barman-cloud-spool-${uid}`), defaultStore, 'srv'), sub, name);
+  const runIn = (bin: string, args: string[], extra: Record<string, string | undefined> = {}) => {
+    const r = spawnSync(bin, args, { env: cleanEnv(extra), encoding: 'utf8', cwd: pgdata });
+    return { code: r.status, stderr: r.stderr };
+  };
+
+  beforeAll(() => {
+    pgdata = join(tmp, 'pgdata');
+    mkdirSync(join(pgdata, 'pg_wal', 'archive_status'), { recursive: true });
+    defaultStore = `file://${join(tmp, 'default-store')}`;
+    mkdirSync(join(tmp, 'default-store'));
+    for (let i = 1; i <= 3; i++) {
+      const data = Buffer.alloc(1 << 20, i);
+      writeFileSync(join(pgdata, 'pg_wal', seg(i)), data);
+      writeFileSync(join(pgdata, 'pg_wal', 'archive_status', `${seg(i)}.ready`), '');
+    }
+  });
+
+  it('archive: markers in pg_wal/.barman-cloud-spool-<uid>, a later call answered by the shell', () => {
+    const first = runIn(ARCHIVE, ['--max-parallel', '3', defaultStore, 'srv', `pg_wal/${seg(1)}`]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(existsSync(spoolOf('archive', seg(2)))).toBe(true);
+    const hit = runIn(ARCHIVE, ['--max-parallel', '3', defaultStore, 'srv', `pg_wal/${seg(2)}`], NO_NODE);
+    expect(hit.code, hit.stderr).toBe(0);
+    expect(existsSync(spoolOf('archive', seg(2)))).toBe(false);
+  });
+
+  it('restore: prefetched into pg_wal/.barman-cloud-spool-<uid>, served by the shell', () => {
+    const first = runIn(RESTORE, ['--parallel', '3', defaultStore, 'srv', seg(1), 'pg_wal/RECOVERYXLOG']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(existsSync(spoolOf('restore', seg(2)))).toBe(true);
+    const hit = runIn(RESTORE, ['--parallel', '3', defaultStore, 'srv', seg(2), 'pg_wal/RECOVERYXLOG'], NO_NODE);
+    expect(hit.code, hit.stderr).toBe(0);
+    expect(readFileSync(join(pgdata, 'pg_wal', 'RECOVERYXLOG')).equals(readFileSync(join(pgdata, 'pg_wal', seg(2))))).toBe(true);
   });
 });

@@ -3,7 +3,7 @@
 // timeline switch after a promotion.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, mkdtempSync, rmSync, chmodSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
@@ -24,6 +24,8 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
   let spool: string;
   const clusters: PgCluster[] = [];
   const url = () => ['--endpoint-url', moto.url, 's3://pgwal/cluster', 'srv'];
+  // The default spool root of a cluster's tools (they run as the owner of the data directory).
+  const defaultSpool = (dataDir: string) => join(dataDir, 'pg_wal', `.barman-cloud-spool-${statSync(primary.dataDir).uid}`);
   const serverEnv = () => ({ ...S3_ENV, HOME: '/tmp' });
 
   // archive_command: keep a copy for the byte-for-byte check, then archive with our tool.
@@ -52,6 +54,8 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
     const modes: string[][] = [
       [], ['-z'], ['-j'], ['--xz'], ['--snappy'], ['--zstd'], ['--lz4'],
       ['--lz4', '--max-parallel', '4', '--spool-dir', spool],
+      // The default spool: pg_wal/.barman-cloud-spool-<uid> (src/wal/spool.ts).
+      ['--lz4', '--max-parallel', '4'],
     ];
     let last = '';
     for (const flags of modes) {
@@ -80,6 +84,8 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
     }
     const failed = await primary.psql('SELECT failed_count FROM pg_stat_archiver');
     expect(Number(failed)).toBe(0);
+    expect(existsSync(join(defaultSpool(primary.dataDir), 'archive'))).toBe(false); // the per-store level sits between
+    expect(readdirSync(defaultSpool(primary.dataDir)).length).toBe(1);
   }, 300_000);
 
   it('recovers a base backup through wal-restore, with and without prefetch, across a promotion', async () => {
@@ -87,6 +93,8 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
     await primary.reload();
     await primary.psql('CREATE TABLE IF NOT EXISTS t (id int primary key, phase text)');
     const base = await baseBackup(primary);
+    // pg_basebackup leaves pg_wal's contents out, the default spool with them.
+    expect(existsSync(defaultSpool(base))).toBe(false);
     await primary.psql("INSERT INTO t SELECT g, 'after-backup' FROM generate_series(1, 1000) g");
     await primary.pgbench(['-c', '2', '-T', '2', '-n']);
     await primary.psql("INSERT INTO t VALUES (1001, 'last on primary')");
@@ -115,7 +123,7 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
 
     // 2. The same base backup with prefetch follows the history file to timeline 2.
     const r2 = await recoveryCluster(base, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', ['--parallel', '4', '--spool-dir', spool, ...url()])} %f %p`,
+      restoreCommand: `${toolCommand('barman-cloud-wal-restore', ['--parallel', '4', ...url()])} %f %p`,
       signal: 'recovery',
       conf: { recovery_target_action: 'promote', recovery_target_timeline: 'latest', archive_mode: 'off' },
       serverEnv: serverEnv(),
@@ -128,6 +136,8 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
     expect(await r2.psql('SELECT timeline_id FROM pg_control_checkpoint()')).toBe('3');
     // The prefetch really served segments: recovery logged restores, and the spool was used.
     expect(r2.logTail(400)).toMatch(/restored log file "000000020000000000000/);
+    // With the default spool, beside %p in the recovering cluster's pg_wal.
+    expect(readdirSync(defaultSpool(r2.dataDir)).length).toBe(1);
   }, 300_000);
 });
 

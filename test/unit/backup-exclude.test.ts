@@ -239,6 +239,9 @@ describe('PGDATA decisions', () => {
   it('decide(): excluded directories are pruned, "contents of" rules keep the directory', () => {
     expect(filter.decide('pg_wal', true)).toEqual({ include: true, descend: true });
     expect(filter.decide('pg_wal/archive_status', true)).toEqual({ include: false, descend: false });
+    // The default WAL spool (src/wal/spool.ts) never travels into a base backup.
+    expect(filter.decide('pg_wal/.barman-cloud-spool-26', true)).toEqual({ include: false, descend: false });
+    expect(isPathIncluded(filter, 'pg_wal/.barman-cloud-spool-26/0123456789abcdef/restore/000000010000000000000002', false)).toBe(false);
     expect(filter.decide('pg_replslot', true)).toEqual({ include: true, descend: true });
     expect(filter.decide('pg_replslot/s', true)).toEqual({ include: false, descend: false });
     expect(filter.decide('./postmaster.pid', false)).toEqual({ include: false, descend: false });

@@ -1,13 +1,13 @@
 // barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
 import { isWalName } from '../../wal/names.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
-import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, recordSpoolSource, spoolDirFor } from '../../wal/spool.js';
+import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { downloadTo, findWal } from '../../wal/restore.js';
 import type { CommandContext, CommandModule } from '../context.js';
@@ -30,9 +30,15 @@ function positiveFromEnv(env: Env, name: string): number | undefined {
   return n;
 }
 
-function spoolDir(ctx: CommandContext): string {
-  const root = (ctx.args.options['spool-dir'] as string | undefined) ?? (ctx.env.BARMAN_CLOUD_SPOOL_DIR || defaultSpoolRoot());
-  return spoolDirFor(root, storeUrl(ctx), ctx.args.positionals.server_name!);
+/**
+ * The `archive` or `restore` directory of this archive's spool when it may be used (see
+ * trustedSpoolDir), else null. The default root sits beside `walFile`, the path PostgreSQL gives
+ * us (its %p: a file in pg_wal).
+ */
+function spoolDir(ctx: CommandContext, walFile: string, sub: 'archive' | 'restore', create: boolean): Promise<string | null> {
+  const euid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
+  const root = (ctx.args.options['spool-dir'] as string | undefined) ?? (ctx.env.BARMAN_CLOUD_SPOOL_DIR || defaultSpoolRoot(dirname(walFile), euid));
+  return trustedSpoolDir(root, storeUrl(ctx), ctx.args.positionals.server_name!, sub, create);
 }
 
 export const walArchive: CommandModule = {
@@ -47,10 +53,9 @@ export const walArchive: CommandModule = {
     const opts = ctx.args.options;
     const walPath = ctx.args.positionals.wal_path!;
     const maxParallel = (opts['max-parallel'] as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
-    const dir = maxParallel > 1 ? spoolDir(ctx) : undefined;
-    const spool = dir ? new ArchiveSpool(dir) : undefined;
     // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
-    if (spool && (await archivedBySpool(spool, walPath))) return EXIT.OK;
+    const existing = maxParallel > 1 ? await spoolDir(ctx, walPath, 'archive', false) : null;
+    if (existing && (await archivedBySpool(new ArchiveSpool(existing), walPath))) return EXIT.OK;
 
     const codec = CODEC_FLAGS.find(([flag]) => opts[flag] === true)?.[1];
     const level = codec ? resolveLevel(codec, opts['compression-level'] as LevelSpec | undefined) : undefined;
@@ -67,8 +72,10 @@ export const walArchive: CommandModule = {
     const { store, resolved } = await openContextStore(ctx);
     try {
       const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!);
-      if (dir && spool) {
-        await recordSpoolSource(dir, storeUrl(ctx), ctx.args.positionals.server_name!);
+      // Without a spool we can trust, the requested file alone is archived.
+      const dir = maxParallel > 1 ? await spoolDir(ctx, walPath, 'archive', true) : null;
+      if (dir) {
+        const spool = new ArchiveSpool(dir);
         await spool.prune(24 * 3600_000);
         await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
       } else {
@@ -91,19 +98,19 @@ export const walRestore: CommandModule = {
     const opts = ctx.args.options;
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals as Record<string, string>;
     const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
-    const dir = parallel > 1 ? spoolDir(ctx) : undefined;
-    const spool = dir ? new RestoreSpool(dir) : undefined;
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
-    if (spool && (await restoredFromSpool(spool, walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
+    const existing = parallel > 1 ? await spoolDir(ctx, dest, 'restore', false) : null;
+    if (existing && (await restoredFromSpool(new RestoreSpool(existing), walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
 
     const { store, resolved } = await openContextStore(ctx);
     try {
       const layout = new ServerLayout(resolved.url.path, serverName);
       const noPartial = opts['no-partial'] === true;
       let found: boolean;
-      if (dir && spool) {
-        await recordSpoolSource(dir, storeUrl(ctx), serverName);
-        found = await restoreWithPrefetch(store, layout, walName, dest, spool, {
+      // Without a spool we can trust, the requested file alone is downloaded.
+      const dir = parallel > 1 ? await spoolDir(ctx, dest, 'restore', true) : null;
+      if (dir) {
+        found = await restoreWithPrefetch(store, layout, walName, dest, new RestoreSpool(dir), {
           parallel,
           noPartial,
           segmentSize: opts['wal-segment-size'] as number | undefined,

@@ -1,0 +1,413 @@
+// The spool is believed without asking the store (a marker skips an upload, a prefetched file is
+// installed as a segment), so a spool someone else could write must not be used (issue #12 item 1).
+// Every hostile shape below is built for real (another user is `nobody`, via chown: the suite runs
+// as root in CI), then both the shell front (bin/ run directly, Node forbidden) and the Node program
+// (`node bin/…`, which skips the shell) must ignore it: the planted bytes are never installed, the
+// real segment comes from the store (exit 1 when the store has none), and archiving really uploads.
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spoolDirFor } from '../../src/wal/spool.ts';
+import { DEFAULT_RETRY, openObjectStore, type StoreConfig } from '../../src/storage/config.ts';
+import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { ROOT, commandExists, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+
+const IS_ROOT = process.getuid?.() === 0;
+const NOBODY = 65534;
+const ARCHIVE = 'barman-cloud-wal-archive';
+const RESTORE = 'barman-cloud-wal-restore';
+/** Any Node start fails with this: only the shell front can succeed. */
+const NO_NODE = { NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' };
+const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
+const SEG_SIZE = 1 << 20;
+
+const seg = (n: number) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`;
+const segmentBytes = (n: number) => {
+  const b = Buffer.alloc(SEG_SIZE);
+  for (let off = 0; off < b.length; off += 4096) b.writeUInt32LE((n * 104729 + off) >>> 0, off);
+  return b;
+};
+const PLANTED = Buffer.alloc(SEG_SIZE, 'X');
+
+let tmp: string;
+let moto: ServerHandle;
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'spool-trust-'));
+  moto = await startMoto();
+  await createS3Bucket(moto.url, 'trust');
+});
+
+afterAll(async () => {
+  await moto?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+// ---- stores ---------------------------------------------------------------------------------------
+
+interface Store {
+  kind: 'file' | 's3';
+  url: string;
+  args: string[];
+  env: Record<string, string>;
+  config: () => StoreConfig;
+}
+
+const fileStore = (): Store => {
+  const dir = join(tmp, 'store');
+  mkdirSync(dir, { recursive: true });
+  return { kind: 'file', url: `file://${dir}`, args: [`file://${dir}`], env: {}, config: () => ({ provider: 'file', bucket: dir, retry: DEFAULT_RETRY }) };
+};
+
+const s3Store = (): Store => ({
+  kind: 's3',
+  url: 's3://trust/pfx',
+  args: ['--endpoint-url', moto.url, 's3://trust/pfx'],
+  env: S3_ENV,
+  config: () => ({
+    provider: 'aws-s3', bucket: 'trust', retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  }) as StoreConfig,
+});
+
+const walKey = (store: Store, server: string, name: string) =>
+  `${store.kind === 's3' ? 'pfx/' : ''}${server}/wals/${name.slice(0, 16)}/${name}`;
+
+async function putSegment(store: Store, server: string, name: string, data: Buffer): Promise<void> {
+  const s = await openObjectStore(store.config());
+  await s.put(walKey(store, server, name), data);
+  await s.close();
+}
+
+async function storedSegment(store: Store, server: string, name: string): Promise<Buffer | null> {
+  const s = await openObjectStore(store.config());
+  try {
+    return (await s.head(walKey(store, server, name))) ? await s.getBuffer(walKey(store, server, name)) : null;
+  } finally {
+    await s.close();
+  }
+}
+
+// ---- hostile shapes -------------------------------------------------------------------------------
+
+interface Layout {
+  parent: string; // the directory holding the spool root
+  root: string;
+  store: string; // the per-store directory (hashed name)
+  sub: string; // archive/ or restore/
+  entry: string; // archive/<wal> marker or restore/<wal> prefetched file
+}
+
+function dir(path: string, mode: number, uid = 0): void {
+  mkdirSync(path, { recursive: true });
+  chmodSync(path, mode);
+  chownSync(path, uid, uid === 0 ? 0 : NOBODY);
+}
+
+function file(path: string, content: Buffer | string, mode: number, uid = 0): void {
+  writeFileSync(path, content);
+  chmodSync(path, mode);
+  chownSync(path, uid, uid === 0 ? 0 : NOBODY);
+}
+
+/** A trusted layout (what we would create ourselves), then one thing made hostile. */
+interface Shape {
+  name: string;
+  build(l: Layout, content: Buffer | string, storeUrl: string, server: string): void;
+}
+
+function plain(l: Layout, content: Buffer | string, storeUrl: string, server: string, o: {
+  parent?: number; root?: [number, number]; store?: [number, number]; sub?: [number, number]; entry?: [number, number];
+} = {}): void {
+  dir(l.parent, o.parent ?? 0o755);
+  dir(l.root, ...(o.root ?? [0o700, 0] as [number, number]));
+  dir(l.store, ...(o.store ?? [0o700, 0] as [number, number]));
+  // What the shell front before this fix looked for to find the directory: an attacker writes it too.
+  file(join(l.store, 'source'), `${storeUrl}\n${server}\n`, 0o644, (o.store ?? [0, 0])[1]);
+  dir(l.sub, ...(o.sub ?? [0o700, 0] as [number, number]));
+  file(l.entry, content, ...(o.entry ?? [0o600, 0] as [number, number]));
+}
+
+/** Build the real thing elsewhere and put a symlink at `at`. */
+function symlinked(at: string, build: (real: string) => void): void {
+  const real = `${at}-real`;
+  build(real);
+  symlinkSync(real, at);
+}
+
+const SHAPES: Shape[] = [
+  {
+    name: 'root pre-created by another user, mode 0777 (the reported attack)',
+    build: (l, c, u, s) => plain(l, c, u, s, { root: [0o777, NOBODY], store: [0o755, NOBODY], sub: [0o755, NOBODY], entry: [0o644, NOBODY] }),
+  },
+  {
+    name: 'root owned by another user, mode 0755',
+    build: (l, c, u, s) => plain(l, c, u, s, { root: [0o755, NOBODY] }),
+  },
+  { name: 'root ours, mode 0777', build: (l, c, u, s) => plain(l, c, u, s, { root: [0o777, 0] }) },
+  { name: 'root ours, mode 0770', build: (l, c, u, s) => plain(l, c, u, s, { root: [0o770, 0] }) },
+  {
+    name: 'root is a symlink',
+    build: (l, c, u, s) => {
+      dir(l.parent, 0o755);
+      symlinked(l.root, (real) => plain({ ...l, root: real, store: l.store.replace(l.root, real), sub: l.sub.replace(l.root, real), entry: l.entry.replace(l.root, real) }, c, u, s));
+    },
+  },
+  {
+    name: 'per-store directory is a symlink',
+    build: (l, c, u, s) => {
+      dir(l.parent, 0o755);
+      dir(l.root, 0o700);
+      symlinked(l.store, (real) => plain({ ...l, store: real, sub: l.sub.replace(l.store, real), entry: l.entry.replace(l.store, real) }, c, u, s));
+    },
+  },
+  { name: 'per-store directory owned by another user', build: (l, c, u, s) => plain(l, c, u, s, { store: [0o755, NOBODY] }) },
+  { name: 'archive/ or restore/ mode 0777', build: (l, c, u, s) => plain(l, c, u, s, { sub: [0o777, 0] }) },
+  {
+    name: 'the entry is a symlink',
+    build: (l, c, u, s) => {
+      plain(l, 'placeholder', u, s);
+      rmSync(l.entry);
+      const target = join(l.parent, 'planted');
+      file(target, c, 0o600);
+      symlinkSync(target, l.entry);
+    },
+  },
+  { name: 'the entry is owned by another user', build: (l, c, u, s) => plain(l, c, u, s, { entry: [0o644, NOBODY] }) },
+  { name: 'the entry is group-writable', build: (l, c, u, s) => plain(l, c, u, s, { entry: [0o660, 0] }) },
+  { name: 'the root sits in a directory others can write, without the sticky bit', build: (l, c, u, s) => plain(l, c, u, s, { parent: 0o777 }) },
+];
+
+function layoutAt(root: string, storeUrl: string, server: string, sub: 'archive' | 'restore', name: string): Layout {
+  const store = spoolDirFor(root, storeUrl, server);
+  return { parent: dirname(root), root, store, sub: join(store, sub), entry: join(store, sub, name) };
+}
+
+const layoutFor = (caseDir: string, storeUrl: string, server: string, sub: 'archive' | 'restore', name: string) =>
+  layoutAt(join(caseDir, 'parent', 'spool'), storeUrl, server, sub, name);
+
+/** A second planted entry of the same kind (symlink, owner, mode) as `from`. */
+function cloneEntry(from: string, to: string, content: Buffer): void {
+  const st = lstatSync(from);
+  if (st.isSymbolicLink()) {
+    const target = `${to}-target`;
+    writeFileSync(target, content);
+    symlinkSync(target, to);
+    return;
+  }
+  writeFileSync(to, content);
+  chownSync(to, st.uid, st.gid);
+  chmodSync(to, st.mode & 0o7777);
+}
+
+let caseSeq = 0;
+
+// ---- wal-restore ----------------------------------------------------------------------------------
+
+async function restoreCase(store: Store, shape: Shape): Promise<void> {
+  const n = ++caseSeq;
+  const server = `srv${n}`;
+  const caseDir = join(tmp, `restore-${n}`);
+  const inStore = seg(2 * n); // in the store: the real bytes must win
+  const notInStore = seg(2 * n + 1); // only planted: exit 1
+  const real = segmentBytes(n);
+  await putSegment(store, server, inStore, real);
+  // Both planted files live in one spool layout (the entry is built for `inStore`, the other copied beside it).
+  const l = layoutFor(caseDir, store.url, server, 'restore', inStore);
+  shape.build(l, PLANTED, store.url, server);
+  cloneEntry(l.entry, join(dirname(l.entry), notInStore), PLANTED);
+  const before = modes(l);
+  const pgWal = join(caseDir, 'pg_wal');
+  mkdirSync(pgWal);
+  const dest = join(pgWal, 'RECOVERYXLOG');
+  const args = (name: string) => ['--parallel', '3', '--spool-dir', l.root, ...store.args, server, name, dest];
+
+  // The shell front alone: it must decline (and so fail here, Node being forbidden), touching nothing.
+  const sh = spawnSync(join(ROOT, 'bin', RESTORE), args(inStore), { env: cleanEnv({ ...store.env, ...NO_NODE }), encoding: 'utf8' });
+  expect(sh.status, `shell served the planted file: ${shape.name}`).not.toBe(0);
+  expect(existsSync(dest)).toBe(false);
+  expect(readFileSync(l.entry).equals(PLANTED)).toBe(true);
+
+  // Node alone: the real segment from the store, and the reason said once at debug level.
+  const node = await runBin(RESTORE, ['-vv', ...args(inStore)], { env: cleanEnv(store.env) });
+  expect(node.code, node.stderr).toBe(0);
+  expect(readFileSync(dest).equals(real), `planted bytes installed: ${shape.name}`).toBe(true);
+  expect(node.stderr.match(/DEBUG: Not using the spool/g)?.length, node.stderr).toBe(1);
+
+  // A segment the store does not have: exit 1, whatever the spool holds.
+  rmSync(dest);
+  for (const r of [
+    spawnSync(join(ROOT, 'bin', RESTORE), args(notInStore), { env: cleanEnv(store.env), encoding: 'utf8' }),
+    spawnSync(process.execPath, [join(ROOT, 'bin', RESTORE), ...args(notInStore)], { env: cleanEnv(store.env), encoding: 'utf8' }),
+  ]) {
+    expect(r.status, r.stderr).toBe(1);
+    expect(existsSync(dest)).toBe(false);
+  }
+  // Nothing we did not create was "fixed".
+  expect(modes(l)).toEqual(before);
+}
+
+// ---- wal-archive ----------------------------------------------------------------------------------
+
+async function archiveCase(store: Store, shape: Shape): Promise<void> {
+  const n = ++caseSeq;
+  const server = `srv${n}`;
+  const caseDir = join(tmp, `archive-${n}`);
+  const pgWal = join(caseDir, 'pg_wal');
+  mkdirSync(pgWal, { recursive: true });
+  const name = seg(2 * n);
+  const walPath = join(pgWal, name);
+  const real = segmentBytes(n);
+  writeFileSync(walPath, real);
+  // A marker that matches the file exactly: believed, it would skip the upload.
+  const st = statSync(walPath, { bigint: true });
+  const marker = JSON.stringify({ size: Number(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs) });
+  const l = layoutFor(caseDir, store.url, server, 'archive', name);
+  shape.build(l, marker, store.url, server);
+  const before = modes(l);
+  const args = ['--max-parallel', '3', '--spool-dir', l.root, ...store.args, server, walPath];
+
+  const sh = spawnSync(join(ROOT, 'bin', ARCHIVE), args, { env: cleanEnv({ ...store.env, ...NO_NODE }), encoding: 'utf8' });
+  expect(sh.status, `shell believed the planted marker: ${shape.name}`).not.toBe(0);
+  expect(readFileSync(l.entry, 'utf8')).toBe(marker);
+
+  const node = await runBin(ARCHIVE, ['-vv', ...args], { env: cleanEnv(store.env) });
+  expect(node.code, node.stderr).toBe(0);
+  const stored = await storedSegment(store, server, name);
+  expect(stored?.equals(real), `upload skipped on a planted marker: ${shape.name}`).toBe(true);
+  expect(node.stderr.match(/DEBUG: Not using the spool/g)?.length, node.stderr).toBe(1);
+  expect(modes(l)).toEqual(before);
+}
+
+/** Type, owner and mode of every level, not following symlinks. */
+function modes(l: Layout): string[] {
+  return [l.parent, l.root, l.store, l.sub, l.entry].map((p) => {
+    const st = lstatSync(p);
+    return `${p} ${st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : 'f'} ${st.uid} ${(st.mode & 0o7777).toString(8)}`;
+  });
+}
+
+// ---- the tests ------------------------------------------------------------------------------------
+
+describe.skipIf(!IS_ROOT)('a spool someone else could write is not used (file store)', () => {
+  const store = () => fileStore();
+  for (const shape of SHAPES) {
+    it(`wal-restore --parallel: ${shape.name}`, async () => restoreCase(store(), shape), 60_000);
+    it(`wal-archive --max-parallel: ${shape.name}`, async () => archiveCase(store(), shape), 60_000);
+  }
+});
+
+describe.skipIf(!IS_ROOT)('a spool someone else could write is not used (S3 on moto)', () => {
+  for (const shape of [SHAPES[0], SHAPES.find((s) => s.name.includes('entry is owned'))!]) {
+    it(`wal-restore --parallel: ${shape.name}`, async () => restoreCase(s3Store(), shape), 60_000);
+    it(`wal-archive --max-parallel: ${shape.name}`, async () => archiveCase(s3Store(), shape), 60_000);
+  }
+});
+
+// Alpine's applets differ from GNU's (find, stat, mv): the shell front must still decline every
+// hostile shape there. Only busybox's applets are on the PATH, no node: a decline exits 127.
+describe.skipIf(!IS_ROOT || !commandExists('busybox'))('the shell front under busybox', () => {
+  let bb: string;
+  beforeAll(() => {
+    bb = join(tmp, 'busybox-bin');
+    mkdirSync(bb);
+    for (const applet of ['sh', 'find', 'sha256sum', 'stat', 'mv', 'rm', 'id']) symlinkSync('/bin/busybox', join(bb, applet));
+  });
+  const shell = (args: string[]) =>
+    spawnSync(join(bb, 'sh'), [join(ROOT, 'bin', RESTORE), ...args], { env: { PATH: bb }, encoding: 'utf8' });
+
+  for (const shape of SHAPES) {
+    it(`declines: ${shape.name}`, () => {
+      const store = fileStore();
+      const n = ++caseSeq;
+      const l = layoutFor(join(tmp, `busybox-${n}`), store.url, `srv${n}`, 'restore', seg(2 * n));
+      shape.build(l, PLANTED, store.url, `srv${n}`);
+      const dest = join(tmp, `busybox-${n}`, 'RECOVERYXLOG');
+      const r = shell(['--parallel', '3', '--spool-dir', l.root, ...store.args, `srv${n}`, seg(2 * n), dest]);
+      expect(r.status, r.stderr).toBe(127);
+      expect(existsSync(dest)).toBe(false);
+      expect(readFileSync(l.entry).equals(PLANTED)).toBe(true);
+    });
+  }
+
+  it('serves a spool of our own', () => {
+    const store = fileStore();
+    const n = ++caseSeq;
+    const l = layoutFor(join(tmp, `busybox-${n}`), store.url, `srv${n}`, 'restore', seg(2 * n));
+    plain(l, segmentBytes(n), store.url, `srv${n}`);
+    const dest = join(tmp, `busybox-${n}`, 'RECOVERYXLOG');
+    const r = shell(['--parallel', '3', '--spool-dir', l.root, ...store.args, `srv${n}`, seg(2 * n), dest]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(n))).toBe(true);
+  });
+});
+
+describe.skipIf(!IS_ROOT)('a spool of our own', () => {
+  it('is created 0700 level by level even under umask 0, and then used by both fronts', async () => {
+    const store = fileStore();
+    const server = 'srv-own';
+    const names = [seg(0x90), seg(0x91)];
+    for (const [i, name] of names.entries()) await putSegment(store, server, name, segmentBytes(0x90 + i));
+    const root = join(tmp, 'own', 'spool');
+    const dest = join(tmp, 'own', 'RECOVERYXLOG');
+    mkdirSync(dirname(root), { mode: 0o755 });
+    const args = (name: string) => ['--parallel', '2', '--spool-dir', root, ...store.args, server, name, dest];
+    const r = spawnSync('sh', ['-c', 'umask 0; exec "$@"', 'sh', process.execPath, join(ROOT, 'bin', RESTORE), ...args(names[0])], {
+      env: cleanEnv(), encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const l = layoutAt(root, store.url, server, 'restore', names[1]);
+    for (const d of [l.root, l.store, l.sub]) expect((lstatSync(d).mode & 0o777).toString(8)).toBe('700');
+    expect((lstatSync(l.entry).mode & 0o777).toString(8)).toBe('600');
+    // The prefetched segment is served by the shell alone.
+    const hit = spawnSync(join(ROOT, 'bin', RESTORE), args(names[1]), { env: cleanEnv(NO_NODE), encoding: 'utf8' });
+    expect(hit.status, hit.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(0x91))).toBe(true);
+  }, 60_000);
+
+  it('is not made for a server name holding a newline (two archives could share a directory)', async () => {
+    const store = fileStore();
+    const server = 'srv\nnl';
+    const name = seg(0xa0);
+    await putSegment(store, server, name, segmentBytes(0xa0));
+    const root = join(tmp, 'nl', 'spool');
+    mkdirSync(dirname(root), { recursive: true });
+    const dest = join(tmp, 'nl', 'RECOVERYXLOG');
+    const r = await runBin(RESTORE, ['-vv', '--parallel', '2', '--spool-dir', root, ...store.args, server, name, dest]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(0xa0))).toBe(true);
+    expect(existsSync(root)).toBe(false);
+  }, 60_000);
+});
+
+describe.skipIf(!IS_ROOT)('the default location', () => {
+  it('a hostile spool pre-created at the old default $TMPDIR/barman-cloud-spool-<uid> is never consulted', async () => {
+    const store = fileStore();
+    const server = 'srv-default';
+    const fakeTmp = join(tmp, 'shared-tmp');
+    dir(fakeTmp, 0o1777);
+    const name = seg(0x80);
+    const real = segmentBytes(0x80);
+    await putSegment(store, server, name, real);
+    const l = layoutAt(join(fakeTmp, 'barman-cloud-spool-0'), store.url, server, 'restore', name);
+    plain(l, PLANTED, store.url, server, {
+      parent: 0o1777, root: [0o777, NOBODY], store: [0o755, NOBODY], sub: [0o755, NOBODY], entry: [0o644, NOBODY],
+    });
+    const pgWal = join(tmp, 'default-pgdata', 'pg_wal');
+    mkdirSync(pgWal, { recursive: true });
+    const dest = join(pgWal, 'RECOVERYXLOG');
+    const r = spawnSync(join(ROOT, 'bin', RESTORE), ['--parallel', '3', ...store.args, server, name, dest], {
+      env: cleanEnv({ TMPDIR: fakeTmp, BARMAN_CLOUD_SPOOL_DIR: undefined }),
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(real)).toBe(true);
+    // Our own spool is beside the destination, private to us.
+    const ours = statSync(join(pgWal, '.barman-cloud-spool-0'));
+    expect(ours.mode & 0o777).toBe(0o700);
+  }, 60_000);
+});
