@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spoolDirFor } from '../../src/wal/spool.ts';
 import { DEFAULT_RETRY, openObjectStore, type StoreConfig } from '../../src/storage/config.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { requireTool } from '../helpers/postgres.ts';
 import { ROOT, commandExists, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -310,7 +311,7 @@ describe.skipIf(!IS_ROOT)('a spool someone else could write is not used (S3 on m
 
 // Alpine's applets differ from GNU's (find, stat, mv): the shell front must still decline every
 // hostile shape there. Only busybox's applets are on the PATH, no node: a decline exits 127.
-describe.skipIf(!IS_ROOT || !commandExists('busybox'))('the shell front under busybox', () => {
+describe.skipIf(!IS_ROOT || requireTool('busybox', commandExists('busybox')))('the shell front under busybox', () => {
   let bb: string;
   beforeAll(() => {
     bb = join(tmp, 'busybox-bin');
