@@ -143,7 +143,13 @@ export async function archiveWal(
   // is signed with (other providers do not use it): the hashing waits one event-loop turn
   // (setImmediate), so the listing request is already on the wire while the main thread hashes.
   const [existing, body] = await Promise.all([
-    existingCopies(store, layout, wal.name),
+    existingCopies(store, layout, wal.name).catch((e: unknown) => {
+      // A write-only credential (s3:PutObject alone) may not list: the conditional create below is
+      // then the only guard against overwriting, and a conflict it finds is judged by reading.
+      if (!(e instanceof AccessDeniedError)) throw e;
+      log.debug(`Cannot list the copies of ${wal.name} (${e.message}); relying on the conditional upload`);
+      return [] as string[];
+    }),
     (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
       .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
         if (store.provider === 'aws-s3') void b.sha256;
@@ -167,8 +173,17 @@ export async function archiveWal(
     });
   } catch (e) {
     if (!(e instanceof PreconditionFailedError)) throw e;
-    // Another archiver stored it between our listing and our upload: judge what it stored.
-    const verdict = await compareExisting(store, wal, [key], options);
+    // Another archiver stored it between our listing and our upload (or we could not list): judge
+    // what it stored.
+    const verdict = await compareExisting(store, wal, [key], options).catch((err: unknown) => {
+      if (!(err instanceof AccessDeniedError)) throw err;
+      if (options.allowOverwrite) return 'overwrite' as const;
+      throw new OperationError(
+        `WAL file ${wal.name} is already archived as ${key} and this credential cannot read it to compare ` +
+          `(${err.message}); grant read access (s3:GetObject) or use --overwrite`,
+        { cause: err },
+      );
+    });
     if (verdict === 'identical') return 'already-archived';
     if (verdict === 'absent') {
       // It was there and is gone again (withdrawn by its archiver): PostgreSQL will call again.
