@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { tempBeside } from './temp-files.js';
 
 export function defaultSpoolRoot(): string {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
@@ -68,7 +69,7 @@ export async function moveInto(source: string, target: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
   }
-  const tmp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempBeside(target); // beside wal_dest: removed by later runs if we are killed
   try {
     await fs.copyFile(source, tmp);
     const fh = await fs.open(tmp, 'r+');

@@ -1,6 +1,6 @@
 // barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
@@ -10,6 +10,7 @@ import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, recordSpoolSource, spoolDirFor } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { downloadTo, findWal } from '../../wal/restore.js';
+import { removeStaleTemps } from '../../wal/temp-files.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { parseTags } from '../tags.js';
@@ -96,7 +97,12 @@ export const walRestore: CommandModule = {
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
     if (spool && (await restoredFromSpool(spool, walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
 
-    const { store, resolved } = await openContextStore(ctx);
+    // Temp files that killed runs left beside wal_dest: swept while the store is asked.
+    const sweep = removeStaleTemps(dirname(dest));
+    const { store, resolved } = await openContextStore(ctx).catch(async (e: unknown) => {
+      await sweep;
+      throw e;
+    });
     try {
       const layout = new ServerLayout(resolved.url.path, serverName);
       const noPartial = opts['no-partial'] === true;
@@ -120,7 +126,7 @@ export const walRestore: CommandModule = {
       }
       return EXIT.OK;
     } finally {
-      await store.close();
+      await Promise.all([store.close(), sweep]);
     }
   },
 };
