@@ -16,7 +16,7 @@
 // Decompression: unbzip2-stream (streaming, block by block), wrapped in a real Transform.
 import { createRequire } from 'node:module';
 import { Transform, type TransformCallback } from 'node:stream';
-import { CompressionFormatError } from './types.js';
+import { CompressionFormatError, type CompressionProblem } from './types.js';
 
 const require = createRequire(import.meta.url);
 type Bzip2Module = typeof import('compressjs/lib/Bzip2.js');
@@ -195,13 +195,16 @@ export class Bzip2JsDecompressStream extends Transform {
   private finished = false;
   private onEnd: ((err?: Error | null) => void) | null = null;
 
-  constructor() {
+  constructor(private readonly classify: (message: string) => CompressionProblem = () => 'corrupt') {
     super();
     const unbzip2 = require('unbzip2-stream') as Unbzip2;
     this.inner = unbzip2();
     this.inner.on('data', (d: Buffer) => this.push(d));
     this.inner.on('error', (err: Error) => {
-      this.failed = new CompressionFormatError('bzip2', err.message);
+      // unbzip2-stream reads past the end of its input when the stream is cut (a TypeError).
+      this.failed = err instanceof TypeError
+        ? new CompressionFormatError('bzip2', 'compressed data ends unexpectedly', 'truncated')
+        : new CompressionFormatError('bzip2', err.message, this.classify(err.message));
       this.onEnd?.(this.failed);
     });
     this.inner.on('end', () => {

@@ -8,6 +8,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Bzip2JsCompressStream, Bzip2JsDecompressStream, bzip2JsCompressSync } from './bzip2-js.js';
 import { ChildTransform } from './child-transform.js';
+import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
 import { CompressionFormatError, type Codec } from './types.js';
 
 const DEFAULT_LEVEL = 5; // barman "medium"
@@ -60,25 +61,44 @@ async function collect(input: Buffer, transform: Transform): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+// bzip2(1) and unbzip2-stream: a stream without its end-of-stream marker "ends unexpectedly"; a
+// block or combined CRC that does not match is a "data integrity error".
+const classify: Classifier = (m) =>
+  /ends unexpectedly|unexpected end|truncat|premature/i.test(m) ? 'truncated' : /integrity|crc/i.test(m) ? 'checksum' : 'corrupt';
+
+/** bzip2(1) explains a failure in a dozen lines; its first sentence is the one that matters. */
+function firstSentence(detail: string): string {
+  const m = /bzip2: ([^;.]*(?:ends unexpectedly|integrity error[^;.]*|is not a bzip2 file))/i.exec(detail);
+  return m ? m[1]! : detail;
+}
+
 export function createBzip2Codec(backend: 'auto' | 'cli' | 'js'): Codec {
   const program = backend === 'js' ? null : findBzip2Program();
   if (backend === 'cli' && !program) throw new Error('bzip2: no bzip2 program on PATH');
   const describe = (detail: string) => new CompressionFormatError('bzip2', detail);
+  const describeDecode = (detail: string) => {
+    const short = firstSentence(detail);
+    return new CompressionFormatError('bzip2', short, classify(short));
+  };
 
   const compressStream = (level = DEFAULT_LEVEL): Transform =>
     program
       ? new ChildTransform({ command: program, args: ['-z', '-c', `-${level}`], env: childEnv(), emptyOutput: emptyStream(level), describe })
       : new Bzip2JsCompressStream(level);
   const decompressStream = (): Transform =>
-    program
-      ? new ChildTransform({ command: program, args: ['-d', '-c'], env: childEnv(), describe })
-      : new Bzip2JsDecompressStream();
+    new CheckedDecompressStream(
+      'bzip2',
+      program
+        ? new ChildTransform({ command: program, args: ['-d', '-c'], env: childEnv(), describe: describeDecode })
+        : new Bzip2JsDecompressStream(classify),
+      classify,
+    );
 
   return {
     name: 'bzip2',
     compress: async (buf, level = DEFAULT_LEVEL) =>
       program ? collect(buf, compressStream(level)) : bzip2JsCompressSync(buf, level),
-    decompress: (buf) => collect(buf, decompressStream()),
+    decompress: (buf) => checkedDecompress('bzip2', buf, classify, (b) => collect(b, decompressStream())),
     compressStream,
     decompressStream,
   };

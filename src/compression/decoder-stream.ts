@@ -1,6 +1,9 @@
 // A Transform around an incremental frame decoder (snappy framing, LZ4 frames): each input chunk
-// yields the complete blocks it finishes; end() rejects a truncated stream.
+// yields the complete blocks it finishes; end() rejects a truncated stream, and an empty input is
+// refused (a zero-length object is damage, not a compressed empty file).
 import { Transform, type TransformCallback } from 'node:stream';
+import { emptyInput } from './checked-stream.js';
+import type { CodecName } from './types.js';
 
 export interface IncrementalDecoder {
   write(input: Buffer): Buffer[];
@@ -8,11 +11,17 @@ export interface IncrementalDecoder {
 }
 
 export class DecoderTransform extends Transform {
-  constructor(private readonly decoder: IncrementalDecoder) {
+  private seen = 0;
+
+  constructor(
+    private readonly codec: CodecName,
+    private readonly decoder: IncrementalDecoder,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.seen += chunk.length;
     try {
       const out = this.decoder.write(chunk);
       if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
@@ -23,6 +32,7 @@ export class DecoderTransform extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
+    if (this.seen === 0) return done(emptyInput(this.codec));
     try {
       this.decoder.end();
       done();

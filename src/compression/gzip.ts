@@ -11,6 +11,7 @@ import zlib from 'node:zlib';
 import { availableParallelism } from 'node:os';
 import type { Transform } from 'node:stream';
 import { BlockCompressStream } from './block-stream.js';
+import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
 import type { Codec } from './types.js';
 
 const gunzip = promisify(zlib.gunzip);
@@ -87,11 +88,16 @@ async function compress(buf: Buffer, level = DEFAULT_LEVEL): Promise<Buffer> {
 const parallel = typeof zlib.crc32 === 'function';
 const gzip = promisify(zlib.gzip);
 
+// zlib: a missing trailer or a cut deflate stream is Z_BUF_ERROR "unexpected end of file"; the
+// trailer's CRC-32 and length catch altered data ("incorrect data/length check").
+const classify: Classifier = (m) =>
+  /unexpected end/i.test(m) ? 'truncated' : /incorrect (data|length) check/i.test(m) ? 'checksum' : 'corrupt';
+
 export const gzipCodec: Codec = {
   name: 'gzip',
   compress: parallel ? compress : (buf, level = DEFAULT_LEVEL) => gzip(buf, { level }),
-  decompress: (buf) => gunzip(buf),
+  decompress: (buf) => checkedDecompress('gzip', buf, classify, (b) => gunzip(b)),
   compressStream: (level = DEFAULT_LEVEL): Transform =>
     parallel ? new ParallelGzipStream(level) : zlib.createGzip({ level, ...STREAM_OPTIONS }),
-  decompressStream: () => zlib.createGunzip(STREAM_OPTIONS),
+  decompressStream: () => new CheckedDecompressStream('gzip', zlib.createGunzip(STREAM_OPTIONS), classify),
 };

@@ -2,7 +2,7 @@
 // hot path only ever imports the one compression library it was asked for.
 import type { Codec, CodecName, LevelSpec } from './types.js';
 
-export type { Codec, CodecName, LevelSpec } from './types.js';
+export type { Codec, CodecName, CompressionProblem, LevelSpec } from './types.js';
 export { CompressionFormatError } from './types.js';
 
 export const CODEC_NAMES: readonly CodecName[] = ['gzip', 'bzip2', 'xz', 'snappy', 'zstd', 'lz4'];

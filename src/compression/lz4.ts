@@ -16,7 +16,8 @@
 import { compress as lz4Block, uncompressSync as lz4BlockDecode } from 'lz4-napi';
 import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { ByteQueue } from './byte-queue.js';
-import { CompressionFormatError, type Codec } from './types.js';
+import { CompressionFormatError, type Codec, type CompressionProblem } from './types.js';
+import { emptyInput } from './checked-stream.js';
 import { Xxh32, xxh32 } from './xxhash32.js';
 import { DecoderTransform } from './decoder-stream.js';
 
@@ -36,8 +37,8 @@ const WINDOW = 64 << 10; // linked blocks may refer this far back
 const WRITE_BLOCK_ID = 5;
 const WRITE_BLOCK_SIZE = BLOCK_SIZES[WRITE_BLOCK_ID]!;
 
-function fail(message: string): never {
-  throw new CompressionFormatError('lz4', message);
+function fail(message: string, problem: CompressionProblem = 'corrupt'): never {
+  throw new CompressionFormatError('lz4', message, problem);
 }
 
 function frameHeader(): Buffer {
@@ -149,7 +150,7 @@ class FrameDecoder {
           const need = 4 + (st.contentChecksum ? 4 : 0);
           if (q.length < need) break;
           const end = q.take(need);
-          if (st.hash && end.readUInt32LE(4) !== st.hash.digest()) fail('content checksum mismatch');
+          if (st.hash && end.readUInt32LE(4) !== st.hash.digest()) fail('content checksum mismatch', 'checksum');
           if (st.contentSize !== null && st.contentSize !== st.produced) fail('content size mismatch');
           this.state = { kind: 'magic' };
           continue;
@@ -161,7 +162,7 @@ class FrameDecoder {
         if (q.length < need) break;
         q.skip(4);
         const body = q.take(size);
-        if (st.blockChecksum && q.take(4).readUInt32LE(0) !== xxh32(body)) fail('block checksum mismatch');
+        if (st.blockChecksum && q.take(4).readUInt32LE(0) !== xxh32(body)) fail('block checksum mismatch', 'checksum');
         const data = stored ? body : this.decodeBlock(body, st.blockMax, st.linked ? st.history : null);
         if (st.linked) st.history = lastWindow(st.history, data);
         st.hash?.update(data);
@@ -180,7 +181,7 @@ class FrameDecoder {
     if (flg & 0x01) fail('frames that need a dictionary are not supported');
     const blockMax = BLOCK_SIZES[(bd >> 4) & 7];
     if (blockMax === undefined) fail(`invalid block size id ${(bd >> 4) & 7}`);
-    if (((xxh32(h.subarray(4, h.length - 1)) >>> 8) & 0xff) !== h[h.length - 1]) fail('header checksum mismatch');
+    if (((xxh32(h.subarray(4, h.length - 1)) >>> 8) & 0xff) !== h[h.length - 1]) fail('header checksum mismatch', 'checksum');
     const contentChecksum = (flg & 0x04) !== 0;
     return {
       kind: 'blocks',
@@ -208,7 +209,7 @@ class FrameDecoder {
   }
 
   end(): void {
-    if (this.state.kind !== 'magic' || this.q.length > 0) fail('truncated LZ4 frame');
+    if (this.state.kind !== 'magic' || this.q.length > 0) fail('the frame ends before its end mark and checksum', 'truncated');
   }
 }
 
@@ -231,6 +232,7 @@ export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
 }
 
 export function lz4DecompressSync(buf: Buffer): Buffer {
+  if (buf.length === 0) throw emptyInput('lz4');
   const decoder = new FrameDecoder();
   const out = decoder.write(buf);
   decoder.end();
@@ -244,6 +246,6 @@ export function createLz4Codec(): Codec {
     compressChunks: (chunks) => compressThrough(new Lz4CompressStream(), chunks),
     decompress: async (buf) => lz4DecompressSync(buf),
     compressStream: () => new Lz4CompressStream(),
-    decompressStream: () => new DecoderTransform(new FrameDecoder()),
+    decompressStream: () => new DecoderTransform('lz4', new FrameDecoder()),
   };
 }

@@ -7,10 +7,15 @@
 //   0x00   compressed data:   masked_crc32c(uncompressed):u32le | raw snappy block
 //   0x01   uncompressed data: masked_crc32c(data):u32le | data
 //   0x02-0x7f reserved, unskippable (error); 0x80-0xfe skippable (0xfe = padding)
+//
+// The framing has no end marker, so a stream cut exactly between two chunks is a valid, shorter
+// stream: only a cut inside a chunk is detectable here. WAL restore catches the other case by the
+// segment's size (src/wal/restore.ts).
 import { crc32c } from '@node-rs/crc32';
 import { compressSync, uncompressSync } from 'snappy';
 import { ByteQueue } from './byte-queue.js';
-import { CompressionFormatError, type Codec } from './types.js';
+import { CompressionFormatError, type Codec, type CompressionProblem } from './types.js';
+import { emptyInput } from './checked-stream.js';
 import { BlockCompressStream } from './block-stream.js';
 import { DecoderTransform } from './decoder-stream.js';
 
@@ -28,8 +33,8 @@ export function maskedCrc32c(data: Uint8Array): number {
   return ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
 }
 
-function fail(message: string): never {
-  throw new CompressionFormatError('snappy', message);
+function fail(message: string, problem: CompressionProblem = 'corrupt'): never {
+  throw new CompressionFormatError('snappy', message, problem);
 }
 
 /** Frames one piece of at most SNAPPY_CHUNK_MAX bytes. */
@@ -97,7 +102,7 @@ class FrameDecoder {
         } else {
           data = body.subarray(4);
         }
-        if (maskedCrc32c(data) !== expected) fail('chunk checksum mismatch');
+        if (maskedCrc32c(data) !== expected) fail('chunk checksum mismatch', 'checksum');
         if (data.length > 0) out.push(data);
       }
       // 0x80-0xfe: skippable, ignored.
@@ -106,7 +111,7 @@ class FrameDecoder {
   }
 
   end(): void {
-    if (this.queue.length > 0) fail('stream truncated inside a chunk');
+    if (this.queue.length > 0) fail('the stream ends inside a chunk', 'truncated');
   }
 }
 
@@ -142,6 +147,7 @@ export function snappyFrameSync(buf: Buffer): Buffer {
 }
 
 export function snappyUnframeSync(buf: Buffer): Buffer {
+  if (buf.length === 0) throw emptyInput('snappy');
   const decoder = new FrameDecoder();
   const out = decoder.write(buf);
   decoder.end();
@@ -154,6 +160,6 @@ export function createSnappyCodec(): Codec {
     compress: async (buf) => snappyFrameSync(buf),
     decompress: async (buf) => snappyUnframeSync(buf),
     compressStream: () => new SnappyCompressStream(),
-    decompressStream: () => new DecoderTransform(new FrameDecoder()),
+    decompressStream: () => new DecoderTransform('snappy', new FrameDecoder()),
   };
 }

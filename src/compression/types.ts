@@ -1,5 +1,6 @@
 // Shared codec types (kept apart from index.ts so codec modules can import them without a cycle).
 import type { Transform } from 'node:stream';
+import { GeneralError } from '../errors.js';
 
 export type CodecName = 'gzip' | 'bzip2' | 'xz' | 'snappy' | 'zstd' | 'lz4';
 
@@ -24,13 +25,32 @@ export interface Codec {
   decompressStream(): Transform;
 }
 
-/** Raised for malformed or truncated compressed input. */
-export class CompressionFormatError extends Error {
+/** What is wrong with a compressed input; decides the wording of the message. */
+export type CompressionProblem = 'empty' | 'truncated' | 'checksum' | 'corrupt';
+
+const PHRASE: Record<CompressionProblem, string> = {
+  empty: 'is empty',
+  truncated: 'is truncated',
+  checksum: 'checksum mismatch',
+  corrupt: 'is corrupt',
+};
+
+/**
+ * Raised for empty, truncated or malformed compressed input. A GeneralError (exit 4): the data in
+ * the store cannot be trusted, which is neither "not found" nor a usage error.
+ */
+export class CompressionFormatError extends GeneralError {
   constructor(
     readonly codec: CodecName,
     message: string,
+    readonly problem: CompressionProblem = 'corrupt',
   ) {
     super(`${codec}: ${message}`);
-    this.name = 'CompressionFormatError';
+  }
+
+  /** One line naming the object: `<what> is truncated (zstd: …)`. */
+  describe(what: string): string {
+    const phrase = PHRASE[this.problem];
+    return `${what}${phrase.startsWith('is ') ? ' ' : ': '}${phrase} (${this.message})`;
   }
 }

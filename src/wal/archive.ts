@@ -13,7 +13,7 @@ import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
-import { WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
+import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from './names.js';
 
 export interface ArchiveOptions {
@@ -117,8 +117,16 @@ export async function existingCopies(store: ObjectStore, layout: ServerLayout, w
 async function storedDigest(store: ObjectStore, key: string): Promise<string> {
   const raw = await store.getBuffer(key);
   const codec = codecFromSuffix(key);
-  const plain = codec ? await (await loadCodec(codec)).decompress(raw) : raw;
-  return sha256Hex([plain]);
+  if (!codec) return sha256Hex([raw]);
+  try {
+    return sha256Hex([await (await loadCodec(codec)).decompress(raw)]);
+  } catch (e) {
+    if (!(e instanceof CompressionFormatError)) throw e;
+    // A damaged copy holds no segment's bytes: it matches nothing, so it is refused like any
+    // different content (or replaced under --overwrite).
+    log.warning(e.describe(`WAL object ${key}`));
+    return 'unreadable';
+  }
 }
 
 /** The compressed file as an upload body: the codec's output pieces. */

@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { log } from '../log.js';
+import { tempBeside } from './temp-files.js';
 
 /**
  * The default spool root: a hidden directory beside the WAL file PostgreSQL names (pg_wal for both
@@ -210,7 +211,7 @@ export async function moveInto(source: string, target: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
   }
-  const tmp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempBeside(target); // beside wal_dest: removed by later runs if we are killed
   try {
     await fs.copyFile(source, tmp);
     const fh = await fs.open(tmp, 'r+');

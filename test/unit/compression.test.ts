@@ -13,6 +13,7 @@ import {
   type Codec,
   type CodecName,
 } from '../../src/compression/index.js';
+import { GeneralError } from '../../src/errors.js';
 import { walLike } from '../fixtures/wal-like.ts';
 
 const require = createRequire(import.meta.url);
@@ -260,6 +261,97 @@ describe.each(variants)('$label', ({ name, load, big, lead }) => {
     await expect(collect(truncated, codec.decompressStream())).rejects.toThrow();
     const garbage = Buffer.from('this is definitely not compressed data, not at all'.repeat(10));
     await expect(codec.decompress(garbage)).rejects.toThrow();
+  });
+});
+
+/** The error a decompression fails with (buffer or stream form), or null when it succeeded. */
+async function failure(run: () => Promise<unknown>): Promise<CompressionFormatError | null> {
+  try {
+    await run();
+    return null;
+  } catch (err) {
+    expect(err).toBeInstanceOf(CompressionFormatError);
+    return err as CompressionFormatError;
+  }
+}
+
+describe.each(variants)('$label: damaged input', ({ name, load }) => {
+  const plain = walLike(600_000, 21);
+
+  it('refuses empty input, as a GeneralError (exit 4) that names the object in one line', async () => {
+    const codec = await load();
+    for (const run of [() => codec.decompress(Buffer.alloc(0)), () => collect(Buffer.alloc(0), codec.decompressStream())]) {
+      const err = await failure(run);
+      expect(err?.problem).toBe('empty');
+      expect(err).toBeInstanceOf(GeneralError);
+      expect(err!.exitCode).toBe(4);
+      expect(err!.describe('wals/X.gz')).toMatch(new RegExp(`^wals/X\\.gz is empty \\(${name}: [^\\n]+\\)$`));
+    }
+  });
+
+  it('refuses input cut anywhere, also right before the end of the format', async () => {
+    const codec = await load();
+    const packed = await codec.compress(plain);
+    const cuts = [1, 2, 4, 9, 10, 17, 40, packed.length >> 2, packed.length >> 1, packed.length - 9, packed.length - 8, packed.length - 5, packed.length - 4, packed.length - 1];
+    for (const cut of cuts) {
+      const cutDown = packed.subarray(0, cut);
+      if (name === 'snappy' && cut === 10) continue; // the stream identifier alone: a valid empty stream
+      for (const run of [() => codec.decompress(cutDown), () => collect(cutDown, codec.decompressStream())]) {
+        const err = await failure(run);
+        expect(err?.problem, `${name} cut at ${cut} of ${packed.length}`).toBe('truncated');
+        expect(err!.describe('X')).toMatch(/^X is truncated \(/);
+      }
+    }
+  });
+
+  it('detects single flipped bytes: each fails or (header slack) decodes to the same bytes', async () => {
+    const codec = await load();
+    const packed = await codec.compress(plain);
+    let failed = 0;
+    for (let i = 0; i < 30; i++) {
+      const flipped = Buffer.from(packed);
+      flipped[Math.floor(((i + 0.5) * packed.length) / 30)]! ^= 1 << (i % 8);
+      for (const run of [() => codec.decompress(flipped), () => collect(flipped, codec.decompressStream())]) {
+        let out: Buffer | undefined;
+        const err = await failure(async () => {
+          out = (await run()) as Buffer;
+        });
+        if (err) failed++;
+        else expect(out!.equals(plain), `${name}: flip ${i} decoded to other bytes`).toBe(true);
+      }
+    }
+    expect(failed).toBeGreaterThan(40); // almost every flip lands in checked data
+  });
+});
+
+describe('zstd content checksum', () => {
+  it('every frame we write sets the content checksum flag and ends with XXH64', async () => {
+    const codec = await loadCodec('zstd');
+    const input = walLike(300_000, 2);
+    const frames = [
+      await codec.compress(input),
+      await collect(input, codec.compressStream()),
+      Buffer.concat(await codec.compressChunks!([input.subarray(0, 100_000), input.subarray(100_000)])),
+    ];
+    for (const frame of frames) {
+      expect(frame[4]! & 0x04).toBe(0x04); // Frame_Header_Descriptor: Content_Checksum_flag
+      // the last 4 bytes are the low 32 bits of XXH64(content): a flip there must fail
+      const bad = Buffer.from(frame);
+      bad[bad.length - 1]! ^= 0x80;
+      expect((await failure(() => codec.decompress(bad)))?.problem).toBe('checksum');
+      expect((await failure(() => collect(bad, codec.decompressStream())))?.problem).toBe('checksum');
+    }
+  });
+});
+
+describe('snappy framing: a cut between two chunks', () => {
+  it('is a valid shorter stream (the format has no end marker; WAL restore checks the size)', async () => {
+    const codec = await loadCodec('snappy');
+    const input = walLike(200_000, 4);
+    const packed = await codec.compress(input);
+    const firstChunkEnd = 10 + 4 + packed.readUIntLE(11, 3);
+    const prefix = await codec.decompress(packed.subarray(0, firstChunkEnd));
+    expect(prefix.equals(input.subarray(0, 65_536))).toBe(true);
   });
 });
 

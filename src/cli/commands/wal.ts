@@ -10,6 +10,7 @@ import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { downloadTo, findWal } from '../../wal/restore.js';
+import { removeStaleTemps } from '../../wal/temp-files.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { parseTags } from '../tags.js';
@@ -102,7 +103,12 @@ export const walRestore: CommandModule = {
     const existing = parallel > 1 ? await spoolDir(ctx, dest, 'restore', false) : null;
     if (existing && (await restoredFromSpool(new RestoreSpool(existing), walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
 
-    const { store, resolved } = await openContextStore(ctx);
+    // Temp files that killed runs left beside wal_dest: swept while the store is asked.
+    const sweep = removeStaleTemps(dirname(dest));
+    const { store, resolved } = await openContextStore(ctx).catch(async (e: unknown) => {
+      await sweep;
+      throw e;
+    });
     try {
       const layout = new ServerLayout(resolved.url.path, serverName);
       const noPartial = opts['no-partial'] === true;
@@ -127,7 +133,7 @@ export const walRestore: CommandModule = {
       }
       return EXIT.OK;
     } finally {
-      await store.close();
+      await Promise.all([store.close(), sweep]);
     }
   },
 };
