@@ -5,8 +5,12 @@
 //   * damaged copies of those backups (a flipped byte, a deleted middle part, an emptied part, a
 //     truncated part, two parts swapped, a file altered behind a consistent parts.json, an empty
 //     part without parts.json) → restore exits 4 with one line naming the part or file;
-//   * a backup without parts.json restores with an info line that checksums are unavailable.
-import { execFile, execFileSync } from 'node:child_process';
+//   * a backup without parts.json restores with an info line that checksums are unavailable;
+//   * Debian's barman-cli-cloud 3.4 lists, shows, restores (into a copy pg_verifybackup accepts) and
+//     deletes a backup of ours carrying both records (backup.info rewritten in the 3.4 compatibility
+//     mode, since 3.4 cannot read the newer keys), leaving parts.json behind; our restore reads a
+//     backup of barman 3.4, which has neither record.
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,11 +23,34 @@ import {
 } from '../helpers/postgres.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
+import { parseBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 
 const execFileAsync = promisify(execFile);
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'integrity';
+
+const BARMAN34 = existsSync('/usr/bin/barman-cloud-backup');
+
+/** One of Debian's barman 3.4 scripts. */
+function runBarman(tool: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(`/usr/bin/${tool}`, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${tool} did not finish within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -272,4 +299,59 @@ describe.skipIf(skip)('end-to-end checksums: backup_manifest and parts.json with
     expect(intact.stderr).toMatch(/INFO: Backup \d{8}T\d{6} has no parts\.json \(taken by barman or an older barman-cloud-ts\): part and file checksums are unavailable\n/);
     intact.cleanup();
   }, 120_000);
+
+  it.skipIf(requireTool('barman-cli-cloud 3.4', BARMAN34))('barman 3.4 lists, shows, restores and deletes our backup with parts.json and backup_manifest; ours restores 3.4\'s', async () => {
+    const server = 'srv34';
+    const b = await runBin('barman-cloud-backup', ['-z', '-S', '4MB', '--immediate-checkpoint', '-n', 'ours-for-34', ...where.moto(server)], { env: env(), timeoutMs: 180_000 });
+    expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
+    const store = stores.moto!;
+    const base = `pg/${server}/base/`;
+    const keys = async () => {
+      const out: string[] = [];
+      for await (const e of store.list(base)) if (e.kind === 'object') out.push(e.key.slice(base.length));
+      return out.sort();
+    };
+    const id = (await keys())[0]!.split('/')[0]!;
+    expect(await keys()).toEqual(expect.arrayContaining([`${id}/parts.json`, `${id}/data_0001.tar.gz`, `${id}/backup.info`]));
+    // 3.4 cannot read the keys added after it: the compatibility mode leaves them out
+    const infoKey = `${base}${id}/backup.info`;
+    const info = parseBackupInfo(await store.getBuffer(infoKey));
+    await store.put(infoKey, Buffer.from(serializeBackupInfo(info, { compat: '3.4' }), 'utf8'));
+
+    const list = await runBarman('barman-cloud-backup-list', where.moto(server), env());
+    expect({ code: list.code, stderr: list.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(list.stdout).toMatch(new RegExp(`^${id} .*ours-for-34`, 'm'));
+    const show = await runBarman('barman-cloud-backup-show', [...where.moto(server), id], env());
+    expect({ code: show.code, stderr: show.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(show.stdout).toContain(`Backup ${id}:`);
+
+    const work = pgTempDir('bc-integrity-34-');
+    const dest = join(work, 'data');
+    const restored = await runBarman('barman-cloud-restore', ['--tablespace', `tbs1:${join(work, 'tbs')}`, ...where.moto(server), id, dest], env());
+    expect({ code: restored.code, stderr: restored.stderr }).toEqual({ code: 0, stderr: '' });
+    // barman extracts the manifest as one more file, and its copy passes PostgreSQL's verifier
+    expect(existsSync(join(dest, 'backup_manifest'))).toBe(true);
+    expect(await pgVerifyBackup(dest)).toEqual({ code: 0, out: 'backup successfully verified\n' });
+
+    // barman 3.4's own backup has neither record: ours restores it and says checksums are unavailable
+    const theirs = await runBarman('barman-cloud-backup', ['--immediate-checkpoint', '-n', 'theirs', ...where.moto(server)], env());
+    expect({ code: theirs.code, stderr: theirs.stderr }).toEqual({ code: 0, stderr: '' });
+    const dest2 = join(work, 'data2');
+    const ours = await runBin('barman-cloud-restore', ['-v', '--tablespace', `tbs1:${join(work, 'tbs2')}`, ...where.moto(server), 'theirs', dest2], { env: env(), timeoutMs: 180_000 });
+    expect(ours.code, ours.stderr).toBe(0);
+    expect(ours.stderr).toMatch(/INFO: Backup \d{8}T\d{6} has no parts\.json \(taken by barman or an older barman-cloud-ts\): part and file checksums are unavailable\n/);
+    expect(existsSync(join(dest2, 'backup_manifest'))).toBe(false);
+    expect(existsSync(join(dest2, 'global', 'pg_control'))).toBe(true);
+
+    // barman's delete removes the tars and backup.info and leaves the object it does not know
+    const del = await runBarman('barman-cloud-backup-delete', ['-b', id, ...where.moto(server)], env());
+    expect({ code: del.code, stderr: del.stderr }).toEqual({ code: 0, stderr: '' });
+    expect((await keys()).filter((k) => k.startsWith(`${id}/`))).toEqual([`${id}/parts.json`]);
+    const after = await runBarman('barman-cloud-backup-list', where.moto(server), env());
+    expect(after.stdout).not.toContain(id);
+    const ourList = await runBin('barman-cloud-backup-list', ['--format', 'json', ...where.moto(server)], { env: env() });
+    expect({ code: ourList.code, stderr: ourList.stderr }).toEqual({ code: 0, stderr: '' });
+    expect((JSON.parse(ourList.stdout) as { backups_list: { backup_id: string; backup_name: string }[] }).backups_list.map((e) => e.backup_name)).toEqual(['theirs']);
+    rmSync(work, { recursive: true, force: true });
+  }, 300_000);
 });
