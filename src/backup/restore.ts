@@ -4,7 +4,7 @@
 // recreate pg_tblspc links and pg_wal, and optionally write the recovery configuration.
 // A backup of ours is checked while it is extracted (integrity.ts): parts against parts.json before
 // and while they are read, files against the backup_manifest once everything is written.
-import { promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join, resolve as resolvePath } from 'node:path';
 import { BarmanCloudError, GeneralError, OperationError } from '../errors.js';
@@ -19,6 +19,7 @@ import { extractArchiveParts } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
 import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
 import { parseLsn } from './postgres.js';
+import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, replaceSymlink } from './restore-paths.js';
 
 export interface RestoreTargets {
   tli?: string;
@@ -133,11 +134,16 @@ export async function restoreBackup(
   if (!isBackupId(backupId)) log.warning(`Backup directory ${backupId} does not look like a backup ID`);
 
   // Where each archive goes: data into recovery_dir, each tablespace to its (relocated) location.
-  const targets: { base: string; dir: string; oid?: number }[] = [{ base: 'data', dir: resolvePath(recoveryDir) }];
-  for (const ts of backup.tablespaces ?? []) {
+  const dataDir = resolvePath(recoveryDir);
+  const tablespaces = (backup.tablespaces ?? []).map((ts) => {
     const relocated = options.tablespaces.get(ts.name);
-    targets.push({ base: String(ts.oid), dir: relocated ? resolvePath(relocated) : ts.location, oid: ts.oid });
-  }
+    return { name: ts.name, oid: ts.oid, dir: relocated ? realpathLoose(relocated) : ts.location };
+  });
+  checkTablespaceTargets(dataDir, tablespaces);
+  const targets: { base: string; dir: string; oid?: number }[] = [
+    { base: 'data', dir: dataDir },
+    ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, oid: t.oid })),
+  ];
   for (const t of targets) await assertEmptyOrMissing(t.dir);
 
   const prefix = layout.backupPrefix(backupId);
@@ -152,7 +158,6 @@ export async function restoreBackup(
   for (const p of plan) {
     if (p.parts.length === 0) throw new OperationError(`Missing file ${p.base}.* for server ${layout.serverName}`);
   }
-  const dataDir = resolvePath(recoveryDir);
   const incomplete = `the destination ${dataDir} is incomplete`;
 
   // Part checks before anything is downloaded; the hashes are checked while each part is read.
@@ -201,7 +206,13 @@ export async function restoreBackup(
   if (digests) {
     let manifestText: Buffer;
     try {
-      manifestText = await fs.readFile(join(dataDir, BACKUP_MANIFEST_NAME));
+      // not through a link the archive may have planted there
+      const fh = await fs.open(join(dataDir, BACKUP_MANIFEST_NAME), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      try {
+        manifestText = await fh.readFile();
+      } finally {
+        await fh.close();
+      }
     } catch {
       throw new BackupIntegrityError(`${BACKUP_MANIFEST_NAME} is missing from the data archive of backup ${backupId}; ${incomplete}`);
     }
@@ -214,19 +225,17 @@ export async function restoreBackup(
     log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
   }
 
+  // The archive may have planted links at any of these names: replace, never write through.
   for (const p of plan) {
     if (p.oid === undefined) continue;
-    const link = join(dataDir, 'pg_tblspc', String(p.oid));
-    await fs.mkdir(join(dataDir, 'pg_tblspc'), { recursive: true });
-    await fs.rm(link, { force: true });
-    await fs.symlink(p.dir, link);
+    ensureDirectory(join(dataDir, 'pg_tblspc'));
+    replaceSymlink(join(dataDir, 'pg_tblspc', String(p.oid)), p.dir);
   }
-  const walDir = join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal');
-  await fs.mkdir(walDir, { recursive: true, mode: 0o700 });
+  ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
 
   if (options.recoveryConf) {
-    await fs.appendFile(join(dataDir, 'postgresql.auto.conf'), `${options.recoveryConf(backup).join('\n')}\n`);
-    await fs.writeFile(join(dataDir, 'recovery.signal'), '');
+    replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
+    replaceFile(dataDir, 'recovery.signal', '');
   }
   return backup;
 }
