@@ -618,6 +618,34 @@ describe('tablespace archive', () => {
 
 // ---- files changing under the walk ------------------------------------------------------------------
 
+describe('backup_manifest member', () => {
+  it("replaces a stale backup_manifest found in PGDATA (a restored cluster's) and never lists itself", async () => {
+    const root = join(tmp, 'stale-manifest');
+    await mkdir(join(root, 'global'), { recursive: true });
+    await writeFile(join(root, 'global/pg_control'), 'control');
+    await writeFile(join(root, 'PG_VERSION'), '15\n');
+    await writeFile(join(root, 'backup_manifest'), 'the manifest of the backup this cluster was restored from');
+    const chunks: Buffer[] = [];
+    await produceArchive({
+      root,
+      kind: 'pgdata',
+      name: 'data',
+      maxArchiveSize: 1024 * MiB,
+      exclusion: { majorVersion: '15' },
+      onPart: async (part) => {
+        for await (const chunk of part.stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      },
+      manifest: new BackupManifestBuilder(),
+      manifestMember: { walRanges: () => [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }], uid: 0, gid: 0 },
+    });
+    const dest = join(tmp, 'restore-stale-manifest');
+    await extractArchive(Readable.from([Buffer.concat(chunks)]), dest);
+    // the later member wins on extraction: ours, which lists every file but itself
+    const manifest = parseBackupManifest(await readFile(join(dest, 'backup_manifest')));
+    expect([...manifest.files.keys()].sort()).toEqual(['PG_VERSION', 'global/pg_control']);
+  });
+});
+
 describe('changing files', () => {
   it('a file that shrinks while read is zero-padded to its header size (and so recorded in backup_manifest); vanished entries are skipped', async () => {
     const root = join(tmp, 'shrink');
