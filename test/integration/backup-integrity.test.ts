@@ -3,7 +3,7 @@
 //   * backup with several data parts (-S) → parts.json matches the stored objects → restore →
 //     `pg_verifybackup -n` passes on the restored copy unchanged → the copy starts with every row;
 //   * damaged copies of those backups (a flipped byte, a deleted middle part, an emptied part, a
-//     truncated part, two parts swapped, a file altered behind a consistent parts.json, an empty
+//     truncated part, an extra part, two parts swapped, a file altered behind a consistent parts.json, an empty
 //     part without parts.json) → restore exits 4 with one line naming the part or file;
 //   * a backup without parts.json restores with an info line that checksums are unavailable;
 //   * Debian's barman-cli-cloud 3.4 lists, shows, restores (into a copy pg_verifybackup accepts) and
@@ -246,6 +246,9 @@ describe.skipIf(skip)('end-to-end checksums: backup_manifest and parts.json with
       const part = o.get(d[1]!)!;
       o.set(d[1]!, part.subarray(0, part.length - 1000));
     }, /ERROR: Barman cloud restore exception: part data_0001\.tar(\.lz4)? has \d+ bytes in the store, parts\.json says \d+\n$/],
+    ['an extra part parts.json does not list', (o, d) => {
+      o.set(d[1]!.replace('_0001.', '_0009.'), o.get(d[1]!)!);
+    }, /ERROR: Barman cloud restore exception: part data_0009\.tar(\.lz4)? is not listed in parts\.json \(an unknown part\)\n$/],
     ['two parts swapped', (o, d) => {
       const a = o.get(d[1]!)!;
       o.set(d[1]!, o.get(d[2]!)!);
