@@ -574,9 +574,10 @@ export async function startCluster(
  * pg_basebackup -D <dir> -X none -c fast from a running cluster, as the server's user. WAL is not
  * included: a recovery test gets it from the archive (the server waits for the backup's WAL to be
  * archived when archive_mode is on). `targetDir` must not exist or be empty; by default a new
- * harness temp dir's `data`. Returns the backup's directory.
+ * harness temp dir's `data`. `extraArgs` are appended (e.g. `--manifest-checksums=CRC32C`).
+ * Returns the backup's directory.
  */
-export async function baseBackup(from: PgCluster, targetDir?: string): Promise<string> {
+export async function baseBackup(from: PgCluster, targetDir?: string, extraArgs: string[] = []): Promise<string> {
   let dir: string;
   if (targetDir) {
     dir = resolve(targetDir);
@@ -589,7 +590,7 @@ export async function baseBackup(from: PgCluster, targetDir?: string): Promise<s
   chmodSync(dir, 0o700);
   ensureTraversable(dir);
   await chownToPostgres(dir);
-  const args = ['-D', dir, '-X', 'none', '-c', 'fast', '--no-sync', '-h', from.socketDir, '-p', String(from.port), '-U', 'postgres'];
+  const args = ['-D', dir, '-X', 'none', '-c', 'fast', '--no-sync', '-h', from.socketDir, '-p', String(from.port), '-U', 'postgres', ...extraArgs];
   try {
     await run(join(PG_BIN, 'pg_basebackup'), args, { asPostgres: true, env: from.env, cwd: dirname(dir), timeoutMs: 120_000 });
   } catch (e) {

@@ -1,0 +1,211 @@
+// PostgreSQL's own `backup_manifest` (version 1, as pg_basebackup of PostgreSQL 13–16 writes it and
+// 17 still reads it): one line per file with its path, size, modification time and checksum, the WAL
+// range the backup needs, and a SHA-256 of the manifest itself. We write it as the last member of
+// data.tar, so a restored data directory passes `pg_verifybackup -n` unchanged, and barman (which
+// knows nothing of it) just extracts one more file. The text is produced byte for byte as
+// PostgreSQL's backup_manifest.c does, because pg_verifybackup checks the manifest checksum over the
+// exact bytes.
+import { createHash } from 'node:crypto';
+import { crc32c } from '@node-rs/crc32';
+import { GeneralError } from '../errors.js';
+
+export const BACKUP_MANIFEST_NAME = 'backup_manifest';
+
+/** A manifest that cannot be trusted (bad JSON, wrong checksum, malformed entry): exit 4. */
+export class BackupManifestError extends GeneralError {}
+
+export interface ManifestFileEntry {
+  /** Path relative to the data directory (`pg_tblspc/<oid>/…` for tablespace files). */
+  path: string;
+  size: number;
+  /** Checksum algorithm name as PostgreSQL spells it (`CRC32C`, `SHA256`, …) or `NONE`. */
+  algorithm: string;
+  /** Lower-case hex; '' when the algorithm is NONE. */
+  checksum: string;
+  /** As written, e.g. `2026-12-03 05:42:00 GMT` (nothing checks it). */
+  lastModified?: string;
+}
+
+export interface WalRange {
+  timeline: number;
+  /** `%X/%X` as PostgreSQL prints an LSN. */
+  startLsn: string;
+  endLsn: string;
+}
+
+export interface ParsedBackupManifest {
+  version: number;
+  files: Map<string, ManifestFileEntry>;
+  walRanges: WalRange[];
+}
+
+/**
+ * Running CRC-32C of one file's bytes. PostgreSQL writes the checksum as the hex of the uint32's
+ * in-memory bytes (pg_checksum_final copies the integer), i.e. little-endian on the machines it
+ * runs on; pg_verifybackup compares in the same representation.
+ */
+export class Crc32c {
+  private crc = 0;
+  update(data: Uint8Array): void {
+    if (data.length > 0) this.crc = crc32c(data, this.crc);
+  }
+  get value(): number {
+    return this.crc >>> 0;
+  }
+  hex(): string {
+    return crc32cHex(this.value);
+  }
+}
+
+export function crc32cHex(crc: number): string {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(crc >>> 0);
+  return b.toString('hex');
+}
+
+/**
+ * The manifest path of a tar member: data's members as they are (without the `./` of files at the
+ * root), a tablespace archive's members below `pg_tblspc/<oid>/` (the name pg_basebackup uses,
+ * through the link the restore recreates).
+ */
+export function manifestPath(archive: string, memberName: string): string {
+  const rel = memberName
+    .split('/')
+    .filter((p) => p !== '' && p !== '.')
+    .join('/');
+  return archive === 'data' ? rel : `pg_tblspc/${archive}/${rel}`;
+}
+
+function formatLsn(lsn: string): string {
+  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
+  if (!m) throw new GeneralError(`invalid LSN ${JSON.stringify(lsn)}`);
+  return `${Number.parseInt(m[1]!, 16).toString(16).toUpperCase()}/${Number.parseInt(m[2]!, 16).toString(16).toUpperCase()}`;
+}
+
+/** pg_strftime("%Y-%m-%d %H:%M:%S %Z") of a pg_time_t in GMT. */
+function gmtTime(seconds: number): string {
+  const d = new Date(Math.floor(seconds) * 1000);
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getUTCFullYear(), 4)}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} GMT`;
+}
+
+/**
+ * Collects the files of a backup as the tar producer writes them and renders the manifest. A path
+ * added again (a member written twice, the later one winning on extraction) replaces the earlier
+ * entry: PostgreSQL refuses a manifest that names a path twice.
+ */
+export class BackupManifestBuilder {
+  private readonly entries = new Map<string, string>();
+
+  /**
+   * Add one regular file. `path` is the manifest path (see manifestPath); a Buffer path that is not
+   * valid UTF-8 is written as `Encoded-Path` (hex of its bytes), as PostgreSQL does.
+   */
+  addFile(path: string | Buffer, size: number, mtimeSeconds: number, crc: number): void {
+    const key = typeof path === 'string' ? path : path.toString('hex');
+    const text = typeof path === 'string' ? path : isUtf8(path) ? path.toString('utf8') : undefined;
+    // JSON.stringify escapes exactly what PostgreSQL's escape_json does for valid UTF-8 text
+    const name = text !== undefined ? `"Path": ${JSON.stringify(text)}` : `"Encoded-Path": "${(path as Buffer).toString('hex')}"`;
+    this.entries.delete(key);
+    this.entries.set(
+      key,
+      `{ ${name}, "Size": ${size}, "Last-Modified": "${gmtTime(mtimeSeconds)}", "Checksum-Algorithm": "CRC32C", "Checksum": "${crc32cHex(crc)}" }`,
+    );
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The complete manifest, `Manifest-Checksum` last. */
+  render(walRanges: readonly WalRange[]): Buffer {
+    let body = '{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [';
+    let first = true;
+    for (const line of this.entries.values()) {
+      body += first ? '\n' : ',\n';
+      body += line;
+      first = false;
+    }
+    body += '\n],\n"WAL-Ranges": [\n';
+    body += walRanges
+      .map((r) => `{ "Timeline": ${r.timeline}, "Start-LSN": "${formatLsn(r.startLsn)}", "End-LSN": "${formatLsn(r.endLsn)}" }`)
+      .join(',\n');
+    body += '\n],\n';
+    const head = Buffer.from(body, 'utf8');
+    const sum = createHash('sha256').update(head).digest('hex');
+    return Buffer.concat([head, Buffer.from(`"Manifest-Checksum": "${sum}"}\n`, 'utf8')]);
+  }
+}
+
+function isUtf8(b: Buffer): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const HEX = /^(?:[0-9a-fA-F]{2})*$/;
+
+/**
+ * Parse a backup_manifest (version 1 or 2) and check its Manifest-Checksum the way pg_verifybackup
+ * does: SHA-256 of everything up to and including the newline before the last line.
+ */
+export function parseBackupManifest(input: string | Buffer): ParsedBackupManifest {
+  const raw = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
+  const bad = (why: string) => new BackupManifestError(`invalid backup_manifest: ${why}`);
+  if (raw.length === 0 || raw[raw.length - 1] !== 0x0a) throw bad('last line not newline-terminated');
+  const penultimate = raw.lastIndexOf(0x0a, raw.length - 2);
+  if (penultimate < 0) throw bad('expected at least 2 lines');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw bad('not JSON');
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad('not an object');
+  const top = doc as Record<string, unknown>;
+  const version = top['PostgreSQL-Backup-Manifest-Version'];
+  if (version !== 1 && version !== 2) throw bad(`unsupported version ${JSON.stringify(version)}`);
+  const expected = top['Manifest-Checksum'];
+  if (typeof expected !== 'string' || !/^[0-9a-fA-F]{64}$/.test(expected)) throw bad('no manifest checksum');
+  const actual = createHash('sha256').update(raw.subarray(0, penultimate + 1)).digest('hex');
+  if (actual !== expected.toLowerCase()) throw bad(`manifest checksum mismatch: actual ${actual}, expected ${expected}`);
+
+  const filesRaw = top.Files;
+  if (!Array.isArray(filesRaw)) throw bad('no Files array');
+  const files = new Map<string, ManifestFileEntry>();
+  for (const [i, f] of filesRaw.entries()) {
+    if (typeof f !== 'object' || f === null) throw bad(`file ${i} is not an object`);
+    const e = f as Record<string, unknown>;
+    let path: string;
+    if (typeof e.Path === 'string') path = e.Path;
+    else if (typeof e['Encoded-Path'] === 'string' && HEX.test(e['Encoded-Path'])) {
+      // a name that is not valid UTF-8 reaches us through tar headers decoded the same lossy way
+      path = Buffer.from(e['Encoded-Path'], 'hex').toString('utf8');
+    } else throw bad(`file ${i} has no path`);
+    const size = e.Size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw bad(`file ${path} has an invalid size`);
+    const algorithm = e['Checksum-Algorithm'] === undefined ? 'NONE' : e['Checksum-Algorithm'];
+    if (typeof algorithm !== 'string') throw bad(`file ${path} has an invalid checksum algorithm`);
+    const checksum = e.Checksum === undefined ? '' : e.Checksum;
+    if (typeof checksum !== 'string' || !HEX.test(checksum) || (algorithm !== 'NONE' && checksum === '')) {
+      throw bad(`file ${path} has an invalid checksum`);
+    }
+    if (files.has(path)) throw bad(`duplicate path name ${JSON.stringify(path)}`);
+    const lastModified = typeof e['Last-Modified'] === 'string' ? e['Last-Modified'] : undefined;
+    files.set(path, { path, size, algorithm: algorithm.toUpperCase(), checksum: checksum.toLowerCase(), lastModified });
+  }
+  const rangesRaw = top['WAL-Ranges'] ?? [];
+  if (!Array.isArray(rangesRaw)) throw bad('WAL-Ranges is not an array');
+  const walRanges = rangesRaw.map((r: unknown, i: number): WalRange => {
+    const o = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
+    const lsn = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
+    if (typeof o.Timeline !== 'number' || !Number.isInteger(o.Timeline) || o.Timeline < 1) throw bad(`WAL range ${i} has an invalid timeline`);
+    if (typeof o['Start-LSN'] !== 'string' || !lsn.test(o['Start-LSN'])) throw bad(`WAL range ${i} has an invalid Start-LSN`);
+    if (typeof o['End-LSN'] !== 'string' || !lsn.test(o['End-LSN'])) throw bad(`WAL range ${i} has an invalid End-LSN`);
+    return { timeline: o.Timeline, startLsn: o['Start-LSN'], endLsn: o['End-LSN'] };
+  });
+  return { version, files, walRanges };
+}
