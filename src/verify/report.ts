@@ -16,6 +16,7 @@ export type ProblemKind =
   | 'missing-file'
   | 'file-size-mismatch'
   | 'file-checksum-mismatch'
+  | 'unlisted-file'
   | 'invalid-wal-range'
   | 'missing-wal'
   | 'empty-wal'
