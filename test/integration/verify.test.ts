@@ -3,13 +3,17 @@
 // segments) pass when intact, and each kind of damage gives a line naming it and exit 1.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tarStream from 'tar-stream';
 import { crc32c } from '@node-rs/crc32';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import {
+  requireTool, postgresAvailable, startCluster, toolCommand, pgTempDir, type PgCluster,
+} from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
@@ -301,4 +305,66 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).toContain(`backup ${ID}: OK: 4 parts`);
     expect(r.stdout).toContain('part checksums unavailable (no parts.json), file checksums unavailable (no backup_manifest)');
   });
+});
+
+// Real backups of a PostgreSQL 15 with a tablespace, archiving through our wal-archive: one taken by
+// Debian's barman-cloud-backup 3.4 (-S 1MB, so archives have `_0001` parts; no parts.json, no
+// backup_manifest) and one by ours, both verified on the same moto bucket.
+const BARMAN_BACKUP = '/usr/bin/barman-cloud-backup';
+const skipPg = requireTool('PostgreSQL 15', postgresAvailable()) ||
+  requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN_BACKUP));
+
+describe.skipIf(skipPg)('barman-cloud verify on real PostgreSQL 15 backups (moto)', () => {
+  let moto: ServerHandle;
+  let primary: PgCluster;
+  const url = () => ['--endpoint-url', moto.url, 's3://pgverify/pg', SERVER];
+  const env = () => cleanEnv({ ...S3_ENV, ...primary.env });
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    await createS3Bucket(moto.url, 'pgverify');
+    primary = await startCluster({
+      conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', url())} %p` },
+      serverEnv: { ...S3_ENV },
+    });
+    const tbs = pgTempDir('bc-verify-tbs-');
+    await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbs}'`);
+    await primary.psql("CREATE TABLE t (id int primary key, v text) TABLESPACE tbs1; INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 30000) g;");
+    await primary.pgbench(['-i', '-s', '1', '-q']);
+  }, 120_000);
+
+  afterAll(async () => {
+    await primary?.remove();
+    await moto?.stop();
+  });
+
+  it("barman 3.4's backup verifies (tars, WAL) and the report says its checksums are unavailable", async () => {
+    const b = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(BARMAN_BACKUP, ['-S', '1MB', '--immediate-checkpoint', '-n', 'b34', ...url()], { env: env(), stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(b).toEqual({ code: 0, stderr: '' });
+    await primary.waitForArchived(await primary.switchWal(), 60_000);
+    const r = await runBin('barman-cloud', ['verify', ...url(), 'b34'], { env: env(), timeoutMs: 120_000 });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^backup \d{8}T\d{6} \(b34\): OK: \d+ parts, .*; part checksums unavailable \(no parts\.json\), file checksums unavailable \(no backup_manifest\)\n/);
+    expect(Number(/OK: (\d+) parts/.exec(r.stdout)![1])).toBeGreaterThan(2);
+    expect(r.stdout).toMatch(/verify srv: OK: 1 backup verified, 0 problems\n$/);
+  }, 180_000);
+
+  it('our own backup of the same cluster verifies clean', async () => {
+    const b = await runBin('barman-cloud-backup', ['--lz4', '--immediate-checkpoint', '-n', 'ours', ...url()], { env: env(), timeoutMs: 120_000 });
+    expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
+    await primary.waitForArchived(await primary.switchWal(), 60_000);
+    const r = await runBin('barman-cloud', ['verify', '--format', 'json', ...url()], { env: env(), timeoutMs: 120_000 });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const doc = JSON.parse(r.stdout) as { ok: boolean; backups: { backup_name: string; result: string; members: number }[]; wal: { checked_segments: number } };
+    expect(doc.ok).toBe(true);
+    expect(doc.backups.map((x) => [x.backup_name, x.result])).toEqual([['b34', 'ok'], ['ours', 'ok']]);
+    expect(doc.backups[1]!.members).toBeGreaterThan(500);
+    expect(doc.wal.checked_segments).toBeGreaterThan(1);
+  }, 180_000);
 });
