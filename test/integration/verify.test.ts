@@ -57,6 +57,8 @@ interface BackupShape {
   /** Segments archived, [timeline, first, last] runs. */
   wal?: [number, number, number][];
   history?: Record<number, string>;
+  /** Add a file to data_0001.tar that backup_manifest does not list. */
+  unlisted?: boolean;
 }
 
 /** Writes one DONE backup (3 data parts, a tablespace part) plus WAL under `<prefix>/srv/`. */
@@ -82,6 +84,7 @@ async function writeBackup(store: ObjectStore, prefix: string, shape: BackupShap
     const manifest = mb.render([{ timeline: 1, startLsn: '0/200028', endLsn: '0/400100' }]);
     dataParts[2]!.push({ name: 'backup_manifest', body: manifest });
   }
+  if (shape.unlisted) dataParts[1]!.push({ name: 'base/1/99999', body: randomBytes(1000) });
   const sfx = shape.codec ? '.lz4' : '';
   const codec = shape.codec ? await loadCodec(shape.codec) : undefined;
   const stored: { name: string; body: Buffer }[] = [];
@@ -244,6 +247,25 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/PROBLEM unreadable-part: backup \S+: part data\.tar: not a readable tar: .+\n/);
+  });
+
+  it('a part cut at a member boundary (no parts.json): the missing end-of-archive marker is named, exit 1', async () => {
+    const r = await scenario({ checksums: false }, async (store, base) => {
+      const body = await store.getBuffer(`${base}data.tar`);
+      await store.put(`${base}data.tar`, body.subarray(0, 1024)); // PG_VERSION's header and content only
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`PROBLEM unreadable-part: backup ${ID}: part data.tar: the tar has no end-of-archive marker (truncated?)\n`);
+  });
+
+  it('a part in the store that parts.json does not list, and a file that backup_manifest does not list: both named, exit 1', async () => {
+    const r = await scenario({ unlisted: true }, async (store, base) => {
+      await store.put(`${base}data_0003.tar`, await tar([{ name: 'base/1/12345', body: randomBytes(100) }]));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`PROBLEM extra-part: backup ${ID}: part data_0003.tar is in the store but not in parts.json\n`);
+    expect(r.stdout).toContain('PROBLEM unlisted-file: file base/1/99999 is in an archive but not in backup_manifest\n');
+    expect(r.stdout).toContain('PROBLEM unlisted-file: file base/1/12345 is in an archive but not in backup_manifest\n');
   });
 
   it('a missing WAL segment inside the backup range: named under the backup, exit 1', async () => {
