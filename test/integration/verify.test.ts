@@ -220,6 +220,19 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).toMatch(/verify srv: FAILED: 1 backup verified, 2 problems\n$/);
   });
 
+  it('a flipped byte in a tar header: the part does not parse, and its SHA-256 is still compared over all its bytes', async () => {
+    const r = await scenario({}, async (store, base) => {
+      const body = await store.getBuffer(`${base}data_0001.tar`);
+      body[10] ^= 0x20; // the first member's name: the header checksum no longer matches
+      await store.put(`${base}data_0001.tar`, body);
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/PROBLEM unreadable-part: backup \S+: part data_0001\.tar: not a readable tar: .+\n/);
+    // the rest of the object was read after the parse failed: the sizes agree, the hashes do not
+    expect(r.stdout).toMatch(/PROBLEM checksum-mismatch: backup \S+: part data_0001\.tar has SHA-256 [0-9a-f]{64}, parts\.json says [0-9a-f]{64}\n/);
+    expect(r.stdout).not.toContain('size-mismatch');
+  });
+
   it('a deleted middle part: named from parts.json, and its files from backup_manifest, exit 1', async () => {
     const r = await scenario({}, (store, base) => store.delete(`${base}data_0001.tar`));
     expect(r.code).toBe(1);
