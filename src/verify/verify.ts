@@ -310,7 +310,7 @@ async function verifyWal(
     }
     addMissing(range, b, 'range');
   }
-  if (newest && done.includes(newest) && newest.begin_wal && newest.end_wal && isSegmentName(newest.end_wal)) {
+  if (newest && done.some((b) => b.backup_id === newest.backup_id) && newest.begin_wal && newest.end_wal && isSegmentName(newest.end_wal)) {
     const timeline = Number.parseInt(newest.end_wal.slice(0, 8), 16);
     const histories = new Map<number, HistoryEntry[] | null>();
     for (const [tli, key] of index.historyKeys) {
