@@ -1,7 +1,10 @@
 // Taking a base backup into the object store as barman-cloud-backup does (spec §5): the SQL
 // sequence of postgres.ts, one streamed tar archive per tablespace and one for PGDATA (tar-producer),
 // each part uploaded as it is produced with bounded memory, and backup.info written last — with
-// status FAILED and the error when anything fails after the backup started.
+// status FAILED and the error when anything fails after the backup started. Two integrity records
+// beyond barman: PostgreSQL's backup_manifest as the last member of data.tar (every file's size and
+// CRC-32C, the WAL range), and parts.json beside backup.info (every part's stored size and
+// SHA-256), uploaded after the last part and before backup.info says DONE.
 import { stat } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +14,7 @@ import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog } from '../catalog/catalog.js';
 import { newBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
 import { pyFloat, type PyDict, type PyValue } from '../catalog/python-literal.js';
+import { encodePartsList, PARTS_LIST_NAME } from '../catalog/parts-list.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import type { CodecName } from '../compression/index.js';
 import { majorVersionString } from './exclude.js';
@@ -19,6 +23,7 @@ import {
   type ArchiveResult, type PartSink,
 } from './tar-producer.js';
 import { PostgresSession, walLocation, type ConnectionOptions } from './postgres.js';
+import { BackupManifestBuilder } from './manifest.js';
 
 export interface BackupOptions {
   connection: ConnectionOptions;
@@ -150,7 +155,9 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       log.info(`Uploading ${key}`);
       await store.put(key, body, { partSize: options.chunkSize, concurrency: options.jobs, tags: options.tags, signal: options.signal });
     };
+    const manifest = new BackupManifestBuilder();
     const common = {
+      manifest,
       codec: options.codec ?? null,
       level: options.codec ? options.level ?? BACKUP_COMPRESSION_LEVEL[options.codec] : undefined,
       maxArchiveSize: options.maxArchiveSize,
@@ -172,7 +179,8 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     for (const f of meta.includedFiles ?? []) {
       if (!f.startsWith(meta.pgdata)) log.warning(`Included file ${f} is outside PGDATA and is not part of the backup`);
     }
-    const pgdataGid = (await stat(meta.pgdata)).gid;
+    const pgdataStat = await stat(meta.pgdata);
+    const pgdataGid = pgdataStat.gid;
     let stop: Awaited<ReturnType<PostgresSession['stopBackup']>> | undefined;
     results.push(await produceArchive({
       ...common,
@@ -186,8 +194,21 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
         stop = await session.stopBackup();
         return [backupLabelMember(stop.backupLabel, pgdataGid)];
       },
+      // One range on the ending timeline, as PostgreSQL writes for a backup that saw no timeline
+      // switch; a promotion during the backup would need the history file's switch point, which
+      // `pg_verifybackup -n` (no WAL check) does not read.
+      manifestMember: {
+        walRanges: () => [{ timeline: stop!.timeline, startLsn: start.lsn, endLsn: stop!.lsn }],
+        uid: pgdataStat.uid,
+        gid: pgdataStat.gid,
+      },
     }));
     if (!stop) throw new GeneralError('the backup was not stopped');
+    const partsList = encodePartsList({
+      backupId,
+      parts: results.flatMap((r) => r.parts.map((p) => ({ name: p.name, size: p.bytes, sha256: p.sha256 }))),
+    });
+    await store.put(`${prefix}${PARTS_LIST_NAME}`, Buffer.from(partsList, 'utf8'), { tags: options.tags.length ? options.tags : undefined, signal: options.signal });
     const end = walLocation(stop.lsn, stop.timeline, meta.segmentSize);
     Object.assign(info, {
       backup_label: stop.backupLabel,

@@ -92,10 +92,11 @@ function gmtTime(seconds: number): string {
 /**
  * Collects the files of a backup as the tar producer writes them and renders the manifest. A path
  * added again (a member written twice, the later one winning on extraction) replaces the earlier
- * entry: PostgreSQL refuses a manifest that names a path twice.
+ * entry: PostgreSQL refuses a manifest that names a path twice. `backup_manifest` itself is never
+ * listed (a stale one in PGDATA is overwritten by ours on extraction).
  */
 export class BackupManifestBuilder {
-  private readonly entries = new Map<string, string>();
+  private readonly entries = new Map<string, { path: string | Buffer; size: number; mtime: number; crc: number }>();
 
   /**
    * Add one regular file. `path` is the manifest path (see manifestPath); a Buffer path that is not
@@ -103,14 +104,15 @@ export class BackupManifestBuilder {
    */
   addFile(path: string | Buffer, size: number, mtimeSeconds: number, crc: number): void {
     const key = typeof path === 'string' ? path : path.toString('hex');
-    const text = typeof path === 'string' ? path : isUtf8(path) ? path.toString('utf8') : undefined;
-    // JSON.stringify escapes exactly what PostgreSQL's escape_json does for valid UTF-8 text
-    const name = text !== undefined ? `"Path": ${JSON.stringify(text)}` : `"Encoded-Path": "${(path as Buffer).toString('hex')}"`;
+    if (key === BACKUP_MANIFEST_NAME) return;
     this.entries.delete(key);
-    this.entries.set(
-      key,
-      `{ ${name}, "Size": ${size}, "Last-Modified": "${gmtTime(mtimeSeconds)}", "Checksum-Algorithm": "CRC32C", "Checksum": "${crc32cHex(crc)}" }`,
-    );
+    this.entries.set(key, { path, size, mtime: mtimeSeconds, crc: crc >>> 0 });
+  }
+
+  /** A hard link: `path` holds the same bytes as the file already recorded as `target`. */
+  addLink(path: string, target: string): void {
+    const e = this.entries.get(target);
+    if (e) this.addFile(path, e.size, e.mtime, e.crc);
   }
 
   get size(): number {
@@ -119,13 +121,17 @@ export class BackupManifestBuilder {
 
   /** The complete manifest, `Manifest-Checksum` last. */
   render(walRanges: readonly WalRange[]): Buffer {
-    let body = '{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [';
-    let first = true;
-    for (const line of this.entries.values()) {
-      body += first ? '\n' : ',\n';
-      body += line;
-      first = false;
+    const lines: string[] = [];
+    for (const { path, size, mtime, crc } of this.entries.values()) {
+      const text = typeof path === 'string' ? path : isUtf8(path) ? path.toString('utf8') : undefined;
+      // JSON.stringify escapes exactly what PostgreSQL's escape_json does for valid UTF-8 text
+      const name = text !== undefined ? `"Path": ${JSON.stringify(text)}` : `"Encoded-Path": "${(path as Buffer).toString('hex')}"`;
+      lines.push(
+        `{ ${name}, "Size": ${size}, "Last-Modified": "${gmtTime(mtime)}", "Checksum-Algorithm": "CRC32C", "Checksum": "${crc32cHex(crc)}" }`,
+      );
     }
+    let body = '{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [';
+    if (lines.length) body += `\n${lines.join(',\n')}`;
     body += '\n],\n"WAL-Ranges": [\n';
     body += walRanges
       .map((r) => `{ "Timeline": ${r.timeline}, "Start-LSN": "${formatLsn(r.startLsn)}", "End-LSN": "${formatLsn(r.endLsn)}" }`)

@@ -14,10 +14,16 @@
 // fractional mtime and writes no record padding), so headers are encoded here; tar-stream is used by
 // the reading side (extract.ts).
 //
+// Checksums: with a manifest builder, the CRC-32C and size of every regular file's data are taken
+// from the bytes written into the tar (a file that changes while read is recorded as stored), and
+// the pgdata archive ends with PostgreSQL's `backup_manifest` (manifest.ts). Every part's stored
+// (compressed) bytes are hashed with SHA-256 on their way to the sink, for parts.json.
+//
 // Parts: `<name>.tar<sfx>`, `<name>_0001.tar<sfx>`, … Before each member, a part whose compressed
 // byte count already exceeds maxArchiveSize is closed and the next one opened; a member is never
 // split, so every part is a complete tar. Each part's compressed byte stream is handed to the
 // caller's part sink; back-pressure runs from the sink through the compressor to the file reads.
+import { createHash, type Hash } from 'node:crypto';
 import type { BigIntStats, Dirent } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { BlockCompressStream } from '../compression/block-stream.js';
@@ -30,6 +36,7 @@ import { loadCodec, WAL_SUFFIX, type Codec, type CodecName } from '../compressio
 import { GeneralError } from '../errors.js';
 import { log } from '../log.js';
 import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
+import { BACKUP_MANIFEST_NAME, BackupManifestBuilder, Crc32c, manifestPath, type WalRange } from './manifest.js';
 
 export const BLOCK_SIZE = 512;
 export const RECORD_SIZE = 20 * BLOCK_SIZE;
@@ -380,6 +387,8 @@ export interface PartStats {
   index: number;
   /** Compressed bytes handed to the sink. */
   bytes: number;
+  /** SHA-256 (hex) of the bytes handed to the sink. */
+  sha256: string;
   /** Uncompressed tar bytes, trailer included. */
   tarBytes: number;
   members: number;
@@ -408,6 +417,8 @@ class OpenPart {
   readonly startTime = new Date();
   endTime?: Date;
   bytes = 0;
+  private readonly hash: Hash = createHash('sha256');
+  private digest: string | undefined;
   tarBytes = 0;
   members = 0;
   ended = false;
@@ -431,6 +442,7 @@ class OpenPart {
       readableHighWaterMark: STREAM_BUFFER,
       transform: (chunk: Buffer, _enc, cb) => {
         this.bytes += chunk.length;
+        this.hash.update(chunk);
         cb(null, chunk);
       },
     });
@@ -473,10 +485,13 @@ class OpenPart {
 
   stats(): PartStats {
     const end = this.endTime ?? new Date();
+    // complete only once the part has ended (close() asks after every sink resolved)
+    if (this.digest === undefined && this.output.readableEnded) this.digest = this.hash.digest('hex');
     return {
       name: this.name,
       index: this.index,
       bytes: this.bytes,
+      sha256: this.digest ?? '',
       tarBytes: this.tarBytes,
       members: this.members,
       startTime: this.startTime,
@@ -512,6 +527,8 @@ export interface ArchiveWriterOptions {
   signal?: AbortSignal;
   /** Bytes read from a file at once (default READ_CHUNK_SIZE, 1 MiB). */
   readChunkSize?: number;
+  /** Records every regular file member (path, size, mtime, CRC-32C of the bytes written). */
+  manifest?: BackupManifestBuilder;
 }
 
 /** A member built from memory (backup_label). tarfile.TarInfo defaults apply to omitted fields. */
@@ -568,6 +585,7 @@ export class ArchiveWriter {
   private readonly partConcurrency: number;
   private readonly signal: AbortSignal | undefined;
   private readonly chunkSize: number;
+  private readonly manifest: BackupManifestBuilder | undefined;
   private readonly parts: OpenPart[] = [];
   private current: OpenPart | undefined;
   private failure: Error | undefined;
@@ -590,6 +608,7 @@ export class ArchiveWriter {
     this.partConcurrency = Math.max(1, options.partConcurrency ?? 1);
     this.signal = options.signal;
     this.chunkSize = Math.max(BLOCK_SIZE, options.readChunkSize ?? READ_CHUNK_SIZE);
+    this.manifest = options.manifest;
     this.failed = new Promise<never>((_, reject) => {
       this.rejectFailed = reject;
     });
@@ -699,7 +718,7 @@ export class ArchiveWriter {
     part.members++;
   }
 
-  private async copyData(fh: FileHandle, size: number, path: string): Promise<void> {
+  private async copyData(fh: FileHandle, size: number, path: string, crc?: Crc32c): Promise<void> {
     // One read ahead: the next chunk is read from disk while this one is compressed and written,
     // so the read latency of the thread pool no longer adds to every chunk.
     const readAt = (position: number, n: number): Promise<{ data: Buffer; release?: () => void }> => {
@@ -730,12 +749,15 @@ export class ArchiveWriter {
         next = readAt(position, Math.min(this.chunkSize, remaining));
         next.catch(() => undefined);
       }
+      crc?.update(buf);
       await this.write(buf, release);
     }
     if (remaining > 0) log.debug(`${path} shrank while being read: padding ${remaining} bytes with zeros`);
     while (remaining > 0) {
       const n = Math.min(ZERO_CHUNK.length, remaining);
-      await this.write(n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n));
+      const zeros = n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n);
+      crc?.update(zeros);
+      await this.write(zeros);
       remaining -= n;
     }
     const tail = size % BLOCK_SIZE;
@@ -777,6 +799,8 @@ export class ArchiveWriter {
         header.type = TarType.HARDLINK;
         header.linkname = first;
         await this.writeMember(header, part);
+        // the restore links it to the first name: the same content under a second path
+        this.manifest?.addLink(this.manifestPathOf(header.name), this.manifestPathOf(first));
         return true;
       }
       let fh: FileHandle;
@@ -791,7 +815,9 @@ export class ArchiveWriter {
         if (st.nlink > 1n && st.ino !== 0n) part.inodes.set(inode, header.name);
         header.size = Number(st.size);
         await this.writeMember(header, part);
-        await this.copyData(fh, header.size, path);
+        const crc = this.manifest ? new Crc32c() : undefined;
+        await this.copyData(fh, header.size, path, crc);
+        if (crc) this.manifest!.addFile(this.manifestPathOf(header.name), header.size, Math.floor(header.mtime), crc.value);
       } finally {
         await fh.close().catch(() => undefined);
       }
@@ -842,6 +868,43 @@ export class ArchiveWriter {
     for (let off = 0; off < data.length; off += this.chunkSize) {
       await this.write(data.subarray(off, Math.min(data.length, off + this.chunkSize)));
     }
+    const tail = data.length % BLOCK_SIZE;
+    if (tail > 0) await this.write(ZERO_CHUNK.subarray(0, BLOCK_SIZE - tail));
+    if (this.manifest) {
+      const crc = new Crc32c();
+      crc.update(data);
+      this.manifest.addFile(this.manifestPathOf(member.name), data.length, member.mtime ?? 0, crc.value);
+    }
+  }
+
+  private manifestPathOf(memberName: string): string {
+    return manifestPath(this.archive, memberName);
+  }
+
+  /**
+   * Write PostgreSQL's backup_manifest of everything recorded so far as the last member (it does
+   * not list itself). The data archive calls this once backup_label is in.
+   */
+  async addManifest(walRanges: readonly WalRange[], owner: { uid: number; gid: number }): Promise<void> {
+    if (!this.manifest) throw new GeneralError('no manifest is being recorded');
+    const data = this.manifest.render(walRanges);
+    log.info(`Uploading '${BACKUP_MANIFEST_NAME}' file to '${this.firstPartName}' with path '${BACKUP_MANIFEST_NAME}'`);
+    const part = await this.ensurePart();
+    await this.writeMember(
+      {
+        name: BACKUP_MANIFEST_NAME,
+        type: TarType.FILE,
+        mode: 0o600,
+        uid: owner.uid,
+        gid: owner.gid,
+        size: data.length,
+        mtime: Math.floor(Date.now() / 1000),
+        uname: userName(owner.uid),
+        gname: groupName(owner.gid),
+      },
+      part,
+    );
+    await this.write(data);
     const tail = data.length % BLOCK_SIZE;
     if (tail > 0) await this.write(ZERO_CHUNK.subarray(0, BLOCK_SIZE - tail));
   }
@@ -972,6 +1035,11 @@ export interface ProduceArchiveOptions extends Omit<ArchiveWriterOptions, 'name'
   extraMembers?: readonly ExtraMember[];
   /** Called after extraMembers, before closing: e.g. backup_label once pg_backup_stop returned. */
   lateMembers?: () => Promise<readonly ExtraMember[]> | readonly ExtraMember[];
+  /**
+   * With `manifest`, write backup_manifest as the very last member: its WAL range (known once the
+   * late members are in) and the owner of its member.
+   */
+  manifestMember?: { walRanges: () => readonly WalRange[]; uid: number; gid: number };
   /** Log label (barman: 'pgdata' or the tablespace name). */
   label?: string;
 }
@@ -1007,6 +1075,9 @@ export async function produceArchive(options: ProduceArchiveOptions): Promise<Ar
     for (const m of options.extraMembers ?? []) await writer.addExtra(m);
     if (options.lateMembers) {
       for (const m of await options.lateMembers()) await writer.addExtra(m);
+    }
+    if (options.manifestMember) {
+      await writer.addManifest(options.manifestMember.walRanges(), options.manifestMember);
     }
     return await writer.close();
   } catch (err) {

@@ -2,7 +2,7 @@
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
 // (spec §1.2, §2, Appendix A); options marked `extension` are ours (ObjectStore fields, spec §12).
 import {
-  parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize,
+  parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize, parseTargetTimeline,
 } from './types.js';
 
 /** The barman-cloud release whose CLI contract we implement (printed by `--version`). */
@@ -444,7 +444,7 @@ export const COMMANDS: CommandSpec[] = [
       { long: '--gcp-zone', aliases: ['--snapshot-recovery-zone'], kind: 'value', metavar: 'GCP_ZONE', help: 'snapshot backups: GCP zone' },
       { long: '--aws-region', kind: 'value', metavar: 'AWS_REGION', help: 'snapshot backups: AWS region' },
       { long: '--azure-resource-group', kind: 'value', metavar: 'AZURE_RESOURCE_GROUP', help: 'snapshot backups: Azure resource group' },
-      { long: '--target-tli', kind: 'value', metavar: 'TARGET_TLI', help: 'with auto: timeline (a number, current or latest)' },
+      { long: '--target-tli', kind: 'value', metavar: 'TARGET_TLI', parse: parseTargetTimeline, help: 'with auto: timeline (a number, current or latest)' },
       { long: '--target-lsn', kind: 'value', metavar: 'TARGET_LSN', group: 'target', help: 'with auto: the newest backup ending at or before this LSN' },
       { long: '--target-time', kind: 'value', metavar: 'TARGET_TIME', group: 'target', help: 'with auto: the newest backup ending at or before this time' },
       {

@@ -38,6 +38,18 @@ export function parseNonNegativeInteger(raw: string): number {
   return n;
 }
 
+/**
+ * `--target-tli` (barman's check_tli): `current`, `latest` or a decimal timeline ≥ 1 (Python's int():
+ * surrounding blanks and a sign allowed, no hex). Returned as a string, normalized when numeric.
+ */
+export function parseTargetTimeline(raw: string): string {
+  if (raw === 'current' || raw === 'latest') return raw;
+  if (!/^\s*[-+]?\d+\s*$/.test(raw)) throw new ArgumentTypeError(`'${raw}' is not a valid input`);
+  const n = Number.parseInt(raw, 10);
+  if (n < 1) throw new ArgumentTypeError(`'${raw}' is not a valid positive integer`);
+  return String(n);
+}
+
 /** `--compression-level`: low, medium, high or an integer (clamped later per codec, spec §13). */
 export function parseCompressionLevel(raw: string): 'low' | 'medium' | 'high' | number {
   if (raw === 'low' || raw === 'medium' || raw === 'high') return raw;

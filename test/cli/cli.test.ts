@@ -87,6 +87,10 @@ describe('argparse compatibility: exit 3 with usage on stderr', () => {
     ['ambiguous abbreviation', 'barman-cloud-backup', ['--azure', 'x', 's3://b', 'srv'], /ambiguous option: --azure could match/],
     ['required group', 'barman-cloud-backup-keep', ['s3://b', 'srv', 'latest'], /one of the arguments -r\/--release -s\/--status --target is required/],
     ['delete needs -b or -r', 'barman-cloud-backup-delete', ['s3://b', 'srv'], /one of the arguments -b\/--backup-id -r\/--retention-policy is required/],
+    ['--target-tli not a number', 'barman-cloud-restore', ['--target-tli', 'abc', 's3://b', 'srv', 'auto', '/tmp/x'], /argument --target-tli: 'abc' is not a valid input/],
+    ['--target-tli in hex', 'barman-cloud-restore', ['--target-tli', '0x2', 's3://b', 'srv', 'auto', '/tmp/x'], /argument --target-tli: '0x2' is not a valid input/],
+    ['--target-tli zero', 'barman-cloud-restore', ['--target-tli', '0', 's3://b', 'srv', 'auto', '/tmp/x'], /argument --target-tli: '0' is not a valid positive integer/],
+    ['--target-tli keyword case', 'barman-cloud-restore', ['--target-tli', 'Latest', 's3://b', 'srv', 'auto', '/tmp/x'], /argument --target-tli: 'Latest' is not a valid input/],
     ['nargs=* swallows positionals', 'barman-cloud-wal-archive', [`file://${'/tmp'}`, '--tags', 'a,b', 'srv', WAL], /required: server_name/],
   ];
   it.each(cases)('%s', async (_what, prog, args, message) => {
@@ -96,6 +100,21 @@ describe('argparse compatibility: exit 3 with usage on stderr', () => {
     expect(r.stderr).toMatch(new RegExp(`^usage: ${prog} `));
     expect(r.stderr).toMatch(message);
     expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^${prog}: error: `));
+  });
+
+  it('--target-tli accepts a decimal timeline, current and latest (not usage errors)', async () => {
+    const dest = join(scratch, 'tli-dest');
+    for (const [tli, message] of [
+      ['2', /Cannot find any candidate backup for recovery/],
+      [' +3 ', /Cannot find any candidate backup for recovery/],
+      ['latest', /No WAL files found/],
+      ['current', /'current' is not supported/],
+    ] as const) {
+      const r = await runBin('barman-cloud-restore', ['--target-tli', tli, `file://${store}`, 'srv', 'auto', dest]);
+      expect(r.stderr).not.toMatch(/usage:/);
+      expect(r.stderr).toMatch(message);
+      expect(r.code === 1 || r.code === 4).toBe(true);
+    }
   });
 
   it('an invalid WAL name is exit 3 with one log line, checked before -t', async () => {
