@@ -390,15 +390,19 @@ describe.skipIf(skipPg)('barman-cloud verify on real PostgreSQL 15 backups (moto
     expect(r.stdout).toMatch(/verify srv: OK: 1 backup verified, 0 problems\n$/);
   }, 180_000);
 
-  it('our own backup of the same cluster verifies clean', async () => {
+  it('our own backup of the same cluster verifies clean, with parts.json and backup_manifest checked', async () => {
     const b = await runBin('barman-cloud-backup', ['--lz4', '--immediate-checkpoint', '-n', 'ours', ...url()], { env: env(), timeoutMs: 120_000 });
     expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
     await primary.waitForArchived(await primary.switchWal(), 60_000);
     const r = await runBin('barman-cloud', ['verify', '--format', 'json', ...url()], { env: env(), timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    const doc = JSON.parse(r.stdout) as { ok: boolean; backups: { backup_name: string; result: string; members: number }[]; wal: { checked_segments: number } };
+    type Doc = { ok: boolean; backups: { backup_name: string; result: string; members: number; part_checksums: string; file_checksums: string }[]; wal: { checked_segments: number } };
+    const doc = JSON.parse(r.stdout) as Doc;
     expect(doc.ok).toBe(true);
-    expect(doc.backups.map((x) => [x.backup_name, x.result])).toEqual([['b34', 'ok'], ['ours', 'ok']]);
+    expect(doc.backups.map((x) => [x.backup_name, x.result, x.part_checksums, x.file_checksums])).toEqual([
+      ['b34', 'ok', 'unavailable', 'unavailable'],
+      ['ours', 'ok', 'verified', 'verified'],
+    ]);
     expect(doc.backups[1]!.members).toBeGreaterThan(500);
     expect(doc.wal.checked_segments).toBeGreaterThan(1);
   }, 180_000);
