@@ -114,7 +114,9 @@ export async function readPart(
     });
   });
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [source, tap];
-  if (codec) stages.push(codec.decompressStream());
+  // Which stage failed decides the message: a codec error (zlib's own included) or a tar one.
+  let decodeError: Error | undefined;
+  if (codec) stages.push(codec.decompressStream().on('error', (e: Error) => (decodeError ??= e)));
   stages.push(tail, extract as unknown as Writable);
   let unreadable: string | undefined;
   try {
@@ -126,7 +128,9 @@ export async function readPart(
     // The store's own failures are not findings about the part (except a vanished object).
     if (e instanceof NotFoundError) return { bytes: tap.bytes, sha256: '', tarBytes: tail.bytes, members, missing: true };
     if (e instanceof StorageError) throw e;
-    unreadable = e instanceof CompressionFormatError ? message(e) : `not a readable tar: ${message(memberError ?? e)}`;
+    unreadable = decodeError || e instanceof CompressionFormatError
+      ? `cannot be decompressed (${codec?.name}): ${message(decodeError ?? e)}`
+      : `not a readable tar: ${message(memberError ?? e)}`;
     await drainRest(store, key, size, tap, options.signal);
   }
   return { bytes: tap.bytes, sha256: hash.digest('hex'), tarBytes: tail.bytes, members, unreadable };

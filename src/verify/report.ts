@@ -78,6 +78,10 @@ export interface VerifyReport {
   ok: boolean;
 }
 
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 function problemLine(p: Problem): string {
   return `  PROBLEM ${p.kind}: ${p.message}`;
 }
@@ -94,7 +98,7 @@ export function formatConsole(report: VerifyReport): string {
       b.part_checksums === 'unavailable' ? 'part checksums unavailable (no parts.json)' : '',
       b.file_checksums === 'unavailable' ? 'file checksums unavailable (no backup_manifest)' : '',
     ].filter(Boolean);
-    const what = `${b.parts} parts, ${(b.bytes / 1e6).toFixed(1)} MB, ${b.members} members, WAL ${b.begin_wal ?? '?'}..${b.end_wal ?? '?'}`;
+    const what = `${plural(b.parts, 'part')}, ${(b.bytes / 1e6).toFixed(1)} MB, ${plural(b.members, 'member')}, WAL ${b.begin_wal ?? '?'}..${b.end_wal ?? '?'}`;
     const verdict = b.result === 'ok' ? 'OK' : `FAILED (${b.problems.length} problem${b.problems.length === 1 ? '' : 's'})`;
     lines.push(`backup ${label}: ${verdict}: ${what}${unavailable.length ? `; ${unavailable.join(', ')}` : ''}`);
     for (const p of b.problems) lines.push(problemLine(p));

@@ -233,6 +233,17 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).not.toContain('size-mismatch');
   });
 
+  it('a flipped byte in an lz4 part: the codec error and the SHA-256 mismatch are both named, exit 1', async () => {
+    const r = await scenario({ codec: 'lz4' }, async (store, base) => {
+      const body = await store.getBuffer(`${base}data_0002.tar.lz4`);
+      body[Math.floor(body.length / 2)] ^= 0x55;
+      await store.put(`${base}data_0002.tar.lz4`, body);
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/PROBLEM unreadable-part: backup \S+: part data_0002\.tar\.lz4: cannot be decompressed \(lz4\): .+\n/);
+    expect(r.stdout).toMatch(/PROBLEM checksum-mismatch: backup \S+: part data_0002\.tar\.lz4 has SHA-256 [0-9a-f]{64}, parts\.json says [0-9a-f]{64}\n/);
+  });
+
   it('a deleted middle part: named from parts.json, and its files from backup_manifest, exit 1', async () => {
     const r = await scenario({}, (store, base) => store.delete(`${base}data_0001.tar`));
     expect(r.code).toBe(1);
