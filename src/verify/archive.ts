@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
 import tarStream, { type Header } from 'tar-stream';
 import { CompressionFormatError, type Codec } from '../compression/index.js';
-import { NotFoundError, StorageError } from '../errors.js';
+import { NetworkError, NotFoundError, StorageError } from '../errors.js';
 import type { ObjectStore } from '../storage/types.js';
 
 /** One tar member as read: its name in the archive, its type, and for regular files size + CRC-32C. */
@@ -87,6 +87,10 @@ export async function readPart(
     if (e instanceof NotFoundError) return { bytes: 0, sha256: hash.digest('hex'), tarBytes: 0, members: 0, missing: true };
     throw e;
   }
+  // A failure of the download itself says nothing about the part: it is thrown, not reported. The
+  // first stage to fail is the origin (the pipeline then destroys the source with that same error).
+  let origin: 'source' | 'codec' | 'tar' | undefined;
+  source.on('error', () => (origin ??= 'source'));
   const extract = tarStream.extract();
   let memberError: Error | undefined;
   extract.on('entry', (header: Header, stream, next) => {
@@ -99,25 +103,25 @@ export async function readPart(
       return;
     }
     let crc = 0;
-    let size = 0;
+    let length = 0;
     const keep = options.keepContent?.(header.name) ? [] as Buffer[] : undefined;
     stream.on('data', (data: unknown) => {
       const chunk = data as Buffer;
       crc = crc32c(chunk, crc);
-      size += chunk.length;
+      length += chunk.length;
       keep?.push(chunk);
     });
     stream.on('error', (e: Error) => (memberError ??= e));
     stream.on('end', () => {
-      onMember({ name: header.name, type, size, crc32c: crc }, keep ? Buffer.concat(keep) : undefined);
+      onMember({ name: header.name, type, size: length, crc32c: crc }, keep ? Buffer.concat(keep) : undefined);
       next();
     });
   });
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [source, tap];
-  // Which stage failed decides the message: a codec error (zlib's own included) or a tar one.
-  let decodeError: Error | undefined;
-  if (codec) stages.push(codec.decompressStream().on('error', (e: Error) => (decodeError ??= e)));
+  // Which stage failed first decides the message: a codec error (zlib's own included) or a tar one.
+  if (codec) stages.push(codec.decompressStream().on('error', () => (origin ??= 'codec')));
   stages.push(tail, extract as unknown as Writable);
+  for (const stage of [tap, tail, extract]) (stage as NodeJS.EventEmitter).on('error', () => (origin ??= 'tar'));
   let unreadable: string | undefined;
   try {
     await (pipeline as (...args: unknown[]) => Promise<void>)(...stages, options.signal ? { signal: options.signal } : {});
@@ -128,8 +132,9 @@ export async function readPart(
     // The store's own failures are not findings about the part (except a vanished object).
     if (e instanceof NotFoundError) return { bytes: tap.bytes, sha256: '', tarBytes: tail.bytes, members, missing: true };
     if (e instanceof StorageError) throw e;
-    unreadable = decodeError || e instanceof CompressionFormatError
-      ? `cannot be decompressed (${codec?.name}): ${message(decodeError ?? e)}`
+    if (origin === 'source') throw new NetworkError(`reading ${key}: ${message(e)}`, { cause: e });
+    unreadable = origin === 'codec' || e instanceof CompressionFormatError
+      ? `cannot be decompressed (${codec?.name}): ${message(e)}`
       : `not a readable tar: ${message(memberError ?? e)}`;
     await drainRest(store, key, size, tap, options.signal);
   }
