@@ -204,11 +204,6 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       },
     }));
     if (!stop) throw new GeneralError('the backup was not stopped');
-    const partsList = encodePartsList({
-      backupId,
-      parts: results.flatMap((r) => r.parts.map((p) => ({ name: p.name, size: p.bytes, sha256: p.sha256 }))),
-    });
-    await store.put(`${prefix}${PARTS_LIST_NAME}`, Buffer.from(partsList, 'utf8'), { tags: options.tags.length ? options.tags : undefined, signal: options.signal });
     const end = walLocation(stop.lsn, stop.timeline, meta.segmentSize);
     Object.assign(info, {
       backup_label: stop.backupLabel,
@@ -221,6 +216,12 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       await session.switchWal();
       await session.createRestorePoint(`barman_${backupId}`);
     }
+    // Last before DONE: a backup that fails after its data archive gets no parts.json.
+    const partsList = encodePartsList({
+      backupId,
+      parts: results.flatMap((r) => r.parts.map((p) => ({ name: p.name, size: p.bytes, sha256: p.sha256 }))),
+    });
+    await store.put(`${prefix}${PARTS_LIST_NAME}`, Buffer.from(partsList, 'utf8'), { tags: options.tags.length ? options.tags : undefined, signal: options.signal });
     info.copy_stats = copyStats(results, (Date.now() - started) / 1000, options.jobs);
     info.status = STATUS.DONE;
   } catch (e) {

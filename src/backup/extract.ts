@@ -28,6 +28,8 @@ import { GeneralError } from '../errors.js';
 import { CoalescingFileWriter } from '../file-writer.js';
 import { log } from '../log.js';
 import { groupId, userId } from './tar-producer.js';
+import type { FileDigests } from './integrity.js';
+import { manifestPath } from './manifest.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -43,6 +45,8 @@ export interface ExtractOptions {
   /** Apply ownership; default: only when running as root (euid 0), like tarfile. */
   preserveOwner?: boolean;
   signal?: AbortSignal;
+  /** Record the size and CRC-32C of every file written, under its manifest path in `archive`. */
+  digests?: { record: FileDigests; archive: string };
 }
 
 export interface ExtractStats {
@@ -245,6 +249,10 @@ export class TarExtractor {
       this.clearTarget(name, target);
       await link(source, target);
       this.forget(target);
+      this.options.digests?.record.link(
+        manifestPath(this.options.digests.archive, parts.join('/')),
+        manifestPath(this.options.digests.archive, linkParts.join('/')),
+      );
       // link(2) does not follow a symlink: never chmod/utime through one
       const isSymlink = (await lstat(target)).isSymbolicLink();
       this.applyOwner(target, meta, isSymlink);
@@ -282,12 +290,18 @@ export class TarExtractor {
     const fd = openSync(target, 'wx', 0o600);
     // Coalesced into 1 MiB writes through a reused buffer (src/file-writer.ts says why).
     const writer = new CoalescingFileWriter(fd, this.writeBuffers.pop());
+    const digests = this.options.digests;
+    const digest = digests?.record.begin(manifestPath(digests.archive, parts.join('/')));
+    let size = 0;
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
+        digest?.crc.update(chunk);
         writer.write(chunk);
-        this.stats.bytes += chunk.length;
+        size += chunk.length;
       }
       writer.flush();
+      this.stats.bytes += size;
+      digest?.done(size);
     } finally {
       closeSync(fd);
       this.writeBuffers.push(writer.buffer);

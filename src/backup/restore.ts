@@ -2,16 +2,22 @@
 // refuse a non-empty destination before downloading anything, then download, decompress and extract
 // every archive — in parallel across archives (beyond barman), the parts of one archive in order —
 // recreate pg_tblspc links and pg_wal, and optionally write the recovery configuration.
+// A backup of ours is checked while it is extracted (integrity.ts): parts against parts.json before
+// and while they are read, files against the backup_manifest once everything is written.
 import { promises as fs } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { join, resolve as resolvePath } from 'node:path';
-import { GeneralError, OperationError } from '../errors.js';
+import { BarmanCloudError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
 import { codecFromSuffix, type CodecName } from '../compression/index.js';
 import type { ObjectStore } from '../storage/types.js';
+import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts } from './extract.js';
+import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
+import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
 import { parseLsn } from './postgres.js';
 
 export interface RestoreTargets {
@@ -93,6 +99,25 @@ function archiveParts(keys: string[], prefix: string, base: string): { key: stri
   return [...main, ...extra.sort()].map((key) => ({ key, codec: codecFromSuffix(key) }));
 }
 
+/**
+ * An error while extracting a part, made to name it: an integrity failure and anything that is not
+ * ours (a decoder or tar parser refusing the bytes) becomes a BackupIntegrityError naming the part;
+ * our other errors (network, unsafe members) keep their class. All say the destination is incomplete.
+ */
+function damagedPart(e: unknown, part: string, incomplete: string): unknown {
+  if (e instanceof BackupIntegrityError) return new BackupIntegrityError(`${e.message}; ${incomplete}`, { cause: e });
+  if (e instanceof BarmanCloudError) {
+    e.message = `${e.message}; ${incomplete}`;
+    return e;
+  }
+  if (e instanceof Error && e.name === 'AbortError') return e;
+  // a system call failing (ENOSPC, EACCES…) is the destination's trouble, not the part's
+  const code = e instanceof Error ? (e as NodeJS.ErrnoException).code : undefined;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return new GeneralError(`${(e as Error).message}; ${incomplete}`, { cause: e });
+  const msg = e instanceof Error ? e.message : String(e);
+  return new BackupIntegrityError(`part ${part} cannot be read (${msg.split('\n')[0]}); ${incomplete}`, { cause: e });
+}
+
 export async function restoreBackup(
   store: ObjectStore,
   layout: ServerLayout,
@@ -117,11 +142,33 @@ export async function restoreBackup(
 
   const prefix = layout.backupPrefix(backupId);
   const keys: string[] = [];
-  for await (const e of store.list(prefix, { delimiter: '/' })) if (e.kind === 'object') keys.push(e.key);
+  const listed = new Map<string, number>();
+  for await (const e of store.list(prefix, { delimiter: '/' })) {
+    if (e.kind !== 'object') continue;
+    keys.push(e.key);
+    listed.set(e.key.slice(prefix.length), e.size);
+  }
   const plan = targets.map((t) => ({ ...t, parts: archiveParts(keys, prefix, t.base) }));
   for (const p of plan) {
     if (p.parts.length === 0) throw new OperationError(`Missing file ${p.base}.* for server ${layout.serverName}`);
   }
+  const dataDir = resolvePath(recoveryDir);
+  const incomplete = `the destination ${dataDir} is incomplete`;
+
+  // Part checks before anything is downloaded; the hashes are checked while each part is read.
+  let partsList: PartsList | undefined;
+  if (listed.has(PARTS_LIST_NAME)) {
+    partsList = decodePartsList((await store.getBuffer(`${prefix}${PARTS_LIST_NAME}`, { signal: options.signal })).toString('utf8'), backupId);
+  } else {
+    log.info(`Backup ${backupId} has no ${PARTS_LIST_NAME} (taken by barman or an older barman-cloud-ts): part and file checksums are unavailable`);
+  }
+  const partName = (key: string) => key.slice(prefix.length);
+  const expected = checkStoredParts(
+    plan.flatMap((p) => p.parts.map((part) => ({ name: partName(part.key), size: listed.get(partName(part.key)) ?? 0 }))),
+    listed,
+    partsList,
+  );
+  const digests = partsList ? new FileDigests() : undefined;
 
   // Archives in parallel (up to -J), the parts of one archive in order.
   let next = 0;
@@ -130,16 +177,43 @@ export async function restoreBackup(
       const p = plan[next++];
       await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
       log.info(`Extracting ${p.base} into ${p.dir}`);
-      await extractArchiveParts(
-        p.parts.map((part) => () => store.get(part.key, { signal: options.signal })),
-        p.dir,
-        { codec: p.parts[0].codec ?? null, signal: options.signal },
-      );
+      let current = '';
+      const openPart = async (key: string): Promise<Readable> => {
+        current = partName(key);
+        const source = await store.get(key, { signal: options.signal });
+        const check = partDigestCheck(current, expected.get(current));
+        source.on('error', (e) => check.destroy(e));
+        return source.pipe(check);
+      };
+      try {
+        await extractArchiveParts(
+          p.parts.map((part) => () => openPart(part.key)),
+          p.dir,
+          { codec: p.parts[0].codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
+        );
+      } catch (e) {
+        throw damagedPart(e, current, incomplete);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, plan.length)) }, worker));
 
-  const dataDir = resolvePath(recoveryDir);
+  if (digests) {
+    let manifestText: Buffer;
+    try {
+      manifestText = await fs.readFile(join(dataDir, BACKUP_MANIFEST_NAME));
+    } catch {
+      throw new BackupIntegrityError(`${BACKUP_MANIFEST_NAME} is missing from the data archive of backup ${backupId}; ${incomplete}`);
+    }
+    try {
+      compareWithManifest(parseBackupManifest(manifestText), digests);
+    } catch (e) {
+      if (e instanceof BarmanCloudError) e.message = `${e.message}; ${incomplete}`;
+      throw e;
+    }
+    log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
+  }
+
   for (const p of plan) {
     if (p.oid === undefined) continue;
     const link = join(dataDir, 'pg_tblspc', String(p.oid));

@@ -1,13 +1,14 @@
 // Deleting backups from the object store (spec §9.3, §9.4), in barman's order and with barman's
 // dry-run lines: the backup's tar objects (data, then tablespaces by OID; main file, then parts),
-// then backup.info, then the WAL files nobody needs any more. backup.info goes only once every
-// data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
+// then our parts.json (beyond barman), then backup.info, then the WAL files nobody needs any more.
+// backup.info goes only once every data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
 // deleted behind a missing backup.info: the next run sees the backup again and finishes it.
 import { BarmanCloudError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import type { BackupCatalog } from '../catalog/catalog.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
 import { strRepr } from '../catalog/python-literal.js';
+import { PARTS_LIST_NAME } from '../catalog/parts-list.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectInfo, ObjectStore } from '../storage/types.js';
 import {
@@ -293,6 +294,10 @@ export class BackupDeleter {
     const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
     for (const w of warnings) log.warning(w);
     const dataKeys = files.map((f) => f.key);
+    // parts.json after the tars: a run stopped half-way leaves a backup whose restore names the
+    // missing parts instead of one that restores unchecked.
+    const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
+    if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
     const infoKey = this.layout.backupInfoKey(backupId);
 
     if (dryRun) {

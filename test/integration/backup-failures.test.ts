@@ -190,6 +190,9 @@ describe.skipIf(skip)('a base backup that fails midway', () => {
       expectFailedInfo([...infos.values()][0], new RegExp(`^failure uploading data \\(.*${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
       expect(await multipartUploads(s3, `pg/${server}/`)).toEqual([]);
       if (rel.includes('/')) expect([...seen]).toContain('data.tar');
+      // parts.json is a DONE backup's record only
+      const keys = (await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `pg/${server}/` }))).Contents?.map((o) => o.Key!) ?? [];
+      expect(keys.filter((k) => k.endsWith('/parts.json'))).toEqual([]);
 
       // The list shows it as FAILED; the operator would not take it as usable (end_time null).
       const list = await runBin('barman-cloud-backup-list', ['--format', 'json', ...url(server)], { env: env() });

@@ -25,7 +25,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc32c } from '@node-rs/crc32';
 import { extractArchive, extractArchiveParts, UnsafeArchiveMemberError } from '../../src/backup/extract.ts';
+import { BackupManifestBuilder, parseBackupManifest } from '../../src/backup/manifest.ts';
 import {
   ArchiveSourceError,
   backupLabelMember,
@@ -617,7 +619,7 @@ describe('tablespace archive', () => {
 // ---- files changing under the walk ------------------------------------------------------------------
 
 describe('changing files', () => {
-  it('a file that shrinks while read is zero-padded to its header size; vanished entries are skipped', async () => {
+  it('a file that shrinks while read is zero-padded to its header size (and so recorded in backup_manifest); vanished entries are skipped', async () => {
     const root = join(tmp, 'shrink');
     await mkdir(join(root, 'zz_dir'), { recursive: true });
     const original = randomBytes(8 * MiB);
@@ -652,6 +654,8 @@ describe('changing files', () => {
       maxArchiveSize: 1024 * MiB,
       exclusion: { majorVersion: '15' },
       onPart: sink,
+      manifest: new BackupManifestBuilder(),
+      manifestMember: { walRanges: () => [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }], uid: 0, gid: 0 },
     });
     expect(truncated).toBe(true);
     expect(result.parts).toHaveLength(1);
@@ -659,14 +663,26 @@ describe('changing files', () => {
     const expected = Buffer.concat([original.subarray(0, 4 * MiB), Buffer.alloc(4 * MiB)]);
     if (HAVE_PY) {
       const members = await pyList(tar, 'r|');
-      expect(members.map((m) => m.name)).toEqual(['.', './big', 'global', 'global/pg_control']);
+      expect(members.map((m) => m.name)).toEqual(['.', './big', 'global', 'global/pg_control', 'backup_manifest']);
       expect(members[1]!.size).toBe(8 * MiB);
       expect(members[1]!.sha256).toBe(sha256(expected));
     }
+    expect(result.parts[0]!.sha256).toBe(sha256(tar));
     const dest = join(tmp, 'restore-shrink');
     await extractArchive(Readable.from([tar]), dest);
     expect((await readFile(join(dest, 'big'))).equals(expected)).toBe(true);
     expect(existsSync(join(dest, 'zz_vanish'))).toBe(false);
+    // The manifest records the bytes stored (zero padding included), not the file's first size.
+    const crcHex = (b: Buffer) => {
+      const out = Buffer.alloc(4);
+      out.writeUInt32LE(crc32c(b) >>> 0);
+      return out.toString('hex');
+    };
+    const manifest = parseBackupManifest(await readFile(join(dest, 'backup_manifest')));
+    expect([...manifest.files.keys()]).toEqual(['big', 'global/pg_control']);
+    expect(manifest.files.get('big')).toMatchObject({ size: 8 * MiB, algorithm: 'CRC32C', checksum: crcHex(expected) });
+    expect(manifest.files.get('global/pg_control')).toMatchObject({ size: 7, checksum: crcHex(Buffer.from('control')) });
+    expect(manifest.walRanges).toEqual([{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }]);
   });
 
   it('a file that grows while read is stored with the size lstat reported', async () => {

@@ -265,6 +265,23 @@ describe('barman-cloud-backup-delete on the directory store', () => {
     expect(existsSync(join(root, 'srv/base/20260110T000000/backup.info'))).toBe(false);
   });
 
+  it('-b deletes our parts.json after the tars and before backup.info (dry run and real run)', async () => {
+    const objects = mixed();
+    objects.set('srv/base/20260112T000000/parts.json', '{"version": 1}');
+    const { root, url } = fresh('partslist', objects);
+    const dry = await del(url, '-b', '20260112T000000', '--dry-run');
+    expect(dry.stdout.split('\n')[0]).toBe(
+      "Skipping deletion of objects ['srv/base/20260112T000000/data.tar.gz', 'srv/base/20260112T000000/16384.tar.gz', " +
+        "'srv/base/20260112T000000/parts.json', 'srv/base/20260112T000000/backup.info'] due to --dry-run option",
+    );
+    const before = treeKeys(root);
+    const r = await del(url, '-b', '20260112T000000');
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(before.filter((k) => !treeKeys(root).includes(k))).toEqual(
+      ['16384.tar.gz', 'backup.info', 'data.tar.gz', 'parts.json'].map((f) => `srv/base/20260112T000000/${f}`),
+    );
+  });
+
   it('refuses kept backups, -m, unreadable catalogs; exit codes 1, 3, 4', async () => {
     const { root, url } = fresh('refuse', mixed());
     const before = treeKeys(root);
