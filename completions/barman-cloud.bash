@@ -378,6 +378,34 @@ _barman_cloud_cmd_doctor() {
   esac
 }
 
+# barman-cloud verify
+_barman_cloud_cmd_verify() {
+  case $1 in
+    opts) REPLY='
+      -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
+      --aws-profile --profile --read-timeout --azure-credential --credential --default
+      --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
+      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
+      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
+      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
+      --google-application-credentials --google-gke-environment -J --jobs --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format' ;;
+    lists) REPLY='' ;;
+    value)
+      case $2 in
+        --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
+        --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --format) REPLY='words:console json' ;;
+        *) REPLY=none ;;
+      esac ;;
+    arg)
+      case $2 in
+        *) REPLY=none ;;
+      esac ;;
+  esac
+}
+
 # barman-cloud completion
 _barman_cloud_cmd_completion() {
   case $1 in
@@ -408,7 +436,7 @@ _barman_cloud() {
           _barman_cloud_reply 'words:-V --version --help' "" "${_bc_words[1]}"
         else
           _barman_cloud_reply 'words:wal-archive wal-restore backup backup-list backup-show backup-delete backup-keep
-            restore check-wal-archive doctor completion' "" "${_bc_words[1]}"
+            restore check-wal-archive doctor verify completion' "" "${_bc_words[1]}"
         fi
         return
       fi
@@ -423,6 +451,7 @@ _barman_cloud() {
         restore) _barman_cloud_args _barman_cloud_cmd_restore 2 ;;
         check-wal-archive) _barman_cloud_args _barman_cloud_cmd_check_wal_archive 2 ;;
         doctor) _barman_cloud_args _barman_cloud_cmd_doctor 2 ;;
+        verify) _barman_cloud_args _barman_cloud_cmd_verify 2 ;;
         completion) _barman_cloud_args _barman_cloud_cmd_completion 2 ;;
       esac ;;
     barman-cloud-wal-archive) _barman_cloud_args _barman_cloud_cmd_wal_archive 1 ;;

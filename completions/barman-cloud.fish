@@ -30,6 +30,7 @@ complete -c barman-cloud -n __barman_cloud_needs_command -a backup-keep -d 'Keep
 complete -c barman-cloud -n __barman_cloud_needs_command -a restore -d 'Restore a base backup from the object store into a directory.'
 complete -c barman-cloud -n __barman_cloud_needs_command -a check-wal-archive -d 'Check that the WAL archive is safe to use for a new server (empty, or only older timelines).'
 complete -c barman-cloud -n __barman_cloud_needs_command -a doctor -d 'Check a setup end to end: credentials, bucket, a probe object, the catalog, PostgreSQL archiving.'
+complete -c barman-cloud -n __barman_cloud_needs_command -a verify -d 'Read every part of backups from the store and check sizes, checksums, tars and the WAL they need, writing nothing.'
 complete -c barman-cloud -n __barman_cloud_needs_command -a completion -d 'Print the shell completion script for barman-cloud and the barman-cloud-<command> executables.'
 
 # barman-cloud wal-archive
@@ -710,6 +711,35 @@ complete -c barman-cloud -n '__barman_cloud_using_command doctor' -s d -l dbname
 complete -c barman-cloud -n '__barman_cloud_using_command doctor' -l no-postgres -d 'skip the PostgreSQL checks (connection, privileges, archive_mode, archive_command, wal_level, pg_stat_archiver)'
 complete -c barman-cloud -n '__barman_cloud_using_command doctor' -l format -x -a 'console json' -d 'console: one "ok|warn|FAIL <check>: <finding>" line per check; json: {"checks": [{"name", "status": ok|warn|fail, "detail"}], "ok": true|false}'
 complete -c barman-cloud -n '__barman_cloud_using_command doctor' -f
+
+# barman-cloud verify
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -s V -l version -d 'show the program version and exit'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l help -d 'show this help message and exit'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -s v -l verbose -d 'more logging on stderr (-v INFO, -vv DEBUG)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -s q -l quiet -d 'less logging on stderr (-q ERROR, -qq CRITICAL)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -s t -l test -d 'test the connection to the object store (and that the bucket exists) and exit: 0 ok, 1 bucket missing, 2 unreachable'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l cloud-provider -x -a 'aws-s3 azure-blob-storage google-cloud-storage' -d 'object store provider; a file:// URL or an absolute path always selects the local directory store'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l endpoint-url -x -d 'S3: custom endpoint (MinIO, Ceph, any S3-compatible store)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -s P -l aws-profile -l profile -x -d 'S3: profile of the shared AWS config and credentials files'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l read-timeout -x -d 'seconds a request may stay silent before it fails (default 60)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-credential -l credential -l default -x -a 'azure-cli managed-identity default' -d 'Azure: authenticate with this credential type instead of a connection string, SAS token or key'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l endpoint-ca -r -F -d 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA); from the environment, S3 reads AWS_CA_BUNDLE and Azure REQUESTS_CA_BUNDLE'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l s3-region -x -d 'S3: region (s3Credentials.region)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l s3-access-key-id-file -r -F -d 'S3: file holding the access key id (s3Credentials.accessKeyId)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l s3-secret-access-key-file -r -F -d 'S3: file holding the secret access key (s3Credentials.secretAccessKey)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l s3-session-token-file -r -F -d 'S3: file holding a session token (s3Credentials.sessionToken)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l s3-inherit-from-iam-role -d 'S3: use the ambient role only: web identity (IRSA), container or instance metadata (s3Credentials.inheritFromIAMRole)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-storage-account -x -d 'Azure: storage account name (azureCredentials.storageAccount)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-storage-key-file -r -F -d 'Azure: file holding the account key (azureCredentials.storageKey)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-storage-sas-token-file -r -F -d 'Azure: file holding a SAS token (azureCredentials.storageSasToken)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-connection-string-file -r -F -d 'Azure: file holding a connection string (azureCredentials.connectionString)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-inherit-from-azure-ad -d 'Azure: managed identity, same as --azure-credential managed-identity (azureCredentials.inheritFromAzureAD)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l azure-use-default-azure-credentials -d 'Azure: DefaultAzureCredential chain, same as --azure-credential default (azureCredentials.useDefaultAzureCredentials)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l google-application-credentials -r -F -d 'GCS: service-account key file (googleCredentials.applicationCredentials)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l google-gke-environment -d 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -s J -l jobs -x -d 'archives (data, each tablespace) read at once'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l format -x -a 'console json' -d 'console: one line per backup and per problem, then a summary line; json: one document (docs/commands/verify.md)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -f
 
 # barman-cloud completion
 complete -c barman-cloud -n '__barman_cloud_using_command completion' -l help -d 'show this help message and exit'

@@ -36,6 +36,8 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
       return (await import('./commands/backup-keep.js')).default;
     case 'doctor':
       return (await import('./commands/doctor.js')).default;
+    case 'verify':
+      return (await import('./commands/verify.js')).default;
     case 'completion':
       return (await import('./commands/completion.js')).default;
     case 'wal-archive':

@@ -51,7 +51,7 @@ export interface PositionalSpec {
 export type CommandName =
   | 'wal-archive' | 'wal-restore' | 'backup' | 'backup-list' | 'backup-show'
   | 'backup-delete' | 'backup-keep' | 'restore' | 'check-wal-archive' | 'doctor'
-  | 'completion';
+  | 'verify' | 'completion';
 
 export interface CommandSpec {
   name: CommandName;
@@ -506,6 +506,34 @@ export const COMMANDS: CommandSpec[] = [
       [2, 'the object store could not be used at all: configuration, connection, TLS or credentials (with -t: unreachable)'],
       [3, 'invalid arguments'],
       [4, 'any other error'],
+    ],
+  },
+  {
+    name: 'verify',
+    prog: 'barman-cloud verify',
+    umbrellaOnly: true,
+    description: 'Read every part of backups from the store and check sizes, checksums, tars and the WAL they need, writing nothing.',
+    positionals: [
+      SOURCE, SERVER,
+      { name: 'backup_id', optional: true, help: 'backup ID, name, first/oldest/last/latest/last-failed, or all (default)' },
+    ],
+    options: [
+      ...COMMON,
+      {
+        short: '-J', long: '--jobs', kind: 'value', metavar: 'JOBS', parse: parsePositiveInteger, default: 2,
+        help: 'archives (data, each tablespace) read at once',
+      },
+      {
+        long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console',
+        help: 'console: one line per backup and per problem, then a summary line; json: one document (docs/commands/verify.md)',
+      },
+    ],
+    exitCodes: [
+      [0, 'every chosen backup and the WAL it needs verified'],
+      [1, 'a problem was found (each is named), or the backup does not exist'],
+      [2, 'with -t: the object store cannot be reached'],
+      [3, 'invalid arguments'],
+      [4, 'any other error, including store failures while reading'],
     ],
   },
   {

@@ -6,7 +6,7 @@ import { cpus, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 
 const root = resolve(import.meta.dirname, '..', '..');
-const ALL = ['startup', 'wal', 'backup', 'retention'];
+const ALL = ['startup', 'wal', 'backup', 'retention', 'verify'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const rounds = Number(process.env.BENCH_ROUNDS ?? 21);
 const names = wanted.length ? wanted : ALL;
