@@ -13,7 +13,7 @@ import { exactChunks, isChunkedBody, type PutBody } from './body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
-import { log } from '../log.js';
+import { removeStaleTemps } from '../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
 const INTERNAL = '.bc-';
@@ -21,12 +21,9 @@ const TMP = `${INTERNAL}tmp-`;
 const TAGS = `${INTERNAL}tags-`;
 /** Exactly the temp names put() and writeTags() make: nothing else is ever swept. */
 const OUR_TEMP = /^\.bc-(?:tmp-[0-9a-f]{12}|tags-.+\.json\.[0-9a-f]{8})$/;
-/**
- * A temp file untouched this long belongs to a killed run: a live writer changes its mtime with
- * every 1 MiB write. Should a writer stall longer than this anyway, its rename/link then fails
- * (ENOENT) instead of storing anything.
- */
-export const STALE_TEMP_MS = 10 * 60_000;
+// Should a writer stall for longer than STALE_TEMP_MS, a later run removes its temp file and its
+// rename/link then fails (ENOENT) instead of storing anything.
+export { STALE_TEMP_MS } from '../stale-temps.js';
 
 function isErrno(e: unknown, ...codes: string[]): boolean {
   return typeof e === 'object' && e !== null && codes.includes((e as NodeJS.ErrnoException).code ?? '');
@@ -45,27 +42,11 @@ export class FileObjectStore implements ObjectStore {
     this.bucket = config.bucket;
   }
 
-  /**
-   * Remove temp files of killed runs from `dir`: our exact names only, regular files only (the
-   * readdir type and lstat never follow a link), untouched for STALE_TEMP_MS. Once per directory
-   * and process: one readdir of a directory we write to anyway. Best effort: a failure here never
-   * fails the write.
-   */
+  /** Remove temp files of killed runs from `dir` (src/stale-temps.ts), once per directory and process. */
   private async sweepStaleTemps(dir: string): Promise<void> {
     if (this.swept.has(dir)) return;
     this.swept.add(dir);
-    try {
-      const cutoff = Date.now() - STALE_TEMP_MS;
-      for (const d of await fs.readdir(dir, { withFileTypes: true })) {
-        if (!d.isFile() || !OUR_TEMP.test(d.name)) continue;
-        const path = join(dir, d.name);
-        const st = await fs.lstat(path).catch(() => null);
-        if (!st?.isFile() || st.mtimeMs > cutoff) continue;
-        await fs.unlink(path).then(() => log.debug(`Removed stale temp file ${path}`), () => {});
-      }
-    } catch {
-      // An unreadable directory fails the write itself, with a better message.
-    }
+    await removeStaleTemps(dir, (name) => OUR_TEMP.test(name));
   }
 
   private path(key: string): string {
