@@ -12,7 +12,7 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
-import { codecFromSuffix, type CodecName } from '../compression/index.js';
+import { CompressionFormatError, codecFromSuffix, type CodecName } from '../compression/index.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts } from './extract.js';
@@ -107,7 +107,8 @@ function archiveParts(keys: string[], prefix: string, base: string): { key: stri
  */
 function damagedPart(e: unknown, part: string, incomplete: string): unknown {
   if (e instanceof BackupIntegrityError) return new BackupIntegrityError(`${e.message}; ${incomplete}`, { cause: e });
-  if (e instanceof BarmanCloudError) {
+  // A codec refusing the bytes (empty, truncated, checksum) is the part's damage: name the part.
+  if (e instanceof BarmanCloudError && !(e instanceof CompressionFormatError)) {
     e.message = `${e.message}; ${incomplete}`;
     return e;
   }

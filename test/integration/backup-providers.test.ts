@@ -170,9 +170,13 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 on Azure, GCS and the
     expect(show.code).toBe(0);
     expect(JSON.parse(show.stdout)).toEqual({ cloud: mine });
 
-    // The objects: one archive for PGDATA and one for the tablespace, with the codec's suffix.
+    // The objects: one archive for PGDATA and one for the tablespace, with the codec's suffix, and
+    // the list of their sizes and SHA-256 (parts.json).
     const keys = await p.keys(`${SERVER}/base/${id}/`);
-    expect(keys.sort()).toEqual([`${SERVER}/base/${id}/${tbsOid}${c.suffix}`, `${SERVER}/base/${id}/backup.info`, `${SERVER}/base/${id}/data${c.suffix}`].sort());
+    expect(keys.sort()).toEqual([
+      `${SERVER}/base/${id}/${tbsOid}${c.suffix}`, `${SERVER}/base/${id}/backup.info`, `${SERVER}/base/${id}/data${c.suffix}`,
+      `${SERVER}/base/${id}/parts.json`,
+    ].sort());
     expect((await p.keys(`${SERVER}/wals/`)).length).toBeGreaterThan(0);
 
     // Committed after the backup, archived.
