@@ -1,12 +1,13 @@
 // Flags + environment → a resolved StoreConfig. Precedence: flags > environment > the provider's
 // own default chain. The only module that reads credential-related environment variables;
 // contradictory combinations follow the ObjectStore validation rules (cnpg-usage §1.2–1.4).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, GeneralError } from '../errors.js';
 import { log, registerSecret } from '../log.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig, type AzureStoreConfig, type AzureCredentialKind } from '../storage/config.js';
+import type { ContainerCredentialsSource } from '../storage/container-credentials.js';
 import { isLocalUrl, parseStoreUrl, type ParsedUrl } from '../storage/url.js';
 
 export type Env = Record<string, string | undefined>;
@@ -146,6 +147,11 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       registerSecret(credentials.secretAccessKey);
       registerSecret(credentials.sessionToken);
     }
+    const containerCredentials = credentials ? undefined : containerSource(env, profile);
+    if (containerCredentials) {
+      credentialSource = `the container credentials endpoint ${containerCredentials.url}` +
+        (containerCredentials.authorizationTokenFile ? ' with the token of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE' : '');
+    }
     const encryption = opts.encryption as string | undefined;
     if (encryption !== undefined && encryption !== 'AES256' && encryption !== 'aws:kms') {
       throw new GeneralError(`Unsupported encryption type: ${encryption}`);
@@ -166,6 +172,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
           profileRegion(env, profile),
         profile,
         credentials,
+        containerCredentials,
         inheritFromIamRole: inherit,
         requestChecksumCalculation: checksumMode('AWS_REQUEST_CHECKSUM_CALCULATION', env.AWS_REQUEST_CHECKSUM_CALCULATION),
         responseChecksumValidation: checksumMode('AWS_RESPONSE_CHECKSUM_VALIDATION', env.AWS_RESPONSE_CHECKSUM_VALIDATION),
@@ -289,6 +296,30 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     return { auth: { kind: 'shared-key', accountName: account, accountKey }, source: `the key of account ${account} (${from})` };
   }
   return { auth: { kind: 'token-credential', credential: 'default' }, source: 'the DefaultAzureCredential chain (no other credential given)' };
+}
+
+/**
+ * The container credentials endpoint (EKS Pod Identity, ECS task role), when it is what the SDK's
+ * default chain and boto3's would use: no profile, no web identity, no shared credentials or config
+ * file that could hold credentials of higher rank. Anything else stays with the SDK's chain.
+ */
+function containerSource(env: Env, profile: string | undefined): ContainerCredentialsSource | undefined {
+  const relative = nonEmpty(env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI);
+  const full = nonEmpty(env.AWS_CONTAINER_CREDENTIALS_FULL_URI);
+  if (!relative && !full) return undefined;
+  if (profile || nonEmpty(env.AWS_WEB_IDENTITY_TOKEN_FILE)) return undefined;
+  const home = env.HOME || homedir();
+  const files = [nonEmpty(env.AWS_SHARED_CREDENTIALS_FILE) ?? join(home, '.aws', 'credentials'), nonEmpty(env.AWS_CONFIG_FILE) ?? join(home, '.aws', 'config')];
+  if (files.some((f) => existsSync(f))) return undefined;
+  const tokenFile = nonEmpty(env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE);
+  const token = tokenFile ? undefined : nonEmpty(env.AWS_CONTAINER_AUTHORIZATION_TOKEN);
+  registerSecret(token);
+  return {
+    // Both SDKs give the relative form (ECS) precedence.
+    url: relative ? `http://169.254.170.2${relative.startsWith('/') ? '' : '/'}${relative}` : full!,
+    ...(tokenFile ? { authorizationTokenFile: tokenFile } : {}),
+    ...(token ? { authorizationToken: token } : {}),
+  };
 }
 
 /** The `region` of a profile in the shared AWS config file, as boto3 reads it when nothing else sets one. */

@@ -2,6 +2,7 @@
 // environment (flags > env > provider default chain); drivers never read process.env themselves,
 // except where a provider SDK's own default credential chain does.
 import type { ObjectStore, ProviderName } from './types.js';
+import type { ContainerCredentialsSource } from './container-credentials.js';
 
 /** The one retry / timeout policy, mapped by each driver onto its SDK's options. */
 export interface RetryPolicy {
@@ -46,6 +47,11 @@ export interface S3StoreConfig extends CommonConfig {
   /** Static credentials; when absent the SDK's default chain runs (env, web identity, profile, IMDS). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /**
+   * A container credentials endpoint (EKS Pod Identity, ECS) that the default chain would reach
+   * first: asked by our own small provider, so the lean client can sign with its answer.
+   */
+  containerCredentials?: ContainerCredentialsSource;
+  /**
    * s3Credentials.inheritFromIAMRole: skip static keys from the environment and use only the ambient
    * role (web identity, container or instance metadata).
    */
@@ -57,7 +63,7 @@ export interface S3StoreConfig extends CommonConfig {
   serverSideEncryption?: 'AES256' | 'aws:kms';
   sseKmsKeyId?: string;
   /**
-   * 'auto' (default): with static credentials, the lean SigV4 client serves the small requests of
+   * 'auto' (default): with static or container credentials, the lean SigV4 client serves the small requests of
    * the WAL hot path and the SDK is loaded only for the rest; 'sdk': always the AWS SDK.
    */
   client?: 'auto' | 'sdk';
@@ -100,7 +106,7 @@ export async function openObjectStore(config: StoreConfig): Promise<ObjectStore>
     case 'file':
       return new (await import('./file.js')).FileObjectStore(config);
     case 'aws-s3':
-      if (config.credentials && config.client !== 'sdk') return new (await import('./s3-lean.js')).LeanS3ObjectStore(config);
+      if ((config.credentials || config.containerCredentials) && config.client !== 'sdk') return new (await import('./s3-lean.js')).LeanS3ObjectStore(config);
       return new (await import('./s3.js')).S3ObjectStore(config);
     case 'azure-blob-storage':
       return new (await import('./azure.js')).AzureObjectStore(config);

@@ -1,6 +1,6 @@
 // A lean S3 client for the per-WAL hot path. Loading @aws-sdk/client-s3 costs ~120 ms of CPU per
 // process on these machines (measured; more than the whole latency budget of an archive_command
-// call), so with static credentials the small requests the WAL commands make — HEAD, GET, single
+// call), so with static or container (EKS Pod Identity) credentials the small requests the WAL commands make — HEAD, GET, single
 // PUT, ListObjectsV2 — are signed here with `aws4` (SigV4, zero dependencies) and sent with
 // node:http(s). Everything else (multipart streams, bulk delete, tags, bucket creation) is handed to
 // the full SDK driver, loaded only then.
@@ -15,6 +15,7 @@ import {
 import { log, redact } from '../log.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetry, mayRetryAfter } from './retry.js';
+import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import { ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from './body.js';
 import type {
@@ -74,13 +75,22 @@ export class LeanS3ObjectStore implements ObjectStore {
   private region: string;
   private readonly pathStyle: boolean;
   private readonly agent: HttpAgent | HttpsAgent;
-  private readonly credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  private readonly credentials: () => Promise<TemporaryCredentials>;
+  private readonly containerProvider?: ContainerCredentialsProvider;
   private fullStore?: Promise<ObjectStore>;
 
   constructor(private readonly config: S3StoreConfig) {
-    if (!config.credentials) throw new Error('the lean S3 client needs static credentials');
     this.bucket = config.bucket;
-    this.credentials = config.credentials;
+    if (config.credentials) {
+      const fixed = config.credentials;
+      this.credentials = () => Promise.resolve(fixed);
+    } else if (config.containerCredentials) {
+      const provider = new ContainerCredentialsProvider(config.containerCredentials);
+      this.containerProvider = provider;
+      this.credentials = () => provider.get();
+    } else {
+      throw new Error('the lean S3 client needs static or container credentials');
+    }
     this.region = config.region ?? 'us-east-1';
     this.pathStyle = config.endpointUrl !== undefined;
     this.endpoint = new URL(config.endpointUrl ?? `https://s3.${this.region}.amazonaws.com`);
@@ -93,7 +103,7 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   /** The SDK driver, for what the lean client does not do itself. */
   private full(): Promise<ObjectStore> {
-    this.fullStore ??= import('./s3.js').then((m) => new m.S3ObjectStore(this.config));
+    this.fullStore ??= import('./s3.js').then((m) => new m.S3ObjectStore(this.config, this.containerProvider));
     return this.fullStore;
   }
 
@@ -118,7 +128,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     const policy = this.config.retry;
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await this.attempt(method, key, options);
+        const res = await this.attempt(method, key, options, await this.credentials());
         if (res.status >= 500 && mayRetry(policy, attempt)) {
           res.stream?.resume();
           await new Promise((r) => setTimeout(r, backoffDelayMs(policy, attempt)));
@@ -145,6 +155,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     method: string,
     key: string | undefined,
     options: { query?: string; headers?: Record<string, string>; body?: Buffer | ChunkedBody; op: string; stream?: boolean; signal?: AbortSignal },
+    credentials: TemporaryCredentials,
   ): Promise<Response & { stream?: IncomingMessage }> {
     const { host, path } = this.target(key, options.query ?? '');
     const https = this.endpoint.protocol === 'https:';
@@ -154,7 +165,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     // hash of an empty or small body is not needed.
     headers['X-Amz-Content-Sha256'] ??= https ? 'UNSIGNED-PAYLOAD' : sha256Hex(Buffer.isBuffer(body) ? [body] : []);
     if (body) headers['Content-Length'] = String(body.length);
-    const signed = aws4.sign({ host, path, method, headers, service: 's3', region: this.region }, this.credentials);
+    const signed = aws4.sign({ host, path, method, headers, service: 's3', region: this.region }, credentials);
     const port = this.endpoint.port ? Number(this.endpoint.port) : undefined;
     const requestFn = https ? httpsRequest : httpRequest;
     const { connectTimeoutMs, readTimeoutMs } = this.config.retry;

@@ -25,6 +25,7 @@ import {
   createCredentialChain, fromContainerMetadata, fromIni, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
 } from '@aws-sdk/credential-providers';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { ContainerCredentialsProvider } from './container-credentials.js';
 import {
   AccessDeniedError,
   BarmanCloudError,
@@ -228,7 +229,8 @@ export class S3ObjectStore implements ObjectStore {
   readonly endpoint: string;
   private readonly config: S3StoreConfig;
 
-  constructor(config: S3StoreConfig) {
+  /** `container`: the lean client's provider, shared so that one process asks the endpoint once. */
+  constructor(config: S3StoreConfig, container?: ContainerCredentialsProvider) {
     this.config = config;
     this.bucket = config.bucket;
     const region = config.region ?? 'us-east-1';
@@ -261,6 +263,8 @@ export class S3ObjectStore implements ObjectStore {
     };
     const credentials: S3ClientConfig['credentials'] = config.credentials
       ? { ...config.credentials }
+      : config.containerCredentials
+        ? (container ?? new ContainerCredentialsProvider(config.containerCredentials)).provider
       : config.inheritFromIamRole
         ? // s3Credentials.inheritFromIAMRole: the ambient role only, never static keys from the
           // environment: web identity (IRSA), then container, then instance metadata.

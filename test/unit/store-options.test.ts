@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from '../../src/cli/parse.ts';
@@ -164,5 +164,46 @@ describe('where the credentials come from, in words', () => {
     expect(source(['--cloud-provider', 'google-cloud-storage', 'gs://b'], { STORAGE_EMULATOR_HOST: 'localhost:1' })).toMatch(/^none \(STORAGE_EMULATOR_HOST/);
     expect(source(['--cloud-provider', 'google-cloud-storage', 'gs://b'])).toBe('Application Default Credentials');
     expect(source(['file:///tmp'])).toBe('none needed (local directory)');
+  });
+});
+
+describe('container credentials (EKS Pod Identity, ECS): our provider only where the default chain would reach them', () => {
+  const pod = (extra: Env = {}): Env => ({
+    HOME: join(dir, 'empty-home'),
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: 'http://169.254.170.23/v1/credentials',
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token',
+    ...extra,
+  });
+
+  it('takes FULL_URI with its token file, or the ECS relative form first, or the token itself', () => {
+    expect(resolve(['s3://b'], pod()).config).toMatchObject({
+      containerCredentials: {
+        url: 'http://169.254.170.23/v1/credentials',
+        authorizationTokenFile: '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token',
+      },
+    });
+    expect(resolve(['s3://b'], pod({ AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2/credentials/abc' })).config)
+      .toMatchObject({ containerCredentials: { url: 'http://169.254.170.2/v2/credentials/abc' } });
+    const withToken = resolve(['s3://b'], pod({ AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: '', AWS_CONTAINER_AUTHORIZATION_TOKEN: 'tok-value' }));
+    expect(withToken.config).toMatchObject({ containerCredentials: { authorizationToken: 'tok-value' } });
+    expect(redact('Authorization: tok-value')).not.toContain('tok-value');
+    expect(withToken.credentialSource).toBe('the container credentials endpoint http://169.254.170.23/v1/credentials');
+    // s3Credentials.inheritFromIAMRole: container credentials are part of the ambient role.
+    expect(resolve(['--s3-inherit-from-iam-role', 's3://b'], pod()).config).toHaveProperty('containerCredentials');
+  });
+
+  it('leaves the decision to the SDK chain when something of higher rank could apply', () => {
+    const profileHome = join(dir, 'home-with-config');
+    mkdirSync(join(profileHome, '.aws'), { recursive: true });
+    writeFileSync(join(profileHome, '.aws', 'config'), '[default]\nregion = eu-west-1\n');
+    for (const env of [
+      pod({ AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: 'SK' }),
+      pod({ AWS_PROFILE: 'prod' }),
+      pod({ AWS_WEB_IDENTITY_TOKEN_FILE: '/token', AWS_ROLE_ARN: 'arn:aws:iam::1:role/r' }),
+      pod({ HOME: profileHome }),
+      pod({ AWS_SHARED_CREDENTIALS_FILE: caFile }),
+    ]) {
+      expect(resolve(['s3://b'], env).config).not.toHaveProperty('containerCredentials', expect.anything());
+    }
   });
 });
