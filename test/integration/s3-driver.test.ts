@@ -492,9 +492,9 @@ describe('S3ObjectStore against moto', () => {
     expect(await eu.bucketExists()).toBe(true);
   });
 
-  it('round-trips tags with spaces, & and = in order, form-encoded like Python urlencode', async () => {
+  it('round-trips tags with spaces, & and = in order, encoded like Python urlencode but with %20 for space', async () => {
     expect(encodeTagging([['a b', 'c&d'], ['e', "f=g~*!'()"], ['é', '/+']])).toBe(
-      'a+b=c%26d&e=f%3Dg~%2A%21%27%28%29&%C3%A9=%2F%2B',
+      'a%20b=c%26d&e=f%3Dg~%2A%21%27%28%29&%C3%A9=%2F%2B',
     );
     // S3 (and moto) only accept letters, digits, spaces and + - = . _ : / @ in tags: '&' travels
     // encoded but is refused by the store, which comes back as a StorageError.
