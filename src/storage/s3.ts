@@ -681,9 +681,18 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
-/** A store that wants Content-MD5 on DeleteObjects (spec §12.2): fall back to DeleteObject. */
-function refusesBulkDelete(err: unknown): boolean {
+/**
+ * A store that will not take DeleteObjects as we send it, so that deleting key by key is the way:
+ * it lacks the operation (NotImplemented, HTTP 501), or it wants the Content-MD5 that older SDKs
+ * sent where the SDK now sends a CRC checksum (MissingContentMD5; InvalidRequest or InvalidArgument
+ * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (spec §12.2).
+ */
+export function refusesBulkDelete(err: unknown): boolean {
   const e = err as SdkErrorLike | undefined;
   if (!e || typeof e !== 'object') return false;
-  return e.name === 'MissingContentMD5' || e.Code === 'MissingContentMD5' || /content-md5/i.test(e.message ?? '');
+  const code = e.Code ?? e.name ?? '';
+  const message = e.message ?? '';
+  if (e.$metadata?.httpStatusCode === 501 || code === 'NotImplemented') return true;
+  if (code === 'MissingContentMD5' || /content-md5/i.test(message)) return true;
+  return (code === 'InvalidRequest' || code === 'InvalidArgument') && /checksum/i.test(message);
 }

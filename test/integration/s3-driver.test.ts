@@ -381,11 +381,16 @@ describe('S3ObjectStore against moto', () => {
     await s.delete('del/never-existed');
   });
 
-  it('falls back to one DeleteObject per key when the store answers MissingContentMD5', async () => {
-    // A proxy in front of moto that refuses every bulk delete the way old S3-compatible stores do.
+  it.each([
+    [400, 'MissingContentMD5', 'Missing required header for this request: Content-Md5.'],
+    [400, 'InvalidRequest', 'Missing required header for this request: Content-MD5'],
+    [400, 'InvalidArgument', 'x-amz-checksum-crc32 is not supported'],
+    [501, 'NotImplemented', 'A header you provided implies functionality that is not implemented'],
+  ])('falls back to one DeleteObject per key when the store refuses DeleteObjects (%s %s)', async (status, code, message) => {
+    // A proxy in front of moto that refuses every bulk delete the way older S3-compatible stores do.
     const proxy = await startProxy((req, res) => {
       if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
-      s3Error(req, res, 400, 'MissingContentMD5', 'Missing required header for this request: Content-Md5.');
+      s3Error(req, res, status, code, message);
       return true;
     });
     try {
@@ -398,6 +403,24 @@ describe('S3ObjectStore against moto', () => {
       expect(counts.get('DeleteObjects')).toBe(2);
       expect(counts.get('DeleteObject')).toBe(4);
       expect(await collect(store.list('md5/'))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('does not fall back on other refusals of DeleteObjects: the error reaches the caller', async () => {
+    const proxy = await startProxy((req, res) => {
+      if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
+      s3Error(req, res, 400, 'InvalidRequest', 'Too many keys');
+      return true;
+    });
+    try {
+      const s = open({ endpointUrl: proxy.url });
+      const counts = countCommands(s.client);
+      await s.put('nofallback/a', Buffer.from('a'));
+      await expect(s.deleteMany(['nofallback/a'])).rejects.toThrow(/InvalidRequest: Too many keys/);
+      expect(counts.get('DeleteObject') ?? 0).toBe(0);
+      expect(await s.head('nofallback/a')).not.toBeNull();
     } finally {
       await proxy.close();
     }
