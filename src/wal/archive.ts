@@ -1,11 +1,14 @@
 // Archiving one WAL file (spec §2.1, §6), with one deliberate difference from barman: an existing
 // object for the same WAL file (under any compression suffix) is never silently replaced. Same
 // content → success without an upload; different content → refusal (PostgreSQL's documented
-// archive_command contract), unless overwriting is explicitly allowed.
+// archive_command contract), unless overwriting is explicitly allowed. After a conditional create,
+// the segment's other objects are checked once more, so that two archivers racing under different
+// suffixes cannot both report success for different bytes (docs/architecture.md, "One object per
+// segment").
 import { basename } from 'node:path';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { OperationError, PreconditionFailedError } from '../errors.js';
+import { AccessDeniedError, NotFoundError, OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
@@ -150,7 +153,7 @@ export async function archiveWal(
   if (existing.length > 0) {
     const verdict = await compareExisting(store, wal, existing, options);
     if (verdict === 'identical') return 'already-archived';
-    overwrite = true;
+    overwrite = verdict === 'overwrite';
   }
 
   const tags = isHistoryFile(wal.name) && options.historyTags?.length ? options.historyTags : options.tags;
@@ -167,9 +170,14 @@ export async function archiveWal(
     // Another archiver stored it between our listing and our upload: judge what it stored.
     const verdict = await compareExisting(store, wal, [key], options);
     if (verdict === 'identical') return 'already-archived';
+    if (verdict === 'absent') {
+      // It was there and is gone again (withdrawn by its archiver): PostgreSQL will call again.
+      throw new OperationError(`WAL file ${wal.name} changed in the archive while it was archived (${key}); try again`);
+    }
     await store.put(key, body, {
       tags: tags?.length ? tags : undefined, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
     });
+    overwrite = true;
   }
   if (overwrite) {
     // Leave exactly one copy, so that restore cannot pick the replaced content under another suffix.
@@ -177,31 +185,78 @@ export async function archiveWal(
     if (stale.length) await store.deleteMany(stale);
     return 'overwritten';
   }
+  await settleConcurrentCopies(store, layout, wal, key);
   return 'uploaded';
 }
 
 /**
- * Decide about copies already in the archive: 'identical' when one holds the same bytes;
- * otherwise refuse (exit 1) unless overwriting is allowed.
+ * Called after our conditional create of `ownKey` succeeded. Another archiver may have created the
+ * same segment under another suffix meanwhile (the conditional create only guards one key). Every
+ * creator lists after its create, and list-after-write is consistent, so of two creators at least
+ * one sees the other's object. A sibling with the same content is harmless (kept: deleting it, or
+ * ours, could remove the copy a third archiver has just reported as archived). A sibling with
+ * different content makes us withdraw our own object and fail; the other creator either saw ours
+ * and does the same (both fail, PostgreSQL retries), or did not see it and keeps its success, whose
+ * object nobody deletes. Hence at most one content survives, and it is the content of whoever
+ * reported success. We delete only what we created.
+ */
+async function settleConcurrentCopies(store: ObjectStore, layout: ServerLayout, wal: WalFile, ownKey: string): Promise<void> {
+  let siblings: string[];
+  try {
+    siblings = (await existingCopies(store, layout, wal.name)).filter((k) => k !== ownKey);
+  } catch (e) {
+    // A write-only credential may not list: keep the conditional create as the only guard.
+    if (!(e instanceof AccessDeniedError)) throw e;
+    log.debug(`Cannot list the copies of ${wal.name} (${e.message}); not checking for a concurrent archiver`);
+    return;
+  }
+  for (const k of siblings) {
+    const digest = await storedDigest(store, k).catch((e: unknown) => {
+      if (e instanceof NotFoundError) return undefined; // withdrawn by its own archiver
+      throw e;
+    });
+    if (digest === undefined || digest === wal.sha256) continue;
+    await store.delete(ownKey);
+    throw new OperationError(
+      `WAL file ${wal.name} was archived concurrently with different content as ${k}; ` +
+        `our copy ${ownKey} was withdrawn, refusing to archive it`,
+    );
+  }
+}
+
+/**
+ * Decide about copies already in the archive: 'identical' when every one that still exists holds
+ * the same bytes, 'absent' when none exists any more; otherwise refuse (exit 1) unless overwriting
+ * is allowed. A mix of same and different content is refused too: which one is the archive's?
  */
 async function compareExisting(
   store: ObjectStore,
   wal: WalFile,
   keys: string[],
   options: ArchiveOptions,
-): Promise<'identical' | 'overwrite'> {
+): Promise<'identical' | 'overwrite' | 'absent'> {
+  const different: string[] = [];
+  let same: string | undefined;
   for (const k of keys) {
-    if ((await storedDigest(store, k)) === wal.sha256) {
-      log.info(`WAL file ${wal.name} is already archived with identical content as ${k}`);
-      return 'identical';
-    }
+    const digest = await storedDigest(store, k).catch((e: unknown) => {
+      if (e instanceof NotFoundError) return undefined; // withdrawn by a concurrent archiver
+      throw e;
+    });
+    if (digest === undefined) continue;
+    if (digest === wal.sha256) same ??= k;
+    else different.push(k);
+  }
+  if (different.length === 0) {
+    if (same === undefined) return 'absent';
+    log.info(`WAL file ${wal.name} is already archived with identical content as ${same}`);
+    return 'identical';
   }
   if (options.allowOverwrite) {
     log.warning(`Overwriting WAL file ${wal.name} in the archive (${keys.join(', ')}) with different content`);
     return 'overwrite';
   }
   throw new OperationError(
-    `WAL file ${wal.name} is already archived with different content (${keys.join(', ')}); ` +
+    `WAL file ${wal.name} is already archived with different content (${different.join(', ')}); ` +
       'refusing to overwrite it (use --overwrite to replace it)',
   );
 }
