@@ -200,8 +200,9 @@ describe.skipIf(skipRgw)('the commands on Ceph RGW with default settings', () =>
 
 describe.skipIf(skipRgw)('a write-only credential on Ceph RGW (bucket policy: s3:PutObject only)', () => {
 
-  // Fails until wal-archive tolerates AccessDenied on the segment's sibling listing (#13 item 4,
-  // branch trust-archive): today it lists before the PUT and exits 4 on "S3 list refused".
+  // Fails until wal-archive tolerates AccessDenied on the listing it does BEFORE the upload (#13
+  // item 4): it exits 4 on "S3 list refused". trust-archive (merged) tolerates it only on the
+  // listing after the conditional create.
   it.fails('archives WAL with wal-archive, and can do nothing else', async () => {
     const bucket = await newBucket();
     const writer = await rgw.createUser('walwriter');
