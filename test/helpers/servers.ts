@@ -296,6 +296,18 @@ export interface RgwHandle extends ServerHandle {
  * in a scratch directory that stop() removes.
  */
 export async function startRgw(): Promise<RgwHandle> {
+  // The cluster picks its monitor/OSD ports in a random window; a clash with another test's
+  // cluster makes a daemon exit at once, so try again a couple of times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRgwOnce();
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
+}
+
+async function startRgwOnce(): Promise<RgwHandle> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'bc-rgw-'));
   const t0 = Date.now();
