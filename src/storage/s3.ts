@@ -1,5 +1,6 @@
 // The S3 driver (aws-s3): AWS SDK v3 client, our multipart uploads with reused part buffers, our retry/timeout policy
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
+import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import {
@@ -296,6 +297,25 @@ export class S3ObjectStore implements ObjectStore {
       logger,
     });
     this.installDebugLog();
+    this.installDeleteObjectsMd5();
+  }
+
+  /**
+   * DeleteObjects also carries Content-MD5, as SDKs sent it before 2025: the SDK now sends only a
+   * CRC checksum there, which stores of that era do not know (they answer MissingContentMD5 and
+   * every key would then cost a request of its own). S3 accepts both headers together.
+   */
+  private installDeleteObjectsMd5(): void {
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const req = args.request as { headers?: Record<string, string>; body?: unknown } | undefined;
+        if (context.commandName === 'DeleteObjectsCommand' && req?.headers && (typeof req.body === 'string' || req.body instanceof Uint8Array)) {
+          req.headers['content-md5'] = createHash('md5').update(req.body).digest('base64');
+        }
+        return next(args);
+      },
+      { step: 'build', name: 'barmanCloudDeleteObjectsMd5', priority: 'low' },
+    );
   }
 
   /** One debug line per HTTP attempt: command, method, path, status, time. */

@@ -408,6 +408,45 @@ describe('S3ObjectStore against moto', () => {
     }
   });
 
+  it('sends Content-MD5 with DeleteObjects, so a store that insists on it takes the bulk request', async () => {
+    // As stores from before the SDK's CRC checksums: no (or a wrong) Content-MD5 → MissingContentMD5.
+    const seen: string[] = [];
+    const proxy = await startProxy((req, res) => {
+      if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const md5 = createHash('md5').update(body).digest('base64');
+        seen.push(String(req.headers['content-md5']));
+        if (req.headers['content-md5'] !== md5) {
+          res.writeHead(400, { 'content-type': 'application/xml' });
+          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>MissingContentMD5</Code><Message>Missing required header for this request: Content-Md5.</Message></Error>');
+          return;
+        }
+        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        upstream.end(body);
+      });
+      return true;
+    });
+    try {
+      const s = open({ endpointUrl: proxy.url });
+      const counts = countCommands(s.client);
+      const keys = ['md5ok/a', 'md5ok/b', 'md5ok/c'];
+      for (const k of keys) await s.put(k, Buffer.from(k));
+      expect(await s.deleteMany(keys)).toEqual({ deleted: keys, errors: [] });
+      expect(seen.length).toBe(1);
+      expect(counts.get('DeleteObjects')).toBe(1);
+      expect(counts.get('DeleteObject') ?? 0).toBe(0);
+      expect(await collect(store.list('md5ok/'))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('does not fall back on other refusals of DeleteObjects: the error reaches the caller', async () => {
     const proxy = await startProxy((req, res) => {
       if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
