@@ -5,7 +5,6 @@
 // takes the SDK client for everything. Also: a PostgreSQL 15 round trip, a write-only credential,
 // `backup-delete --batch-size` counted on the wire, and the fallback when DeleteObjects is refused.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
