@@ -265,6 +265,14 @@ describe.skipIf(skipPg)('PostgreSQL 15 backed up to and restored from Ceph RGW w
     } finally {
       await s.close();
     }
+    // A multipart upload's ETag ends in -<parts>.
+    const { S3Client, HeadObjectCommand } = await import('@aws-sdk/client-s3');
+    const raw = new S3Client({ endpoint: rgw.url, region: 'us-east-1', forcePathStyle: true, credentials: rgw.admin });
+    try {
+      expect((await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: tars[0]! }))).ETag).toMatch(/-[2-9]"$/);
+    } finally {
+      raw.destroy();
+    }
 
     // The catalog commands through the SDK client (a profile), the upload above through static keys.
     const penv = cleanEnv({ ...profileEnv(rgw.admin), ...primary.env });
