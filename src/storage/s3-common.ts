@@ -71,12 +71,14 @@ export function networkMessage(kind: NetworkKind, endpoint: string, detail: stri
 }
 
 
-/** Python urlencode() of the pairs, order kept: form encoding, '+' for space (spec §11.2). */
+/**
+ * The pairs as a query string, order kept, as Python's urlencode() (spec §11.2) except that a space
+ * is sent as %20, not '+': S3 decodes both to a space, but Ceph RGW (16.x) keeps a '+' literally
+ * and would store "test+value".
+ */
 export function encodeTagging(tags: Tag[]): string {
   const enc = (s: string) =>
-    encodeURIComponent(s)
-      .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-      .replace(/%20/g, '+');
+    encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   return tags.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&');
 }
 

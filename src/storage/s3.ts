@@ -1,5 +1,6 @@
 // The S3 driver (aws-s3): AWS SDK v3 client, our multipart uploads with reused part buffers, our retry/timeout policy
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
+import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import {
@@ -301,6 +302,25 @@ export class S3ObjectStore implements ObjectStore {
       logger,
     });
     this.installDebugLog();
+    this.installDeleteObjectsMd5();
+  }
+
+  /**
+   * DeleteObjects also carries Content-MD5, as SDKs sent it before 2025: the SDK now sends only a
+   * CRC checksum there, which stores of that era do not know (they answer MissingContentMD5 and
+   * every key would then cost a request of its own). S3 accepts both headers together.
+   */
+  private installDeleteObjectsMd5(): void {
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const req = args.request as { headers?: Record<string, string>; body?: unknown } | undefined;
+        if (context.commandName === 'DeleteObjectsCommand' && req?.headers && (typeof req.body === 'string' || req.body instanceof Uint8Array)) {
+          req.headers['content-md5'] = createHash('md5').update(req.body).digest('base64');
+        }
+        return next(args);
+      },
+      { step: 'build', name: 'barmanCloudDeleteObjectsMd5', priority: 'low' },
+    );
   }
 
   /** One debug line per HTTP attempt: command, method, path, status, time. */
@@ -686,9 +706,18 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
-/** A store that wants Content-MD5 on DeleteObjects (spec §12.2): fall back to DeleteObject. */
-function refusesBulkDelete(err: unknown): boolean {
+/**
+ * A store that will not take DeleteObjects as we send it, so that deleting key by key is the way:
+ * it lacks the operation (NotImplemented, HTTP 501), or it wants the Content-MD5 that older SDKs
+ * sent where the SDK now sends a CRC checksum (MissingContentMD5; InvalidRequest or InvalidArgument
+ * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (spec §12.2).
+ */
+export function refusesBulkDelete(err: unknown): boolean {
   const e = err as SdkErrorLike | undefined;
   if (!e || typeof e !== 'object') return false;
-  return e.name === 'MissingContentMD5' || e.Code === 'MissingContentMD5' || /content-md5/i.test(e.message ?? '');
+  const code = e.Code ?? e.name ?? '';
+  const message = e.message ?? '';
+  if (e.$metadata?.httpStatusCode === 501 || code === 'NotImplemented') return true;
+  if (code === 'MissingContentMD5' || /content-md5/i.test(message)) return true;
+  return (code === 'InvalidRequest' || code === 'InvalidArgument') && /checksum/i.test(message);
 }

@@ -1,8 +1,9 @@
-// Starts the real servers the tests run against: moto_server (S3), azurite (Azure Blob), our GCS
-// JSON-API test server, and a loopback managed-identity token endpoint. Each start function returns
+// Starts the real servers the tests run against: moto_server (S3), Ceph's RADOS Gateway (a second
+// S3), azurite (Azure Blob), our GCS JSON-API test server, and a loopback managed-identity token
+// endpoint. Each start function returns
 // a handle whose stop() ends only the process it started.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer as createNetServer, connect } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -248,18 +249,146 @@ export async function startTokenServer(): Promise<ServerHandle & { header: strin
   };
 }
 
-/** Create a bucket on moto with a plain signed request through the SDK (test set-up only). */
-export async function createS3Bucket(endpoint: string, bucket: string, ca?: string): Promise<void> {
+/** Create a bucket on moto (or RGW, with its keys) with a plain signed request through the SDK (test set-up only). */
+export async function createS3Bucket(
+  endpoint: string, bucket: string, ca?: string, keys: S3Keys = { accessKeyId: 'testing', secretAccessKey: 'testing' },
+): Promise<void> {
   const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3');
   const { NodeHttpHandler } = await import('@smithy/node-http-handler');
   const { Agent } = await import('node:https');
   const client = new S3Client({
     endpoint, region: 'us-east-1', forcePathStyle: true,
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    credentials: keys,
     ...(ca ? { requestHandler: new NodeHttpHandler({ httpsAgent: new Agent({ ca }) }) } : {}),
   });
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+}
+
+// ---- Ceph RADOS Gateway: a second, independent S3 implementation --------------------------------
+
+/** Fixed keys of the RGW admin user every cluster starts with (test-only, not secrets). */
+export const RGW_ADMIN = { accessKeyId: 'BCTSRGWADMIN00000001', secretAccessKey: 'bc-ts-rgw-admin-test-key' };
+
+const RGW_TOOLS = ['radosgw', 'radosgw-admin', 'ceph-mon', 'ceph-osd', 'monmaptool', 'ceph'];
+
+/** Whether Debian's Ceph packages (radosgw ceph-mon ceph-osd ceph-common ceph-base) are installed. */
+export function rgwAvailable(): boolean {
+  return RGW_TOOLS.every(commandExists);
+}
+
+export interface S3Keys {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface RgwHandle extends ServerHandle {
+  admin: S3Keys;
+  /** Milliseconds from spawning the cluster to radosgw answering with the admin user in place. */
+  startMs: number;
+  /** Another RGW user (its own keys, no access to others' buckets unless a policy grants it). */
+  createUser(uid: string): Promise<S3Keys>;
+}
+
+/**
+ * A one-host Ceph cluster (monitor, memstore OSD, radosgw) on loopback, from test/servers/rgw.mjs,
+ * in a scratch directory that stop() removes.
+ */
+export async function startRgw(): Promise<RgwHandle> {
+  // The cluster picks its monitor/OSD ports in a random window; a clash with another test's
+  // cluster makes a daemon exit at once, so try again a couple of times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRgwOnce();
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
+}
+
+async function startRgwOnce(): Promise<RgwHandle> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'bc-rgw-'));
+  const t0 = Date.now();
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'test', 'servers', 'rgw.mjs'), '--dir', dir, '--port', String(port),
+      '--access-key', RGW_ADMIN.accessKeyId, '--secret-key', RGW_ADMIN.secretAccessKey,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  started.add(child);
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  child.once('exit', () => started.delete(child));
+  const stop = async () => {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  let conf: string;
+  try {
+    conf = await new Promise<string>((res, rej) => {
+      let out = '';
+      const timer = setTimeout(() => rej(new Error('RGW did not start within 60 s')), 60_000);
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) {
+          clearTimeout(timer);
+          res((JSON.parse(line) as { conf: string }).conf);
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`test/servers/rgw.mjs exited with code ${code} before it was ready`));
+      });
+    });
+  } catch (e) {
+    await stop();
+    throw new Error(`${(e as Error).message}\n${err}`);
+  }
+  const startMs = Date.now() - t0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    admin: RGW_ADMIN,
+    startMs,
+    stop,
+    async createUser(uid) {
+      const keys = { accessKeyId: `BCTS${uid.toUpperCase().replace(/[^A-Z0-9]/g, '')}`.padEnd(20, '0'), secretAccessKey: `${uid}-test-key` };
+      execFileSync('radosgw-admin', [
+        '-c', conf, '-n', 'client.rgw', 'user', 'create', '--uid', uid, '--display-name', uid,
+        '--access-key', keys.accessKeyId, '--secret', keys.secretAccessKey,
+      ], { stdio: 'pipe' });
+      return keys;
+    },
+  };
+}
+
+/**
+ * Let RGW user `uid` do exactly one thing in `bucket` (owned by `owner`): PutObject. No list, no
+ * get, no delete: the least-privilege archive credential.
+ */
+export async function grantPutObjectOnly(endpoint: string, owner: S3Keys, bucket: string, uid: string): Promise<void> {
+  const { S3Client, PutBucketPolicyCommand } = await import('@aws-sdk/client-s3');
+  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: owner });
+  const policy = {
+    Version: '2012-10-17',
+    Statement: [{
+      Effect: 'Allow',
+      Principal: { AWS: [`arn:aws:iam:::user/${uid}`] },
+      Action: ['s3:PutObject'],
+      Resource: [`arn:aws:s3:::${bucket}/*`],
+    }],
+  };
+  try {
+    await client.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify(policy) }));
   } finally {
     client.destroy();
   }

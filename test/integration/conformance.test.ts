@@ -1,5 +1,6 @@
 // One conformance suite that every ObjectStore driver must pass against a real server:
-// file (a temp directory), S3 (moto_server), Azure (azurite) and GCS (our JSON-API test server).
+// file (a temp directory), S3 (moto_server, and Ceph's RADOS Gateway where installed), Azure (azurite)
+// and GCS (our JSON-API test server).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,8 +12,9 @@ import type { ObjectStore, ListEntry } from '../../src/storage/types.ts';
 import type { ChunkedBody } from '../../src/storage/body.ts';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../src/errors.ts';
 import {
-  startMoto, startAzurite, startGcs, createS3Bucket, azuriteConnectionString, type ServerHandle,
+  startMoto, startAzurite, startGcs, startRgw, rgwAvailable, createS3Bucket, azuriteConnectionString, type ServerHandle,
 } from '../helpers/servers.ts';
+import { requireTool } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
 const FAST_RETRY = { ...DEFAULT_RETRY, maxAttempts: 2, baseDelayMs: 50, connectTimeoutMs: 2000, readTimeoutMs: 5000 };
@@ -58,6 +60,28 @@ function s3Harness(client: 'auto' | 'sdk'): Harness {
       const s = await startMoto();
       await createS3Bucket(s.url, 'killable');
       return { server: s, config: cfg(s.url, 'killable') };
+    },
+    stop: () => server.stop(),
+  };
+}
+
+/** Ceph's RADOS Gateway: an S3 that predates the SDK's default checksums, run with default settings. */
+function rgwHarness(client: 'auto' | 'sdk'): Harness {
+  let server: Awaited<ReturnType<typeof startRgw>>;
+  const cfg = (s: typeof server, bucket: string): StoreConfig => ({
+    provider: 'aws-s3', bucket, retry: FAST_RETRY, endpointUrl: s.url, region: 'us-east-1',
+    credentials: { ...s.admin }, client,
+  });
+  return {
+    partSize: 5 * MiB,
+    async start() {
+      server = await startRgw();
+    },
+    config: (bucket) => cfg(server, bucket),
+    async killable() {
+      const s = await startRgw();
+      await createS3Bucket(s.url, 'killable', undefined, s.admin);
+      return { server: s, config: cfg(s, 'killable') };
     },
     stop: () => server.stop(),
   };
@@ -144,6 +168,13 @@ const harnesses: [string, () => Harness][] = [
   ['file', fileHarness],
   ['aws-s3 (moto, lean client + SDK)', () => s3Harness('auto')],
   ['aws-s3 (moto, SDK only)', () => s3Harness('sdk')],
+  // Skipped where Ceph is not installed; CI=true turns a missing RGW into a failure.
+  ...(requireTool('Ceph RADOS Gateway', rgwAvailable())
+    ? []
+    : ([
+        ['aws-s3 (Ceph RGW, lean client + SDK)', () => rgwHarness('auto')],
+        ['aws-s3 (Ceph RGW, SDK only)', () => rgwHarness('sdk')],
+      ] as [string, () => Harness][])),
   ['azure-blob-storage (azurite)', azureHarness],
   ['google-cloud-storage (GCS test server)', gcsHarness],
 ];

@@ -381,11 +381,16 @@ describe('S3ObjectStore against moto', () => {
     await s.delete('del/never-existed');
   });
 
-  it('falls back to one DeleteObject per key when the store answers MissingContentMD5', async () => {
-    // A proxy in front of moto that refuses every bulk delete the way old S3-compatible stores do.
+  it.each([
+    [400, 'MissingContentMD5', 'Missing required header for this request: Content-Md5.'],
+    [400, 'InvalidRequest', 'Missing required header for this request: Content-MD5'],
+    [400, 'InvalidArgument', 'x-amz-checksum-crc32 is not supported'],
+    [501, 'NotImplemented', 'A header you provided implies functionality that is not implemented'],
+  ])('falls back to one DeleteObject per key when the store refuses DeleteObjects (%s %s)', async (status, code, message) => {
+    // A proxy in front of moto that refuses every bulk delete the way older S3-compatible stores do.
     const proxy = await startProxy((req, res) => {
       if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
-      s3Error(req, res, 400, 'MissingContentMD5', 'Missing required header for this request: Content-Md5.');
+      s3Error(req, res, status, code, message);
       return true;
     });
     try {
@@ -398,6 +403,63 @@ describe('S3ObjectStore against moto', () => {
       expect(counts.get('DeleteObjects')).toBe(2);
       expect(counts.get('DeleteObject')).toBe(4);
       expect(await collect(store.list('md5/'))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('sends Content-MD5 with DeleteObjects, so a store that insists on it takes the bulk request', async () => {
+    // As stores from before the SDK's CRC checksums: no (or a wrong) Content-MD5 → MissingContentMD5.
+    const seen: string[] = [];
+    const proxy = await startProxy((req, res) => {
+      if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const md5 = createHash('md5').update(body).digest('base64');
+        seen.push(String(req.headers['content-md5']));
+        if (req.headers['content-md5'] !== md5) {
+          res.writeHead(400, { 'content-type': 'application/xml' });
+          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>MissingContentMD5</Code><Message>Missing required header for this request: Content-Md5.</Message></Error>');
+          return;
+        }
+        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        upstream.end(body);
+      });
+      return true;
+    });
+    try {
+      const s = open({ endpointUrl: proxy.url });
+      const counts = countCommands(s.client);
+      const keys = ['md5ok/a', 'md5ok/b', 'md5ok/c'];
+      for (const k of keys) await s.put(k, Buffer.from(k));
+      expect(await s.deleteMany(keys)).toEqual({ deleted: keys, errors: [] });
+      expect(seen.length).toBe(1);
+      expect(counts.get('DeleteObjects')).toBe(1);
+      expect(counts.get('DeleteObject') ?? 0).toBe(0);
+      expect(await collect(store.list('md5ok/'))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('does not fall back on other refusals of DeleteObjects: the error reaches the caller', async () => {
+    const proxy = await startProxy((req, res) => {
+      if (req.method !== 'POST' || !/[?&]delete(=|&|$)/.test(req.url ?? '')) return false;
+      s3Error(req, res, 400, 'InvalidRequest', 'Too many keys');
+      return true;
+    });
+    try {
+      const s = open({ endpointUrl: proxy.url });
+      const counts = countCommands(s.client);
+      await s.put('nofallback/a', Buffer.from('a'));
+      await expect(s.deleteMany(['nofallback/a'])).rejects.toThrow(/InvalidRequest: Too many keys/);
+      expect(counts.get('DeleteObject') ?? 0).toBe(0);
+      expect(await s.head('nofallback/a')).not.toBeNull();
     } finally {
       await proxy.close();
     }
@@ -492,9 +554,9 @@ describe('S3ObjectStore against moto', () => {
     expect(await eu.bucketExists()).toBe(true);
   });
 
-  it('round-trips tags with spaces, & and = in order, form-encoded like Python urlencode', async () => {
+  it('round-trips tags with spaces, & and = in order, encoded like Python urlencode but with %20 for space', async () => {
     expect(encodeTagging([['a b', 'c&d'], ['e', "f=g~*!'()"], ['é', '/+']])).toBe(
-      'a+b=c%26d&e=f%3Dg~%2A%21%27%28%29&%C3%A9=%2F%2B',
+      'a%20b=c%26d&e=f%3Dg~%2A%21%27%28%29&%C3%A9=%2F%2B',
     );
     // S3 (and moto) only accept letters, digits, spaces and + - = . _ : / @ in tags: '&' travels
     // encoded but is refused by the store, which comes back as a StorageError.
