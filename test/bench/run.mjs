@@ -17,6 +17,9 @@ const docPath = join(root, 'docs', 'benchmarks.md');
 const previous = existsSync(docPath) ? readFileSync(docPath, 'utf8') : '';
 const sections = new Map();
 for (const m of previous.matchAll(/<!-- bench:(\w+) -->\n([\s\S]*?)<!-- \/bench:\1 -->/g)) sections.set(m[1], m[2]);
+// Sections measured by hand (after the last generated one) are kept as they are.
+const lastEnd = previous.lastIndexOf('<!-- /bench:');
+const handWritten = lastEnd < 0 ? '' : previous.slice(previous.indexOf('\n', lastEnd) + 1).replace(/^\n+/, '');
 
 for (const name of names) {
   const bench = await import(`./${name}.mjs`);
@@ -67,5 +70,6 @@ const doc = [
   '  the WAL commands and the backup\'s file reads are built around reused buffers for that reason.',
   '',
   ...order.map((n) => `<!-- bench:${n} -->\n${sections.get(n)}<!-- /bench:${n} -->\n`),
+  ...(handWritten ? [handWritten] : []),
 ].join('\n');
 writeFileSync(docPath, doc);
