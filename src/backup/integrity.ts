@@ -94,30 +94,52 @@ export class FileDigests {
   }
 }
 
+/** One disagreement between a backup_manifest and the files of the archives (data for the caller's words). */
+export type ManifestFinding =
+  | { kind: 'missing-file'; path: string }
+  | { kind: 'file-size-mismatch'; path: string; size: number; expected: number }
+  | { kind: 'file-checksum-mismatch'; path: string; checksum: string; expected: string }
+  | { kind: 'unlisted-file'; path: string };
+
+/**
+ * The one comparison of a manifest with the files an archive holds (restore's written files,
+ * verify's tar members): every listed file present with its size and, for CRC32C manifests, its
+ * checksum; then every file the manifest does not list, unless `mayBeUnlisted` allows it. Files
+ * without a CRC (`crc` undefined) are compared by size only.
+ */
+export function compareFiles(
+  manifest: ParsedBackupManifest,
+  files: ReadonlyMap<string, { size: number; crc?: number }>,
+  mayBeUnlisted: (path: string) => boolean,
+): ManifestFinding[] {
+  const findings: ManifestFinding[] = [];
+  for (const [path, entry] of manifest.files) {
+    const got = files.get(path);
+    if (!got) findings.push({ kind: 'missing-file', path });
+    else if (got.size !== entry.size) findings.push({ kind: 'file-size-mismatch', path, size: got.size, expected: entry.size });
+    else if (entry.algorithm === 'CRC32C' && got.crc !== undefined && crc32cHex(got.crc) !== entry.checksum) {
+      findings.push({ kind: 'file-checksum-mismatch', path, checksum: crc32cHex(got.crc), expected: entry.checksum });
+    }
+  }
+  for (const path of files.keys()) {
+    if (!manifest.files.has(path) && !mayBeUnlisted(path)) findings.push({ kind: 'unlisted-file', path });
+  }
+  return findings;
+}
+
 /**
  * Every file the manifest lists was written with its size and checksum, and nothing else was
  * written. The first problem is named, with how many there are in all.
  */
 export function compareWithManifest(manifest: ParsedBackupManifest, written: FileDigests): void {
-  const problems: string[] = [];
-  for (const [path, entry] of manifest.files) {
-    const got = written.files.get(path);
-    if (!got) {
-      problems.push(`file ${path} is missing (backup_manifest lists it)`);
-      continue;
+  const problems = compareFiles(manifest, written.files, (path) => path === BACKUP_MANIFEST_NAME).map((f) => {
+    switch (f.kind) {
+      case 'missing-file': return `file ${f.path} is missing (backup_manifest lists it)`;
+      case 'file-size-mismatch': return `file ${f.path} has ${f.size} bytes, backup_manifest says ${f.expected}`;
+      case 'file-checksum-mismatch': return `file ${f.path} has CRC32C ${f.checksum}, backup_manifest says ${f.expected}`;
+      case 'unlisted-file': return `file ${f.path} is not listed in backup_manifest`;
     }
-    if (got.size !== entry.size) {
-      problems.push(`file ${path} has ${got.size} bytes, backup_manifest says ${entry.size}`);
-      continue;
-    }
-    if (entry.algorithm === 'CRC32C') {
-      const hex = crc32cHex(got.crc);
-      if (hex !== entry.checksum) problems.push(`file ${path} has CRC32C ${hex}, backup_manifest says ${entry.checksum}`);
-    }
-  }
-  for (const path of written.files.keys()) {
-    if (path !== BACKUP_MANIFEST_NAME && !manifest.files.has(path)) problems.push(`file ${path} is not listed in backup_manifest`);
-  }
+  });
   if (problems.length === 0) return;
   const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : '';
   throw new BackupIntegrityError(`${problems[0]}${more}`);
