@@ -18,7 +18,7 @@ import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec, type CompressionProblem } from './types.js';
 import { emptyInput } from './checked-stream.js';
-import { Xxh32, xxh32 } from './xxhash32.js';
+import { Xxh32, xxh32 } from './xxhash.js';
 import { DecoderTransform } from './decoder-stream.js';
 
 export const LZ4_FRAME_MAGIC = 0x184d2204;

@@ -175,6 +175,14 @@ describe('zstd', () => {
     const codec = await loadCodec('zstd');
     same(run('zstd', ['-d', '-c', '-q'], file(await codec.compress(data))));
     same(run('zstd', ['-d', '-c', '-q'], file(await viaStream(data, codec.compressStream(-5)))));
+    // zstd(1) sees the content checksum we add to libzstd's frame, and checks it (-d above, -t here)
+    const ours = file(await viaStream(data, codec.compressStream()));
+    expect(run('zstd', ['-lv', ours]).toString()).toMatch(/Check: XXH64/);
+    const flipped = readFileSync(ours);
+    flipped[flipped.length - 2]! ^= 0x10;
+    expect(spawnSync('zstd', ['-t', '-q', file(flipped)]).status).not.toBe(0);
+    // and the checksum is the very one zstd(1) writes for the same content
+    expect(readFileSync(ours).subarray(-4)).toEqual(run('zstd', ['-c', '-q', '-4', '--check'], plainPath).subarray(-4));
     await weDecode(codec, run('zstd', ['-c', '-q', '-4'], plainPath));
     await weDecode(codec, run('zstd', ['-c', '-q', '-19', '--no-check'], plainPath));
   });
