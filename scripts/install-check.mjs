@@ -1,10 +1,12 @@
 // `node scripts/install-check.mjs`: does `npm install -g` of our packed tarball work on a machine
 // without a C/C++ toolchain? Packs the checkout, installs the tarball into a fresh prefix with a
 // PATH holding only node, npm and basic tools (no cc, c++, gcc, g++, make, python3), then runs the
-// installed wal-archive: --version, and a real archive into a file store. Exit 0 when all of it
-// works. Needs the npm registry (or a warm npm cache); takes ~1 min.
+// installed wal-archive: --version, a real archive into a file store with each native codec, and
+// a wal-restore of the zstd one. Exit 0 when all of it works. Needs the npm registry (or a warm
+// npm cache); takes ~1 min. `--no-build` packs without running `prepare` (dist/ already built:
+// the integration test's case).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -19,7 +21,8 @@ const step = (what, ok, detail = '') => {
   return ok;
 };
 try {
-  execFileSync('npm', ['pack', '--pack-destination', work], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  const noBuild = process.argv.includes('--no-build');
+  execFileSync('npm', ['pack', ...(noBuild ? ['--ignore-scripts'] : []), '--pack-destination', work], { cwd: root, stdio: ['ignore', 'ignore', noBuild ? 'ignore' : 'inherit'] });
   const tarball = readdirSync(work).find((f) => f.endsWith('.tgz'));
   step('npm pack', Boolean(tarball), tarball);
 
@@ -45,11 +48,16 @@ try {
     const pgwal = join(work, 'pg_wal');
     mkdirSync(store);
     mkdirSync(pgwal);
-    writeFileSync(join(pgwal, '000000010000000000000001'), Buffer.alloc(16 * 1024 * 1024, 7));
+    const segment = Buffer.alloc(16 * 1024 * 1024, 7);
+    for (let i = 0; i < segment.length; i += 4096) segment.write(`page ${i}`, i);
+    writeFileSync(join(pgwal, '000000010000000000000001'), segment);
     for (const codec of ['--zstd', '--lz4', '--xz', '--snappy']) {
       const a = spawnSync(exe, [codec, `file://${store}`, `srv${codec}`, join(pgwal, '000000010000000000000001')], { env, encoding: 'utf8' });
       step(`barman-cloud-wal-archive ${codec} into the file store`, a.status === 0, a.stderr.trim());
     }
+    const restored = join(work, 'restored');
+    const r = spawnSync(join(prefix, 'bin', 'barman-cloud-wal-restore'), [`file://${store}`, 'srv--zstd', '000000010000000000000001', restored], { env, encoding: 'utf8' });
+    step('barman-cloud-wal-restore of the zstd segment gives the same bytes', r.status === 0 && existsSync(restored) && readFileSync(restored).equals(segment), r.stderr.trim());
   } else step('installed executable present', false, exe);
 } finally {
   rmSync(work, { recursive: true, force: true });
