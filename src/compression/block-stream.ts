@@ -108,7 +108,7 @@ export abstract class BlockCompressStream extends Transform {
 
 /**
  * Compress borrowed chunks (each valid only until the next is read) through a compressing stream
- * that is done with a chunk once its write callback has run (BlockCompressStream, zstd-napi's
+ * that is done with a chunk once its write callback has run (BlockCompressStream, the zstd
  * stream); returns the output pieces.
  */
 export async function compressThrough(stream: Transform, chunks: Iterable<Buffer>): Promise<Buffer[]> {

@@ -1,7 +1,7 @@
 // barman-cloud-backup-delete (spec §2.6, §9): one backup (-b) or every backup a retention policy
 // reports OBSOLETE (-r), with the WAL files no remaining backup needs. Beyond barman: one summary
-// line (or JSON object, --format json) on stdout after a real run, and a non-zero exit on any
-// failure, WAL deletions included.
+// line (or JSON object, --format json) on stdout after a real run. WAL deletions the store refuses
+// are logged and counted but exit 0, as barman.
 import { OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
