@@ -335,3 +335,23 @@ describe('restore prefetch', () => {
     expect(spoolFiles.filter((f) => /00000001000000000000000[67]$/.test(f))).toEqual([]);
   });
 });
+
+describe('zstd on the WAL hot path', () => {
+  it('wal-archive --zstd and its restore load the zstd binding and nothing of the other codecs, the SDKs or its WebAssembly fallback', async () => {
+    const dir = join(work, 'filestore-zstd');
+    mkdirSync(dir);
+    const name = '000000010000000000000007';
+    const data = segmentBytes();
+    const path = writeSegment(join(work, 'zstd-pgwal'), name, data);
+    const trace = join(work, 'trace-zstd.txt');
+    writeFileSync(trace, '');
+    const traced = { env: cleanEnv({ BC_TRACE_MODULES: trace }), nodeArgs: ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')] };
+    expect((await runBin('barman-cloud-wal-archive', ['--zstd', `file://${dir}`, 'srv', path], traced)).code).toBe(0);
+    const dest = join(work, 'zstd-restored');
+    expect((await runBin('barman-cloud-wal-restore', [`file://${dir}`, 'srv', name, dest], traced)).code).toBe(0);
+    expect(sha(readFileSync(dest))).toBe(sha(data));
+    const loaded = readFileSync(trace, 'utf8');
+    expect(loaded).toMatch(/@cloudpss\/zstd\/dist\/napi\.js/);
+    expect(loaded).not.toMatch(/@cloudpss\/zstd\/(dist\/wasm\.js|prebuilds\/zstd\.js)|lz4-napi|snappy|lzma-native|compressjs|bzip2|@aws-sdk|@azure|@google-cloud/);
+  });
+});
