@@ -25,6 +25,8 @@ const { values } = parseArgs({
     traced: { type: 'string', default: '5' },
     servers: { type: 'string', default: 'moto,rgw' },
     json: { type: 'string' },
+    // Another checkout's build (e.g. main) run beside ours, interleaved: before/after in one run.
+    baseline: { type: 'string' },
   },
 });
 const rounds = Number(values.rounds);
@@ -133,6 +135,14 @@ async function profileServer(name, server, work, segment) {
     { label: 'archive lz4', cmd: bin('barman-cloud-wal-archive'), before: () => ['--lz4', ...url, fresh()] },
     { label: 'restore', cmd: bin('barman-cloud-wal-restore'), before: () => [...url, restoreName, dest] },
   ];
+  if (values.baseline) {
+    const base = (b) => join(resolve(values.baseline), 'bin', b);
+    contenders.push(
+      { label: 'baseline archive none', cmd: base('barman-cloud-wal-archive'), before: () => [...url, fresh()] },
+      { label: 'baseline archive lz4', cmd: base('barman-cloud-wal-archive'), before: () => ['--lz4', ...url, fresh()] },
+      { label: 'baseline restore', cmd: base('barman-cloud-wal-restore'), before: () => [...url, restoreName, dest] },
+    );
+  }
   const samples = new Map(contenders.map((c) => [c.label, { wall: [], cpu: [] }]));
   for (let r = -2; r < rounds; r++) {
     for (let k = 0; k < contenders.length; k++) {
@@ -154,8 +164,8 @@ async function profileServer(name, server, work, segment) {
   const rows = contenders.map((c) => ({ label: c.label, median: med(c.label), serverCpu: meanCpu(c.label) }));
   const floors = { archive: node0 + med('curl PUT'), restore: node0 + med('curl GET') };
   for (const row of rows) {
-    if (row.label.startsWith('archive')) row.overFloor = row.median - floors.archive;
-    if (row.label === 'restore') row.overFloor = row.median - floors.restore;
+    if (/archive (none|lz4)$/.test(row.label)) row.overFloor = row.median - floors.archive;
+    if (/restore$/.test(row.label)) row.overFloor = row.median - floors.restore;
   }
 
   // Traced runs: the phases of ours.
