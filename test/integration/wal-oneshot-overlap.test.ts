@@ -16,6 +16,7 @@ import { ServerLayout } from '../../src/catalog/layout.ts';
 import { archiveWal, readWalFile } from '../../src/wal/archive.ts';
 import { restoreWal } from '../../src/wal/restore.ts';
 import { loadCodec } from '../../src/compression/index.ts';
+import { AccessDeniedError } from '../../src/errors.ts';
 
 const skipRgw = requireTool('Ceph RADOS Gateway', rgwAvailable());
 const MOTO_KEYS: S3Keys = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -121,5 +122,26 @@ describe.each(servers)('commit gate on %s', (_name, skip, start) => {
     expect(readFileSync(join(dir, 'RECOVERYXLOG')).equals(wanted)).toBe(true);
     expect(await restoreWal(store, layout, '000000010000000000000061', join(dir, 'missing'))).toBe(false);
     expect(readdirSync(dir)).toEqual(['RECOVERYXLOG']);
+  });
+
+  it.skipIf(skip)('wal-restore: a failed listing fails the restore and leaves no file, though the GET succeeded', async () => {
+    const layout = new ServerLayout('pfx', 'srv');
+    const name = '000000010000000000000070';
+    await store.put(layout.walKey(name), Buffer.alloc(1 << 20, 9));
+    // A credential that may read objects but not list them.
+    const unlistable = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'list') return () => (async function* () {
+          throw new AccessDeniedError('AccessDenied: s3:ListBucket not allowed (HTTP 403)');
+        })();
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const dir = join(work, `restore-${++seq}`);
+    mkdirSync(dir);
+    const err = await restoreWal(unlistable, layout, name, join(dir, 'RECOVERYXLOG')).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(AccessDeniedError);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
