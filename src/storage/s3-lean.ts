@@ -33,13 +33,25 @@ interface Response {
 
 /**
  * Writes a chunked body to the request. A chunk is valid only until the next is read, so each
- * write must have reached the socket (its callback) before the next chunk is asked for.
+ * write must have reached the socket (its callback) before the next chunk is asked for. With a
+ * gate, the last byte waits for it (PutOptions.commitGate): the server has no complete body before.
  */
-async function sendChunks(req: import('node:http').ClientRequest, body: ChunkedBody): Promise<void> {
+async function sendChunks(req: import('node:http').ClientRequest, body: ChunkedBody, gate?: Promise<void>): Promise<void> {
+  const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => req.write(chunk, (e) => (e ? reject(e) : resolve())));
+  let sent = 0;
   for (const chunk of exactChunks(body)) {
     if (req.destroyed) return;
-    await new Promise<void>((resolve, reject) => req.write(chunk, (e) => (e ? reject(e) : resolve())));
+    sent += chunk.length;
+    if (gate && sent === body.length && chunk.length > 0) {
+      await write(chunk.subarray(0, chunk.length - 1));
+      await gate;
+      if (req.destroyed) return;
+      await write(chunk.subarray(chunk.length - 1));
+    } else {
+      await write(chunk);
+    }
   }
+  if (gate && body.length === 0) await gate;
   req.end();
 }
 
@@ -67,8 +79,20 @@ function xmlBlocks(xml: string, tag: string): string[] {
   return [...xml.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1]);
 }
 
+interface SendOptions {
+  query?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | ChunkedBody;
+  op: string;
+  stream?: boolean;
+  signal?: AbortSignal;
+  /** PutOptions.commitGate, for a chunked body. */
+  gate?: Promise<void>;
+}
+
 export class LeanS3ObjectStore implements ObjectStore {
   readonly provider = 'aws-s3' as const;
+  readonly holdsCommit = true;
   readonly bucket: string;
   readonly maxDeleteBatch = 1000;
   private readonly endpoint: URL;
@@ -123,7 +147,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   private async send(
     method: string,
     key: string | undefined,
-    options: { query?: string; headers?: Record<string, string>; body?: Buffer | ChunkedBody; op: string; stream?: boolean; signal?: AbortSignal },
+    options: SendOptions,
   ): Promise<Response & { stream?: IncomingMessage }> {
     const policy = this.config.retry;
     for (let attempt = 1; ; attempt++) {
@@ -154,7 +178,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   private attempt(
     method: string,
     key: string | undefined,
-    options: { query?: string; headers?: Record<string, string>; body?: Buffer | ChunkedBody; op: string; stream?: boolean; signal?: AbortSignal },
+    options: SendOptions,
     credentials: TemporaryCredentials,
   ): Promise<Response & { stream?: IncomingMessage }> {
     const { host, path } = this.target(key, options.query ?? '');
@@ -225,7 +249,7 @@ export class LeanS3ObjectStore implements ObjectStore {
         });
       });
       if (isChunkedBody(body)) {
-        sendChunks(req, body).catch((e: unknown) => req.destroy(e as Error));
+        sendChunks(req, body, options.gate).catch((e: unknown) => req.destroy(e as Error));
       } else {
         req.end(body);
       }
@@ -301,7 +325,29 @@ export class LeanS3ObjectStore implements ObjectStore {
     // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
     // CPU's SHA extensions, MD5 25 ms).
     headers['X-Amz-Content-Sha256'] = isChunkedBody(single) ? single.sha256 : sha256Hex([single]);
-    const res = await this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal });
+    let res: Response;
+    if (options.commitGate && isChunkedBody(single)) {
+      // A refused gate aborts the request (no retry: the signal is aborted) and is put()'s error.
+      const abort = new AbortController();
+      let refusal: { error: unknown } | undefined;
+      const gate = options.commitGate.catch((e: unknown) => {
+        refusal = { error: e };
+        abort.abort(e);
+        throw e;
+      });
+      gate.catch(() => {}); // observed here; sendChunks may have stopped waiting for it
+      const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+      try {
+        res = await this.send('PUT', key, { op: 'put', headers, body: single, signal, gate });
+      } catch (e) {
+        if (refusal) throw refusal.error;
+        throw e;
+      }
+      // An answer that came before the last byte (412, 403): the gate's own failure still wins.
+      if (res.status >= 300) await gate;
+    } else {
+      res = await this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal });
+    }
     if (res.status >= 300) throw this.error(res, 'put', key);
     log.debug(`PUT ${key} (${single.length} bytes)`);
   }

@@ -40,6 +40,13 @@ export interface PutOptions {
   singlePutMax?: number;
   /** Refuse to overwrite: fail with PreconditionFailedError when the key exists. */
   ifNoneMatch?: boolean;
+  /**
+   * Only for stores with `holdsCommit`, and a ChunkedBody: the body's last byte is sent once this
+   * settles. Until then the server cannot create the object; when it rejects, the upload is
+   * abandoned (an S3 PUT with an incomplete body creates nothing) and put() rejects with its error.
+   * Lets a check that must come before the create run while the bytes travel.
+   */
+  commitGate?: Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -62,6 +69,8 @@ export type ConnectivityResult = 'ok' | 'bucket-missing';
 
 export interface ObjectStore {
   readonly provider: ProviderName;
+  /** Whether put() honours PutOptions.commitGate (others must be called after the check instead). */
+  readonly holdsCommit?: boolean;
   /** Bucket / container name, or the root directory for the file store. */
   readonly bucket: string;
   /** Largest batch one bulk delete request takes (S3 1000, Azure 256, GCS 100; spec §12.3). */

@@ -137,53 +137,84 @@ async function compressedBody(wal: WalFile, codecName: CodecName, level: number 
     : [await codec.compress(wal.read(), level)]);
 }
 
+/** A listing refused to this credential counts as empty (as in the pre-check); any other failure stands. */
+function unlisted(e: unknown): string[] {
+  if (!(e instanceof AccessDeniedError)) throw e;
+  return [];
+}
+
+/** The pre-check found copies of the segment: the create is abandoned and they are judged. */
+class CopiesFound extends Error {
+  constructor(readonly keys: string[]) {
+    super('copies of the WAL file are already archived');
+  }
+}
+
 export async function archiveWal(
   store: ObjectStore,
   layout: ServerLayout,
   wal: WalFile,
   options: ArchiveOptions = {},
+  mayGate = true,
 ): Promise<ArchiveOutcome> {
   const suffix = options.codec ? WAL_SUFFIX[options.codec] : '';
   const key = layout.walKey(wal.name) + suffix;
-
-  let overwrite = false;
-  // The listing (network) overlaps the compression (thread pool) and the SHA-256 that an S3 upload
-  // is signed with (other providers do not use it): the hashing waits one event-loop turn
-  // (setImmediate), so the listing request is already on the wire while the main thread hashes.
-  const [existing, body] = await Promise.all([
-    existingCopies(store, layout, wal.name).catch((e: unknown) => {
-      // A write-only credential (s3:PutObject alone) may not list: the conditional create below is
-      // then the only guard against overwriting, and a conflict it finds is judged by reading.
-      if (!(e instanceof AccessDeniedError)) throw e;
-      log.debug(`Cannot list the copies of ${wal.name} (${e.message}); relying on the conditional upload`);
-      return [] as string[];
-    }),
-    (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
-      .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
-        if (store.provider === 'aws-s3') void b.sha256;
-        resolve(b);
-      }))),
-  ]);
-  if (existing.length > 0) {
-    const verdict = await compareExisting(store, wal, existing, options);
-    if (verdict === 'identical') return 'already-archived';
-    overwrite = verdict === 'overwrite';
-  }
-
   const tags = isHistoryFile(wal.name) && options.historyTags?.length ? options.historyTags : options.tags;
+  const putOptions = {
+    tags: tags?.length ? tags : undefined,
+    partSize: options.partSize,
+    concurrency: options.concurrency,
+    singlePutMax: options.singlePutMax,
+  };
+
+  // The pre-check (a LIST of the segment's copies) is on the wire first; the compression (thread
+  // pool) and the SHA-256 an S3 upload is signed with run meanwhile: the hashing waits one
+  // event-loop turn (setImmediate).
+  const listing = existingCopies(store, layout, wal.name).catch((e: unknown) => {
+    // A write-only credential (s3:PutObject alone) may not list: the conditional create below is
+    // then the only guard against overwriting, and a conflict it finds is judged by reading.
+    if (!(e instanceof AccessDeniedError)) throw e;
+    log.debug(`Cannot list the copies of ${wal.name} (${e.message}); relying on the conditional upload`);
+    return [] as string[];
+  });
+  const body = (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
+    .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
+      if (store.provider === 'aws-s3') void b.sha256;
+      resolve(b);
+    })));
+
+  // Where the store can hold back an upload's last byte, the pre-check's answer releases it: the
+  // LIST costs no time of its own, yet nothing is created before it has found no other copy.
+  // --overwrite needs the copies before it uploads (it deletes the others after), so it waits.
+  const gated = mayGate && store.holdsCommit === true && !options.allowOverwrite;
+  let existing: string[] = [];
+  let overwrite = false;
+  if (!gated) {
+    [existing] = await Promise.all([listing, body]);
+    if (existing.length > 0) {
+      const verdict = await compareExisting(store, wal, existing, options);
+      if (verdict === 'identical') return 'already-archived';
+      overwrite = verdict === 'overwrite';
+    }
+  }
   try {
-    await store.put(key, body, {
-      tags: tags?.length ? tags : undefined,
+    await store.put(key, await body, {
+      ...putOptions,
       ifNoneMatch: !overwrite,
-      partSize: options.partSize,
-      concurrency: options.concurrency,
-      singlePutMax: options.singlePutMax,
+      ...(gated ? { commitGate: listing.then((keys) => { if (keys.length > 0) throw new CopiesFound(keys); }) } : {}),
     });
   } catch (e) {
+    if (e instanceof CopiesFound) {
+      // Found before anything was created: judged as without the gate (no --overwrite here).
+      if ((await compareExisting(store, wal, e.keys, options)) === 'identical') return 'already-archived';
+      // Withdrawn meanwhile by their archivers: start again, this time the pre-check first.
+      return archiveWal(store, layout, wal, options, false);
+    }
     if (!(e instanceof PreconditionFailedError)) throw e;
     // Another archiver stored it between our listing and our upload (or we could not list): judge
-    // what it stored.
-    const verdict = await compareExisting(store, wal, [key], options).catch((err: unknown) => {
+    // what it stored, and every other copy of the segment the pre-check may not have seen.
+    const keys = [...new Set([key, ...(await listing), ...(gated ? await existingCopies(store, layout, wal.name).catch(unlisted) : [])])];
+    const verdict = await compareExisting(store, wal, keys, options).catch((err: unknown) => {
       if (!(err instanceof AccessDeniedError)) throw err;
       if (options.allowOverwrite) return 'overwrite' as const;
       throw new OperationError(
@@ -197,9 +228,8 @@ export async function archiveWal(
       // It was there and is gone again (withdrawn by its archiver): PostgreSQL will call again.
       throw new OperationError(`WAL file ${wal.name} changed in the archive while it was archived (${key}); try again`);
     }
-    await store.put(key, body, {
-      tags: tags?.length ? tags : undefined, partSize: options.partSize, concurrency: options.concurrency, singlePutMax: options.singlePutMax,
-    });
+    await store.put(key, await body, putOptions);
+    existing = keys;
     overwrite = true;
   }
   if (overwrite) {

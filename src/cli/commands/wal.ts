@@ -9,7 +9,7 @@ import { isWalName } from '../../wal/names.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
-import { downloadTo, findWal } from '../../wal/restore.js';
+import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
@@ -123,8 +123,7 @@ export const walRestore: CommandModule = {
           maxAgeMs: SPOOL_MAX_AGE_MS,
         });
       } else {
-        const candidate = await findWal(store, layout, walName, { noPartial });
-        found = candidate !== null && (await downloadTo(store, candidate, dest), true);
+        found = await restoreWal(store, layout, walName, dest, { noPartial });
       }
       if (!found) {
         // barman logs this at INFO: invisible by default, PostgreSQL asks for missing files routinely.

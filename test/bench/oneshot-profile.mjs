@@ -1,0 +1,239 @@
+// Where the time of ONE one-shot WAL call goes, against its floor, on moto and on Ceph RGW started
+// in the same run (issue 14, "Find the ~120 ms"):
+//
+//   node test/bench/oneshot-profile.mjs [--rounds 15] [--servers moto,rgw] [--json FILE]
+//
+// Interleaved medians of: `node -e 0`; a bare `curl --aws-sigv4` PUT (UNSIGNED-PAYLOAD) and GET of
+// the same 16 MiB segment; our wal-archive (none, --lz4) and wal-restore. floor = node -e 0 + curl.
+// Then a few traced runs of ours (test/bench/oneshot-trace.mjs preloaded) give the phases: Node's
+// boot, everything up to the first request (module load, config, opening the file), each request
+// with its server time (body sent → answer's headers), hashing, reading, lz4, and the exit. The
+// server's CPU per call is read from /proc (utime + stime of its processes) around every call.
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, linkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { median, runOnce } from './lib.mjs';
+import { freePort, startMoto } from './servers.mjs';
+
+const root = resolve(import.meta.dirname, '..', '..');
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '15' },
+    traced: { type: 'string', default: '5' },
+    servers: { type: 'string', default: 'moto,rgw' },
+    json: { type: 'string' },
+    // Another checkout's build (e.g. main) run beside ours, interleaved: before/after in one run.
+    baseline: { type: 'string' },
+  },
+});
+const rounds = Number(values.rounds);
+const tracedRuns = Number(values.traced);
+const SEG = 16 << 20;
+const KEY = { id: 'BCTSRGWADMIN00000001', secret: 'bc-ts-rgw-admin-test-key' };
+const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+/** A full segment that compresses like OLTP WAL (as test/bench/wal.mjs). */
+function walSegment() {
+  const buf = Buffer.alloc(SEG);
+  let off = 0;
+  let n = 0;
+  while (off < SEG) {
+    const rec = Buffer.from(`|${(n++).toString(16).padStart(8, '0')}|aid=${Math.floor(Math.random() * 1e7)}|bid=${n % 50}|` +
+      `abalance=${Math.floor(Math.random() * 1e5) - 5e4}|filler=${' '.repeat(20)}`);
+    rec.copy(buf, off);
+    off += rec.length;
+    if (n % 16 === 0 && off + 32 < SEG) {
+      randomBytes(32).copy(buf, off);
+      off += 32;
+    }
+  }
+  return buf;
+}
+const segName = (i) => `0000000100000${(0x100 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(3, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
+
+/** Descendants of pid (the server's processes), from /proc. */
+function descendants(pid) {
+  const parent = new Map();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) for (const [c, pp] of parent) if (pp === out[i]) out.push(c);
+  return out;
+}
+function cpuMs(pids) {
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8').slice(readFileSync(`/proc/${p}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {}
+  }
+  return ticks * TICK_MS;
+}
+
+async function startRgw() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'bc-oneshot-rgw-'));
+  const child = spawn(process.execPath, [join(root, 'test/servers/rgw.mjs'), '--dir', dir, '--port', String(port),
+    '--access-key', KEY.id, '--secret-key', KEY.secret], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((res, rej) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      if (buf.includes('"ready"')) res();
+    });
+    child.once('exit', (c) => rej(new Error(`rgw.mjs exited ${c}`)));
+  });
+  const stop = () => new Promise((r) => {
+    child.once('exit', () => (rmSync(dir, { recursive: true, force: true }), r()));
+    child.kill('SIGTERM');
+  });
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop };
+}
+
+const curlAuth = ['--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', `${KEY.id}:${KEY.secret}`, '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD'];
+
+async function profileServer(name, server, work, segment) {
+  const bucket = `oneshot-${name}`;
+  execFileSync('curl', ['-sf', '-X', 'PUT', ...curlAuth, `${server.url}/${bucket}`]);
+  const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
+    AWS_ACCESS_KEY_ID: KEY.id, AWS_SECRET_ACCESS_KEY: KEY.secret, AWS_DEFAULT_REGION: 'us-east-1' };
+  // As in test/bench/wal.mjs: PostgreSQL's environment has no NODE_EXTRA_CA_CERTS (it costs Node
+  // ~50 ms per start when set to the system bundle).
+  delete env.NODE_EXTRA_CA_CERTS;
+  const url = ['--endpoint-url', server.url, `s3://${bucket}/bench`, 'srv'];
+  const master = join(work, 'segment');
+  const pg = join(work, name, 'pg_wal');
+  mkdirSync(pg, { recursive: true });
+  let seq = 0;
+  const fresh = () => {
+    const p = join(pg, segName(seq++));
+    linkSync(master, p);
+    return p;
+  };
+  // One segment to GET/restore, stored by us (plain) and by curl.
+  const restoreName = segName(9999);
+  execFileSync(join(root, 'bin/barman-cloud-wal-archive'), [...url, (linkSync(master, join(pg, restoreName)), join(pg, restoreName))], { env });
+  const restoreKey = `${server.url}/${bucket}/bench/srv/wals/${restoreName.slice(0, 16)}/${restoreName}`;
+  const dest = join(work, name, 'restored');
+  const bin = (b) => join(root, 'bin', b);
+  const pids = descendants(server.pid);
+
+  const contenders = [
+    { label: 'node -e 0', cmd: process.execPath, args: ['-e', '0'] },
+    { label: 'curl PUT', cmd: 'curl', before: () => ['-sf', ...curlAuth, '-T', master, `${server.url}/${bucket}/curl/${seq++}`] },
+    { label: 'curl GET', cmd: 'curl', before: () => ['-sf', ...curlAuth, '-o', dest, restoreKey] },
+    { label: 'archive none', cmd: bin('barman-cloud-wal-archive'), before: () => [...url, fresh()] },
+    { label: 'archive lz4', cmd: bin('barman-cloud-wal-archive'), before: () => ['--lz4', ...url, fresh()] },
+    { label: 'restore', cmd: bin('barman-cloud-wal-restore'), before: () => [...url, restoreName, dest] },
+  ];
+  if (values.baseline) {
+    const base = (b) => join(resolve(values.baseline), 'bin', b);
+    contenders.push(
+      { label: 'baseline archive none', cmd: base('barman-cloud-wal-archive'), before: () => [...url, fresh()] },
+      { label: 'baseline archive lz4', cmd: base('barman-cloud-wal-archive'), before: () => ['--lz4', ...url, fresh()] },
+      { label: 'baseline restore', cmd: base('barman-cloud-wal-restore'), before: () => [...url, restoreName, dest] },
+    );
+  }
+  const samples = new Map(contenders.map((c) => [c.label, { wall: [], cpu: [] }]));
+  for (let r = -2; r < rounds; r++) {
+    for (let k = 0; k < contenders.length; k++) {
+      const c = contenders[(k + Math.max(r, 0)) % contenders.length];
+      const args = c.before ? c.before() : c.args;
+      rmSync(dest, { force: true });
+      const cpu0 = cpuMs(pids);
+      const ms = await runOnce(c.cmd, args, { env });
+      const cpu = cpuMs(pids) - cpu0;
+      if (r >= 0) {
+        samples.get(c.label).wall.push(ms);
+        samples.get(c.label).cpu.push(cpu);
+      }
+    }
+  }
+  const med = (l) => median(samples.get(l).wall);
+  const meanCpu = (l) => samples.get(l).cpu.reduce((a, b) => a + b, 0) / samples.get(l).cpu.length;
+  const node0 = med('node -e 0');
+  const rows = contenders.map((c) => ({ label: c.label, median: med(c.label), serverCpu: meanCpu(c.label) }));
+  const floors = { archive: node0 + med('curl PUT'), restore: node0 + med('curl GET') };
+  for (const row of rows) {
+    if (/archive (none|lz4)$/.test(row.label)) row.overFloor = row.median - floors.archive;
+    if (/restore$/.test(row.label)) row.overFloor = row.median - floors.restore;
+  }
+
+  // Traced runs: the phases of ours.
+  const traceFile = join(work, `${name}.trace`);
+  const traced = {};
+  for (const [label, lz4] of [['archive none', false], ['archive lz4', true], ['restore', false]]) {
+    writeFileSync(traceFile, '');
+    const c = contenders.find((x) => x.label === label);
+    const tenv = { ...env, BC_ONESHOT_TRACE: traceFile, NODE_OPTIONS: `--import ${join(root, 'test/bench/oneshot-trace.mjs')}`,
+      ...(lz4 ? { BC_ONESHOT_TRACE_LZ4: '1' } : {}) };
+    for (let i = 0; i < tracedRuns; i++) {
+      rmSync(dest, { force: true });
+      await runOnce(c.cmd, c.before(), { env: tenv });
+    }
+    traced[label] = readFileSync(traceFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  }
+  return { rows, floors, node0, traced };
+}
+
+/** Median of each phase over the traced runs. */
+function phases(runs) {
+  const pick = (f) => median(runs.map(f).filter((x) => Number.isFinite(x)));
+  const out = [['Node boot (to preload)', pick((t) => t.boot)], ['up to the first request (modules, config, file open)', pick((t) => t.requests[0]?.start - t.boot)]];
+  const n = Math.max(...runs.map((t) => t.requests.length));
+  for (let i = 0; i < n; i++) {
+    const rs = runs.map((t) => t.requests[i]).filter(Boolean);
+    const first = rs[0];
+    out.push([`${first.method} ${first.path.includes('?list') ? 'LIST' : 'object'} (${first.status}): issue → body sent`, median(rs.map((r) => r.sent - r.start))]);
+    out.push([`  server: body sent → headers`, median(rs.map((r) => r.headers - r.sent))]);
+    out.push([`  answer body`, median(rs.map((r) => r.end - r.headers))]);
+    if (i + 1 < n) out.push([`  gap to next request`, median(runs.map((t) => (t.requests[i + 1] && t.requests[i].end ? t.requests[i + 1].start - t.requests[i].end : NaN)).filter(Number.isFinite))]);
+  }
+  out.push(['last answer → exit', pick((t) => t.exit - t.requests.at(-1)?.end)]);
+  out.push(['total (process start → exit)', pick((t) => t.exit)]);
+  for (const alg of new Set(runs.flatMap((t) => Object.keys(t.hash)))) out.push([`(inside) hashing ${alg}`, pick((t) => t.hash[alg] ?? 0)]);
+  out.push(['(inside) fs.readSync', pick((t) => t.read)]);
+  if (runs.some((t) => t.lz4.calls)) out.push(['(inside) lz4 first block call → last result', pick((t) => t.lz4.last - t.lz4.first)]);
+  return out;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'bc-oneshot-'));
+writeFileSync(join(work, 'segment'), walSegment());
+const results = {};
+const stops = [];
+try {
+  for (const name of values.servers.split(',')) {
+    const server = name === 'moto' ? await startMoto() : await startRgw();
+    if (name === 'moto') server.pid = Number(execFileSync('sh', ['-c', `ss -ltnpH 'sport = :${new URL(server.url).port}' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1`]).toString().trim());
+    stops.push(server.stop);
+    results[name] = await profileServer(name, server, work, null);
+    await server.stop();
+    stops.pop();
+  }
+} finally {
+  for (const s of stops) await s();
+  rmSync(work, { recursive: true, force: true });
+}
+const f = (x) => (x === undefined ? '' : x.toFixed(1));
+for (const [name, r] of Object.entries(results)) {
+  console.log(`\n### ${name}: ${rounds} interleaved rounds (medians; server CPU = mean per call)\n`);
+  console.log('| what | wall ms | − floor ms | server CPU ms |\n|---|---|---|---|');
+  for (const row of r.rows) console.log(`| ${row.label} | ${f(row.median)} | ${f(row.overFloor)} | ${f(row.serverCpu)} |`);
+  console.log(`| floor archive (node -e 0 + curl PUT) | ${f(r.floors.archive)} | | |`);
+  console.log(`| floor restore (node -e 0 + curl GET) | ${f(r.floors.restore)} | | |`);
+  for (const [label, runs] of Object.entries(r.traced)) {
+    console.log(`\n${name}, ${label}: phases, median of ${runs.length} traced runs (ms since process start)\n`);
+    console.log('| phase | ms |\n|---|---|');
+    for (const [p, ms] of phases(runs)) console.log(`| ${p} | ${f(ms)} |`);
+  }
+}
+if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 1));
