@@ -7,9 +7,25 @@ import { execFileSync } from 'node:child_process';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const ALL = ['startup', 'wal', 'backup', 'retention', 'verify'];
+// Issue 14's table, by the first words of each target key the sections report.
+const TARGETS = {
+  'one-shot wal-archive (none)': '≤ floor + 30 ms and ≥ 4× barman 3.4',
+  'one-shot wal-archive (lz4)': '≤ floor + 30 ms and ≥ 4× barman 3.4',
+  'one-shot wal-restore (none)': '≤ floor + 30 ms and ≥ 4× barman 3.4',
+  'one-shot wal-restore (lz4)': '≤ floor + 30 ms and ≥ 4× barman 3.4',
+  'sustained archive': 'file store ≥ 50 seg/s; moto/RGW ≥ 80% of a bare parallel uploader and ahead of pgBackRest async',
+  'sustained restore': 'file store ≥ 80 seg/s; moto/RGW ≥ 80% of a bare parallel downloader',
+  'client CPU per archived segment': '≤ 1/5 of barman 3.4 -z',
+  'peak RSS wal-archive / wal-restore (all codecs but xz)': '≤ 64 MB',
+};
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const rounds = Number(process.env.BENCH_ROUNDS ?? 21);
 const names = wanted.length ? wanted : ALL;
+const runStarted = Date.now();
+// Ctrl-C or a kill still stops the servers and PostgreSQL (their stoppers run on 'exit').
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(130));
+const envUsed = ['BENCH_ROUNDS', 'BENCH_SEGMENTS', 'BENCH_STORES', 'BENCH_SCALE', 'BENCH_LARGE_SCALE', 'BENCH_RETENTION_BACKUPS', 'BENCH_RETENTION_WALS', 'BENCH_LIST_BACKUPS', 'BENCH_BIN_DIR']
+  .filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`).join(' ');
 
 execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
 
@@ -24,7 +40,9 @@ const handWritten = lastEnd < 0 ? '' : previous.slice(previous.indexOf('\n', las
 for (const name of names) {
   const bench = await import(`./${name}.mjs`);
   process.stderr.write(`running ${name} …\n`);
+  const t0 = Date.now();
   const result = await bench.run({ root, rounds });
+  const wallMin = ((Date.now() - t0) / 60000).toFixed(1);
   const table = [
     `| ${result.headers.join(' | ')} |`,
     `|${result.headers.map(() => '---').join('|')}|`,
@@ -34,15 +52,29 @@ for (const name of names) {
     `### ${bench.title}`,
     '',
     `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${rounds} interleaved rounds,`,
-    `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB. Reproduce: \`npm run bench ${name}\`.`,
+    `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${wallMin} min. Reproduce: \`${envUsed ? `${envUsed} ` : ''}npm run bench ${name}\`.`,
     '',
     table,
     '',
     ...(result.notes ?? []).map((n) => `${n}`),
     '',
+    ...targetTable(result.targets),
   ].join('\n');
   sections.set(name, text);
   process.stdout.write(`${text}\n`);
+}
+
+process.stderr.write(`npm run bench ${names.join(' ')}: ${((Date.now() - runStarted) / 60000).toFixed(1)} min\n`);
+
+/** Issue 14's targets that this section measures, each with its figure and met / not met. */
+function targetTable(targets) {
+  if (!targets || !Object.keys(targets).length) return [];
+  return [
+    '| target (issue 14) | measured | |',
+    '|---|---|---|',
+    ...Object.entries(targets).map(([k, t]) => `| ${k}: ${t.target ?? TARGETS[k.split(',')[0]] ?? ''} | ${t.value} | ${t.met ? 'met' : '**not met**'} |`),
+    '',
+  ];
 }
 
 const order = [...new Set([...ALL, ...sections.keys()])].filter((n) => sections.has(n));
