@@ -58,7 +58,7 @@ function fileStore(dir, work) {
     pgbackrestRepo: (bucket) => ({ 'repo1-type': 'posix', 'repo1-path': join(dir, bucket, 'pgbackrest') }),
     /** cp + sync of one file: what any tool must at least do to store the bytes durably. */
     putArgs: (file, bucket, key) => ['sh', ['-c', 'mkdir -p "$(dirname "$2")" && cp "$1" "$2" && sync "$2"', 'put', file, join(dir, bucket, key)]],
-    getArgs: (bucket, key, out) => ['cp', [join(dir, bucket, key), out]],
+    getArgs: (bucket, key, out) => (out === '-' ? ['cat', [join(dir, bucket, key)]] : ['cp', [join(dir, bucket, key), out]]),
     /** Shell text of one bare put/get with $1 = local file, $2 = key, for xargs loops. */
     putShell: (bucket) => `mkdir -p "$(dirname "${dir}/${bucket}/$2")" && cp "$1" "${dir}/${bucket}/$2" && sync "${dir}/${bucket}/$2"`,
     getShell: (bucket) => `cp "${dir}/${bucket}/$2" "$1"`,
