@@ -2,7 +2,7 @@
 // HTTP and HTTPS with a test CA), a TLS front for moto (pgBackRest's S3 repository needs TLS), and a
 // description of each store that every scenario uses the same way.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -49,7 +49,7 @@ export async function startMoto() {
   const stop = killGroup(child);
   process.once('exit', stop);
   await waitForPort(port, child);
-  return { url: `http://127.0.0.1:${port}`, port, stop };
+  return { url: `http://127.0.0.1:${port}`, port, stop, pgid: child.pid };
 }
 
 /**
@@ -82,6 +82,24 @@ export async function tlsFront(targetPort, tls) {
     child.once('exit', (c) => rej(new Error(`tls-front exited ${c}`)));
   });
   return { port, stop };
+}
+
+/**
+ * CPU seconds (user + sys) used so far by every process of a server's process group (moto's Python;
+ * RGW's monitor, OSD and gateway): sampled before and after a scenario, the server's own cost.
+ */
+export function groupCpuSecs(pgid) {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      // Fields after the command name (which may hold spaces): state is [0], pgrp [2], utime [11], stime [12].
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
+    } catch {}
+  }
+  return ticks / 100; // USER_HZ is 100 on Linux
 }
 
 export const RGW_KEYS = { accessKeyId: 'BCTSRGWBENCH00000001', secretAccessKey: 'bc-ts-rgw-bench-key' };
@@ -126,5 +144,5 @@ async function startRgwOnce({ tls, memstoreMib }) {
     });
     child.once('exit', (code) => (clearTimeout(timer), rej(new Error(`rgw.mjs exited ${code}: ${err}`))));
   });
-  return { url: `http://127.0.0.1:${port}`, port, sslPort, conf, pid: child.pid, stop };
+  return { url: `http://127.0.0.1:${port}`, port, sslPort, conf, pid: child.pid, pgid: child.pid, stop };
 }

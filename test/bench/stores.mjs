@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync, readFileSync, copyFileSync } from
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import aws4 from 'aws4';
-import { makeTestCa, startMoto, startRgw, tlsFront, RGW_KEYS } from './servers.mjs';
+import { makeTestCa, startMoto, startRgw, tlsFront, RGW_KEYS, groupCpuSecs } from './servers.mjs';
 
 export const REGION = 'us-east-1';
 const UNSIGNED = 'x-amz-content-sha256: UNSIGNED-PAYLOAD';
@@ -34,14 +34,14 @@ export async function startStores(work, wanted = (process.env.BENCH_STORES ?? 'f
     const front = await tlsFront(moto.port, tls);
     stores.push(s3Store({
       name: 'moto', url: moto.url, sslPort: front.port, keys: { accessKeyId: 'bench', secretAccessKey: 'bench' }, ca: tls.ca, work,
-      stop: () => (front.stop(), moto.stop()),
+      stop: () => (front.stop(), moto.stop()), pgid: moto.pgid,
       note: 'pgBackRest reaches moto through a Node TLS terminator (moto serves HTTP or HTTPS, not both): one more loopback hop and TLS for pgBackRest only',
     }));
   }
   if (wanted.includes('rgw') && existsSync('/usr/bin/radosgw')) {
     const memstoreMib = Number(process.env.BENCH_RGW_MEMSTORE_MIB ?? 8192);
     const rgw = await startRgw({ tls, memstoreMib });
-    stores.push(s3Store({ name: 'RGW', url: rgw.url, sslPort: rgw.sslPort, keys: RGW_KEYS, ca: tls.ca, work, stop: rgw.stop, pid: rgw.pid }));
+    stores.push(s3Store({ name: 'RGW', url: rgw.url, sslPort: rgw.sslPort, keys: RGW_KEYS, ca: tls.ca, work, stop: rgw.stop, pid: rgw.pid, pgid: rgw.pgid }));
   }
   return { stores, tls, stopAll: async () => { for (const s of stores) await s.stop?.(); } };
 }
@@ -66,7 +66,7 @@ function fileStore(dir, work) {
   };
 }
 
-function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid }) {
+function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid, pgid }) {
   const env = baseEnv({ AWS_ACCESS_KEY_ID: keys.accessKeyId, AWS_SECRET_ACCESS_KEY: keys.secretAccessKey, AWS_DEFAULT_REGION: REGION });
   const curl = ['--aws-sigv4', `aws:amz:${REGION}:s3`, '--user', `${keys.accessKeyId}:${keys.secretAccessKey}`, '-H', UNSIGNED, '-sS', '--fail'];
   const host = new URL(url);
@@ -84,7 +84,8 @@ function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid }) {
     req.end(body);
   });
   return {
-    name, id: name.toLowerCase(), kind: 's3', url, sslPort, keys, ca, env, note, pid, work, s3,
+    name, id: name.toLowerCase(), kind: 's3', url, sslPort, keys, ca, env, note, pid, pgid, work, s3,
+    serverCpu: () => (pgid ? groupCpuSecs(pgid) : NaN),
     stop: async () => (agent.destroy(), await stop()),
     async makeBucket(bucket) {
       await s3('PUT', `/${bucket}`).catch((e) => { if (!/BucketAlreadyOwnedByYou|BucketAlreadyExists/.test(e.message)) throw e; });
