@@ -46,7 +46,8 @@ for (const name of names) {
   const table = [
     `| ${result.headers.join(' | ')} |`,
     `|${result.headers.map(() => '---').join('|')}|`,
-    ...result.rows.map((r) => `| ${r.join(' | ')} |`),
+    // A '|' inside a cell (shell pipelines in labels) would split the Markdown column.
+    ...result.rows.map((r) => `| ${r.map((c) => String(c).replace(/\|/g, '\\|')).join(' | ')} |`),
   ].join('\n');
   const text = [
     `### ${bench.title}`,
