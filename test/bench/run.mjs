@@ -66,6 +66,10 @@ for (const name of names) {
 }
 
 process.stderr.write(`npm run bench ${names.join(' ')}: ${((Date.now() - runStarted) / 60000).toFixed(1)} min\n`);
+// A run of every section records its command and wall time once, under the introduction.
+if (ALL.every((n) => names.includes(n))) {
+  sections.set('run', `Last full run: \`${envUsed ? `${envUsed} ` : ''}npm run bench\`, all sections in ${((Date.now() - runStarted) / 60000).toFixed(1)} min wall time, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.\n`);
+}
 
 /** Issue 14's targets that this section measures, each with its figure and met / not met. */
 function targetTable(targets) {
@@ -78,7 +82,7 @@ function targetTable(targets) {
   ];
 }
 
-const order = [...new Set([...ALL, ...sections.keys()])].filter((n) => sections.has(n));
+const order = [...new Set(['run', ...ALL, ...sections.keys()])].filter((n) => sections.has(n));
 const doc = [
   '# Benchmarks',
   '',
