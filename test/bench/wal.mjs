@@ -1,19 +1,29 @@
-// WAL hot path, side by side with barman-cloud 3.4 on the same moto server and the same full
-// 16 MiB segment: one-shot archive and restore latency, spool hits, sustained rates with parallel
-// archiving and restore prefetch, and peak RSS.
+// The WAL hot path on every store (directory store, moto, Ceph RGW), side by side with barman 3.4
+// and pgBackRest 2.45 wherever they do the same job, every row against a floor: `node -e 0` plus a
+// bare client (curl --aws-sigv4, or cp + sync) moving the same bytes to the same server.
+//
+// Scenarios: one-shot archive (none, lz4) and restore; sustained archive as PostgreSQL calls it (one
+// call per segment, in order, .ready files present) with --max-parallel 8 and, when the executable
+// offers it, --async, against a bare parallel uploader and pgBackRest archive-async; sustained
+// restore (--parallel 16, --async) against a bare parallel downloader and pgBackRest async
+// archive-get; client CPU per archived segment; peak RSS per codec.
+//
+// BENCH_ROUNDS (one-shot rounds), BENCH_SEGMENTS (segments per sustained run, default 96),
+// BENCH_STORES (file,moto,rgw), BENCH_BIN_DIR (whose executables count as "ours").
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync, readdirSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { compare, runOnce, median, fmt } from './lib.mjs';
-import { startMoto } from './servers.mjs';
+import { startStores, haveBarman, havePgbackrest, bareParallel, pgbackrestConfig, fakePgdata, pgbackrest, baseEnv } from './stores.mjs';
+import { startPostgres } from './pg.mjs';
 
-export const title = 'WAL archive and restore (16 MiB segment, moto on loopback)';
+export const title = 'WAL archive and restore (16 MiB segments; directory store, moto, Ceph RGW; barman 3.4 and pgBackRest 2.45 beside us)';
 
 const SEG = 16 * 1024 * 1024;
 
-/** A full segment that compresses like OLTP WAL (~2-3x): 8 KiB pages of tuple-like records. */
+/** A full segment that compresses like OLTP WAL (~2-3x): tuple-like records with random runs. */
 function walSegment() {
   const buf = Buffer.alloc(SEG);
   let off = 0;
@@ -31,33 +41,46 @@ function walSegment() {
   return buf;
 }
 
-const segName = (i) => `00000001000000${(0x10 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(2, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
+const segName = (i) => `000000010000${(0x10 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(4, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
+const walKey = (prefix, name, ext = '') => `${prefix}/srv/wals/${name.slice(0, 16)}/${name}${ext}`;
+const ms = (x) => `${x.toFixed(0)} ms`;
+const ratio = (theirs, ours) => (theirs && ours ? `${(theirs / ours).toFixed(2)}×` : '–');
+
+export function probeAsync(bin) {
+  const r = spawnSync(bin, ['--help'], { encoding: 'utf8', env: baseEnv() });
+  return /--async\b/.test(r.stdout ?? '');
+}
 
 export async function run({ root, rounds }) {
-  const moto = await startMoto();
-  const work = mkdtempSync(join(tmpdir(), 'bc-bench-wal-'));
-  // NODE_EXTRA_CA_CERTS (set on these machines to the system bundle) costs Node ~50 ms at every
-  // start; PostgreSQL's environment does not have it, and Python ignores it: unset for everyone.
-  // Our WAL commands run as PostgreSQL runs them: the executable itself (its shell front), node on PATH.
-  const env = {
-    ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}`,
-    AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x', AWS_DEFAULT_REGION: 'us-east-1',
-  };
-  delete env.NODE_EXTRA_CA_CERTS;
-  const ours = (bin) => join(root, 'bin', bin);
+  const binDir = process.env.BENCH_BIN_DIR ?? join(root, 'bin');
+  const ours = (b) => join(binDir, b);
   const node = process.execPath;
-  const haveBarman = existsSync('/usr/bin/barman-cloud-wal-archive');
-  const segment = walSegment();
-  const master = join(work, 'segment');
-  writeFileSync(master, segment);
+  const work = mkdtempSync(join(tmpdir(), 'bc-bench-wal-'));
+  chmodSync(work, 0o755); // PostgreSQL (user postgres) lives inside
+  const { stores, stopAll } = await startStores(work);
+  const count = Number(process.env.BENCH_SEGMENTS ?? 96);
   const rows = [];
   const notes = [];
+  const targets = {};
+  const asyncArchive = probeAsync(ours('barman-cloud-wal-archive'));
+  const asyncRestore = probeAsync(ours('barman-cloud-wal-restore'));
+  let pg;
   try {
-    const url = (bucket) => ['--endpoint-url', moto.url, `s3://${bucket}/bench`, 'srv'];
-    for (const b of ['ours', 'theirs', 'par', 'pre']) {
-      execFileSync(node, [ours('barman-cloud-check-wal-archive'), ...url(b)], { env });
-    }
-    // Every archive call gets a fresh segment name (same bytes, hard-linked), as PostgreSQL does.
+    // A real cluster gives pgBackRest what it checks: a stanza, pg_control, and a WAL page header
+    // with this system identifier. Every tool archives the same bytes: our synthetic segment with
+    // the cluster's first WAL page (header) in front.
+    pg = await startPostgres(join(work, 'pg'), ['archive_mode = off']);
+    pg.psql('CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g');
+    const walFile = pg.psql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+    pg.psql('SELECT pg_switch_wal()');
+    const segment = walSegment();
+    readFileSync(join(pg.data, 'pg_wal', walFile)).copy(segment, 0, 0, 8192);
+    const master = join(work, 'segment');
+    writeFileSync(master, segment);
+    const lz4Master = join(work, 'segment.lz4');
+    execFileSync('lz4', ['-q', '-1', '-f', master, lz4Master]);
+    notes.push(`Segment: 16 MiB, ${(readFileSync(lz4Master).length / 2 ** 20).toFixed(1)} MiB after \`lz4 -1\` (tuple-like records; real WAL page header so that pgBackRest accepts it).`);
+
     let seq = 0;
     const fresh = (dir) => {
       mkdirSync(dir, { recursive: true });
@@ -65,116 +88,233 @@ export async function run({ root, rounds }) {
       linkSync(master, p);
       return p;
     };
-    const archiveDir = join(work, 'archive-src');
-    const contenders = [
-      { label: 'ours wal-archive (none)', bucket: 'ours', flags: [] },
-      { label: 'ours wal-archive --lz4', bucket: 'ours', flags: ['--lz4'] },
-      { label: 'ours wal-archive --zstd', bucket: 'ours', flags: ['--zstd'] },
-    ].map((c) => {
-      const ctx = { label: c.label, cmd: ours('barman-cloud-wal-archive'), args: [], env };
-      ctx.before = () => (ctx.args = [...c.flags, ...url(c.bucket), fresh(archiveDir)]);
-      return ctx;
-    });
-    if (haveBarman) {
-      for (const [label, flags] of [['barman-cloud-wal-archive 3.4 (none)', []], ['barman-cloud-wal-archive 3.4 -z', ['-z']]]) {
-        const ctx = { label, cmd: '/usr/bin/barman-cloud-wal-archive', args: [], env };
-        ctx.before = () => (ctx.args = [...flags, ...url('theirs'), fresh(archiveDir)]);
-        contenders.push(ctx);
+    const node0 = () => ({ label: 'node -e 0', cmd: node, args: ['-e', '0'], env: baseEnv() });
+    const pgbrFor = {};
+    const pgbr = (store, bucket) => {
+      const id = `${store.name}-${bucket}`;
+      if (!pgbrFor[id]) {
+        const cfg = pgbackrestConfig(join(work, 'pgbr', id.replace(/\W/g, '_')), store, bucket, pg);
+        pgbackrest(cfg.args('stanza-create'), store.env);
+        pgbrFor[id] = cfg;
       }
-    }
-    const archive = await compare(contenders, { rounds });
+      return pgbrFor[id];
+    };
 
-    // Restore of one archived segment (uncompressed and lz4 objects).
-    const restoreSrc = fresh(join(work, 'restore-src'));
-    const rname = restoreSrc.split('/').pop();
-    execFileSync(ours('barman-cloud-wal-archive'), [...url('theirs'), restoreSrc], { env });
-    const lz4Src = fresh(join(work, 'restore-src'));
-    const lname = lz4Src.split('/').pop();
-    execFileSync(ours('barman-cloud-wal-archive'), ['--lz4', ...url('ours'), lz4Src], { env });
-    const dest = join(work, 'restored');
-    const restoreContenders = [
-      { label: 'ours wal-restore (none)', cmd: ours('barman-cloud-wal-restore'), args: [...url('theirs'), rname, dest], env },
-      { label: 'ours wal-restore (lz4 object)', cmd: ours('barman-cloud-wal-restore'), args: [...url('ours'), lname, dest], env },
-    ];
-    if (haveBarman) {
-      restoreContenders.push({ label: 'barman-cloud-wal-restore 3.4 (none)', cmd: '/usr/bin/barman-cloud-wal-restore', args: [...url('theirs'), rname, dest], env });
-    }
-    const restore = await compare(restoreContenders, { rounds });
+    // ---- one-shot archive and restore, S3 stores ----
+    for (const store of stores.filter((s) => s.kind === 's3')) {
+      for (const b of ['ours', 'barman', 'bare', 'pgbr']) await store.makeBucket(b);
+      const src = join(work, `oneshot-${store.id}`);
+      const c = [];
+      const mk = (label, cmd, flags, urlArgs, tail = true) => {
+        const ctx = { label, cmd, args: [], env: store.env };
+        ctx.before = () => (ctx.args = [...flags, ...urlArgs, ...(tail ? [fresh(src)] : [])]);
+        c.push(ctx);
+      };
+      mk('ours wal-archive (none)', ours('barman-cloud-wal-archive'), [], store.ours('ours'));
+      mk('ours wal-archive --lz4', ours('barman-cloud-wal-archive'), ['--lz4'], store.ours('ours'));
+      if (haveBarman) mk('barman 3.4 wal-archive (none)', '/usr/bin/barman-cloud-wal-archive', [], store.barman('barman'));
+      if (havePgbackrest) {
+        const cfg = pgbr(store, 'pgbr');
+        mk('pgBackRest archive-push (none)', '/usr/bin/pgbackrest', cfg.args('--compress-type=none', 'archive-push'), []);
+        mk('pgBackRest archive-push (lz4)', '/usr/bin/pgbackrest', cfg.args('--compress-type=lz4', 'archive-push'), []);
+      }
+      let k = 0;
+      for (const [label, file] of [['bare curl PUT (16 MiB)', master], ['bare curl PUT (lz4 bytes)', lz4Master]]) {
+        const ctx = { label, cmd: 'curl', args: [], env: store.env };
+        ctx.before = () => { const [cmd, args] = store.putArgs(file, 'bare', `seg-${k++}`); ctx.cmd = cmd; ctx.args = args; };
+        c.push(ctx);
+      }
+      c.push(node0());
+      const a = Object.fromEntries((await compare(c, { rounds })).map((r) => [r.label, r.median]));
+      const n0 = a['node -e 0'];
+      for (const [codec, floorKey, pgKey] of [['none', 'bare curl PUT (16 MiB)', 'pgBackRest archive-push (none)'], ['lz4', 'bare curl PUT (lz4 bytes)', 'pgBackRest archive-push (lz4)']]) {
+        const mine = a[codec === 'none' ? 'ours wal-archive (none)' : 'ours wal-archive --lz4'];
+        const floor = n0 + a[floorKey];
+        const barman = a['barman 3.4 wal-archive (none)'];
+        rows.push([`one-shot wal-archive (${codec})`, store.name, ms(mine), `${ms(floor)} (${ms(n0)} + ${ms(a[floorKey])})`, ms(mine - floor), ratio(barman, mine), ratio(a[pgKey], mine)]);
+        targets[`one-shot wal-archive (${codec}), ${store.name}`] = { value: `${ms(mine)}, floor ${ms(floor)}, ${ratio(barman, mine)} barman`, met: mine <= floor + 30 && barman / mine >= 4 };
+      }
+      for (const [label, v] of Object.entries(a)) if (!label.startsWith('ours') && label !== 'node -e 0') rows.push([`  ${label}`, store.name, ms(v), '', '', '', '']);
 
-    const all = [...archive, ...restore];
-    const barmanArchive = archive.find((r) => r.label.includes('3.4 (none)'))?.median;
-    const barmanRestore = restore.find((r) => r.label.includes('3.4'))?.median;
-    for (const r of all) {
-      const base = r.label.includes('restore') ? barmanRestore : barmanArchive;
-      rows.push([r.label, fmt(r.median), fmt(r.p90), base ? `${(base / r.median).toFixed(2)}×` : 'n/a']);
+      // Restore: one segment archived by each tool, fetched again and again.
+      const rsrc = fresh(join(work, 'restore-src'));
+      const name = rsrc.split('/').pop();
+      execFileSync(ours('barman-cloud-wal-archive'), [...store.ours('ours', 'r-none'), rsrc], { env: store.env });
+      execFileSync(ours('barman-cloud-wal-archive'), ['--lz4', ...store.ours('ours', 'r-lz4'), rsrc], { env: store.env });
+      if (haveBarman) execFileSync('/usr/bin/barman-cloud-wal-archive', [...store.barman('barman', 'r-none'), rsrc], { env: store.env });
+      execFileSync(store.putArgs(master, 'bare', 'r-none')[0], store.putArgs(master, 'bare', 'r-none')[1], { env: store.env });
+      execFileSync(store.putArgs(lz4Master, 'bare', 'r-lz4')[0], store.putArgs(lz4Master, 'bare', 'r-lz4')[1], { env: store.env });
+      const dest = join(work, 'RECOVERYXLOG');
+      const r = [
+        { label: 'ours wal-restore (none)', cmd: ours('barman-cloud-wal-restore'), args: [...store.ours('ours', 'r-none'), name, dest], env: store.env },
+        { label: 'ours wal-restore (lz4)', cmd: ours('barman-cloud-wal-restore'), args: [...store.ours('ours', 'r-lz4'), name, dest], env: store.env },
+        { label: 'bare curl GET (16 MiB)', cmd: store.getArgs('bare', 'r-none', dest)[0], args: store.getArgs('bare', 'r-none', dest)[1], env: store.env },
+        { label: 'bare curl GET (lz4 bytes)', cmd: store.getArgs('bare', 'r-lz4', dest)[0], args: store.getArgs('bare', 'r-lz4', dest)[1], env: store.env },
+        node0(),
+      ];
+      if (haveBarman) r.push({ label: 'barman 3.4 wal-restore (none)', cmd: '/usr/bin/barman-cloud-wal-restore', args: [...store.barman('barman', 'r-none'), name, dest], env: store.env });
+      if (havePgbackrest) {
+        for (const codec of ['none', 'lz4']) {
+          const cfg = pgbr(store, `pgbr`);
+          const dir = join(work, `pgbr-r-${store.id}-${codec}`);
+          mkdirSync(dir, { recursive: true });
+          const seg = join(dir, segName(100000 + (codec === 'lz4' ? 1 : 0) + (store.name === 'RGW' ? 2 : 0)));
+          linkSync(master, seg);
+          pgbackrest(cfg.args(`--compress-type=${codec}`, 'archive-push', seg), store.env);
+          r.push({ label: `pgBackRest archive-get (${codec})`, cmd: '/usr/bin/pgbackrest', args: cfg.args('archive-get', seg.split('/').pop(), dest), env: store.env });
+        }
+      }
+      const g = Object.fromEntries((await compare(r, { rounds })).map((x) => [x.label, x.median]));
+      for (const codec of ['none', 'lz4']) {
+        const mine = g[`ours wal-restore (${codec})`];
+        const bare = g[codec === 'none' ? 'bare curl GET (16 MiB)' : 'bare curl GET (lz4 bytes)'];
+        const floor = g['node -e 0'] + bare;
+        const barman = g['barman 3.4 wal-restore (none)'];
+        rows.push([`one-shot wal-restore (${codec})`, store.name, ms(mine), `${ms(floor)} (${ms(g['node -e 0'])} + ${ms(bare)})`, ms(mine - floor), ratio(barman, mine), ratio(g[`pgBackRest archive-get (${codec})`], mine)]);
+        targets[`one-shot wal-restore (${codec}), ${store.name}`] = { value: `${ms(mine)}, floor ${ms(floor)}, ${ratio(barman, mine)} barman`, met: mine <= floor + 30 && barman / mine >= 4 };
+      }
+      for (const [label, v] of Object.entries(g)) if (!label.startsWith('ours') && label !== 'node -e 0') rows.push([`  ${label}`, store.name, ms(v), '', '', '', '']);
     }
 
-    // Sustained archiving as PostgreSQL drives it: one call per segment, oldest .ready first.
-    const sustain = async (flags, count) => {
-      const pgwal = join(work, `pg_wal-${flags.join('')}-${seq}`);
+    // ---- sustained archive and restore, every store ----
+    /** PostgreSQL-like: a pg_wal with `count` .ready segments, one call each, oldest first. */
+    const sequentialCalls = async (store, label, cmd, argsFor, pgwal) => {
       mkdirSync(join(pgwal, 'archive_status'), { recursive: true });
       const names = [];
       for (let i = 0; i < count; i++) {
-        const p = fresh(pgwal);
-        names.push(p.split('/').pop());
-        writeFileSync(join(pgwal, 'archive_status', `${names.at(-1)}.ready`), '');
+        const n = segName(seq++);
+        linkSync(master, join(pgwal, n));
+        writeFileSync(join(pgwal, 'archive_status', `${n}.ready`), '');
+        names.push(n);
       }
-      const spool = join(work, `spool-${seq}`);
-      const started = process.hrtime.bigint();
-      const times = [];
+      const cpu0 = store.serverCpu?.();
+      const t0 = process.hrtime.bigint();
       for (const n of names) {
-        times.push(await runOnce(ours('barman-cloud-wal-archive'), [...flags, '--spool-dir', spool, ...url('par'), join(pgwal, n)], { env }));
+        await runOnce(cmd, argsFor(join(pgwal, n)), { env: store.env });
         renameSync(join(pgwal, 'archive_status', `${n}.ready`), join(pgwal, 'archive_status', `${n}.done`));
       }
-      const secs = Number(process.hrtime.bigint() - started) / 1e9;
-      return { rate: count / secs, times };
+      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      return { label, rate: count / secs, names, serverMs: ((store.serverCpu?.() - cpu0) * 1000) / count };
     };
-    const parCount = 96;
-    const par = await sustain(['--lz4', '--max-parallel', '8'], parCount);
-    const sorted = [...par.times].sort((a, b) => a - b);
-    // Spool hits are the calls that did no upload: the fastest 7 of every 8.
-    const hits = sorted.slice(0, Math.floor(parCount * 7 / 8));
-    rows.push(['sustained archive, --lz4 --max-parallel 8 (PostgreSQL-like sequential calls)', `${par.rate.toFixed(1)} seg/s`, '', '']);
-    rows.push(['archive call answered from the spool', fmt(median(hits)), '', '']);
-    const serial = await sustain(['--lz4'], 24);
-    rows.push(['sustained archive, --lz4, no parallelism', `${serial.rate.toFixed(1)} seg/s`, '', '']);
+    for (const store of stores) {
+      for (const b of ['sus', 'bare', 'pgbr-sus']) await store.makeBucket(b);
+      const results = [];
+      const par = await sequentialCalls(store, 'ours --lz4 --max-parallel 8', ours('barman-cloud-wal-archive'),
+        (p) => ['--lz4', '--max-parallel', '8', '--spool-dir', join(work, `spool-par-${store.id}`), ...store.ours('sus', 'par'), p], join(work, `pgwal-par-${store.id}`));
+      results.push(par);
+      let asy;
+      if (asyncArchive) {
+        asy = await sequentialCalls(store, 'ours --lz4 --async', ours('barman-cloud-wal-archive'),
+          (p) => ['--lz4', '--async', '--spool-dir', join(work, `spool-async-${store.id}`), ...store.ours('sus', 'async'), p], join(work, `pgwal-async-${store.id}`));
+        results.push(asy);
+      }
+      let pgb;
+      if (havePgbackrest) {
+        const fake = fakePgdata(join(work, `fakepg-${store.id}`), pg.data);
+        const cfg = pgbackrestConfig(join(work, 'pgbr', `sus-${store.id}`.replace(/\W/g, '_')), store, 'pgbr-sus', { ...pg, data: fake });
+        pgbackrest(cfg.args('stanza-create', `--pg1-path=${pg.data}`), store.env);
+        pgb = await sequentialCalls(store, 'pgBackRest archive-push --archive-async --process-max=8 (lz4)', '/usr/bin/pgbackrest',
+          (p) => cfg.args('--compress-type=lz4', '--archive-async', '--process-max=8', 'archive-push', p), join(fake, 'pg_wal'));
+        pgb.cfg = cfg;
+        pgb.fake = fake;
+        results.push(pgb);
+      }
+      const bareCpu0 = store.serverCpu?.();
+      const bareMs = await bareParallel(store.putShell('bare'), Array.from({ length: count }, (_, i) => [lz4Master, `sus/${i}.lz4`]), 8, store.env);
+      const bareRate = count / (bareMs / 1000);
+      const bareServerMs = ((store.serverCpu?.() - bareCpu0) * 1000) / count;
+      const srv = (x) => (Number.isFinite(x) ? `; server CPU ${x.toFixed(0)} ms/seg` : '');
+      for (const r of results) {
+        rows.push([`sustained archive, ${count} sequential calls: ${r.label}`, store.name, `${r.rate.toFixed(1)} seg/s${srv(r.serverMs)}`, `${bareRate.toFixed(1)} seg/s (bare ×8)`,
+          `${((r.rate / bareRate) * 100).toFixed(0)}% of floor`, '–', pgb && r !== pgb ? ratio(r.rate, pgb.rate) : '']);
+      }
+      rows.push([`  bare parallel uploader (xargs -P 8, lz4 bytes)`, store.name, `${bareRate.toFixed(1)} seg/s${srv(bareServerMs)}`, '', '', '', '']);
+      const best = asy ?? par;
+      targets[`sustained archive, ${store.name}`] = store.kind === 'file'
+        ? { value: `${best.rate.toFixed(1)} seg/s (${best.label})`, met: best.rate >= 50 }
+        : { value: `${best.rate.toFixed(1)} seg/s = ${((best.rate / bareRate) * 100).toFixed(0)}% of bare, pgBackRest ${pgb ? pgb.rate.toFixed(1) : '–'}`, met: best.rate >= 0.8 * bareRate && (!pgb || best.rate > pgb.rate) };
 
-    // Sustained restore with prefetch: the segments archived above, requested in order.
-    const pgwalNames = readdirSync(join(work, 'archive-src')).sort();
-    const preNames = [];
-    for (let i = 0; i < 96; i++) {
-      const p = fresh(join(work, 'pre-src'));
-      preNames.push(p.split('/').pop());
-      execFileSync(ours('barman-cloud-wal-archive'), ['--lz4', ...url('pre'), p], { env });
+      // Restore of what was archived above, in order, one call per segment.
+      const rres = [];
+      const restoreCalls = async (label, cmd, argsFor, names, dest) => {
+        const t0 = process.hrtime.bigint();
+        for (const n of names) await runOnce(cmd, argsFor(n, dest), { env: store.env });
+        return { label, rate: names.length / (Number(process.hrtime.bigint() - t0) / 1e9) };
+      };
+      rres.push(await restoreCalls('ours --parallel 16', ours('barman-cloud-wal-restore'),
+        (n, d) => ['--parallel', '16', '--spool-dir', join(work, `pre-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
+      if (asyncRestore) {
+        rres.push(await restoreCalls('ours --async', ours('barman-cloud-wal-restore'),
+          (n, d) => ['--async', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
+      }
+      let pgg;
+      if (pgb) {
+        // Its spool must be empty of the push side's state; a fresh spool path per direction.
+        mkdirSync(join(work, `pgbr-get-spool-${store.id}`), { recursive: true });
+        pgg = await restoreCalls('pgBackRest archive-get --archive-async --process-max=8', '/usr/bin/pgbackrest',
+          (n, d) => pgb.cfg.args('--archive-async', '--process-max=8', '--archive-get-queue-max=256MiB', `--spool-path=${join(work, `pgbr-get-spool-${store.id}`)}`, 'archive-get', n, d),
+          pgb.names, join(pgb.fake, 'pg_wal', 'RECOVERYXLOG'));
+        rres.push(pgg);
+      }
+      const dl = join(work, `dl-${store.id}`);
+      mkdirSync(dl, { recursive: true });
+      const bareGetMs = await bareParallel(store.getShell('bare'), Array.from({ length: count }, (_, i) => [join(dl, String(i)), `sus/${i}.lz4`]), 16, store.env);
+      const bareGet = count / (bareGetMs / 1000);
+      for (const r of rres) {
+        rows.push([`sustained restore, ${count} sequential calls: ${r.label}`, store.name, `${r.rate.toFixed(1)} seg/s`, `${bareGet.toFixed(1)} seg/s (bare ×16)`,
+          `${((r.rate / bareGet) * 100).toFixed(0)}% of floor`, '–', pgg && r !== pgg ? ratio(r.rate, pgg.rate) : '']);
+      }
+      rows.push([`  bare parallel downloader (xargs -P 16, lz4 bytes)`, store.name, `${bareGet.toFixed(1)} seg/s`, '', '', '', '']);
+      const bestR = rres.filter((r) => r.label.startsWith('ours')).sort((x, y) => y.rate - x.rate)[0];
+      targets[`sustained restore, ${store.name}`] = store.kind === 'file'
+        ? { value: `${bestR.rate.toFixed(1)} seg/s (${bestR.label})`, met: bestR.rate >= 80 }
+        : { value: `${bestR.rate.toFixed(1)} seg/s = ${((bestR.rate / bareGet) * 100).toFixed(0)}% of bare`, met: bestR.rate >= 0.8 * bareGet };
     }
-    const preSpool = join(work, 'prefetch-spool');
-    const preTimes = [];
-    const t0 = process.hrtime.bigint();
-    for (const n of preNames) {
-      preTimes.push(await runOnce(ours('barman-cloud-wal-restore'), ['--parallel', '16', '--spool-dir', preSpool, ...url('pre'), n, join(work, 'RECOVERYXLOG')], { env }));
-    }
-    const preRate = preNames.length / (Number(process.hrtime.bigint() - t0) / 1e9);
-    const preHits = [...preTimes].sort((a, b) => a - b).slice(0, Math.floor(preNames.length * 15 / 16));
-    rows.push(['sustained restore, --parallel 16 (sequential calls)', `${preRate.toFixed(1)} seg/s`, '', '']);
-    rows.push(['restore call answered from the spool', fmt(median(preHits)), '', '']);
-    void pgwalNames;
 
-    // Peak RSS of one archive call (GNU time), uncompressed and lz4.
-    for (const flags of [[], ['--lz4']]) {
-      const r = spawnSync('/usr/bin/time', ['-f', '%M', ours('barman-cloud-wal-archive'), ...flags, ...url('ours'), fresh(archiveDir)], { env, encoding: 'utf8' });
-      const kb = Number(r.stderr.trim().split('\n').at(-1));
-      rows.push([`peak RSS, wal-archive ${flags.join(' ') || '(none)'}`, `${(kb / 1024).toFixed(0)} MB`, '', '']);
+    // ---- client CPU per archived segment (user + sys of the processes we start) ----
+    const s3 = stores.find((s) => s.kind === 's3') ?? stores[0];
+    const cpu = (cmd, args) => {
+      const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', cmd, ...args], { env: s3.env, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr.slice(-400)}`);
+      const [u, s, kb] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number);
+      return { cpuMs: (u + s) * 1000, mb: kb / 1024 };
+    };
+    await s3.makeBucket('cpu');
+    const cpuRounds = Math.max(3, Math.min(rounds, 7));
+    const oursCpu = [];
+    const barmanCpu = [];
+    for (let i = 0; i < cpuRounds; i++) {
+      oursCpu.push(cpu(ours('barman-cloud-wal-archive'), ['--lz4', ...s3.ours('cpu'), fresh(join(work, 'cpu'))]).cpuMs);
+      if (haveBarman && s3.barman) barmanCpu.push(cpu('/usr/bin/barman-cloud-wal-archive', ['-z', ...s3.barman('cpu'), fresh(join(work, 'cpu'))]).cpuMs);
     }
-    if (haveBarman) {
-      const r = spawnSync('/usr/bin/time', ['-f', '%M', '/usr/bin/barman-cloud-wal-archive', ...url('theirs'), fresh(archiveDir)], { env, encoding: 'utf8' });
-      rows.push(['peak RSS, barman-cloud-wal-archive 3.4', `${(Number(r.stderr.trim().split('\n').at(-1)) / 1024).toFixed(0)} MB`, '', '']);
+    const oc = median(oursCpu);
+    const bc = barmanCpu.length ? median(barmanCpu) : undefined;
+    rows.push([`client CPU per segment, one-shot wal-archive --lz4 (user+sys, median of ${cpuRounds})`, s3.name, ms(oc), '', '', bc ? `${(bc / oc).toFixed(1)}× less than barman -z (${ms(bc)})` : '–', '']);
+    targets['client CPU per archived segment, lz4'] = { value: `${ms(oc)} vs barman -z ${bc ? ms(bc) : '–'}`, met: bc !== undefined && oc <= bc / 5 };
+
+    // ---- peak RSS per codec (directory store: the codec, not the network, is what varies) ----
+    const file = stores.find((s) => s.kind === 'file') ?? s3;
+    let worstRss = 0;
+    for (const [codec, flags] of [['none', []], ['gzip', ['-z']], ['bzip2', ['-j']], ['snappy', ['--snappy']], ['zstd', ['--zstd']], ['lz4', ['--lz4']], ['xz', ['--xz']]]) {
+      const p = fresh(join(work, 'rss'));
+      const a = cpu(ours('barman-cloud-wal-archive'), [...flags, ...file.ours(`rss-${codec}`), p]);
+      const r = cpu(ours('barman-cloud-wal-restore'), [...file.ours(`rss-${codec}`), p.split('/').pop(), join(work, 'RSSXLOG')]);
+      rows.push([`peak RSS, wal-archive / wal-restore (${codec})`, file.name, `${a.mb.toFixed(0)} / ${r.mb.toFixed(0)} MB`, '', '', '', '']);
+      if (codec !== 'xz') worstRss = Math.max(worstRss, a.mb, r.mb);
     }
-    const node0 = await compare([{ label: 'node -e 0', cmd: node, args: ['-e', '0'], env }], { rounds: 10 });
-    notes.push(`Floor on this machine during the run: \`node -e 0\` median ${fmt(node0[0].median)}.`);
-    notes.push('Targets (issue 3): one-shot archive ≤ 150 ms and ≥ 3.5× barman; restore ≤ 150 ms; spool hit ≤ 60 ms; ≥ 30 seg/s sustained archive (lz4, parallel) and restore (prefetch); peak RSS ≤ 100 MB.');
+    targets['peak RSS wal-archive / wal-restore (all codecs but xz)'] = { value: `max ${worstRss.toFixed(0)} MB`, met: worstRss <= 64 };
+
+    notes.push(`Floors: one-shot rows add the \`node -e 0\` median to a bare \`curl --aws-sigv4 -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD'\` PUT/GET of the same bytes (16 MiB, or the lz4 bytes), interleaved with the contenders; sustained rows compare with a bare \`xargs -P N curl\` loop over ${count} copies of the lz4 bytes (directory store: \`cp\` + \`sync\`).`);
+    notes.push(`Ratios "vs" are the other tool's time (or our rate) over ours: above 1× we are faster. barman 3.4 has no lz4 and no directory store: its one-shot ratio is against its uncompressed run; CPU is against its -z (gzip level 9).`);
+    notes.push(`--async: ${asyncArchive ? 'offered by wal-archive' : 'not offered by this wal-archive (rows appear when it is)'}; ${asyncRestore ? 'offered by wal-restore' : 'not offered by this wal-restore'}.`);
+    for (const s of stores) if (s.note) notes.push(`${s.name}: ${s.note}.`);
   } finally {
-    moto.stop();
+    pg?.stop();
+    await stopAll();
     rmSync(work, { recursive: true, force: true });
   }
-  return { headers: ['what', 'median', 'p90', 'speed-up vs barman 3.4'], rows, notes };
+  return {
+    headers: ['what', 'store', 'median / rate', 'floor', 'ours − floor', 'vs barman 3.4', 'vs pgBackRest'],
+    rows, notes, targets,
+  };
 }
