@@ -44,8 +44,8 @@ function fail(message: string, problem: CompressionProblem = 'corrupt'): never {
   throw new CompressionFormatError('snappy', message, problem);
 }
 
-/** Frames one piece of at most SNAPPY_CHUNK_MAX bytes. */
-function encodeChunk(piece: Buffer): Buffer {
+/** Frames one piece of at most SNAPPY_CHUNK_MAX bytes: its 8-byte header, then its body. */
+function encodeChunk(piece: Buffer): [Buffer, Buffer] {
   const crc = maskedCrc32c(piece);
   const packed = compressSync(piece, COPY_OUTPUT);
   const useCompressed = packed.length < piece.length * (1 - MIN_SAVING);
@@ -54,7 +54,8 @@ function encodeChunk(piece: Buffer): Buffer {
   header[0] = useCompressed ? 0x00 : 0x01;
   header.writeUIntLE(body.length + 4, 1, 3);
   header.writeUInt32LE(crc, 4);
-  return Buffer.concat([header, body]);
+  // Not joined here: the caller's one Buffer.concat (or the stream) takes both.
+  return [header, useCompressed ? body : Buffer.from(body)];
 }
 
 /** Length announced by a raw snappy block (its leading varint), or -1 when malformed. */
@@ -135,8 +136,8 @@ class SnappyCompressStream extends BlockCompressStream {
   protected observe(): void {}
 
   protected encode(data: Buffer): Promise<Buffer[]> {
-    // encodeChunk copies `data` into its output, so a reused block buffer is safe.
-    return Promise.resolve([encodeChunk(data)]);
+    // encodeChunk never returns `data` itself, so a reused block buffer is safe.
+    return Promise.resolve(encodeChunk(data));
   }
 
   protected trailer(): Buffer {
@@ -148,7 +149,7 @@ class SnappyCompressStream extends BlockCompressStream {
 export function snappyFrameSync(buf: Buffer): Buffer {
   const parts: Buffer[] = [SNAPPY_STREAM_IDENTIFIER];
   for (let off = 0; off < buf.length; off += SNAPPY_CHUNK_MAX) {
-    parts.push(encodeChunk(buf.subarray(off, off + SNAPPY_CHUNK_MAX)));
+    parts.push(...encodeChunk(buf.subarray(off, off + SNAPPY_CHUNK_MAX)));
   }
   return Buffer.concat(parts);
 }
