@@ -31,6 +31,20 @@ export class ByteQueue {
     return out;
   }
 
+  /** Copies the first `n` bytes (n <= length) into `out` at `offset`, without removing them. */
+  copyTo(out: Buffer, offset: number, n: number): void {
+    if (n > this.length) throw new RangeError(`ByteQueue.copyTo(${n}) with ${this.length} bytes`);
+    let filled = 0;
+    let from = this.head;
+    for (const chunk of this.chunks) {
+      if (filled === n) break;
+      const take = Math.min(chunk.length - from, n - filled);
+      chunk.copy(out, offset + filled, from, from + take);
+      filled += take;
+      from = 0;
+    }
+  }
+
   /** Drops `n` bytes from the front. */
   skip(n: number): void {
     if (n > this.length) throw new RangeError(`ByteQueue.skip(${n}) with ${this.length} bytes`);

@@ -23,8 +23,8 @@ export class DecoderTransform extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.seen += chunk.length;
     try {
-      const out = this.decoder.write(chunk);
-      if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
+      // Pushed one by one: joining them would copy every decoded byte once more.
+      for (const piece of this.decoder.write(chunk)) this.push(piece);
       done();
     } catch (err) {
       done(err as Error);

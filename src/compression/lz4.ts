@@ -161,9 +161,18 @@ class FrameDecoder {
         const need = 4 + size + (st.blockChecksum ? 4 : 0);
         if (q.length < need) break;
         q.skip(4);
-        const body = q.take(size);
-        if (st.blockChecksum && q.take(4).readUInt32LE(0) !== xxh32(body)) fail('block checksum mismatch', 'checksum');
-        const data = stored ? body : this.decodeBlock(body, st.blockMax, st.linked ? st.history : null);
+        let data: Buffer;
+        if (stored) {
+          data = q.take(size);
+          if (st.blockChecksum && q.take(4).readUInt32LE(0) !== xxh32(data)) fail('block checksum mismatch', 'checksum');
+        } else {
+          // Into the reused input buffer behind the size prefix lz4-napi expects: one copy, no garbage.
+          const input = this.scratch(4 + size);
+          q.copyTo(input, 4, size);
+          q.skip(size);
+          if (st.blockChecksum && q.take(4).readUInt32LE(0) !== xxh32(input.subarray(4))) fail('block checksum mismatch', 'checksum');
+          data = this.decodeBlock(input, st.blockMax, st.linked ? st.history : null);
+        }
         if (st.linked) st.history = lastWindow(st.history, data);
         st.hash?.update(data);
         st.produced += BigInt(data.length);
@@ -196,11 +205,18 @@ class FrameDecoder {
     };
   }
 
-  private decodeBlock(body: Buffer, blockMax: number, history: Buffer | null): Buffer {
+  private input: Buffer | undefined;
+
+  /** A buffer of `n` bytes reused from block to block (lz4-napi decodes synchronously and keeps nothing). */
+  private scratch(n: number): Buffer {
+    if (!this.input || this.input.length < n) this.input = Buffer.allocUnsafe(Math.max(n, 4 + WRITE_BLOCK_SIZE));
+    return this.input.subarray(0, n);
+  }
+
+  /** `input`: 4 free bytes, then the block. */
+  private decodeBlock(input: Buffer, blockMax: number, history: Buffer | null): Buffer {
     // lz4-napi decodes "size-prepended" blocks; the prefix is an upper bound of the output size.
-    const input = Buffer.allocUnsafe(4 + body.length);
     input.writeUInt32LE(blockMax, 0);
-    body.copy(input, 4);
     try {
       return history ? lz4BlockDecode(input, history) : lz4BlockDecode(input);
     } catch (err) {

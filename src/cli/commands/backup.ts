@@ -8,6 +8,7 @@ import type { ProviderName } from '../../storage/types.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 import { checkBackupTags, parseTags } from '../tags.js';
+import { keepYoungGenerationSmall } from '../young-generation.js';
 
 const RESERVED_NAMES = ['latest', 'last', 'oldest', 'first', 'last-failed', 'latest-full', 'last-full', 'auto'];
 const TiB = 1024 ** 4;
@@ -41,6 +42,7 @@ const backup: CommandModule = {
     }
   },
   async run(ctx) {
+    keepYoungGenerationSmall();
     const opts = ctx.args.options;
     if (opts['snapshot-instance'] !== undefined || opts['snapshot-disk'] !== undefined) {
       throw new GeneralError('snapshot backups are not supported by this implementation');

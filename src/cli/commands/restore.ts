@@ -4,6 +4,7 @@ import { ServerLayout } from '../../catalog/layout.js';
 import { restoreBackup, type RestoreTargets } from '../../backup/restore.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
+import { keepYoungGenerationSmall } from '../young-generation.js';
 
 function parseTablespaceRules(rules: string[] | undefined): Map<string, string> {
   const out = new Map<string, string>();
@@ -55,6 +56,7 @@ function restoreCommand(ctx: CommandContext): string {
 const restore: CommandModule = {
   errorPrefix: 'Barman cloud restore exception',
   async run(ctx) {
+    keepYoungGenerationSmall();
     const o = ctx.args.options;
     const { store, resolved } = await openContextStore(ctx);
     try {
