@@ -13,10 +13,22 @@ import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
 import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from './names.js';
 import { tempBeside } from './temp-files.js';
+import { EncryptionKeyError } from '../errors.js';
+import { stripAgeSuffix } from '../encryption/names.js';
+import type { AgeIdentities } from '../encryption/age.js';
 
 export interface WalCandidate {
   key: string;
   codec?: CodecName;
+  /** Stored as an age file (`.age` after the codec suffix). */
+  encrypted?: boolean;
+}
+
+/** The WAL file name an object holds: `.age`, then one compression suffix, stripped. */
+function plainWalKey(key: string): { plain: string; codec?: CodecName; encrypted: boolean } {
+  const { name, encrypted } = stripAgeSuffix(key);
+  const codec = codecFromSuffix(name);
+  return { plain: codec ? name.slice(0, -WAL_SUFFIX[codec].length) : name, codec, encrypted };
 }
 
 /**
@@ -39,8 +51,12 @@ export async function findWal(
       candidate = { key };
       continue;
     }
-    const codec = codecFromSuffix(entry.key);
-    const plain = codec ? entry.key.slice(0, -WAL_SUFFIX[codec].length) : entry.key;
+    const { plain, codec, encrypted } = plainWalKey(entry.key);
+    if (encrypted && !codec && plain === key) {
+      // encrypted and uncompressed: ranks like the plain exact key (remembered, search goes on)
+      candidate = { key: entry.key, encrypted };
+      continue;
+    }
     const name = basename(plain);
     if (!isWalName(name)) {
       log.warning(`Unknown WAL file: ${entry.key}`);
@@ -48,7 +64,7 @@ export async function findWal(
     }
     if (name.endsWith('.backup')) continue;
     if (name.endsWith('.partial') && options.noPartial) continue;
-    return { key: entry.key, codec };
+    return { key: entry.key, codec, encrypted };
   }
   return candidate;
 }
@@ -108,18 +124,31 @@ class PlainCheck extends Transform {
  * Everything goes to a temp file beside the target first: damaged objects (empty, truncated,
  * failing a checksum) leave neither the target nor the temp file behind.
  */
-export async function downloadTo(store: ObjectStore, candidate: WalCandidate, target: string): Promise<number> {
-  const tmp = tempBeside(target);
+export async function downloadTo(
+  store: ObjectStore,
+  candidate: WalCandidate,
+  target: string,
+  identities?: AgeIdentities,
+): Promise<number> {
   const what = `WAL object ${candidate.key}`;
-  const plainName = basename(candidate.codec ? candidate.key.slice(0, -WAL_SUFFIX[candidate.codec].length) : candidate.key);
+  // Refused before anything is written: PostgreSQL must never find a file it cannot use.
+  if (candidate.encrypted && !identities) {
+    throw new EncryptionKeyError(
+      `${what} is encrypted (age) and no identity was given: use --encryption-identity-file or BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE`,
+    );
+  }
+  const tmp = tempBeside(target);
+  const plainName = basename(plainWalKey(candidate.key).plain);
   const check = new PlainCheck();
   try {
     const source = await store.get(candidate.key);
     // pipeline() settles only once every stream has closed, so the rm below finds the file.
     const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
     try {
-      if (candidate.codec) await pipeline(source, (await loadCodec(candidate.codec)).decompressStream(), check, out);
-      else await pipeline(source, check, out);
+      const stages: NodeJS.ReadWriteStream[] = [];
+      if (candidate.encrypted) stages.push((await import('../encryption/age.js')).decryptStream(identities!, what));
+      if (candidate.codec) stages.push((await loadCodec(candidate.codec)).decompressStream());
+      await pipeline([source, ...stages, check, out]);
     } catch (e) {
       if (e instanceof CompressionFormatError) throw new GeneralError(e.describe(what), { cause: e });
       throw e;
