@@ -295,8 +295,7 @@ export function decryptStream(ids: AgeIdentities, what: string): Transform {
           this.push(open(key, counter++, false, buf.subarray(at, at + CHUNK + TAG), what));
           at += CHUNK + TAG;
         }
-        // what is kept must be a copy: a source may reuse its chunk's memory once we return
-        buf = Buffer.from(buf.subarray(at));
+        if (at) buf = buf.subarray(at);
       };
       go().then(() => done(), done);
     },

@@ -1,6 +1,7 @@
-// Whether a server's WAL archive holds age-encrypted or plain WAL, recorded once in a small object
-// `<path>/<server>/wal-encryption` ("age" or "none") so that wal-archive can refuse to mix the two
-// (issue #16) with one small GET, sent alongside the listing it makes anyway.
+// Whether a server's WAL archive holds age-encrypted or plain WAL, recorded in a small object
+// `<path>/<server>/wal-encryption` ("age", or "none" after a switch back) so that wal-archive can
+// refuse to mix the two (issue #16) with one small GET, sent alongside the listing it makes anyway.
+// The record is written only once encryption is involved: a plain archive keeps barman's layout.
 import { basename } from 'node:path';
 import { AccessDeniedError, NotFoundError, OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
@@ -43,7 +44,8 @@ async function heldMode(store: ObjectStore, layout: ServerLayout): Promise<WalEn
 /**
  * Refuse (exit 1) to archive `mode` WAL into an archive recorded, or found, to hold the other kind,
  * unless `allowMixed`; then the record is switched to `mode`, so that a migration needs the flag
- * once. The first call into an archive without a record looks at the WAL already there and records.
+ * once. The first encrypted call into an archive without a record looks at the WAL already there
+ * (one listing) and records "age".
  */
 export async function settleWalEncryption(
   store: ObjectStore,
@@ -53,6 +55,8 @@ export async function settleWalEncryption(
   allowMixed: boolean,
 ): Promise<void> {
   if (recorded === mode) return;
+  // never encrypted (or written before the record existed and checked by the first encrypted call)
+  if (recorded === undefined && mode === 'none') return;
   if (recorded === null) {
     log.debug('Cannot read the WAL encryption record of this archive (access denied); not checking for mixed WAL');
     return;
