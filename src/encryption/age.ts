@@ -1,12 +1,15 @@
 // Client-side encryption in the age format (age-encryption.org/v1, docs/encryption.md). Every
 // stored object is one standard age file, so `age -d -i IDENTITY` reads it without this tool.
 //
-// Split of the work: the header (X25519 key wrapping, its HMAC, identity and recipient parsing) is
-// done by `age-encryption`, the reference TypeScript implementation; the payload (the STREAM
-// construction: 64 KiB ChaCha20-Poly1305 chunks) is sealed here with Node's OpenSSL, because the
-// library's pure-JavaScript cipher ran at ~28 MB/s here against ~450 MB/s for OpenSSL. The library is
-// imported only when an object is actually encrypted or decrypted, never on the plain WAL path.
-import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
+// Split of the work: reading (identity parsing, header authentication, key unwrapping) is done by
+// `age-encryption`, the reference TypeScript implementation. Writing needs only X25519, HKDF, HMAC
+// and ChaCha20-Poly1305, done here with node:crypto: the library's pure-JavaScript cipher ran at
+// ~28 MB/s here against ~450 MB/s for OpenSSL, and importing it cost more than a WAL upload. The
+// payload (the STREAM construction, 64 KiB chunks) is sealed and opened here in both directions.
+// Recipients are decoded with @scure/base (bech32). Plain runs load none of this.
+import {
+  createCipheriv, createDecipheriv, createHash, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes,
+} from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
 import { sha256Hex, type ChunkedBody } from '../storage/body.js';
@@ -48,19 +51,24 @@ function keyLines(text: string, source: string, accept: (line: string) => boolea
   return out;
 }
 
-/** Recipients (`age1…`), checked by the library so that a typo fails now and not at upload time. */
+/** Recipients (`age1…`, X25519), decoded now so that a typo fails before anything is uploaded. */
 export async function parseRecipients(text: string, source: string): Promise<string[]> {
   const recipients = keyLines(text, source, (l) => l.startsWith('age1'), 'recipient (age1…)');
-  const { Encrypter } = await loadAge();
-  const probe = new Encrypter();
-  recipients.forEach((r, i) => {
-    try {
-      probe.addRecipient(r);
-    } catch {
-      throw new EncryptionKeyError(`${source}: recipient ${i + 1} is not a valid age recipient`);
-    }
-  });
+  for (let i = 0; i < recipients.length; i++) {
+    if (!(await x25519Recipient(recipients[i]!))) throw new EncryptionKeyError(`${source}: recipient ${i + 1} is not a valid age X25519 recipient`);
+  }
   return recipients;
+}
+
+/** The 32-byte X25519 public key of an `age1…` recipient (bech32, checksum checked), or undefined. */
+async function x25519Recipient(recipient: string): Promise<Buffer | undefined> {
+  const { bech32 } = await import('@scure/base');
+  try {
+    const { prefix, bytes } = bech32.decodeToBytes(recipient);
+    return prefix === 'age' && bytes.length === 32 ? Buffer.from(bytes) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Identities (`AGE-SECRET-KEY-1…`), several allowed (old keys kept for reading after a rotation). */
@@ -92,20 +100,40 @@ interface SealKey {
   streamKey: Buffer;
 }
 
+// The X25519 recipient stanza and the header MAC, written with node:crypto (age-encryption.org/v1):
+// importing the library and its pure-JavaScript X25519 cost more than the whole WAL upload (see
+// docs/benchmarks.md). Checked by the unit tests, which decrypt what this writes with the age program.
+const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
+const b64 = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');
+
+function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const share = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+  const shared = diffieHellman({
+    privateKey,
+    publicKey: createPublicKey({ key: Buffer.concat([SPKI_X25519, recipientKey]), format: 'der', type: 'spki' }),
+  });
+  // a low-order recipient key gives an all-zero secret: refused, as age does
+  if (shared.every((b) => b === 0)) throw new EncryptionKeyError('an age recipient is a low-order X25519 point');
+  const wrapKey = Buffer.from(hkdfSync('sha256', shared, Buffer.concat([share, recipientKey]), 'age-encryption.org/v1/X25519', 32));
+  const c = createCipheriv('chacha20-poly1305', wrapKey, Buffer.alloc(12), { authTagLength: TAG });
+  const body = Buffer.concat([c.update(fileKey), c.final(), c.getAuthTag()]);
+  return `-> X25519 ${b64(share)}\n${b64(body)}\n`;
+}
+
 async function newSealKey(recipients: readonly string[]): Promise<SealKey> {
-  const { Encrypter } = await loadAge();
-  const enc = new Encrypter();
-  for (const r of recipients) enc.addRecipient(r);
-  // The library makes the header (file key wrapped for each recipient, HMAC) and seals an empty
-  // payload; a recipient of our own that adds no stanza hands us the file key to seal the real one.
-  let fileKey: Uint8Array | undefined;
-  enc.addRecipient({ wrapFileKey: (k: Uint8Array) => ((fileKey = Uint8Array.from(k)), []) });
-  const empty = await enc.encrypt(new Uint8Array(0));
-  if (!fileKey) throw new Error('age: the file key was not handed out');
-  // empty = header ‖ nonce (16) ‖ one sealed empty chunk (16)
-  const head = Buffer.from(empty.subarray(0, empty.length - TAG));
-  const nonce = empty.subarray(empty.length - TAG - NONCE, empty.length - TAG);
-  return { head, streamKey: payloadKey(fileKey, nonce) };
+  const fileKey = randomBytes(16);
+  let header = 'age-encryption.org/v1\n';
+  for (const r of recipients) {
+    const key = await x25519Recipient(r);
+    if (!key) throw new EncryptionKeyError('an age recipient is not a valid X25519 recipient');
+    header += x25519Stanza(key, fileKey);
+  }
+  header += '---';
+  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  const mac = createHmac('sha256', macKey).update(header).digest();
+  const nonce = randomBytes(NONCE);
+  return { head: Buffer.concat([Buffer.from(`${header} ${b64(mac)}\n`), nonce]), streamKey: payloadKey(fileKey, nonce) };
 }
 
 function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {

@@ -98,7 +98,7 @@ describe.skipIf(!haveAge)('age format', () => {
   });
 
   it('rejects malformed key files without quoting them', async () => {
-    await expect(parseRecipients('age1notakey\n', 'r.txt')).rejects.toThrow(/^r\.txt: recipient 1 is not a valid age recipient$/);
+    await expect(parseRecipients('age1notakey\n', 'r.txt')).rejects.toThrow(/^r\.txt: recipient 1 is not a valid age X25519 recipient$/);
     await expect(parseRecipients('# only a comment\n', 'r.txt')).rejects.toThrow(/holds no age recipient/);
     await expect(parseIdentities('AGE-SECRET-KEY-1QQQ\n', 'i.txt')).rejects.toThrow(/^i\.txt: identity 1 is not a valid age identity$/);
     await expect(parseIdentities(`${a.recipient}\n`, 'i.txt')).rejects.toThrow(/^i\.txt, line 1: not an age identity/);
