@@ -1,14 +1,14 @@
 // Client-side encryption in the age format (age-encryption.org/v1, docs/encryption.md). Every
 // stored object is one standard age file, so `age -d -i IDENTITY` reads it without this tool.
 //
-// Split of the work: reading (identity parsing, header authentication, key unwrapping) is done by
-// `age-encryption`, the reference TypeScript implementation. Writing needs only X25519, HKDF, HMAC
-// and ChaCha20-Poly1305, done here with node:crypto: the library's pure-JavaScript cipher ran at
-// ~28 MB/s here against ~450 MB/s for OpenSSL, and importing it cost more than a WAL upload. The
-// payload (the STREAM construction, 64 KiB chunks) is sealed and opened here in both directions.
-// Recipients are decoded with @scure/base (bech32). Plain runs load none of this.
+// The format needs only X25519, HKDF-SHA-256, HMAC-SHA-256 and ChaCha20-Poly1305, all done here with
+// node:crypto (OpenSSL); keys are bech32, decoded with @scure/base. The reference TypeScript library
+// `age-encryption` is the tests' second oracle beside the age program, not a runtime dependency: its
+// pure-JavaScript cipher ran at ~28 MB/s here against ~450 MB/s for OpenSSL, and importing it took
+// longer than a whole WAL upload (docs/encryption.md). Plain runs load none of this.
 import {
-  createCipheriv, createDecipheriv, createHash, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes,
+  createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync,
+  randomBytes, timingSafeEqual, type KeyObject,
 } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
@@ -22,9 +22,6 @@ const NONCE = 16;
 /** No header of ours comes near this (a stanza is ~100 bytes); it bounds what a hostile object costs. */
 const MAX_HEADER = 64 * 1024;
 
-type AgeModule = typeof import('age-encryption');
-let ageModule: Promise<AgeModule> | undefined;
-const loadAge = (): Promise<AgeModule> => (ageModule ??= import('age-encryption'));
 
 /**
  * Short public fingerprint of a recipient (16 hex digits of the SHA-256 of its `age1…` string),
@@ -73,25 +70,101 @@ async function x25519Recipient(recipient: string): Promise<Buffer | undefined> {
 
 /** Identities (`AGE-SECRET-KEY-1…`), several allowed (old keys kept for reading after a rotation). */
 export async function parseIdentities(text: string, source: string): Promise<AgeIdentities> {
-  const identities = keyLines(text, source, (l) => l.startsWith('AGE-SECRET-KEY-'), 'identity (AGE-SECRET-KEY-1…)');
-  const { identityToRecipient } = await loadAge();
-  const fingerprints: string[] = [];
-  for (let i = 0; i < identities.length; i++) {
+  const lines = keyLines(text, source, (l) => l.startsWith('AGE-SECRET-KEY-'), 'identity (AGE-SECRET-KEY-1…)');
+  const { bech32 } = await import('@scure/base');
+  const keys: X25519Identity[] = [];
+  for (let i = 0; i < lines.length; i++) {
     try {
-      fingerprints.push(recipientFingerprint(await identityToRecipient(identities[i]!)));
+      const { prefix, bytes } = bech32.decodeToBytes(lines[i]!.toLowerCase());
+      if (prefix !== 'age-secret-key-' || bytes.length !== 32) throw new Error('not X25519');
+      const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' });
+      const publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32);
+      keys.push({ privateKey, publicKey, recipient: bech32.encodeFromBytes('age', publicKey) });
     } catch {
-      throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age identity`);
+      throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
   }
-  return { identities, fingerprints, source };
+  return { keys, fingerprints: keys.map((k) => recipientFingerprint(k.recipient)), source };
+}
+
+interface X25519Identity {
+  privateKey: KeyObject;
+  publicKey: Buffer;
+  recipient: string;
 }
 
 export interface AgeIdentities {
-  identities: string[];
+  keys: X25519Identity[];
   /** Fingerprints of the recipients these identities decrypt for. */
   fingerprints: string[];
   /** Where they came from, for messages (a file name, never a key). */
   source: string;
+}
+
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const B64 = /^[A-Za-z0-9+/]*$/;
+
+/** Canonical unpadded base64 (age's encoding) or an error. */
+function unb64(text: string, what: string): Buffer {
+  const out = Buffer.from(text, 'base64');
+  if (!B64.test(text) || b64(out) !== text) throw new EncryptedDataError(`${what} has a damaged age header (bad base64)`);
+  return out;
+}
+
+/**
+ * Parses an age v1 header (`end` bytes, through the MAC line), unwraps the file key with the first
+ * identity an X25519 stanza opens for, and checks the header MAC. Unknown stanza types are skipped,
+ * as age does; a malformed header is EncryptedDataError, no fitting identity EncryptionKeyError.
+ */
+function openHeader(header: Buffer, ids: AgeIdentities, what: string): Buffer {
+  const damaged = (why: string) => new EncryptedDataError(`${what} has a damaged age header (${why})`);
+  const lines = header.toString('latin1').split('\n');
+  if (lines[0] !== 'age-encryption.org/v1' || lines.at(-1) !== '') throw damaged('no version line');
+  let i = 1;
+  let fileKey: Buffer | undefined;
+  while (lines[i]?.startsWith('-> ')) {
+    const args = lines[i]!.slice(3).split(' ');
+    if (args.some((a) => a === '')) throw damaged('empty stanza argument');
+    const body: Buffer[] = [];
+    for (;;) {
+      const line = lines[++i];
+      if (line === undefined) throw damaged('stanza without body');
+      body.push(unb64(line, what));
+      if (line.length > 64) throw damaged('stanza line too long');
+      if (line.length < 64) break;
+    }
+    i++;
+    if (args[0] !== 'X25519' || fileKey) continue;
+    if (args.length !== 2) throw damaged('X25519 stanza arguments');
+    const share = unb64(args[1]!, what);
+    const sealed = Buffer.concat(body);
+    if (share.length !== 32 || sealed.length !== 32) throw damaged('X25519 stanza size');
+    const sharePub = createPublicKey({ key: Buffer.concat([SPKI_X25519, share]), format: 'der', type: 'spki' });
+    for (const id of ids.keys) {
+      const shared = diffieHellman({ privateKey: id.privateKey, publicKey: sharePub });
+      if (shared.every((b) => b === 0)) throw damaged('low-order X25519 share');
+      const wrapKey = Buffer.from(hkdfSync('sha256', shared, Buffer.concat([share, id.publicKey]), 'age-encryption.org/v1/X25519', 32));
+      const d = createDecipheriv('chacha20-poly1305', wrapKey, Buffer.alloc(12), { authTagLength: TAG });
+      d.setAuthTag(sealed.subarray(16));
+      const key = d.update(sealed.subarray(0, 16));
+      try {
+        d.final();
+      } catch {
+        continue; // another recipient's stanza
+      }
+      fileKey = key;
+      break;
+    }
+  }
+  const macLine = lines[i];
+  if (macLine === undefined || !macLine.startsWith('--- ') || i !== lines.length - 2) throw damaged('no MAC line');
+  if (!fileKey) throw new EncryptionKeyError(`${what} is encrypted for none of the identities in ${ids.source}`);
+  const macInput = header.subarray(0, header.length - macLine.length - 1 + 3);
+  const mac = unb64(macLine.slice(4), what);
+  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  const want = createHmac('sha256', macKey).update(macInput).digest();
+  if (mac.length !== want.length || !timingSafeEqual(mac, want)) throw damaged('MAC mismatch');
+  return fileKey;
 }
 
 /** One object's age header plus the key its payload is sealed with. */
@@ -279,19 +352,7 @@ export function decryptStream(ids: AgeIdentities, what: string): Transform {
     if (!header!.subarray(0, 22).toString('latin1').startsWith('age-encryption.org/v1\n')) {
       throw new EncryptedDataError(`${what} is not an age file`);
     }
-    const { Decrypter } = await loadAge();
-    const d = new Decrypter();
-    for (const id of ids.identities) d.addIdentity(id);
-    let fileKey: Uint8Array;
-    try {
-      fileKey = await d.decryptHeader(header!.subarray(0, end));
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      if (/no identity matched/.test(msg)) {
-        throw new EncryptionKeyError(`${what} is encrypted for none of the identities in ${ids.source}`);
-      }
-      throw new EncryptedDataError(`${what} has a damaged age header (${msg})`);
-    }
+    const fileKey = openHeader(header!.subarray(0, end), ids, what);
     const rest = header!.subarray(end);
     header = undefined;
     nonceBuf = Buffer.alloc(0);

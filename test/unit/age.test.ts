@@ -58,6 +58,17 @@ describe.skipIf(!haveAge)('age format', () => {
     const theirs = execFileSync('age', ['-e', '-r', a.recipient], { input: plain });
     const ids = await parseIdentities(readFileSync(a.identityFile, 'utf8'), a.identityFile);
     expect((await through(decryptStream(ids, 'obj'), theirs, 1000)).equals(plain)).toBe(true);
+
+    // the reference TypeScript implementation agrees both ways
+    const lib = await import('age-encryption');
+    const d = new lib.Decrypter();
+    d.addIdentity(b.identity);
+    expect(Buffer.from(await d.decrypt(sealed)).equals(plain)).toBe(true);
+    const e = new lib.Encrypter();
+    e.addRecipient(b.recipient);
+    e.addRecipient(a.recipient);
+    const libSealed = Buffer.from(await e.encrypt(plain));
+    expect((await through(decryptStream(ids, 'obj'), libSealed, 4096)).equals(plain)).toBe(true);
   });
 
   it('refuses a file for another key with EncryptionKeyError, naming the identity file only', async () => {
@@ -82,7 +93,10 @@ describe.skipIf(!haveAge)('age format', () => {
     const ids = await parseIdentities(a.identity, 'ids');
     const flipped = Buffer.from(sealed);
     flipped[flipped.length - 100]! ^= 1;
-    for (const bad of [flipped, sealed.subarray(0, sealed.length - 1), sealed.subarray(0, 65536 * 2 + 300), sealed.subarray(0, 40), Buffer.alloc(0)]) {
+    const macTampered = Buffer.from(sealed);
+    const at = macTampered.indexOf('\n--- ') + 6;
+    macTampered[at] = macTampered[at] === 0x41 ? 0x42 : 0x41;
+    for (const bad of [macTampered, flipped, sealed.subarray(0, sealed.length - 1), sealed.subarray(0, 65536 * 2 + 300), sealed.subarray(0, 40), Buffer.alloc(0)]) {
       const out: Buffer[] = [];
       const t = decryptStream(ids, 'obj');
       t.on('data', (c: Buffer) => out.push(c));
@@ -100,7 +114,7 @@ describe.skipIf(!haveAge)('age format', () => {
   it('rejects malformed key files without quoting them', async () => {
     await expect(parseRecipients('age1notakey\n', 'r.txt')).rejects.toThrow(/^r\.txt: recipient 1 is not a valid age X25519 recipient$/);
     await expect(parseRecipients('# only a comment\n', 'r.txt')).rejects.toThrow(/holds no age recipient/);
-    await expect(parseIdentities('AGE-SECRET-KEY-1QQQ\n', 'i.txt')).rejects.toThrow(/^i\.txt: identity 1 is not a valid age identity$/);
+    await expect(parseIdentities('AGE-SECRET-KEY-1QQQ\n', 'i.txt')).rejects.toThrow(/^i\.txt: identity 1 is not a valid age X25519 identity$/);
     await expect(parseIdentities(`${a.recipient}\n`, 'i.txt')).rejects.toThrow(/^i\.txt, line 1: not an age identity/);
   });
 });
