@@ -88,14 +88,15 @@ _barman_cloud_cmd_wal_archive() {
       --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --xz
       --snappy --zstd --lz4 --compression-level --tags --tag --history-tags --history-tag
       --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size
-      --max-concurrency --max-single-put-size --overwrite --max-parallel --spool-dir' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir' ;;
+      --max-concurrency --max-single-put-size --overwrite --max-parallel --spool-dir
+      --encryption-recipient-file --encryption-identity-file --allow-mixed-encryption' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir --encryption-recipient-file --encryption-identity-file' ;;
     lists) REPLY='--tags --history-tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file|--encryption-identity-file) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --spool-dir) REPLY=dir ;;
@@ -120,14 +121,14 @@ _barman_cloud_cmd_wal_restore() {
       --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
       --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
       --google-application-credentials --google-gke-environment --no-partial --parallel
-      --wal-segment-size --spool-dir' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir' ;;
+      --wal-segment-size --spool-dir --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
         --spool-dir) REPLY=dir ;;
         *) REPLY=none ;;
       esac ;;
@@ -154,16 +155,17 @@ _barman_cloud_cmd_backup() {
       -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
       --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project
       --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption --sse-kms-key-id
-      --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode
-      --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date
-      --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
+      --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout
+      --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period
+      --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id
+      --azure-resource-group' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
     lists) REPLY='--tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --aws-snapshot-lock-mode) REPLY='words:governance compliance' ;;
@@ -304,14 +306,14 @@ _barman_cloud_cmd_restore() {
       --google-application-credentials --google-gke-environment --tablespace
       --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region
       --azure-resource-group --target-tli --target-lsn --target-time -J --jobs
-      --write-recovery-conf' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs' ;;
+      --write-recovery-conf --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -388,14 +390,15 @@ _barman_cloud_cmd_verify() {
       --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
       --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
       --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -J --jobs --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format' ;;
+      --google-application-credentials --google-gke-environment -J --jobs --format
+      --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;

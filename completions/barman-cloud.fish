@@ -79,6 +79,9 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-si
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l overwrite -d 'replace a WAL file already archived with different content (by default that is refused with exit 1)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-parallel -x -d 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l encryption-recipient-file -r -F -d 'encrypt every stored object with age for the recipients (age1… lines) in FILE; objects get a .age suffix'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l encryption-identity-file -r -F -d 'age identities, only to compare with an encrypted copy of the WAL file already archived'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l allow-mixed-encryption -d 'archive although the archive holds WAL of the other kind (plain vs encrypted), and record the switch'
 
 # barman-cloud-wal-archive
 complete -c barman-cloud-wal-archive -s V -l version -d 'show the program version and exit'
@@ -126,6 +129,9 @@ complete -c barman-cloud-wal-archive -l max-single-put-size -x -d 'Azure: larges
 complete -c barman-cloud-wal-archive -l overwrite -d 'replace a WAL file already archived with different content (by default that is refused with exit 1)'
 complete -c barman-cloud-wal-archive -l max-parallel -x -d 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)'
 complete -c barman-cloud-wal-archive -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
+complete -c barman-cloud-wal-archive -l encryption-recipient-file -r -F -d 'encrypt every stored object with age for the recipients (age1… lines) in FILE; objects get a .age suffix'
+complete -c barman-cloud-wal-archive -l encryption-identity-file -r -F -d 'age identities, only to compare with an encrypted copy of the WAL file already archived'
+complete -c barman-cloud-wal-archive -l allow-mixed-encryption -d 'archive although the archive holds WAL of the other kind (plain vs encrypted), and record the switch'
 
 # barman-cloud wal-restore
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -s V -l version -d 'show the program version and exit'
@@ -156,6 +162,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l no-par
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l parallel -x -d 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
 
 # barman-cloud-wal-restore
 complete -c barman-cloud-wal-restore -s V -l version -d 'show the program version and exit'
@@ -186,6 +193,7 @@ complete -c barman-cloud-wal-restore -l no-partial -d 'do not restore .partial W
 complete -c barman-cloud-wal-restore -l parallel -x -d 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)'
 complete -c barman-cloud-wal-restore -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
 complete -c barman-cloud-wal-restore -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
+complete -c barman-cloud-wal-restore -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
 
 # barman-cloud backup
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -s V -l version -d 'show the program version and exit'
@@ -239,6 +247,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command backup' -l tag -x -d '
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -s e -l encryption -x -a 'AES256 aws:kms' -d 'S3: server-side encryption'
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -l sse-kms-key-id -x -d 'S3: KMS key id or ARN (needs -e aws:kms)'
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -l encryption-scope -x -d 'Azure: encryption scope for uploaded blobs'
+complete -c barman-cloud -n '__barman_cloud_using_command backup' -l encryption-recipient-file -r -F -d 'encrypt every stored object with age for the recipients (age1… lines) in FILE; objects get a .age suffix'
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -l aws-region -x -d 'snapshot backup: AWS region'
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -l aws-await-snapshots-timeout -x -d 'snapshot backup: seconds to wait for EBS snapshots'
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -l aws-snapshot-lock-mode -x -a 'governance compliance' -d 'snapshot backup: EBS snapshot lock mode'
@@ -301,6 +310,7 @@ complete -c barman-cloud-backup -l tag -x -d 'a key,value tag for every uploaded
 complete -c barman-cloud-backup -s e -l encryption -x -a 'AES256 aws:kms' -d 'S3: server-side encryption'
 complete -c barman-cloud-backup -l sse-kms-key-id -x -d 'S3: KMS key id or ARN (needs -e aws:kms)'
 complete -c barman-cloud-backup -l encryption-scope -x -d 'Azure: encryption scope for uploaded blobs'
+complete -c barman-cloud-backup -l encryption-recipient-file -r -F -d 'encrypt every stored object with age for the recipients (age1… lines) in FILE; objects get a .age suffix'
 complete -c barman-cloud-backup -l aws-region -x -d 'snapshot backup: AWS region'
 complete -c barman-cloud-backup -l aws-await-snapshots-timeout -x -d 'snapshot backup: seconds to wait for EBS snapshots'
 complete -c barman-cloud-backup -l aws-snapshot-lock-mode -x -a 'governance compliance' -d 'snapshot backup: EBS snapshot lock mode'
@@ -586,6 +596,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command restore' -l target-lsn
 complete -c barman-cloud -n '__barman_cloud_using_command restore' -l target-time -x -d 'with auto: the newest backup ending at or before this time'
 complete -c barman-cloud -n '__barman_cloud_using_command restore' -s J -l jobs -x -d 'archives downloaded and extracted at once'
 complete -c barman-cloud -n '__barman_cloud_using_command restore' -l write-recovery-conf -d 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)'
+complete -c barman-cloud -n '__barman_cloud_using_command restore' -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
 
 # barman-cloud-restore
 complete -c barman-cloud-restore -s V -l version -d 'show the program version and exit'
@@ -622,6 +633,7 @@ complete -c barman-cloud-restore -l target-lsn -x -d 'with auto: the newest back
 complete -c barman-cloud-restore -l target-time -x -d 'with auto: the newest backup ending at or before this time'
 complete -c barman-cloud-restore -s J -l jobs -x -d 'archives downloaded and extracted at once'
 complete -c barman-cloud-restore -l write-recovery-conf -d 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)'
+complete -c barman-cloud-restore -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
 
 # barman-cloud check-wal-archive
 complete -c barman-cloud -n '__barman_cloud_using_command check-wal-archive' -s V -l version -d 'show the program version and exit'
@@ -739,6 +751,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command verify' -l google-appl
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -l google-gke-environment -d 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)'
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -s J -l jobs -x -d 'archives (data, each tablespace) read at once'
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -l format -x -a 'console json' -d 'console: one line per backup and per problem, then a summary line; json: one document (docs/commands/verify.md)'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -f
 
 # barman-cloud completion

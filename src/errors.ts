@@ -68,3 +68,14 @@ export class PreconditionFailedError extends StorageError {
 
 /** Credentials refused or missing permission. */
 export class AccessDeniedError extends StorageError {}
+
+// ---- client-side encryption ------------------------------------------------------------------------
+
+/**
+ * An encryption key is missing, unreadable or does not fit the object (no identity given, none of
+ * them matches, a malformed key file): exit 1, the message names what is missing, never a key.
+ */
+export class EncryptionKeyError extends OperationError {}
+
+/** An encrypted object is damaged (header, authentication of a chunk, truncation): exit 4. */
+export class EncryptedDataError extends GeneralError {}

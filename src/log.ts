@@ -31,6 +31,8 @@ const SECRET_PATTERNS: [RegExp, string][] = [
   [/(Authorization:?\s*)(Bearer|AWS4-HMAC-SHA256|SharedKey)\s+\S+/gi, '$1$2 ***'],
   [/(X-Amz-Signature=|X-Amz-Security-Token=|X-Amz-Credential=)[^&\s]+/gi, '$1***'],
   [/("?(?:access_token|private_key|client_secret)"?\s*[:=]\s*)"[^"]*"/gi, '$1"***"'],
+  // age identities (client-side encryption keys)
+  [/(AGE-SECRET-KEY-(?:PQ-)?1)[0-9A-Z]+/gi, '$1***'],
 ];
 
 export function redact(text: string): string {

@@ -15,6 +15,7 @@ import { BackupCatalog } from '../catalog/catalog.js';
 import { newBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
 import { pyFloat, type PyDict, type PyValue } from '../catalog/python-literal.js';
 import { encodePartsList, PARTS_LIST_NAME } from '../catalog/parts-list.js';
+import { recipientFingerprint } from '../encryption/age.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import type { CodecName } from '../compression/index.js';
 import { majorVersionString } from './exclude.js';
@@ -40,6 +41,8 @@ export interface BackupOptions {
   maxBandwidth?: number;
   name?: string;
   tags: Tag[];
+  /** age recipients (client-side encryption); recorded in backup.info and parts.json. */
+  recipients?: readonly string[];
   signal?: AbortSignal;
   /** Progress callback: bytes read so far and the archive being written. */
   onProgress?: (bytes: number, archive: string) => void;
@@ -103,6 +106,8 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     const meta = await session.metadata();
     backupId = newBackupId();
     Object.assign(info, {
+      // barman 3.17's own field (gpg there): known to it, so its listing reads this file
+      encryption: options.recipients ? 'age' : null,
       server_name: 'cloud',
       systemid: meta.systemId,
       version: meta.version,
@@ -161,6 +166,7 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       codec: options.codec ?? null,
       level: options.codec ? options.level ?? BACKUP_COMPRESSION_LEVEL[options.codec] : undefined,
       maxArchiveSize: options.maxArchiveSize,
+      recipients: options.recipients,
       onPart,
       signal: options.signal,
     };
@@ -219,6 +225,7 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     // Last before DONE: a backup that fails after its data archive gets no parts.json.
     const partsList = encodePartsList({
       backupId,
+      encryption: options.recipients ? { format: 'age', recipients: options.recipients.map(recipientFingerprint) } : undefined,
       parts: results.flatMap((r) => r.parts.map((p) => ({ name: p.name, size: p.bytes, sha256: p.sha256 }))),
     });
     await store.put(`${prefix}${PARTS_LIST_NAME}`, Buffer.from(partsList, 'utf8'), { tags: options.tags.length ? options.tags : undefined, signal: options.signal });

@@ -7,12 +7,13 @@
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join, resolve as resolvePath } from 'node:path';
-import { BarmanCloudError, GeneralError, OperationError } from '../errors.js';
+import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
 import { CompressionFormatError, codecFromSuffix, type CodecName } from '../compression/index.js';
+import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts } from './extract.js';
@@ -36,6 +37,8 @@ export interface RestoreOptions {
   /** Lines for postgresql.auto.conf plus recovery.signal, when the recovery configuration is wanted. */
   recoveryConf?: (backup: BackupInfo) => string[];
   signal?: AbortSignal;
+  /** age identities for an encrypted backup (--encryption-identity-file). */
+  identities?: AgeIdentities;
 }
 
 /** `--target-tli latest`: the timeline of the greatest WAL name in the archive (spec §8). */
@@ -82,14 +85,14 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
 const TAR_EXTENSIONS = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
 /** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (spec §3). */
-function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName }[] {
+function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName; encrypted: boolean }[] {
   const main: string[] = [];
   const extra: string[] = [];
   for (const key of keys) {
     if (!key.startsWith(prefix + base)) continue;
     const rest = key.slice(prefix.length + base.length);
     if (rest[0] !== '.' && rest[0] !== '_') continue;
-    const ext = rest.slice(rest.indexOf('.') + 1);
+    const ext = stripAgeSuffix(rest.slice(rest.indexOf('.') + 1)).name;
     if (!TAR_EXTENSIONS.has(ext)) {
       log.warning(`Skipping unknown extension: ${key}`);
       continue;
@@ -97,7 +100,27 @@ function archiveParts(keys: string[], prefix: string, base: string): { key: stri
     if (rest[0] === '.') main.push(key);
     else if (/^_\d{4}\./.test(rest)) extra.push(key);
   }
-  return [...main, ...extra.sort()].map((key) => ({ key, codec: codecFromSuffix(key) }));
+  return [...main, ...extra.sort()].map((key) => {
+    const { name, encrypted } = stripAgeSuffix(key);
+    return { key, codec: codecFromSuffix(name), encrypted };
+  });
+}
+
+/**
+ * Refuses (EncryptionKeyError, exit 1) to read an encrypted backup without identities, or with
+ * identities of which none fits the recipients recorded in parts.json (when recorded).
+ */
+export function checkIdentities(what: string, ids: AgeIdentities | undefined, recipients: readonly string[] | undefined): void {
+  if (!ids) {
+    throw new EncryptionKeyError(
+      `${what} is encrypted (age) and no identity was given: use --encryption-identity-file or BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE`,
+    );
+  }
+  if (recipients && !ids.fingerprints.some((f) => recipients.includes(f))) {
+    throw new EncryptionKeyError(
+      `${what} is encrypted for recipients ${recipients.join(', ')} (fingerprints) and none of the identities in ${ids.source} matches`,
+    );
+  }
 }
 
 /**
@@ -175,6 +198,10 @@ export async function restoreBackup(
     partsList,
   );
   const digests = partsList ? new FileDigests() : undefined;
+  // An encrypted backup needs a fitting identity: refused before anything is downloaded or created.
+  if (backup.encryption === 'age' || plan.some((p) => p.parts.some((part) => part.encrypted))) {
+    checkIdentities(`backup ${backupId}`, options.identities, partsList?.encryption?.recipients);
+  }
 
   // Archives in parallel (up to -J), the parts of one archive in order.
   let next = 0;
@@ -189,7 +216,11 @@ export async function restoreBackup(
         const source = await store.get(key, { signal: options.signal });
         const check = partDigestCheck(current, expected.get(current));
         source.on('error', (e) => check.destroy(e));
-        return source.pipe(check);
+        if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
+        // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
+        const plain = decryptStream(options.identities!, `part ${current}`);
+        check.on('error', (e) => plain.destroy(e));
+        return source.pipe(check).pipe(plain);
       };
       try {
         await extractArchiveParts(

@@ -33,6 +33,7 @@ import { basename, join } from 'node:path';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { loadCodec, WAL_SUFFIX, type Codec, type CodecName } from '../compression/index.js';
+import { AGE_SUFFIX, encryptStream } from '../encryption/age.js';
 import { GeneralError } from '../errors.js';
 import { log } from '../log.js';
 import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
@@ -434,6 +435,7 @@ class OpenPart {
     level: number | undefined,
     sink: PartSink,
     fail: (err: Error) => void,
+    recipients?: readonly string[],
   ) {
     this.index = index;
     this.name = partName(archive, index, suffix);
@@ -456,10 +458,13 @@ class OpenPart {
       if (code === 'ABORT_ERR' || code === 'ERR_STREAM_PREMATURE_CLOSE') return;
       fail(err);
     };
-    if (codec) {
-      const compressor = codec.compressStream(level);
-      this.input = compressor;
-      pipeline(compressor, counter, (err) => {
+    // compress, then encrypt: the age file's plaintext is exactly the part barman would store
+    const encryptor = recipients ? encryptStream(recipients) : undefined;
+    if (codec || encryptor) {
+      const compressor = codec?.compressStream(level);
+      this.input = (compressor ?? encryptor)!;
+      const stages = [compressor, encryptor].filter((x): x is NonNullable<typeof x> => x !== undefined);
+      pipeline([...stages, counter], (err) => {
         if (err) onStreamError(err);
       });
     } else {
@@ -529,6 +534,8 @@ export interface ArchiveWriterOptions {
   readChunkSize?: number;
   /** Records every regular file member (path, size, mtime, CRC-32C of the bytes written). */
   manifest?: BackupManifestBuilder;
+  /** age recipients: each part is compressed, then encrypted into one age file named `….age`. */
+  recipients?: readonly string[];
 }
 
 /** A member built from memory (backup_label). tarfile.TarInfo defaults apply to omitted fields. */
@@ -586,6 +593,7 @@ export class ArchiveWriter {
   private readonly signal: AbortSignal | undefined;
   private readonly chunkSize: number;
   private readonly manifest: BackupManifestBuilder | undefined;
+  private readonly recipients: readonly string[] | undefined;
   private readonly parts: OpenPart[] = [];
   private current: OpenPart | undefined;
   private failure: Error | undefined;
@@ -601,7 +609,8 @@ export class ArchiveWriter {
   private constructor(options: ArchiveWriterOptions, codec: Codec | undefined) {
     this.archive = options.name;
     this.codec = codec;
-    this.suffix = tarSuffix(codec?.name);
+    this.recipients = options.recipients;
+    this.suffix = tarSuffix(codec?.name) + (options.recipients ? AGE_SUFFIX : '');
     this.level = options.level ?? (codec ? BACKUP_COMPRESSION_LEVEL[codec.name] : undefined);
     this.maxArchiveSize = options.maxArchiveSize;
     this.sink = options.onPart;
@@ -705,7 +714,7 @@ export class ArchiveWriter {
       await this.waitForSlots(this.partConcurrency);
       this.check();
       part = new OpenPart(this.archive, this.parts.length, this.suffix, this.codec, this.level, this.sink, (e) =>
-        this.fail(e),
+        this.fail(e), this.recipients,
       );
       this.parts.push(part);
       this.current = part;

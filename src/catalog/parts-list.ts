@@ -18,10 +18,17 @@ export interface PartEntry {
   sha256: string;
 }
 
+/** Client-side encryption of the parts: the format and the fingerprints of the recipients (age/recipientFingerprint). */
+export interface PartsEncryption {
+  format: 'age';
+  recipients: string[];
+}
+
 export interface PartsList {
   version: number;
   backupId: string;
   parts: PartEntry[];
+  encryption?: PartsEncryption;
 }
 
 export function encodePartsList(list: Omit<PartsList, 'version'>): string {
@@ -29,6 +36,7 @@ export function encodePartsList(list: Omit<PartsList, 'version'>): string {
     version: PARTS_LIST_VERSION,
     backup_id: list.backupId,
     parts: list.parts.map((p) => ({ name: p.name, size: p.size, sha256: p.sha256 })),
+    ...(list.encryption ? { encryption: list.encryption } : {}),
   };
   return `${JSON.stringify(body, null, 1)}\n`;
 }
@@ -64,5 +72,14 @@ export function decodePartsList(text: string, backupId: string): PartsList {
     if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) throw bad(`part ${name} has an invalid sha256`);
     return { name, size, sha256 };
   });
-  return { version: PARTS_LIST_VERSION, backupId, parts };
+  let encryption: PartsEncryption | undefined;
+  if (obj.encryption !== undefined) {
+    const e = obj.encryption as Record<string, unknown> | null;
+    if (typeof e !== 'object' || e === null || e.format !== 'age' || !Array.isArray(e.recipients)
+      || !e.recipients.every((r) => typeof r === 'string' && /^[0-9a-f]{16}$/.test(r))) {
+      throw bad('invalid encryption record');
+    }
+    encryption = { format: 'age', recipients: e.recipients as string[] };
+  }
+  return { version: PARTS_LIST_VERSION, backupId, parts, ...(encryption ? { encryption } : {}) };
 }

@@ -182,6 +182,16 @@ const SPOOL_DIR: OptionSpec = {
   help: 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)',
 };
 
+// Client-side encryption (age, docs/encryption.md): key files only, never keys on the command line.
+const ENCRYPTION_RECIPIENT_FILE: OptionSpec = {
+  long: '--encryption-recipient-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE'],
+  help: 'encrypt every stored object with age for the recipients (age1… lines) in FILE; objects get a .age suffix',
+};
+const ENCRYPTION_IDENTITY_FILE: OptionSpec = {
+  long: '--encryption-identity-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE'],
+  help: 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects',
+};
+
 const KMS_KEY_NAME: OptionSpec = {
   long: '--kms-key-name', kind: 'value', metavar: 'KMS_KEY_NAME', help: 'GCS: KMS key (CMEK) for uploaded objects',
 };
@@ -256,6 +266,12 @@ export const COMMANDS: CommandSpec[] = [
         help: 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)',
       },
       SPOOL_DIR,
+      ENCRYPTION_RECIPIENT_FILE,
+      { ...ENCRYPTION_IDENTITY_FILE, help: 'age identities, only to compare with an encrypted copy of the WAL file already archived' },
+      {
+        long: '--allow-mixed-encryption', kind: 'flag', extension: true,
+        help: 'archive although the archive holds WAL of the other kind (plain vs encrypted), and record the switch',
+      },
     ],
     exitCodes: exits([1, 'the WAL file could not be archived, or is archived with different content (with -t: the bucket does not exist)']),
   },
@@ -281,6 +297,7 @@ export const COMMANDS: CommandSpec[] = [
         help: 'WAL segment size for prefetching (default: learned from the first segment fetched)',
       },
       SPOOL_DIR,
+      ENCRYPTION_IDENTITY_FILE,
     ],
     exitCodes: exits([1, 'the WAL file is not in the archive (with -t: the bucket does not exist)']),
   },
@@ -324,6 +341,7 @@ export const COMMANDS: CommandSpec[] = [
         help: 'S3: server-side encryption',
       },
       ...SSE,
+      ENCRYPTION_RECIPIENT_FILE,
       { long: '--aws-region', kind: 'value', metavar: 'AWS_REGION', help: 'snapshot backup: AWS region' },
       {
         long: '--aws-await-snapshots-timeout', kind: 'value', metavar: 'AWS_AWAIT_SNAPSHOTS_TIMEOUT', parse: parsePositiveInteger,
@@ -455,6 +473,7 @@ export const COMMANDS: CommandSpec[] = [
         long: '--write-recovery-conf', kind: 'flag', extension: true,
         help: 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)',
       },
+      ENCRYPTION_IDENTITY_FILE,
     ],
     exitCodes: exits([1, 'the restore failed (destination not empty, backup missing, …)']),
   },
@@ -527,6 +546,7 @@ export const COMMANDS: CommandSpec[] = [
         long: '--format', kind: 'value', metavar: 'FORMAT', choices: ['console', 'json'], default: 'console',
         help: 'console: one line per backup and per problem, then a summary line; json: one document (docs/commands/verify.md)',
       },
+      ENCRYPTION_IDENTITY_FILE,
     ],
     exitCodes: [
       [0, 'every chosen backup and the WAL it needs verified'],

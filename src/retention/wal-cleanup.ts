@@ -2,6 +2,7 @@
 // as pure planning over the in-memory catalog and the WAL listing. No I/O here: delete.ts lists,
 // calls these functions and deletes what they return.
 import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
+import { stripAgeSuffix } from '../encryption/names.js';
 
 /** Backups used for "previous" / "next" navigation: barman's STATUS_COPY_DONE. */
 const NAVIGABLE: ReadonlySet<string> = new Set([STATUS.WAITING_FOR_WALS, STATUS.DONE]);
@@ -36,7 +37,8 @@ export function walTimeline(name: string): number {
  * (the object is ignored by the cleanup).
  */
 export function walNameFromKey(key: string): string | null {
-  const base = key.slice(key.lastIndexOf('/') + 1);
+  // an encrypted object (`….age`) stands for the WAL file it holds
+  const base = stripAgeSuffix(key.slice(key.lastIndexOf('/') + 1)).name;
   if (isAnyXlogName(base)) return base;
   // os.path.splitext: the suffix starts at the last dot (a leading dot is not a suffix).
   const dot = base.lastIndexOf('.');

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
 import tarStream, { type Header } from 'tar-stream';
 import { CompressionFormatError, type Codec } from '../compression/index.js';
-import { NetworkError, NotFoundError, StorageError } from '../errors.js';
+import { EncryptedDataError, EncryptionKeyError, NetworkError, NotFoundError, StorageError } from '../errors.js';
 import type { ObjectStore } from '../storage/types.js';
 
 /** One tar member as read: its name in the archive, its type, and for regular files size + CRC-32C. */
@@ -74,7 +74,11 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
  */
 export async function readPart(
   store: ObjectStore, key: string, size: number, codec: Codec | undefined, onMember: (m: MemberRecord, content?: Buffer) => void,
-  options: { keepContent?: (name: string) => boolean; onBytes?: (n: number) => void; signal?: AbortSignal } = {},
+  options: {
+    keepContent?: (name: string) => boolean; onBytes?: (n: number) => void; signal?: AbortSignal;
+    /** For an encrypted part: the decrypting stage, between the stored bytes and the codec. */
+    decrypt?: () => NodeJS.ReadWriteStream;
+  } = {},
 ): Promise<PartReadResult> {
   const hash = createHash('sha256');
   const tap = new HashTap(hash, options.onBytes);
@@ -119,6 +123,7 @@ export async function readPart(
   });
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [source, tap];
   // Which stage failed first decides the message: a codec error (zlib's own included) or a tar one.
+  if (options.decrypt) stages.push(options.decrypt().on('error', () => (origin ??= 'codec')));
   if (codec) stages.push(codec.decompressStream().on('error', () => (origin ??= 'codec')));
   stages.push(tail, extract as unknown as Writable);
   for (const stage of [tap, tail, extract]) (stage as NodeJS.EventEmitter).on('error', () => (origin ??= 'tar'));
@@ -131,9 +136,11 @@ export async function readPart(
     if (options.signal?.aborted) throw e;
     // The store's own failures are not findings about the part (except a vanished object).
     if (e instanceof NotFoundError) return { bytes: tap.bytes, sha256: '', tarBytes: tail.bytes, members, missing: true };
-    if (e instanceof StorageError) throw e;
+    if (e instanceof StorageError || e instanceof EncryptionKeyError) throw e;
     if (origin === 'source') throw new NetworkError(`reading ${key}: ${message(e)}`, { cause: e });
-    unreadable = origin === 'codec' || e instanceof CompressionFormatError
+    unreadable = e instanceof EncryptedDataError
+      ? `cannot be decrypted: ${message(e)}`
+      : origin === 'codec' || e instanceof CompressionFormatError
       ? `cannot be decompressed (${codec?.name}): ${message(e)}`
       : `not a readable tar: ${message(memberError ?? e)}`;
     await drainRest(store, key, size, tap, options.signal);

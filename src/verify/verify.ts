@@ -1,13 +1,15 @@
 // `barman-cloud verify`: read every part of the chosen backups from the store without writing a data
 // directory, check them against parts.json and backup_manifest where the backup has them, parse
 // every tar to its end, and check that the WAL each backup needs is in the archive.
-import { GeneralError, NotFoundError, OperationError } from '../errors.js';
+import { EncryptedDataError, GeneralError, NotFoundError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { BackupCatalog } from '../catalog/catalog.js';
 import { DEFAULT_XLOG_SEGMENT_SIZE, STATUS, type BackupInfo } from '../catalog/backup-info.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { PARTS_LIST_NAME, decodePartsList, type PartsList } from '../catalog/parts-list.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '../compression/index.js';
+import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
+import { checkIdentities } from '../backup/restore.js';
 import type { ObjectStore } from '../storage/types.js';
 import { isSegmentName, isValidSegmentSize } from '../wal/names.js';
 import { readPart, type MemberRecord } from './archive.js';
@@ -24,10 +26,12 @@ export interface VerifyOptions {
   jobs: number;
   onProgress?: (p: { backupId: string; part: string; bytes: number; totalBytes: number }) => void;
   signal?: AbortSignal;
+  /** age identities for encrypted backups and WAL (--encryption-identity-file). */
+  identities?: AgeIdentities;
 }
 
 /** A stored part: `data.tar`, `data_0001.tar.lz4`, `16384.tar.gz`, … (group 1: the archive). */
-const PART_NAME = /^(data|\d+)(?:_(\d{4}))?\.tar(?:\.[a-z0-9]+)?$/;
+const PART_NAME = /^(data|\d+)(?:_(\d{4}))?\.tar(?:\.[a-z0-9]+)?(?:\.age)?$/;
 
 interface StoredPart {
   name: string;
@@ -63,7 +67,7 @@ export async function verify(store: ObjectStore, layout: ServerLayout, options: 
 
   const done = chosen.filter((b) => b.status === STATUS.DONE);
   const newestDone = [...all.values()].filter((b) => b.status === STATUS.DONE).at(-1);
-  const wal = done.length ? await verifyWal(store, layout, done, newestDone, backups) : emptyWal();
+  const wal = done.length ? await verifyWal(store, layout, done, newestDone, backups, options) : emptyWal();
   const count = problems.length + backups.reduce((n, b) => n + b.problems.length, 0) + wal.problems.length;
   if (problems.length) {
     // Backups whose backup.info is unreadable get a line of their own.
@@ -136,6 +140,11 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   }
 
   // The archives: data and every tablespace of backup.info, whatever else the store holds.
+  // An encrypted backup cannot be checked without a fitting identity: that is the command's failure
+  // (exit 1, naming what is missing), not a finding about the backup.
+  if (info.encryption === 'age' || [...stored.keys()].some(isEncryptedName)) {
+    checkIdentities(`backup ${id}`, options.identities, partsList?.encryption?.recipients);
+  }
   const archives = new Map<string, StoredPart[]>();
   for (const a of ['data', ...(info.tablespaces ?? []).map((t) => String(t.oid))]) archives.set(a, []);
   for (const p of stored.values()) {
@@ -166,7 +175,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   let readBytes = 0;
   const codecs = new Map<string, Promise<Codec>>();
   const codecFor = (name: string): Promise<Codec> | undefined => {
-    const c = codecFromSuffix(name);
+    const c = codecFromSuffix(stripAgeSuffix(name).name);
     if (!c) return undefined;
     if (!codecs.has(c)) codecs.set(c, loadCodec(c));
     return codecs.get(c);
@@ -187,6 +196,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
         if (content) manifest = content;
       }, {
         keepContent: archive === 'data' ? (n) => n === MANIFEST_MEMBER : undefined,
+        decrypt: isEncryptedName(part.name) ? () => decryptStream(options.identities!, `part ${part.name}`) : undefined,
         onBytes: options.onProgress
           ? (n) => {
               readBytes += n;
@@ -242,8 +252,9 @@ async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: n
   for await (const e of store.list(layout.walsPrefix)) {
     if (e.kind !== 'object') continue;
     const file = e.key.slice(e.key.lastIndexOf('/') + 1);
-    const codec = codecFromSuffix(file);
-    const base = (codec ? file.slice(0, file.lastIndexOf('.')) : file).toUpperCase();
+    const { name: stored, encrypted } = stripAgeSuffix(file);
+    const codec = codecFromSuffix(stored);
+    const base = (codec ? stored.slice(0, stored.lastIndexOf('.')) : stored).toUpperCase();
     if (/^[0-9A-F]{8}\.HISTORY$/.test(base)) {
       index.historyKeys.set(Number.parseInt(base.slice(0, 8), 16), e.key);
       continue;
@@ -253,7 +264,7 @@ async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: n
       index.problems.push({ kind: 'empty-wal', segment: base, message: `WAL object ${file} is empty (0 bytes)` });
       continue;
     }
-    if (!codec && e.size !== segmentSize) {
+    if (!codec && !encrypted && e.size !== segmentSize) {
       index.problems.push({ kind: 'wal-size-mismatch', segment: base, message: `WAL object ${file} has ${e.size} bytes, a segment has ${segmentSize}` });
     }
     index.segments.add(base);
@@ -272,6 +283,7 @@ function rangeText(r: SegmentRange, segmentSize: number): string {
 
 async function verifyWal(
   store: ObjectStore, layout: ServerLayout, done: BackupInfo[], newest: BackupInfo | undefined, results: BackupResult[],
+  options: VerifyOptions,
 ): Promise<WalResult> {
   const sizes = new Set(done.map((b) => b.xlog_segment_size ?? DEFAULT_XLOG_SEGMENT_SIZE));
   const segmentSize = [...sizes].at(-1)!;
@@ -317,11 +329,16 @@ async function verifyWal(
       if (tli <= timeline) continue;
       let parsed: HistoryEntry[] | null = null;
       try {
-        const body = await store.getBuffer(key);
-        const codec = codecFromSuffix(key);
+        let body = await store.getBuffer(key);
+        const { name: stored, encrypted } = stripAgeSuffix(key);
+        if (encrypted) {
+          checkIdentities(`history file ${key}`, options.identities, undefined);
+          body = await decryptBuffer(options.identities!, body, `history file ${key}`);
+        }
+        const codec = codecFromSuffix(stored);
         parsed = parseHistoryFile((codec ? await (await loadCodec(codec)).decompress(body) : body).toString('utf8'));
       } catch (e) {
-        if (!(e instanceof NotFoundError) && !(e instanceof CompressionFormatError)) throw e;
+        if (!(e instanceof NotFoundError) && !(e instanceof CompressionFormatError) && !(e instanceof EncryptedDataError)) throw e;
       }
       if (!parsed) wal.problems.push({ kind: 'invalid-history', segment: key.slice(key.lastIndexOf('/') + 1), message: `history file ${key.slice(key.lastIndexOf('/') + 1)} cannot be read` });
       histories.set(tli, parsed);

@@ -15,6 +15,9 @@ import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../sto
 import type { ServerLayout } from '../catalog/layout.js';
 import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from './names.js';
+import { AGE_SUFFIX } from '../encryption/names.js';
+import type { AgeIdentities } from '../encryption/age.js';
+import { recordedWalEncryption, settleWalEncryption } from './encryption-mode.js';
 
 export interface ArchiveOptions {
   codec?: CodecName;
@@ -29,6 +32,12 @@ export interface ArchiveOptions {
   partSize?: number;
   concurrency?: number;
   singlePutMax?: number;
+  /** age recipients: the object is stored encrypted, as `<name><codec suffix>.age`. */
+  recipients?: readonly string[];
+  /** age identities, only to compare with an encrypted copy already archived. */
+  identities?: AgeIdentities;
+  /** Archive although the archive holds WAL of the other kind (plain vs encrypted). */
+  allowMixedEncryption?: boolean;
 }
 
 export type ArchiveOutcome = 'uploaded' | 'already-archived' | 'overwritten';
@@ -102,20 +111,32 @@ export async function readWalFile(path: string): Promise<WalFile> {
   return wal;
 }
 
-/** Objects that hold this WAL file: the exact key plus one known compression suffix. */
+/** Objects that hold this WAL file: the exact key plus one known compression suffix, each also encrypted (`.age`). */
 export async function existingCopies(store: ObjectStore, layout: ServerLayout, walName: string): Promise<string[]> {
   const key = layout.walKey(walName);
   const found: string[] = [];
   for await (const entry of store.list(key, { delimiter: '/' })) {
     if (entry.kind !== 'object') continue;
-    const rest = entry.key.slice(key.length);
+    let rest = entry.key.slice(key.length);
+    if (rest.endsWith(AGE_SUFFIX)) rest = rest.slice(0, -AGE_SUFFIX.length);
     if (rest === '' || (codecFromSuffix(rest) !== undefined && WAL_SUFFIX[codecFromSuffix(rest)!] === rest)) found.push(entry.key);
   }
   return found;
 }
 
-async function storedDigest(store: ObjectStore, key: string): Promise<string> {
-  const raw = await store.getBuffer(key);
+async function storedDigest(store: ObjectStore, key: string, identities?: AgeIdentities): Promise<string> {
+  let raw = await store.getBuffer(key);
+  if (key.endsWith(AGE_SUFFIX)) {
+    if (!identities) {
+      throw new OperationError(
+        `WAL file ${basename(key).slice(0, 24)} is already archived encrypted as ${key} and cannot be compared without ` +
+          'an identity: give --encryption-identity-file (or BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE), or use --overwrite',
+      );
+    }
+    const { decryptBuffer } = await import('../encryption/age.js');
+    raw = await decryptBuffer(identities, raw, `WAL object ${key}`);
+    key = key.slice(0, -AGE_SUFFIX.length);
+  }
   const codec = codecFromSuffix(key);
   if (!codec) return sha256Hex([raw]);
   try {
@@ -157,7 +178,7 @@ export async function archiveWal(
   options: ArchiveOptions = {},
   mayGate = true,
 ): Promise<ArchiveOutcome> {
-  const suffix = options.codec ? WAL_SUFFIX[options.codec] : '';
+  const suffix = (options.codec ? WAL_SUFFIX[options.codec] : '') + (options.recipients ? AGE_SUFFIX : '');
   const key = layout.walKey(wal.name) + suffix;
   const tags = isHistoryFile(wal.name) && options.historyTags?.length ? options.historyTags : options.tags;
   const putOptions = {
@@ -178,6 +199,7 @@ export async function archiveWal(
     return [] as string[];
   });
   const body = (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
+    .then(async (b) => (options.recipients ? (await import('../encryption/age.js')).encryptedBody(b, options.recipients) : b))
     .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
       if (store.provider === 'aws-s3') void b.sha256;
       resolve(b);
@@ -186,11 +208,16 @@ export async function archiveWal(
   // Where the store can hold back an upload's last byte, the pre-check's answer releases it: the
   // LIST costs no time of its own, yet nothing is created before it has found no other copy.
   // --overwrite needs the copies before it uploads (it deletes the others after), so it waits.
+  // The archive's encryption record is read alongside (one small GET, no added round trip) and
+  // settled before anything is created: plain and encrypted WAL never mix silently.
+  const encryptionSettled = recordedWalEncryption(store, layout).then((recorded) =>
+    settleWalEncryption(store, layout, options.recipients ? 'age' : 'none', recorded, options.allowMixedEncryption === true));
+  void encryptionSettled.catch(() => undefined); // awaited below; a put failing first must not leave it unhandled
   const gated = mayGate && store.holdsCommit === true && !options.allowOverwrite;
   let existing: string[] = [];
   let overwrite = false;
   if (!gated) {
-    [existing] = await Promise.all([listing, body]);
+    [existing] = await Promise.all([listing, body, encryptionSettled]);
     if (existing.length > 0) {
       const verdict = await compareExisting(store, wal, existing, options);
       if (verdict === 'identical') return 'already-archived';
@@ -201,7 +228,7 @@ export async function archiveWal(
     await store.put(key, await body, {
       ...putOptions,
       ifNoneMatch: !overwrite,
-      ...(gated ? { commitGate: listing.then((keys) => { if (keys.length > 0) throw new CopiesFound(keys); }) } : {}),
+      ...(gated ? { commitGate: Promise.all([listing, encryptionSettled]).then(([keys]) => { if (keys.length > 0) throw new CopiesFound(keys); }) } : {}),
     });
   } catch (e) {
     if (e instanceof CopiesFound) {
@@ -238,7 +265,7 @@ export async function archiveWal(
     if (stale.length) await store.deleteMany(stale);
     return 'overwritten';
   }
-  await settleConcurrentCopies(store, layout, wal, key);
+  await settleConcurrentCopies(store, layout, wal, key, options);
   return 'uploaded';
 }
 
@@ -253,7 +280,9 @@ export async function archiveWal(
  * object nobody deletes. Hence at most one content survives, and it is the content of whoever
  * reported success. We delete only what we created.
  */
-async function settleConcurrentCopies(store: ObjectStore, layout: ServerLayout, wal: WalFile, ownKey: string): Promise<void> {
+async function settleConcurrentCopies(
+  store: ObjectStore, layout: ServerLayout, wal: WalFile, ownKey: string, options: ArchiveOptions,
+): Promise<void> {
   let siblings: string[];
   try {
     siblings = (await existingCopies(store, layout, wal.name)).filter((k) => k !== ownKey);
@@ -264,7 +293,7 @@ async function settleConcurrentCopies(store: ObjectStore, layout: ServerLayout, 
     return;
   }
   for (const k of siblings) {
-    const digest = await storedDigest(store, k).catch((e: unknown) => {
+    const digest = await storedDigest(store, k, options.identities).catch((e: unknown) => {
       if (e instanceof NotFoundError) return undefined; // withdrawn by its own archiver
       throw e;
     });
@@ -291,7 +320,7 @@ async function compareExisting(
   const different: string[] = [];
   let same: string | undefined;
   for (const k of keys) {
-    const digest = await storedDigest(store, k).catch((e: unknown) => {
+    const digest = await storedDigest(store, k, options.identities).catch((e: unknown) => {
       if (e instanceof NotFoundError) return undefined; // withdrawn by a concurrent archiver
       throw e;
     });

@@ -5,14 +5,16 @@ import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { codecFromSuffix, WAL_SUFFIX } from '../compression/index.js';
 import { isWalName } from './names.js';
+import { stripAgeSuffix } from '../encryption/names.js';
 
 /** null when the archive passes, else the reason it fails. */
 export async function checkWalArchive(store: ObjectStore, layout: ServerLayout, timeline?: number): Promise<string | null> {
   let newer = 0;
   for await (const entry of store.list(layout.walsPrefix)) {
     if (entry.kind !== 'object') continue;
-    const codec = codecFromSuffix(entry.key);
-    const name = basename(codec ? entry.key.slice(0, -WAL_SUFFIX[codec].length) : entry.key);
+    const key = stripAgeSuffix(entry.key).name;
+    const codec = codecFromSuffix(key);
+    const name = basename(codec ? key.slice(0, -WAL_SUFFIX[codec].length) : key);
     if (!isWalName(name)) continue;
     if (timeline === undefined) return 'Expected empty archive';
     if (Number.parseInt(name.slice(0, 8), 16) >= timeline) newer++;

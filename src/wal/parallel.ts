@@ -15,6 +15,7 @@ import type { ObjectStore } from '../storage/types.js';
 import { archiveWal, readWalFile, type ArchiveOptions, type ArchiveOutcome } from './archive.js';
 import { isSegmentName, isValidSegmentSize, nextSegment, parseSegmentName } from './names.js';
 import { downloadTo, findWal } from './restore.js';
+import type { AgeIdentities } from '../encryption/age.js';
 import { ArchiveSpool, RestoreSpool, moveInto } from './spool.js';
 
 /** Run `tasks` with at most `limit` at once; results in order, failures as Error values. */
@@ -133,6 +134,8 @@ export interface PrefetchOptions {
   segmentSize?: number;
   /** Prefetched files older than this are not served (the archive may have changed). */
   maxAgeMs: number;
+  /** age identities for encrypted objects. */
+  identities?: AgeIdentities;
 }
 
 /** Serve a request from the spool: true when the file was there and is now at `dest`. */
@@ -168,7 +171,7 @@ export async function restoreWithPrefetch(
     const results = await bounded(options.parallel, wanted.map((n) => async () => {
       const candidate = await findWal(store, layout, n, { noPartial: true });
       if (!candidate) return false;
-      await downloadTo(store, candidate, spool.path(n));
+      await downloadTo(store, candidate, spool.path(n), options.identities);
       return true;
     }));
     results.forEach((r, i) => {
@@ -183,7 +186,7 @@ export async function restoreWithPrefetch(
     await early;
     return false;
   }
-  const bytes = await downloadTo(store, candidate, dest);
+  const bytes = await downloadTo(store, candidate, dest, options.identities);
   if (plainSegment && !candidate.key.includes('.partial') && isValidSegmentSize(bytes) && bytes !== segmentSize) {
     // The real segment size, from a real segment: never assume 16 MiB.
     segmentSize = bytes;

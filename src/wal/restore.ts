@@ -5,17 +5,29 @@
 import { closeSync, fsyncSync, openSync, promises as fs, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { GeneralError, NotFoundError } from '../errors.js';
+import type { Transform } from 'node:stream';
+import { EncryptionKeyError, GeneralError, NotFoundError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
 import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from './names.js';
 import { tempBeside } from './temp-files.js';
+import { stripAgeSuffix } from '../encryption/names.js';
+import type { AgeIdentities } from '../encryption/age.js';
 
 export interface WalCandidate {
   key: string;
   codec?: CodecName;
+  /** Stored as an age file (`.age` after the codec suffix). */
+  encrypted?: boolean;
+}
+
+/** The WAL file name an object holds: `.age`, then one compression suffix, stripped. */
+function plainWalKey(key: string): { plain: string; codec?: CodecName; encrypted: boolean } {
+  const { name, encrypted } = stripAgeSuffix(key);
+  const codec = codecFromSuffix(name);
+  return { plain: codec ? name.slice(0, -WAL_SUFFIX[codec].length) : name, codec, encrypted };
 }
 
 /**
@@ -38,8 +50,12 @@ export async function findWal(
       candidate = { key };
       continue;
     }
-    const codec = codecFromSuffix(entry.key);
-    const plain = codec ? entry.key.slice(0, -WAL_SUFFIX[codec].length) : entry.key;
+    const { plain, codec, encrypted } = plainWalKey(entry.key);
+    if (encrypted && !codec && plain === key) {
+      // encrypted and uncompressed: ranks like the plain exact key (remembered, search goes on)
+      candidate = { key: entry.key, encrypted };
+      continue;
+    }
     const name = basename(plain);
     if (!isWalName(name)) {
       log.warning(`Unknown WAL file: ${entry.key}`);
@@ -47,7 +63,7 @@ export async function findWal(
     }
     if (name.endsWith('.backup')) continue;
     if (name.endsWith('.partial') && options.noPartial) continue;
-    return { key: entry.key, codec };
+    return { key: entry.key, codec, encrypted };
   }
   return candidate;
 }
@@ -134,21 +150,36 @@ async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: Pl
  * failing a checksum) leave neither the target nor the temp file behind. With `confirm`, the
  * checked file is renamed into place only if it resolves true (else removed, and -1 returned).
  */
-export async function downloadTo(store: ObjectStore, candidate: WalCandidate, target: string, confirm?: Promise<boolean>): Promise<number> {
-  const tmp = tempBeside(target);
+export async function downloadTo(
+  store: ObjectStore,
+  candidate: WalCandidate,
+  target: string,
+  identities?: AgeIdentities,
+  confirm?: Promise<boolean>,
+): Promise<number> {
   const what = `WAL object ${candidate.key}`;
-  const plainName = basename(candidate.codec ? candidate.key.slice(0, -WAL_SUFFIX[candidate.codec].length) : candidate.key);
+  // Refused before anything is written: PostgreSQL must never find a file it cannot use.
+  if (candidate.encrypted && !identities) {
+    throw new EncryptionKeyError(
+      `${what} is encrypted (age) and no identity was given: use --encryption-identity-file or BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE`,
+    );
+  }
+  const tmp = tempBeside(target);
+  const plainName = basename(plainWalKey(candidate.key).plain);
   const check = new PlainCheck();
   try {
     const source = await store.get(candidate.key);
     const fd = openSync(tmp, 'wx', 0o600);
     try {
       // pipeline() settles only once every stream has closed: nothing reads the answer after the rm below.
-      if (candidate.codec) {
-        await pipeline(source, (await loadCodec(candidate.codec)).decompressStream(), (plain: AsyncIterable<Buffer>) => writeThrough(plain, fd, check));
-      } else {
-        await pipeline(source, (body: AsyncIterable<Buffer>) => writeThrough(body, fd, check));
-      }
+      const stages: Transform[] = [];
+      if (candidate.encrypted) stages.push((await import('../encryption/age.js')).decryptStream(identities!, what));
+      if (candidate.codec) stages.push((await loadCodec(candidate.codec)).decompressStream());
+      const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check);
+      const [first, second] = stages;
+      if (first && second) await pipeline(source, first, second, sink);
+      else if (first) await pipeline(source, first, sink);
+      else await pipeline(source, sink);
       check.verify(what, plainName, candidate.codec !== undefined);
       // Durable before it is renamed into place: PostgreSQL replays it once it sees the name.
       fsyncSync(fd);
@@ -186,13 +217,13 @@ export async function restoreWal(
   layout: ServerLayout,
   walName: string,
   dest: string,
-  options: { noPartial?: boolean } = {},
+  options: { noPartial?: boolean; identities?: AgeIdentities } = {},
 ): Promise<boolean> {
   const exact: WalCandidate = { key: layout.walKey(walName) };
   const listing = findWal(store, layout, walName, options);
   const confirmed = listing.then((c) => c !== null && c.key === exact.key && c.codec === undefined, () => false);
   // Both settle before anything is decided: no request or temp file outlives this call.
-  const [listed, guessed] = await Promise.all([settle(listing), settle(downloadTo(store, exact, dest, confirmed))]);
+  const [listed, guessed] = await Promise.all([settle(listing), settle(downloadTo(store, exact, dest, options.identities, confirmed))]);
   if (!listed.ok) throw listed.error;
   const candidate = listed.value;
   if (candidate === null) return false;
@@ -202,6 +233,6 @@ export async function restoreWal(
     // asked once more, as without the overlap.
     if (!guessed.ok && !(guessed.error instanceof NotFoundError)) throw guessed.error;
   }
-  await downloadTo(store, candidate, dest);
+  await downloadTo(store, candidate, dest, options.identities);
   return true;
 }

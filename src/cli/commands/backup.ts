@@ -56,6 +56,8 @@ const backup: CommandModule = {
     }
     const codec = CODECS.find(([flag]) => opts[flag] === true)?.[1];
     const levelSpec = opts['compression-level'] as LevelSpec | undefined;
+    // read before connecting: a bad key file fails the command before pg_backup_start
+    const recipients = await (await import('../encryption.js')).loadRecipients(ctx);
     const { store, resolved } = await openContextStore(ctx);
     const controller = new AbortController();
     const onSignal = (sig: NodeJS.Signals) => controller.abort(new GeneralError(`interrupted by ${sig}`));
@@ -84,6 +86,7 @@ const backup: CommandModule = {
         maxBandwidth: opts['max-bandwidth'] as number | undefined,
         name: opts.name as string | undefined,
         tags,
+        recipients,
         signal: controller.signal,
         onProgress: spinner
           ? (bytes, archive) => {

@@ -48,6 +48,9 @@ function restoreCommand(ctx: CommandContext): string {
     if (v !== undefined && !(k === 'cloud-provider' && v === 'aws-s3')) args.push(`--${k}`, String(v));
   }
   for (const k of FLAGS) if (o[k] === true) args.push(`--${k}`);
+  // the identity file's path (never its content), also when it came from the environment
+  const identities = o['encryption-identity-file'] ?? ctx.env.BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE;
+  if (identities) args.push('--encryption-identity-file', String(identities));
   const bin = process.argv[1]?.replace(/barman-cloud(-restore)?$/, 'barman-cloud-wal-restore') ?? 'barman-cloud-wal-restore';
   const prefix = process.argv[1]?.endsWith('barman-cloud') ? [process.execPath, process.argv[1], 'wal-restore'] : [process.execPath, bin];
   return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name!].map(quote).join(' ') + ' %f %p';
@@ -58,6 +61,7 @@ const restore: CommandModule = {
   async run(ctx) {
     keepYoungGenerationSmall();
     const o = ctx.args.options;
+    const identities = await (await import('../encryption.js')).loadIdentities(ctx);
     const { store, resolved } = await openContextStore(ctx);
     try {
       const t = targets(ctx);
@@ -66,6 +70,7 @@ const restore: CommandModule = {
           tablespaces: parseTablespaceRules(o.tablespace as string[] | undefined),
           jobs: o.jobs as number,
           targets: t,
+          identities,
           recoveryConf: o['write-recovery-conf'] === true
             ? () => {
                 // postgresql.auto.conf strings double their single quotes.

@@ -30,6 +30,7 @@ const verifyCommand: CommandModule = {
         backup: ctx.args.positionals.backup_id ?? 'all',
         jobs: opts.jobs as number,
         signal: controller.signal,
+        identities: await (await import('../encryption.js')).loadIdentities(ctx),
         onProgress: spinner
           ? ({ backupId, part, bytes, totalBytes }) => {
               const secs = Math.max(0.001, (Date.now() - started) / 1000);

@@ -42,6 +42,23 @@ function spoolDir(ctx: CommandContext, walFile: string, sub: 'archive' | 'restor
   return trustedSpoolDir(root, storeUrl(ctx), ctx.args.positionals.server_name!, sub, create);
 }
 
+/** age keys for wal-archive, read only when asked for (plain runs never load the encryption code). */
+async function encryptionOptions(ctx: CommandContext) {
+  const opts = ctx.args.options;
+  const allowMixedEncryption = opts['allow-mixed-encryption'] === true;
+  if (!opts['encryption-recipient-file'] && !opts['encryption-identity-file']
+    && !ctx.env.BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE && !ctx.env.BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE) {
+    return { allowMixedEncryption };
+  }
+  const { loadRecipients, loadIdentities } = await import('../encryption.js');
+  return { recipients: await loadRecipients(ctx), identities: await loadIdentities(ctx), allowMixedEncryption };
+}
+
+async function restoreIdentities(ctx: CommandContext) {
+  if (!ctx.args.options['encryption-identity-file'] && !ctx.env.BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE) return undefined;
+  return (await import('../encryption.js')).loadIdentities(ctx);
+}
+
 export const walArchive: CommandModule = {
   errorPrefix: 'Barman cloud WAL archiver exception',
   validate(ctx) {
@@ -69,6 +86,7 @@ export const walArchive: CommandModule = {
       partSize: opts['max-block-size'] as number,
       concurrency: opts['max-concurrency'] as number,
       singlePutMax: opts['max-single-put-size'] as number,
+      ...(await encryptionOptions(ctx)),
     };
     const { store, resolved } = await openContextStore(ctx);
     try {
@@ -104,6 +122,7 @@ export const walRestore: CommandModule = {
     if (existing && (await restoredFromSpool(new RestoreSpool(existing), walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
 
     // Temp files that killed runs left beside wal_dest: swept while the store is asked.
+    const identities = await restoreIdentities(ctx);
     const sweep = removeStaleTemps(dirname(dest));
     const { store, resolved } = await openContextStore(ctx).catch(async (e: unknown) => {
       await sweep;
@@ -121,9 +140,10 @@ export const walRestore: CommandModule = {
           noPartial,
           segmentSize: opts['wal-segment-size'] as number | undefined,
           maxAgeMs: SPOOL_MAX_AGE_MS,
+          identities,
         });
       } else {
-        found = await restoreWal(store, layout, walName, dest, { noPartial });
+        found = await restoreWal(store, layout, walName, dest, { noPartial, identities });
       }
       if (!found) {
         // barman logs this at INFO: invisible by default, PostgreSQL asks for missing files routinely.

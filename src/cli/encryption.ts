@@ -1,0 +1,43 @@
+// --encryption-recipient-file / --encryption-identity-file (and their environment variables, which
+// name a file too: keys never travel in argv or the environment) → parsed age keys. Imported only
+// when one of them is set, so plain runs never load the encryption code.
+import { readFileSync } from 'node:fs';
+import { EncryptionKeyError } from '../errors.js';
+import { registerSecret } from '../log.js';
+import type { AgeIdentities } from '../encryption/age.js';
+import type { CommandContext } from './context.js';
+
+export const RECIPIENT_ENV = 'BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE';
+export const IDENTITY_ENV = 'BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE';
+
+export function recipientFile(ctx: CommandContext): string | undefined {
+  return (ctx.args.options['encryption-recipient-file'] as string | undefined) ?? (ctx.env[RECIPIENT_ENV] || undefined);
+}
+
+export function identityFile(ctx: CommandContext): string | undefined {
+  return (ctx.args.options['encryption-identity-file'] as string | undefined) ?? (ctx.env[IDENTITY_ENV] || undefined);
+}
+
+function readKeyFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new EncryptionKeyError(`cannot read the age ${what} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+export async function loadRecipients(ctx: CommandContext): Promise<string[] | undefined> {
+  const path = recipientFile(ctx);
+  if (!path) return undefined;
+  const { parseRecipients } = await import('../encryption/age.js');
+  return parseRecipients(readKeyFile(path, 'recipient'), path);
+}
+
+export async function loadIdentities(ctx: CommandContext): Promise<AgeIdentities | undefined> {
+  const path = identityFile(ctx);
+  if (!path) return undefined;
+  const text = readKeyFile(path, 'identity');
+  for (const line of text.split(/\r?\n/)) if (line.trim().startsWith('AGE-SECRET-KEY-')) registerSecret(line.trim());
+  const { parseIdentities } = await import('../encryption/age.js');
+  return parseIdentities(text, path);
+}
