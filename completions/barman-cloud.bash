@@ -88,7 +88,7 @@ _barman_cloud_cmd_wal_archive() {
       --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --xz
       --snappy --zstd --lz4 --compression-level --tags --tag --history-tags --history-tag
       --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size
-      --max-concurrency --max-single-put-size --overwrite --max-parallel --spool-dir' ;;
+      --max-concurrency --max-single-put-size --overwrite --max-parallel --async --spool-dir' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir' ;;
     lists) REPLY='--tags --history-tags' ;;
     value)
@@ -119,7 +119,7 @@ _barman_cloud_cmd_wal_restore() {
       --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
       --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
       --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --no-partial --parallel
+      --google-application-credentials --google-gke-environment --no-partial --parallel --async
       --wal-segment-size --spool-dir' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir' ;;
     lists) REPLY='' ;;

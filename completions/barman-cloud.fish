@@ -78,6 +78,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-co
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-single-put-size -x -d 'Azure: largest upload sent in one request'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l overwrite -d 'replace a WAL file already archived with different content (by default that is refused with exit 1)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l max-parallel -x -d 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l async -d 'a detached worker keeps uploading the .ready WAL files (--max-parallel at once); each call exits 0 once its own file is stored'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-archive' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
 # barman-cloud-wal-archive
@@ -125,6 +126,7 @@ complete -c barman-cloud-wal-archive -l max-concurrency -x -d 'Azure: blocks upl
 complete -c barman-cloud-wal-archive -l max-single-put-size -x -d 'Azure: largest upload sent in one request'
 complete -c barman-cloud-wal-archive -l overwrite -d 'replace a WAL file already archived with different content (by default that is refused with exit 1)'
 complete -c barman-cloud-wal-archive -l max-parallel -x -d 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)'
+complete -c barman-cloud-wal-archive -l async -d 'a detached worker keeps uploading the .ready WAL files (--max-parallel at once); each call exits 0 once its own file is stored'
 complete -c barman-cloud-wal-archive -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
 # barman-cloud wal-restore
@@ -154,6 +156,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l google
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l google-gke-environment -d 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l no-partial -d 'do not restore .partial WAL files'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l parallel -x -d 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l async -d 'with --parallel N: a detached prefetcher stays N-1 segments ahead of the last one asked for'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 
@@ -184,6 +187,7 @@ complete -c barman-cloud-wal-restore -l google-application-credentials -r -F -d 
 complete -c barman-cloud-wal-restore -l google-gke-environment -d 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)'
 complete -c barman-cloud-wal-restore -l no-partial -d 'do not restore .partial WAL files'
 complete -c barman-cloud-wal-restore -l parallel -x -d 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)'
+complete -c barman-cloud-wal-restore -l async -d 'with --parallel N: a detached prefetcher stays N-1 segments ahead of the last one asked for'
 complete -c barman-cloud-wal-restore -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
 complete -c barman-cloud-wal-restore -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 

@@ -36,6 +36,9 @@ interface Variant {
   /** Option and environment variable that must ask for more than one file at once. */
   countOption: string;
   countEnv: string;
+  /** Option and environment variable that use the spool whatever the count (--async of wal-archive). */
+  asyncOption?: string;
+  asyncEnv?: string;
   positionals: string[];
   /** The positional naming the file in pg_wal beside which the default spool root lives. */
   walFile: 'p3' | 'p4';
@@ -50,7 +53,11 @@ interface Variant {
 
 function script(v: Variant): string {
   const spec = commandByName(v.command)!;
-  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir']);
+  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir', ...(v.asyncOption ? [v.asyncOption] : [])]);
+  // The same words as flagFromEnv() in src/cli/commands/wal.ts; any other value is Node's to refuse.
+  const asyncEnv = v.asyncEnv
+    ? `case \${${v.asyncEnv}:-} in '' | 0 | false | no | off) async= ;; 1 | true | yes | on) async=1 ;; *) node_program "$@" ;; esac\n`
+    : 'async=\n';
   const n = v.positionals.length;
   const text = `#!/bin/sh
 ":" /*
@@ -61,7 +68,7 @@ node_program() {
   exec node "$0" "$@"
 }
 count=\${${v.countEnv}:-1} spool=\${BARMAN_CLOUD_SPOOL_DIR:-} n=0 p1= p2= p3= p4= want=
-for arg in "$@"; do
+${asyncEnv}for arg in "$@"; do
   if [ -n "$want" ]; then
     case $want in count) count=$arg ;; spool) spool=$arg ;; esac
     want=
@@ -72,7 +79,7 @@ for arg in "$@"; do
     ${v.countOption}=*) count=\${arg#*=} ;;
     --spool-dir) want=spool ;;
     --spool-dir=*) spool=\${arg#*=} ;;
-    ${quote(toNode)}) node_program "$@" ;;
+${v.asyncOption ? `    ${v.asyncOption}) async=1 ;;\n` : ''}    ${quote(toNode)}) node_program "$@" ;;
     ${quote(withValue)}) want=skip ;;
     ${quote(withValue.filter((w) => w.startsWith('--')).map((w) => `${w}=*`))}) ;;
     ${quote(flags)}) ;;
@@ -81,7 +88,8 @@ for arg in "$@"; do
   esac
 done
 [ -z "$want" ] && [ "$n" = ${n} ] || node_program "$@"
-case $count in [2-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
+case $count in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
+[ "$count" != 1 ] || [ -n "$async" ] || node_program "$@"
 # The effective uid, read without starting a program (each costs several ms here): the shell's own
 # /proc/self/status when there is one, else id -u.
 uid=
@@ -143,6 +151,8 @@ export function walArchiveScript(): string {
     command: 'wal-archive',
     countOption: '--max-parallel',
     countEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL',
+    asyncOption: '--async',
+    asyncEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC',
     positionals: ['destination_url', 'server_name', 'wal_path'],
     walFile: 'p3',
     sub: 'archive',
