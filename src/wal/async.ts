@@ -141,9 +141,11 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
   if (!lock) return;
   log.info(`Archive worker ${process.pid} started for ${o.walDir}`);
   const inFlight = new Map<string, Promise<void>>();
-  // Recently finished: PostgreSQL removes the .ready status a moment after the spool hit consumed
-  // the marker, and that moment must not look like a file still to upload.
-  const finished = new Map<string, number>();
+  // What this worker already settled, until PostgreSQL drops the .ready status: 'marked' (the
+  // marker waits for PostgreSQL's call; the moment between the call consuming it and the status
+  // going must not look like a file still to upload) or 'failed' (retried once the call took the
+  // error file). Checking the spool for every .ready file at every poll cost more CPU than lz4.
+  const settled = new Map<string, 'marked' | 'failed'>();
   let lastWork = Date.now();
   let lastTouch = Date.now();
   try {
@@ -156,32 +158,42 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
       }
       const ready = await readyNames(o.walDir);
       if (ready === null) break; // pg_wal is gone
-      for (const [n, t] of finished) if (now - t > 5_000) finished.delete(n);
+      const readySet = new Set(ready);
+      for (const n of settled.keys()) if (!readySet.has(n)) settled.delete(n);
       let started = false;
       for (const name of ready) {
         if (inFlight.size >= o.maxParallel) break;
-        if (inFlight.has(name) || finished.has(name)) continue;
-        const [marked, failed] = await Promise.all([
-          fs.access(join(spool.dir, name)).then(() => true, () => false),
-          fs.access(errorPath(spool, name)).then(() => true, () => false),
-        ]);
-        // A failure waits for PostgreSQL's call to read it; that call's next retry brings us back.
-        if (marked || failed) continue;
+        if (inFlight.has(name)) continue;
+        const state = settled.get(name);
+        if (state === 'marked') continue;
+        if (state === 'failed') {
+          // A failure waits for PostgreSQL's call to read it; that call's next retry brings us back.
+          if (await exists(errorPath(spool, name))) continue;
+          settled.delete(name);
+        } else if ((await exists(join(spool.dir, name))) || (await exists(errorPath(spool, name)))) {
+          settled.set(name, (await exists(errorPath(spool, name))) ? 'failed' : 'marked'); // another worker's
+          continue;
+        }
         const release = await spool.claim(name);
         if (!release) continue; // another archiver has it
         started = true;
         const task = uploadOne(store, layout, spool, join(o.walDir, name), o.archive)
+          .then((outcome) => {
+            // A file that changed while read got no marker: it is looked at again.
+            if (outcome !== 'unmarked') settled.set(name, outcome);
+          })
           .finally(async () => {
             await release();
-            finished.set(name, Date.now());
             inFlight.delete(name);
           });
-        inFlight.set(name, task);
+        inFlight.set(name, task.then(() => undefined));
       }
       if (inFlight.size > 0 || started) lastWork = Date.now();
       else if (Date.now() - lastWork > o.idleMs) break;
-      // Wake on the first finished upload, or poll for new .ready files.
-      await Promise.race([sleep(inFlight.size >= o.maxParallel ? 1_000 : 10), ...inFlight.values()]);
+      // Wake on the first finished upload, or poll for new .ready files: often while PostgreSQL is
+      // busy, less when it has been quiet for a while.
+      const poll = inFlight.size >= o.maxParallel ? 1_000 : Date.now() - lastWork < 2_000 ? 10 : 50;
+      await Promise.race([sleep(poll), ...inFlight.values()]);
     }
     await Promise.all(inFlight.values());
   } finally {
@@ -190,7 +202,12 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
   }
 }
 
-async function uploadOne(store: ObjectStore, layout: ServerLayout, spool: ArchiveSpool, path: string, options: ArchiveOptions): Promise<void> {
+const exists = (path: string) => fs.access(path).then(() => true, () => false);
+
+/** Upload one file: 'marked' once stored, 'unmarked' if it changed while read, 'failed' with an error file. */
+async function uploadOne(
+  store: ObjectStore, layout: ServerLayout, spool: ArchiveSpool, path: string, options: ArchiveOptions,
+): Promise<'marked' | 'unmarked' | 'failed'> {
   const name = basename(path);
   try {
     const before = await fileIdentity(path);
@@ -201,12 +218,15 @@ async function uploadOne(store: ObjectStore, layout: ServerLayout, spool: Archiv
     // that changed while read gets no marker; its call archives it itself, with the content check.
     if (before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size) {
       await spool.writeMarker(name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
+      return 'marked';
     }
+    return 'unmarked';
   } catch (e) {
     const exitCode = typeof (e as BarmanCloudError).exitCode === 'number' ? (e as BarmanCloudError).exitCode : 4;
     const message = e instanceof Error ? e.message : String(e);
     log.warning(`Archiving ${name} failed: ${message}`);
     await writeAtomic(errorPath(spool, name), JSON.stringify({ exitCode, message } satisfies WorkerFailure)).catch(() => undefined);
+    return 'failed';
   }
 }
 
