@@ -85,7 +85,7 @@ export interface WorkerFailure {
 
 const errorPath = (spool: ArchiveSpool, walName: string) => join(spool.dir, `${walName}.error`);
 
-/** The worker's failure for `walName`, consumed (the next call for it makes the worker try again). */
+/** The worker's failure for `walName`, consumed: the worker then tries once more, so each of PostgreSQL's retries gets a fresh verdict. */
 export async function takeWorkerFailure(spool: ArchiveSpool, walName: string): Promise<BarmanCloudError | null> {
   const path = errorPath(spool, walName);
   const text = await fs.readFile(path, 'utf8').catch(() => null);

@@ -308,8 +308,11 @@ describe('--async worker failures', () => {
       expect(r.stderr).toMatch(/already archived with different content/);
       expect(r.ms).toBeLessThan(30_000);
     }
-    // The failure is consumed by the call that reported it: nothing is left to answer a later call.
+    // Never a marker for it (nothing a later call could take for success); each call that consumed
+    // the failure made the worker try once more, so at most the latest verdict waits.
     const [dir] = spoolDirs(root);
-    expect(readdirSync(join(dir!, 'archive')).filter((n) => n.endsWith('.error') || SEGMENT_RE.test(n))).toEqual([]);
+    const left = readdirSync(join(dir!, 'archive'));
+    expect(left.filter((n) => SEGMENT_RE.test(n))).toEqual([]);
+    expect(left.filter((n) => n.endsWith('.error')).length).toBeLessThanOrEqual(1);
   }, 120_000);
 });
