@@ -17,7 +17,7 @@ import { archiveWal, readWalFile, type ArchiveOptions } from './archive.js';
 import { isSegmentName, nextSegment, parseSegmentName } from './names.js';
 import { fileIdentity } from './parallel.js';
 import { downloadTo, findWal } from './restore.js';
-import { writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';
+import { processAlive, writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';
 
 const WORKER_LOCK = 'worker.pid';
 /** A worker touches its lock this often; an untouched lock is stale even if its pid lives (reuse). */
@@ -25,15 +25,6 @@ const LOCK_TOUCH_MS = 1_000;
 const LOCK_STALE_MS = 15_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The pid of the live worker whose lock is in `dir`, or null (none, dead, or not touched lately). */
 export async function liveWorker(dir: string): Promise<number | null> {
