@@ -11,6 +11,9 @@ import { commandByName, type CommandSpec } from './spec.js';
 /** Prefetched files older than this are not served (as SPOOL_MAX_AGE_MS in commands/wal.ts). */
 export const SPOOL_MAX_AGE_MINUTES = 15;
 
+/** With --async, the shell waits up to this many 20 ms polls for the worker's marker before Node. */
+const ASYNC_SHELL_WAIT_POLLS = 500;
+
 const quote = (words: string[]): string => words.join('|');
 
 /** The option words of a command, split into those that take a value and those that do not. */
@@ -49,6 +52,8 @@ interface Variant {
   fresh: boolean;
   /** Shell code run once $file passed the checks: exits 0 on a hit, else falls through to Node. */
   hit: string;
+  /** Shell code run before the checks (may wait for $file to appear). */
+  wait?: string;
 }
 
 function script(v: Variant): string {
@@ -123,7 +128,7 @@ id=\${id%%[!0-9a-f]*}
 id=\${id%????????????????????????????????????????????????}
 sub=$spool/$id/${v.sub}
 ${v.name}
-# The spool is believed only when nobody else can have written it (trustedSpoolDir() in
+${v.wait ?? ''}# The spool is believed only when nobody else can have written it (trustedSpoolDir() in
 # src/wal/spool.ts): the root's directory (named with "/." so find follows a symlink to it and
 # -name . tells it apart) owned by us or root and writable by nobody else unless sticky; each level
 # and the file ours, writable by nobody else, a real directory or regular file (find does not
@@ -159,6 +164,19 @@ export function walArchiveScript(): string {
     name: `case \${p3##*[/]} in .* | '') node_program "$@" ;; esac
 file=$sub/\${p3##*[/]}`,
     fresh: false,
+    // --async: while the worker uploads this file, wait for its marker here (a sleep costs ~1 ms
+    // of CPU, a Node start ~70 ms that the worker needs on a small machine). Only while the file
+    // is .ready, a worker lock exists and no failure was recorded; then the usual checks decide,
+    // and Node (which also replaces a dead worker and reports failures) takes over after 10 s.
+    wait: `if [ -n "$async" ]; then
+  case $p3 in *[/]*) wd=\${p3%/*} ;; *) wd=. ;; esac
+  i=0
+  while [ ! -f "$file" ] && [ ! -f "$file.error" ] && [ -f "$sub/worker.pid" ] && [ -f "$wd/archive_status/\${p3##*[/]}.ready" ] && [ $i -lt ${ASYNC_SHELL_WAIT_POLLS} ]; do
+    sleep 0.02 2>/dev/null || break
+    i=$((i + 1))
+  done
+fi
+`,
     hit: `m=
 if { IFS= read -r m || [ -n "$m" ]; } <"$file"; then
   case $m in *'"ino":"'*'"mtimeNs":"'*) ;; *) node_program "$@" ;; esac

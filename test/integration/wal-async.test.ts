@@ -197,6 +197,18 @@ function pgWal(name: string, content: Buffer): { walDir: string; path: string } 
 /** The shell-front environment PostgreSQL gives our tools: node on PATH. */
 const toolEnv = () => cleanEnv({ ...S3_ENV, PATH: `${dirname(process.execPath)}:${process.env.PATH}` });
 
+/** Run an executable itself (its shell front), as PostgreSQL does. */
+function runFile(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr, ms: Date.now() - started }));
+  });
+}
+
 /** A TCP proxy that forwards uploads at `bytesPerSecond`, downloads at full speed. */
 async function throttlingProxy(targetUrl: string, bytesPerSecond: number): Promise<{ url: string; uploaded: () => number; close: () => Promise<void> }> {
   const target = new URL(targetUrl);
@@ -232,7 +244,7 @@ async function throttlingProxy(targetUrl: string, bytesPerSecond: number): Promi
   };
 }
 
-describe('--async worker failures', () => {
+describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
   let moto: ServerHandle;
   const roots: string[] = [];
 
@@ -285,6 +297,33 @@ describe('--async worker failures', () => {
       const r = await runBin('barman-cloud-wal-restore', [...via(moto.url), name, dest], { env: cleanEnv(S3_ENV) });
       expect(r.code).toBe(0);
       expect(sha(readFileSync(dest))).toBe(sha(content));
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
+
+  it('the shell front waits for the marker of a file the worker is uploading, without starting Node', async () => {
+    const names = ['000000010000000000000011', '000000010000000000000012'];
+    const contents = names.map(() => randomBytes(2 * 1024 * 1024));
+    const { walDir, path: first } = pgWal(names[0]!, contents[0]!);
+    writeFileSync(join(walDir, names[1]!), contents[1]!);
+    writeFileSync(join(walDir, 'archive_status', `${names[1]}.ready`), '');
+    roots.push(join(walDir, `.barman-cloud-spool-${process.geteuid!()}`));
+    const proxy = await throttlingProxy(moto.url, 1024 * 1024); // ~2 s per file, one at a time
+    const bin = join(ROOT, 'bin', 'barman-cloud-wal-archive');
+    const args = ['--async', '--max-parallel', '1', '--endpoint-url', proxy.url, 's3://asyncfail/shellwait', 'srv'];
+    try {
+      // Not spawnSync: the proxy runs in this process and must keep forwarding.
+      const r1 = await runFile(bin, [...args, first], toolEnv());
+      expect({ code: r1.code, stderr: r1.stderr }).toEqual({ code: 0, stderr: '' });
+      // The worker now uploads the second file; the call for it may not start Node at all.
+      const r2 = await runFile(bin, [...args, join(walDir, names[1]!)], { ...toolEnv(), NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' });
+      expect({ code: r2.code, stderr: r2.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(r2.ms).toBeGreaterThan(300); // it waited for the upload
+      const dest = join(dirname(walDir), 'second');
+      const r = await runBin('barman-cloud-wal-restore', ['--endpoint-url', moto.url, 's3://asyncfail/shellwait', 'srv', names[1]!, dest], { env: cleanEnv(S3_ENV) });
+      expect(r.code).toBe(0);
+      expect(sha(readFileSync(dest))).toBe(sha(contents[1]!));
     } finally {
       await proxy.close();
     }
