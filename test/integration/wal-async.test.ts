@@ -329,6 +329,24 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
     }
   }, 120_000);
 
+  it('BARMAN_CLOUD_WAL_ARCHIVE_ASYNC turns --async on; a value that is not a boolean word is exit 3', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
+    const content = randomBytes(64 * 1024);
+    const { walDir, path } = pgWal('000000010000000000000015', content);
+    const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
+    roots.push(root);
+    const bin = join(ROOT, 'bin', 'barman-cloud-wal-archive');
+    const bad = await runFile(bin, [`file://${store}`, 'srv', path], { ...toolEnv(), BARMAN_CLOUD_WAL_ARCHIVE_ASYNC: 'maybe' });
+    expect(bad.code).toBe(3);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/BARMAN_CLOUD_WAL_ARCHIVE_ASYNC/);
+    const ok = await runFile(bin, [`file://${store}`, 'srv', path], { ...toolEnv(), BARMAN_CLOUD_WAL_ARCHIVE_ASYNC: 'on' });
+    expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
+    // A worker archived it: its log is in the spool.
+    const [dir] = spoolDirs(root);
+    expect(existsSync(join(dir!, 'archive', 'worker.log'))).toBe(true);
+  }, 60_000);
+
   it("a worker's upload failure reaches PostgreSQL's call for that segment as exit 1, every time", async () => {
     const name = '000000010000000000000009';
     const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
