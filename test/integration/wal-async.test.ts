@@ -347,6 +347,36 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
     expect(existsSync(join(dir!, 'archive', 'worker.log'))).toBe(true);
   }, 60_000);
 
+  it('the prefetcher stops at a segment missing from the archive and finds it once archived; a miss is exit 1', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
+    const names = ['000000010000000000000021', '000000010000000000000022', '000000010000000000000023', '000000010000000000000024'];
+    const contents = names.map(() => randomBytes(16 * 1024 * 1024));
+    const src = mkdtempSync(join(tmpdir(), 'bc-asyncsrc-'));
+    const archive = async (i: number) => {
+      writeFileSync(join(src, names[i]!), contents[i]!);
+      expect((await runBin('barman-cloud-wal-archive', [`file://${store}`, 'srv', join(src, names[i]!)], { env: cleanEnv() })).code).toBe(0);
+    };
+    for (let i = 0; i < 3; i++) await archive(i);
+    const walDir = join(mkdtempSync(join(tmpdir(), 'bc-asyncrec-')), 'pg_wal');
+    mkdirSync(walDir);
+    roots.push(join(walDir, `.barman-cloud-spool-${process.geteuid!()}`));
+    const bin = join(ROOT, 'bin', 'barman-cloud-wal-restore');
+    const restore = (i: number) => runFile(bin, ['--async', '--parallel', '4', `file://${store}`, 'srv', names[i]!, join(walDir, 'RECOVERYXLOG')], toolEnv());
+    const check = (i: number) => expect(sha(readFileSync(join(walDir, 'RECOVERYXLOG')))).toBe(sha(contents[i]!));
+    for (let i = 0; i < 3; i++) {
+      const r = await restore(i);
+      expect({ i, code: r.code, stderr: r.stderr }).toEqual({ i, code: 0, stderr: '' });
+      check(i);
+    }
+    // Not archived yet: not found, and nothing stands in for it.
+    const miss = await restore(3);
+    expect({ code: miss.code, stderr: miss.stderr }).toEqual({ code: 1, stderr: '' });
+    await archive(3);
+    const hit = await restore(3);
+    expect({ code: hit.code, stderr: hit.stderr }).toEqual({ code: 0, stderr: '' });
+    check(3);
+  }, 120_000);
+
   it("a worker's upload failure reaches PostgreSQL's call for that segment as exit 1, every time", async () => {
     const name = '000000010000000000000009';
     const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
