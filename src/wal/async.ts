@@ -370,10 +370,13 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
           inFlight.set(name, task);
         }
       }
-      if (inFlight.size === 0 && Date.now() - lastProgress > o.idleMs) break;
+      // Idle: recovery asked for nothing for idleMs. Downloads still running then are not waited
+      // for long (one was seen never to settle, which kept a prefetcher spinning for 20 minutes);
+      // their temp files are swept with the spool's other leftovers.
+      if (Date.now() - lastProgress > o.idleMs && (inFlight.size === 0 || Date.now() - lastProgress > 2 * o.idleMs)) break;
       await Promise.race([sleep(inFlight.size > 0 ? 50 : 10), ...inFlight.values()]);
     }
-    await Promise.all(inFlight.values());
+    await Promise.race([Promise.all(inFlight.values()), sleep(5_000)]);
   } finally {
     await lock.release();
     log.info(`Prefetcher ${process.pid} exits`);
