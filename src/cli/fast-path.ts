@@ -11,6 +11,9 @@ import { commandByName, type CommandSpec } from './spec.js';
 /** Prefetched files older than this are not served (as SPOOL_MAX_AGE_MS in commands/wal.ts). */
 export const SPOOL_MAX_AGE_MINUTES = 15;
 
+/** With --async, the shell waits up to this many 20 ms polls for the worker's marker before Node. */
+const ASYNC_SHELL_WAIT_POLLS = 500;
+
 const quote = (words: string[]): string => words.join('|');
 
 /** The option words of a command, split into those that take a value and those that do not. */
@@ -36,6 +39,9 @@ interface Variant {
   /** Option and environment variable that must ask for more than one file at once. */
   countOption: string;
   countEnv: string;
+  /** Option and environment variable that use the spool whatever the count (--async of wal-archive). */
+  asyncOption?: string;
+  asyncEnv?: string;
   positionals: string[];
   /** The positional naming the file in pg_wal beside which the default spool root lives. */
   walFile: 'p3' | 'p4';
@@ -46,11 +52,17 @@ interface Variant {
   fresh: boolean;
   /** Shell code run once $file passed the checks: exits 0 on a hit, else falls through to Node. */
   hit: string;
+  /** Shell code run before the checks (may wait for $file to appear). */
+  wait?: string;
 }
 
 function script(v: Variant): string {
   const spec = commandByName(v.command)!;
-  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir']);
+  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir', ...(v.asyncOption ? [v.asyncOption] : [])]);
+  // The same words as flagFromEnv() in src/cli/commands/wal.ts; any other value is Node's to refuse.
+  const asyncEnv = v.asyncEnv
+    ? `case \${${v.asyncEnv}:-} in '' | 0 | false | no | off) async= ;; 1 | true | yes | on) async=1 ;; *) node_program "$@" ;; esac\n`
+    : 'async=\n';
   const n = v.positionals.length;
   const text = `#!/bin/sh
 ":" /*
@@ -61,7 +73,7 @@ node_program() {
   exec node "$0" "$@"
 }
 count=\${${v.countEnv}:-1} spool=\${BARMAN_CLOUD_SPOOL_DIR:-} n=0 p1= p2= p3= p4= want=
-for arg in "$@"; do
+${asyncEnv}for arg in "$@"; do
   if [ -n "$want" ]; then
     case $want in count) count=$arg ;; spool) spool=$arg ;; esac
     want=
@@ -72,7 +84,7 @@ for arg in "$@"; do
     ${v.countOption}=*) count=\${arg#*=} ;;
     --spool-dir) want=spool ;;
     --spool-dir=*) spool=\${arg#*=} ;;
-    ${quote(toNode)}) node_program "$@" ;;
+${v.asyncOption ? `    ${v.asyncOption}) async=1 ;;\n` : ''}    ${quote(toNode)}) node_program "$@" ;;
     ${quote(withValue)}) want=skip ;;
     ${quote(withValue.filter((w) => w.startsWith('--')).map((w) => `${w}=*`))}) ;;
     ${quote(flags)}) ;;
@@ -81,7 +93,8 @@ for arg in "$@"; do
   esac
 done
 [ -z "$want" ] && [ "$n" = ${n} ] || node_program "$@"
-case $count in [2-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
+case $count in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
+[ "$count" != 1 ] || [ -n "$async" ] || node_program "$@"
 # The effective uid, read without starting a program (each costs several ms here): the shell's own
 # /proc/self/status when there is one, else id -u.
 uid=
@@ -115,7 +128,7 @@ id=\${id%%[!0-9a-f]*}
 id=\${id%????????????????????????????????????????????????}
 sub=$spool/$id/${v.sub}
 ${v.name}
-# The spool is believed only when nobody else can have written it (trustedSpoolDir() in
+${v.wait ?? ''}# The spool is believed only when nobody else can have written it (trustedSpoolDir() in
 # src/wal/spool.ts): the root's directory (named with "/." so find follows a symlink to it and
 # -name . tells it apart) owned by us or root and writable by nobody else unless sticky; each level
 # and the file ours, writable by nobody else, a real directory or regular file (find does not
@@ -143,12 +156,27 @@ export function walArchiveScript(): string {
     command: 'wal-archive',
     countOption: '--max-parallel',
     countEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL',
+    asyncOption: '--async',
+    asyncEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC',
     positionals: ['destination_url', 'server_name', 'wal_path'],
     walFile: 'p3',
     sub: 'archive',
     name: `case \${p3##*[/]} in .* | '') node_program "$@" ;; esac
 file=$sub/\${p3##*[/]}`,
     fresh: false,
+    // --async: while the worker uploads this file, wait for its marker here (a sleep costs ~1 ms
+    // of CPU, a Node start ~70 ms that the worker needs on a small machine). Only while the file
+    // is .ready, a worker lock exists and no failure was recorded; then the usual checks decide,
+    // and Node (which also replaces a dead worker and reports failures) takes over after 10 s.
+    wait: `if [ -n "$async" ]; then
+  case $p3 in *[/]*) wd=\${p3%/*} ;; *) wd=. ;; esac
+  i=0
+  while [ ! -f "$file" ] && [ ! -f "$file.error" ] && [ -f "$sub/worker.pid" ] && [ -f "$wd/archive_status/\${p3##*[/]}.ready" ] && [ $i -lt ${ASYNC_SHELL_WAIT_POLLS} ]; do
+    sleep 0.02 2>/dev/null || break
+    i=$((i + 1))
+  done
+fi
+`,
     hit: `m=
 if { IFS= read -r m || [ -n "$m" ]; } <"$file"; then
   case $m in *'"ino":"'*'"mtimeNs":"'*) ;; *) node_program "$@" ;; esac

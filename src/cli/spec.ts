@@ -265,6 +265,10 @@ export const COMMANDS: CommandSpec[] = [
         env: ['BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL'],
         help: 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)',
       },
+      {
+        long: '--async', kind: 'flag', extension: true, env: ['BARMAN_CLOUD_WAL_ARCHIVE_ASYNC'],
+        help: 'a detached worker keeps uploading the .ready WAL files (--max-parallel at once); each call exits 0 once its own file is stored',
+      },
       SPOOL_DIR,
       ENCRYPTION_RECIPIENT_FILE,
       { ...ENCRYPTION_IDENTITY_FILE, help: 'age identities, only to compare with an encrypted copy of the WAL file already archived' },
@@ -291,6 +295,10 @@ export const COMMANDS: CommandSpec[] = [
         long: '--parallel', kind: 'value', metavar: 'N', parse: parsePositiveInteger, extension: true,
         env: ['BARMAN_CLOUD_WAL_RESTORE_PARALLEL'],
         help: 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)',
+      },
+      {
+        long: '--async', kind: 'flag', extension: true, env: ['BARMAN_CLOUD_WAL_RESTORE_ASYNC'],
+        help: 'with --parallel N: a detached prefetcher stays N-1 segments ahead of the last one asked for',
       },
       {
         long: '--wal-segment-size', kind: 'value', metavar: 'SIZE', parse: parseSize, extension: true,

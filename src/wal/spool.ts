@@ -10,7 +10,7 @@
 // directory where nobody else can swap it (trustedSpoolDir). The shell front of the WAL commands
 // (src/cli/fast-path.ts) applies the same rule.
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fs, constants as fsc, type Stats } from 'node:fs';
+import { promises as fs, constants as fsc, readFileSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { log } from '../log.js';
 import { tempBeside } from './temp-files.js';
@@ -298,12 +298,21 @@ export class ArchiveSpool {
   }
 }
 
-function processAlive(pid: number): boolean {
+/**
+ * Whether `pid` runs. A zombie does not: a killed --async worker whose caller already exited is
+ * reparented, and a PID 1 that does not reap (some containers) would keep its claims "alive".
+ */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc: the signal's answer stands
   }
 }
 

@@ -1,11 +1,12 @@
 // barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
-import { basename, dirname } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
-import { isWalName } from '../../wal/names.js';
+import { isSegmentName, isWalName } from '../../wal/names.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
@@ -22,6 +23,49 @@ const CODEC_FLAGS: [string, CodecName][] = [
 
 /** Prefetched files are served for this long; the archive of a live server does not change under them. */
 const SPOOL_MAX_AGE_MS = 15 * 60_000;
+
+/** An --async worker exits after this long with nothing to do; the next call starts another. */
+const WORKER_IDLE_MS = 30_000;
+/** How long an --async wal-archive call waits for its segment; then exit 1 and PostgreSQL retries. */
+const ASYNC_WAIT_MS = 60_000;
+/** Set by an --async call in the environment of the worker it starts (internal, not an option). */
+const WORKER_ENV = 'BARMAN_CLOUD_ASYNC_WORKER';
+
+/** A boolean environment variable: unset or empty is false; anything but the usual words is refused. */
+function flagFromEnv(env: Env, name: string): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '' || ['0', 'false', 'no', 'off'].includes(raw)) return false;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  throw new CliError(`${name} must be 1/true/yes/on or 0/false/no/off, not '${raw}'`);
+}
+
+/**
+ * Start the detached worker of an --async call: this same command line again, in its own session
+ * (no controlling terminal, not in PostgreSQL's process group), output to a log file in the
+ * spool, so it outlives this call. Null when it cannot be started: the call then works alone.
+ */
+async function startWorker(ctx: CommandContext, kind: 'archive' | 'restore', dir: string): Promise<ChildProcess | null> {
+  const { spawn } = await import('node:child_process');
+  const { openSync, closeSync } = await import('node:fs');
+  try {
+    const fd = openSync(join(dir, 'worker.log'), 'w', 0o600);
+    try {
+      const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: { ...ctx.env, [WORKER_ENV]: kind },
+      });
+      child.on('error', (e) => log.debug(`The ${kind} worker could not start: ${e.message}`));
+      child.unref();
+      return child.pid === undefined ? null : child;
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    log.debug(`The ${kind} worker could not start: ${(e as Error).message}`);
+    return null;
+  }
+}
 
 function positiveFromEnv(env: Env, name: string): number | undefined {
   const raw = env[name];
@@ -71,8 +115,11 @@ export const walArchive: CommandModule = {
     const opts = ctx.args.options;
     const walPath = ctx.args.positionals.wal_path!;
     const maxParallel = (opts['max-parallel'] as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
+    const asyncMode = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC');
+    const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'archive';
+    const useSpool = maxParallel > 1 || asyncMode;
     // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
-    const existing = maxParallel > 1 ? await spoolDir(ctx, walPath, 'archive', false) : null;
+    const existing = useSpool && !isWorker ? await spoolDir(ctx, walPath, 'archive', false) : null;
     if (existing && (await archivedBySpool(new ArchiveSpool(existing), walPath))) return EXIT.OK;
 
     const codec = CODEC_FLAGS.find(([flag]) => opts[flag] === true)?.[1];
@@ -92,11 +139,18 @@ export const walArchive: CommandModule = {
     try {
       const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!);
       // Without a spool we can trust, the requested file alone is archived.
-      const dir = maxParallel > 1 ? await spoolDir(ctx, walPath, 'archive', true) : null;
-      if (dir) {
+      const dir = useSpool ? await spoolDir(ctx, walPath, 'archive', true) : null;
+      if (dir && isWorker) {
+        const { runArchiveWorker } = await import('../../wal/async.js');
+        await runArchiveWorker(store, layout, new ArchiveSpool(dir), {
+          walDir: dirname(resolve(walPath)), maxParallel, idleMs: WORKER_IDLE_MS, archive: archiveOptions,
+        });
+      } else if (dir) {
         const spool = new ArchiveSpool(dir);
         await spool.prune(24 * 3600_000);
-        await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
+        if (!(asyncMode && (await archivedByWorker(ctx, spool, walPath)))) {
+          await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
+        }
       } else {
         await archiveWal(store, layout, await readWalFile(walPath), archiveOptions);
       }
@@ -106,6 +160,37 @@ export const walArchive: CommandModule = {
     }
   },
 };
+
+/**
+ * --async: have the worker archive `walPath` (starting one if none runs) and wait for its verdict.
+ * True once the store confirmed this very file; false when the call must archive it itself (no
+ * .ready status for the worker to find, no worker can run, or the file changed since its upload).
+ * The worker's failure for the file is thrown; a wait past ASYNC_WAIT_MS is exit 1.
+ */
+async function archivedByWorker(ctx: CommandContext, spool: ArchiveSpool, walPath: string): Promise<boolean> {
+  const { awaitArchived, isReady, liveWorker, takeWorkerFailure } = await import('../../wal/async.js');
+  const name = basename(walPath);
+  // A failure recorded since PostgreSQL's last try: report it, and let the next try start afresh.
+  const failure = await takeWorkerFailure(spool, name);
+  if (failure) throw failure;
+  if (!(await isReady(dirname(resolve(walPath)), name))) return false;
+  const deadline = Date.now() + ASYNC_WAIT_MS;
+  // A killed worker is replaced (its claim on the file is taken over as that of a dead pid).
+  for (let starts = 0; starts < 3; starts++) {
+    let child: ChildProcess | null = null;
+    if ((await liveWorker(spool.dir)) === null) {
+      child = await startWorker(ctx, 'archive', spool.dir);
+      if (!child) return false;
+    }
+    const started = child;
+    const alive = async () => (await liveWorker(spool.dir)) !== null || (started !== null && started.exitCode === null && started.signalCode === null);
+    const verdict = await awaitArchived(spool, walPath, deadline - Date.now(), alive, () => archivedBySpool(spool, walPath));
+    if (verdict === 'archived') return true;
+    if (verdict === 'changed') return false;
+    if (verdict === 'timeout') throw new OperationError(`WAL file ${name} was not archived by the archive worker within ${ASYNC_WAIT_MS / 1000} s`);
+  }
+  return false;
+}
 
 export const walRestore: CommandModule = {
   errorPrefix: 'Barman cloud WAL restore exception',
@@ -117,8 +202,11 @@ export const walRestore: CommandModule = {
     const opts = ctx.args.options;
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals as Record<string, string>;
     const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
+    // Prefetching N-1 ahead needs N > 1; --async alone changes nothing.
+    const asyncMode = (opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC')) && parallel > 1;
+    const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'restore';
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
-    const existing = parallel > 1 ? await spoolDir(ctx, dest, 'restore', false) : null;
+    const existing = parallel > 1 && !isWorker ? await spoolDir(ctx, dest, 'restore', false) : null;
     if (existing && (await restoredFromSpool(new RestoreSpool(existing), walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
 
     // Temp files that killed runs left beside wal_dest: swept while the store is asked.
@@ -134,9 +222,26 @@ export const walRestore: CommandModule = {
       let found: boolean;
       // Without a spool we can trust, the requested file alone is downloaded.
       const dir = parallel > 1 ? await spoolDir(ctx, dest, 'restore', true) : null;
-      if (dir) {
-        found = await restoreWithPrefetch(store, layout, walName, dest, new RestoreSpool(dir), {
-          parallel,
+      if (dir && isWorker) {
+        const { runPrefetcher } = await import('../../wal/async.js');
+        await runPrefetcher(store, layout, new RestoreSpool(dir), {
+          ahead: parallel - 1,
+          segmentSize: opts['wal-segment-size'] as number | undefined,
+          idleMs: WORKER_IDLE_MS,
+          missRetryMs: 1_000,
+        });
+        return EXIT.OK;
+      } else if (dir) {
+        const spool = new RestoreSpool(dir);
+        if (asyncMode && isSegmentName(walName)) {
+          // Tell the prefetcher where recovery is before fetching this file ourselves.
+          const { liveWorker, recordWanted } = await import('../../wal/async.js');
+          await recordWanted(spool, walName);
+          if ((await liveWorker(dir)) === null) await startWorker(ctx, 'restore', dir);
+        }
+        found = await restoreWithPrefetch(store, layout, walName, dest, spool, {
+          // With --async the prefetcher fetches what follows; this call fetches only its own file.
+          parallel: asyncMode ? 1 : parallel,
           noPartial,
           segmentSize: opts['wal-segment-size'] as number | undefined,
           maxAgeMs: SPOOL_MAX_AGE_MS,

@@ -1,0 +1,384 @@
+// Asynchronous archiving and prefetching (--async): a detached worker per (store, server) keeps
+// uploading the segments PostgreSQL marked .ready, or keeps N segments ahead of recovery, while
+// PostgreSQL's one-file-at-a-time calls are answered from the spool. The contract stays that of
+// the one-shot path: a call exits 0 only once its own segment is confirmed by the store (the
+// marker is written after the confirmation), and a failure of the worker for that segment is
+// handed to that call through an error file, so it fails with the worker's exit code.
+//   archive/worker.pid, restore/worker.pid   the running worker (pid; touched while it lives)
+//   archive/<wal>.error                      {"exitCode","message"}: the worker's failure for <wal>
+//   restore/want                             the last segment a Node call of wal-restore was asked for
+import { promises as fs, constants as fsc } from 'node:fs';
+import { basename, join } from 'node:path';
+import { CliError, GeneralError, NetworkError, OperationError, type BarmanCloudError } from '../errors.js';
+import { log } from '../log.js';
+import type { ServerLayout } from '../catalog/layout.js';
+import type { ObjectStore } from '../storage/types.js';
+import { archiveWal, readWalFile, type ArchiveOptions } from './archive.js';
+import { isSegmentName, nextSegment, parseSegmentName } from './names.js';
+import { fileIdentity } from './parallel.js';
+import { downloadTo, findWal } from './restore.js';
+import { processAlive, writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';
+
+const WORKER_LOCK = 'worker.pid';
+/** A worker touches its lock this often; an untouched lock is stale even if its pid lives (reuse). */
+const LOCK_TOUCH_MS = 1_000;
+const LOCK_STALE_MS = 15_000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The pid of the live worker whose lock is in `dir`, or null (none, dead, or not touched lately). */
+export async function liveWorker(dir: string): Promise<number | null> {
+  const path = join(dir, WORKER_LOCK);
+  const [text, st] = await Promise.all([fs.readFile(path, 'utf8').catch(() => ''), fs.stat(path).catch(() => null)]);
+  const pid = Number(text);
+  if (!st || !Number.isInteger(pid) || pid <= 0) return null;
+  if (Date.now() - st.mtimeMs > LOCK_STALE_MS || !processAlive(pid)) return null;
+  return pid;
+}
+
+/**
+ * Become the one worker of `dir`: O_EXCL create of the lock holding our pid; a stale lock (dead
+ * pid, or not touched for LOCK_STALE_MS) is removed and the create tried once more. Two workers at
+ * once would still be safe (each segment is claimed before upload), only wasteful.
+ */
+async function takeWorkerLock(dir: string): Promise<{ touch: () => Promise<void>; release: () => Promise<void> } | null> {
+  const path = join(dir, WORKER_LOCK);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await fs.open(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600);
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return {
+        touch: async () => {
+          const now = new Date();
+          await fs.utimes(path, now, now).catch(() => undefined);
+        },
+        release: async () => {
+          // Only our own lock: a successor may have replaced it after we were thought stale.
+          if ((await fs.readFile(path, 'utf8').catch(() => '')) === String(process.pid)) await fs.rm(path, { force: true });
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if ((await liveWorker(dir)) !== null) return null;
+      await fs.rm(path, { force: true });
+    }
+  }
+  return null;
+}
+
+// ---- archive --------------------------------------------------------------------------------------
+
+export interface WorkerFailure {
+  exitCode: number;
+  message: string;
+}
+
+const errorPath = (spool: ArchiveSpool, walName: string) => join(spool.dir, `${walName}.error`);
+
+/** The worker's failure for `walName`, consumed: the worker then tries once more, so each of PostgreSQL's retries gets a fresh verdict. */
+export async function takeWorkerFailure(spool: ArchiveSpool, walName: string): Promise<BarmanCloudError | null> {
+  const path = errorPath(spool, walName);
+  const text = await fs.readFile(path, 'utf8').catch(() => null);
+  if (text === null) return null;
+  await fs.rm(path, { force: true });
+  let f: WorkerFailure;
+  try {
+    f = JSON.parse(text) as WorkerFailure;
+  } catch {
+    f = { exitCode: 4, message: `unreadable failure record of the archive worker for ${walName}` };
+  }
+  const message = String(f.message).split('\n')[0];
+  switch (f.exitCode) {
+    case 1: return new OperationError(message);
+    case 2: return new NetworkError(message);
+    case 3: return new CliError(message);
+    default: return new GeneralError(message);
+  }
+}
+
+export interface ArchiveWorkerOptions {
+  walDir: string;
+  maxParallel: number;
+  /** Exit after this long with nothing .ready. */
+  idleMs: number;
+  archive: ArchiveOptions;
+}
+
+/** .ready WAL files of `walDir`, oldest first (PostgreSQL's own order). */
+async function readyNames(walDir: string): Promise<string[] | null> {
+  try {
+    return (await fs.readdir(join(walDir, 'archive_status')))
+      .filter((n) => n.endsWith('.ready'))
+      .map((n) => n.slice(0, -'.ready'.length))
+      .sort();
+  } catch {
+    return null;
+  }
+}
+
+/** Whether PostgreSQL has asked for `walName` to be archived (its .ready status exists). */
+export async function isReady(walDir: string, walName: string): Promise<boolean> {
+  return fs.access(join(walDir, 'archive_status', `${walName}.ready`)).then(() => true, () => false);
+}
+
+/**
+ * The detached archive worker: upload .ready files oldest first, `maxParallel` at once, with the
+ * one-shot path's rules (archiveWal: no overwrite, content check, race settle), a marker after
+ * each confirmed upload, an error file after each failure. Returns when idle or replaced.
+ */
+export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout, spool: ArchiveSpool, o: ArchiveWorkerOptions): Promise<void> {
+  const lock = await takeWorkerLock(spool.dir);
+  if (!lock) return;
+  log.info(`Archive worker ${process.pid} started for ${o.walDir}`);
+  const inFlight = new Map<string, Promise<void>>();
+  // What this worker already settled, until PostgreSQL drops the .ready status: 'marked' (the
+  // marker waits for PostgreSQL's call; the moment between the call consuming it and the status
+  // going must not look like a file still to upload) or 'failed' (retried once the call took the
+  // error file). Checking the spool for every .ready file at every poll cost more CPU than lz4.
+  const settled = new Map<string, 'marked' | 'failed'>();
+  let lastWork = Date.now();
+  let lastTouch = Date.now();
+  try {
+    for (;;) {
+      const now = Date.now();
+      if (now - lastTouch >= LOCK_TOUCH_MS) {
+        await lock.touch();
+        lastTouch = now;
+        if ((await liveWorker(spool.dir)) !== process.pid) break; // replaced after a stall: leave
+      }
+      const ready = await readyNames(o.walDir);
+      if (ready === null) break; // pg_wal is gone
+      const readySet = new Set(ready);
+      for (const n of settled.keys()) if (!readySet.has(n)) settled.delete(n);
+      let started = false;
+      for (const name of ready) {
+        if (inFlight.size >= o.maxParallel) break;
+        if (inFlight.has(name)) continue;
+        const state = settled.get(name);
+        if (state === 'marked') continue;
+        if (state === 'failed') {
+          // A failure waits for PostgreSQL's call to read it; that call's next retry brings us back.
+          if (await exists(errorPath(spool, name))) continue;
+          settled.delete(name);
+        } else if ((await exists(join(spool.dir, name))) || (await exists(errorPath(spool, name)))) {
+          settled.set(name, (await exists(errorPath(spool, name))) ? 'failed' : 'marked'); // another worker's
+          continue;
+        }
+        const release = await spool.claim(name);
+        if (!release) continue; // another archiver has it
+        started = true;
+        const task = uploadOne(store, layout, spool, join(o.walDir, name), o.archive)
+          .then((outcome) => {
+            // A file that changed while read got no marker: it is looked at again.
+            if (outcome !== 'unmarked') settled.set(name, outcome);
+          })
+          .finally(async () => {
+            await release();
+            inFlight.delete(name);
+          });
+        inFlight.set(name, task.then(() => undefined));
+      }
+      if (inFlight.size > 0 || started) lastWork = Date.now();
+      else if (Date.now() - lastWork > o.idleMs) break;
+      // Wake on the first finished upload, or poll for new .ready files: often while PostgreSQL is
+      // busy, less when it has been quiet for a while.
+      const poll = inFlight.size >= o.maxParallel ? 1_000 : Date.now() - lastWork < 2_000 ? 10 : 50;
+      await Promise.race([sleep(poll), ...inFlight.values()]);
+    }
+    await Promise.all(inFlight.values());
+  } finally {
+    await lock.release();
+    log.info(`Archive worker ${process.pid} exits`);
+  }
+}
+
+const exists = (path: string) => fs.access(path).then(() => true, () => false);
+
+/** Upload one file: 'marked' once stored, 'unmarked' if it changed while read, 'failed' with an error file. */
+async function uploadOne(
+  store: ObjectStore, layout: ServerLayout, spool: ArchiveSpool, path: string, options: ArchiveOptions,
+): Promise<'marked' | 'unmarked' | 'failed'> {
+  const name = basename(path);
+  try {
+    const before = await fileIdentity(path);
+    const wal = await readWalFile(path);
+    await archiveWal(store, layout, wal, options);
+    const after = await fileIdentity(path);
+    // Confirmed by the store: only now may PostgreSQL's call for this file be answered. A file
+    // that changed while read gets no marker; its call archives it itself, with the content check.
+    if (before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size) {
+      await spool.writeMarker(name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
+      return 'marked';
+    }
+    return 'unmarked';
+  } catch (e) {
+    const exitCode = typeof (e as BarmanCloudError).exitCode === 'number' ? (e as BarmanCloudError).exitCode : 4;
+    const message = e instanceof Error ? e.message : String(e);
+    log.warning(`Archiving ${name} failed: ${message}`);
+    await writeAtomic(errorPath(spool, name), JSON.stringify({ exitCode, message } satisfies WorkerFailure)).catch(() => undefined);
+    return 'failed';
+  }
+}
+
+export type ArchiveWait = 'archived' | 'changed' | 'no-worker' | 'timeout';
+
+/**
+ * Wait for the worker's verdict on `walPath`: its marker (then checked against the file: an
+ * unchanged file is 'archived', else 'changed'), its failure (thrown), the worker's death with
+ * nothing written ('no-worker': `workerAlive` said no), or the timeout.
+ */
+export async function awaitArchived(
+  spool: ArchiveSpool,
+  walPath: string,
+  timeoutMs: number,
+  workerAlive: () => Promise<boolean>,
+  markerMatches: () => Promise<boolean>,
+): Promise<ArchiveWait> {
+  const name = basename(walPath);
+  const deadline = Date.now() + timeoutMs;
+  let delay = 2;
+  let nextWorkerCheck = Date.now() + 500;
+  for (;;) {
+    const failure = await takeWorkerFailure(spool, name);
+    if (failure) throw failure;
+    if (await fs.access(join(spool.dir, name)).then(() => true, () => false)) return (await markerMatches()) ? 'archived' : 'changed';
+    if (Date.now() >= nextWorkerCheck) {
+      nextWorkerCheck = Date.now() + 500;
+      if (!(await workerAlive())) {
+        // The worker may have written its verdict just before leaving.
+        if (await fs.access(join(spool.dir, name)).then(() => true, () => false)) continue;
+        if (await fs.access(errorPath(spool, name)).then(() => true, () => false)) continue;
+        return 'no-worker';
+      }
+    }
+    if (Date.now() >= deadline) return 'timeout';
+    await sleep(delay);
+    delay = Math.min(delay * 2, 20);
+  }
+}
+
+// ---- restore --------------------------------------------------------------------------------------
+
+const WANT = 'want';
+
+/** Tell the prefetcher which segment recovery asked for (only Node calls: the shell's hits it sees itself). */
+export async function recordWanted(spool: RestoreSpool, walName: string): Promise<void> {
+  await writeAtomic(join(spool.dir, WANT), walName);
+}
+
+export interface PrefetcherOptions {
+  /** Keep this many segments after the last one asked for (N−1 of --parallel N). */
+  ahead: number;
+  segmentSize?: number;
+  /** Exit after this long without recovery asking for anything. */
+  idleMs: number;
+  /** Wait this long before asking again for a segment that was not in the archive. */
+  missRetryMs: number;
+}
+
+const timelineOf = (name: string) => parseSegmentName(name).timeline;
+
+/** True when a is after b on the same timeline. */
+function after(a: string, b: string): boolean {
+  const x = parseSegmentName(a);
+  const y = parseSegmentName(b);
+  return x.log > y.log || (x.log === y.log && x.seg > y.seg);
+}
+
+/**
+ * The detached prefetcher: keeps the `ahead` segments after the last one asked for in the spool.
+ * Recovery's progress is what it asks for through Node (the `want` file) and the prefetched files
+ * that the shell front took. It stops at the first segment missing from the archive and asks for
+ * it again later (a standby following the archive). A request on another timeline drops what was
+ * fetched ahead on the old one; downloads of the old timeline still running are thrown away.
+ */
+export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, spool: RestoreSpool, o: PrefetcherOptions): Promise<void> {
+  const lock = await takeWorkerLock(spool.dir);
+  if (!lock) return;
+  log.info(`Prefetcher ${process.pid} started`);
+  let base: string | null = null;
+  let wantSeen = '';
+  let generation = 0;
+  const mine = new Set<string>();
+  const missing = new Map<string, number>();
+  const inFlight = new Map<string, Promise<void>>();
+  let lastProgress = Date.now();
+  let lastTouch = Date.now();
+
+  const fetchOne = async (name: string, gen: number) => {
+    try {
+      const candidate = await findWal(store, layout, name, { noPartial: true });
+      if (!candidate) {
+        missing.set(name, Date.now());
+        return;
+      }
+      const target = spool.path(name);
+      await downloadTo(store, candidate, target);
+      if (gen !== generation) await spool.remove(name); // a timeline switch meanwhile
+      else {
+        mine.add(name);
+        missing.delete(name);
+      }
+    } catch (e) {
+      log.warning(`Prefetch of ${name} failed: ${(e as Error).message}`);
+      missing.set(name, Date.now());
+    }
+  };
+
+  try {
+    for (;;) {
+      const now = Date.now();
+      if (now - lastTouch >= LOCK_TOUCH_MS) {
+        await lock.touch();
+        lastTouch = now;
+        if ((await liveWorker(spool.dir)) !== process.pid) break;
+      }
+      const want = (await fs.readFile(join(spool.dir, WANT), 'utf8').catch(() => '')).trim();
+      if (want !== wantSeen && isSegmentName(want)) {
+        wantSeen = want;
+        lastProgress = now;
+        if (base === null || timelineOf(want) !== timelineOf(base)) {
+          if (base !== null) {
+            generation++;
+            for (const n of mine) if (timelineOf(n) !== timelineOf(want)) await spool.remove(n);
+            mine.clear();
+            missing.clear();
+          }
+          base = want;
+        } else if (after(want, base)) base = want;
+      }
+      // What the shell front took was asked for: recovery is at least there.
+      for (const n of [...mine]) {
+        if (await fs.access(spool.path(n)).then(() => false, () => true)) {
+          mine.delete(n);
+          lastProgress = now;
+          if (base !== null && timelineOf(n) === timelineOf(base) && after(n, base)) base = n;
+        }
+      }
+      const size = o.segmentSize ?? (await spool.segmentSize());
+      if (base !== null && size) {
+        let name = base;
+        for (let i = 0; i < o.ahead && inFlight.size < o.ahead; i++) {
+          name = nextSegment(name, size);
+          if (inFlight.has(name)) continue;
+          const missedAt = missing.get(name);
+          if (missedAt !== undefined && now - missedAt < o.missRetryMs) break; // not past a hole
+          if (mine.has(name) || (await spool.has(name))) continue;
+          const gen = generation;
+          const task = fetchOne(name, gen).finally(() => inFlight.delete(name));
+          inFlight.set(name, task);
+        }
+      }
+      // Idle: recovery asked for nothing for idleMs. Downloads still running then are not waited
+      // for long (one was seen never to settle, which kept a prefetcher spinning for 20 minutes);
+      // their temp files are swept with the spool's other leftovers.
+      if (Date.now() - lastProgress > o.idleMs && (inFlight.size === 0 || Date.now() - lastProgress > 2 * o.idleMs)) break;
+      await Promise.race([sleep(inFlight.size > 0 ? 50 : 10), ...inFlight.values()]);
+    }
+    await Promise.race([Promise.all(inFlight.values()), sleep(5_000)]);
+  } finally {
+    await lock.release();
+    log.info(`Prefetcher ${process.pid} exits`);
+  }
+}
