@@ -88,14 +88,9 @@ _barman_cloud_cmd_wal_archive() {
       --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --xz
       --snappy --zstd --lz4 --compression-level --tags --tag --history-tags --history-tag
       --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size
-<<<<<<< HEAD
-      --max-concurrency --max-single-put-size --overwrite --max-parallel --spool-dir
+      --max-concurrency --max-single-put-size --overwrite --max-parallel --async --spool-dir
       --encryption-recipient-file --encryption-identity-file --allow-mixed-encryption' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir --encryption-recipient-file --encryption-identity-file' ;;
-=======
-      --max-concurrency --max-single-put-size --overwrite --max-parallel --async --spool-dir' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir' ;;
->>>>>>> s6-async
     lists) REPLY='--tags --history-tags' ;;
     value)
       case $2 in
@@ -125,15 +120,9 @@ _barman_cloud_cmd_wal_restore() {
       --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
       --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
       --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-<<<<<<< HEAD
-      --google-application-credentials --google-gke-environment --no-partial --parallel
+      --google-application-credentials --google-gke-environment --no-partial --parallel --async
       --wal-segment-size --spool-dir --encryption-identity-file' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
-=======
-      --google-application-credentials --google-gke-environment --no-partial --parallel --async
-      --wal-segment-size --spool-dir' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir' ;;
->>>>>>> s6-async
     lists) REPLY='' ;;
     value)
       case $2 in
