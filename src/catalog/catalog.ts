@@ -39,8 +39,8 @@ export interface CatalogOptions {
   concurrency?: number;
 }
 
-/** Run `fn` over `items` with at most `limit` calls in flight; results keep the input order. */
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+/** Run `fn` over `items` with at most `limit` calls in flight, started in order; results keep that order. */
+export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
@@ -115,23 +115,33 @@ export class BackupCatalog {
    */
   async load(): Promise<CatalogListing> {
     if (this.listing) return this.listing;
+    const { entries, unreadable, unknownField } = await this.readAll((info) => info);
+    this.listing = { backups: entries, unreadable, unknownField };
+    return this.listing;
+  }
+
+  /**
+   * Read every backup.info and keep only `map(info)` of each (the parsed object is dropped as
+   * soon as it is mapped), in ID order. Not cached.
+   */
+  private async readAll<R>(map: (info: BackupInfo) => R): Promise<{ entries: Map<string, R> } & Omit<CatalogListing, 'backups'>> {
     const ids = await this.candidateIds();
     const results = await mapBounded(ids, this.concurrency, async (id) => {
       try {
-        return { id, info: await this.readBackupInfo(id) };
+        const info = await this.readBackupInfo(id);
+        return { id, value: info ? map(info) : undefined, missing: info === null };
       } catch (e) {
         return { id, error: e instanceof Error ? e : new Error(String(e)) };
       }
     });
-    const listing: CatalogListing = { backups: new Map(), unreadable: [], unknownField: [] };
+    const out = { entries: new Map<string, R>(), unreadable: [] as UnreadableBackup[], unknownField: [] as CatalogListing['unknownField'] };
     for (const r of results) {
       if (r.error !== undefined) {
-        if (r.error instanceof UnknownBackupInfoField) listing.unknownField.push({ backupId: r.id, error: r.error });
-        else listing.unreadable.push({ backupId: r.id, error: r.error });
-      } else if (r.info) listing.backups.set(r.id, r.info);
+        if (r.error instanceof UnknownBackupInfoField) out.unknownField.push({ backupId: r.id, error: r.error });
+        else out.unreadable.push({ backupId: r.id, error: r.error });
+      } else if (!r.missing) out.entries.set(r.id, r.value as R);
     }
-    this.listing = listing;
-    return listing;
+    return out;
   }
 
   /**
@@ -140,6 +150,22 @@ export class BackupCatalog {
    */
   async getBackupList(): Promise<Map<string, BackupInfo>> {
     const listing = await this.load();
+    this.reportProblems(listing);
+    return listing.backups;
+  }
+
+  /**
+   * getBackupList() for output over large catalogs: the same warnings and abort, but each backup
+   * is kept only as `map(info)` (a formatted line, a few fields). Uses the loaded listing if any.
+   */
+  async mapBackupList<R>(map: (info: BackupInfo) => R): Promise<Map<string, R>> {
+    if (this.listing) return new Map([...(await this.getBackupList())].map(([id, info]) => [id, map(info)]));
+    const read = await this.readAll(map);
+    this.reportProblems(read);
+    return read.entries;
+  }
+
+  private reportProblems(listing: Omit<CatalogListing, 'backups'>): void {
     // barman reads in ID order and stops at the first unknown key: warnings before it are printed,
     // once per listing (barman caches the list).
     const abortAt = listing.unknownField[0];
@@ -151,7 +177,6 @@ export class BackupCatalog {
       }
     }
     if (abortAt) throw abortAt.error;
-    return listing.backups;
   }
 
   /** One backup's metadata: from the loaded listing when there is one, else read from the store. */
@@ -180,7 +205,8 @@ export class BackupCatalog {
    */
   async resolve(idOrName: string): Promise<string> {
     if (isBackupId(idOrName)) return idOrName;
-    const backups = await this.getBackupList();
+    // Only what the resolution needs of each backup, so that a name over thousands stays small.
+    const backups = await this.mapBackupList((b) => ({ backup_id: b.backup_id, status: b.status, backup_name: b.backup_name }));
     const shortcut = resolveShortcut(backups, idOrName);
     if (shortcut !== null) return shortcut;
     const matching = [...backups.values()].filter((b) => b.backup_name === idOrName);
@@ -264,7 +290,7 @@ export class BackupCatalog {
 }
 
 /** first/oldest, last/latest, last-failed over the given backups (any status); null if none applies. */
-export function resolveShortcut(backups: ReadonlyMap<string, BackupInfo>, shortcut: string): string | null {
+export function resolveShortcut(backups: ReadonlyMap<string, Pick<BackupInfo, 'status'>>, shortcut: string): string | null {
   if (backups.size === 0) return null;
   const ids = [...backups.keys()].sort(byId);
   if (shortcut === 'last' || shortcut === 'latest') return ids[ids.length - 1]!;

@@ -98,15 +98,22 @@ export function backupListHeader(): string {
 }
 
 /** Whether a backup appears in the console list: status DONE only. */
-export function listedInConsole(info: BackupInfo): boolean {
+export function listedInConsole(info: Pick<BackupInfo, 'status'>): boolean {
   return info.status === STATUS.DONE;
+}
+
+/** What a console row shows of a backup. */
+export type ListRowFields = Pick<BackupInfo, 'backup_id' | 'status' | 'end_time' | 'begin_wal' | 'backup_name'>;
+
+export function listRowFields(info: BackupInfo): ListRowFields {
+  return { backup_id: info.backup_id, status: info.status, end_time: info.end_time, begin_wal: info.begin_wal, backup_name: info.backup_name };
 }
 
 /**
  * One console row for a DONE backup, with its newline. `keepTarget` is the keep annotation
  * (`full`/`standalone`) or null. Like barman, a DONE backup without end_time or begin_wal fails.
  */
-export function backupListRow(info: BackupInfo, keepTarget: string | null): string {
+export function backupListRow(info: ListRowFields, keepTarget: string | null): string {
   if (info.end_time === null) throw new GeneralError("'NoneType' object has no attribute 'strftime'");
   const end = strftimeSeconds(parseTimestamp(info.end_time));
   if (info.begin_wal === null) throw new GeneralError('unsupported format string passed to NoneType.__format__');
@@ -168,6 +175,25 @@ export function backupInfoToJson(info: BackupInfo): PyDict {
 export function formatBackupListJson(backups: Iterable<BackupInfo>): string {
   const doc: PyDict = new Map([['backups_list', sortById(backups).map(backupInfoToJson)]]);
   return pyJsonDumps(doc);
+}
+
+/** One backup of the backup-list JSON, as formatBackupListJson() writes it inside the list. */
+export function backupListJsonEntry(info: BackupInfo): string {
+  return pyJsonDumps(backupInfoToJson(info));
+}
+
+/**
+ * The backup-list JSON document from entries already formatted (in ID order), written piece by
+ * piece: the same bytes as formatBackupListJson(), without the whole document as one string.
+ */
+export function writeBackupListJson(entries: Iterable<string>, write: (text: string) => void): void {
+  write(`{${pyJsonDumps('backups_list')}: [`);
+  let first = true;
+  for (const entry of entries) {
+    write(first ? entry : `, ${entry}`);
+    first = false;
+  }
+  write(']}');
 }
 
 /** backup-show JSON (one line, no newline): keyed by the server_name inside backup.info ("cloud"). */

@@ -208,3 +208,56 @@ export function deletableWals(decision: WalCleanupDecision, wals: Iterable<WalEn
   }
   return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
+
+/**
+ * Cleanup steps that share their protections (timelines, standalone ranges, remove_until's
+ * timeline): together they delete exactly what their step with the highest remove_until deletes,
+ * since both of barman's tests (name < begin_wal, hash directory log < its log) only widen with it.
+ */
+export interface CleanupClass {
+  /** A decision standing for the whole class: the protections, and the highest remove_until. */
+  decision: WalCleanupDecision;
+  /** The backup whose deletion made that step (for messages). */
+  backupId: string;
+}
+
+/**
+ * Fold the WAL decisions of deleting several backups one after the other (each computed on the
+ * catalog without the backups deleted before it) into a few classes, so that one pass over the
+ * WAL listing applies all of them: an object goes when any step would have deleted it.
+ */
+export function foldCleanupSteps(steps: readonly { backupId: string; decision: WalCleanupDecision }[]): CleanupClass[] {
+  const classes = new Map<string, CleanupClass>();
+  for (const { backupId, decision } of steps) {
+    if (!decision.allowed || !decision.removeUntil) continue;
+    const until = decision.removeUntil.begin_wal!;
+    const key = JSON.stringify([[...decision.protectedTimelines].sort((a, b) => a - b), decision.protectedRanges, until.slice(0, 8)]);
+    const seen = classes.get(key);
+    if (!seen || until > seen.decision.removeUntil!.begin_wal!) classes.set(key, { decision, backupId });
+  }
+  return [...classes.values()];
+}
+
+/**
+ * Whether one listed WAL-area object goes under any of the classes: its first-level hash
+ * directory would be deleted whole (spec §9.4 step 4), or its WAL name one by one (step 5).
+ * `dirVerdicts` caches the directory answers between calls.
+ */
+export function walObjectDoomed(
+  classes: readonly CleanupClass[], walsPrefix: string, entry: WalEntry | { key: string; name: null }, dirVerdicts: Map<string, boolean>,
+): boolean {
+  const rest = entry.key.slice(walsPrefix.length);
+  const cut = rest.indexOf('/');
+  if (cut >= 0) {
+    const prefix = walsPrefix + rest.slice(0, cut + 1);
+    let whole = dirVerdicts.get(prefix);
+    if (whole === undefined) {
+      whole = classes.some((c) => deletablePrefixes(c.decision, [prefix]).prefixes.length > 0);
+      dirVerdicts.set(prefix, whole);
+    }
+    if (whole) return true;
+  }
+  if (entry.name === null) return false;
+  const wal = entry as WalEntry;
+  return classes.some((c) => deletableWals(c.decision, [wal]).length > 0);
+}

@@ -65,6 +65,8 @@ const DEFAULT_QUEUE_SIZE = 4;
 /** Parts of a multipart upload sent at a quarter of the part size (see putStream). */
 const RAMP_PARTS = 2000;
 const MAX_DELETE_BATCH = 1000;
+/** DeleteObjects requests one deleteMany() keeps in flight. */
+const DELETE_BATCHES_IN_FLIGHT = 4;
 const MAX_SOCKETS = 50;
 
 // ---- the SDK's Node-version notice ---------------------------------------------------------------
@@ -669,38 +671,59 @@ export class S3ObjectStore implements ObjectStore {
 
   async deleteMany(keys: string[], batchSize?: number): Promise<DeleteResult> {
     const size = Math.max(1, Math.min(Math.floor(batchSize ?? MAX_DELETE_BATCH), MAX_DELETE_BATCH));
-    const result: DeleteResult = { deleted: [], errors: [] };
-    for (let i = 0; i < keys.length; i += size) {
-      const batch = keys.slice(i, i + size);
-      let failed: { key: string; message: string }[];
-      try {
-        const out = await this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.bucket,
-            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-          }),
-        );
-        failed = (out.Errors ?? [])
-          .filter((e) => e.Key !== undefined && e.Code !== 'NoSuchKey')
-          .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
-      } catch (err) {
-        if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
-        log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
-        failed = [];
-        for (const key of batch) {
-          try {
-            await this.delete(key);
-          } catch (e) {
-            if (e instanceof NetworkError || e instanceof BucketNotFoundError) throw e;
-            failed.push({ key, message: (e as Error).message });
-          }
+    const batches: string[][] = [];
+    for (let i = 0; i < keys.length; i += size) batches.push(keys.slice(i, i + size));
+    // A few batches in flight: a server may spend half a second on one (RGW: ~0.5 s per 1,000 keys).
+    const failures = new Array<{ key: string; message: string }[]>(batches.length);
+    let next = 0;
+    let stop = false;
+    const worker = async () => {
+      while (next < batches.length && !stop) {
+        const i = next++;
+        try {
+          failures[i] = await this.deleteBatch(batches[i]!);
+        } catch (e) {
+          stop = true; // no further batch starts after a failed request
+          throw e;
         }
       }
-      const failedKeys = new Set(failed.map((f) => f.key));
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETE_BATCHES_IN_FLIGHT, batches.length) }, worker));
+    const result: DeleteResult = { deleted: [], errors: [] };
+    batches.forEach((batch, i) => {
+      const failedKeys = new Set(failures[i]!.map((f) => f.key));
       for (const key of batch) if (!failedKeys.has(key)) result.deleted.push(key);
-      result.errors.push(...failed);
-    }
+      result.errors.push(...failures[i]!);
+    });
     return result;
+  }
+
+  /** One DeleteObjects request (or one DELETE per key where the store refuses it): the keys that failed. */
+  private async deleteBatch(batch: string[]): Promise<{ key: string; message: string }[]> {
+    try {
+      const out = await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+      return (out.Errors ?? [])
+        .filter((e) => e.Key !== undefined && e.Code !== 'NoSuchKey')
+        .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
+    } catch (err) {
+      if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
+      log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
+      const failed: { key: string; message: string }[] = [];
+      for (const key of batch) {
+        try {
+          await this.delete(key);
+        } catch (e) {
+          if (e instanceof NetworkError || e instanceof BucketNotFoundError) throw e;
+          failed.push({ key, message: (e as Error).message });
+        }
+      }
+      return failed;
+    }
   }
 
   async getTags(key: string): Promise<Tag[]> {

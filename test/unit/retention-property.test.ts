@@ -96,6 +96,30 @@ class MemoryStore implements ObjectStore {
   }
 }
 
+/**
+ * A store that "dies" at its `limit`-th WAL delete request: that request and everything after it
+ * never completes and changes nothing, like a process killed there. `crashed` resolves with the
+ * objects as they stood.
+ */
+class DyingStore extends MemoryStore {
+  private walRequests = 0;
+  private dead = false;
+  private resolveCrash!: (objects: Map<string, Buffer>) => void;
+  readonly crashed = new Promise<Map<string, Buffer>>((r) => (this.resolveCrash = r));
+  constructor(private readonly limit: number, from: MemoryStore) {
+    super();
+    for (const [k, v] of from.objects) this.objects.set(k, v);
+  }
+  override async deleteMany(keys: string[], batchSize?: number): Promise<DeleteResult> {
+    if (!this.dead && keys.some((k) => k.startsWith(layout.walsPrefix)) && this.walRequests++ >= this.limit) {
+      this.dead = true;
+      this.resolveCrash(new Map(this.objects));
+    }
+    if (this.dead) return new Promise<DeleteResult>(() => {});
+    return super.deleteMany(keys, batchSize);
+  }
+}
+
 const NOW = new Date(Date.UTC(2026, 5, 30, 12));
 const DAY = 86_400_000;
 const layout = new ServerLayout('pfx', 'srv');
@@ -307,6 +331,31 @@ describe('retention and deletion over random catalogs', () => {
       expect(deleted, label).toEqual([...announcedKeys(dry.printed, world.store)].sort());
       checkSafety(world, world.store, store, label);
     }
+  });
+
+  it('a -r run killed during its WAL pass is finished by the next run: same end state, nothing needed lost', async () => {
+    let interrupted = 0;
+    for (let seed = 3001; seed <= 3300; seed++) {
+      const rand = prng(seed);
+      const world = randomWorld(rand);
+      const { policy, m } = randomPolicy(rand);
+      const ids = (catalog: Map<string, BackupInfo>, keeps: Map<string, string | null>) =>
+        obsoleteBackupIds(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: m, now: NOW }));
+      const clean = world.store.clone();
+      await runDeletion(clean, ids, true, false);
+      const dying = new DyingStore(Math.floor(rand() * 4), world.store);
+      const outcome = await Promise.race([dying.crashed, runDeletion(dying, ids, true, false).then(() => null)]);
+      if (outcome === null) continue; // finished before the chosen request
+      interrupted++;
+      const label = `seed ${seed} ${JSON.stringify(policy)} -m ${m}`;
+      const store = new MemoryStore();
+      for (const [k, v] of outcome) store.objects.set(k, v);
+      const second = await runDeletion(store, ids, true, false);
+      expect(second.summary.exitCode, label).toBe(0);
+      checkSafety(world, world.store, store, label);
+      expect([...store.objects.keys()], label).toEqual([...clean.objects.keys()]);
+    }
+    expect(interrupted).toBeGreaterThan(50);
   });
 
   it('a -r run killed while deleting the first backup\'s data objects is finished by the next run', async () => {

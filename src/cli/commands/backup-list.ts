@@ -2,7 +2,9 @@
 // JSON document of every readable backup (the operator parses the JSON, cnpg-usage §3.1).
 import { EXIT } from '../../errors.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
-import { backupListHeader, backupListRow, formatBackupListJson, listedInConsole } from '../../catalog/format.js';
+import {
+  backupListHeader, backupListJsonEntry, backupListRow, listRowFields, listedInConsole, writeBackupListJson,
+} from '../../catalog/format.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
@@ -13,17 +15,21 @@ const backupList: CommandModule = {
     const { store, resolved } = await openContextStore(ctx);
     try {
       const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!));
-      const backups = await catalog.getBackupList();
+      // Each backup.info is formatted as soon as it is read and the parsed object dropped: 5,000
+      // backups stay a few MB of text. Nothing is written before every backup.info has been read,
+      // since barman prints nothing when one of them aborts the listing.
       // barman prints "console" as a table and any other --format value as JSON.
       if (ctx.args.options.format === 'console') {
+        const rows = await catalog.mapBackupList((info) => (listedInConsole(info) ? listRowFields(info) : null));
         // Line by line like barman's print(): a row that fails leaves the lines before it printed.
         ctx.stdout(backupListHeader());
-        for (const info of backups.values()) {
-          if (!listedInConsole(info)) continue;
-          ctx.stdout(backupListRow(info, await catalog.getKeepTarget(info.backup_id)));
+        for (const fields of rows.values()) {
+          if (fields) ctx.stdout(backupListRow(fields, await catalog.getKeepTarget(fields.backup_id)));
         }
       } else {
-        ctx.stdout(`${formatBackupListJson(backups.values())}\n`);
+        const entries = await catalog.mapBackupList(backupListJsonEntry);
+        writeBackupListJson(entries.values(), ctx.stdout);
+        ctx.stdout('\n');
       }
       return EXIT.OK;
     } finally {
