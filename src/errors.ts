@@ -34,9 +34,6 @@ export class OperationError extends BarmanCloudError {
 /** Any other failure: exit 4. */
 export class GeneralError extends BarmanCloudError {}
 
-/** A command or feature that is not built yet: exit 4, never a pretended success. */
-export class NotImplementedError extends BarmanCloudError {}
-
 // ---- storage errors: thrown by every driver with the same meaning --------------------------------
 
 /** Base of errors raised by an object-store driver (exit 4 unless a command maps them otherwise). */

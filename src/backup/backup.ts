@@ -52,7 +52,7 @@ export interface BackupOutcome {
 }
 
 /** barman's backup ID: the client's local time at the start (spec §0). */
-export function newBackupId(now = new Date()): string {
+function newBackupId(now = new Date()): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
   return `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}T${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
 }

@@ -30,7 +30,7 @@ export const PGDATA_EXCLUDE_RULES: readonly string[] = [
 ];
 
 /** Temporary relation files (`t<backend>_<relfilenode>` inside a database directory). */
-export const TEMP_RELATION_RULE = '**/[0-9]*/t[0-9]*_[0-9]*';
+const TEMP_RELATION_RULE = '**/[0-9]*/t[0-9]*_[0-9]*';
 
 /** barman.postgres_plumbing.EXCLUDE_LIST: applied to PGDATA and to every tablespace. */
 export const GENERIC_EXCLUDE_RULES: readonly string[] = [

@@ -15,7 +15,7 @@ export interface ConnectionOptions {
 }
 
 /** Parse a libpq keyword/value conninfo string: `host=/tmp port=5432 dbname='my db'`. */
-export function parseConninfo(text: string): Record<string, string> {
+function parseConninfo(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   const re = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))/gy;
   let m: RegExpExecArray | null;
@@ -75,7 +75,7 @@ export function walLocation(lsn: string, timeline: number, segmentSize: number):
  * PostgreSQL's ISO text of a timestamptz (`2026-11-29 05:04:19.0034+00`, `…+05:30`) as Python's
  * str(datetime) writes it in backup.info: `2026-11-29 05:04:19.003400+00:00`, no fraction when zero.
  */
-export function pythonTimestamp(pgText: string): string {
+function pythonTimestamp(pgText: string): string {
   const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))?([+-]\d\d)(?::?(\d\d))?(?::(\d\d))?$/.exec(pgText.trim());
   if (!m) throw new GeneralError(`unexpected timestamp from PostgreSQL: ${pgText}`);
   const micro = (m[2] ?? '').padEnd(6, '0').slice(0, 6);

@@ -51,7 +51,7 @@ async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise
 }
 
 /** barman's `auto` choice among all backups, newest ID first (spec §8 step 1). */
-export async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: ServerLayout, targets: RestoreTargets): Promise<string> {
+async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: ServerLayout, targets: RestoreTargets): Promise<string> {
   let tli: number | undefined;
   if (targets.tli === 'current') throw new GeneralError("'current' is not supported as --target-tli when the backup is 'auto'");
   if (targets.tli === 'latest') tli = await latestTimeline(store, layout);

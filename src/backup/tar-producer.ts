@@ -38,8 +38,8 @@ import { log } from '../log.js';
 import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
 import { BACKUP_MANIFEST_NAME, BackupManifestBuilder, Crc32c, manifestPath, type WalRange } from './manifest.js';
 
-export const BLOCK_SIZE = 512;
-export const RECORD_SIZE = 20 * BLOCK_SIZE;
+const BLOCK_SIZE = 512;
+const RECORD_SIZE = 20 * BLOCK_SIZE;
 
 /**
  * Default levels of backup tars; others: the codec's default. bzip2 9 as barman's tarfile (`w|bz2`).
@@ -100,12 +100,12 @@ function tables(): IdTables {
 }
 
 /** pwd.getpwuid(uid).pw_name, or '' when unknown (as tarfile leaves uname empty). */
-export function userName(uid: number): string {
+function userName(uid: number): string {
   return tables().userById.get(uid) ?? '';
 }
 
 /** grp.getgrgid(gid).gr_name, or ''. */
-export function groupName(gid: number): string {
+function groupName(gid: number): string {
   return tables().groupById.get(gid) ?? '';
 }
 
@@ -314,7 +314,7 @@ export function encodeTarHeader(h: TarHeader): Buffer {
 }
 
 /** End of archive: two zero blocks, then zeros up to the next 10240-byte record boundary. */
-export function tarTrailer(offset: number): Buffer {
+function tarTrailer(offset: number): Buffer {
   const end = offset + 2 * BLOCK_SIZE;
   const pad = (RECORD_SIZE - (end % RECORD_SIZE)) % RECORD_SIZE;
   return Buffer.alloc(2 * BLOCK_SIZE + pad);
@@ -355,12 +355,12 @@ function sourceError(path: string, err: unknown): ArchiveSourceError {
 // ---- parts ---------------------------------------------------------------------------------------
 
 /** `<name>.tar<sfx>` for index 0, `<name>_%04d.tar<sfx>` after (spec §3). */
-export function partName(name: string, index: number, suffix = ''): string {
+function partName(name: string, index: number, suffix = ''): string {
   return index === 0 ? `${name}.tar${suffix}` : `${name}_${String(index).padStart(4, '0')}.tar${suffix}`;
 }
 
 /** Suffix after `.tar` for a codec: '' (none), '.gz', '.bz2', '.snappy', '.zst', '.lz4', '.xz'. */
-export function tarSuffix(codec: CodecName | null | undefined): string {
+function tarSuffix(codec: CodecName | null | undefined): string {
   return codec ? WAL_SUFFIX[codec] : '';
 }
 
@@ -575,7 +575,7 @@ const READ_CHUNK_SIZE = 1 << 20;
 /** Bytes a part's streams may hold before the reader waits (bounded memory, but no lock-step). */
 const STREAM_BUFFER = 1 << 20;
 
-export class ArchiveWriter {
+class ArchiveWriter {
   readonly archive: string;
   readonly suffix: string;
   private readonly codec: Codec | undefined;

@@ -10,7 +10,7 @@ import {
 import type { ServerLayout } from './layout.js';
 
 /** barman's is_backup_id: `re.match(r"(\d{8})T\d{6}$", s)`. */
-export const BACKUP_ID_RE = /^\d{8}T\d{6}$/;
+const BACKUP_ID_RE = /^\d{8}T\d{6}$/;
 
 export function isBackupId(text: string): boolean {
   return BACKUP_ID_RE.test(text);
@@ -264,7 +264,7 @@ export class BackupCatalog {
 }
 
 /** first/oldest, last/latest, last-failed over the given backups (any status); null if none applies. */
-export function resolveShortcut(backups: ReadonlyMap<string, BackupInfo>, shortcut: string): string | null {
+function resolveShortcut(backups: ReadonlyMap<string, BackupInfo>, shortcut: string): string | null {
   if (backups.size === 0) return null;
   const ids = [...backups.keys()].sort(byId);
   if (shortcut === 'last' || shortcut === 'latest') return ids[ids.length - 1]!;

@@ -114,15 +114,6 @@ export function backupListRow(info: BackupInfo, keepTarget: string | null): stri
   return listRow([info.backup_id, end, info.begin_wal, keep, info.backup_name ?? '']);
 }
 
-/** The whole console list: header, then the DONE backups sorted by ID. */
-export function formatBackupListConsole(backups: Iterable<BackupInfo>, keepTargets: ReadonlyMap<string, string | null> = new Map()): string {
-  let out = backupListHeader();
-  for (const info of sortById(backups)) {
-    if (listedInConsole(info)) out += backupListRow(info, keepTargets.get(info.backup_id) ?? null);
-  }
-  return out;
-}
-
 function sortById(backups: Iterable<BackupInfo>): BackupInfo[] {
   return [...backups].sort((a, b) => (a.backup_id < b.backup_id ? -1 : a.backup_id > b.backup_id ? 1 : 0));
 }

@@ -128,7 +128,7 @@ export function strRepr(s: string): string {
 }
 
 /** repr() of a bytes object. */
-export function bytesRepr(b: Uint8Array): string {
+function bytesRepr(b: Uint8Array): string {
   const hasSingle = b.includes(0x27);
   const quote = hasSingle && !b.includes(0x22) ? 0x22 : 0x27;
   let out = `b${String.fromCharCode(quote)}`;
@@ -169,7 +169,7 @@ export function pyStr(v: PyValue): string {
 
 // ---- reader ---------------------------------------------------------------------------------------
 
-export class PyLiteralError extends Error {
+class PyLiteralError extends Error {
   constructor(message: string, readonly position: number) {
     super(`${message} at position ${position}`);
     this.name = 'PyLiteralError';
@@ -459,7 +459,7 @@ export function parsePyLiteral(text: string): PyValue {
 // ---- JSON as Python's json.dumps prints it -------------------------------------------------------
 
 /** json.dumps string encoding with ensure_ascii: everything outside ' '..'~' as \uXXXX. */
-export function jsonString(s: string): string {
+function jsonString(s: string): string {
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

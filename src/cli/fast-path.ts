@@ -9,7 +9,7 @@
 import { commandByName, type CommandSpec } from './spec.js';
 
 /** Prefetched files older than this are not served (as SPOOL_MAX_AGE_MS in commands/wal.ts). */
-export const SPOOL_MAX_AGE_MINUTES = 15;
+const SPOOL_MAX_AGE_MINUTES = 15;
 
 const quote = (words: string[]): string => words.join('|');
 

@@ -26,10 +26,10 @@ export class UsageError extends CliError {
   }
 }
 
-export const optionKey = (o: OptionSpec): string => o.long.replace(/^--/, '');
+const optionKey = (o: OptionSpec): string => o.long.replace(/^--/, '');
 
 /** argparse's name for an option in messages: `-P/--aws-profile`. */
-export const optionDisplay = (o: OptionSpec): string => (o.short ? `${o.short}/${o.long}` : o.long);
+const optionDisplay = (o: OptionSpec): string => (o.short ? `${o.short}/${o.long}` : o.long);
 
 
 interface LongName {

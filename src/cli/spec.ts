@@ -69,7 +69,7 @@ export interface CommandSpec {
 }
 
 const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
-export const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
+const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 
 const COMMON: OptionSpec[] = [
@@ -549,8 +549,4 @@ export const COMMANDS: CommandSpec[] = [
 
 export function commandByName(name: string): CommandSpec | undefined {
   return COMMANDS.find((c) => c.name === name);
-}
-
-export function commandByProg(prog: string): CommandSpec | undefined {
-  return COMMANDS.find((c) => c.prog === prog);
 }

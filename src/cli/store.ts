@@ -323,7 +323,7 @@ function containerSource(env: Env, profile: string | undefined): ContainerCreden
 }
 
 /** The `region` of a profile in the shared AWS config file, as boto3 reads it when nothing else sets one. */
-export function profileRegion(env: Env, profile: string | undefined): string | undefined {
+function profileRegion(env: Env, profile: string | undefined): string | undefined {
   const file = nonEmpty(env.AWS_CONFIG_FILE) ?? join(env.HOME || homedir(), '.aws', 'config');
   let text: string;
   try {

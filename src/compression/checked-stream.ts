@@ -9,7 +9,7 @@ import { CompressionFormatError, type CodecName, type CompressionProblem } from 
 /** Maps a library's error message to what went wrong. */
 export type Classifier = (message: string) => CompressionProblem;
 
-export function asFormatError(codec: CodecName, err: unknown, classify: Classifier): CompressionFormatError {
+function asFormatError(codec: CodecName, err: unknown, classify: Classifier): CompressionFormatError {
   if (err instanceof CompressionFormatError) return err;
   const message = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim();
   return new CompressionFormatError(codec, message, classify(message));

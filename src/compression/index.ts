@@ -40,7 +40,7 @@ interface LevelTable {
 }
 
 /** barman/compression.py LEVEL_* constants (HEAD 3.17, spec §13). Snappy has no levels. */
-export const LEVELS: Record<Exclude<CodecName, 'snappy'>, LevelTable> = {
+const LEVELS: Record<Exclude<CodecName, 'snappy'>, LevelTable> = {
   gzip: { min: 1, max: 9, low: 1, medium: 6, high: 9 },
   bzip2: { min: 1, max: 9, low: 1, medium: 5, high: 9 },
   xz: { min: 1, max: 9, low: 1, medium: 3, high: 5 },

@@ -7,7 +7,7 @@ import {
 } from '../catalog/backup-info.js';
 
 /** barman's retention statuses (BackupInfo.OBSOLETE, VALID, …); `-` is "not a DONE backup". */
-export const RETENTION_STATUS = {
+const RETENTION_STATUS = {
   OBSOLETE: 'OBSOLETE',
   VALID: 'VALID',
   POTENTIALLY_OBSOLETE: 'OBSOLETE*',

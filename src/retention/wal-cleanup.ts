@@ -11,22 +11,22 @@ const XLOG_RE = /^([0-9A-Fa-f]{8})(?:([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})(?:\.[0-9A-
 const HASH_DIR_RE = /^([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})$/;
 
 /** The compression suffixes barman strips (once) from WAL object names (ALLOWED_COMPRESSIONS). */
-export const WAL_COMPRESSION_SUFFIXES: readonly string[] = ['.gz', '.bz2', '.xz', '.snappy', '.zst', '.lz4'];
+const WAL_COMPRESSION_SUFFIXES: readonly string[] = ['.gz', '.bz2', '.xz', '.snappy', '.zst', '.lz4'];
 
-export function isAnyXlogName(name: string): boolean {
+function isAnyXlogName(name: string): boolean {
   return XLOG_RE.test(name);
 }
 
-export function isHistoryName(name: string): boolean {
+function isHistoryName(name: string): boolean {
   return XLOG_RE.test(name) && name.endsWith('.history');
 }
 
-export function isBackupHistoryName(name: string): boolean {
+function isBackupHistoryName(name: string): boolean {
   return XLOG_RE.test(name) && name.endsWith('.backup');
 }
 
 /** Timeline of a WAL / history / backup file name (the first 8 hex digits). */
-export function walTimeline(name: string): number {
+function walTimeline(name: string): number {
   return Number.parseInt(name.slice(0, 8), 16);
 }
 

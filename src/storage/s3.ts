@@ -59,8 +59,8 @@ import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest part (all parts but the last). */
-export const MIN_PART_SIZE = 5 * MIB;
-export const DEFAULT_PART_SIZE = 8 * MIB;
+const MIN_PART_SIZE = 5 * MIB;
+const DEFAULT_PART_SIZE = 8 * MIB;
 const DEFAULT_QUEUE_SIZE = 4;
 /** Parts of a multipart upload sent at half the part size (see putStream). */
 const RAMP_PARTS = 2000;
@@ -712,7 +712,7 @@ export class S3ObjectStore implements ObjectStore {
  * sent where the SDK now sends a CRC checksum (MissingContentMD5; InvalidRequest or InvalidArgument
  * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (spec §12.2).
  */
-export function refusesBulkDelete(err: unknown): boolean {
+function refusesBulkDelete(err: unknown): boolean {
   const e = err as SdkErrorLike | undefined;
   if (!e || typeof e !== 'object') return false;
   const code = e.Code ?? e.name ?? '';

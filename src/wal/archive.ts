@@ -103,7 +103,7 @@ export async function readWalFile(path: string): Promise<WalFile> {
 }
 
 /** Objects that hold this WAL file: the exact key plus one known compression suffix. */
-export async function existingCopies(store: ObjectStore, layout: ServerLayout, walName: string): Promise<string[]> {
+async function existingCopies(store: ObjectStore, layout: ServerLayout, walName: string): Promise<string[]> {
   const key = layout.walKey(walName);
   const found: string[] = [];
   for await (const entry of store.list(key, { delimiter: '/' })) {

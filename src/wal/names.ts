@@ -35,8 +35,6 @@ export function segmentName(id: SegmentId): string {
   return hex8(id.timeline) + hex8(id.log) + hex8(id.seg);
 }
 
-export const DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024;
-
 /** PostgreSQL's XLogSegmentsPerXLogId: how many segments one log id holds for this segment size. */
 export function segmentsPerLogId(segmentSize: number): number {
   return 0x100000000 / segmentSize;

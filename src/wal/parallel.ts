@@ -39,7 +39,7 @@ async function bounded<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<(
 // ---- archive --------------------------------------------------------------------------------------
 
 /** The identity of a file that any write changes: inode and mtime in nanoseconds. */
-export async function fileIdentity(path: string): Promise<{ ino: string; mtimeNs: string; size: number }> {
+async function fileIdentity(path: string): Promise<{ ino: string; mtimeNs: string; size: number }> {
   const st = await fs.stat(path, { bigint: true });
   return { ino: String(st.ino), mtimeNs: String(st.mtimeNs), size: Number(st.size) };
 }
@@ -62,7 +62,7 @@ export async function archivedBySpool(spool: ArchiveSpool, walPath: string): Pro
 }
 
 /** Up to `limit` WAL files with a .ready status, oldest first, excluding `exclude`. */
-export async function readyWalFiles(walDir: string, limit: number, exclude: string): Promise<string[]> {
+async function readyWalFiles(walDir: string, limit: number, exclude: string): Promise<string[]> {
   const statusDir = join(walDir, 'archive_status');
   const names = (await fs.readdir(statusDir).catch(() => [] as string[]))
     .filter((n) => n.endsWith('.ready'))

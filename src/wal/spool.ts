@@ -183,7 +183,7 @@ async function statTrusted(path: string): Promise<Stats | null> {
 }
 
 /** Write a file atomically: temp in the same directory, fsync, rename. */
-export async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
+async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const fh = await fs.open(tmp, 'wx', 0o600);
   try {

@@ -14,7 +14,7 @@ const TiB = 1024 ** 4;
 const MiB = 1024 ** 2;
 
 /** Multipart part size per provider (spec §5.4): barman's formula, with our own sizes for GCS and files. */
-export function chunkSize(provider: ProviderName, maxArchiveSize: number, minChunkSize?: number): number {
+function chunkSize(provider: ProviderName, maxArchiveSize: number, minChunkSize?: number): number {
   const limits: Record<ProviderName, [number, number]> = {
     'aws-s3': [10_000, 5 * MiB],
     'azure-blob-storage': [50_000, 64 * 1024],

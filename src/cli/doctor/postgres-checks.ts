@@ -43,7 +43,7 @@ export function backupFunctions(versionNum: number): string[] {
   return [start, stop, wal, 'pg_create_restore_point'];
 }
 
-export function checkConnection(facts: PostgresFacts): CheckResult {
+function checkConnection(facts: PostgresFacts): CheckResult {
   const role = facts.inRecovery ? 'a standby' : 'a primary';
   return ok('postgres connection', `connected to PostgreSQL ${facts.version.split(' ')[0]} (${role}) as ${facts.where}`);
 }
@@ -93,7 +93,7 @@ export function ago(then: Date, now: Date): string {
 }
 
 /** A failure within this long is "recent". */
-export const RECENT_FAILURE_MS = 24 * 3600 * 1000;
+const RECENT_FAILURE_MS = 24 * 3600 * 1000;
 
 /** pg_stat_archiver: warn when archiving is failing now, or failed within the last day. */
 export function checkArchiver(a: ArchiverStats, now: Date): CheckResult {
