@@ -1,5 +1,5 @@
 // One error hierarchy for the whole tool. Each class carries the barman exit code it maps to
-// (spec §1.3); the CLI layer is the only place that turns an error into an exit code.
+// (docs/format.md#exit-codes); the CLI layer is the only place that turns an error into an exit code.
 
 export const EXIT = {
   OK: 0,

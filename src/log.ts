@@ -1,4 +1,4 @@
-// The one logger. barman's format on stderr (spec §1.2):
+// The one logger. barman's format on stderr (docs/format.md#arguments):
 //   2026-11-29 05:05:40,079 [21652] ERROR: message
 // Level = max(WARNING - 10*(verbose - quiet), DEBUG). stdout is never written here.
 

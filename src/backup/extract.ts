@@ -1,4 +1,4 @@
-// Restore side of base-backup archives (spec §8): stream a tar (optionally compressed) into a
+// Restore side of base-backup archives (docs/format.md#restore): stream a tar (optionally compressed) into a
 // directory with the semantics of Python's TarFile.extractall as barman-cloud-restore uses it:
 //   * directories are created 0700 while extracting; their owner, mtime and mode are applied at
 //     the end, deepest first (reverse name order), so that extracting their content cannot disturb

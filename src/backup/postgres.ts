@@ -1,4 +1,4 @@
-// The PostgreSQL session of a base backup (spec §5.1–5.2): connection from -h/-p/-U/-d or a whole
+// The PostgreSQL session of a base backup (docs/format.md#postgres-session): connection from -h/-p/-U/-d or a whole
 // conninfo and the libpq environment (node-postgres reads PGHOST, PGPORT, PGUSER, PGDATABASE,
 // PGPASSWORD and ~/.pgpass / PGPASSFILE itself), then barman's SQL sequence with the function
 // names of the server's version (pg_backup_* from 15, pg_*_backup below, xlog names below 10).
@@ -10,7 +10,7 @@ export interface ConnectionOptions {
   host?: string;
   port?: string;
   user?: string;
-  /** A database name, or (when it contains '=' or is empty) a whole conninfo string (spec §5.1). */
+  /** A database name, or (when it contains '=' or is empty) a whole conninfo string (docs/format.md#postgres-session). */
   dbname?: string;
 }
 
@@ -61,7 +61,7 @@ export function parseLsn(lsn: string): bigint {
   return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
 }
 
-/** barman's begin_wal/end_wal and offset from an LSN (spec §5.2 step 3). */
+/** barman's begin_wal/end_wal and offset from an LSN (docs/format.md#postgres-session). */
 export function walLocation(lsn: string, timeline: number, segmentSize: number): { wal: string; offset: number } {
   const value = parseLsn(lsn);
   const size = BigInt(segmentSize);

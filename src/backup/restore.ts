@@ -1,4 +1,4 @@
-// Restoring a base backup (spec §8): choose the backup (id, name, shortcut or `auto` with targets),
+// Restoring a base backup (docs/format.md#restore): choose the backup (id, name, shortcut or `auto` with targets),
 // refuse a non-empty destination before downloading anything, then download, decompress and extract
 // every archive — in parallel across archives (beyond barman), the parts of one archive in order —
 // recreate pg_tblspc links and pg_wal, and optionally write the recovery configuration.
@@ -38,7 +38,7 @@ export interface RestoreOptions {
   signal?: AbortSignal;
 }
 
-/** `--target-tli latest`: the timeline of the greatest WAL name in the archive (spec §8). */
+/** `--target-tli latest`: the timeline of the greatest WAL name in the archive (docs/format.md#restore). */
 async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise<number> {
   let greatest = '';
   for await (const e of store.list(layout.walsPrefix)) {
@@ -50,7 +50,7 @@ async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise
   return Number.parseInt(greatest.slice(0, 8), 16);
 }
 
-/** barman's `auto` choice among all backups, newest ID first (spec §8 step 1). */
+/** barman's `auto` choice among all backups, newest ID first (docs/format.md#restore). */
 async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: ServerLayout, targets: RestoreTargets): Promise<string> {
   let tli: number | undefined;
   if (targets.tli === 'current') throw new GeneralError("'current' is not supported as --target-tli when the backup is 'auto'");
@@ -81,7 +81,7 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
 
 const TAR_EXTENSIONS = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
-/** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (spec §3). */
+/** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (docs/format.md#layout). */
 function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName }[] {
   const main: string[] = [];
   const extra: string[] = [];

@@ -1,4 +1,4 @@
-// Streaming tar producer for base backups (spec §5.3, §5.4, §3 part naming, §13 compression).
+// Streaming tar producer for base backups (docs/format.md#tar-members, #tar-parts, #layout for part names, #compression).
 //
 // Archives are written the way barman's TarFileIgnoringTruncate (Python tarfile, PAX_FORMAT, stream
 // mode) writes them, byte for byte for the uncompressed tar:
@@ -43,7 +43,7 @@ const RECORD_SIZE = 20 * BLOCK_SIZE;
 
 /**
  * Default levels of backup tars; others: the codec's default. bzip2 9 as barman's tarfile (`w|bz2`).
- * gzip 6, not barman's 9 (`w|gz`, spec §13): on a pgbench data directory level 9 deflates at
+ * gzip 6, not barman's 9 (`w|gz`, docs/format.md#compression): on a pgbench data directory level 9 deflates at
  * 24 MB/s per core against 119 at level 6, for output 0.2% smaller; `--compression-level` chooses.
  */
 export const BACKUP_COMPRESSION_LEVEL: Partial<Record<CodecName, number>> = { gzip: 6, bzip2: 9 };
@@ -354,7 +354,7 @@ function sourceError(path: string, err: unknown): ArchiveSourceError {
 
 // ---- parts ---------------------------------------------------------------------------------------
 
-/** `<name>.tar<sfx>` for index 0, `<name>_%04d.tar<sfx>` after (spec §3). */
+/** `<name>.tar<sfx>` for index 0, `<name>_%04d.tar<sfx>` after (docs/format.md#layout). */
 function partName(name: string, index: number, suffix = ''): string {
   return index === 0 ? `${name}.tar${suffix}` : `${name}_${String(index).padStart(4, '0')}.tar${suffix}`;
 }
@@ -559,12 +559,12 @@ export interface PathMember {
 
 export type ExtraMember = BufferMember | PathMember;
 
-/** `backup_label` as barman appends it after pg_backup_stop (spec §5.3 step 5). */
+/** `backup_label` as barman appends it after pg_backup_stop (docs/format.md#tar-members step 5). */
 export function backupLabelMember(label: string, pgdataGid: number): BufferMember {
   return { type: 'buffer', name: 'backup_label', data: label, mode: 0o644, uid: 0, gid: pgdataGid, mtime: 0, label: 'backup_label' };
 }
 
-/** A configuration file outside PGDATA, stored under its basename (spec §5.3 step 4). */
+/** A configuration file outside PGDATA, stored under its basename (docs/format.md#tar-members step 4). */
 export function externalConfigMember(path: string, label: string, optional = false): PathMember {
   return { type: 'path', source: path, name: basename(path), optional, label };
 }
@@ -1027,7 +1027,7 @@ export interface ProduceArchiveOptions extends Omit<ArchiveWriterOptions, 'name'
   kind: RootKind;
   /** 'data' or the tablespace OID. */
   name: string;
-  /** Exclusion rules input (spec §5.3): major version, tablespaces, PGDATA as reported by PostgreSQL. */
+  /** Exclusion rules input (docs/format.md#tar-members): major version, tablespaces, PGDATA as reported by PostgreSQL. */
   exclusion: Omit<ExclusionOptions, 'kind'>;
   /** PGDATA only: append `global/pg_control` after the walk (default true for 'pgdata'). */
   pgControl?: boolean;

@@ -1,4 +1,4 @@
-// The backup catalog of one server in the object store (spec §3, §1.6): which backups exist, their
+// The backup catalog of one server in the object store (docs/format.md#layout, #backup-names): which backups exist, their
 // backup.info, name/shortcut resolution, and the keep annotation.
 import { GeneralError, NotFoundError } from '../errors.js';
 import { log } from '../log.js';
@@ -16,7 +16,7 @@ export function isBackupId(text: string): boolean {
   return BACKUP_ID_RE.test(text);
 }
 
-/** The name of the keep annotation (spec §3). */
+/** The name of the keep annotation (docs/format.md#layout). */
 export const KEEP_ANNOTATION = 'keep';
 
 /** A backup directory whose backup.info exists but could not be read. */
@@ -77,7 +77,7 @@ export class BackupCatalog {
 
   /**
    * The IDs of the backup directories (sorted): every common prefix under `base/` holding a
-   * backup.info. The ID is the last path component, not validated (spec §3).
+   * backup.info. The ID is the last path component, not validated (docs/format.md#layout).
    */
   async listBackupIds(): Promise<string[]> {
     const candidates = await this.candidateIds();
@@ -174,7 +174,7 @@ export class BackupCatalog {
   }
 
   /**
-   * Resolve a backup ID, shortcut or name (spec §1.6): an ID-shaped string as is (no existence
+   * Resolve a backup ID, shortcut or name (docs/format.md#backup-names): an ID-shaped string as is (no existence
    * check), then first/oldest/last/latest/last-failed over all readable backups, then a unique
    * backup_name. Throws GeneralError (exit 4) when nothing or several backups match.
    */

@@ -1,4 +1,4 @@
-// Python literals, as barman stores them in backup.info (spec §4.1): a writer producing exactly what
+// Python literals, as barman stores them in backup.info (docs/format.md#backup-info-syntax): a writer producing exactly what
 // Python's repr() prints, and a tolerant reader accepting what ast.literal_eval accepts.
 //
 // Value model (kept distinct so that a read-then-write round trip is byte-exact):

@@ -231,7 +231,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
 }
 
 /**
- * Azure authentication in barman's order (spec §12.2): an explicit credential type, else a
+ * Azure authentication in barman's order (docs/format.md#credentials): an explicit credential type, else a
  * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
  * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
  */
@@ -273,7 +273,7 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     return { auth: { kind: 'connection-string', connectionString }, source: `a connection string (${from})` };
   }
   if (url.emulated && flagMethods.length === 0) {
-    // barman: the emulator URL form needs a connection string (spec §12.1).
+    // barman: the emulator URL form needs a connection string (docs/format.md#urls).
     throw new GeneralError('A connection string must be provided when using emulated storage');
   }
   const sasFile = opts['azure-storage-sas-token-file'] as string | undefined;

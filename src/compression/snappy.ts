@@ -1,4 +1,4 @@
-// Snappy *framing format* (spec §13; the format of python-snappy's StreamCompressor that barman uses
+// Snappy *framing format* (docs/format.md#compression; the format of python-snappy's StreamCompressor that barman uses
 // for WALs and `.tar.snappy`). The raw block codec comes from the `snappy` package; the framing
 // (stream identifier, typed chunks of at most 64 KiB of data, masked CRC-32C) is written here.
 //

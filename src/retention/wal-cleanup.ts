@@ -1,4 +1,4 @@
-// Which WAL objects go when a backup is deleted (spec §9.4): barman-cloud's remove_wal_before_backup,
+// Which WAL objects go when a backup is deleted (docs/format.md#wal-cleanup): barman-cloud's remove_wal_before_backup,
 // as pure planning over the in-memory catalog and the WAL listing. No I/O here: delete.ts lists,
 // calls these functions and deletes what they return.
 import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
@@ -97,7 +97,7 @@ export interface WalCleanupDecision {
 }
 
 /**
- * Whether WALs can go after deleting `deleted`, and within which limits (spec §9.4 steps 1-3).
+ * Whether WALs can go after deleting `deleted`, and within which limits (docs/format.md#wal-cleanup steps 1-3).
  * Walking back over older DONE/WAITING_FOR_WALS backups: none → allowed; keep standalone → with
  * -r protect its range and look further back, with -b stop; anything else → not allowed.
  */
@@ -142,7 +142,7 @@ export interface PrefixPlan {
 }
 
 /**
- * Whole WAL directories that can go at once (spec §9.4 step 4): not on a protected timeline, not
+ * Whole WAL directories that can go at once (docs/format.md#wal-cleanup step 4): not on a protected timeline, not
  * inside the (tli, log) span of a protected range, on remove_until's timeline below its log.
  */
 export function deletablePrefixes(decision: WalCleanupDecision, prefixes: Iterable<string>): PrefixPlan {
@@ -186,7 +186,7 @@ export interface WalEntry {
 }
 
 /**
- * The WAL objects to delete one by one (spec §9.4 step 5), sorted by key: skip objects under a
+ * The WAL objects to delete one by one (docs/format.md#wal-cleanup step 5), sorted by key: skip objects under a
  * prefix deleted whole, history files, protected timelines, names inside a protected range (for
  * `.backup` files their first 24 characters), and keep everything not `< removeUntil.begin_wal`
  * (plain string comparison, as barman does).

@@ -486,7 +486,7 @@ export class S3ObjectStore implements ObjectStore {
    * buffers, reused from part to part, so memory is bounded by those whatever the object's size (a
    * copying uploader such as lib-storage holds about twice as much). The first RAMP_PARTS parts
    * are half of `partSize` (S3 parts need not be equal): small and medium archives need half the
-   * memory, and 10,000 parts still cover 90% of what `partSize` parts would (spec §5.4).
+   * memory, and 10,000 parts still cover 90% of what `partSize` parts would (docs/format.md#tar-parts).
    *
    * Tags and encryption go on PutObject or CreateMultipartUpload, as barman sends them. On any
    * failure, of the source, a part, the completion or the caller's abort signal, the in-flight
@@ -710,7 +710,7 @@ export class S3ObjectStore implements ObjectStore {
  * A store that will not take DeleteObjects as we send it, so that deleting key by key is the way:
  * it lacks the operation (NotImplemented, HTTP 501), or it wants the Content-MD5 that older SDKs
  * sent where the SDK now sends a CRC checksum (MissingContentMD5; InvalidRequest or InvalidArgument
- * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (spec §12.2).
+ * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (docs/format.md#credentials).
  */
 function refusesBulkDelete(err: unknown): boolean {
   const e = err as SdkErrorLike | undefined;

@@ -1,4 +1,4 @@
-// Destination/source URL parsing per provider (spec §12.1), plus our local directory store.
+// Destination/source URL parsing per provider (docs/format.md#urls), plus our local directory store.
 import { GeneralError } from '../errors.js';
 import type { ProviderName } from './types.js';
 

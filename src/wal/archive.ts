@@ -1,4 +1,4 @@
-// Archiving one WAL file (spec §2.1, §6), with one deliberate difference from barman: an existing
+// Archiving one WAL file (docs/format.md#wal-archive), with one deliberate difference from barman: an existing
 // object for the same WAL file (under any compression suffix) is never silently replaced. Same
 // content → success without an upload; different content → refusal (PostgreSQL's documented
 // archive_command contract), unless overwriting is explicitly allowed. After a conditional create,
@@ -21,7 +21,7 @@ export interface ArchiveOptions {
   /** Resolved codec level (see compression/resolveLevel). */
   level?: number;
   tags?: Tag[];
-  /** Tags for .history files instead of `tags` when non-empty (spec §11.2). */
+  /** Tags for .history files instead of `tags` when non-empty (docs/format.md#tags). */
   historyTags?: Tag[];
   /** Replace an existing object with different content (barman's behaviour). */
   allowOverwrite?: boolean;

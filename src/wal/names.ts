@@ -1,6 +1,6 @@
-// WAL file names (spec §6.1): segments, .partial segments, .backup history files, .history files.
+// WAL file names (docs/format.md#wal-names): segments, .partial segments, .backup history files, .history files.
 
-/** barman's accepted names, case-insensitive hex (spec §6.1). */
+/** barman's accepted names, case-insensitive hex (docs/format.md#wal-names). */
 const WAL_NAME = /^[0-9A-F]{8}([0-9A-F]{8}[0-9A-F]{8}(\.[0-9A-F]{8}\.backup|\.partial)?|\.history)$/i;
 
 export function isWalName(name: string): boolean {

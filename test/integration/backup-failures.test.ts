@@ -1,4 +1,4 @@
-// A base backup that fails midway (spec §2.3, §4.4, §5.2 step 9): it exits 1 with one ERROR line
+// A base backup that fails midway (docs/format.md#backup, #backup-info-fields, #postgres-session): it exits 1 with one ERROR line
 // (two, as barman, when the FAILED backup.info cannot be written either), leaves a backup.info with
 // status=FAILED and the error when the store is still reachable, and no incomplete multipart
 // upload; it never hangs when the store disappears.
@@ -111,7 +111,7 @@ function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => / ERROR: /.test(l));
 }
 
-/** What a FAILED backup.info must hold (spec §4.4). */
+/** What a FAILED backup.info must hold (docs/format.md#backup-info-fields). */
 function expectFailedInfo(info: Map<string, string> | undefined, error: RegExp): void {
   expect(info).toBeDefined();
   expect(info!.get('status')).toBe('FAILED');

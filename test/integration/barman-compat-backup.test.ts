@@ -7,7 +7,7 @@
 // restore (with tablespace relocation) gives a copy that starts through our wal-restore with every
 // committed row.
 //
-// ours → barman 3.4: our backup.info carries the keys added after 3.4 (spec §4.1, §15.1), which 3.4
+// ours → barman 3.4: our backup.info carries the keys added after 3.4 (docs/format.md#backup-info-syntax), which 3.4
 // cannot read. This documents that known limitation: 3.4's backup-list skips our backup with its
 // WARNING and still lists its own backups; 3.4's restore of ours fails (exit 4) without writing.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';

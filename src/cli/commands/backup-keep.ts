@@ -1,4 +1,4 @@
-// barman-cloud-backup-keep (spec §2.7): add, show or release the keep annotation of a backup, which
+// barman-cloud-backup-keep (docs/format.md#backup-keep): add, show or release the keep annotation of a backup, which
 // retention policies honour (KEEP:FULL / KEEP:STANDALONE) and backup-delete -b refuses to override.
 import { EXIT, GeneralError, OperationError } from '../../errors.js';
 import { BackupCatalog, KEEP_ANNOTATION } from '../../catalog/catalog.js';

@@ -1,4 +1,4 @@
-// barman-cloud-backup-show (spec §2.5, §10.3, §10.4): one backup, found by ID, shortcut or name.
+// barman-cloud-backup-show (docs/format.md#backup-show, #show): one backup, found by ID, shortcut or name.
 import { EXIT, OperationError } from '../../errors.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { formatBackupShowConsole, formatBackupShowJson } from '../../catalog/format.js';

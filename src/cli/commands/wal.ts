@@ -1,4 +1,4 @@
-// barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
+// barman-cloud-wal-archive and barman-cloud-wal-restore (docs/format.md#wal-archive, #wal-restore).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
 import { basename, dirname } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
@@ -46,7 +46,7 @@ export const walArchive: CommandModule = {
   errorPrefix: 'Barman cloud WAL archiver exception',
   validate(ctx) {
     const walPath = ctx.args.positionals.wal_path;
-    // barman makes wal_path optional for its hook mode and then fails with exit 1 (spec §1.3).
+    // barman makes wal_path optional for its hook mode and then fails with exit 1 (docs/format.md#exit-codes).
     if (walPath === undefined) throw new OperationError('the following arguments are required: wal_path');
     if (!isWalName(basename(walPath))) throw new CliError(`${walPath} is an invalid name for a WAL file`);
   },

@@ -36,7 +36,7 @@ export interface PostgresFacts {
   archiver: ArchiverStats;
 }
 
-/** The functions barman-cloud-backup calls on a server of this version (spec §5.2). */
+/** The functions barman-cloud-backup calls on a server of this version (docs/format.md#postgres-session). */
 export function backupFunctions(versionNum: number): string[] {
   const wal = versionNum >= 100000 ? 'pg_switch_wal' : 'pg_switch_xlog';
   const [start, stop] = versionNum >= 150000 ? ['pg_backup_start', 'pg_backup_stop'] : ['pg_start_backup', 'pg_stop_backup'];
