@@ -3,31 +3,15 @@
 // two database sizes. BENCH_SCALE (default 20, ~300 MB) sets the size; the reference is 100.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runOnce } from './lib.mjs';
-import { startMoto } from './servers.mjs';
+import { asPostgres, runOnce } from './lib.mjs';
+import { freePort, startMoto } from './servers.mjs';
 
 export const title = 'Base backup and restore (pgbench database, moto on loopback)';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const asRoot = process.getuid?.() === 0;
-
-function asPostgres(bin, args, opts = {}) {
-  const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
-  return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-}
-
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** Peak RSS (MB) and wall time (s) of one command, through GNU time. */
 function measured(cmd, args, env) {

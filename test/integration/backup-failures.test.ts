@@ -18,14 +18,13 @@ import {
 import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
-  requireTool, postgresAvailable, startCluster, toolCommand, toolRootForPostgres, nodePath, pgTempDir, type PgCluster,
+  asPostgresArgv, requireTool, postgresAvailable, startCluster, toolCommand, toolRootForPostgres, nodePath, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'failures';
 const IS_ROOT = process.getuid?.() === 0;
-const RUNUSER = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
 
 interface Run {
   code: number | null;
@@ -39,7 +38,7 @@ interface Run {
 function startBackup(args: string[], env: NodeJS.ProcessEnv, opts: { asPostgres?: boolean; timeoutMs?: number } = {}) {
   const started = Date.now();
   const [file, argv] = opts.asPostgres && IS_ROOT
-    ? [RUNUSER, ['-u', 'postgres', '--', nodePath(), join(toolRootForPostgres(), 'bin', 'barman-cloud-backup'), ...args]]
+    ? asPostgresArgv([nodePath(), join(toolRootForPostgres(), 'bin', 'barman-cloud-backup'), ...args])
     : [process.execPath, [join(ROOT, 'bin', 'barman-cloud-backup'), ...args]];
   const child: ChildProcess = spawn(file, argv, { env, cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

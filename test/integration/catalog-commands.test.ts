@@ -3,11 +3,10 @@
 // where barman-cli-cloud 3.4 is installed, its list/show output on the same bucket is compared too.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { runBarman, runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
@@ -362,17 +361,7 @@ describe('on S3 (moto)', () => {
   const BARMAN = '/usr/bin/barman-cloud-backup-list';
   const skip34 = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN));
 
-  function runPython(tool: string, toolArgs: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(`/usr/bin/${tool}`, toolArgs, { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const runPython = (tool: string, toolArgs: string[]) => runBarman(tool, toolArgs, env());
 
   it.skipIf(skip34)('prints what barman-cli-cloud 3.4 prints for 3.4-format backup.info files', async () => {
     const store = await openObjectStore({
