@@ -21,7 +21,9 @@ function parseConninfo(text: string): Record<string, string> {
   let m: RegExpExecArray | null;
   let pos = 0;
   while ((m = re.exec(text)) !== null) {
-    out[m[1]] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3];
+    const [, key, quoted, bare] = m;
+    // Group 1 always takes part in a match; the check only satisfies the index type.
+    if (key !== undefined) out[key] = quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : bare ?? '';
     pos = re.lastIndex;
   }
   if (text.slice(pos).trim() !== '') throw new GeneralError(`invalid connection string: missing "=" after "${text.slice(pos).trim()}"`);

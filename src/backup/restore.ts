@@ -181,6 +181,7 @@ export async function restoreBackup(
   const worker = async () => {
     while (next < plan.length) {
       const p = plan[next++];
+      if (p === undefined) break;
       await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
       log.info(`Extracting ${p.base} into ${p.dir}`);
       let current = '';
@@ -195,7 +196,7 @@ export async function restoreBackup(
         await extractArchiveParts(
           p.parts.map((part) => () => openPart(part.key)),
           p.dir,
-          { codec: p.parts[0].codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
+          { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
         );
       } catch (e) {
         throw damagedPart(e, current, incomplete);

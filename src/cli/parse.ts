@@ -72,6 +72,7 @@ export function normalizeArgv(spec: CommandSpec, argv: string[]): string[] {
   let i = 0;
   while (i < argv.length) {
     const word = argv[i++];
+    if (word === undefined) break;
     if (word === '--') {
       out.push(word, ...argv.slice(i));
       break;
@@ -85,13 +86,21 @@ export function normalizeArgv(spec: CommandSpec, argv: string[]): string[] {
         continue;
       }
       out.push(eq >= 0 ? `${hit.option.long}${word.slice(eq)}` : hit.option.long);
-      if (eq < 0 && takesValue(hit.option) && i < argv.length) out.push(argv[i++]);
+      const value = argv[i];
+      if (eq < 0 && takesValue(hit.option) && value !== undefined) {
+        out.push(value);
+        i++;
+      }
       continue;
     }
     out.push(word);
     if (/^-[^-]$/.test(word)) {
       const opt = spec.options.find((o) => o.short === word);
-      if (opt && takesValue(opt) && i < argv.length) out.push(argv[i++]);
+      const value = argv[i];
+      if (opt && takesValue(opt) && value !== undefined) {
+        out.push(value);
+        i++;
+      }
     }
   }
   return out;

@@ -243,18 +243,19 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     ['--azure-inherit-from-azure-ad', opts['azure-inherit-from-azure-ad'] || undefined],
     ['--azure-use-default-azure-credentials', opts['azure-use-default-azure-credentials'] || undefined],
   ].filter(([, v]) => v !== undefined) as [string, unknown][];
-  if (flagMethods.length > 1) {
-    throw new CliError(`${flagMethods[0][0]} and ${flagMethods[1][0]} are mutually exclusive: choose one way to authenticate`);
+  const [first, second] = flagMethods;
+  if (first && second) {
+    throw new CliError(`${first[0]} and ${second[0]} are mutually exclusive: choose one way to authenticate`);
   }
   const credentialFlag = opts['azure-credential'] as AzureCredentialKind | undefined;
   let credential: AzureCredentialKind | undefined = credentialFlag;
   if (opts['azure-inherit-from-azure-ad']) credential = 'managed-identity';
   if (opts['azure-use-default-azure-credentials']) credential = 'default';
-  if (credentialFlag && flagMethods.length === 1 && credential !== credentialFlag) {
-    throw new CliError(`--azure-credential ${credentialFlag} contradicts ${flagMethods[0][0]}`);
+  if (credentialFlag && first && !second && credential !== credentialFlag) {
+    throw new CliError(`--azure-credential ${credentialFlag} contradicts ${first[0]}`);
   }
-  if (credential && flagMethods.length === 1 && !['--azure-inherit-from-azure-ad', '--azure-use-default-azure-credentials'].includes(flagMethods[0][0])) {
-    throw new CliError(`--azure-credential cannot be combined with ${flagMethods[0][0]}`);
+  if (credential && first && !second && !['--azure-inherit-from-azure-ad', '--azure-use-default-azure-credentials'].includes(first[0])) {
+    throw new CliError(`--azure-credential cannot be combined with ${first[0]}`);
   }
 
   const account = (opts['azure-storage-account'] as string | undefined) ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);

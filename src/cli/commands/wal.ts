@@ -11,7 +11,7 @@ import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '.
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { downloadTo, findWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
-import type { CommandContext, CommandModule } from '../context.js';
+import { requiredPositionals, type CommandContext, type CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { parseTags } from '../tags.js';
 import type { Env } from '../store.js';
@@ -97,7 +97,7 @@ export const walRestore: CommandModule = {
   },
   async run(ctx) {
     const opts = ctx.args.options;
-    const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals as Record<string, string>;
+    const { wal_name: walName, wal_dest: dest, server_name: serverName } = requiredPositionals(ctx, 'wal_name', 'wal_dest', 'server_name');
     const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
     const existing = parallel > 1 ? await spoolDir(ctx, dest, 'restore', false) : null;
