@@ -5,8 +5,7 @@
 // npm packages stay external: the SDKs are still loaded only when their provider is used.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
@@ -23,7 +22,9 @@ await build({
   platform: 'node',
   target: 'node20',
   packages: 'external',
-  sourcemap: false,
+  // Linked maps: stack traces name src/ files under `node --enable-source-maps` (off by default,
+  // see docs/architecture.md: parsing the maps would cost every WAL call).
+  sourcemap: 'linked',
   logLevel: 'warning',
 });
 // The CommonJS launcher the bin/ scripts require (answers --version without the ESM loader).
@@ -36,9 +37,10 @@ await build({
   platform: 'node',
   target: 'node20',
   packages: 'external',
+  sourcemap: 'linked',
   logLevel: 'warning',
 });
-// The shell fronts of the WAL commands, generated from the option table (src/cli/fast-path.ts).
+// The generator of the WAL commands' shell fronts (src/cli/fast-path.ts), for scripts/generate.mjs.
 await build({
   absWorkingDir: root,
   entryPoints: ['src/cli/fast-path.ts'],
@@ -49,13 +51,6 @@ await build({
   target: 'node20',
   logLevel: 'warning',
 });
-const fronts = await import(pathToFileURL(resolve(root, 'dist/fast-path.mjs')).href);
-for (const [name, text] of [['barman-cloud-wal-archive', fronts.walArchiveScript()], ['barman-cloud-wal-restore', fronts.walRestoreScript()]]) {
-  const file = resolve(root, 'bin', name);
-  let old = '';
-  try {
-    old = readFileSync(file, 'utf8');
-  } catch {}
-  if (old !== text) writeFileSync(file, text);
-  chmodSync(file, 0o755);
-}
+// The committed files generated from dist/ (bin/'s WAL fronts, completions/) are written by
+// scripts/generate.mjs, never here: a build must not rewrite a committed file, or their drift
+// check could never fail.

@@ -1,5 +1,5 @@
 // One error hierarchy for the whole tool. Each class carries the barman exit code it maps to
-// (spec §1.3); the CLI layer is the only place that turns an error into an exit code.
+// (docs/format.md#exit-codes); the CLI layer is the only place that turns an error into an exit code.
 
 export const EXIT = {
   OK: 0,
@@ -33,9 +33,6 @@ export class OperationError extends BarmanCloudError {
 
 /** Any other failure: exit 4. */
 export class GeneralError extends BarmanCloudError {}
-
-/** A command or feature that is not built yet: exit 4, never a pretended success. */
-export class NotImplementedError extends BarmanCloudError {}
 
 // ---- storage errors: thrown by every driver with the same meaning --------------------------------
 

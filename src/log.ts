@@ -1,8 +1,8 @@
-// The one logger. barman's format on stderr (spec §1.2):
+// The one logger. barman's format on stderr (docs/format.md#arguments):
 //   2026-11-29 05:05:40,079 [21652] ERROR: message
 // Level = max(WARNING - 10*(verbose - quiet), DEBUG). stdout is never written here.
 
-export const LEVELS = { DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50 } as const;
+const LEVELS = { DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50 } as const;
 export type LevelName = keyof typeof LEVELS;
 
 let threshold: number = LEVELS.WARNING;

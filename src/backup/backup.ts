@@ -1,4 +1,4 @@
-// Taking a base backup into the object store as barman-cloud-backup does (spec §5): the SQL
+// Taking a base backup into the object store as barman-cloud-backup does (docs/format.md#postgres-session): the SQL
 // sequence of postgres.ts, one streamed tar archive per tablespace and one for PGDATA (tar-producer),
 // each part uploaded as it is produced with bounded memory, and backup.info written last — with
 // status FAILED and the error when anything fails after the backup started. Two integrity records
@@ -35,7 +35,7 @@ export interface BackupOptions {
   /** Parts and blocks uploaded at once (-J). */
   jobs: number;
   maxArchiveSize: number;
-  /** Multipart part size (from --min-chunk-size and the provider's limits, spec §5.4). */
+  /** Multipart part size (from --min-chunk-size and the provider's limits, docs/format.md#tar-parts). */
   chunkSize: number;
   /** Bytes per second for part uploads (--max-bandwidth). */
   maxBandwidth?: number;
@@ -54,8 +54,8 @@ export interface BackupOutcome {
   error?: string;
 }
 
-/** barman's backup ID: the client's local time at the start (spec §0). */
-export function newBackupId(now = new Date()): string {
+/** barman's backup ID: the client's local time at the start (docs/format.md#backup-names). */
+function newBackupId(now = new Date()): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
   return `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}T${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
 }
@@ -77,7 +77,7 @@ function throttle(bytesPerSecond: number): Transform {
 
 const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
 
-/** copy_stats in barman's key order (spec §4.3); tablespaces first, then 'data'. */
+/** copy_stats in barman's key order (docs/format.md#copy-stats); tablespaces first, then 'data'. */
 function copyStats(results: ArchiveResult[], totalSeconds: number, workers: number): PyDict {
   const per = (f: (r: ArchiveResult) => number): PyDict => new Map(results.map((r): [PyValue, PyValue] => [r.archive, pyFloat(round6(f(r)))]));
   const first = Math.min(...results.map((r) => r.startTime.getTime()));

@@ -1,4 +1,4 @@
-// Which files of PGDATA / of a tablespace go into a base backup (spec §5.3, §5.5).
+// Which files of PGDATA / of a tablespace go into a base backup (docs/format.md#tar-members).
 //
 // barman filters the `os.walk` of the directory with rsync-like rules (barman/fs.py path_allowed):
 //   * a rule starting with '/' is anchored at the root of the walk; any other rule also matches at
@@ -10,7 +10,7 @@
 // below the root are 'name' for directories but './name' for files, deeper entries 'dir/sub/name'.
 //
 // A directory that is excluded loses its own entry and the files directly inside it; its
-// sub-directories are not visited either (the documented intent, spec §5.3), except below the walk
+// sub-directories are not visited either (the documented intent, docs/format.md#tar-members), except below the walk
 // root, which is always visited (a tablespace root '.' is itself excluded by `/*`).
 // `descendExcluded: true` reproduces barman's literal os.walk behaviour instead, which keeps walking
 // below an excluded directory and matches every deeper entry on its own.
@@ -30,7 +30,7 @@ export const PGDATA_EXCLUDE_RULES: readonly string[] = [
 ];
 
 /** Temporary relation files (`t<backend>_<relfilenode>` inside a database directory). */
-export const TEMP_RELATION_RULE = '**/[0-9]*/t[0-9]*_[0-9]*';
+const TEMP_RELATION_RULE = '**/[0-9]*/t[0-9]*_[0-9]*';
 
 /** barman.postgres_plumbing.EXCLUDE_LIST: applied to PGDATA and to every tablespace. */
 export const GENERIC_EXCLUDE_RULES: readonly string[] = [

@@ -1,4 +1,4 @@
-// Restore side of base-backup archives (spec §8): stream a tar (optionally compressed) into a
+// Restore side of base-backup archives (docs/format.md#restore): stream a tar (optionally compressed) into a
 // directory with the semantics of Python's TarFile.extractall as barman-cloud-restore uses it:
 //   * directories are created 0700 while extracting; their owner, mtime and mode are applied at
 //     the end, deepest first (reverse name order), so that extracting their content cannot disturb
@@ -44,7 +44,7 @@ const MODE_MASK = 0o777;
 export class UnsafeArchiveMemberError extends GeneralError {}
 
 /** Any other failure to extract a member. */
-export class ExtractError extends GeneralError {}
+class ExtractError extends GeneralError {}
 
 export interface ExtractOptions {
   /** Compression of the stream (registry name or loaded codec); none when absent. */
@@ -89,7 +89,7 @@ function errnoCode(err: unknown): string | undefined {
  * Split a member name into safe components: '' and '.' are dropped; an absolute name or a '..'
  * component is refused.
  */
-export function memberPathComponents(name: string): string[] {
+function memberPathComponents(name: string): string[] {
   if (name.startsWith('/')) {
     throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': absolute member path`);
   }
@@ -128,7 +128,7 @@ function paxNumber(pax: Record<string, string> | null | undefined, key: string):
  * finish(), after the last archive, so that the parts of a split archive (data.tar, data_0001.tar,
  * …) leave every directory with its recorded mtime and mode.
  */
-export class TarExtractor {
+class TarExtractor {
   /** Reused write buffers, one per file being written (archives may be extracted concurrently). */
   private readonly writeBuffers: Buffer[] = [];
 

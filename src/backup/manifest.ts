@@ -12,7 +12,7 @@ import { GeneralError } from '../errors.js';
 export const BACKUP_MANIFEST_NAME = 'backup_manifest';
 
 /** A manifest that cannot be trusted (bad JSON, wrong checksum, malformed entry): exit 4. */
-export class BackupManifestError extends GeneralError {}
+class BackupManifestError extends GeneralError {}
 
 export interface ManifestFileEntry {
   /** Path relative to the data directory (`pg_tblspc/<oid>/…` for tablespace files). */

@@ -1,4 +1,4 @@
-// The PostgreSQL session of a base backup (spec §5.1–5.2): connection from -h/-p/-U/-d or a whole
+// The PostgreSQL session of a base backup (docs/format.md#postgres-session): connection from -h/-p/-U/-d or a whole
 // conninfo and the libpq environment (node-postgres reads PGHOST, PGPORT, PGUSER, PGDATABASE,
 // PGPASSWORD and ~/.pgpass / PGPASSFILE itself), then barman's SQL sequence with the function
 // names of the server's version (pg_backup_* from 15, pg_*_backup below, xlog names below 10).
@@ -10,18 +10,20 @@ export interface ConnectionOptions {
   host?: string;
   port?: string;
   user?: string;
-  /** A database name, or (when it contains '=' or is empty) a whole conninfo string (spec §5.1). */
+  /** A database name, or (when it contains '=' or is empty) a whole conninfo string (docs/format.md#postgres-session). */
   dbname?: string;
 }
 
 /** Parse a libpq keyword/value conninfo string: `host=/tmp port=5432 dbname='my db'`. */
-export function parseConninfo(text: string): Record<string, string> {
+function parseConninfo(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   const re = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))/gy;
   let m: RegExpExecArray | null;
   let pos = 0;
   while ((m = re.exec(text)) !== null) {
-    out[m[1]] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3];
+    const [, key, quoted, bare] = m;
+    // Group 1 always takes part in a match; the check only satisfies the index type.
+    if (key !== undefined) out[key] = quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : bare ?? '';
     pos = re.lastIndex;
   }
   if (text.slice(pos).trim() !== '') throw new GeneralError(`invalid connection string: missing "=" after "${text.slice(pos).trim()}"`);
@@ -61,7 +63,7 @@ export function parseLsn(lsn: string): bigint {
   return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
 }
 
-/** barman's begin_wal/end_wal and offset from an LSN (spec §5.2 step 3). */
+/** barman's begin_wal/end_wal and offset from an LSN (docs/format.md#postgres-session). */
 export function walLocation(lsn: string, timeline: number, segmentSize: number): { wal: string; offset: number } {
   const value = parseLsn(lsn);
   const size = BigInt(segmentSize);
@@ -75,7 +77,7 @@ export function walLocation(lsn: string, timeline: number, segmentSize: number):
  * PostgreSQL's ISO text of a timestamptz (`2026-11-29 05:04:19.0034+00`, `…+05:30`) as Python's
  * str(datetime) writes it in backup.info: `2026-11-29 05:04:19.003400+00:00`, no fraction when zero.
  */
-export function pythonTimestamp(pgText: string): string {
+function pythonTimestamp(pgText: string): string {
   const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))?([+-]\d\d)(?::?(\d\d))?(?::(\d\d))?$/.exec(pgText.trim());
   if (!m) throw new GeneralError(`unexpected timestamp from PostgreSQL: ${pgText}`);
   const micro = (m[2] ?? '').padEnd(6, '0').slice(0, 6);

@@ -25,7 +25,7 @@ function lstatOrUndefined(path: string): Stats | undefined {
 }
 
 /** True when `path` is `dir` or lies below it (both already absolute and normalized). */
-export function isWithin(path: string, dir: string): boolean {
+function isWithin(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 

@@ -1,4 +1,4 @@
-// Restoring a base backup (spec §8): choose the backup (id, name, shortcut or `auto` with targets),
+// Restoring a base backup (docs/format.md#restore): choose the backup (id, name, shortcut or `auto` with targets),
 // refuse a non-empty destination before downloading anything, then download, decompress and extract
 // every archive — in parallel across archives (beyond barman), the parts of one archive in order —
 // recreate pg_tblspc links and pg_wal, and optionally write the recovery configuration.
@@ -41,7 +41,7 @@ export interface RestoreOptions {
   identities?: AgeIdentities;
 }
 
-/** `--target-tli latest`: the timeline of the greatest WAL name in the archive (spec §8). */
+/** `--target-tli latest`: the timeline of the greatest WAL name in the archive (docs/format.md#restore). */
 async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise<number> {
   let greatest = '';
   for await (const e of store.list(layout.walsPrefix)) {
@@ -53,8 +53,8 @@ async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise
   return Number.parseInt(greatest.slice(0, 8), 16);
 }
 
-/** barman's `auto` choice among all backups, newest ID first (spec §8 step 1). */
-export async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: ServerLayout, targets: RestoreTargets): Promise<string> {
+/** barman's `auto` choice among all backups, newest ID first (docs/format.md#restore). */
+async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: ServerLayout, targets: RestoreTargets): Promise<string> {
   let tli: number | undefined;
   if (targets.tli === 'current') throw new GeneralError("'current' is not supported as --target-tli when the backup is 'auto'");
   if (targets.tli === 'latest') tli = await latestTimeline(store, layout);
@@ -84,7 +84,7 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
 
 const TAR_EXTENSIONS = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
-/** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (spec §3). */
+/** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (docs/format.md#layout). */
 function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName; encrypted: boolean }[] {
   const main: string[] = [];
   const extra: string[] = [];
@@ -208,6 +208,7 @@ export async function restoreBackup(
   const worker = async () => {
     while (next < plan.length) {
       const p = plan[next++];
+      if (p === undefined) break;
       await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
       log.info(`Extracting ${p.base} into ${p.dir}`);
       let current = '';
@@ -226,7 +227,7 @@ export async function restoreBackup(
         await extractArchiveParts(
           p.parts.map((part) => () => openPart(part.key)),
           p.dir,
-          { codec: p.parts[0].codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
+          { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
         );
       } catch (e) {
         throw damagedPart(e, current, incomplete);

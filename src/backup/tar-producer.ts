@@ -1,4 +1,4 @@
-// Streaming tar producer for base backups (spec §5.3, §5.4, §3 part naming, §13 compression).
+// Streaming tar producer for base backups (docs/format.md#tar-members, #tar-parts, #layout for part names, #compression).
 //
 // Archives are written the way barman's TarFileIgnoringTruncate (Python tarfile, PAX_FORMAT, stream
 // mode) writes them, byte for byte for the uncompressed tar:
@@ -39,12 +39,12 @@ import { log } from '../log.js';
 import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
 import { BACKUP_MANIFEST_NAME, BackupManifestBuilder, Crc32c, manifestPath, type WalRange } from './manifest.js';
 
-export const BLOCK_SIZE = 512;
-export const RECORD_SIZE = 20 * BLOCK_SIZE;
+const BLOCK_SIZE = 512;
+const RECORD_SIZE = 20 * BLOCK_SIZE;
 
 /**
  * Default levels of backup tars; others: the codec's default. bzip2 9 as barman's tarfile (`w|bz2`).
- * gzip 6, not barman's 9 (`w|gz`, spec §13): on a pgbench data directory level 9 deflates at
+ * gzip 6, not barman's 9 (`w|gz`, docs/format.md#compression): on a pgbench data directory level 9 deflates at
  * 24 MB/s per core against 119 at level 6, for output 0.2% smaller; `--compression-level` chooses.
  */
 export const BACKUP_COMPRESSION_LEVEL: Partial<Record<CodecName, number>> = { gzip: 6, bzip2: 9 };
@@ -101,12 +101,12 @@ function tables(): IdTables {
 }
 
 /** pwd.getpwuid(uid).pw_name, or '' when unknown (as tarfile leaves uname empty). */
-export function userName(uid: number): string {
+function userName(uid: number): string {
   return tables().userById.get(uid) ?? '';
 }
 
 /** grp.getgrgid(gid).gr_name, or ''. */
-export function groupName(gid: number): string {
+function groupName(gid: number): string {
   return tables().groupById.get(gid) ?? '';
 }
 
@@ -315,7 +315,7 @@ export function encodeTarHeader(h: TarHeader): Buffer {
 }
 
 /** End of archive: two zero blocks, then zeros up to the next 10240-byte record boundary. */
-export function tarTrailer(offset: number): Buffer {
+function tarTrailer(offset: number): Buffer {
   const end = offset + 2 * BLOCK_SIZE;
   const pad = (RECORD_SIZE - (end % RECORD_SIZE)) % RECORD_SIZE;
   return Buffer.alloc(2 * BLOCK_SIZE + pad);
@@ -355,13 +355,13 @@ function sourceError(path: string, err: unknown): ArchiveSourceError {
 
 // ---- parts ---------------------------------------------------------------------------------------
 
-/** `<name>.tar<sfx>` for index 0, `<name>_%04d.tar<sfx>` after (spec §3). */
-export function partName(name: string, index: number, suffix = ''): string {
+/** `<name>.tar<sfx>` for index 0, `<name>_%04d.tar<sfx>` after (docs/format.md#layout). */
+function partName(name: string, index: number, suffix = ''): string {
   return index === 0 ? `${name}.tar${suffix}` : `${name}_${String(index).padStart(4, '0')}.tar${suffix}`;
 }
 
 /** Suffix after `.tar` for a codec: '' (none), '.gz', '.bz2', '.snappy', '.zst', '.lz4', '.xz'. */
-export function tarSuffix(codec: CodecName | null | undefined): string {
+function tarSuffix(codec: CodecName | null | undefined): string {
   return codec ? WAL_SUFFIX[codec] : '';
 }
 
@@ -566,12 +566,12 @@ export interface PathMember {
 
 export type ExtraMember = BufferMember | PathMember;
 
-/** `backup_label` as barman appends it after pg_backup_stop (spec §5.3 step 5). */
+/** `backup_label` as barman appends it after pg_backup_stop (docs/format.md#tar-members step 5). */
 export function backupLabelMember(label: string, pgdataGid: number): BufferMember {
   return { type: 'buffer', name: 'backup_label', data: label, mode: 0o644, uid: 0, gid: pgdataGid, mtime: 0, label: 'backup_label' };
 }
 
-/** A configuration file outside PGDATA, stored under its basename (spec §5.3 step 4). */
+/** A configuration file outside PGDATA, stored under its basename (docs/format.md#tar-members step 4). */
 export function externalConfigMember(path: string, label: string, optional = false): PathMember {
   return { type: 'path', source: path, name: basename(path), optional, label };
 }
@@ -582,7 +582,7 @@ const READ_CHUNK_SIZE = 1 << 20;
 /** Bytes a part's streams may hold before the reader waits (bounded memory, but no lock-step). */
 const STREAM_BUFFER = 1 << 20;
 
-export class ArchiveWriter {
+class ArchiveWriter {
   readonly archive: string;
   readonly suffix: string;
   private readonly codec: Codec | undefined;
@@ -1036,7 +1036,7 @@ export interface ProduceArchiveOptions extends Omit<ArchiveWriterOptions, 'name'
   kind: RootKind;
   /** 'data' or the tablespace OID. */
   name: string;
-  /** Exclusion rules input (spec §5.3): major version, tablespaces, PGDATA as reported by PostgreSQL. */
+  /** Exclusion rules input (docs/format.md#tar-members): major version, tablespaces, PGDATA as reported by PostgreSQL. */
   exclusion: Omit<ExclusionOptions, 'kind'>;
   /** PGDATA only: append `global/pg_control` after the walk (default true for 'pgdata'). */
   pgControl?: boolean;

@@ -1,4 +1,4 @@
-// backup.info: the metadata file of one base backup (spec §4). Reader and writer follow barman's
+// backup.info: the metadata file of one base backup (docs/format.md#backup-info). Reader and writer follow barman's
 // FieldListFile: `key=value` lines, keys sorted, `None` for nulls, Python repr() for literal fields.
 import { GeneralError, OperationError } from '../errors.js';
 import {
@@ -44,14 +44,14 @@ interface KindTypes {
 
 interface FieldDef {
   readonly kind: FieldKind;
-  /** Whether barman 3.4 knows the key (spec §4.2); 3.4 cannot read a file with any other key. */
+  /** Whether barman 3.4 knows the key (docs/format.md#backup-info-fields); 3.4 cannot read a file with any other key. */
   readonly in34: boolean;
   /** Omitted from the file (and from JSON) when null. */
   readonly hideIfNull?: boolean;
 }
 
 /**
- * Every backup.info field of barman 3.17 (spec §4.2), in the sorted order barman writes them.
+ * Every backup.info field of barman 3.17 (docs/format.md#backup-info-fields), in the sorted order barman writes them.
  * The BackupInfoFields type is derived from this table.
  */
 export const BACKUP_INFO_FIELDS = {
@@ -106,7 +106,7 @@ export interface BackupInfo extends BackupInfoFields {
 
 export const FIELD_NAMES = Object.keys(BACKUP_INFO_FIELDS).sort() as BackupInfoField[];
 
-/** Backup statuses (spec §4.2). */
+/** Backup statuses (docs/format.md#backup-info-fields). */
 export const STATUS = {
   EMPTY: 'EMPTY',
   STARTED: 'STARTED',
@@ -142,7 +142,7 @@ export function newBackupInfo(backupId: string, fields: Partial<BackupInfoFields
 export class BackupInfoParseError extends GeneralError {}
 
 /**
- * A key this version does not know. barman 3.15+ aborts the whole command with exit 1 (spec §1.3),
+ * A key this version does not know. barman 3.15+ aborts the whole command with exit 1 (docs/format.md#backup-info-syntax),
  * on the assumption that the backup was written by a newer release.
  */
 export class UnknownBackupInfoField extends OperationError {
@@ -365,7 +365,7 @@ export interface ParseOptions {
 }
 
 /**
- * Read a backup.info (spec §4.1). Throws BackupInfoParseError for unreadable content and
+ * Read a backup.info (docs/format.md#backup-info-syntax). Throws BackupInfoParseError for unreadable content and
  * UnknownBackupInfoField for a key barman 3.17 does not know.
  */
 export function parseBackupInfo(content: string | Uint8Array, options: ParseOptions = {}): BackupInfoFields {
@@ -402,7 +402,7 @@ export function parseBackupInfo(content: string | Uint8Array, options: ParseOpti
 export interface SerializeOptions {
   /**
    * 'head' (default) writes every field of barman 3.17; '3.4' leaves out the six keys barman 3.4
-   * does not know (spec §15.1), so that 3.4 can still read the file.
+   * does not know (docs/format.md#backup-info-syntax), so that 3.4 can still read the file.
    */
   compat?: 'head' | '3.4';
 }

@@ -1,4 +1,4 @@
-// The backup catalog of one server in the object store (spec §3, §1.6): which backups exist, their
+// The backup catalog of one server in the object store (docs/format.md#layout, #backup-names): which backups exist, their
 // backup.info, name/shortcut resolution, and the keep annotation.
 import { GeneralError, NotFoundError } from '../errors.js';
 import { log } from '../log.js';
@@ -10,13 +10,13 @@ import {
 import type { ServerLayout } from './layout.js';
 
 /** barman's is_backup_id: `re.match(r"(\d{8})T\d{6}$", s)`. */
-export const BACKUP_ID_RE = /^\d{8}T\d{6}$/;
+const BACKUP_ID_RE = /^\d{8}T\d{6}$/;
 
 export function isBackupId(text: string): boolean {
   return BACKUP_ID_RE.test(text);
 }
 
-/** The name of the keep annotation (spec §3). */
+/** The name of the keep annotation (docs/format.md#layout). */
 export const KEEP_ANNOTATION = 'keep';
 
 /** A backup directory whose backup.info exists but could not be read. */
@@ -77,7 +77,7 @@ export class BackupCatalog {
 
   /**
    * The IDs of the backup directories (sorted): every common prefix under `base/` holding a
-   * backup.info. The ID is the last path component, not validated (spec §3).
+   * backup.info. The ID is the last path component, not validated (docs/format.md#layout).
    */
   async listBackupIds(): Promise<string[]> {
     const candidates = await this.candidateIds();
@@ -199,7 +199,7 @@ export class BackupCatalog {
   }
 
   /**
-   * Resolve a backup ID, shortcut or name (spec §1.6): an ID-shaped string as is (no existence
+   * Resolve a backup ID, shortcut or name (docs/format.md#backup-names): an ID-shaped string as is (no existence
    * check), then first/oldest/last/latest/last-failed over all readable backups, then a unique
    * backup_name. Throws GeneralError (exit 4) when nothing or several backups match.
    */
@@ -290,7 +290,7 @@ export class BackupCatalog {
 }
 
 /** first/oldest, last/latest, last-failed over the given backups (any status); null if none applies. */
-export function resolveShortcut(backups: ReadonlyMap<string, Pick<BackupInfo, 'status'>>, shortcut: string): string | null {
+function resolveShortcut(backups: ReadonlyMap<string, Pick<BackupInfo, 'status'>>, shortcut: string): string | null {
   if (backups.size === 0) return null;
   const ids = [...backups.keys()].sort(byId);
   if (shortcut === 'last' || shortcut === 'latest') return ids[ids.length - 1]!;

@@ -1,4 +1,4 @@
-// What backup-list and backup-show print (spec §10): the console tables and the JSON documents,
+// What backup-list and backup-show print (docs/format.md#output): the console tables and the JSON documents,
 // character for character as barman-cloud 3.17 prints them.
 import { GeneralError } from '../errors.js';
 import {
@@ -84,7 +84,7 @@ function dictGet(d: PyDict | null | undefined, key: string): PyValue | undefined
   return d ? d.get(key) : undefined;
 }
 
-// ---- backup-list, console (§10.1) ---------------------------------------------------------------------
+// ---- backup-list, console (docs/format.md#list-console) ---------------------------------------------------------------------
 
 const LIST_WIDTHS = [20, 25, 30, 17, 20];
 
@@ -121,20 +121,11 @@ export function backupListRow(info: ListRowFields, keepTarget: string | null): s
   return listRow([info.backup_id, end, info.begin_wal, keep, info.backup_name ?? '']);
 }
 
-/** The whole console list: header, then the DONE backups sorted by ID. */
-export function formatBackupListConsole(backups: Iterable<BackupInfo>, keepTargets: ReadonlyMap<string, string | null> = new Map()): string {
-  let out = backupListHeader();
-  for (const info of sortById(backups)) {
-    if (listedInConsole(info)) out += backupListRow(info, keepTargets.get(info.backup_id) ?? null);
-  }
-  return out;
-}
-
 function sortById(backups: Iterable<BackupInfo>): BackupInfo[] {
   return [...backups].sort((a, b) => (a.backup_id < b.backup_id ? -1 : a.backup_id > b.backup_id ? 1 : 0));
 }
 
-// ---- JSON (§10.2, §10.3) ------------------------------------------------------------------------------
+// ---- JSON (docs/format.md#list-json, #show) ------------------------------------------------------------------------------
 
 /**
  * barman's BackupInfo.to_json(): the fields in alphabetical order (hidden ones left out when null),
@@ -157,7 +148,7 @@ export function backupInfoToJson(info: BackupInfo): PyDict {
       case 'label':
       case 'ids':
         // Not among barman's "top level" fields: JSON gets the text written to backup.info (a quirk
-        // for backup_label: the Python repr string, spec §10.2).
+        // for backup_label: the Python repr string, docs/format.md#list-json).
         value = dumpedValue(info, name);
         break;
       default:
@@ -201,7 +192,7 @@ export function formatBackupShowJson(info: BackupInfo): string {
   return pyJsonDumps(new Map<PyValue, PyValue>([[info.server_name, backupInfoToJson(info)]]));
 }
 
-// ---- backup-show, console (§10.4) -------------------------------------------------------------------
+// ---- backup-show, console (docs/format.md#show) -------------------------------------------------------------------
 
 const row = (key: string, value: string) => `  ${padRight(key, 23)}: ${value}`;
 const header = (title: string) => `  ${title}:`;
@@ -268,7 +259,7 @@ function baseBackupLines(info: BackupInfo, out: string[]): void {
   out.push('');
 }
 
-/** The backup-show console text, every line ending with a newline (spec §10.4). */
+/** The backup-show console text, every line ending with a newline (docs/format.md#show). */
 export function formatBackupShowConsole(info: BackupInfo): string {
   const out: string[] = [`Backup ${info.backup_id}:`];
   if (info.backup_name) out.push(row('Backup Name', info.backup_name));

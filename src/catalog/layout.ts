@@ -1,4 +1,4 @@
-// barman's bucket layout (spec §3): where WAL files, base backups and annotations live.
+// barman's bucket layout (docs/format.md#layout): where WAL files, base backups and annotations live.
 import { isHistoryFile } from '../wal/names.js';
 
 /** Python's os.path.join for '/'-separated keys: an empty part adds nothing, a trailing '/' is not doubled. */
@@ -15,7 +15,7 @@ export function joinKey(...parts: string[]): string {
   return out;
 }
 
-/** The keys of one server's archive under a URL path `P` (spec §3). */
+/** The keys of one server's archive under a URL path `P` (docs/format.md#layout). */
 export class ServerLayout {
   /** `P/S` */
   readonly root: string;
@@ -36,7 +36,7 @@ export class ServerLayout {
 
   /**
    * The directory of a WAL file: `<TLI8><LOG8>` re-encoded upper-case from the first 16 characters
-   * (spec §3), except history files, which live directly under `wals/`.
+   * (docs/format.md#layout), except history files, which live directly under `wals/`.
    */
   walDirectory(walName: string): string {
     if (isHistoryFile(walName)) return this.walsPrefix;
@@ -58,7 +58,7 @@ export class ServerLayout {
 
   /**
    * Annotation keys are built as "%s/" % P + … in barman, so a P with a trailing '/' gives a double
-   * slash here only (spec §3, a quirk kept for compatibility: reads and writes agree).
+   * slash here only (docs/format.md#layout, a quirk kept for compatibility: reads and writes agree).
    */
   annotationKey(backupId: string, name: string): string {
     const head = this.path === '' ? '' : `${this.path}/`;

@@ -7,7 +7,7 @@
 import { GeneralError } from '../errors.js';
 
 export const PARTS_LIST_NAME = 'parts.json';
-export const PARTS_LIST_VERSION = 1;
+const PARTS_LIST_VERSION = 1;
 
 export interface PartEntry {
   /** The part's name inside the backup directory, e.g. `data_0001.tar.lz4` or `16384.tar`. */

@@ -1,4 +1,4 @@
-// Python literals, as barman stores them in backup.info (spec §4.1): a writer producing exactly what
+// Python literals, as barman stores them in backup.info (docs/format.md#backup-info-syntax): a writer producing exactly what
 // Python's repr() prints, and a tolerant reader accepting what ast.literal_eval accepts.
 //
 // Value model (kept distinct so that a read-then-write round trip is byte-exact):
@@ -128,7 +128,7 @@ export function strRepr(s: string): string {
 }
 
 /** repr() of a bytes object. */
-export function bytesRepr(b: Uint8Array): string {
+function bytesRepr(b: Uint8Array): string {
   const hasSingle = b.includes(0x27);
   const quote = hasSingle && !b.includes(0x22) ? 0x22 : 0x27;
   let out = `b${String.fromCharCode(quote)}`;
@@ -169,7 +169,7 @@ export function pyStr(v: PyValue): string {
 
 // ---- reader ---------------------------------------------------------------------------------------
 
-export class PyLiteralError extends Error {
+class PyLiteralError extends Error {
   constructor(message: string, readonly position: number) {
     super(`${message} at position ${position}`);
     this.name = 'PyLiteralError';
@@ -459,7 +459,7 @@ export function parsePyLiteral(text: string): PyValue {
 // ---- JSON as Python's json.dumps prints it -------------------------------------------------------
 
 /** json.dumps string encoding with ensure_ascii: everything outside ' '..'~' as \uXXXX. */
-export function jsonString(s: string): string {
+function jsonString(s: string): string {
   let out = '"';
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

@@ -355,7 +355,7 @@ function fishCommand(c: CommandSpec, target: string): string[] {
   });
   const hints = c.positionals.map(positionalHint);
   for (const [i, h] of hints.entries()) {
-    if (h.kind === 'words') lines.push(`complete ${target} -a ${fq(h.words.join(' '))} -d ${fq(c.positionals[i].name)}`);
+    if (h.kind === 'words') lines.push(`complete ${target} -a ${fq(h.words.join(' '))} -d ${fq(c.positionals[i]?.name ?? '')}`);
   }
   // Files are fish's default for arguments: keep them only where an argument is a path.
   if (!hints.some((h) => h.kind === 'file' || h.kind === 'dir')) lines.push(`complete ${target} -f`);

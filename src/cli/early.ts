@@ -8,6 +8,7 @@ export const takesValue = (o: OptionSpec): boolean => o.kind === 'value' || o.ki
 export function earlyAction(spec: CommandSpec, argv: string[]): 'help' | 'version' | undefined {
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i];
+    if (word === undefined) break;
     if (word === '--') return undefined;
     if (word === '--help') return 'help';
     // An umbrella-only command (completion) has no -V/--version: there it is an unknown argument.

@@ -7,14 +7,14 @@ import { registerSecret } from '../log.js';
 import type { AgeIdentities } from '../encryption/age.js';
 import type { CommandContext } from './context.js';
 
-export const RECIPIENT_ENV = 'BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE';
-export const IDENTITY_ENV = 'BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE';
+const RECIPIENT_ENV = 'BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE';
+const IDENTITY_ENV = 'BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE';
 
-export function recipientFile(ctx: CommandContext): string | undefined {
+function recipientFile(ctx: CommandContext): string | undefined {
   return (ctx.args.options['encryption-recipient-file'] as string | undefined) ?? (ctx.env[RECIPIENT_ENV] || undefined);
 }
 
-export function identityFile(ctx: CommandContext): string | undefined {
+function identityFile(ctx: CommandContext): string | undefined {
   return (ctx.args.options['encryption-identity-file'] as string | undefined) ?? (ctx.env[IDENTITY_ENV] || undefined);
 }
 

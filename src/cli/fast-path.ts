@@ -4,12 +4,12 @@
 // already downloaded: a Node process start alone costs ~70 ms here, the shell answers in a few ms.
 // The shell handles exactly the spool hit of src/wal/parallel.ts (archivedBySpool,
 // restoredFromSpool) and nothing else: any option it does not know, any doubt, any failure runs the
-// Node program with the arguments unchanged. scripts/build.mjs writes the files; a test checks that
+// Node program with the arguments unchanged. scripts/generate.mjs writes the files; a test checks that
 // the committed ones match.
 import { commandByName, type CommandSpec } from './spec.js';
 
 /** Prefetched files older than this are not served (as SPOOL_MAX_AGE_MS in commands/wal.ts). */
-export const SPOOL_MAX_AGE_MINUTES = 15;
+const SPOOL_MAX_AGE_MINUTES = 15;
 
 /** With --async, the shell waits up to this many 20 ms polls for the worker's marker before Node. */
 const ASYNC_SHELL_WAIT_POLLS = 500;
@@ -66,7 +66,7 @@ function script(v: Variant): string {
   const n = v.positionals.length;
   const text = `#!/bin/sh
 ":" /*
-# ${v.prog}: generated from src/cli/spec.ts by src/cli/fast-path.ts (scripts/build.mjs); do not edit.
+# ${v.prog}: generated from src/cli/spec.ts by src/cli/fast-path.ts (npm run generate); do not edit.
 # Both a shell script and a Node program. Run directly, the shell answers a spool hit without
 # starting Node and runs this same file with Node otherwise; \`node <this file>\` skips the shell.
 node_program() {

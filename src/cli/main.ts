@@ -1,4 +1,4 @@
-// Entry point of every executable: parse, dispatch, and map errors to barman's exit codes (spec §1.3).
+// Entry point of every executable: parse, dispatch, and map errors to barman's exit codes (docs/format.md#exit-codes).
 // The only layer that reads process.argv / process.env and decides the exit code.
 import { BarmanCloudError, CliError, EXIT, NetworkError, OperationError } from '../errors.js';
 import { log, setVerbosity } from '../log.js';
@@ -46,7 +46,7 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
   }
 }
 
-/** `-t/--test` (spec §1.4): 0 reachable and bucket present, 1 bucket missing, 2 unreachable. */
+/** `-t/--test` (docs/format.md#connectivity-test): 0 reachable and bucket present, 1 bucket missing, 2 unreachable. */
 async function connectivityTest(ctx: CommandContext): Promise<number> {
   const { store } = await openContextStore(ctx);
   try {

@@ -1,4 +1,4 @@
-// argparse-compatible parsing on top of commander (spec §1.1, cnpg-usage §2.1): options anywhere
+// argparse-compatible parsing on top of commander (docs/format.md#arguments, cnpg-usage §2.1): options anywhere
 // among positionals, --opt=value and --opt value, unique-prefix abbreviation of long options,
 // counted -v/-q, --help only (no -h), -V/--version, nargs="*" for --tags, and every usage error
 // printed as `usage: …` + `<prog>: error: <msg>` with exit 3.
@@ -26,10 +26,10 @@ export class UsageError extends CliError {
   }
 }
 
-export const optionKey = (o: OptionSpec): string => o.long.replace(/^--/, '');
+const optionKey = (o: OptionSpec): string => o.long.replace(/^--/, '');
 
 /** argparse's name for an option in messages: `-P/--aws-profile`. */
-export const optionDisplay = (o: OptionSpec): string => (o.short ? `${o.short}/${o.long}` : o.long);
+const optionDisplay = (o: OptionSpec): string => (o.short ? `${o.short}/${o.long}` : o.long);
 
 
 interface LongName {
@@ -72,6 +72,7 @@ export function normalizeArgv(spec: CommandSpec, argv: string[]): string[] {
   let i = 0;
   while (i < argv.length) {
     const word = argv[i++];
+    if (word === undefined) break;
     if (word === '--') {
       out.push(word, ...argv.slice(i));
       break;
@@ -85,13 +86,21 @@ export function normalizeArgv(spec: CommandSpec, argv: string[]): string[] {
         continue;
       }
       out.push(eq >= 0 ? `${hit.option.long}${word.slice(eq)}` : hit.option.long);
-      if (eq < 0 && takesValue(hit.option) && i < argv.length) out.push(argv[i++]);
+      const value = argv[i];
+      if (eq < 0 && takesValue(hit.option) && value !== undefined) {
+        out.push(value);
+        i++;
+      }
       continue;
     }
     out.push(word);
     if (/^-[^-]$/.test(word)) {
       const opt = spec.options.find((o) => o.short === word);
-      if (opt && takesValue(opt) && i < argv.length) out.push(argv[i++]);
+      const value = argv[i];
+      if (opt && takesValue(opt) && value !== undefined) {
+        out.push(value);
+        i++;
+      }
     }
   }
   return out;

@@ -1,6 +1,6 @@
 // The command definitions: one table that the parser, the help texts and the shell
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
-// (spec §1.2, §2, Appendix A); options marked `extension` are ours (ObjectStore fields, spec §12).
+// (docs/format.md#arguments, #commands; usage lines as barman/clients/cloud_*.py build them); options marked `extension` are ours (ObjectStore fields, docs/format.md#providers).
 import {
   parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize, parseTargetTimeline,
 } from './types.js';
@@ -69,7 +69,7 @@ export interface CommandSpec {
 }
 
 const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
-export const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
+const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 
 const COMMON: OptionSpec[] = [
@@ -99,7 +99,7 @@ const COMMON: OptionSpec[] = [
     choices: AZURE_CREDENTIALS,
     help: 'Azure: authenticate with this credential type instead of a connection string, SAS token or key',
   },
-  // ---- one flag per ObjectStore field, for use outside Kubernetes (spec §12, cnpg-usage §1) ----
+  // ---- one flag per ObjectStore field, for use outside Kubernetes (docs/format.md#providers, cnpg-usage §1) ----
   {
     long: '--endpoint-ca', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_CA_BUNDLE', 'REQUESTS_CA_BUNDLE'],
     help: 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA); ' +
@@ -491,7 +491,7 @@ export const COMMANDS: CommandSpec[] = [
     description: 'Check that the WAL archive is safe to use for a new server (empty, or only older timelines).',
     positionals: [DESTINATION, SERVER],
     options: [
-      // This command always tests connectivity; -t stops after that test (spec §2.9).
+      // This command always tests connectivity; -t stops after that test (docs/format.md#check-wal-archive).
       ...COMMON.map((o) => (o.long === '--test'
         ? { ...o, help: 'only test the connection to the object store and exit: 0 reachable, 2 unreachable' }
         : o)),
@@ -577,8 +577,4 @@ export const COMMANDS: CommandSpec[] = [
 
 export function commandByName(name: string): CommandSpec | undefined {
   return COMMANDS.find((c) => c.name === name);
-}
-
-export function commandByProg(prog: string): CommandSpec | undefined {
-  return COMMANDS.find((c) => c.prog === prog);
 }

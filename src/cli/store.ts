@@ -231,7 +231,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
 }
 
 /**
- * Azure authentication in barman's order (spec §12.2): an explicit credential type, else a
+ * Azure authentication in barman's order (docs/format.md#credentials): an explicit credential type, else a
  * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
  * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
  */
@@ -243,18 +243,19 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     ['--azure-inherit-from-azure-ad', opts['azure-inherit-from-azure-ad'] || undefined],
     ['--azure-use-default-azure-credentials', opts['azure-use-default-azure-credentials'] || undefined],
   ].filter(([, v]) => v !== undefined) as [string, unknown][];
-  if (flagMethods.length > 1) {
-    throw new CliError(`${flagMethods[0][0]} and ${flagMethods[1][0]} are mutually exclusive: choose one way to authenticate`);
+  const [first, second] = flagMethods;
+  if (first && second) {
+    throw new CliError(`${first[0]} and ${second[0]} are mutually exclusive: choose one way to authenticate`);
   }
   const credentialFlag = opts['azure-credential'] as AzureCredentialKind | undefined;
   let credential: AzureCredentialKind | undefined = credentialFlag;
   if (opts['azure-inherit-from-azure-ad']) credential = 'managed-identity';
   if (opts['azure-use-default-azure-credentials']) credential = 'default';
-  if (credentialFlag && flagMethods.length === 1 && credential !== credentialFlag) {
-    throw new CliError(`--azure-credential ${credentialFlag} contradicts ${flagMethods[0][0]}`);
+  if (credentialFlag && first && !second && credential !== credentialFlag) {
+    throw new CliError(`--azure-credential ${credentialFlag} contradicts ${first[0]}`);
   }
-  if (credential && flagMethods.length === 1 && !['--azure-inherit-from-azure-ad', '--azure-use-default-azure-credentials'].includes(flagMethods[0][0])) {
-    throw new CliError(`--azure-credential cannot be combined with ${flagMethods[0][0]}`);
+  if (credential && first && !second && !['--azure-inherit-from-azure-ad', '--azure-use-default-azure-credentials'].includes(first[0])) {
+    throw new CliError(`--azure-credential cannot be combined with ${first[0]}`);
   }
 
   const account = (opts['azure-storage-account'] as string | undefined) ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
@@ -273,7 +274,7 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     return { auth: { kind: 'connection-string', connectionString }, source: `a connection string (${from})` };
   }
   if (url.emulated && flagMethods.length === 0) {
-    // barman: the emulator URL form needs a connection string (spec §12.1).
+    // barman: the emulator URL form needs a connection string (docs/format.md#urls).
     throw new GeneralError('A connection string must be provided when using emulated storage');
   }
   const sasFile = opts['azure-storage-sas-token-file'] as string | undefined;
@@ -323,7 +324,7 @@ function containerSource(env: Env, profile: string | undefined): ContainerCreden
 }
 
 /** The `region` of a profile in the shared AWS config file, as boto3 reads it when nothing else sets one. */
-export function profileRegion(env: Env, profile: string | undefined): string | undefined {
+function profileRegion(env: Env, profile: string | undefined): string | undefined {
   const file = nonEmpty(env.AWS_CONFIG_FILE) ?? join(env.HOME || homedir(), '.aws', 'config');
   let text: string;
   try {

@@ -1,4 +1,4 @@
-// Tag arguments (spec §1.7): deprecated `--tags k,v …` words parsed as CSV, or repeatable
+// Tag arguments (docs/format.md#tags): deprecated `--tags k,v …` words parsed as CSV, or repeatable
 // `--tag k,v` split on the first comma and validated. The `--tag` form wins when both exist
 // (argparse makes them mutually exclusive anyway).
 import { CliError, GeneralError } from '../errors.js';
@@ -52,7 +52,7 @@ export function parseTags(list: string[] | undefined, append: string[] | undefin
   });
 }
 
-/** barman-cloud-backup's extra limits (spec §1.7): at most 10 tags, no duplicate keys (exit 4). */
+/** barman-cloud-backup's extra limits (docs/format.md#tags): at most 10 tags, no duplicate keys (exit 4). */
 export function checkBackupTags(tags: Tag[]): void {
   if (tags.length > 10) throw new GeneralError('S3 allows no more than 10 tags per object');
   const keys = new Set<string>();

@@ -6,7 +6,7 @@ export class ArgumentTypeError extends Error {}
 const SIZE_UNITS = 'KMGTPEZY';
 
 /**
- * The one size parser (spec §1.5): plain integer = bytes; `<n>[K|M|G|…]B` uses base 1024 and
+ * The one size parser (docs/format.md#sizes): plain integer = bytes; `<n>[K|M|G|…]B` uses base 1024 and
  * `<n>[K|M|G|…]iB` base 1000 (barman's inversion of SI, kept for compatibility). Fractions allowed,
  * case-insensitive, values below 1 rejected.
  */
@@ -50,7 +50,7 @@ export function parseTargetTimeline(raw: string): string {
   return String(n);
 }
 
-/** `--compression-level`: low, medium, high or an integer (clamped later per codec, spec §13). */
+/** `--compression-level`: low, medium, high or an integer (clamped later per codec, docs/format.md#compression). */
 export function parseCompressionLevel(raw: string): 'low' | 'medium' | 'high' | number {
   if (raw === 'low' || raw === 'medium' || raw === 'high') return raw;
   if (/^-?\d+$/.test(raw)) return Number(raw);

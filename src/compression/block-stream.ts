@@ -17,7 +17,7 @@ export abstract class BlockCompressStream extends Transform {
   private readonly inFlight: { result: Promise<Buffer[]>; buffer?: Buffer; settled: boolean; size: number }[] = [];
   /**
    * Input taken in whose compressed form has not been passed on yet. A writer that decides on
-   * sizes (part rotation, spec §5.4) adds it to the bytes it has seen, so the lag of the blocks in
+   * sizes (part rotation, docs/format.md#tar-parts) adds it to the bytes it has seen, so the lag of the blocks in
    * flight never lets a part grow far beyond its limit, whatever the timing.
    */
   pendingBytes = 0;

@@ -103,8 +103,3 @@ export function createBzip2Codec(backend: 'auto' | 'cli' | 'js'): Codec {
     decompressStream,
   };
 }
-
-/** Which implementation `auto` picks here (reported by diagnostics and tests). */
-export function bzip2Backend(): 'cli' | 'js' {
-  return findBzip2Program() ? 'cli' : 'js';
-}

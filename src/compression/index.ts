@@ -1,4 +1,4 @@
-// Codec registry (spec §13): name ↔ WAL suffix ↔ level mapping, and lazy loading so that the WAL
+// Codec registry (docs/format.md#compression): name ↔ WAL suffix ↔ level mapping, and lazy loading so that the WAL
 // hot path only ever imports the one compression library it was asked for.
 import type { Codec, CodecName, LevelSpec } from './types.js';
 
@@ -7,7 +7,7 @@ export { CompressionFormatError } from './types.js';
 
 export const CODEC_NAMES: readonly CodecName[] = ['gzip', 'bzip2', 'xz', 'snappy', 'zstd', 'lz4'];
 
-/** Suffix appended to a WAL object name (spec §3, §6.2). Backup tars use `.tar` + the same suffix. */
+/** Suffix appended to a WAL object name (docs/format.md#layout). Backup tars use `.tar` + the same suffix. */
 export const WAL_SUFFIX: Record<CodecName, string> = {
   gzip: '.gz',
   bzip2: '.bz2',
@@ -23,7 +23,7 @@ const BY_SUFFIX = new Map<string, CodecName>(
 
 /**
  * Compression of an object, decided by its trailing suffix only (barman never sniffs magic
- * bytes, spec §0/§3). `…0001.gz` → gzip, `data.tar.bz2` → bzip2, `…0001` → undefined.
+ * bytes, docs/format.md#layout). `…0001.gz` → gzip, `data.tar.bz2` → bzip2, `…0001` → undefined.
  */
 export function codecFromSuffix(name: string): CodecName | undefined {
   const dot = name.lastIndexOf('.');
@@ -39,8 +39,8 @@ interface LevelTable {
   high: number;
 }
 
-/** barman/compression.py LEVEL_* constants (HEAD 3.17, spec §13). Snappy has no levels. */
-export const LEVELS: Record<Exclude<CodecName, 'snappy'>, LevelTable> = {
+/** barman/compression.py LEVEL_* constants (HEAD 3.17, docs/format.md#compression). Snappy has no levels. */
+const LEVELS: Record<Exclude<CodecName, 'snappy'>, LevelTable> = {
   gzip: { min: 1, max: 9, low: 1, medium: 6, high: 9 },
   bzip2: { min: 1, max: 9, low: 1, medium: 5, high: 9 },
   xz: { min: 1, max: 9, low: 1, medium: 3, high: 5 },

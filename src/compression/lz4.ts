@@ -21,7 +21,7 @@ import { emptyInput } from './checked-stream.js';
 import { Xxh32, xxh32 } from './xxhash.js';
 import { DecoderTransform } from './decoder-stream.js';
 
-export const LZ4_FRAME_MAGIC = 0x184d2204;
+const LZ4_FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 const LEGACY_MAGIC = 0x184c2102;
@@ -236,7 +236,7 @@ function lastWindow(history: Buffer | null, data: Buffer): Buffer {
   return Buffer.concat([prev.subarray(prev.length - keep), data]);
 }
 
-export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
+async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
   const parts: Buffer[] = [frameHeader()];
   const blocks: Promise<[Buffer, Buffer]>[] = [];
   for (let off = 0; off < buf.length; off += WRITE_BLOCK_SIZE) {
@@ -247,7 +247,7 @@ export async function lz4CompressFrame(buf: Buffer): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-export function lz4DecompressSync(buf: Buffer): Buffer {
+function lz4DecompressSync(buf: Buffer): Buffer {
   if (buf.length === 0) throw emptyInput('lz4');
   const decoder = new FrameDecoder();
   const out = decoder.write(buf);

@@ -1,4 +1,4 @@
-// Snappy *framing format* (spec §13; the format of python-snappy's StreamCompressor that barman uses
+// Snappy *framing format* (docs/format.md#compression; the format of python-snappy's StreamCompressor that barman uses
 // for WALs and `.tar.snappy`). The raw block codec comes from the `snappy` package; the framing
 // (stream identifier, typed chunks of at most 64 KiB of data, masked CRC-32C) is written here.
 //
@@ -19,9 +19,9 @@ import { emptyInput } from './checked-stream.js';
 import { BlockCompressStream } from './block-stream.js';
 import { DecoderTransform } from './decoder-stream.js';
 
-export const SNAPPY_STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
+const SNAPPY_STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
 /** Maximum uncompressed bytes in one data chunk. */
-export const SNAPPY_CHUNK_MAX = 65536;
+const SNAPPY_CHUNK_MAX = 65536;
 /** python-snappy stores a chunk uncompressed unless compression saves at least 12.5 %. */
 const MIN_SAVING = 0.125;
 /** snappy's MaxCompressedLength(65536) = 32 + n + n/6. */
@@ -146,7 +146,7 @@ class SnappyCompressStream extends BlockCompressStream {
 }
 
 /** Whole-buffer framing: identifier + one chunk per 64 KiB (an empty input gives the identifier only). */
-export function snappyFrameSync(buf: Buffer): Buffer {
+function snappyFrameSync(buf: Buffer): Buffer {
   const parts: Buffer[] = [SNAPPY_STREAM_IDENTIFIER];
   for (let off = 0; off < buf.length; off += SNAPPY_CHUNK_MAX) {
     parts.push(...encodeChunk(buf.subarray(off, off + SNAPPY_CHUNK_MAX)));
@@ -154,7 +154,7 @@ export function snappyFrameSync(buf: Buffer): Buffer {
   return Buffer.concat(parts);
 }
 
-export function snappyUnframeSync(buf: Buffer): Buffer {
+function snappyUnframeSync(buf: Buffer): Buffer {
   if (buf.length === 0) throw emptyInput('snappy');
   const decoder = new FrameDecoder();
   const out = decoder.write(buf);

@@ -1,4 +1,4 @@
-// xz container (spec §13: Python `lzma.compress(preset=…)`, CRC64 check) through lzma-native, an
+// xz container (docs/format.md#compression: Python `lzma.compress(preset=…)`, CRC64 check) through lzma-native, an
 // N-API binding of liblzma that ships prebuilt binaries (nothing to compile at install) and
 // streams on worker threads. node-liblzma 4.x was rejected: it returns truncated data as a
 // success. The decoder accepts concatenated streams and the legacy .lzma format like

@@ -12,7 +12,7 @@
 // still verifies that checksum when decoding.
 import { Xxh64 } from './xxhash.js';
 
-export const ZSTD_MAGIC = 0xfd2fb528;
+const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 const CHECKSUM_FLAG = 0x04;

@@ -1,4 +1,4 @@
-// Deleting backups from the object store (spec §9.3, §9.4), in barman's order and with barman's
+// Deleting backups from the object store (docs/format.md#delete-backup, #wal-cleanup), in barman's order and with barman's
 // dry-run lines: the backup's tar objects (data, then tablespaces by OID; main file, then parts),
 // then our parts.json (beyond barman), then backup.info, then the WAL files nobody needs any more.
 // backup.info goes only once every data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
@@ -544,7 +544,7 @@ export class BackupDeleter {
     return this.walCache;
   }
 
-  /** barman's _remove_wals_for_backup (spec §9.4). Failures are logged and counted, never thrown. */
+  /** barman's _remove_wals_for_backup (docs/format.md#wal-cleanup). Failures are logged and counted, never thrown. */
   private async removeWals(deleted: BackupInfo, fromRetentionPolicy: boolean): Promise<void> {
     const { dryRun } = this.options;
     const backups = (await this.catalog.load()).backups;

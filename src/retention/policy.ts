@@ -1,4 +1,4 @@
-// Retention policies (spec §9.1, §9.2): parsing barman's two policy syntaxes and evaluating them over
+// Retention policies (docs/format.md#retention-policy, #retention-report): parsing barman's two policy syntaxes and evaluating them over
 // a catalog into barman's per-backup report. Pure functions: the catalog, the keep annotations and
 // the current time are all parameters, so the same input always gives the same report.
 import { CliError, GeneralError } from '../errors.js';
@@ -7,7 +7,7 @@ import {
 } from '../catalog/backup-info.js';
 
 /** barman's retention statuses (BackupInfo.OBSOLETE, VALID, …); `-` is "not a DONE backup". */
-export const RETENTION_STATUS = {
+const RETENTION_STATUS = {
   OBSOLETE: 'OBSOLETE',
   VALID: 'VALID',
   POTENTIALLY_OBSOLETE: 'OBSOLETE*',
@@ -24,7 +24,7 @@ export type RetentionPolicy =
   | { kind: 'redundancy'; value: number }
   | { kind: 'window'; value: number; unit: WindowUnit };
 
-// The regexes of barman's RedundancyRetentionPolicy / RecoveryWindowRetentionPolicy (spec §9.1).
+// The regexes of barman's RedundancyRetentionPolicy / RecoveryWindowRetentionPolicy (docs/format.md#retention-policy).
 const REDUNDANCY_RE = /^\s*redundancy\s+(\d+)\s*$/i;
 const WINDOW_RE = /^\s*recovery\s+window\s+of\s+(\d+)\s+(day|month|week)s?\s*$/i;
 // barman's SimpleWALRetentionPolicy matches this too and then crashes when used for base backups.
@@ -34,7 +34,7 @@ const MAIN_RE = /^\s*main\s*$/i;
 const MAX_TIMEDELTA_DAYS = 999_999_999;
 
 const UNIT_WORD: Record<WindowUnit, string> = { d: 'DAYS', w: 'WEEKS', m: 'MONTHS' };
-/** A week is 7 days and a month is always 31 days in barman (spec §9.1). */
+/** A week is 7 days and a month is always 31 days in barman (docs/format.md#retention-policy). */
 const UNIT_DAYS: Record<WindowUnit, number> = { d: 1, w: 7, m: 31 };
 
 /**
@@ -155,7 +155,7 @@ function propagate(backups: ReadonlyMap<string, BackupInfo>, root: BackupInfo, s
 }
 
 /**
- * barman's retention report (spec §9.2) for every backup of `input.backups`: iterate backup IDs
+ * barman's retention report (docs/format.md#retention-report) for every backup of `input.backups`: iterate backup IDs
  * newest first; non-DONE backups get `-`; keep annotations give KEEP:FULL / KEEP:STANDALONE and
  * still consume redundancy slots; OBSOLETE* (kept for -m in a recovery window) is never deleted.
  */
@@ -248,7 +248,7 @@ export function evaluateRetention(policy: RetentionPolicy, input: RetentionInput
   return { statuses, messages, pointOfRecoverability: point };
 }
 
-/** The backups `backup-delete -r` deletes: status exactly OBSOLETE, oldest first (spec §9.2). */
+/** The backups `backup-delete -r` deletes: status exactly OBSOLETE, oldest first (docs/format.md#retention-report). */
 export function obsoleteBackupIds(report: RetentionReport | Map<string, RetentionStatus>): string[] {
   const statuses = report instanceof Map ? report : report.statuses;
   return [...statuses].filter(([, s]) => s === RETENTION_STATUS.OBSOLETE).map(([id]) => id).sort();

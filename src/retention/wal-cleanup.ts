@@ -1,4 +1,4 @@
-// Which WAL objects go when a backup is deleted (spec §9.4): barman-cloud's remove_wal_before_backup,
+// Which WAL objects go when a backup is deleted (docs/format.md#wal-cleanup): barman-cloud's remove_wal_before_backup,
 // as pure planning over the in-memory catalog and the WAL listing. No I/O here: delete.ts lists,
 // calls these functions and deletes what they return.
 import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
@@ -12,22 +12,22 @@ const XLOG_RE = /^([0-9A-Fa-f]{8})(?:([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})(?:\.[0-9A-
 const HASH_DIR_RE = /^([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})$/;
 
 /** The compression suffixes barman strips (once) from WAL object names (ALLOWED_COMPRESSIONS). */
-export const WAL_COMPRESSION_SUFFIXES: readonly string[] = ['.gz', '.bz2', '.xz', '.snappy', '.zst', '.lz4'];
+const WAL_COMPRESSION_SUFFIXES: readonly string[] = ['.gz', '.bz2', '.xz', '.snappy', '.zst', '.lz4'];
 
-export function isAnyXlogName(name: string): boolean {
+function isAnyXlogName(name: string): boolean {
   return XLOG_RE.test(name);
 }
 
-export function isHistoryName(name: string): boolean {
+function isHistoryName(name: string): boolean {
   return XLOG_RE.test(name) && name.endsWith('.history');
 }
 
-export function isBackupHistoryName(name: string): boolean {
+function isBackupHistoryName(name: string): boolean {
   return XLOG_RE.test(name) && name.endsWith('.backup');
 }
 
 /** Timeline of a WAL / history / backup file name (the first 8 hex digits). */
-export function walTimeline(name: string): number {
+function walTimeline(name: string): number {
   return Number.parseInt(name.slice(0, 8), 16);
 }
 
@@ -99,7 +99,7 @@ export interface WalCleanupDecision {
 }
 
 /**
- * Whether WALs can go after deleting `deleted`, and within which limits (spec §9.4 steps 1-3).
+ * Whether WALs can go after deleting `deleted`, and within which limits (docs/format.md#wal-cleanup steps 1-3).
  * Walking back over older DONE/WAITING_FOR_WALS backups: none → allowed; keep standalone → with
  * -r protect its range and look further back, with -b stop; anything else → not allowed.
  */
@@ -144,7 +144,7 @@ export interface PrefixPlan {
 }
 
 /**
- * Whole WAL directories that can go at once (spec §9.4 step 4): not on a protected timeline, not
+ * Whole WAL directories that can go at once (docs/format.md#wal-cleanup step 4): not on a protected timeline, not
  * inside the (tli, log) span of a protected range, on remove_until's timeline below its log.
  */
 export function deletablePrefixes(decision: WalCleanupDecision, prefixes: Iterable<string>): PrefixPlan {
@@ -188,7 +188,7 @@ export interface WalEntry {
 }
 
 /**
- * The WAL objects to delete one by one (spec §9.4 step 5), sorted by key: skip objects under a
+ * The WAL objects to delete one by one (docs/format.md#wal-cleanup step 5), sorted by key: skip objects under a
  * prefix deleted whole, history files, protected timelines, names inside a protected range (for
  * `.backup` files their first 24 characters), and keep everything not `< removeUntil.begin_wal`
  * (plain string comparison, as barman does).
@@ -240,7 +240,7 @@ export function foldCleanupSteps(steps: readonly { backupId: string; decision: W
 
 /**
  * Whether one listed WAL-area object goes under any of the classes: its first-level hash
- * directory would be deleted whole (spec §9.4 step 4), or its WAL name one by one (step 5).
+ * directory would be deleted whole (docs/format.md#wal-cleanup, step 4), or its WAL name one by one (step 5).
  * `dirVerdicts` caches the directory answers between calls.
  */
 export function walObjectDoomed(

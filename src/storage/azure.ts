@@ -32,7 +32,7 @@ import {
 import { log, redact, registerSecret } from '../log.js';
 
 const MiB = 1024 * 1024;
-/** Blob batch limit (spec §12.3). */
+/** Blob batch limit (docs/format.md#provider-limits). */
 const MAX_BATCH = 256;
 /** A Buffer up to this size goes in one Put Blob (barman's max_single_put_size for wal-archive). */
 const SINGLE_PUT_MAX = 64 * MiB;
@@ -483,7 +483,7 @@ export class AzureObjectStore implements ObjectStore {
     const blob = this.container.getBlockBlobClient(key);
     const common = {
       abortSignal: options.signal,
-      // Blob index tags: dict(pairs), later duplicates win (spec §11.2).
+      // Blob index tags: dict(pairs), later duplicates win (docs/format.md#tags).
       ...(options.tags?.length ? { tags: Object.fromEntries(options.tags) } : {}),
       ...(options.ifNoneMatch ? { conditions: { ifNoneMatch: '*' } } : {}),
       ...(this.config.encryptionScope ? { encryptionScope: this.config.encryptionScope } : {}),

@@ -59,7 +59,7 @@ export interface S3StoreConfig extends CommonConfig {
   /** AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_supported' | 'when_required'. */
   requestChecksumCalculation?: 'when_supported' | 'when_required';
   responseChecksumValidation?: 'when_supported' | 'when_required';
-  /** Server-side encryption for uploads (spec §11.1). */
+  /** Server-side encryption for uploads (docs/format.md#encryption). */
   serverSideEncryption?: 'AES256' | 'aws:kms';
   sseKmsKeyId?: string;
   /**
@@ -75,7 +75,7 @@ export interface AzureStoreConfig extends CommonConfig {
   provider: 'azure-blob-storage';
   /** https://<account>.blob.core.windows.net or, for an emulator, http://host:port/<account>. */
   accountUrl?: string;
-  /** Exactly one way to authenticate, chosen by the CLI in barman's order (spec §12.2). */
+  /** Exactly one way to authenticate, chosen by the CLI in barman's order (docs/format.md#credentials). */
   auth:
     | { kind: 'connection-string'; connectionString: string }
     | { kind: 'sas'; sasToken: string }
@@ -91,7 +91,7 @@ export interface GcsStoreConfig extends CommonConfig {
   /** Service-account key file (GOOGLE_APPLICATION_CREDENTIALS); absent → Application Default Credentials. */
   keyFilename?: string;
   projectId?: string;
-  /** CMEK key for uploaded objects (spec §11.1). */
+  /** CMEK key for uploaded objects (docs/format.md#encryption). */
   kmsKeyName?: string;
 }
 

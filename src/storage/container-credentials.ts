@@ -28,7 +28,7 @@ export interface TemporaryCredentials {
 /** Plain-http endpoints the SDKs accept: loopback, the ECS and the EKS Pod Identity agent addresses. */
 const ALLOWED_HTTP_HOSTS = new Set(['169.254.170.2', '169.254.170.23', '[fd00:ec2::23]', 'localhost', '[::1]']);
 
-export function checkContainerEndpoint(url: string): string | undefined {
+function checkContainerEndpoint(url: string): string | undefined {
   let u: URL;
   try {
     u = new URL(url);

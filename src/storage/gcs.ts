@@ -1,6 +1,6 @@
 // Google Cloud Storage driver on @google-cloud/storage 7.x (loaded only through openObjectStore's
-// dynamic import). Barman stores tags as custom object metadata on GCS (spec §11.2), encrypts with a
-// CMEK key name on every upload (§11.1) and deletes at most 100 objects per batch (§12.3).
+// dynamic import). Barman stores tags as custom object metadata on GCS (docs/format.md#tags), encrypts with a
+// CMEK key name on every upload (docs/format.md#encryption) and deletes at most 100 objects per batch (docs/format.md#provider-limits).
 //
 // Client facts this file relies on (read in the 7.22 sources):
 // - JSON requests, downloads and simple uploads go through teeny-request (node-fetch 2) on a

@@ -72,7 +72,7 @@ export function networkMessage(kind: NetworkKind, endpoint: string, detail: stri
 
 
 /**
- * The pairs as a query string, order kept, as Python's urlencode() (spec §11.2) except that a space
+ * The pairs as a query string, order kept, as Python's urlencode() (docs/format.md#tags) except that a space
  * is sent as %20, not '+': S3 decodes both to a space, but Ceph RGW (16.x) keeps a '+' literally
  * and would store "test+value".
  */

@@ -76,7 +76,7 @@ function xmlTag(xml: string, tag: string): string | undefined {
   return m ? Buffer.from(xmlText(m[1]!), 'utf8').toString('utf8') : undefined;
 }
 function xmlBlocks(xml: string, tag: string): string[] {
-  return [...xml.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1]);
+  return [...xml.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1] ?? '');
 }
 
 interface SendOptions {

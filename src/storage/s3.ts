@@ -59,8 +59,8 @@ import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest part (all parts but the last). */
-export const MIN_PART_SIZE = 5 * MIB;
-export const DEFAULT_PART_SIZE = 8 * MIB;
+const MIN_PART_SIZE = 5 * MIB;
+const DEFAULT_PART_SIZE = 8 * MIB;
 const DEFAULT_QUEUE_SIZE = 4;
 /** Parts of a multipart upload sent at a quarter of the part size (see putStream). */
 const RAMP_PARTS = 2000;
@@ -490,7 +490,7 @@ export class S3ObjectStore implements ObjectStore {
    * uploader such as lib-storage holds about twice as much). The first RAMP_PARTS parts are a
    * quarter of `partSize`, at least S3's minimum (parts need not be equal): with barman's default
    * 100 GiB archive limit that is 5.4 MB instead of 21.5 MB, and 10,000 parts still hold 1.7 times
-   * the limit (spec §5.4). Larger parts later on mean fewer in flight, never more bytes than
+   * the limit (docs/format.md#tar-parts). Larger parts later on mean fewer in flight, never more bytes than
    * the budget or two parts.
    *
    * Tags and encryption go on PutObject or CreateMultipartUpload, as barman sends them. On any
@@ -742,9 +742,9 @@ export class S3ObjectStore implements ObjectStore {
  * A store that will not take DeleteObjects as we send it, so that deleting key by key is the way:
  * it lacks the operation (NotImplemented, HTTP 501), or it wants the Content-MD5 that older SDKs
  * sent where the SDK now sends a CRC checksum (MissingContentMD5; InvalidRequest or InvalidArgument
- * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (spec §12.2).
+ * naming Content-MD5 or the checksum). barman 3.17 falls back on the MD5 answers (docs/format.md#credentials).
  */
-export function refusesBulkDelete(err: unknown): boolean {
+function refusesBulkDelete(err: unknown): boolean {
   const e = err as SdkErrorLike | undefined;
   if (!e || typeof e !== 'object') return false;
   const code = e.Code ?? e.name ?? '';

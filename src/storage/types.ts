@@ -24,7 +24,7 @@ export interface ListOptions {
   pageSize?: number;
 }
 
-/** An object tag / metadata pair, order kept (barman sends them in the order given, spec §11.2). */
+/** An object tag / metadata pair, order kept (barman sends them in the order given, docs/format.md#tags). */
 export type Tag = [key: string, value: string];
 
 export interface PutOptions {
@@ -64,7 +64,7 @@ export interface DeleteResult {
   errors: { key: string; message: string }[];
 }
 
-/** What a connectivity test found (spec §1.4). Unreachable endpoints throw a NetworkError instead. */
+/** What a connectivity test found (docs/format.md#connectivity-test). Unreachable endpoints throw a NetworkError instead. */
 export type ConnectivityResult = 'ok' | 'bucket-missing';
 
 export interface ObjectStore {
@@ -73,7 +73,7 @@ export interface ObjectStore {
   readonly holdsCommit?: boolean;
   /** Bucket / container name, or the root directory for the file store. */
   readonly bucket: string;
-  /** Largest batch one bulk delete request takes (S3 1000, Azure 256, GCS 100; spec §12.3). */
+  /** Largest batch one bulk delete request takes (S3 1000, Azure 256, GCS 100; docs/format.md#provider-limits). */
   readonly maxDeleteBatch: number;
 
   /** HEAD-style probe of the bucket; throws NetworkError when the endpoint cannot be reached. */
@@ -102,7 +102,7 @@ export interface ObjectStore {
   /**
    * Delete many objects in batches of at most `batchSize` (default and ceiling: maxDeleteBatch).
    * Missing objects count as deleted. Falls back to one request per object where a store refuses the
-   * bulk request (spec §12.2).
+   * bulk request (docs/format.md#credentials).
    */
   deleteMany(keys: string[], batchSize?: number): Promise<DeleteResult>;
   /** Tags / custom metadata of an object. Throws NotFoundError when missing. */

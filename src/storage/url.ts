@@ -1,4 +1,4 @@
-// Destination/source URL parsing per provider (spec §12.1), plus our local directory store.
+// Destination/source URL parsing per provider (docs/format.md#urls), plus our local directory store.
 import { GeneralError } from '../errors.js';
 import type { ProviderName } from './types.js';
 
@@ -47,7 +47,7 @@ function parseFileUrl(url: string): ParsedUrl {
 
 function splitScheme(url: string): { scheme: string; netloc: string; path: string } | null {
   const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)/.exec(url);
-  return m ? { scheme: m[1].toLowerCase(), netloc: m[2], path: m[3] } : null;
+  return m ? { scheme: (m[1] ?? '').toLowerCase(), netloc: m[2] ?? '', path: m[3] ?? '' } : null;
 }
 
 function parseS3Url(url: string): ParsedUrl {
@@ -93,7 +93,7 @@ const GCS_CONSOLE = /^https:\/\/console\.cloud\.google\.com\/storage\/browser\/(
 function parseGcsUrl(url: string): ParsedUrl {
   const console = GCS_CONSOLE.exec(url);
   if (console) {
-    return { provider: 'google-cloud-storage', bucket: console[1], path: (console[2] ?? '').replace(/^\/+|\/+$/g, '') };
+    return { provider: 'google-cloud-storage', bucket: console[1] ?? '', path: (console[2] ?? '').replace(/^\/+|\/+$/g, '') };
   }
   const p = splitScheme(url);
   if (!p || p.scheme !== 'gs' || p.netloc === '') throw new GeneralError(`Invalid gs URL address: ${url}`);

@@ -29,7 +29,7 @@ export function parseHistoryFile(text: string): HistoryEntry[] | null {
 }
 
 /** A segment's position on its timeline as one integer (log * segments-per-log + seg). */
-export function segmentNumber(name: string, segmentSize: number): number {
+function segmentNumber(name: string, segmentSize: number): number {
   const id = parseSegmentName(name);
   return id.log * segmentsPerLogId(segmentSize) + id.seg;
 }
@@ -40,7 +40,7 @@ export function segmentNameAt(timeline: number, segno: number, segmentSize: numb
 }
 
 /** The segment holding LSN `lsn`. */
-export function segnoOfLsn(lsn: bigint, segmentSize: number): number {
+function segnoOfLsn(lsn: bigint, segmentSize: number): number {
   return Number(lsn / BigInt(segmentSize));
 }
 

@@ -1,4 +1,4 @@
-// Archiving one WAL file (spec §2.1, §6), with one deliberate difference from barman: an existing
+// Archiving one WAL file (docs/format.md#wal-archive), with one deliberate difference from barman: an existing
 // object for the same WAL file (under any compression suffix) is never silently replaced. Same
 // content → success without an upload; different content → refusal (PostgreSQL's documented
 // archive_command contract), unless overwriting is explicitly allowed. After a conditional create,
@@ -24,7 +24,7 @@ export interface ArchiveOptions {
   /** Resolved codec level (see compression/resolveLevel). */
   level?: number;
   tags?: Tag[];
-  /** Tags for .history files instead of `tags` when non-empty (spec §11.2). */
+  /** Tags for .history files instead of `tags` when non-empty (docs/format.md#tags). */
   historyTags?: Tag[];
   /** Replace an existing object with different content (barman's behaviour). */
   allowOverwrite?: boolean;
@@ -112,7 +112,7 @@ export async function readWalFile(path: string): Promise<WalFile> {
 }
 
 /** Objects that hold this WAL file: the exact key plus one known compression suffix, each also encrypted (`.age`). */
-export async function existingCopies(store: ObjectStore, layout: ServerLayout, walName: string): Promise<string[]> {
+async function existingCopies(store: ObjectStore, layout: ServerLayout, walName: string): Promise<string[]> {
   const key = layout.walKey(walName);
   const found: string[] = [];
   for await (const entry of store.list(key, { delimiter: '/' })) {

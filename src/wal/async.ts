@@ -88,7 +88,7 @@ export async function takeWorkerFailure(spool: ArchiveSpool, walName: string): P
   } catch {
     f = { exitCode: 4, message: `unreadable failure record of the archive worker for ${walName}` };
   }
-  const message = String(f.message).split('\n')[0];
+  const message = String(f.message).split('\n')[0] ?? '';
   switch (f.exitCode) {
     case 1: return new OperationError(message);
     case 2: return new NetworkError(message);

@@ -1,4 +1,4 @@
-// Whether a WAL archive is safe for a new server (spec §2.9): empty, or with --timeline only
+// Whether a WAL archive is safe for a new server (docs/format.md#check-wal-archive): empty, or with --timeline only
 // files of older timelines.
 import { basename } from 'node:path';
 import type { ServerLayout } from '../catalog/layout.js';

@@ -13,7 +13,7 @@ import { isWalName } from './names.js';
 
 export type WalEncryptionMode = 'age' | 'none';
 
-export function walEncryptionKey(layout: ServerLayout): string {
+function walEncryptionKey(layout: ServerLayout): string {
   return joinKey(layout.root, 'wal-encryption');
 }
 

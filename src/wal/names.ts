@@ -1,6 +1,6 @@
-// WAL file names (spec §6.1): segments, .partial segments, .backup history files, .history files.
+// WAL file names (docs/format.md#wal-names): segments, .partial segments, .backup history files, .history files.
 
-/** barman's accepted names, case-insensitive hex (spec §6.1). */
+/** barman's accepted names, case-insensitive hex (docs/format.md#wal-names). */
 const WAL_NAME = /^[0-9A-F]{8}([0-9A-F]{8}[0-9A-F]{8}(\.[0-9A-F]{8}\.backup|\.partial)?|\.history)$/i;
 
 export function isWalName(name: string): boolean {
@@ -34,8 +34,6 @@ const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
 export function segmentName(id: SegmentId): string {
   return hex8(id.timeline) + hex8(id.log) + hex8(id.seg);
 }
-
-export const DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024;
 
 /** PostgreSQL's XLogSegmentsPerXLogId: how many segments one log id holds for this segment size. */
 export function segmentsPerLogId(segmentSize: number): number {

@@ -9,6 +9,7 @@
 //   appears in the archive later is found then.
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { GeneralError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
@@ -26,8 +27,10 @@ async function bounded<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<(
     Array.from({ length: Math.min(limit, tasks.length) }, async () => {
       while (next < tasks.length) {
         const i = next++;
+        const task = tasks[i];
+        if (task === undefined) break;
         try {
-          results[i] = await tasks[i]();
+          results[i] = await task();
         } catch (e) {
           results[i] = e instanceof Error ? e : new Error(String(e));
         }
@@ -63,7 +66,7 @@ export async function archivedBySpool(spool: ArchiveSpool, walPath: string): Pro
 }
 
 /** Up to `limit` WAL files with a .ready status, oldest first, excluding `exclude`. */
-export async function readyWalFiles(walDir: string, limit: number, exclude: string): Promise<string[]> {
+async function readyWalFiles(walDir: string, limit: number, exclude: string): Promise<string[]> {
   const statusDir = join(walDir, 'archive_status');
   const names = (await fs.readdir(statusDir).catch(() => [] as string[]))
     .filter((n) => n.endsWith('.ready'))
@@ -115,8 +118,10 @@ export async function archiveInParallel(
     ];
     const [own, ...rest] = await bounded(maxParallel, tasks);
     rest.forEach((r, i) => {
-      if (r instanceof Error) log.warning(`Parallel archiving of ${basename(extras[i])} failed (PostgreSQL will retry it): ${r.message}`);
+      if (r instanceof Error) log.warning(`Parallel archiving of ${basename(extras[i] ?? '')} failed (PostgreSQL will retry it): ${r.message}`);
     });
+    // The requested file's task is always the first.
+    if (own === undefined) throw new GeneralError(`no result for ${name}`);
     if (own instanceof Error) throw own;
     log.info(`Archived ${name} and ${rest.filter((r) => !(r instanceof Error)).length} more WAL files in parallel`);
     return own;

@@ -1,4 +1,4 @@
-// Fetching WAL files (spec §2.2, §7): barman's candidate rules, decompression by suffix, and an
+// Fetching WAL files (docs/format.md#wal-restore): barman's candidate rules, decompression by suffix, and an
 // atomic write (temp file beside the target, fsync, rename) so that a crash never leaves a
 // truncated segment where PostgreSQL would read it. Damaged objects (empty, truncated, failing
 // their codec's checksum, a segment shorter than its own header states) are refused: exit 4.
@@ -31,7 +31,7 @@ function plainWalKey(key: string): { plain: string; codec?: CodecName; encrypted
 }
 
 /**
- * barman's choice among the objects whose key starts with the WAL file's key (spec §7), in key
+ * barman's choice among the objects whose key starts with the WAL file's key (docs/format.md#wal-restore), in key
  * order: the exact uncompressed key is remembered and the search goes on; the first other valid
  * name (one compression suffix stripped; .backup files skipped; .partial skipped with
  * --no-partial) wins at once. barman's stale-suffix quirk is not reproduced.

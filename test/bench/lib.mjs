@@ -1,6 +1,6 @@
 // Shared benchmark helpers: spawn a command many times, interleaving the contenders so that a
 // noisy, shared machine affects them alike; report medians and ratios.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 
 export function runOnce(cmd, args, opts = {}) {
   return new Promise((resolve, reject) => {
@@ -48,3 +48,9 @@ export async function compare(contenders, { rounds = 20, warmup = 2 } = {}) {
 }
 
 export const fmt = (ms) => `${ms.toFixed(1)} ms`;
+
+/** Run a program as the `postgres` OS user (runuser when we are root) and return its stdout. */
+export function asPostgres(bin, args, opts = {}) {
+  const [cmd, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+}

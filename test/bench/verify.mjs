@@ -4,29 +4,15 @@
 // member's CRC-32C computed, the WAL checked). Three runs; the median is reported.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { asPostgres } from './lib.mjs';
+import { freePort } from './servers.mjs';
 
 export const title = '`barman-cloud verify` of an lz4 backup in the local directory store';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const asRoot = process.getuid?.() === 0;
-
-function asPostgres(bin, args, opts = {}) {
-  const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
-  return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-}
-
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** Peak RSS (MB), wall time (s) and stdout of one command, through GNU time. */
 function measured(cmd, args, env) {

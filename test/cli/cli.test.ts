@@ -188,7 +188,7 @@ describe('-t exit codes against real servers', () => {
       const live = await runProg(c.prog, ['-t', '--endpoint-url', moto.url, 's3://live-bucket/pfx', 'srv', ...tail], { env });
       expect({ prog: c.prog, code: live.code, err: live.stderr }).toEqual({ prog: c.prog, code: 0, err: '' });
       const missing = await runProg(c.prog, ['-t', '--endpoint-url', moto.url, 's3://missing-bucket', 'srv', ...tail], { env });
-      // check-wal-archive -t only tests connectivity (spec §2.9).
+      // check-wal-archive -t only tests connectivity (docs/format.md#check-wal-archive).
       expect({ prog: c.prog, code: missing.code }).toEqual({ prog: c.prog, code: c.name === 'check-wal-archive' ? 0 : 1 });
       const down = await runProg(c.prog, ['-t', '--endpoint-url', `http://127.0.0.1:${closedPort}`, 's3://live-bucket', 'srv', ...tail], { env });
       expect({ prog: c.prog, code: down.code }).toEqual({ prog: c.prog, code: 2 });

@@ -12,7 +12,7 @@ import { COMMANDS, SHELLS, type CommandSpec, type OptionSpec } from '../../src/c
 import { ROOT } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
-import { COMPLETION_FILES } from '../../scripts/completions.mjs';
+import { COMPLETION_FILES } from '../../scripts/generate.mjs';
 
 const scriptPath = (shell: (typeof SHELLS)[number]): string => join(ROOT, 'completions', COMPLETION_FILES[shell]);
 const names = (o: OptionSpec): string[] => [o.short, o.long, ...(o.aliases ?? [])].filter((n): n is string => !!n);
@@ -47,7 +47,7 @@ describe('barman-cloud completion', () => {
     expect(
       r.stdout === committed,
       `completions/${COMPLETION_FILES[shell]} is not what \`barman-cloud completion ${shell}\` prints: ` +
-        'regenerate the scripts with `npm run completions` and commit them',
+        'regenerate the scripts with `npm run generate` and commit them',
     ).toBe(true);
   });
 

@@ -48,7 +48,7 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('generated files', () => {
-  it('bin/barman-cloud-wal-archive and -wal-restore are what the generator writes (rebuild with node scripts/build.mjs)', () => {
+  it('bin/barman-cloud-wal-archive and -wal-restore are what the generator writes (regenerate with npm run generate)', () => {
     expect(readFileSync(ARCHIVE, 'utf8')).toBe(walArchiveScript());
     expect(readFileSync(RESTORE, 'utf8')).toBe(walRestoreScript());
   });

@@ -16,7 +16,7 @@
 //
 // Every started server is stopped at process exit (`pg_ctl stop -m immediate` in an exit hook),
 // and the harness's temporary directories are deleted then (set BC_KEEP_PG_TMP=1 to keep them).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync,
   statSync, writeFileSync,
@@ -30,6 +30,18 @@ import { cleanEnv } from './run-bin.ts';
 export const PG_BIN = process.env.PG_BINDIR ?? '/usr/lib/postgresql/15/bin';
 const IS_ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
 const RUNUSER = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
+
+/** `argv` as the server's OS user would run it: behind `runuser -u postgres --` when we are root. */
+export function asPostgresArgv(argv: string[]): [string, string[]] {
+  return IS_ROOT ? [RUNUSER, ['-u', 'postgres', '--', ...argv]] : [argv[0]!, argv.slice(1)];
+}
+
+/** Run `argv` synchronously as the server's user, from a directory that user can enter. */
+export function asPostgres(argv: string[], timeoutMs = 30_000): { status: number | null; stdout: string; stderr: string } {
+  const [file, args] = asPostgresArgv(argv);
+  const r = spawnSync(file, args, { cwd: tmpdir(), encoding: 'utf8', timeout: timeoutMs });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Availability
@@ -102,7 +114,7 @@ interface RunResult {
 
 /** Spawn a command (as `postgres` when asked and we are root); rejects on a non-zero exit. */
 function run(cmd: string, args: string[], opts: RunOpts = {}): Promise<RunResult> {
-  const [file, argv] = opts.asPostgres && IS_ROOT ? [RUNUSER, ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+  const [file, argv] = opts.asPostgres ? asPostgresArgv([cmd, ...args]) : [cmd, args];
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const what = [cmd, ...args].join(' ');
   return new Promise((res, rej) => {
@@ -201,7 +213,7 @@ process.once('exit', () => {
   for (const c of running) {
     try {
       const args = [join(PG_BIN, 'pg_ctl'), 'stop', '-D', c.dataDir, '-m', 'immediate', '-w', '-t', '20', '-s'];
-      const [file, argv] = IS_ROOT ? [RUNUSER, ['-u', 'postgres', '--', ...args]] : [args[0]!, args.slice(1)];
+      const [file, argv] = asPostgresArgv(args);
       execFileSync(file, argv, { stdio: 'ignore', cwd: tmpdir(), timeout: 25_000 });
     } catch {
       // best effort
@@ -628,4 +640,29 @@ export async function recoveryCluster(
   ensureTraversable(dir);
   await chownToPostgres(dir);
   return c;
+}
+
+/**
+ * The end of every restore test: start a restored data directory as a copy that recovers through
+ * our barman-cloud-wal-restore from `storeArgs` (the URL and server positionals, with any options
+ * before them), promotes at the end of WAL and does not archive; resolves once it accepts writes.
+ * Relocated tablespace directories made by this (root) process are handed to postgres first. The
+ * copy is pushed on `clusters` before it starts, so the caller's cleanup stops it even on failure.
+ */
+export async function startRestoredCopy(
+  dataDir: string,
+  storeArgs: string[],
+  opts: { serverEnv: Record<string, string | undefined>; clusters: PgCluster[]; tablespaceDirs?: string[] },
+): Promise<PgCluster> {
+  if (IS_ROOT && opts.tablespaceDirs?.length) execFileSync('chown', ['-R', 'postgres:postgres', ...opts.tablespaceDirs]);
+  const copy = await recoveryCluster(dataDir, {
+    restoreCommand: `${toolCommand('barman-cloud-wal-restore', storeArgs)} %f %p`,
+    signal: 'recovery',
+    conf: { recovery_target_action: 'promote', archive_mode: 'off' },
+    serverEnv: opts.serverEnv,
+  });
+  opts.clusters.push(copy);
+  await copy.start();
+  await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+  return copy;
 }

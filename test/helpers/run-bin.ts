@@ -23,29 +23,48 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env;
 }
 
-export function runBin(
-  name: string,
+/**
+ * The one way tests spawn a program and collect its output: resolves with the exit code (never
+ * rejects on a non-zero one), rejects when it cannot start or outlives `timeoutMs` (then killed).
+ */
+export function runProcess(
+  file: string,
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<BinResult> {
   const started = Date.now();
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(ROOT, 'bin', name), ...args], {
-      env: opts.env ?? cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(file, args, { env: opts.env ?? cleanEnv(), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${name} ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 30_000} ms\n${stderr}`));
-    }, opts.timeoutMs ?? 30_000);
-    child.on('error', reject);
+      reject(new Error(`${file} ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr, ms: Date.now() - started });
     });
   });
+}
+
+/** One of our executables under bin/, run with Node as PostgreSQL's shell would (`node <file>` here). */
+export function runBin(
+  name: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; timeoutMs?: number } = {},
+): Promise<BinResult> {
+  return runProcess(process.execPath, [...(opts.nodeArgs ?? []), join(ROOT, 'bin', name), ...args], opts);
+}
+
+/** One of Debian's barman-cli-cloud 3.4 tools (`/usr/bin/<tool>`), side by side with ours. */
+export function runBarman(tool: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<BinResult> {
+  return runProcess(`/usr/bin/${tool}`, args, { env, timeoutMs });
 }

@@ -5,9 +5,9 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer as createNetServer, connect } from 'node:net';
-import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { startJsonEndpoint } from './json-endpoint.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -220,33 +220,16 @@ export function fakeEntraToken(): string {
 export async function startTokenServer(): Promise<ServerHandle & { header: string; requests: () => number }> {
   const header = 'test-identity-header';
   let requests = 0;
-  const srv = createHttpServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (req.headers['x-identity-header'] !== header || !url.searchParams.get('resource')) {
-      res.writeHead(400, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'bad_request' }));
-      return;
-    }
+  const endpoint = await startJsonEndpoint(({ url, headers }) => {
+    const resource = url.searchParams.get('resource');
+    if (headers['x-identity-header'] !== header || !resource) return { status: 400, doc: { error: 'bad_request' } };
     requests++;
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        access_token: fakeEntraToken(),
-        expires_on: String(Math.floor(Date.now() / 1000) + 3600),
-        resource: url.searchParams.get('resource'),
-        token_type: 'Bearer',
-      }),
-    );
+    return {
+      status: 200,
+      doc: { access_token: fakeEntraToken(), expires_on: String(Math.floor(Date.now() / 1000) + 3600), resource, token_type: 'Bearer' },
+    };
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}/token`,
-    port,
-    header,
-    requests: () => requests,
-    stop: () => new Promise<void>((r) => srv.close(() => r())),
-  };
+  return { url: `${endpoint.origin}/token`, port: endpoint.port, header, requests: () => requests, stop: endpoint.stop };
 }
 
 /** Create a bucket on moto (or RGW, with its keys) with a plain signed request through the SDK (test set-up only). */

@@ -7,12 +7,12 @@
 // applies to it without any flag); test/helpers/redirect-tls.mjs sends those TLS connections, and the
 // authority's instance-discovery request to login.microsoftonline.com, to the loopback servers.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createServer, type Server } from 'node:https';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AZURITE_ACCOUNT, AZURITE_KEY, ROOT, fakeEntraToken, makeTestCA, startAzurite, type ServerHandle, type TestCA } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { startJsonEndpoint, type JsonEndpoint } from '../helpers/json-endpoint.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { walLike } from '../fixtures/wal-like.ts';
 
@@ -24,21 +24,13 @@ const SEGMENT = '000000010000000000000001';
 
 let ca: TestCA;
 let azurite: ServerHandle;
-let authority: Server;
+let authority: JsonEndpoint | undefined;
 let authorityPort: number;
 let work: string;
 let tokenFile: string;
 /** What the authority was asked, in order: "<METHOD> <path>" plus, for token requests, whether the assertion matched. */
 const asked: string[] = [];
 
-function readBody(req: import('node:http').IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => resolve(body));
-  });
-}
 
 beforeAll(async () => {
   ca = makeTestCA([ACCOUNT_HOST, 'login.microsoftonline.com']);
@@ -55,14 +47,9 @@ beforeAll(async () => {
   await store.createBucket();
   await store.close();
 
-  authority = createServer({ cert: readFileSync(ca.certFile), key: readFileSync(ca.keyFile) }, async (req, res) => {
-    const url = new URL(req.url ?? '/', `https://127.0.0.1:${authorityPort}`);
-    const base = `https://127.0.0.1:${authorityPort}`;
-    const json = (status: number, doc: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(doc));
-    };
-    const body = await readBody(req);
+  authority = await startJsonEndpoint((req) => {
+    const { url, origin: base, body } = req;
+    const json = (status: number, doc: unknown) => ({ status, doc });
     if (url.pathname === '/common/discovery/instance') {
       asked.push(`${req.method} ${url.pathname}`);
       return json(200, {
@@ -97,15 +84,13 @@ beforeAll(async () => {
       return json(200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: fakeEntraToken() });
     }
     asked.push(`unexpected ${req.method} ${url.pathname}`);
-    json(404, { error: 'not_found' });
-  });
-  await new Promise<void>((r) => authority.listen(0, '127.0.0.1', r));
-  authorityPort = (authority.address() as { port: number }).port;
+    return json(404, { error: 'not_found' });
+  }, { cert: readFileSync(ca.certFile), key: readFileSync(ca.keyFile) });
+  authorityPort = authority.port;
 });
 
 afterAll(async () => {
-  authority?.closeAllConnections();
-  await new Promise<void>((r) => (authority ? authority.close(() => r()) : r()));
+  await authority?.stop();
   await azurite?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
   if (ca) rmSync(ca.dir, { recursive: true, force: true });

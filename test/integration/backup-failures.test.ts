@@ -1,4 +1,4 @@
-// A base backup that fails midway (spec §2.3, §4.4, §5.2 step 9): it exits 1 with one ERROR line
+// A base backup that fails midway (docs/format.md#backup, #backup-info-fields, #postgres-session): it exits 1 with one ERROR line
 // (two, as barman, when the FAILED backup.info cannot be written either), leaves a backup.info with
 // status=FAILED and the error when the store is still reachable, and no incomplete multipart
 // upload; it never hangs when the store disappears.
@@ -18,14 +18,13 @@ import {
 import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
-  requireTool, postgresAvailable, startCluster, toolCommand, toolRootForPostgres, nodePath, pgTempDir, type PgCluster,
+  asPostgresArgv, requireTool, postgresAvailable, startCluster, toolCommand, toolRootForPostgres, nodePath, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'failures';
 const IS_ROOT = process.getuid?.() === 0;
-const RUNUSER = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
 
 interface Run {
   code: number | null;
@@ -39,7 +38,7 @@ interface Run {
 function startBackup(args: string[], env: NodeJS.ProcessEnv, opts: { asPostgres?: boolean; timeoutMs?: number } = {}) {
   const started = Date.now();
   const [file, argv] = opts.asPostgres && IS_ROOT
-    ? [RUNUSER, ['-u', 'postgres', '--', nodePath(), join(toolRootForPostgres(), 'bin', 'barman-cloud-backup'), ...args]]
+    ? asPostgresArgv([nodePath(), join(toolRootForPostgres(), 'bin', 'barman-cloud-backup'), ...args])
     : [process.execPath, [join(ROOT, 'bin', 'barman-cloud-backup'), ...args]];
   const child: ChildProcess = spawn(file, argv, { env, cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -111,7 +110,7 @@ function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => / ERROR: /.test(l));
 }
 
-/** What a FAILED backup.info must hold (spec §4.4). */
+/** What a FAILED backup.info must hold (docs/format.md#backup-info-fields). */
 function expectFailedInfo(info: Map<string, string> | undefined, error: RegExp): void {
   expect(info).toBeDefined();
   expect(info!.get('status')).toBe('FAILED');

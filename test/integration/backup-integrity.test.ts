@@ -10,14 +10,14 @@
 //     deletes a backup of ours carrying both records (backup.info rewritten in the 3.4 compatibility
 //     mode, since 3.4 cannot read the newer keys), leaving parts.json behind; our restore reads a
 //     backup of barman 3.4, which has neither record.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
-import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { cleanEnv, runBarman, runBin } from '../helpers/run-bin.ts';
 import {
   PG_BIN, pgTempDir, postgresAvailable, recoveryCluster, requireTool, startCluster, toolCommand, type PgCluster,
 } from '../helpers/postgres.ts';
@@ -32,25 +32,6 @@ const BUCKET = 'integrity';
 
 const BARMAN34 = existsSync('/usr/bin/barman-cloud-backup');
 
-/** One of Debian's barman 3.4 scripts. */
-function runBarman(tool: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(`/usr/bin/${tool}`, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${tool} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -5,7 +5,6 @@
 // backup goes there too, our restore relocates the tablespace, and the copy starts through our
 // wal-restore from that store holding every committed row.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
@@ -14,7 +13,7 @@ import {
 } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
@@ -195,16 +194,7 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 on Azure, GCS and the
     expect(readdirSync(tbsNew).some((n) => n.startsWith('PG_15_'))).toBe(true);
     expect(existsSync(join(dest, 'backup_label'))).toBe(true);
 
-    if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', tbsNew]);
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', store())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: { ...p.env },
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, store(), { serverEnv: { ...p.env }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
     // Stop both before the next provider: PostgreSQL before its object store (afterAll), and to save memory.

@@ -1,4 +1,4 @@
-// Base-backup tar production and extraction (spec §5.3–§5.5, §8, §13), checked against Python's
+// Base-backup tar production and extraction (docs/format.md#tar-members, #restore, #compression), checked against Python's
 // tarfile (the library barman uses on both sides) and GNU tar.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -463,7 +463,7 @@ describe.each(CODECS)('PGDATA archive, codec %s', (codec) => {
       expect(src, name).toBeDefined();
       expect(m.sha256, name).toBe(sha256(src!));
     }
-    // backup_label: built from scratch (spec §5.3 step 5)
+    // backup_label: built from scratch (docs/format.md#tar-members step 5)
     const label = byName.get('backup_label')!;
     expect(label).toMatchObject({ type: '0', mode: 0o644, uid: 0, gid: (await stat(pgdata)).gid, mtime: 0, uname: '', gname: '', pax: {} });
     expect(label.sha256).toBe(sha256(Buffer.from(LABEL)));

@@ -7,18 +7,17 @@
 // restore (with tablespace relocation) gives a copy that starts through our wal-restore with every
 // committed row.
 //
-// ours → barman 3.4: our backup.info carries the keys added after 3.4 (spec §4.1, §15.1), which 3.4
+// ours → barman 3.4: our backup.info carries the keys added after 3.4 (docs/format.md#backup-info-syntax), which 3.4
 // cannot read. This documents that known limitation: 3.4's backup-list skips our backup with its
 // WARNING and still lists its own backups; 3.4's restore of ours fails (exit 4) without writing.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { runBarman, runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const BARMAN_BACKUP = '/usr/bin/barman-cloud-backup';
@@ -30,31 +29,6 @@ const BUCKET = 'compat';
 const PREFIX = 'pg';
 const SERVER = 'srv';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** One of Debian's barman 3.4 scripts (/usr/bin/python3), with the given environment. */
-function runBarman(tool: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(`/usr/bin/${tool}`, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${tool} ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // What the operator reads (cnpg-usage §3): Go's catalog.BarmanBackup unmarshalled from the JSON,
@@ -246,16 +220,7 @@ describe.skipIf(skip)('base backups: cross-compatibility with barman-cli-cloud 3
     // barman's restore writes no recovery configuration, and neither does ours without the flag.
     expect(existsSync(join(dest, 'recovery.signal'))).toBe(false);
 
-    if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', tbsNew]);
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', url())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: { ...S3_ENV },
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...S3_ENV }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
     expect(await copy.psql('SELECT system_identifier::text FROM pg_control_system()')).toBe(systemId);

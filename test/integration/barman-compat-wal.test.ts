@@ -6,9 +6,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { runBarman, runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
 
 const BARMAN = '/usr/bin/barman-cloud-wal-archive';
@@ -16,15 +15,7 @@ const skip = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function runPython(tool: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(`/usr/bin/${tool}`, args, { env: cleanEnv(S3_ENV), stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
-}
+const runPython = (tool: string, args: string[]) => runBarman(tool, args, cleanEnv(S3_ENV));
 
 function walLike(size: number): Buffer {
   const b = Buffer.alloc(size);

@@ -1,13 +1,12 @@
 // barman-cloud-backup-list and barman-cloud-backup-show as executables, against the local directory
-// store and moto (S3), over synthetic backups whose backup.info files are the real ones of spec §4.4;
+// store and moto (S3), over synthetic backups whose backup.info files are the real ones of docs/format.md#backup-info-fields;
 // where barman-cli-cloud 3.4 is installed, its list/show output on the same bucket is compared too.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { runBarman, runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
@@ -146,7 +145,7 @@ describe('barman-cloud-backup-list on the directory store', () => {
     });
     expect(first.backup_label?.startsWith("'START WAL LOCATION: 0/6000028 (file 000000010000000000000006)\\nCHECKPOINT")).toBe(true);
     expect(first.copy_stats).toMatchObject({ total_time: 44.262411, copy_time: 0.113994, analysis_time: 0 });
-    // The HEAD entry of spec §10.2 appears verbatim in the one-line output.
+    // The HEAD entry of docs/format.md#list-json appears verbatim in the one-line output.
     expect(r.stdout).toContain('"copy_stats": {"total_time": 44.262411, "number_of_workers": 2, "analysis_time": 0, ');
     expect(r.stdout).toContain('"xlog_segment_size": 16777216, "backup_id": "20261129T050418", "begin_time_iso": ');
     // A 3.4 file: the newer keys are there, as null.
@@ -308,7 +307,7 @@ describe('BackupCatalog API on the directory store', () => {
       expect(back && serializeBackupInfo(back, { compat: '3.4' })).toBe(serializeBackupInfo(info, { compat: '3.4' }));
       expect(existsSync(join(root, 'pfx/written/base/20270101T000000/backup.info'))).toBe(true);
       await catalog.putAnnotation('20270101T000000', 'keep', 'full');
-      // barman builds annotation keys as "%s/" % path: a trailing '/' doubles the slash (spec §3).
+      // barman builds annotation keys as "%s/" % path: a trailing '/' doubles the slash (docs/format.md#layout).
       expect(existsSync(join(root, 'pfx//written/base/20270101T000000/annotations/keep'))).toBe(true);
       const fresh = new BackupCatalog(store, new ServerLayout('pfx/', 'written'));
       expect(await fresh.getKeepTarget('20270101T000000')).toBe('full');
@@ -362,17 +361,7 @@ describe('on S3 (moto)', () => {
   const BARMAN = '/usr/bin/barman-cloud-backup-list';
   const skip34 = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN));
 
-  function runPython(tool: string, toolArgs: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(`/usr/bin/${tool}`, toolArgs, { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const runPython = (tool: string, toolArgs: string[]) => runBarman(tool, toolArgs, env());
 
   it.skipIf(skip34)('prints what barman-cli-cloud 3.4 prints for 3.4-format backup.info files', async () => {
     const store = await openObjectStore({

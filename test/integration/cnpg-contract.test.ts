@@ -1,19 +1,18 @@
 // The CloudNativePG contract (#13): the exact argv and environment shapes that the Barman Cloud
 // plugin and the barman-cloud Go library build, one row each with the Go file it comes from (read at
 // cloudnative-pg/barman-cloud 950b0f5 and cloudnative-pg/plugin-barman-cloud 9967e2c; see
-// ../shared/reference/cnpg-usage.md §2), run through our bin/ in order against moto and, where the
+// ../shared/reference/cnpg-usage.md docs/format.md#commands), run through our bin/ in order against moto and, where the
 // shape allows, against the file store. Exit codes are barman 3.17's; where Debian's barman 3.4 can
 // run the same shape it runs side by side on its own prefix of the same bucket, and its exit code
 // is compared (3.4 differs from 3.17 in places; each such row says how). The Azure shapes
 // (--credential default / managed-identity, workload identity) are in azure-workload-identity.test.ts.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createServer, request as httpRequest, type Server } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { runBarman, runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { isWalDelete, startS3Proxy, type Proxy } from '../helpers/proxy.ts';
 import { requireTool, postgresAvailable, startCluster, type PgCluster } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
@@ -85,7 +84,7 @@ function pureJson(r: BinResult): Record<string, unknown> {
 }
 
 let moto: ServerHandle;
-let proxy: Server;
+let proxy: Proxy | undefined;
 let proxyUrl: string;
 /** What the proxy in front of moto refuses, as S3 would for a narrower IAM policy. */
 let refuse: 'nothing' | 'reads' | 'wal-deletes' = 'nothing';
@@ -295,18 +294,6 @@ async function store() {
 
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 
-function runBarman(tool: string, args: string[], env: NodeJS.ProcessEnv): Promise<BinResult> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(`/usr/bin/${tool}`, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-  });
-}
 
 describe.skipIf(skip)('the CloudNativePG plugin\'s argv and env, through bin/ (moto, file store, barman 3.4 side by side)', () => {
   const ctx = {} as Record<Variant, Ctx>;
@@ -333,29 +320,13 @@ describe.skipIf(skip)('the CloudNativePG plugin\'s argv and env, through bin/ (m
     for (const n of [5, 6, 7, 8]) await s.put(`ours/retained/wals/0000000100000000/00000001000000000000000${n}`, walLike(1024, n));
     await s.close();
 
-    proxy = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        const url = req.url ?? '';
-        const walDelete = (req.method === 'DELETE' && url.includes('/wals/')) || (req.method === 'POST' && /[?&]delete/.test(url) && body.includes('/wals/'));
-        if ((refuse === 'reads' && (req.method === 'GET' || req.method === 'HEAD')) || (refuse === 'wal-deletes' && walDelete)) {
-          refusals.push(`${req.method} ${url}${walDelete ? ' (WAL delete)' : ''}`);
-          res.writeHead(403, { 'content-type': 'application/xml' });
-          res.end(req.method === 'HEAD' ? undefined : '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
-          return;
-        }
-        const up = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: url, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        });
-        up.on('error', () => res.destroy());
-        up.end(body);
-      });
+    proxy = await startS3Proxy(moto.port, (r) => {
+      const walDelete = isWalDelete(r);
+      if (!((refuse === 'reads' && (r.method === 'GET' || r.method === 'HEAD')) || (refuse === 'wal-deletes' && walDelete))) return false;
+      refusals.push(`${r.method} ${r.url}${walDelete ? ' (WAL delete)' : ''}`);
+      return true;
     });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    proxyUrl = proxy.url;
 
     const restoreDir = (variant: Variant) => (shape: string) => {
       const d = join(work, `restore-${variant}-${shape}`);
@@ -377,8 +348,7 @@ describe.skipIf(skip)('the CloudNativePG plugin\'s argv and env, through bin/ (m
 
   afterAll(async () => {
     await pg?.remove();
-    proxy?.closeAllConnections();
-    await new Promise<void>((r) => (proxy ? proxy.close(() => r()) : r()));
+    await proxy?.close();
     await moto?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });

@@ -3,12 +3,12 @@
 // answers only when the Authorization header is the token file's content, as the Pod Identity agent
 // does. moto accepts any keys, so a command that succeeds signed with what the endpoint served.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createServer, type Server } from 'node:http';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { startJsonEndpoint, type JsonEndpoint } from '../helpers/json-endpoint.ts';
 import { ContainerCredentialsProvider } from '../../src/storage/container-credentials.ts';
 import { AccessDeniedError } from '../../src/errors.ts';
 import { walLike } from '../fixtures/wal-like.ts';
@@ -19,7 +19,7 @@ const SESSION = 'pod-identity-session-token-value';
 const SEGMENT = '000000010000000000000001';
 
 let moto: ServerHandle;
-let endpoint: Server;
+let endpoint: JsonEndpoint | undefined;
 let endpointUrl: string;
 let work: string;
 let tokenFile: string;
@@ -34,29 +34,20 @@ beforeAll(async () => {
   tokenFile = join(work, 'eks-pod-identity-token');
   // As the kubelet writes a projected token: no trailing newline.
   writeFileSync(tokenFile, 'projected-token-1');
-  endpoint = createServer((req, res) => {
+  endpoint = await startJsonEndpoint((req) => {
     const auth = req.headers.authorization ?? '';
     asked.push(auth);
-    if (auth !== readFileSync(tokenFile, 'utf8')) {
-      res.writeHead(401, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ message: 'invalid authorization token' }));
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({
-      AccessKeyId: 'ASIAPODIDENTITY',
-      SecretAccessKey: SECRET,
-      Token: SESSION,
-      Expiration: new Date(Date.now() + lifetimeMs).toISOString(),
-    }));
+    if (auth !== readFileSync(tokenFile, 'utf8')) return { status: 401, doc: { message: 'invalid authorization token' } };
+    return {
+      status: 200,
+      doc: { AccessKeyId: 'ASIAPODIDENTITY', SecretAccessKey: SECRET, Token: SESSION, Expiration: new Date(Date.now() + lifetimeMs).toISOString() },
+    };
   });
-  await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
-  endpointUrl = `http://127.0.0.1:${(endpoint.address() as { port: number }).port}/v1/credentials`;
+  endpointUrl = `${endpoint.origin}/v1/credentials`;
 });
 
 afterAll(async () => {
-  endpoint?.closeAllConnections();
-  await new Promise<void>((r) => (endpoint ? endpoint.close(() => r()) : r()));
+  await endpoint?.stop();
   await moto?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });

@@ -10,7 +10,7 @@ import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
@@ -92,18 +92,8 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
     expect(readFileSync(join(dest, 'postgresql.auto.conf'), 'utf8')).toMatch(/restore_command = '.*barman-cloud-wal-restore.*%f %p'/);
     expect(existsSync(join(dest, 'recovery.signal'))).toBe(true);
 
-    // The relocated tablespace directory was created by this (root) process: hand it to postgres.
-    if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', tbsNew]);
-    // Start it with our wal-restore (the harness writes its own restore_command for the postgres user).
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', url())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: { ...S3_ENV },
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    // Started with our wal-restore (the harness writes its own restore_command for the postgres user).
+    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...S3_ENV }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*) FROM t')).toBe(expectedT);
     await copy.remove();

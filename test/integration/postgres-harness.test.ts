@@ -2,14 +2,14 @@
 // restore_command (not our tool): archiving a switched segment byte for byte, pgbench, a base
 // backup, archive recovery to a new timeline, and that the postgres user can run our executables.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/servers.ts';
 import {
-  baseBackup, initCluster, nodePath, pgTempDir, postgresAvailable, recoveryCluster, requireTool, shellQuote,
+  asPostgres, baseBackup, initCluster, nodePath, pgTempDir, postgresAvailable, recoveryCluster, requireTool, shellQuote,
   toolCommand, toolRootForPostgres, type PgCluster,
 } from '../helpers/postgres.ts';
 
@@ -21,12 +21,6 @@ function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-/** Run argv as the server's user (runuser when root), from a directory that user can enter. */
-function asPostgres(argv: string[]): { status: number | null; stdout: string; stderr: string } {
-  const [file, args] = IS_ROOT ? ['runuser', ['-u', 'postgres', '--', ...argv]] : [argv[0]!, argv.slice(1)];
-  const r = spawnSync(file, args, { cwd: tmpdir(), encoding: 'utf8', timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe.skipIf(SKIP)('PostgreSQL harness', () => {
   let primary: PgCluster;

@@ -15,7 +15,8 @@ import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate } from '../../src/catalog/backup-info.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
-import { formatBackupListConsole, formatBackupListJson } from '../../src/catalog/format.ts';
+import { backupListHeader, backupListRow, formatBackupListJson, listRowFields, listedInConsole } from '../../src/catalog/format.ts';
+import type { BackupInfo } from '../../src/catalog/backup-info.ts';
 import { ServerLayout, hex8 } from '../../src/catalog/layout.ts';
 import { FileObjectStore } from '../../src/storage/file.ts';
 
@@ -24,6 +25,12 @@ const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing',
 const MISSING_DATA = /^\S+ \S+ \[\d+\] WARNING: Missing file (?:\w+\/)?srv\/base\/\d{8}T\d{6}\/data\.\* for server srv$/;
 function onlyMissingData(stderr: string): boolean {
   return stderr.split('\n').filter(Boolean).every((l) => MISSING_DATA.test(l));
+}
+
+/** The whole console listing at once, from the same header and row pieces the command streams. */
+function consoleListing(backups: Iterable<BackupInfo>, keeps: ReadonlyMap<string, string | null>): string {
+  const sorted = [...backups].sort((a, b) => (a.backup_id < b.backup_id ? -1 : a.backup_id > b.backup_id ? 1 : 0));
+  return backupListHeader() + sorted.filter(listedInConsole).map((i) => backupListRow(listRowFields(i), keeps.get(i.backup_id) ?? null)).join('');
 }
 
 const wal = (tli: number, pos: number) => hex8(tli) + hex8(Math.floor(pos / 256)) + hex8(pos % 256);
@@ -154,7 +161,7 @@ describe('backup-delete -r in bulk on the directory store', () => {
     expect(json.stdout).toBe(`${formatBackupListJson(backups.values())}\n`);
     const table = await runBin('barman-cloud-backup-list', [`file://${dir}`, 'srv']);
     expect({ code: table.code, stderr: table.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(table.stdout).toBe(formatBackupListConsole(backups.values(), keeps));
+    expect(table.stdout).toBe(consoleListing(backups.values(), keeps));
     expect(table.stdout.split('\n').length).toBeGreaterThan(250);
   });
 });

@@ -6,11 +6,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { runBin, runProcess, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { isWalDelete, startS3Proxy } from '../helpers/proxy.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -451,34 +451,15 @@ describe('on S3 (moto)', () => {
   // deletions refused by the store are logged (and counted in the summary) but exit 0, as barman.
   it('WAL deletions the store refuses are logged and counted, and the run exits 0 as barman', async () => {
     let refused = 0;
-    const denied = (res: import('node:http').ServerResponse) => {
+    const proxy = await startS3Proxy(moto.port, (r) => {
+      if (!isWalDelete(r)) return false;
       refused += 1;
-      res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
-    };
-    const proxy = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        const url = req.url ?? '';
-        if ((req.method === 'DELETE' && url.includes('/wals/')) || (req.method === 'POST' && /[?&]delete/.test(url) && body.includes('/wals/'))) {
-          denied(res);
-          return;
-        }
-        const up = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: url, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        });
-        up.on('error', () => res.destroy());
-        up.end(body);
-      });
+      return true;
     });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     try {
       await upload('denied', mixed());
       const before = await keys('denied');
-      const endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+      const endpoint = proxy.url;
       const r = await runBin('barman-cloud-backup-delete',
         ['--endpoint-url', endpoint, '-r', 'REDUNDANCY 1', '--format', 'json', `s3://${bucket}/denied`, 'srv'], { env: env() });
       expect(refused).toBeGreaterThan(0);
@@ -493,8 +474,7 @@ describe('on S3 (moto)', () => {
       expect(after.filter((k) => k.includes('/wals/'))).toEqual(before.filter((k) => k.includes('/wals/')));
       expect(after.some((k) => k.startsWith('srv/base/20260101T000000/'))).toBe(false);
     } finally {
-      proxy.closeAllConnections();
-      await new Promise<void>((r) => proxy.close(() => r()));
+      await proxy.close();
     }
   });
 
@@ -576,18 +556,7 @@ describe('on S3 (moto)', () => {
   const BARMAN = '/usr/bin/barman-cloud-backup-delete';
   const skip34 = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN));
 
-  function runPython(args: string[]): Promise<BinResult> {
-    const started = Date.now();
-    return new Promise((resolve, reject) => {
-      const child = spawn(BARMAN, args, { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-    });
-  }
+  const runPython = (args: string[]): Promise<BinResult> => runProcess(BARMAN, args, { env: env(), timeoutMs: 120_000 });
 
   const CASES: [string, () => Map<string, string>, string[]][] = [
     ['mixed, REDUNDANCY 1', mixed, ['-r', 'REDUNDANCY 1']],

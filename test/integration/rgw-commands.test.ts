@@ -15,7 +15,7 @@ import { startRgw, rgwAvailable, createS3Bucket, grantPutObjectOnly, type RgwHan
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
@@ -295,15 +295,7 @@ describe.skipIf(skipPg)('PostgreSQL 15 backed up to and restored from Ceph RGW w
     const dest = join(pgTempDir('bc-rgw-restore-'), 'data');
     const r = await runBin('barman-cloud-restore', [...url(), 'bk-one', dest], { env, timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', url())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: keys(),
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, url(), { serverEnv: keys(), clusters });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
     await copy.remove();

@@ -6,12 +6,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { startTcpProxy, type TcpProxyMode } from '../helpers/proxy.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { S3ObjectStore } from '../../src/storage/s3.ts';
@@ -25,62 +25,7 @@ const BOUND_MS = 2.5 * READ_TIMEOUT_S * 1000 + 2500;
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const SEGMENT = '000000010000000000000042';
 
-type Mode = 'stall-upload' | 'stall-download' | 'reset-first';
-
-interface Proxy {
-  url: string;
-  connections: () => number;
-  close: () => Promise<void>;
-}
-
-/** A TCP proxy to `target` (host:port) that misbehaves as `mode` says. */
-async function startProxy(targetUrl: string, mode: Mode): Promise<Proxy> {
-  const target = new URL(targetUrl);
-  const sockets = new Set<Socket>();
-  let count = 0;
-  const server: Server = createServer((client) => {
-    const n = ++count;
-    sockets.add(client);
-    client.on('error', () => {});
-    if (mode === 'reset-first' && n === 1) {
-      client.once('data', () => client.resetAndDestroy());
-      return;
-    }
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(upstream);
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    let up = 0;
-    let down = 0;
-    client.on('data', (chunk: Buffer) => {
-      up += chunk.length;
-      if (mode === 'stall-upload' && up > STALL_AFTER) {
-        client.pause(); // stop reading: the client's writes back up, nothing moves
-        return;
-      }
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      down += chunk.length;
-      if (mode === 'stall-download' && down > STALL_AFTER) {
-        upstream.pause(); // stop sending: the client waits for bytes that never come
-        return;
-      }
-      client.write(chunk);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    connections: () => count,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
+const startProxy = (targetUrl: string, mode: TcpProxyMode) => startTcpProxy(targetUrl, mode, STALL_AFTER);
 
 let moto: ServerHandle;
 let work: string;

@@ -4,12 +4,12 @@
 // archive cannot be compared, so it is refused with a line that says what to grant (exit 1), and
 // --overwrite replaces it as barman would.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createServer, request as httpRequest, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { startS3Proxy, type Proxy } from '../helpers/proxy.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { walLike } from '../fixtures/wal-like.ts';
 
@@ -18,7 +18,7 @@ const BUCKET = 'writeonly';
 const SEGMENT_SIZE = 1024 * 1024;
 
 let moto: ServerHandle;
-let proxy: Server;
+let proxy: Proxy | undefined;
 let proxyUrl: string;
 let work: string;
 const refused: string[] = [];
@@ -27,31 +27,18 @@ beforeAll(async () => {
   moto = await startMoto();
   await createS3Bucket(moto.url, BUCKET);
   work = mkdtempSync(join(tmpdir(), 'bc-writeonly-'));
-  proxy = createServer((req, res) => {
-    const url = req.url ?? '';
-    const objectKey = url.split('?')[0]!.split('/').slice(2).join('/');
-    // A write-only user: GET and HEAD of anything (objects, listings) are refused.
-    if (req.method === 'GET' || req.method === 'HEAD') {
-      refused.push(`${req.method} ${objectKey === '' ? 'LIST' : objectKey}`);
-      req.resume();
-      res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end(req.method === 'HEAD' ? undefined : '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
-      return;
-    }
-    const up = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+  // A write-only user: GET and HEAD of anything (objects, listings) are refused.
+  proxy = await startS3Proxy(moto.port, (r) => {
+    if (r.method !== 'GET' && r.method !== 'HEAD') return false;
+    const objectKey = r.url.split('?')[0]!.split('/').slice(2).join('/');
+    refused.push(`${r.method} ${objectKey === '' ? 'LIST' : objectKey}`);
+    return true;
   });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+  proxyUrl = proxy.url;
 });
 
 afterAll(async () => {
-  proxy?.closeAllConnections();
-  await new Promise<void>((r) => (proxy ? proxy.close(() => r()) : r()));
+  await proxy?.close();
   await moto?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });

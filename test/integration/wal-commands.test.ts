@@ -138,7 +138,7 @@ describe('wal-archive and wal-restore round trips', () => {
     }
     const dest = join(work, 'partial-dest');
     expect((await runBin('barman-cloud-wal-restore', [...s3Args(bucket), name, dest], { env: env() })).code).toBe(0);
-    expect(readFileSync(dest)).toEqual(partial); // barman: X.partial wins over X (spec §7)
+    expect(readFileSync(dest)).toEqual(partial); // barman: X.partial wins over X (docs/format.md#wal-restore)
     rmSync(dest);
     expect((await runBin('barman-cloud-wal-restore', ['--no-partial', ...s3Args(bucket), name, dest], { env: env() })).code).toBe(0);
     expect(readFileSync(dest)).toEqual(full);

@@ -20,7 +20,7 @@ const TABLESPACES = [
   { oid: '16390', location: `${PGDATA}/inside/tbs`, name: 'inside' },
 ];
 
-describe('rule lists (spec §5.3)', () => {
+describe('rule lists (docs/format.md#tar-members)', () => {
   it('PGDATA-only and generic lists are barman’s, in order', () => {
     expect(PGDATA_EXCLUDE_RULES).toEqual(['/pg_log/*', '/log/*', '/pg_xlog/*', '/pg_wal/*', '/global/pg_control']);
     expect(GENERIC_EXCLUDE_RULES).toEqual([

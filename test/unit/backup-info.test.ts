@@ -1,5 +1,5 @@
-// backup.info codec and the Python-literal reader/writer behind it (spec §4), checked byte for byte
-// against the real files of spec §4.4 and against Python's repr() rules.
+// backup.info codec and the Python-literal reader/writer behind it (docs/format.md#backup-info), checked byte for byte
+// against the real files of docs/format.md#backup-info-fields and against Python's repr() rules.
 import { describe, it, expect } from 'vitest';
 import {
   PyBytes, PyFloat, PySet, PyTuple, floatRepr, parsePyLiteral, pyFloat, pyJsonDumps, pyRepr, strRepr, type PyValue,
@@ -13,7 +13,7 @@ import { EXIT } from '../../src/errors.ts';
 import { HEAD_DONE, HEAD_FAILED } from '../fixtures/backup-info.ts';
 
 const NEWER_KEYS = ['children_backup_ids', 'cluster_size', 'data_checksums', 'encryption', 'parent_backup_id', 'summarize_wal'];
-// The 3.4 file for the same backup: the same lines minus the six newer keys (spec §4.4).
+// The 3.4 file for the same backup: the same lines minus the six newer keys (docs/format.md#backup-info-fields).
 const V34_DONE = HEAD_DONE.split('\n').filter((l) => !NEWER_KEYS.some((k) => l.startsWith(`${k}=`))).join('\n');
 
 describe('Python repr() writer', () => {
@@ -148,7 +148,7 @@ describe('Python json.dumps', () => {
   });
 });
 
-describe('backup.info reader and writer (spec §4)', () => {
+describe('backup.info reader and writer (docs/format.md#backup-info)', () => {
   it('reads the HEAD DONE example and writes it back byte for byte', () => {
     const info = parseBackupInfo(HEAD_DONE);
     expect(info.status).toBe('DONE');
@@ -256,7 +256,7 @@ describe('backup.info reader and writer (spec §4)', () => {
   });
 });
 
-describe('timestamps (spec §4.2, §10.2)', () => {
+describe('timestamps (docs/format.md#backup-info-fields, #list-json)', () => {
   it('parses barman timestamps and prints str(), isoformat(), ctime(), strftime()', () => {
     const ts = parseTimestamp('2026-11-29 05:04:19.003382+00:00');
     expect(ts).toEqual({ year: 2026, month: 11, day: 29, hour: 5, minute: 4, second: 19, microsecond: 3382, offsetSeconds: 0 });

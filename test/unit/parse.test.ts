@@ -11,7 +11,7 @@ const args = (n: string, argv: string[]) => {
   return o.args;
 };
 
-describe('size arguments (spec §1.5)', () => {
+describe('size arguments (docs/format.md#sizes)', () => {
   it.each([
     ['1GiB', 1_000_000_000], ['100GB', 107_374_182_400], ['4MB', 4_194_304], ['1.5GB', 1_610_612_736],
     ['1234B', 1234], ['1234', 1234], ['5mb', 5_242_880], ['64KiB', 64_000], ['2TB', 2 * 1024 ** 4],

@@ -1,5 +1,5 @@
-// Retention policies and WAL cleanup (spec §9): parsing, barman's report rules reproduced on the
-// verified examples of §9.2, the WAL planning of §9.4 on its verified example, and the deletion
+// Retention policies and WAL cleanup (docs/format.md#retention): parsing, barman's report rules reproduced on the
+// verified examples of docs/format.md#retention-report, the WAL planning of docs/format.md#wal-cleanup on its verified example, and the deletion
 // executor (order, dry-run lines, interruption) on the local directory store.
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
@@ -38,7 +38,7 @@ function catalogOf(...backups: BackupInfo[]): Map<string, BackupInfo> {
 }
 
 // ---------------------------------------------------------------------------------------------
-describe('parseRetentionPolicy (spec §9.1)', () => {
+describe('parseRetentionPolicy (docs/format.md#retention-policy)', () => {
   it.each<[string, RetentionPolicy, string]>([
     ['REDUNDANCY 2', { kind: 'redundancy', value: 2 }, 'REDUNDANCY 2'],
     ['  redundancy   0 ', { kind: 'redundancy', value: 0 }, 'REDUNDANCY 0'],
@@ -92,7 +92,7 @@ describe('parseRetentionPolicy (spec §9.1)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-describe('evaluateRetention: the verified examples of spec §9.2', () => {
+describe('evaluateRetention: the verified examples of docs/format.md#retention-report', () => {
   // 6 backups ending 20/15/10/5(FAILED)/3/1 days ago, oldest first.
   const six = (keep: Record<string, string> = {}) => {
     const backups = catalogOf(
@@ -237,7 +237,7 @@ function walEntries(names: string[], suffix = ''): WalEntry[] {
   }));
 }
 
-describe('WAL cleanup planning (spec §9.4)', () => {
+describe('WAL cleanup planning (docs/format.md#wal-cleanup)', () => {
   // The verified example: REDUNDANCY 1, backups at WAL 06 (kept standalone), 08, 0A.
   const b06 = backup('20260106T000000', { begin_wal: W(6), end_wal: W(6), daysAgo: 6 });
   const b08 = backup('20260108T000000', { begin_wal: W(8), end_wal: W(8), daysAgo: 4 });
@@ -387,7 +387,7 @@ describe('WalListing (the cached WAL listing)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-describe('backup archive files (spec §3, §9.3)', () => {
+describe('backup archive files (docs/format.md#layout, #delete-backup)', () => {
   const prefix = 'p/srv/base/20260101T000000/';
   const obj = (name: string, size = 1) => ({ key: prefix + name, size });
   const info = backup('20260101T000000', { tablespaces: [{ name: 'b', oid: 16385, location: '/b' }, { name: 'a', oid: 16384, location: '/a' }] });
@@ -446,7 +446,7 @@ describe('BackupDeleter on the directory store', () => {
     return out.sort();
   };
 
-  /** The §9.4 example as objects: 3 data objects per backup, WALs 01-0A and four .backup files. */
+  /** The docs/format.md#wal-cleanup example as objects: 3 data objects per backup, WALs 01-0A and four .backup files. */
   function seed(): void {
     const ts = [{ name: 'tbs', oid: 16384, location: '/tbs' }];
     for (const [id, seg, days] of [['20260106T000000', 6, 6], ['20260108T000000', 8, 4], ['20260110T000000', 10, 2]] as const) {
@@ -490,7 +490,7 @@ describe('BackupDeleter on the directory store', () => {
     layout.walKey(`${W(4)}.00000028.backup`), layout.walKey(`${W(8)}.00000028.backup`),
   ].sort();
 
-  it('deletes exactly the §9.4 example and prints barman\'s dry-run lines first', async () => {
+  it('deletes exactly the docs/format.md#wal-cleanup example and prints barman\'s dry-run lines first', async () => {
     const before = allKeys();
     const sizes = new Map(before.map((k) => [k, statSync(join(root, k)).size]));
     const dry = await runDelete(['20260108T000000'], true, true);

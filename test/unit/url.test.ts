@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { parseStoreUrl } from '../../src/storage/url.ts';
 
-describe('store URLs (spec §12.1)', () => {
+describe('store URLs (docs/format.md#urls)', () => {
   it('parses S3 URLs, keeping a trailing slash of the path', () => {
     expect(parseStoreUrl('s3://bucket', 'aws-s3')).toEqual({ provider: 'aws-s3', bucket: 'bucket', path: '' });
     expect(parseStoreUrl('s3://bucket/a/b/', 'aws-s3')).toEqual({ provider: 'aws-s3', bucket: 'bucket', path: 'a/b/' });

@@ -3,7 +3,7 @@ import { isWalName, nextSegment, isValidSegmentSize, segmentsPerLogId } from '..
 import { ServerLayout, joinKey, hashDir } from '../../src/catalog/layout.ts';
 import { parseCsvRecord, parseTags } from '../../src/cli/tags.ts';
 
-describe('WAL names (spec §6.1)', () => {
+describe('WAL names (docs/format.md#wal-names)', () => {
   it.each([
     '000000010000000000000001', '0000000100000000000000ab', '000000010000000000000001.partial',
     '000000010000000000000001.00000028.backup', '00000002.history',
@@ -31,7 +31,7 @@ describe('segment arithmetic with the real segment size', () => {
   });
 });
 
-describe('bucket layout (spec §3)', () => {
+describe('bucket layout (docs/format.md#layout)', () => {
   it('joins keys like os.path.join', () => {
     expect(joinKey('', 'srv', 'wals', '')).toBe('srv/wals/');
     expect(joinKey('pfx/', 'srv')).toBe('pfx/srv');
@@ -52,7 +52,7 @@ describe('bucket layout (spec §3)', () => {
   });
 });
 
-describe('tags (spec §1.7)', () => {
+describe('tags (docs/format.md#tags)', () => {
   it('reads --tags words as CSV and --tag pairs split on the first comma', () => {
     expect(parseCsvRecord('"a,b",c')).toEqual(['a,b', 'c']);
     expect(parseTags(['k,v', '"a,b",c'], undefined)).toEqual([['k', 'v'], ['a,b', 'c']]);

@@ -1,4 +1,4 @@
-// barman-cloud-backup-delete (spec §2.6, §9): one backup (-b) or every backup a retention policy
+// barman-cloud-backup-delete (docs/format.md#backup-delete, #retention): one backup (-b) or every backup a retention policy
 // reports OBSOLETE (-r), with the WAL files no remaining backup needs. Beyond barman: one summary
 // line (or JSON object, --format json) on stdout after a real run. WAL deletions the store refuses
 // are logged and counted but exit 0, as barman.
@@ -63,7 +63,7 @@ async function keepTargetsOf(catalog: BackupCatalog, ids: Iterable<string>): Pro
   return keeps;
 }
 
-/** --batch-size clamped to [1, provider maximum] (spec §2.6); the maximum when not given. */
+/** --batch-size clamped to [1, provider maximum] (docs/format.md#backup-delete); the maximum when not given. */
 function batchSize(store: ObjectStore, requested: unknown): number {
   if (typeof requested !== 'number') return store.maxDeleteBatch;
   return Math.max(1, Math.min(requested, store.maxDeleteBatch));

@@ -1,17 +1,17 @@
-// barman-cloud-backup-keep (spec §2.7): add, show or release the keep annotation of a backup, which
+// barman-cloud-backup-keep (docs/format.md#backup-keep): add, show or release the keep annotation of a backup, which
 // retention policies honour (KEEP:FULL / KEEP:STANDALONE) and backup-delete -b refuses to override.
 import { EXIT, GeneralError, OperationError } from '../../errors.js';
 import { BackupCatalog, KEEP_ANNOTATION } from '../../catalog/catalog.js';
 import { STATUS } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import type { CommandModule } from '../context.js';
+import { requiredPositionals, type CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
 const backupKeep: CommandModule = {
   errorPrefix: 'Barman cloud keep exception',
   async run(ctx) {
     const o = ctx.args.options;
-    const { server_name: serverName, backup_id: requested } = ctx.args.positionals as Record<string, string>;
+    const { server_name: serverName, backup_id: requested } = requiredPositionals(ctx, 'server_name', 'backup_id');
     const { store, resolved } = await openContextStore(ctx);
     try {
       const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, serverName));

@@ -1,4 +1,4 @@
-// barman-cloud-backup-list (spec §2.4, §10.1, §10.2): the console table of DONE backups, or the
+// barman-cloud-backup-list (docs/format.md#backup-list, #list-console, #list-json): the console table of DONE backups, or the
 // JSON document of every readable backup (the operator parses the JSON, cnpg-usage §3.1).
 import { EXIT } from '../../errors.js';
 import { BackupCatalog } from '../../catalog/catalog.js';

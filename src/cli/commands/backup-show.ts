@@ -1,15 +1,15 @@
-// barman-cloud-backup-show (spec §2.5, §10.3, §10.4): one backup, found by ID, shortcut or name.
+// barman-cloud-backup-show (docs/format.md#backup-show, #show): one backup, found by ID, shortcut or name.
 import { EXIT, OperationError } from '../../errors.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { formatBackupShowConsole, formatBackupShowJson } from '../../catalog/format.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import type { CommandModule } from '../context.js';
+import { requiredPositionals, type CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
 const backupShow: CommandModule = {
   errorPrefix: 'Barman cloud backup show exception',
   async run(ctx) {
-    const { server_name: serverName, backup_id: requested } = ctx.args.positionals as Record<string, string>;
+    const { server_name: serverName, backup_id: requested } = requiredPositionals(ctx, 'server_name', 'backup_id');
     const { store, resolved } = await openContextStore(ctx);
     try {
       const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, serverName));

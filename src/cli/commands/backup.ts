@@ -1,4 +1,4 @@
-// barman-cloud-backup (spec §2.3, §5): a base backup straight into the object store.
+// barman-cloud-backup (docs/format.md#backup, #postgres-session): a base backup straight into the object store.
 import { CliError, EXIT, GeneralError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
@@ -14,8 +14,8 @@ const RESERVED_NAMES = ['latest', 'last', 'oldest', 'first', 'last-failed', 'lat
 const TiB = 1024 ** 4;
 const MiB = 1024 ** 2;
 
-/** Multipart part size per provider (spec §5.4): barman's formula, with our own sizes for GCS and files. */
-export function chunkSize(provider: ProviderName, maxArchiveSize: number, minChunkSize?: number): number {
+/** Multipart part size per provider (docs/format.md#tar-parts): barman's formula, with our own sizes for GCS and files. */
+function chunkSize(provider: ProviderName, maxArchiveSize: number, minChunkSize?: number): number {
   const limits: Record<ProviderName, [number, number]> = {
     'aws-s3': [10_000, 5 * MiB],
     'azure-blob-storage': [50_000, 64 * 1024],

@@ -1,4 +1,4 @@
-// barman-cloud-check-wal-archive (spec §2.9): always tests connectivity first (exit 2 when the
+// barman-cloud-check-wal-archive (docs/format.md#check-wal-archive): always tests connectivity first (exit 2 when the
 // store is unreachable); with -t that is all it does. Otherwise it creates a missing bucket and
 // checks the archive.
 import { EXIT, NetworkError } from '../../errors.js';

@@ -1,4 +1,4 @@
-// barman-cloud-restore (spec §2.8, §8), plus parallel extraction (-J) and --write-recovery-conf.
+// barman-cloud-restore (docs/format.md#restore), plus parallel extraction (-J) and --write-recovery-conf.
 import { CliError, EXIT, GeneralError } from '../../errors.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { restoreBackup, type RestoreTargets } from '../../backup/restore.js';

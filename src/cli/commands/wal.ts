@@ -1,4 +1,4 @@
-// barman-cloud-wal-archive and barman-cloud-wal-restore (spec §2.1, §2.2, §6, §7).
+// barman-cloud-wal-archive and barman-cloud-wal-restore (docs/format.md#wal-archive, #wal-restore).
 // Latency matters most here: the spool fast paths run before any store SDK or codec is loaded.
 import type { ChildProcess } from 'node:child_process';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '.
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
-import type { CommandContext, CommandModule } from '../context.js';
+import { requiredPositionals, type CommandContext, type CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { parseTags } from '../tags.js';
 import type { Env } from '../store.js';
@@ -107,7 +107,7 @@ export const walArchive: CommandModule = {
   errorPrefix: 'Barman cloud WAL archiver exception',
   validate(ctx) {
     const walPath = ctx.args.positionals.wal_path;
-    // barman makes wal_path optional for its hook mode and then fails with exit 1 (spec §1.3).
+    // barman makes wal_path optional for its hook mode and then fails with exit 1 (docs/format.md#exit-codes).
     if (walPath === undefined) throw new OperationError('the following arguments are required: wal_path');
     if (!isWalName(basename(walPath))) throw new CliError(`${walPath} is an invalid name for a WAL file`);
   },
@@ -200,7 +200,7 @@ export const walRestore: CommandModule = {
   },
   async run(ctx) {
     const opts = ctx.args.options;
-    const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals as Record<string, string>;
+    const { wal_name: walName, wal_dest: dest, server_name: serverName } = requiredPositionals(ctx, 'wal_name', 'wal_dest', 'server_name');
     const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
     // Prefetching N-1 ahead needs N > 1; --async alone changes nothing.
     const asyncMode = (opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC')) && parallel > 1;

@@ -36,14 +36,14 @@ export interface PostgresFacts {
   archiver: ArchiverStats;
 }
 
-/** The functions barman-cloud-backup calls on a server of this version (spec §5.2). */
+/** The functions barman-cloud-backup calls on a server of this version (docs/format.md#postgres-session). */
 export function backupFunctions(versionNum: number): string[] {
   const wal = versionNum >= 100000 ? 'pg_switch_wal' : 'pg_switch_xlog';
   const [start, stop] = versionNum >= 150000 ? ['pg_backup_start', 'pg_backup_stop'] : ['pg_start_backup', 'pg_stop_backup'];
   return [start, stop, wal, 'pg_create_restore_point'];
 }
 
-export function checkConnection(facts: PostgresFacts): CheckResult {
+function checkConnection(facts: PostgresFacts): CheckResult {
   const role = facts.inRecovery ? 'a standby' : 'a primary';
   return ok('postgres connection', `connected to PostgreSQL ${facts.version.split(' ')[0]} (${role}) as ${facts.where}`);
 }
@@ -93,7 +93,7 @@ export function ago(then: Date, now: Date): string {
 }
 
 /** A failure within this long is "recent". */
-export const RECENT_FAILURE_MS = 24 * 3600 * 1000;
+const RECENT_FAILURE_MS = 24 * 3600 * 1000;
 
 /** pg_stat_archiver: warn when archiving is failing now, or failed within the last day. */
 export function checkArchiver(a: ArchiverStats, now: Date): CheckResult {

@@ -159,7 +159,7 @@ async function cleanUp(store: ObjectStore, key: string): Promise<void> {
 }
 
 /** How many objects the WAL count reads at most: one listing page. */
-export const WAL_COUNT_LIMIT = 1000;
+const WAL_COUNT_LIMIT = 1000;
 
 /** What the catalog holds: backups (by status, the latest DONE one), unreadable backup.info, WAL objects. */
 export async function catalogSummary(store: ObjectStore, layout: ServerLayout): Promise<CheckResult> {
