@@ -68,3 +68,9 @@ export class PreconditionFailedError extends StorageError {
 
 /** Credentials refused or missing permission. */
 export class AccessDeniedError extends StorageError {}
+
+/**
+ * An object encrypted with a customer-provided key (S3 SSE-C) read without that key, or with
+ * another: exit 4 as any failed read. Not an AccessDeniedError, which some paths tolerate.
+ */
+export class SseCustomerKeyError extends StorageError {}

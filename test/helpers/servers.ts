@@ -291,26 +291,29 @@ export interface RgwHandle extends ServerHandle {
   startMs: number;
   /** Another RGW user (its own keys, no access to others' buckets unless a policy grants it). */
   createUser(uid: string): Promise<S3Keys>;
+  /** `https://127.0.0.1:PORT`, when started with `tls` (beast's ssl_endpoint beside the plain one). */
+  httpsUrl?: string;
 }
 
 /**
  * A one-host Ceph cluster (monitor, memstore OSD, radosgw) on loopback, from test/servers/rgw.mjs,
  * in a scratch directory that stop() removes.
  */
-export async function startRgw(): Promise<RgwHandle> {
+export async function startRgw(opts: { tls?: TestCA; sseCOverHttp?: boolean } = {}): Promise<RgwHandle> {
   // The cluster picks its monitor/OSD ports in a random window; a clash with another test's
   // cluster makes a daemon exit at once, so try again a couple of times.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startRgwOnce();
+      return await startRgwOnce(opts.tls, opts.sseCOverHttp);
     } catch (e) {
       if (attempt >= 3) throw e;
     }
   }
 }
 
-async function startRgwOnce(): Promise<RgwHandle> {
+async function startRgwOnce(tls?: TestCA, sseCOverHttp = false): Promise<RgwHandle> {
   const port = await freePort();
+  const sslPort = tls ? await freePort() : 0;
   const dir = mkdtempSync(join(tmpdir(), 'bc-rgw-'));
   const t0 = Date.now();
   const child = spawn(
@@ -318,6 +321,8 @@ async function startRgwOnce(): Promise<RgwHandle> {
     [
       join(ROOT, 'test', 'servers', 'rgw.mjs'), '--dir', dir, '--port', String(port),
       '--access-key', RGW_ADMIN.accessKeyId, '--secret-key', RGW_ADMIN.secretAccessKey,
+      ...(tls ? ['--ssl-port', String(sslPort), '--ssl-cert', tls.certFile, '--ssl-key', tls.keyFile] : []),
+      ...(sseCOverHttp ? ['--sse-c-over-http'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
@@ -357,6 +362,7 @@ async function startRgwOnce(): Promise<RgwHandle> {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    ...(tls ? { httpsUrl: `https://127.0.0.1:${sslPort}` } : {}),
     admin: RGW_ADMIN,
     startMs,
     stop,

@@ -2,6 +2,7 @@
 // one OSD on memstore (data in RAM), no manager, radosgw's beast frontend on loopback.
 //
 //   node test/servers/rgw.mjs --dir SCRATCH --port HTTP_PORT --access-key ID --secret-key SECRET
+//                             [--ssl-port HTTPS_PORT --ssl-cert CERT.pem --ssl-key KEY.pem]
 //
 // Everything (config, monitor store, sockets, logs) lives in SCRATCH. When radosgw accepts requests
 // and the admin user exists, one JSON line {"ready":true,...} is written on stdout. SIGTERM/SIGINT
@@ -20,6 +21,12 @@ const { values } = parseArgs({
     'access-key': { type: 'string' },
     'secret-key': { type: 'string' },
     'memstore-mib': { type: 'string', default: '1024' },
+    // Optional HTTPS endpoint beside the plain one (pgBackRest's S3 repository needs TLS).
+    'ssl-port': { type: 'string' },
+    'ssl-cert': { type: 'string' },
+    'ssl-key': { type: 'string' },
+    // SSE-C on the plain endpoint too (RGW refuses customer keys over HTTP by default).
+    'sse-c-over-http': { type: 'boolean', default: false },
   },
 });
 const dir = values.dir;
@@ -34,6 +41,8 @@ if (!dir || !port || !values['access-key'] || !values['secret-key']) {
 const base = 20000 + Math.floor(Math.random() * 400) * 50;
 const monPort = base;
 const conf = join(dir, 'ceph.conf');
+const sslPort = Number(values['ssl-port'] ?? 0);
+const tls = sslPort ? ` ssl_endpoint=127.0.0.1:${sslPort} ssl_certificate=${values['ssl-cert']} ssl_private_key=${values['ssl-key']}` : '';
 const fsid = randomUUID();
 const osdUuid = randomUUID();
 for (const d of ['mon', 'osd', 'run', 'log', 'crash', 'rgw']) mkdirSync(join(dir, d), { recursive: true });
@@ -85,13 +94,13 @@ osd max object namespace len = 64
 
 [client.rgw]
 # Without tcp_nodelay two thirds of small responses wait an extra 40 ms (delayed ACK).
-rgw frontends = beast endpoint=127.0.0.1:${port} tcp_nodelay=1
+rgw frontends = beast endpoint=127.0.0.1:${port}${tls} tcp_nodelay=1
 # The lifecycle threads make SIGTERM take ~5 s; the tests use no lifecycle rules.
 rgw enable lc threads = false
 rgw gc obj min wait = 10
 rgw gc processor period = 10
 rgw dns name = 127.0.0.1
-`,
+${values['sse-c-over-http'] ? 'rgw crypt require ssl = false\n' : ''}`,
 );
 
 const children = new Set();
@@ -177,6 +186,7 @@ try {
     '--access-key', values['access-key'], '--secret', values['secret-key'],
   ]);
   await waitFor('radosgw', () => listening(port));
+  if (sslPort) await waitFor('radosgw (TLS)', () => listening(sslPort));
   process.stdout.write(`${JSON.stringify({ ready: true, conf, port, startMs: Date.now() - started })}\n`);
 } catch (e) {
   process.stderr.write(`${e.message}\n`);
