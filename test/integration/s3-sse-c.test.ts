@@ -9,6 +9,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, makeTestCA, type RgwHandle, type TestCA } from '../helpers/servers.ts';
@@ -110,6 +111,61 @@ describe.skipIf(skipRgw)('SSE-C in both S3 clients against RGW', () => {
       }
     }, 120_000);
   }
+});
+
+describe.skipIf(skipRgw)('the exact SSE-C headers on every object request', () => {
+  it('both clients: PUT, CreateMultipartUpload, UploadPart, Complete, HEAD, GET carry algorithm, key and key MD5; listing does not', async () => {
+    const seen: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[] = [];
+    const target = new URL(rgw.url);
+    const proxy = createServer((req, res) => {
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers });
+      const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode!, r.headers);
+        r.pipe(res);
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const port = (proxy.address() as { port: number }).port;
+    const bucket = await newBucket();
+    try {
+      for (const client of ['auto', 'sdk'] as const) {
+        const s = await openObjectStore({
+          provider: 'aws-s3', bucket, retry: { ...DEFAULT_RETRY, maxAttempts: 1 }, endpointUrl: `http://127.0.0.1:${port}`,
+          region: 'us-east-1', credentials: { ...rgw.admin }, client, sseCustomerKey: KEY,
+        });
+        try {
+          await s.put(`${client}/one`, randomBytes(1000));
+          await s.put(`${client}/multi`, Readable.from([randomBytes(11 * MiB)]), { partSize: 5 * MiB });
+          await s.head(`${client}/one`);
+          await s.getBuffer(`${client}/multi`);
+          for await (const e of s.list(`${client}/`)) void e;
+        } finally {
+          await s.close();
+        }
+      }
+    } finally {
+      proxy.close();
+    }
+    const expected = {
+      'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+      'x-amz-server-side-encryption-customer-key': KEY.toString('base64'),
+      'x-amz-server-side-encryption-customer-key-md5': createHash('md5').update(KEY).digest('base64'),
+    };
+    const objectRequests = seen.filter((r) => new URL(r.url, 'http://x').pathname.split('/').slice(2).join('/') !== '');
+    const listings = seen.filter((r) => !objectRequests.includes(r));
+    // Per client: PUT; create, 3 parts, complete; HEAD; GET.
+    expect(objectRequests.map((r) => `${r.method} ${r.url.replace(/uploadId=[^&]+/, 'uploadId=U').replace(/&?x-id=[A-Za-z]+/, '').replace('uploads=', 'uploads').replace(/\?$/, '')}`).sort()).toEqual(
+      (['auto', 'sdk'] as const).flatMap((c) => [
+        `PUT /${bucket}/${c}/one`, `POST /${bucket}/${c}/multi?uploads`, `PUT /${bucket}/${c}/multi?partNumber=1&uploadId=U`,
+        `PUT /${bucket}/${c}/multi?partNumber=2&uploadId=U`, `PUT /${bucket}/${c}/multi?partNumber=3&uploadId=U`,
+        `POST /${bucket}/${c}/multi?uploadId=U`, `HEAD /${bucket}/${c}/one`, `GET /${bucket}/${c}/multi`,
+      ]).sort(),
+    );
+    for (const r of objectRequests) expect(r.headers, `${r.method} ${r.url}`).toMatchObject(expected);
+    expect(listings.length).toBeGreaterThanOrEqual(2);
+    for (const r of listings) expect(r.headers['x-amz-server-side-encryption-customer-key']).toBeUndefined();
+  }, 120_000);
 });
 
 describe.skipIf(skipPg)('PostgreSQL 15 with SSE-C on RGW: archive, backup, catalog, verify, restore', () => {
