@@ -82,20 +82,21 @@ _barman_cloud_cmd_wal_archive() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --xz
-      --snappy --zstd --lz4 --compression-level --tags --tag --history-tags --history-tag
-      --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size
-      --max-concurrency --max-single-put-size --overwrite --max-parallel --spool-dir' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -z --gzip -j --bzip2 --xz --snappy --zstd --lz4
+      --compression-level --tags --tag --history-tags --history-tag --kms-key-name -e
+      --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency
+      --max-single-put-size --overwrite --max-parallel --spool-dir' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir' ;;
     lists) REPLY='--tags --history-tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --spool-dir) REPLY=dir ;;
@@ -116,18 +117,18 @@ _barman_cloud_cmd_wal_restore() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --no-partial --parallel
-      --wal-segment-size --spool-dir' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --no-partial --parallel --wal-segment-size --spool-dir' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --spool-dir) REPLY=dir ;;
         *) REPLY=none ;;
       esac ;;
@@ -146,24 +147,25 @@ _barman_cloud_cmd_backup() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --snappy
-      --lz4 --zstd --xz --compression-level -h --host -p --port -U --user --immediate-checkpoint
-      -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -z --gzip -j --bzip2 --snappy --lz4 --zstd --xz
+      --compression-level -h --host -p --port -U --user --immediate-checkpoint -J --jobs -S
+      --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
       --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project
       --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption --sse-kms-key-id
       --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode
       --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date
       --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
     lists) REPLY='--tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --aws-snapshot-lock-mode) REPLY='words:governance compliance' ;;
@@ -183,17 +185,18 @@ _barman_cloud_cmd_backup_list() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -211,17 +214,18 @@ _barman_cloud_cmd_backup_show() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -239,19 +243,19 @@ _barman_cloud_cmd_backup_delete() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -b --backup-id -m
-      --minimum-redundancy -r --retention-policy --dry-run --batch-size --check-object-lock
-      --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -b --backup-id -m --minimum-redundancy -r --retention-policy --batch-size --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -b --backup-id -m --minimum-redundancy -r --retention-policy
+      --dry-run --batch-size --check-object-lock --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -b --backup-id -m --minimum-redundancy -r --retention-policy --batch-size --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -269,18 +273,18 @@ _barman_cloud_cmd_backup_keep() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -r --release -s --status
-      --target' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --target' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -r --release -s --status --target' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --target' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --target) REPLY='words:full standalone' ;;
         *) REPLY=none ;;
       esac ;;
@@ -298,20 +302,20 @@ _barman_cloud_cmd_restore() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --tablespace
-      --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region
-      --azure-resource-group --target-tli --target-lsn --target-time -J --jobs
-      --write-recovery-conf' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --tablespace --snapshot-recovery-instance --gcp-zone
+      --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn
+      --target-time -J --jobs --write-recovery-conf' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -329,17 +333,18 @@ _barman_cloud_cmd_check_wal_archive() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --timeline' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --timeline' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --timeline' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --timeline' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -356,18 +361,18 @@ _barman_cloud_cmd_doctor() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -h --host -p --port -U --user -d
-      --dbname --no-postgres --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -h --host -p --port -U --user -d --dbname --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -h --host -p --port -U --user -d --dbname --no-postgres --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -h --host -p --port -U --user -d --dbname --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -385,17 +390,18 @@ _barman_cloud_cmd_verify() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -J --jobs --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -J --jobs --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
