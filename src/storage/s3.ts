@@ -2,6 +2,8 @@
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
 import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import {
   AbortMultipartUploadCommand,
@@ -258,12 +260,14 @@ export class S3ObjectStore implements ObjectStore {
       // socketTimeout is the inactivity limit on an open request (barman's --read-timeout). The
       // handler's requestTimeout is a whole-request limit, which a long upload must not hit.
       socketTimeout: retry.readTimeoutMs,
-      httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
-      httpsAgent: {
+      // Agent instances, not options: given options, the handler sends each `Expect: 100-continue`
+      // request (every UploadPart) through a fresh agent of its own, without our CA.
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+      httpsAgent: new HttpsAgent({
         keepAlive: true,
         maxSockets: MAX_SOCKETS,
         ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}),
-      },
+      }),
       logger,
     });
 
