@@ -82,21 +82,22 @@ _barman_cloud_cmd_wal_archive() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --xz
-      --snappy --zstd --lz4 --compression-level --tags --tag --history-tags --history-tag
-      --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size
-      --max-concurrency --max-single-put-size --overwrite --max-parallel --async --spool-dir
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -z --gzip -j --bzip2 --xz --snappy --zstd --lz4
+      --compression-level --tags --tag --history-tags --history-tag --kms-key-name -e
+      --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency
+      --max-single-put-size --overwrite --max-parallel --async --spool-dir
       --encryption-recipient-file --encryption-identity-file --allow-mixed-encryption' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir --encryption-recipient-file --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir --encryption-recipient-file --encryption-identity-file' ;;
     lists) REPLY='--tags --history-tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file|--encryption-identity-file) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --spool-dir) REPLY=dir ;;
@@ -117,18 +118,19 @@ _barman_cloud_cmd_wal_restore() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --no-partial --parallel --async
-      --wal-segment-size --spool-dir --encryption-identity-file' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --no-partial --parallel --async --wal-segment-size --spool-dir
+      --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
         --spool-dir) REPLY=dir ;;
         *) REPLY=none ;;
       esac ;;
@@ -147,25 +149,26 @@ _barman_cloud_cmd_backup() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -z --gzip -j --bzip2 --snappy
-      --lz4 --zstd --xz --compression-level -h --host -p --port -U --user --immediate-checkpoint
-      -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -z --gzip -j --bzip2 --snappy --lz4 --zstd --xz
+      --compression-level -h --host -p --port -U --user --immediate-checkpoint -J --jobs -S
+      --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
       --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project
       --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption --sse-kms-key-id
       --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout
       --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period
       --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id
       --azure-resource-group' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
     lists) REPLY='--tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --aws-snapshot-lock-mode) REPLY='words:governance compliance' ;;
@@ -185,17 +188,18 @@ _barman_cloud_cmd_backup_list() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -213,17 +217,18 @@ _barman_cloud_cmd_backup_show() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -241,19 +246,19 @@ _barman_cloud_cmd_backup_delete() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -b --backup-id -m
-      --minimum-redundancy -r --retention-policy --dry-run --batch-size --check-object-lock
-      --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -b --backup-id -m --minimum-redundancy -r --retention-policy --batch-size --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -b --backup-id -m --minimum-redundancy -r --retention-policy
+      --dry-run --batch-size --check-object-lock --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -b --backup-id -m --minimum-redundancy -r --retention-policy --batch-size --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -271,18 +276,18 @@ _barman_cloud_cmd_backup_keep() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -r --release -s --status
-      --target' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --target' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -r --release -s --status --target' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --target' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --target) REPLY='words:full standalone' ;;
         *) REPLY=none ;;
       esac ;;
@@ -300,20 +305,20 @@ _barman_cloud_cmd_restore() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --tablespace
-      --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region
-      --azure-resource-group --target-tli --target-lsn --target-time -J --jobs
-      --write-recovery-conf --encryption-identity-file' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs --encryption-identity-file' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --tablespace --snapshot-recovery-instance --gcp-zone
+      --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn
+      --target-time -J --jobs --write-recovery-conf --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -331,17 +336,18 @@ _barman_cloud_cmd_check_wal_archive() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment --timeline' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --timeline' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment --timeline' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --timeline' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -358,18 +364,18 @@ _barman_cloud_cmd_doctor() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -h --host -p --port -U --user -d
-      --dbname --no-postgres --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -h --host -p --port -U --user -d --dbname --format' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -h --host -p --port -U --user -d --dbname --no-postgres --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -h --host -p --port -U --user -d --dbname --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -387,18 +393,18 @@ _barman_cloud_cmd_verify() {
       -V --version --help -v --verbose -q --quiet -t --test --cloud-provider --endpoint-url -P
       --aws-profile --profile --read-timeout --azure-credential --credential --default
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
-      --s3-session-token-file --s3-inherit-from-iam-role --azure-storage-account
-      --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file
-      --azure-inherit-from-azure-ad --azure-use-default-azure-credentials
-      --google-application-credentials --google-gke-environment -J --jobs --format
-      --encryption-identity-file' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format --encryption-identity-file' ;;
+      --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
+      --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
+      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-use-default-azure-credentials --google-application-credentials
+      --google-gke-environment -J --jobs --format --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;

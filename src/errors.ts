@@ -76,3 +76,9 @@ export class EncryptionKeyError extends OperationError {}
 
 /** An encrypted object is damaged (header, authentication of a chunk, truncation): exit 4. */
 export class EncryptedDataError extends GeneralError {}
+
+/**
+ * An object encrypted with a customer-provided key (S3 SSE-C) read without that key, or with
+ * another: exit 4 as any failed read. Not an AccessDeniedError, which some paths tolerate.
+ */
+export class SseCustomerKeyError extends StorageError {}

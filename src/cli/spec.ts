@@ -122,6 +122,10 @@ const COMMON: OptionSpec[] = [
     help: 'S3: file holding a session token (s3Credentials.sessionToken)',
   },
   {
+    long: '--sse-customer-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE'],
+    help: 'S3: file holding the 32-byte SSE-C key (raw, or base64 of it) that encrypts every object written and is needed to read them back',
+  },
+  {
     long: '--s3-inherit-from-iam-role', kind: 'flag', extension: true,
     help: 'S3: use the ambient role only: web identity (IRSA), container or instance metadata (s3Credentials.inheritFromIAMRole)',
   },

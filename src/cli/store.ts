@@ -29,6 +29,31 @@ function readSecretFile(flag: string, path: string): string {
   }
 }
 
+/**
+ * The SSE-C key: a file of exactly 32 bytes (`openssl rand 32`), or the base64 of 32 bytes
+ * (`openssl rand -base64 32`, surrounding whitespace ignored). The two cannot be confused: base64 of
+ * 32 bytes is 44 characters. Read from a file only, so it never appears in argv or `ps`.
+ */
+function readSseCustomerKey(from: string, path: string): Buffer {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch (e) {
+    throw new CliError(`${from}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (raw.length === 32) {
+    registerSecret(raw.toString('base64'));
+    return raw;
+  }
+  const text = raw.toString('latin1').trim();
+  const key = /^[A-Za-z0-9+/]{43}=$/.test(text) ? Buffer.from(text, 'base64') : undefined;
+  if (!key || key.length !== 32) {
+    throw new CliError(`${from}: ${path} must hold a 256-bit key: 32 bytes, or their base64 (44 characters)`);
+  }
+  registerSecret(text);
+  return key;
+}
+
 function readCa(flagOrVar: string, path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -103,6 +128,13 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   }
   const url = parseStoreUrl(rawUrl, provider);
   const retry = retryPolicy(opts, env);
+  // Refused, not ignored, on other stores: the user asked for encryption and would not get it.
+  const sseKeyFrom = given('sse-customer-key-file') ? '--sse-customer-key-file'
+    : nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE) ? 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE' : undefined;
+  const sseKeyPath = (opts['sse-customer-key-file'] as string | undefined) ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
+  if (sseKeyFrom && url.provider !== 'aws-s3') {
+    throw new CliError(`${sseKeyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${url.provider === 'file' ? 'a local directory store' : url.provider}`);
+  }
   const caFlag = opts['endpoint-ca'] as string | undefined;
 
   if (url.provider === 'file') {
@@ -159,6 +191,10 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
     if (opts['sse-kms-key-id'] !== undefined && encryption !== 'aws:kms') {
       throw new GeneralError('Encryption type must be "aws:kms" if SSE KMS Key ID is specified');
     }
+    if (encryption !== undefined && sseKeyFrom) {
+      // S3 refuses both on one request (InvalidArgument): say so before anything is uploaded.
+      throw new CliError(`--encryption ${encryption} cannot be combined with ${sseKeyFrom} (SSE-C): choose one server-side encryption`);
+    }
     return {
       url,
       config: {
@@ -178,6 +214,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         responseChecksumValidation: checksumMode('AWS_RESPONSE_CHECKSUM_VALIDATION', env.AWS_RESPONSE_CHECKSUM_VALIDATION),
         serverSideEncryption: encryption as 'AES256' | 'aws:kms' | undefined,
         sseKmsKeyId: opts['sse-kms-key-id'] as string | undefined,
+        ...(sseKeyFrom ? { sseCustomerKey: readSseCustomerKey(sseKeyFrom, sseKeyPath!) } : {}),
       },
       credentialSource,
     };

@@ -63,6 +63,11 @@ export interface S3StoreConfig extends CommonConfig {
   serverSideEncryption?: 'AES256' | 'aws:kms';
   sseKmsKeyId?: string;
   /**
+   * SSE-C: the 32-byte AES-256 key S3 encrypts object bodies with and needs again to read them
+   * (HEAD included). Never stored by S3, so never recoverable from it.
+   */
+  sseCustomerKey?: Buffer;
+  /**
    * 'auto' (default): with static or container credentials, the lean SigV4 client serves the small requests of
    * the WAL hot path and the SDK is loaded only for the rest; 'sdk': always the AWS SDK.
    */

@@ -1,6 +1,8 @@
 // Pure S3 helpers shared by the SDK driver (s3.ts) and the lean hot-path client (s3-lean.ts):
 // transport-failure classification, botocore-style messages, tag encoding. No SDK import here.
+import { createHash } from 'node:crypto';
 import { redact } from '../log.js';
+import { SseCustomerKeyError, type StorageError } from '../errors.js';
 import type { GetOptions, Tag } from './types.js';
 
 export interface SdkErrorLike {
@@ -87,4 +89,37 @@ export function rangeHeader(options: GetOptions): string | undefined {
   const { start, end } = options;
   if (start === undefined && end === undefined) return undefined;
   return `bytes=${start ?? 0}-${end ?? ''}`;
+}
+
+
+/** The flag that supplies an SSE-C key, named in messages. */
+const SSE_CUSTOMER_KEY_FLAG = '--sse-customer-key-file';
+
+/** The three SSE-C request headers for `key` (32 bytes): algorithm, key and key MD5, both base64. */
+export function sseCustomerHeaders(key: Buffer): Record<string, string> {
+  return {
+    'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+    'x-amz-server-side-encryption-customer-key': key.toString('base64'),
+    'x-amz-server-side-encryption-customer-key-MD5': createHash('md5').update(key).digest('base64'),
+  };
+}
+
+/**
+ * A HEAD or GET of an object refused because of its SSE-C state, as one of our errors, or
+ * undefined when the answer is about something else. Without a key, S3 and RGW answer 400 for an
+ * SSE-C object (HEAD has no body, hence no code). With one, a wrong key is 403 on S3 and 400
+ * InvalidArgument on RGW, and a key sent for an object stored without one is 400: with a key in
+ * hand, a 400 or 403 on an object read names the key first, since the same credential could list.
+ */
+export function sseCustomerKeyError(status: number, key: string, haveKey: boolean): StorageError | undefined {
+  if (!haveKey && status === 400) {
+    return new SseCustomerKeyError(`object ${key} is encrypted with a customer-provided key (SSE-C): give the key with ${SSE_CUSTOMER_KEY_FLAG}`);
+  }
+  if (haveKey && (status === 400 || status === 403)) {
+    return new SseCustomerKeyError(
+      `cannot read object ${key} with the key of ${SSE_CUSTOMER_KEY_FLAG} (HTTP ${status}): ` +
+        'it was stored with another customer key or without one, or this credential may not read it',
+    );
+  }
+  return undefined;
 }

@@ -16,7 +16,9 @@ import { log, redact } from '../log.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetry, mayRetryAfter } from './retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
-import { ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader } from './s3-common.js';
+import {
+  ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError,
+} from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from './body.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
@@ -102,6 +104,8 @@ export class LeanS3ObjectStore implements ObjectStore {
   private readonly credentials: () => Promise<TemporaryCredentials>;
   private readonly containerProvider?: ContainerCredentialsProvider;
   private fullStore?: Promise<ObjectStore>;
+  /** SSE-C headers for every request that reads or writes an object body (HEAD included). */
+  private readonly sseCustomer: Record<string, string>;
 
   constructor(private readonly config: S3StoreConfig) {
     this.bucket = config.bucket;
@@ -115,6 +119,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     } else {
       throw new Error('the lean S3 client needs static or container credentials');
     }
+    this.sseCustomer = config.sseCustomerKey ? sseCustomerHeaders(config.sseCustomerKey) : {};
     this.region = config.region ?? 'us-east-1';
     this.pathStyle = config.endpointUrl !== undefined;
     this.endpoint = new URL(config.endpointUrl ?? `https://s3.${this.region}.amazonaws.com`);
@@ -263,6 +268,10 @@ export class LeanS3ObjectStore implements ObjectStore {
     const message = oneLine(redact(xmlTag(xml, 'Message') ?? ''));
     if (code === 'NoSuchBucket') return new BucketNotFoundError(this.bucket);
     if (res.status === 404 && key !== undefined) return new NotFoundError(key);
+    if (key !== undefined && (op === 'head' || op === 'get')) {
+      const sse = sseCustomerKeyError(res.status, key, this.config.sseCustomerKey !== undefined);
+      if (sse) return sse;
+    }
     if (res.status === 412 || code === 'PreconditionFailed') return new PreconditionFailedError(key ?? '');
     if (res.status === 401 || res.status === 403 || ACCESS_CODES.has(code)) {
       return new AccessDeniedError(`${code || 'AccessDenied'}: ${message || `S3 ${op} refused`} (HTTP ${res.status})`);
@@ -286,7 +295,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
-    const res = await this.send('HEAD', key, { op: 'head' });
+    const res = await this.send('HEAD', key, { op: 'head', headers: { ...this.sseCustomer } });
     if (res.status === 404) return null;
     if (res.status >= 300) throw this.error(res, 'head', key);
     return {
@@ -298,14 +307,14 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const range = rangeHeader(options);
-    const res = await this.send('GET', key, { op: 'get', stream: true, signal: options.signal, headers: range ? { Range: range } : {} });
+    const res = await this.send('GET', key, { op: 'get', stream: true, signal: options.signal, headers: { ...this.sseCustomer, ...(range ? { Range: range } : {}) } });
     if (res.status >= 300) throw this.error(res, 'get', key);
     return res.stream!;
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
     const range = rangeHeader(options);
-    const res = await this.send('GET', key, { op: 'get', signal: options.signal, headers: range ? { Range: range } : {} });
+    const res = await this.send('GET', key, { op: 'get', signal: options.signal, headers: { ...this.sseCustomer, ...(range ? { Range: range } : {}) } });
     if (res.status >= 300) throw this.error(res, 'get', key);
     return res.body;
   }
@@ -315,7 +324,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     if (!single || single.length > SINGLE_PUT_MAX) {
       return (await this.full()).put(key, isChunkedBody(body) ? chunkedToBuffer(body) : body, options);
     }
-    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream' };
+    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', ...this.sseCustomer };
     if (options.tags?.length) headers['x-amz-tagging'] = encodeTagging(options.tags);
     if (options.ifNoneMatch) headers['If-None-Match'] = '*';
     if (this.config.serverSideEncryption) headers['x-amz-server-side-encryption'] = this.config.serverSideEncryption;

@@ -2,6 +2,8 @@
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
 import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import {
   AbortMultipartUploadCommand,
@@ -41,7 +43,7 @@ import type { RetryPolicy, S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from './retry.js';
 import {
   ACCESS_CODES, OBJECT_404_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
-  type SdkErrorLike,
+  sseCustomerKeyError, type SdkErrorLike,
 } from './s3-common.js';
 export { encodeTagging, networkMessage } from './s3-common.js';
 import type {
@@ -106,6 +108,8 @@ export interface S3ErrorContext {
   op: string;
   /** Object key for object operations; absent for bucket operations. */
   key?: string;
+  /** Whether requests carry an SSE-C key (a refused read then names the key). */
+  sseCustomerKey?: boolean;
 }
 
 /**
@@ -133,6 +137,10 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
   if (code === 'NoSuchBucket') return new BucketNotFoundError(ctx.bucket, cause);
   if (ctx.key !== undefined && (code === 'NoSuchKey' || (status === 404 && OBJECT_404_CODES.has(code)))) {
     return new NotFoundError(ctx.key, cause);
+  }
+  if (ctx.key !== undefined && status !== undefined && (ctx.op === 'head' || ctx.op === 'get')) {
+    const sse = sseCustomerKeyError(status, ctx.key, ctx.sseCustomerKey === true);
+    if (sse) return Object.assign(sse, cause);
   }
   if (ctx.key === undefined && status === 404 && OBJECT_404_CODES.has(code)) {
     return new BucketNotFoundError(ctx.bucket, cause);
@@ -231,11 +239,19 @@ export class S3ObjectStore implements ObjectStore {
   /** Endpoint as named in messages. */
   readonly endpoint: string;
   private readonly config: S3StoreConfig;
+  /** SSE-C parameters for every command that reads or writes an object body (HEAD included). */
+  private readonly sseCustomer?: { SSECustomerAlgorithm: 'AES256'; SSECustomerKey: string };
 
   /** `container`: the lean client's provider, shared so that one process asks the endpoint once. */
   constructor(config: S3StoreConfig, container?: ContainerCredentialsProvider) {
     this.config = config;
     this.bucket = config.bucket;
+    if (config.sseCustomerKey) {
+      // Base64, which the SDK sends as it is and hashes for the key-MD5 header.
+      const base64 = config.sseCustomerKey.toString('base64');
+      registerSecret(base64);
+      this.sseCustomer = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: base64 };
+    }
     const region = config.region ?? 'us-east-1';
     this.endpoint = config.endpointUrl ?? `https://s3.${region}.amazonaws.com`;
     const retry = config.retry;
@@ -246,12 +262,14 @@ export class S3ObjectStore implements ObjectStore {
       // socketTimeout is the inactivity limit on an open request (barman's --read-timeout). The
       // handler's requestTimeout is a whole-request limit, which a long upload must not hit.
       socketTimeout: retry.readTimeoutMs,
-      httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
-      httpsAgent: {
+      // Agent instances, not options: given options, the handler sends each `Expect: 100-continue`
+      // request (every UploadPart) through a fresh agent of its own, without our CA.
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+      httpsAgent: new HttpsAgent({
         keepAlive: true,
         maxSockets: MAX_SOCKETS,
         ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}),
-      },
+      }),
       logger,
     });
 
@@ -349,7 +367,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   private fail(err: unknown, op: string, key?: string): Error {
-    const mapped = mapS3Error(err, { bucket: this.bucket, endpoint: this.endpoint, op, key });
+    const mapped = mapS3Error(err, { bucket: this.bucket, endpoint: this.endpoint, op, key, sseCustomerKey: this.sseCustomer !== undefined });
     if (mapped !== err) log.debug(`S3 ${op}${key !== undefined ? ` ${key}` : ''} failed: ${mapped.name}: ${mapped.message}`);
     return mapped;
   }
@@ -407,7 +425,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo | null> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...this.sseCustomer }));
       return { key, size: out.ContentLength ?? 0, ...(out.LastModified ? { lastModified: out.LastModified } : {}) };
     } catch (err) {
       const mapped = this.fail(err, 'head', key);
@@ -420,7 +438,7 @@ export class S3ObjectStore implements ObjectStore {
     const range = rangeHeader(options);
     const out = await this.call('get', key, () =>
       this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: range } : {}) }),
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...this.sseCustomer, ...(range ? { Range: range } : {}) }),
         options.signal ? { abortSignal: options.signal } : {},
       ),
     );
@@ -467,6 +485,7 @@ export class S3ObjectStore implements ObjectStore {
       ...(options.tags && options.tags.length > 0 ? { Tagging: encodeTagging(options.tags) } : {}),
       ...(this.config.serverSideEncryption ? { ServerSideEncryption: this.config.serverSideEncryption } : {}),
       ...(this.config.sseKmsKeyId ? { SSEKMSKeyId: this.config.sseKmsKeyId } : {}),
+      ...this.sseCustomer,
       // Conditional write. moto 5.2 honours it on PutObject and CompleteMultipartUpload, as S3 does.
       ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
     };
@@ -535,7 +554,7 @@ export class S3ObjectStore implements ObjectStore {
         const r = await this.client.send(
           new UploadPartCommand({
             Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber,
-            Body: buffer.subarray(0, length), ContentLength: length,
+            Body: buffer.subarray(0, length), ContentLength: length, ...this.sseCustomer,
           }),
           sendOptions,
         );
@@ -595,7 +614,7 @@ export class S3ObjectStore implements ObjectStore {
       if (partFailure !== undefined) throw partFailure;
       await this.client.send(
         new CompleteMultipartUploadCommand({
-          Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts },
+          Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.sseCustomer,
           ...(common.IfNoneMatch ? { IfNoneMatch: common.IfNoneMatch } : {}),
         }),
         sendOptions,

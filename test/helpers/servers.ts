@@ -282,19 +282,19 @@ export interface RgwHandle extends ServerHandle {
  * A one-host Ceph cluster (monitor, memstore OSD, radosgw) on loopback, from test/servers/rgw.mjs,
  * in a scratch directory that stop() removes.
  */
-export async function startRgw(opts: { tls?: TestCA } = {}): Promise<RgwHandle> {
+export async function startRgw(opts: { tls?: TestCA; sseCOverHttp?: boolean } = {}): Promise<RgwHandle> {
   // The cluster picks its monitor/OSD ports in a random window; a clash with another test's
   // cluster makes a daemon exit at once, so try again a couple of times.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startRgwOnce(opts.tls);
+      return await startRgwOnce(opts.tls, opts.sseCOverHttp);
     } catch (e) {
       if (attempt >= 3) throw e;
     }
   }
 }
 
-async function startRgwOnce(tls?: TestCA): Promise<RgwHandle> {
+async function startRgwOnce(tls?: TestCA, sseCOverHttp = false): Promise<RgwHandle> {
   const port = await freePort();
   const sslPort = tls ? await freePort() : 0;
   const dir = mkdtempSync(join(tmpdir(), 'bc-rgw-'));
@@ -305,6 +305,7 @@ async function startRgwOnce(tls?: TestCA): Promise<RgwHandle> {
       join(ROOT, 'test', 'servers', 'rgw.mjs'), '--dir', dir, '--port', String(port),
       '--access-key', RGW_ADMIN.accessKeyId, '--secret-key', RGW_ADMIN.secretAccessKey,
       ...(tls ? ['--ssl-port', String(sslPort), '--ssl-cert', tls.certFile, '--ssl-key', tls.keyFile] : []),
+      ...(sseCOverHttp ? ['--sse-c-over-http'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );

@@ -25,6 +25,8 @@ const { values } = parseArgs({
     'ssl-port': { type: 'string' },
     'ssl-cert': { type: 'string' },
     'ssl-key': { type: 'string' },
+    // SSE-C on the plain endpoint too (RGW refuses customer keys over HTTP by default).
+    'sse-c-over-http': { type: 'boolean', default: false },
   },
 });
 const dir = values.dir;
@@ -98,7 +100,7 @@ rgw enable lc threads = false
 rgw gc obj min wait = 10
 rgw gc processor period = 10
 rgw dns name = 127.0.0.1
-`,
+${values['sse-c-over-http'] ? 'rgw crypt require ssl = false\n' : ''}`,
 );
 
 const children = new Set();

@@ -16,10 +16,10 @@ beforeAll(() => {
   writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
 });
 
-function resolve(argv: string[], env: Env = {}) {
-  const o = parseArgs(commandByName('backup-list')!, [...argv, 'srv']);
+function resolve(argv: string[], env: Env = {}, command: 'backup-list' | 'backup' = 'backup-list') {
+  const o = parseArgs(commandByName(command)!, [...argv, 'srv']);
   if (o.kind !== 'args') throw new Error('no args');
-  return resolveStore(o.args.positionals.source_url!, o.args.options, env);
+  return resolveStore((o.args.positionals.source_url ?? o.args.positionals.destination_url)!, o.args.options, env);
 }
 
 describe('S3 settings from flags and the environment', () => {
@@ -207,3 +207,43 @@ describe('container credentials (EKS Pod Identity, ECS): our provider only where
     }
   });
 });
+
+describe('the SSE-C key file', () => {
+  const key = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff));
+  const file = (name: string, content: string | Buffer) => {
+    const p = join(dir, name);
+    writeFileSync(p, content);
+    return p;
+  };
+
+  it('takes 32 raw bytes or their base64 (whitespace around it ignored), from the flag or the variable', () => {
+    const raw = file('raw.key', key);
+    const b64 = file('b64.key', `  ${key.toString('base64')}\n`);
+    for (const [argv, env] of [
+      [['--sse-customer-key-file', raw], {}],
+      [['--sse-customer-key-file', b64], {}],
+      [[], { BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: b64 }],
+    ] as [string[], Env][]) {
+      const { config } = resolve([...argv, 's3://b/p'], env);
+      expect(config.provider === 'aws-s3' && config.sseCustomerKey).toEqual(key);
+    }
+    // Registered as a secret in its base64 form, which is what travels in the header.
+    expect(redact(`x ${key.toString('base64')} y`)).toBe('x *** y');
+  });
+
+  it('refuses a file that is not a 256-bit key, -e with it, and any store but S3 (exit 3, the key never in the message)', () => {
+    const bad = [file('short.key', key.subarray(0, 31)), file('long.b64', randomLikeBase64(48)), file('text.key', 'not a key at all, surely not\n')];
+    for (const p of bad) expect(() => resolve(['--sse-customer-key-file', p, 's3://b/p'])).toThrow(CliError);
+    const good = file('ok.key', key);
+    expect(() => resolve(['--sse-customer-key-file', good, '-e', 'AES256', 's3://b/p'], {}, 'backup')).toThrow(/--encryption AES256 cannot be combined with --sse-customer-key-file/);
+    expect(() => resolve(['--sse-customer-key-file', good, 's3://b/p'], {}, 'backup')).not.toThrow();
+    expect(() => resolve(['--sse-customer-key-file', good, 'file:///tmp/x'])).toThrow(/only supported on S3/);
+    expect(() => resolve(['--cloud-provider', 'google-cloud-storage', 'gs://b/p'], { BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: good }))
+      .toThrow(/BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: .*only supported on S3/);
+    expect(() => resolve(['--sse-customer-key-file', join(dir, 'missing.key'), 's3://b/p'])).toThrow(/cannot read .*ENOENT/);
+  });
+});
+
+function randomLikeBase64(bytes: number): string {
+  return Buffer.from(Array.from({ length: bytes }, (_, i) => i)).toString('base64');
+}
