@@ -356,24 +356,32 @@ export class BackupDeleter {
     }
   }
 
+  /**
+   * A backup's tar objects, then its parts.json: a run stopped half-way leaves a backup whose
+   * restore names the missing parts instead of one that restores unchecked. Sizes are remembered.
+   */
+  private async backupDataKeys(info: BackupInfo, prefix: string): Promise<string[]> {
+    const objects: ObjectInfo[] = [];
+    for await (const e of this.store.list(prefix, { delimiter: '/' })) {
+      if (e.kind !== 'object') continue;
+      objects.push(e);
+      this.sizes.set(e.key, e.size);
+    }
+    const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
+    for (const w of warnings) log.warning(w);
+    const dataKeys = files.map((f) => f.key);
+    const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
+    if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
+    return dataKeys;
+  }
+
   /** A backup's tar objects and parts.json (its backup.info goes later, in phase 3). */
   private async deleteBackupObjects(info: BackupInfo): Promise<void> {
     const backupId = info.backup_id;
     log.info(`Deleting backup ${backupId} for server ${this.layout.serverName}`);
     const prefix = this.layout.backupPrefix(backupId);
     try {
-      const objects: ObjectInfo[] = [];
-      for await (const e of this.store.list(prefix, { delimiter: '/' })) {
-        if (e.kind !== 'object') continue;
-        objects.push(e);
-        this.sizes.set(e.key, e.size);
-      }
-      const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
-      for (const w of warnings) log.warning(w);
-      const dataKeys = files.map((f) => f.key);
-      const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
-      if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
-      await this.deleteKeys(dataKeys, 'backup');
+      await this.deleteKeys(await this.backupDataKeys(info, prefix), 'backup');
     } catch (e) {
       throw new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
@@ -465,19 +473,7 @@ export class BackupDeleter {
       this.options.print(`Skipping deletion of ${labelKey} due to --dry-run option`);
     }
 
-    const objects: ObjectInfo[] = [];
-    for await (const e of this.store.list(prefix, { delimiter: '/' })) {
-      if (e.kind !== 'object') continue;
-      objects.push(e);
-      this.sizes.set(e.key, e.size);
-    }
-    const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
-    for (const w of warnings) log.warning(w);
-    const dataKeys = files.map((f) => f.key);
-    // parts.json after the tars: a run stopped half-way leaves a backup whose restore names the
-    // missing parts instead of one that restores unchecked.
-    const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
-    if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
+    const dataKeys = await this.backupDataKeys(info, prefix);
     const infoKey = this.layout.backupInfoKey(backupId);
 
     if (dryRun) {
