@@ -41,17 +41,23 @@ export async function liveWorker(dir: string): Promise<number | null> {
  * pid, or not touched for LOCK_STALE_MS) is removed and the create tried once more. Two workers at
  * once would still be safe (each segment is claimed before upload), only wasteful.
  */
-async function takeWorkerLock(dir: string): Promise<{ touch: () => Promise<void>; release: () => Promise<void> } | null> {
+async function takeWorkerLock(dir: string): Promise<{ stillOurs: () => Promise<boolean>; release: () => Promise<void> } | null> {
   const path = join(dir, WORKER_LOCK);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fh = await fs.open(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600);
       await fh.writeFile(String(process.pid));
       await fh.close();
+      let lastTouch = Date.now();
       return {
-        touch: async () => {
-          const now = new Date();
-          await fs.utimes(path, now, now).catch(() => undefined);
+        // Touched every LOCK_TOUCH_MS so that it is not taken for stale; false once a successor
+        // replaced us after a stall, and the worker should leave.
+        stillOurs: async () => {
+          const now = Date.now();
+          if (now - lastTouch < LOCK_TOUCH_MS) return true;
+          lastTouch = now;
+          await fs.utimes(path, new Date(now), new Date(now)).catch(() => undefined);
+          return (await liveWorker(dir)) === process.pid;
         },
         release: async () => {
           // Only our own lock: a successor may have replaced it after we were thought stale.
@@ -138,15 +144,10 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
   // error file). Checking the spool for every .ready file at every poll cost more CPU than lz4.
   const settled = new Map<string, 'marked' | 'failed'>();
   let lastWork = Date.now();
-  let lastTouch = Date.now();
   try {
     for (;;) {
       const now = Date.now();
-      if (now - lastTouch >= LOCK_TOUCH_MS) {
-        await lock.touch();
-        lastTouch = now;
-        if ((await liveWorker(spool.dir)) !== process.pid) break; // replaced after a stall: leave
-      }
+      if (!(await lock.stillOurs())) break;
       const ready = await readyNames(o.walDir);
       if (ready === null) break; // pg_wal is gone
       const readySet = new Set(ready);
@@ -304,7 +305,6 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
   const missing = new Map<string, number>();
   const inFlight = new Map<string, Promise<void>>();
   let lastProgress = Date.now();
-  let lastTouch = Date.now();
 
   const fetchOne = async (name: string, gen: number) => {
     try {
@@ -329,11 +329,7 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
   try {
     for (;;) {
       const now = Date.now();
-      if (now - lastTouch >= LOCK_TOUCH_MS) {
-        await lock.touch();
-        lastTouch = now;
-        if ((await liveWorker(spool.dir)) !== process.pid) break;
-      }
+      if (!(await lock.stillOurs())) break;
       const want = (await fs.readFile(join(spool.dir, WANT), 'utf8').catch(() => '')).trim();
       if (want !== wantSeen && isSegmentName(want)) {
         wantSeen = want;
