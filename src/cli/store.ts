@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CliError, GeneralError } from '../errors.js';
 import { log, registerSecret } from '../log.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig, type AzureStoreConfig, type AzureCredentialKind } from '../storage/config.js';
-import type { ContainerCredentialsSource } from '../storage/container-credentials.js';
+import type { ContainerCredentialsSource } from '../storage/s3/container-credentials.js';
 import { isLocalUrl, parseStoreUrl, type ParsedUrl } from '../storage/url.js';
 
 export type Env = Record<string, string | undefined>;

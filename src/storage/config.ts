@@ -2,7 +2,7 @@
 // environment (flags > env > provider default chain); drivers never read process.env themselves,
 // except where a provider SDK's own default credential chain does.
 import type { ObjectStore, ProviderName } from './types.js';
-import type { ContainerCredentialsSource } from './container-credentials.js';
+import type { ContainerCredentialsSource } from './s3/container-credentials.js';
 
 /** The one retry / timeout policy, mapped by each driver onto its SDK's options. */
 export interface RetryPolicy {
@@ -109,14 +109,14 @@ export type StoreConfig = FileStoreConfig | S3StoreConfig | AzureStoreConfig | G
 export async function openObjectStore(config: StoreConfig): Promise<ObjectStore> {
   switch (config.provider) {
     case 'file':
-      return new (await import('./file.js')).FileObjectStore(config);
+      return new (await import('./file/file.js')).FileObjectStore(config);
     case 'aws-s3':
-      if ((config.credentials || config.containerCredentials) && config.client !== 'sdk') return new (await import('./s3-lean.js')).LeanS3ObjectStore(config);
-      return new (await import('./s3.js')).S3ObjectStore(config);
+      if ((config.credentials || config.containerCredentials) && config.client !== 'sdk') return new (await import('./s3/s3-lean.js')).LeanS3ObjectStore(config);
+      return new (await import('./s3/s3.js')).S3ObjectStore(config);
     case 'azure-blob-storage':
-      return new (await import('./azure.js')).AzureObjectStore(config);
+      return new (await import('./azure/azure.js')).AzureObjectStore(config);
     case 'google-cloud-storage':
-      return new (await import('./gcs.js')).GcsObjectStore(config);
+      return new (await import('./gcs/gcs.js')).GcsObjectStore(config);
   }
 }
 

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import {
   ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters,
 } from '@azure/storage-blob';
-import { AzureObjectStore } from '../../src/storage/azure.js';
+import { AzureObjectStore } from '../../src/storage/azure/azure.js';
 import type { AzureStoreConfig, RetryPolicy } from '../../src/storage/config.js';
 import type { ListEntry } from '../../src/storage/types.js';
 import {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ROOT, startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { startJsonEndpoint, type JsonEndpoint } from '../helpers/json-endpoint.ts';
-import { ContainerCredentialsProvider } from '../../src/storage/container-credentials.ts';
+import { ContainerCredentialsProvider } from '../../src/storage/s3/container-credentials.ts';
 import { AccessDeniedError } from '../../src/errors.ts';
 import { walLike } from '../fixtures/wal-like.ts';
 

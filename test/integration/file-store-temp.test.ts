@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
-import { STALE_TEMP_MS } from '../../src/storage/file.ts';
+import { STALE_TEMP_MS } from '../../src/storage/file/file.ts';
 
 let work: string;
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { startGcsServer, crc32cBase64 } from '../servers/gcs-server.mjs';
-import { GcsObjectStore } from '../../src/storage/gcs.ts';
+import { GcsObjectStore } from '../../src/storage/gcs/gcs.ts';
 import type { GcsStoreConfig, RetryPolicy } from '../../src/storage/config.ts';
 import type { ListEntry } from '../../src/storage/types.ts';
 import { execFileSync } from 'node:child_process';

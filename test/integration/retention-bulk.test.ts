@@ -18,7 +18,7 @@ import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { backupListHeader, backupListRow, formatBackupListJson, listRowFields, listedInConsole } from '../../src/catalog/format.ts';
 import type { BackupInfo } from '../../src/catalog/backup-info.ts';
 import { ServerLayout, hex8 } from '../../src/catalog/layout.ts';
-import { FileObjectStore } from '../../src/storage/file.ts';
+import { FileObjectStore } from '../../src/storage/file/file.ts';
 
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 /** The rerun's only complaint: barman's WARNING for backups whose data objects the killed run deleted. */

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { S3ObjectStore, encodeTagging, isSdkNodeVersionWarning, mapS3Error } from '../../src/storage/s3.ts';
-import { LeanS3ObjectStore } from '../../src/storage/s3-lean.ts';
+import { S3ObjectStore, encodeTagging, isSdkNodeVersionWarning, mapS3Error } from '../../src/storage/s3/s3.ts';
+import { LeanS3ObjectStore } from '../../src/storage/s3/s3-lean.ts';
 import type { ChunkedBody } from '../../src/storage/body.ts';
 import { DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import {

@@ -14,7 +14,7 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { startTcpProxy, type TcpProxyMode } from '../helpers/proxy.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
-import { S3ObjectStore } from '../../src/storage/s3.ts';
+import { S3ObjectStore } from '../../src/storage/s3/s3.ts';
 import { NetworkError } from '../../src/errors.ts';
 
 const MiB = 1024 * 1024;

@@ -26,7 +26,7 @@ interface LockChecker {
  * before the first delete, so a locked backup keeps all of its files.
  */
 async function s3LockChecker(resolved: ResolvedStore): Promise<LockChecker> {
-  const [{ S3ObjectStore }, { HeadObjectCommand }] = await Promise.all([import('../../storage/s3.js'), import('@aws-sdk/client-s3')]);
+  const [{ S3ObjectStore }, { HeadObjectCommand }] = await Promise.all([import('../../storage/s3/s3.js'), import('@aws-sdk/client-s3')]);
   const sdk = new S3ObjectStore({ ...(resolved.config as S3StoreConfig), client: 'sdk' });
   return {
     async check(keys) {

@@ -37,10 +37,10 @@ import {
   NotFoundError,
   PreconditionFailedError,
   StorageError,
-} from '../errors.js';
-import { isEnabled, log, redact, registerSecret } from '../log.js';
-import type { RetryPolicy, S3StoreConfig } from './config.js';
-import { backoffDelayMs, mayRetryAfter } from './retry.js';
+} from '../../errors.js';
+import { isEnabled, log, redact, registerSecret } from '../../log.js';
+import type { RetryPolicy, S3StoreConfig } from '../config.js';
+import { backoffDelayMs, mayRetryAfter } from '../retry.js';
 import {
   ACCESS_CODES, OBJECT_404_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
   sseCustomerKeyError, type SdkErrorLike,
@@ -56,8 +56,8 @@ import type {
   ObjectStore,
   PutOptions,
   Tag,
-} from './types.js';
-import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
+} from '../types.js';
+import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest part (all parts but the last). */

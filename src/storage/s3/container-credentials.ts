@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { AccessDeniedError, StorageError } from '../errors.js';
-import { log, registerSecret } from '../log.js';
+import { AccessDeniedError, StorageError } from '../../errors.js';
+import { log, registerSecret } from '../../log.js';
 
 export interface ContainerCredentialsSource {
   /** The endpoint, already resolved from FULL_URI or RELATIVE_URI. */

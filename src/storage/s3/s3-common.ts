@@ -1,9 +1,9 @@
 // Pure S3 helpers shared by the SDK driver (s3.ts) and the lean hot-path client (s3-lean.ts):
 // transport-failure classification, botocore-style messages, tag encoding. No SDK import here.
 import { createHash } from 'node:crypto';
-import { redact } from '../log.js';
-import { SseCustomerKeyError, type StorageError } from '../errors.js';
-import type { GetOptions, Tag } from './types.js';
+import { redact } from '../../log.js';
+import { SseCustomerKeyError, type StorageError } from '../../errors.js';
+import type { GetOptions, Tag } from '../types.js';
 
 export interface SdkErrorLike {
   name?: string;

@@ -20,16 +20,16 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import type { Bucket, CRC32CValidator, File, FileMetadata, StorageOptions } from '@google-cloud/storage';
-import type { GcsStoreConfig, RetryPolicy } from './config.js';
-import { backoffDelayMs } from './retry.js';
+import type { GcsStoreConfig, RetryPolicy } from '../config.js';
+import { backoffDelayMs } from '../retry.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
-} from './types.js';
-import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
+} from '../types.js';
+import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   StorageError,
-} from '../errors.js';
+} from '../../errors.js';
 
 /** Resumable chunks must be multiples of 256 KiB (GCS rule); the client's own default is one request. */
 const CHUNK_UNIT = 256 * 1024;

@@ -11,18 +11,18 @@ import { Readable } from 'node:stream';
 import aws4 from 'aws4';
 import {
   AccessDeniedError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError, StorageError,
-} from '../errors.js';
-import { log, redact } from '../log.js';
-import type { S3StoreConfig } from './config.js';
-import { backoffDelayMs, mayRetry, mayRetryAfter } from './retry.js';
+} from '../../errors.js';
+import { log, redact } from '../../log.js';
+import type { S3StoreConfig } from '../config.js';
+import { backoffDelayMs, mayRetry, mayRetryAfter } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {
   ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError,
 } from './s3-common.js';
-import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from './body.js';
+import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
-} from './types.js';
+} from '../types.js';
 
 /** Largest Buffer sent as one PUT; larger bodies and streams go through the SDK's multipart upload. */
 const SINGLE_PUT_MAX = 1024 * 1024 * 1024;

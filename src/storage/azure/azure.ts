@@ -20,16 +20,16 @@ import {
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity';
-import type { AzureCredentialKind, AzureStoreConfig, RetryPolicy } from './config.js';
+import type { AzureCredentialKind, AzureStoreConfig, RetryPolicy } from '../config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
-} from './types.js';
-import { chunkedToBuffer, isChunkedBody, type PutBody } from './body.js';
+} from '../types.js';
+import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   StorageError,
-} from '../errors.js';
-import { log, redact, registerSecret } from '../log.js';
+} from '../../errors.js';
+import { log, redact, registerSecret } from '../../log.js';
 
 const MiB = 1024 * 1024;
 /** Blob batch limit (docs/format.md#provider-limits). */

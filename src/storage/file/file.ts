@@ -5,15 +5,15 @@ import { closeSync, fsyncSync, openSync, promises as fs, readdirSync } from 'nod
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
-import type { FileStoreConfig } from './config.js';
+import type { FileStoreConfig } from '../config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
-} from './types.js';
-import { exactChunks, isChunkedBody, type PutBody } from './body.js';
-import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
+} from '../types.js';
+import { exactChunks, isChunkedBody, type PutBody } from '../body.js';
+import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
-import { removeStaleTemps } from '../stale-temps.js';
+import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../errors.js';
+import { removeStaleTemps } from '../../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
 const INTERNAL = '.bc-';
@@ -23,7 +23,7 @@ const TAGS = `${INTERNAL}tags-`;
 const OUR_TEMP = /^\.bc-(?:tmp-[0-9a-f]{12}|tags-.+\.json\.[0-9a-f]{8})$/;
 // Should a writer stall for longer than STALE_TEMP_MS, a later run removes its temp file and its
 // rename/link then fails (ENOENT) instead of storing anything.
-export { STALE_TEMP_MS } from '../stale-temps.js';
+export { STALE_TEMP_MS } from '../../stale-temps.js';
 
 /** Files stat()ed ahead while listing a directory. */
 const STAT_WINDOW = 64;
