@@ -2,8 +2,9 @@
 // bucket/container root (or to the root directory for the file store).
 import type { Readable } from 'node:stream';
 import type { PutBody } from './body.js';
+import type { ProviderName } from './registry.js';
 
-export type ProviderName = 'file' | 'aws-s3' | 'azure-blob-storage' | 'google-cloud-storage';
+export type { ProviderName };
 
 /** One stored object, as a listing or a HEAD reports it. */
 export interface ObjectInfo {

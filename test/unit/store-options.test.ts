@@ -89,6 +89,13 @@ describe('S3 as boto3 resolves it: profiles, their region, the endpoint variable
     });
   });
 
+  it('tells the SDK driver to use the profile only when environment keys would win, from the env passed in', () => {
+    const none = { AWS_CONFIG_FILE: join(dir, 'none') };
+    expect(resolve(['-P', 'prod', 's3://b/p'], { ...none, AWS_ACCESS_KEY_ID: 'AK' }).config).toMatchObject({ profileOverEnvKeys: true });
+    expect(resolve(['-P', 'prod', 's3://b/p'], none).config).not.toHaveProperty('profileOverEnvKeys');
+    expect(resolve(['s3://b/p'], { ...none, AWS_ACCESS_KEY_ID: 'AK' }).config).not.toHaveProperty('profileOverEnvKeys');
+  });
+
   it("reads the profile's region from the shared config file when nothing else sets one", () => {
     const cfg = join(dir, 'aws-config');
     writeFileSync(cfg, '[default]\nregion = eu-west-1\n\n[profile prod]\noutput = json\nregion=ap-south-2\n[profile other]\nregion = us-west-2\n');
@@ -125,6 +132,17 @@ describe('Azure authentication in barman order', () => {
   it('maps REQUESTS_CA_BUNDLE for Azure only', () => {
     expect(resolve(url, { REQUESTS_CA_BUNDLE: caFile }).config.ca).toContain('BEGIN CERTIFICATE');
     expect(resolve(['s3://b'], { REQUESTS_CA_BUNDLE: caFile }).config.ca).toBeUndefined();
+  });
+
+  it("keeps NODE_EXTRA_CA_CERTS's certificates beside an explicit CA, read from the env passed in", () => {
+    const extra = join(dir, 'node-extra.pem');
+    writeFileSync(extra, '-----BEGIN CERTIFICATE-----\nNODEEXTRA\n-----END CERTIFICATE-----\n');
+    expect(resolve(['--endpoint-ca', caFile, ...url], { NODE_EXTRA_CA_CERTS: extra }).config).toMatchObject({
+      nodeExtraCa: expect.stringContaining('NODEEXTRA'),
+    });
+    // Without an explicit CA Node's own trust store, NODE_EXTRA_CA_CERTS included, is used as it is.
+    expect(resolve(url, { NODE_EXTRA_CA_CERTS: extra }).config).not.toHaveProperty('nodeExtraCa');
+    expect(resolve(['--endpoint-ca', caFile, ...url], { NODE_EXTRA_CA_CERTS: join(dir, 'missing.pem') }).config).not.toHaveProperty('nodeExtraCa');
   });
 });
 

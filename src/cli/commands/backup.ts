@@ -4,7 +4,8 @@ import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { takeBackup } from '../../backup/backup.js';
 import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
-import type { ProviderName } from '../../storage/types.js';
+import { partSize } from '../../storage/provider.js';
+import { providerNamed } from '../../storage/registry.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 import { checkBackupTags, parseTags } from '../tags.js';
@@ -13,21 +14,6 @@ import { keepYoungGenerationSmall } from '../young-generation.js';
 const RESERVED_NAMES = ['latest', 'last', 'oldest', 'first', 'last-failed', 'latest-full', 'last-full', 'auto'];
 const TiB = 1024 ** 4;
 const MiB = 1024 ** 2;
-
-/** Multipart part size per provider (docs/format.md#tar-parts): barman's formula, with our own sizes for GCS and files. */
-function chunkSize(provider: ProviderName, maxArchiveSize: number, minChunkSize?: number): number {
-  const limits: Record<ProviderName, [number, number]> = {
-    'aws-s3': [10_000, 5 * MiB],
-    'azure-blob-storage': [50_000, 64 * 1024],
-    // barman spools each whole GCS part on disk; we stream resumable chunks instead.
-    'google-cloud-storage': [10_000, 8 * MiB],
-    file: [10_000, 8 * MiB],
-  };
-  const [maxChunks, minChunk] = limits[provider];
-  let size = Math.max(2 * Math.floor(maxArchiveSize / maxChunks), minChunk, minChunkSize ?? 0);
-  if (provider === 'google-cloud-storage') size = Math.ceil(size / (256 * 1024)) * 256 * 1024;
-  return size;
-}
 
 const CODECS: [string, CodecName][] = [['gzip', 'gzip'], ['bzip2', 'bzip2'], ['snappy', 'snappy'], ['lz4', 'lz4'], ['zstd', 'zstd'], ['xz', 'xz']];
 
@@ -82,7 +68,7 @@ const backup: CommandModule = {
         immediateCheckpoint: opts['immediate-checkpoint'] === true,
         jobs: opts.jobs as number,
         maxArchiveSize,
-        chunkSize: chunkSize(resolved.config.provider, maxArchiveSize, opts['min-chunk-size'] as number | undefined),
+        chunkSize: partSize(providerNamed(resolved.config.provider).partLimits, maxArchiveSize, opts['min-chunk-size'] as number | undefined),
         maxBandwidth: opts['max-bandwidth'] as number | undefined,
         name: opts.name as string | undefined,
         tags,

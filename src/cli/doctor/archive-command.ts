@@ -168,7 +168,7 @@ interface Place {
 function place(url: string, provider: string): Place | null {
   let parsed: ParsedUrl;
   try {
-    parsed = parseStoreUrl(url, provider as Parameters<typeof parseStoreUrl>[1]);
+    parsed = parseStoreUrl(url, provider);
   } catch {
     return null;
   }

@@ -7,6 +7,7 @@ import { BackupCatalog } from '../../catalog/catalog.js';
 import { STATUS } from '../../catalog/backup-info.js';
 import { joinKey, type ServerLayout } from '../../catalog/layout.js';
 import type { StoreConfig } from '../../storage/config.js';
+import { providerNamed } from '../../storage/registry.js';
 import type { ObjectStore } from '../../storage/types.js';
 import type { ResolvedStore } from '../store.js';
 import { fail, ok, warn, type CheckResult } from './report.js';
@@ -34,25 +35,14 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** Where the store is, in words: provider, bucket, path and endpoint (no credentials). */
 export function describeStore(config: StoreConfig, path: string): string {
-  const where = path.replace(/\/+$/, '') || '(bucket root)';
-  switch (config.provider) {
-    case 'file':
-      return `local directory ${config.bucket}`;
-    case 'aws-s3': {
-      const endpoint = config.endpointUrl ?? `AWS S3 in ${config.region ?? 'us-east-1'}`;
-      return `aws-s3, bucket ${config.bucket}, path ${where}, endpoint ${endpoint}`;
-    }
-    case 'azure-blob-storage':
-      return `azure-blob-storage, container ${config.bucket}, path ${where}, account ${config.accountUrl ?? '(from the connection string)'}`;
-    case 'google-cloud-storage':
-      return `google-cloud-storage, bucket ${config.bucket}, path ${where}, endpoint ${config.apiEndpoint ?? 'https://storage.googleapis.com'}`;
-  }
+  return providerNamed(config.provider).describe(config, path.replace(/\/+$/, '') || '(bucket root)');
 }
 
 /** The fix for a store that cannot be used, in plain words. */
 export function storeFailureAdvice(kind: StoreFailureKind, resolved: ResolvedStore, serverName: string, rawUrl: string): string {
   const { config } = resolved;
-  const bucketWord = config.provider === 'azure-blob-storage' ? 'container' : config.provider === 'file' ? 'directory' : 'bucket';
+  const provider = providerNamed(config.provider);
+  const bucketWord = provider.bucketWord;
   switch (kind) {
     case 'tls':
       return 'the TLS handshake with the endpoint failed: check https:// against http:// in the endpoint, that the host ' +
@@ -60,12 +50,13 @@ export function storeFailureAdvice(kind: StoreFailureKind, resolved: ResolvedSto
         'REQUESTS_CA_BUNDLE)';
     case 'unreachable':
       return 'the endpoint cannot be reached: check the URL' +
-        `${config.provider === 'aws-s3' ? ' and --endpoint-url' : ''}, DNS, firewalls and proxies, and that the service is up`;
+        `${provider.endpointHint ? ` and ${provider.endpointHint}` : ''}, DNS, firewalls and proxies, and that the service is up`;
     case 'credentials':
       return `the store refused the credentials (from ${resolved.credentialSource}): check that they are valid, not expired, ` +
         `and allowed to list and read ${bucketWord} ${config.bucket}`;
     case 'bucket-missing':
-      return config.provider === 'file'
+      // Not a cloud provider: the local directory store.
+      return !provider.cloudProvider
         ? `the directory ${config.bucket} does not exist: create it (mkdir -p ${config.bucket})`
         : `${bucketWord} ${config.bucket} does not exist: fix its name in the URL, or create it (barman-cloud ` +
           `check-wal-archive ${rawUrl} ${serverName} creates a missing ${bucketWord} before checking the archive)`;

@@ -6,7 +6,6 @@
 // ours (passed as the pipeline's `agent`), which adds the extra CA to Node's roots, bounds connection
 // set-up and socket silence, and can be destroyed on close(). The identity requests (token endpoint,
 // often plain http on loopback or IMDS) get the same CA list through `tlsOptions`.
-import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, type AgentOptions, type ClientRequestArgs } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions, type RequestOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -20,7 +19,8 @@ import {
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity';
-import type { AzureCredentialKind, AzureStoreConfig, RetryPolicy } from '../config.js';
+import type { RetryPolicy } from '../config.js';
+import type { AzureCredentialKind, AzureStoreConfig } from './config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from '../types.js';
@@ -43,25 +43,14 @@ const FALLBACK_DELETE_CONCURRENCY = 8;
 
 // ---- TLS trust --------------------------------------------------------------------------------
 
-let nodeExtraCAs: string | null | undefined;
-
 /**
- * Node's trust store plus `extra`. An explicit `ca` replaces Node's roots (NODE_EXTRA_CA_CERTS
- * included), so the bundled roots and Node's own extra file are listed again before the extra CA.
+ * Node's trust store plus the configured CA, or undefined when none is configured. An explicit `ca`
+ * replaces Node's roots (NODE_EXTRA_CA_CERTS included), so the bundled roots and Node's own extra
+ * file (read by the CLI into `nodeExtraCa`) are listed again before the configured CA.
  */
-function trustedCAs(extra: string): string[] {
-  if (nodeExtraCAs === undefined) {
-    nodeExtraCAs = null;
-    const file = process.env.NODE_EXTRA_CA_CERTS;
-    if (file) {
-      try {
-        nodeExtraCAs = readFileSync(file, 'utf8');
-      } catch {
-        // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS.
-      }
-    }
-  }
-  return [...rootCertificates, ...(nodeExtraCAs ? [nodeExtraCAs] : []), extra];
+function trustedCAs(config: AzureStoreConfig): string[] | undefined {
+  if (!config.ca) return undefined;
+  return [...rootCertificates, ...(config.nodeExtraCa ? [config.nodeExtraCa] : []), config.ca];
 }
 
 // ---- agents: connect timeout, silence timeout, destroyable -------------------------------------
@@ -117,14 +106,14 @@ class TimedHttpsAgent extends HttpsAgent {
   }
 }
 
-function makeAgent(secure: boolean, retry: RetryPolicy, ca: string | undefined): HttpAgent {
+function makeAgent(secure: boolean, retry: RetryPolicy, ca: string[] | undefined): HttpAgent {
   // barman's requests session keeps a pool of 32 connections.
   // `timeout` makes the agent re-arm the silence limit on every reused socket (it resets a socket's
   // timeout to its own option when the socket goes back to the pool) and drop idle pooled sockets.
   const base = { keepAlive: true, maxFreeSockets: 32, scheduling: 'lifo' as const, timeout: retry.readTimeoutMs };
   return secure
     ? // One secure context for every connection: a `ca` list would be parsed again per TLS handshake.
-      new TimedHttpsAgent({ ...base, ...(ca ? { secureContext: createSecureContext({ ca: trustedCAs(ca) }) } : {}) }, retry)
+      new TimedHttpsAgent({ ...base, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) }, retry)
     : new TimedHttpAgent(base, retry);
 }
 
@@ -136,7 +125,7 @@ class LazyCredential implements TokenCredential {
   constructor(
     private readonly kind: AzureCredentialKind,
     private readonly retry: RetryPolicy,
-    private readonly ca: string | undefined,
+    private readonly ca: string[] | undefined,
   ) {}
 
   getToken(scopes: string | string[], options?: GetTokenOptions): Promise<AccessToken | null> {
@@ -150,7 +139,7 @@ class LazyCredential implements TokenCredential {
       // Managed identity uses this as its own retry count (its delays start at 800 ms).
       retryOptions: { maxRetries: Math.max(0, this.retry.maxAttempts - 1) },
       // The token endpoint is often plain http (IMDS, App Service); TLS settings only apply to https.
-      ...(this.ca ? { tlsOptions: { ca: trustedCAs(this.ca) } } : {}),
+      ...(this.ca ? { tlsOptions: { ca: this.ca } } : {}),
     };
     switch (this.kind) {
       case 'azure-cli':
@@ -339,7 +328,7 @@ export class AzureObjectStore implements ObjectStore {
       } catch (e) {
         throw new StorageError(`invalid Azure storage connection string: ${clean((e as Error).message)}`);
       }
-      this.agent = makeAgent(new URL(probe.url).protocol === 'https:', retry, config.ca);
+      this.agent = makeAgent(new URL(probe.url).protocol === 'https:', retry, trustedCAs(config));
       this.container = new ContainerClient(auth.connectionString, config.bucket, pipeline(this.agent));
       return;
     }
@@ -353,7 +342,7 @@ export class AzureObjectStore implements ObjectStore {
     } catch {
       throw new StorageError(`invalid Azure account URL: ${clean(accountUrl)}`);
     }
-    this.agent = makeAgent(secure, retry, config.ca);
+    this.agent = makeAgent(secure, retry, trustedCAs(config));
     const options = pipeline(this.agent);
     switch (auth.kind) {
       case 'sas': {
@@ -380,7 +369,7 @@ export class AzureObjectStore implements ObjectStore {
         );
         break;
       case 'token-credential':
-        this.container = new ContainerClient(containerUrl, new LazyCredential(auth.credential, retry, config.ca), options);
+        this.container = new ContainerClient(containerUrl, new LazyCredential(auth.credential, retry, trustedCAs(config)), options);
         break;
     }
   }

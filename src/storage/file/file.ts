@@ -5,7 +5,7 @@ import { closeSync, fsyncSync, openSync, promises as fs, readdirSync } from 'nod
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
-import type { FileStoreConfig } from '../config.js';
+import type { FileStoreConfig } from './config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from '../types.js';

@@ -20,7 +20,8 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import type { Bucket, CRC32CValidator, File, FileMetadata, StorageOptions } from '@google-cloud/storage';
-import type { GcsStoreConfig, RetryPolicy } from '../config.js';
+import type { RetryPolicy } from '../config.js';
+import type { GcsStoreConfig } from './config.js';
 import { backoffDelayMs } from '../retry.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,

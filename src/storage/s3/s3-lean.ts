@@ -13,7 +13,7 @@ import {
   AccessDeniedError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError, StorageError,
 } from '../../errors.js';
 import { log, redact } from '../../log.js';
-import type { S3StoreConfig } from '../config.js';
+import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetry, mayRetryAfter } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {

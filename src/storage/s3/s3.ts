@@ -39,7 +39,8 @@ import {
   StorageError,
 } from '../../errors.js';
 import { isEnabled, log, redact, registerSecret } from '../../log.js';
-import type { RetryPolicy, S3StoreConfig } from '../config.js';
+import type { RetryPolicy } from '../config.js';
+import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
 import {
   ACCESS_CODES, OBJECT_404_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
@@ -294,7 +295,7 @@ export class S3ObjectStore implements ObjectStore {
             fromContainerMetadata({ maxRetries: 1 }),
             fromInstanceMetadata({ maxRetries: 1 }),
           )
-        : config.profile && process.env.AWS_ACCESS_KEY_ID
+        : config.profileOverEnvKeys
           ? // A named profile while environment keys are set: the profile only, as boto3 (the
             // default chain would do the same, with a multi-line warning on stderr).
             fromIni({ profile: config.profile, clientConfig })

@@ -1,0 +1,43 @@
+// The Google Cloud Storage store's config, and how flags + environment build it.
+import { CliError } from '../../errors.js';
+import type { StoreConfigBase } from '../config.js';
+import { nonEmpty, readCa, type Resolved, type ResolveInput } from '../provider.js';
+
+export interface GcsStoreConfig extends StoreConfigBase {
+  provider: 'google-cloud-storage';
+  /** JSON API endpoint, e.g. from STORAGE_EMULATOR_HOST; anonymous credentials are used with it. */
+  apiEndpoint?: string;
+  /** Service-account key file (GOOGLE_APPLICATION_CREDENTIALS); absent → Application Default Credentials. */
+  keyFilename?: string;
+  projectId?: string;
+  /** CMEK key for uploaded objects (docs/format.md#encryption). */
+  kmsKeyName?: string;
+}
+
+export function resolveGcs({ url, options: opts, env, retry, caFile }: ResolveInput): Resolved<GcsStoreConfig> {
+  const keyFlag = opts['google-application-credentials'] as string | undefined;
+  const gke = opts['google-gke-environment'] === true;
+  if (keyFlag && gke) {
+    throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
+  }
+  const emulator = nonEmpty(env.STORAGE_EMULATOR_HOST);
+  const keyFilename = gke ? undefined : (keyFlag ?? nonEmpty(env.GOOGLE_APPLICATION_CREDENTIALS));
+  const credentialSource = emulator
+    ? 'none (STORAGE_EMULATOR_HOST: anonymous access to an emulator)'
+    : keyFilename
+      ? `service-account key file ${keyFilename} (${keyFlag ? '--google-application-credentials' : 'GOOGLE_APPLICATION_CREDENTIALS'})`
+      : `Application Default Credentials${gke ? ' (--google-gke-environment)' : ''}`;
+  return {
+    config: {
+      provider: 'google-cloud-storage',
+      bucket: url.bucket,
+      retry,
+      ca: caFile ? readCa('--endpoint-ca', caFile) : undefined,
+      apiEndpoint: emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined,
+      keyFilename,
+      projectId: nonEmpty(env.GOOGLE_CLOUD_PROJECT) ?? nonEmpty(env.GCLOUD_PROJECT),
+      kmsKeyName: opts['kms-key-name'] as string | undefined,
+    },
+    credentialSource,
+  };
+}

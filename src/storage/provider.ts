@@ -1,0 +1,153 @@
+// What one storage provider gives the rest of the program (restic's backend registry and WAL-G's
+// storages are the model): how its URLs read, which flags are its own, how flags + environment
+// become its config, its upload limits, how doctor describes it, and a lazy loader for its driver.
+// Each provider's folder (s3/, azure/, gcs/, file/) exports one of these; registry.ts lists them.
+import { readFileSync } from 'node:fs';
+import { CliError, GeneralError } from '../errors.js';
+import { log, registerSecret } from '../log.js';
+import type { RetryPolicy } from './config.js';
+import type { ObjectStore } from './types.js';
+import type { ParsedUrl } from './url.js';
+
+/** The environment, passed in by the CLI: nothing below src/cli/ reads it from the process. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Everything a provider's config is built from. */
+export interface ResolveInput {
+  url: ParsedUrl;
+  /** The command's parsed options, keyed by long name without the dashes. */
+  options: Readonly<Record<string, unknown>>;
+  env: Env;
+  retry: RetryPolicy;
+  /** --endpoint-ca, when given. */
+  caFile?: string;
+  /** A customer-provided encryption key file and where it was named (flag or variable); only for providers with `customerKey`. */
+  customerKeyFile?: { from: string; path: string };
+}
+
+export interface Resolved<C> {
+  config: C;
+  /** Where the credentials come from, in words, never the values (for `doctor`). */
+  credentialSource: string;
+}
+
+/** Multipart limits that decide a backup's part size (docs/format.md#tar-parts). */
+export interface PartLimits {
+  /** Most parts one object may have. */
+  maxParts: number;
+  /** Smallest part the store accepts (the last excepted). */
+  minPartSize: number;
+  /** Part sizes must be a multiple of this (GCS resumable chunks: 256 KiB). */
+  partSizeMultiple?: number;
+}
+
+/**
+ * A backup's part size under these limits (docs/format.md#tar-parts): barman's formula, twice the
+ * size that would fill the part count with the largest archive, never below the provider's minimum
+ * nor --min-chunk-size.
+ */
+export function partSize({ maxParts, minPartSize, partSizeMultiple }: PartLimits, maxArchiveSize: number, minChunkSize?: number): number {
+  const size = Math.max(2 * Math.floor(maxArchiveSize / maxParts), minPartSize, minChunkSize ?? 0);
+  return partSizeMultiple ? Math.ceil(size / partSizeMultiple) * partSizeMultiple : size;
+}
+
+export interface StorageProvider<C extends { provider: string; bucket: string } = { provider: string; bucket: string }> {
+  /** The --cloud-provider value (or 'file' for the local directory store, chosen by its URL form). */
+  readonly name: C['provider'];
+  /** False for a store chosen only by its URL form (file://, /path), never by --cloud-provider. */
+  readonly cloudProvider: boolean;
+  /** What the bucket is called in messages: bucket, container, directory. */
+  readonly bucketWord: string;
+  /** True when this URL's form selects the provider whatever --cloud-provider says (file:// and absolute paths). */
+  claims?(url: string): boolean;
+  parseUrl(url: string): ParsedUrl;
+  /** Flags that belong to this provider only; giving one with another provider is a usage error. */
+  readonly flags: readonly string[];
+  /** Accepts a customer-provided encryption key (S3 SSE-C); refused up front elsewhere. */
+  readonly customerKey?: boolean;
+  /** Flags + environment → this provider's config. Reads credential files, never the process environment. */
+  resolve(input: ResolveInput): Resolved<C>;
+  readonly partLimits: PartLimits;
+  /** Where the store is, in words (no credentials), for doctor. */
+  describe(config: C, path: string): string;
+  /** Extra advice for an unreachable endpoint, e.g. which flag sets it. */
+  readonly endpointHint?: string;
+  /** Load the driver (dynamic import: a command never loads another provider's SDK). */
+  open(config: C): Promise<ObjectStore>;
+}
+
+// ---- helpers the providers' resolve() share ---------------------------------------------------
+
+export const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+
+/** scheme://netloc/path, scheme lower-cased; null when the URL has no scheme. */
+export function splitScheme(url: string): { scheme: string; netloc: string; path: string } | null {
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)/.exec(url);
+  return m ? { scheme: (m[1] ?? '').toLowerCase(), netloc: m[2] ?? '', path: m[3] ?? '' } : null;
+}
+
+const errno = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+
+/** A secret given as a file path on the command line; registered with the logger so it is never printed. */
+export function readSecretFile(flag: string, path: string): string {
+  try {
+    const value = readFileSync(path, 'utf8').trim();
+    registerSecret(value);
+    return value;
+  } catch (e) {
+    throw new CliError(`argument ${flag}: cannot read ${path}: ${errno(e)}`);
+  }
+}
+
+export function readCa(flagOrVar: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new CliError(`${flagOrVar}: cannot read CA file ${path}: ${errno(e)}`);
+  }
+}
+
+/**
+ * A CA bundle named by an environment variable (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE) is read as
+ * boto3 and azure-core do: only when TLS is used. The CloudNativePG plugin sets the variable whenever
+ * endpointCA is configured and the projected file can be missing for a while, so an unreadable
+ * bundle is ignored on an http:// endpoint and is a general error (exit 4: retried by the operator)
+ * on https, never a usage error (exit 3 means "invalid WAL name" to wal-restore's callers).
+ */
+export function readEnvCa(variable: string, path: string, endpointUrl: string | undefined): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const why = errno(e);
+    if (endpointUrl !== undefined && /^http:\/\//i.test(endpointUrl)) {
+      log.debug(`${variable}: cannot read CA file ${path} (${why}); not needed for ${endpointUrl}`);
+      return undefined;
+    }
+    throw new GeneralError(`${variable}: cannot read CA file ${path}: ${why}`);
+  }
+}
+
+/**
+ * A customer-provided 256-bit key: a file of exactly 32 bytes (`openssl rand 32`), or the base64 of
+ * 32 bytes (`openssl rand -base64 32`, surrounding whitespace ignored). The two cannot be confused:
+ * base64 of 32 bytes is 44 characters. Read from a file only, so it never appears in argv or `ps`.
+ */
+export function readCustomerKey(from: string, path: string): Buffer {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch (e) {
+    throw new CliError(`${from}: cannot read ${path}: ${errno(e)}`);
+  }
+  if (raw.length === 32) {
+    registerSecret(raw.toString('base64'));
+    return raw;
+  }
+  const text = raw.toString('latin1').trim();
+  const key = /^[A-Za-z0-9+/]{43}=$/.test(text) ? Buffer.from(text, 'base64') : undefined;
+  if (!key || key.length !== 32) {
+    throw new CliError(`${from}: ${path} must hold a 256-bit key: 32 bytes, or their base64 (44 characters)`);
+  }
+  registerSecret(text);
+  return key;
+}

@@ -1,0 +1,31 @@
+// Amazon S3 and S3-compatible stores (MinIO, Ceph RGW, …): s3://bucket/path.
+import { GeneralError } from '../../errors.js';
+import { splitScheme, type StorageProvider } from '../provider.js';
+import { resolveS3, type S3StoreConfig } from './config.js';
+
+export const s3Provider: StorageProvider<S3StoreConfig> = {
+  name: 'aws-s3',
+  cloudProvider: true,
+  bucketWord: 'bucket',
+  parseUrl(url) {
+    const p = splitScheme(url);
+    if (!p || p.scheme !== 's3' || p.netloc === '') throw new GeneralError(`Invalid s3 URL address: ${url}`);
+    return { provider: 'aws-s3', bucket: p.netloc, path: p.path.replace(/^\//, '') };
+  },
+  flags: ['s3-region', 's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 's3-inherit-from-iam-role'],
+  customerKey: true,
+  resolve: resolveS3,
+  partLimits: { maxParts: 10_000, minPartSize: 5 * 1024 * 1024 },
+  describe(config, path) {
+    return `aws-s3, bucket ${config.bucket}, path ${path}, endpoint ${config.endpointUrl ?? `AWS S3 in ${config.region ?? 'us-east-1'}`}`;
+  },
+  endpointHint: '--endpoint-url',
+  async open(config) {
+    // With static or container credentials the lean SigV4 client serves the WAL hot path; the SDK
+    // driver is loaded only for everything else.
+    if ((config.credentials || config.containerCredentials) && config.client !== 'sdk') {
+      return new (await import('./s3-lean.js')).LeanS3ObjectStore(config);
+    }
+    return new (await import('./s3.js')).S3ObjectStore(config);
+  },
+};
