@@ -65,6 +65,12 @@ export interface DeleteResult {
   errors: { key: string; message: string }[];
 }
 
+/** The Object Lock state of one object: a retention date, a legal hold (docs/format.md#backup-delete). */
+export interface ObjectLockState {
+  retainUntil?: Date;
+  legalHold: boolean;
+}
+
 /** What a connectivity test found (docs/format.md#connectivity-test). Unreachable endpoints throw a NetworkError instead. */
 export type ConnectivityResult = 'ok' | 'bucket-missing';
 
@@ -108,6 +114,11 @@ export interface ObjectStore {
   deleteMany(keys: string[], batchSize?: number): Promise<DeleteResult>;
   /** Tags / custom metadata of an object. Throws NotFoundError when missing. */
   getTags(key: string): Promise<Tag[]>;
+  /**
+   * Only stores with object immutability (S3 Object Lock): an object's lock state, so that a deletion
+   * can refuse a locked backup before it removes any of its files. Absent elsewhere.
+   */
+  objectLock?(key: string): Promise<ObjectLockState>;
   /** Release sockets and timers. */
   close(): Promise<void>;
 }

@@ -712,6 +712,34 @@ describe('lean S3 client (WAL hot path) against moto', () => {
   });
 });
 
+describe('Object Lock state (backup-delete --check-object-lock)', () => {
+  it('reads retention dates and legal holds through the SDK driver and the lean client alike', async () => {
+    const { CreateBucketCommand, PutObjectLegalHoldCommand, PutObjectRetentionCommand } = await import('@aws-sdk/client-s3');
+    const locked = 'driver-object-lock';
+    await store.client.send(new CreateBucketCommand({ Bucket: locked, ObjectLockEnabledForBucket: true }));
+    const sdk = open({ bucket: locked });
+    const lean = new LeanS3ObjectStore(config({ bucket: locked }));
+    try {
+      for (const key of ['held', 'retained', 'free']) await sdk.put(key, Buffer.from(key));
+      await sdk.client.send(new PutObjectLegalHoldCommand({ Bucket: locked, Key: 'held', LegalHold: { Status: 'ON' } }));
+      const until = new Date(Date.now() + 3_600_000);
+      await sdk.client.send(new PutObjectRetentionCommand({
+        Bucket: locked, Key: 'retained', Retention: { Mode: 'GOVERNANCE', RetainUntilDate: until },
+      }));
+      for (const s of [sdk, lean]) {
+        expect(await s.objectLock('held')).toEqual({ legalHold: true });
+        const retained = await s.objectLock('retained');
+        expect(retained.legalHold).toBe(false);
+        expect(Math.abs(retained.retainUntil!.getTime() - until.getTime())).toBeLessThan(1000);
+        expect(await s.objectLock('free')).toEqual({ legalHold: false });
+        await expect(s.objectLock('missing')).rejects.toBeInstanceOf(NotFoundError);
+      }
+    } finally {
+      await lean.close();
+    }
+  });
+});
+
 describe('S3 credentials', () => {
   it('uses static credentials when given', async () => {
     expect(await store.credentialSource()).toBe('static');

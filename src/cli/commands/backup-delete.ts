@@ -2,57 +2,43 @@
 // reports OBSOLETE (-r), with the WAL files no remaining backup needs. Beyond barman: one summary
 // line (or JSON object, --format json) on stdout after a real run. WAL deletions the store refuses
 // are logged and counted but exit 0, as barman.
-import { OperationError } from '../../errors.js';
+import { AccessDeniedError, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import type { S3StoreConfig } from '../../storage/config.js';
-import type { ObjectStore } from '../../storage/types.js';
+import type { ObjectLockState, ObjectStore } from '../../storage/types.js';
 import { BackupDeleter, formatSummary, pyListRepr } from '../../retention/delete.js';
 import { evaluateRetention, obsoleteBackupIds, parseRetentionPolicy } from '../../retention/policy.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
-import type { ResolvedStore } from '../store.js';
-
-interface LockChecker {
-  check: (keys: string[]) => Promise<void>;
-  close: () => Promise<void>;
-}
 
 /**
- * --check-object-lock on S3 (barman 3.17): HEAD each base-backup object and refuse the backup's
- * deletion if any has a retention date in the future or a legal hold ON. Checked for every object
- * before the first delete, so a locked backup keeps all of its files.
+ * --check-object-lock (barman 3.17) on a store with Object Lock: read each base-backup object's lock
+ * and refuse the backup's deletion if any has a retention date in the future or a legal hold ON.
+ * Checked for every object before the first delete, so a locked backup keeps all of its files.
  */
-async function s3LockChecker(resolved: ResolvedStore): Promise<LockChecker> {
-  const [{ S3ObjectStore }, { HeadObjectCommand }] = await Promise.all([import('../../storage/s3/s3.js'), import('@aws-sdk/client-s3')]);
-  const sdk = new S3ObjectStore({ ...(resolved.config as S3StoreConfig), client: 'sdk' });
-  return {
-    async check(keys) {
-      for (const key of keys) {
-        let head;
-        try {
-          head = await sdk.client.send(new HeadObjectCommand({ Bucket: sdk.bucket, Key: key }));
-        } catch (e) {
-          const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-          const denied = err.$metadata?.httpStatusCode === 403 || err.name === 'AccessDenied' || err.name === 'Forbidden';
-          throw new Error(`${denied ? 'Access denied when checking' : 'Error checking'} Object Lock for ${key}: ${err.message ?? err.name ?? String(e)}`);
-        }
-        let reason: string | undefined;
-        const until = head.ObjectLockRetainUntilDate;
-        if (until && until.getTime() > Date.now()) {
-          reason = `Object is locked and can't be deleted until ${pyDatetimeStr(timestampFromDate(until, 0))}`;
-        } else if (head.ObjectLockLegalHoldStatus === 'ON') {
-          reason = "Object has a legal hold and can't be deleted until the legal hold is removed";
-        }
-        if (reason) {
-          log.error(`Cannot delete locked object ${key}: ${reason}`);
-          throw new Error(`Deletion aborted: object ${key} is locked: ${reason}`);
-        }
+function lockChecker(objectLock: (key: string) => Promise<ObjectLockState>): (keys: string[]) => Promise<void> {
+  return async (keys) => {
+    for (const key of keys) {
+      let lock;
+      try {
+        lock = await objectLock(key);
+      } catch (e) {
+        const denied = e instanceof AccessDeniedError;
+        throw new Error(`${denied ? 'Access denied when checking' : 'Error checking'} Object Lock for ${key}: ${(e as Error).message}`);
       }
-    },
-    close: () => sdk.close(),
+      let reason: string | undefined;
+      if (lock.retainUntil && lock.retainUntil.getTime() > Date.now()) {
+        reason = `Object is locked and can't be deleted until ${pyDatetimeStr(timestampFromDate(lock.retainUntil, 0))}`;
+      } else if (lock.legalHold) {
+        reason = "Object has a legal hold and can't be deleted until the legal hold is removed";
+      }
+      if (reason) {
+        log.error(`Cannot delete locked object ${key}: ${reason}`);
+        throw new Error(`Deletion aborted: object ${key} is locked: ${reason}`);
+      }
+    }
   };
 }
 
@@ -77,9 +63,8 @@ const backupDelete: CommandModule = {
     const dryRun = o['dry-run'] === true;
     const minimumRedundancy = (o['minimum-redundancy'] as number | undefined) ?? 0;
     const { store, resolved } = await openContextStore(ctx);
-    let locks: LockChecker | undefined;
     try {
-      if (o['check-object-lock'] === true && store.provider !== 'aws-s3') {
+      if (o['check-object-lock'] === true && !store.objectLock) {
         log.warning(
           'The --check-object-lock option is currently only supported for aws-s3. ' +
             `Object lock checks will not be performed for cloud provider: ${store.provider}`,
@@ -132,18 +117,18 @@ const backupDelete: CommandModule = {
       }
 
 
-      if (o['check-object-lock'] === true && store.provider === 'aws-s3' && !dryRun) locks = await s3LockChecker(resolved);
+      const objectLock = store.objectLock?.bind(store);
+      const checkLocks = o['check-object-lock'] === true && objectLock && !dryRun ? lockChecker(objectLock) : undefined;
       const deleter = new BackupDeleter(store, catalog, layout, keepTargets, {
         dryRun,
         batchSize: batchSize(store, o['batch-size']),
         print: (line) => ctx.stdout(`${line}\n`),
-        checkLocks: locks?.check,
+        ...(checkLocks ? { checkLocks } : {}),
       });
       const summary = await deleter.deleteAll(toDelete, fromRetentionPolicy);
       if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format === 'json' ? 'json' : 'console')}\n`);
       return summary.exitCode;
     } finally {
-      await locks?.close();
       await store.close();
     }
   },

@@ -21,8 +21,9 @@ import {
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import type {
-  ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
+  ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
 } from '../types.js';
+import type { S3ObjectStore } from './s3.js';
 
 /** Largest Buffer sent as one PUT; larger bodies and streams go through the SDK's multipart upload. */
 const SINGLE_PUT_MAX = 1024 * 1024 * 1024;
@@ -103,7 +104,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   private readonly agent: HttpAgent | HttpsAgent;
   private readonly credentials: () => Promise<TemporaryCredentials>;
   private readonly containerProvider?: ContainerCredentialsProvider;
-  private fullStore?: Promise<ObjectStore>;
+  private fullStore?: Promise<S3ObjectStore>;
   /** SSE-C headers for every request that reads or writes an object body (HEAD included). */
   private readonly sseCustomer: Record<string, string>;
 
@@ -131,7 +132,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   }
 
   /** The SDK driver, for what the lean client does not do itself. */
-  private full(): Promise<ObjectStore> {
+  private full(): Promise<S3ObjectStore> {
     this.fullStore ??= import('./s3.js').then((m) => new m.S3ObjectStore(this.config, this.containerProvider));
     return this.fullStore;
   }
@@ -398,6 +399,10 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async getTags(key: string): Promise<Tag[]> {
     return (await this.full()).getTags(key);
+  }
+
+  async objectLock(key: string): Promise<ObjectLockState> {
+    return (await this.full()).objectLock(key);
   }
 
   async close(): Promise<void> {

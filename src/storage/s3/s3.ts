@@ -54,6 +54,7 @@ import type {
   ListEntry,
   ListOptions,
   ObjectInfo,
+  ObjectLockState,
   ObjectStore,
   PutOptions,
   Tag,
@@ -433,6 +434,15 @@ export class S3ObjectStore implements ObjectStore {
       if (mapped instanceof NotFoundError) return null;
       throw mapped;
     }
+  }
+
+  async objectLock(key: string): Promise<ObjectLockState> {
+    const out = await this.call('head', key, () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...this.sseCustomer })));
+    return {
+      ...(out.ObjectLockRetainUntilDate ? { retainUntil: out.ObjectLockRetainUntilDate } : {}),
+      legalHold: out.ObjectLockLegalHoldStatus === 'ON',
+    };
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
