@@ -52,7 +52,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
     : nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE) ? 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE' : undefined;
   const keyPath = (opts['sse-customer-key-file'] as string | undefined) ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
   if (keyFrom && !provider.customerKey) {
-    throw new CliError(`${keyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${url.provider === 'file' ? 'a local directory store' : url.provider}`);
+    throw new CliError(`${keyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${provider.cloudProvider ? provider.name : 'a local directory store'}`);
   }
   const { config, credentialSource } = provider.resolve({
     url,

@@ -35,6 +35,7 @@ export interface StoreConfigBase {
 }
 
 export type { StoreConfig, ProviderName } from './registry.js';
+// Each provider's config type, for the modules that import it from here (a new provider need not add one).
 export type { S3StoreConfig } from './s3/config.js';
 export type { AzureStoreConfig, AzureCredentialKind } from './azure/config.js';
 export type { GcsStoreConfig } from './gcs/config.js';
