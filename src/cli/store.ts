@@ -9,8 +9,12 @@ import { log, registerSecret } from '../log.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig, type AzureStoreConfig, type AzureCredentialKind } from '../storage/config.js';
 import type { ContainerCredentialsSource } from '../storage/container-credentials.js';
 import { isLocalUrl, parseStoreUrl, type ParsedUrl } from '../storage/url.js';
+import type { CommonOptions, UploadEncryptionOptions } from './spec.js';
 
 export type Env = Record<string, string | undefined>;
+
+/** The options a store is resolved from: every store command's, plus the uploaders' server-side encryption. */
+export type StoreOptions = CommonOptions & UploadEncryptionOptions;
 
 export interface ResolvedStore {
   config: StoreConfig;
@@ -84,9 +88,9 @@ function readEnvCa(variable: string, path: string, endpointUrl: string | undefin
 
 const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
 
-function retryPolicy(opts: Record<string, unknown>, env: Env): RetryPolicy {
+function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
   const policy = { ...DEFAULT_RETRY };
-  const readTimeout = opts['read-timeout'] as number | undefined;
+  const readTimeout = opts['read-timeout'];
   if (readTimeout !== undefined) {
     if (readTimeout < 1) throw new CliError(`argument --read-timeout: must be at least 1 second`);
     policy.readTimeoutMs = readTimeout * 1000;
@@ -108,7 +112,7 @@ function checksumMode(name: string, value: string | undefined): 'when_supported'
 }
 
 /** Flags that belong to one provider; giving them for another is a contradiction. */
-const PROVIDER_FLAGS: Record<string, string[]> = {
+const PROVIDER_FLAGS: Record<Exclude<StoreConfig['provider'], 'file'>, (keyof StoreOptions)[]> = {
   'aws-s3': ['s3-region', 's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 's3-inherit-from-iam-role'],
   'azure-blob-storage': [
     'azure-storage-account', 'azure-storage-key-file', 'azure-storage-sas-token-file', 'azure-connection-string-file',
@@ -117,9 +121,9 @@ const PROVIDER_FLAGS: Record<string, string[]> = {
   'google-cloud-storage': ['google-application-credentials', 'google-gke-environment'],
 };
 
-export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env: Env): ResolvedStore {
-  const provider = opts['cloud-provider'] as Exclude<StoreConfig['provider'], 'file'>;
-  const given = (k: string) => opts[k] !== undefined && opts[k] !== false;
+export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): ResolvedStore {
+  const provider = opts['cloud-provider'];
+  const given = (k: keyof StoreOptions) => opts[k] !== undefined && opts[k] !== false;
   for (const [p, flags] of Object.entries(PROVIDER_FLAGS)) {
     const wrong = flags.filter(given);
     if (p !== provider && wrong.length > 0 && !isLocalUrl(rawUrl)) {
@@ -131,23 +135,23 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   // Refused, not ignored, on other stores: the user asked for encryption and would not get it.
   const sseKeyFrom = given('sse-customer-key-file') ? '--sse-customer-key-file'
     : nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE) ? 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE' : undefined;
-  const sseKeyPath = (opts['sse-customer-key-file'] as string | undefined) ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
+  const sseKeyPath = opts['sse-customer-key-file'] ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
   if (sseKeyFrom && url.provider !== 'aws-s3') {
     throw new CliError(`${sseKeyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${url.provider === 'file' ? 'a local directory store' : url.provider}`);
   }
-  const caFlag = opts['endpoint-ca'] as string | undefined;
+  const caFlag = opts['endpoint-ca'];
 
   if (url.provider === 'file') {
     return { url, config: { provider: 'file', bucket: url.bucket, retry }, credentialSource: 'none needed (local directory)' };
   }
 
   if (url.provider === 'aws-s3') {
-    const endpointUrl = (opts['endpoint-url'] as string | undefined) ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL);
+    const endpointUrl = opts['endpoint-url'] ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL);
     const envCa = nonEmpty(env.AWS_CA_BUNDLE);
     const inherit = opts['s3-inherit-from-iam-role'] === true;
-    const keyIdFile = opts['s3-access-key-id-file'] as string | undefined;
-    const secretFile = opts['s3-secret-access-key-file'] as string | undefined;
-    const tokenFile = opts['s3-session-token-file'] as string | undefined;
+    const keyIdFile = opts['s3-access-key-id-file'];
+    const secretFile = opts['s3-secret-access-key-file'];
+    const tokenFile = opts['s3-session-token-file'];
     if (inherit && (keyIdFile || secretFile || tokenFile)) {
       throw new CliError('--s3-inherit-from-iam-role cannot be combined with access key files');
     }
@@ -155,7 +159,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       throw new CliError('--s3-access-key-id-file and --s3-secret-access-key-file must be given together');
     }
     let credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
-    const profile = (opts['aws-profile'] as string | undefined) ?? nonEmpty(env.AWS_PROFILE);
+    const profile = opts['aws-profile'] ?? nonEmpty(env.AWS_PROFILE);
     let credentialSource = inherit
       ? 'the ambient IAM role only (--s3-inherit-from-iam-role: web identity, container or instance metadata)'
       : profile ? `profile ${profile} of the shared AWS config and credentials files` : 'the AWS SDK default credential chain';
@@ -184,7 +188,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       credentialSource = `the container credentials endpoint ${containerCredentials.url}` +
         (containerCredentials.authorizationTokenFile ? ' with the token of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE' : '');
     }
-    const encryption = opts.encryption as string | undefined;
+    const encryption = opts.encryption;
     if (encryption !== undefined && encryption !== 'AES256' && encryption !== 'aws:kms') {
       throw new GeneralError(`Unsupported encryption type: ${encryption}`);
     }
@@ -204,7 +208,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         ca: caFlag ? readCa('--endpoint-ca', caFlag) : envCa ? readEnvCa('AWS_CA_BUNDLE', envCa, endpointUrl ?? 'https://') : undefined,
         // boto3 (1.28+) and the SDK also read the endpoint from the environment.
         endpointUrl,
-        region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
+        region: opts['s3-region'] ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
           profileRegion(env, profile),
         profile,
         credentials,
@@ -212,8 +216,8 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         inheritFromIamRole: inherit,
         requestChecksumCalculation: checksumMode('AWS_REQUEST_CHECKSUM_CALCULATION', env.AWS_REQUEST_CHECKSUM_CALCULATION),
         responseChecksumValidation: checksumMode('AWS_RESPONSE_CHECKSUM_VALIDATION', env.AWS_RESPONSE_CHECKSUM_VALIDATION),
-        serverSideEncryption: encryption as 'AES256' | 'aws:kms' | undefined,
-        sseKmsKeyId: opts['sse-kms-key-id'] as string | undefined,
+        serverSideEncryption: encryption,
+        sseKmsKeyId: opts['sse-kms-key-id'],
         ...(sseKeyFrom ? { sseCustomerKey: readSseCustomerKey(sseKeyFrom, sseKeyPath!) } : {}),
       },
       credentialSource,
@@ -232,14 +236,14 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         ca: caFlag ? readCa('--endpoint-ca', caFlag) : envCa ? readEnvCa('REQUESTS_CA_BUNDLE', envCa, url.accountUrl) : undefined,
         accountUrl: url.accountUrl,
         auth,
-        encryptionScope: opts['encryption-scope'] as string | undefined,
+        encryptionScope: opts['encryption-scope'],
       },
       credentialSource: source,
     };
   }
 
   // google-cloud-storage
-  const keyFlag = opts['google-application-credentials'] as string | undefined;
+  const keyFlag = opts['google-application-credentials'];
   const gke = opts['google-gke-environment'] === true;
   if (keyFlag && gke) {
     throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
@@ -261,7 +265,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       apiEndpoint: emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined,
       keyFilename,
       projectId: nonEmpty(env.GOOGLE_CLOUD_PROJECT) ?? nonEmpty(env.GCLOUD_PROJECT),
-      kmsKeyName: opts['kms-key-name'] as string | undefined,
+      kmsKeyName: opts['kms-key-name'],
     },
     credentialSource,
   };
@@ -272,19 +276,20 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
  * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
  * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
  */
-function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { auth: AzureStoreConfig['auth']; source: string } {
-  const flagMethods = [
+function azureAuth(url: ParsedUrl, opts: StoreOptions, env: Env): { auth: AzureStoreConfig['auth']; source: string } {
+  const candidates: [string, string | true | undefined][] = [
     ['--azure-connection-string-file', opts['azure-connection-string-file']],
     ['--azure-storage-key-file', opts['azure-storage-key-file']],
     ['--azure-storage-sas-token-file', opts['azure-storage-sas-token-file']],
     ['--azure-inherit-from-azure-ad', opts['azure-inherit-from-azure-ad'] || undefined],
     ['--azure-use-default-azure-credentials', opts['azure-use-default-azure-credentials'] || undefined],
-  ].filter(([, v]) => v !== undefined) as [string, unknown][];
+  ];
+  const flagMethods = candidates.filter(([, v]) => v !== undefined);
   const [first, second] = flagMethods;
   if (first && second) {
     throw new CliError(`${first[0]} and ${second[0]} are mutually exclusive: choose one way to authenticate`);
   }
-  const credentialFlag = opts['azure-credential'] as AzureCredentialKind | undefined;
+  const credentialFlag = opts['azure-credential'];
   let credential: AzureCredentialKind | undefined = credentialFlag;
   if (opts['azure-inherit-from-azure-ad']) credential = 'managed-identity';
   if (opts['azure-use-default-azure-credentials']) credential = 'default';
@@ -295,13 +300,13 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     throw new CliError(`--azure-credential cannot be combined with ${first[0]}`);
   }
 
-  const account = (opts['azure-storage-account'] as string | undefined) ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
+  const account = opts['azure-storage-account'] ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
   if (credential) {
     if (!url.accountUrl) throw new GeneralError('an account URL is needed to use --azure-credential');
     const flag = flagMethods[0]?.[0] ?? `--azure-credential ${credentialFlag}`;
     return { auth: { kind: 'token-credential', credential }, source: `Azure ${credential} credential (${flag})` };
   }
-  const connFile = opts['azure-connection-string-file'] as string | undefined;
+  const connFile = opts['azure-connection-string-file'];
   const connectionString = connFile
     ? readSecretFile('--azure-connection-string-file', connFile)
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_CONNECTION_STRING) : undefined;
@@ -314,7 +319,7 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     // barman: the emulator URL form needs a connection string (docs/format.md#urls).
     throw new GeneralError('A connection string must be provided when using emulated storage');
   }
-  const sasFile = opts['azure-storage-sas-token-file'] as string | undefined;
+  const sasFile = opts['azure-storage-sas-token-file'];
   const sasToken = sasFile
     ? readSecretFile('--azure-storage-sas-token-file', sasFile)
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_SAS_TOKEN) : undefined;
@@ -323,7 +328,7 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     const from = sasFile ? '--azure-storage-sas-token-file' : 'AZURE_STORAGE_SAS_TOKEN';
     return { auth: { kind: 'sas', sasToken }, source: `a SAS token (${from})` };
   }
-  const keyFile = opts['azure-storage-key-file'] as string | undefined;
+  const keyFile = opts['azure-storage-key-file'];
   const accountKey = keyFile
     ? readSecretFile('--azure-storage-key-file', keyFile)
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_KEY) : undefined;

@@ -64,22 +64,22 @@ async function keepTargetsOf(catalog: BackupCatalog, ids: Iterable<string>): Pro
 }
 
 /** --batch-size clamped to [1, provider maximum] (docs/format.md#backup-delete); the maximum when not given. */
-function batchSize(store: ObjectStore, requested: unknown): number {
-  if (typeof requested !== 'number') return store.maxDeleteBatch;
+function batchSize(store: ObjectStore, requested: number | undefined): number {
+  if (requested === undefined) return store.maxDeleteBatch;
   return Math.max(1, Math.min(requested, store.maxDeleteBatch));
 }
 
-const backupDelete: CommandModule = {
+const backupDelete: CommandModule<'backup-delete'> = {
   errorPrefix: 'Barman cloud backup delete exception',
   async run(ctx) {
     const o = ctx.args.options;
     const serverName = ctx.args.positionals.server_name!;
-    const dryRun = o['dry-run'] === true;
-    const minimumRedundancy = (o['minimum-redundancy'] as number | undefined) ?? 0;
+    const dryRun = o['dry-run'];
+    const minimumRedundancy = o['minimum-redundancy'];
     const { store, resolved } = await openContextStore(ctx);
     let locks: LockChecker | undefined;
     try {
-      if (o['check-object-lock'] === true && store.provider !== 'aws-s3') {
+      if (o['check-object-lock'] && store.provider !== 'aws-s3') {
         log.warning(
           'The --check-object-lock option is currently only supported for aws-s3. ' +
             `Object lock checks will not be performed for cloud provider: ${store.provider}`,
@@ -103,7 +103,7 @@ const backupDelete: CommandModule = {
       const keepTargets = await keepTargetsOf(catalog, backups.keys());
       let toDelete: string[];
       let fromRetentionPolicy: boolean;
-      const requested = o['backup-id'] as string | undefined;
+      const requested = o['backup-id'];
       if (requested !== undefined) {
         const backupId = await catalog.resolve(requested);
         // Checked without the annotation cache: only one backup matters here.
@@ -122,7 +122,8 @@ const backupDelete: CommandModule = {
         toDelete = [backupId];
         fromRetentionPolicy = false;
       } else {
-        const policy = parseRetentionPolicy(o['retention-policy'] as string);
+        // -b or -r is required (requiredGroups): without -b, -r was given.
+        const policy = parseRetentionPolicy(o['retention-policy']!);
         const report = evaluateRetention(policy, {
           backups, keepTarget: (id) => keepTargets.get(id) ?? null, minimumRedundancy, now: new Date(), serverName,
         });
@@ -132,7 +133,7 @@ const backupDelete: CommandModule = {
       }
 
 
-      if (o['check-object-lock'] === true && store.provider === 'aws-s3' && !dryRun) locks = await s3LockChecker(resolved);
+      if (o['check-object-lock'] && store.provider === 'aws-s3' && !dryRun) locks = await s3LockChecker(resolved);
       const deleter = new BackupDeleter(store, catalog, layout, keepTargets, {
         dryRun,
         batchSize: batchSize(store, o['batch-size']),
@@ -140,7 +141,7 @@ const backupDelete: CommandModule = {
         checkLocks: locks?.check,
       });
       const summary = await deleter.deleteAll(toDelete, fromRetentionPolicy);
-      if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format === 'json' ? 'json' : 'console')}\n`);
+      if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format)}\n`);
       return summary.exitCode;
     } finally {
       await locks?.close();
