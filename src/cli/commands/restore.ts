@@ -33,11 +33,15 @@ function targets(ctx: CommandContext<'restore'>): RestoreTargets {
   return { tli: o['target-tli'], lsn, timeMs };
 }
 
+type RestoreOptions = CommandOptions<'restore'>;
+/** The names of restore's switches (boolean options): a value option in FLAGS, or a switch in CARRIED, fails tsc. */
+type Switch = { [K in keyof RestoreOptions]: RestoreOptions[K] extends boolean ? K : never }[keyof RestoreOptions];
+
 /** Store options that a restore_command must repeat to reach the same archive. */
-const CARRIED: readonly (keyof CommandOptions<'restore'>)[] = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
+const CARRIED: readonly Exclude<keyof RestoreOptions, Switch>[] = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
   's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 'azure-storage-account', 'azure-storage-key-file',
   'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials'];
-const FLAGS: readonly (keyof CommandOptions<'restore'>)[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
+const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
