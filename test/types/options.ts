@@ -5,10 +5,13 @@
 import type { CommandContext } from '../../src/cli/context.ts';
 import { loadIdentities, loadRecipients } from '../../src/cli/encryption.ts';
 import { parseArgs } from '../../src/cli/parse.ts';
-import { commandByName, type CommandOptions } from '../../src/cli/spec.ts';
+import { commandByName, type CommandName, type CommandOptions, type CommandSpecOf } from '../../src/cli/spec.ts';
 import { resolveStore } from '../../src/cli/store.ts';
 
 declare const archive: CommandOptions<'wal-archive'>;
+
+// Every command name has its row in the table (else its options would be `never`).
+export const everyCommandInTable: [Exclude<CommandName, CommandSpecOf<CommandName>['name']>] extends [never] ? true : false = true;
 
 // Each kind has its value type: a value option its parser's result (undefined when absent, unless
 // it has a default), a flag a boolean, a count a number, an append or list option a list of words,
