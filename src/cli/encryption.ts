@@ -5,17 +5,24 @@ import { readFileSync } from 'node:fs';
 import { EncryptionKeyError } from '../errors.js';
 import { registerSecret } from '../log.js';
 import type { AgeIdentities } from '../encryption/age.js';
-import type { CommandContext } from './context.js';
+import type { IdentityOptions, RecipientOptions } from './spec.js';
+import type { Env } from './store.js';
 
 const RECIPIENT_ENV = 'BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE';
 const IDENTITY_ENV = 'BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE';
 
-function recipientFile(ctx: CommandContext): string | undefined {
-  return (ctx.args.options['encryption-recipient-file'] as string | undefined) ?? (ctx.env[RECIPIENT_ENV] || undefined);
+/** The part of a command's context read here: only commands that have the option can pass theirs. */
+interface KeyFileContext<O> {
+  args: { options: O };
+  env: Env;
 }
 
-function identityFile(ctx: CommandContext): string | undefined {
-  return (ctx.args.options['encryption-identity-file'] as string | undefined) ?? (ctx.env[IDENTITY_ENV] || undefined);
+function recipientFile(ctx: KeyFileContext<RecipientOptions>): string | undefined {
+  return ctx.args.options['encryption-recipient-file'] ?? (ctx.env[RECIPIENT_ENV] || undefined);
+}
+
+function identityFile(ctx: KeyFileContext<IdentityOptions>): string | undefined {
+  return ctx.args.options['encryption-identity-file'] ?? (ctx.env[IDENTITY_ENV] || undefined);
 }
 
 function readKeyFile(path: string, what: string): string {
@@ -26,14 +33,14 @@ function readKeyFile(path: string, what: string): string {
   }
 }
 
-export async function loadRecipients(ctx: CommandContext): Promise<string[] | undefined> {
+export async function loadRecipients(ctx: KeyFileContext<RecipientOptions>): Promise<string[] | undefined> {
   const path = recipientFile(ctx);
   if (!path) return undefined;
   const { parseRecipients } = await import('../encryption/age.js');
   return parseRecipients(readKeyFile(path, 'recipient'), path);
 }
 
-export async function loadIdentities(ctx: CommandContext): Promise<AgeIdentities | undefined> {
+export async function loadIdentities(ctx: KeyFileContext<IdentityOptions>): Promise<AgeIdentities | undefined> {
   const path = identityFile(ctx);
   if (!path) return undefined;
   const text = readKeyFile(path, 'identity');

@@ -4,7 +4,9 @@ import { BarmanCloudError, CliError, EXIT, NetworkError, OperationError } from '
 import { log, setVerbosity } from '../log.js';
 import type { CommandContext, CommandModule } from './context.js';
 import { helpText, parseArgs, usage, UsageError } from './parse.js';
-import { BARMAN_CONTRACT_VERSION, commandByName, type CommandName, type CommandSpec } from './spec.js';
+import {
+  BARMAN_CONTRACT_VERSION, commandByName, type CommandName, type CommandSpec, type CommonOptions, type StoreCommandName,
+} from './spec.js';
 import type { Env } from './store.js';
 import { openContextStore } from './open-store.js';
 
@@ -46,8 +48,13 @@ async function loadCommand(name: CommandName): Promise<CommandModule> {
   }
 }
 
+/** Every command but `completion` takes the common options (-v, -t, the store's): seen in its parsed options. */
+function takesCommonOptions(ctx: CommandContext): ctx is CommandContext<StoreCommandName> {
+  return 'cloud-provider' in ctx.args.options;
+}
+
 /** `-t/--test` (docs/format.md#connectivity-test): 0 reachable and bucket present, 1 bucket missing, 2 unreachable. */
-async function connectivityTest(ctx: CommandContext): Promise<number> {
+async function connectivityTest(ctx: CommandContext<StoreCommandName>): Promise<number> {
   const { store } = await openContextStore(ctx);
   try {
     const result = await store.testConnectivity();
@@ -91,14 +98,14 @@ export async function main(name: CommandName, argv: string[], env: Env = process
     if (e instanceof UsageError) return reportUsageError(spec, e.message, io);
     throw e;
   }
-  const opts = ctx.args.options;
-  setVerbosity((opts.verbose as number | undefined) ?? 0, (opts.quiet as number | undefined) ?? 0);
+  const opts: Partial<CommonOptions> = ctx.args.options;
+  setVerbosity(opts.verbose ?? 0, opts.quiet ?? 0);
 
   let command: CommandModule | undefined;
   try {
     command = await loadCommand(name);
     command.validate?.(ctx);
-    if (opts.test === true) return await (command.test ?? connectivityTest)(ctx);
+    if (opts.test === true && takesCommonOptions(ctx)) return await (command.test ?? connectivityTest)(ctx);
     return await command.run(ctx);
   } catch (e) {
     if (e instanceof UsageError) return reportUsageError(spec, e.message, io);

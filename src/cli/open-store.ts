@@ -2,18 +2,19 @@
 import { openObjectStore } from '../storage/config.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { CommandContext } from './context.js';
+import type { StoreCommandName } from './spec.js';
 import { resolveStore, type ResolvedStore } from './store.js';
 
 /** The first positional names the store for every command (destination_url or source_url). */
-export function storeUrl(ctx: CommandContext): string {
+export function storeUrl(ctx: CommandContext<StoreCommandName>): string {
   return (ctx.args.positionals.destination_url ?? ctx.args.positionals.source_url) as string;
 }
 
-export function resolveContextStore(ctx: CommandContext): ResolvedStore {
+export function resolveContextStore(ctx: CommandContext<StoreCommandName>): ResolvedStore {
   return resolveStore(storeUrl(ctx), ctx.args.options, ctx.env);
 }
 
-export async function openContextStore(ctx: CommandContext): Promise<{ store: ObjectStore; resolved: ResolvedStore }> {
+export async function openContextStore(ctx: CommandContext<StoreCommandName>): Promise<{ store: ObjectStore; resolved: ResolvedStore }> {
   const resolved = resolveContextStore(ctx);
   return { store: await openObjectStore(resolved.config), resolved };
 }

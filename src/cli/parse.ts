@@ -5,19 +5,19 @@
 import { Command, Option } from 'commander';
 import { CliError } from '../errors.js';
 import { ArgumentTypeError, parseSize } from './types.js';
-import type { CommandSpec, OptionSpec, PositionalSpec } from './spec.js';
+import type { CommandName, CommandOptions, CommandSpec, OptionSpec, PositionalSpec } from './spec.js';
 import { earlyAction, takesValue } from './early.js';
 
-export interface ParsedArgs {
+export interface ParsedArgs<N extends CommandName = CommandName> {
   /** Positional values by name (missing optional ones are undefined). */
   positionals: Record<string, string | undefined>;
-  /** Option values by long name without dashes (e.g. 'aws-profile'), defaults applied. */
-  options: Record<string, unknown>;
+  /** Option values by long name without dashes (e.g. 'aws-profile'), defaults applied, typed from spec.ts. */
+  options: CommandOptions<N>;
   /** Long names of the options that were given on the command line, in order. */
   given: string[];
 }
 
-export type ParseOutcome = { kind: 'help' } | { kind: 'version' } | { kind: 'args'; args: ParsedArgs };
+export type ParseOutcome<N extends CommandName = CommandName> = { kind: 'help' } | { kind: 'version' } | { kind: 'args'; args: ParsedArgs<N> };
 
 /** An argparse usage error: carries the usage text so the CLI can print both lines. */
 export class UsageError extends CliError {
@@ -145,7 +145,7 @@ function translateCommanderError(spec: CommandSpec, e: { code?: string; message:
   }
 }
 
-export function parseArgs(spec: CommandSpec, rawArgv: string[]): ParseOutcome {
+export function parseArgs<S extends CommandSpec>(spec: S, rawArgv: string[]): ParseOutcome<S['name']> {
   const early = earlyAction(spec, rawArgv);
   if (early) return { kind: early };
   const argv = normalizeArgv(spec, rawArgv);
@@ -229,7 +229,8 @@ export function parseArgs(spec: CommandSpec, rawArgv: string[]): ParseOutcome {
   }
   const positionals: Record<string, string | undefined> = {};
   spec.positionals.forEach((p, i) => (positionals[p.name] = words[i]));
-  return { kind: 'args', args: { positionals, options, given } };
+  // Built key by key from spec.options above, as CommandOptions derives its type from them.
+  return { kind: 'args', args: { positionals, options: options as CommandOptions<S['name']>, given } };
 }
 
 // ---- usage and help ------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ export type OptionKind =
 
 export interface OptionSpec {
   short?: string;
-  long: string;
+  /** `--name`; the code reads the value as `options['name']` (see OptionsOf). */
+  long: `--${string}`;
   /** Other long names with the same meaning (barman's deprecated spellings). */
-  aliases?: string[];
+  aliases?: readonly string[];
   kind: OptionKind;
   metavar?: string;
   choices?: readonly string[];
@@ -34,7 +35,7 @@ export interface OptionSpec {
   default?: unknown;
   help: string;
   /** Environment variables that provide this setting when the flag is absent. */
-  env?: string[];
+  env?: readonly string[];
   /** Options in the same group are mutually exclusive. */
   group?: string;
   /** Not one of barman's flags: an addition of ours. Abbreviations prefer barman's own flags. */
@@ -58,12 +59,12 @@ export interface CommandSpec {
   /** The drop-in executable name. */
   prog: string;
   description: string;
-  positionals: PositionalSpec[];
-  options: OptionSpec[];
+  positionals: readonly PositionalSpec[];
+  options: readonly OptionSpec[];
   /** Groups of which exactly one option must be given. */
-  requiredGroups?: string[];
+  requiredGroups?: readonly string[];
   /** Exit codes, for the help text. */
-  exitCodes: [number, string][];
+  exitCodes: readonly (readonly [number, string])[];
   /** Only a `barman-cloud <command>` subcommand: no barman-cloud-<command> executable of its own. */
   umbrellaOnly?: boolean;
 }
@@ -72,7 +73,7 @@ const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as co
 const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 
-const COMMON: OptionSpec[] = [
+const COMMON = [
   { short: '-V', long: '--version', kind: 'flag', help: 'show the program version and exit' },
   { long: '--help', kind: 'flag', help: 'show this help message and exit' },
   { short: '-v', long: '--verbose', kind: 'count', group: 'verbosity', help: 'more logging on stderr (-v INFO, -vv DEBUG)' },
@@ -163,9 +164,9 @@ const COMMON: OptionSpec[] = [
     long: '--google-gke-environment', kind: 'flag', extension: true,
     help: 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)',
   },
-];
+] as const satisfies readonly OptionSpec[];
 
-const tags = (prefix: '' | 'history-', what: string): OptionSpec[] => [
+const tags = <P extends '' | 'history-'>(prefix: P, what: string) => [
   {
     long: `--${prefix}tags`, kind: 'list', metavar: `${prefix.toUpperCase().replace('-', '_')}TAGS_LIST`, group: `${prefix}tags`,
     help: `(deprecated, use --${prefix}tag) tags as key,value words for ${what}`,
@@ -174,31 +175,31 @@ const tags = (prefix: '' | 'history-', what: string): OptionSpec[] => [
     long: `--${prefix}tag`, kind: 'append', metavar: `${prefix.toUpperCase().replace('-', '_')}TAGS_APPEND`, group: `${prefix}tags`,
     help: `a key,value tag for ${what}; repeat for more`,
   },
-];
+] as const satisfies readonly OptionSpec[];
 
-const SSE: OptionSpec[] = [
+const SSE = [
   { long: '--sse-kms-key-id', kind: 'value', metavar: 'SSE_KMS_KEY_ID', help: 'S3: KMS key id or ARN (needs -e aws:kms)' },
   { long: '--encryption-scope', kind: 'value', metavar: 'ENCRYPTION_SCOPE', help: 'Azure: encryption scope for uploaded blobs' },
-];
+] as const satisfies readonly OptionSpec[];
 
-const SPOOL_DIR: OptionSpec = {
+const SPOOL_DIR = {
   long: '--spool-dir', kind: 'value', metavar: 'DIR', extension: true, env: ['BARMAN_CLOUD_SPOOL_DIR'],
   help: 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)',
-};
+} as const satisfies OptionSpec;
 
 // Client-side encryption (age, docs/encryption.md): key files only, never keys on the command line.
-const ENCRYPTION_RECIPIENT_FILE: OptionSpec = {
+const ENCRYPTION_RECIPIENT_FILE = {
   long: '--encryption-recipient-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_ENCRYPTION_RECIPIENT_FILE'],
   help: 'encrypt every stored object with age for the recipients (age1… lines) in FILE; objects get a .age suffix',
-};
-const ENCRYPTION_IDENTITY_FILE: OptionSpec = {
+} as const satisfies OptionSpec;
+const ENCRYPTION_IDENTITY_FILE = {
   long: '--encryption-identity-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE'],
   help: 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects',
-};
+} as const satisfies OptionSpec;
 
-const KMS_KEY_NAME: OptionSpec = {
+const KMS_KEY_NAME = {
   long: '--kms-key-name', kind: 'value', metavar: 'KMS_KEY_NAME', help: 'GCS: KMS key (CMEK) for uploaded objects',
-};
+} as const satisfies OptionSpec;
 
 const exits = (...extra: [number, string][]): [number, string][] => [
   [0, 'success'],
@@ -210,19 +211,21 @@ const exits = (...extra: [number, string][]): [number, string][] => [
 
 // PostgreSQL connection (backup, doctor); node-postgres also reads the libpq environment
 // (PGHOST, PGPORT, PGUSER, PGPASSWORD, ~/.pgpass) itself.
-const PG_HOST: OptionSpec = { short: '-h', long: '--host', kind: 'value', metavar: 'HOST', env: ['PGHOST'], help: 'PostgreSQL host or socket directory' };
-const PG_PORT: OptionSpec = { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' };
-const PG_USER: OptionSpec = { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' };
-const PG_DBNAME: OptionSpec = {
+const PG_HOST = { short: '-h', long: '--host', kind: 'value', metavar: 'HOST', env: ['PGHOST'], help: 'PostgreSQL host or socket directory' } as const satisfies OptionSpec;
+const PG_PORT = { short: '-p', long: '--port', kind: 'value', metavar: 'PORT', env: ['PGPORT'], help: 'PostgreSQL port' } as const satisfies OptionSpec;
+const PG_USER = { short: '-U', long: '--user', kind: 'value', metavar: 'USER', env: ['PGUSER'], help: 'PostgreSQL user' } as const satisfies OptionSpec;
+const PG_DBNAME = {
   short: '-d', long: '--dbname', kind: 'value', metavar: 'DBNAME', default: 'postgres',
   help: 'database to connect to, or a whole conninfo string when it contains "="',
-};
+} as const satisfies OptionSpec;
 
-const SOURCE = { name: 'source_url', help: 'URL of the cloud source, e.g. s3://bucket/path, or file:///dir' };
-const DESTINATION = { name: 'destination_url', help: 'URL of the cloud destination, e.g. s3://bucket/path, or file:///dir' };
-const SERVER = { name: 'server_name', help: 'the name of the server as configured in Barman' };
+const SOURCE = { name: 'source_url', help: 'URL of the cloud source, e.g. s3://bucket/path, or file:///dir' } as const;
+const DESTINATION = { name: 'destination_url', help: 'URL of the cloud destination, e.g. s3://bucket/path, or file:///dir' } as const;
+const SERVER = { name: 'server_name', help: 'the name of the server as configured in Barman' } as const;
 
-export const COMMANDS: CommandSpec[] = [
+// `as const`: every option keeps its literal name, kind, parser and default, from which OptionsOf
+// derives the type each command reads its options with.
+const TABLE = [
   {
     name: 'wal-archive',
     prog: 'barman-cloud-wal-archive',
@@ -577,8 +580,56 @@ export const COMMANDS: CommandSpec[] = [
     exitCodes: [[0, 'success'], [3, 'invalid arguments']],
     umbrellaOnly: true,
   },
-];
+] as const satisfies readonly CommandSpec[];
 
+/** The table for code that treats every command alike (help, completion, the shell front). */
+export const COMMANDS: readonly CommandSpec[] = TABLE;
+
+export type CommandSpecOf<N extends CommandName> = Extract<(typeof TABLE)[number], { name: N }>;
+
+export function commandByName<N extends CommandName>(name: N): CommandSpecOf<N>;
+export function commandByName(name: string): CommandSpec | undefined;
 export function commandByName(name: string): CommandSpec | undefined {
-  return COMMANDS.find((c) => c.name === name);
+  return TABLE.find((c) => c.name === name);
 }
+
+// ---- option types, derived from the table -------------------------------------------------------
+
+/** The key a command reads an option's value by: its long name without the dashes. */
+type OptionKey<O> = O extends { long: `--${infer K}` } ? K : never;
+
+/** One value as the parser stores it: its parser's result, one of its choices, or the word itself. */
+type Converted<O> = O extends { parse: (raw: string) => infer R } ? R : O extends { choices: readonly (infer C)[] } ? C : string;
+
+/** Absent flags are false and absent counts 0 (parse.ts); other kinds are undefined unless they have a default. */
+type OptionValue<O> =
+  O extends { kind: 'flag' } ? boolean
+  : O extends { kind: 'count' } ? number
+  : O extends { kind: 'list' } ? string[] | undefined
+  : O extends { kind: 'append' } ? Converted<O>[] | undefined
+  : O extends { default: unknown } ? Converted<O>
+  : Converted<O> | undefined;
+
+/** The parsed values of a list of options, by key: `{ 'max-parallel': number | undefined, gzip: boolean, … }`. */
+export type OptionsOf<T extends readonly OptionSpec[]> = { readonly [O in T[number] as OptionKey<O>]: OptionValue<O> };
+
+/** The options of one command (a mapped type of its own, so that tsc's messages name the command). */
+type OptionsOfCommand<N extends CommandName> = {
+  readonly [O in CommandSpecOf<N>['options'][number] as OptionKey<O>]: OptionValue<O>;
+};
+
+/** What `parseArgs` returns as `options` for command N (a union of them for a union of names). */
+export type CommandOptions<N extends CommandName> = N extends CommandName ? OptionsOfCommand<N> : never;
+
+/** The options every command but `completion` has: verbosity, -t, the store and its credentials. */
+export type CommonOptions = OptionsOf<typeof COMMON>;
+
+/** The commands that open an object store (all that take the common options). */
+export type StoreCommandName = { [N in CommandName]: CommandOptions<N> extends CommonOptions ? N : never }[CommandName];
+
+/** Client-side encryption keys, for the commands that take them (cli/encryption.ts). */
+export type RecipientOptions = OptionsOf<[typeof ENCRYPTION_RECIPIENT_FILE]>;
+export type IdentityOptions = OptionsOf<[typeof ENCRYPTION_IDENTITY_FILE]>;
+
+/** Server-side encryption and KMS settings, which only the uploading commands (wal-archive, backup) take. */
+export type UploadEncryptionOptions = Partial<Pick<CommandOptions<'wal-archive'>, 'encryption' | 'sse-kms-key-id' | 'encryption-scope' | 'kms-key-name'>>;

@@ -7,8 +7,12 @@ import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig } from '../storage/co
 import { nonEmpty, type Env } from '../storage/provider.js';
 import { PROVIDERS, providerFor } from '../storage/registry.js';
 import type { ParsedUrl } from '../storage/url.js';
+import type { CommonOptions, UploadEncryptionOptions } from './spec.js';
 
 export type { Env };
+
+/** The options a store is resolved from: every store command's, plus the uploaders' server-side encryption. */
+export type StoreOptions = CommonOptions & UploadEncryptionOptions;
 
 export interface ResolvedStore {
   config: StoreConfig;
@@ -17,9 +21,9 @@ export interface ResolvedStore {
   credentialSource: string;
 }
 
-function retryPolicy(opts: Record<string, unknown>, env: Env): RetryPolicy {
+function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
   const policy = { ...DEFAULT_RETRY };
-  const readTimeout = opts['read-timeout'] as number | undefined;
+  const readTimeout = opts['read-timeout'];
   if (readTimeout !== undefined) {
     if (readTimeout < 1) throw new CliError(`argument --read-timeout: must be at least 1 second`);
     policy.readTimeoutMs = readTimeout * 1000;
@@ -33,16 +37,18 @@ function retryPolicy(opts: Record<string, unknown>, env: Env): RetryPolicy {
   return policy;
 }
 
-export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env: Env): ResolvedStore {
-  const provider = providerFor(rawUrl, opts['cloud-provider'] as string);
+export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): ResolvedStore {
+  const provider = providerFor(rawUrl, opts['cloud-provider']);
   const claimed = provider.claims?.(rawUrl) === true;
-  const given = (k: string) => opts[k] !== undefined && opts[k] !== false;
+  // Providers name their own flags as strings (storage/<provider>/index.ts): read them untyped.
+  const byName: Readonly<Record<string, unknown>> = opts;
+  const given = (k: string) => byName[k] !== undefined && byName[k] !== false;
   // A provider's own flags with another provider are a contradiction (tolerated for a URL whose
   // form chose the store, as a file:// URL, whatever --cloud-provider says).
   for (const other of PROVIDERS) {
     const wrong = other.flags.filter(given);
     if (other.name !== opts['cloud-provider'] && wrong.length > 0 && !claimed) {
-      throw new CliError(`--${wrong[0]} cannot be used with --cloud-provider ${opts['cloud-provider'] as string}`);
+      throw new CliError(`--${wrong[0]} cannot be used with --cloud-provider ${opts['cloud-provider']}`);
     }
   }
   const url = provider.parseUrl(rawUrl);
@@ -50,7 +56,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   // Refused, not ignored, on other stores: the user asked for encryption and would not get it.
   const keyFrom = given('sse-customer-key-file') ? '--sse-customer-key-file'
     : nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE) ? 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE' : undefined;
-  const keyPath = (opts['sse-customer-key-file'] as string | undefined) ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
+  const keyPath = opts['sse-customer-key-file'] ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
   if (keyFrom && !provider.customerKey) {
     throw new CliError(`${keyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${provider.cloudProvider ? provider.name : 'a local directory store'}`);
   }
@@ -59,7 +65,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
     options: opts,
     env,
     retry,
-    ...(opts['endpoint-ca'] !== undefined ? { caFile: opts['endpoint-ca'] as string } : {}),
+    ...(opts['endpoint-ca'] !== undefined ? { caFile: opts['endpoint-ca'] } : {}),
     ...(keyFrom && keyPath ? { customerKeyFile: { from: keyFrom, path: keyPath } } : {}),
   });
   return { url, config, credentialSource };

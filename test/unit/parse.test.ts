@@ -1,11 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import { parseArgs, normalizeArgv, usage } from '../../src/cli/parse.ts';
-import { commandByName } from '../../src/cli/spec.ts';
+import { commandByName, type CommandName } from '../../src/cli/spec.ts';
 import { parseSize } from '../../src/cli/types.ts';
 import { CliError } from '../../src/errors.ts';
 
-const spec = (n: string) => commandByName(n)!;
-const args = (n: string, argv: string[]) => {
+const spec = <N extends CommandName>(n: N) => commandByName(n);
+const args = <N extends CommandName>(n: N, argv: string[]) => {
   const o = parseArgs(spec(n), argv);
   if (o.kind !== 'args') throw new Error(`expected args, got ${o.kind}`);
   return o.args;

@@ -50,21 +50,21 @@ async function keepTargetsOf(catalog: BackupCatalog, ids: Iterable<string>): Pro
 }
 
 /** --batch-size clamped to [1, provider maximum] (docs/format.md#backup-delete); the maximum when not given. */
-function batchSize(store: ObjectStore, requested: unknown): number {
-  if (typeof requested !== 'number') return store.maxDeleteBatch;
+function batchSize(store: ObjectStore, requested: number | undefined): number {
+  if (requested === undefined) return store.maxDeleteBatch;
   return Math.max(1, Math.min(requested, store.maxDeleteBatch));
 }
 
-const backupDelete: CommandModule = {
+const backupDelete: CommandModule<'backup-delete'> = {
   errorPrefix: 'Barman cloud backup delete exception',
   async run(ctx) {
     const o = ctx.args.options;
     const serverName = ctx.args.positionals.server_name!;
-    const dryRun = o['dry-run'] === true;
-    const minimumRedundancy = (o['minimum-redundancy'] as number | undefined) ?? 0;
+    const dryRun = o['dry-run'];
+    const minimumRedundancy = o['minimum-redundancy'];
     const { store, resolved } = await openContextStore(ctx);
     try {
-      if (o['check-object-lock'] === true && !store.objectLock) {
+      if (o['check-object-lock'] && !store.objectLock) {
         log.warning(
           'The --check-object-lock option is currently only supported for aws-s3. ' +
             `Object lock checks will not be performed for cloud provider: ${store.provider}`,
@@ -88,7 +88,7 @@ const backupDelete: CommandModule = {
       const keepTargets = await keepTargetsOf(catalog, backups.keys());
       let toDelete: string[];
       let fromRetentionPolicy: boolean;
-      const requested = o['backup-id'] as string | undefined;
+      const requested = o['backup-id'];
       if (requested !== undefined) {
         const backupId = await catalog.resolve(requested);
         // Checked without the annotation cache: only one backup matters here.
@@ -107,7 +107,8 @@ const backupDelete: CommandModule = {
         toDelete = [backupId];
         fromRetentionPolicy = false;
       } else {
-        const policy = parseRetentionPolicy(o['retention-policy'] as string);
+        // -b or -r is required (requiredGroups): without -b, -r was given.
+        const policy = parseRetentionPolicy(o['retention-policy']!);
         const report = evaluateRetention(policy, {
           backups, keepTarget: (id) => keepTargets.get(id) ?? null, minimumRedundancy, now: new Date(), serverName,
         });
@@ -118,7 +119,7 @@ const backupDelete: CommandModule = {
 
 
       const objectLock = store.objectLock?.bind(store);
-      const checkLocks = o['check-object-lock'] === true && objectLock && !dryRun ? lockChecker(objectLock) : undefined;
+      const checkLocks = o['check-object-lock'] && objectLock && !dryRun ? lockChecker(objectLock) : undefined;
       const deleter = new BackupDeleter(store, catalog, layout, keepTargets, {
         dryRun,
         batchSize: batchSize(store, o['batch-size']),
@@ -126,7 +127,7 @@ const backupDelete: CommandModule = {
         ...(checkLocks ? { checkLocks } : {}),
       });
       const summary = await deleter.deleteAll(toDelete, fromRetentionPolicy);
-      if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format === 'json' ? 'json' : 'console')}\n`);
+      if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format)}\n`);
       return summary.exitCode;
     } finally {
       await store.close();

@@ -7,7 +7,7 @@ import { ServerLayout } from '../../catalog/layout.js';
 import { requiredPositionals, type CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
-const backupKeep: CommandModule = {
+const backupKeep: CommandModule<'backup-keep'> = {
   errorPrefix: 'Barman cloud keep exception',
   async run(ctx) {
     const o = ctx.args.options;
@@ -17,14 +17,15 @@ const backupKeep: CommandModule = {
       const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, serverName));
       // An unknown name is an exception (exit 4); an ID-shaped string is taken as is.
       const backupId = await catalog.resolve(requested);
-      if (o.release === true) {
+      if (o.release) {
         // Deleting a missing annotation is not an error.
         await catalog.deleteAnnotation(backupId, KEEP_ANNOTATION);
-      } else if (o.status === true) {
+      } else if (o.status) {
         const target = await catalog.getKeepTarget(backupId);
         ctx.stdout(`Keep: ${target ? target : 'nokeep'}\n`);
       } else {
-        const target = o.target as string;
+        // One of -r, -s, --target is required (requiredGroups): here it is --target.
+        const target = o.target!;
         const info = await catalog.getBackupInfo(backupId);
         // barman fails with an AttributeError here (exit 4): keep the exit code, say why.
         if (!info) throw new GeneralError(`Backup ${backupId} for server ${serverName} does not exist`);

@@ -9,7 +9,7 @@ import { ServerLayout } from '../../catalog/layout.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
-const backupList: CommandModule = {
+const backupList: CommandModule<'backup-list'> = {
   errorPrefix: 'Barman cloud backup list exception',
   async run(ctx) {
     const { store, resolved } = await openContextStore(ctx);

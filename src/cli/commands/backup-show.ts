@@ -6,7 +6,7 @@ import { ServerLayout } from '../../catalog/layout.js';
 import { requiredPositionals, type CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
-const backupShow: CommandModule = {
+const backupShow: CommandModule<'backup-show'> = {
   errorPrefix: 'Barman cloud backup show exception',
   async run(ctx) {
     const { server_name: serverName, backup_id: requested } = requiredPositionals(ctx, 'server_name', 'backup_id');

@@ -3,7 +3,7 @@ import { CliError, EXIT, GeneralError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { takeBackup } from '../../backup/backup.js';
-import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
+import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { partSize } from '../../storage/provider.js';
 import { providerNamed } from '../../storage/registry.js';
 import type { CommandModule } from '../context.js';
@@ -15,12 +15,13 @@ const RESERVED_NAMES = ['latest', 'last', 'oldest', 'first', 'last-failed', 'lat
 const TiB = 1024 ** 4;
 const MiB = 1024 ** 2;
 
-const CODECS: [string, CodecName][] = [['gzip', 'gzip'], ['bzip2', 'bzip2'], ['snappy', 'snappy'], ['lz4', 'lz4'], ['zstd', 'zstd'], ['xz', 'xz']];
+/** Each codec's flag has the codec's name (--gzip, …, --xz). */
+const CODECS: readonly CodecName[] = ['gzip', 'bzip2', 'snappy', 'lz4', 'zstd', 'xz'];
 
-const backup: CommandModule = {
+const backup: CommandModule<'backup'> = {
   errorPrefix: 'Barman cloud backup exception',
   validate(ctx) {
-    const name = ctx.args.options.name as string | undefined;
+    const name = ctx.args.options.name;
     if (name !== undefined) {
       if (name === '') throw new CliError('Backup name cannot be empty');
       if (/^(\d{8})T\d{6}$/.test(name)) throw new CliError(`Backup name '${name}' is not allowed: backup ID`);
@@ -33,15 +34,15 @@ const backup: CommandModule = {
     if (opts['snapshot-instance'] !== undefined || opts['snapshot-disk'] !== undefined) {
       throw new GeneralError('snapshot backups are not supported by this implementation');
     }
-    const tags = parseTags(opts.tags as string[] | undefined, opts.tag as string[] | undefined);
+    const tags = parseTags(opts.tags, opts.tag);
     checkBackupTags(tags);
-    let maxArchiveSize = opts['max-archive-size'] as number;
+    let maxArchiveSize = opts['max-archive-size'];
     if (maxArchiveSize > TiB) {
       log.warning('max-archive-size too big. Capping it to to 1.0 TiB');
       maxArchiveSize = TiB;
     }
-    const codec = CODECS.find(([flag]) => opts[flag] === true)?.[1];
-    const levelSpec = opts['compression-level'] as LevelSpec | undefined;
+    const codec = CODECS.find((flag) => opts[flag]);
+    const levelSpec = opts['compression-level'];
     // read before connecting: a bad key file fails the command before pg_backup_start
     const recipients = await (await import('../encryption.js')).loadRecipients(ctx);
     const { store, resolved } = await openContextStore(ctx);
@@ -50,7 +51,7 @@ const backup: CommandModule = {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     let spinner: { text: string; stop(): void } | undefined;
-    if (process.stderr.isTTY && (opts.quiet as number) === 0) {
+    if (process.stderr.isTTY && opts.quiet === 0) {
       const { default: ora } = await import('ora');
       spinner = ora({ stream: process.stderr, text: 'starting backup' }).start();
     }
@@ -58,19 +59,19 @@ const backup: CommandModule = {
     try {
       const outcome = await takeBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), {
         connection: {
-          host: opts.host as string | undefined,
-          port: opts.port as string | undefined,
-          user: opts.user as string | undefined,
-          dbname: opts.dbname as string,
+          host: opts.host,
+          port: opts.port,
+          user: opts.user,
+          dbname: opts.dbname,
         },
         codec,
         level: codec && levelSpec !== undefined ? resolveLevel(codec, levelSpec) : undefined,
-        immediateCheckpoint: opts['immediate-checkpoint'] === true,
-        jobs: opts.jobs as number,
+        immediateCheckpoint: opts['immediate-checkpoint'],
+        jobs: opts.jobs,
         maxArchiveSize,
-        chunkSize: partSize(providerNamed(resolved.config.provider).partLimits, maxArchiveSize, opts['min-chunk-size'] as number | undefined),
-        maxBandwidth: opts['max-bandwidth'] as number | undefined,
-        name: opts.name as string | undefined,
+        chunkSize: partSize(providerNamed(resolved.config.provider).partLimits, maxArchiveSize, opts['min-chunk-size']),
+        maxBandwidth: opts['max-bandwidth'],
+        name: opts.name,
         tags,
         recipients,
         signal: controller.signal,

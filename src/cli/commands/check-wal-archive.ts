@@ -8,7 +8,7 @@ import { checkWalArchive } from '../../wal/check.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
-async function run(ctx: CommandContext, testOnly: boolean): Promise<number> {
+async function run(ctx: CommandContext<'check-wal-archive'>, testOnly: boolean): Promise<number> {
   const { store, resolved } = await openContextStore(ctx);
   try {
     let connectivity;
@@ -27,7 +27,7 @@ async function run(ctx: CommandContext, testOnly: boolean): Promise<number> {
       await store.createBucket();
     }
     const serverName = ctx.args.positionals.server_name!;
-    const reason = await checkWalArchive(store, new ServerLayout(resolved.url.path, serverName), ctx.args.options.timeline as number | undefined);
+    const reason = await checkWalArchive(store, new ServerLayout(resolved.url.path, serverName), ctx.args.options.timeline);
     if (reason) {
       log.error(`WAL archive check failed for server ${serverName}: ${reason}`);
       return EXIT.OPERATION;
@@ -38,7 +38,7 @@ async function run(ctx: CommandContext, testOnly: boolean): Promise<number> {
   }
 }
 
-const check: CommandModule = {
+const check: CommandModule<'check-wal-archive'> = {
   errorPrefix: 'Barman cloud WAL archive check exception',
   test: (ctx) => run(ctx, true),
   run: (ctx) => run(ctx, false),

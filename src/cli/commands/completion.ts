@@ -4,7 +4,7 @@ import { EXIT } from '../../errors.js';
 import { completionScript, type Shell } from '../completion.js';
 import type { CommandModule } from '../context.js';
 
-const completion: CommandModule = {
+const completion: CommandModule<'completion'> = {
   errorPrefix: 'Barman cloud completion exception',
   async run(ctx) {
     // The parser has already checked the shell against the positional's choices.

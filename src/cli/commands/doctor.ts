@@ -16,7 +16,7 @@ import {
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-async function run(ctx: CommandContext): Promise<number> {
+async function run(ctx: CommandContext<'doctor'>): Promise<number> {
   const opts = ctx.args.options;
   const serverName = ctx.args.positionals.server_name!;
   const rawUrl = storeUrl(ctx);
@@ -31,13 +31,13 @@ async function run(ctx: CommandContext): Promise<number> {
   let resolved: ResolvedStore | undefined;
   const storeUsable = await storeChecks(ctx, rawUrl, serverName, report, (r) => (resolved = r));
 
-  if (opts['no-postgres'] !== true) {
+  if (!opts['no-postgres']) {
     const target: ArchiveTarget = {
       destinationUrl: rawUrl,
       serverName,
-      cloudProvider: opts['cloud-provider'] as string,
+      cloudProvider: opts['cloud-provider'],
       // As the store resolution chose it (the flag, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
-      endpointUrl: resolved?.config.provider === 'aws-s3' ? resolved.config.endpointUrl : (opts['endpoint-url'] as string | undefined),
+      endpointUrl: resolved?.config.provider === 'aws-s3' ? resolved.config.endpointUrl : opts['endpoint-url'],
     };
     await postgresChecks(ctx, target, report);
   }
@@ -48,7 +48,7 @@ async function run(ctx: CommandContext): Promise<number> {
 
 /** Checks 1–4. Returns false when the store could not be used at all (exit 2). */
 async function storeChecks(
-  ctx: CommandContext, rawUrl: string, serverName: string, report: (r: CheckResult) => void,
+  ctx: CommandContext<'doctor'>, rawUrl: string, serverName: string, report: (r: CheckResult) => void,
   onResolved: (r: ResolvedStore) => void,
 ): Promise<boolean> {
   let resolved: ResolvedStore;
@@ -105,16 +105,16 @@ async function storeChecks(
 }
 
 /** Check 5: PostgreSQL (loaded only when it runs: node-postgres is not needed with --no-postgres). */
-async function postgresChecks(ctx: CommandContext, target: ArchiveTarget, report: (r: CheckResult) => void): Promise<void> {
+async function postgresChecks(ctx: CommandContext<'doctor'>, target: ArchiveTarget, report: (r: CheckResult) => void): Promise<void> {
   const { gatherPostgresFacts, postgresResults } = await import('../doctor/postgres-checks.js');
   const opts = ctx.args.options;
   let facts;
   try {
     facts = await gatherPostgresFacts({
-      host: (opts.host as string | undefined) ?? ctx.env.PGHOST,
-      port: (opts.port as string | undefined) ?? ctx.env.PGPORT,
-      user: (opts.user as string | undefined) ?? ctx.env.PGUSER,
-      dbname: opts.dbname as string,
+      host: opts.host ?? ctx.env.PGHOST,
+      port: opts.port ?? ctx.env.PGPORT,
+      user: opts.user ?? ctx.env.PGUSER,
+      dbname: opts.dbname,
     });
   } catch (e) {
     report(fail('postgres connection', `cannot connect to PostgreSQL: ${message(e)}; give -h/-p/-U/-d (or PGHOST, ` +
@@ -124,7 +124,7 @@ async function postgresChecks(ctx: CommandContext, target: ArchiveTarget, report
   for (const r of postgresResults(facts, target, new Date())) report(r);
 }
 
-const doctor: CommandModule = {
+const doctor: CommandModule<'doctor'> = {
   errorPrefix: 'Barman cloud doctor exception',
   run,
 };

@@ -3,10 +3,11 @@ import { CliError, EXIT, GeneralError } from '../../errors.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { restoreBackup, type RestoreTargets } from '../../backup/restore.js';
 import type { CommandContext, CommandModule } from '../context.js';
+import type { CommandOptions } from '../spec.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { keepYoungGenerationSmall } from '../young-generation.js';
 
-function parseTablespaceRules(rules: string[] | undefined): Map<string, string> {
+function parseTablespaceRules(rules: readonly string[] | undefined): Map<string, string> {
   const out = new Map<string, string>();
   for (const rule of rules ?? []) {
     const colon = rule.indexOf(':');
@@ -16,9 +17,9 @@ function parseTablespaceRules(rules: string[] | undefined): Map<string, string> 
   return out;
 }
 
-function targets(ctx: CommandContext): RestoreTargets {
+function targets(ctx: CommandContext<'restore'>): RestoreTargets {
   const o = ctx.args.options;
-  const time = o['target-time'] as string | undefined;
+  const time = o['target-time'];
   let timeMs: number | undefined;
   if (time !== undefined) {
     // dateutil-like: a space or T, and offsets written +HH, +HHMM or +HH:MM (PostgreSQL prints +00).
@@ -27,20 +28,24 @@ function targets(ctx: CommandContext): RestoreTargets {
     timeMs = Date.parse(iso);
     if (Number.isNaN(timeMs)) throw new GeneralError(`Invalid target time: ${time}`);
   }
-  const lsn = o['target-lsn'] as string | undefined;
+  const lsn = o['target-lsn'];
   if (lsn !== undefined && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(lsn)) throw new GeneralError(`Invalid target LSN: ${lsn}`);
-  return { tli: o['target-tli'] as string | undefined, lsn, timeMs };
+  return { tli: o['target-tli'], lsn, timeMs };
 }
 
+type RestoreOptions = CommandOptions<'restore'>;
+/** The names of restore's switches (boolean options): a value option in FLAGS, or a switch in CARRIED, fails tsc. */
+type Switch = { [K in keyof RestoreOptions]: RestoreOptions[K] extends boolean ? K : never }[keyof RestoreOptions];
+
 /** Store options that a restore_command must repeat to reach the same archive. */
-const CARRIED = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
+const CARRIED: readonly Exclude<keyof RestoreOptions, Switch>[] = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
   's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 'azure-storage-account', 'azure-storage-key-file',
   'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials'];
-const FLAGS = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
+const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-function restoreCommand(ctx: CommandContext): string {
+function restoreCommand(ctx: CommandContext<'restore'>): string {
   const o = ctx.args.options;
   const args: string[] = [];
   for (const k of CARRIED) {
@@ -56,7 +61,7 @@ function restoreCommand(ctx: CommandContext): string {
   return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name!].map(quote).join(' ') + ' %f %p';
 }
 
-const restore: CommandModule = {
+const restore: CommandModule<'restore'> = {
   errorPrefix: 'Barman cloud restore exception',
   async run(ctx) {
     keepYoungGenerationSmall();
@@ -67,15 +72,15 @@ const restore: CommandModule = {
       const t = targets(ctx);
       await restoreBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), ctx.args.positionals.backup_id!,
         ctx.args.positionals.recovery_dir!, {
-          tablespaces: parseTablespaceRules(o.tablespace as string[] | undefined),
-          jobs: o.jobs as number,
+          tablespaces: parseTablespaceRules(o.tablespace),
+          jobs: o.jobs,
           targets: t,
           identities,
-          recoveryConf: o['write-recovery-conf'] === true
+          recoveryConf: o['write-recovery-conf']
             ? () => {
                 // postgresql.auto.conf strings double their single quotes.
                 const lines = [`restore_command = '${restoreCommand(ctx).replace(/'/g, "''")}'`];
-                if (o['target-time'] !== undefined) lines.push(`recovery_target_time = '${String(o['target-time']).replace(/'/g, "''")}'`);
+                if (o['target-time'] !== undefined) lines.push(`recovery_target_time = '${o['target-time'].replace(/'/g, "''")}'`);
                 if (t.lsn !== undefined) lines.push(`recovery_target_lsn = '${t.lsn}'`);
                 if (t.tli !== undefined && t.tli !== 'current') lines.push(`recovery_target_timeline = '${t.tli}'`);
                 if (o['target-time'] !== undefined || t.lsn !== undefined) lines.push("recovery_target_action = 'promote'");

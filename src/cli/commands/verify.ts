@@ -9,7 +9,7 @@ import { openContextStore } from '../open-store.js';
 
 const MB = 1e6;
 
-const verifyCommand: CommandModule = {
+const verifyCommand: CommandModule<'verify'> = {
   errorPrefix: 'Verification failed',
   async run(ctx) {
     const opts = ctx.args.options;
@@ -20,7 +20,7 @@ const verifyCommand: CommandModule = {
     process.once('SIGTERM', onSignal);
     // Progress on a terminal only: scripts reading stdout or stderr see nothing of it.
     let spinner: { text: string; stop(): void } | undefined;
-    if (process.stderr.isTTY && ((opts.quiet as number | undefined) ?? 0) === 0) {
+    if (process.stderr.isTTY && opts.quiet === 0) {
       const { default: ora } = await import('ora');
       spinner = ora({ stream: process.stderr, text: 'listing backups' }).start();
     }
@@ -28,7 +28,7 @@ const verifyCommand: CommandModule = {
     try {
       const report = await verify(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), {
         backup: ctx.args.positionals.backup_id ?? 'all',
-        jobs: opts.jobs as number,
+        jobs: opts.jobs,
         signal: controller.signal,
         identities: await (await import('../encryption.js')).loadIdentities(ctx),
         onProgress: spinner

@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
+import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { isSegmentName, isWalName } from '../../wal/names.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
@@ -17,9 +17,10 @@ import { openContextStore, storeUrl } from '../open-store.js';
 import { parseTags } from '../tags.js';
 import type { Env } from '../store.js';
 
-const CODEC_FLAGS: [string, CodecName][] = [
-  ['gzip', 'gzip'], ['bzip2', 'bzip2'], ['xz', 'xz'], ['snappy', 'snappy'], ['zstd', 'zstd'], ['lz4', 'lz4'],
-];
+type WalCommand = 'wal-archive' | 'wal-restore';
+
+/** Each codec's flag has the codec's name (--gzip, …, --lz4). */
+const CODEC_FLAGS: readonly CodecName[] = ['gzip', 'bzip2', 'xz', 'snappy', 'zstd', 'lz4'];
 
 /** Prefetched files are served for this long; the archive of a live server does not change under them. */
 const SPOOL_MAX_AGE_MS = 15 * 60_000;
@@ -44,7 +45,7 @@ function flagFromEnv(env: Env, name: string): boolean {
  * (no controlling terminal, not in PostgreSQL's process group), output to a log file in the
  * spool, so it outlives this call. Null when it cannot be started: the call then works alone.
  */
-async function startWorker(ctx: CommandContext, kind: 'archive' | 'restore', dir: string): Promise<ChildProcess | null> {
+async function startWorker(ctx: CommandContext<WalCommand>, kind: 'archive' | 'restore', dir: string): Promise<ChildProcess | null> {
   const { spawn } = await import('node:child_process');
   const { openSync, closeSync } = await import('node:fs');
   try {
@@ -80,14 +81,14 @@ function positiveFromEnv(env: Env, name: string): number | undefined {
  * trustedSpoolDir), else null. The default root sits beside `walFile`, the path PostgreSQL gives
  * us (its %p: a file in pg_wal).
  */
-function spoolDir(ctx: CommandContext, walFile: string, sub: 'archive' | 'restore', create: boolean): Promise<string | null> {
+function spoolDir(ctx: CommandContext<WalCommand>, walFile: string, sub: 'archive' | 'restore', create: boolean): Promise<string | null> {
   const euid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
-  const root = (ctx.args.options['spool-dir'] as string | undefined) ?? (ctx.env.BARMAN_CLOUD_SPOOL_DIR || defaultSpoolRoot(dirname(walFile), euid));
+  const root = ctx.args.options['spool-dir'] ?? (ctx.env.BARMAN_CLOUD_SPOOL_DIR || defaultSpoolRoot(dirname(walFile), euid));
   return trustedSpoolDir(root, storeUrl(ctx), ctx.args.positionals.server_name!, sub, create);
 }
 
 /** age keys for wal-archive, read only when asked for (plain runs never load the encryption code). */
-async function encryptionOptions(ctx: CommandContext) {
+async function encryptionOptions(ctx: CommandContext<'wal-archive'>) {
   const opts = ctx.args.options;
   const allowMixedEncryption = opts['allow-mixed-encryption'] === true;
   if (!opts['encryption-recipient-file'] && !opts['encryption-identity-file']
@@ -98,12 +99,12 @@ async function encryptionOptions(ctx: CommandContext) {
   return { recipients: await loadRecipients(ctx), identities: await loadIdentities(ctx), allowMixedEncryption };
 }
 
-async function restoreIdentities(ctx: CommandContext) {
+async function restoreIdentities(ctx: CommandContext<'wal-restore'>) {
   if (!ctx.args.options['encryption-identity-file'] && !ctx.env.BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE) return undefined;
   return (await import('../encryption.js')).loadIdentities(ctx);
 }
 
-export const walArchive: CommandModule = {
+export const walArchive: CommandModule<'wal-archive'> = {
   errorPrefix: 'Barman cloud WAL archiver exception',
   validate(ctx) {
     const walPath = ctx.args.positionals.wal_path;
@@ -114,7 +115,7 @@ export const walArchive: CommandModule = {
   async run(ctx) {
     const opts = ctx.args.options;
     const walPath = ctx.args.positionals.wal_path!;
-    const maxParallel = (opts['max-parallel'] as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
+    const maxParallel = opts['max-parallel'] ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
     const asyncMode = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC');
     const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'archive';
     const useSpool = maxParallel > 1 || asyncMode;
@@ -122,17 +123,17 @@ export const walArchive: CommandModule = {
     const existing = useSpool && !isWorker ? await spoolDir(ctx, walPath, 'archive', false) : null;
     if (existing && (await archivedBySpool(new ArchiveSpool(existing), walPath))) return EXIT.OK;
 
-    const codec = CODEC_FLAGS.find(([flag]) => opts[flag] === true)?.[1];
-    const level = codec ? resolveLevel(codec, opts['compression-level'] as LevelSpec | undefined) : undefined;
+    const codec = CODEC_FLAGS.find((flag) => opts[flag]);
+    const level = codec ? resolveLevel(codec, opts['compression-level']) : undefined;
     const archiveOptions = {
       codec,
       level,
-      tags: parseTags(opts.tags as string[] | undefined, opts.tag as string[] | undefined),
-      historyTags: parseTags(opts['history-tags'] as string[] | undefined, opts['history-tag'] as string[] | undefined),
-      allowOverwrite: opts.overwrite === true,
-      partSize: opts['max-block-size'] as number,
-      concurrency: opts['max-concurrency'] as number,
-      singlePutMax: opts['max-single-put-size'] as number,
+      tags: parseTags(opts.tags, opts.tag),
+      historyTags: parseTags(opts['history-tags'], opts['history-tag']),
+      allowOverwrite: opts.overwrite,
+      partSize: opts['max-block-size'],
+      concurrency: opts['max-concurrency'],
+      singlePutMax: opts['max-single-put-size'],
       ...(await encryptionOptions(ctx)),
     };
     const { store, resolved } = await openContextStore(ctx);
@@ -167,7 +168,7 @@ export const walArchive: CommandModule = {
  * .ready status for the worker to find, no worker can run, or the file changed since its upload).
  * The worker's failure for the file is thrown; a wait past ASYNC_WAIT_MS is exit 1.
  */
-async function archivedByWorker(ctx: CommandContext, spool: ArchiveSpool, walPath: string): Promise<boolean> {
+async function archivedByWorker(ctx: CommandContext<'wal-archive'>, spool: ArchiveSpool, walPath: string): Promise<boolean> {
   const { awaitArchived, isReady, liveWorker, takeWorkerFailure } = await import('../../wal/async.js');
   const name = basename(walPath);
   // A failure recorded since PostgreSQL's last try: report it, and let the next try start afresh.
@@ -192,7 +193,7 @@ async function archivedByWorker(ctx: CommandContext, spool: ArchiveSpool, walPat
   return false;
 }
 
-export const walRestore: CommandModule = {
+export const walRestore: CommandModule<'wal-restore'> = {
   errorPrefix: 'Barman cloud WAL restore exception',
   validate(ctx) {
     const walName = ctx.args.positionals.wal_name!;
@@ -201,7 +202,7 @@ export const walRestore: CommandModule = {
   async run(ctx) {
     const opts = ctx.args.options;
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = requiredPositionals(ctx, 'wal_name', 'wal_dest', 'server_name');
-    const parallel = (opts.parallel as number | undefined) ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
+    const parallel = opts.parallel ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
     // Prefetching N-1 ahead needs N > 1; --async alone changes nothing.
     const asyncMode = (opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC')) && parallel > 1;
     const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'restore';
@@ -218,7 +219,7 @@ export const walRestore: CommandModule = {
     });
     try {
       const layout = new ServerLayout(resolved.url.path, serverName);
-      const noPartial = opts['no-partial'] === true;
+      const noPartial = opts['no-partial'];
       let found: boolean;
       // Without a spool we can trust, the requested file alone is downloaded.
       const dir = parallel > 1 ? await spoolDir(ctx, dest, 'restore', true) : null;
@@ -226,7 +227,7 @@ export const walRestore: CommandModule = {
         const { runPrefetcher } = await import('../../wal/async.js');
         await runPrefetcher(store, layout, new RestoreSpool(dir), {
           ahead: parallel - 1,
-          segmentSize: opts['wal-segment-size'] as number | undefined,
+          segmentSize: opts['wal-segment-size'],
           idleMs: WORKER_IDLE_MS,
           missRetryMs: 1_000,
         });
@@ -243,7 +244,7 @@ export const walRestore: CommandModule = {
           // With --async the prefetcher fetches what follows; this call fetches only its own file.
           parallel: asyncMode ? 1 : parallel,
           noPartial,
-          segmentSize: opts['wal-segment-size'] as number | undefined,
+          segmentSize: opts['wal-segment-size'],
           maxAgeMs: SPOOL_MAX_AGE_MS,
           identities,
         });

@@ -3,9 +3,11 @@
 // wal-archive call is found, and its arguments are read with the same parser wal-archive uses.
 import { basename } from 'node:path';
 import { parseArgs } from '../parse.js';
-import { commandByName } from '../spec.js';
+import { commandByName, type CommonOptions } from '../spec.js';
 import { parseStoreUrl, type ParsedUrl } from '../../storage/url.js';
 import { fail, ok, warn, type CheckResult } from './report.js';
+
+type CloudProvider = CommonOptions['cloud-provider'];
 
 /**
  * Split a shell command line into simple commands (lists of words): quotes and backslashes are
@@ -127,7 +129,7 @@ export type WalArchiveArgs =
       destinationUrl: string;
       serverName: string;
       walPath?: string;
-      cloudProvider: string;
+      cloudProvider: CloudProvider;
       endpointUrl?: string;
     }
   | { valid: false; error: string };
@@ -142,8 +144,8 @@ export function parseWalArchiveArgs(args: string[]): WalArchiveArgs {
       destinationUrl: positionals.destination_url!,
       serverName: positionals.server_name!,
       walPath: positionals.wal_path,
-      cloudProvider: options['cloud-provider'] as string,
-      endpointUrl: options['endpoint-url'] as string | undefined,
+      cloudProvider: options['cloud-provider'],
+      endpointUrl: options['endpoint-url'],
     };
   } catch (e) {
     return { valid: false, error: (e as Error).message };
@@ -154,7 +156,7 @@ export function parseWalArchiveArgs(args: string[]): WalArchiveArgs {
 export interface ArchiveTarget {
   destinationUrl: string;
   serverName: string;
-  cloudProvider: string;
+  cloudProvider: CloudProvider;
   endpointUrl?: string;
 }
 
@@ -165,7 +167,7 @@ interface Place {
   account?: string;
 }
 
-function place(url: string, provider: string): Place | null {
+function place(url: string, provider: CloudProvider): Place | null {
   let parsed: ParsedUrl;
   try {
     parsed = parseStoreUrl(url, provider);
