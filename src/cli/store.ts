@@ -30,11 +30,11 @@ function readSecretFile(flag: string, path: string): string {
 }
 
 /**
- * The SSE-C key: a file of exactly 32 bytes (`openssl rand 32`), or the base64 of 32 bytes
+ * A customer-provided key (S3 SSE-C, Azure CPK, GCS CSEK: AES-256 for all three): a file of exactly 32 bytes (`openssl rand 32`), or the base64 of 32 bytes
  * (`openssl rand -base64 32`, surrounding whitespace ignored). The two cannot be confused: base64 of
  * 32 bytes is 44 characters. Read from a file only, so it never appears in argv or `ps`.
  */
-function readSseCustomerKey(from: string, path: string): Buffer {
+function readCustomerKey(from: string, path: string): Buffer {
   let raw: Buffer;
   try {
     raw = readFileSync(path);
@@ -107,6 +107,35 @@ function checksumMode(name: string, value: string | undefined): 'when_supported'
   throw new CliError(`${name} must be when_supported or when_required, not '${value}'`);
 }
 
+/**
+ * The customer-provided key options, one per provider (S3 SSE-C, Azure CPK, GCS CSEK): the same
+ * 32-byte AES-256 key file, sent with every object write and read.
+ */
+const CUSTOMER_KEYS = [
+  { provider: 'aws-s3', option: 'sse-customer-key-file', variable: 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE', what: 'customer-provided keys (SSE-C)', where: 'S3' },
+  { provider: 'azure-blob-storage', option: 'azure-customer-key-file', variable: 'BARMAN_CLOUD_AZURE_CUSTOMER_KEY_FILE', what: 'customer-provided keys (CPK)', where: 'Azure' },
+  { provider: 'google-cloud-storage', option: 'google-customer-key-file', variable: 'BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE', what: 'customer-supplied encryption keys (CSEK)', where: 'GCS' },
+] as const;
+
+/**
+ * Which customer key applies, from its flag or else its variable: `from` names the one used, in
+ * messages. One given for another store is refused, not ignored: the user asked for encryption.
+ */
+function customerKeySource(provider: ParsedUrl['provider'], opts: Record<string, unknown>, env: Env): { from: string; path: string } | undefined {
+  let found: { from: string; path: string } | undefined;
+  for (const k of CUSTOMER_KEYS) {
+    const flag = opts[k.option] as string | undefined;
+    const path = flag ?? nonEmpty(env[k.variable]);
+    if (path === undefined) continue;
+    const from = flag !== undefined ? `--${k.option}` : k.variable;
+    if (k.provider !== provider) {
+      throw new CliError(`${from}: ${k.what} are only supported on ${k.where}, not on ${provider === 'file' ? 'a local directory store' : provider}`);
+    }
+    found = { from, path };
+  }
+  return found;
+}
+
 /** Flags that belong to one provider; giving them for another is a contradiction. */
 const PROVIDER_FLAGS: Record<string, string[]> = {
   'aws-s3': ['s3-region', 's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 's3-inherit-from-iam-role'],
@@ -128,13 +157,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   }
   const url = parseStoreUrl(rawUrl, provider);
   const retry = retryPolicy(opts, env);
-  // Refused, not ignored, on other stores: the user asked for encryption and would not get it.
-  const sseKeyFrom = given('sse-customer-key-file') ? '--sse-customer-key-file'
-    : nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE) ? 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE' : undefined;
-  const sseKeyPath = (opts['sse-customer-key-file'] as string | undefined) ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
-  if (sseKeyFrom && url.provider !== 'aws-s3') {
-    throw new CliError(`${sseKeyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${url.provider === 'file' ? 'a local directory store' : url.provider}`);
-  }
+  const customerKey = customerKeySource(url.provider, opts, env);
   const caFlag = opts['endpoint-ca'] as string | undefined;
 
   if (url.provider === 'file') {
@@ -191,9 +214,9 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
     if (opts['sse-kms-key-id'] !== undefined && encryption !== 'aws:kms') {
       throw new GeneralError('Encryption type must be "aws:kms" if SSE KMS Key ID is specified');
     }
-    if (encryption !== undefined && sseKeyFrom) {
+    if (encryption !== undefined && customerKey) {
       // S3 refuses both on one request (InvalidArgument): say so before anything is uploaded.
-      throw new CliError(`--encryption ${encryption} cannot be combined with ${sseKeyFrom} (SSE-C): choose one server-side encryption`);
+      throw new CliError(`--encryption ${encryption} cannot be combined with ${customerKey.from} (SSE-C): choose one server-side encryption`);
     }
     return {
       url,
@@ -214,7 +237,7 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         responseChecksumValidation: checksumMode('AWS_RESPONSE_CHECKSUM_VALIDATION', env.AWS_RESPONSE_CHECKSUM_VALIDATION),
         serverSideEncryption: encryption as 'AES256' | 'aws:kms' | undefined,
         sseKmsKeyId: opts['sse-kms-key-id'] as string | undefined,
-        ...(sseKeyFrom ? { sseCustomerKey: readSseCustomerKey(sseKeyFrom, sseKeyPath!) } : {}),
+        ...(customerKey ? { sseCustomerKey: readCustomerKey(customerKey.from, customerKey.path) } : {}),
       },
       credentialSource,
     };
@@ -223,6 +246,11 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   if (url.provider === 'azure-blob-storage') {
     const envCa = nonEmpty(env.REQUESTS_CA_BUNDLE);
     const { auth, source } = azureAuth(url, opts, env);
+    const scope = opts['encryption-scope'] as string | undefined;
+    if (scope !== undefined && customerKey) {
+      // Azure takes one or the other on a request: say so before anything is uploaded.
+      throw new CliError(`--encryption-scope cannot be combined with ${customerKey.from}: choose one server-side encryption`);
+    }
     return {
       url,
       config: {
@@ -232,7 +260,8 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
         ca: caFlag ? readCa('--endpoint-ca', caFlag) : envCa ? readEnvCa('REQUESTS_CA_BUNDLE', envCa, url.accountUrl) : undefined,
         accountUrl: url.accountUrl,
         auth,
-        encryptionScope: opts['encryption-scope'] as string | undefined,
+        encryptionScope: scope,
+        ...(customerKey ? { customerKey: readCustomerKey(customerKey.from, customerKey.path) } : {}),
       },
       credentialSource: source,
     };
@@ -243,6 +272,11 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
   const gke = opts['google-gke-environment'] === true;
   if (keyFlag && gke) {
     throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
+  }
+  const kmsKeyName = opts['kms-key-name'] as string | undefined;
+  if (kmsKeyName !== undefined && customerKey) {
+    // GCS refuses a KMS key name and a customer-supplied key on one request.
+    throw new CliError(`--kms-key-name cannot be combined with ${customerKey.from}: choose one server-side encryption`);
   }
   const emulator = nonEmpty(env.STORAGE_EMULATOR_HOST);
   const keyFilename = gke ? undefined : (keyFlag ?? nonEmpty(env.GOOGLE_APPLICATION_CREDENTIALS));
@@ -261,7 +295,8 @@ export function resolveStore(rawUrl: string, opts: Record<string, unknown>, env:
       apiEndpoint: emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined,
       keyFilename,
       projectId: nonEmpty(env.GOOGLE_CLOUD_PROJECT) ?? nonEmpty(env.GCLOUD_PROJECT),
-      kmsKeyName: opts['kms-key-name'] as string | undefined,
+      kmsKeyName,
+      ...(customerKey ? { customerKey: readCustomerKey(customerKey.from, customerKey.path) } : {}),
     },
     credentialSource,
   };

@@ -87,6 +87,11 @@ export interface AzureStoreConfig extends CommonConfig {
     | { kind: 'shared-key'; accountName: string; accountKey: string }
     | { kind: 'token-credential'; credential: AzureCredentialKind };
   encryptionScope?: string;
+  /**
+   * Customer-provided key (CPK): the 32-byte AES-256 key sent with every blob write and read.
+   * Azure keeps only its SHA-256 and refuses reads without it (409); the SDK sends it over HTTPS only.
+   */
+  customerKey?: Buffer;
 }
 
 export interface GcsStoreConfig extends CommonConfig {
@@ -98,6 +103,11 @@ export interface GcsStoreConfig extends CommonConfig {
   projectId?: string;
   /** CMEK key for uploaded objects (docs/format.md#encryption). */
   kmsKeyName?: string;
+  /**
+   * Customer-supplied encryption key (CSEK): the 32-byte AES-256 key sent with every upload and
+   * media download; GCS keeps only its SHA-256 and refuses to serve the data without it (400).
+   */
+  customerKey?: Buffer;
 }
 
 export type StoreConfig = FileStoreConfig | S3StoreConfig | AzureStoreConfig | GcsStoreConfig;
