@@ -325,8 +325,15 @@ export class AzureObjectStore implements ObjectStore {
   private readonly agent: HttpAgent;
   private batchRefused = false;
 
+  /** The SDK's customer-provided key option for every blob write and read, when configured. */
+  private readonly cpk: { customerProvidedKey?: { encryptionKey: string; encryptionKeySha256: string } };
+
   constructor(private readonly config: AzureStoreConfig) {
     this.bucket = config.bucket;
+    const key = config.customerKey;
+    this.cpk = key
+      ? { customerProvidedKey: { encryptionKey: key.toString('base64'), encryptionKeySha256: createHash('sha256').update(key).digest('base64') } }
+      : {};
     const auth = config.auth;
     const retry = config.retry;
     const pipeline = (agent: HttpAgent): StoragePipelineOptions & { agent: HttpAgent } => ({
@@ -396,13 +403,6 @@ export class AzureObjectStore implements ObjectStore {
         this.container = new ContainerClient(containerUrl, new LazyCredential(auth.credential, retry, config.ca), options);
         break;
     }
-  }
-
-  /** The SDK's customer-provided key option for every blob write and read, when configured. */
-  private get cpk(): { customerProvidedKey: { encryptionKey: string; encryptionKeySha256: string } } | Record<string, never> {
-    const key = this.config.customerKey;
-    if (!key) return {};
-    return { customerProvidedKey: { encryptionKey: key.toString('base64'), encryptionKeySha256: createHash('sha256').update(key).digest('base64') } };
   }
 
   private fail(err: unknown, ctx?: ErrorContext): Error {
