@@ -30,9 +30,10 @@ function readSecretFile(flag: string, path: string): string {
 }
 
 /**
- * A customer-provided key (S3 SSE-C, Azure CPK, GCS CSEK: AES-256 for all three): a file of exactly 32 bytes (`openssl rand 32`), or the base64 of 32 bytes
- * (`openssl rand -base64 32`, surrounding whitespace ignored). The two cannot be confused: base64 of
- * 32 bytes is 44 characters. Read from a file only, so it never appears in argv or `ps`.
+ * A customer-provided key (S3 SSE-C, Azure CPK, GCS CSEK: AES-256 for all three): a file of
+ * exactly 32 bytes (`openssl rand 32`), or the base64 of 32 bytes (`openssl rand -base64 32`,
+ * surrounding whitespace ignored). The two cannot be confused: base64 of 32 bytes is 44
+ * characters. Read from a file only, so it never appears in argv or `ps`.
  */
 function readCustomerKey(from: string, path: string): Buffer {
   let raw: Buffer;
