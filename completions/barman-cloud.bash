@@ -84,20 +84,20 @@ _barman_cloud_cmd_wal_archive() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment -z --gzip -j --bzip2 --xz --snappy --zstd --lz4
-      --compression-level --tags --tag --history-tags --history-tag --kms-key-name -e
-      --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency
+      --google-gke-environment --google-customer-key-file -z --gzip -j --bzip2 --xz --snappy
+      --zstd --lz4 --compression-level --tags --tag --history-tags --history-tag --kms-key-name
+      -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency
       --max-single-put-size --overwrite --max-parallel --async --spool-dir
       --encryption-recipient-file --encryption-identity-file --allow-mixed-encryption' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir --encryption-recipient-file --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --compression-level --tag --history-tag --kms-key-name -e --encryption --sse-kms-key-id --encryption-scope --max-block-size --max-concurrency --max-single-put-size --max-parallel --spool-dir --encryption-recipient-file --encryption-identity-file' ;;
     lists) REPLY='--tags --history-tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file|--encryption-recipient-file|--encryption-identity-file) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --spool-dir) REPLY=dir ;;
@@ -120,17 +120,17 @@ _barman_cloud_cmd_wal_restore() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment --no-partial --parallel --async --wal-segment-size --spool-dir
-      --encryption-identity-file' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
+      --google-gke-environment --google-customer-key-file --no-partial --parallel --async
+      --wal-segment-size --spool-dir --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file|--encryption-identity-file) REPLY=file ;;
         --spool-dir) REPLY=dir ;;
         *) REPLY=none ;;
       esac ;;
@@ -151,24 +151,24 @@ _barman_cloud_cmd_backup() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment -z --gzip -j --bzip2 --snappy --lz4 --zstd --xz
-      --compression-level -h --host -p --port -U --user --immediate-checkpoint -J --jobs -S
-      --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
+      --google-gke-environment --google-customer-key-file -z --gzip -j --bzip2 --snappy --lz4
+      --zstd --xz --compression-level -h --host -p --port -U --user --immediate-checkpoint -J
+      --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
       --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project
       --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption --sse-kms-key-id
       --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout
       --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period
       --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id
       --azure-resource-group' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
     lists) REPLY='--tags' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-recipient-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file|--encryption-recipient-file) REPLY=file ;;
         --compression-level) REPLY='words:low medium high' ;;
         -e|--encryption) REPLY='words:AES256 aws:kms' ;;
         --aws-snapshot-lock-mode) REPLY='words:governance compliance' ;;
@@ -190,16 +190,16 @@ _barman_cloud_cmd_backup_list() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
+      --google-gke-environment --google-customer-key-file --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -219,16 +219,16 @@ _barman_cloud_cmd_backup_show() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --format' ;;
+      --google-gke-environment --google-customer-key-file --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -248,17 +248,17 @@ _barman_cloud_cmd_backup_delete() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment -b --backup-id -m --minimum-redundancy -r --retention-policy
-      --dry-run --batch-size --check-object-lock --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -b --backup-id -m --minimum-redundancy -r --retention-policy --batch-size --format' ;;
+      --google-gke-environment --google-customer-key-file -b --backup-id -m --minimum-redundancy
+      -r --retention-policy --dry-run --batch-size --check-object-lock --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file -b --backup-id -m --minimum-redundancy -r --retention-policy --batch-size --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -278,16 +278,16 @@ _barman_cloud_cmd_backup_keep() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment -r --release -s --status --target' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --target' ;;
+      --google-gke-environment --google-customer-key-file -r --release -s --status --target' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --target' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file) REPLY=file ;;
         --target) REPLY='words:full standalone' ;;
         *) REPLY=none ;;
       esac ;;
@@ -307,18 +307,19 @@ _barman_cloud_cmd_restore() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment --tablespace --snapshot-recovery-instance --gcp-zone
-      --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn
-      --target-time -J --jobs --write-recovery-conf --encryption-identity-file' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs --encryption-identity-file' ;;
+      --google-gke-environment --google-customer-key-file --tablespace
+      --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region
+      --azure-resource-group --target-tli --target-lsn --target-time -J --jobs
+      --write-recovery-conf --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file|--encryption-identity-file) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -338,16 +339,16 @@ _barman_cloud_cmd_check_wal_archive() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment --timeline' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials --timeline' ;;
+      --google-gke-environment --google-customer-key-file --timeline' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --timeline' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file) REPLY=file ;;
         *) REPLY=none ;;
       esac ;;
     arg)
@@ -366,16 +367,17 @@ _barman_cloud_cmd_doctor() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment -h --host -p --port -U --user -d --dbname --no-postgres --format' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -h --host -p --port -U --user -d --dbname --format' ;;
+      --google-gke-environment --google-customer-key-file -h --host -p --port -U --user -d
+      --dbname --no-postgres --format' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file -h --host -p --port -U --user -d --dbname --format' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;
@@ -395,16 +397,17 @@ _barman_cloud_cmd_verify() {
       --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file
       --s3-session-token-file --sse-customer-key-file --s3-inherit-from-iam-role
       --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file
-      --azure-connection-string-file --azure-inherit-from-azure-ad
+      --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
-      --google-gke-environment -J --jobs --format --encryption-identity-file' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --google-application-credentials -J --jobs --format --encryption-identity-file' ;;
+      --google-gke-environment --google-customer-key-file -J --jobs --format
+      --encryption-identity-file' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file -J --jobs --format --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
       case $2 in
         --cloud-provider) REPLY='words:aws-s3 azure-blob-storage google-cloud-storage' ;;
         --azure-credential|--credential|--default) REPLY='words:azure-cli managed-identity default' ;;
-        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--google-application-credentials|--encryption-identity-file) REPLY=file ;;
+        --endpoint-ca|--s3-access-key-id-file|--s3-secret-access-key-file|--s3-session-token-file|--sse-customer-key-file|--azure-storage-key-file|--azure-storage-sas-token-file|--azure-connection-string-file|--azure-customer-key-file|--google-application-credentials|--google-customer-key-file|--encryption-identity-file) REPLY=file ;;
         --format) REPLY='words:console json' ;;
         *) REPLY=none ;;
       esac ;;

@@ -78,7 +78,7 @@ export class EncryptionKeyError extends OperationError {}
 export class EncryptedDataError extends GeneralError {}
 
 /**
- * An object encrypted with a customer-provided key (S3 SSE-C) read without that key, or with
- * another: exit 4 as any failed read. Not an AccessDeniedError, which some paths tolerate.
+ * An object encrypted with a customer-provided key (S3 SSE-C, Azure CPK, GCS CSEK) read without
+ * that key, or with another: exit 4 as any failed read. Not an AccessDeniedError, which some paths tolerate.
  */
 export class SseCustomerKeyError extends StorageError {}

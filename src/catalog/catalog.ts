@@ -1,6 +1,6 @@
 // The backup catalog of one server in the object store (docs/format.md#layout, #backup-names): which backups exist, their
 // backup.info, name/shortcut resolution, and the keep annotation.
-import { GeneralError, NotFoundError } from '../errors.js';
+import { GeneralError, NotFoundError, SseCustomerKeyError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import {
@@ -206,7 +206,20 @@ export class BackupCatalog {
   async resolve(idOrName: string): Promise<string> {
     if (isBackupId(idOrName)) return idOrName;
     // Only what the resolution needs of each backup, so that a name over thousands stays small.
-    const backups = await this.mapBackupList((b) => ({ backup_id: b.backup_id, status: b.status, backup_name: b.backup_name }));
+    const pick = (b: BackupInfo) => ({ backup_id: b.backup_id, status: b.status, backup_name: b.backup_name });
+    const read = this.listing
+      ? { ...this.listing, entries: new Map([...this.listing.backups].map(([id, b]) => [id, pick(b)])) }
+      : await this.readAll(pick);
+    // A name that matches nothing while backup.info files could not be read for want of the store's
+    // customer-provided key: that missing key is the one thing to say (one line), not a warning per
+    // backup followed by "Unknown backup".
+    const lockedOut = read.unreadable.find((u) => u.error instanceof SseCustomerKeyError);
+    if (lockedOut && read.unknownField.length === 0 && resolveShortcut(read.entries, idOrName) === null &&
+      ![...read.entries.values()].some((b) => b.backup_name === idOrName)) {
+      throw lockedOut.error;
+    }
+    this.reportProblems(read);
+    const backups = read.entries;
     const shortcut = resolveShortcut(backups, idOrName);
     if (shortcut !== null) return shortcut;
     const matching = [...backups.values()].filter((b) => b.backup_name === idOrName);

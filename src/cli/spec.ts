@@ -148,6 +148,10 @@ const COMMON = [
     help: 'Azure: file holding a connection string (azureCredentials.connectionString)',
   },
   {
+    long: '--azure-customer-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_AZURE_CUSTOMER_KEY_FILE'],
+    help: 'Azure: file holding the 32-byte customer-provided key (raw, or base64 of it) for every blob written, needed to read them back (HTTPS only)',
+  },
+  {
     long: '--azure-inherit-from-azure-ad', kind: 'flag', extension: true,
     help: 'Azure: managed identity, same as --azure-credential managed-identity (azureCredentials.inheritFromAzureAD)',
   },
@@ -163,6 +167,10 @@ const COMMON = [
   {
     long: '--google-gke-environment', kind: 'flag', extension: true,
     help: 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)',
+  },
+  {
+    long: '--google-customer-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE'],
+    help: 'GCS: file holding the 32-byte customer-supplied encryption key (raw, or base64 of it) for every object written, needed to read them back',
   },
 ] as const satisfies readonly OptionSpec[];
 

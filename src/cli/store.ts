@@ -4,7 +4,7 @@
 // combinations follow the ObjectStore validation rules (cnpg-usage §1.2–1.4).
 import { CliError } from '../errors.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig } from '../storage/config.js';
-import { nonEmpty, type Env } from '../storage/provider.js';
+import { nonEmpty, type Env, type StorageProvider } from '../storage/provider.js';
 import { PROVIDERS, providerFor } from '../storage/registry.js';
 import type { ParsedUrl } from '../storage/url.js';
 import type { CommonOptions, UploadEncryptionOptions } from './spec.js';
@@ -37,6 +37,29 @@ function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
   return policy;
 }
 
+/**
+ * Which customer-provided key file applies (docs/encryption.md): each provider that has one names its
+ * option and variable; the flag wins over the variable. One given for another store is refused, not
+ * ignored: the user asked for encryption and would not get it.
+ */
+function customerKeySource(provider: StorageProvider, opts: StoreOptions, env: Env): { from: string; path: string } | undefined {
+  const byName: Readonly<Record<string, unknown>> = opts;
+  let found: { from: string; path: string } | undefined;
+  for (const p of PROVIDERS) {
+    const k = p.customerKey;
+    if (!k) continue;
+    const flag = byName[k.option] as string | undefined;
+    const path = flag ?? nonEmpty(env[k.variable]);
+    if (path === undefined) continue;
+    const from = flag !== undefined ? `--${k.option}` : k.variable;
+    if (p.name !== provider.name) {
+      throw new CliError(`${from}: ${k.what} are only supported on ${k.where}, not on ${provider.cloudProvider ? provider.name : 'a local directory store'}`);
+    }
+    found = { from, path };
+  }
+  return found;
+}
+
 export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): ResolvedStore {
   const provider = providerFor(rawUrl, opts['cloud-provider']);
   const claimed = provider.claims?.(rawUrl) === true;
@@ -53,20 +76,14 @@ export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): Reso
   }
   const url = provider.parseUrl(rawUrl);
   const retry = retryPolicy(opts, env);
-  // Refused, not ignored, on other stores: the user asked for encryption and would not get it.
-  const keyFrom = given('sse-customer-key-file') ? '--sse-customer-key-file'
-    : nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE) ? 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE' : undefined;
-  const keyPath = opts['sse-customer-key-file'] ?? nonEmpty(env.BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE);
-  if (keyFrom && !provider.customerKey) {
-    throw new CliError(`${keyFrom}: customer-provided keys (SSE-C) are only supported on S3, not on ${provider.cloudProvider ? provider.name : 'a local directory store'}`);
-  }
+  const customerKeyFile = customerKeySource(provider, opts, env);
   const { config, credentialSource } = provider.resolve({
     url,
     options: opts,
     env,
     retry,
     ...(opts['endpoint-ca'] !== undefined ? { caFile: opts['endpoint-ca'] } : {}),
-    ...(keyFrom && keyPath ? { customerKeyFile: { from: keyFrom, path: keyPath } } : {}),
+    ...(customerKeyFile ? { customerKeyFile } : {}),
   });
   return { url, config, credentialSource };
 }

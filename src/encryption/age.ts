@@ -221,11 +221,15 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   return n;
 }
 
-function seal(key: Buffer, counter: number, last: boolean, plain: Buffer): Buffer {
+/**
+ * One sealed chunk as its ciphertext and its tag, handed on as two pieces: joining them would copy
+ * every byte once more (measured: a third of the encryption's CPU time beside the cipher itself).
+ */
+function seal(key: Buffer, counter: number, last: boolean, plain: Buffer): [Buffer, Buffer] {
   const c = createCipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
   const body = c.update(plain);
   c.final();
-  return Buffer.concat([body, c.getAuthTag()]);
+  return [body, c.getAuthTag()];
 }
 
 function open(key: Buffer, counter: number, last: boolean, sealed: Buffer, what: string): Buffer {
@@ -256,27 +260,46 @@ export function encryptStream(recipients: readonly string[]): Transform {
     t.push(key.head);
     return key;
   };
+  const sealInto = (t: Transform, k: SealKey, plain: Buffer, last: boolean) => {
+    const [body, tag] = seal(k.streamKey, counter++, last, plain);
+    t.push(body);
+    t.push(tag);
+  };
+  const take = (t: Transform, k: SealKey, chunk: Buffer) => {
+    let at = 0;
+    while (at < chunk.length) {
+      if (used === CHUNK) {
+        sealInto(t, k, pending, false);
+        pending = Buffer.allocUnsafe(CHUNK);
+        used = 0;
+      }
+      // A whole chunk of the input with more after it: sealed where it lies, without a copy.
+      if (used === 0 && chunk.length - at > CHUNK) {
+        sealInto(t, k, chunk.subarray(at, at + CHUNK), false);
+        at += CHUNK;
+        continue;
+      }
+      const n = Math.min(CHUNK - used, chunk.length - at);
+      chunk.copy(pending, used, at, at + n);
+      used += n;
+      at += n;
+    }
+  };
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
+      if (key) {
+        take(this, key, chunk);
+        done();
+        return;
+      }
       ready(this).then((k) => {
-        let at = 0;
-        while (at < chunk.length) {
-          if (used === CHUNK) {
-            this.push(seal(k.streamKey, counter++, false, pending));
-            pending = Buffer.allocUnsafe(CHUNK);
-            used = 0;
-          }
-          const n = Math.min(CHUNK - used, chunk.length - at);
-          chunk.copy(pending, used, at, at + n);
-          used += n;
-          at += n;
-        }
+        take(this, k, chunk);
         done();
       }, done);
     },
     flush(done: TransformCallback) {
       ready(this).then((k) => {
-        this.push(seal(k.streamKey, counter, true, pending.subarray(0, used)));
+        sealInto(this, k, pending.subarray(0, used), true);
         done();
       }, done);
     },
@@ -298,8 +321,13 @@ export async function encryptedBody(inner: ChunkedBody, recipients: readonly str
       let at = 0;
       while (at < piece.length) {
         if (used === CHUNK) {
-          yield seal(k.streamKey, counter++, false, pending);
+          yield* seal(k.streamKey, counter++, false, pending);
           used = 0;
+        }
+        if (used === 0 && piece.length - at > CHUNK) {
+          yield* seal(k.streamKey, counter++, false, piece.subarray(at, at + CHUNK));
+          at += CHUNK;
+          continue;
         }
         const n = Math.min(CHUNK - used, piece.length - at);
         piece.copy(pending, used, at, at + n);
@@ -307,7 +335,7 @@ export async function encryptedBody(inner: ChunkedBody, recipients: readonly str
         at += n;
       }
     }
-    yield seal(k.streamKey, counter, true, pending.subarray(0, used));
+    yield* seal(k.streamKey, counter, true, pending.subarray(0, used));
   }
   let digest: string | undefined;
   return {
@@ -339,62 +367,75 @@ function headerEnd(buf: Buffer): number {
  */
 export function decryptStream(ids: AgeIdentities, what: string): Transform {
   let header: Buffer | undefined = Buffer.alloc(0) as Buffer;
+  let fileKey: Uint8Array | undefined;
+  let nonce: Buffer = Buffer.alloc(0);
   let key: Buffer | undefined;
-  let nonceBuf: Buffer = Buffer.alloc(0);
   let counter = 0;
-  let buf: Buffer = Buffer.alloc(0);
-  const start = async (): Promise<void> => {
+  // One sealed chunk being gathered across input pieces; whole chunks inside a piece are opened
+  // where they lie (no copy). A full chunk is opened only once a byte after it has arrived: only
+  // then is it known not to be the last.
+  const stage = Buffer.allocUnsafe(CHUNK + TAG);
+  let staged = 0;
+  const start = (): Buffer | undefined => {
     const end = headerEnd(header!);
     if (end < 0) {
       if (header!.length > MAX_HEADER) throw new EncryptedDataError(`${what} is not an age file (no header end in ${MAX_HEADER} bytes)`);
-      return;
+      return undefined;
     }
     if (!header!.subarray(0, 22).toString('latin1').startsWith('age-encryption.org/v1\n')) {
       throw new EncryptedDataError(`${what} is not an age file`);
     }
-    const fileKey = openHeader(header!.subarray(0, end), ids, what);
+    fileKey = openHeader(header!.subarray(0, end), ids, what);
     const rest = header!.subarray(end);
     header = undefined;
-    nonceBuf = Buffer.alloc(0);
-    take(rest, fileKey);
+    return rest;
   };
-  let fileKeyHeld: Uint8Array | undefined;
-  const take = (data: Buffer, fileKey?: Uint8Array) => {
-    if (fileKey) fileKeyHeld = fileKey;
+  const take = (t: Transform, data: Buffer) => {
     if (!key) {
-      nonceBuf = Buffer.concat([nonceBuf, data]);
-      if (nonceBuf.length < NONCE) return;
-      key = payloadKey(fileKeyHeld!, nonceBuf.subarray(0, NONCE));
-      data = nonceBuf.subarray(NONCE);
+      nonce = Buffer.concat([nonce, data]);
+      if (nonce.length < NONCE) return;
+      key = payloadKey(fileKey!, nonce.subarray(0, NONCE));
+      data = nonce.subarray(NONCE);
     }
-    buf = buf.length ? Buffer.concat([buf, data]) : data;
+    let at = 0;
+    while (at < data.length) {
+      if (staged === CHUNK + TAG) {
+        t.push(open(key, counter++, false, stage, what));
+        staged = 0;
+      }
+      if (staged === 0 && data.length - at > CHUNK + TAG) {
+        t.push(open(key, counter++, false, data.subarray(at, at + CHUNK + TAG), what));
+        at += CHUNK + TAG;
+        continue;
+      }
+      const n = Math.min(CHUNK + TAG - staged, data.length - at);
+      data.copy(stage, staged, at, at + n);
+      staged += n;
+      at += n;
+    }
   };
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
-      const go = async () => {
+      try {
         if (header) {
           header = Buffer.concat([header, chunk]);
-          await start();
+          const rest = start();
+          if (rest) take(this, rest);
         } else {
-          take(chunk);
+          take(this, chunk);
         }
-        // a full chunk followed by more bytes is not the last one
-        let at = 0;
-        while (key && buf.length - at > CHUNK + TAG) {
-          this.push(open(key, counter++, false, buf.subarray(at, at + CHUNK + TAG), what));
-          at += CHUNK + TAG;
-        }
-        if (at) buf = buf.subarray(at);
-      };
-      go().then(() => done(), done);
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
     },
     flush(done: TransformCallback) {
       try {
         if (header) {
           throw new EncryptedDataError(header.length === 0 ? `${what} is empty` : `${what} is truncated (age: incomplete header)`);
         }
-        if (!key || buf.length < TAG) throw new EncryptedDataError(`${what} is truncated (age: no final chunk)`);
-        const plain = open(key, counter, true, buf, what);
+        if (!key || staged < TAG) throw new EncryptedDataError(`${what} is truncated (age: no final chunk)`);
+        const plain = open(key, counter, true, stage.subarray(0, staged), what);
         if (plain.length === 0 && counter > 0) throw new EncryptedDataError(`${what} is damaged (age: empty final chunk)`);
         this.push(plain);
         done();

@@ -63,8 +63,12 @@ export interface StorageProvider<C extends { provider: string; bucket: string } 
   parseUrl(url: string): ParsedUrl;
   /** Flags that belong to this provider only; giving one with another provider is a usage error. */
   readonly flags: readonly string[];
-  /** Accepts a customer-provided encryption key (S3 SSE-C); refused up front elsewhere. */
-  readonly customerKey?: boolean;
+  /**
+   * Its customer-provided encryption key option (S3 SSE-C, Azure CPK, GCS CSEK: a 256-bit key sent
+   * with every object write and read), and the variable that can name the file instead. A key given
+   * for another provider is refused up front: the user asked for encryption and would not get it.
+   */
+  readonly customerKey?: { readonly option: string; readonly variable: string; readonly what: string; readonly where: string };
   /** Flags + environment → this provider's config. Reads credential files, never the process environment. */
   resolve(input: ResolveInput): Resolved<C>;
   readonly partLimits: PartLimits;

@@ -3,12 +3,23 @@
 // pgBackRest 2.45 (process-max 4) at the same compression, each against a floor: a bare curl PUT
 // (cp + sync for the directory store) of a file of the same bytes, made beforehand with tar and the
 // row's compressor, and for restores a bare GET piped into tar -x. Peak RSS from GNU time.
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+// With the `age` tools installed, an lz4 + age-encrypted backup and restore of ours run right after
+// the plain lz4 ones, with CPU seconds beside them (BENCH_BACKUP_CODECS picks the rows).
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStores, haveBarman, havePgbackrest, pgbackrestConfig } from './stores.mjs';
 import { startPostgres } from './pg.mjs';
+
+const haveAge = (() => {
+  try {
+    execFileSync('age-keygen', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 export const title = 'Base backup and restore (pgbench database; barman 3.4 and pgBackRest 2.45 beside us)';
 
@@ -40,6 +51,15 @@ export async function run({ root }) {
   const rows = [];
   const notes = [];
   const targets = {};
+  const codecs = (process.env.BENCH_BACKUP_CODECS ?? 'lz4,lz4+age,none,gzip').split(',').filter((c) => c !== 'lz4+age' || haveAge);
+  if (!haveAge) notes.push('The lz4 + age rows need `age-keygen` (Debian package age): left out of this run.');
+  // An X25519 key pair for the encrypted rows: the recipient encrypts, the identity restores.
+  const identityFile = join(work, 'age-identity.txt');
+  const recipientFile = join(work, 'age-recipient.txt');
+  if (haveAge) {
+    execFileSync('age-keygen', ['-o', identityFile], { stdio: 'ignore' });
+    writeFileSync(recipientFile, execFileSync('age-keygen', ['-y', identityFile]));
+  }
   let pg;
   try {
     pg = await startPostgres(join(work, 'pg'), ['archive_mode = on', "archive_command = '/bin/true'"]);
@@ -52,6 +72,7 @@ export async function run({ root }) {
     const tarDir = join(work, 'floor');
     mkdirSync(tarDir, { recursive: true });
     const tarOf = { none: join(tarDir, 'data.tar'), lz4: join(tarDir, 'data.tar.lz4'), gzip: join(tarDir, 'data.tar.gz') };
+    tarOf['lz4+age'] = tarOf.lz4; // the floor of the encrypted row is the plain lz4 one: what encryption adds shows
     // Without pg_wal's contents, as a base backup leaves them out.
     await sh(`tar -cf ${tarOf.none} --warning=no-file-changed --exclude='./pg_wal/*' -C ${pg.data} . ; lz4 -q -1 -f ${tarOf.none} ${tarOf.lz4} && gzip -6 -c ${tarOf.none} > ${tarOf.gzip}`, env0);
     notes.push(`Floor bytes: tar of PGDATA ${(statSync(tarOf.none).size / 1e6).toFixed(0)} MB, lz4 -1 ${(statSync(tarOf.lz4).size / 1e6).toFixed(0)} MB, gzip -6 ${(statSync(tarOf.gzip).size / 1e6).toFixed(0)} MB (made beforehand, not timed).`);
@@ -64,7 +85,11 @@ export async function run({ root }) {
         floor ? `${(mb / floor.secs).toFixed(1)} MB/s (${floor.secs.toFixed(1)} s)` : '–', `${r.rssMb.toFixed(0)} MB`, vsBarman ?? '–', vsPgbr ?? '–']);
       const pgbrCfg = havePgbackrest ? pgbackrestConfig(join(work, 'pgbr', store.id), store, 'pgbr', pg, { 'process-max': '4', 'start-fast': 'y', 'archive-check': 'n' }) : null;
       if (pgbrCfg) await measured('/usr/bin/pgbackrest', pgbrCfg.args('stanza-create'), env);
-      for (const [codec, ourFlag, barmanFlag, pgbrType] of [['lz4', ['--lz4'], null, 'lz4'], ['none', [], [], 'none'], ['gzip', ['-z'], ['-z'], 'gz']]) {
+      const table = [
+        ['lz4', ['--lz4'], null, 'lz4'], ['lz4+age', ['--lz4', '--encryption-recipient-file', recipientFile], null, null],
+        ['none', [], [], 'none'], ['gzip', ['-z'], ['-z'], 'gz'],
+      ];
+      for (const [codec, ourFlag, barmanFlag, pgbrType] of table.filter(([c]) => codecs.includes(c))) {
         const [fc, fa] = store.putArgs(tarOf[codec], 'bare', `floor/${codec}`);
         const floor = await measured(fc, fa, env);
         const mine = await measured(node, [ours('barman-cloud-backup'), ...ourFlag, '-J', '4', '--immediate-checkpoint', ...store.ours('ours', `b-${codec}`)], env);
@@ -74,17 +99,23 @@ export async function run({ root }) {
           barman = await measured('/usr/bin/barman-cloud-backup', [...barmanFlag, '-J', '4', '--immediate-checkpoint', ...store.barman('barman', `b-${codec}`)], env);
         }
         let pgbr;
-        if (pgbrCfg) pgbr = await measured('/usr/bin/pgbackrest', pgbrCfg.args(`--compress-type=${pgbrType}`, '--type=full', 'backup'), env);
+        if (pgbrCfg && pgbrType) pgbr = await measured('/usr/bin/pgbackrest', pgbrCfg.args(`--compress-type=${pgbrType}`, '--type=full', 'backup'), env);
         results[codec] = { mine, barman, pgbr, floor };
-        row(`backup (${codec}), ours -J 4`, mine, floor, barman ? `${(barman.secs / mine.secs).toFixed(2)}×` : undefined, pgbr ? `${(pgbr.secs / mine.secs).toFixed(2)}×` : undefined);
+        const cpu = codec === 'lz4+age' && results.lz4
+          ? `, CPU ${mine.cpuSecs.toFixed(2)} s vs ${results.lz4.mine.cpuSecs.toFixed(2)} s plain lz4 (${(mine.cpuSecs / results.lz4.mine.cpuSecs).toFixed(2)}×)`
+          : `, CPU ${mine.cpuSecs.toFixed(2)} s`;
+        row(`backup (${codec}), ours -J 4${cpu}`, mine, floor, barman ? `${(barman.secs / mine.secs).toFixed(2)}×` : undefined, pgbr ? `${(pgbr.secs / mine.secs).toFixed(2)}×` : undefined);
         if (barman) row(`  barman-cloud-backup 3.4 (${codec}) -J 4`, barman);
         if (pgbr) row(`  pgBackRest backup (${codec}) process-max 4`, pgbr);
         rows.push([`  bare PUT of the ${codec} tar (floor)`, store.name, `${(mb / floor.secs).toFixed(1)} MB/s (${floor.secs.toFixed(1)} s)`, '', '', '', '']);
       }
       const r = results;
-      targets[`backup lz4, ${store.name}`] = { target: '≥ 200 MB/s', value: `${(mb / r.lz4.mine.secs).toFixed(1)} MB/s`, met: mb / r.lz4.mine.secs >= 200 };
+      if (r.lz4) targets[`backup lz4, ${store.name}`] = { target: '≥ 200 MB/s', value: `${(mb / r.lz4.mine.secs).toFixed(1)} MB/s`, met: mb / r.lz4.mine.secs >= 200 };
+      const enc = r['lz4+age'];
+      if (enc) targets[`backup lz4 + age, ${store.name}`] = { target: '≥ 150 MB/s', value: `${(mb / enc.mine.secs).toFixed(1)} MB/s`, met: mb / enc.mine.secs >= 150 };
+      if (!r.none || !r.lz4) continue; // the restore rows need the plain backups
       if (r.none.barman) targets[`backup uncompressed, ${store.name}`] = { target: '≥ 3× barman 3.4', value: `${(r.none.barman.secs / r.none.mine.secs).toFixed(2)}×`, met: r.none.barman.secs / r.none.mine.secs >= 3 };
-      if (r.gzip.barman) targets[`backup gzip, ${store.name}`] = { target: '≥ 4× barman 3.4', value: `${(r.gzip.barman.secs / r.gzip.mine.secs).toFixed(2)}×`, met: r.gzip.barman.secs / r.gzip.mine.secs >= 4 };
+      if (r.gzip?.barman) targets[`backup gzip, ${store.name}`] = { target: '≥ 4× barman 3.4', value: `${(r.gzip.barman.secs / r.gzip.mine.secs).toFixed(2)}×`, met: r.gzip.barman.secs / r.gzip.mine.secs >= 4 };
 
       // Restores: each tool's uncompressed backup (and ours of lz4), -J 4 / process-max 4.
       const dest = (n) => join(work, `restore-${store.id}-${n}`);
@@ -96,6 +127,9 @@ export async function run({ root }) {
       const floorLz4R = await sh(`${lc} ${la.map((a) => `'${a}'`).join(' ')} | lz4 -d -c | tar -xf - -C ${dest('floor-lz4')}`, env);
       const oursR = await measured(node, [ours('barman-cloud-restore'), '-J', '4', ...store.ours('ours', 'b-none'), 'latest', dest('ours')], env);
       const oursLz4R = await measured(node, [ours('barman-cloud-restore'), '-J', '4', ...store.ours('ours', 'b-lz4'), 'latest', dest('ours-lz4')], env);
+      const oursAgeR = enc
+        ? await measured(node, [ours('barman-cloud-restore'), '-J', '4', '--encryption-identity-file', identityFile, ...store.ours('ours', 'b-lz4+age'), 'latest', dest('ours-age')], env)
+        : undefined;
       let barmanR;
       if (haveBarman && store.barman) {
         const list = await new Promise((res, rej) => {
@@ -121,15 +155,18 @@ export async function run({ root }) {
       const restoreRow = (label, x, vsB, vsP, f = floorR) => rows.push([label, store.name, `${(mb / x.secs).toFixed(1)} MB/s (${x.secs.toFixed(1)} s)`,
         `${(mb / f.secs).toFixed(1)} MB/s (${f.secs.toFixed(1)} s)`, `${x.rssMb.toFixed(0)} MB`, vsB ?? '–', vsP ?? '–']);
       restoreRow('restore (none), ours -J 4', oursR, barmanR ? `${(barmanR.secs / oursR.secs).toFixed(2)}×` : undefined, pgbrR ? `${(pgbrR.secs / oursR.secs).toFixed(2)}×` : undefined);
-      restoreRow('restore (lz4), ours -J 4', oursLz4R, undefined, undefined, floorLz4R);
+      restoreRow(`restore (lz4), ours -J 4, CPU ${oursLz4R.cpuSecs.toFixed(2)} s`, oursLz4R, undefined, undefined, floorLz4R);
+      if (oursAgeR) {
+        restoreRow(`restore (lz4+age), ours -J 4, CPU ${oursAgeR.cpuSecs.toFixed(2)} s (${(oursAgeR.cpuSecs / oursLz4R.cpuSecs).toFixed(2)}× plain lz4)`, oursAgeR, undefined, undefined, floorLz4R);
+      }
       if (barmanR) restoreRow('  barman-cloud-restore 3.4 (none)', barmanR);
       if (pgbrR) restoreRow('  pgBackRest restore (none) process-max 4', pgbrR);
       rows.push(['  bare GET of the tar | tar -x (floor)', store.name, `${(mb / floorR.secs).toFixed(1)} MB/s (${floorR.secs.toFixed(1)} s)`, '', '', '', '']);
       rows.push(['  bare GET of the lz4 tar | lz4 -d | tar -x (floor)', store.name, `${(mb / floorLz4R.secs).toFixed(1)} MB/s (${floorLz4R.secs.toFixed(1)} s)`, '', '', '', '']);
       if (barmanR) targets[`restore, ${store.name}`] = { target: '≥ 3× barman 3.4', value: `${(barmanR.secs / oursR.secs).toFixed(2)}×`, met: barmanR.secs / oursR.secs >= 3 };
-      const peak = Math.max(...['lz4', 'none', 'gzip'].map((c) => r[c].mine.rssMb), oursR.rssMb, oursLz4R.rssMb);
+      const peak = Math.max(...Object.values(r).map((x) => x.mine.rssMb), oursR.rssMb, oursLz4R.rssMb, oursAgeR?.rssMb ?? 0);
       targets[`peak RSS backup / restore -J 4, ${store.name}`] = { target: `≤ 128 MB at scale 100 (this run: scale ${scale})`, value: `max ${peak.toFixed(0)} MB`, met: peak <= 128 };
-      for (const d of ['floor', 'floor-lz4', 'ours', 'ours-lz4', 'barman', 'pgbr']) rmSync(dest(d), { recursive: true, force: true });
+      for (const d of ['floor', 'floor-lz4', 'ours', 'ours-lz4', 'ours-age', 'barman', 'pgbr']) rmSync(dest(d), { recursive: true, force: true });
     }
     notes.push('One run per row (the database is large enough that a run is stable; rerun to compare). Ratios are the other tool\'s wall time over ours: above 1× we are faster. pgBackRest runs with `--type=full --archive-check=n --start-fast` (it would otherwise wait for its own WAL archive); barman 3.4 has no lz4.');
     for (const s of stores) if (s.note) notes.push(`${s.name}: ${s.note}.`);

@@ -1,7 +1,11 @@
 // Loopback proxies put between our executables and a real server, to make the server misbehave in
 // one precise way: an HTTP proxy that refuses chosen S3 requests as S3 does (403 AccessDenied) and
-// forwards the rest, and a TCP proxy that stalls or resets connections.
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+// forwards the rest, a TCP proxy that stalls or resets connections, and an HTTPS proxy that plays
+// Azure's customer-provided-key rules in front of azurite (which does not implement them).
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 
 export interface Proxy {
@@ -103,6 +107,95 @@ export async function startTcpProxy(targetUrl: string, mode: TcpProxyMode, stall
     connections: () => count,
     close: async () => {
       for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** One request the Azure CPK proxy saw, with what it carried of a customer-provided key. */
+export interface CpkRequest {
+  method: string;
+  /** The path (container/blob), without the query. */
+  path: string;
+  /** The `comp` query parameter (`block`, `blocklist`, `list`, …), '' for plain blob requests. */
+  comp: string;
+  /** x-ms-encryption-key-sha256 as sent, or undefined. */
+  keySha256?: string;
+  /** x-ms-encryption-algorithm as sent, or undefined. */
+  algorithm?: string;
+}
+
+/**
+ * An HTTPS proxy (certificate from `tls`) to azurite on `targetPort` that enforces Azure's
+ * customer-provided key (CPK) rules, which azurite ignores (in its default strict mode it refuses
+ * the headers): a write that carries a key must carry all three x-ms-encryption-* headers, AES256
+ * and a SHA-256 that matches the key (else 400); a blob written with a key remembers its SHA-256;
+ * a GET or HEAD of it without the key is refused with 409 BlobUsesCustomerSpecifiedEncryption, as
+ * Azure documents, and with another key with 409 too (Azure's error code for a mismatch is not in
+ * the documented table: the proxy's code `TestProxyCustomerKeyMismatch` is ours). Everything else
+ * is forwarded unchanged (azurite runs with --loose, so it accepts and ignores the headers; they
+ * are part of the Shared Key signature, so they must not be stripped). `requests` records each one.
+ */
+export async function startAzureCpkProxy(targetPort: number, tls: { certFile: string; keyFile: string }): Promise<Proxy & { requests: CpkRequest[] }> {
+  const requests: CpkRequest[] = [];
+  const blobKeys = new Map<string, string | null>();
+  const refuse = (res: ServerResponse, method: string, status: number, code: string, message: string) => {
+    res.writeHead(status, { 'content-type': 'application/xml', 'x-ms-error-code': code });
+    res.end(method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
+  };
+  const header = (req: IncomingMessage, name: string) => {
+    const v = req.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const server = createHttpsServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const method = req.method ?? 'GET';
+      const url = new URL(req.url ?? '/', 'https://x');
+      const comp = url.searchParams.get('comp') ?? '';
+      const isBlob = !url.searchParams.has('restype');
+      const key = header(req, 'x-ms-encryption-key');
+      const sha = header(req, 'x-ms-encryption-key-sha256');
+      const algorithm = header(req, 'x-ms-encryption-algorithm');
+      requests.push({ method, path: url.pathname, comp, ...(sha !== undefined ? { keySha256: sha } : {}), ...(algorithm !== undefined ? { algorithm } : {}) });
+      const writing = method === 'PUT' && isBlob && (comp === '' || comp === 'block' || comp === 'blocklist');
+      if (key !== undefined || sha !== undefined || algorithm !== undefined) {
+        const raw = Buffer.from(key ?? '', 'base64');
+        if (raw.length !== 32 || sha !== createHash('sha256').update(raw).digest('base64') || (writing && algorithm !== 'AES256')) {
+          refuse(res, method, 400, 'InvalidHeaderValue', 'The value for one of the HTTP headers is not in the correct format.');
+          return;
+        }
+      }
+      const reading = (method === 'GET' || method === 'HEAD') && isBlob && (comp === '' || comp === 'metadata');
+      const stored = blobKeys.get(url.pathname);
+      if (reading && stored) {
+        if (sha === undefined) {
+          refuse(res, method, 409, 'BlobUsesCustomerSpecifiedEncryption', 'The blob is encrypted with customer specified encryption, but it was not provided in the request.');
+          return;
+        }
+        if (sha !== stored) {
+          refuse(res, method, 409, 'TestProxyCustomerKeyMismatch', 'The customer-provided key does not match the one the blob was written with.');
+          return;
+        }
+      }
+      const up = httpRequest({ host: '127.0.0.1', port: targetPort, method, path: req.url, headers: req.headers }, (answer) => {
+        const ok = (answer.statusCode ?? 500) < 300;
+        if (ok && method === 'PUT' && isBlob && (comp === '' || comp === 'blocklist')) blobKeys.set(url.pathname, sha ?? null);
+        if (ok && method === 'DELETE' && isBlob && comp === '') blobKeys.delete(url.pathname);
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `https://127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    close: async () => {
+      server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };

@@ -4,6 +4,10 @@
 // uploads, with real md5Hash/crc32c values (the client checks them) and generation preconditions.
 // The client never uses the JSON batch endpoint (Bucket#deleteFiles issues one DELETE per object),
 // so /batch/storage/v1 answers 501.
+// Customer-supplied encryption keys (CSEK) are enforced as GCS documents them: an object written
+// with the `x-goog-encryption-*` headers keeps the key's SHA-256, and a media download of it without
+// that key (or with another) is refused with HTTP 400; its metadata stays readable without the key,
+// minus md5Hash/crc32c. A resumable session remembers its key and refuses chunks sent without it.
 //
 //   import { startGcsServer } from './gcs-server.mjs';
 //   const gcs = await startGcsServer();          // { url, port, close(), faults, events, log, buckets }
@@ -50,6 +54,37 @@ const notFoundObject = (b, o) => new HttpError(404, 'notFound', `No such object:
 const conditionNotMet = () =>
   new HttpError(412, 'conditionNotMet', 'At least one of the pre-conditions you specified did not hold.');
 const badRequest = (message) => new HttpError(400, 'invalid', message);
+
+/**
+ * The CSEK a request carries: the base64 SHA-256 of its key, or null without one. The three headers
+ * go together; the key must be 32 bytes and the hash must be the hash of that key.
+ */
+function requestKeySha(req) {
+  const alg = req.headers['x-goog-encryption-algorithm'];
+  const key = req.headers['x-goog-encryption-key'];
+  const sha = req.headers['x-goog-encryption-key-sha256'];
+  if (alg === undefined && key === undefined && sha === undefined) return null;
+  if (alg !== 'AES256') throw badRequest('Missing or invalid x-goog-encryption-algorithm header: only AES256 is supported.');
+  const raw = Buffer.from(String(key ?? ''), 'base64');
+  if (raw.length !== 32) throw badRequest('Missing or invalid x-goog-encryption-key header: a base64 AES-256 key is required.');
+  if (crypto.createHash('sha256').update(raw).digest('base64') !== sha) {
+    throw badRequest('The provided encryption key hash does not match the provided encryption key.');
+  }
+  return sha;
+}
+
+/** GCS's refusals of a data read whose key does not fit the object's (all HTTP 400). */
+function checkObjectKey(obj, sha) {
+  if (obj.keySha256 && sha === null) {
+    throw new HttpError(400, 'resourceIsEncryptedWithCustomerEncryptionKey', 'The target object is encrypted by a customer-supplied encryption key.');
+  }
+  if (obj.keySha256 && sha !== obj.keySha256) {
+    throw new HttpError(400, 'customerEncryptionKeyIsIncorrect', 'The provided encryption key is incorrect.');
+  }
+  if (!obj.keySha256 && sha !== null) {
+    throw new HttpError(400, 'resourceNotEncryptedWithCustomerEncryptionKey', 'The target object is not encrypted by a customer-supplied encryption key.');
+  }
+}
 
 function sendJson(res, status, body, headers = {}) {
   const data = Buffer.from(JSON.stringify(body));
@@ -168,8 +203,10 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
     return b;
   }
 
-  function objectResource(bucket, o, origin) {
+  /** `sha`: the key the request carried; an object stored with a CSEK shows its hashes only with it. */
+  function objectResource(bucket, o, origin, sha = null) {
     const enc = encodeURIComponent(o.name);
+    const hashes = !o.keySha256 || sha === o.keySha256;
     return {
       kind: 'storage#object',
       id: `${bucket}/${o.name}/${o.generation}`,
@@ -182,8 +219,8 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
       contentType: o.contentType,
       storageClass: 'STANDARD',
       size: String(o.data.length),
-      md5Hash: o.md5Hash,
-      crc32c: o.crc32c,
+      ...(hashes && { md5Hash: o.md5Hash, crc32c: o.crc32c }),
+      ...(o.keySha256 && { customerEncryption: { encryptionAlgorithm: 'AES256', keySha256: o.keySha256 } }),
       etag: o.etag,
       timeCreated: o.timeCreated,
       updated: o.updated,
@@ -194,7 +231,7 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
   }
 
   /** Store a finished upload after checking preconditions and any client-supplied hashes. */
-  function storeObject(bucketName, name, data, meta, q, hashes = {}) {
+  function storeObject(bucketName, name, data, meta, q, hashes = {}, keySha256 = null) {
     const b = getBucket(bucketName);
     if (!name) throw new HttpError(400, 'required', 'Required parameter: name');
     checkPreconditions(q, b.objects.get(name));
@@ -211,6 +248,7 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
       contentType: meta.contentType ?? 'application/octet-stream',
       metadata: meta.metadata && Object.keys(meta.metadata).length ? { ...meta.metadata } : undefined,
       kmsKeyName: q.get('kmsKeyName') ?? meta.kmsKeyName,
+      keySha256,
       etag: Buffer.from(`${generation}/1`).toString('base64'),
       timeCreated: t, updated: t,
     };
@@ -293,11 +331,12 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
   //    "Perform resumable uploads"); 308 + `Range: bytes=0-N` while incomplete
   function createSession(req, res, bucketName, q, meta) {
     const b = getBucket(bucketName);
+    const keySha256 = requestKeySha(req);
     const name = q.get('name') ?? meta.name;
     if (!name) throw new HttpError(400, 'required', 'Required parameter: name');
     checkPreconditions(q, b.objects.get(name)); // GCS checks preconditions at start and at the end
     const id = crypto.randomBytes(16).toString('hex');
-    sessions.set(id, { bucket: bucketName, name, meta, q, chunks: [], received: 0, chunksAccepted: 0, result: null });
+    sessions.set(id, { bucket: bucketName, name, meta, q, keySha256, chunks: [], received: 0, chunksAccepted: 0, result: null });
     const location = `${scheme}://${req.headers.host}/upload/storage/v1/b/${bucketName}/o?uploadType=resumable&name=${encodeURIComponent(name)}&upload_id=${id}`;
     res.writeHead(200, { Location: location, 'X-GUploader-UploadID': id, 'Content-Length': 0 });
     res.end();
@@ -306,6 +345,10 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
   async function putChunk(req, res, q) {
     const s = sessions.get(q.get('upload_id') ?? '');
     if (!s) throw new HttpError(404, 'notFound', 'No such upload session');
+    if (requestKeySha(req) !== s.keySha256) {
+      req.resume();
+      throw badRequest('The encryption key headers of this request do not match those the upload session was started with.');
+    }
     const stallAfter = faults.stallUploadAfterChunks;
     if (typeof stallAfter === 'number' && s.chunksAccepted >= stallAfter) {
       req.resume(); // swallow the chunk and never answer
@@ -351,8 +394,8 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
     if (total !== null && s.received !== total) throw badRequest(`Upload size ${s.received} does not match declared total ${total}`);
     const data = Buffer.concat(s.chunks);
     try {
-      const obj = storeObject(s.bucket, s.name, data, s.meta, s.q, parseGoogHash(req.headers['x-goog-hash']));
-      s.result = objectResource(s.bucket, obj, `${scheme}://${req.headers.host}`);
+      const obj = storeObject(s.bucket, s.name, data, s.meta, s.q, parseGoogHash(req.headers['x-goog-hash']), s.keySha256);
+      s.result = objectResource(s.bucket, obj, `${scheme}://${req.headers.host}`, s.keySha256);
     } finally {
       s.chunks = [];
     }
@@ -364,7 +407,10 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
     const url = new URL(req.url, 'http://x');
     const q = url.searchParams;
     const method = req.method;
-    log.push({ method, path: url.pathname, query: Object.fromEntries(q), contentRange: req.headers['content-range'] });
+    log.push({
+      method, path: url.pathname, query: Object.fromEntries(q), contentRange: req.headers['content-range'],
+      encryptionKeySha256: req.headers['x-goog-encryption-key-sha256'],
+    });
     const origin = `${scheme}://${req.headers.host}`;
     const fail = faults.failNext;
     if (fail && fail.count > 0 && (!fail.method || fail.method === method)) {
@@ -411,8 +457,9 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
       } else if (uploadType === 'media') {
         meta.contentType = req.headers['content-type'];
       } else throw badRequest(`Unknown uploadType: ${uploadType}`);
-      const obj = storeObject(bucketName, q.get('name') ?? meta.name, data, meta, q, parseGoogHash(req.headers['x-goog-hash']));
-      return sendJson(res, 200, objectResource(bucketName, obj, origin));
+      const sha = requestKeySha(req);
+      const obj = storeObject(bucketName, q.get('name') ?? meta.name, data, meta, q, parseGoogHash(req.headers['x-goog-hash']), sha);
+      return sendJson(res, 200, objectResource(bucketName, obj, origin, sha));
     }
 
     // buckets
@@ -454,8 +501,12 @@ export async function startGcsServer({ host = '127.0.0.1', port = 0, tls, faults
     if (method === 'GET') {
       if (!obj) throw notFoundObject(bucketName, objectName);
       checkPreconditions(q, obj);
-      if (kind === 'download' || q.get('alt') === 'media') return download(req, res, bucketName, obj);
-      return sendJson(res, 200, objectResource(bucketName, obj, origin));
+      const sha = requestKeySha(req);
+      if (kind === 'download' || q.get('alt') === 'media') {
+        checkObjectKey(obj, sha);
+        return download(req, res, bucketName, obj);
+      }
+      return sendJson(res, 200, objectResource(bucketName, obj, origin, sha));
     }
     if (method === 'DELETE') {
       if (!obj) throw notFoundObject(bucketName, objectName);

@@ -71,6 +71,28 @@ describe.skipIf(!haveAge)('age format', () => {
     expect((await through(decryptStream(ids, 'obj'), libSealed, 4096)).equals(plain)).toBe(true);
   });
 
+  // Whole chunks inside a large input piece are sealed and opened where they lie; a piece that ends
+  // exactly on a chunk boundary must leave that chunk for the end (it may be the last one).
+  it.each([[2 * 65536, 2 * 65536], [2 * 65536, 65536], [3 * 65536 + 5, 65552], [3 * 65536 + 5, 65553], [200_000, 200_000], [65552 * 2, 65552]])(
+    '%i bytes in pieces of %i: age -d reads our stream, and we read it and age -e output back',
+    async (size, piece) => {
+      const plain = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) plain[i] = (i * 13 + (i >> 10)) & 255;
+      const recipients = await parseRecipients(a.recipient, 'r.txt');
+      const sealed = await through(encryptStream(recipients), plain, piece);
+      const f = join(dir, `big-${size}-${piece}.age`);
+      writeFileSync(f, sealed);
+      expect(execFileSync('age', ['-d', '-i', a.identityFile, f]).equals(plain)).toBe(true);
+      const ids = await parseIdentities(readFileSync(a.identityFile, 'utf8'), a.identityFile);
+      expect((await through(decryptStream(ids, 'obj'), sealed, piece)).equals(plain)).toBe(true);
+      const theirs = execFileSync('age', ['-e', '-r', a.recipient], { input: plain });
+      expect((await through(decryptStream(ids, 'obj'), theirs, piece)).equals(plain)).toBe(true);
+      const body = await encryptedBody(piecesBody([plain]), recipients);
+      writeFileSync(f, Buffer.concat([...body.chunks()]));
+      expect(execFileSync('age', ['-d', '-i', a.identityFile, f]).equals(plain)).toBe(true);
+    },
+  );
+
   it('refuses a file for another key with EncryptionKeyError, naming the identity file only', async () => {
     const sealed = await through(encryptStream([a.recipient]), Buffer.from('secret page'));
     const ids = await parseIdentities(b.identity, 'b-ids.txt');

@@ -262,6 +262,44 @@ describe('the SSE-C key file', () => {
   });
 });
 
+describe('the Azure (CPK) and GCS (CSEK) customer key files', () => {
+  const key = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 53 + 7) & 0xff));
+  const file = (name: string, content: string | Buffer) => {
+    const p = join(dir, name);
+    writeFileSync(p, content);
+    return p;
+  };
+  const azure = ['--cloud-provider', 'azure-blob-storage', '--azure-connection-string-file'];
+  const stores = [
+    { flag: '--azure-customer-key-file', variable: 'BARMAN_CLOUD_AZURE_CUSTOMER_KEY_FILE', provider: 'azure-blob-storage', url: 'https://acct.blob.core.windows.net/c/p' },
+    { flag: '--google-customer-key-file', variable: 'BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE', provider: 'google-cloud-storage', url: 'gs://b/p' },
+  ] as const;
+
+  it('take the same key file as SSE-C, from the flag or the variable, into their own store only', () => {
+    const connection = file('conn.txt', 'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net');
+    const raw = file('cpk-raw.key', key);
+    const b64 = file('cpk-b64.key', `${key.toString('base64')}\n`);
+    for (const s of stores) {
+      const pre = s.provider === 'azure-blob-storage' ? [...azure, connection] : ['--cloud-provider', s.provider];
+      for (const [argv, env] of [[[s.flag, raw], {}], [[], { [s.variable]: b64 }]] as [string[], Env][]) {
+        const { config } = resolve([...pre, ...argv, s.url], env);
+        expect(config.provider).toBe(s.provider);
+        expect((config as { customerKey?: Buffer }).customerKey).toEqual(key);
+      }
+      expect(() => resolve([...pre, s.flag, file('bad.key', 'short'), s.url])).toThrow(CliError);
+      // Refused elsewhere, the key never in the message.
+      for (const other of ['s3://b/p', 'file:///tmp/x']) {
+        expect(() => resolve([s.flag, raw, other])).toThrow(new RegExp(`^${s.flag}: .*only supported on`));
+        expect(() => resolve([other], { [s.variable]: raw })).toThrow(new RegExp(`^${s.variable}: .*only supported on`));
+      }
+    }
+    expect(() => resolve([...azure, connection, '--encryption-scope', 'sc', '--azure-customer-key-file', raw, stores[0].url], {}, 'backup'))
+      .toThrow(/--encryption-scope cannot be combined with --azure-customer-key-file/);
+    expect(() => resolve(['--cloud-provider', 'google-cloud-storage', '--kms-key-name', 'k', 'gs://b/p'], { BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE: raw }, 'backup'))
+      .toThrow(/--kms-key-name cannot be combined with BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE/);
+  });
+});
+
 function randomLikeBase64(bytes: number): string {
   return Buffer.from(Array.from({ length: bytes }, (_, i) => i)).toString('base64');
 }

@@ -6,6 +6,7 @@
 // ours (passed as the pipeline's `agent`), which adds the extra CA to Node's roots, bounds connection
 // set-up and socket silence, and can be destroyed on close(). The identity requests (token endpoint,
 // often plain http on loopback or IMDS) get the same CA list through `tlsOptions`.
+import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, type AgentOptions, type ClientRequestArgs } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions, type RequestOptions } from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -27,7 +28,7 @@ import type {
 import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
-  StorageError,
+  SseCustomerKeyError, StorageError,
 } from '../../errors.js';
 import { log, redact, registerSecret } from '../../log.js';
 
@@ -160,7 +161,12 @@ interface ErrorContext {
   /** A put with ifNoneMatch: 409/412 mean "already there". */
   conditional?: boolean;
   signal?: AbortSignal;
+  /** A read of the blob's data or properties (where a customer-provided key matters); `true` when we sent one. */
+  read?: { customerKey: boolean };
 }
+
+/** The flag that supplies a customer-provided key, named in messages. */
+const CUSTOMER_KEY_FLAG = '--azure-customer-key-file';
 
 const NETWORK_CODES = new Set([
   'REQUEST_SEND_ERROR', 'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ENOTFOUND',
@@ -249,6 +255,13 @@ function mapAzureError(err: unknown, bucket: string, ctx: ErrorContext = {}): Er
   if (status === 404 || code === 'BlobNotFound') {
     return ctx.key !== undefined ? new NotFoundError(ctx.key, { cause }) : new BucketNotFoundError(bucket, { cause });
   }
+  if (ctx.read && ctx.key !== undefined && (status === 409 || code === 'BlobUsesCustomerSpecifiedEncryption')) {
+    // Azure answers 409 to a read of a blob stored with a customer-provided key that lacks it; with a
+    // key in hand, a 409 on a read can only be about that key too.
+    return new SseCustomerKeyError(ctx.read.customerKey
+      ? `cannot read blob ${where} with the key of ${CUSTOMER_KEY_FLAG} (HTTP 409${code ? ` ${code}` : ''}): it was stored with another customer-provided key or without one`
+      : `blob ${where} is encrypted with a customer-provided key (CPK): give the key with ${CUSTOMER_KEY_FLAG}`, { cause });
+  }
   if (ctx.conditional && ctx.key !== undefined && (status === 409 || status === 412 || code === 'BlobAlreadyExists' || code === 'ConditionNotMet')) {
     return new PreconditionFailedError(ctx.key, { cause });
   }
@@ -301,8 +314,15 @@ export class AzureObjectStore implements ObjectStore {
   private readonly agent: HttpAgent;
   private batchRefused = false;
 
+  /** The SDK's customer-provided key option for every blob write and read, when configured. */
+  private readonly cpk: { customerProvidedKey?: { encryptionKey: string; encryptionKeySha256: string } };
+
   constructor(private readonly config: AzureStoreConfig) {
     this.bucket = config.bucket;
+    const key = config.customerKey;
+    this.cpk = key
+      ? { customerProvidedKey: { encryptionKey: key.toString('base64'), encryptionKeySha256: createHash('sha256').update(key).digest('base64') } }
+      : {};
     const auth = config.auth;
     const retry = config.retry;
     const pipeline = (agent: HttpAgent): StoragePipelineOptions & { agent: HttpAgent } => ({
@@ -420,10 +440,10 @@ export class AzureObjectStore implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo | null> {
     try {
-      const p = await this.container.getBlobClient(key).getProperties();
+      const p = await this.container.getBlobClient(key).getProperties(this.cpk);
       return { key, size: p.contentLength ?? 0, ...(p.lastModified ? { lastModified: p.lastModified } : {}) };
     } catch (e) {
-      const mapped = this.fail(e, { key });
+      const mapped = this.fail(e, { key, read: { customerKey: this.config.customerKey !== undefined } });
       if (mapped instanceof NotFoundError) return null;
       throw mapped;
     }
@@ -439,13 +459,14 @@ export class AzureObjectStore implements ObjectStore {
     let body: NodeJS.ReadableStream | undefined;
     try {
       const res = await this.container.getBlobClient(key).download(offset, count, {
+        ...this.cpk,
         abortSignal: options.signal,
         // Resume a body cut short from where it stopped, as often as the policy allows retries.
         maxRetryRequests: Math.max(0, this.config.retry.maxAttempts - 1),
       });
       body = res.readableStreamBody;
     } catch (e) {
-      throw this.fail(e, { key, signal: options.signal });
+      throw this.fail(e, { key, signal: options.signal, read: { customerKey: this.config.customerKey !== undefined } });
     }
     if (!body) throw new StorageError(`Azure returned no body for ${this.bucket}/${key}`);
     const src = body as Readable;
@@ -476,6 +497,7 @@ export class AzureObjectStore implements ObjectStore {
       ...(options.tags?.length ? { tags: Object.fromEntries(options.tags) } : {}),
       ...(options.ifNoneMatch ? { conditions: { ifNoneMatch: '*' } } : {}),
       ...(this.config.encryptionScope ? { encryptionScope: this.config.encryptionScope } : {}),
+      ...this.cpk,
     };
     const blockSize = options.partSize ?? DEFAULT_BLOCK;
     const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { CliError, GeneralError } from '../../errors.js';
 import { registerSecret } from '../../log.js';
 import type { StoreConfigBase } from '../config.js';
-import { nonEmpty, readCa, readEnvCa, readSecretFile, type Env, type Resolved, type ResolveInput } from '../provider.js';
+import { nonEmpty, readCa, readCustomerKey, readEnvCa, readSecretFile, type Env, type Resolved, type ResolveInput } from '../provider.js';
 import type { ParsedUrl } from '../url.js';
 
 export type AzureCredentialKind = 'azure-cli' | 'managed-identity' | 'default';
@@ -21,17 +21,27 @@ export interface AzureStoreConfig extends StoreConfigBase {
     | { kind: 'token-credential'; credential: AzureCredentialKind };
   encryptionScope?: string;
   /**
+   * Customer-provided key (CPK): the 32-byte AES-256 key sent with every blob write and read.
+   * Azure keeps only its SHA-256 and refuses reads without it (409); the SDK sends it over HTTPS only.
+   */
+  customerKey?: Buffer;
+  /**
    * The certificates of NODE_EXTRA_CA_CERTS, when `ca` is given: an explicit CA list replaces Node's
    * trust store, that file included, so the driver lists them again.
    */
   nodeExtraCa?: string;
 }
 
-export function resolveAzure({ url, options: opts, env, retry, caFile }: ResolveInput): Resolved<AzureStoreConfig> {
+export function resolveAzure({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput): Resolved<AzureStoreConfig> {
   const envCa = nonEmpty(env.REQUESTS_CA_BUNDLE);
   const { auth, source } = azureAuth(url, opts, env);
   const ca = caFile ? readCa('--endpoint-ca', caFile) : envCa ? readEnvCa('REQUESTS_CA_BUNDLE', envCa, url.accountUrl) : undefined;
   const nodeExtraCa = ca ? nodeExtraCerts(env) : undefined;
+  const scope = opts['encryption-scope'] as string | undefined;
+  if (scope !== undefined && customerKeyFile) {
+    // Azure takes one or the other on a request: say so before anything is uploaded.
+    throw new CliError(`--encryption-scope cannot be combined with ${customerKeyFile.from}: choose one server-side encryption`);
+  }
   return {
     config: {
       provider: 'azure-blob-storage',
@@ -40,7 +50,8 @@ export function resolveAzure({ url, options: opts, env, retry, caFile }: Resolve
       ca,
       accountUrl: url.accountUrl,
       auth,
-      encryptionScope: opts['encryption-scope'] as string | undefined,
+      encryptionScope: scope,
+      ...(customerKeyFile ? { customerKey: readCustomerKey(customerKeyFile.from, customerKeyFile.path) } : {}),
       ...(nodeExtraCa ? { nodeExtraCa } : {}),
     },
     credentialSource: source,

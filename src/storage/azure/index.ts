@@ -46,6 +46,7 @@ export const azureProvider: StorageProvider<AzureStoreConfig> = {
     'azure-storage-account', 'azure-storage-key-file', 'azure-storage-sas-token-file', 'azure-connection-string-file',
     'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials',
   ],
+  customerKey: { option: 'azure-customer-key-file', variable: 'BARMAN_CLOUD_AZURE_CUSTOMER_KEY_FILE', what: 'customer-provided keys (CPK)', where: 'Azure' },
   resolve: resolveAzure,
   partLimits: { maxParts: 50_000, minPartSize: 64 * 1024 },
   describe(config, path) {

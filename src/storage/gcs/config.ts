@@ -1,7 +1,7 @@
 // The Google Cloud Storage store's config, and how flags + environment build it.
 import { CliError } from '../../errors.js';
 import type { StoreConfigBase } from '../config.js';
-import { nonEmpty, readCa, type Resolved, type ResolveInput } from '../provider.js';
+import { nonEmpty, readCa, readCustomerKey, type Resolved, type ResolveInput } from '../provider.js';
 
 export interface GcsStoreConfig extends StoreConfigBase {
   provider: 'google-cloud-storage';
@@ -12,13 +12,23 @@ export interface GcsStoreConfig extends StoreConfigBase {
   projectId?: string;
   /** CMEK key for uploaded objects (docs/format.md#encryption). */
   kmsKeyName?: string;
+  /**
+   * Customer-supplied encryption key (CSEK): the 32-byte AES-256 key sent with every upload and
+   * media download; GCS keeps only its SHA-256 and refuses to serve the data without it (400).
+   */
+  customerKey?: Buffer;
 }
 
-export function resolveGcs({ url, options: opts, env, retry, caFile }: ResolveInput): Resolved<GcsStoreConfig> {
+export function resolveGcs({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput): Resolved<GcsStoreConfig> {
   const keyFlag = opts['google-application-credentials'] as string | undefined;
   const gke = opts['google-gke-environment'] === true;
   if (keyFlag && gke) {
     throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
+  }
+  const kmsKeyName = opts['kms-key-name'] as string | undefined;
+  if (kmsKeyName !== undefined && customerKeyFile) {
+    // GCS refuses a KMS key name and a customer-supplied key on one request.
+    throw new CliError(`--kms-key-name cannot be combined with ${customerKeyFile.from}: choose one server-side encryption`);
   }
   const emulator = nonEmpty(env.STORAGE_EMULATOR_HOST);
   const keyFilename = gke ? undefined : (keyFlag ?? nonEmpty(env.GOOGLE_APPLICATION_CREDENTIALS));
@@ -36,7 +46,8 @@ export function resolveGcs({ url, options: opts, env, retry, caFile }: ResolveIn
       apiEndpoint: emulator ? (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`) : undefined,
       keyFilename,
       projectId: nonEmpty(env.GOOGLE_CLOUD_PROJECT) ?? nonEmpty(env.GCLOUD_PROJECT),
-      kmsKeyName: opts['kms-key-name'] as string | undefined,
+      kmsKeyName,
+      ...(customerKeyFile ? { customerKey: readCustomerKey(customerKeyFile.from, customerKeyFile.path) } : {}),
     },
     credentialSource,
   };

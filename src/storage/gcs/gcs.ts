@@ -29,7 +29,7 @@ import type {
 import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
-  StorageError,
+  SseCustomerKeyError, StorageError,
 } from '../../errors.js';
 
 /** Resumable chunks must be multiples of 256 KiB (GCS rule); the client's own default is one request. */
@@ -55,6 +55,10 @@ const NETWORK_CODES = new Set([
 ]);
 const NETWORK_MESSAGE = /network timeout|socket hang up|premature close|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|certificate/i;
 const BUCKET_MISSING = /specified bucket does not exist/i;
+/** The flag that supplies a customer-supplied encryption key, named in messages. */
+const CUSTOMER_KEY_FLAG = '--google-customer-key-file';
+/** GCS's 400 answers about customer-supplied keys (missing, wrong, or given for a plain object). */
+const CUSTOMER_KEY_MESSAGE = /customer-supplied encryption key|encryption key is incorrect|customerEncryption/i;
 
 type Loose = Record<string, unknown>;
 const isObject = (v: unknown): v is Loose => typeof v === 'object' && v !== null;
@@ -228,6 +232,9 @@ export class GcsObjectStore implements ObjectStore {
   private readonly endpoint: string;
   private readonly retry: RetryPolicy;
   private readonly kmsKeyName?: string;
+  private readonly customerKey?: Buffer;
+  /** The CSEK headers our own chunk requests carry, as the client adds them to its own. */
+  private readonly customerKeyHeaders: Record<string, string>;
   /** Only when an extra CA is configured: the agent for gaxios (session creation, auth tokens). */
   private readonly agent?: https.Agent;
   /** teeny-request options for our own requests (the chunk loop), as the interceptor gives the client's. */
@@ -237,6 +244,14 @@ export class GcsObjectStore implements ObjectStore {
     this.bucket = config.bucket;
     this.retry = config.retry;
     this.kmsKeyName = config.kmsKeyName || undefined;
+    this.customerKey = config.customerKey;
+    this.customerKeyHeaders = config.customerKey
+      ? {
+        'x-goog-encryption-algorithm': 'AES256',
+        'x-goog-encryption-key': config.customerKey.toString('base64'),
+        'x-goog-encryption-key-sha256': createHash('sha256').update(config.customerKey).digest('base64'),
+      }
+      : {};
     const emulated = !!config.apiEndpoint;
     this.endpoint = emulated ? sanitizeEndpoint(config.apiEndpoint!) : 'https://storage.googleapis.com';
     const timeout = Math.max(1, config.retry.readTimeoutMs);
@@ -298,6 +313,11 @@ export class GcsObjectStore implements ObjectStore {
     const status = statusOf(err);
     const message = messageOf(err);
     const opts = { cause: err };
+    if (status === 400 && key !== undefined && CUSTOMER_KEY_MESSAGE.test(message)) {
+      return new SseCustomerKeyError(this.customerKey
+        ? `cannot read object ${key} with the key of ${CUSTOMER_KEY_FLAG} (HTTP 400: ${message}): it was stored with another customer-supplied key or without one`
+        : `object ${key} is encrypted with a customer-supplied encryption key (CSEK): give the key with ${CUSTOMER_KEY_FLAG}`, opts);
+    }
     if (status === 404) {
       if (BUCKET_MISSING.test(message) || key === undefined) return new BucketNotFoundError(this.bucket, opts);
       return new NotFoundError(key, opts);
@@ -313,7 +333,11 @@ export class GcsObjectStore implements ObjectStore {
   }
 
   private file(key: string, forUpload = false): File {
-    return this.gcsBucket.file(key, forUpload && this.kmsKeyName ? { kmsKeyName: this.kmsKeyName } : undefined);
+    // The client adds the CSEK headers to every request of such a File (upload, download, metadata).
+    return this.gcsBucket.file(key, {
+      ...(forUpload && this.kmsKeyName ? { kmsKeyName: this.kmsKeyName } : {}),
+      ...(this.customerKey ? { encryptionKey: this.customerKey } : {}),
+    });
   }
 
   // ---- bucket ------------------------------------------------------------------------------------
@@ -521,7 +545,9 @@ export class GcsObjectStore implements ObjectStore {
         const data = chunk.subarray(sent);
         const first = start + sent;
         const range = data.length ? `bytes ${first}-${first + data.length - 1}/${total ?? '*'}` : `bytes */${total ?? '*'}`;
-        const res = await this.request('PUT', uri, { 'Content-Range': range, ...(crc32c && { 'X-Goog-Hash': `crc32c=${crc32c}` }) }, data);
+        const res = await this.request('PUT', uri, {
+          'Content-Range': range, ...(crc32c && { 'X-Goog-Hash': `crc32c=${crc32c}` }), ...this.customerKeyHeaders,
+        }, data);
         const outcome = chunkOutcome(res, start, chunk.length, final);
         if (outcome !== undefined) return outcome;
         const now = persistedBytes(res) - start;
@@ -534,7 +560,7 @@ export class GcsObjectStore implements ObjectStore {
       await sleep(backoffDelayMs(this.retry, attempt));
       // Ask the session what it kept before resending (a status query: empty body).
       try {
-        const res = await this.request('PUT', uri, { 'Content-Range': `bytes */${total ?? '*'}` });
+        const res = await this.request('PUT', uri, { 'Content-Range': `bytes */${total ?? '*'}`, ...this.customerKeyHeaders });
         const outcome = chunkOutcome(res, start, chunk.length, final);
         if (outcome !== undefined) return outcome;
         sent = Math.max(0, persistedBytes(res) - start);

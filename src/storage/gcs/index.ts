@@ -20,6 +20,7 @@ export const gcsProvider: StorageProvider<GcsStoreConfig> = {
     return { provider: 'google-cloud-storage', bucket: p.netloc, path: p.path.replace(/^\/+|\/+$/g, '') };
   },
   flags: ['google-application-credentials', 'google-gke-environment'],
+  customerKey: { option: 'google-customer-key-file', variable: 'BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE', what: 'customer-supplied encryption keys (CSEK)', where: 'GCS' },
   resolve: resolveGcs,
   // barman spools each whole GCS part on disk; we stream resumable chunks instead, in multiples of 256 KiB.
   partLimits: { maxParts: 10_000, minPartSize: 8 * 1024 * 1024, partSizeMultiple: RESUMABLE_CHUNK },

@@ -13,7 +13,7 @@ export const s3Provider: StorageProvider<S3StoreConfig> = {
     return { provider: 'aws-s3', bucket: p.netloc, path: p.path.replace(/^\//, '') };
   },
   flags: ['s3-region', 's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 's3-inherit-from-iam-role'],
-  customerKey: true,
+  customerKey: { option: 'sse-customer-key-file', variable: 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE', what: 'customer-provided keys (SSE-C)', where: 'S3' },
   resolve: resolveS3,
   partLimits: { maxParts: 10_000, minPartSize: 5 * 1024 * 1024 },
   describe(config, path) {
