@@ -10,7 +10,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { AccessDeniedError, NotFoundError, OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
-import type { ObjectStore, Tag } from '../storage/types.js';
+import type { ListEntry, ObjectStore, Tag } from '../storage/types.js';
 import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
@@ -38,6 +38,20 @@ export interface ArchiveOptions {
   identities?: AgeIdentities;
   /** Archive although the archive holds WAL of the other kind (plain vs encrypted). */
   allowMixedEncryption?: boolean;
+  /** Listings of WAL directories shared between uploads (the --async worker); else one LIST per check. */
+  listings?: WalListings;
+  /** The archive's encryption record shared between uploads (the --async worker); else one GET per file. */
+  encryptionRecord?: () => Promise<string | undefined | null>;
+}
+
+/**
+ * The keys below a WAL directory prefix. `recent` may answer from a listing made before the call
+ * (the pre-check: what it misses, the conditional create and the settle catch); `fresh` only from
+ * one started after the call (the settle after our create relies on list-after-write).
+ */
+export interface WalListings {
+  recent(dirPrefix: string): Promise<string[]>;
+  fresh(dirPrefix: string): Promise<string[]>;
 }
 
 export type ArchiveOutcome = 'uploaded' | 'already-archived' | 'overwritten';
@@ -112,16 +126,24 @@ export async function readWalFile(path: string): Promise<WalFile> {
 }
 
 /** Objects that hold this WAL file: the exact key plus one known compression suffix, each also encrypted (`.age`). */
-async function existingCopies(store: ObjectStore, layout: ServerLayout, walName: string): Promise<string[]> {
+async function existingCopies(
+  store: ObjectStore, layout: ServerLayout, walName: string, listings?: WalListings, when: 'recent' | 'fresh' = 'fresh',
+): Promise<string[]> {
   const key = layout.walKey(walName);
   const found: string[] = [];
-  for await (const entry of store.list(key, { delimiter: '/' })) {
-    if (entry.kind !== 'object') continue;
-    let rest = entry.key.slice(key.length);
+  const keys = listings
+    ? (await listings[when](key.slice(0, key.lastIndexOf('/') + 1))).filter((k) => k.startsWith(key))
+    : objectKeys(store.list(key, { delimiter: '/' }));
+  for await (const k of keys) {
+    let rest = k.slice(key.length);
     if (rest.endsWith(AGE_SUFFIX)) rest = rest.slice(0, -AGE_SUFFIX.length);
-    if (rest === '' || (codecFromSuffix(rest) !== undefined && WAL_SUFFIX[codecFromSuffix(rest)!] === rest)) found.push(entry.key);
+    if (rest === '' || (codecFromSuffix(rest) !== undefined && WAL_SUFFIX[codecFromSuffix(rest)!] === rest)) found.push(k);
   }
   return found;
+}
+
+async function* objectKeys(entries: AsyncIterable<ListEntry>): AsyncGenerator<string> {
+  for await (const e of entries) if (e.kind === 'object') yield e.key;
 }
 
 async function storedDigest(store: ObjectStore, key: string, identities?: AgeIdentities): Promise<string> {
@@ -191,7 +213,7 @@ export async function archiveWal(
   // The pre-check (a LIST of the segment's copies) is on the wire first; the compression (thread
   // pool) and the SHA-256 an S3 upload is signed with run meanwhile: the hashing waits one
   // event-loop turn (setImmediate).
-  const listing = existingCopies(store, layout, wal.name).catch((e: unknown) => {
+  const listing = existingCopies(store, layout, wal.name, options.listings, 'recent').catch((e: unknown) => {
     // A write-only credential (s3:PutObject alone) may not list: the conditional create below is
     // then the only guard against overwriting, and a conflict it finds is judged by reading.
     if (!(e instanceof AccessDeniedError)) throw e;
@@ -210,7 +232,7 @@ export async function archiveWal(
   // --overwrite needs the copies before it uploads (it deletes the others after), so it waits.
   // The archive's encryption record is read alongside (one small GET, no added round trip) and
   // settled before anything is created: plain and encrypted WAL never mix silently.
-  const encryptionSettled = recordedWalEncryption(store, layout).then((recorded) =>
+  const encryptionSettled = (options.encryptionRecord?.() ?? recordedWalEncryption(store, layout)).then((recorded) =>
     settleWalEncryption(store, layout, options.recipients ? 'age' : 'none', recorded, options.allowMixedEncryption === true));
   void encryptionSettled.catch(() => undefined); // awaited below; a put failing first must not leave it unhandled
   const gated = mayGate && store.holdsCommit === true && !options.allowOverwrite;
@@ -240,7 +262,7 @@ export async function archiveWal(
     if (!(e instanceof PreconditionFailedError)) throw e;
     // Another archiver stored it between our listing and our upload (or we could not list): judge
     // what it stored, and every other copy of the segment the pre-check may not have seen.
-    const keys = [...new Set([key, ...(await listing), ...(gated ? await existingCopies(store, layout, wal.name).catch(unlisted) : [])])];
+    const keys = [...new Set([key, ...(await listing), ...(gated ? await existingCopies(store, layout, wal.name, options.listings).catch(unlisted) : [])])];
     const verdict = await compareExisting(store, wal, keys, options).catch((err: unknown) => {
       if (!(err instanceof AccessDeniedError)) throw err;
       if (options.allowOverwrite) return 'overwrite' as const;
@@ -285,7 +307,7 @@ async function settleConcurrentCopies(
 ): Promise<void> {
   let siblings: string[];
   try {
-    siblings = (await existingCopies(store, layout, wal.name)).filter((k) => k !== ownKey);
+    siblings = (await existingCopies(store, layout, wal.name, options.listings)).filter((k) => k !== ownKey);
   } catch (e) {
     // A write-only credential may not list: keep the conditional create as the only guard.
     if (!(e instanceof AccessDeniedError)) throw e;

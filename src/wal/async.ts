@@ -13,9 +13,10 @@ import { CliError, GeneralError, NetworkError, OperationError, type BarmanCloudE
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
-import { archiveWal, readWalFile, type ArchiveOptions } from './archive.js';
+import { archiveWal, readWalFile, type ArchiveOptions, type WalListings } from './archive.js';
 import { isSegmentName, nextSegment, parseSegmentName } from './names.js';
 import { fileIdentity } from './parallel.js';
+import { recordedWalEncryption } from './encryption-mode.js';
 import { downloadTo, findWal } from './restore.js';
 import { processAlive, writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';
 
@@ -137,6 +138,9 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
   const lock = await takeWorkerLock(spool.dir);
   if (!lock) return;
   log.info(`Archive worker ${process.pid} started for ${o.walDir}`);
+  // --overwrite decides on the copies it deletes afterwards: from its own listing, as a call does.
+  const listings = o.archive.allowOverwrite ? undefined : new SharedWalListings(store);
+  const archive: ArchiveOptions = { ...o.archive, listings, encryptionRecord: sharedEncryptionRecord(store, layout) };
   const inFlight = new Map<string, Promise<void>>();
   // What this worker already settled, until PostgreSQL drops the .ready status: 'marked' (the
   // marker waits for PostgreSQL's call; the moment between the call consuming it and the status
@@ -169,7 +173,7 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
         const release = await spool.claim(name);
         if (!release) continue; // another archiver has it
         started = true;
-        const task = uploadOne(store, layout, spool, join(o.walDir, name), o.archive)
+        const task = uploadOne(store, layout, spool, join(o.walDir, name), archive)
           .then((outcome) => {
             // A file that changed while read got no marker: it is looked at again.
             if (outcome !== 'unmarked') settled.set(name, outcome);
@@ -190,7 +194,7 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
     await Promise.all(inFlight.values());
   } finally {
     await lock.release();
-    log.info(`Archive worker ${process.pid} exits`);
+    log.info(`Archive worker ${process.pid} exits${listings ? ` (${listings.listed} listings)` : ''}`);
   }
 }
 
@@ -221,6 +225,87 @@ async function uploadOne(
     return 'failed';
   }
 }
+
+/**
+ * The worker's listings of WAL directories, shared by its uploads: each segment's pre-check and
+ * settle would otherwise be a LIST of their own (with 8 uploads in flight, 16 LISTs for 8
+ * segments, each costing the server as much as a small PUT). `recent` answers from the last
+ * listing of the directory, or the one under way; `fresh` waits for a listing that starts after
+ * the call (the one under way may have started before our create, so it is not enough), which
+ * every caller arriving meanwhile then shares. A failed listing is nobody's next answer.
+ */
+export class SharedWalListings implements WalListings {
+  private readonly dirs = new Map<string, { last?: string[]; running?: Promise<string[]>; queued?: Promise<string[]> }>();
+  listed = 0;
+
+  constructor(private readonly store: ObjectStore) {}
+
+  private dir(prefix: string) {
+    let d = this.dirs.get(prefix);
+    if (!d) this.dirs.set(prefix, (d = {}));
+    return d;
+  }
+
+  private start(prefix: string): Promise<string[]> {
+    const d = this.dir(prefix);
+    const run = (async () => {
+      this.listed++;
+      const keys: string[] = [];
+      for await (const e of this.store.list(prefix, { delimiter: '/' })) if (e.kind === 'object') keys.push(e.key);
+      return keys;
+    })();
+    d.running = run;
+    run.then((keys) => {
+      d.last = keys;
+    }, () => {
+      d.last = undefined;
+    }).finally(() => {
+      if (d.running === run) d.running = undefined;
+    });
+    return run;
+  }
+
+  recent(prefix: string): Promise<string[]> {
+    const d = this.dir(prefix);
+    return d.last ? Promise.resolve(d.last) : (d.running ?? this.start(prefix));
+  }
+
+  fresh(prefix: string): Promise<string[]> {
+    const d = this.dir(prefix);
+    if (!d.running) return this.start(prefix);
+    if (!d.queued) {
+      const queued = d.running.catch(() => undefined).then(() => {
+        d.queued = undefined;
+        return this.start(prefix);
+      });
+      d.queued = queued;
+    }
+    return d.queued;
+  }
+}
+
+/**
+ * The archive's encryption record for the worker's uploads: one GET answers every upload that asks
+ * while it runs or within RECORD_REUSE_MS after. A call reads it once before it creates anything;
+ * an upload here reads it at most that long before, the same check against another archiver
+ * switching the archive meanwhile, with a slightly wider window.
+ */
+function sharedEncryptionRecord(store: ObjectStore, layout: ServerLayout): () => Promise<string | undefined | null> {
+  let read: { at: number; value: Promise<string | undefined | null> } | undefined;
+  return () => {
+    if (!read || Date.now() - read.at > RECORD_REUSE_MS) {
+      const value = recordedWalEncryption(store, layout);
+      const entry = { at: Date.now(), value };
+      read = entry;
+      value.catch(() => {
+        if (read === entry) read = undefined; // a failure is nobody's next answer
+      });
+    }
+    return read.value;
+  };
+}
+
+const RECORD_REUSE_MS = 1_000;
 
 export type ArchiveWait = 'archived' | 'changed' | 'no-worker' | 'timeout';
 

@@ -182,13 +182,16 @@ async function statTrusted(path: string): Promise<Stats | null> {
   return f.st;
 }
 
-/** Write a file atomically: temp in the same directory, fsync, rename. */
-export async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
+/**
+ * Write a file atomically: temp in the same directory, fsync (unless `durable` is false: the file
+ * is a hint that a crash may lose or leave empty, never a wrong one), rename.
+ */
+export async function writeAtomic(path: string, data: Buffer | string, durable = true): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const fh = await fs.open(tmp, 'wx', 0o600);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } finally {
     await fh.close();
   }
@@ -252,9 +255,14 @@ export class ArchiveSpool {
     }
   }
 
-  /** Written only after the upload of `walName` was confirmed by the store. */
+  /**
+   * Written only after the upload of `walName` was confirmed by the store. Not fsynced (one
+   * journal commit less per segment): the store already holds the segment durably, and a marker
+   * a crash lost or left empty only sends PostgreSQL's call to archive the file again, where the
+   * content check finds it (an empty or torn marker matches no file, in Node or the shell).
+   */
   async writeMarker(walName: string, marker: ArchiveMarker): Promise<void> {
-    await writeAtomic(join(this.dir, walName), JSON.stringify(marker));
+    await writeAtomic(join(this.dir, walName), JSON.stringify(marker), false);
   }
 
   async removeMarker(walName: string): Promise<void> {

@@ -24,7 +24,7 @@ const names = wanted.length ? wanted : ALL;
 const runStarted = Date.now();
 // Ctrl-C or a kill still stops the servers and PostgreSQL (their stoppers run on 'exit').
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(130));
-const envUsed = ['BENCH_ROUNDS', 'BENCH_SEGMENTS', 'BENCH_STORES', 'BENCH_SCALE', 'BENCH_LARGE_SCALE', 'BENCH_RETENTION_BACKUPS', 'BENCH_RETENTION_WALS', 'BENCH_LIST_BACKUPS', 'BENCH_BACKUP_STORES', 'BENCH_BACKUP_CODECS', 'BENCH_RETENTION_STORES', 'BENCH_BIN_DIR']
+const envUsed = ['BENCH_ROUNDS', 'BENCH_SEGMENTS', 'BENCH_STORES', 'BENCH_SCALE', 'BENCH_LARGE_SCALE', 'BENCH_RETENTION_BACKUPS', 'BENCH_RETENTION_WALS', 'BENCH_LIST_BACKUPS', 'BENCH_BACKUP_STORES', 'BENCH_BACKUP_CODECS', 'BENCH_RETENTION_STORES', 'BENCH_BIN_DIR', 'BENCH_WAL_PARTS']
   .filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`).join(' ');
 
 execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
@@ -110,7 +110,8 @@ const doc = [
   '  `BENCH_SCALE` (pgbench scale, 100), `BENCH_BACKUP_STORES` (rgw), `BENCH_RETENTION_BACKUPS` /',
   '  `BENCH_RETENTION_WALS` (1000 / 200000), `BENCH_RETENTION_STORES` (file,rgw; add moto for the',
   '  slow moto rows beside barman 3.4), `BENCH_LIST_BACKUPS` (5000), `BENCH_RGW_MEMSTORE_MIB` (8192),',
-  '  `BENCH_BIN_DIR` (whose `bin/` counts as "ours", e.g. another worktree\'s).',
+  '  `BENCH_BIN_DIR` (whose `bin/` counts as "ours", e.g. another worktree\'s), `BENCH_WAL_PARTS`',
+  '  (oneshot,archive,restore,cpu,rss: which WAL scenarios run; restore needs archive).',
   '',
   ...order.map((n) => `<!-- bench:${n} -->\n${sections.get(n)}<!-- /bench:${n} -->\n`),
   ...(handWritten ? [handWritten] : []),

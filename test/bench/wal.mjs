@@ -9,9 +9,10 @@
 // archive-get; client CPU per archived segment; peak RSS per codec.
 //
 // BENCH_ROUNDS (one-shot rounds), BENCH_SEGMENTS (segments per sustained run, default 96),
-// BENCH_STORES (file,moto,rgw), BENCH_BIN_DIR (whose executables count as "ours").
+// BENCH_STORES (file,moto,rgw), BENCH_BIN_DIR (whose executables count as "ours"), BENCH_WAL_PARTS
+// (oneshot,archive,restore,cpu,rss: which scenarios run; restore needs archive).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +65,7 @@ export async function run({ root, rounds }) {
   const targets = {};
   const asyncArchive = probeAsync(ours('barman-cloud-wal-archive'));
   const asyncRestore = probeAsync(ours('barman-cloud-wal-restore'));
+  const parts = new Set((process.env.BENCH_WAL_PARTS ?? 'oneshot,archive,restore,cpu,rss').split(','));
   let pg;
   try {
     // A real cluster gives pgBackRest what it checks: a stanza, pg_control, and a WAL page header
@@ -101,7 +103,7 @@ export async function run({ root, rounds }) {
     };
 
     // ---- one-shot archive and restore, S3 stores ----
-    for (const store of stores.filter((s) => s.kind === 's3')) {
+    for (const store of stores.filter((s) => s.kind === 's3' && parts.has('oneshot'))) {
       for (const b of ['ours', 'barman', 'bare', 'pgbr']) await store.makeBucket(b);
       const src = join(work, `oneshot-${store.id}`);
       const c = [];
@@ -177,8 +179,26 @@ export async function run({ root, rounds }) {
     }
 
     // ---- sustained archive and restore, every store ----
-    /** PostgreSQL-like: a pg_wal with `count` .ready segments, one call each, oldest first. */
-    const sequentialCalls = async (store, label, cmd, argsFor, pgwal) => {
+    /** CPU seconds of this process's reaped children (the calls), and of a running process. */
+    const procCpu = (pid, children) => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const a = f.slice(f.lastIndexOf(')') + 2).split(' ').map(Number);
+      return (children ? a[13] + a[14] : a[11] + a[12]) / 100;
+    };
+    /** The --async worker's CPU so far (it idles 30 s after the run, so it is still there). */
+    const workerCpu = (spool) => {
+      try {
+        const [id] = readdirSync(spool);
+        return procCpu(Number(readFileSync(join(spool, id, 'archive', 'worker.pid'), 'utf8')), false);
+      } catch {
+        return NaN;
+      }
+    };
+    /**
+     * PostgreSQL-like: a pg_wal with `count` .ready segments, one call each, oldest first. Client
+     * CPU per segment: the calls (reaped children) plus, with `spool`, the --async worker.
+     */
+    const sequentialCalls = async (store, label, cmd, argsFor, pgwal, spool) => {
       mkdirSync(join(pgwal, 'archive_status'), { recursive: true });
       const names = [];
       for (let i = 0; i < count; i++) {
@@ -188,15 +208,17 @@ export async function run({ root, rounds }) {
         names.push(n);
       }
       const cpu0 = store.serverCpu?.();
+      const calls0 = procCpu(process.pid, true);
       const t0 = process.hrtime.bigint();
       for (const n of names) {
         await runOnce(cmd, argsFor(join(pgwal, n)), { env: store.env });
         renameSync(join(pgwal, 'archive_status', `${n}.ready`), join(pgwal, 'archive_status', `${n}.done`));
       }
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-      return { label, rate: count / secs, names, serverMs: ((store.serverCpu?.() - cpu0) * 1000) / count };
+      const clientMs = ((procCpu(process.pid, true) - calls0 + (spool ? workerCpu(spool) : 0)) * 1000) / count;
+      return { label, rate: count / secs, names, serverMs: ((store.serverCpu?.() - cpu0) * 1000) / count, clientMs };
     };
-    for (const store of stores) {
+    for (const store of stores.filter(() => parts.has('archive'))) {
       for (const b of ['sus', 'bare', 'pgbr-sus']) await store.makeBucket(b);
       const results = [];
       const par = await sequentialCalls(store, 'ours --lz4 --max-parallel 8', ours('barman-cloud-wal-archive'),
@@ -204,8 +226,9 @@ export async function run({ root, rounds }) {
       results.push(par);
       let asy;
       if (asyncArchive) {
-        asy = await sequentialCalls(store, 'ours --lz4 --async', ours('barman-cloud-wal-archive'),
-          (p) => ['--lz4', '--async', '--spool-dir', join(work, `spool-async-${store.id}`), ...store.ours('sus', 'async'), p], join(work, `pgwal-async-${store.id}`));
+        asy = await sequentialCalls(store, 'ours --lz4 --async --max-parallel 8', ours('barman-cloud-wal-archive'),
+          (p) => ['--lz4', '--async', '--max-parallel', '8', '--spool-dir', join(work, `spool-async-${store.id}`), ...store.ours('sus', 'async'), p],
+          join(work, `pgwal-async-${store.id}`), join(work, `spool-async-${store.id}`));
         results.push(asy);
       }
       let pgb;
@@ -224,8 +247,9 @@ export async function run({ root, rounds }) {
       const bareRate = count / (bareMs / 1000);
       const bareServerMs = ((store.serverCpu?.() - bareCpu0) * 1000) / count;
       const srv = (x) => (Number.isFinite(x) ? `; server CPU ${x.toFixed(0)} ms/seg` : '');
+      const cli = (x) => (Number.isFinite(x) && x > 0 ? `; client CPU ${x.toFixed(0)} ms/seg` : '');
       for (const r of results) {
-        rows.push([`sustained archive, ${count} sequential calls: ${r.label}`, store.name, `${r.rate.toFixed(1)} seg/s${srv(r.serverMs)}`, `${bareRate.toFixed(1)} seg/s (bare ×8)`,
+        rows.push([`sustained archive, ${count} sequential calls: ${r.label}`, store.name, `${r.rate.toFixed(1)} seg/s${cli(r.clientMs)}${srv(r.serverMs)}`, `${bareRate.toFixed(1)} seg/s (bare ×8)`,
           `${((r.rate / bareRate) * 100).toFixed(0)}% of floor`, '–', pgb && r !== pgb ? ratio(r.rate, pgb.rate) : '']);
       }
       rows.push([`  bare parallel uploader (xargs -P 8, lz4 bytes)`, store.name, `${bareRate.toFixed(1)} seg/s${srv(bareServerMs)}`, '', '', '', '']);
@@ -234,6 +258,7 @@ export async function run({ root, rounds }) {
         ? { value: `${best.rate.toFixed(1)} seg/s (${best.label})`, met: best.rate >= 50 }
         : { value: `${best.rate.toFixed(1)} seg/s = ${((best.rate / bareRate) * 100).toFixed(0)}% of bare, pgBackRest ${pgb ? pgb.rate.toFixed(1) : '–'}`, met: best.rate >= 0.8 * bareRate && (!pgb || best.rate > pgb.rate) };
 
+      if (!parts.has('restore')) continue;
       // Restore of what was archived above, in order, one call per segment.
       const rres = [];
       const restoreCalls = async (label, cmd, argsFor, names, dest) => {
@@ -279,6 +304,7 @@ export async function run({ root, rounds }) {
       const [u, s, kb] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number);
       return { cpuMs: (u + s) * 1000, mb: kb / 1024 };
     };
+    if (parts.has('cpu')) {
     await s3.makeBucket('cpu');
     const cpuRounds = Math.max(3, Math.min(rounds, 7));
     const oursCpu = [];
@@ -291,9 +317,11 @@ export async function run({ root, rounds }) {
     const bc = barmanCpu.length ? median(barmanCpu) : undefined;
     rows.push([`client CPU per segment, one-shot wal-archive --lz4 (user+sys, median of ${cpuRounds})`, s3.name, ms(oc), '', '', bc ? `${(bc / oc).toFixed(1)}× less than barman -z (${ms(bc)})` : '–', '']);
     targets['client CPU per archived segment, lz4'] = { value: `${ms(oc)} vs barman -z ${bc ? ms(bc) : '–'}`, met: bc !== undefined && oc <= bc / 5 };
+    }
 
     // ---- peak RSS per codec (directory store: the codec, not the network, is what varies) ----
     const file = stores.find((s) => s.kind === 'file') ?? s3;
+    if (parts.has('rss')) {
     let worstRss = 0;
     for (const [codec, flags] of [['none', []], ['gzip', ['-z']], ['bzip2', ['-j']], ['snappy', ['--snappy']], ['zstd', ['--zstd']], ['lz4', ['--lz4']], ['xz', ['--xz']]]) {
       const p = fresh(join(work, 'rss'));
@@ -303,6 +331,7 @@ export async function run({ root, rounds }) {
       if (codec !== 'xz') worstRss = Math.max(worstRss, a.mb, r.mb);
     }
     targets['peak RSS wal-archive / wal-restore (all codecs but xz)'] = { value: `max ${worstRss.toFixed(0)} MB`, met: worstRss <= 64 };
+    }
 
     notes.push(`Floors: one-shot rows add the \`node -e 0\` median to a bare \`curl --aws-sigv4 -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD'\` PUT/GET of the same bytes (16 MiB, or the lz4 bytes), interleaved with the contenders; sustained rows compare with a bare \`xargs -P N curl\` loop over ${count} copies of the lz4 bytes (directory store: \`cp\` + \`sync\`).`);
     notes.push(`Ratios "vs" are the other tool's time (or our rate) over ours: above 1× we are faster. barman 3.4 has no lz4 and no directory store: its one-shot ratio is against its uncompressed run; CPU is against its -z (gzip level 9).`);

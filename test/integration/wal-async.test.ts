@@ -402,4 +402,35 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
     expect(left.filter((n) => SEGMENT_RE.test(n))).toEqual([]);
     expect(left.filter((n) => n.endsWith('.error')).length).toBeLessThanOrEqual(1);
   }, 120_000);
+
+  it('a conflicting copy placed after the worker listed the WAL directory is still refused, under another suffix or the same key', async () => {
+    // The worker shares its listings between uploads; the pre-check may answer from one made
+    // before the conflicting copy existed, so the settle after its create must list afresh.
+    const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
+    const first = '000000010000000000000020';
+    const { walDir, path } = pgWal(first, randomBytes(64 * 1024));
+    const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
+    roots.push(root);
+    const args = (p: string) => ['--async', '--lz4', `file://${store}`, 'srv', p];
+    // The worker archives the first segment: its listing of wals/0000000100000000/ holds that one only.
+    expect((await runBin('barman-cloud-wal-archive', args(path), { env: toolEnv() })).code).toBe(0);
+    const dir = join(store, 'srv', 'wals', '0000000100000000');
+    const placed = [
+      { name: '000000010000000000000021', key: '000000010000000000000021', pattern: /archived concurrently with different content/ },
+      { name: '000000010000000000000022', key: '000000010000000000000022.lz4', pattern: /already archived with different content/ },
+    ];
+    for (const { name, key, pattern } of placed) {
+      // Another archiver stores different content for the next segment, while the worker idles.
+      const theirs = randomBytes(64 * 1024);
+      writeFileSync(join(dir, key), theirs);
+      writeFileSync(join(walDir, name), randomBytes(64 * 1024));
+      writeFileSync(join(walDir, 'archive_status', `${name}.ready`), '');
+      const r = await runBin('barman-cloud-wal-archive', args(join(walDir, name)), { env: toolEnv() });
+      expect({ code: r.code, lines: r.stderr.trim().split('\n').length }).toEqual({ code: 1, lines: 1 });
+      expect(r.stderr).toMatch(pattern);
+      // Their copy stays as it was; ours was never left beside it.
+      expect(readFileSync(join(dir, key)).equals(theirs)).toBe(true);
+      expect(readdirSync(dir).filter((n) => n.startsWith(name))).toEqual([key]);
+    }
+  }, 120_000);
 });

@@ -1,9 +1,10 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CoalescingFileWriter } from '../../src/file-writer.ts';
+import { CoalescingFileWriter, writeCoalesced } from '../../src/file-writer.ts';
 
 describe('CoalescingFileWriter', () => {
   it('writes every byte in order, whatever the chunk sizes around its buffer size', () => {
@@ -28,4 +29,27 @@ describe('CoalescingFileWriter', () => {
     }
   });
 
+  it('writeCoalesced (the thread-pool flavour) writes every byte in order, even from one borrowed buffer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bc-writer-'));
+    try {
+      const sizes = [1, 4095, 4096, 4097, 10_000, 0, 16_384, 3, 50_000, 4096, 1];
+      const chunks = sizes.map((n) => randomBytes(n));
+      // As a WAL file is read: every chunk lands in the same buffer, refilled for the next one.
+      const borrowed = Buffer.alloc(50_000);
+      function* lent() {
+        for (const c of chunks) {
+          borrowed.fill(0xee);
+          c.copy(borrowed);
+          yield borrowed.subarray(0, c.length);
+        }
+      }
+      const file = join(dir, 'out');
+      const fh = await open(file, 'wx');
+      await writeCoalesced(fh, lent(), Buffer.alloc(4096));
+      await fh.close();
+      expect(readFileSync(file).equals(Buffer.concat(chunks))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
