@@ -9,7 +9,7 @@ export interface ChunkedBody {
   readonly kind: 'chunked';
   /** Total length in bytes. */
   readonly length: number;
-  /** Hex SHA-256 of the whole body, computed on first use (content comparisons; a signed S3 payload hash). */
+  /** Hex SHA-256 of the whole body, computed on first use (S3 signs it: the server refuses a body that differs). */
   readonly sha256: string;
   /**
    * The body from its first byte. A chunk is valid only until the next one is asked for: a
@@ -35,7 +35,7 @@ export function sha256Hex(pieces: Iterable<Buffer>): string {
  * The chunks of a body, checked against its declared length once they are all read: a consumer
  * never sends or stores a body that changed while it was read.
  */
-export function* exactChunks(body: Pick<ChunkedBody, 'length' | 'chunks'>): Generator<Buffer> {
+export function* exactChunks(body: ChunkedBody): Generator<Buffer> {
   let read = 0;
   for (const chunk of body.chunks()) {
     read += chunk.length;

@@ -189,7 +189,8 @@ export async function archiveWal(
   };
 
   // The pre-check (a LIST of the segment's copies) is on the wire first; the compression (thread
-  // pool) runs meanwhile.
+  // pool) and the SHA-256 an S3 upload is signed with run meanwhile: the hashing waits one
+  // event-loop turn (setImmediate).
   const listing = existingCopies(store, layout, wal.name).catch((e: unknown) => {
     // A write-only credential (s3:PutObject alone) may not list: the conditional create below is
     // then the only guard against overwriting, and a conflict it finds is judged by reading.
@@ -198,7 +199,11 @@ export async function archiveWal(
     return [] as string[];
   });
   const body = (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
-    .then(async (b) => (options.recipients ? (await import('../encryption/age.js')).encryptedBody(b, options.recipients) : b));
+    .then(async (b) => (options.recipients ? (await import('../encryption/age.js')).encryptedBody(b, options.recipients) : b))
+    .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
+      if (store.provider === 'aws-s3') void b.sha256;
+      resolve(b);
+    })));
 
   // Where the store can hold back an upload's last byte, the pre-check's answer releases it: the
   // LIST costs no time of its own, yet nothing is created before it has found no other copy.
