@@ -4,18 +4,21 @@
 //   node test/bench/oneshot-profile.mjs [--rounds 15] [--servers moto,rgw] [--json FILE]
 //
 // Interleaved medians of: `node -e 0`; a bare `curl --aws-sigv4` PUT (UNSIGNED-PAYLOAD) and GET of
-// the same 16 MiB segment; our wal-archive (none, --lz4) and wal-restore. floor = node -e 0 + curl.
+// the same 16 MiB segment, and of its lz4 bytes; our wal-archive (none, --lz4) and wal-restore
+// (none, lz4); barman 3.4's wal-archive and wal-restore when installed. floor = node -e 0 + curl
+// of the same bytes. Each call's client CPU (user + sys of the process tree, from bash's `times`
+// around it; less noisy than wall time on a shared machine) is reported beside its wall time.
 // Then a few traced runs of ours (test/bench/oneshot-trace.mjs preloaded) give the phases: Node's
 // boot, everything up to the first request (module load, config, opening the file), each request
 // with its server time (body sent → answer's headers), hashing, reading, lz4, and the exit. The
 // server's CPU per call is read from /proc (utime + stime of its processes) around every call.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, linkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, linkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { median, runOnce } from './lib.mjs';
+import { median } from './lib.mjs';
 import { freePort, startMoto } from './servers.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
@@ -99,6 +102,26 @@ async function startRgw() {
   return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop };
 }
 
+/**
+ * One call, timed, with the CPU (user + sys) of everything it started: bash's `times` prints the
+ * children's totals (getrusage, ms resolution) once the command has exited.
+ */
+function runTimed(cmd, args, env) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-500)}`));
+      const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stderr.trim());
+      resolve({ ms, cpu: m ? (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000 : NaN });
+    });
+  });
+}
+
 const curlAuth = ['--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', `${KEY.id}:${KEY.secret}`, '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD'];
 
 async function profileServer(name, server, work, segment) {
@@ -123,6 +146,13 @@ async function profileServer(name, server, work, segment) {
   const restoreName = segName(9999);
   execFileSync(join(root, 'bin/barman-cloud-wal-archive'), [...url, (linkSync(master, join(pg, restoreName)), join(pg, restoreName))], { env });
   const restoreKey = `${server.url}/${bucket}/bench/srv/wals/${restoreName.slice(0, 16)}/${restoreName}`;
+  // The same segment stored --lz4 by us; its bytes are the lz4 floor's payload.
+  const restoreLz4 = segName(9998);
+  execFileSync(join(root, 'bin/barman-cloud-wal-archive'), ['--lz4', ...url, (linkSync(master, join(pg, restoreLz4)), join(pg, restoreLz4))], { env });
+  const lz4Key = `${server.url}/${bucket}/bench/srv/wals/${restoreLz4.slice(0, 16)}/${restoreLz4}.lz4`;
+  const lz4Bytes = join(work, `${name}.lz4`);
+  execFileSync('curl', ['-sf', ...curlAuth, '-o', lz4Bytes, lz4Key]);
+  const barman = ['/usr/bin/barman-cloud-wal-archive', '/usr/bin/barman-cloud-wal-restore'].every((b) => existsSync(b));
   const dest = join(work, name, 'restored');
   const bin = (b) => join(root, 'bin', b);
   const pids = descendants(server.pid);
@@ -131,41 +161,65 @@ async function profileServer(name, server, work, segment) {
     { label: 'node -e 0', cmd: process.execPath, args: ['-e', '0'] },
     { label: 'curl PUT', cmd: 'curl', before: () => ['-sf', ...curlAuth, '-T', master, `${server.url}/${bucket}/curl/${seq++}`] },
     { label: 'curl GET', cmd: 'curl', before: () => ['-sf', ...curlAuth, '-o', dest, restoreKey] },
+    { label: 'curl PUT lz4 bytes', cmd: 'curl', before: () => ['-sf', ...curlAuth, '-T', lz4Bytes, `${server.url}/${bucket}/curl/${seq++}.lz4`] },
+    { label: 'curl GET lz4 bytes', cmd: 'curl', before: () => ['-sf', ...curlAuth, '-o', dest, lz4Key] },
     { label: 'archive none', cmd: bin('barman-cloud-wal-archive'), before: () => [...url, fresh()] },
     { label: 'archive lz4', cmd: bin('barman-cloud-wal-archive'), before: () => ['--lz4', ...url, fresh()] },
     { label: 'restore', cmd: bin('barman-cloud-wal-restore'), before: () => [...url, restoreName, dest] },
+    { label: 'restore lz4', cmd: bin('barman-cloud-wal-restore'), before: () => [...url, restoreLz4, dest] },
   ];
+  if (barman) {
+    contenders.push(
+      { label: 'barman 3.4 archive none', cmd: '/usr/bin/barman-cloud-wal-archive', before: () => [...url, fresh()] },
+      { label: 'barman 3.4 restore', cmd: '/usr/bin/barman-cloud-wal-restore', before: () => [...url, restoreName, dest] },
+    );
+  }
   if (values.baseline) {
     const base = (b) => join(resolve(values.baseline), 'bin', b);
     contenders.push(
       { label: 'baseline archive none', cmd: base('barman-cloud-wal-archive'), before: () => [...url, fresh()] },
       { label: 'baseline archive lz4', cmd: base('barman-cloud-wal-archive'), before: () => ['--lz4', ...url, fresh()] },
       { label: 'baseline restore', cmd: base('barman-cloud-wal-restore'), before: () => [...url, restoreName, dest] },
+      { label: 'baseline restore lz4', cmd: base('barman-cloud-wal-restore'), before: () => [...url, restoreLz4, dest] },
     );
   }
-  const samples = new Map(contenders.map((c) => [c.label, { wall: [], cpu: [] }]));
+  const samples = new Map(contenders.map((c) => [c.label, { wall: [], cpu: [], client: [] }]));
   for (let r = -2; r < rounds; r++) {
     for (let k = 0; k < contenders.length; k++) {
       const c = contenders[(k + Math.max(r, 0)) % contenders.length];
       const args = c.before ? c.before() : c.args;
       rmSync(dest, { force: true });
       const cpu0 = cpuMs(pids);
-      const ms = await runOnce(c.cmd, args, { env });
+      const { ms, cpu: client } = await runTimed(c.cmd, args, env);
       const cpu = cpuMs(pids) - cpu0;
       if (r >= 0) {
         samples.get(c.label).wall.push(ms);
         samples.get(c.label).cpu.push(cpu);
+        samples.get(c.label).client.push(client);
       }
     }
   }
   const med = (l) => median(samples.get(l).wall);
   const meanCpu = (l) => samples.get(l).cpu.reduce((a, b) => a + b, 0) / samples.get(l).cpu.length;
   const node0 = med('node -e 0');
-  const rows = contenders.map((c) => ({ label: c.label, median: med(c.label), serverCpu: meanCpu(c.label) }));
-  const floors = { archive: node0 + med('curl PUT'), restore: node0 + med('curl GET') };
+  const rows = contenders.map((c) => ({ label: c.label, median: med(c.label), serverCpu: meanCpu(c.label), clientCpu: median(samples.get(c.label).client) }));
+  const floors = {
+    archive: node0 + med('curl PUT'), restore: node0 + med('curl GET'),
+    archiveLz4: node0 + med('curl PUT lz4 bytes'), restoreLz4: node0 + med('curl GET lz4 bytes'),
+  };
   for (const row of rows) {
-    if (/archive (none|lz4)$/.test(row.label)) row.overFloor = row.median - floors.archive;
+    if (/archive none$/.test(row.label)) row.overFloor = row.median - floors.archive;
+    if (/archive lz4$/.test(row.label)) row.overFloor = row.median - floors.archiveLz4;
     if (/restore$/.test(row.label)) row.overFloor = row.median - floors.restore;
+    if (/restore lz4$/.test(row.label)) row.overFloor = row.median - floors.restoreLz4;
+  }
+  if (barman) {
+    const b = { archive: med('barman 3.4 archive none'), restore: med('barman 3.4 restore') };
+    for (const row of rows) {
+      if (row.label.startsWith('barman')) continue;
+      if (/archive (none|lz4)$/.test(row.label)) row.vsBarman = b.archive / row.median;
+      if (/restore( lz4)?$/.test(row.label)) row.vsBarman = b.restore / row.median;
+    }
   }
 
   // Traced runs: the phases of ours.
@@ -178,7 +232,7 @@ async function profileServer(name, server, work, segment) {
       ...(lz4 ? { BC_ONESHOT_TRACE_LZ4: '1' } : {}) };
     for (let i = 0; i < tracedRuns; i++) {
       rmSync(dest, { force: true });
-      await runOnce(c.cmd, c.before(), { env: tenv });
+      await runTimed(c.cmd, c.before(), tenv);
     }
     traced[label] = readFileSync(traceFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   }
@@ -226,10 +280,13 @@ try {
 const f = (x) => (x === undefined ? '' : x.toFixed(1));
 for (const [name, r] of Object.entries(results)) {
   console.log(`\n### ${name}: ${rounds} interleaved rounds (medians; server CPU = mean per call)\n`);
-  console.log('| what | wall ms | − floor ms | server CPU ms |\n|---|---|---|---|');
-  for (const row of r.rows) console.log(`| ${row.label} | ${f(row.median)} | ${f(row.overFloor)} | ${f(row.serverCpu)} |`);
-  console.log(`| floor archive (node -e 0 + curl PUT) | ${f(r.floors.archive)} | | |`);
-  console.log(`| floor restore (node -e 0 + curl GET) | ${f(r.floors.restore)} | | |`);
+  console.log('| what | wall ms | − floor ms | barman 3.4 ÷ this | client CPU ms | server CPU ms |\n|---|---|---|---|---|---|');
+  const x = (v) => (v === undefined ? '' : `${v.toFixed(2)}×`);
+  for (const row of r.rows) console.log(`| ${row.label} | ${f(row.median)} | ${f(row.overFloor)} | ${x(row.vsBarman)} | ${f(row.clientCpu)} | ${f(row.serverCpu)} |`);
+  console.log(`| floor archive (node -e 0 + curl PUT) | ${f(r.floors.archive)} | | | | |`);
+  console.log(`| floor archive lz4 (node -e 0 + curl PUT of the lz4 bytes) | ${f(r.floors.archiveLz4)} | | | | |`);
+  console.log(`| floor restore (node -e 0 + curl GET) | ${f(r.floors.restore)} | | | | |`);
+  console.log(`| floor restore lz4 (node -e 0 + curl GET of the lz4 bytes) | ${f(r.floors.restoreLz4)} | | | | |`);
   for (const [label, runs] of Object.entries(r.traced)) {
     console.log(`\n${name}, ${label}: phases, median of ${runs.length} traced runs (ms since process start)\n`);
     console.log('| phase | ms |\n|---|---|');

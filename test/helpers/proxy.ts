@@ -27,9 +27,14 @@ export function isWalDelete(r: ProxiedRequest): boolean {
 
 /**
  * An HTTP proxy to the S3 server on `targetPort`: a request for which `refuse` returns true gets
- * S3's 403 AccessDenied (no body for HEAD), any other is forwarded unchanged.
+ * S3's 403 AccessDenied (no body for HEAD), any other is forwarded with the body `alter` returns
+ * (unchanged by default; same headers, so a changed body should keep its length).
  */
-export async function startS3Proxy(targetPort: number, refuse: (r: ProxiedRequest) => boolean): Promise<Proxy> {
+export async function startS3Proxy(
+  targetPort: number,
+  refuse: (r: ProxiedRequest) => boolean,
+  alter: (r: ProxiedRequest) => Buffer = (r) => r.body,
+): Promise<Proxy> {
   const server = createHttpServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -45,7 +50,7 @@ export async function startS3Proxy(targetPort: number, refuse: (r: ProxiedReques
         answer.pipe(res);
       });
       up.on('error', () => res.destroy());
-      up.end(r.body);
+      up.end(alter(r));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -8,7 +8,7 @@ import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
-import aws4 from 'aws4';
+import { createRequire } from 'node:module';
 import {
   AccessDeniedError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError, StorageError,
 } from '../../errors.js';
@@ -24,6 +24,9 @@ import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
 } from '../types.js';
 import type { S3ObjectStore } from './s3.js';
+
+// Required, not imported: a CommonJS package loaded without the ES module loader's translation.
+const aws4 = createRequire(import.meta.url)('aws4') as typeof import('aws4');
 
 /** Largest Buffer sent as one PUT; larger bodies and streams go through the SDK's multipart upload. */
 const SINGLE_PUT_MAX = 1024 * 1024 * 1024;
