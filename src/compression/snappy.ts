@@ -16,7 +16,7 @@ import { compressSync, uncompressSync } from 'snappy';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec, type CompressionProblem } from './types.js';
 import { emptyInput } from './checked-stream.js';
-import { BlockCompressStream } from './block-stream.js';
+import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { DecoderTransform } from './decoder-stream.js';
 
 const SNAPPY_STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
@@ -166,6 +166,7 @@ export function createSnappyCodec(): Codec {
   return {
     name: 'snappy',
     compress: async (buf) => snappyFrameSync(buf),
+    compressChunks: (chunks) => compressThrough(new SnappyCompressStream(), chunks),
     decompress: async (buf) => snappyUnframeSync(buf),
     compressStream: () => new SnappyCompressStream(),
     decompressStream: () => new DecoderTransform('snappy', new FrameDecoder()),
