@@ -7,7 +7,7 @@
 // decides whether that happens (src/cli/young-generation.ts): without a collector this does nothing.
 
 /** Bytes moved between two scavenges: what may lie dead before it is freed. */
-const RECLAIM_BYTES = 2 << 20;
+const RECLAIM_BYTES = 1 << 20;
 
 let collector: (() => void) | undefined;
 let moved = 0;
