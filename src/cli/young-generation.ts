@@ -6,10 +6,23 @@
 // scale 10 peaked at 119 instead of 158 MB (measured on Node 20). Set at run time, before the
 // first large allocation; the flag is read whenever the young generation would grow.
 import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { setYoungCollector } from '../reclaim.js';
 
 /** Versions of V8 known to have the flag (an unknown flag would be an error line on stderr). */
 const KNOWN_V8 = new Set(['11', '12']);
 
 export function keepYoungGenerationSmall(): void {
   if (KNOWN_V8.has(process.versions.v8.split('.')[0]!)) setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/**
+ * The WAL commands move one segment with few JavaScript objects: their dead Buffers are freed by
+ * scavenges asked for every few MiB moved (src/reclaim.ts). V8 hands out its collection function
+ * only to contexts created after --expose-gc is set, hence the new context.
+ */
+export function collectYoungGarbageOften(): void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
+  setYoungCollector(() => gc({ type: 'minor' }));
 }

@@ -3,6 +3,7 @@
 // more than one core, and reading the next block overlaps compressing this one. The LZ4 frame writer
 // and the parallel gzip writer are built on it.
 import { Transform, type TransformCallback } from 'node:stream';
+import { bytesMoved } from '../reclaim.js';
 
 export abstract class BlockCompressStream extends Transform {
   private started = false;
@@ -117,6 +118,7 @@ export async function compressThrough(stream: Transform, chunks: Iterable<Buffer
   const ended = new Promise<void>((resolve, reject) => stream.once('end', resolve).once('error', reject));
   for (const chunk of chunks) {
     await new Promise<void>((resolve, reject) => stream.write(chunk, (e) => (e ? reject(e) : resolve())));
+    bytesMoved(chunk.length);
   }
   stream.end();
   await ended;

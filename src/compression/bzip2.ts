@@ -8,6 +8,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Bzip2JsCompressStream, Bzip2JsDecompressStream, bzip2JsCompressSync } from './bzip2-js.js';
 import { ChildTransform } from './child-transform.js';
+import { compressThrough } from './block-stream.js';
 import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
 import { CompressionFormatError, type Codec } from './types.js';
 
@@ -72,6 +73,10 @@ function firstSentence(detail: string): string {
   return m ? m[1]! : detail;
 }
 
+function* copies(chunks: Iterable<Buffer>): Generator<Buffer> {
+  for (const chunk of chunks) yield Buffer.from(chunk);
+}
+
 export function createBzip2Codec(backend: 'auto' | 'cli' | 'js'): Codec {
   const program = backend === 'js' ? null : findBzip2Program();
   if (backend === 'cli' && !program) throw new Error('bzip2: no bzip2 program on PATH');
@@ -98,6 +103,9 @@ export function createBzip2Codec(backend: 'auto' | 'cli' | 'js'): Codec {
     name: 'bzip2',
     compress: async (buf, level = DEFAULT_LEVEL) =>
       program ? collect(buf, compressStream(level)) : bzip2JsCompressSync(buf, level),
+    // The program's stdin queues what it is given, so the borrowed chunks are copied; the JavaScript
+    // fallback compresses one whole block buffer and keeps compress().
+    ...(program ? { compressChunks: (chunks: Iterable<Buffer>, level = DEFAULT_LEVEL) => compressThrough(compressStream(level), copies(chunks)) } : {}),
     decompress: (buf) => checkedDecompress('bzip2', buf, classify, (b) => collect(b, decompressStream())),
     compressStream,
     decompressStream,

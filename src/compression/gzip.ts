@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { availableParallelism } from 'node:os';
 import type { Transform } from 'node:stream';
-import { BlockCompressStream } from './block-stream.js';
+import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
 import type { Codec } from './types.js';
 
@@ -96,6 +96,7 @@ const classify: Classifier = (m) =>
 export const gzipCodec: Codec = {
   name: 'gzip',
   compress: parallel ? compress : (buf, level = DEFAULT_LEVEL) => gzip(buf, { level }),
+  ...(parallel ? { compressChunks: (chunks: Iterable<Buffer>, level = DEFAULT_LEVEL) => compressThrough(new ParallelGzipStream(level), chunks) } : {}),
   decompress: (buf) => checkedDecompress('gzip', buf, classify, (b) => gunzip(b)),
   compressStream: (level = DEFAULT_LEVEL): Transform =>
     parallel ? new ParallelGzipStream(level) : zlib.createGzip({ level, ...STREAM_OPTIONS }),

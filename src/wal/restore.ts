@@ -13,6 +13,7 @@ import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
 import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from './names.js';
 import { tempBeside } from './temp-files.js';
+import { bytesMoved } from '../reclaim.js';
 import { stripAgeSuffix } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';
 
@@ -134,6 +135,7 @@ async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: Pl
   };
   for await (const chunk of source) {
     check.see(chunk);
+    bytesMoved(chunk.length);
     if (held + chunk.length > WRITE_BATCH) {
       flush(batch.subarray(0, held));
       held = 0;

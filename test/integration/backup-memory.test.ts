@@ -3,16 +3,15 @@
 // a pgbench database of ~150 MB so that every buffer and queue has reached its steady size. The
 // peak is the child's own, as GNU time reports it (getrusage maxrss).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
+import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
+import { gnuTimeAvailable, measured } from '../helpers/peak-rss.ts';
 import { cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool, postgresAvailable, startCluster, type PgCluster } from '../helpers/postgres.ts';
 
-const GNU_TIME = '/usr/bin/time';
-const skip = requireTool('PostgreSQL 15', postgresAvailable()) || requireTool('GNU time', existsSync(GNU_TIME));
+const skip = requireTool('PostgreSQL 15', postgresAvailable()) || requireTool('GNU time', gnuTimeAvailable());
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 /** The issue's bound for backup and restore (MB of peak RSS): met on the directory store. */
 const LIMIT_MB = 128;
@@ -24,32 +23,6 @@ const LIMIT_MB = 128;
  */
 const LIMIT_MB_S3 = 150;
 const CODECS: [string, string[]][] = [['none', []], ['lz4', ['--lz4']], ['gzip', ['-z']], ['zstd', ['--zstd']], ['snappy', ['--snappy']]];
-
-interface Measured {
-  code: number | null;
-  stderr: string;
-  peakMb: number;
-}
-
-/** Runs bin/<name> under GNU time; the peak RSS is the last line time writes to stderr. */
-function measured(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(GNU_TIME, ['-f', 'peak-rss-kib %M', process.execPath, join(ROOT, 'bin', name), ...args], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const m = /peak-rss-kib (\d+)\s*$/.exec(stderr);
-      if (!m) return reject(new Error(`no peak RSS from ${name}: ${stderr}`));
-      resolve({ code, stderr: stderr.slice(0, m.index).replace(/Command exited with non-zero status \d+\n/, ''), peakMb: Number(m[1]) / 1024 });
-    });
-  });
-}
 
 describe.skipIf(skip)('peak memory of backup and restore with -J 4', () => {
   let moto: ServerHandle;

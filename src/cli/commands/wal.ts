@@ -16,6 +16,7 @@ import { requiredPositionals, type CommandContext, type CommandModule } from '..
 import { openContextStore, storeUrl } from '../open-store.js';
 import { parseTags } from '../tags.js';
 import type { Env } from '../store.js';
+import { collectYoungGarbageOften } from '../young-generation.js';
 
 type WalCommand = 'wal-archive' | 'wal-restore';
 
@@ -122,6 +123,7 @@ export const walArchive: CommandModule<'wal-archive'> = {
     // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
     const existing = useSpool && !isWorker ? await spoolDir(ctx, walPath, 'archive', false) : null;
     if (existing && (await archivedBySpool(new ArchiveSpool(existing), walPath))) return EXIT.OK;
+    collectYoungGarbageOften();
 
     const codec = CODEC_FLAGS.find((flag) => opts[flag]);
     const level = codec ? resolveLevel(codec, opts['compression-level']) : undefined;
@@ -209,6 +211,7 @@ export const walRestore: CommandModule<'wal-restore'> = {
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
     const existing = parallel > 1 && !isWorker ? await spoolDir(ctx, dest, 'restore', false) : null;
     if (existing && (await restoredFromSpool(new RestoreSpool(existing), walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
+    collectYoungGarbageOften();
 
     // Temp files that killed runs left beside wal_dest: swept while the store is asked.
     const identities = await restoreIdentities(ctx);
