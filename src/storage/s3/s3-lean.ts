@@ -25,11 +25,8 @@ import type {
 } from '../types.js';
 import type { S3ObjectStore } from './s3.js';
 
-// Required, not imported: a CommonJS package loaded without the ES module loader's translation.
-const aws4 = createRequire(import.meta.url)('aws4') as typeof import('aws4');
-
 // CommonJS, loaded with require: an import would have Node lex its source for export names, which
-// optimizes the lexer and cost ~3 MB of a WAL call's peak RSS (src/compression/snappy.ts).
+// costs start-up CPU and ~3 MB of a WAL call's peak RSS (src/compression/snappy.ts).
 const aws4 = createRequire(import.meta.url)('aws4') as typeof import('aws4');
 
 /** Largest Buffer sent as one PUT; larger bodies and streams go through the SDK's multipart upload. */
