@@ -229,6 +229,9 @@ export const walRestore: CommandModule = {
           segmentSize: opts['wal-segment-size'] as number | undefined,
           idleMs: WORKER_IDLE_MS,
           missRetryMs: 1_000,
+          // A segment trickling in for four read timeouts is given up (a stall ends sooner, in ~2).
+          downloadDeadlineMs: 4 * resolved.config.retry.readTimeoutMs,
+          identities,
         });
         return EXIT.OK;
       } else if (dir) {
