@@ -9,7 +9,8 @@
 // archive-get; client CPU per archived segment; peak RSS per codec.
 //
 // BENCH_ROUNDS (one-shot rounds), BENCH_SEGMENTS (segments per sustained run, default 96),
-// BENCH_STORES (file,moto,rgw), BENCH_BIN_DIR (whose executables count as "ours").
+// BENCH_STORES (file,moto,rgw), BENCH_BIN_DIR (whose executables count as "ours"),
+// BENCH_WAL_ONLY=restore (only the sustained restore rows and the archiving they read from).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -64,6 +65,7 @@ export async function run({ root, rounds }) {
   const targets = {};
   const asyncArchive = probeAsync(ours('barman-cloud-wal-archive'));
   const asyncRestore = probeAsync(ours('barman-cloud-wal-restore'));
+  const restoreOnly = process.env.BENCH_WAL_ONLY === 'restore';
   let pg;
   try {
     // A real cluster gives pgBackRest what it checks: a stanza, pg_control, and a WAL page header
@@ -101,7 +103,7 @@ export async function run({ root, rounds }) {
     };
 
     // ---- one-shot archive and restore, S3 stores ----
-    for (const store of stores.filter((s) => s.kind === 's3')) {
+    for (const store of stores.filter((s) => s.kind === 's3' && !restoreOnly)) {
       for (const b of ['ours', 'barman', 'bare', 'pgbr']) await store.makeBucket(b);
       const src = join(work, `oneshot-${store.id}`);
       const c = [];
@@ -203,7 +205,7 @@ export async function run({ root, rounds }) {
         (p) => ['--lz4', '--max-parallel', '8', '--spool-dir', join(work, `spool-par-${store.id}`), ...store.ours('sus', 'par'), p], join(work, `pgwal-par-${store.id}`));
       results.push(par);
       let asy;
-      if (asyncArchive) {
+      if (asyncArchive && !restoreOnly) {
         asy = await sequentialCalls(store, 'ours --lz4 --async', ours('barman-cloud-wal-archive'),
           (p) => ['--lz4', '--async', '--spool-dir', join(work, `spool-async-${store.id}`), ...store.ours('sus', 'async'), p], join(work, `pgwal-async-${store.id}`));
         results.push(asy);
@@ -244,8 +246,9 @@ export async function run({ root, rounds }) {
       rres.push(await restoreCalls('ours --parallel 16', ours('barman-cloud-wal-restore'),
         (n, d) => ['--parallel', '16', '--spool-dir', join(work, `pre-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
       if (asyncRestore) {
-        rres.push(await restoreCalls('ours --async', ours('barman-cloud-wal-restore'),
-          (n, d) => ['--async', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
+        // --async alone prefetches nothing (it needs --parallel 2 or more): it ran one-shot calls.
+        rres.push(await restoreCalls('ours --async --parallel 16', ours('barman-cloud-wal-restore'),
+          (n, d) => ['--async', '--parallel', '16', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
       }
       let pgg;
       if (pgb) {
@@ -272,6 +275,7 @@ export async function run({ root, rounds }) {
     }
 
     // ---- client CPU per archived segment (user + sys of the processes we start) ----
+    if (restoreOnly) return { headers: ['what', 'store', 'median / rate', 'floor', 'ours − floor', 'vs barman 3.4', 'vs pgBackRest'], rows, notes, targets };
     const s3 = stores.find((s) => s.kind === 's3') ?? stores[0];
     const cpu = (cmd, args) => {
       const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', cmd, ...args], { env: s3.env, encoding: 'utf8' });
