@@ -196,6 +196,26 @@ describe('--async restore through a slow or trickling server (moto behind a TCP 
       await proxy.close();
     }
   }, 150_000);
+
+  it('a prefetcher that goes idle with a download in flight cuts it off and exits, leaving no temp file', async () => {
+    const proxy = await startTcpProxy(moto.url, 'slow-download', 2_000);
+    const rec = recoveryDir();
+    try {
+      const direct = (n: string) => ['--async', '--parallel', '2', '--endpoint-url', moto.url, url, 'srv', n, rec.dest];
+      // A 30 s read timeout puts the download's deadline (2 minutes) past the 30 s idle time.
+      const pid = startPrefetcher(['--async', '--parallel', '2', '--read-timeout', '30', '--endpoint-url', proxy.url, url, 'srv', names[0]!, rec.dest], join(dirname(rec.walDir), 'worker.log'));
+      workers.push(pid);
+      await until('the prefetcher holds its lock', () => rec.workerPid() === pid, 20_000);
+      expect((await runProcess(bin, direct(names[0]!), { env: toolEnv(), timeoutMs: 60_000 })).code).toBe(0);
+      await until('the prefetcher downloads the next segment', () => existsSync(join(rec.restoreDir()!, `${names[1]}.fetching`)), 20_000);
+      const lastCall = Date.now();
+      await until('the prefetcher exits', () => !alive(pid), 60_000);
+      expect(Date.now() - lastCall).toBeLessThan(45_000);
+      expect(readdirSync(rec.restoreDir()!).filter((f) => f !== 'want' && f !== 'segment-size')).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  }, 150_000);
 });
 
 describe('a prefetched segment of the wrong size (directory store)', () => {
