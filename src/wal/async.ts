@@ -356,6 +356,8 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
   let watcher: FSWatcher | null = null;
   try {
     watcher = watch(spool.dir, (_event, file) => {
+      // Our own temp files and marks change with every write: no news of recovery there.
+      if (file && (file.includes('.tmp-') || file.endsWith(FETCHING))) return;
       if (file) changed.add(file);
       else lookAtAll = true;
       notify();
