@@ -14,6 +14,9 @@ const SPOOL_MAX_AGE_MINUTES = 15;
 /** With --async, the shell waits up to this many 20 ms polls for the worker's marker before Node. */
 const ASYNC_SHELL_WAIT_POLLS = 500;
 
+/** Polls of 20 ms the restore shell waits for a segment the prefetcher is downloading, before Node. */
+const PREFETCH_SHELL_WAIT_POLLS = 300;
+
 const quote = (words: string[]): string => words.join('|');
 
 /** The option words of a command, split into those that take a value and those that do not. */
@@ -50,6 +53,8 @@ interface Variant {
   name: string;
   /** Whether the entry must be younger than SPOOL_MAX_AGE_MINUTES. */
   fresh: boolean;
+  /** More find tests for the entry, as unquoted shell words (a variable the name code set). */
+  fileTest?: string;
   /** Shell code run once $file passed the checks: exits 0 on a hit, else falls through to Node. */
   hit: string;
   /** Shell code run before the checks (may wait for $file to appear). */
@@ -133,7 +138,7 @@ ${v.wait ?? ''}# The spool is believed only when nobody else can have written it
 # -name . tells it apart) owned by us or root and writable by nobody else unless sticky; each level
 # and the file ours, writable by nobody else, a real directory or regular file (find does not
 # follow symlinks)${v.fresh ? `, the file younger than ${SPOOL_MAX_AGE_MINUTES} minutes` : ''}. Anything else is Node's to decide.
-seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file" -maxdepth 0 \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
+seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file" -maxdepth 0 \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''}${v.fileTest ? ` ${v.fileTest}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
 [ "$seen" = "$parent/.
 $spool
 $spool/$id
@@ -207,6 +212,23 @@ export function walRestoreScript(): string {
     name: `case $p3 in *[/]* | .* | '') node_program "$@" ;; esac
 file=$sub/$p3`,
     fresh: true,
+    // Only segments are prefetched: one of another size than the spool's segment size (a file cut
+    // short, whatever the reason) is Node's to judge.
+    fileTest: '$sizetest',
+    // --async: the prefetcher marks each segment it is downloading (<wal>.fetching); wait for it
+    // here while that worker lives (its pid answers kill -0) rather than start Node (~70 ms) for a
+    // download already under way. Bounded; then the usual checks decide, and Node after them.
+    wait: `i=0 pid=
+while [ ! -f "$file" ] && [ -f "$file.fetching" ] && [ $i -lt ${PREFETCH_SHELL_WAIT_POLLS} ]; do
+  [ -n "$pid" ] || { { read -r pid || [ -n "$pid" ]; } <"$sub/worker.pid"; } 2>/dev/null || break
+  case $pid in '' | *[!0-9]*) break ;; esac
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.02 2>/dev/null || break
+  i=$((i + 1))
+done
+sizetest= size=
+{ { read -r size || [ -n "$size" ]; } <"$sub/segment-size"; } 2>/dev/null && case $size in '' | *[!0-9]*) ;; *) sizetest="-size \${size}c" ;; esac
+`,
     hit: `if [ -n "$explicit" ]; then
   # Served only on the destination's filesystem, so that mv is one atomic rename(2); Node copies
   # across filesystems. The default root lies in the destination's directory: no need to ask.

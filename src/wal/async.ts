@@ -7,7 +7,8 @@
 //   archive/worker.pid, restore/worker.pid   the running worker (pid; touched while it lives)
 //   archive/<wal>.error                      {"exitCode","message"}: the worker's failure for <wal>
 //   restore/want                             the last segment a Node call of wal-restore was asked for
-import { promises as fs, constants as fsc } from 'node:fs';
+//   restore/<wal>.fetching                   the prefetcher is downloading <wal> (the shell front waits)
+import { promises as fs, constants as fsc, watch, type FSWatcher } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CliError, GeneralError, NetworkError, OperationError, type BarmanCloudError } from '../errors.js';
 import { log } from '../log.js';
@@ -17,7 +18,8 @@ import { archiveWal, readWalFile, type ArchiveOptions, type WalListings } from '
 import { isSegmentName, nextSegment, parseSegmentName } from './names.js';
 import { fileIdentity } from './parallel.js';
 import { recordedWalEncryption } from './encryption-mode.js';
-import { downloadTo, findWal } from './restore.js';
+import { downloadTo, findWals, type WalCandidate } from './restore.js';
+import type { AgeIdentities } from '../encryption/age.js';
 import { processAlive, writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';
 
 const WORKER_LOCK = 'worker.pid';
@@ -347,6 +349,8 @@ export async function awaitArchived(
 // ---- restore --------------------------------------------------------------------------------------
 
 const WANT = 'want';
+/** `restore/<wal>.fetching`: the prefetcher is downloading <wal>; the shell front waits for it. */
+const FETCHING = '.fetching';
 
 /** Tell the prefetcher which segment recovery asked for (only Node calls: the shell's hits it sees itself). */
 export async function recordWanted(spool: RestoreSpool, walName: string): Promise<void> {
@@ -361,7 +365,21 @@ export interface PrefetcherOptions {
   idleMs: number;
   /** Wait this long before asking again for a segment that was not in the archive. */
   missRetryMs: number;
+  /**
+   * A download not finished after this long is abandoned: a server that trickles bytes never
+   * trips the read timeout, and one such download once kept a prefetcher alive for 20 minutes.
+   */
+  downloadDeadlineMs: number;
+  /** age identities for encrypted objects. */
+  identities?: AgeIdentities;
 }
+
+/**
+ * Downloads at once. They share one thread: 15 started together all finished after ~3.4 s on a
+ * loaded machine, so recovery waited for the whole window; four at a time hand over the next
+ * segment first and still keep the server busy.
+ */
+const PREFETCH_SLOTS = 4;
 
 const timelineOf = (name: string) => parseSegmentName(name).timeline;
 
@@ -372,93 +390,207 @@ function after(a: string, b: string): boolean {
   return x.log > y.log || (x.log === y.log && x.seg > y.seg);
 }
 
+/** The store with `signal` added to every get(): how a download past its deadline is cut off. */
+function abortableGets(store: ObjectStore, signal: AbortSignal): ObjectStore {
+  const s = Object.create(store) as ObjectStore; // every other member is the store's own
+  s.get = (key, options) => store.get(key, { ...options, signal });
+  return s;
+}
+
 /**
  * The detached prefetcher: keeps the `ahead` segments after the last one asked for in the spool.
  * Recovery's progress is what it asks for through Node (the `want` file) and the prefetched files
- * that the shell front took. It stops at the first segment missing from the archive and asks for
- * it again later (a standby following the archive). A request on another timeline drops what was
- * fetched ahead on the old one; downloads of the old timeline still running are thrown away.
+ * that the shell front took, both seen through a watch on the spool directory (a full look every
+ * second in case the watch misses something). The window's objects come from one LIST per batch.
+ * It stops at the first segment missing from the archive and asks for it again later (a standby
+ * following the archive). A request on another timeline drops what was fetched ahead on the old
+ * one; downloads of the old timeline still running are thrown away. Each download in flight has
+ * a `.fetching` mark, so that the shell front waits for it instead of starting Node.
  */
 export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, spool: RestoreSpool, o: PrefetcherOptions): Promise<void> {
   const lock = await takeWorkerLock(spool.dir);
   if (!lock) return;
   log.info(`Prefetcher ${process.pid} started`);
+  // Marks of a predecessor that was killed would make the shell wait for nothing.
+  for (const n of await fs.readdir(spool.dir).catch(() => [] as string[])) {
+    if (n.endsWith(FETCHING)) await fs.rm(join(spool.dir, n), { force: true });
+  }
   let base: string | null = null;
   let wantSeen = '';
   let generation = 0;
+  let size = o.segmentSize;
   const mine = new Set<string>();
   const missing = new Map<string, number>();
   const inFlight = new Map<string, Promise<void>>();
+  const aborts = new Set<AbortController>();
+  let leaving = false;
+  /** Objects found by the last listings, by WAL name (archived WAL does not change under us). */
+  const known = new Map<string, WalCandidate>();
+  let listing: { names: Set<string>; done: Promise<void> } | null = null;
   let lastProgress = Date.now();
 
+  // What changed in the spool since the last turn; `wake` ends the wait for it.
+  const changed = new Set<string>();
+  let lookAtAll = true;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  let watcher: FSWatcher | null = null;
+  try {
+    watcher = watch(spool.dir, (_event, file) => {
+      // Our own temp files and marks change with every write: no news of recovery there.
+      if (file && (file.includes('.tmp-') || file.endsWith(FETCHING))) return;
+      if (file) changed.add(file);
+      else lookAtAll = true;
+      notify();
+    });
+    watcher.on('error', () => {
+      watcher?.close();
+      watcher = null;
+    });
+  } catch (e) {
+    log.debug(`Cannot watch the spool (${(e as Error).message}); polling it`);
+  }
+
+  /** The window from `name` on, listed once: names already listed and not found are misses. */
+  const candidateFor = async (name: string): Promise<WalCandidate | null> => {
+    const cached = known.get(name);
+    if (cached) return cached;
+    let l = listing;
+    if (!l || !l.names.has(name)) {
+      const names = [name];
+      for (let i = 1; i < 2 * o.ahead && size; i++) names.push(nextSegment(names[i - 1]!, size));
+      const done: Promise<void> = findWals(store, layout, names, { noPartial: true }).then((found) => {
+        for (const [n, c] of found) if (c) known.set(n, c);
+      }).finally(() => {
+        if (listing?.done === done) listing = null;
+      });
+      l = listing = { names: new Set(names), done };
+    }
+    await l.done;
+    return known.get(name) ?? null;
+  };
+
   const fetchOne = async (name: string, gen: number) => {
+    const mark = join(spool.dir, `${name}${FETCHING}`);
+    let timer: NodeJS.Timeout | undefined;
+    let abort: AbortController | undefined;
     try {
-      const candidate = await findWal(store, layout, name, { noPartial: true });
+      await fs.writeFile(mark, '', { mode: 0o600 });
+      const t0 = Date.now();
+      const candidate = await candidateFor(name);
+      const t1 = Date.now();
       if (!candidate) {
         missing.set(name, Date.now());
         return;
       }
-      const target = spool.path(name);
-      await downloadTo(store, candidate, target);
+      const controller = (abort = new AbortController());
+      aborts.add(controller);
+      const download = downloadTo(abortableGets(store, controller.signal), candidate, spool.path(name), o.identities);
+      // One that still finishes after the deadline is a complete, checked file: kept unless of an old timeline.
+      download.then(async () => {
+        if (gen !== generation) await spool.remove(name);
+      }, () => undefined);
+      await Promise.race([
+        download,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const e = new NetworkError(`not finished after ${Math.round(o.downloadDeadlineMs / 1000)} s; abandoned`);
+            controller.abort(e);
+            reject(e);
+          }, o.downloadDeadlineMs);
+        }),
+      ]);
+      known.delete(name);
       if (gen !== generation) await spool.remove(name); // a timeline switch meanwhile
       else {
         mine.add(name);
         missing.delete(name);
       }
+      // Where the time goes, and whether the window stays full (-vv in the worker's log).
+      log.debug(`Prefetched ${name}: listed in ${t1 - t0} ms, downloaded in ${Date.now() - t1} ms; ${mine.size} ready, ${inFlight.size - 1} more in flight`);
     } catch (e) {
-      log.warning(`Prefetch of ${name} failed: ${(e as Error).message}`);
+      if (!leaving) log.warning(`Prefetch of ${name} failed: ${(e as Error).message}`);
+      known.delete(name);
       missing.set(name, Date.now());
+    } finally {
+      clearTimeout(timer);
+      if (abort) aborts.delete(abort);
+      await fs.rm(mark, { force: true });
     }
   };
 
+  let lastFullLook = 0;
   try {
     for (;;) {
       const now = Date.now();
       if (!(await lock.stillOurs())) break;
-      const want = (await fs.readFile(join(spool.dir, WANT), 'utf8').catch(() => '')).trim();
-      if (want !== wantSeen && isSegmentName(want)) {
-        wantSeen = want;
-        lastProgress = now;
-        if (base === null || timelineOf(want) !== timelineOf(base)) {
-          if (base !== null) {
-            generation++;
-            for (const n of mine) if (timelineOf(n) !== timelineOf(want)) await spool.remove(n);
-            mine.clear();
-            missing.clear();
-          }
-          base = want;
-        } else if (after(want, base)) base = want;
+      // Without a watch, or once a second, everything is looked at; otherwise what the watch reported.
+      const all = lookAtAll || watcher === null || now - lastFullLook >= 1_000;
+      const seen = new Set(changed);
+      changed.clear();
+      lookAtAll = false;
+      if (all) lastFullLook = now;
+      if (all || seen.has(WANT)) {
+        const want = (await fs.readFile(join(spool.dir, WANT), 'utf8').catch(() => '')).trim();
+        if (want !== wantSeen && isSegmentName(want)) {
+          wantSeen = want;
+          lastProgress = now;
+          if (base === null || timelineOf(want) !== timelineOf(base)) {
+            if (base !== null) {
+              generation++;
+              for (const n of mine) if (timelineOf(n) !== timelineOf(want)) await spool.remove(n);
+              mine.clear();
+              missing.clear();
+              known.clear();
+            }
+            base = want;
+          } else if (after(want, base)) base = want;
+        }
       }
+      if (size === undefined && (all || seen.has('segment-size'))) size = await spool.segmentSize();
       // What the shell front took was asked for: recovery is at least there.
-      for (const n of [...mine]) {
+      for (const n of all ? [...mine] : [...seen].filter((f) => mine.has(f))) {
         if (await fs.access(spool.path(n)).then(() => false, () => true)) {
           mine.delete(n);
           lastProgress = now;
           if (base !== null && timelineOf(n) === timelineOf(base) && after(n, base)) base = n;
         }
       }
-      const size = o.segmentSize ?? (await spool.segmentSize());
       if (base !== null && size) {
-        let name = base;
-        for (let i = 0; i < o.ahead && inFlight.size < o.ahead; i++) {
-          name = nextSegment(name, size);
+        let next = base;
+        for (let i = 0; i < o.ahead && inFlight.size < Math.min(o.ahead, PREFETCH_SLOTS); i++) {
+          next = nextSegment(next, size);
+          const name = next; // each task's own: the loop goes on with `next`
           if (inFlight.has(name)) continue;
           const missedAt = missing.get(name);
           if (missedAt !== undefined && now - missedAt < o.missRetryMs) break; // not past a hole
           if (mine.has(name) || (await spool.has(name))) continue;
-          const gen = generation;
-          const task = fetchOne(name, gen).finally(() => inFlight.delete(name));
+          const task = fetchOne(name, generation).finally(() => {
+            inFlight.delete(name);
+            notify();
+          });
           inFlight.set(name, task);
         }
       }
-      // Idle: recovery asked for nothing for idleMs. Downloads still running then are not waited
-      // for long (one was seen never to settle, which kept a prefetcher spinning for 20 minutes);
-      // their temp files are swept with the spool's other leftovers.
-      if (Date.now() - lastProgress > o.idleMs && (inFlight.size === 0 || Date.now() - lastProgress > 2 * o.idleMs)) break;
-      await Promise.race([sleep(inFlight.size > 0 ? 50 : 10), ...inFlight.values()]);
+      // Idle: recovery asked for nothing for idleMs. Downloads still running are cut off (their
+      // temp files go with them): nothing can keep the prefetcher alive once recovery stopped.
+      if (Date.now() - lastProgress > o.idleMs) break;
+      if (changed.size === 0 && !lookAtAll) {
+        await Promise.race([
+          new Promise<void>((r) => (wake = r)),
+          sleep(watcher === null ? 20 : missing.size > 0 ? o.missRetryMs : 1_000),
+        ]);
+      }
     }
+    leaving = true;
+    for (const a of aborts) a.abort(new NetworkError('the prefetcher is leaving'));
     await Promise.race([Promise.all(inFlight.values()), sleep(5_000)]);
   } finally {
+    watcher?.close();
     await lock.release();
     log.info(`Prefetcher ${process.pid} exits`);
   }

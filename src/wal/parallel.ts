@@ -147,6 +147,14 @@ export interface PrefetchOptions {
 export async function restoredFromSpool(spool: RestoreSpool, walName: string, dest: string, maxAgeMs: number): Promise<boolean> {
   const hit = await spool.lookup(walName, maxAgeMs);
   if (!hit) return false;
+  // Only segments are prefetched: one of another size than the spool's segment size (cut short,
+  // whatever the reason) is fetched again rather than handed to PostgreSQL.
+  const size = isSegmentName(walName) ? await spool.segmentSize() : undefined;
+  if (size !== undefined && (await fs.lstat(hit)).size !== size) {
+    log.warning(`Prefetched WAL file ${walName} does not have the segment size (${size} bytes); fetching it again`);
+    await spool.remove(walName);
+    return false;
+  }
   await moveInto(hit, dest);
   log.info(`WAL file ${walName} restored from the prefetch spool`);
   return true;

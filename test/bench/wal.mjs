@@ -269,8 +269,9 @@ export async function run({ root, rounds }) {
       rres.push(await restoreCalls('ours --parallel 16', ours('barman-cloud-wal-restore'),
         (n, d) => ['--parallel', '16', '--spool-dir', join(work, `pre-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
       if (asyncRestore) {
-        rres.push(await restoreCalls('ours --async', ours('barman-cloud-wal-restore'),
-          (n, d) => ['--async', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
+        // --async alone prefetches nothing (it needs --parallel 2 or more): it ran one-shot calls.
+        rres.push(await restoreCalls('ours --async --parallel 16', ours('barman-cloud-wal-restore'),
+          (n, d) => ['--async', '--parallel', '16', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
       }
       let pgg;
       if (pgb) {

@@ -63,12 +63,14 @@ export async function startS3Proxy(
   };
 }
 
-export type TcpProxyMode = 'stall-upload' | 'stall-download' | 'reset-first';
+export type TcpProxyMode = 'stall-upload' | 'stall-download' | 'reset-first' | 'slow-download';
 
 /**
  * A TCP proxy to `targetUrl`'s host and port: `stall-upload` stops reading from the client after
  * `stallAfter` bytes, `stall-download` stops passing the server's bytes on after as many, and
- * `reset-first` resets the first connection on its first bytes.
+ * `reset-first` resets the first connection on its first bytes. `slow-download` passes the
+ * server's bytes on at `stallAfter` bytes per second, a piece every 100 ms: slow enough to never
+ * finish, never silent long enough for a read timeout.
  */
 export async function startTcpProxy(targetUrl: string, mode: TcpProxyMode, stallAfter = 0): Promise<Proxy & { connections: () => number }> {
   const target = new URL(targetUrl);
@@ -86,7 +88,8 @@ export async function startTcpProxy(targetUrl: string, mode: TcpProxyMode, stall
     sockets.add(upstream);
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    // A slow download still has bytes to pass on when the server is done.
+    if (mode !== 'slow-download') upstream.on('close', () => client.destroy());
     let up = 0;
     let down = 0;
     client.on('data', (chunk: Buffer) => {
@@ -97,6 +100,31 @@ export async function startTcpProxy(targetUrl: string, mode: TcpProxyMode, stall
       }
       upstream.write(chunk);
     });
+    if (mode === 'slow-download') {
+      const queue: Buffer[] = [];
+      const piece = Math.max(1, Math.floor(stallAfter / 10));
+      let upstreamClosed = false;
+      const timer = setInterval(() => {
+        if (upstreamClosed && queue.length === 0) {
+          client.end();
+          clearInterval(timer);
+          return;
+        }
+        let budget = piece;
+        while (budget > 0 && queue.length > 0) {
+          const head = queue[0]!;
+          const part = head.subarray(0, budget);
+          client.write(part);
+          budget -= part.length;
+          if (part.length === head.length) queue.shift();
+          else queue[0] = head.subarray(part.length);
+        }
+      }, 100);
+      upstream.on('data', (chunk: Buffer) => queue.push(chunk));
+      upstream.on('close', () => (upstreamClosed = true));
+      client.on('close', () => clearInterval(timer));
+      return;
+    }
     upstream.on('data', (chunk: Buffer) => {
       down += chunk.length;
       if (mode === 'stall-download' && down > stallAfter) {

@@ -233,6 +233,9 @@ export const walRestore: CommandModule<'wal-restore'> = {
           segmentSize: opts['wal-segment-size'],
           idleMs: WORKER_IDLE_MS,
           missRetryMs: 1_000,
+          // A segment trickling in for four read timeouts is given up (a stall ends sooner, in ~2).
+          downloadDeadlineMs: 4 * resolved.config.retry.readTimeoutMs,
+          identities,
         });
         return EXIT.OK;
       } else if (dir) {
