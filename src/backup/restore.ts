@@ -19,7 +19,7 @@ import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/par
 import { extractArchiveParts } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
 import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
-import { parseLsn } from './postgres.js';
+import { parseLsn, walTimeline } from '../xlog.js';
 import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, replaceSymlink } from './restore-paths.js';
 
 export interface RestoreTargets {
@@ -50,7 +50,7 @@ async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise
     if (name > greatest) greatest = name;
   }
   if (!greatest) throw new GeneralError('No WAL files found in the archive: cannot determine the latest timeline');
-  return Number.parseInt(greatest.slice(0, 8), 16);
+  return walTimeline(greatest);
 }
 
 /** barman's `auto` choice among all backups, newest ID first (docs/format.md#restore). */

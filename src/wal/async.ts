@@ -14,7 +14,7 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { archiveWal, readWalFile, type ArchiveOptions } from './archive.js';
-import { isSegmentName, nextSegment, parseSegmentName } from './names.js';
+import { isSegmentName, nextSegment, parseSegmentName } from '../xlog.js';
 import { fileIdentity } from './parallel.js';
 import { downloadTo, findWal } from './restore.js';
 import { processAlive, writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';

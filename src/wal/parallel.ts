@@ -14,7 +14,7 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { archiveWal, readWalFile, type ArchiveOptions, type ArchiveOutcome } from './archive.js';
-import { isSegmentName, isValidSegmentSize, nextSegment, parseSegmentName } from './names.js';
+import { isSegmentName, isValidSegmentSize, nextSegment, parseSegmentName } from '../xlog.js';
 import { downloadTo, findWal } from './restore.js';
 import type { AgeIdentities } from '../encryption/age.js';
 import { ArchiveSpool, RestoreSpool, moveInto } from './spool.js';

@@ -11,7 +11,7 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
-import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from './names.js';
+import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from '../xlog.js';
 import { tempBeside } from './temp-files.js';
 import { stripAgeSuffix } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';

@@ -6,7 +6,7 @@ import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
-import { isSegmentName, isWalName } from '../../wal/names.js';
+import { isSegmentName, isWalName } from '../../xlog.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
