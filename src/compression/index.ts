@@ -65,9 +65,18 @@ export function resolveLevel(codec: CodecName, level?: LevelSpec): number | unde
 export interface LoadCodecOptions {
   /**
    * bzip2 only: 'cli' pipes through the system `bzip2` program (native speed), 'js' uses the
-   * pure-JavaScript fallback, 'auto' (default) takes the program when it is on PATH.
+   * pure-JavaScript fallback, 'auto' (default) takes the program when it is on the search path
+   * (setProgramSearchPath).
    */
   bzip2?: 'auto' | 'cli' | 'js';
+}
+
+/** Where a codec that runs a program (bzip2) looks for it; empty until src/cli passes its PATH. */
+let programSearchPath = '';
+
+/** The PATH value in which codecs look for their programs (src/cli gives its environment's). */
+export function setProgramSearchPath(path: string | undefined): void {
+  programSearchPath = path ?? '';
 }
 
 /** Imports only the module (and library) of the requested codec. */
@@ -76,7 +85,7 @@ export async function loadCodec(name: CodecName, options: LoadCodecOptions = {})
     case 'gzip':
       return (await import('./gzip.js')).gzipCodec;
     case 'bzip2':
-      return (await import('./bzip2.js')).createBzip2Codec(options.bzip2 ?? 'auto');
+      return (await import('./bzip2.js')).createBzip2Codec(options.bzip2 ?? 'auto', programSearchPath);
     case 'xz':
       return (await import('./xz.js')).createXzCodec();
     case 'snappy':
