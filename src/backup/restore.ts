@@ -7,6 +7,7 @@
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join, resolve as resolvePath } from 'node:path';
+import { mapBounded } from '../concurrency.js';
 import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
@@ -204,37 +205,31 @@ export async function restoreBackup(
   }
 
   // Archives in parallel (up to -J), the parts of one archive in order.
-  let next = 0;
-  const worker = async () => {
-    while (next < plan.length) {
-      const p = plan[next++];
-      if (p === undefined) break;
-      await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
-      log.info(`Extracting ${p.base} into ${p.dir}`);
-      let current = '';
-      const openPart = async (key: string): Promise<Readable> => {
-        current = partName(key);
-        const source = await store.get(key, { signal: options.signal });
-        const check = partDigestCheck(current, expected.get(current));
-        source.on('error', (e) => check.destroy(e));
-        if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
-        // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
-        const plain = decryptStream(options.identities!, `part ${current}`);
-        check.on('error', (e) => plain.destroy(e));
-        return source.pipe(check).pipe(plain);
-      };
-      try {
-        await extractArchiveParts(
-          p.parts.map((part) => () => openPart(part.key)),
-          p.dir,
-          { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
-        );
-      } catch (e) {
-        throw damagedPart(e, current, incomplete);
-      }
+  await mapBounded(plan, options.jobs, async (p) => {
+    await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
+    log.info(`Extracting ${p.base} into ${p.dir}`);
+    let current = '';
+    const openPart = async (key: string): Promise<Readable> => {
+      current = partName(key);
+      const source = await store.get(key, { signal: options.signal });
+      const check = partDigestCheck(current, expected.get(current));
+      source.on('error', (e) => check.destroy(e));
+      if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
+      // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
+      const plain = decryptStream(options.identities!, `part ${current}`);
+      check.on('error', (e) => plain.destroy(e));
+      return source.pipe(check).pipe(plain);
+    };
+    try {
+      await extractArchiveParts(
+        p.parts.map((part) => () => openPart(part.key)),
+        p.dir,
+        { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
+      );
+    } catch (e) {
+      throw damagedPart(e, current, incomplete);
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, plan.length)) }, worker));
+  });
 
   if (digests) {
     let manifestText: Buffer;

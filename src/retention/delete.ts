@@ -5,7 +5,8 @@
 // deleted behind a missing backup.info: the next run sees the backup again and finishes it.
 import { OperationError } from '../errors.js';
 import { log } from '../log.js';
-import { mapBounded, type BackupCatalog } from '../catalog/catalog.js';
+import type { BackupCatalog } from '../catalog/catalog.js';
+import { mapBounded, TaskWindow } from '../concurrency.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
 import { strRepr } from '../catalog/python-literal.js';
 import { PARTS_LIST_NAME } from '../catalog/parts-list.js';
@@ -394,15 +395,12 @@ export class BackupDeleter {
   private async removeWalsInBulk(classes: readonly CleanupClass[], lastId: string): Promise<void> {
     const walsPrefix = this.layout.walsPrefix;
     const dirVerdicts = new Map<string, boolean>();
-    const inFlight = new Set<Promise<void>>();
+    const inFlight = new TaskWindow(WAL_DELETE_CONCURRENCY);
     let batch: { key: string; size: number }[] = [];
     const flush = async () => {
       const keys = batch;
       batch = [];
-      if (keys.length === 0) return;
-      const p = this.deleteWalBatch(keys, lastId).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-      if (inFlight.size >= WAL_DELETE_CONCURRENCY) await Promise.race(inFlight);
+      if (keys.length > 0) await inFlight.add(() => this.deleteWalBatch(keys, lastId));
     };
     try {
       for await (const e of this.store.list(walsPrefix)) {
@@ -421,7 +419,7 @@ export class BackupDeleter {
     } catch (e) {
       this.walError(`Cannot clean up WALs for backup ${lastId} because an error occurred listing WALs: ${(e as Error).message}`);
     }
-    await Promise.all(inFlight);
+    await inFlight.drain();
   }
 
   /** Delete one batch of WAL objects; failures are logged and counted. */

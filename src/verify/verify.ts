@@ -1,6 +1,7 @@
 // `barman-cloud verify`: read every part of the chosen backups from the store without writing a data
 // directory, check them against parts.json and backup_manifest where the backup has them, parse
 // every tar to its end, and check that the WAL each backup needs is in the archive.
+import { mapBounded } from '../concurrency.js';
 import { EncryptedDataError, GeneralError, NotFoundError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { BackupCatalog } from '../catalog/catalog.js';
@@ -221,14 +222,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
     }
   };
   const queue = [...archives].filter(([, parts]) => parts.length > 0);
-  let next = 0;
-  const worker = async () => {
-    while (next < queue.length) {
-      const [archive, parts] = queue[next++]!;
-      await readArchive(archive, parts);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, queue.length)) }, worker));
+  await mapBounded(queue, options.jobs, ([archive, parts]) => readArchive(archive, parts));
 
   if (manifest) {
     result.file_checksums = 'verified';
