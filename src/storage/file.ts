@@ -13,6 +13,7 @@ import { exactChunks, isChunkedBody, type PutBody } from './body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
+import { mapBounded } from '../concurrency.js';
 import { removeStaleTemps } from '../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -326,25 +327,19 @@ export class FileObjectStore implements ObjectStore {
       }
       return found;
     };
-    let next = 0;
-    const worker = async () => {
-      while (next < keys.length) {
-        const key = keys[next++]!;
-        try {
-          const p = this.path(key);
-          const dir = dirname(p);
-          const tags = tagsIn(dir);
-          // No fsync per unlink: see below. Several in flight, since an unlink may wait on the
-          // device's journal.
-          await unlinkIfPresent(p);
-          const tagName = `${TAGS}${p.slice(dir.length + 1)}.json`;
-          if (tags.has(tagName)) await unlinkIfPresent(join(dir, tagName));
-        } catch (e) {
-          failed.set(key, e instanceof StorageError ? e.message : `cannot delete ${key}: ${(e as Error).message}`);
-        }
+    // No fsync per unlink: see below. Several in flight, since an unlink may wait on the device's journal.
+    await mapBounded(keys, UNLINK_CONCURRENCY, async (key) => {
+      try {
+        const p = this.path(key);
+        const dir = dirname(p);
+        const tags = tagsIn(dir);
+        await unlinkIfPresent(p);
+        const tagName = `${TAGS}${p.slice(dir.length + 1)}.json`;
+        if (tags.has(tagName)) await unlinkIfPresent(join(dir, tagName));
+      } catch (e) {
+        failed.set(key, e instanceof StorageError ? e.message : `cannot delete ${key}: ${(e as Error).message}`);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(UNLINK_CONCURRENCY, keys.length) }, worker));
+    });
     // Each directory touched: removed if empty, else (or its first remaining parent) fsynced
     // once, so the deletions are durable when this returns.
     const toSync = new Set<string>();

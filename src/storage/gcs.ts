@@ -30,6 +30,7 @@ import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   StorageError,
 } from '../errors.js';
+import { mapBounded } from '../concurrency.js';
 
 /** Resumable chunks must be multiples of 256 KiB (GCS rule); the client's own default is one request. */
 const CHUNK_UNIT = 256 * 1024;
@@ -201,20 +202,6 @@ function chunkOutcome(res: RawResponse, start: number, length: number, final: bo
     return !final && persisted >= start + length ? persisted : undefined;
   }
   throw res.error ?? Object.assign(new Error(`HTTP ${res.status}`), { code: res.status });
-}
-
-/** Run `fn` over `items` with at most `limit` in flight; results keep the input order. */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 export class GcsObjectStore implements ObjectStore {
@@ -594,7 +581,7 @@ export class GcsObjectStore implements ObjectStore {
     const result: DeleteResult = { deleted: [], errors: [] };
     for (let i = 0; i < keys.length; i += size) {
       const batch = keys.slice(i, i + size);
-      const outcomes = await mapLimit(batch, DELETE_CONCURRENCY, async (key) => {
+      const outcomes = await mapBounded(batch, DELETE_CONCURRENCY, async (key) => {
         try {
           await this.deleteOne(key);
           return null;
