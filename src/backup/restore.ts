@@ -13,7 +13,7 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
-import { CompressionFormatError, codecFromSuffix, type CodecName } from '../compression/index.js';
+import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
 import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
@@ -82,8 +82,6 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
   });
   if (entries.length > 0) throw new OperationError(`Destination ${dir} already exists and it is not empty`);
 }
-
-const TAR_EXTENSIONS = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
 /** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (docs/format.md#layout). */
 function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName; encrypted: boolean }[] {

@@ -17,6 +17,12 @@ export const WAL_SUFFIX: Record<CodecName, string> = {
   lz4: '.lz4',
 };
 
+/**
+ * Extensions of a backup archive (`data.tar.gz`, `16384_0001.tar`, …): `tar` plus `tar` + each codec's
+ * suffix, barman's four and those our barman-cloud-backup can write (docs/format.md#layout).
+ */
+export const TAR_EXTENSIONS: ReadonlySet<string> = new Set(['tar', ...Object.values(WAL_SUFFIX).map((s) => `tar${s}`)]);
+
 const BY_SUFFIX = new Map<string, CodecName>(
   (Object.entries(WAL_SUFFIX) as [CodecName, string][]).map(([name, sfx]) => [sfx, name]),
 );

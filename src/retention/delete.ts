@@ -7,6 +7,7 @@ import { OperationError } from '../errors.js';
 import { log } from '../log.js';
 import type { BackupCatalog } from '../catalog/catalog.js';
 import { mapBounded, TaskWindow } from '../concurrency.js';
+import { TAR_EXTENSIONS } from '../compression/index.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
 import { strRepr } from '../catalog/python-literal.js';
 import { PARTS_LIST_NAME } from '../catalog/parts-list.js';
@@ -22,12 +23,6 @@ import { keepStatus } from './policy.js';
 export function pyListRepr(items: readonly string[]): string {
   return `[${items.map(strRepr).join(', ')}]`;
 }
-
-/**
- * Tar extensions recognised for a backup archive: barman's four, plus the codecs our own
- * barman-cloud-backup can write (otherwise deleting our backups would leave their tars behind).
- */
-const TAR_EXTENSIONS: ReadonlySet<string> = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
 interface ArchiveSlot {
   oid: number | null;

@@ -15,6 +15,9 @@ import { dirname, join } from 'node:path';
 import { log } from '../log.js';
 import { tempBeside } from './temp-files.js';
 
+/** Prefetched files are served for this long (by Node and by the generated shell front); the archive of a live server does not change under them. */
+export const SPOOL_MAX_AGE_MS = 15 * 60_000;
+
 /**
  * The default spool root: a hidden directory beside the WAL file PostgreSQL names (pg_wal for both
  * archive_command's %p and restore_command's %p). pg_wal is private to the cluster's owner, so no

@@ -14,6 +14,7 @@ import {
   loadCodec,
   resolveLevel,
   setProgramSearchPath,
+  TAR_EXTENSIONS,
   type Codec,
   type CodecName,
 } from '../../src/compression/index.js';
@@ -64,6 +65,8 @@ const MAGIC: Record<CodecName, Buffer> = {
 describe('suffixes', () => {
   it('maps every codec to barman’s WAL suffix', () => {
     expect(WAL_SUFFIX).toEqual({ gzip: '.gz', bzip2: '.bz2', xz: '.xz', snappy: '.snappy', zstd: '.zst', lz4: '.lz4' });
+    // backup archives: barman's tar, tar.gz, tar.bz2, tar.snappy and the ones our backup also writes
+    expect([...TAR_EXTENSIONS].sort()).toEqual(['tar', 'tar.bz2', 'tar.gz', 'tar.lz4', 'tar.snappy', 'tar.xz', 'tar.zst']);
   });
 
   it('detects the codec from the trailing suffix only', () => {

@@ -8,7 +8,7 @@ import { ServerLayout } from '../../catalog/layout.js';
 import { resolveLevel, type CodecName, type LevelSpec } from '../../compression/index.js';
 import { isSegmentName, isWalName } from '../../xlog.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
-import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
+import { ArchiveSpool, RestoreSpool, SPOOL_MAX_AGE_MS, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
@@ -20,9 +20,6 @@ import type { Env } from '../store.js';
 const CODEC_FLAGS: [string, CodecName][] = [
   ['gzip', 'gzip'], ['bzip2', 'bzip2'], ['xz', 'xz'], ['snappy', 'snappy'], ['zstd', 'zstd'], ['lz4', 'lz4'],
 ];
-
-/** Prefetched files are served for this long; the archive of a live server does not change under them. */
-const SPOOL_MAX_AGE_MS = 15 * 60_000;
 
 /** An --async worker exits after this long with nothing to do; the next call starts another. */
 const WORKER_IDLE_MS = 30_000;
