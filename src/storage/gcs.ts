@@ -17,12 +17,11 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32c } from '@node-rs/crc32';
 import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import type { Bucket, CRC32CValidator, File, FileMetadata, StorageOptions } from '@google-cloud/storage';
 import type { GcsStoreConfig, RetryPolicy } from './config.js';
-import { backoffDelayMs } from './retry.js';
+import { pauseBeforeRetry } from './retry.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from './types.js';
@@ -490,8 +489,7 @@ export class GcsObjectStore implements ObjectStore {
       } catch (e) {
         failure = e;
       }
-      if (!isTransient(failure) || attempt >= maxAttempts) throw failure;
-      await sleep(backoffDelayMs(this.retry, attempt));
+      if (!isTransient(failure) || !(await pauseBeforeRetry({ ...this.retry, maxAttempts }, attempt))) throw failure;
       // Ask the session what it kept before resending (a status query: empty body).
       try {
         const res = await this.request('PUT', uri, { 'Content-Range': `bytes */${total ?? '*'}` });
