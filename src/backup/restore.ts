@@ -260,8 +260,8 @@ export async function restoreBackup(
   ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
 
   if (options.recoveryConf) {
-    replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
-    replaceFile(dataDir, 'recovery.signal', '');
+    await replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
+    await replaceFile(dataDir, 'recovery.signal', '');
   }
   return backup;
 }

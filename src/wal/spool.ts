@@ -12,6 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc, readFileSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 import { tempBeside } from './temp-files.js';
 
@@ -185,27 +186,14 @@ async function statTrusted(path: string): Promise<Stats | null> {
   return f.st;
 }
 
-/** Write a file atomically: temp in the same directory, fsync, rename. */
+/** Write a spool file atomically (src/atomic-file.ts); the `.tmp-` infix keeps listings off the temp. */
 export async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await fs.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await fs.rename(tmp, path);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(path, data, { temp: `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}` });
 }
 
 /**
  * Move a complete file into place atomically, also across filesystems (the spool may live in
- * /tmp and the destination in PGDATA): copy to a temp file beside the target, fsync, rename.
+ * /tmp and the destination in PGDATA): then a copy beside the target, fsynced and renamed.
  */
 export async function moveInto(source: string, target: string): Promise<void> {
   try {
@@ -214,20 +202,8 @@ export async function moveInto(source: string, target: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
   }
-  const tmp = tempBeside(target); // beside wal_dest: removed by later runs if we are killed
-  try {
-    await fs.copyFile(source, tmp);
-    const fh = await fs.open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, target);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
+  // beside wal_dest: removed by later runs if we are killed
+  await writeFileAtomic(target, { copyOf: source }, { temp: tempBeside(target) });
   await fs.rm(source, { force: true });
 }
 
