@@ -1,7 +1,7 @@
 // The local directory store: the embedded default that needs no cloud. Keys are paths below the
 // root directory. Every write is atomic: temp file in the same directory, fsync, rename (or link
 // for a no-overwrite put), fsync of the directory.
-import { closeSync, fsyncSync, openSync, promises as fs, readdirSync } from 'node:fs';
+import { promises as fs, readdirSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -14,6 +14,7 @@ import { CoalescingFileWriter, WRITE_BUFFER_SIZE } from '../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../errors.js';
 import { mapBounded } from '../concurrency.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { removeStaleTemps } from '../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -142,12 +143,13 @@ export class FileObjectStore implements ObjectStore {
     await fs.mkdir(dir, { recursive: true });
     // Runs beside the write (both are short); awaited before we return.
     const sweep = this.sweepStaleTemps(dir);
-    const tmp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
     try {
       // Written in 1 MiB pieces through a reused buffer (src/file-writer.ts says why); a chunk is
       // copied or written before the next is read, so a chunked body's borrowed chunks are safe.
-      const fd = openSync(tmp, 'wx', 0o644);
-      try {
+      // Then fsynced and renamed, or with ifNoneMatch linked: link() fails with EEXIST instead of
+      // replacing, an atomic "create only" (src/atomic-file.ts).
+      const temp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
+      const written = await writeFileAtomic(target, async (fd) => {
         const writer = new CoalescingFileWriter(fd);
         if (Buffer.isBuffer(body)) {
           writer.write(body);
@@ -166,26 +168,11 @@ export class FileObjectStore implements ObjectStore {
           }
         }
         writer.flush();
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      if (options.ifNoneMatch) {
-        // link() fails with EEXIST instead of replacing: an atomic "create only".
-        try {
-          await fs.link(tmp, target);
-        } catch (e) {
-          if (isErrno(e, 'EEXIST')) throw new PreconditionFailedError(key, { cause: e });
-          throw e;
-        }
-        await fs.unlink(tmp);
-      } else {
-        await fs.rename(tmp, target);
-      }
+      }, { temp, mode: 0o644, exclusive: options.ifNoneMatch === true });
+      if (!written) throw new PreconditionFailedError(key);
       await this.writeTags(key, options.tags);
       await syncDir(dir);
     } catch (e) {
-      await fs.rm(tmp, { force: true });
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot write ${key}: ${(e as Error).message}`, { cause: e });
     } finally {
@@ -204,9 +191,7 @@ export class FileObjectStore implements ObjectStore {
       await fs.rm(tp, { force: true });
       return;
     }
-    const tmp = `${tp}.${randomBytes(4).toString('hex')}`;
-    await fs.writeFile(tmp, JSON.stringify(tags));
-    await fs.rename(tmp, tp);
+    await writeFileAtomic(tp, JSON.stringify(tags), { temp: join(dirname(tp), `${TMP}${randomBytes(6).toString('hex')}`), mode: 0o644 });
   }
 
   async getTags(key: string): Promise<Tag[]> {
