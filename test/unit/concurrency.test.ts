@@ -41,11 +41,11 @@ describe('mapBounded', () => {
 
   it('throws the first failure at once and starts no call after it', async () => {
     const started: number[] = [];
-    const failure = mapBounded([0, 1, 2, 3, 4, 5], 2, async (_x, i) => {
-      started.push(i);
-      await sleep(i === 1 ? 5 : 30);
-      if (i === 1) throw new Error('boom 1');
-      return i;
+    const failure = mapBounded([0, 1, 2, 3, 4, 5], 2, async (x) => {
+      started.push(x);
+      await sleep(x === 1 ? 5 : 30);
+      if (x === 1) throw new Error('boom 1');
+      return x;
     });
     await expect(failure).rejects.toThrow('boom 1');
     await sleep(80); // what is still running ends; nothing new may start
