@@ -23,7 +23,8 @@ import {
   backupLabelMember, externalConfigMember, produceArchive, BACKUP_COMPRESSION_LEVEL,
   type ArchiveResult, type PartSink,
 } from './tar-producer.js';
-import { PostgresSession, walLocation, type ConnectionOptions } from './postgres.js';
+import { PostgresSession, type ConnectionOptions } from './postgres.js';
+import { walLocation } from '../xlog.js';
 import { BackupManifestBuilder } from './manifest.js';
 
 export interface BackupOptions {

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { GeneralError } from '../errors.js';
+import { formatLsn } from '../xlog.js';
 
 export const BACKUP_MANIFEST_NAME = 'backup_manifest';
 
@@ -74,12 +75,6 @@ export function manifestPath(archive: string, memberName: string): string {
     .filter((p) => p !== '' && p !== '.')
     .join('/');
   return archive === 'data' ? rel : `pg_tblspc/${archive}/${rel}`;
-}
-
-function formatLsn(lsn: string): string {
-  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
-  if (!m) throw new GeneralError(`invalid LSN ${JSON.stringify(lsn)}`);
-  return `${Number.parseInt(m[1]!, 16).toString(16).toUpperCase()}/${Number.parseInt(m[2]!, 16).toString(16).toUpperCase()}`;
 }
 
 /** pg_strftime("%Y-%m-%d %H:%M:%S %Z") of a pg_time_t in GMT. */

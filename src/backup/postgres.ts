@@ -57,22 +57,6 @@ export function clientConfig(opts: ConnectionOptions): pg.ClientConfig & { fromC
   };
 }
 
-/** `X/Y` → bigint. */
-export function parseLsn(lsn: string): bigint {
-  const [hi, lo] = lsn.split('/');
-  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
-}
-
-/** barman's begin_wal/end_wal and offset from an LSN (docs/format.md#postgres-session). */
-export function walLocation(lsn: string, timeline: number, segmentSize: number): { wal: string; offset: number } {
-  const value = parseLsn(lsn);
-  const size = BigInt(segmentSize);
-  const perFile = 0xffffffffn / size;
-  const seg = (value & (size * perFile)) / size;
-  const hex = (n: bigint | number) => n.toString(16).toUpperCase().padStart(8, '0');
-  return { wal: hex(timeline) + hex(value >> 32n) + hex(seg), offset: Number(value & (size - 1n)) };
-}
-
 /**
  * PostgreSQL's ISO text of a timestamptz (`2026-11-29 05:04:19.0034+00`, `…+05:30`) as Python's
  * str(datetime) writes it in backup.info: `2026-11-29 05:04:19.003400+00:00`, no fraction when zero.

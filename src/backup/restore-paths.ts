@@ -1,19 +1,20 @@
 // What restore writes after the archives are extracted (pg_wal, pg_tblspc links, recovery files),
 // and the checks on where tablespaces go. A restored data directory holds whatever the backup put
 // there, so any name in it may be a symlink or a hard link planted by the archive: nothing here
-// writes through an existing entry. Files are created new (O_EXCL|O_NOFOLLOW, beside the target)
+// writes through an existing entry. Files are created new (O_EXCL, which never follows a link, beside the target)
 // and renamed over it, which replaces a link instead of following it; directories are created or
 // replaced, never entered through a link.
 import {
-  closeSync, constants as fsConstants, fchmodSync, fchownSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, realpathSync,
-  renameSync, rmSync, symlinkSync, unlinkSync, writeSync, type Stats,
+  closeSync, constants as fsConstants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, realpathSync,
+  rmSync, symlinkSync, unlinkSync, writeSync, type Stats,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { OperationError } from '../errors.js';
 import { log } from '../log.js';
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = fsConstants;
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fsConstants;
 
 function lstatOrUndefined(path: string): Stats | undefined {
   try {
@@ -77,12 +78,12 @@ function readRegularFile(path: string): { content: Buffer; stats: Stats } | unde
 
 /**
  * Write `dir/name` as a new file with `content` (after the existing regular file's content when
- * `append`), atomically: a temp file created O_EXCL|O_NOFOLLOW beside it, fsync, rename. Whatever
+ * `append`), atomically (src/atomic-file.ts: an O_EXCL temp beside it, fsync, rename). Whatever
  * was at that name (a symlink, a hard link to another file) is replaced, not written through. The
  * new file keeps the old regular file's mode and, as root, its owner (else the data directory's),
  * so the server's user can still read it.
  */
-export function replaceFile(dir: string, name: string, content: string, append = false): void {
+export async function replaceFile(dir: string, name: string, content: string, append = false): Promise<void> {
   const path = join(dir, name);
   const old = readRegularFile(path);
   const previous = lstatOrUndefined(path);
@@ -90,24 +91,14 @@ export function replaceFile(dir: string, name: string, content: string, append =
   else if (previous && previous.nlink > 1) log.warning(`Replacing ${path}: it was a hard link shared with another file`);
   const data = Buffer.concat([append && old ? old.content : Buffer.alloc(0), Buffer.from(content)]);
   const temp = join(dir, `.${name}.bc-tmp-${randomBytes(6).toString('hex')}`);
-  const fd = openSync(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-  try {
-    try {
-      for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
-      fchmodSync(fd, old ? old.stats.mode & 0o777 : 0o600);
-      if (typeof process.geteuid === 'function' && process.geteuid() === 0) {
-        const owner = old?.stats ?? lstatSync(dir);
-        fchownSync(fd, owner.uid, owner.gid);
-      }
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+  await writeFileAtomic(path, (fd) => {
+    for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+    fchmodSync(fd, old ? old.stats.mode & 0o777 : 0o600);
+    if (typeof process.geteuid === 'function' && process.geteuid() === 0) {
+      const owner = old?.stats ?? lstatSync(dir);
+      fchownSync(fd, owner.uid, owner.gid);
     }
-    renameSync(temp, path);
-  } catch (err) {
-    rmSync(temp, { force: true });
-    throw err;
-  }
+  }, { temp });
 }
 
 /**

@@ -7,19 +7,20 @@
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join, resolve as resolvePath } from 'node:path';
+import { mapBounded } from '../concurrency.js';
 import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
-import { CompressionFormatError, codecFromSuffix, type CodecName } from '../compression/index.js';
+import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
 import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
 import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
-import { parseLsn } from './postgres.js';
+import { parseLsn, walTimeline } from '../xlog.js';
 import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, replaceSymlink } from './restore-paths.js';
 
 export interface RestoreTargets {
@@ -50,7 +51,7 @@ async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise
     if (name > greatest) greatest = name;
   }
   if (!greatest) throw new GeneralError('No WAL files found in the archive: cannot determine the latest timeline');
-  return Number.parseInt(greatest.slice(0, 8), 16);
+  return walTimeline(greatest);
 }
 
 /** barman's `auto` choice among all backups, newest ID first (docs/format.md#restore). */
@@ -81,8 +82,6 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
   });
   if (entries.length > 0) throw new OperationError(`Destination ${dir} already exists and it is not empty`);
 }
-
-const TAR_EXTENSIONS = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
 /** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (docs/format.md#layout). */
 function archiveParts(keys: string[], prefix: string, base: string): { key: string; codec?: CodecName; encrypted: boolean }[] {
@@ -204,37 +203,31 @@ export async function restoreBackup(
   }
 
   // Archives in parallel (up to -J), the parts of one archive in order.
-  let next = 0;
-  const worker = async () => {
-    while (next < plan.length) {
-      const p = plan[next++];
-      if (p === undefined) break;
-      await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
-      log.info(`Extracting ${p.base} into ${p.dir}`);
-      let current = '';
-      const openPart = async (key: string): Promise<Readable> => {
-        current = partName(key);
-        const source = await store.get(key, { signal: options.signal });
-        const check = partDigestCheck(current, expected.get(current));
-        source.on('error', (e) => check.destroy(e));
-        if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
-        // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
-        const plain = decryptStream(options.identities!, `part ${current}`);
-        check.on('error', (e) => plain.destroy(e));
-        return source.pipe(check).pipe(plain);
-      };
-      try {
-        await extractArchiveParts(
-          p.parts.map((part) => () => openPart(part.key)),
-          p.dir,
-          { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
-        );
-      } catch (e) {
-        throw damagedPart(e, current, incomplete);
-      }
+  await mapBounded(plan, options.jobs, async (p) => {
+    await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
+    log.info(`Extracting ${p.base} into ${p.dir}`);
+    let current = '';
+    const openPart = async (key: string): Promise<Readable> => {
+      current = partName(key);
+      const source = await store.get(key, { signal: options.signal });
+      const check = partDigestCheck(current, expected.get(current));
+      source.on('error', (e) => check.destroy(e));
+      if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
+      // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
+      const plain = decryptStream(options.identities!, `part ${current}`);
+      check.on('error', (e) => plain.destroy(e));
+      return source.pipe(check).pipe(plain);
+    };
+    try {
+      await extractArchiveParts(
+        p.parts.map((part) => () => openPart(part.key)),
+        p.dir,
+        { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
+      );
+    } catch (e) {
+      throw damagedPart(e, current, incomplete);
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, plan.length)) }, worker));
+  });
 
   if (digests) {
     let manifestText: Buffer;
@@ -267,8 +260,8 @@ export async function restoreBackup(
   ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
 
   if (options.recoveryConf) {
-    replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
-    replaceFile(dataDir, 'recovery.signal', '');
+    await replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
+    await replaceFile(dataDir, 'recovery.signal', '');
   }
   return backup;
 }

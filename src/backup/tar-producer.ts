@@ -33,6 +33,7 @@ import { basename, join } from 'node:path';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { loadCodec, WAL_SUFFIX, type Codec, type CodecName } from '../compression/index.js';
+import { floatRepr } from '../catalog/python-literal.js';
 import { AGE_SUFFIX, encryptStream } from '../encryption/age.js';
 import { GeneralError } from '../errors.js';
 import { log } from '../log.js';
@@ -156,23 +157,6 @@ export interface TarHeader {
 // eslint-disable-next-line no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
 
-/** Python's repr() of a float. */
-export function pythonFloatRepr(x: number): string {
-  if (Number.isNaN(x)) return 'nan';
-  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
-  if (Object.is(x, -0)) return '-0.0';
-  const abs = Math.abs(x);
-  if (abs !== 0 && (abs >= 1e16 || abs < 1e-4)) {
-    // shortest round-trip digits in both languages; Python pads the exponent to two digits
-    const s = x.toExponential();
-    const m = /^(-?[\d.]+)e([+-])(\d+)$/.exec(s);
-    if (!m) return s;
-    return `${m[1]}e${m[2]}${m[3]!.padStart(2, '0')}`;
-  }
-  const s = String(x);
-  return Number.isInteger(x) ? `${s}.0` : s;
-}
-
 /** Python's round() of a float: halves go to the even neighbour. */
 export function roundHalfEven(x: number): number {
   const f = Math.floor(x);
@@ -280,7 +264,7 @@ export function encodeTarHeader(h: TarHeader): Buffer {
       numeric[key] = intValue;
       needsPax = true;
     }
-    if (needsPax) pax.push([key, isFloat ? pythonFloatRepr(value) : String(value)]);
+    if (needsPax) pax.push([key, isFloat ? floatRepr(value) : String(value)]);
   }
   const main = ustarBlock({
     name,

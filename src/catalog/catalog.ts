@@ -1,5 +1,6 @@
 // The backup catalog of one server in the object store (docs/format.md#layout, #backup-names): which backups exist, their
 // backup.info, name/shortcut resolution, and the keep annotation.
+import { mapBounded } from '../concurrency.js';
 import { GeneralError, NotFoundError, SseCustomerKeyError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
@@ -37,20 +38,6 @@ export interface CatalogListing {
 export interface CatalogOptions {
   /** backup.info files read at once (default 16). */
   concurrency?: number;
-}
-
-/** Run `fn` over `items` with at most `limit` calls in flight, started in order; results keep that order. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 function byId(a: string, b: string): number {

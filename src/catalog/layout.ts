@@ -1,5 +1,5 @@
 // barman's bucket layout (docs/format.md#layout): where WAL files, base backups and annotations live.
-import { isHistoryFile } from '../wal/names.js';
+import { hex8, isHistoryFile, parseSegmentName } from '../xlog.js';
 
 /** Python's os.path.join for '/'-separated keys: an empty part adds nothing, a trailing '/' is not doubled. */
 export function joinKey(...parts: string[]): string {
@@ -68,11 +68,13 @@ export class ServerLayout {
 
 /** `"%08X%08X" % (tli, log)` from a WAL file name. */
 export function hashDir(walName: string): string {
-  const tli = Number.parseInt(walName.slice(0, 8), 16);
-  const log = Number.parseInt(walName.slice(8, 16), 16);
-  return hex8(tli) + hex8(log);
+  const { timeline, log } = parseSegmentName(walName);
+  return hex8(timeline) + hex8(log);
 }
 
-export function hex8(n: number): string {
-  return n.toString(16).toUpperCase().padStart(8, '0');
+/** `<TLI8><LOG8>` → timeline and log, or null when malformed (barman's decode_hash_dir): hashDir's inverse. */
+export function decodeHashDir(dir: string): { tli: number; log: number } | null {
+  const m = /^([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})$/.exec(dir);
+  if (!m) return null;
+  return { tli: Number.parseInt(m[1]!, 16), log: Number.parseInt(m[2]!, 16) };
 }

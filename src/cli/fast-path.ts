@@ -7,9 +7,10 @@
 // Node program with the arguments unchanged. scripts/generate.mjs writes the files; a test checks that
 // the committed ones match.
 import { commandByName, type CommandSpec } from './spec.js';
+import { SPOOL_MAX_AGE_MS } from '../wal/spool.js';
 
-/** Prefetched files older than this are not served (as SPOOL_MAX_AGE_MS in commands/wal.ts). */
-const SPOOL_MAX_AGE_MINUTES = 15;
+/** Prefetched files older than this are not served (find's -mmin counts whole minutes). */
+const SPOOL_MAX_AGE_MINUTES = SPOOL_MAX_AGE_MS / 60_000;
 
 /** With --async, the shell waits up to this many 20 ms polls for the worker's marker before Node. */
 const ASYNC_SHELL_WAIT_POLLS = 500;

@@ -9,6 +9,7 @@ import {
 } from './spec.js';
 import type { Env } from './store.js';
 import { openContextStore } from './open-store.js';
+import { setProgramSearchPath } from '../compression/index.js';
 
 export interface Io {
   stdout: (text: string) => void;
@@ -94,6 +95,7 @@ export async function main(name: CommandName, argv: string[], env: Env = process
       return EXIT.OK;
     }
     ctx = { spec, args: outcome.args, env, stdout: io.stdout };
+    setProgramSearchPath(env.PATH);
   } catch (e) {
     if (e instanceof UsageError) return reportUsageError(spec, e.message, io);
     throw e;

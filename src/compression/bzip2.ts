@@ -14,33 +14,33 @@ import { CompressionFormatError, type Codec } from './types.js';
 
 const DEFAULT_LEVEL = 5; // barman "medium"
 
-let cachedProgram: string | null | undefined;
+const found = new Map<string, string | null>();
 
-/** Absolute path of `bzip2` on PATH, or null. Looked up once per process. */
-export function findBzip2Program(): string | null {
-  if (cachedProgram !== undefined) return cachedProgram;
-  cachedProgram = null;
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+/** Absolute path of `bzip2` in the directories of `searchPath` (a PATH value), or null. Looked up once per value. */
+export function findBzip2Program(searchPath: string): string | null {
+  let program = found.get(searchPath);
+  if (program !== undefined) return program;
+  program = null;
+  for (const dir of searchPath.split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, 'bzip2');
     try {
       accessSync(candidate, constants.X_OK);
-      cachedProgram = candidate;
+      program = candidate;
       break;
     } catch {
       // not here
     }
   }
-  return cachedProgram;
+  found.set(searchPath, program);
+  return program;
 }
 
-/** bzip2 reads default options from $BZIP2/$BZIP; keep them out of our pipes. */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
-  delete env.BZIP2;
-  delete env.BZIP;
-  return env;
-}
+/**
+ * The program's whole environment: it needs none, and bzip2 would take default options from
+ * $BZIP2/$BZIP, so nothing of ours is passed on.
+ */
+const CHILD_ENV: NodeJS.ProcessEnv = { LC_ALL: 'C' };
 
 /** An empty input compresses to this 14-byte stream (what `bzip2 </dev/null` writes). */
 function emptyStream(level: number): Buffer {
@@ -77,8 +77,8 @@ function* copies(chunks: Iterable<Buffer>): Generator<Buffer> {
   for (const chunk of chunks) yield Buffer.from(chunk);
 }
 
-export function createBzip2Codec(backend: 'auto' | 'cli' | 'js'): Codec {
-  const program = backend === 'js' ? null : findBzip2Program();
+export function createBzip2Codec(backend: 'auto' | 'cli' | 'js', searchPath: string): Codec {
+  const program = backend === 'js' ? null : findBzip2Program(searchPath);
   if (backend === 'cli' && !program) throw new Error('bzip2: no bzip2 program on PATH');
   const describe = (detail: string) => new CompressionFormatError('bzip2', detail);
   const describeDecode = (detail: string) => {
@@ -88,13 +88,13 @@ export function createBzip2Codec(backend: 'auto' | 'cli' | 'js'): Codec {
 
   const compressStream = (level = DEFAULT_LEVEL): Transform =>
     program
-      ? new ChildTransform({ command: program, args: ['-z', '-c', `-${level}`], env: childEnv(), emptyOutput: emptyStream(level), describe })
+      ? new ChildTransform({ command: program, args: ['-z', '-c', `-${level}`], env: CHILD_ENV, emptyOutput: emptyStream(level), describe })
       : new Bzip2JsCompressStream(level);
   const decompressStream = (): Transform =>
     new CheckedDecompressStream(
       'bzip2',
       program
-        ? new ChildTransform({ command: program, args: ['-d', '-c'], env: childEnv(), describe: describeDecode })
+        ? new ChildTransform({ command: program, args: ['-d', '-c'], env: CHILD_ENV, describe: describeDecode })
         : new Bzip2JsDecompressStream(classify),
       classify,
     );

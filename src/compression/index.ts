@@ -17,6 +17,12 @@ export const WAL_SUFFIX: Record<CodecName, string> = {
   lz4: '.lz4',
 };
 
+/**
+ * Extensions of a backup archive (`data.tar.gz`, `16384_0001.tar`, …): `tar` plus `tar` + each codec's
+ * suffix, barman's four and those our barman-cloud-backup can write (docs/format.md#layout).
+ */
+export const TAR_EXTENSIONS: ReadonlySet<string> = new Set(['tar', ...Object.values(WAL_SUFFIX).map((s) => `tar${s}`)]);
+
 const BY_SUFFIX = new Map<string, CodecName>(
   (Object.entries(WAL_SUFFIX) as [CodecName, string][]).map(([name, sfx]) => [sfx, name]),
 );
@@ -65,9 +71,18 @@ export function resolveLevel(codec: CodecName, level?: LevelSpec): number | unde
 export interface LoadCodecOptions {
   /**
    * bzip2 only: 'cli' pipes through the system `bzip2` program (native speed), 'js' uses the
-   * pure-JavaScript fallback, 'auto' (default) takes the program when it is on PATH.
+   * pure-JavaScript fallback, 'auto' (default) takes the program when it is on the search path
+   * (setProgramSearchPath).
    */
   bzip2?: 'auto' | 'cli' | 'js';
+}
+
+/** Where a codec that runs a program (bzip2) looks for it; empty until src/cli passes its PATH. */
+let programSearchPath = '';
+
+/** The PATH value in which codecs look for their programs (src/cli gives its environment's). */
+export function setProgramSearchPath(path: string | undefined): void {
+  programSearchPath = path ?? '';
 }
 
 /** Imports only the module (and library) of the requested codec. */
@@ -76,7 +91,7 @@ export async function loadCodec(name: CodecName, options: LoadCodecOptions = {})
     case 'gzip':
       return (await import('./gzip.js')).gzipCodec;
     case 'bzip2':
-      return (await import('./bzip2.js')).createBzip2Codec(options.bzip2 ?? 'auto');
+      return (await import('./bzip2.js')).createBzip2Codec(options.bzip2 ?? 'auto', programSearchPath);
     case 'xz':
       return (await import('./xz.js')).createXzCodec();
     case 'snappy':

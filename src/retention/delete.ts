@@ -3,16 +3,18 @@
 // then our parts.json (beyond barman), then backup.info, then the WAL files nobody needs any more.
 // backup.info goes only once every data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
 // deleted behind a missing backup.info: the next run sees the backup again and finishes it.
-import { BarmanCloudError, OperationError } from '../errors.js';
+import { OperationError } from '../errors.js';
 import { log } from '../log.js';
-import { mapBounded, type BackupCatalog } from '../catalog/catalog.js';
+import type { BackupCatalog } from '../catalog/catalog.js';
+import { mapBounded, TaskWindow } from '../concurrency.js';
+import { TAR_EXTENSIONS } from '../compression/index.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
 import { strRepr } from '../catalog/python-literal.js';
 import { PARTS_LIST_NAME } from '../catalog/parts-list.js';
-import type { ServerLayout } from '../catalog/layout.js';
+import { decodeHashDir, type ServerLayout } from '../catalog/layout.js';
 import type { ObjectInfo, ObjectStore } from '../storage/types.js';
 import {
-  decideWalCleanup, decodeHashDir, deletablePrefixes, deletableWals, foldCleanupSteps, walNameFromKey, walObjectDoomed,
+  decideWalCleanup, deletablePrefixes, deletableWals, foldCleanupSteps, walNameFromKey, walObjectDoomed,
   type CleanupClass, type WalEntry,
 } from './wal-cleanup.js';
 import { keepStatus } from './policy.js';
@@ -21,12 +23,6 @@ import { keepStatus } from './policy.js';
 export function pyListRepr(items: readonly string[]): string {
   return `[${items.map(strRepr).join(', ')}]`;
 }
-
-/**
- * Tar extensions recognised for a backup archive: barman's four, plus the codecs our own
- * barman-cloud-backup can write (otherwise deleting our backups would leave their tars behind).
- */
-const TAR_EXTENSIONS: ReadonlySet<string> = new Set(['tar', 'tar.gz', 'tar.bz2', 'tar.snappy', 'tar.lz4', 'tar.zst', 'tar.xz']);
 
 interface ArchiveSlot {
   oid: number | null;
@@ -100,8 +96,8 @@ export interface DeletionSummary {
   bytesFreed: number;
   /** Failures that did not stop the run (WAL deletions), plus the one that did, if any. */
   errors: number;
-  /** Set when a failure stopped the run: barman's exit code for it (1, or 4 for an unexpected error). */
-  exitCode: number;
+  /** The failure that stopped the run, already logged; src/cli turns it into barman's exit code. */
+  failure?: unknown;
 }
 
 /** Backups deleted side by side in a bulk run (listing + two delete requests each). */
@@ -224,7 +220,7 @@ export class WalListing {
  */
 export class BackupDeleter {
   readonly summary: DeletionSummary = {
-    backupIds: [], backupObjectsDeleted: 0, walObjectsDeleted: 0, bytesFreed: 0, errors: 0, exitCode: 0,
+    backupIds: [], backupObjectsDeleted: 0, walObjectsDeleted: 0, bytesFreed: 0, errors: 0,
   };
   private walCache: WalListing | undefined;
   private dirCache: Set<string> | undefined;
@@ -269,16 +265,15 @@ export class BackupDeleter {
     return this.summary;
   }
 
-  /** Record the failure that stops the run, with barman's message and exit code. */
+  /** Record the failure that stops the run, with barman's message. */
   private fail(e: unknown): void {
     this.summary.errors += 1;
+    this.summary.failure = e;
     if (e instanceof OperationError) {
       log.error(e.message);
-      this.summary.exitCode = e.exitCode;
     } else {
       log.error(`Barman cloud backup delete exception: ${e instanceof Error ? e.message : String(e)}`);
       if (e instanceof Error && e.stack) log.debug(e.stack);
-      this.summary.exitCode = e instanceof BarmanCloudError ? e.exitCode : 4;
     }
   }
 
@@ -395,15 +390,12 @@ export class BackupDeleter {
   private async removeWalsInBulk(classes: readonly CleanupClass[], lastId: string): Promise<void> {
     const walsPrefix = this.layout.walsPrefix;
     const dirVerdicts = new Map<string, boolean>();
-    const inFlight = new Set<Promise<void>>();
+    const inFlight = new TaskWindow(WAL_DELETE_CONCURRENCY);
     let batch: { key: string; size: number }[] = [];
     const flush = async () => {
       const keys = batch;
       batch = [];
-      if (keys.length === 0) return;
-      const p = this.deleteWalBatch(keys, lastId).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-      if (inFlight.size >= WAL_DELETE_CONCURRENCY) await Promise.race(inFlight);
+      if (keys.length > 0) await inFlight.add(() => this.deleteWalBatch(keys, lastId));
     };
     try {
       for await (const e of this.store.list(walsPrefix)) {
@@ -422,7 +414,7 @@ export class BackupDeleter {
     } catch (e) {
       this.walError(`Cannot clean up WALs for backup ${lastId} because an error occurred listing WALs: ${(e as Error).message}`);
     }
-    await Promise.all(inFlight);
+    await inFlight.drain();
   }
 
   /** Delete one batch of WAL objects; failures are logged and counted. */

@@ -2,34 +2,15 @@
 // as pure planning over the in-memory catalog and the WAL listing. No I/O here: delete.ts lists,
 // calls these functions and deletes what they return.
 import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
+import { decodeHashDir } from '../catalog/layout.js';
 import { stripAgeSuffix } from '../encryption/names.js';
+import { isBackupHistoryFile, isHistoryFile, isWalName, parseSegmentName, walTimeline } from '../xlog.js';
 
 /** Backups used for "previous" / "next" navigation: barman's STATUS_COPY_DONE. */
 const NAVIGABLE: ReadonlySet<string> = new Set([STATUS.WAITING_FOR_WALS, STATUS.DONE]);
 
-/** barman's xlog name regex: segment, `.partial`, `.<8hex>.backup`, or `<8hex>.history`. */
-const XLOG_RE = /^([0-9A-Fa-f]{8})(?:([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})(?:\.[0-9A-Fa-f]{8}\.backup|\.partial)?|\.history)$/;
-const HASH_DIR_RE = /^([0-9A-Fa-f]{8})([0-9A-Fa-f]{8})$/;
-
 /** The compression suffixes barman strips (once) from WAL object names (ALLOWED_COMPRESSIONS). */
 const WAL_COMPRESSION_SUFFIXES: readonly string[] = ['.gz', '.bz2', '.xz', '.snappy', '.zst', '.lz4'];
-
-function isAnyXlogName(name: string): boolean {
-  return XLOG_RE.test(name);
-}
-
-function isHistoryName(name: string): boolean {
-  return XLOG_RE.test(name) && name.endsWith('.history');
-}
-
-function isBackupHistoryName(name: string): boolean {
-  return XLOG_RE.test(name) && name.endsWith('.backup');
-}
-
-/** Timeline of a WAL / history / backup file name (the first 8 hex digits). */
-function walTimeline(name: string): number {
-  return Number.parseInt(name.slice(0, 8), 16);
-}
 
 /**
  * The WAL name an object stands for (barman's get_wal_paths): its base name if that looks like a
@@ -39,26 +20,20 @@ function walTimeline(name: string): number {
 export function walNameFromKey(key: string): string | null {
   // an encrypted object (`….age`) stands for the WAL file it holds
   const base = stripAgeSuffix(key.slice(key.lastIndexOf('/') + 1)).name;
-  if (isAnyXlogName(base)) return base;
+  if (isWalName(base)) return base;
   // os.path.splitext: the suffix starts at the last dot (a leading dot is not a suffix).
   const dot = base.lastIndexOf('.');
   if (dot <= 0) return null;
   const suffix = base.slice(dot);
   const name = base.slice(0, dot);
-  return WAL_COMPRESSION_SUFFIXES.includes(suffix) && isAnyXlogName(name) ? name : null;
+  return WAL_COMPRESSION_SUFFIXES.includes(suffix) && isWalName(name) ? name : null;
 }
 
-/** `<TLI8><LOG8>` → timeline and log, or null when malformed (barman's decode_hash_dir). */
-export function decodeHashDir(dir: string): { tli: number; log: number } | null {
-  const m = HASH_DIR_RE.exec(dir);
-  if (!m) return null;
-  return { tli: Number.parseInt(m[1]!, 16), log: Number.parseInt(m[2]!, 16) };
-}
-
+/** Timeline and log of a segment name (`.partial` and `.backup` included), or null (history files, anything else). */
 function decodeSegment(name: string): { tli: number; log: number } | null {
-  const m = XLOG_RE.exec(name);
-  if (!m || m[2] === undefined) return null;
-  return { tli: Number.parseInt(m[1]!, 16), log: Number.parseInt(m[2], 16) };
+  if (!isWalName(name) || isHistoryFile(name)) return null;
+  const { timeline, log } = parseSegmentName(name);
+  return { tli: timeline, log };
 }
 
 /** The closest older (-1) or newer (+1) DONE / WAITING_FOR_WALS backup in ID order. */
@@ -200,9 +175,9 @@ export function deletableWals(decision: WalCleanupDecision, wals: Iterable<WalEn
   const out: WalEntry[] = [];
   for (const wal of wals) {
     if (skip.size > 0 && underAny(wal.key, skip)) continue;
-    if (isHistoryName(wal.name)) continue;
+    if (isHistoryFile(wal.name)) continue;
     if (decision.protectedTimelines.size > 0 && decision.protectedTimelines.has(walTimeline(wal.name))) continue;
-    const rangeName = isBackupHistoryName(wal.name) ? wal.name.slice(0, 24) : wal.name;
+    const rangeName = isBackupHistoryFile(wal.name) ? wal.name.slice(0, 24) : wal.name;
     if (decision.protectedRanges.some(([b, e]) => rangeName >= b && rangeName <= e)) continue;
     if (wal.name < limit) out.push(wal);
   }

@@ -1,5 +1,7 @@
-// Provider-neutral helpers for our one RetryPolicy (config.ts). Each driver maps the policy onto its
-// SDK's own retry hooks; these functions keep the arithmetic identical everywhere.
+// Provider-neutral helpers for our one RetryPolicy (config.ts). The SDK drivers map the policy onto
+// their SDK's own retry hooks with these functions; our own request loops (the lean S3 client, GCS
+// resumable uploads) wait with pauseBeforeRetry. Either way the arithmetic is the same everywhere.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RetryPolicy } from './config.js';
 
 /**
@@ -34,4 +36,19 @@ export type AttemptFailure = 'stall' | 'transient';
  */
 export function mayRetryAfter(policy: Pick<RetryPolicy, 'maxAttempts'>, attemptsMade: number, failure: AttemptFailure): boolean {
   return failure !== 'stall' && mayRetry(policy, attemptsMade);
+}
+
+/**
+ * After failed attempt number `attemptsMade`: false when the policy allows no other (attempts spent,
+ * or a stall), else waits the back-off delay and returns true.
+ */
+export async function pauseBeforeRetry(
+  policy: Pick<RetryPolicy, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'>,
+  attemptsMade: number,
+  failure: AttemptFailure = 'transient',
+  random: () => number = Math.random,
+): Promise<boolean> {
+  if (!mayRetryAfter(policy, attemptsMade, failure)) return false;
+  await sleep(backoffDelayMs(policy, attemptsMade, random));
+  return true;
 }

@@ -1,6 +1,7 @@
 // `barman-cloud verify`: read every part of the chosen backups from the store without writing a data
 // directory, check them against parts.json and backup_manifest where the backup has them, parse
 // every tar to its end, and check that the WAL each backup needs is in the archive.
+import { mapBounded } from '../concurrency.js';
 import { EncryptedDataError, GeneralError, NotFoundError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { BackupCatalog } from '../catalog/catalog.js';
@@ -11,7 +12,7 @@ import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '
 import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import { checkIdentities } from '../backup/restore.js';
 import type { ObjectStore } from '../storage/types.js';
-import { isSegmentName, isValidSegmentSize } from '../wal/names.js';
+import { historyFileName, isSegmentName, isValidSegmentSize, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
@@ -221,14 +222,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
     }
   };
   const queue = [...archives].filter(([, parts]) => parts.length > 0);
-  let next = 0;
-  const worker = async () => {
-    while (next < queue.length) {
-      const [archive, parts] = queue[next++]!;
-      await readArchive(archive, parts);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs, queue.length)) }, worker));
+  await mapBounded(queue, options.jobs, ([archive, parts]) => readArchive(archive, parts));
 
   if (manifest) {
     result.file_checksums = 'verified';
@@ -256,7 +250,7 @@ async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: n
     const codec = codecFromSuffix(stored);
     const base = (codec ? stored.slice(0, stored.lastIndexOf('.')) : stored).toUpperCase();
     if (/^[0-9A-F]{8}\.HISTORY$/.test(base)) {
-      index.historyKeys.set(Number.parseInt(base.slice(0, 8), 16), e.key);
+      index.historyKeys.set(walTimeline(base), e.key);
       continue;
     }
     if (!isSegmentName(base)) continue;
@@ -268,7 +262,7 @@ async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: n
       index.problems.push({ kind: 'wal-size-mismatch', segment: base, message: `WAL object ${file} has ${e.size} bytes, a segment has ${segmentSize}` });
     }
     index.segments.add(base);
-    const tli = Number.parseInt(base.slice(0, 8), 16);
+    const tli = walTimeline(base);
     const cur = index.newestByTimeline.get(tli);
     if (cur === undefined || base > cur) index.newestByTimeline.set(tli, base);
   }
@@ -323,7 +317,7 @@ async function verifyWal(
     addMissing(range, b, 'range');
   }
   if (newest && done.some((b) => b.backup_id === newest.backup_id) && newest.begin_wal && newest.end_wal && isSegmentName(newest.end_wal)) {
-    const timeline = Number.parseInt(newest.end_wal.slice(0, 8), 16);
+    const timeline = walTimeline(newest.end_wal);
     const histories = new Map<number, HistoryEntry[] | null>();
     for (const [tli, key] of index.historyKeys) {
       if (tli <= timeline) continue;
@@ -345,7 +339,7 @@ async function verifyWal(
     }
     for (const tli of index.newestByTimeline.keys()) {
       if (tli > timeline && !index.historyKeys.has(tli)) {
-        const name = `${tli.toString(16).toUpperCase().padStart(8, '0')}.history`;
+        const name = historyFileName(tli);
         wal.problems.push({ kind: 'missing-history', segment: name, message: `timeline ${tli} has WAL segments but no ${name}: cannot tell where it branched` });
       }
     }

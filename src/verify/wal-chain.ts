@@ -1,7 +1,7 @@
 // WAL continuity for `verify` (pure: no I/O). Which segments a backup needs — its own begin_wal to
 // end_wal and, for the newest backup, on to the newest archived segment across the timeline
 // switches that `.history` files record — and which of them the archive lacks.
-import { isSegmentName, parseSegmentName, segmentName, segmentsPerLogId } from '../wal/names.js';
+import { isSegmentName, parseLsn, parseSegmentName, segmentName, segmentsPerLogId } from '../xlog.js';
 
 /** One line of a timeline history file: `parent` ended at LSN `switchLsn` (the next timeline began there). */
 export interface HistoryEntry {
@@ -23,7 +23,7 @@ export function parseHistoryFile(text: string): HistoryEntry[] | null {
     if (line === '' || line.startsWith('#')) continue;
     const m = HISTORY_LINE.exec(line);
     if (!m) return null;
-    entries.push({ parent: Number(m[1]), switchLsn: (BigInt(`0x${m[2]}`) << 32n) | BigInt(`0x${m[3]}`) });
+    entries.push({ parent: Number(m[1]), switchLsn: parseLsn(`${m[2]}/${m[3]}`) });
   }
   return entries;
 }

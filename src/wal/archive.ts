@@ -14,7 +14,7 @@ import type { ListEntry, ObjectStore, Tag } from '../storage/types.js';
 import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
-import { isHistoryFile } from './names.js';
+import { isHistoryFile } from '../xlog.js';
 import { AGE_SUFFIX } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';
 import { recordedWalEncryption, settleWalEncryption } from './encryption-mode.js';

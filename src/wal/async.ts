@@ -15,7 +15,7 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { archiveWal, readWalFile, type ArchiveOptions, type WalListings } from './archive.js';
-import { isSegmentName, nextSegment, parseSegmentName } from './names.js';
+import { isSegmentName, nextSegment, parseSegmentName } from '../xlog.js';
 import { fileIdentity } from './parallel.js';
 import { recordedWalEncryption } from './encryption-mode.js';
 import { downloadTo, findWals, type WalCandidate } from './restore.js';

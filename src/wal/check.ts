@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { codecFromSuffix, WAL_SUFFIX } from '../compression/index.js';
-import { isWalName } from './names.js';
+import { isWalName, walTimeline } from '../xlog.js';
 import { stripAgeSuffix } from '../encryption/names.js';
 
 /** null when the archive passes, else the reason it fails. */
@@ -17,7 +17,7 @@ export async function checkWalArchive(store: ObjectStore, layout: ServerLayout, 
     const name = basename(codec ? key.slice(0, -WAL_SUFFIX[codec].length) : key);
     if (!isWalName(name)) continue;
     if (timeline === undefined) return 'Expected empty archive';
-    if (Number.parseInt(name.slice(0, 8), 16) >= timeline) newer++;
+    if (walTimeline(name) >= timeline) newer++;
   }
   if (newer > 0) {
     return `Found ${newer} file${newer === 1 ? '' : 's'} in WAL archive equal to or newer than timeline ${timeline}`;

@@ -9,7 +9,7 @@ import { joinKey, type ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { codecFromSuffix, WAL_SUFFIX } from '../compression/index.js';
 import { stripAgeSuffix } from '../encryption/names.js';
-import { isWalName } from './names.js';
+import { isWalName } from '../xlog.js';
 
 export type WalEncryptionMode = 'age' | 'none';
 

@@ -9,35 +9,20 @@
 //   appears in the archive later is found then.
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { mapBounded } from '../concurrency.js';
 import { GeneralError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { archiveWal, readWalFile, type ArchiveOptions, type ArchiveOutcome } from './archive.js';
-import { isSegmentName, isValidSegmentSize, nextSegment, parseSegmentName } from './names.js';
+import { isSegmentName, isValidSegmentSize, nextSegment, parseSegmentName } from '../xlog.js';
 import { downloadTo, findWal } from './restore.js';
 import type { AgeIdentities } from '../encryption/age.js';
 import { ArchiveSpool, RestoreSpool, moveInto } from './spool.js';
 
-/** Run `tasks` with at most `limit` at once; results in order, failures as Error values. */
-async function bounded<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<(T | Error)[]> {
-  const results: (T | Error)[] = new Array(tasks.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, tasks.length) }, async () => {
-      while (next < tasks.length) {
-        const i = next++;
-        const task = tasks[i];
-        if (task === undefined) break;
-        try {
-          results[i] = await task();
-        } catch (e) {
-          results[i] = e instanceof Error ? e : new Error(String(e));
-        }
-      }
-    }),
-  );
-  return results;
+/** Run `tasks` with at most `limit` at once; results in order, failures as Error values (one failure stops no other). */
+function bounded<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<(T | Error)[]> {
+  return mapBounded(tasks, limit, (task) => task().catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
 }
 
 // ---- archive --------------------------------------------------------------------------------------

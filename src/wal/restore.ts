@@ -2,16 +2,17 @@
 // atomic write (temp file beside the target, fsync, rename) so that a crash never leaves a
 // truncated segment where PostgreSQL would read it. Damaged objects (empty, truncated, failing
 // their codec's checksum, a segment shorter than its own header states) are refused: exit 4.
-import { closeSync, fsync, openSync, promises as fs, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Transform } from 'node:stream';
 import { EncryptionKeyError, GeneralError, NotFoundError } from '../errors.js';
 import { log } from '../log.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
-import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from './names.js';
+import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from '../xlog.js';
 import { tempBeside } from './temp-files.js';
 import { bytesMoved } from '../reclaim.js';
 import { stripAgeSuffix } from '../encryption/names.js';
@@ -197,42 +198,32 @@ export async function downloadTo(
       `${what} is encrypted (age) and no identity was given: use --encryption-identity-file or BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE`,
     );
   }
-  const tmp = tempBeside(target);
   const plainName = basename(plainWalKey(candidate.key).plain);
   const check = new PlainCheck();
-  try {
-    const source = await store.get(candidate.key);
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      // pipeline() settles only once every stream has closed: nothing reads the answer after the rm below.
-      const stages: Transform[] = [];
-      if (candidate.encrypted) stages.push((await import('../encryption/age.js')).decryptStream(identities!, what));
-      if (candidate.codec) stages.push((await loadCodec(candidate.codec)).decompressStream());
-      const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check);
-      const [first, second] = stages;
-      if (first && second) await pipeline(source, first, second, sink);
-      else if (first) await pipeline(source, first, sink);
-      else await pipeline(source, sink);
-      check.verify(what, plainName, candidate.codec !== undefined);
-      // Durable before it is renamed into place: PostgreSQL replays it once it sees the name. In
-      // the thread pool: a 16 MiB fsync took 20-30 ms here, which held up the prefetcher's other downloads.
-      await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
-    } catch (e) {
-      if (e instanceof CompressionFormatError) throw new GeneralError(e.describe(what), { cause: e });
-      throw e;
-    } finally {
-      closeSync(fd);
-    }
-    if (confirm && !(await confirm)) {
-      await fs.rm(tmp, { force: true });
-      return -1;
-    }
-    await fs.rename(tmp, target);
-    return check.bytes;
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
+  const source = await store.get(candidate.key);
+  // Durable before it is renamed into place (src/atomic-file.ts): PostgreSQL replays it once it sees the name.
+  const placed = await writeFileAtomic(
+    target,
+    async (fd) => {
+      try {
+        // pipeline() settles only once every stream has closed: nothing reads the answer after the temp is removed.
+        const stages: Transform[] = [];
+        if (candidate.encrypted) stages.push((await import('../encryption/age.js')).decryptStream(identities!, what));
+        if (candidate.codec) stages.push((await loadCodec(candidate.codec)).decompressStream());
+        const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check);
+        const [first, second] = stages;
+        if (first && second) await pipeline(source, first, second, sink);
+        else if (first) await pipeline(source, first, sink);
+        else await pipeline(source, sink);
+        check.verify(what, plainName, candidate.codec !== undefined);
+      } catch (e) {
+        if (e instanceof CompressionFormatError) throw new GeneralError(e.describe(what), { cause: e });
+        throw e;
+      }
+    },
+    { temp: tempBeside(target), confirm: confirm && (() => confirm) },
+  );
+  return placed ? check.bytes : -1;
 }
 
 /** Settled value or error, to decide once both of two concurrent requests are over. */

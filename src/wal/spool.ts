@@ -12,8 +12,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc, readFileSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 import { tempBeside } from './temp-files.js';
+
+/** Prefetched files are served for this long (by Node and by the generated shell front); the archive of a live server does not change under them. */
+export const SPOOL_MAX_AGE_MS = 15 * 60_000;
 
 /**
  * The default spool root: a hidden directory beside the WAL file PostgreSQL names (pg_wal for both
@@ -183,29 +187,17 @@ async function statTrusted(path: string): Promise<Stats | null> {
 }
 
 /**
- * Write a file atomically: temp in the same directory, fsync (unless `durable` is false: the file
- * is a hint that a crash may lose or leave empty, never a wrong one), rename.
+ * Write a spool file atomically (src/atomic-file.ts); the `.tmp-` infix keeps listings off the temp.
+ * Not fsynced when `durable` is false: the file is a hint that a crash may lose or leave empty,
+ * never a wrong one.
  */
 export async function writeAtomic(path: string, data: Buffer | string, durable = true): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await fs.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    if (durable) await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await fs.rename(tmp, path);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(path, data, { temp: `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`, durable });
 }
 
 /**
  * Move a complete file into place atomically, also across filesystems (the spool may live in
- * /tmp and the destination in PGDATA): copy to a temp file beside the target, fsync, rename.
+ * /tmp and the destination in PGDATA): then a copy beside the target, fsynced and renamed.
  */
 export async function moveInto(source: string, target: string): Promise<void> {
   try {
@@ -214,20 +206,8 @@ export async function moveInto(source: string, target: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
   }
-  const tmp = tempBeside(target); // beside wal_dest: removed by later runs if we are killed
-  try {
-    await fs.copyFile(source, tmp);
-    const fh = await fs.open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, target);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
+  // beside wal_dest: removed by later runs if we are killed
+  await writeFileAtomic(target, { copyOf: source }, { temp: tempBeside(target) });
   await fs.rm(source, { force: true });
 }
 

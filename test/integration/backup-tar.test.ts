@@ -34,7 +34,6 @@ import {
   encodeTarHeader,
   externalConfigMember,
   produceArchive,
-  pythonFloatRepr,
   pythonMtime,
   roundHalfEven,
   TarType,
@@ -43,6 +42,7 @@ import {
   type PartSink,
 } from '../../src/backup/tar-producer.ts';
 import { loadCodec, type CodecName } from '../../src/compression/index.ts';
+import { floatRepr } from '../../src/catalog/python-literal.ts';
 
 const PY = '/usr/bin/python3';
 const HAVE_PY = existsSync(PY);
@@ -350,11 +350,11 @@ afterAll(async () => {
 
 describe('header encoding helpers', () => {
   it('python float repr and round-half-even', () => {
-    expect(pythonFloatRepr(1700000000)).toBe('1700000000.0');
-    expect(pythonFloatRepr(1700000000.123456)).toBe('1700000000.123456');
-    expect(pythonFloatRepr(0)).toBe('0.0');
-    expect(pythonFloatRepr(1e16)).toBe('1e+16');
-    expect(pythonFloatRepr(1.5e-5)).toBe('1.5e-05');
+    expect(floatRepr(1700000000)).toBe('1700000000.0');
+    expect(floatRepr(1700000000.123456)).toBe('1700000000.123456');
+    expect(floatRepr(0)).toBe('0.0');
+    expect(floatRepr(1e16)).toBe('1e+16');
+    expect(floatRepr(1.5e-5)).toBe('1.5e-05');
     expect(roundHalfEven(2.5)).toBe(2);
     expect(roundHalfEven(3.5)).toBe(4);
     expect(roundHalfEven(3.4)).toBe(3);
@@ -447,7 +447,7 @@ describe.each(CODECS)('PGDATA archive, codec %s', (codec) => {
     expect(conf.mode).toBe(0o600);
     expect(conf.uname).toBe(IS_ROOT ? 'root' : conf.uname);
     const confStat = await lstat(join(pgdata, 'postgresql.conf'), { bigint: true });
-    expect(conf.pax.mtime).toBe(pythonFloatRepr(pythonMtime(confStat.mtimeNs)));
+    expect(conf.pax.mtime).toBe(floatRepr(pythonMtime(confStat.mtimeNs)));
     expect(Math.abs(conf.mtime - Number(confStat.mtimeNs) / 1e9)).toBeLessThan(1e-6);
     expect(byName.get('base/1')!.mode).toBe(0o750);
     expect(byName.get('./dangling')).toMatchObject({ type: '2', linkname: 'nowhere', size: 0 });

@@ -17,7 +17,8 @@ import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate } 
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { backupListHeader, backupListRow, formatBackupListJson, listRowFields, listedInConsole } from '../../src/catalog/format.ts';
 import type { BackupInfo } from '../../src/catalog/backup-info.ts';
-import { ServerLayout, hex8 } from '../../src/catalog/layout.ts';
+import { ServerLayout } from '../../src/catalog/layout.ts';
+import { hex8 } from '../../src/xlog.ts';
 import { FileObjectStore } from '../../src/storage/file/file.ts';
 
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };

@@ -15,7 +15,8 @@ import { requireTool } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate, type BackupInfo } from '../../src/catalog/backup-info.ts';
-import { ServerLayout, hex8 } from '../../src/catalog/layout.ts';
+import { ServerLayout } from '../../src/catalog/layout.ts';
+import { hex8 } from '../../src/xlog.ts';
 
 const DAY = 86_400_000;
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };

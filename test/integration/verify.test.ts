@@ -20,6 +20,7 @@ import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-inf
 import { encodePartsList } from '../../src/catalog/parts-list.ts';
 import { BackupManifestBuilder } from '../../src/backup/manifest.ts';
 import { loadCodec } from '../../src/compression/index.ts';
+import { hex8 } from '../../src/xlog.ts';
 
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const SEG = 1024 * 1024;
@@ -45,7 +46,6 @@ function tar(members: Member[]): Promise<Buffer> {
   return done;
 }
 
-const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
 const seg = (tli: number, n: number) => `${hex8(tli)}00000000${hex8(n)}`;
 const walKey = (name: string) => `${SERVER}/wals/${name.slice(0, 16)}/${name}`;
 

@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,10 +13,13 @@ import {
   codecFromSuffix,
   loadCodec,
   resolveLevel,
+  setProgramSearchPath,
+  TAR_EXTENSIONS,
   type Codec,
   type CodecName,
 } from '../../src/compression/index.js';
 import { GeneralError } from '../../src/errors.js';
+import { findBzip2Program } from '../../src/compression/bzip2.js';
 import { walLike } from '../fixtures/wal-like.ts';
 
 const require = createRequire(import.meta.url);
@@ -59,6 +65,8 @@ const MAGIC: Record<CodecName, Buffer> = {
 describe('suffixes', () => {
   it('maps every codec to barman’s WAL suffix', () => {
     expect(WAL_SUFFIX).toEqual({ gzip: '.gz', bzip2: '.bz2', xz: '.xz', snappy: '.snappy', zstd: '.zst', lz4: '.lz4' });
+    // backup archives: barman's tar, tar.gz, tar.bz2, tar.snappy and the ones our backup also writes
+    expect([...TAR_EXTENSIONS].sort()).toEqual(['tar', 'tar.bz2', 'tar.gz', 'tar.lz4', 'tar.snappy', 'tar.xz', 'tar.zst']);
   });
 
   it('detects the codec from the trailing suffix only', () => {
@@ -526,8 +534,7 @@ describe('bzip2 JavaScript encoder', () => {
     const packed = await js.compress(input, 1);
     expect(packed.subarray(0, 4).toString('latin1')).toBe('BZh1');
     expectSame(await js.decompress(packed), input);
-    const { findBzip2Program } = await import('../../src/compression/bzip2.js');
-    if (findBzip2Program()) {
+    if (findBzip2Program(process.env.PATH ?? '')) {
       const cli = await loadCodec('bzip2', { bzip2: 'cli' });
       expectSame(await cli.decompress(packed), input);
     }
@@ -535,6 +542,21 @@ describe('bzip2 JavaScript encoder', () => {
 });
 
 describe('loadCodec', () => {
+  it('looks for the bzip2 program only on the search path src/cli gives (never in process.env itself)', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'bc-bzip2-path-')), 'bin');
+    mkdirSync(dir);
+    symlinkSync(findBzip2Program(process.env.PATH ?? '') ?? '/usr/bin/bzip2', join(dir, 'bzip2'));
+    try {
+      setProgramSearchPath('');
+      await expect(loadCodec('bzip2', { bzip2: 'cli' })).rejects.toThrow(/no bzip2 program/);
+      setProgramSearchPath(`/nonexistent${delimiter}${dir}`);
+      const cli = await loadCodec('bzip2', { bzip2: 'cli' });
+      expectSame(await cli.decompress(await cli.compress(Buffer.from('path'), 1)), Buffer.from('path'));
+    } finally {
+      setProgramSearchPath(process.env.PATH);
+      rmSync(join(dir, '..'), { recursive: true, force: true });
+    }
+  });
   it('returns a codec for every name and rejects unknown ones', async () => {
     for (const name of CODEC_NAMES) expect((await loadCodec(name)).name).toBe(name);
     await expect(loadCodec('brotli' as CodecName)).rejects.toThrow(/unknown codec/);

@@ -5,18 +5,18 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CliError, EXIT, GeneralError } from '../../src/errors.ts';
+import { CliError, EXIT, GeneralError, OperationError } from '../../src/errors.ts';
 import {
   evaluateRetention, formatRetentionPolicy, keepStatus, obsoleteBackupIds, parseRetentionPolicy, pointOfRecoverability,
   type RetentionPolicy,
 } from '../../src/retention/policy.ts';
 import {
-  decideWalCleanup, decodeHashDir, deletablePrefixes, deletableWals, neighbourBackup, walNameFromKey, type WalEntry,
+  decideWalCleanup, deletablePrefixes, deletableWals, neighbourBackup, walNameFromKey, type WalEntry,
 } from '../../src/retention/wal-cleanup.ts';
 import { BackupDeleter, WalListing, backupArchiveFiles, formatSummary, pyListRepr } from '../../src/retention/delete.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate, type BackupInfo } from '../../src/catalog/backup-info.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
-import { ServerLayout } from '../../src/catalog/layout.ts';
+import { ServerLayout, decodeHashDir } from '../../src/catalog/layout.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { setLogSink } from '../../src/log.ts';
@@ -414,7 +414,7 @@ describe('backup archive files (docs/format.md#layout, #delete-backup)', () => {
   });
 
   it('formats the summary line and JSON', () => {
-    const s = { backupIds: ['20260101T000000'], backupObjectsDeleted: 4, walObjectsDeleted: 1, bytesFreed: 1234, errors: 0, exitCode: 0 };
+    const s = { backupIds: ['20260101T000000'], backupObjectsDeleted: 4, walObjectsDeleted: 1, bytesFreed: 1234, errors: 0 };
     expect(formatSummary(s, 'console')).toBe('Deleted 1 backup (4 objects) and 1 WAL object, 1234 bytes freed');
     expect(JSON.parse(formatSummary(s, 'json'))).toEqual({
       backups_deleted: 1, backup_ids: ['20260101T000000'], backup_objects_deleted: 4, wal_objects_deleted: 1, bytes_freed: 1234, errors: 0,
@@ -503,7 +503,7 @@ describe('BackupDeleter on the directory store', () => {
     expect(real.printed).toEqual([]);
     expect(before.filter((k) => !allKeys().includes(k))).toEqual(EXPECTED_GONE);
     expect(real.summary).toMatchObject({
-      backupIds: ['20260108T000000'], backupObjectsDeleted: 4, walObjectsDeleted: 10, errors: 0, exitCode: 0,
+      backupIds: ['20260108T000000'], backupObjectsDeleted: 4, walObjectsDeleted: 10, errors: 0,
     });
     expect(real.summary.bytesFreed).toBe(EXPECTED_GONE.reduce((n, k) => n + sizes.get(k)!, 0));
   });
@@ -513,7 +513,7 @@ describe('BackupDeleter on the directory store', () => {
     rmSync(join(root, 'p/srv/base/20260108T000000/data.tar.gz'));
     rmSync(join(root, 'p/srv/base/20260108T000000/16384.tar.gz'));
     const r = await runDelete(['20260108T000000'], true);
-    expect(r.summary.exitCode).toBe(0);
+    expect(r.summary.failure).toBeUndefined();
     expect(logs.some((l) => l.includes('WARNING: Missing file p/srv/base/20260108T000000/data.* for server srv'))).toBe(true);
     const remaining = allKeys();
     for (const k of EXPECTED_GONE) expect(remaining).not.toContain(k);
@@ -533,7 +533,8 @@ describe('BackupDeleter on the directory store', () => {
     await catalog.getBackupList();
     const deleter = new BackupDeleter(failing, catalog, layout, new Map(), { dryRun: false, batchSize: 10, print: () => {} });
     const s = await deleter.deleteAll(['20260108T000000', '20260110T000000'], true);
-    expect(s).toMatchObject({ exitCode: 1, errors: 1, backupIds: [] });
+    expect(s).toMatchObject({ errors: 1, backupIds: [] });
+    expect(s.failure).toBeInstanceOf(OperationError);
     expect(logs.join('')).toContain('ERROR: Could not delete backup 20260108T000000: Error from cloud provider while deleting objects');
     expect(existsSync(join(root, 'p/srv/base/20260108T000000/backup.info'))).toBe(true);
   });

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { isWalName, nextSegment, isValidSegmentSize, segmentsPerLogId } from '../../src/wal/names.ts';
+import { isWalName, nextSegment, isValidSegmentSize, segmentsPerLogId } from '../../src/xlog.ts';
 import { ServerLayout, joinKey, hashDir } from '../../src/catalog/layout.ts';
 import { parseCsvRecord, parseTags } from '../../src/cli/tags.ts';
 

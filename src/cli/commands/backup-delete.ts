@@ -2,7 +2,7 @@
 // reports OBSOLETE (-r), with the WAL files no remaining backup needs. Beyond barman: one summary
 // line (or JSON object, --format json) on stdout after a real run. WAL deletions the store refuses
 // are logged and counted but exit 0, as barman.
-import { AccessDeniedError, OperationError } from '../../errors.js';
+import { AccessDeniedError, BarmanCloudError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
@@ -128,7 +128,9 @@ const backupDelete: CommandModule<'backup-delete'> = {
       });
       const summary = await deleter.deleteAll(toDelete, fromRetentionPolicy);
       if (!dryRun) ctx.stdout(`${formatSummary(summary, o.format)}\n`);
-      return summary.exitCode;
+      // A failure that stopped the run: its class's exit code (1 for barman's "cannot delete"), else 4.
+      if (summary.failure === undefined) return EXIT.OK;
+      return summary.failure instanceof BarmanCloudError ? summary.failure.exitCode : EXIT.GENERAL;
     } finally {
       await store.close();
     }

@@ -6,9 +6,9 @@ import { CliError, EXIT, OperationError } from '../../errors.js';
 import { log } from '../../log.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import { resolveLevel, type CodecName } from '../../compression/index.js';
-import { isSegmentName, isWalName } from '../../wal/names.js';
+import { isSegmentName, isWalName } from '../../xlog.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
-import { ArchiveSpool, RestoreSpool, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
+import { ArchiveSpool, RestoreSpool, SPOOL_MAX_AGE_MS, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
@@ -22,9 +22,6 @@ type WalCommand = 'wal-archive' | 'wal-restore';
 
 /** Each codec's flag has the codec's name (--gzip, …, --lz4). */
 const CODEC_FLAGS: readonly CodecName[] = ['gzip', 'bzip2', 'xz', 'snappy', 'zstd', 'lz4'];
-
-/** Prefetched files are served for this long; the archive of a live server does not change under them. */
-const SPOOL_MAX_AGE_MS = 15 * 60_000;
 
 /** An --async worker exits after this long with nothing to do; the next call starts another. */
 const WORKER_IDLE_MS = 30_000;

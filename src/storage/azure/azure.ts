@@ -31,6 +31,7 @@ import {
   SseCustomerKeyError, StorageError,
 } from '../../errors.js';
 import { log, redact, registerSecret } from '../../log.js';
+import { mapBounded } from '../../concurrency.js';
 
 const MiB = 1024 * 1024;
 /** Blob batch limit (docs/format.md#provider-limits). */
@@ -293,14 +294,6 @@ function objectEntry(b: BlobItem): ListEntry {
 
 function entryKey(e: ListEntry): string {
   return e.kind === 'object' ? e.key : e.prefix;
-}
-
-async function runPool<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(width, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }
 
 // ---- the driver --------------------------------------------------------------------------------
@@ -608,7 +601,7 @@ export class AzureObjectStore implements ObjectStore {
     const failed = new Map<string, string>();
     const done = new Set<string>();
     let fatal: Error | undefined;
-    await runPool(keys, FALLBACK_DELETE_CONCURRENCY, async (key) => {
+    await mapBounded(keys, FALLBACK_DELETE_CONCURRENCY, async (key) => {
       if (fatal) return;
       try {
         await this.container.getBlobClient(key).deleteIfExists();

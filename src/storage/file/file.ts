@@ -1,7 +1,7 @@
 // The local directory store: the embedded default that needs no cloud. Keys are paths below the
 // root directory. Every write is atomic: temp file in the same directory, fsync, rename (or link
 // for a no-overwrite put), fsync of the directory.
-import { closeSync, fsyncSync, openSync, promises as fs, readdirSync } from 'node:fs';
+import { promises as fs, readdirSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -13,6 +13,8 @@ import { exactChunks, isChunkedBody, type PutBody } from '../body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE, writeCoalesced } from '../../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../errors.js';
+import { mapBounded } from '../../concurrency.js';
+import { writeFileAtomic } from '../../atomic-file.js';
 import { removeStaleTemps } from '../../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -141,57 +143,37 @@ export class FileObjectStore implements ObjectStore {
     await fs.mkdir(dir, { recursive: true });
     // Runs beside the write (both are short); awaited before we return.
     const sweep = this.sweepStaleTemps(dir);
-    const tmp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
     try {
-      if (Buffer.isBuffer(body) || isChunkedBody(body)) {
-        // A whole object at hand (a WAL file, a small file): written and fsynced on the thread
-        // pool. The --async archive worker has several of these in flight, and one write(2) or
-        // fsync(2) waiting on a busy disk would otherwise stop them all and the compression
-        // feeding them (measured: a third of its wall time blocked in writes).
-        const fh = await fs.open(tmp, 'wx', 0o644);
-        try {
+      // A whole object at hand (a WAL file, a small file) is written on the thread pool: the --async
+      // archive worker has several in flight, and one write(2) waiting on a busy disk would stop
+      // them all and the compression feeding them (measured: a third of its wall time blocked in
+      // writes). A stream goes in 1 MiB pieces through a reused buffer (src/file-writer.ts says
+      // why); a chunk is copied or written before the next is read, so borrowed chunks are safe.
+      // Then fsynced and renamed, or with ifNoneMatch linked: link() fails with EEXIST instead of
+      // replacing, an atomic "create only" (src/atomic-file.ts).
+      const temp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
+      const written = await writeFileAtomic(target, async (fd, fh) => {
+        if (Buffer.isBuffer(body) || isChunkedBody(body)) {
           await writeCoalesced(fh, Buffer.isBuffer(body) ? [body] : exactChunks(body));
-          await fh.sync();
-        } finally {
-          await fh.close();
+          return;
         }
-      } else {
-        // A stream, written in 1 MiB pieces through a reused buffer (src/file-writer.ts says why).
-        const fd = openSync(tmp, 'wx', 0o644);
-        try {
-          const writer = new CoalescingFileWriter(fd);
-          let sinceYield = 0;
-          for await (const chunk of options.signal ? addAbortSignal(options.signal, body) : body) {
-            writer.write(chunk as Buffer);
-            // The writes are synchronous: give timers and signals (an abort, SIGINT) their turn
-            // now and then, even when the source always has data ready.
-            if ((sinceYield += (chunk as Buffer).length) >= 8 * WRITE_BUFFER_SIZE) {
-              sinceYield = 0;
-              await yieldToEventLoop();
-            }
+        const writer = new CoalescingFileWriter(fd);
+        let sinceYield = 0;
+        for await (const chunk of options.signal ? addAbortSignal(options.signal, body) : body) {
+          writer.write(chunk as Buffer);
+          // The writes are synchronous: give timers and signals (an abort, SIGINT) their turn
+          // now and then, even when the source always has data ready.
+          if ((sinceYield += (chunk as Buffer).length) >= 8 * WRITE_BUFFER_SIZE) {
+            sinceYield = 0;
+            await yieldToEventLoop();
           }
-          writer.flush();
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
         }
-      }
-      if (options.ifNoneMatch) {
-        // link() fails with EEXIST instead of replacing: an atomic "create only".
-        try {
-          await fs.link(tmp, target);
-        } catch (e) {
-          if (isErrno(e, 'EEXIST')) throw new PreconditionFailedError(key, { cause: e });
-          throw e;
-        }
-        await fs.unlink(tmp);
-      } else {
-        await fs.rename(tmp, target);
-      }
+        writer.flush();
+      }, { temp, mode: 0o644, exclusive: options.ifNoneMatch === true });
+      if (!written) throw new PreconditionFailedError(key);
       await this.writeTags(key, options.tags);
       await syncDir(dir);
     } catch (e) {
-      await fs.rm(tmp, { force: true });
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot write ${key}: ${(e as Error).message}`, { cause: e });
     } finally {
@@ -210,9 +192,7 @@ export class FileObjectStore implements ObjectStore {
       await fs.rm(tp, { force: true });
       return;
     }
-    const tmp = `${tp}.${randomBytes(4).toString('hex')}`;
-    await fs.writeFile(tmp, JSON.stringify(tags));
-    await fs.rename(tmp, tp);
+    await writeFileAtomic(tp, JSON.stringify(tags), { temp: join(dirname(tp), `${TMP}${randomBytes(6).toString('hex')}`), mode: 0o644 });
   }
 
   async getTags(key: string): Promise<Tag[]> {
@@ -333,25 +313,19 @@ export class FileObjectStore implements ObjectStore {
       }
       return found;
     };
-    let next = 0;
-    const worker = async () => {
-      while (next < keys.length) {
-        const key = keys[next++]!;
-        try {
-          const p = this.path(key);
-          const dir = dirname(p);
-          const tags = tagsIn(dir);
-          // No fsync per unlink: see below. Several in flight, since an unlink may wait on the
-          // device's journal.
-          await unlinkIfPresent(p);
-          const tagName = `${TAGS}${p.slice(dir.length + 1)}.json`;
-          if (tags.has(tagName)) await unlinkIfPresent(join(dir, tagName));
-        } catch (e) {
-          failed.set(key, e instanceof StorageError ? e.message : `cannot delete ${key}: ${(e as Error).message}`);
-        }
+    // No fsync per unlink: see below. Several in flight, since an unlink may wait on the device's journal.
+    await mapBounded(keys, UNLINK_CONCURRENCY, async (key) => {
+      try {
+        const p = this.path(key);
+        const dir = dirname(p);
+        const tags = tagsIn(dir);
+        await unlinkIfPresent(p);
+        const tagName = `${TAGS}${p.slice(dir.length + 1)}.json`;
+        if (tags.has(tagName)) await unlinkIfPresent(join(dir, tagName));
+      } catch (e) {
+        failed.set(key, e instanceof StorageError ? e.message : `cannot delete ${key}: ${(e as Error).message}`);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(UNLINK_CONCURRENCY, keys.length) }, worker));
+    });
     // Each directory touched: removed if empty, else (or its first remaining parent) fsynced
     // once, so the deletions are durable when this returns.
     const toSync = new Set<string>();

@@ -17,12 +17,12 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { crc32c } from '@node-rs/crc32';
 import { IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import type { Bucket, CRC32CValidator, File, FileMetadata, StorageOptions } from '@google-cloud/storage';
 import type { RetryPolicy } from '../config.js';
 import type { GcsStoreConfig } from './config.js';
-import { backoffDelayMs } from '../retry.js';
+import { pauseBeforeRetry } from '../retry.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from '../types.js';
@@ -31,6 +31,7 @@ import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   SseCustomerKeyError, StorageError,
 } from '../../errors.js';
+import { mapBounded } from '../../concurrency.js';
 
 /** Resumable chunks must be multiples of 256 KiB (GCS rule); the client's own default is one request. */
 const CHUNK_UNIT = 256 * 1024;
@@ -108,41 +109,14 @@ function md5Base64(buf: Buffer): string {
   return createHash('md5').update(buf).digest('base64');
 }
 
-// CRC32C (Castagnoli), slicing-by-8. The client's own implementation walks a Buffer with an
-// iterator at about 50 MB/s, which alone would cost ~300 ms per 16 MiB WAL segment and direction;
-// this one runs about ten times faster and is handed to the client as its crc32cGenerator.
-const CRC_TABLES = (() => {
-  const t = new Uint32Array(8 * 256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  for (let n = 0; n < 256; n++) {
-    for (let k = 1; k < 8; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
-  }
-  return t;
-})();
-
-function crc32cUpdate(crc: number, buf: Uint8Array): number {
-  const t = CRC_TABLES;
-  let c = ~crc;
-  let i = 0;
-  const end8 = buf.length - (buf.length & 7);
-  for (; i < end8; i += 8) {
-    const a = (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24)) ^ c;
-    c = t[1792 + (a & 0xff)]! ^ t[1536 + ((a >>> 8) & 0xff)]! ^ t[1280 + ((a >>> 16) & 0xff)]! ^ t[1024 + (a >>> 24)]!
-      ^ t[768 + buf[i + 4]!]! ^ t[512 + buf[i + 5]!]! ^ t[256 + buf[i + 6]!]! ^ t[buf[i + 7]!]!;
-  }
-  for (; i < buf.length; i++) c = t[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
-
+// CRC32C (Castagnoli) by @node-rs/crc32 (native, as for the snappy frames and backup_manifest). The
+// client's own implementation walks a Buffer with an iterator at about 50 MB/s, which alone would
+// cost ~300 ms per 16 MiB WAL segment and direction; this one is handed to it as its crc32cGenerator.
 /** The client's CRC32C validator interface; toString() is GCS's base64 of the big-endian value. */
-class Crc32c implements CRC32CValidator {
+export class Crc32c implements CRC32CValidator {
   private value = 0;
   update(data: Buffer): void {
-    this.value = crc32cUpdate(this.value, data);
+    this.value = crc32c(data, this.value);
   }
   validate(expected: string): boolean {
     return expected === this.toString();
@@ -206,20 +180,6 @@ function chunkOutcome(res: RawResponse, start: number, length: number, final: bo
     return !final && persisted >= start + length ? persisted : undefined;
   }
   throw res.error ?? Object.assign(new Error(`HTTP ${res.status}`), { code: res.status });
-}
-
-/** Run `fn` over `items` with at most `limit` in flight; results keep the input order. */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 export class GcsObjectStore implements ObjectStore {
@@ -556,8 +516,7 @@ export class GcsObjectStore implements ObjectStore {
       } catch (e) {
         failure = e;
       }
-      if (!isTransient(failure) || attempt >= maxAttempts) throw failure;
-      await sleep(backoffDelayMs(this.retry, attempt));
+      if (!isTransient(failure) || !(await pauseBeforeRetry({ ...this.retry, maxAttempts }, attempt))) throw failure;
       // Ask the session what it kept before resending (a status query: empty body).
       try {
         const res = await this.request('PUT', uri, { 'Content-Range': `bytes */${total ?? '*'}`, ...this.customerKeyHeaders });
@@ -621,7 +580,7 @@ export class GcsObjectStore implements ObjectStore {
     const result: DeleteResult = { deleted: [], errors: [] };
     for (let i = 0; i < keys.length; i += size) {
       const batch = keys.slice(i, i + size);
-      const outcomes = await mapLimit(batch, DELETE_CONCURRENCY, async (key) => {
+      const outcomes = await mapBounded(batch, DELETE_CONCURRENCY, async (key) => {
         try {
           await this.deleteOne(key);
           return null;

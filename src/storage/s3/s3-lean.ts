@@ -14,7 +14,7 @@ import {
 } from '../../errors.js';
 import { log, redact } from '../../log.js';
 import type { S3StoreConfig } from './config.js';
-import { backoffDelayMs, mayRetry, mayRetryAfter } from '../retry.js';
+import { mayRetry, pauseBeforeRetry } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {
   ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError,
@@ -165,7 +165,7 @@ export class LeanS3ObjectStore implements ObjectStore {
         const res = await this.attempt(method, key, options, await this.credentials());
         if (res.status >= 500 && mayRetry(policy, attempt)) {
           res.stream?.resume();
-          await new Promise((r) => setTimeout(r, backoffDelayMs(policy, attempt)));
+          await pauseBeforeRetry(policy, attempt);
           continue;
         }
         if (res.status === 301 && res.headers['x-amz-bucket-region'] && !this.pathStyle) {
@@ -176,10 +176,7 @@ export class LeanS3ObjectStore implements ObjectStore {
         return res;
       } catch (e) {
         const failure = networkFailure(e)?.kind === 'timeout' ? 'stall' : 'transient';
-        if (e instanceof NetworkError && mayRetryAfter(policy, attempt, failure) && !options.signal?.aborted) {
-          await new Promise((r) => setTimeout(r, backoffDelayMs(policy, attempt)));
-          continue;
-        }
+        if (e instanceof NetworkError && !options.signal?.aborted && (await pauseBeforeRetry(policy, attempt, failure))) continue;
         throw e;
       }
     }

@@ -39,6 +39,7 @@ import {
   StorageError,
 } from '../../errors.js';
 import { isEnabled, log, redact, registerSecret } from '../../log.js';
+import { mapBounded } from '../../concurrency.js';
 import type { RetryPolicy } from '../config.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
@@ -704,21 +705,8 @@ export class S3ObjectStore implements ObjectStore {
     const batches: string[][] = [];
     for (let i = 0; i < keys.length; i += size) batches.push(keys.slice(i, i + size));
     // A few batches in flight: a server may spend half a second on one (RGW: ~0.5 s per 1,000 keys).
-    const failures = new Array<{ key: string; message: string }[]>(batches.length);
-    let next = 0;
-    let stop = false;
-    const worker = async () => {
-      while (next < batches.length && !stop) {
-        const i = next++;
-        try {
-          failures[i] = await this.deleteBatch(batches[i]!);
-        } catch (e) {
-          stop = true; // no further batch starts after a failed request
-          throw e;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(DELETE_BATCHES_IN_FLIGHT, batches.length) }, worker));
+    // No further batch starts after a failed request.
+    const failures = await mapBounded(batches, DELETE_BATCHES_IN_FLIGHT, (batch) => this.deleteBatch(batch));
     const result: DeleteResult = { deleted: [], errors: [] };
     batches.forEach((batch, i) => {
       const failedKeys = new Set(failures[i]!.map((f) => f.key));
