@@ -307,15 +307,22 @@ export class AzureObjectStore implements ObjectStore {
   private readonly agent: HttpAgent;
   private batchRefused = false;
 
-  /** The SDK's customer-provided key option for every blob write and read, when configured. */
-  private readonly cpk: { customerProvidedKey?: { encryptionKey: string; encryptionKeySha256: string } };
+  /** The customer-provided key for every blob write and read, when configured. */
+  private readonly customerProvidedKey?: { encryptionKey: string; encryptionKeySha256: string };
+
+  /**
+   * The SDK option carrying the customer-provided key: a new object per call, because the SDK
+   * writes into the options it is given (getProperties sets `conditions` on them), and a shared
+   * one would carry that into the next put and override its If-None-Match.
+   */
+  private get cpk(): { customerProvidedKey?: { encryptionKey: string; encryptionKeySha256: string } } {
+    return this.customerProvidedKey ? { customerProvidedKey: { ...this.customerProvidedKey } } : {};
+  }
 
   constructor(private readonly config: AzureStoreConfig) {
     this.bucket = config.bucket;
     const key = config.customerKey;
-    this.cpk = key
-      ? { customerProvidedKey: { encryptionKey: key.toString('base64'), encryptionKeySha256: createHash('sha256').update(key).digest('base64') } }
-      : {};
+    if (key) this.customerProvidedKey = { encryptionKey: key.toString('base64'), encryptionKeySha256: createHash('sha256').update(key).digest('base64') };
     const auth = config.auth;
     const retry = config.retry;
     const pipeline = (agent: HttpAgent): StoragePipelineOptions & { agent: HttpAgent } => ({
