@@ -21,6 +21,7 @@ import { recordedWalEncryption } from './encryption-mode.js';
 import { downloadTo, findWals, type WalCandidate } from './restore.js';
 import type { AgeIdentities } from '../encryption/age.js';
 import { processAlive, writeAtomic, type ArchiveSpool, type RestoreSpool } from './spool.js';
+import { ownTempPrefix } from './temp-files.js';
 
 const WORKER_LOCK = 'worker.pid';
 /** A worker touches its lock this often; an untouched lock is stale even if its pid lives (reuse). */
@@ -589,6 +590,17 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
     leaving = true;
     for (const a of aborts) a.abort(new NetworkError('the prefetcher is leaving'));
     await Promise.race([Promise.all(inFlight.values()), sleep(5_000)]);
+    // Downloads that did not settle even so (a loaded machine, a stream deaf to the abort): their
+    // marks and this process's temp files go now, so a leaving prefetcher leaves nothing behind.
+    if (inFlight.size > 0) {
+      const entries = await fs.readdir(spool.dir).catch(() => [] as string[]);
+      for (const name of inFlight.keys()) {
+        const ours = ownTempPrefix(name);
+        for (const f of entries) {
+          if (f === `${name}${FETCHING}` || f.startsWith(ours)) await fs.rm(join(spool.dir, f), { force: true });
+        }
+      }
+    }
   } finally {
     watcher?.close();
     await lock.release();

@@ -17,6 +17,11 @@ export function tempBeside(target: string): string {
   return `${target}${MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+/** The name prefix of this process's temp files for `targetName` (tempBeside without its random tail). */
+export function ownTempPrefix(targetName: string): string {
+  return `${targetName}${MARK}${process.pid}-`;
+}
+
 export function isOurTempName(name: string): boolean {
   return TEMP_NAME.test(name);
 }
