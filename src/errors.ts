@@ -82,3 +82,30 @@ export class EncryptedDataError extends GeneralError {}
  * that key, or with another: exit 4 as any failed read. Not an AccessDeniedError, which some paths tolerate.
  */
 export class SseCustomerKeyError extends StorageError {}
+
+// ---- errors carried between processes ---------------------------------------------------------------
+
+/** The classes an error is recreated as from its kind and message alone (their constructors take a message). */
+const KINDS: Record<string, new (message: string) => BarmanCloudError> = {
+  BarmanCloudError, CliError, OperationError, GeneralError, StorageError, NetworkError, AccessDeniedError,
+  EncryptionKeyError, EncryptedDataError, SseCustomerKeyError,
+};
+
+/**
+ * The kind to record for `e` (an --async worker's failure handed to another process): its own class
+ * or the nearest one above it that KINDS can recreate; undefined for an error from outside the hierarchy.
+ */
+export function errorKind(e: unknown): string | undefined {
+  // Compared by prototype, not constructor.name: a bundler may rename classes.
+  for (let p: unknown = e instanceof BarmanCloudError ? Object.getPrototypeOf(e) : null; p; p = Object.getPrototypeOf(p)) {
+    const found = Object.entries(KINDS).find(([, cls]) => cls.prototype === p);
+    if (found) return found[0];
+  }
+  return undefined;
+}
+
+/** An error of the recorded kind, so that the CLI maps it as it would the original; a plain Error for any other kind. */
+export function errorOfKind(kind: unknown, message: string): Error {
+  const cls = typeof kind === 'string' && Object.hasOwn(KINDS, kind) ? KINDS[kind]! : undefined;
+  return cls ? new cls(message) : new Error(message);
+}

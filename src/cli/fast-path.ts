@@ -6,7 +6,7 @@
 // restoredFromSpool) and nothing else: any option it does not know, any doubt, any failure runs the
 // Node program with the arguments unchanged. scripts/generate.mjs writes the files; a test checks that
 // the committed ones match.
-import { commandByName, type CommandSpec } from './spec.js';
+import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL, commandByName, type CommandSpec } from './spec.js';
 import { SPOOL_MAX_AGE_MS } from '../wal/spool.js';
 
 /** Prefetched files older than this are not served (find's -mmin counts whole minutes). */
@@ -43,9 +43,13 @@ interface Variant {
   /** Option and environment variable that must ask for more than one file at once. */
   countOption: string;
   countEnv: string;
-  /** Option and environment variable that use the spool whatever the count (--async of wal-archive). */
-  asyncOption?: string;
-  asyncEnv?: string;
+  /** --async and its environment variable. */
+  asyncOption: string;
+  asyncEnv: string;
+  /** The count --async assumes when none was given, as Node does (src/cli/commands/wal.ts). */
+  asyncCount: number;
+  /** Whether --async uses the spool whatever the count (wal-archive's worker; restore needs a count above 1). */
+  asyncSpoolsAlways: boolean;
   positionals: string[];
   /** The positional naming the file in pg_wal beside which the default spool root lives. */
   walFile: 'p3' | 'p4';
@@ -64,11 +68,9 @@ interface Variant {
 
 function script(v: Variant): string {
   const spec = commandByName(v.command)!;
-  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir', ...(v.asyncOption ? [v.asyncOption] : [])]);
+  const { withValue, flags, toNode } = optionWords(spec, [v.countOption, '--spool-dir', v.asyncOption]);
   // The same words as flagFromEnv() in src/cli/commands/wal.ts; any other value is Node's to refuse.
-  const asyncEnv = v.asyncEnv
-    ? `case \${${v.asyncEnv}:-} in '' | 0 | false | no | off) async= ;; 1 | true | yes | on) async=1 ;; *) node_program "$@" ;; esac\n`
-    : 'async=\n';
+  const asyncEnv = `case \${${v.asyncEnv}:-} in '' | 0 | false | no | off) async= ;; 1 | true | yes | on) async=1 ;; *) node_program "$@" ;; esac\n`;
   const n = v.positionals.length;
   const text = `#!/bin/sh
 ":" /*
@@ -78,19 +80,20 @@ function script(v: Variant): string {
 node_program() {
   exec node "$0" "$@"
 }
-count=\${${v.countEnv}:-1} spool=\${BARMAN_CLOUD_SPOOL_DIR:-} n=0 p1= p2= p3= p4= want=
+count=\${${v.countEnv}:-} given= spool=\${BARMAN_CLOUD_SPOOL_DIR:-} n=0 p1= p2= p3= p4= want=
 ${asyncEnv}for arg in "$@"; do
   if [ -n "$want" ]; then
-    case $want in count) count=$arg ;; spool) spool=$arg ;; esac
+    case $want in count) count=$arg given=1 ;; spool) spool=$arg ;; esac
     want=
     continue
   fi
   case $arg in
     ${v.countOption}) want=count ;;
-    ${v.countOption}=*) count=\${arg#*=} ;;
+    ${v.countOption}=*) count=\${arg#*=} given=1 ;;
     --spool-dir) want=spool ;;
     --spool-dir=*) spool=\${arg#*=} ;;
-${v.asyncOption ? `    ${v.asyncOption}) async=1 ;;\n` : ''}    ${quote(toNode)}) node_program "$@" ;;
+    ${v.asyncOption}) async=1 ;;
+    ${quote(toNode)}) node_program "$@" ;;
     ${quote(withValue)}) want=skip ;;
     ${quote(withValue.filter((w) => w.startsWith('--')).map((w) => `${w}=*`))}) ;;
     ${quote(flags)}) ;;
@@ -99,8 +102,13 @@ ${v.asyncOption ? `    ${v.asyncOption}) async=1 ;;\n` : ''}    ${quote(toNode)}
   esac
 done
 [ -z "$want" ] && [ "$n" = ${n} ] || node_program "$@"
+# No count given (an empty variable is none, an empty option value is Node's to refuse): --async
+# assumes the same default as Node, else 1.
+if [ -z "$given" ] && [ -z "$count" ]; then
+  if [ -n "$async" ]; then count=${v.asyncCount}; else count=1; fi
+fi
 case $count in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) node_program "$@" ;; esac
-[ "$count" != 1 ] || [ -n "$async" ] || node_program "$@"
+[ "$count" != 1 ]${v.asyncSpoolsAlways ? ' || [ -n "$async" ]' : ''} || node_program "$@"
 # The effective uid, read without starting a program (each costs several ms here): the shell's own
 # /proc/self/status when there is one, else id -u.
 uid=
@@ -164,6 +172,8 @@ export function walArchiveScript(): string {
     countEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL',
     asyncOption: '--async',
     asyncEnv: 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC',
+    asyncCount: ASYNC_DEFAULT_MAX_PARALLEL,
+    asyncSpoolsAlways: true,
     positionals: ['destination_url', 'server_name', 'wal_path'],
     walFile: 'p3',
     sub: 'archive',
@@ -207,6 +217,10 @@ export function walRestoreScript(): string {
     command: 'wal-restore',
     countOption: '--parallel',
     countEnv: 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL',
+    asyncOption: '--async',
+    asyncEnv: 'BARMAN_CLOUD_WAL_RESTORE_ASYNC',
+    asyncCount: ASYNC_DEFAULT_PARALLEL,
+    asyncSpoolsAlways: false,
     positionals: ['source_url', 'server_name', 'wal_name', 'wal_dest'],
     walFile: 'p4',
     sub: 'restore',

@@ -8,6 +8,16 @@ import {
 /** The barman-cloud release whose CLI contract we implement (printed by `--version`). */
 export const BARMAN_CONTRACT_VERSION = '3.17.0';
 
+/**
+ * What --async assumes when the count was not given (neither option nor its variable): a worker
+ * that moves one file at a time would make --async alone no faster than without it. 8 uploads is
+ * the setting benchmarked against pgBackRest's process-max=8; 16 segments in all (15 ahead) is the
+ * prefetch the restore benchmarks use (~240 MiB of spool at 16 MiB segments). The shell front in
+ * bin/ assumes the same numbers (src/cli/fast-path.ts).
+ */
+export const ASYNC_DEFAULT_MAX_PARALLEL = 8;
+export const ASYNC_DEFAULT_PARALLEL = 16;
+
 export type OptionKind =
   /** boolean switch */
   | 'flag'
@@ -278,11 +288,11 @@ const TABLE = [
       {
         long: '--max-parallel', kind: 'value', metavar: 'N', parse: parsePositiveInteger, extension: true,
         env: ['BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL'],
-        help: 'also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1)',
+        help: `also upload up to N-1 further WAL files that PostgreSQL marked .ready; later calls for them answer from the spool (default 1, with --async ${ASYNC_DEFAULT_MAX_PARALLEL})`,
       },
       {
         long: '--async', kind: 'flag', extension: true, env: ['BARMAN_CLOUD_WAL_ARCHIVE_ASYNC'],
-        help: 'a detached worker keeps uploading the .ready WAL files (--max-parallel at once); each call exits 0 once its own file is stored',
+        help: `a detached worker keeps uploading the .ready WAL files (--max-parallel at once, default ${ASYNC_DEFAULT_MAX_PARALLEL}); each call exits 0 once its own file is stored`,
       },
       SPOOL_DIR,
       ENCRYPTION_RECIPIENT_FILE,
@@ -309,11 +319,11 @@ const TABLE = [
       {
         long: '--parallel', kind: 'value', metavar: 'N', parse: parsePositiveInteger, extension: true,
         env: ['BARMAN_CLOUD_WAL_RESTORE_PARALLEL'],
-        help: 'also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch)',
+        help: `also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch; with --async ${ASYNC_DEFAULT_PARALLEL})`,
       },
       {
         long: '--async', kind: 'flag', extension: true, env: ['BARMAN_CLOUD_WAL_RESTORE_ASYNC'],
-        help: 'with --parallel N: a detached prefetcher stays N-1 segments ahead of the last one asked for',
+        help: `a detached prefetcher stays N-1 segments ahead of the last one asked for (--parallel N, default ${ASYNC_DEFAULT_PARALLEL}; --parallel 1 turns it off)`,
       },
       {
         long: '--wal-segment-size', kind: 'value', metavar: 'SIZE', parse: parseSize, extension: true,

@@ -3,14 +3,14 @@
 // PostgreSQL's one-file-at-a-time calls are answered from the spool. The contract stays that of
 // the one-shot path: a call exits 0 only once its own segment is confirmed by the store (the
 // marker is written after the confirmation), and a failure of the worker for that segment is
-// handed to that call through an error file, so it fails with the worker's exit code.
+// handed to that call through an error file, so it fails as the worker's error would (src/cli maps it).
 //   archive/worker.pid, restore/worker.pid   the running worker (pid; touched while it lives)
-//   archive/<wal>.error                      {"exitCode","message"}: the worker's failure for <wal>
+//   archive/<wal>.error                      {"kind","message"}: the worker's failure for <wal> (errorKind)
 //   restore/want                             the last segment a Node call of wal-restore was asked for
 //   restore/<wal>.fetching                   the prefetcher is downloading <wal> (the shell front waits)
 import { promises as fs, constants as fsc, watch, type FSWatcher } from 'node:fs';
 import { basename, join } from 'node:path';
-import { CliError, GeneralError, NetworkError, OperationError, type BarmanCloudError } from '../errors.js';
+import { GeneralError, NetworkError, errorKind, errorOfKind } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
@@ -80,14 +80,15 @@ async function takeWorkerLock(dir: string): Promise<{ stillOurs: () => Promise<b
 // ---- archive --------------------------------------------------------------------------------------
 
 export interface WorkerFailure {
-  exitCode: number;
+  /** The error's class in src/errors.ts (errorKind); absent for an error from outside the hierarchy. */
+  kind?: string;
   message: string;
 }
 
 const errorPath = (spool: ArchiveSpool, walName: string) => join(spool.dir, `${walName}.error`);
 
 /** The worker's failure for `walName`, consumed: the worker then tries once more, so each of PostgreSQL's retries gets a fresh verdict. */
-export async function takeWorkerFailure(spool: ArchiveSpool, walName: string): Promise<BarmanCloudError | null> {
+export async function takeWorkerFailure(spool: ArchiveSpool, walName: string): Promise<Error | null> {
   const path = errorPath(spool, walName);
   const text = await fs.readFile(path, 'utf8').catch(() => null);
   if (text === null) return null;
@@ -96,15 +97,9 @@ export async function takeWorkerFailure(spool: ArchiveSpool, walName: string): P
   try {
     f = JSON.parse(text) as WorkerFailure;
   } catch {
-    f = { exitCode: 4, message: `unreadable failure record of the archive worker for ${walName}` };
+    return new GeneralError(`unreadable failure record of the archive worker for ${walName}`);
   }
-  const message = String(f.message).split('\n')[0] ?? '';
-  switch (f.exitCode) {
-    case 1: return new OperationError(message);
-    case 2: return new NetworkError(message);
-    case 3: return new CliError(message);
-    default: return new GeneralError(message);
-  }
+  return errorOfKind(f.kind, String(f.message).split('\n')[0] ?? '');
 }
 
 export interface ArchiveWorkerOptions {
@@ -221,10 +216,9 @@ async function uploadOne(
     }
     return 'unmarked';
   } catch (e) {
-    const exitCode = typeof (e as BarmanCloudError).exitCode === 'number' ? (e as BarmanCloudError).exitCode : 4;
     const message = e instanceof Error ? e.message : String(e);
     log.warning(`Archiving ${name} failed: ${message}`);
-    await writeAtomic(errorPath(spool, name), JSON.stringify({ exitCode, message } satisfies WorkerFailure)).catch(() => undefined);
+    await writeAtomic(errorPath(spool, name), JSON.stringify({ kind: errorKind(e), message } satisfies WorkerFailure)).catch(() => undefined);
     return 'failed';
   }
 }

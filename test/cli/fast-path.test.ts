@@ -172,6 +172,30 @@ describe('wal-restore', () => {
   });
 });
 
+describe('--async without a count: the shell assumes the same default as Node', () => {
+  const dest = () => join(tmp, 'restore-out', 'RECOVERYXLOG');
+  const base = () => ['--spool-dir', spoolRoot, store, 'srv', seg(6), dest()];
+  const restoreDir = () => join(spoolDirFor(spoolRoot, store, 'srv'), 'restore');
+
+  it('wal-restore --async (or its variable) alone serves a prefetched segment; an explicit --parallel 1 or an empty count goes to Node', () => {
+    // Prefetched, as the prefetcher leaves it (the spool and its segment size exist from the tests above).
+    const place = () => cpSync(join(walDir, seg(6)), join(restoreDir(), seg(6)));
+    place();
+    for (const refused of [['--async', '--parallel', '1'], ['--async', '--parallel=']]) {
+      expect(run(RESTORE, [...refused, ...base()], NO_NODE).code, refused.join(' ')).not.toBe(0);
+      expect(existsSync(join(restoreDir(), seg(6)))).toBe(true);
+    }
+    expect(run(RESTORE, base(), { ...NO_NODE, BARMAN_CLOUD_WAL_RESTORE_ASYNC: '1', BARMAN_CLOUD_WAL_RESTORE_PARALLEL: '1' }).code).not.toBe(0);
+    const r = run(RESTORE, ['--async', ...base()], NO_NODE);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(dest()).equals(readFileSync(join(walDir, seg(6))))).toBe(true);
+    place();
+    const viaEnv = run(RESTORE, base(), { ...NO_NODE, BARMAN_CLOUD_WAL_RESTORE_ASYNC: 'on' });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    expect(existsSync(join(restoreDir(), seg(6)))).toBe(false);
+  });
+});
+
 describe('default spool location: beside the WAL file PostgreSQL names', () => {
   // PostgreSQL runs both commands in PGDATA with %p in pg_wal: the default root is pg_wal's.
   let pgdata: string;

@@ -243,3 +243,40 @@ describe('a prefetched segment of the wrong size (directory store)', () => {
     expect(sha(readFileSync(rec.dest))).toBe(sha(contents[1]!));
   }, 60_000);
 });
+
+describe('--async without a count (directory store)', () => {
+  const store = mkdtempSync(join(tmpdir(), 'bc-asyncrest-default-'));
+  const contents = names.map(() => randomBytes(MiB));
+
+  beforeAll(async () => {
+    const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
+    for (const [i, n] of names.entries()) {
+      writeFileSync(join(src, n), contents[i]!);
+      expect((await runBin('barman-cloud-wal-archive', [`file://${store}`, 'srv', join(src, n)], { env: cleanEnv() })).code).toBe(0);
+    }
+  });
+
+  it('prefetches ahead by default: the calls that follow are answered by the shell front, Node blocked', async () => {
+    const rec = recoveryDir();
+    const args = (n: string) => ['--async', `file://${store}`, 'srv', n, rec.dest];
+    const first = await runProcess(bin, args(names[0]!), { env: toolEnv() });
+    expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+    workers.push(rec.workerPid());
+    const spooled = (n: string) => rec.restoreDir() !== null && existsSync(join(rec.restoreDir()!, n));
+    await until('the next three segments prefetched', () => names.slice(1).every(spooled), 30_000);
+    for (const [i, n] of names.entries()) {
+      if (i === 0) continue;
+      const r = await runProcess(bin, args(n), { env: toolEnv(NO_NODE) });
+      expect({ n, code: r.code, stderr: r.stderr }).toEqual({ n, code: 0, stderr: '' });
+      expect(sha(readFileSync(rec.dest))).toBe(sha(contents[i]!));
+    }
+  }, 60_000);
+
+  it('an explicit --parallel 1 is kept: a one-shot call, no prefetcher, no spool', async () => {
+    const rec = recoveryDir();
+    const r = await runProcess(bin, ['--async', '--parallel', '1', `file://${store}`, 'srv', names[0]!, rec.dest], { env: toolEnv() });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(sha(readFileSync(rec.dest))).toBe(sha(contents[0]!));
+    expect(rec.restoreDir()).toBeNull();
+  }, 60_000);
+});

@@ -329,6 +329,35 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
     }
   }, 120_000);
 
+  it('--async without --max-parallel uploads several .ready segments at once while the call for the first waits', async () => {
+    const names = ['000000010000000000000041', '000000010000000000000042', '000000010000000000000043', '000000010000000000000044'];
+    const size = 2 * 1024 * 1024;
+    const contents = names.map(() => randomBytes(size));
+    const { walDir, path: first } = pgWal(names[0]!, contents[0]!);
+    for (const [i, n] of names.entries()) {
+      writeFileSync(join(walDir, n), contents[i]!);
+      writeFileSync(join(walDir, 'archive_status', `${n}.ready`), '');
+    }
+    roots.push(join(walDir, `.barman-cloud-spool-${process.geteuid!()}`));
+    // ~2 s per segment on each connection: one at a time, the first call would return with
+    // little more than its own segment uploaded.
+    const proxy = await throttlingProxy(moto.url, 1024 * 1024);
+    const bin = join(ROOT, 'bin', 'barman-cloud-wal-archive');
+    const args = ['--async', '--endpoint-url', proxy.url, 's3://asyncfail/default', 'srv'];
+    try {
+      const r1 = await runFile(bin, [...args, first], toolEnv());
+      expect({ code: r1.code, stderr: r1.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(proxy.uploaded()).toBeGreaterThan(2 * size);
+      // The others were stored by the worker meanwhile: their calls are answered without Node.
+      for (const n of names.slice(1)) {
+        const r = await runFile(bin, [...args, join(walDir, n)], { ...toolEnv(), NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' });
+        expect({ n, code: r.code, stderr: r.stderr }).toEqual({ n, code: 0, stderr: '' });
+      }
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
+
   it('BARMAN_CLOUD_WAL_ARCHIVE_ASYNC turns --async on; a value that is not a boolean word is exit 3', async () => {
     const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
     const content = randomBytes(64 * 1024);

@@ -39,6 +39,8 @@ describe('layers (docs/architecture.md)', () => {
         return [
           ...(/process\.env\b/.test(c) ? [`${f.path}: process.env`] : []),
           ...(/\bEXIT\./.test(c) || /process\.exit(Code)?\b/.test(c) || /\.exitCode\s*=[^=]/.test(c) ? [`${f.path}: exit code`] : []),
+          // A literal exit code of its own (`… .exitCode : 4`, `exitCode ?? 1`, `{ exitCode: 4 }`).
+          ...(/\bexitCode\s*(?::|\?\?|\|\|)\s*\d/.test(c) ? [`${f.path}: literal exit code`] : []),
         ];
       });
     expect(offenders).toEqual([]);

@@ -14,6 +14,7 @@ import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
 import { requiredPositionals, type CommandContext, type CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
+import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL } from '../spec.js';
 import { parseTags } from '../tags.js';
 import type { Env } from '../store.js';
 import { collectYoungGarbageOften } from '../young-generation.js';
@@ -113,8 +114,10 @@ export const walArchive: CommandModule<'wal-archive'> = {
   async run(ctx) {
     const opts = ctx.args.options;
     const walPath = ctx.args.positionals.wal_path!;
-    const maxParallel = opts['max-parallel'] ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL') ?? 1;
     const asyncMode = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC');
+    // A count given (even 1) is kept; --async alone gets several uploads at once.
+    const maxParallel = opts['max-parallel'] ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL')
+      ?? (asyncMode ? ASYNC_DEFAULT_MAX_PARALLEL : 1);
     const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'archive';
     const useSpool = maxParallel > 1 || asyncMode;
     // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
@@ -201,9 +204,12 @@ export const walRestore: CommandModule<'wal-restore'> = {
   async run(ctx) {
     const opts = ctx.args.options;
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = requiredPositionals(ctx, 'wal_name', 'wal_dest', 'server_name');
-    const parallel = opts.parallel ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL') ?? 1;
-    // Prefetching N-1 ahead needs N > 1; --async alone changes nothing.
-    const asyncMode = (opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC')) && parallel > 1;
+    const asyncAsked = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC');
+    // A count given (even 1) is kept; --async alone prefetches a useful window.
+    const parallel = opts.parallel ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL')
+      ?? (asyncAsked ? ASYNC_DEFAULT_PARALLEL : 1);
+    // Prefetching N-1 ahead needs N > 1: --async --parallel 1 is a one-shot call.
+    const asyncMode = asyncAsked && parallel > 1;
     const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'restore';
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
     const existing = parallel > 1 && !isWorker ? await spoolDir(ctx, dest, 'restore', false) : null;
