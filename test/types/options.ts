@@ -5,7 +5,9 @@
 import type { CommandContext } from '../../src/cli/context.ts';
 import { loadIdentities, loadRecipients } from '../../src/cli/encryption.ts';
 import { parseArgs } from '../../src/cli/parse.ts';
-import { commandByName, type CommandName, type CommandOptions, type CommandSpecOf } from '../../src/cli/spec.ts';
+import {
+  commandByName, type CommandName, type CommandOptions, type CommandPositionals, type CommandSpecOf, type StoreCommandName,
+} from '../../src/cli/spec.ts';
 import { resolveStore, type NotInTable } from '../../src/cli/store.ts';
 import type { AzureOptions } from '../../src/storage/azure/config.ts';
 import type { FileStoreConfig } from '../../src/storage/file/config.ts';
@@ -123,3 +125,40 @@ export function providerReads(s3: ResolveInput<S3Options>, azure: ResolveInput<A
 export const misspelledFlag: StorageProvider<FileStoreConfig, S3Options>['flags'] = ['s3-regio'];
 // @ts-expect-error --google-gke-environment is a switch, not a key file
 export const switchAsKeyFile: NonNullable<StorageProvider<FileStoreConfig, GcsOptions>['customerKey']>['option'] = 'google-gke-environment';
+
+// ---- positionals, derived from the table the same way ------------------------------------------
+
+declare const restoreArgs: CommandPositionals<'restore'>;
+declare const archiveArgs: CommandPositionals<'wal-archive'>;
+declare const completionArgs: CommandPositionals<'completion'>;
+
+// A required positional is a string (parse.ts has checked it is there), an optional one may be
+// absent, one with choices is one of them.
+export const positionalTypes: { server: string; recoveryDir: string; walPath: string | undefined; shell: 'bash' | 'zsh' | 'fish' } = {
+  server: restoreArgs.server_name,
+  recoveryDir: restoreArgs.recovery_dir,
+  walPath: archiveArgs.wal_path,
+  shell: completionArgs.shell,
+};
+// @ts-expect-error misspelled: the positional is server_name
+void restoreArgs.server;
+// @ts-expect-error restore reads its store from source_url; destination_url is the uploaders'
+void restoreArgs.destination_url;
+// @ts-expect-error wal_path is optional (barman's hook mode): it can be absent
+export const walPathAlways: string = archiveArgs.wal_path;
+// @ts-expect-error 'sh' is not one of the shell positional's choices
+export const notAShell: typeof completionArgs.shell = 'sh';
+
+// parseArgs types the positionals by the command it is given; code shared by several commands
+// reads only the positionals they all have.
+export function sharedPositionals(ctx: CommandContext<StoreCommandName>): string {
+  if (outcome.kind === 'args') {
+    const source: string = outcome.args.positionals.source_url;
+    void source;
+    // @ts-expect-error backup-delete takes no backup_id positional (it is -b/--backup-id)
+    void outcome.args.positionals.backup_id;
+  }
+  // @ts-expect-error only the commands that read a store have source_url; the uploaders have destination_url
+  void ctx.args.positionals.source_url;
+  return ctx.args.positionals.server_name;
+}
