@@ -1,5 +1,4 @@
 // What a command receives: parsed arguments, the environment, and a lazily opened object store.
-import { GeneralError } from '../errors.js';
 import type { ParsedArgs } from './parse.js';
 import type { CommandName, CommandSpec } from './spec.js';
 import type { Env } from './store.js';
@@ -10,17 +9,6 @@ export interface CommandContext<N extends CommandName = CommandName> {
   args: ParsedArgs<N>;
   env: Env;
   stdout: (text: string) => void;
-}
-
-/** The named positionals, which the parser has already required: a missing one is a bug (exit 4). */
-export function requiredPositionals<K extends string>(ctx: CommandContext, ...names: K[]): Record<K, string> {
-  const out = {} as Record<K, string>;
-  for (const name of names) {
-    const value = ctx.args.positionals[name];
-    if (value === undefined) throw new GeneralError(`missing positional argument ${name}`);
-    out[name] = value;
-  }
-  return out;
 }
 
 export interface CommandModule<N extends CommandName = CommandName> {

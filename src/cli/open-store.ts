@@ -7,7 +7,8 @@ import { resolveStore, type ResolvedStore } from './store.js';
 
 /** The first positional names the store for every command (destination_url or source_url). */
 export function storeUrl(ctx: CommandContext<StoreCommandName>): string {
-  return (ctx.args.positionals.destination_url ?? ctx.args.positionals.source_url) as string;
+  const p = ctx.args.positionals;
+  return 'destination_url' in p ? p.destination_url : p.source_url;
 }
 
 export function resolveContextStore(ctx: CommandContext<StoreCommandName>): ResolvedStore {

@@ -9,12 +9,12 @@ import { createRequire } from 'node:module';
 const { Command, Option } = createRequire(import.meta.url)('commander') as typeof import('commander');
 import { CliError } from '../errors.js';
 import { ArgumentTypeError, parseSize } from './types.js';
-import type { CommandName, CommandOptions, CommandSpec, OptionSpec, PositionalSpec } from './spec.js';
+import type { CommandName, CommandOptions, CommandPositionals, CommandSpec, OptionSpec, PositionalSpec } from './spec.js';
 import { earlyAction, takesValue } from './early.js';
 
 export interface ParsedArgs<N extends CommandName = CommandName> {
-  /** Positional values by name (missing optional ones are undefined). */
-  positionals: Record<string, string | undefined>;
+  /** Positional values by name (missing optional ones are undefined), typed from spec.ts. */
+  positionals: CommandPositionals<N>;
   /** Option values by long name without dashes (e.g. 'aws-profile'), defaults applied, typed from spec.ts. */
   options: CommandOptions<N>;
   /** Long names of the options that were given on the command line, in order. */
@@ -233,8 +233,12 @@ export function parseArgs<S extends CommandSpec>(spec: S, rawArgv: string[]): Pa
   }
   const positionals: Record<string, string | undefined> = {};
   spec.positionals.forEach((p, i) => (positionals[p.name] = words[i]));
-  // Built key by key from spec.options above, as CommandOptions derives its type from them.
-  return { kind: 'args', args: { positionals, options: options as CommandOptions<S['name']>, given } };
+  // Built key by key from spec.options and spec.positionals above (the required ones and the
+  // choices checked), as CommandOptions and CommandPositionals derive their types from them.
+  return {
+    kind: 'args',
+    args: { positionals: positionals as CommandPositionals<S['name']>, options: options as CommandOptions<S['name']>, given },
+  };
 }
 
 // ---- usage and help ------------------------------------------------------------------------------

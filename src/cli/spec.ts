@@ -639,6 +639,16 @@ type OptionsOfCommand<N extends CommandName> = {
 /** What `parseArgs` returns as `options` for command N (a union of them for a union of names). */
 export type CommandOptions<N extends CommandName> = N extends CommandName ? OptionsOfCommand<N> : never;
 
+/** One positional's value: one of its choices, or the word; undefined only when it is optional (parse.ts requires the others). */
+type PositionalValue<P> = (P extends { choices: readonly (infer C)[] } ? C : string) | (P extends { optional: true } ? undefined : never);
+
+type PositionalsOfCommand<N extends CommandName> = {
+  readonly [P in CommandSpecOf<N>['positionals'][number] as P['name']]: PositionalValue<P>;
+};
+
+/** What `parseArgs` returns as `positionals` for command N: `{ source_url: string, server_name: string, backup_id: string | undefined }`. */
+export type CommandPositionals<N extends CommandName> = N extends CommandName ? PositionalsOfCommand<N> : never;
+
 /** The options every command but `completion` has: verbosity, -t, the store and its credentials. */
 export type CommonOptions = OptionsOf<typeof COMMON>;
 

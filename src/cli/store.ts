@@ -4,8 +4,8 @@
 // combinations follow the ObjectStore validation rules (cnpg-usage §1.2–1.4).
 import { CliError } from '../errors.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig } from '../storage/config.js';
-import { nonEmpty, type Env, type StorageProvider } from '../storage/provider.js';
-import { PROVIDERS, providerFor } from '../storage/registry.js';
+import { nonEmpty, type Env } from '../storage/provider.js';
+import { PROVIDERS, providerFor, type AnyStorageProvider, type ProviderOptions } from '../storage/registry.js';
 import type { ParsedUrl } from '../storage/url.js';
 import type { CommonOptions, UploadEncryptionOptions } from './spec.js';
 
@@ -13,6 +13,18 @@ export type { Env };
 
 /** The options a store is resolved from: every store command's, plus the uploaders' server-side encryption. */
 export type StoreOptions = CommonOptions & UploadEncryptionOptions;
+
+/**
+ * The options in O that the table does not give every store command, or gives as another kind
+ * (never when all are there). O: what the providers declare they read (storage/<provider>/config.ts),
+ * which they cannot take from the table themselves (storage does not import the CLI).
+ */
+export type NotInTable<O> = {
+  [K in keyof O]-?: K extends keyof StoreOptions ? (StoreOptions[K] extends O[K] ? never : K) : K;
+}[keyof O];
+/** tsc stops here, naming the option, when a provider reads one the table lacks or reads it as another kind. */
+type None<T extends never> = T;
+type ProvidersReadTableOptions = None<NotInTable<ProviderOptions>>;
 
 export interface ResolvedStore {
   config: StoreConfig;
@@ -42,13 +54,12 @@ function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
  * option and variable; the flag wins over the variable. One given for another store is refused, not
  * ignored: the user asked for encryption and would not get it.
  */
-function customerKeySource(provider: StorageProvider, opts: StoreOptions, env: Env): { from: string; path: string } | undefined {
-  const byName: Readonly<Record<string, unknown>> = opts;
+function customerKeySource(provider: AnyStorageProvider, opts: StoreOptions, env: Env): { from: string; path: string } | undefined {
   let found: { from: string; path: string } | undefined;
   for (const p of PROVIDERS) {
     const k = p.customerKey;
     if (!k) continue;
-    const flag = byName[k.option] as string | undefined;
+    const flag = opts[k.option];
     const path = flag ?? nonEmpty(env[k.variable]);
     if (path === undefined) continue;
     const from = flag !== undefined ? `--${k.option}` : k.variable;
@@ -63,13 +74,12 @@ function customerKeySource(provider: StorageProvider, opts: StoreOptions, env: E
 export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): ResolvedStore {
   const provider = providerFor(rawUrl, opts['cloud-provider']);
   const claimed = provider.claims?.(rawUrl) === true;
-  // Providers name their own flags as strings (storage/<provider>/index.ts): read them untyped.
-  const byName: Readonly<Record<string, unknown>> = opts;
-  const given = (k: string) => byName[k] !== undefined && byName[k] !== false;
+  const given = (k: keyof ProviderOptions) => opts[k] !== undefined && opts[k] !== false;
   // A provider's own flags with another provider are a contradiction (tolerated for a URL whose
   // form chose the store, as a file:// URL, whatever --cloud-provider says).
   for (const other of PROVIDERS) {
-    const wrong = other.flags.filter(given);
+    const flags: readonly (keyof ProviderOptions)[] = other.flags;
+    const wrong = flags.filter(given);
     if (other.name !== opts['cloud-provider'] && wrong.length > 0 && !claimed) {
       throw new CliError(`--${wrong[0]} cannot be used with --cloud-provider ${opts['cloud-provider']}`);
     }

@@ -12,11 +12,23 @@ import type { ParsedUrl } from './url.js';
 /** The environment, passed in by the CLI: nothing below src/cli/ reads it from the process. */
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/**
+ * The option values a provider reads, by long name without the dashes (`'endpoint-url'`), each with
+ * its kind: a string value (or one of its choices) or undefined, a switch a boolean. Each provider
+ * declares its own in its config.ts. Storage cannot import the CLI's option table, so the CLI
+ * checks at compile time that the table gives every store command these names with these kinds
+ * (cli/store.ts, `NotInTable`): a misspelled or mistyped option fails tsc on either side.
+ */
+export type OptionValues = { readonly [name: string]: string | boolean | undefined };
+
+/** The names in O whose values are words, not switches. */
+type WordOptions<O> = { [K in keyof O]-?: O[K] extends string | undefined ? K : never }[keyof O] & string;
+
 /** Everything a provider's config is built from. */
-export interface ResolveInput {
+export interface ResolveInput<O extends OptionValues = OptionValues> {
   url: ParsedUrl;
-  /** The command's parsed options, keyed by long name without the dashes. */
-  options: Readonly<Record<string, unknown>>;
+  /** The command's parsed options: at least those the provider declared. */
+  options: O;
   env: Env;
   retry: RetryPolicy;
   /** --endpoint-ca, when given. */
@@ -51,7 +63,8 @@ export function partSize({ maxParts, minPartSize, partSizeMultiple }: PartLimits
   return partSizeMultiple ? Math.ceil(size / partSizeMultiple) * partSizeMultiple : size;
 }
 
-export interface StorageProvider<C extends { provider: string; bucket: string } = { provider: string; bucket: string }> {
+/** C: the provider's config; O: the options its resolve() reads (and its own flags are among them). */
+export interface StorageProvider<C extends { provider: string; bucket: string } = { provider: string; bucket: string }, O extends OptionValues = OptionValues> {
   /** The --cloud-provider value (or 'file' for the local directory store, chosen by its URL form). */
   readonly name: C['provider'];
   /** False for a store chosen only by its URL form (file://, /path), never by --cloud-provider. */
@@ -62,15 +75,15 @@ export interface StorageProvider<C extends { provider: string; bucket: string } 
   claims?(url: string): boolean;
   parseUrl(url: string): ParsedUrl;
   /** Flags that belong to this provider only; giving one with another provider is a usage error. */
-  readonly flags: readonly string[];
+  readonly flags: readonly (keyof O & string)[];
   /**
    * Its customer-provided encryption key option (S3 SSE-C, Azure CPK, GCS CSEK: a 256-bit key sent
    * with every object write and read), and the variable that can name the file instead. A key given
    * for another provider is refused up front: the user asked for encryption and would not get it.
    */
-  readonly customerKey?: { readonly option: string; readonly variable: string; readonly what: string; readonly where: string };
+  readonly customerKey?: { readonly option: WordOptions<O>; readonly variable: string; readonly what: string; readonly where: string };
   /** Flags + environment → this provider's config. Reads credential files, never the process environment. */
-  resolve(input: ResolveInput): Resolved<C>;
+  resolve(input: ResolveInput<O>): Resolved<C>;
   readonly partLimits: PartLimits;
   /** Where the store is, in words (no credentials), for doctor. */
   describe(config: C, path: string): string;

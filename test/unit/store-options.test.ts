@@ -19,7 +19,8 @@ beforeAll(() => {
 function resolve(argv: string[], env: Env = {}, command: 'backup-list' | 'backup' = 'backup-list') {
   const o = parseArgs(commandByName(command)!, [...argv, 'srv']);
   if (o.kind !== 'args') throw new Error('no args');
-  return resolveStore((o.args.positionals.source_url ?? o.args.positionals.destination_url)!, o.args.options, env);
+  const p = o.args.positionals;
+  return resolveStore('source_url' in p ? p.source_url : p.destination_url, o.args.options, env);
 }
 
 describe('S3 settings from flags and the environment', () => {
@@ -166,7 +167,7 @@ describe('where the credentials come from, in words', () => {
   const source = (argv: string[], env: Env = {}) => {
     const o = parseArgs(commandByName('backup-list')!, [...argv, 'srv']);
     if (o.kind !== 'args') throw new Error('no args');
-    return resolveStore(o.args.positionals.source_url!, o.args.options, env).credentialSource;
+    return resolveStore(o.args.positionals.source_url, o.args.options, env).credentialSource;
   };
 
   it('names the flag, variable, profile or chain, never a value', () => {

@@ -59,7 +59,7 @@ const backupDelete: CommandModule<'backup-delete'> = {
   errorPrefix: 'Barman cloud backup delete exception',
   async run(ctx) {
     const o = ctx.args.options;
-    const serverName = ctx.args.positionals.server_name!;
+    const serverName = ctx.args.positionals.server_name;
     const dryRun = o['dry-run'];
     const minimumRedundancy = o['minimum-redundancy'];
     const { store, resolved } = await openContextStore(ctx);

@@ -4,14 +4,14 @@ import { EXIT, GeneralError, OperationError } from '../../errors.js';
 import { BackupCatalog, KEEP_ANNOTATION } from '../../catalog/catalog.js';
 import { STATUS } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import { requiredPositionals, type CommandModule } from '../context.js';
+import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
 const backupKeep: CommandModule<'backup-keep'> = {
   errorPrefix: 'Barman cloud keep exception',
   async run(ctx) {
     const o = ctx.args.options;
-    const { server_name: serverName, backup_id: requested } = requiredPositionals(ctx, 'server_name', 'backup_id');
+    const { server_name: serverName, backup_id: requested } = ctx.args.positionals;
     const { store, resolved } = await openContextStore(ctx);
     try {
       const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, serverName));

@@ -14,7 +14,7 @@ const backupList: CommandModule<'backup-list'> = {
   async run(ctx) {
     const { store, resolved } = await openContextStore(ctx);
     try {
-      const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!));
+      const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name));
       // Each backup.info is formatted as soon as it is read and the parsed object dropped: 5,000
       // backups stay a few MB of text. Nothing is written before every backup.info has been read,
       // since barman prints nothing when one of them aborts the listing.

@@ -3,13 +3,13 @@ import { EXIT, OperationError } from '../../errors.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { formatBackupShowConsole, formatBackupShowJson } from '../../catalog/format.js';
 import { ServerLayout } from '../../catalog/layout.js';
-import { requiredPositionals, type CommandModule } from '../context.js';
+import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
 const backupShow: CommandModule<'backup-show'> = {
   errorPrefix: 'Barman cloud backup show exception',
   async run(ctx) {
-    const { server_name: serverName, backup_id: requested } = requiredPositionals(ctx, 'server_name', 'backup_id');
+    const { server_name: serverName, backup_id: requested } = ctx.args.positionals;
     const { store, resolved } = await openContextStore(ctx);
     try {
       const catalog = new BackupCatalog(store, new ServerLayout(resolved.url.path, serverName));

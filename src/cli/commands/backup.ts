@@ -57,7 +57,7 @@ const backup: CommandModule<'backup'> = {
     }
     const startedAt = Date.now();
     try {
-      const outcome = await takeBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), {
+      const outcome = await takeBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name), {
         connection: {
           host: opts.host,
           port: opts.port,

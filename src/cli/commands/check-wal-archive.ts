@@ -26,7 +26,7 @@ async function run(ctx: CommandContext<'check-wal-archive'>, testOnly: boolean):
       log.info(`Bucket ${store.bucket} does not exist, creating it`);
       await store.createBucket();
     }
-    const serverName = ctx.args.positionals.server_name!;
+    const serverName = ctx.args.positionals.server_name;
     const reason = await checkWalArchive(store, new ServerLayout(resolved.url.path, serverName), ctx.args.options.timeline);
     if (reason) {
       log.error(`WAL archive check failed for server ${serverName}: ${reason}`);

@@ -18,7 +18,7 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 async function run(ctx: CommandContext<'doctor'>): Promise<number> {
   const opts = ctx.args.options;
-  const serverName = ctx.args.positionals.server_name!;
+  const serverName = ctx.args.positionals.server_name;
   const rawUrl = storeUrl(ctx);
   const json = opts.format === 'json';
   const results: CheckResult[] = [];

@@ -58,7 +58,7 @@ function restoreCommand(ctx: CommandContext<'restore'>): string {
   if (identities) args.push('--encryption-identity-file', String(identities));
   const bin = process.argv[1]?.replace(/barman-cloud(-restore)?$/, 'barman-cloud-wal-restore') ?? 'barman-cloud-wal-restore';
   const prefix = process.argv[1]?.endsWith('barman-cloud') ? [process.execPath, process.argv[1], 'wal-restore'] : [process.execPath, bin];
-  return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name!].map(quote).join(' ') + ' %f %p';
+  return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name].map(quote).join(' ') + ' %f %p';
 }
 
 const restore: CommandModule<'restore'> = {
@@ -70,8 +70,8 @@ const restore: CommandModule<'restore'> = {
     const { store, resolved } = await openContextStore(ctx);
     try {
       const t = targets(ctx);
-      await restoreBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), ctx.args.positionals.backup_id!,
-        ctx.args.positionals.recovery_dir!, {
+      await restoreBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name), ctx.args.positionals.backup_id,
+        ctx.args.positionals.recovery_dir, {
           tablespaces: parseTablespaceRules(o.tablespace),
           jobs: o.jobs,
           targets: t,

@@ -26,7 +26,7 @@ const verifyCommand: CommandModule<'verify'> = {
     }
     const started = Date.now();
     try {
-      const report = await verify(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!), {
+      const report = await verify(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name), {
         backup: ctx.args.positionals.backup_id ?? 'all',
         jobs: opts.jobs,
         signal: controller.signal,

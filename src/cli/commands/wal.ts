@@ -12,7 +12,7 @@ import { ArchiveSpool, RestoreSpool, SPOOL_MAX_AGE_MS, defaultSpoolRoot, trusted
 import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
-import { requiredPositionals, type CommandContext, type CommandModule } from '../context.js';
+import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL } from '../spec.js';
 import { parseTags } from '../tags.js';
@@ -83,7 +83,7 @@ function positiveFromEnv(env: Env, name: string): number | undefined {
 function spoolDir(ctx: CommandContext<WalCommand>, walFile: string, sub: 'archive' | 'restore', create: boolean): Promise<string | null> {
   const euid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
   const root = ctx.args.options['spool-dir'] ?? (ctx.env.BARMAN_CLOUD_SPOOL_DIR || defaultSpoolRoot(dirname(walFile), euid));
-  return trustedSpoolDir(root, storeUrl(ctx), ctx.args.positionals.server_name!, sub, create);
+  return trustedSpoolDir(root, storeUrl(ctx), ctx.args.positionals.server_name, sub, create);
 }
 
 /** age keys for wal-archive, read only when asked for (plain runs never load the encryption code). */
@@ -113,7 +113,7 @@ export const walArchive: CommandModule<'wal-archive'> = {
   },
   async run(ctx) {
     const opts = ctx.args.options;
-    const walPath = ctx.args.positionals.wal_path!;
+    const walPath = ctx.args.positionals.wal_path!; // optional for barman's hook mode; validate() required it
     const asyncMode = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC');
     // A count given (even 1) is kept; --async alone gets several uploads at once.
     const maxParallel = opts['max-parallel'] ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL')
@@ -140,7 +140,7 @@ export const walArchive: CommandModule<'wal-archive'> = {
     };
     const { store, resolved } = await openContextStore(ctx);
     try {
-      const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name!);
+      const layout = new ServerLayout(resolved.url.path, ctx.args.positionals.server_name);
       // Without a spool we can trust, the requested file alone is archived.
       const dir = useSpool ? await spoolDir(ctx, walPath, 'archive', true) : null;
       if (dir && isWorker) {
@@ -198,12 +198,12 @@ async function archivedByWorker(ctx: CommandContext<'wal-archive'>, spool: Archi
 export const walRestore: CommandModule<'wal-restore'> = {
   errorPrefix: 'Barman cloud WAL restore exception',
   validate(ctx) {
-    const walName = ctx.args.positionals.wal_name!;
+    const walName = ctx.args.positionals.wal_name;
     if (!isWalName(walName)) throw new CliError(`${walName} is an invalid name for a WAL file`);
   },
   async run(ctx) {
     const opts = ctx.args.options;
-    const { wal_name: walName, wal_dest: dest, server_name: serverName } = requiredPositionals(ctx, 'wal_name', 'wal_dest', 'server_name');
+    const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals;
     const asyncAsked = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC');
     // A count given (even 1) is kept; --async alone prefetches a useful window.
     const parallel = opts.parallel ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL')

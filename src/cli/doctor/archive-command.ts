@@ -141,8 +141,8 @@ export function parseWalArchiveArgs(args: string[]): WalArchiveArgs {
     const { positionals, options } = outcome.args;
     return {
       valid: true,
-      destinationUrl: positionals.destination_url!,
-      serverName: positionals.server_name!,
+      destinationUrl: positionals.destination_url,
+      serverName: positionals.server_name,
       walPath: positionals.wal_path,
       cloudProvider: options['cloud-provider'],
       endpointUrl: options['endpoint-url'],

@@ -32,12 +32,27 @@ export interface AzureStoreConfig extends StoreConfigBase {
   nodeExtraCa?: string;
 }
 
-export function resolveAzure({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput): Resolved<AzureStoreConfig> {
+/** The options Azure reads (cli/store.ts checks each name and kind against the option table). */
+export type AzureOptions = {
+  readonly 'azure-credential': AzureCredentialKind | undefined;
+  readonly 'azure-storage-account': string | undefined;
+  readonly 'azure-storage-key-file': string | undefined;
+  readonly 'azure-storage-sas-token-file': string | undefined;
+  readonly 'azure-connection-string-file': string | undefined;
+  readonly 'azure-inherit-from-azure-ad': boolean;
+  readonly 'azure-use-default-azure-credentials': boolean;
+  /** Named by `customerKey`: the CLI reads it and passes the file in. */
+  readonly 'azure-customer-key-file': string | undefined;
+  /** Only the uploading commands (wal-archive, backup) have it. */
+  readonly 'encryption-scope'?: string | undefined;
+};
+
+export function resolveAzure({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput<AzureOptions>): Resolved<AzureStoreConfig> {
   const envCa = nonEmpty(env.REQUESTS_CA_BUNDLE);
   const { auth, source } = azureAuth(url, opts, env);
   const ca = caFile ? readCa('--endpoint-ca', caFile) : envCa ? readEnvCa('REQUESTS_CA_BUNDLE', envCa, url.accountUrl) : undefined;
   const nodeExtraCa = ca ? nodeExtraCerts(env) : undefined;
-  const scope = opts['encryption-scope'] as string | undefined;
+  const scope = opts['encryption-scope'];
   if (scope !== undefined && customerKeyFile) {
     // Azure takes one or the other on a request: say so before anything is uploaded.
     throw new CliError(`--encryption-scope cannot be combined with ${customerKeyFile.from}: choose one server-side encryption`);
@@ -74,19 +89,20 @@ function nodeExtraCerts(env: Env): string | undefined {
  * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
  * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
  */
-function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { auth: AzureStoreConfig['auth']; source: string } {
-  const flagMethods = [
+function azureAuth(url: ParsedUrl, opts: AzureOptions, env: Env): { auth: AzureStoreConfig['auth']; source: string } {
+  const methods: readonly (readonly [flag: string, given: string | true | undefined])[] = [
     ['--azure-connection-string-file', opts['azure-connection-string-file']],
     ['--azure-storage-key-file', opts['azure-storage-key-file']],
     ['--azure-storage-sas-token-file', opts['azure-storage-sas-token-file']],
     ['--azure-inherit-from-azure-ad', opts['azure-inherit-from-azure-ad'] || undefined],
     ['--azure-use-default-azure-credentials', opts['azure-use-default-azure-credentials'] || undefined],
-  ].filter(([, v]) => v !== undefined) as [string, unknown][];
+  ];
+  const flagMethods = methods.filter(([, v]) => v !== undefined);
   const [first, second] = flagMethods;
   if (first && second) {
     throw new CliError(`${first[0]} and ${second[0]} are mutually exclusive: choose one way to authenticate`);
   }
-  const credentialFlag = opts['azure-credential'] as AzureCredentialKind | undefined;
+  const credentialFlag = opts['azure-credential'];
   let credential: AzureCredentialKind | undefined = credentialFlag;
   if (opts['azure-inherit-from-azure-ad']) credential = 'managed-identity';
   if (opts['azure-use-default-azure-credentials']) credential = 'default';
@@ -97,13 +113,13 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     throw new CliError(`--azure-credential cannot be combined with ${first[0]}`);
   }
 
-  const account = (opts['azure-storage-account'] as string | undefined) ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
+  const account = opts['azure-storage-account'] ?? url.accountName ?? nonEmpty(env.AZURE_STORAGE_ACCOUNT);
   if (credential) {
     if (!url.accountUrl) throw new GeneralError('an account URL is needed to use --azure-credential');
     const flag = flagMethods[0]?.[0] ?? `--azure-credential ${credentialFlag}`;
     return { auth: { kind: 'token-credential', credential }, source: `Azure ${credential} credential (${flag})` };
   }
-  const connFile = opts['azure-connection-string-file'] as string | undefined;
+  const connFile = opts['azure-connection-string-file'];
   const connectionString = connFile
     ? readSecretFile('--azure-connection-string-file', connFile)
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_CONNECTION_STRING) : undefined;
@@ -116,7 +132,7 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     // barman: the emulator URL form needs a connection string (docs/format.md#urls).
     throw new GeneralError('A connection string must be provided when using emulated storage');
   }
-  const sasFile = opts['azure-storage-sas-token-file'] as string | undefined;
+  const sasFile = opts['azure-storage-sas-token-file'];
   const sasToken = sasFile
     ? readSecretFile('--azure-storage-sas-token-file', sasFile)
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_SAS_TOKEN) : undefined;
@@ -125,7 +141,7 @@ function azureAuth(url: ParsedUrl, opts: Record<string, unknown>, env: Env): { a
     const from = sasFile ? '--azure-storage-sas-token-file' : 'AZURE_STORAGE_SAS_TOKEN';
     return { auth: { kind: 'sas', sasToken }, source: `a SAS token (${from})` };
   }
-  const keyFile = opts['azure-storage-key-file'] as string | undefined;
+  const keyFile = opts['azure-storage-key-file'];
   const accountKey = keyFile
     ? readSecretFile('--azure-storage-key-file', keyFile)
     : flagMethods.length === 0 ? nonEmpty(env.AZURE_STORAGE_KEY) : undefined;

@@ -3,7 +3,7 @@
 import { GeneralError } from '../../errors.js';
 import { splitScheme, type StorageProvider } from '../provider.js';
 import type { ParsedUrl } from '../url.js';
-import { resolveAzure, type AzureStoreConfig } from './config.js';
+import { resolveAzure, type AzureOptions, type AzureStoreConfig } from './config.js';
 
 const AZURE_DOMAIN = 'blob.core.windows.net';
 
@@ -37,7 +37,7 @@ function parseAzureUrl(url: string): ParsedUrl {
   };
 }
 
-export const azureProvider: StorageProvider<AzureStoreConfig> = {
+export const azureProvider: StorageProvider<AzureStoreConfig, AzureOptions> = {
   name: 'azure-blob-storage',
   cloudProvider: true,
   bucketWord: 'container',

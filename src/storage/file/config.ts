@@ -6,6 +6,9 @@ export interface FileStoreConfig extends StoreConfigBase {
   provider: 'file';
 }
 
-export function resolveFile({ url, retry }: ResolveInput): Resolved<FileStoreConfig> {
+/** The local directory store reads no option. */
+export type FileOptions = Record<never, never>;
+
+export function resolveFile({ url, retry }: ResolveInput<FileOptions>): Resolved<FileStoreConfig> {
   return { config: { provider: 'file', bucket: url.bucket, retry }, credentialSource: 'none needed (local directory)' };
 }

@@ -1,9 +1,9 @@
 // The local directory store: file:///dir or /dir, whatever --cloud-provider says.
 import { GeneralError } from '../../errors.js';
 import type { StorageProvider } from '../provider.js';
-import { resolveFile, type FileStoreConfig } from './config.js';
+import { resolveFile, type FileOptions, type FileStoreConfig } from './config.js';
 
-export const fileProvider: StorageProvider<FileStoreConfig> = {
+export const fileProvider: StorageProvider<FileStoreConfig, FileOptions> = {
   name: 'file',
   cloudProvider: false,
   bucketWord: 'directory',

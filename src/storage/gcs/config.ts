@@ -19,13 +19,23 @@ export interface GcsStoreConfig extends StoreConfigBase {
   customerKey?: Buffer;
 }
 
-export function resolveGcs({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput): Resolved<GcsStoreConfig> {
-  const keyFlag = opts['google-application-credentials'] as string | undefined;
-  const gke = opts['google-gke-environment'] === true;
+/** The options GCS reads (cli/store.ts checks each name and kind against the option table). */
+export type GcsOptions = {
+  readonly 'google-application-credentials': string | undefined;
+  readonly 'google-gke-environment': boolean;
+  /** Named by `customerKey`: the CLI reads it and passes the file in. */
+  readonly 'google-customer-key-file': string | undefined;
+  /** Only the uploading commands (wal-archive, backup) have it. */
+  readonly 'kms-key-name'?: string | undefined;
+};
+
+export function resolveGcs({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput<GcsOptions>): Resolved<GcsStoreConfig> {
+  const keyFlag = opts['google-application-credentials'];
+  const gke = opts['google-gke-environment'];
   if (keyFlag && gke) {
     throw new CliError('--google-application-credentials and --google-gke-environment are mutually exclusive');
   }
-  const kmsKeyName = opts['kms-key-name'] as string | undefined;
+  const kmsKeyName = opts['kms-key-name'];
   if (kmsKeyName !== undefined && customerKeyFile) {
     // GCS refuses a KMS key name and a customer-supplied key on one request.
     throw new CliError(`--kms-key-name cannot be combined with ${customerKeyFile.from}: choose one server-side encryption`);

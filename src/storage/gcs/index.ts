@@ -1,12 +1,12 @@
 // Google Cloud Storage: gs://bucket/path, or a console URL (docs/format.md#urls).
 import { GeneralError } from '../../errors.js';
 import { splitScheme, type StorageProvider } from '../provider.js';
-import { resolveGcs, type GcsStoreConfig } from './config.js';
+import { resolveGcs, type GcsOptions, type GcsStoreConfig } from './config.js';
 
 const GCS_CONSOLE = /^https:\/\/console\.cloud\.google\.com\/storage\/browser\/([^/]+)(\/.*)?$/;
 const RESUMABLE_CHUNK = 256 * 1024;
 
-export const gcsProvider: StorageProvider<GcsStoreConfig> = {
+export const gcsProvider: StorageProvider<GcsStoreConfig, GcsOptions> = {
   name: 'google-cloud-storage',
   cloudProvider: true,
   bucketWord: 'bucket',

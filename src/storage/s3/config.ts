@@ -51,6 +51,22 @@ export interface S3StoreConfig extends StoreConfigBase {
   client?: 'auto' | 'sdk';
 }
 
+/** The options S3 reads (cli/store.ts checks each name and kind against the option table). */
+export type S3Options = {
+  readonly 'endpoint-url': string | undefined;
+  readonly 'aws-profile': string | undefined;
+  readonly 's3-region': string | undefined;
+  readonly 's3-access-key-id-file': string | undefined;
+  readonly 's3-secret-access-key-file': string | undefined;
+  readonly 's3-session-token-file': string | undefined;
+  readonly 's3-inherit-from-iam-role': boolean;
+  /** Named by `customerKey`: the CLI reads it and passes the file in. */
+  readonly 'sse-customer-key-file': string | undefined;
+  // Server-side encryption: only the uploading commands (wal-archive, backup) have these.
+  readonly encryption?: string | undefined;
+  readonly 'sse-kms-key-id'?: string | undefined;
+};
+
 function checksumMode(name: string, value: string | undefined): 'when_supported' | 'when_required' | undefined {
   const v = nonEmpty(value)?.toLowerCase();
   if (v === undefined) return undefined;
@@ -58,13 +74,13 @@ function checksumMode(name: string, value: string | undefined): 'when_supported'
   throw new CliError(`${name} must be when_supported or when_required, not '${value}'`);
 }
 
-export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput): Resolved<S3StoreConfig> {
-  const endpointUrl = (opts['endpoint-url'] as string | undefined) ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL);
+export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyFile }: ResolveInput<S3Options>): Resolved<S3StoreConfig> {
+  const endpointUrl = opts['endpoint-url'] ?? nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL);
   const envCa = nonEmpty(env.AWS_CA_BUNDLE);
-  const inherit = opts['s3-inherit-from-iam-role'] === true;
-  const keyIdFile = opts['s3-access-key-id-file'] as string | undefined;
-  const secretFile = opts['s3-secret-access-key-file'] as string | undefined;
-  const tokenFile = opts['s3-session-token-file'] as string | undefined;
+  const inherit = opts['s3-inherit-from-iam-role'];
+  const keyIdFile = opts['s3-access-key-id-file'];
+  const secretFile = opts['s3-secret-access-key-file'];
+  const tokenFile = opts['s3-session-token-file'];
   if (inherit && (keyIdFile || secretFile || tokenFile)) {
     throw new CliError('--s3-inherit-from-iam-role cannot be combined with access key files');
   }
@@ -72,7 +88,7 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
     throw new CliError('--s3-access-key-id-file and --s3-secret-access-key-file must be given together');
   }
   let credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
-  const profile = (opts['aws-profile'] as string | undefined) ?? nonEmpty(env.AWS_PROFILE);
+  const profile = opts['aws-profile'] ?? nonEmpty(env.AWS_PROFILE);
   let credentialSource = inherit
     ? 'the ambient IAM role only (--s3-inherit-from-iam-role: web identity, container or instance metadata)'
     : profile ? `profile ${profile} of the shared AWS config and credentials files` : 'the AWS SDK default credential chain';
@@ -101,7 +117,7 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
     credentialSource = `the container credentials endpoint ${containerCredentials.url}` +
       (containerCredentials.authorizationTokenFile ? ' with the token of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE' : '');
   }
-  const encryption = opts.encryption as string | undefined;
+  const encryption = opts.encryption;
   if (encryption !== undefined && encryption !== 'AES256' && encryption !== 'aws:kms') {
     throw new GeneralError(`Unsupported encryption type: ${encryption}`);
   }
@@ -120,7 +136,7 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
       ca: caFile ? readCa('--endpoint-ca', caFile) : envCa ? readEnvCa('AWS_CA_BUNDLE', envCa, endpointUrl ?? 'https://') : undefined,
       // boto3 (1.28+) and the SDK also read the endpoint from the environment.
       endpointUrl,
-      region: (opts['s3-region'] as string | undefined) ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
+      region: opts['s3-region'] ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
         profileRegion(env, profile),
       profile,
       ...(profile && nonEmpty(env.AWS_ACCESS_KEY_ID) ? { profileOverEnvKeys: true } : {}),
@@ -129,8 +145,8 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
       inheritFromIamRole: inherit,
       requestChecksumCalculation: checksumMode('AWS_REQUEST_CHECKSUM_CALCULATION', env.AWS_REQUEST_CHECKSUM_CALCULATION),
       responseChecksumValidation: checksumMode('AWS_RESPONSE_CHECKSUM_VALIDATION', env.AWS_RESPONSE_CHECKSUM_VALIDATION),
-      serverSideEncryption: encryption as 'AES256' | 'aws:kms' | undefined,
-      sseKmsKeyId: opts['sse-kms-key-id'] as string | undefined,
+      serverSideEncryption: encryption,
+      sseKmsKeyId: opts['sse-kms-key-id'],
       ...(customerKeyFile ? { sseCustomerKey: readCustomerKey(customerKeyFile.from, customerKeyFile.path) } : {}),
     },
     credentialSource,

@@ -1,9 +1,9 @@
 // Amazon S3 and S3-compatible stores (MinIO, Ceph RGW, …): s3://bucket/path.
 import { GeneralError } from '../../errors.js';
 import { splitScheme, type StorageProvider } from '../provider.js';
-import { resolveS3, type S3StoreConfig } from './config.js';
+import { resolveS3, type S3Options, type S3StoreConfig } from './config.js';
 
-export const s3Provider: StorageProvider<S3StoreConfig> = {
+export const s3Provider: StorageProvider<S3StoreConfig, S3Options> = {
   name: 'aws-s3',
   cloudProvider: true,
   bucketWord: 'bucket',
