@@ -26,6 +26,8 @@ let tokenFile: string;
 /** The Authorization header of every request the endpoint received. */
 const asked: string[] = [];
 let lifetimeMs = 3_600_000;
+/** The endpoint answers this many next requests with 503 (a restarting agent). */
+let unavailable = 0;
 
 beforeAll(async () => {
   moto = await startMoto();
@@ -37,6 +39,10 @@ beforeAll(async () => {
   endpoint = await startJsonEndpoint((req) => {
     const auth = req.headers.authorization ?? '';
     asked.push(auth);
+    if (unavailable > 0) {
+      unavailable--;
+      return { status: 503, doc: { message: 'agent restarting' } };
+    }
     if (auth !== readFileSync(tokenFile, 'utf8')) return { status: 401, doc: { message: 'invalid authorization token' } };
     return {
       status: 200,
@@ -161,5 +167,19 @@ describe('EKS Pod Identity (container credentials endpoint) through bin/', () =>
       // As the kubelet writes a projected token: no trailing newline.
   writeFileSync(tokenFile, 'projected-token-1');
     }
+  });
+
+  it('an endpoint that answers 503 is asked again with the store\'s retry policy, as often as it allows', async () => {
+    const source = { url: endpointUrl, authorizationTokenFile: tokenFile };
+    const policy = { maxAttempts: 5, baseDelayMs: 10, maxDelayMs: 20 };
+    let before = asked.length;
+    unavailable = 4; // the fifth attempt is answered
+    await expect(new ContainerCredentialsProvider(source, policy).get()).resolves.toMatchObject({ accessKeyId: 'ASIAPODIDENTITY' });
+    expect(asked.length - before).toBe(5);
+    before = asked.length;
+    unavailable = 5; // the policy allows five attempts: all refused
+    await expect(new ContainerCredentialsProvider(source, policy).get()).rejects.toThrow(/HTTP 503/);
+    expect(asked.length - before).toBe(5);
+    unavailable = 0;
   });
 });

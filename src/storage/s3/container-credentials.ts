@@ -8,6 +8,8 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { AccessDeniedError, StorageError } from '../../errors.js';
 import { log, registerSecret } from '../../log.js';
+import type { RetryPolicy } from '../config.js';
+import { pauseBeforeRetry } from '../retry.js';
 
 export interface ContainerCredentialsSource {
   /** The endpoint, already resolved from FULL_URI or RELATIVE_URI. */
@@ -43,14 +45,19 @@ function checkContainerEndpoint(url: string): string | undefined {
 
 /** Renew this long before the expiration, as the SDK does. */
 const REFRESH_MARGIN_MS = 5 * 60 * 1000;
-const ATTEMPTS = 3;
 const TIMEOUT_MS = 5_000;
+/** When no store policy is handed over (tests): three attempts, as before the one retry policy. */
+const OWN_RETRY: Pick<RetryPolicy, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'> = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
 
 export class ContainerCredentialsProvider {
   private cached?: TemporaryCredentials;
   private pending?: Promise<TemporaryCredentials>;
 
-  constructor(private readonly source: ContainerCredentialsSource) {}
+  /** `retry`: the store's one retry policy (docs/architecture.md), so an endpoint that fails 5xx or not at all is retried with the same back-off as the store. */
+  constructor(
+    private readonly source: ContainerCredentialsSource,
+    private readonly retry: Pick<RetryPolicy, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'> = OWN_RETRY,
+  ) {}
 
   /** Cached credentials, fetched again when they are about to expire. */
   get(): Promise<TemporaryCredentials> {
@@ -82,7 +89,7 @@ export class ContainerCredentialsProvider {
     if (refused) throw new AccessDeniedError(`container credentials endpoint: ${refused}`);
     const token = this.token();
     let last: Error | undefined;
-    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       try {
         const { status, body } = await this.request(token);
         if (status === 200) return (this.cached = this.parse(body));
@@ -97,6 +104,7 @@ export class ContainerCredentialsProvider {
         last = e as Error;
       }
       log.debug(`container credentials: attempt ${attempt} failed: ${last.message}`);
+      if (!(await pauseBeforeRetry(this.retry, attempt))) break;
     }
     throw last instanceof StorageError
       ? last

@@ -118,7 +118,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       const fixed = config.credentials;
       this.credentials = () => Promise.resolve(fixed);
     } else if (config.containerCredentials) {
-      const provider = new ContainerCredentialsProvider(config.containerCredentials);
+      const provider = new ContainerCredentialsProvider(config.containerCredentials, config.retry);
       this.containerProvider = provider;
       this.credentials = () => provider.get();
     } else {

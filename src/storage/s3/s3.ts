@@ -288,7 +288,7 @@ export class S3ObjectStore implements ObjectStore {
     const credentials: S3ClientConfig['credentials'] = config.credentials
       ? { ...config.credentials }
       : config.containerCredentials
-        ? (container ?? new ContainerCredentialsProvider(config.containerCredentials)).provider
+        ? (container ?? new ContainerCredentialsProvider(config.containerCredentials, config.retry)).provider
       : config.inheritFromIamRole
         ? // s3Credentials.inheritFromIAMRole: the ambient role only, never static keys from the
           // environment: web identity (IRSA), then container, then instance metadata.
