@@ -64,3 +64,10 @@ export function piecesBody(pieces: Buffer[]): ChunkedBody {
     chunks: () => pieces,
   };
 }
+
+/** A whole object read from its stream into one Buffer: what every driver's getBuffer() falls back on. */
+export async function readWhole(stream: AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

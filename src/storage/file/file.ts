@@ -9,7 +9,7 @@ import type { FileStoreConfig } from './config.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from '../types.js';
-import { exactChunks, isChunkedBody, type PutBody } from '../body.js';
+import { exactChunks, isChunkedBody, readWhole, type PutBody } from '../body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE, writeCoalesced } from '../../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../errors.js';
@@ -131,9 +131,7 @@ export class FileObjectStore implements ObjectStore {
         throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
       }
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of await this.get(key, options)) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return readWhole(await this.get(key, options));
   }
 
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {

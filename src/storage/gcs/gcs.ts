@@ -26,7 +26,7 @@ import { pauseBeforeRetry } from '../retry.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectStore, PutOptions, Tag,
 } from '../types.js';
-import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
+import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body.js';
 import {
   AccessDeniedError, BarmanCloudError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError,
   SseCustomerKeyError, StorageError,
@@ -388,10 +388,7 @@ export class GcsObjectStore implements ObjectStore {
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
-    const stream = await this.get(key, options);
-    const chunks: Buffer[] = [];
-    for await (const chunk of stream) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return readWhole(await this.get(key, options));
   }
 
   async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {

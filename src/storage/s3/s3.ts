@@ -60,7 +60,7 @@ import type {
   PutOptions,
   Tag,
 } from '../types.js';
-import { chunkedToBuffer, isChunkedBody, type PutBody } from '../body.js';
+import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest part (all parts but the last). */
@@ -481,10 +481,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
-    const stream = await this.get(key, options);
-    const chunks: Buffer[] = [];
-    for await (const chunk of stream) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return readWhole(await this.get(key, options));
   }
 
   async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {
