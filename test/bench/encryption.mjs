@@ -1,31 +1,15 @@
 // `npm run bench encryption` (not in the default set): what age encryption costs a one-shot WAL
 // call, as CPU seconds (user + system, from GNU time) per call, plain and encrypted interleaved in
 // the same loop with a `node -e 0` floor (getrusage of the child, to the microsecond), into the local directory store (no network to blur it).
-// The segment is 16 MiB of pgbench-like records (the same generator idea as wal.mjs), --lz4.
+// The segment is 16 MiB of pgbench-like records (walSegment of test/bench/lib.mjs, as wal.mjs uses), --lz4.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { walSegment } from './lib.mjs';
 
 export const title = 'Client-side encryption (age): CPU per one-shot WAL call, plain vs encrypted';
 
-const SEG = 16 * 1024 * 1024;
-
-function segment() {
-  const buf = Buffer.alloc(SEG);
-  let off = 0;
-  for (let n = 0; off < SEG; n++) {
-    const rec = Buffer.from(`|${n.toString(16).padStart(8, '0')}|aid=${Math.floor(Math.random() * 1e7)}|bid=${n % 50}|abalance=${Math.floor(Math.random() * 1e5) - 5e4}|filler=${' '.repeat(20)}`);
-    rec.copy(buf, off);
-    off += rec.length;
-    if (n % 16 === 0 && off + 32 < SEG) {
-      randomBytes(32).copy(buf, off);
-      off += 32;
-    }
-  }
-  return buf;
-}
 
 // getrusage(RUSAGE_CHILDREN) through Python: microseconds, where GNU time's %U/%S are 10 ms ticks
 // (two ticks were the whole difference being measured).
@@ -53,7 +37,7 @@ export async function run({ root, rounds }) {
   mkdirSync(join(work, 'plain')); // the directory store's root must exist, as a bucket must
   mkdirSync(join(work, 'enc'));
   const master = join(work, 'segment');
-  writeFileSync(master, segment());
+  writeFileSync(master, walSegment());
   const n = Math.max(3, Math.min(rounds, 15));
   const t = { floor: [], archivePlain: [], archiveAge: [], restorePlain: [], restoreAge: [] };
   try {

@@ -1,6 +1,7 @@
 // Shared benchmark helpers: spawn a command many times, interleaving the contenders so that a
 // noisy, shared machine affects them alike; report medians and ratios.
 import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 
 export function runOnce(cmd, args, opts = {}) {
   return new Promise((resolve, reject) => {
@@ -53,4 +54,25 @@ export const fmt = (ms) => `${ms.toFixed(1)} ms`;
 export function asPostgres(bin, args, opts = {}) {
   const [cmd, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
   return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+}
+
+/** Bytes in a WAL segment (PostgreSQL's default). */
+export const SEG = 16 * 1024 * 1024;
+
+/** A full segment that compresses like OLTP WAL (~2-3x): tuple-like records with random runs. */
+export function walSegment() {
+  const buf = Buffer.alloc(SEG);
+  let off = 0;
+  let n = 0;
+  while (off < SEG) {
+    const rec = Buffer.from(`|${(n++).toString(16).padStart(8, '0')}|aid=${Math.floor(Math.random() * 1e7)}|bid=${n % 50}|` +
+      `abalance=${Math.floor(Math.random() * 1e5) - 5e4}|filler=${' '.repeat(20)}`);
+    rec.copy(buf, off);
+    off += rec.length;
+    if (n % 16 === 0 && off + 32 < SEG) {
+      randomBytes(32).copy(buf, off);
+      off += 32;
+    }
+  }
+  return buf;
 }

@@ -13,12 +13,11 @@
 // with its server time (body sent → answer's headers), hashing, reading, lz4, and the exit. The
 // server's CPU per call is read from /proc (utime + stime of its processes) around every call.
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, linkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { median } from './lib.mjs';
+import { median, walSegment } from './lib.mjs';
 import { freePort, startMoto } from './servers.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
@@ -34,27 +33,9 @@ const { values } = parseArgs({
 });
 const rounds = Number(values.rounds);
 const tracedRuns = Number(values.traced);
-const SEG = 16 << 20;
 const KEY = { id: 'BCTSRGWADMIN00000001', secret: 'bc-ts-rgw-admin-test-key' };
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 
-/** A full segment that compresses like OLTP WAL (as test/bench/wal.mjs). */
-function walSegment() {
-  const buf = Buffer.alloc(SEG);
-  let off = 0;
-  let n = 0;
-  while (off < SEG) {
-    const rec = Buffer.from(`|${(n++).toString(16).padStart(8, '0')}|aid=${Math.floor(Math.random() * 1e7)}|bid=${n % 50}|` +
-      `abalance=${Math.floor(Math.random() * 1e5) - 5e4}|filler=${' '.repeat(20)}`);
-    rec.copy(buf, off);
-    off += rec.length;
-    if (n % 16 === 0 && off + 32 < SEG) {
-      randomBytes(32).copy(buf, off);
-      off += 32;
-    }
-  }
-  return buf;
-}
 const segName = (i) => `0000000100000${(0x100 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(3, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
 
 /** Descendants of pid (the server's processes), from /proc. */

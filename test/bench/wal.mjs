@@ -13,34 +13,13 @@
 // (oneshot,archive,restore,cpu,rss: which scenarios run; restore needs archive).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare, runOnce, median, fmt } from './lib.mjs';
+import { compare, runOnce, median, fmt, walSegment } from './lib.mjs';
 import { startStores, haveBarman, havePgbackrest, bareParallel, pgbackrestConfig, fakePgdata, pgbackrest, baseEnv } from './stores.mjs';
 import { startPostgres } from './pg.mjs';
 
 export const title = 'WAL archive and restore (16 MiB segments; directory store, moto, Ceph RGW; barman 3.4 and pgBackRest 2.45 beside us)';
-
-const SEG = 16 * 1024 * 1024;
-
-/** A full segment that compresses like OLTP WAL (~2-3x): tuple-like records with random runs. */
-function walSegment() {
-  const buf = Buffer.alloc(SEG);
-  let off = 0;
-  let n = 0;
-  while (off < SEG) {
-    const rec = Buffer.from(`|${(n++).toString(16).padStart(8, '0')}|aid=${Math.floor(Math.random() * 1e7)}|bid=${n % 50}|` +
-      `abalance=${Math.floor(Math.random() * 1e5) - 5e4}|filler=${' '.repeat(20)}`);
-    rec.copy(buf, off);
-    off += rec.length;
-    if (n % 16 === 0 && off + 32 < SEG) {
-      randomBytes(32).copy(buf, off);
-      off += 32;
-    }
-  }
-  return buf;
-}
 
 const segName = (i) => `000000010000${(0x10 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(4, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
 const walKey = (prefix, name, ext = '') => `${prefix}/srv/wals/${name.slice(0, 16)}/${name}${ext}`;
