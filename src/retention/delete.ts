@@ -317,17 +317,20 @@ export class BackupDeleter {
     const classes = foldCleanupSteps(steps);
 
     // Phase 1: the data objects, a few backups at a time.
+    // Several backups are deleted at once: the failure reported is that of the oldest that failed,
+    // as deleting them one by one would report, not whichever failed first in time.
     let stopped: unknown;
-    await mapBounded(doomed, BACKUP_CONCURRENCY, async (info) => {
-      if (stopped !== undefined) return;
+    let stoppedAt = Infinity;
+    await mapBounded(doomed, BACKUP_CONCURRENCY, async (info, at) => {
+      if (stoppedAt !== Infinity) return;
       try {
         await this.deleteBackupObjects(info);
-      } catch (e) {
-        stopped ??= e;
+      } catch (error) {
+        if (at < stoppedAt) [stopped, stoppedAt] = [error, at];
       }
     });
     // Every backup.info is still there: the next run sees the same catalog and redoes it all.
-    if (stopped !== undefined) throw stopped;
+    if (stoppedAt !== Infinity) throw stopped;
 
     // Phase 2: the WAL.
     if (classes.length > 0) {
