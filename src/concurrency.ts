@@ -36,7 +36,8 @@ export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (
  * after the others settled; tasks that must not stop the caller catch their own).
  */
 export class TaskWindow<K = never> {
-  private readonly running = new Map<Promise<void>, { key: K | undefined; cost: number }>();
+  private readonly running = new Map<Promise<void>, number>();
+  private readonly keyed = new Map<K, Promise<void>>();
   private load = 0;
   private failure: { error: unknown } | undefined;
 
@@ -51,15 +52,19 @@ export class TaskWindow<K = never> {
     return this.running.size;
   }
 
+  /** Whether `limit` tasks are running: room() would wait. */
+  get full(): boolean {
+    return this.running.size >= Math.max(1, this.limit);
+  }
+
   /** Whether a task started with `key` is still running. */
   has(key: K): boolean {
-    for (const t of this.running.values()) if (t.key === key) return true;
-    return false;
+    return this.keyed.has(key);
   }
 
   /** Keys of the tasks still running. */
   keys(): K[] {
-    return [...this.running.values()].flatMap((t) => (t.key === undefined ? [] : [t.key]));
+    return [...this.keyed.keys()];
   }
 
   /** Start `task` now, whatever the window holds; its cost counts until it settles. */
@@ -75,16 +80,18 @@ export class TaskWindow<K = never> {
       .catch((error: unknown) => void (this.failure ??= { error }))
       .finally(() => {
         this.running.delete(p);
+        if (options.key !== undefined && this.keyed.get(options.key) === p) this.keyed.delete(options.key);
         this.load -= cost;
       });
-    this.running.set(p, { key: options.key, cost });
+    this.running.set(p, cost);
+    if (options.key !== undefined) this.keyed.set(options.key, p);
     this.load += cost;
   }
 
   /** Wait until a task costing `cost` may start: a slot free and the cost within the budget. */
   async room(cost = 0): Promise<void> {
     this.check();
-    while (this.running.size > 0 && (this.running.size >= Math.max(1, this.limit) || this.load + cost > this.budget)) {
+    while (this.running.size > 0 && (this.full || this.load + cost > this.budget)) {
       await this.next();
     }
     this.check();

@@ -113,10 +113,12 @@ describe('TaskWindow: room(), costs and keys', () => {
   });
 
   it('knows the keys of the tasks still running; next() settles when one ends', async () => {
-    const window = new TaskWindow<string>(4);
+    const window = new TaskWindow<string>(2);
     window.start(() => sleep(5), { key: 'A' });
+    expect(window.full).toBe(false);
     window.start(() => sleep(40), { key: 'B' });
     expect(window.size).toBe(2);
+    expect(window.full).toBe(true);
     expect(window.has('A') && window.has('B')).toBe(true);
     await window.next();
     expect(window.keys()).toEqual(['B']);
