@@ -35,6 +35,7 @@ import { pipeline } from 'node:stream';
 import { loadCodec, WAL_SUFFIX, type Codec, type CodecName } from '../compression/index.js';
 import { floatRepr } from '../catalog/python-literal.js';
 import { AGE_SUFFIX, encryptStream } from '../encryption/age.js';
+import { TaskWindow } from '../concurrency.js';
 import { GeneralError } from '../errors.js';
 import { log } from '../log.js';
 import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
@@ -573,7 +574,8 @@ class ArchiveWriter {
   private readonly level: number | undefined;
   private readonly maxArchiveSize: number;
   private readonly sink: PartSink;
-  private readonly partConcurrency: number;
+  /** The parts' sinks still running; a sink's failure reaches us through fail(), not through here. */
+  private readonly sinks: TaskWindow;
   private readonly signal: AbortSignal | undefined;
   private readonly chunkSize: number;
   private readonly manifest: BackupManifestBuilder | undefined;
@@ -598,7 +600,7 @@ class ArchiveWriter {
     this.level = options.level ?? (codec ? BACKUP_COMPRESSION_LEVEL[codec.name] : undefined);
     this.maxArchiveSize = options.maxArchiveSize;
     this.sink = options.onPart;
-    this.partConcurrency = Math.max(1, options.partConcurrency ?? 1);
+    this.sinks = new TaskWindow(Math.max(1, options.partConcurrency ?? 1));
     this.signal = options.signal;
     this.chunkSize = Math.max(BLOCK_SIZE, options.readChunkSize ?? READ_CHUNK_SIZE);
     this.manifest = options.manifest;
@@ -678,14 +680,6 @@ class ArchiveWriter {
     part.input.end();
   }
 
-  private async waitForSlots(limit: number): Promise<void> {
-    for (;;) {
-      const running = this.parts.filter((p) => p.ended && !p.endTime);
-      if (running.length < limit) return;
-      await Promise.race([Promise.race(running.map((p) => p.done)), this.failed]);
-    }
-  }
-
   /** barman's _get_tar: open the first part, or rotate when the current one is over the limit. */
   private async ensurePart(): Promise<OpenPart> {
     this.check();
@@ -695,12 +689,15 @@ class ArchiveWriter {
       part = undefined;
     }
     if (!part) {
-      await this.waitForSlots(this.partConcurrency);
+      // Every earlier part has ended here: wait until fewer of their sinks than the limit still run.
+      await Promise.race([this.failed, this.sinks.room()]);
       this.check();
       part = new OpenPart(this.archive, this.parts.length, this.suffix, this.codec, this.level, this.sink, (e) =>
         this.fail(e), this.recipients,
       );
       this.parts.push(part);
+      const { done } = part;
+      this.sinks.start(() => done.catch(() => undefined));
       this.current = part;
     }
     return part;
@@ -985,7 +982,7 @@ class ArchiveWriter {
     try {
       if (this.current && !this.current.ended) await this.endPart(this.current);
       this.closed = true;
-      await Promise.race([Promise.all(this.parts.map((p) => p.done)), this.failed]);
+      await Promise.race([this.failed, this.sinks.drain()]);
       if (this.failure) throw this.failure;
     } finally {
       this.closed = true;
@@ -1008,7 +1005,7 @@ class ArchiveWriter {
     this.fail(reason ?? new GeneralError(`archive ${this.archive} aborted`));
     this.closed = true;
     this.signal?.removeEventListener('abort', this.onAbort);
-    await Promise.allSettled(this.parts.map((p) => p.done));
+    await this.sinks.drain();
   }
 }
 

@@ -10,6 +10,7 @@
 //   restore/<wal>.fetching                   the prefetcher is downloading <wal> (the shell front waits)
 import { promises as fs, constants as fsc, watch, type FSWatcher } from 'node:fs';
 import { basename, join } from 'node:path';
+import { TaskWindow } from '../concurrency.js';
 import { GeneralError, NetworkError, errorKind, errorOfKind } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
@@ -139,7 +140,7 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
   // --overwrite decides on the copies it deletes afterwards: from its own listing, as a call does.
   const listings = o.archive.allowOverwrite ? undefined : new SharedWalListings(store);
   const archive: ArchiveOptions = { ...o.archive, listings, encryptionRecord: sharedEncryptionRecord(store, layout) };
-  const inFlight = new Map<string, Promise<void>>();
+  const inFlight = new TaskWindow<string>(o.maxParallel);
   // What this worker already settled, until PostgreSQL drops the .ready status: 'marked' (the
   // marker waits for PostgreSQL's call; the moment between the call consuming it and the status
   // going must not look like a file still to upload) or 'failed' (retried once the call took the
@@ -156,7 +157,7 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
       for (const n of settled.keys()) if (!readySet.has(n)) settled.delete(n);
       let started = false;
       for (const name of ready) {
-        if (inFlight.size >= o.maxParallel) break;
+        if (inFlight.full) break;
         if (inFlight.has(name)) continue;
         const state = settled.get(name);
         if (state === 'marked') continue;
@@ -171,25 +172,25 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
         const release = await spool.claim(name);
         if (!release) continue; // another archiver has it
         started = true;
-        const task = uploadOne(store, layout, spool, join(o.walDir, name), archive)
-          .then((outcome) => {
+        inFlight.start(async () => {
+          try {
+            const outcome = await uploadOne(store, layout, spool, join(o.walDir, name), archive);
             // A file that changed while read got no marker: it is looked at again.
             if (outcome !== 'unmarked') settled.set(name, outcome);
-          })
-          .finally(async () => {
+          } finally {
             await release();
-            inFlight.delete(name);
-          });
-        inFlight.set(name, task.then(() => undefined));
+          }
+        }, { key: name });
       }
       if (inFlight.size > 0 || started) lastWork = Date.now();
       else if (Date.now() - lastWork > o.idleMs) break;
       // Wake on the first finished upload, or poll for new .ready files: often while PostgreSQL is
       // busy, less when it has been quiet for a while.
-      const poll = inFlight.size >= o.maxParallel ? 1_000 : Date.now() - lastWork < 2_000 ? 10 : 50;
-      await Promise.race([sleep(poll), ...inFlight.values()]);
+      const poll = inFlight.full ? 1_000 : Date.now() - lastWork < 2_000 ? 10 : 50;
+      await Promise.race([sleep(poll), inFlight.next()]);
+      inFlight.check(); // uploadOne records its failures; one that escapes it (releasing a claim) ends the worker
     }
-    await Promise.all(inFlight.values());
+    await inFlight.drain();
   } finally {
     await lock.release();
     log.info(`Archive worker ${process.pid} exits${listings ? ` (${listings.listed} listings)` : ''}`);
@@ -416,7 +417,7 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
   let size = o.segmentSize;
   const mine = new Set<string>();
   const missing = new Map<string, number>();
-  const inFlight = new Map<string, Promise<void>>();
+  const inFlight = new TaskWindow<string>(Math.min(o.ahead, PREFETCH_SLOTS));
   const aborts = new Set<AbortController>();
   let leaving = false;
   /** Objects found by the last listings, by WAL name (archived WAL does not change under us). */
@@ -557,33 +558,31 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
       }
       if (base !== null && size) {
         let next = base;
-        for (let i = 0; i < o.ahead && inFlight.size < Math.min(o.ahead, PREFETCH_SLOTS); i++) {
+        for (let i = 0; i < o.ahead && !inFlight.full; i++) {
           next = nextSegment(next, size);
           const name = next; // each task's own: the loop goes on with `next`
           if (inFlight.has(name)) continue;
           const missedAt = missing.get(name);
           if (missedAt !== undefined && now - missedAt < o.missRetryMs) break; // not past a hole
           if (mine.has(name) || (await spool.has(name))) continue;
-          const task = fetchOne(name, generation).finally(() => {
-            inFlight.delete(name);
-            notify();
-          });
-          inFlight.set(name, task);
+          inFlight.start(() => fetchOne(name, generation), { key: name });
         }
       }
       // Idle: recovery asked for nothing for idleMs. Downloads still running are cut off (their
       // temp files go with them): nothing can keep the prefetcher alive once recovery stopped.
       if (Date.now() - lastProgress > o.idleMs) break;
       if (changed.size === 0 && !lookAtAll) {
+        // A download ending frees a slot: inFlight.next() settles once the window has let it go.
         await Promise.race([
           new Promise<void>((r) => (wake = r)),
+          inFlight.next(),
           sleep(watcher === null ? 20 : missing.size > 0 ? o.missRetryMs : 1_000),
         ]);
       }
     }
     leaving = true;
     for (const a of aborts) a.abort(new NetworkError('the prefetcher is leaving'));
-    await Promise.race([Promise.all(inFlight.values()), sleep(5_000)]);
+    await Promise.race([inFlight.drain(), sleep(5_000)]);
     // Downloads that did not settle even so (a loaded machine, a stream deaf to the abort): their
     // marks and this process's temp files go now, so a leaving prefetcher leaves nothing behind.
     if (inFlight.size > 0) {

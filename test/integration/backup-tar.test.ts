@@ -825,32 +825,39 @@ describe('part sinks', () => {
     ).rejects.toThrow(/stop now/);
   });
 
-  it('partConcurrency 2 overlaps part completion and still yields complete parts', async () => {
-    const dir = join(tmp, 'out-concurrent');
-    await mkdir(dir);
-    const result = await produceArchive({
-      root: pgdata,
-      kind: 'pgdata',
-      name: 'data',
-      codec: 'zstd',
-      maxArchiveSize: 512 * KiB,
-      partConcurrency: 2,
-      exclusion: EXCLUSION,
-      onPart: async (part) => {
-        await pipeline(part.stream, createWriteStream(join(dir, part.name)));
-        await new Promise((r) => setTimeout(r, 20));
-      },
-    });
-    expect(result.parts.length).toBeGreaterThanOrEqual(3);
+  it('partConcurrency bounds the sinks running at once (1 by default, 2 overlaps) and still yields complete parts', async () => {
     const zstd = await loadCodec('zstd');
-    const names: string[] = [];
-    for (const p of result.parts) {
-      expect(p.name).toMatch(/^data(_\d{4})?\.tar\.zst$/);
-      const gnu = await run('tar', ['-tf', '-'], await zstd.decompress(await readFile(join(dir, p.name))));
-      expect(gnu.code).toBe(0);
-      names.push(...gnu.stdout.toString().trimEnd().split('\n'));
+    for (const partConcurrency of [undefined, 2]) {
+      const dir = join(tmp, `out-concurrent-${partConcurrency ?? 1}`);
+      await mkdir(dir);
+      let running = 0;
+      let peak = 0;
+      const result = await produceArchive({
+        root: pgdata,
+        kind: 'pgdata',
+        name: 'data',
+        codec: 'zstd',
+        maxArchiveSize: 512 * KiB,
+        ...(partConcurrency ? { partConcurrency } : {}),
+        exclusion: EXCLUSION,
+        onPart: async (part) => {
+          peak = Math.max(peak, ++running);
+          await pipeline(part.stream, createWriteStream(join(dir, part.name)));
+          await new Promise((r) => setTimeout(r, 100)); // a slow completion, as an upload's
+          running--;
+        },
+      });
+      expect(result.parts.length).toBeGreaterThanOrEqual(3);
+      expect(peak).toBe(partConcurrency ?? 1);
+      const names: string[] = [];
+      for (const p of result.parts) {
+        expect(p.name).toMatch(/^data(_\d{4})?\.tar\.zst$/);
+        const gnu = await run('tar', ['-tf', '-'], await zstd.decompress(await readFile(join(dir, p.name))));
+        expect(gnu.code).toBe(0);
+        names.push(...gnu.stdout.toString().trimEnd().split('\n'));
+      }
+      expect(names.length).toBe(EXPECTED_DATA_MEMBERS.length - 2); // no pg_ident.conf / backup_label here
     }
-    expect(names.length).toBe(EXPECTED_DATA_MEMBERS.length - 2); // no pg_ident.conf / backup_label here
   });
 });
 

@@ -277,6 +277,48 @@ describe('S3ObjectStore against moto', () => {
     expect(await s.head('fail/broken.bin')).toBeNull();
   });
 
+  it('a part the server refuses: the parts still in flight are awaited, then the upload is aborted and the refusal given back', async () => {
+    const events: string[] = [];
+    const forward = (req: IncomingMessage, res: ServerResponse, onAnswered: () => void) => {
+      const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+        r.on('end', onAnswered);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+    const proxy = await startProxy((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const part = url.searchParams.get('partNumber');
+      if (req.method === 'PUT' && part === '1') {
+        setTimeout(() => forward(req, res, () => events.push('part 1 answered')), 700);
+        return true;
+      }
+      if (req.method === 'PUT' && part === '2') {
+        s3Error(req, res, 403, 'AccessDenied', 'part refused');
+        events.push('part 2 refused');
+        return true;
+      }
+      if (req.method === 'DELETE' && url.searchParams.has('uploadId')) events.push('abort');
+      return false;
+    });
+    try {
+      const s = open({ endpointUrl: proxy.url });
+      // Two parts in flight: the refusal of part 2 is seen while the reader waits to send part 3.
+      const { stream } = randomStream(40 * MIB);
+      const err = await s.put('fail/part.bin', stream, { partSize: 5 * MIB, concurrency: 2 }).catch((e: unknown) => e as Error);
+      events.push('put settled');
+      expect(err).toBeInstanceOf(AccessDeniedError);
+      const order = ['part 2 refused', 'part 1 answered', 'abort', 'put settled'].map((e) => events.indexOf(e));
+      expect(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1]!)), events.join(', ')).toBe(true);
+      expect(await pendingUploads(s, 'fail/part')).toEqual([]);
+      expect(await s.head('fail/part.bin')).toBeNull();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('aborts the multipart upload when the caller aborts', async () => {
     const s = open();
     const counts = countCommands(s.client);

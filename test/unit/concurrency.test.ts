@@ -71,3 +71,65 @@ describe('TaskWindow', () => {
     await expect(window.drain()).rejects.toThrow('late');
   });
 });
+
+describe('TaskWindow: room(), costs and keys', () => {
+  it('room(cost) waits until the costs in flight plus the next one fit the budget, one task at least', async () => {
+    const window = new TaskWindow(8, 100);
+    const log: string[] = [];
+    const task = (name: string, ms: number) => () => sleep(ms).then(() => void log.push(`end ${name}`));
+    await window.room(60);
+    window.start(task('a', 20), { cost: 60 });
+    await window.room(60); // 60 + 60 > 100: waits for a
+    log.push('room for b');
+    window.start(task('b', 5), { cost: 60 });
+    await window.room(500); // over the budget on its own: allowed once nothing runs
+    log.push('room for c');
+    await window.drain();
+    expect(log).toEqual(['end a', 'room for b', 'end b', 'room for c']);
+  });
+
+  it('room() also keeps the count under the limit and throws a failure as soon as it is known; drain() throws it after the others settled', async () => {
+    const window = new TaskWindow(2);
+    let running = 0;
+    let peak = 0;
+    let ended = 0;
+    const body = (ms: number, fail = false) => async () => {
+      running++;
+      peak = Math.max(peak, running);
+      await sleep(ms);
+      running--;
+      ended++;
+      if (fail) throw new Error('part 2 failed');
+    };
+    await window.room();
+    window.start(body(30));
+    await window.room();
+    window.start(body(5, true));
+    await expect(window.room()).rejects.toThrow('part 2 failed');
+    expect(peak).toBe(2);
+    expect(() => window.check()).toThrow('part 2 failed');
+    await expect(window.drain()).rejects.toThrow('part 2 failed');
+    expect(ended).toBe(2); // drain waited for the slow one before throwing
+  });
+
+  it('knows the keys of the tasks still running; next() settles when one ends', async () => {
+    const window = new TaskWindow<string>(2);
+    window.start(() => sleep(5), { key: 'A' });
+    expect(window.full).toBe(false);
+    window.start(() => sleep(40), { key: 'B' });
+    expect(window.size).toBe(2);
+    expect(window.full).toBe(true);
+    expect(window.has('A') && window.has('B')).toBe(true);
+    await window.next();
+    expect(window.keys()).toEqual(['B']);
+    expect(window.has('A')).toBe(false);
+    await window.drain();
+    expect(window.size).toBe(0);
+  });
+
+  it('a task that throws before its first await is a failure of the window, not of start()', async () => {
+    const window = new TaskWindow(1);
+    expect(() => window.start(() => { throw new Error('sync'); })).not.toThrow();
+    await expect(window.drain()).rejects.toThrow('sync');
+  });
+});

@@ -79,9 +79,12 @@ export function networkMessage(kind: NetworkKind, endpoint: string, detail: stri
  * and would store "test+value".
  */
 export function encodeTagging(tags: Tag[]): string {
-  const enc = (s: string) =>
-    encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-  return tags.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&');
+  return tags.map(([k, v]) => `${uriEncode(k)}=${uriEncode(v)}`).join('&');
+}
+
+/** RFC 3986 percent-encoding, as SigV4 signs it: encodeURIComponent plus the five it leaves alone. */
+export function uriEncode(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 

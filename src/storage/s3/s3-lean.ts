@@ -17,7 +17,7 @@ import type { S3StoreConfig } from './config.js';
 import { mayRetry, pauseBeforeRetry } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {
-  ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError,
+  ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode,
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import type {
@@ -65,7 +65,7 @@ async function sendChunks(req: import('node:http').ClientRequest, body: ChunkedB
 function encodePath(key: string): string {
   return key
     .split('/')
-    .map((seg) => encodeURIComponent(seg).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .map(uriEncode)
     .join('/');
 }
 

@@ -39,7 +39,7 @@ import {
   StorageError,
 } from '../../errors.js';
 import { isEnabled, log, redact, registerSecret } from '../../log.js';
-import { mapBounded } from '../../concurrency.js';
+import { mapBounded, TaskWindow } from '../../concurrency.js';
 import type { RetryPolicy } from '../config.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
@@ -545,9 +545,10 @@ export class S3ObjectStore implements ObjectStore {
     signal?.addEventListener('abort', onAbort, { once: true });
 
     const spare: Buffer[] = [];
-    const inFlight = new Set<Promise<void>>();
+    const sizeOf = (n: number) => (n <= RAMP_PARTS ? Math.min(partSize, Math.max(MIN_PART_SIZE, Math.floor(partSize / 4))) : partSize);
+    // The parts in flight, their buffers' bytes counted against the budget.
+    const inFlight = new TaskWindow(queueSize, (queueSize + 1) * sizeOf(1));
     const parts: { PartNumber: number; ETag: string }[] = [];
-    let partFailure: unknown;
     let uploadId: string | undefined;
     let created: Promise<string> | undefined;
     const create = () =>
@@ -557,35 +558,23 @@ export class S3ObjectStore implements ObjectStore {
           if (!r.UploadId) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);
           return (uploadId = r.UploadId);
         }));
-    const uploadPart = (buffer: Buffer, length: number, partNumber: number) => {
-      const task = (async () => {
-        const id = await create();
-        const r = await this.client.send(
-          new UploadPartCommand({
-            Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber,
-            Body: buffer.subarray(0, length), ContentLength: length, ...this.sseCustomer,
-          }),
-          sendOptions,
-        );
-        parts[partNumber - 1] = { PartNumber: partNumber, ETag: r.ETag ?? '' };
-      })();
-      const tracked = task.then(
-        () => undefined,
-        (err: unknown) => {
-          partFailure ??= err;
-        },
-      ).finally(() => {
-        inFlight.delete(tracked);
-        inFlightBytes -= buffer.length;
-        spare.push(buffer);
-      });
-      inFlightBytes += buffer.length;
-      inFlight.add(tracked);
-    };
+    const uploadPart = (buffer: Buffer, length: number, partNumber: number) =>
+      inFlight.start(async () => {
+        try {
+          const id = await create();
+          const r = await this.client.send(
+            new UploadPartCommand({
+              Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber,
+              Body: buffer.subarray(0, length), ContentLength: length, ...this.sseCustomer,
+            }),
+            sendOptions,
+          );
+          parts[partNumber - 1] = { PartNumber: partNumber, ETag: r.ETag ?? '' };
+        } finally {
+          spare.push(buffer);
+        }
+      }, { cost: buffer.length });
 
-    const sizeOf = (n: number) => (n <= RAMP_PARTS ? Math.min(partSize, Math.max(MIN_PART_SIZE, Math.floor(partSize / 4))) : partSize);
-    const budget = (queueSize + 1) * sizeOf(1);
-    let inFlightBytes = 0;
     const nextBuffer = (n: number): Buffer => {
       const size = sizeOf(n);
       let b = spare.pop();
@@ -604,14 +593,12 @@ export class S3ObjectStore implements ObjectStore {
           input = input.subarray(n);
           if (filled < current.length) continue;
           // This part in flight and the next one filling must fit the budget (one part at least).
-          const after = current.length + sizeOf(partNumber + 2);
-          while (inFlight.size > 0 && (inFlight.size >= queueSize || inFlightBytes + after > budget)) await Promise.race(inFlight);
-          if (partFailure !== undefined) throw partFailure;
+          await inFlight.room(current.length + sizeOf(partNumber + 2));
           uploadPart(current, filled, ++partNumber);
           current = nextBuffer(partNumber + 1);
           filled = 0;
         }
-        if (partFailure !== undefined) throw partFailure;
+        inFlight.check();
       }
       if (sourceError !== undefined) throw sourceError;
       if (partNumber === 0) {
@@ -619,8 +606,7 @@ export class S3ObjectStore implements ObjectStore {
         return;
       }
       if (filled > 0) uploadPart(current, filled, ++partNumber);
-      while (inFlight.size > 0) await Promise.race(inFlight);
-      if (partFailure !== undefined) throw partFailure;
+      await inFlight.drain();
       await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.sseCustomer,
@@ -630,7 +616,7 @@ export class S3ObjectStore implements ObjectStore {
       );
       uploadId = undefined;
     } catch (err) {
-      await Promise.allSettled([...inFlight]);
+      await inFlight.drain().catch(() => undefined);
       await created?.catch(() => undefined);
       if (uploadId) await this.abortUpload(key, uploadId);
       if (!body.destroyed) body.destroy();
