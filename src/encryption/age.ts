@@ -2,7 +2,7 @@
 // stored object is one standard age file, so `age -d -i IDENTITY` reads it without this tool.
 //
 // The format needs only X25519, HKDF-SHA-256, HMAC-SHA-256 and ChaCha20-Poly1305, all done here with
-// node:crypto (OpenSSL); keys are bech32, decoded with @scure/base. The reference TypeScript library
+// node:crypto (OpenSSL); keys are bech32 (./bech32.ts). The reference TypeScript library
 // `age-encryption` is the tests' second oracle beside the age program, not a runtime dependency: its
 // pure-JavaScript cipher ran at ~28 MB/s here against ~450 MB/s for OpenSSL, and importing it took
 // longer than a whole WAL upload (docs/encryption.md). Plain runs load none of this.
@@ -13,6 +13,7 @@ import {
 import { Transform, type TransformCallback } from 'node:stream';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
 import { sha256Hex, type ChunkedBody } from '../storage/body.js';
+import { bech32Decode, bech32Encode } from './bech32.js';
 
 export { AGE_SUFFIX, isEncryptedName, stripAgeSuffix } from './names.js';
 
@@ -52,34 +53,28 @@ function keyLines(text: string, source: string, accept: (line: string) => boolea
 export async function parseRecipients(text: string, source: string): Promise<string[]> {
   const recipients = keyLines(text, source, (l) => l.startsWith('age1'), 'recipient (age1…)');
   for (let i = 0; i < recipients.length; i++) {
-    if (!(await x25519Recipient(recipients[i]!))) throw new EncryptionKeyError(`${source}: recipient ${i + 1} is not a valid age X25519 recipient`);
+    if (!x25519Recipient(recipients[i]!)) throw new EncryptionKeyError(`${source}: recipient ${i + 1} is not a valid age X25519 recipient`);
   }
   return recipients;
 }
 
 /** The 32-byte X25519 public key of an `age1…` recipient (bech32, checksum checked), or undefined. */
-async function x25519Recipient(recipient: string): Promise<Buffer | undefined> {
-  const { bech32 } = await import('@scure/base');
-  try {
-    const { prefix, bytes } = bech32.decodeToBytes(recipient);
-    return prefix === 'age' && bytes.length === 32 ? Buffer.from(bytes) : undefined;
-  } catch {
-    return undefined;
-  }
+function x25519Recipient(recipient: string): Buffer | undefined {
+  const decoded = bech32Decode(recipient);
+  return decoded?.prefix === 'age' && decoded.bytes.length === 32 ? decoded.bytes : undefined;
 }
 
 /** Identities (`AGE-SECRET-KEY-1…`), several allowed (old keys kept for reading after a rotation). */
 export async function parseIdentities(text: string, source: string): Promise<AgeIdentities> {
   const lines = keyLines(text, source, (l) => l.startsWith('AGE-SECRET-KEY-'), 'identity (AGE-SECRET-KEY-1…)');
-  const { bech32 } = await import('@scure/base');
   const keys: X25519Identity[] = [];
   for (let i = 0; i < lines.length; i++) {
     try {
-      const { prefix, bytes } = bech32.decodeToBytes(lines[i]!.toLowerCase());
-      if (prefix !== 'age-secret-key-' || bytes.length !== 32) throw new Error('not X25519');
-      const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' });
+      const decoded = bech32Decode(lines[i]!);
+      if (decoded?.prefix !== 'age-secret-key-' || decoded.bytes.length !== 32) throw new Error('not X25519');
+      const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, decoded.bytes]), format: 'der', type: 'pkcs8' });
       const publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32);
-      keys.push({ privateKey, publicKey, recipient: bech32.encodeFromBytes('age', publicKey) });
+      keys.push({ privateKey, publicKey, recipient: bech32Encode('age', publicKey) });
     } catch {
       throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
@@ -194,11 +189,11 @@ function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {
   return `-> X25519 ${b64(share)}\n${b64(body)}\n`;
 }
 
-async function newSealKey(recipients: readonly string[]): Promise<SealKey> {
+function newSealKey(recipients: readonly string[]): SealKey {
   const fileKey = randomBytes(16);
   let header = 'age-encryption.org/v1\n';
   for (const r of recipients) {
-    const key = await x25519Recipient(r);
+    const key = x25519Recipient(r);
     if (!key) throw new EncryptionKeyError('an age recipient is not a valid X25519 recipient');
     header += x25519Stanza(key, fileKey);
   }
@@ -245,63 +240,71 @@ function open(key: Buffer, counter: number, last: boolean, sealed: Buffer, what:
 }
 
 /**
- * Encrypts whatever passes through into one age file for `recipients`. The header is made on the
- * first write (one X25519 exchange per recipient), then 64 KiB chunks are sealed as they fill; only
- * one chunk is held back (the last must be flagged as such).
+ * age's payload cut into 64 KiB chunks and sealed as they fill, for both the stream and the
+ * re-readable body. Only one chunk is held back (the last must be flagged as such); a whole chunk
+ * inside a larger input piece is sealed where it lies, without a copy.
  */
-export function encryptStream(recipients: readonly string[]): Transform {
-  let key: SealKey | undefined;
-  let counter = 0;
-  let pending = Buffer.allocUnsafe(CHUNK);
-  let used = 0;
-  const ready = async (t: Transform) => {
-    if (key) return key;
-    key = await newSealKey(recipients);
-    t.push(key.head);
-    return key;
-  };
-  const sealInto = (t: Transform, k: SealKey, plain: Buffer, last: boolean) => {
-    const [body, tag] = seal(k.streamKey, counter++, last, plain);
-    t.push(body);
-    t.push(tag);
-  };
-  const take = (t: Transform, k: SealKey, chunk: Buffer) => {
+class ChunkSealer {
+  private counter = 0;
+  // Reused: the cipher writes its output to a buffer of its own.
+  private readonly pending = Buffer.allocUnsafe(CHUNK);
+  private used = 0;
+
+  constructor(private readonly key: Buffer) {}
+
+  *take(piece: Buffer): Generator<Buffer> {
     let at = 0;
-    while (at < chunk.length) {
-      if (used === CHUNK) {
-        sealInto(t, k, pending, false);
-        pending = Buffer.allocUnsafe(CHUNK);
-        used = 0;
+    while (at < piece.length) {
+      if (this.used === CHUNK) {
+        yield* seal(this.key, this.counter++, false, this.pending);
+        this.used = 0;
       }
-      // A whole chunk of the input with more after it: sealed where it lies, without a copy.
-      if (used === 0 && chunk.length - at > CHUNK) {
-        sealInto(t, k, chunk.subarray(at, at + CHUNK), false);
+      if (this.used === 0 && piece.length - at > CHUNK) {
+        yield* seal(this.key, this.counter++, false, piece.subarray(at, at + CHUNK));
         at += CHUNK;
         continue;
       }
-      const n = Math.min(CHUNK - used, chunk.length - at);
-      chunk.copy(pending, used, at, at + n);
-      used += n;
+      const n = Math.min(CHUNK - this.used, piece.length - at);
+      piece.copy(this.pending, this.used, at, at + n);
+      this.used += n;
       at += n;
     }
+  }
+
+  finish(): [Buffer, Buffer] {
+    return seal(this.key, this.counter, true, this.pending.subarray(0, this.used));
+  }
+}
+
+/**
+ * Encrypts whatever passes through into one age file for `recipients`. The header is made on the
+ * first write (one X25519 exchange per recipient).
+ */
+export function encryptStream(recipients: readonly string[]): Transform {
+  let sealer: ChunkSealer | undefined;
+  const start = (t: Transform): ChunkSealer => {
+    const k = newSealKey(recipients);
+    t.push(k.head);
+    return new ChunkSealer(k.streamKey);
   };
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
-      if (key) {
-        take(this, key, chunk);
+      try {
+        sealer ??= start(this);
+        for (const b of sealer.take(chunk)) this.push(b);
         done();
-        return;
+      } catch (e) {
+        done(e as Error);
       }
-      ready(this).then((k) => {
-        take(this, k, chunk);
-        done();
-      }, done);
     },
     flush(done: TransformCallback) {
-      ready(this).then((k) => {
-        sealInto(this, k, pending.subarray(0, used), true);
+      try {
+        sealer ??= start(this);
+        for (const b of sealer.finish()) this.push(b);
         done();
-      }, done);
+      } catch (e) {
+        done(e as Error);
+      }
     },
   });
 }
@@ -311,31 +314,12 @@ export function encryptStream(recipients: readonly string[]): Transform {
  * from the same key): upload bodies are read more than once (hashed, then sent).
  */
 export async function encryptedBody(inner: ChunkedBody, recipients: readonly string[]): Promise<ChunkedBody> {
-  const k = await newSealKey(recipients);
+  const k = newSealKey(recipients);
   function* sealed(): Generator<Buffer> {
     yield k.head;
-    let counter = 0;
-    const pending = Buffer.allocUnsafe(CHUNK);
-    let used = 0;
-    for (const piece of inner.chunks()) {
-      let at = 0;
-      while (at < piece.length) {
-        if (used === CHUNK) {
-          yield* seal(k.streamKey, counter++, false, pending);
-          used = 0;
-        }
-        if (used === 0 && piece.length - at > CHUNK) {
-          yield* seal(k.streamKey, counter++, false, piece.subarray(at, at + CHUNK));
-          at += CHUNK;
-          continue;
-        }
-        const n = Math.min(CHUNK - used, piece.length - at);
-        piece.copy(pending, used, at, at + n);
-        used += n;
-        at += n;
-      }
-    }
-    yield* seal(k.streamKey, counter, true, pending.subarray(0, used));
+    const sealer = new ChunkSealer(k.streamKey);
+    for (const piece of inner.chunks()) yield* sealer.take(piece);
+    yield* sealer.finish();
   }
   let digest: string | undefined;
   return {

@@ -61,7 +61,7 @@ export async function run({ root, rounds }) {
   }
   const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
   const s = (x) => `${(x * 1000).toFixed(1)} ms`;
-  const row = (what, p, a) => [what, s(p), s(a), `${(a / p).toFixed(2)}×`, `+${((a - p) * 1000).toFixed(1)} ms`];
+  const row = (what, p, a) => [what, s(p), s(a), `${(a / p).toFixed(2)}×`, `${a >= p ? '+' : ''}${((a - p) * 1000).toFixed(1)} ms`];
   const rows = [
     ['`node -e 0` (floor)', s(m.floor), '–', '–', '–'],
     row('`wal-archive --lz4` one-shot', m.archivePlain, m.archiveAge),
