@@ -2,7 +2,7 @@
 // stored object is one standard age file, so `age -d -i IDENTITY` reads it without this tool.
 //
 // The format needs only X25519, HKDF-SHA-256, HMAC-SHA-256 and ChaCha20-Poly1305, all done here with
-// node:crypto (OpenSSL); keys are bech32 (./bech32.ts). The reference TypeScript library
+// node:crypto (OpenSSL); keys are bech32, decoded with @scure/base. The reference TypeScript library
 // `age-encryption` is the tests' second oracle beside the age program, not a runtime dependency: its
 // pure-JavaScript cipher ran at ~28 MB/s here against ~450 MB/s for OpenSSL, and importing it took
 // longer than a whole WAL upload (docs/encryption.md). Plain runs load none of this.
@@ -13,7 +13,7 @@ import {
 import { Transform, type TransformCallback } from 'node:stream';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
 import { sha256Hex, type ChunkedBody } from '../storage/body.js';
-import { bech32Decode, bech32Encode } from './bech32.js';
+import { bech32 } from '@scure/base';
 
 export { AGE_SUFFIX, isEncryptedName, stripAgeSuffix } from './names.js';
 
@@ -60,8 +60,12 @@ export async function parseRecipients(text: string, source: string): Promise<str
 
 /** The 32-byte X25519 public key of an `age1…` recipient (bech32, checksum checked), or undefined. */
 function x25519Recipient(recipient: string): Buffer | undefined {
-  const decoded = bech32Decode(recipient);
-  return decoded?.prefix === 'age' && decoded.bytes.length === 32 ? decoded.bytes : undefined;
+  try {
+    const { prefix, bytes } = bech32.decodeToBytes(recipient);
+    return prefix === 'age' && bytes.length === 32 ? Buffer.from(bytes) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Identities (`AGE-SECRET-KEY-1…`), several allowed (old keys kept for reading after a rotation). */
@@ -70,11 +74,11 @@ export async function parseIdentities(text: string, source: string): Promise<Age
   const keys: X25519Identity[] = [];
   for (let i = 0; i < lines.length; i++) {
     try {
-      const decoded = bech32Decode(lines[i]!);
-      if (decoded?.prefix !== 'age-secret-key-' || decoded.bytes.length !== 32) throw new Error('not X25519');
-      const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, decoded.bytes]), format: 'der', type: 'pkcs8' });
+      const { prefix, bytes } = bech32.decodeToBytes(lines[i]!.toLowerCase());
+      if (prefix !== 'age-secret-key-' || bytes.length !== 32) throw new Error('not X25519');
+      const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' });
       const publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32);
-      keys.push({ privateKey, publicKey, recipient: bech32Encode('age', publicKey) });
+      keys.push({ privateKey, publicKey, recipient: bech32.encodeFromBytes('age', publicKey) });
     } catch {
       throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
