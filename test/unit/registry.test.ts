@@ -42,7 +42,7 @@ describe('storage provider registry', () => {
     }
   });
 
-  it("refuses a provider's own flag with another --cloud-provider (exit 3), before loading anything", async () => {
+  it("refuses a provider's own flag with another --cloud-provider (exit 3)", async () => {
     let checked = 0;
     for (const p of PROVIDERS) {
       for (const flag of p.flags) {
