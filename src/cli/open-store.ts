@@ -11,12 +11,12 @@ export function storeUrl(ctx: CommandContext<StoreCommandName>): string {
   return 'destination_url' in p ? p.destination_url : p.source_url;
 }
 
-export function resolveContextStore(ctx: CommandContext<StoreCommandName>): ResolvedStore {
+export function resolveContextStore(ctx: CommandContext<StoreCommandName>): Promise<ResolvedStore> {
   return resolveStore(storeUrl(ctx), ctx.args.options, ctx.env);
 }
 
 export async function openContextStore(ctx: CommandContext<StoreCommandName>): Promise<{ store: ObjectStore; resolved: ResolvedStore }> {
-  const resolved = resolveContextStore(ctx);
+  const resolved = await resolveContextStore(ctx);
   return { store: await openObjectStore(resolved.config), resolved };
 }
 

@@ -4,6 +4,7 @@
 import {
   parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize, parseTargetTimeline,
 } from './types.js';
+import { PROVIDERS } from '../storage/registry.js';
 
 /** The barman-cloud release whose CLI contract we implement (printed by `--version`). */
 export const BARMAN_CONTRACT_VERSION = '3.17.0';
@@ -79,9 +80,25 @@ export interface CommandSpec {
   umbrellaOnly?: boolean;
 }
 
-const PROVIDERS = ['aws-s3', 'azure-blob-storage', 'google-cloud-storage'] as const;
-const AZURE_CREDENTIALS = ['azure-cli', 'managed-identity', 'default'] as const;
+// The providers' own options and the --cloud-provider choices come from the registry's data-only
+// declarations (storage/<provider>/options.ts): a new provider adds no line here.
+const CLOUD_PROVIDERS = PROVIDERS.filter((p): p is Extract<(typeof PROVIDERS)[number], { cloudProvider: true }> => p.cloudProvider)
+  .map((p) => p.name);
+type ProviderOption = (typeof PROVIDERS)[number]['options'][number];
+const isExtension = (o: ProviderOption): boolean => 'extension' in o && o.extension === true;
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
+
+const READ_TIMEOUT = {
+  long: '--read-timeout', kind: 'value', metavar: 'READ_TIMEOUT', parse: parseInteger,
+  help: 'seconds a request may stay silent before it fails (default 60)',
+} as const satisfies OptionSpec;
+
+/**
+ * barman's flags of the providers, in registry order (barman's usage line), with --read-timeout
+ * where barman lists it, after its S3 group (--aws-profile); it applies to every provider here.
+ */
+const BARMAN_PROVIDER_OPTIONS = PROVIDERS.flatMap((p) => p.options.filter((o) => !isExtension(o)))
+  .flatMap((o): (ProviderOption | typeof READ_TIMEOUT)[] => (o.long === '--aws-profile' ? [o, READ_TIMEOUT] : [o]));
 
 const COMMON = [
   { short: '-V', long: '--version', kind: 'flag', help: 'show the program version and exit' },
@@ -93,95 +110,17 @@ const COMMON = [
     help: 'test the connection to the object store (and that the bucket exists) and exit: 0 ok, 1 bucket missing, 2 unreachable',
   },
   {
-    long: '--cloud-provider', kind: 'value', metavar: 'CLOUD_PROVIDER', choices: PROVIDERS, default: 'aws-s3',
+    long: '--cloud-provider', kind: 'value', metavar: 'CLOUD_PROVIDER', choices: CLOUD_PROVIDERS, default: 'aws-s3',
     help: 'object store provider; a file:// URL or an absolute path always selects the local directory store',
   },
-  { long: '--endpoint-url', kind: 'value', metavar: 'ENDPOINT_URL', help: 'S3: custom endpoint (MinIO, Ceph, any S3-compatible store)' },
-  {
-    short: '-P', long: '--aws-profile', aliases: ['--profile'], kind: 'value', metavar: 'AWS_PROFILE', env: ['AWS_PROFILE'],
-    help: 'S3: profile of the shared AWS config and credentials files',
-  },
-  {
-    long: '--read-timeout', kind: 'value', metavar: 'READ_TIMEOUT', parse: parseInteger,
-    help: 'seconds a request may stay silent before it fails (default 60)',
-  },
-  {
-    long: '--azure-credential', aliases: ['--credential', '--default'], kind: 'value', metavar: 'AZURE_CREDENTIAL',
-    choices: AZURE_CREDENTIALS,
-    help: 'Azure: authenticate with this credential type instead of a connection string, SAS token or key',
-  },
-  // ---- one flag per ObjectStore field, for use outside Kubernetes (docs/format.md#providers, cnpg-usage §1) ----
+  ...BARMAN_PROVIDER_OPTIONS,
+  // ---- flags for the ObjectStore fields, for use outside Kubernetes (docs/format.md#providers, cnpg-usage §1) ----
   {
     long: '--endpoint-ca', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_CA_BUNDLE', 'REQUESTS_CA_BUNDLE'],
     help: 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA); ' +
       'from the environment, S3 reads AWS_CA_BUNDLE and Azure REQUESTS_CA_BUNDLE',
   },
-  {
-    long: '--s3-region', kind: 'value', metavar: 'REGION', extension: true, env: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
-    help: 'S3: region (s3Credentials.region)',
-  },
-  {
-    long: '--s3-access-key-id-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_ACCESS_KEY_ID'],
-    help: 'S3: file holding the access key id (s3Credentials.accessKeyId)',
-  },
-  {
-    long: '--s3-secret-access-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_SECRET_ACCESS_KEY'],
-    help: 'S3: file holding the secret access key (s3Credentials.secretAccessKey)',
-  },
-  {
-    long: '--s3-session-token-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_SESSION_TOKEN'],
-    help: 'S3: file holding a session token (s3Credentials.sessionToken)',
-  },
-  {
-    long: '--sse-customer-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE'],
-    help: 'S3: file holding the 32-byte SSE-C key (raw, or base64 of it) that encrypts every object written and is needed to read them back',
-  },
-  {
-    long: '--s3-inherit-from-iam-role', kind: 'flag', extension: true,
-    help: 'S3: use the ambient role only: web identity (IRSA), container or instance metadata (s3Credentials.inheritFromIAMRole)',
-  },
-  {
-    long: '--azure-storage-account', kind: 'value', metavar: 'NAME', extension: true, env: ['AZURE_STORAGE_ACCOUNT'],
-    help: 'Azure: storage account name (azureCredentials.storageAccount)',
-  },
-  {
-    long: '--azure-storage-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AZURE_STORAGE_KEY'],
-    help: 'Azure: file holding the account key (azureCredentials.storageKey)',
-  },
-  {
-    long: '--azure-storage-sas-token-file', kind: 'value', metavar: 'FILE', extension: true, env: ['AZURE_STORAGE_SAS_TOKEN'],
-    help: 'Azure: file holding a SAS token (azureCredentials.storageSasToken)',
-  },
-  {
-    long: '--azure-connection-string-file', kind: 'value', metavar: 'FILE', extension: true,
-    env: ['AZURE_STORAGE_CONNECTION_STRING'],
-    help: 'Azure: file holding a connection string (azureCredentials.connectionString)',
-  },
-  {
-    long: '--azure-customer-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_AZURE_CUSTOMER_KEY_FILE'],
-    help: 'Azure: file holding the 32-byte customer-provided key (raw, or base64 of it) for every blob written, needed to read them back (HTTPS only)',
-  },
-  {
-    long: '--azure-inherit-from-azure-ad', kind: 'flag', extension: true,
-    help: 'Azure: managed identity, same as --azure-credential managed-identity (azureCredentials.inheritFromAzureAD)',
-  },
-  {
-    long: '--azure-use-default-azure-credentials', kind: 'flag', extension: true,
-    help: 'Azure: DefaultAzureCredential chain, same as --azure-credential default (azureCredentials.useDefaultAzureCredentials)',
-  },
-  {
-    long: '--google-application-credentials', kind: 'value', metavar: 'FILE', extension: true,
-    env: ['GOOGLE_APPLICATION_CREDENTIALS'],
-    help: 'GCS: service-account key file (googleCredentials.applicationCredentials)',
-  },
-  {
-    long: '--google-gke-environment', kind: 'flag', extension: true,
-    help: 'GCS: Application Default Credentials / GKE workload identity (googleCredentials.gkeEnvironment)',
-  },
-  {
-    long: '--google-customer-key-file', kind: 'value', metavar: 'FILE', extension: true, env: ['BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE'],
-    help: 'GCS: file holding the 32-byte customer-supplied encryption key (raw, or base64 of it) for every object written, needed to read them back',
-  },
+  ...PROVIDERS.flatMap((p) => p.options.filter(isExtension)),
 ] as const satisfies readonly OptionSpec[];
 
 const tags = <P extends '' | 'history-'>(prefix: P, what: string) => [

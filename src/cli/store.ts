@@ -5,7 +5,9 @@
 import { CliError } from '../errors.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig } from '../storage/config.js';
 import { nonEmpty, type Env } from '../storage/provider.js';
-import { PROVIDERS, providerFor, type AnyStorageProvider, type ProviderOptions } from '../storage/registry.js';
+import {
+  PROVIDERS, declarationFor, providerNamed, type AnyProviderDeclaration, type AnyStorageProvider, type ProviderOptions,
+} from '../storage/registry.js';
 import type { ParsedUrl } from '../storage/url.js';
 import type { CommonOptions, UploadEncryptionOptions } from './spec.js';
 
@@ -31,6 +33,9 @@ export interface ResolvedStore {
   url: ParsedUrl;
   /** Where the credentials come from, in words, never the values (for `doctor`). */
   credentialSource: string;
+  /** The provider that resolved it: its declaration, and its code (limits, doctor's words, driver). */
+  declaration: AnyProviderDeclaration;
+  provider: AnyStorageProvider;
 }
 
 function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
@@ -54,10 +59,10 @@ function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
  * option and variable; the flag wins over the variable. One given for another store is refused, not
  * ignored: the user asked for encryption and would not get it.
  */
-function customerKeySource(provider: AnyStorageProvider, opts: StoreOptions, env: Env): { from: string; path: string } | undefined {
+function customerKeySource(provider: AnyProviderDeclaration, opts: StoreOptions, env: Env): { from: string; path: string } | undefined {
   let found: { from: string; path: string } | undefined;
   for (const p of PROVIDERS) {
-    const k = p.customerKey;
+    const k = 'customerKey' in p ? p.customerKey : undefined;
     if (!k) continue;
     const flag = opts[k.option];
     const path = flag ?? nonEmpty(env[k.variable]);
@@ -71,9 +76,16 @@ function customerKeySource(provider: AnyStorageProvider, opts: StoreOptions, env
   return found;
 }
 
-export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): ResolvedStore {
-  const provider = providerFor(rawUrl, opts['cloud-provider']);
-  const claimed = provider.claims?.(rawUrl) === true;
+/** The store a command names: its provider's code is loaded (only that provider's), then resolveLoadedStore(). */
+export async function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): Promise<ResolvedStore> {
+  const provider = await providerNamed(declarationFor(rawUrl, opts['cloud-provider']).name);
+  return resolveLoadedStore(rawUrl, opts, env, provider);
+}
+
+/** The store a command names, once the code of the provider declarationFor() picks is loaded (`provider`). */
+export function resolveLoadedStore(rawUrl: string, opts: StoreOptions, env: Env, provider: AnyStorageProvider): ResolvedStore {
+  const declaration = declarationFor(rawUrl, opts['cloud-provider']);
+  const claimed = declaration.claims?.(rawUrl) === true;
   const given = (k: keyof ProviderOptions) => opts[k] !== undefined && opts[k] !== false;
   // A provider's own flags with another provider are a contradiction (tolerated for a URL whose
   // form chose the store, as a file:// URL, whatever --cloud-provider says).
@@ -86,7 +98,7 @@ export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): Reso
   }
   const url = provider.parseUrl(rawUrl);
   const retry = retryPolicy(opts, env);
-  const customerKeyFile = customerKeySource(provider, opts, env);
+  const customerKeyFile = customerKeySource(declaration, opts, env);
   const { config, credentialSource } = provider.resolve({
     url,
     options: opts,
@@ -95,5 +107,5 @@ export function resolveStore(rawUrl: string, opts: StoreOptions, env: Env): Reso
     ...(opts['endpoint-ca'] !== undefined ? { caFile: opts['endpoint-ca'] } : {}),
     ...(customerKeyFile ? { customerKeyFile } : {}),
   });
-  return { url, config, credentialSource };
+  return { url, config, credentialSource, declaration, provider };
 }

@@ -46,5 +46,5 @@ export type { FileStoreConfig } from './file/config.js';
  * never loads the Azure or GCS SDK (lean hot path for wal-archive / wal-restore).
  */
 export async function openObjectStore(config: StoreConfig): Promise<ObjectStore> {
-  return providerNamed(config.provider).open(config);
+  return (await providerNamed(config.provider)).open(config);
 }

@@ -1,7 +1,8 @@
 // What one storage provider gives the rest of the program (restic's backend registry and WAL-G's
-// storages are the model): how its URLs read, which flags are its own, how flags + environment
-// become its config, its upload limits, how doctor describes it, and a lazy loader for its driver.
-// Each provider's folder (s3/, azure/, gcs/, file/) exports one of these; registry.ts lists them.
+// storages are the model). Its folder's options.ts declares, as data, its name, URL claim and
+// flags (the CLI's table is built from them); its index.ts, loaded on demand, how its URLs read,
+// how flags + environment become its config, its upload limits, how doctor describes it, and a lazy
+// loader for its driver. registry.ts lists the declarations, each with the loader of its index.ts.
 import { readFileSync } from 'node:fs';
 import { CliError, GeneralError } from '../errors.js';
 import { log, registerSecret } from '../log.js';
@@ -63,17 +64,40 @@ export function partSize({ maxParts, minPartSize, partSizeMultiple }: PartLimits
   return partSizeMultiple ? Math.ceil(size / partSizeMultiple) * partSizeMultiple : size;
 }
 
-/** C: the provider's config; O: the options its resolve() reads (and its own flags are among them). */
-export interface StorageProvider<C extends { provider: string; bucket: string } = { provider: string; bucket: string }, O extends OptionValues = OptionValues> {
+/**
+ * One option of the CLI's table, declared by the provider that owns it (its folder's options.ts).
+ * The same shape as the table's OptionSpec (cli/spec.ts), which storage cannot import; the table
+ * checks these against it (`satisfies`).
+ */
+export interface ProviderOptionSpec {
+  short?: string;
+  long: `--${string}`;
+  /** Other long names with the same meaning (barman's deprecated spellings). */
+  aliases?: readonly string[];
+  kind: 'flag' | 'value';
+  metavar?: string;
+  choices?: readonly string[];
+  help: string;
+  /** Environment variables that provide this setting when the flag is absent. */
+  env?: readonly string[];
+  /** Not one of barman's flags: listed after barman's own in --help and left out of the usage line. */
+  extension?: boolean;
+}
+
+/**
+ * What the CLI's option table and its argument checks need from a provider, as data only (its
+ * folder's options.ts: no SDK, no driver, no node:fs), so that the launcher can answer `--version`
+ * from the table without loading storage code. O: the options its resolve() reads.
+ */
+export interface ProviderDeclaration<O extends OptionValues = OptionValues> {
   /** The --cloud-provider value (or 'file' for the local directory store, chosen by its URL form). */
-  readonly name: C['provider'];
+  readonly name: string;
   /** False for a store chosen only by its URL form (file://, /path), never by --cloud-provider. */
   readonly cloudProvider: boolean;
-  /** What the bucket is called in messages: bucket, container, directory. */
-  readonly bucketWord: string;
   /** True when this URL's form selects the provider whatever --cloud-provider says (file:// and absolute paths). */
   claims?(url: string): boolean;
-  parseUrl(url: string): ParsedUrl;
+  /** Its options in the table of every store command, in --help order (barman's first, then ours). */
+  readonly options: readonly ProviderOptionSpec[];
   /** Flags that belong to this provider only; giving one with another provider is a usage error. */
   readonly flags: readonly (keyof O & string)[];
   /**
@@ -82,6 +106,18 @@ export interface StorageProvider<C extends { provider: string; bucket: string } 
    * for another provider is refused up front: the user asked for encryption and would not get it.
    */
   readonly customerKey?: { readonly option: WordOptions<O>; readonly variable: string; readonly what: string; readonly where: string };
+}
+
+/**
+ * The rest of a provider, loaded (with its config code) only when a command uses it. C: its config;
+ * O: the options its resolve() reads.
+ */
+export interface StorageProvider<C extends { provider: string; bucket: string } = { provider: string; bucket: string }, O extends OptionValues = OptionValues> {
+  /** Its declaration's name. */
+  readonly name: C['provider'];
+  /** What the bucket is called in messages: bucket, container, directory. */
+  readonly bucketWord: string;
+  parseUrl(url: string): ParsedUrl;
   /** Flags + environment → this provider's config. Reads credential files, never the process environment. */
   resolve(input: ResolveInput<O>): Resolved<C>;
   readonly partLimits: PartLimits;

@@ -18,6 +18,6 @@ export interface ParsedUrl {
 }
 
 /** The URL read by its provider: the one its form selects (file://, /path), else --cloud-provider's. */
-export function parseStoreUrl(url: string, cloudProvider: string): ParsedUrl {
-  return providerFor(url, cloudProvider).parseUrl(url);
+export async function parseStoreUrl(url: string, cloudProvider: string): Promise<ParsedUrl> {
+  return (await providerFor(url, cloudProvider)).parseUrl(url);
 }

@@ -4,13 +4,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from '../../src/cli/parse.ts';
 import { commandByName } from '../../src/cli/spec.ts';
-import { resolveStore, type Env } from '../../src/cli/store.ts';
+import { resolveLoadedStore, type Env, type StoreOptions } from '../../src/cli/store.ts';
+import { declarationFor, PROVIDERS, providerNamed, type AnyStorageProvider } from '../../src/storage/registry.ts';
 import { CliError, GeneralError } from '../../src/errors.ts';
 import { redact } from '../../src/log.ts';
 
+// Every provider's code, loaded once, so that each case resolves synchronously (resolveStore()
+// only adds the load of the one provider a command uses).
+const loaded = new Map<string, AnyStorageProvider>();
+const resolveStore = (rawUrl: string, opts: StoreOptions, env: Env) =>
+  resolveLoadedStore(rawUrl, opts, env, loaded.get(declarationFor(rawUrl, opts['cloud-provider']).name)!);
+
 let dir: string;
 let caFile: string;
-beforeAll(() => {
+beforeAll(async () => {
+  for (const p of PROVIDERS) loaded.set(p.name, await providerNamed(p.name));
   dir = mkdtempSync(join(tmpdir(), 'bc-opts-'));
   caFile = join(dir, 'ca.pem');
   writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');

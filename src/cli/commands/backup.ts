@@ -5,7 +5,6 @@ import { ServerLayout } from '../../catalog/layout.js';
 import { takeBackup } from '../../backup/backup.js';
 import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { partSize } from '../../storage/provider.js';
-import { providerNamed } from '../../storage/registry.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 import { checkBackupTags, parseTags } from '../tags.js';
@@ -69,7 +68,7 @@ const backup: CommandModule<'backup'> = {
         immediateCheckpoint: opts['immediate-checkpoint'],
         jobs: opts.jobs,
         maxArchiveSize,
-        chunkSize: partSize(providerNamed(resolved.config.provider).partLimits, maxArchiveSize, opts['min-chunk-size']),
+        chunkSize: partSize(resolved.provider.partLimits, maxArchiveSize, opts['min-chunk-size']),
         maxBandwidth: opts['max-bandwidth'],
         name: opts.name,
         tags,

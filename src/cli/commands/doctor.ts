@@ -54,7 +54,7 @@ async function storeChecks(
   let resolved: ResolvedStore;
   let store: ObjectStore;
   try {
-    resolved = resolveContextStore(ctx);
+    resolved = await resolveContextStore(ctx);
     onResolved(resolved);
     store = await openObjectStore(resolved.config);
   } catch (e) {
@@ -70,12 +70,12 @@ async function storeChecks(
       if (found) source += ` (found: ${found})`;
     } catch (e) {
       // Only the S3 SDK driver resolves a credential chain up front.
-      report(fail('configuration', `${describeStore(resolved.config, resolved.url.path)}; ${message(e)} (looked in ` +
+      report(fail('configuration', `${describeStore(resolved)}; ${message(e)} (looked in ` +
         `${resolved.credentialSource}): give keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or --s3-access-key-id-file ` +
         `and --s3-secret-access-key-file), a profile (-P), or run where an IAM role is available; ${skipped}`));
       return false;
     }
-    report(ok('configuration', `${describeStore(resolved.config, resolved.url.path)}; credentials: ${source}`));
+    report(ok('configuration', `${describeStore(resolved)}; credentials: ${source}`));
 
     const bucket = 'bucket'; // the same check name for a container or a directory: scripts read it
     try {
@@ -121,7 +121,7 @@ async function postgresChecks(ctx: CommandContext<'doctor'>, target: ArchiveTarg
       'PGPORT, PGUSER, PGPASSWORD), or --no-postgres to check the object store only'));
     return;
   }
-  for (const r of postgresResults(facts, target, new Date())) report(r);
+  for (const r of await postgresResults(facts, target, new Date())) report(r);
 }
 
 const doctor: CommandModule<'doctor'> = {

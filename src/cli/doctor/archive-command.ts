@@ -167,10 +167,10 @@ interface Place {
   account?: string;
 }
 
-function place(url: string, provider: CloudProvider): Place | null {
+async function place(url: string, provider: CloudProvider): Promise<Place | null> {
   let parsed: ParsedUrl;
   try {
-    parsed = parseStoreUrl(url, provider);
+    parsed = await parseStoreUrl(url, provider);
   } catch {
     return null;
   }
@@ -181,10 +181,10 @@ function place(url: string, provider: CloudProvider): Place | null {
 const trimSlash = (s: string | undefined) => s?.replace(/\/+$/, '');
 
 /** How the call's destination differs from the target, in words; empty when it is the same place. */
-export function targetDifferences(args: Extract<WalArchiveArgs, { valid: true }>, target: ArchiveTarget): string[] {
+export async function targetDifferences(args: Extract<WalArchiveArgs, { valid: true }>, target: ArchiveTarget): Promise<string[]> {
   const out: string[] = [];
-  const theirs = place(args.destinationUrl, args.cloudProvider);
-  const ours = place(target.destinationUrl, target.cloudProvider);
+  const theirs = await place(args.destinationUrl, args.cloudProvider);
+  const ours = await place(target.destinationUrl, target.cloudProvider);
   if (!theirs) {
     out.push(`its destination ${args.destinationUrl} is not a valid URL for ${args.cloudProvider}`);
   } else if (ours) {
@@ -215,7 +215,7 @@ export interface ArchiveSettings {
  * The archive_command check: FAIL when archiving is on with nothing to run or with arguments
  * wal-archive refuses; warn when it sends WAL somewhere else or through another tool.
  */
-export function checkArchiveCommand(settings: ArchiveSettings, target: ArchiveTarget): CheckResult {
+export async function checkArchiveCommand(settings: ArchiveSettings, target: ArchiveTarget): Promise<CheckResult> {
   const name = 'archive_command';
   const archiving = settings.archiveMode !== 'off';
   if (settings.archiveLibrary) {
@@ -246,7 +246,7 @@ export function checkArchiveCommand(settings: ArchiveSettings, target: ArchiveTa
   if (args.walPath === undefined) {
     return fail(name, `calls ${via} without %p: every WAL file would fail to archive; add %p as its last argument`);
   }
-  const differences = targetDifferences(args, target);
+  const differences = await targetDifferences(args, target);
   if (differences.length) {
     return warn(name, `calls ${via} but ${differences.join('; ')}: the WAL archive checked here is not the one PostgreSQL fills`);
   }

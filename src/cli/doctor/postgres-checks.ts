@@ -117,12 +117,12 @@ export function checkArchiver(a: ArchiverStats, now: Date): CheckResult {
 }
 
 /** Every PostgreSQL verdict, in the order they are reported. */
-export function postgresResults(facts: PostgresFacts, target: ArchiveTarget, now: Date): CheckResult[] {
+export async function postgresResults(facts: PostgresFacts, target: ArchiveTarget, now: Date): Promise<CheckResult[]> {
   return [
     checkConnection(facts),
     checkPrivileges(facts),
     checkArchiveMode(facts),
-    checkArchiveCommand({ archiveMode: facts.archiveMode, archiveCommand: facts.archiveCommand, archiveLibrary: facts.archiveLibrary }, target),
+    await checkArchiveCommand({ archiveMode: facts.archiveMode, archiveCommand: facts.archiveCommand, archiveLibrary: facts.archiveLibrary }, target),
     checkWalLevel(facts),
     checkArchiver(facts.archiver, now),
   ];

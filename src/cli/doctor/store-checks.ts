@@ -6,8 +6,6 @@ import { log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { STATUS } from '../../catalog/backup-info.js';
 import { joinKey, type ServerLayout } from '../../catalog/layout.js';
-import type { StoreConfig } from '../../storage/config.js';
-import { providerNamed } from '../../storage/registry.js';
 import type { ObjectStore } from '../../storage/types.js';
 import type { ResolvedStore } from '../store.js';
 import { fail, ok, warn, type CheckResult } from './report.js';
@@ -34,14 +32,13 @@ export function classifyStoreError(e: unknown): StoreFailureKind {
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** Where the store is, in words: provider, bucket, path and endpoint (no credentials). */
-export function describeStore(config: StoreConfig, path: string): string {
-  return providerNamed(config.provider).describe(config, path.replace(/\/+$/, '') || '(bucket root)');
+export function describeStore({ provider, config, url }: ResolvedStore): string {
+  return provider.describe(config, url.path.replace(/\/+$/, '') || '(bucket root)');
 }
 
 /** The fix for a store that cannot be used, in plain words. */
 export function storeFailureAdvice(kind: StoreFailureKind, resolved: ResolvedStore, serverName: string, rawUrl: string): string {
-  const { config } = resolved;
-  const provider = providerNamed(config.provider);
+  const { config, provider } = resolved;
   const bucketWord = provider.bucketWord;
   switch (kind) {
     case 'tls':
@@ -56,7 +53,7 @@ export function storeFailureAdvice(kind: StoreFailureKind, resolved: ResolvedSto
         `and allowed to list and read ${bucketWord} ${config.bucket}`;
     case 'bucket-missing':
       // Not a cloud provider: the local directory store.
-      return !provider.cloudProvider
+      return !resolved.declaration.cloudProvider
         ? `the directory ${config.bucket} does not exist: create it (mkdir -p ${config.bucket})`
         : `${bucketWord} ${config.bucket} does not exist: fix its name in the URL, or create it (barman-cloud ` +
           `check-wal-archive ${rawUrl} ${serverName} creates a missing ${bucketWord} before checking the archive)`;

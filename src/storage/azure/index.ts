@@ -39,14 +39,8 @@ function parseAzureUrl(url: string): ParsedUrl {
 
 export const azureProvider: StorageProvider<AzureStoreConfig, AzureOptions> = {
   name: 'azure-blob-storage',
-  cloudProvider: true,
   bucketWord: 'container',
   parseUrl: parseAzureUrl,
-  flags: [
-    'azure-storage-account', 'azure-storage-key-file', 'azure-storage-sas-token-file', 'azure-connection-string-file',
-    'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials',
-  ],
-  customerKey: { option: 'azure-customer-key-file', variable: 'BARMAN_CLOUD_AZURE_CUSTOMER_KEY_FILE', what: 'customer-provided keys (CPK)', where: 'Azure' },
   resolve: resolveAzure,
   partLimits: { maxParts: 50_000, minPartSize: 64 * 1024 },
   describe(config, path) {

@@ -5,9 +5,7 @@ import { resolveFile, type FileOptions, type FileStoreConfig } from './config.js
 
 export const fileProvider: StorageProvider<FileStoreConfig, FileOptions> = {
   name: 'file',
-  cloudProvider: false,
   bucketWord: 'directory',
-  claims: (url) => url.startsWith('file://') || url.startsWith('/'),
   parseUrl(url) {
     let root = url;
     if (url.startsWith('file://')) {
@@ -19,7 +17,6 @@ export const fileProvider: StorageProvider<FileStoreConfig, FileOptions> = {
     if (!root.startsWith('/')) throw new GeneralError(`Invalid file URL address: ${url}`);
     return { provider: 'file', bucket: root, path: '' };
   },
-  flags: [],
   resolve: resolveFile,
   partLimits: { maxParts: 10_000, minPartSize: 8 * 1024 * 1024 },
   describe: (config) => `local directory ${config.bucket}`,

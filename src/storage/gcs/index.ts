@@ -8,7 +8,6 @@ const RESUMABLE_CHUNK = 256 * 1024;
 
 export const gcsProvider: StorageProvider<GcsStoreConfig, GcsOptions> = {
   name: 'google-cloud-storage',
-  cloudProvider: true,
   bucketWord: 'bucket',
   parseUrl(url) {
     const console = GCS_CONSOLE.exec(url);
@@ -19,8 +18,6 @@ export const gcsProvider: StorageProvider<GcsStoreConfig, GcsOptions> = {
     if (!p || p.scheme !== 'gs' || p.netloc === '') throw new GeneralError(`Invalid gs URL address: ${url}`);
     return { provider: 'google-cloud-storage', bucket: p.netloc, path: p.path.replace(/^\/+|\/+$/g, '') };
   },
-  flags: ['google-application-credentials', 'google-gke-environment'],
-  customerKey: { option: 'google-customer-key-file', variable: 'BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE', what: 'customer-supplied encryption keys (CSEK)', where: 'GCS' },
   resolve: resolveGcs,
   // barman spools each whole GCS part on disk; we stream resumable chunks instead, in multiples of 256 KiB.
   partLimits: { maxParts: 10_000, minPartSize: 8 * 1024 * 1024, partSizeMultiple: RESUMABLE_CHUNK },

@@ -5,15 +5,12 @@ import { resolveS3, type S3Options, type S3StoreConfig } from './config.js';
 
 export const s3Provider: StorageProvider<S3StoreConfig, S3Options> = {
   name: 'aws-s3',
-  cloudProvider: true,
   bucketWord: 'bucket',
   parseUrl(url) {
     const p = splitScheme(url);
     if (!p || p.scheme !== 's3' || p.netloc === '') throw new GeneralError(`Invalid s3 URL address: ${url}`);
     return { provider: 'aws-s3', bucket: p.netloc, path: p.path.replace(/^\//, '') };
   },
-  flags: ['s3-region', 's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 's3-inherit-from-iam-role'],
-  customerKey: { option: 'sse-customer-key-file', variable: 'BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE', what: 'customer-provided keys (SSE-C)', where: 'S3' },
   resolve: resolveS3,
   partLimits: { maxParts: 10_000, minPartSize: 5 * 1024 * 1024 },
   describe(config, path) {
