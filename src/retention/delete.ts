@@ -5,7 +5,7 @@
 // deleted behind a missing backup.info: the next run sees the backup again and finishes it.
 import { OperationError } from '../errors.js';
 import { log } from '../log.js';
-import type { BackupCatalog } from '../catalog/catalog.js';
+import { KEEP_ANNOTATION, type BackupCatalog } from '../catalog/catalog.js';
 import { mapBounded, TaskWindow } from '../concurrency.js';
 import { TAR_EXTENSIONS } from '../compression/index.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
@@ -100,8 +100,8 @@ export interface DeletionSummary {
   failure?: unknown;
 }
 
-/** Backups deleted side by side in a bulk run (listing + two delete requests each). */
-const BACKUP_CONCURRENCY = 8;
+/** Bulk delete requests for backup data objects in flight. */
+const DATA_DELETE_CONCURRENCY = 4;
 /** Bulk WAL delete requests in flight: RGW spends ~0.5 s on a 1,000-key DeleteObjects. */
 const WAL_DELETE_CONCURRENCY = 4;
 
@@ -281,7 +281,7 @@ export class BackupDeleter {
    * Delete several backups at once, with the outcome of deleting them one by one in barman's
    * order (the WAL decisions are computed per backup on the catalog as it would stand then), but
    * in three phases so that the requests can run side by side:
-   *   1. every backup's data objects (tars, parts.json), a few backups at a time;
+   *   1. every backup's data objects (tars, parts.json), from one listing of base/, in full batches;
    *   2. one pass over the WAL listing, deleting in concurrent batches as pages arrive whatever
    *      any of the per-backup decisions removes;
    *   3. the backup.info files, oldest first.
@@ -291,14 +291,20 @@ export class BackupDeleter {
    */
   private async deleteInBulk(backupIds: readonly string[]): Promise<void> {
     const catalogNow = (await this.catalog.load()).backups;
-    const checked = await mapBounded(backupIds, BACKUP_CONCURRENCY, async (id) => {
-      const info = await this.catalog.getBackupInfo(id);
-      return { id, info, kept: info ? keepStatus(await this.catalog.getKeepTarget(id, false)) : null };
-    });
+    // One fresh listing of base/, taken after the retention report: every backup's own objects and
+    // the keep annotations added since, instead of a listing and a keep GET per backup (on RGW,
+    // 1,000 small requests for 500 backups).
+    const fresh = await this.listBase();
     const doomed: BackupInfo[] = [];
-    for (const { id, info, kept } of checked) {
-      if (!info) log.warning(`Backup ${id} does not exist`);
-      else if (kept) log.warning(`Skipping delete of backup ${id} for server ${this.layout.serverName}: a keep request was added during this run`);
+    for (const id of backupIds) {
+      const info = await this.catalog.getBackupInfo(id);
+      if (!info) {
+        log.warning(`Backup ${id} does not exist`);
+        continue;
+      }
+      // A keep listed now is read afresh (its value decides, as for one backup at a time).
+      const kept = fresh.kept.has(id) ? keepStatus(await this.catalog.getKeepTarget(id, false)) : null;
+      if (kept) log.warning(`Skipping delete of backup ${id} for server ${this.layout.serverName}: a keep request was added during this run`);
       else doomed.push(info);
     }
     if (doomed.length === 0) return;
@@ -316,21 +322,47 @@ export class BackupDeleter {
     }
     const classes = foldCleanupSteps(steps);
 
-    // Phase 1: the data objects, a few backups at a time.
-    // Several backups are deleted at once: the failure reported is that of the oldest that failed,
-    // as deleting them one by one would report, not whichever failed first in time.
-    let stopped: unknown;
+    // Phase 1: the data objects of every backup, oldest first, in full batches with a few in
+    // flight. Should some fail, the failure reported is that of the oldest backup with an object
+    // left, as deleting them one by one would report, and no further batch starts.
+    const owners: number[] = [];
+    const dataKeys: string[] = [];
+    doomed.forEach((info, at) => {
+      log.info(`Deleting backup ${info.backup_id} for server ${this.layout.serverName}`);
+      const prefix = this.layout.backupPrefix(info.backup_id);
+      for (const key of this.backupDataKeys(fresh.objects.get(prefix) ?? [], info, prefix)) {
+        dataKeys.push(key);
+        owners.push(at);
+      }
+    });
+    const batches: number[] = [];
+    for (let i = 0; i < dataKeys.length; i += this.options.batchSize) batches.push(i);
     let stoppedAt = Infinity;
-    await mapBounded(doomed, BACKUP_CONCURRENCY, async (info, at) => {
+    let stopped: unknown;
+    const stopAt = (at: number, error: unknown) => {
+      if (at < stoppedAt) [stopped, stoppedAt] = [error, at];
+    };
+    await mapBounded(batches, DATA_DELETE_CONCURRENCY, async (start) => {
       if (stoppedAt !== Infinity) return;
+      const keys = dataKeys.slice(start, start + this.options.batchSize);
       try {
-        await this.deleteBackupObjects(info);
-      } catch (error) {
-        if (at < stoppedAt) [stopped, stoppedAt] = [error, at];
+        const result = await this.store.deleteMany(keys, this.options.batchSize);
+        this.summary.backupObjectsDeleted += result.deleted.length;
+        this.summary.bytesFreed += sizeOf(this.sizes, result.deleted);
+        if (result.errors.length === 0) return;
+        const failed = new Set(result.errors.map((e) => e.key));
+        for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
+        const at = owners[start + keys.findIndex((k) => failed.has(k))]!;
+        stopAt(at, new Error('Error from cloud provider while deleting objects - please check the command output.'));
+      } catch (e) {
+        stopAt(owners[start]!, e);
       }
     });
     // Every backup.info is still there: the next run sees the same catalog and redoes it all.
-    if (stoppedAt !== Infinity) throw stopped;
+    if (stoppedAt !== Infinity) {
+      const e = stopped;
+      throw new OperationError(`Could not delete backup ${doomed[stoppedAt]!.backup_id}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
 
     // Phase 2: the WAL.
     if (classes.length > 0) {
@@ -355,34 +387,53 @@ export class BackupDeleter {
   }
 
   /**
-   * A backup's tar objects, then its parts.json: a run stopped half-way leaves a backup whose
-   * restore names the missing parts instead of one that restores unchecked. Sizes are remembered.
+   * Every object under base/ in one recursive listing: each backup directory's own objects (by
+   * `<base>/<id>/` prefix), and the IDs of backups holding a keep annotation. Sizes are remembered.
    */
-  private async backupDataKeys(info: BackupInfo, prefix: string): Promise<string[]> {
+  private async listBase(): Promise<{ objects: Map<string, ObjectInfo[]>; kept: Set<string> }> {
+    const base = this.layout.basePrefix;
+    const objects = new Map<string, ObjectInfo[]>();
+    const kept = new Set<string>();
+    for await (const e of this.store.list(base)) {
+      if (e.kind !== 'object') continue;
+      const cut = e.key.indexOf('/', base.length);
+      if (cut < 0) continue;
+      const prefix = e.key.slice(0, cut + 1);
+      const id = prefix.slice(base.length, -1);
+      if (e.key.indexOf('/', cut + 1) >= 0) {
+        if (e.key === this.layout.annotationKey(id, KEEP_ANNOTATION)) kept.add(id);
+        continue;
+      }
+      const own = objects.get(prefix);
+      if (own) own.push(e);
+      else objects.set(prefix, [e]);
+      this.sizes.set(e.key, e.size);
+    }
+    return { objects, kept };
+  }
+
+  /** A backup's own objects, one level below its directory (sizes remembered). */
+  private async listBackupDir(prefix: string): Promise<ObjectInfo[]> {
     const objects: ObjectInfo[] = [];
     for await (const e of this.store.list(prefix, { delimiter: '/' })) {
       if (e.kind !== 'object') continue;
       objects.push(e);
       this.sizes.set(e.key, e.size);
     }
+    return objects;
+  }
+
+  /**
+   * A backup's tar objects, then its parts.json: a run stopped half-way leaves a backup whose
+   * restore names the missing parts instead of one that restores unchecked.
+   */
+  private backupDataKeys(objects: readonly ObjectInfo[], info: BackupInfo, prefix: string): string[] {
     const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
     for (const w of warnings) log.warning(w);
     const dataKeys = files.map((f) => f.key);
     const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
     if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
     return dataKeys;
-  }
-
-  /** A backup's tar objects and parts.json (its backup.info goes later, in phase 3). */
-  private async deleteBackupObjects(info: BackupInfo): Promise<void> {
-    const backupId = info.backup_id;
-    log.info(`Deleting backup ${backupId} for server ${this.layout.serverName}`);
-    const prefix = this.layout.backupPrefix(backupId);
-    try {
-      await this.deleteKeys(await this.backupDataKeys(info, prefix), 'backup');
-    } catch (e) {
-      throw new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-    }
   }
 
   /**
@@ -468,7 +519,7 @@ export class BackupDeleter {
       this.options.print(`Skipping deletion of ${labelKey} due to --dry-run option`);
     }
 
-    const dataKeys = await this.backupDataKeys(info, prefix);
+    const dataKeys = this.backupDataKeys(await this.listBackupDir(prefix), info, prefix);
     const infoKey = this.layout.backupInfoKey(backupId);
 
     if (dryRun) {

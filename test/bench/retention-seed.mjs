@@ -95,7 +95,7 @@ export function seedFileStore(dir, opts = {}) {
  * PUT every [key, body] of `items` into `bucket` at `endpoint` with `parallel` keep-alive requests
  * signed by aws4 (a bare client: no SDK, no retries beyond one on a reset connection).
  */
-export async function seedS3({ endpoint, bucket, keys, items, parallel = 32, prefix = '' }) {
+export async function seedS3({ endpoint, bucket, keys, items, parallel = 64, prefix = '' }) {
   const aws4 = require('aws4');
   const url = new URL(endpoint);
   const agent = new http.Agent({ keepAlive: true, maxSockets: parallel });
@@ -163,18 +163,18 @@ export async function startRgw({ memstoreMiB = 6144 } = {}) {
   return { url: `http://127.0.0.1:${port}`, keys, stop, pid: child.pid };
 }
 
-/** GNU time around one command: wall ms, peak RSS MB, stdout. */
+/** GNU time around one command: wall ms, peak RSS MB, CPU ms (user + system), stdout. */
 export function timed(cmd, args, env) {
   return new Promise((res, rej) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => {
       if (code !== 0) return rej(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
-      const [secs, kb] = stderr.trim().split('\n').at(-1).split(' ').map(Number);
-      res({ ms: secs * 1000, mb: kb / 1024, stdout, stderr });
+      const [secs, kb, user, sys] = stderr.trim().split('\n').at(-1).split(' ').map(Number);
+      res({ ms: secs * 1000, mb: kb / 1024, cpuMs: Math.round((user + sys) * 1000), stdout, stderr });
     });
   });
 }
@@ -184,7 +184,7 @@ export async function runRetention({ url, backups = 1000, env = process.env, ext
   const bin = join(ROOT, 'bin', 'barman-cloud-backup-delete');
   const r = await timed(process.execPath, [bin, ...extra, '--format', 'json', '-r', `REDUNDANCY ${Math.ceil(backups / 2)}`, url, 'srv'], env);
   const { backup_ids: ids, ...summary } = JSON.parse(r.stdout.trim().split('\n').at(-1));
-  return { ms: r.ms, mb: r.mb, summary: { ...summary, first: ids[0], last: ids.at(-1) } };
+  return { ms: r.ms, mb: r.mb, cpuMs: r.cpuMs, summary: { ...summary, first: ids[0], last: ids.at(-1) } };
 }
 
 /** One backup-list --format json run over the catalog: { ms, mb, bytes }. */

@@ -526,6 +526,57 @@ describe('BackupDeleter on the directory store', () => {
     expect(allKeys()).toEqual(remaining);
   });
 
+  it('a bulk -r run lists base/ once for every backup\'s objects and keep annotations, and deletes data objects in full batches', async () => {
+    const lists: string[] = [];
+    const deletes: string[][] = [];
+    const counting: ObjectStore = Object.create(store) as ObjectStore;
+    counting.list = (prefix, options) => {
+      lists.push(`${prefix}${options?.delimiter ? ' /' : ''}`);
+      return store.list(prefix, options);
+    };
+    counting.deleteMany = (keys, size) => {
+      deletes.push(keys);
+      return store.deleteMany(keys, size);
+    };
+    rmSync(join(root, layout.annotationKey('20260106T000000', 'keep')));
+    const catalog = new BackupCatalog(counting, layout);
+    await catalog.getBackupList();
+    // The keep appears after the report was made (keep targets below are from before it).
+    write(layout.annotationKey('20260110T000000', 'keep'), 'full');
+    const deleter = new BackupDeleter(counting, catalog, layout, new Map(), { dryRun: false, batchSize: 10, print: () => {} });
+    const s = await deleter.deleteAll(['20260106T000000', '20260108T000000', '20260110T000000'], true);
+    expect(s.failure).toBeUndefined();
+    expect(s.backupIds).toEqual(['20260106T000000', '20260108T000000']);
+    expect(logs.join('')).toContain('Skipping delete of backup 20260110T000000 for server srv: a keep request was added during this run');
+    expect(existsSync(join(root, 'p/srv/base/20260110T000000/data.tar.gz'))).toBe(true);
+    // No listing per backup directory: one of base/ (beside the catalog's own with the delimiter).
+    expect(lists.filter((l) => l.startsWith('p/srv/base/2'))).toEqual([]);
+    expect(lists.filter((l) => l === 'p/srv/base/')).toHaveLength(1);
+    // The six data objects of the two backups in one request, before any backup.info.
+    const dataBatches = deletes.filter((keys) => keys.some((k) => k.includes('/base/') && !k.endsWith('backup.info')));
+    expect(dataBatches).toHaveLength(1);
+    expect(dataBatches[0]).toHaveLength(6);
+    expect(s.backupObjectsDeleted).toBe(8);
+  });
+
+  it('a failed batch of several backups\' data objects names the oldest backup with an object left', async () => {
+    const failing: ObjectStore = Object.create(store) as ObjectStore;
+    // Only the newer backup's objects fail, in the same request as the older one's.
+    failing.deleteMany = async (keys, size) => {
+      const bad = keys.filter((k) => k.includes('20260110T000000/data'));
+      const r = await store.deleteMany(keys.filter((k) => !bad.includes(k)), size);
+      return { deleted: r.deleted, errors: bad.map((key) => ({ key, message: 'AccessDenied: nope' })) };
+    };
+    const catalog = new BackupCatalog(failing, layout);
+    await catalog.getBackupList();
+    const deleter = new BackupDeleter(failing, catalog, layout, new Map(), { dryRun: false, batchSize: 10, print: () => {} });
+    const s = await deleter.deleteAll(['20260108T000000', '20260110T000000'], true);
+    expect(s).toMatchObject({ errors: 1, backupIds: [] });
+    expect(logs.join('')).toContain('ERROR: Could not delete backup 20260110T000000: Error from cloud provider while deleting objects');
+    expect(existsSync(join(root, 'p/srv/base/20260108T000000/backup.info'))).toBe(true);
+    expect(existsSync(join(root, 'p/srv/base/20260110T000000/backup.info'))).toBe(true);
+  });
+
   it('stops at the first backup whose data cannot be deleted, leaving its backup.info', async () => {
     const failing: ObjectStore = Object.create(store) as ObjectStore;
     failing.deleteMany = async (keys) => ({ deleted: [], errors: keys.map((key) => ({ key, message: 'AccessDenied: nope' })) });
