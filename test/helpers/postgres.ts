@@ -16,13 +16,14 @@
 //
 // Every started server is stopped at process exit (`pg_ctl stop -m immediate` in an exit hook),
 // and the harness's temporary directories are deleted then (set BC_KEEP_PG_TMP=1 to keep them).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync,
   statSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, isAbsolute } from 'node:path';
+import { promisify } from 'node:util';
 import { freePort, ROOT } from './servers.ts';
 import { cleanEnv } from './run-bin.ts';
 
@@ -665,4 +666,18 @@ export async function startRestoredCopy(
   await copy.start();
   await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
   return copy;
+}
+
+/**
+ * `pg_verifybackup -n` on a restored data directory (WAL is not checked: recovery fetches it from
+ * the archive); its exit code and combined output.
+ */
+export async function pgVerifyBackup(dir: string): Promise<{ code: number; out: string }> {
+  try {
+    const r = await promisify(execFile)(join(PG_BIN, 'pg_verifybackup'), ['-n', dir]);
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+  }
 }

@@ -1,5 +1,5 @@
 // Spawns the real executables under bin/ (built by `npm test`'s pretest step) and collects output.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from './servers.ts';
 
@@ -62,6 +62,16 @@ export function runBin(
   opts: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; timeoutMs?: number } = {},
 ): Promise<BinResult> {
   return runProcess(process.execPath, [...(opts.nodeArgs ?? []), join(ROOT, 'bin', name), ...args], opts);
+}
+
+/** One of our executables started in the background, for a test that kills it part-way through. */
+export function spawnBin(name: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {}): ChildProcess {
+  return spawn(process.execPath, [join(ROOT, 'bin', name), ...args], { env: opts.env ?? cleanEnv(), stdio: opts.stdio ?? 'ignore' });
+}
+
+/** How a child ended: the signal that killed it, else its exit code. Call it before the child can end. */
+export function exitOf(child: ChildProcess): Promise<NodeJS.Signals | number | null> {
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));
 }
 
 /** One of Debian's barman-cli-cloud 3.4 tools (`/usr/bin/<tool>`), side by side with ours. */

@@ -10,24 +10,21 @@
 //     deletes a backup of ours carrying both records (backup.info rewritten in the 3.4 compatibility
 //     mode, since 3.4 cannot read the newer keys), leaving parts.json behind; our restore reads a
 //     backup of barman 3.4, which has neither record.
-import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import type { ServerHandle } from '../helpers/servers.ts';
 import { cleanEnv, runBarman, runBin } from '../helpers/run-bin.ts';
+import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
 import {
-  PG_BIN, pgTempDir, postgresAvailable, recoveryCluster, requireTool, startCluster, toolCommand, type PgCluster,
+  pgTempDir, pgVerifyBackup, postgresAvailable, requireTool, startCluster, startRestoredCopy, toolCommand, type PgCluster,
 } from '../helpers/postgres.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { parseBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 
-const execFileAsync = promisify(execFile);
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'integrity';
 
 const BARMAN34 = existsSync('/usr/bin/barman-cloud-backup');
@@ -58,16 +55,6 @@ function fileMember(tar: Buffer, minSize: number): { path: string; offset: numbe
   throw new Error('no file member large enough');
 }
 
-async function pgVerifyBackup(dir: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await execFileAsync(join(PG_BIN, 'pg_verifybackup'), ['-n', dir]);
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
-}
-
 describe.skipIf(skip)('end-to-end checksums: backup_manifest and parts.json with PostgreSQL 15', () => {
   let moto: ServerHandle;
   let primary: PgCluster;
@@ -80,24 +67,19 @@ describe.skipIf(skip)('end-to-end checksums: backup_manifest and parts.json with
     moto: (server = 'srv') => ['--endpoint-url', moto.url, `s3://${BUCKET}/pg`, server],
   };
   const storePrefix = { file: '', moto: 'pg/' };
-  const env = () => cleanEnv({ ...S3_ENV, ...primary.env });
+  const env = () => cleanEnv({ ...MOTO_ENV, ...primary.env });
   /** The backup each round trip took: store kind → { id, part names }. */
   const taken: Record<string, { id: string; tbsOid: string; parts: string[]; codec: string }> = {};
 
   beforeAll(async () => {
-    moto = await startMoto();
-    await createS3Bucket(moto.url, BUCKET);
+    ({ moto, store: stores.moto } = await startMotoBucket(BUCKET));
     fileRoot = pgTempDir('bc-integrity-store-');
     stores.file = await openObjectStore({ provider: 'file', bucket: fileRoot, retry: DEFAULT_RETRY });
-    stores.moto = await openObjectStore({
-      provider: 'aws-s3', bucket: BUCKET, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
     const tbsDir = pgTempDir('bc-integrity-tbs-');
     // WAL goes to both stores, so each round trip recovers from its own store.
     const archive = `${toolCommand('barman-cloud-wal-archive', ['--lz4', ...where.file()])} %p && ` +
       `${toolCommand('barman-cloud-wal-archive', ['--lz4', ...where.moto()])} %p`;
-    primary = await startCluster({ conf: { archive_mode: 'on', archive_command: archive }, serverEnv: { ...S3_ENV } });
+    primary = await startCluster({ conf: { archive_mode: 'on', archive_command: archive }, serverEnv: { ...MOTO_ENV } });
     clusters.push(primary);
     await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbsDir}'`);
     await primary.psql(
@@ -162,16 +144,7 @@ describe.skipIf(skip)('end-to-end checksums: backup_manifest and parts.json with
     const verified = await pgVerifyBackup(dest);
     expect(verified).toEqual({ code: 0, out: 'backup successfully verified\n' });
 
-    if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', tbsNew]);
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where[kind]())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: { ...S3_ENV },
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, where[kind](), { serverEnv: { ...MOTO_ENV }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
     await copy.remove();

@@ -2,18 +2,14 @@
 // real pg_basebackup are parsed and their CRC32C values recomputed from the files, a manifest
 // rebuilt from PostgreSQL's own entries is byte-identical to PostgreSQL's, and a manifest we build
 // from the files on disk passes `pg_verifybackup -n` (and fails it once a file changes).
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackupManifestBuilder, Crc32c, crc32cHex, manifestPath, parseBackupManifest, type ParsedBackupManifest,
 } from '../../src/backup/manifest.js';
-import { baseBackup, PG_BIN, postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.js';
-
-const execFileAsync = promisify(execFile);
+import { baseBackup, pgVerifyBackup, postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.js';
 
 /** Every regular file below `dir`, as data-directory-relative paths. */
 function walk(dir: string, rel = ''): string[] {
@@ -32,16 +28,6 @@ function crcOf(path: string): string {
   // fed in pieces, as the tar producer does
   for (let off = 0; off < data.length; off += 1000) c.update(data.subarray(off, off + 1000));
   return c.hex();
-}
-
-async function verifyBackup(dir: string): Promise<{ code: number; out: string }> {
-  try {
-    const r = await execFileAsync(join(PG_BIN, 'pg_verifybackup'), ['-n', dir]);
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
 }
 
 /** '2026-12-03 05:42:00 GMT' → epoch seconds. */
@@ -152,13 +138,13 @@ describe.skipIf(requireTool('PostgreSQL 15', postgresAvailable()))('backup_manif
       b.addFile(path, st.size, st.mtimeMs / 1000, Buffer.from(crcOf(join(dir, path)), 'hex').readUInt32LE());
     }
     writeFileSync(join(dir, 'backup_manifest'), b.render(parsed.walRanges));
-    const ok = await verifyBackup(dir);
+    const ok = await pgVerifyBackup(dir);
     expect(ok.out).toContain('backup successfully verified');
     expect(ok.code).toBe(0);
 
     const victim = join(dir, 'PG_VERSION');
     writeFileSync(victim, readFileSync(victim, 'utf8').replace('15', '51'));
-    const bad = await verifyBackup(dir);
+    const bad = await pgVerifyBackup(dir);
     expect(bad.code).not.toBe(0);
     expect(bad.out).toMatch(/checksum mismatch for file "PG_VERSION"/);
     rmSync(dir, { recursive: true, force: true });

@@ -20,7 +20,7 @@ import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/stor
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
@@ -259,15 +259,7 @@ describe.skipIf(skipPg).each(cases)('PostgreSQL 15 round trip: $name', (c) => {
     const dest = join(pgTempDir('bc-cpk-restore-'), 'data');
     const r = await runBin('barman-cloud-restore', [...args, 'srv', 'enc', dest], { env, timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', ['--parallel', '4', ...args, 'srv'])} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: withKey,
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, ['--parallel', '4', ...args, 'srv'], { serverEnv: withKey, clusters });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
 

@@ -6,34 +6,21 @@
 // barman-format bytes that do. Wrong or missing identity: exit 1, one line, no destination written.
 // barman 3.4 on the same bucket: no traceback.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
+import type { ServerHandle } from '../helpers/servers.ts';
+import { runBin, runBarman, cleanEnv } from '../helpers/run-bin.ts';
+import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const haveAge = spawnSync('age', ['--version']).status === 0 && spawnSync('lz4', ['--version']).status === 0;
 const skip = requireTool('PostgreSQL 15', postgresAvailable()) || requireTool('age and lz4 (Debian packages)', haveAge)
   || requireTool('barman-cli-cloud 3.4', existsSync('/usr/bin/barman-cloud-backup-list'));
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const MARKER = 'age-plaintext-marker-7f3e9c1d';
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** PostgreSQL's WAL page header: XLOG_PAGE_MAGIC 0xD110 (15), xlp_info, timeline 1 (little-endian). */
 function walHeaderAt(buf: Buffer): number {
@@ -50,16 +37,11 @@ describe.skipIf(skip)('age encryption with PostgreSQL 15 on moto', () => {
   let keys: string;
   const clusters: PgCluster[] = [];
   const url = () => ['--endpoint-url', moto.url, 's3://enc/cluster', 'srv'];
-  const env = (extra: Record<string, string> = {}) => cleanEnv({ ...S3_ENV, ...primary.env, ...extra });
+  const env = (extra: Record<string, string> = {}) => cleanEnv({ ...MOTO_ENV, ...primary.env, ...extra });
   const file = (name: string) => join(keys, name);
 
   beforeAll(async () => {
-    moto = await startMoto();
-    await createS3Bucket(moto.url, 'enc');
-    store = await openObjectStore({
-      provider: 'aws-s3', bucket: 'enc', retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
+    ({ moto, store } = await startMotoBucket('enc'));
     // Keys readable by the postgres user, who runs archive_command and restore_command.
     keys = pgTempDir('bc-age-keys-');
     for (const k of ['old', 'new', 'other']) execFileSync('age-keygen', ['-o', file(`${k}.key`)], { stdio: 'ignore' });
@@ -72,7 +54,7 @@ describe.skipIf(skip)('age encryption with PostgreSQL 15 on moto', () => {
         archive_mode: 'on',
         archive_command: `${toolCommand('barman-cloud-wal-archive', ['--lz4', '--encryption-recipient-file', file('old.pub'), ...url()])} %p`,
       },
-      serverEnv: { ...S3_ENV },
+      serverEnv: { ...MOTO_ENV },
     });
     clusters.push(primary);
     await primary.psql(`CREATE TABLE t (id int primary key, note text); INSERT INTO t SELECT g, '${MARKER}-' || g FROM generate_series(1, 5000) g;`);
@@ -163,15 +145,7 @@ describe.skipIf(skip)('age encryption with PostgreSQL 15 on moto', () => {
     // Restore with the identity file holding both keys (WAL before the rotation is for `old`).
     const r = await runBin('barman-cloud-restore', ['--encryption-identity-file', file('both.key'), ...url(), 'enc', dest], { env: env(), timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', ['--encryption-identity-file', file('both.key'), ...url()])} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: { ...S3_ENV },
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, ['--encryption-identity-file', file('both.key'), ...url()], { serverEnv: { ...MOTO_ENV }, clusters });
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expected);
     expect(statSync(join(dest, 'PG_VERSION')).isFile()).toBe(true);
     await copy.remove();
@@ -180,15 +154,15 @@ describe.skipIf(skip)('age encryption with PostgreSQL 15 on moto', () => {
 
   it('barman 3.4 on the encrypted bucket: lists without a traceback, finds no WAL it could restore', async () => {
     const e = env();
-    const list = await run('/usr/bin/barman-cloud-backup-list', url(), e);
+    const list = await runBarman('barman-cloud-backup-list', url(), e);
     expect(list.stderr).not.toMatch(/Traceback/);
     expect(list.code).toBe(0);
-    const check = await run('/usr/bin/barman-cloud-check-wal-archive', url(), e);
+    const check = await runBarman('barman-cloud-check-wal-archive', url(), e);
     expect(check.stderr).not.toMatch(/Traceback/);
     // `.age` is no compression suffix it knows: the encrypted WAL is not WAL to it
     expect(check.code).toBe(0);
     const work = pgTempDir('bc-age-barman-');
-    const restore = await run('/usr/bin/barman-cloud-wal-restore', [...url(), '000000010000000000000001', join(work, 'seg')], e);
+    const restore = await runBarman('barman-cloud-wal-restore', [...url(), '000000010000000000000001', join(work, 'seg')], e);
     expect(restore.stderr).not.toMatch(/Traceback/);
     expect(restore.code).toBe(1);
     expect(readdirSync(work)).toEqual([]);

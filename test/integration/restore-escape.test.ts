@@ -8,24 +8,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { tarOf, type TarMember } from '../helpers/tar.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 
 const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'escape';
 const BACKUP_ID = '20261129T050418';
 
-interface Member {
-  name: string;
-  type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo' | 'character-device' | 'block-device';
-  data?: string;
-  linkname?: string;
-  mode?: number;
-  uid?: number;
-}
 
 /** Paths a case knows only at run time: the outside area, the case's work directory, the destination. */
 interface Where {
@@ -36,11 +28,11 @@ interface Where {
 
 interface Case {
   name: string;
-  members: (w: Where) => Member[];
+  members: (w: Where) => TarMember[];
   /** backup.info `tablespaces=` value (Python literal); None by default. */
   tablespaces?: (w: Where) => string;
   /** The archive of a tablespace (OID 16384), when the case has one. */
-  tablespaceMembers?: Member[];
+  tablespaceMembers?: TarMember[];
   args?: (w: Where) => string[];
   code: number;
   /** A pattern the one-line stderr message must match (refusals). */
@@ -51,26 +43,6 @@ interface Case {
 let scratch: string;
 let moto: ServerHandle | undefined;
 let s3: S3Client | undefined;
-
-function tarOf(members: Member[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  for (const m of members) {
-    const type = m.type ?? 'file';
-    const mode = m.mode ?? (type === 'directory' ? 0o700 : 0o600);
-    const header = {
-      name: m.name, type, mode, mtime: new Date(1_700_000_000_000), linkname: m.linkname, uid: m.uid ?? 0, gid: m.uid ?? 0, devmajor: 1, devminor: 3,
-    };
-    if (type === 'file') pack.entry(header, m.data ?? '');
-    else pack.entry(header, '');
-  }
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-    pack.on('end', () => resolve(Buffer.concat(chunks)));
-    pack.on('error', reject);
-  });
-}
 
 function backupInfo(tablespaces: string): string {
   return HEAD_DONE.replace(/^tablespaces=.*$/m, `tablespaces=${tablespaces}`);
@@ -94,7 +66,7 @@ function snapshot(root: string, skip: Set<string>, out = new Map<string, string>
   return out;
 }
 
-const baseMembers: Member[] = [
+const baseMembers: TarMember[] = [
   { name: '.', type: 'directory' },
   { name: './PG_VERSION', data: '15\n' },
   { name: 'global', type: 'directory' },

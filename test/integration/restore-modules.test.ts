@@ -4,26 +4,14 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tarStream from 'tar-stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { tarOf } from '../helpers/tar.ts';
 import { ROOT } from '../helpers/servers.ts';
 
 const BACKUP_ID = '20261129T050418';
 let scratch: string;
-
-function tarOf(files: Record<string, string>): Promise<Buffer> {
-  const pack = tarStream.pack();
-  for (const [name, data] of Object.entries(files)) pack.entry({ name, mode: 0o600, mtime: new Date(1_700_000_000_000) }, data);
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-    pack.on('end', () => resolve(Buffer.concat(chunks)));
-    pack.on('error', reject);
-  });
-}
 
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), 'bc-restore-modules-'));
@@ -37,7 +25,7 @@ it('barman-cloud-restore loads no PostgreSQL client module', async () => {
   const dir = join(scratch, 'store', 'srv', 'base', BACKUP_ID);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
-  writeFileSync(join(dir, 'data.tar'), await tarOf({ PG_VERSION: '15\n', 'global/pg_control': 'control' }));
+  writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: 'PG_VERSION', data: '15\n' }, { name: 'global/pg_control', data: 'control' }]));
   const trace = join(scratch, 'trace.txt');
   writeFileSync(trace, '');
   const dest = join(scratch, 'restored');

@@ -4,14 +4,14 @@
 // listings (backup-list JSON and console) of a few hundred backups are byte for byte the documents
 // the one-shot formatters build from the whole catalog.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
+import { join } from 'node:path';
+import type { ServerHandle } from '../helpers/servers.ts';
+import { runBin, cleanEnv, spawnBin, exitOf } from '../helpers/run-bin.ts';
+import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
+import { objectKeys, treeKeys, uploadObjects, writeTree } from '../helpers/object-tree.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate } from '../../src/catalog/backup-info.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
@@ -21,7 +21,6 @@ import { ServerLayout } from '../../src/catalog/layout.ts';
 import { hex8 } from '../../src/xlog.ts';
 import { FileObjectStore } from '../../src/storage/file/file.ts';
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 /** The rerun's only complaint: barman's WARNING for backups whose data objects the killed run deleted. */
 const MISSING_DATA = /^\S+ \S+ \[\d+\] WARNING: Missing file (?:\w+\/)?srv\/base\/\d{8}T\d{6}\/data\.\* for server srv$/;
 function onlyMissingData(stderr: string): boolean {
@@ -66,32 +65,8 @@ function catalog(backups: number, per: number, variety = false): Map<string, str
   return out;
 }
 
-function writeTree(dir: string, objects: Map<string, string>): void {
-  for (const [k, v] of objects) {
-    mkdirSync(dirname(join(dir, k)), { recursive: true });
-    writeFileSync(join(dir, k), v);
-  }
-}
-
-function treeKeys(dir: string, sub = ''): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(join(dir, sub), { withFileTypes: true })) {
-    const rel = sub ? `${sub}/${e.name}` : e.name;
-    if (e.isDirectory()) out.push(...treeKeys(dir, rel));
-    else out.push(rel);
-  }
-  return out.sort();
-}
-
 /** Number of files below `dir` (0 when it is gone). */
-function countFiles(dir: string): number {
-  try {
-    if (!statSync(dir).isDirectory()) return 0;
-  } catch {
-    return 0;
-  }
-  return treeKeys(dir).length;
-}
+const countFiles = (dir: string): number => treeKeys(dir).length;
 
 describe('backup-delete -r in bulk on the directory store', () => {
   let work: string;
@@ -114,16 +89,14 @@ describe('backup-delete -r in bulk on the directory store', () => {
     expect(walsAfter).toBeLessThan(walsBefore - 1000);
 
     // Killed once the WAL pass has deleted something but not everything it will.
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'barman-cloud-backup-delete'), ...args(killed, '-v', '--batch-size', '20')], {
-      env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawnBin('barman-cloud-backup-delete', args(killed, '-v', '--batch-size', '20'), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let seenAt = -1;
-    const exit = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));
-    child.stderr.on('data', (d: Buffer) => {
+    const exit = exitOf(child);
+    child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
       if (!stderr.includes('Deleting the WAL files no remaining backup needs')) return;
-      child.stderr.removeAllListeners('data');
+      child.stderr!.removeAllListeners('data');
       const poll = () => {
         if (child.exitCode !== null) return;
         const now = countFiles(join(killed, 'srv', 'wals'));
@@ -171,27 +144,12 @@ describe('backup-delete -r in bulk on S3 (moto)', () => {
   let moto: ServerHandle;
   let store: ObjectStore;
   const bucket = 'retention-bulk';
-  const env = () => cleanEnv(S3_ENV);
-
-  async function upload(path: string, objects: Map<string, string>): Promise<void> {
-    const entries = [...objects];
-    for (let i = 0; i < entries.length; i += 32) {
-      await Promise.all(entries.slice(i, i + 32).map(([k, v]) => store.put(`${path}/${k}`, Buffer.from(v))));
-    }
-  }
-  async function keys(path: string): Promise<string[]> {
-    const out: string[] = [];
-    for await (const e of store.list(`${path}/`)) if (e.kind === 'object') out.push(e.key.slice(path.length + 1));
-    return out.sort();
-  }
+  const env = () => cleanEnv(MOTO_ENV);
+  const upload = (path: string, objects: Map<string, string>) => uploadObjects(store, path, objects);
+  const keys = (path: string) => objectKeys(store, path);
 
   beforeAll(async () => {
-    moto = await startMoto();
-    await createS3Bucket(moto.url, bucket);
-    store = await openObjectStore({
-      provider: 'aws-s3', bucket, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
+    ({ moto, store } = await startMotoBucket(bucket));
   });
   afterAll(async () => {
     await store?.close();
@@ -208,7 +166,7 @@ describe('backup-delete -r in bulk on S3 (moto)', () => {
 
     // A proxy in front of moto that kills the client once moto has answered two WAL deletions.
     let walDeletes = 0;
-    let child: ReturnType<typeof spawn> | undefined;
+    let child: ReturnType<typeof spawnBin> | undefined;
     const proxy = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -229,10 +187,10 @@ describe('backup-delete -r in bulk on S3 (moto)', () => {
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     try {
       const endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
-      child = spawn(process.execPath, [
-        join(ROOT, 'bin', 'barman-cloud-backup-delete'), '--endpoint-url', endpoint, '--batch-size', '25', '-r', 'REDUNDANCY 8', url('killed'), 'srv',
-      ], { env: env(), stdio: 'ignore' });
-      const killed = await new Promise<NodeJS.Signals | number | null>((resolve) => child!.on('close', (code, signal) => resolve(signal ?? code)));
+      child = spawnBin('barman-cloud-backup-delete', [
+        '--endpoint-url', endpoint, '--batch-size', '25', '-r', 'REDUNDANCY 8', url('killed'), 'srv',
+      ], { env: env() });
+      const killed = await exitOf(child);
       expect(killed).toBe('SIGKILL');
     } finally {
       proxy.closeAllConnections();

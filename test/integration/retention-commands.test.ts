@@ -4,22 +4,21 @@
 // summary line and JSON, recovery after an interrupted run, Object Lock, and — where barman-cli-cloud
 // 3.4 is installed — the same deletions as barman's on identical buckets.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
-import { runBin, runProcess, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { join } from 'node:path';
+import type { ServerHandle } from '../helpers/servers.ts';
+import { runBin, runBarman, cleanEnv, spawnBin, exitOf, type BinResult } from '../helpers/run-bin.ts';
 import { isWalDelete, startS3Proxy } from '../helpers/proxy.ts';
 import { requireTool } from '../helpers/postgres.ts';
-import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
+import { MOTO_ENV, MOTO_KEYS, openMotoStore, startMotoBucket } from '../helpers/moto.ts';
+import { objectKeys, treeKeys, uploadObjects, writeTree } from '../helpers/object-tree.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate, type BackupInfo } from '../../src/catalog/backup-info.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
 import { hex8 } from '../../src/xlog.ts';
 
 const DAY = 86_400_000;
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const LOG_LINE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \[\d+\] (DEBUG|INFO|WARNING|ERROR): /;
 const SUMMARY = /^Deleted (\d+) backups? \((\d+) objects?\) and (\d+) WAL objects?, (\d+) bytes freed\n$/;
 
@@ -109,30 +108,6 @@ function many(server = 'srv', n = 10): Map<string, string> {
   return catalogObjects(server, Array.from({ length: n }, (_, i) => ({
     id: `202601${String(i + 1).padStart(2, '0')}T000000`, tli: 1, begin: 4 + i * 6, end: 5 + i * 6, daysAgo: 40 - i, parts: 3,
   })), 4 + n * 6);
-}
-
-// ---- the directory store ---------------------------------------------------------------------
-
-function writeTree(root: string, objects: Map<string, string>, path = ''): void {
-  for (const [key, body] of objects) {
-    const file = join(root, path, key);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, body);
-  }
-}
-
-function treeKeys(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string, rel: string) => {
-    if (!existsSync(d)) return;
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p, `${rel}${e}/`);
-      else if (!e.startsWith('.')) out.push(`${rel}${e}`);
-    }
-  };
-  walk(dir, '');
-  return out.sort();
 }
 
 /** Keys announced by barman's dry-run lines (prefix lines expanded over `all`). */
@@ -384,32 +359,18 @@ describe('on S3 (moto)', () => {
   let moto: ServerHandle;
   let store: ObjectStore;
   const bucket = 'retention';
-  const env = () => cleanEnv(S3_ENV);
+  const env = () => cleanEnv(MOTO_ENV);
   const s3 = (path: string, ...rest: string[]) => ['--endpoint-url', moto.url, ...rest, `s3://${bucket}/${path}`, 'srv'];
   const del = (path: string, ...rest: string[]) => runBin('barman-cloud-backup-delete', s3(path, ...rest), { env: env() });
 
   /** Dry-run lines with the URL path taken off the keys. */
   const strip = (out: string, path: string) => out.split(`'${path}/`).join("'").split(` ${path}/`).join(' ');
 
-  async function upload(path: string, objects: Map<string, string>, target = store): Promise<void> {
-    const entries = [...objects];
-    for (let i = 0; i < entries.length; i += 32) {
-      await Promise.all(entries.slice(i, i + 32).map(([k, v]) => target.put(`${path}/${k}`, Buffer.from(v))));
-    }
-  }
-  async function keys(path: string, target = store): Promise<string[]> {
-    const out: string[] = [];
-    for await (const e of target.list(`${path}/`)) if (e.kind === 'object') out.push(e.key.slice(path.length + 1));
-    return out.sort();
-  }
+  const upload = (path: string, objects: Map<string, string>, target = store) => uploadObjects(target, path, objects);
+  const keys = (path: string, target = store) => objectKeys(target, path);
 
   beforeAll(async () => {
-    moto = await startMoto();
-    await createS3Bucket(moto.url, bucket);
-    store = await openObjectStore({
-      provider: 'aws-s3', bucket, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
+    ({ moto, store } = await startMotoBucket(bucket));
   });
   afterAll(async () => {
     await store?.close();
@@ -486,17 +447,13 @@ describe('on S3 (moto)', () => {
     expect(clean.code).toBe(0);
     expect(clean.stdout).toMatch(/^Deleted 9 backups/);
     // Kill the process as soon as it starts on the third backup.
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'barman-cloud-backup-delete'), ...s3('killed', '-v', '-r', 'REDUNDANCY 1')], {
-      env: env(), stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnBin('barman-cloud-backup-delete', s3('killed', '-v', '-r', 'REDUNDANCY 1'), { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
-    const killed = await new Promise<NodeJS.Signals | number | null>((resolve) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (stderr.includes('Deleting backup 20260103T000000')) child.kill('SIGKILL');
-      });
-      child.on('close', (code, signal) => resolve(signal ?? code));
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('Deleting backup 20260103T000000')) child.kill('SIGKILL');
     });
+    const killed = await exitOf(child);
     expect(killed).toBe('SIGKILL');
     const partial = await keys('killed');
     expect(partial.length).toBeGreaterThan((await keys('clean')).length);
@@ -520,15 +477,12 @@ describe('on S3 (moto)', () => {
   it('--check-object-lock refuses a backup with a locked object and deletes none of its files', async () => {
     const { S3Client, CreateBucketCommand, PutObjectLegalHoldCommand } = await import('@aws-sdk/client-s3');
     const client = new S3Client({
-      endpoint: moto.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      endpoint: moto.url, region: 'us-east-1', forcePathStyle: true, credentials: { ...MOTO_KEYS },
     });
     const locked = 'retention-locked';
     try {
       await client.send(new CreateBucketCommand({ Bucket: locked, ObjectLockEnabledForBucket: true }));
-      const lockedStore = await openObjectStore({
-        provider: 'aws-s3', bucket: locked, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-        credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-      });
+      const lockedStore = await openMotoStore(moto, locked);
       await upload('p', mixed(), lockedStore);
       await client.send(new PutObjectLegalHoldCommand({
         Bucket: locked, Key: 'p/srv/base/20260101T000000/data_0001.tar.gz', LegalHold: { Status: 'ON' },
@@ -557,7 +511,7 @@ describe('on S3 (moto)', () => {
   const BARMAN = '/usr/bin/barman-cloud-backup-delete';
   const skip34 = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN));
 
-  const runPython = (args: string[]): Promise<BinResult> => runProcess(BARMAN, args, { env: env(), timeoutMs: 120_000 });
+  const runPython = (args: string[]): Promise<BinResult> => runBarman('barman-cloud-backup-delete', args, env());
 
   const CASES: [string, () => Map<string, string>, string[]][] = [
     ['mixed, REDUNDANCY 1', mixed, ['-r', 'REDUNDANCY 1']],

@@ -6,13 +6,14 @@
 // `backup-delete --batch-size` counted on the wire, and the fallback when DeleteObjects is refused.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, grantPutObjectOnly, type RgwHandle, type S3Keys } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
   requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
@@ -59,16 +60,8 @@ async function keysIn(bucket: string, prefix = ''): Promise<string[]> {
   return out;
 }
 
-/** A segment-sized file of WAL-like bytes. */
-function writeSegment(name: string, size = 16 * MiB): string {
-  const dir = join(work, 'pg_wal');
-  mkdirSync(dir, { recursive: true });
-  const buf = Buffer.alloc(size);
-  for (let off = 0; off < size; off += 8192) randomBytes(256).copy(buf, off);
-  const p = join(dir, name);
-  writeFileSync(p, buf);
-  return p;
-}
+/** A segment-sized file of WAL-like bytes in the test's pg_wal. */
+const writeSegment = (name: string): string => writeWalFile(join(work, 'pg_wal'), name, walSegmentBytes());
 
 /**
  * A loopback proxy in front of RGW that records every bulk delete (POST ?delete) with the number of

@@ -17,7 +17,7 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { openObjectStore, DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
 import {
-  requireTool, postgresAvailable, startCluster, recoveryCluster, toolCommand, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
@@ -275,15 +275,7 @@ describe.skipIf(skipPg)('PostgreSQL 15 with SSE-C on RGW: archive, backup, catal
     const dest = join(pgTempDir('bc-ssec-restore-'), 'data');
     const r = await runBin('barman-cloud-restore', [...url(), 'enc', dest], { env: withKey, timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', url())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-      serverEnv: { ...keys(), BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: keyFile },
-    });
-    clusters.push(copy);
-    await copy.start();
-    await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
+    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...keys(), BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: keyFile }, clusters });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
   }, 400_000);

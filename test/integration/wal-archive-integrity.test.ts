@@ -3,17 +3,16 @@
 // signs a WAL PUT with the body's SHA-256 (x-amz-content-sha256); RGW recomputes it and answers
 // XAmzContentSHA256Mismatch. (moto checks no payload hash at all, so it cannot be the witness.)
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRgw, rgwAvailable, createS3Bucket, type RgwHandle } from '../helpers/servers.ts';
 import { startS3Proxy, type Proxy, type ProxiedRequest } from '../helpers/proxy.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 
-const SEGMENT = 16 * 1024 * 1024;
 const skip = requireTool('Ceph RADOS Gateway', rgwAvailable());
 
 let rgw: RgwHandle;
@@ -34,13 +33,8 @@ function flipOnePayloadByte(r: ProxiedRequest): Buffer {
 }
 
 function segment(name: string): { path: string; bytes: Buffer } {
-  const dir = join(work, 'pg_wal');
-  mkdirSync(dir, { recursive: true });
-  const bytes = Buffer.alloc(SEGMENT);
-  for (let off = 0; off < SEGMENT; off += 8192) randomBytes(512).copy(bytes, off);
-  const path = join(dir, name);
-  writeFileSync(path, bytes);
-  return { path, bytes };
+  const bytes = walSegmentBytes();
+  return { path: writeWalFile(join(work, 'pg_wal'), name, bytes), bytes };
 }
 
 async function walKeys(): Promise<string[]> {

@@ -3,12 +3,14 @@
 // an archiver may report success only for the content the archive holds (docs/architecture.md,
 // "One object per segment").
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
+import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { codecFromSuffix, loadCodec } from '../../src/compression/index.ts';
@@ -20,24 +22,12 @@ import { archiveWal, readWalFile } from '../../src/wal/archive.ts';
 const SEGMENT = '0000000100000000000000C3';
 const SEGMENT_SIZE = 4 * 1024 * 1024;
 const ROUNDS = 16;
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 
 let moto: ServerHandle;
 let work: string;
 let seq = 0;
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** Compressible WAL-like bytes, different for each seed. */
-function segmentBytes(seed: string): Buffer {
-  const buf = Buffer.alloc(SEGMENT_SIZE);
-  const text = Buffer.from(`INSERT INTO t VALUES ('${seed}'); `);
-  for (let off = 0; off < buf.length; off += 8192) {
-    text.copy(buf, off);
-    randomBytes(32).copy(buf, off + 512);
-  }
-  return buf;
-}
 
 interface Target {
   /** Destination arguments of the command line (URL, server name). */
@@ -57,11 +47,8 @@ async function fileTarget(): Promise<Target> {
 async function s3Target(): Promise<Target> {
   const bucket = `race-${process.pid}-${++seq}`;
   await createS3Bucket(moto.url, bucket);
-  const store = await openObjectStore({
-    provider: 'aws-s3', bucket, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-  });
-  return { args: ['--endpoint-url', moto.url, `s3://${bucket}/pfx`, 'srv'], env: cleanEnv(S3_ENV), store, prefix: 'pfx/srv/wals/' };
+  const store = await openMotoStore(moto, bucket);
+  return { args: ['--endpoint-url', moto.url, `s3://${bucket}/pfx`, 'srv'], env: cleanEnv(MOTO_ENV), store, prefix: 'pfx/srv/wals/' };
 }
 
 /** Content digest (after decompression) of every stored object of the segment, by key. */
@@ -85,10 +72,7 @@ async function clear(t: Target): Promise<void> {
 /** One round: two archivers started together, each with its own pg_wal copy of the segment. */
 async function race(t: Target, round: number, a: Buffer, b: Buffer): Promise<[BinResult, BinResult]> {
   const paths = [a, b].map((data, i) => {
-    const dir = join(work, `pgwal-${seq}-${round}-${i}`);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, SEGMENT), data);
-    return join(dir, SEGMENT);
+    return writeWalFile(join(work, `pgwal-${seq}-${round}-${i}`), SEGMENT, data);
   });
   return Promise.all([
     runBin('barman-cloud-wal-archive', ['--gzip', ...t.args, paths[0]!], { env: t.env }),
@@ -114,8 +98,8 @@ describe.each([
     const outcomes: string[] = [];
     try {
       for (let round = 0; round < ROUNDS; round++) {
-        const a = segmentBytes(`a${round}`);
-        const b = segmentBytes(`b${round}`);
+        const a = walSegmentBytes(SEGMENT_SIZE, `a${round}`);
+        const b = walSegmentBytes(SEGMENT_SIZE, `b${round}`);
         const results = await race(t, round, a, b);
         const stored = await storedContents(t);
         const contents = new Set(stored.values());
@@ -145,7 +129,7 @@ describe.each([
     const t = await makeTarget();
     try {
       for (let round = 0; round < ROUNDS / 2; round++) {
-        const data = segmentBytes(`same${round}`);
+        const data = walSegmentBytes(SEGMENT_SIZE, `same${round}`);
         const results = await race(t, round, data, data);
         const stored = await storedContents(t);
         expect(results.map((r) => ({ code: r.code, stderr: r.stderr }))).toEqual([
@@ -183,20 +167,17 @@ describe('the check after the conditional create, interleavings forced in one pr
   }
 
   function walFile(data: Buffer, tag: string): string {
-    const dir = join(work, `pgwal-hooked-${++seq}-${tag}`);
-    mkdirSync(dir);
-    writeFileSync(join(dir, SEGMENT), data);
-    return join(dir, SEGMENT);
+    return writeWalFile(join(work, `pgwal-hooked-${++seq}-${tag}`), SEGMENT, data);
   }
 
   it('a different copy created between our listing and our create: ours is withdrawn, exit 1, theirs stays', async () => {
     const layout = new ServerLayout('', 'srv');
-    const theirs = segmentBytes('theirs');
+    const theirs = walSegmentBytes(SEGMENT_SIZE, 'theirs');
     // Listing 1 is our pre-check (empty); the other archiver creates its .gz before listing 2.
     const store = await hookedStore(async (n) => {
       if (n === 2) await store.put(`${layout.walKey(SEGMENT)}.gz`, await (await loadCodec('gzip')).compress(theirs));
     });
-    const wal = await readWalFile(walFile(segmentBytes('ours'), 'ours'));
+    const wal = await readWalFile(walFile(walSegmentBytes(SEGMENT_SIZE, 'ours'), 'ours'));
     const err = await archiveWal(store, layout, wal, { codec: 'lz4' }).then(() => undefined, (e: unknown) => e as Error & { exitCode: number });
     expect(err?.exitCode).toBe(1);
     expect(err?.message).toMatch(/concurrently with different content .*\.gz/);
@@ -208,7 +189,7 @@ describe('the check after the conditional create, interleavings forced in one pr
 
   it('the same content created concurrently under another suffix: success, both copies kept', async () => {
     const layout = new ServerLayout('', 'srv');
-    const data = segmentBytes('same');
+    const data = walSegmentBytes(SEGMENT_SIZE, 'same');
     const store = await hookedStore(async (n) => {
       if (n === 2) await store.put(`${layout.walKey(SEGMENT)}.gz`, await (await loadCodec('gzip')).compress(data));
     });
@@ -221,10 +202,10 @@ describe('the check after the conditional create, interleavings forced in one pr
 
   it('copies of both contents already stored (a crash mid-race): refused with exit 1, nothing uploaded', async () => {
     const layout = new ServerLayout('', 'srv');
-    const ours = segmentBytes('ours-left');
+    const ours = walSegmentBytes(SEGMENT_SIZE, 'ours-left');
     const store = await hookedStore(async () => {});
     await store.put(`${layout.walKey(SEGMENT)}.gz`, await (await loadCodec('gzip')).compress(ours));
-    await store.put(`${layout.walKey(SEGMENT)}.lz4`, await (await loadCodec('lz4')).compress(segmentBytes('other-left')));
+    await store.put(`${layout.walKey(SEGMENT)}.lz4`, await (await loadCodec('lz4')).compress(walSegmentBytes(SEGMENT_SIZE, 'other-left')));
     const err = await archiveWal(store, layout, await readWalFile(walFile(ours, 'mixed')), { codec: 'zstd' })
       .then(() => undefined, (e: unknown) => e as Error & { exitCode: number });
     expect(err?.exitCode).toBe(1);
@@ -242,7 +223,7 @@ describe('the check after the conditional create, interleavings forced in one pr
     setLogSink((line) => lines.push(line));
     setVerbosity(2, 0);
     try {
-      expect(await archiveWal(store, layout, await readWalFile(walFile(segmentBytes('wo'), 'wo')), { codec: 'lz4' })).toBe('uploaded');
+      expect(await archiveWal(store, layout, await readWalFile(walFile(walSegmentBytes(SEGMENT_SIZE, 'wo'), 'wo')), { codec: 'lz4' })).toBe('uploaded');
     } finally {
       setVerbosity(0, 0);
       setLogSink((line) => process.stderr.write(line));

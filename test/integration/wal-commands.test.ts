@@ -1,32 +1,21 @@
 // wal-archive, wal-restore and check-wal-archive as executables, against moto and the file store,
 // with synthetic segments (the PostgreSQL-driven tests are in postgres-wal.test.ts).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
+import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 
 const MiB = 1024 * 1024;
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 let moto: ServerHandle;
 let s3: ObjectStore;
 let work: string;
 let bucketSeq = 0;
-
-/** WAL-like content: compressible pages with some random bytes, like real segments. */
-function segmentBytes(size = 16 * MiB, seed = randomBytes(8).toString('hex')): Buffer {
-  const buf = Buffer.alloc(size);
-  const text = Buffer.from(`INSERT INTO pgbench_history VALUES (${seed}, 42, 'abcdefghij'); `);
-  for (let off = 0; off < size; off += 8192) {
-    text.copy(buf, off, 0, Math.min(text.length, size - off));
-    randomBytes(64).copy(buf, off + 200);
-  }
-  return buf;
-}
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -40,13 +29,10 @@ function s3Args(bucket: string): string[] {
   return ['--endpoint-url', moto.url, `s3://${bucket}/pfx`, 'srv'];
 }
 
-const env = () => cleanEnv(S3_ENV);
+const env = () => cleanEnv(MOTO_ENV);
 
 async function keys(bucket: string, prefix = ''): Promise<string[]> {
-  const store = await openObjectStore({
-    provider: 'aws-s3', bucket, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-  });
+  const store = await openMotoStore(moto, bucket);
   const out: string[] = [];
   for await (const e of store.list(prefix)) if (e.kind === 'object') out.push(e.key);
   await store.close();
@@ -56,10 +42,7 @@ async function keys(bucket: string, prefix = ''): Promise<string[]> {
 beforeAll(async () => {
   moto = await startMoto();
   work = mkdtempSync(join(tmpdir(), 'bc-wal-'));
-  s3 = await openObjectStore({
-    provider: 'aws-s3', bucket: 'unused', retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-  });
+  s3 = await openMotoStore(moto, 'unused');
 });
 afterAll(async () => {
   await s3?.close();
@@ -67,22 +50,15 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function writeSegment(dir: string, name: string, data: Buffer): string {
-  mkdirSync(dir, { recursive: true });
-  const p = join(dir, name);
-  writeFileSync(p, data);
-  return p;
-}
-
 describe('wal-archive and wal-restore round trips', () => {
   it.each([
     ['none', [], ''], ['gzip', ['-z'], '.gz'], ['bzip2', ['-j'], '.bz2'], ['xz', ['--xz'], '.xz'],
     ['snappy', ['--snappy'], '.snappy'], ['zstd', ['--zstd'], '.zst'], ['lz4', ['--lz4'], '.lz4'],
   ])('%s: barman key layout, byte-identical restore', async (_codec, flags, suffix) => {
     const bucket = await newBucket();
-    const data = segmentBytes();
+    const data = walSegmentBytes();
     const name = '0000000100000000000000A1';
-    const path = writeSegment(join(work, `pgwal-${bucket}`), name, data);
+    const path = writeWalFile(join(work, `pgwal-${bucket}`), name, data);
     const a = await runBin('barman-cloud-wal-archive', [...flags, ...s3Args(bucket), path], { env: env() });
     expect({ code: a.code, stderr: a.stderr, stdout: a.stdout }).toEqual({ code: 0, stderr: '', stdout: '' });
     expect(await keys(bucket)).toEqual([`pfx/srv/wals/0000000100000000/${name}${suffix}`]);
@@ -94,14 +70,11 @@ describe('wal-archive and wal-restore round trips', () => {
 
   it('stores history files directly under wals/, with history tags instead of tags', async () => {
     const bucket = await newBucket();
-    const path = writeSegment(join(work, 'hist'), '00000002.history', Buffer.from('1\t0/5000000\tno recovery target specified\n'));
+    const path = writeWalFile(join(work, 'hist'), '00000002.history', Buffer.from('1\t0/5000000\tno recovery target specified\n'));
     const a = await runBin('barman-cloud-wal-archive', ['--tag', 'kind,wal', '--history-tag', 'kind,history', ...s3Args(bucket), path], { env: env() });
     expect(a.code).toBe(0);
     expect(await keys(bucket)).toEqual(['pfx/srv/wals/00000002.history']);
-    const store = await openObjectStore({
-      provider: 'aws-s3', bucket, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
+    const store = await openMotoStore(moto, bucket);
     expect(await store.getTags('pfx/srv/wals/00000002.history')).toEqual([['kind', 'history']]);
     await store.close();
   });
@@ -113,10 +86,7 @@ describe('wal-archive and wal-restore round trips', () => {
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: '' });
     expect(existsSync(dest)).toBe(false);
     // A corrupt compressed object: exit 4, one log line, nothing at wal_dest.
-    const store = await openObjectStore({
-      provider: 'aws-s3', bucket, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
+    const store = await openMotoStore(moto, bucket);
     await store.put('pfx/srv/wals/0000000100000000/000000010000000000000078.gz', Buffer.from('not gzip at all'));
     await store.close();
     const bad = await runBin('barman-cloud-wal-restore', [...s3Args(bucket), '000000010000000000000078', dest], { env: env() });
@@ -131,8 +101,8 @@ describe('wal-archive and wal-restore round trips', () => {
     const name = '000000020000000000000005';
     const full = Buffer.from('full segment');
     const partial = Buffer.from('partial segment');
-    writeSegment(join(work, 'partial'), name, full);
-    writeSegment(join(work, 'partial'), `${name}.partial`, partial);
+    writeWalFile(join(work, 'partial'), name, full);
+    writeWalFile(join(work, 'partial'), `${name}.partial`, partial);
     for (const f of [name, `${name}.partial`]) {
       expect((await runBin('barman-cloud-wal-archive', [...s3Args(bucket), join(work, 'partial', f)], { env: env() })).code).toBe(0);
     }
@@ -149,16 +119,16 @@ describe('never overwrite a different segment', () => {
   it('succeeds for identical content under any suffix, refuses different content, --overwrite replaces', async () => {
     const bucket = await newBucket();
     const name = '000000010000000000000010';
-    const data = segmentBytes(2 * MiB);
+    const data = walSegmentBytes(2 * MiB);
     const dir = join(work, 'dup');
-    const path = writeSegment(dir, name, data);
+    const path = writeWalFile(dir, name, data);
     expect((await runBin('barman-cloud-wal-archive', ['-z', ...s3Args(bucket), path], { env: env() })).code).toBe(0);
     // Same content, other codec: already archived, nothing new stored.
     const again = await runBin('barman-cloud-wal-archive', ['--lz4', ...s3Args(bucket), path], { env: env() });
     expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: '' });
     expect(await keys(bucket)).toEqual([`pfx/srv/wals/0000000100000000/${name}.gz`]);
     // Different content: refused, exit 1, one line, archive untouched.
-    writeFileSync(path, segmentBytes(2 * MiB));
+    writeFileSync(path, walSegmentBytes(2 * MiB));
     const conflict = await runBin('barman-cloud-wal-archive', [...s3Args(bucket), path], { env: env() });
     expect(conflict.code).toBe(1);
     expect(conflict.stderr.trim().split('\n')).toHaveLength(1);
@@ -180,7 +150,7 @@ describe('never overwrite a different segment', () => {
     const cases: [string[], number, RegExp][] = [
       [[...s3Args(bucket), join(dir, 'not-a-wal-name')], 3, /invalid name for a WAL file/],
       [[...s3Args(bucket), join(dir, '000000010000000000000099')], 4, /ENOENT|no such file/i],
-      [['--endpoint-url', moto.url, 's3://no-such-bucket-here/x', 'srv', writeSegment(dir, '000000010000000000000098', Buffer.from('x'))], 4, /NoSuchBucket|does not exist/],
+      [['--endpoint-url', moto.url, 's3://no-such-bucket-here/x', 'srv', writeWalFile(dir, '000000010000000000000098', Buffer.from('x'))], 4, /NoSuchBucket|does not exist/],
     ];
     for (const [args, code, message] of cases) {
       const r = await runBin('barman-cloud-wal-archive', args, { env: env() });
@@ -189,7 +159,7 @@ describe('never overwrite a different segment', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
     const wrongKey = await runBin('barman-cloud-wal-archive', [...s3Args(bucket), join(dir, '000000010000000000000098')], {
-      env: cleanEnv({ ...S3_ENV, AWS_ACCESS_KEY_ID: 'unknown-key', AWS_SECRET_ACCESS_KEY: 'wrong' }),
+      env: cleanEnv({ ...MOTO_ENV, AWS_ACCESS_KEY_ID: 'unknown-key', AWS_SECRET_ACCESS_KEY: 'wrong' }),
     });
     // moto accepts any key; what matters is that the command did not crash.
     expect([0, 4]).toContain(wrongKey.code);
@@ -201,7 +171,7 @@ describe('check-wal-archive', () => {
     const name = `created-${process.pid}`;
     const c = await runBin('barman-cloud-check-wal-archive', ['--endpoint-url', moto.url, `s3://${name}/p`, 'srv'], { env: env() });
     expect({ code: c.code, stderr: c.stderr }).toEqual({ code: 0, stderr: '' });
-    const path = writeSegment(join(work, 'chk'), '000000020000000000000003', Buffer.from('x'));
+    const path = writeWalFile(join(work, 'chk'), '000000020000000000000003', Buffer.from('x'));
     expect((await runBin('barman-cloud-wal-archive', ['--endpoint-url', moto.url, `s3://${name}/p`, 'srv', path], { env: env() })).code).toBe(0);
     const full = await runBin('barman-cloud-check-wal-archive', ['--endpoint-url', moto.url, `s3://${name}/p`, 'srv'], { env: env() });
     expect(full.code).toBe(1);
@@ -218,7 +188,7 @@ describe('check-wal-archive', () => {
     const dir = join(work, 'filestore-check');
     expect((await runBin('barman-cloud-check-wal-archive', [`file://${dir}`, 'srv'])).code).toBe(0);
     expect(existsSync(dir)).toBe(true);
-    const path = writeSegment(join(work, 'chk2'), '000000010000000000000003', Buffer.from('x'));
+    const path = writeWalFile(join(work, 'chk2'), '000000010000000000000003', Buffer.from('x'));
     expect((await runBin('barman-cloud-wal-archive', [`file://${dir}`, 'srv', path])).code).toBe(0);
     expect(existsSync(join(dir, 'srv', 'wals', '0000000100000000', '000000010000000000000003'))).toBe(true);
     expect((await runBin('barman-cloud-check-wal-archive', [`file://${dir}`, 'srv'])).code).toBe(1);
@@ -234,8 +204,8 @@ describe('parallel archiving through the spool', () => {
     const names = Array.from({ length: 6 }, (_, i) => `0000000100000000000000${(0x20 + i).toString(16).toUpperCase()}`);
     const contents = new Map<string, Buffer>();
     for (const n of names) {
-      contents.set(n, segmentBytes(MiB));
-      writeSegment(pgwal, n, contents.get(n)!);
+      contents.set(n, walSegmentBytes(MiB));
+      writeWalFile(pgwal, n, contents.get(n)!);
       writeFileSync(join(pgwal, 'archive_status', `${n}.ready`), '');
     }
     const args = (n: string) => ['--lz4', '--max-parallel', '4', '--spool-dir', spool, ...s3Args(bucket), join(pgwal, n)];
@@ -248,14 +218,14 @@ describe('parallel archiving through the spool', () => {
     const trace = join(work, `trace-${bucket}.txt`);
     writeFileSync(trace, '');
     const second = await runBin('barman-cloud-wal-archive', args(names[1]), {
-      env: cleanEnv({ ...S3_ENV, BC_TRACE_MODULES: trace }),
+      env: cleanEnv({ ...MOTO_ENV, BC_TRACE_MODULES: trace }),
       nodeArgs: ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')],
     });
     expect(second.code).toBe(0);
     expect(readFileSync(trace, 'utf8')).not.toMatch(/@aws-sdk|lz4-napi/);
 
     // A file whose content changed after its upload is not taken as archived.
-    writeFileSync(join(pgwal, names[2]), segmentBytes(MiB));
+    writeFileSync(join(pgwal, names[2]), walSegmentBytes(MiB));
     const changed = await runBin('barman-cloud-wal-archive', args(names[2]), { env: env() });
     expect(changed.code).toBe(1);
     expect(changed.stderr).toMatch(/different content/);
@@ -281,14 +251,14 @@ describe('restore prefetch', () => {
     const spool = join(work, `prefetch-spool-${bucket}`);
     // 1 MiB segments across a log-id boundary: ...FFE, ...FFF, then log 1 segment 0.
     const names = ['000000010000000000000FFE', '000000010000000000000FFF', '000000010000000100000000'];
-    const data = new Map(names.map((n) => [n, segmentBytes(MiB)]));
+    const data = new Map(names.map((n) => [n, walSegmentBytes(MiB)]));
     for (const n of names) {
-      const p = writeSegment(src, n, data.get(n)!);
+      const p = writeWalFile(src, n, data.get(n)!);
       expect((await runBin('barman-cloud-wal-archive', ['--zstd', ...s3Args(bucket), p], { env: env() })).code).toBe(0);
     }
     const restore = (n: string, dest: string, extraEnv: Record<string, string> = {}, nodeArgs: string[] = []) =>
       runBin('barman-cloud-wal-restore', ['--parallel', '4', '--spool-dir', spool, ...s3Args(bucket), n, dest], {
-        env: cleanEnv({ ...S3_ENV, ...extraEnv }), nodeArgs,
+        env: cleanEnv({ ...MOTO_ENV, ...extraEnv }), nodeArgs,
       });
     const d0 = join(work, `pf-${names[0]}`);
     expect((await restore(names[0], d0)).code).toBe(0);
@@ -308,7 +278,7 @@ describe('restore prefetch', () => {
     const next = '000000010000000100000001';
     const dn = join(work, `pf-${next}`);
     expect((await restore(next, dn)).code).toBe(1);
-    const p = writeSegment(src, next, segmentBytes(MiB));
+    const p = writeWalFile(src, next, walSegmentBytes(MiB));
     expect((await runBin('barman-cloud-wal-archive', ['--zstd', ...s3Args(bucket), p], { env: env() })).code).toBe(0);
     expect((await restore(next, dn)).code).toBe(0);
     expect(readFileSync(dn)).toEqual(readFileSync(p));
@@ -321,7 +291,7 @@ describe('restore prefetch', () => {
     const tl1 = ['000000010000000000000005', '000000010000000000000006', '000000010000000000000007'];
     const tl2 = '000000020000000000000006';
     for (const n of [...tl1, tl2]) {
-      const p = writeSegment(src, n, segmentBytes(MiB, n));
+      const p = writeWalFile(src, n, walSegmentBytes(MiB, n));
       expect((await runBin('barman-cloud-wal-archive', [...s3Args(bucket), p], { env: env() })).code).toBe(0);
     }
     const restore = (n: string, dest: string) =>
@@ -341,8 +311,8 @@ describe('zstd on the WAL hot path', () => {
     const dir = join(work, 'filestore-zstd');
     mkdirSync(dir);
     const name = '000000010000000000000007';
-    const data = segmentBytes();
-    const path = writeSegment(join(work, 'zstd-pgwal'), name, data);
+    const data = walSegmentBytes();
+    const path = writeWalFile(join(work, 'zstd-pgwal'), name, data);
     const trace = join(work, 'trace-zstd.txt');
     writeFileSync(trace, '');
     const traced = { env: cleanEnv({ BC_TRACE_MODULES: trace }), nodeArgs: ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')] };
