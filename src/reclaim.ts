@@ -6,21 +6,25 @@
 // (a scavenge, ~0.1-0.4 ms on a WAL call's small heap) frees what died since. The command line
 // decides whether that happens (src/cli/young-generation.ts): without a collector this does nothing.
 
-/** Bytes moved between two scavenges: what may lie dead before it is freed. */
+/** Bytes moved between two scavenges by default: what may lie dead before it is freed. */
 const RECLAIM_BYTES = 1 << 20;
 
 let collector: (() => void) | undefined;
+let every = RECLAIM_BYTES;
 let moved = 0;
 
-export function setYoungCollector(collect: () => void): void {
+/** `everyBytes`: bytes moved between two collections (a larger step costs fewer scavenges). */
+export function setYoungCollector(collect: () => void, everyBytes = RECLAIM_BYTES): void {
   collector = collect;
+  every = everyBytes;
+  moved = 0;
 }
 
 /** `bytes` were read, written or produced in short-lived Buffers. */
 export function bytesMoved(bytes: number): void {
   if (!collector) return;
   moved += bytes;
-  if (moved >= RECLAIM_BYTES) {
+  if (moved >= every) {
     moved = 0;
     collector();
   }

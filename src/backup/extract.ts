@@ -31,6 +31,7 @@ import { loadCodec, type Codec, type CodecName } from '../compression/index.js';
 import { GeneralError } from '../errors.js';
 import { CoalescingFileWriter } from '../file-writer.js';
 import { log } from '../log.js';
+import { bytesMoved } from '../reclaim.js';
 import { groupId, userId } from './tar-producer.js';
 import type { FileDigests } from './integrity.js';
 import { manifestPath } from './manifest.js';
@@ -364,6 +365,8 @@ class TarExtractor {
         digest?.crc.update(chunk);
         writer.write(chunk);
         size += chunk.length;
+        // downloaded, decompressed and copied into the write buffer: dead from here (reclaim.ts)
+        bytesMoved(chunk.length);
       }
       writer.flush();
       this.stats.bytes += size;

@@ -37,6 +37,7 @@ import { floatRepr } from '../catalog/python-literal.js';
 import { AGE_SUFFIX, encryptStream } from '../encryption/age.js';
 import { TaskWindow } from '../concurrency.js';
 import { GeneralError } from '../errors.js';
+import { bytesMoved } from '../reclaim.js';
 import { log } from '../log.js';
 import { childMemberName, createPathFilter, type ExclusionOptions, type PathFilter, type RootKind } from './exclude.js';
 import { BACKUP_MANIFEST_NAME, BackupManifestBuilder, Crc32c, manifestPath, type WalRange } from './manifest.js';
@@ -655,6 +656,8 @@ class ArchiveWriter {
     if (this.failure) throw this.failure;
     const part = this.current!;
     part.tarBytes += buf.length;
+    // what was read, and what compressing it made, dies once the sink has copied it: see reclaim.ts
+    bytesMoved(buf.length);
     if (release) {
       // The buffer goes back to the pool once the compressor has copied it (its write callback).
       await Promise.race([

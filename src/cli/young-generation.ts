@@ -18,11 +18,13 @@ export function keepYoungGenerationSmall(): void {
 
 /**
  * The WAL commands move one segment with few JavaScript objects: their dead Buffers are freed by
- * scavenges asked for every few MiB moved (src/reclaim.ts). V8 hands out its collection function
- * only to contexts created after --expose-gc is set, hence the new context.
+ * scavenges asked for every few MiB moved (src/reclaim.ts). A backup is the same on a larger scale:
+ * file reads and compressed blocks die right after they are copied into a part, yet left alone they
+ * piled up to 20-40 MB before V8 collected them. V8 hands out its collection function only to
+ * contexts created after --expose-gc is set, hence the new context.
  */
-export function collectYoungGarbageOften(): void {
+export function collectYoungGarbageOften(everyBytes?: number): void {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
-  setYoungCollector(() => gc({ type: 'minor' }));
+  setYoungCollector(() => gc({ type: 'minor' }), everyBytes);
 }

@@ -8,7 +8,7 @@ import { partSize } from '../../storage/provider.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 import { checkBackupTags, parseTags } from '../tags.js';
-import { keepYoungGenerationSmall } from '../young-generation.js';
+import { collectYoungGarbageOften, keepYoungGenerationSmall } from '../young-generation.js';
 
 const RESERVED_NAMES = ['latest', 'last', 'oldest', 'first', 'last-failed', 'latest-full', 'last-full', 'auto'];
 const TiB = 1024 ** 4;
@@ -29,6 +29,8 @@ const backup: CommandModule<'backup'> = {
   },
   async run(ctx) {
     keepYoungGenerationSmall();
+    // One scavenge per 4 MiB of tar: a few hundred per GB rather than the WAL step's thousand.
+    collectYoungGarbageOften(4 * MiB);
     const opts = ctx.args.options;
     if (opts['snapshot-instance'] !== undefined || opts['snapshot-disk'] !== undefined) {
       throw new GeneralError('snapshot backups are not supported by this implementation');

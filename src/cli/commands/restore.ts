@@ -5,7 +5,7 @@ import { restoreBackup, type RestoreTargets } from '../../backup/restore.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import type { CommandOptions } from '../spec.js';
 import { openContextStore, storeUrl } from '../open-store.js';
-import { keepYoungGenerationSmall } from '../young-generation.js';
+import { collectYoungGarbageOften, keepYoungGenerationSmall } from '../young-generation.js';
 
 function parseTablespaceRules(rules: readonly string[] | undefined): Map<string, string> {
   const out = new Map<string, string>();
@@ -65,6 +65,8 @@ const restore: CommandModule<'restore'> = {
   errorPrefix: 'Barman cloud restore exception',
   async run(ctx) {
     keepYoungGenerationSmall();
+    // as the backup does (commands/backup.ts): a scavenge per 4 MiB of files written
+    collectYoungGarbageOften(4 * 1024 * 1024);
     const o = ctx.args.options;
     const identities = await (await import('../encryption.js')).loadIdentities(ctx);
     const { store, resolved } = await openContextStore(ctx);
