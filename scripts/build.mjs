@@ -5,7 +5,7 @@
 // npm packages stay external: the SDKs are still loaded only when their provider is used.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
@@ -36,6 +36,33 @@ await build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
+// The same program as one CommonJS file, for the WAL commands only (src/cli/launch.ts): loading it
+// needs no ES module loader and no chunk graph, and V8 can compile it from the code cache made
+// below. import.meta.url, which CommonJS lacks, becomes this file's URL. Packages stay external
+// and their import() stays import(), so the ESM-only ones load as in the ESM bundle.
+await build({
+  absWorkingDir: root,
+  entryPoints: ['src/cli/run.ts'],
+  outfile: 'dist/cli/run.cjs',
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  define: { 'import.meta.url': '__bundleUrl' },
+  banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
+// Its import() calls (packages and builtins loaded on demand) call the launcher's instead
+// (IMPORT_PARAMETER in src/cli/launch.ts says why); any other import( would be left broken.
+{
+  const file = resolve(root, 'dist/cli/run.cjs');
+  const text = readFileSync(file, 'utf8');
+  const renamed = text.replace(/\bimport\((?=")/g, '__importExternal(');
+  if (/\bimport\(/.test(renamed)) throw new Error('dist/cli/run.cjs: an import() without a string literal; src/cli/launch.ts cannot serve it');
+  writeFileSync(file, renamed);
+}
 // The CommonJS launcher the bin/ scripts require (answers --version without the ESM loader).
 await build({
   absWorkingDir: root,
@@ -62,6 +89,19 @@ await build({
   plugins: [noDynamicImports],
   logLevel: 'warning',
 });
+// V8's code cache of run.cjs, made by the Node that builds (the launcher ignores it under another
+// Node, other flags or other source). A fresh process without NODE_OPTIONS: the cache records the
+// V8 flags it was made under, and they must be those of a WAL call.
+{
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const launcher = resolve(root, 'dist/cli/launch.cjs');
+  const cache = execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(launcher)}).makeWalCodeCache());`], { cwd: root, env, maxBuffer: 64 << 20 });
+  const { WAL_CODE_CACHE } = await import(launcher);
+  const out = resolve(root, 'dist/cli', WAL_CODE_CACHE);
+  writeFileSync(`${out}.tmp`, cache, { mode: 0o644 });
+  renameSync(`${out}.tmp`, out);
+}
 // The committed files generated from dist/ (bin/'s WAL fronts, completions/) are written by
 // scripts/generate.mjs, never here: a build must not rewrite a committed file, or their drift
 // check could never fail.

@@ -9,7 +9,10 @@ import { join, relative, resolve } from 'node:path';
 // The repository by default; a test points it at a small fixture tree.
 const root = resolve(process.argv[2] ?? resolve(import.meta.dirname, '..'));
 /** `file:name` pairs used from outside the TypeScript program (bin/, scripts/build.mjs output). */
-const KEPT = new Set(['src/cli/launch.ts:launch', 'src/cli/fast-path.ts:walArchiveScript', 'src/cli/fast-path.ts:walRestoreScript']);
+const KEPT = new Set([
+  'src/cli/launch.ts:launch', 'src/cli/launch.ts:makeWalCodeCache', 'src/cli/launch.ts:WAL_CODE_CACHE',
+  'src/cli/fast-path.ts:walArchiveScript', 'src/cli/fast-path.ts:walRestoreScript',
+]);
 
 const walk = (dir, pick) =>
   !existsSync(dir) ? [] : readdirSync(dir, { withFileTypes: true }).flatMap((e) =>

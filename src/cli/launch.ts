@@ -1,9 +1,18 @@
 // The executables' first step, built as CommonJS (dist/cli/launch.cjs): `--version` is answered
 // here without starting Node's ES module loader (~10 ms per process, measured), because the
-// operator probes `--version` before every call (cnpg-usage §2.6). Everything else goes on to the
-// ESM bundle (run.js).
+// operator probes `--version` before every call (cnpg-usage §2.6). The WAL commands go on to one
+// CommonJS bundle (run.cjs) compiled with V8's code cache made by the build; every other command to
+// the ESM bundle (run.js).
+import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { earlyAction } from './early.js';
 import { BARMAN_CONTRACT_VERSION, commandByName, type CommandName } from './spec.js';
+
+type RunModule = typeof import('./run.js');
+
+/** The V8 flags of a one-shot WAL call (below); its code cache is made under the same flags. */
+const WAL_CALL_FLAGS = '--max-opt=1 --liftoff-only';
+/** Made by scripts/build.mjs beside the bundle it belongs to; never written at run time. */
+export const WAL_CODE_CACHE = 'run.cjs.v8-cache';
 
 /**
  * A one-shot WAL call lives well under a second and runs its bulk work in native code (hashing,
@@ -13,21 +22,99 @@ import { BARMAN_CONTRACT_VERSION, commandByName, type CommandName } from './spec
  * measured on Node 20). Set before the bundle loads; the --async worker, which runs for long,
  * keeps every tier.
  */
-function limitTiersOfWalCall(name: CommandName | 'umbrella'): void {
-  if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env.BARMAN_CLOUD_ASYNC_WORKER) return;
+function limitTiersOfWalCall(name: CommandName | 'umbrella'): boolean {
+  if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env.BARMAN_CLOUD_ASYNC_WORKER) return false;
+  setWalCallFlags();
+  return true;
+}
+
+function setWalCallFlags(): void {
   // Flags of V8 versions we know (an unknown flag would be an error line on stderr).
-  if (['11', '12'].includes(process.versions.v8.split('.')[0]!)) require('node:v8').setFlagsFromString('--max-opt=1 --liftoff-only');
+  if (['11', '12'].includes(process.versions.v8.split('.')[0]!)) require('node:v8').setFlagsFromString(WAL_CALL_FLAGS);
+}
+
+const debug = require('node:util').debuglog('barman_cloud_launch') as (message: string) => void;
+
+/**
+ * The code cache, if it can be believed: a regular file owned by the owner of the bundle and
+ * writable by nobody else (whoever can write it could run code as us). V8 itself refuses one made
+ * for other source, another V8 version or other flags (script.cachedDataRejected).
+ */
+function readCodeCache(bundle: string): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`${__dirname}/${WAL_CODE_CACHE}`, 'r');
+  } catch {
+    debug('no code cache');
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.uid !== statSync(bundle).uid || (st.mode & 0o022) !== 0) {
+      debug('code cache ignored: not owned by the bundle\'s owner alone');
+      return undefined;
+    }
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The bundle's import() calls, which scripts/build.mjs renames to this parameter: code compiled by
+ * vm has no import() of its own on Node 20 once it comes from a code cache ("A dynamic import
+ * callback was not specified"), so the launcher's own import() serves them. Specifiers are
+ * packages and builtins, resolved from dist/cli/ either way.
+ */
+const IMPORT_PARAMETER = '__importExternal';
+
+/** Compiles run.cjs as require() would, with the extra parameter, optionally from a code cache. */
+function compileWalBundle(cachedData?: Buffer): { script: import('node:vm').Script; exports: RunModule } {
+  const bundle = `${__dirname}/run.cjs`;
+  const { Script } = require('node:vm') as typeof import('node:vm');
+  const { createRequire } = require('node:module') as typeof import('node:module');
+  const source = `(function (exports, require, module, __filename, __dirname, ${IMPORT_PARAMETER}) {${readFileSync(bundle, 'utf8')}\n})`;
+  const script = new Script(source, { filename: bundle, cachedData });
+  const module = { exports: {} as RunModule };
+  const importExternal = (specifier: string): Promise<unknown> => import(specifier);
+  (script.runInThisContext() as (...args: unknown[]) => void)(module.exports, createRequire(bundle), module, bundle, __dirname, importExternal);
+  return { script, exports: module.exports };
+}
+
+/**
+ * Loads the WAL commands' CommonJS bundle: one file, no ES module loader, and, for a one-shot
+ * call, compiled from V8's code cache instead of parsed (docs/benchmarks.md, "One-shot WAL
+ * profile"). The --async worker runs under other flags, which the cache would not match.
+ */
+function loadWalBundle(useCache: boolean): RunModule {
+  const cachedData = useCache ? readCodeCache(`${__dirname}/run.cjs`) : undefined;
+  const { script, exports } = compileWalBundle(cachedData);
+  if (cachedData) debug(script.cachedDataRejected ? 'code cache rejected by V8' : 'code cache accepted');
+  return exports;
+}
+
+/**
+ * For scripts/build.mjs, run in a fresh `node` with no options: V8's code cache of run.cjs,
+ * compiled and initialised under the flags of a WAL call.
+ */
+export function makeWalCodeCache(): Buffer {
+  setWalCallFlags();
+  return compileWalBundle().script.createCachedData();
 }
 
 export function launch(name: CommandName | 'umbrella'): void {
-  limitTiersOfWalCall(name);
+  const oneShotWal = limitTiersOfWalCall(name);
   const argv = process.argv.slice(2);
   if (name !== 'umbrella' && earlyAction(commandByName(name)!, argv) === 'version') {
     process.stdout.write(`${commandByName(name)!.prog} ${BARMAN_CONTRACT_VERSION}\n`);
     process.exitCode = 0;
     return;
   }
+  if (name === 'wal-archive' || name === 'wal-restore') {
+    void loadWalBundle(oneShotWal).runCommand(name);
+    return;
+  }
   // The ESM bundle sits beside this file once built.
-  const run = import(`${__dirname}/run.js`) as Promise<typeof import('./run.js')>;
+  const run = import(`${__dirname}/run.js`) as Promise<RunModule>;
   void run.then((m) => (name === 'umbrella' ? m.runUmbrella() : m.runCommand(name)));
 }

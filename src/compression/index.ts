@@ -96,10 +96,16 @@ export async function loadCodec(name: CodecName, options: LoadCodecOptions = {})
       return (await import('./xz.js')).createXzCodec();
     case 'snappy':
       return (await import('./snappy.js')).createSnappyCodec();
-    case 'zstd':
-      return (await import('./zstd.js')).createZstdCodec();
-    case 'lz4':
-      return (await import('./lz4.js')).createLz4Codec();
+    case 'zstd': {
+      const [{ createZstdCodec }, { xxhashReady }] = await Promise.all([import('./zstd.js'), import('./xxhash.js')]);
+      await xxhashReady;
+      return createZstdCodec();
+    }
+    case 'lz4': {
+      const [{ createLz4Codec }, { xxhashReady }] = await Promise.all([import('./lz4.js'), import('./xxhash.js')]);
+      await xxhashReady;
+      return createLz4Codec();
+    }
     default:
       throw new RangeError(`unknown codec: ${String(name)}`);
   }

@@ -215,7 +215,7 @@ async function profileServer(name, server, work, segment) {
       rmSync(dest, { force: true });
       await runTimed(c.cmd, c.before(), tenv);
     }
-    traced[label] = readFileSync(traceFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    traced[label] = readFileSync(traceFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
   }
   return { rows, floors, node0, traced };
 }

@@ -1,0 +1,93 @@
+// The WAL commands load one CommonJS bundle compiled from V8's code cache made by the build
+// (src/cli/launch.ts, scripts/build.mjs). The cache must be used when it is the build's, and a cache
+// that is not (other bytes, other source, other V8 flags, writable by others, absent) must be
+// ignored while the commands still archive and restore byte-identical. Needs the build (dist/).
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanEnv, runProcess } from '../helpers/run-bin.ts';
+import { ROOT } from '../helpers/servers.ts';
+
+const MiB = 1 << 20;
+const CACHE = 'run.cjs.v8-cache';
+let work: string;
+let n = 0;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'bc-code-cache-'));
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A copy of the package's executables and build, so that its cache can be tampered with. */
+function packageCopy(): string {
+  const pkg = join(work, `pkg-${++n}`);
+  mkdirSync(join(pkg, 'bin'), { recursive: true });
+  for (const b of ['barman-cloud-wal-archive', 'barman-cloud-wal-restore']) cpSync(join(ROOT, 'bin', b), join(pkg, 'bin', b));
+  cpSync(join(ROOT, 'bin', 'package.json'), join(pkg, 'bin', 'package.json'));
+  cpSync(join(ROOT, 'dist'), join(pkg, 'dist'), { recursive: true });
+  cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+  return pkg;
+}
+
+/**
+ * Archives a 1 MiB segment with --lz4 into a fresh file store and restores it, as `node <bin>`
+ * with the launcher's debug output on; returns what the launcher said about the cache.
+ */
+async function roundTrip(pkg: string, env: Record<string, string> = {}): Promise<string> {
+  const store = join(work, `store-${++n}`);
+  const pgwal = join(work, `pg_wal-${n}`);
+  mkdirSync(store);
+  mkdirSync(pgwal);
+  const name = '000000010000000000000003';
+  const data = Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 7)]);
+  writeFileSync(join(pgwal, name), data);
+  const opts = { env: cleanEnv({ NODE_DEBUG: 'barman_cloud_launch', ...env }) };
+  const archive = await runProcess(process.execPath, [join(pkg, 'bin', 'barman-cloud-wal-archive'), '--lz4', `file://${store}`, 'srv', join(pgwal, name)], opts);
+  const dest = join(work, `restored-${n}`);
+  const restore = await runProcess(process.execPath, [join(pkg, 'bin', 'barman-cloud-wal-restore'), `file://${store}`, 'srv', name, dest], opts);
+  expect({ archive: archive.code, restore: restore.code }).toEqual({ archive: 0, restore: 0 });
+  expect(sha(readFileSync(dest))).toBe(sha(data));
+  const said = (stderr: string) => stderr.split('\n').filter((l) => l !== '').map((l) => l.replace(/^BARMAN_CLOUD_LAUNCH \d+: /, ''));
+  // Both calls say the same, and nothing but the launcher's debug lines is written.
+  expect(said(restore.stderr)).toEqual(said(archive.stderr));
+  return said(archive.stderr).join('\n');
+}
+
+describe('code cache of the WAL commands', () => {
+  it('the build makes one, only readable by others, and the WAL commands compile from it', async () => {
+    const cache = join(ROOT, 'dist', 'cli', CACHE);
+    expect(existsSync(cache)).toBe(true);
+    expect(statSync(cache).mode & 0o022).toBe(0);
+    expect(await roundTrip(ROOT)).toBe('code cache accepted');
+  });
+
+  it('a cache of other bytes or of other source is rejected by V8, and the commands still work', async () => {
+    const garbage = packageCopy();
+    const cache = join(garbage, 'dist', 'cli', CACHE);
+    writeFileSync(cache, randomBytes(statSync(cache).size), { mode: 0o644 });
+    expect(await roundTrip(garbage)).toBe('code cache rejected by V8');
+
+    const edited = packageCopy();
+    appendFileSync(join(edited, 'dist', 'cli', 'run.cjs'), '\n// edited after the build\n');
+    expect(await roundTrip(edited)).toBe('code cache rejected by V8');
+  });
+
+  it('a cache made under other V8 flags is rejected by V8, and the commands still work', async () => {
+    expect(await roundTrip(ROOT, { NODE_OPTIONS: '--max-old-space-size=300' })).toBe('code cache rejected by V8');
+  });
+
+  it('a cache others may write is not read at all; a missing one is no error', async () => {
+    const open = packageCopy();
+    chmodSync(join(open, 'dist', 'cli', CACHE), 0o664);
+    expect(await roundTrip(open)).toBe("code cache ignored: not owned by the bundle's owner alone");
+
+    const none = packageCopy();
+    rmSync(join(none, 'dist', 'cli', CACHE));
+    expect(await roundTrip(none)).toBe('no code cache');
+  });
+});
