@@ -37,10 +37,11 @@ const debug = require('node:util').debuglog('barman_cloud_launch') as (message: 
 
 /**
  * The code cache, if it can be believed: a regular file owned by the owner of the bundle and
- * writable by nobody else (whoever can write it could run code as us). V8 itself refuses one made
- * for other source, another V8 version or other flags (script.cachedDataRejected).
+ * writable by nobody else (whoever can write it could run code as us), made for these very bundle
+ * bytes (its first 32 bytes are their SHA-256: V8's own check compares only the source's length).
+ * V8 refuses one made for another V8 version or other flags (script.cachedDataRejected).
  */
-function readCodeCache(bundle: string): Buffer | undefined {
+function readCodeCache(bundle: string, bundleBytes: Buffer): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(`${__dirname}/${WAL_CODE_CACHE}`, 'r');
@@ -54,11 +55,20 @@ function readCodeCache(bundle: string): Buffer | undefined {
       debug('code cache ignored: not owned by the bundle\'s owner alone');
       return undefined;
     }
-    return readFileSync(fd);
+    const file = readFileSync(fd);
+    const { createHash } = require('node:crypto') as typeof import('node:crypto');
+    if (file.length <= BUNDLE_DIGEST || !createHash('sha256').update(bundleBytes).digest().equals(file.subarray(0, BUNDLE_DIGEST))) {
+      debug('code cache ignored: made for another bundle');
+      return undefined;
+    }
+    return file.subarray(BUNDLE_DIGEST);
   } finally {
     closeSync(fd);
   }
 }
+
+/** Length of the SHA-256 of run.cjs that heads its code cache. */
+const BUNDLE_DIGEST = 32;
 
 /**
  * The bundle's import() calls, which scripts/build.mjs renames to this parameter: code compiled by
@@ -69,11 +79,11 @@ function readCodeCache(bundle: string): Buffer | undefined {
 const IMPORT_PARAMETER = '__importExternal';
 
 /** Compiles run.cjs as require() would, with the extra parameter, optionally from a code cache. */
-function compileWalBundle(cachedData?: Buffer): { script: import('node:vm').Script; exports: RunModule } {
+function compileWalBundle(bundleBytes: Buffer, cachedData?: Buffer): { script: import('node:vm').Script; exports: RunModule } {
   const bundle = `${__dirname}/run.cjs`;
   const { Script } = require('node:vm') as typeof import('node:vm');
   const { createRequire } = require('node:module') as typeof import('node:module');
-  const source = `(function (exports, require, module, __filename, __dirname, ${IMPORT_PARAMETER}) {${readFileSync(bundle, 'utf8')}\n})`;
+  const source = `(function (exports, require, module, __filename, __dirname, ${IMPORT_PARAMETER}) {${bundleBytes.toString('utf8')}\n})`;
   const script = new Script(source, { filename: bundle, cachedData });
   const module = { exports: {} as RunModule };
   const importExternal = (specifier: string): Promise<unknown> => import(specifier);
@@ -87,8 +97,10 @@ function compileWalBundle(cachedData?: Buffer): { script: import('node:vm').Scri
  * profile"). The --async worker runs under other flags, which the cache would not match.
  */
 function loadWalBundle(useCache: boolean): RunModule {
-  const cachedData = useCache ? readCodeCache(`${__dirname}/run.cjs`) : undefined;
-  const { script, exports } = compileWalBundle(cachedData);
+  const bundle = `${__dirname}/run.cjs`;
+  const bundleBytes = readFileSync(bundle);
+  const cachedData = useCache ? readCodeCache(bundle, bundleBytes) : undefined;
+  const { script, exports } = compileWalBundle(bundleBytes, cachedData);
   if (cachedData) debug(script.cachedDataRejected ? 'code cache rejected by V8' : 'code cache accepted');
   return exports;
 }
@@ -99,7 +111,10 @@ function loadWalBundle(useCache: boolean): RunModule {
  */
 export function makeWalCodeCache(): Buffer {
   setWalCallFlags();
-  return compileWalBundle().script.createCachedData();
+  const bundleBytes = readFileSync(`${__dirname}/run.cjs`);
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  const digest = createHash('sha256').update(bundleBytes).digest();
+  return Buffer.concat([digest, compileWalBundle(bundleBytes).script.createCachedData()]);
 }
 
 export function launch(name: CommandName | 'umbrella'): void {
