@@ -18,6 +18,16 @@ const noDynamicImports = {
     b.onResolve({ filter: /.*/ }, (args) => (args.kind === 'dynamic-import' ? { path: args.path, external: true } : undefined));
   },
 };
+// The WAL commands' CommonJS bundle keeps packages external, but for small pure-JavaScript ES
+// modules it uses on the WAL path: as part of the bundle they need no ES module loader (which a
+// package's import() would start, ~20 ms per encrypted WAL call; docs/benchmarks.md).
+const INLINED_IN_WAL_BUNDLE = ['@scure/base'];
+const packagesExternalExcept = (inlined) => ({
+  name: 'packages-external-except',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) => (inlined.some((p) => args.path === p || args.path.startsWith(`${p}/`)) ? undefined : { path: args.path, external: true }));
+  },
+});
 const check = !process.argv.includes('--no-check');
 if (check) execFileSync(process.execPath, [resolve(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'], { cwd: root, stdio: 'inherit' });
 rmSync(resolve(root, 'dist'), { recursive: true, force: true });
@@ -39,7 +49,8 @@ await build({
 // The same program as one CommonJS file, for the WAL commands only (src/cli/launch.ts): loading it
 // needs no ES module loader and no chunk graph, and V8 can compile it from the code cache made
 // below. import.meta.url, which CommonJS lacks, becomes this file's URL. Packages stay external
-// and their import() stays import(), so the ESM-only ones load as in the ESM bundle.
+// (INLINED_IN_WAL_BUNDLE aside) and their import() stays import(), so the ESM-only ones load as
+// in the ESM bundle.
 await build({
   absWorkingDir: root,
   entryPoints: ['src/cli/run.ts'],
@@ -48,7 +59,7 @@ await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  packages: 'external',
+  plugins: [packagesExternalExcept(INLINED_IN_WAL_BUNDLE)],
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
   sourcemap: 'linked',

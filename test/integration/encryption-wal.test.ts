@@ -142,28 +142,27 @@ describe.skipIf(missing.length > 0)('encrypted WAL on the directory store', () =
     }
   });
 
-  it('plain WAL calls load no encryption code; encrypted ones load ours but not the age-encryption library', async () => {
+  it('WAL calls, plain or encrypted, load no age package: the WAL bundle holds our age code and its bech32 (@scure/base, inlined by scripts/build.mjs)', async () => {
     const traced = async (fn: (env: Record<string, string>, nodeArgs: string[]) => Promise<unknown>) => {
       const trace = join(work, `trace-${Math.random().toString(16).slice(2)}`);
       writeFileSync(trace, '');
       await fn({ BC_TRACE_MODULES: trace }, ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')]);
       return readFileSync(trace, 'utf8');
     };
-    // The WAL commands run one CommonJS bundle (scripts/build.mjs) where our age code has no file of
-    // its own: @scure/base, which only it imports (bech32 keys), shows that it was loaded.
-    const AGE = /age-encryption|\/dist\/cli\/age-[A-Z0-9]+\.js|@scure\/base/;
+    // Loading any of these packages would start the ES module loader for a few bech32 functions,
+    // and age-encryption's import was once most of the cost of an encrypted WAL call.
+    const PACKAGES = /age-encryption|@noble|@scure/;
     const plainArchive = await traced((env, nodeArgs) => runBin('barman-cloud-wal-archive', ['--lz4', `file://${store}`, 'lean', join(work, 'pg_wal', SEG)], { env: cleanEnv(env), nodeArgs }));
     const plainRestore = await traced((env, nodeArgs) => runBin('barman-cloud-wal-restore', [`file://${store}`, 'lean', SEG, join(work, 'lean-dest')], { env: cleanEnv(env), nodeArgs }));
     expect(existsSync(join(work, 'lean-dest'))).toBe(true);
-    expect(plainArchive).not.toMatch(AGE);
-    expect(plainRestore).not.toMatch(AGE);
     const encRestore = await traced((env, nodeArgs) => runBin('barman-cloud-wal-restore', ['--encryption-identity-file', key('old.key'), `file://${store}`, 'codec-lz4', SEG, join(work, 'lean-dest2')], { env: cleanEnv(env), nodeArgs }));
-    expect(encRestore).toMatch(AGE);
-    // neither direction needs the age-encryption library (node:crypto and @scure/base's bech32 only):
-    // its import was most of the cost of an encrypted WAL call
+    expect(existsSync(join(work, 'lean-dest2'))).toBe(true);
     const encArchive = await traced((env, nodeArgs) => runBin('barman-cloud-wal-archive', ['--lz4', '--encryption-recipient-file', key('old.pub'), `file://${store}`, 'lean-enc', join(work, 'pg_wal', SEG)], { env: cleanEnv(env), nodeArgs }));
     expect(existsSync(join(store, 'lean-enc', 'wals', '0000000100000000', `${SEG}.lz4.age`))).toBe(true);
-    expect(encArchive).not.toMatch(/age-encryption|@noble/);
-    expect(encRestore).not.toMatch(/age-encryption|@noble/);
+    // the trace works: every call shows the launcher (the WAL bundle itself is compiled by vm, not required)
+    for (const t of [plainArchive, plainRestore, encRestore, encArchive]) {
+      expect(t).toMatch(/dist\/cli\/launch\.cjs/);
+      expect(t).not.toMatch(PACKAGES);
+    }
   });
 });
