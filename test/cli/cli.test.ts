@@ -10,9 +10,9 @@ import {
 } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/storage/config.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const WAL = '000000010000000000000001';
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 /** The commands that have their own barman-cloud-<command> executable (not `completion`). */
 const DROP_INS = COMMANDS.filter((c) => !c.umbrellaOnly);
 let scratch: string;
@@ -153,7 +153,7 @@ describe('options anywhere, --opt=value, abbreviations', () => {
     const port = await freePort();
     // --endp is --endpoint-url (barman's own flags win over our --endpoint-ca): unreachable → 2.
     const r = await runBin('barman-cloud-backup-list', ['-t', `--endp=http://127.0.0.1:${port}`, 's3://bucket', 'srv'], {
-      env: cleanEnv(S3_ENV),
+      env: cleanEnv(MOTO_ENV),
     });
     expect(r.code).toBe(2);
     const bad = await runBin('barman-cloud-backup-list', ['--cloud-prov', 'azure', 's3://b', 'srv']);
@@ -180,7 +180,7 @@ describe('-t exit codes against real servers', () => {
   });
 
   it('S3 (moto): 0 live, 1 missing bucket, 2 unreachable — for every command', async () => {
-    const env = cleanEnv(S3_ENV);
+    const env = cleanEnv(MOTO_ENV);
     for (const c of DROP_INS) {
       const tail = c.name === 'wal-archive' ? [WAL] : c.name === 'wal-restore' ? [WAL, '/tmp/x'] :
         ['backup-show', 'backup-keep'].includes(c.name) ? ['latest', ...(c.name === 'backup-keep' ? ['-s'] : [])] :
@@ -236,7 +236,7 @@ describe('-t exit codes against real servers', () => {
       return readFileSync(trace, 'utf8');
     };
     // Static keys: the lean SigV4 client answers; no SDK at all.
-    const lean = await traced(S3_ENV, []);
+    const lean = await traced(MOTO_ENV, []);
     expect(lean).toMatch(/dist\/cli\/s3-lean-\w+\.js/);
     expect(lean).not.toMatch(/@aws-sdk\//);
     // A profile needs the SDK's credential chain: the AWS SDK, still never Azure or GCS.

@@ -20,9 +20,9 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
   asPostgresArgv, requireTool, postgresAvailable, startCluster, toolCommand, toolRootForPostgres, nodePath, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'failures';
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -129,7 +129,7 @@ describe.skipIf(skip)('a base backup that fails midway', () => {
   let s3: S3Client;
   let primary: PgCluster;
   const url = (server: string, endpoint = moto.url) => ['--endpoint-url', endpoint, `s3://${BUCKET}/pg`, server];
-  const env = () => cleanEnv({ ...S3_ENV, ...primary.env });
+  const env = () => cleanEnv({ ...MOTO_ENV, ...primary.env });
 
   beforeAll(async () => {
     moto = await startMoto();
@@ -138,7 +138,7 @@ describe.skipIf(skip)('a base backup that fails midway', () => {
     const tbsDir = pgTempDir('bc-fail-tbs-');
     primary = await startCluster({
       conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', url('wal'))} %p` },
-      serverEnv: { ...S3_ENV },
+      serverEnv: { ...MOTO_ENV },
     });
     await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbsDir}'`);
     await primary.psql("CREATE TABLE t (id int) TABLESPACE tbs1; INSERT INTO t SELECT generate_series(1, 1000);");

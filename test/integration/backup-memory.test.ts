@@ -10,9 +10,9 @@ import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers
 import { gnuTimeAvailable, measured } from '../helpers/peak-rss.ts';
 import { cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool, postgresAvailable, startCluster, type PgCluster } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable()) || requireTool('GNU time', gnuTimeAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 /** The issue's bound for backup and restore (MB of peak RSS), on the directory store and on S3. */
 const LIMIT_MB = 128;
 const CODECS: [string, string[]][] = [['none', []], ['lz4', ['--lz4']], ['gzip', ['-z']], ['zstd', ['--zstd']], ['snappy', ['--snappy']]];
@@ -44,7 +44,7 @@ describe.skipIf(skip)('peak memory of backup and restore with -J 4', () => {
   for (const [store, location] of stores) {
     it.each(CODECS)(`${store}: backup and restore (%s) stay within the bound`, async (codec, flags) => {
       mkdirSync(join(work, 'store'), { recursive: true });
-      const env = cleanEnv({ ...S3_ENV, ...cluster.env });
+      const env = cleanEnv({ ...MOTO_ENV, ...cluster.env });
       const name = `mem-${codec}`;
       const backup = await measured('barman-cloud-backup', [...flags, '-J', '4', '--immediate-checkpoint', '-n', name, ...location(), 'srv'], env);
       expect({ code: backup.code, stderr: backup.stderr }).toEqual({ code: 0, stderr: '' });

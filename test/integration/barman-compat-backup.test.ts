@@ -19,12 +19,12 @@ import { runBarman, runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
   requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const BARMAN_BACKUP = '/usr/bin/barman-cloud-backup';
 const skip =
   requireTool('PostgreSQL 15', postgresAvailable()) ||
   requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN_BACKUP));
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'compat';
 const PREFIX = 'pg';
 const SERVER = 'srv';
@@ -114,7 +114,7 @@ describe.skipIf(skip)('base backups: cross-compatibility with barman-cli-cloud 3
   let systemId: string;
   const clusters: PgCluster[] = [];
   const url = () => ['--endpoint-url', moto.url, `s3://${BUCKET}/${PREFIX}`, SERVER];
-  const env = () => cleanEnv({ ...S3_ENV, ...primary.env });
+  const env = () => cleanEnv({ ...MOTO_ENV, ...primary.env });
   /** name → backup ID of the backups barman 3.4 took. */
   const theirs = new Map<string, string>();
 
@@ -145,7 +145,7 @@ describe.skipIf(skip)('base backups: cross-compatibility with barman-cli-cloud 3
     tbsDir = pgTempDir('bc-compat-tbs-');
     primary = await startCluster({
       conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', url())} %p` },
-      serverEnv: { ...S3_ENV },
+      serverEnv: { ...MOTO_ENV },
     });
     clusters.push(primary);
     await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbsDir}'`);
@@ -220,7 +220,7 @@ describe.skipIf(skip)('base backups: cross-compatibility with barman-cli-cloud 3
     // barman's restore writes no recovery configuration, and neither does ours without the flag.
     expect(existsSync(join(dest, 'recovery.signal'))).toBe(false);
 
-    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...S3_ENV }, clusters, tablespaceDirs: [tbsNew] });
+    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...MOTO_ENV }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
     expect(await copy.psql('SELECT system_identifier::text FROM pg_control_system()')).toBe(systemId);

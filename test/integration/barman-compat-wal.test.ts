@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBarman, runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const BARMAN = '/usr/bin/barman-cloud-wal-archive';
 const skip = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN));
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-const runPython = (tool: string, args: string[]) => runBarman(tool, args, cleanEnv(S3_ENV));
+const runPython = (tool: string, args: string[]) => runBarman(tool, args, cleanEnv(MOTO_ENV));
 
 function walLike(size: number): Buffer {
   const b = Buffer.alloc(size);
@@ -47,7 +47,7 @@ describe.skipIf(skip)('WAL cross-compatibility with barman-cli-cloud 3.4', () =>
     const path = join(work, name);
     writeFileSync(path, data);
     const url = ['--endpoint-url', moto.url, 's3://compat/ours', 'srv'];
-    const a = await runBin('barman-cloud-wal-archive', [...flags, ...url, path], { env: cleanEnv(S3_ENV) });
+    const a = await runBin('barman-cloud-wal-archive', [...flags, ...url, path], { env: cleanEnv(MOTO_ENV) });
     expect({ code: a.code, stderr: a.stderr }).toEqual({ code: 0, stderr: '' });
     const dest = join(work, `${name}.by-barman`);
     const r = await runPython('barman-cloud-wal-restore', [...url, name, dest]);
@@ -64,11 +64,11 @@ describe.skipIf(skip)('WAL cross-compatibility with barman-cli-cloud 3.4', () =>
     const a = await runPython('barman-cloud-wal-archive', [...flags, ...url, path]);
     expect({ code: a.code, stderr: a.stderr }).toEqual({ code: 0, stderr: expect.any(String) });
     const dest = join(work, `${name}.by-ours`);
-    const r = await runBin('barman-cloud-wal-restore', [...url, name, dest], { env: cleanEnv(S3_ENV) });
+    const r = await runBin('barman-cloud-wal-restore', [...url, name, dest], { env: cleanEnv(MOTO_ENV) });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     expect(sha(readFileSync(dest))).toBe(sha(data));
     // And barman's own copy is recognised as identical: archiving the same file again is a no-op.
-    const again = await runBin('barman-cloud-wal-archive', ['--lz4', ...url, path], { env: cleanEnv(S3_ENV) });
+    const again = await runBin('barman-cloud-wal-archive', ['--lz4', ...url, path], { env: cleanEnv(MOTO_ENV) });
     expect(again.code).toBe(0);
   });
 
@@ -76,12 +76,12 @@ describe.skipIf(skip)('WAL cross-compatibility with barman-cli-cloud 3.4', () =>
     const url = ['--endpoint-url', moto.url, 's3://compat/hist', 'srv'];
     const path = join(work, '00000002.history');
     writeFileSync(path, '1\t0/3000000\tno recovery target specified\n');
-    expect((await runBin('barman-cloud-wal-archive', [...url, path], { env: cleanEnv(S3_ENV) })).code).toBe(0);
+    expect((await runBin('barman-cloud-wal-archive', [...url, path], { env: cleanEnv(MOTO_ENV) })).code).toBe(0);
     const dest = join(work, 'hist.by-barman');
     expect((await runPython('barman-cloud-wal-restore', [...url, '00000002.history', dest])).code).toBe(0);
     expect(readFileSync(dest, 'utf8')).toBe(readFileSync(path, 'utf8'));
     const theirs = await runPython('barman-cloud-wal-restore', [...url, '000000010000000000000042', join(work, 'x')]);
-    const ours = await runBin('barman-cloud-wal-restore', [...url, '000000010000000000000042', join(work, 'y')], { env: cleanEnv(S3_ENV) });
+    const ours = await runBin('barman-cloud-wal-restore', [...url, '000000010000000000000042', join(work, 'y')], { env: cleanEnv(MOTO_ENV) });
     expect(ours.code).toBe(theirs.code);
     expect(ours.code).toBe(1);
   });

@@ -13,6 +13,7 @@ import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
 import { UnknownBackupInfoField, newBackupInfo, parseBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { HEAD_DONE, HEAD_FAILED, SHOW_DONE, SHOW_FAILED } from '../fixtures/backup-info.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const NEWER_KEYS = ['children_backup_ids', 'cluster_size', 'data_checksums', 'encryption', 'parent_backup_id', 'summarize_wal'];
 const dropNewer = (text: string) => text.split('\n').filter((l) => !NEWER_KEYS.some((k) => l.startsWith(`${k}=`))).join('\n');
@@ -68,7 +69,6 @@ function catalogObjects(): Record<string, string> {
   };
 }
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const LOG_LINE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \[\d+\] (WARNING|ERROR): /;
 
 interface JsonEntry {
@@ -321,7 +321,7 @@ describe('BackupCatalog API on the directory store', () => {
 describe('on S3 (moto)', () => {
   let moto: ServerHandle;
   const bucket = 'catalog';
-  const env = () => cleanEnv(S3_ENV);
+  const env = () => cleanEnv(MOTO_ENV);
   const args = (...rest: string[]) => ['--endpoint-url', moto.url, ...rest];
 
   beforeAll(async () => {

@@ -17,6 +17,7 @@ import { requireTool, postgresAvailable, startCluster, type PgCluster } from '..
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { walLike } from '../fixtures/wal-like.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
 const BARMAN34 = existsSync('/usr/bin/barman-cloud-wal-archive');
@@ -292,7 +293,6 @@ async function store() {
   });
 }
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 
 
 describe.skipIf(skip)('the CloudNativePG plugin\'s argv and env, through bin/ (moto, file store, barman 3.4 side by side)', () => {
@@ -358,7 +358,7 @@ describe.skipIf(skip)('the CloudNativePG plugin\'s argv and env, through bin/ (m
       if (variant === 'barman34' && !BARMAN34) continue;
       const c = ctx[variant];
       const argv = shape.argv(c);
-      const env = cleanEnv({ ...S3_ENV, ...shape.env?.(c) });
+      const env = cleanEnv({ ...MOTO_ENV, ...shape.env?.(c) });
       refuse = shape.argv(c).includes(proxyUrl) ? (shape.tool === 'barman-cloud-backup-delete' ? 'wal-deletes' : 'reads') : 'nothing';
       refusals.length = 0;
       const r = variant === 'barman34'

@@ -11,9 +11,9 @@ import {
 import { runBin, cleanEnv, type BinResult } from '../helpers/run-bin.ts';
 import { requireTool, postgresAvailable, startCluster, toolCommand, type PgCluster } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'doctor';
 const LINE = /^(ok|warn|FAIL)  +[^:]+: .+$/;
 
@@ -35,7 +35,7 @@ describe.skipIf(skip)('barman-cloud doctor', () => {
   const url = (server = 'srv') => ['--endpoint-url', moto.url, `s3://${BUCKET}/pg`, server];
   const archiveCommand = (server = 'srv') => `${toolCommand('barman-cloud-wal-archive', url(server))} %p`;
   const doctor = (args: string[], env: Record<string, string | undefined> = {}): Promise<BinResult> =>
-    runBin('barman-cloud', ['doctor', ...args], { env: cleanEnv({ ...S3_ENV, ...primary.env, ...env }), timeoutMs: 60_000 });
+    runBin('barman-cloud', ['doctor', ...args], { env: cleanEnv({ ...MOTO_ENV, ...primary.env, ...env }), timeoutMs: 60_000 });
 
   async function bucketKeys(): Promise<string[]> {
     const store = await openObjectStore({
@@ -56,12 +56,12 @@ describe.skipIf(skip)('barman-cloud doctor', () => {
     await createS3Bucket(moto.url, BUCKET);
     primary = await startCluster({
       conf: { archive_mode: 'on', archive_command: archiveCommand(), archive_timeout: '0' },
-      serverEnv: { ...S3_ENV, HOME: '/tmp' },
+      serverEnv: { ...MOTO_ENV, HOME: '/tmp' },
     });
     clusters.push(primary);
     await primary.waitForArchived(await primary.switchWal(), 60_000);
     const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', ...url()], {
-      env: cleanEnv({ ...S3_ENV, ...primary.env }), timeoutMs: 120_000,
+      env: cleanEnv({ ...MOTO_ENV, ...primary.env }), timeoutMs: 120_000,
     });
     expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
   }, 180_000);

@@ -12,9 +12,9 @@ import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
   requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 
 describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () => {
   let moto: ServerHandle;
@@ -22,7 +22,7 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
   let tbsDir: string;
   const clusters: PgCluster[] = [];
   const url = () => ['--endpoint-url', moto.url, 's3://pgbackup/cluster', 'srv'];
-  const env = () => cleanEnv({ ...S3_ENV, ...primary.env });
+  const env = () => cleanEnv({ ...MOTO_ENV, ...primary.env });
 
   beforeAll(async () => {
     moto = await startMoto();
@@ -30,7 +30,7 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
     tbsDir = pgTempDir('bc-tbs-');
     primary = await startCluster({
       conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', ['--lz4', ...url()])} %p` },
-      serverEnv: { ...S3_ENV },
+      serverEnv: { ...MOTO_ENV },
     });
     clusters.push(primary);
     await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbsDir}'`);
@@ -93,7 +93,7 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
     expect(existsSync(join(dest, 'recovery.signal'))).toBe(true);
 
     // Started with our wal-restore (the harness writes its own restore_command for the postgres user).
-    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...S3_ENV }, clusters, tablespaceDirs: [tbsNew] });
+    const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...MOTO_ENV }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
     expect(await copy.psql('SELECT count(*) FROM t')).toBe(expectedT);
     await copy.remove();
@@ -137,7 +137,7 @@ describe.skipIf(skip)('backup and restore of PostgreSQL 15 with our tools', () =
   }, 300_000);
 
   it('a backup that cannot reach PostgreSQL exits 1 and writes nothing', async () => {
-    const r = await runBin('barman-cloud-backup', [...url()], { env: cleanEnv({ ...S3_ENV, PGHOST: '/nonexistent', PGPORT: '1' }) });
+    const r = await runBin('barman-cloud-backup', [...url()], { env: cleanEnv({ ...MOTO_ENV, PGHOST: '/nonexistent', PGPORT: '1' }) });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Cannot connect to postgres/);
   });

@@ -12,9 +12,9 @@ import {
   requireTool, postgresAvailable, startCluster, baseBackup, recoveryCluster, toolCommand, pgTempDir, shellQuote,
   type PgCluster,
 } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our tools', () => {
@@ -26,7 +26,7 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
   const url = () => ['--endpoint-url', moto.url, 's3://pgwal/cluster', 'srv'];
   // The default spool root of a cluster's tools (they run as the owner of the data directory).
   const defaultSpool = (dataDir: string) => join(dataDir, 'pg_wal', `.barman-cloud-spool-${statSync(primary.dataDir).uid}`);
-  const serverEnv = () => ({ ...S3_ENV, HOME: '/tmp' });
+  const serverEnv = () => ({ ...MOTO_ENV, HOME: '/tmp' });
 
   // archive_command: keep a copy for the byte-for-byte check, then archive with our tool.
   const archiveCommand = (flags: string[]) =>
@@ -75,7 +75,7 @@ describe.skipIf(skip)('PostgreSQL archive_command / restore_command with our too
     try {
       for (const name of archived) {
         const dest = join(out, name);
-        const r = await runBin('barman-cloud-wal-restore', [...url(), name, dest], { env: cleanEnv(S3_ENV) });
+        const r = await runBin('barman-cloud-wal-restore', [...url(), name, dest], { env: cleanEnv(MOTO_ENV) });
         expect({ name, code: r.code, stderr: r.stderr }).toEqual({ name, code: 0, stderr: '' });
         expect(sha(readFileSync(dest))).toBe(sha(readFileSync(join(copies, name))));
       }

@@ -13,8 +13,8 @@ import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf, type TarMember } from '../helpers/tar.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'escape';
 const BACKUP_ID = '20261129T050418';
 
@@ -297,7 +297,7 @@ const s3Store: StoreKind = {
     await s3!.send(new PutObjectCommand({ Bucket: BUCKET, Key: `pg/${server}/base/${BACKUP_ID}/${name}`, Body: body }));
   },
   url: () => ['--endpoint-url', moto!.url, `s3://${BUCKET}/pg`],
-  env: () => cleanEnv(S3_ENV),
+  env: () => cleanEnv(MOTO_ENV),
 };
 
 beforeAll(async () => {

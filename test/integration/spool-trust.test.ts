@@ -16,6 +16,7 @@ import { DEFAULT_RETRY, openObjectStore, type StoreConfig } from '../../src/stor
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { ROOT, commandExists, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -23,7 +24,6 @@ const ARCHIVE = 'barman-cloud-wal-archive';
 const RESTORE = 'barman-cloud-wal-restore';
 /** Any Node start fails with this: only the shell front can succeed. */
 const NO_NODE = { NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' };
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const SEG_SIZE = 1 << 20;
 
 const seg = (n: number) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`;
@@ -68,7 +68,7 @@ const s3Store = (): Store => ({
   kind: 's3',
   url: 's3://trust/pfx',
   args: ['--endpoint-url', moto.url, 's3://trust/pfx'],
-  env: S3_ENV,
+  env: MOTO_ENV,
   config: () => ({
     provider: 'aws-s3', bucket: 'trust', retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
     credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },

@@ -16,13 +16,13 @@ import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { S3ObjectStore } from '../../src/storage/s3/s3.ts';
 import { NetworkError } from '../../src/errors.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const MiB = 1024 * 1024;
 const READ_TIMEOUT_S = 2;
 const STALL_AFTER = 256 * 1024;
 /** Generous: 2.5 read timeouts, plus a Node start-up on a busy machine. */
 const BOUND_MS = 2.5 * READ_TIMEOUT_S * 1000 + 2500;
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const SEGMENT = '000000010000000000000042';
 
 const startProxy = (targetUrl: string, mode: TcpProxyMode) => startTcpProxy(targetUrl, mode, STALL_AFTER);
@@ -60,7 +60,7 @@ describe(`a stalled server fails within ~2 × --read-timeout (${READ_TIMEOUT_S} 
     try {
       const r = await runBin('barman-cloud-wal-archive', [
         '--read-timeout', String(READ_TIMEOUT_S), '--endpoint-url', proxy.url, `s3://${b}/p`, 'srv', walFile(randomBytes(16 * MiB)),
-      ], { env: cleanEnv(S3_ENV), timeoutMs: 120_000 });
+      ], { env: cleanEnv(MOTO_ENV), timeoutMs: 120_000 });
       expect({ code: r.code, lines: r.stderr.trim().split('\n').length }).toEqual({ code: 4, lines: 1 });
       expect(r.stderr).toMatch(/Read timeout on endpoint URL/);
       expect(r.ms).toBeGreaterThanOrEqual(READ_TIMEOUT_S * 1000);
@@ -83,7 +83,7 @@ describe(`a stalled server fails within ~2 × --read-timeout (${READ_TIMEOUT_S} 
     try {
       const r = await runBin('barman-cloud-wal-restore', [
         '--read-timeout', String(READ_TIMEOUT_S), '--endpoint-url', proxy.url, `s3://${b}/p`, 'srv', SEGMENT, dest,
-      ], { env: cleanEnv(S3_ENV), timeoutMs: 120_000 });
+      ], { env: cleanEnv(MOTO_ENV), timeoutMs: 120_000 });
       expect({ code: r.code, lines: r.stderr.trim().split('\n').length }).toEqual({ code: 4, lines: 1 });
       expect(r.stderr).toMatch(/timeout/i);
       expect(r.ms).toBeGreaterThanOrEqual(READ_TIMEOUT_S * 1000);
@@ -127,7 +127,7 @@ describe('a refused or reset connection is still retried', () => {
     try {
       const r = await runBin('barman-cloud-wal-archive', [
         '--read-timeout', String(READ_TIMEOUT_S), '--endpoint-url', proxy.url, `s3://${b}/p`, 'srv', walFile(randomBytes(64 * 1024)),
-      ], { env: cleanEnv(S3_ENV), timeoutMs: 60_000 });
+      ], { env: cleanEnv(MOTO_ENV), timeoutMs: 60_000 });
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       expect(proxy.connections()).toBeGreaterThanOrEqual(2);
     } finally {

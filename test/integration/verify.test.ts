@@ -21,8 +21,8 @@ import { encodePartsList } from '../../src/catalog/parts-list.ts';
 import { BackupManifestBuilder } from '../../src/backup/manifest.ts';
 import { loadCodec } from '../../src/compression/index.ts';
 import { hex8 } from '../../src/xlog.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const SEG = 1024 * 1024;
 const SERVER = 'srv';
 const ID = '20261201T000000';
@@ -170,7 +170,7 @@ function s3Target(): Target {
         credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
       });
       const prefix = `t${++n}/`;
-      return { store, prefix, url: `s3://verify/t${n}`, extra: ['--endpoint-url', moto.url], env: cleanEnv(S3_ENV) };
+      return { store, prefix, url: `s3://verify/t${n}`, extra: ['--endpoint-url', moto.url], env: cleanEnv(MOTO_ENV) };
     },
   };
 }
@@ -364,14 +364,14 @@ describe.skipIf(skipPg)('barman-cloud verify on real PostgreSQL 15 backups (moto
   let moto: ServerHandle;
   let primary: PgCluster;
   const url = () => ['--endpoint-url', moto.url, 's3://pgverify/pg', SERVER];
-  const env = () => cleanEnv({ ...S3_ENV, ...primary.env });
+  const env = () => cleanEnv({ ...MOTO_ENV, ...primary.env });
 
   beforeAll(async () => {
     moto = await startMoto();
     await createS3Bucket(moto.url, 'pgverify');
     primary = await startCluster({
       conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', url())} %p` },
-      serverEnv: { ...S3_ENV },
+      serverEnv: { ...MOTO_ENV },
     });
     const tbs = pgTempDir('bc-verify-tbs-');
     await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbs}'`);

@@ -12,8 +12,8 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { startS3Proxy, type Proxy } from '../helpers/proxy.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { walLike } from '../fixtures/wal-like.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const BUCKET = 'writeonly';
 const SEGMENT_SIZE = 1024 * 1024;
 
@@ -65,7 +65,7 @@ describe('wal-archive with a write-only credential (LIST and GET refused)', () =
     writeFileSync(path, first);
     const args = ['--endpoint-url', proxyUrl, ...flags, `s3://${BUCKET}/p`, 'srv', path];
     refused.length = 0;
-    const a = await runBin('barman-cloud-wal-archive', args, { env: cleanEnv(S3_ENV) });
+    const a = await runBin('barman-cloud-wal-archive', args, { env: cleanEnv(MOTO_ENV) });
     expect({ code: a.code, stderr: a.stderr }).toEqual({ code: 0, stderr: '' });
     expect(refused.some((r) => r.startsWith('GET LIST') || r === 'GET LIST')).toBe(true);
     const key = `p/srv/wals/0000000100000000/${name}${codec === 'none' ? '' : '.lz4'}`;
@@ -75,13 +75,13 @@ describe('wal-archive with a write-only credential (LIST and GET refused)', () =
 
     const second = walLike(SEGMENT_SIZE, 8);
     writeFileSync(path, second);
-    const b = await runBin('barman-cloud-wal-archive', args, { env: cleanEnv(S3_ENV) });
+    const b = await runBin('barman-cloud-wal-archive', args, { env: cleanEnv(MOTO_ENV) });
     expect(b.code).toBe(1);
     expect(b.stderr.trim().split('\n')).toHaveLength(1);
     expect(b.stderr).toMatch(new RegExp(`ERROR: WAL file ${name} is already archived as ${key} and this credential cannot read it to compare .*grant read access \\(s3:GetObject\\) or use --overwrite`));
     expect((await stored(key)).equals(raw)).toBe(true);
 
-    const c = await runBin('barman-cloud-wal-archive', ['--overwrite', ...args], { env: cleanEnv(S3_ENV) });
+    const c = await runBin('barman-cloud-wal-archive', ['--overwrite', ...args], { env: cleanEnv(MOTO_ENV) });
     expect({ code: c.code }).toEqual({ code: 0 });
     if (codec === 'none') expect((await stored(key)).equals(second)).toBe(true);
     else expect((await stored(key)).equals(raw)).toBe(false);

@@ -12,8 +12,8 @@ import { dirname, join } from 'node:path';
 import { ROOT, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { cleanEnv, runBin, runProcess } from '../helpers/run-bin.ts';
 import { startTcpProxy } from '../helpers/proxy.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const ageMissing = spawnSync('age-keygen', ['--version']).error !== undefined;
 if (ageMissing && process.env.CI === 'true') throw new Error('age-keygen missing in CI');
 
@@ -24,7 +24,7 @@ const MiB = 1024 * 1024;
 const names = ['000000010000000000000031', '000000010000000000000032', '000000010000000000000033', '000000010000000000000034'];
 const bin = join(ROOT, 'bin', 'barman-cloud-wal-restore');
 /** node on PATH, as PostgreSQL's environment has it. */
-const toolEnv = (extra: Record<string, string> = {}) => cleanEnv({ ...S3_ENV, PATH: `${dirname(process.execPath)}:${process.env.PATH}`, ...extra });
+const toolEnv = (extra: Record<string, string> = {}) => cleanEnv({ ...MOTO_ENV, PATH: `${dirname(process.execPath)}:${process.env.PATH}`, ...extra });
 /** Any Node start fails: what the shell front answers alone still works. */
 const NO_NODE = { NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' };
 
@@ -140,7 +140,7 @@ describe('--async restore through a slow or trickling server (moto behind a TCP 
     const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
     for (const [i, n] of names.entries()) {
       writeFileSync(join(src, n), contents[i]!);
-      const r = await runBin('barman-cloud-wal-archive', ['--endpoint-url', moto.url, url, 'srv', join(src, n)], { env: cleanEnv(S3_ENV) });
+      const r = await runBin('barman-cloud-wal-archive', ['--endpoint-url', moto.url, url, 'srv', join(src, n)], { env: cleanEnv(MOTO_ENV) });
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     }
   });

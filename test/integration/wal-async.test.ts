@@ -16,9 +16,9 @@ import {
   requireTool, postgresAvailable, startCluster, baseBackup, recoveryCluster, toolCommand, pgTempDir, shellQuote,
   type PgCluster,
 } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skipPg = requireTool('PostgreSQL 15', postgresAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SEGMENT_RE = /^[0-9A-F]{24}$/;
@@ -58,7 +58,7 @@ describe.skipIf(skipPg)('--async with PostgreSQL 15: archive under load, recover
   const clusters: PgCluster[] = [];
   const motoArgs = () => ['--endpoint-url', moto.url, 's3://pgasync/cluster', 'srv'];
   const fileArgs = () => [`file://${fileStore}`, 'srv'];
-  const serverEnv = () => ({ ...S3_ENV, HOME: '/tmp' });
+  const serverEnv = () => ({ ...MOTO_ENV, HOME: '/tmp' });
   const spoolRoot = (dataDir: string) => join(dataDir, 'pg_wal', `.barman-cloud-spool-${statSync(dataDir).uid}`);
   const asyncFlags = ['--async', '--lz4', '--max-parallel', '4'];
   const archiveCommand = () =>
@@ -114,7 +114,7 @@ describe.skipIf(skipPg)('--async with PostgreSQL 15: archive under load, recover
       for (const [label, args] of [['file', fileArgs()], ['moto', motoArgs()]] as const) {
         for (const name of archived) {
           const dest = join(out, `${label}-${name}`);
-          const r = await runBin('barman-cloud-wal-restore', [...args, name, dest], { env: cleanEnv(S3_ENV) });
+          const r = await runBin('barman-cloud-wal-restore', [...args, name, dest], { env: cleanEnv(MOTO_ENV) });
           expect({ label, name, code: r.code, stderr: r.stderr }).toEqual({ label, name, code: 0, stderr: '' });
           expect(sha(readFileSync(dest))).toBe(sha(readFileSync(join(copies, name))));
         }
@@ -195,7 +195,7 @@ function pgWal(name: string, content: Buffer): { walDir: string; path: string } 
 }
 
 /** The shell-front environment PostgreSQL gives our tools: node on PATH. */
-const toolEnv = () => cleanEnv({ ...S3_ENV, PATH: `${dirname(process.execPath)}:${process.env.PATH}` });
+const toolEnv = () => cleanEnv({ ...MOTO_ENV, PATH: `${dirname(process.execPath)}:${process.env.PATH}` });
 
 /** Run an executable itself (its shell front), as PostgreSQL does. */
 function runFile(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; ms: number }> {
@@ -284,7 +284,7 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
       process.kill(pid, 'SIGKILL');
       // Nothing acknowledged: the call has not exited, and the object is not in the store.
       expect(call.exitCode).toBeNull();
-      const check = await runBin('barman-cloud-wal-restore', [...via(moto.url), name, join(dirname(walDir), 'check-early')], { env: cleanEnv(S3_ENV) });
+      const check = await runBin('barman-cloud-wal-restore', [...via(moto.url), name, join(dirname(walDir), 'check-early')], { env: cleanEnv(MOTO_ENV) });
       expect(check.code).toBe(1);
       const result = await exited;
       expect({ code: result.code, stderr }).toEqual({ code: 0, stderr: '' });
@@ -294,7 +294,7 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
       const now = Number(readOr(join(dir!, 'archive', 'worker.pid'), '0'));
       expect(now).not.toBe(pid);
       const dest = join(dirname(walDir), 'restored');
-      const r = await runBin('barman-cloud-wal-restore', [...via(moto.url), name, dest], { env: cleanEnv(S3_ENV) });
+      const r = await runBin('barman-cloud-wal-restore', [...via(moto.url), name, dest], { env: cleanEnv(MOTO_ENV) });
       expect(r.code).toBe(0);
       expect(sha(readFileSync(dest))).toBe(sha(content));
     } finally {
@@ -321,7 +321,7 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
       expect({ code: r2.code, stderr: r2.stderr }).toEqual({ code: 0, stderr: '' });
       expect(r2.ms).toBeGreaterThan(300); // it waited for the upload
       const dest = join(dirname(walDir), 'second');
-      const r = await runBin('barman-cloud-wal-restore', ['--endpoint-url', moto.url, 's3://asyncfail/shellwait', 'srv', names[1]!, dest], { env: cleanEnv(S3_ENV) });
+      const r = await runBin('barman-cloud-wal-restore', ['--endpoint-url', moto.url, 's3://asyncfail/shellwait', 'srv', names[1]!, dest], { env: cleanEnv(MOTO_ENV) });
       expect(r.code).toBe(0);
       expect(sha(readFileSync(dest))).toBe(sha(contents[1]!));
     } finally {

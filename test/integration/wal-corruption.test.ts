@@ -14,8 +14,8 @@ import type { ObjectStore } from '../../src/storage/types.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { initCluster, postgresAvailable, requireTool, type PgCluster } from '../helpers/postgres.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 const CODECS: [string, string[], string][] = [
   ['none', [], ''], ['gzip', ['--gzip'], '.gz'], ['bzip2', ['--bzip2'], '.bz2'], ['xz', ['--xz'], '.xz'],
   ['snappy', ['--snappy'], '.snappy'], ['zstd', ['--zstd'], '.zst'], ['lz4', ['--lz4'], '.lz4'],
@@ -60,7 +60,7 @@ beforeAll(async () => {
   };
   targets = [
     { label: 'file store', url: () => `file://${fileRoot}`, args: [], env: cleanEnv(), open: () => openObjectStore({ provider: 'file', bucket: fileRoot, retry: DEFAULT_RETRY }) },
-    { label: 'S3 (moto)', url: () => `s3://${bucket}/pfx`, args: ['--endpoint-url', moto.url], env: cleanEnv(S3_ENV), open: () => openObjectStore(s3Config) },
+    { label: 'S3 (moto)', url: () => `s3://${bucket}/pfx`, args: ['--endpoint-url', moto.url], env: cleanEnv(MOTO_ENV), open: () => openObjectStore(s3Config) },
   ];
 }, 120_000);
 

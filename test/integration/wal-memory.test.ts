@@ -12,9 +12,9 @@ import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers
 import { gnuTimeAvailable, measured } from '../helpers/peak-rss.ts';
 import { cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('GNU time', gnuTimeAvailable());
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
 /** The issue's bound for the WAL commands (MB of peak RSS): met by none, gzip and bzip2 (at most 61.6 MB here). */
 const LIMIT_MB = 64;
 /**
@@ -79,7 +79,7 @@ describe.skipIf(skip)('peak memory of wal-archive and wal-restore (16 MiB segmen
 
   for (const [store, location] of stores) {
     it.each(CODECS)(`${store}: wal-archive and wal-restore (%s) stay within the bound`, async (codec, flags) => {
-      const env = cleanEnv(S3_ENV);
+      const env = cleanEnv(MOTO_ENV);
       const server = `srv-${codec}`;
       const archive = await measured('barman-cloud-wal-archive', [...flags, ...location(), server, walPath], env);
       expect({ code: archive.code, stderr: archive.stderr }).toEqual({ code: 0, stderr: '' });
