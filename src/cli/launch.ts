@@ -41,7 +41,7 @@ const debug = require('node:util').debuglog('barman_cloud_launch') as (message: 
  * bytes (its first 32 bytes are their SHA-256: V8's own check compares only the source's length).
  * V8 refuses one made for another V8 version or other flags (script.cachedDataRejected).
  */
-function readCodeCache(bundle: string, bundleBytes: Buffer): Buffer | undefined {
+function readCodeCache(bundleBytes: Buffer): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(`${__dirname}/${WAL_CODE_CACHE}`, 'r');
@@ -51,13 +51,12 @@ function readCodeCache(bundle: string, bundleBytes: Buffer): Buffer | undefined 
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || st.uid !== statSync(bundle).uid || (st.mode & 0o022) !== 0) {
+    if (!st.isFile() || st.uid !== statSync(walBundle()).uid || (st.mode & 0o022) !== 0) {
       debug('code cache ignored: not owned by the bundle\'s owner alone');
       return undefined;
     }
     const file = readFileSync(fd);
-    const { createHash } = require('node:crypto') as typeof import('node:crypto');
-    if (file.length <= BUNDLE_DIGEST || !createHash('sha256').update(bundleBytes).digest().equals(file.subarray(0, BUNDLE_DIGEST))) {
+    if (file.length <= BUNDLE_DIGEST || !bundleDigest(bundleBytes).equals(file.subarray(0, BUNDLE_DIGEST))) {
       debug('code cache ignored: made for another bundle');
       return undefined;
     }
@@ -70,6 +69,17 @@ function readCodeCache(bundle: string, bundleBytes: Buffer): Buffer | undefined 
 /** Length of the SHA-256 of run.cjs that heads its code cache. */
 const BUNDLE_DIGEST = 32;
 
+/** What a code cache is made for and checked against (readCodeCache, makeWalCodeCache). */
+function bundleDigest(bundleBytes: Buffer): Buffer {
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  return createHash('sha256').update(bundleBytes).digest();
+}
+
+/** The WAL commands' CommonJS bundle, beside this launcher. */
+function walBundle(): string {
+  return `${__dirname}/run.cjs`;
+}
+
 /**
  * The bundle's import() calls, which scripts/build.mjs renames to this parameter: code compiled by
  * vm has no import() of its own on Node 20 once it comes from a code cache ("A dynamic import
@@ -80,7 +90,7 @@ const IMPORT_PARAMETER = '__importExternal';
 
 /** Compiles run.cjs as require() would, with the extra parameter, optionally from a code cache. */
 function compileWalBundle(bundleBytes: Buffer, cachedData?: Buffer): { script: import('node:vm').Script; exports: RunModule } {
-  const bundle = `${__dirname}/run.cjs`;
+  const bundle = walBundle();
   const { Script } = require('node:vm') as typeof import('node:vm');
   const { createRequire } = require('node:module') as typeof import('node:module');
   const source = `(function (exports, require, module, __filename, __dirname, ${IMPORT_PARAMETER}) {${bundleBytes.toString('utf8')}\n})`;
@@ -97,9 +107,8 @@ function compileWalBundle(bundleBytes: Buffer, cachedData?: Buffer): { script: i
  * profile"). The --async worker runs under other flags, which the cache would not match.
  */
 function loadWalBundle(useCache: boolean): RunModule {
-  const bundle = `${__dirname}/run.cjs`;
-  const bundleBytes = readFileSync(bundle);
-  const cachedData = useCache ? readCodeCache(bundle, bundleBytes) : undefined;
+  const bundleBytes = readFileSync(walBundle());
+  const cachedData = useCache ? readCodeCache(bundleBytes) : undefined;
   const { script, exports } = compileWalBundle(bundleBytes, cachedData);
   if (cachedData) debug(script.cachedDataRejected ? 'code cache rejected by V8' : 'code cache accepted');
   return exports;
@@ -111,10 +120,8 @@ function loadWalBundle(useCache: boolean): RunModule {
  */
 export function makeWalCodeCache(): Buffer {
   setWalCallFlags();
-  const bundleBytes = readFileSync(`${__dirname}/run.cjs`);
-  const { createHash } = require('node:crypto') as typeof import('node:crypto');
-  const digest = createHash('sha256').update(bundleBytes).digest();
-  return Buffer.concat([digest, compileWalBundle(bundleBytes).script.createCachedData()]);
+  const bundleBytes = readFileSync(walBundle());
+  return Buffer.concat([bundleDigest(bundleBytes), compileWalBundle(bundleBytes).script.createCachedData()]);
 }
 
 export function launch(name: CommandName | 'umbrella'): void {
