@@ -11,6 +11,7 @@ import {
   randomBytes, timingSafeEqual, type KeyObject,
 } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { bech32 } from '@scure/base';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
 import { sha256Hex, type ChunkedBody } from '../storage/body.js';
 
@@ -52,26 +53,15 @@ function keyLines(text: string, source: string, accept: (line: string) => boolea
 export async function parseRecipients(text: string, source: string): Promise<string[]> {
   const recipients = keyLines(text, source, (l) => l.startsWith('age1'), 'recipient (age1…)');
   for (let i = 0; i < recipients.length; i++) {
-    if (!(await x25519Recipient(recipients[i]!))) throw new EncryptionKeyError(`${source}: recipient ${i + 1} is not a valid age X25519 recipient`);
+    if (!x25519Recipient(recipients[i]!)) throw new EncryptionKeyError(`${source}: recipient ${i + 1} is not a valid age X25519 recipient`);
   }
   return recipients;
 }
 
-type Bech32 = (typeof import('@scure/base'))['bech32'];
-let bech32Codec: Bech32 | undefined;
-/**
- * @scure/base's bech32, imported on first use: the package is an ES module, which require() (the
- * WAL commands' CommonJS bundle) reaches only on Node 20.19 and later.
- */
-async function bech32(): Promise<Bech32> {
-  return (bech32Codec ??= (await import('@scure/base')).bech32);
-}
-
 /** The 32-byte X25519 public key of an `age1…` recipient (bech32, checksum checked), or undefined. */
-async function x25519Recipient(recipient: string): Promise<Buffer | undefined> {
-  const codec = await bech32();
+function x25519Recipient(recipient: string): Buffer | undefined {
   try {
-    const { prefix, bytes } = codec.decodeToBytes(recipient);
+    const { prefix, bytes } = bech32.decodeToBytes(recipient);
     return prefix === 'age' && bytes.length === 32 ? Buffer.from(bytes) : undefined;
   } catch {
     return undefined;
@@ -81,15 +71,14 @@ async function x25519Recipient(recipient: string): Promise<Buffer | undefined> {
 /** Identities (`AGE-SECRET-KEY-1…`), several allowed (old keys kept for reading after a rotation). */
 export async function parseIdentities(text: string, source: string): Promise<AgeIdentities> {
   const lines = keyLines(text, source, (l) => l.startsWith('AGE-SECRET-KEY-'), 'identity (AGE-SECRET-KEY-1…)');
-  const codec = await bech32();
   const keys: X25519Identity[] = [];
   for (let i = 0; i < lines.length; i++) {
     try {
-      const { prefix, bytes } = codec.decodeToBytes(lines[i]!.toLowerCase());
+      const { prefix, bytes } = bech32.decodeToBytes(lines[i]!.toLowerCase());
       if (prefix !== 'age-secret-key-' || bytes.length !== 32) throw new Error('not X25519');
       const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' });
       const publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32);
-      keys.push({ privateKey, publicKey, recipient: codec.encodeFromBytes('age', publicKey) });
+      keys.push({ privateKey, publicKey, recipient: bech32.encodeFromBytes('age', publicKey) });
     } catch {
       throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
@@ -204,11 +193,11 @@ function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {
   return `-> X25519 ${b64(share)}\n${b64(body)}\n`;
 }
 
-async function newSealKey(recipients: readonly string[]): Promise<SealKey> {
+function newSealKey(recipients: readonly string[]): SealKey {
   const fileKey = randomBytes(16);
   let header = 'age-encryption.org/v1\n';
   for (const r of recipients) {
-    const key = await x25519Recipient(r);
+    const key = x25519Recipient(r);
     if (!key) throw new EncryptionKeyError('an age recipient is not a valid X25519 recipient');
     header += x25519Stanza(key, fileKey);
   }
@@ -297,33 +286,27 @@ class ChunkSealer {
  */
 export function encryptStream(recipients: readonly string[]): Transform {
   let sealer: ChunkSealer | undefined;
-  const started = async (t: Transform): Promise<ChunkSealer> => {
+  const started = (t: Transform): ChunkSealer => {
     if (sealer) return sealer;
-    const k = await newSealKey(recipients);
+    const k = newSealKey(recipients);
     t.push(k.head);
     return (sealer = new ChunkSealer(k.streamKey));
   };
+  const sealing = (t: Transform, pieces: () => Iterable<Buffer>, done: TransformCallback) => {
+    try {
+      for (const b of pieces()) t.push(b);
+    } catch (e) {
+      done(e as Error);
+      return;
+    }
+    done();
+  };
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
-      if (sealer) {
-        // after the header: sealed at once, no promise per chunk
-        try {
-          for (const b of sealer.take(chunk)) this.push(b);
-        } catch (e) {
-          done(e as Error);
-          return;
-        }
-        done();
-        return;
-      }
-      started(this).then((s) => {
-        for (const b of s.take(chunk)) this.push(b);
-      }).then(() => done(), done);
+      sealing(this, () => started(this).take(chunk), done);
     },
     flush(done: TransformCallback) {
-      started(this).then((s) => {
-        for (const b of s.finish()) this.push(b);
-      }).then(() => done(), done);
+      sealing(this, () => started(this).finish(), done);
     },
   });
 }
@@ -333,7 +316,7 @@ export function encryptStream(recipients: readonly string[]): Transform {
  * from the same key): upload bodies are read more than once (hashed, then sent).
  */
 export async function encryptedBody(inner: ChunkedBody, recipients: readonly string[]): Promise<ChunkedBody> {
-  const k = await newSealKey(recipients);
+  const k = newSealKey(recipients);
   function* sealed(): Generator<Buffer> {
     yield k.head;
     const sealer = new ChunkSealer(k.streamKey);
