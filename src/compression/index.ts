@@ -85,6 +85,13 @@ export function setProgramSearchPath(path: string | undefined): void {
   programSearchPath = path ?? '';
 }
 
+/** lz4 and zstd check xxHash digests: their codec is made once the WebAssembly hasher is ready. */
+async function withXxhash(factory: Promise<() => Codec>): Promise<Codec> {
+  const [create, { xxhashReady }] = await Promise.all([factory, import('./xxhash.js')]);
+  await xxhashReady;
+  return create();
+}
+
 /** Imports only the module (and library) of the requested codec. */
 export async function loadCodec(name: CodecName, options: LoadCodecOptions = {}): Promise<Codec> {
   switch (name) {
@@ -96,16 +103,10 @@ export async function loadCodec(name: CodecName, options: LoadCodecOptions = {})
       return (await import('./xz.js')).createXzCodec();
     case 'snappy':
       return (await import('./snappy.js')).createSnappyCodec();
-    case 'zstd': {
-      const [{ createZstdCodec }, { xxhashReady }] = await Promise.all([import('./zstd.js'), import('./xxhash.js')]);
-      await xxhashReady;
-      return createZstdCodec();
-    }
-    case 'lz4': {
-      const [{ createLz4Codec }, { xxhashReady }] = await Promise.all([import('./lz4.js'), import('./xxhash.js')]);
-      await xxhashReady;
-      return createLz4Codec();
-    }
+    case 'zstd':
+      return withXxhash(import('./zstd.js').then((m) => m.createZstdCodec));
+    case 'lz4':
+      return withXxhash(import('./lz4.js').then((m) => m.createLz4Codec));
     default:
       throw new RangeError(`unknown codec: ${String(name)}`);
   }
