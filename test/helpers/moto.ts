@@ -7,7 +7,7 @@ import { createS3Bucket, startMoto, type S3Keys, type ServerHandle } from './ser
 export const MOTO_KEYS: S3Keys = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 /** The environment a spawned tool (or PostgreSQL running one) needs to reach moto. */
-export const MOTO_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
+export const MOTO_ENV = { AWS_ACCESS_KEY_ID: MOTO_KEYS.accessKeyId, AWS_SECRET_ACCESS_KEY: MOTO_KEYS.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1' };
 
 /** Our S3 store client on an existing bucket of `moto`. */
 export function openMotoStore(moto: ServerHandle, bucket: string): Promise<ObjectStore> {

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { createS3Bucket, ROOT, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { MOTO_ENV } from '../helpers/moto.ts';
 
 // What gcr.io/distroless/cc-debian12 ships of the libraries our binaries link to, and the CA bundle.
 const BASE_FILES = [
@@ -135,7 +136,7 @@ describe.skipIf(!canChroot)('the rootfs, run in a chroot with no shell', () => {
   }, 30_000);
 
   it('archives and restores a segment on S3 (moto on loopback, lz4)', async () => {
-    const env = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' };
+    const env = MOTO_ENV;
     const url = 's3://rootfs/prefix';
     const a = await inRoot('barman-cloud-wal-archive', ['--lz4', '--endpoint-url', moto!.url, url, 'srv', `/pgwal/${SEGMENT}`], env);
     expect(a).toEqual({ code: 0, stdout: '', stderr: '' });
