@@ -9,7 +9,7 @@
 // stop the three daemons (radosgw first) and exit; the caller removes SCRATCH.
 import { spawn, execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,9 +36,12 @@ if (!dir || !port || !values['access-key'] || !values['secret-key']) {
   process.exit(2);
 }
 
-// Ports for the monitor and the OSD's messengers: a random window of the ephemeral-looking range,
-// so that two clusters started by parallel test files rarely meet (a busy port is skipped by Ceph).
-const base = 20000 + Math.floor(Math.random() * 400) * 50;
+// Ports for the monitor and the OSD's messengers: a random window, so that two clusters started by
+// parallel test files rarely meet (a busy port is skipped by Ceph). The window stays below the
+// kernel's ephemeral range, where the tests pick the HTTP ports (freePort): a messenger that took
+// radosgw's port there answered the first request with its banner ("Expected HTTP/", a CI run).
+const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+const base = 20000 + Math.floor(Math.random() * Math.max(1, Math.floor((ephemeralLow - 20050) / 50))) * 50;
 const monPort = base;
 const conf = join(dir, 'ceph.conf');
 const sslPort = Number(values['ssl-port'] ?? 0);
