@@ -17,9 +17,9 @@ export const WAL_CODE_CACHE = 'run.cjs.v8-cache';
 /**
  * A one-shot WAL call lives well under a second and runs its bulk work in native code (hashing,
  * codecs, sockets), yet V8's optimizing compiler still started on Node's module loading code, and
- * on the WebAssembly xxHash of lz4 and zstd: its code pages cost ~4 MB (JavaScript) and ~2.7 MB
- * (WebAssembly, Liftoff's code is kept instead) of a call's 64 MB peak RSS budget (issue 14;
- * measured on Node 20). Set before the bundle loads; the --async worker, which runs for long,
+ * then on the WebAssembly xxHash of lz4 and zstd (native since): its code pages cost ~4 MB
+ * (JavaScript) and ~2.7 MB (WebAssembly) of a call's 64 MB peak RSS budget (issue 14; measured on
+ * Node 20). Set before the bundle loads; the --async worker, which runs for long,
  * keeps every tier.
  */
 function limitTiersOfWalCall(name: CommandName | 'umbrella'): boolean {

@@ -85,13 +85,6 @@ export function setProgramSearchPath(path: string | undefined): void {
   programSearchPath = path ?? '';
 }
 
-/** lz4 and zstd check xxHash digests: their codec is made once the WebAssembly hasher is ready. */
-async function withXxhash(factory: Promise<() => Codec>): Promise<Codec> {
-  const [create, { xxhashReady }] = await Promise.all([factory, import('./xxhash.js')]);
-  await xxhashReady;
-  return create();
-}
-
 /** Imports only the module (and library) of the requested codec. */
 export async function loadCodec(name: CodecName, options: LoadCodecOptions = {}): Promise<Codec> {
   switch (name) {
@@ -104,9 +97,9 @@ export async function loadCodec(name: CodecName, options: LoadCodecOptions = {})
     case 'snappy':
       return (await import('./snappy.js')).createSnappyCodec();
     case 'zstd':
-      return withXxhash(import('./zstd.js').then((m) => m.createZstdCodec));
+      return (await import('./zstd.js')).createZstdCodec();
     case 'lz4':
-      return withXxhash(import('./lz4.js').then((m) => m.createLz4Codec));
+      return (await import('./lz4.js')).createLz4Codec();
     default:
       throw new RangeError(`unknown codec: ${String(name)}`);
   }

@@ -439,8 +439,7 @@ describe('compressChunks (borrowed chunks, one buffer refilled for each)', () =>
 
 describe('lz4 frame layout', () => {
   it('xxh32 matches the reference vectors', async () => {
-    const { xxh32, Xxh32, xxhashReady } = await import('../../src/compression/xxhash.js');
-    await xxhashReady;
+    const { xxh32, Xxh32, Xxh64 } = await import('../../src/compression/xxhash.js');
     expect(xxh32(Buffer.alloc(0))).toBe(0x02cc5d05);
     expect(xxh32(Buffer.from('a'))).toBe(0x550d7456);
     expect(xxh32(Buffer.from('abc'))).toBe(0x32d153ff);
@@ -453,6 +452,20 @@ describe('lz4 frame layout', () => {
     const parts = new Xxh32();
     for (let i = 0; i < data.length; i += 7) parts.update(data.subarray(i, i + 7));
     expect(parts.digest()).toBe(whole);
+    // XXH64 (the zstd content checksum's source): reference vectors, and one large update (a whole
+    // segment) against many small ones.
+    expect(new Xxh64().digest()).toBe(0xef46db3751d8e999n);
+    expect(new Xxh64().update(Buffer.from('a')).digest()).toBe(0xd24ec4f1a98c6e5bn);
+    expect(new Xxh64().update(Buffer.from('abc')).digest()).toBe(0x44bc2cf5ad770999n);
+    const big = walLike(16 << 20, 5);
+    const piecewise = new Xxh64();
+    const piecewise32 = new Xxh32();
+    for (let i = 0; i < big.length; i += 65_537) {
+      piecewise.update(big.subarray(i, i + 65_537));
+      piecewise32.update(big.subarray(i, i + 65_537));
+    }
+    expect(new Xxh64().update(big).digest()).toBe(piecewise.digest());
+    expect(xxh32(big)).toBe(piecewise32.digest());
   });
 
   it('writes one frame: FLG independent blocks + content checksum, 256 KiB blocks', async () => {
