@@ -6,6 +6,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
@@ -22,6 +23,32 @@ const noDynamicImports = {
 // modules it uses on the WAL path: as part of the bundle they need no ES module loader (which a
 // package's import() would start, ~20 ms per encrypted WAL call; docs/benchmarks.md).
 const INLINED_IN_WAL_BUNDLE = ['@scure/base'];
+// commander (CommonJS) too, in place of src/cli/commander.ts, which requires it at run time: Node
+// compiled its ~100 KB source on every WAL call, and its top-level require('node:child_process')
+// (for executable subcommands, which we never use) loaded net and dgram; inlined, it comes from
+// the code cache and child_process is required on first use (below). ~20 ms of CPU per call.
+const commanderInlined = {
+  name: 'commander-inlined',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/commander\.js$/ }, (args) => (args.importer === resolve(root, 'src/cli/parse.ts') ? { path: createRequire(import.meta.url).resolve('commander') } : undefined));
+  },
+};
+// A builtin that an inlined package requires at load time but uses only on paths we never take:
+// required on first property access instead.
+const LAZY_BUILTINS_OF_INLINED = { commander: ['node:child_process'] };
+const lazyBuiltins = {
+  name: 'lazy-builtins-of-inlined',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) => {
+      const pkg = Object.keys(LAZY_BUILTINS_OF_INLINED).find((p) => args.importer.includes(`/node_modules/${p}/`));
+      return pkg && LAZY_BUILTINS_OF_INLINED[pkg].includes(args.path) ? { path: args.path, namespace: 'lazy-builtin' } : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      contents: `let m; module.exports = new Proxy({}, { get: (_, k) => (m ??= require(${JSON.stringify(args.path)}))[k] });`,
+      loader: 'js',
+    }));
+  },
+};
 const packagesExternalExcept = (inlined) => ({
   name: 'packages-external-except',
   setup(b) {
@@ -59,7 +86,7 @@ await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  plugins: [packagesExternalExcept(INLINED_IN_WAL_BUNDLE)],
+  plugins: [commanderInlined, lazyBuiltins, packagesExternalExcept(INLINED_IN_WAL_BUNDLE)],
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
   sourcemap: 'linked',

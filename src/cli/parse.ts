@@ -2,11 +2,7 @@
 // among positionals, --opt=value and --opt value, unique-prefix abbreviation of long options,
 // counted -v/-q, --help only (no -h), -V/--version, nargs="*" for --tags, and every usage error
 // printed as `usage: …` + `<prog>: error: <msg>` with exit 3.
-import { createRequire } from 'node:module';
-
-// Required, not imported: Node then loads the CommonJS package directly instead of translating it
-// for the ES module loader (which parses its source for export names first).
-const { Command, Option } = createRequire(import.meta.url)('commander') as typeof import('commander');
+import { Command, Option } from './commander.js';
 import { CliError } from '../errors.js';
 import { ArgumentTypeError, parseSize } from './types.js';
 import type { CommandName, CommandOptions, CommandPositionals, CommandSpec, OptionSpec, PositionalSpec } from './spec.js';

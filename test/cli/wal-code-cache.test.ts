@@ -104,3 +104,30 @@ describe('code cache of the WAL commands', () => {
     expect(await roundTrip(none)).toBe('no code cache');
   });
 });
+
+describe('what a WAL call loads at start', () => {
+  /** A CommonJS preload (no ES module loader of its own): Node's builtins and the files required. */
+  function loadTrace(): { preload: string; out: string } {
+    const out = join(work, `loaded-${++n}.txt`);
+    const preload = join(work, `trace-${n}.cjs`);
+    writeFileSync(preload, "process.on('exit', () => require('node:fs').writeFileSync(process.env.BC_LOADED, [...process.moduleLoadList, ...Object.keys(require.cache)].join('\\n')));\n");
+    return { preload, out };
+  }
+
+  it('commander comes from the bundle (code cache), and node:child_process is not loaded for it', async () => {
+    const store = join(work, `store-${++n}`);
+    mkdirSync(store);
+    const { preload, out } = loadTrace();
+    const missing = await runProcess(process.execPath, ['-r', preload, join(ROOT, 'bin', 'barman-cloud-wal-restore'), `file://${store}`, 'srv', '000000010000000000000009', join(work, 'x')], { env: cleanEnv({ BC_LOADED: out }) });
+    expect(missing.code).toBe(1);
+    const loaded = readFileSync(out, 'utf8').split('\n');
+    expect(loaded).toContain('NativeModule fs'); // the trace works
+    expect(loaded.filter((m) => /node_modules\/commander\//.test(m) || m === 'NativeModule child_process')).toEqual([]);
+  });
+
+  it('a usage error is still commander\'s: one message, exit 3', async () => {
+    const r = await runProcess(process.execPath, [join(ROOT, 'bin', 'barman-cloud-wal-archive'), '--no-such-flag', 's3://b', 'srv', 'f'], { env: cleanEnv() });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^usage: barman-cloud-wal-archive [^]*\nbarman-cloud-wal-archive: error: unrecognized arguments: --no-such-flag\n$/);
+  });
+});
