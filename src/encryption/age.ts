@@ -444,3 +444,19 @@ export async function decryptBuffer(ids: AgeIdentities, data: Buffer, what: stri
   });
   return Buffer.concat(out);
 }
+
+/**
+ * For the build's code cache only (makeWalCodeCache in src/cli/launch.ts): runs this module's WAL
+ * paths once, in memory, with a throwaway key, so that V8 puts their compiled functions in the
+ * cache instead of compiling them on every encrypted WAL call. Writes and keeps nothing.
+ */
+export async function exerciseForCodeCache(): Promise<void> {
+  const identity = bech32.encodeFromBytes('age-secret-key-', randomBytes(32)).toUpperCase();
+  const ids = await parseIdentities(`# throwaway\n${identity}\n`, 'code cache');
+  const recipients = await parseRecipients(ids.keys[0]!.recipient, 'code cache');
+  // Two chunks and a partial one: both of decryptStream's ways through a chunk are taken.
+  const plain = Buffer.alloc(2 * CHUNK + 100, 0x5a);
+  const body = await encryptedBody({ kind: 'chunked', length: plain.length, sha256: '', chunks: () => [plain] }, recipients);
+  const sealed = Buffer.concat([...body.chunks()]);
+  if (!body.sha256 || !(await decryptBuffer(ids, sealed, 'code cache')).equals(plain)) throw new Error('age round trip failed');
+}
