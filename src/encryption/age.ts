@@ -13,6 +13,7 @@ import {
 import { Transform, type TransformCallback } from 'node:stream';
 import { bech32 } from '@scure/base';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
+import { bytesMoved } from '../reclaim.js';
 import { sha256Hex, type ChunkedBody } from '../storage/body.js';
 
 export { AGE_SUFFIX, isEncryptedName, stripAgeSuffix } from './names.js';
@@ -343,7 +344,14 @@ export async function encryptedBody(inner: ChunkedBody, recipients: readonly str
   function* sealed(): Generator<Buffer> {
     yield k.head;
     const sealer = new ChunkSealer(k.streamKey);
-    for (const piece of inner.chunks()) yield* sealer.take(piece);
+    for (const piece of inner.chunks()) {
+      // Each chunk's ciphertext is a new Buffer, dead once hashed or sent: counted, so that the
+      // WAL call's scavenges free it as it goes (src/reclaim.ts) instead of letting it pile up.
+      for (const b of sealer.take(piece)) {
+        yield b;
+        bytesMoved(b.length);
+      }
+    }
     yield* sealer.finish();
   }
   let digest: string | undefined;
