@@ -63,5 +63,6 @@ export async function runUmbrella(): Promise<never> {
  * that its functions are compiled into the cache; plain calls never run it.
  */
 export async function exerciseForCodeCache(): Promise<void> {
+  await (await import('./encryption.js')).exerciseForCodeCache();
   await (await import('../encryption/age.js')).exerciseForCodeCache();
 }
