@@ -134,7 +134,7 @@ await build({
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
   const launcher = resolve(root, 'dist/cli/launch.cjs');
-  const cache = execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(launcher)}).makeWalCodeCache());`], { cwd: root, env, maxBuffer: 64 << 20 });
+  const cache = execFileSync(process.execPath, ['-e', `require(${JSON.stringify(launcher)}).makeWalCodeCache().then((cache) => process.stdout.write(cache));`], { cwd: root, env, maxBuffer: 64 << 20 });
   const { WAL_CODE_CACHE } = await import(launcher);
   const out = resolve(root, 'dist/cli', WAL_CODE_CACHE);
   writeFileSync(`${out}.tmp`, cache, { mode: 0o644 });

@@ -48,3 +48,15 @@ export async function loadIdentities(ctx: KeyFileContext<IdentityOptions>): Prom
   const { parseIdentities } = await import('../encryption/age.js');
   return parseIdentities(text, path);
 }
+
+/**
+ * For the build's code cache only (src/cli/run.ts): compiles the loaders above by calling them on
+ * `/`, a directory, which the read refuses before anything is parsed or registered as a secret.
+ */
+export async function exerciseForCodeCache(): Promise<void> {
+  const ctx = { args: { options: { 'encryption-recipient-file': '/', 'encryption-identity-file': '/' } }, env: {} };
+  for (const load of [loadRecipients, loadIdentities]) {
+    const refused = await load(ctx).then(() => false, (e: unknown) => e instanceof EncryptionKeyError);
+    if (!refused) throw new Error('the key file loaders accepted a directory');
+  }
+}

@@ -57,3 +57,12 @@ export async function runUmbrella(): Promise<never> {
     return crash(e);
   }
 }
+
+/**
+ * For the build's code cache only (src/cli/launch.ts): the encryption code runs once, in memory, so
+ * that its functions are compiled into the cache; plain calls never run it.
+ */
+export async function exerciseForCodeCache(): Promise<void> {
+  await (await import('./encryption.js')).exerciseForCodeCache();
+  await (await import('../encryption/age.js')).exerciseForCodeCache();
+}

@@ -8,11 +8,12 @@
 // longer than a whole WAL upload (docs/encryption.md). Plain runs load none of this.
 import {
   createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync,
-  randomBytes, timingSafeEqual, type KeyObject,
+  createSecretKey, randomBytes, timingSafeEqual, type KeyObject,
 } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { bech32 } from '@scure/base';
 import { EncryptedDataError, EncryptionKeyError } from '../errors.js';
+import { bytesMoved } from '../reclaim.js';
 import { sha256Hex, type ChunkedBody } from '../storage/body.js';
 
 export { AGE_SUFFIX, isEncryptedName, stripAgeSuffix } from './names.js';
@@ -76,31 +77,61 @@ export async function parseIdentities(text: string, source: string): Promise<Age
     try {
       const { prefix, bytes } = bech32.decodeToBytes(lines[i]!.toLowerCase());
       if (prefix !== 'age-secret-key-' || bytes.length !== 32) throw new Error('not X25519');
-      const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' });
-      const publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(-32);
-      keys.push({ privateKey, publicKey, recipient: bech32.encodeFromBytes('age', publicKey) });
+      keys.push(new X25519Identity(createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' })));
     } catch {
       throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
   }
-  return { keys, fingerprints: keys.map((k) => recipientFingerprint(k.recipient)), source };
+  return new Identities(keys, source);
 }
 
-interface X25519Identity {
-  privateKey: KeyObject;
-  publicKey: Buffer;
-  recipient: string;
+/**
+ * One X25519 identity. Its public key and `age1…` recipient are derived on first use: a WAL restore
+ * needs the public key only for the stanzas it opens and the recipient never (a one-shot call pays
+ * for every step; docs/benchmarks.md).
+ */
+class X25519Identity {
+  private pub?: Buffer;
+  private rcpt?: string;
+
+  constructor(readonly privateKey: KeyObject) {}
+
+  get publicKey(): Buffer {
+    return (this.pub ??= rawPublicKey(createPublicKey(this.privateKey)));
+  }
+
+  get recipient(): string {
+    return (this.rcpt ??= bech32.encodeFromBytes('age', this.publicKey));
+  }
+}
+
+class Identities implements AgeIdentities {
+  private prints?: string[];
+
+  constructor(readonly keys: X25519Identity[], readonly source: string) {}
+
+  get fingerprints(): string[] {
+    return (this.prints ??= this.keys.map((k) => recipientFingerprint(k.recipient)));
+  }
 }
 
 export interface AgeIdentities {
-  keys: X25519Identity[];
+  readonly keys: readonly X25519Identity[];
   /** Fingerprints of the recipients these identities decrypt for. */
-  fingerprints: string[];
+  readonly fingerprints: readonly string[];
   /** Where they came from, for messages (a file name, never a key). */
-  source: string;
+  readonly source: string;
 }
 
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+/**
+ * The 32 raw bytes of an X25519 public key. Exported as JWK, which OpenSSL gives as the raw key:
+ * a DER export went through OpenSSL 3's encoder, ~0.7 ms of CPU per call here.
+ */
+function rawPublicKey(key: KeyObject): Buffer {
+  return Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url');
+}
 const B64 = /^[A-Za-z0-9+/]*$/;
 
 /** Canonical unpadded base64 (age's encoding) or an error. */
@@ -169,7 +200,7 @@ function openHeader(header: Buffer, ids: AgeIdentities, what: string): Buffer {
 /** One object's age header plus the key its payload is sealed with. */
 interface SealKey {
   head: Buffer;
-  streamKey: Buffer;
+  streamKey: KeyObject;
 }
 
 // The X25519 recipient stanza and the header MAC, written with node:crypto (age-encryption.org/v1):
@@ -180,7 +211,7 @@ const b64 = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');
 
 function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const share = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+  const share = rawPublicKey(publicKey);
   const shared = diffieHellman({
     privateKey,
     publicKey: createPublicKey({ key: Buffer.concat([SPKI_X25519, recipientKey]), format: 'der', type: 'spki' }),
@@ -208,8 +239,9 @@ function newSealKey(recipients: readonly string[]): SealKey {
   return { head: Buffer.concat([Buffer.from(`${header} ${b64(mac)}\n`), nonce]), streamKey: payloadKey(fileKey, nonce) };
 }
 
-function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
+/** A KeyObject, made once: a Buffer key is checked and copied again by every chunk's cipher. */
+function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): KeyObject {
+  return createSecretKey(new Uint8Array(hkdfSync('sha256', fileKey, nonce, 'payload', 32)));
 }
 
 function chunkNonce(counter: number, last: boolean): Buffer {
@@ -224,14 +256,14 @@ function chunkNonce(counter: number, last: boolean): Buffer {
  * One sealed chunk as its ciphertext and its tag, handed on as two pieces: joining them would copy
  * every byte once more (measured: a third of the encryption's CPU time beside the cipher itself).
  */
-function seal(key: Buffer, counter: number, last: boolean, plain: Buffer): [Buffer, Buffer] {
+function seal(key: KeyObject, counter: number, last: boolean, plain: Buffer): [Buffer, Buffer] {
   const c = createCipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
   const body = c.update(plain);
   c.final();
   return [body, c.getAuthTag()];
 }
 
-function open(key: Buffer, counter: number, last: boolean, sealed: Buffer, what: string): Buffer {
+function open(key: KeyObject, counter: number, last: boolean, sealed: Buffer, what: string): Buffer {
   const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
   d.setAuthTag(sealed.subarray(sealed.length - TAG));
   const plain = d.update(sealed.subarray(0, sealed.length - TAG));
@@ -254,7 +286,7 @@ class ChunkSealer {
   private readonly pending = Buffer.allocUnsafe(CHUNK);
   private used = 0;
 
-  constructor(private readonly key: Buffer) {}
+  constructor(private readonly key: KeyObject) {}
 
   *take(piece: Buffer): Generator<Buffer> {
     let at = 0;
@@ -320,7 +352,14 @@ export async function encryptedBody(inner: ChunkedBody, recipients: readonly str
   function* sealed(): Generator<Buffer> {
     yield k.head;
     const sealer = new ChunkSealer(k.streamKey);
-    for (const piece of inner.chunks()) yield* sealer.take(piece);
+    for (const piece of inner.chunks()) {
+      // Each chunk's ciphertext is a new Buffer, dead once hashed or sent: counted, so that the
+      // WAL call's scavenges free it as it goes (src/reclaim.ts) instead of letting it pile up.
+      for (const b of sealer.take(piece)) {
+        yield b;
+        bytesMoved(b.length);
+      }
+    }
     yield* sealer.finish();
   }
   let digest: string | undefined;
@@ -355,7 +394,7 @@ export function decryptStream(ids: AgeIdentities, what: string): Transform {
   let header: Buffer | undefined = Buffer.alloc(0) as Buffer;
   let fileKey: Uint8Array | undefined;
   let nonce: Buffer = Buffer.alloc(0);
-  let key: Buffer | undefined;
+  let key: KeyObject | undefined;
   let counter = 0;
   // One sealed chunk being gathered across input pieces; whole chunks inside a piece are opened
   // where they lie (no copy). A full chunk is opened only once a byte after it has arrived: only
@@ -378,10 +417,14 @@ export function decryptStream(ids: AgeIdentities, what: string): Transform {
   };
   const take = (t: Transform, data: Buffer) => {
     if (!key) {
-      nonce = Buffer.concat([nonce, data]);
-      if (nonce.length < NONCE) return;
-      key = payloadKey(fileKey!, nonce.subarray(0, NONCE));
-      data = nonce.subarray(NONCE);
+      // The payload's nonce, usually whole in the piece that ends the header: then nothing is copied.
+      const need = NONCE - nonce.length;
+      if (data.length < need) {
+        nonce = Buffer.concat([nonce, data]);
+        return;
+      }
+      key = payloadKey(fileKey!, nonce.length === 0 ? data.subarray(0, NONCE) : Buffer.concat([nonce, data.subarray(0, need)]));
+      data = data.subarray(need);
     }
     let at = 0;
     while (at < data.length) {
@@ -404,9 +447,12 @@ export function decryptStream(ids: AgeIdentities, what: string): Transform {
     transform(chunk: Buffer, _enc, done: TransformCallback) {
       try {
         if (header) {
-          header = Buffer.concat([header, chunk]);
+          // Joined only while the header spans pieces, and a piece held for later is a copy: the
+          // source may reuse its buffer once this callback has run.
+          header = header.length === 0 ? chunk : Buffer.concat([header, chunk]);
           const rest = start();
           if (rest) take(this, rest);
+          else if (header === chunk) header = Buffer.from(chunk);
         } else {
           take(this, chunk);
         }
@@ -443,4 +489,20 @@ export async function decryptBuffer(ids: AgeIdentities, data: Buffer, what: stri
     t.end(data);
   });
   return Buffer.concat(out);
+}
+
+/**
+ * For the build's code cache only (makeWalCodeCache in src/cli/launch.ts): runs this module's WAL
+ * paths once, in memory, with a throwaway key, so that V8 puts their compiled functions in the
+ * cache instead of compiling them on every encrypted WAL call. Writes and keeps nothing.
+ */
+export async function exerciseForCodeCache(): Promise<void> {
+  const identity = bech32.encodeFromBytes('age-secret-key-', randomBytes(32)).toUpperCase();
+  const ids = await parseIdentities(`# throwaway\n${identity}\n`, 'code cache');
+  const recipients = await parseRecipients(ids.keys[0]!.recipient, 'code cache');
+  // Two chunks and a partial one: both of decryptStream's ways through a chunk are taken.
+  const plain = Buffer.alloc(2 * CHUNK + 100, 0x5a);
+  const body = await encryptedBody({ kind: 'chunked', length: plain.length, sha256: '', chunks: () => [plain] }, recipients);
+  const sealed = Buffer.concat([...body.chunks()]);
+  if (!body.sha256 || !(await decryptBuffer(ids, sealed, 'code cache')).equals(plain)) throw new Error('age round trip failed');
 }

@@ -2,10 +2,11 @@
 // (src/cli/launch.ts, scripts/build.mjs). The cache must be used when it is the build's, and a cache
 // that is not (other bytes, other source, other V8 flags, writable by others, absent) must be
 // ignored while the commands still archive and restore byte-identical. Needs the build (dist/).
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
-import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bech32 } from '@scure/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runProcess } from '../helpers/run-bin.ts';
 import { ROOT } from '../helpers/servers.ts';
@@ -34,11 +35,24 @@ function packageCopy(): string {
   return pkg;
 }
 
+/** A throwaway age key pair, as files: [recipient file, identity file]. */
+function ageKeyFiles(): [string, string] {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const raw = (der: Buffer) => der.subarray(-32);
+  const recipientFile = join(work, `recipient-${++n}`);
+  const identityFile = join(work, `identity-${n}`);
+  writeFileSync(recipientFile, `${bech32.encodeFromBytes('age', raw(publicKey.export({ format: 'der', type: 'spki' })))}\n`);
+  writeFileSync(identityFile, `${bech32.encodeFromBytes('age-secret-key-', raw(privateKey.export({ format: 'der', type: 'pkcs8' }))).toUpperCase()}\n`);
+  return [recipientFile, identityFile];
+}
+
 /**
  * Archives a 1 MiB segment with --lz4 into a fresh file store and restores it, as `node <bin>`
- * with the launcher's debug output on; returns what the launcher said about the cache.
+ * with the launcher's debug output on (age-encrypted with `encrypted`); returns what the launcher
+ * said about the cache.
  */
-async function roundTrip(pkg: string, env: Record<string, string> = {}): Promise<string> {
+async function roundTrip(pkg: string, env: Record<string, string> = {}, encrypted = false): Promise<string> {
+  const [recipientFile, identityFile] = encrypted ? ageKeyFiles() : [];
   const store = join(work, `store-${++n}`);
   const pgwal = join(work, `pg_wal-${n}`);
   mkdirSync(store);
@@ -47,9 +61,12 @@ async function roundTrip(pkg: string, env: Record<string, string> = {}): Promise
   const data = Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 7)]);
   writeFileSync(join(pgwal, name), data);
   const opts = { env: cleanEnv({ NODE_DEBUG: 'barman_cloud_launch', ...env }) };
-  const archive = await runProcess(process.execPath, [join(pkg, 'bin', 'barman-cloud-wal-archive'), '--lz4', `file://${store}`, 'srv', join(pgwal, name)], opts);
+  const sealing = recipientFile ? ['--encryption-recipient-file', recipientFile] : [];
+  const opening = identityFile ? ['--encryption-identity-file', identityFile] : [];
+  const archive = await runProcess(process.execPath, [join(pkg, 'bin', 'barman-cloud-wal-archive'), '--lz4', ...sealing, `file://${store}`, 'srv', join(pgwal, name)], opts);
+  if (encrypted) expect(readdirSync(join(store, 'srv', 'wals', '0000000100000000'))).toEqual([`${name}.lz4.age`]);
   const dest = join(work, `restored-${n}`);
-  const restore = await runProcess(process.execPath, [join(pkg, 'bin', 'barman-cloud-wal-restore'), `file://${store}`, 'srv', name, dest], opts);
+  const restore = await runProcess(process.execPath, [join(pkg, 'bin', 'barman-cloud-wal-restore'), ...opening, `file://${store}`, 'srv', name, dest], opts);
   expect({ archive: archive.code, restore: restore.code }).toEqual({ archive: 0, restore: 0 });
   expect(sha(readFileSync(dest))).toBe(sha(data));
   const said = (stderr: string) => stderr.split('\n').filter((l) => l !== '').map((l) => l.replace(/^BARMAN_CLOUD_LAUNCH \d+: /, ''));
@@ -64,6 +81,18 @@ describe('code cache of the WAL commands', () => {
     expect(existsSync(cache)).toBe(true);
     expect(statSync(cache).mode & 0o022).toBe(0);
     expect(await roundTrip(ROOT)).toBe('code cache accepted');
+  });
+
+  it('holds the age code too, compiled by the build from an in-memory round trip, and encrypted calls use it', async () => {
+    // V8 caches only functions compiled by then, and these string constants live only inside the
+    // bodies of functions that run on the first encrypted call (age.ts: the stanza's HKDF label in
+    // openHeader, a chunk's and a header's refusals; cli/encryption.ts: the key file read's refusal),
+    // so a cache made before any of them ran lacks them.
+    const cache = readFileSync(join(ROOT, 'dist', 'cli', CACHE), 'latin1');
+    for (const inBody of ['age-encryption.org/v1/X25519', ' fails authentication)', ' is not an age file', 'cannot read the age ']) {
+      expect(cache).toContain(inBody);
+    }
+    expect(await roundTrip(ROOT, {}, true)).toBe('code cache accepted');
   });
 
   it('a cache of other bytes is rejected by V8, and the commands still work', async () => {

@@ -93,6 +93,33 @@ describe.skipIf(!haveAge)('age format', () => {
     },
   );
 
+  // The header and the payload nonce are read from the pieces where they lie; a piece the header
+  // does not end in is kept, and must be a copy: a source may refill its buffer after each write.
+  it('reads a source that reuses one buffer, wherever its pieces cut the header and the nonce', async () => {
+    const plain = Buffer.alloc(2 * 65536 + 5);
+    for (let i = 0; i < plain.length; i++) plain[i] = (i * 31 + (i >> 8)) & 255;
+    const sealed = await through(encryptStream([a.recipient]), plain);
+    const headerEnd = sealed.indexOf('\n', sealed.indexOf('\n--- ') + 1) + 1;
+    const ids = await parseIdentities(a.identity, 'ids');
+    for (const piece of [7, headerEnd - 1, headerEnd, headerEnd + 1, headerEnd + 16, headerEnd + 17, 65536]) {
+      const t = decryptStream(ids, 'obj');
+      const out: Buffer[] = [];
+      t.on('data', (c: Buffer) => out.push(Buffer.from(c)));
+      const reused = Buffer.alloc(piece);
+      for (let at = 0; at < sealed.length; at += piece) {
+        const n = sealed.copy(reused, 0, at, Math.min(at + piece, sealed.length));
+        await new Promise<void>((resolve, reject) => t.write(reused.subarray(0, n), (e) => (e ? reject(e) : resolve())));
+        reused.fill(0xee);
+      }
+      await new Promise<void>((resolve, reject) => {
+        t.on('error', reject);
+        t.on('end', resolve);
+        t.end();
+      });
+      expect(Buffer.concat(out).equals(plain), `pieces of ${piece}`).toBe(true);
+    }
+  });
+
   it('refuses a file for another key with EncryptionKeyError, naming the identity file only', async () => {
     const sealed = await through(encryptStream([a.recipient]), Buffer.from('secret page'));
     const ids = await parseIdentities(b.identity, 'b-ids.txt');
