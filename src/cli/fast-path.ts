@@ -64,6 +64,12 @@ interface Variant {
   hit: string;
   /** Shell code run before the checks (may wait for $file to appear). */
   wait?: string;
+  /**
+   * One more start point for the same find (a shell word) and what find prints for it instead of
+   * the trust checks (an expression ending in -printf): one program started less than a stat
+   * after it. The line it prints is left in $extra.
+   */
+  alsoFind?: { path: string; print: string };
 }
 
 function script(v: Variant): string {
@@ -147,8 +153,11 @@ ${v.wait ?? ''}# The spool is believed only when nobody else can have written it
 # -name . tells it apart) owned by us or root and writable by nobody else unless sticky; each level
 # and the file ours, writable by nobody else, a real directory or regular file (find does not
 # follow symlinks)${v.fresh ? `, the file younger than ${SPOOL_MAX_AGE_MINUTES} minutes` : ''}. Anything else is Node's to decide.
-seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file" -maxdepth 0 \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''}${v.fileTest ? ` ${v.fileTest}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
-[ "$seen" = "$parent/.
+seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file"${v.alsoFind ? ` ${v.alsoFind.path}` : ''} -maxdepth 0${v.alsoFind ? ` \\( -path ${v.alsoFind.path} ${v.alsoFind.print} \\) -o` : ''} \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''}${v.fileTest ? ` ${v.fileTest}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
+${v.alsoFind ? `extra=\${seen##*'
+'} seen=\${seen%'
+'*}
+` : ''}[ "$seen" = "$parent/.
 $spool
 $spool/$id
 $sub
@@ -177,9 +186,12 @@ export function walArchiveScript(): string {
     positionals: ['destination_url', 'server_name', 'wal_path'],
     walFile: 'p3',
     sub: 'archive',
+    // $p3 is also a start point and a -path pattern of find: nothing find could read otherwise.
     name: `case \${p3##*[/]} in .* | '') node_program "$@" ;; esac
+case $p3 in -* | '!' | '(' | ')' | ',' | *[][*?\\\\]*) node_program "$@" ;; esac
 file=$sub/\${p3##*[/]}`,
     fresh: false,
+    alsoFind: { path: '"$p3"', print: "-printf '%i %s %T@\\n'" },
     // --async: while the worker uploads this file, wait for its marker here (a sleep costs ~1 ms
     // of CPU, a Node start ~70 ms that the worker needs on a small machine). Only while the file
     // is .ready, a worker lock exists and no failure was recorded; then the usual checks decide,
@@ -199,10 +211,12 @@ if { IFS= read -r m || [ -n "$m" ]; } <"$file"; then
   ino=\${m#*'"ino":"'} ino=\${ino%%'"'*}
   mtime=\${m#*'"mtimeNs":"'} mtime=\${mtime%%'"'*}
   size=\${m#*'"size":'} size=\${size%%[,\\}]*}
-  # The same file, untouched since its upload (inode, size and mtime in ns); else Node decides.
-  now=$(stat -L -c '%i %s %.9Y' -- "$p3" 2>/dev/null) || node_program "$@"
-  s=\${now##* } s=\${s%%.*}\${s#*.}
-  if [ "\${now% *} $s" = "$ino $size $mtime" ]; then
+  # The same file, untouched since its upload (inode, size and mtime in ns; find's %T@ has ten
+  # digits after the point, the last one 0); else Node decides. A symbolic link shows its own.
+  s=\${extra##* } f=\${extra##*.}
+  [ \${#f} -ge 9 ] || node_program "$@"
+  s=\${s%%.*}\${f%\"\${f#?????????}\"}
+  if [ "\${extra% *} $s" = "$ino $size $mtime" ]; then
     rm -f -- "$file" && exit 0
   fi
 fi

@@ -3,7 +3,7 @@
 // to the Node program. "Answered by the shell" is proven by a NODE_OPTIONS that makes any Node start
 // fail: with it, only the shell can succeed.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +111,24 @@ describe('wal-archive', () => {
     expect(run(ARCHIVE, ['--spool-dir', spoolRoot, ...plain], NO_NODE).code).not.toBe(0);
     // And the environment variable turns it on, as for Node.
     expect(run(ARCHIVE, ['--spool-dir', spoolRoot, ...plain], { ...NO_NODE, BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL: '3' }).code).toBe(0);
+  });
+
+  it('answers a hit with find, sha256sum and rm alone (the file is looked at by the same find)', () => {
+    // Each program started costs a few ms of CPU per call here: a PATH of exactly these three.
+    const m = readFileSync(marker(seg(6)), 'utf8');
+    const bin = join(tmp, 'three-programs');
+    mkdirSync(bin);
+    for (const p of ['find', 'sha256sum', 'rm']) symlinkSync(execFileSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).trim(), join(bin, p));
+    const r = run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: bin });
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(marker(seg(6)))).toBe(false);
+    // A WAL path that is a symbolic link shows find the link, not the file the marker describes: Node's.
+    writeFileSync(marker(seg(6)), m);
+    const linked = join(tmp, 'linked');
+    mkdirSync(linked);
+    symlinkSync(join(walDir, seg(6)), join(linked, seg(6)));
+    expect(run(ARCHIVE, args(join(linked, seg(6))), NO_NODE).code).not.toBe(0);
+    expect(existsSync(marker(seg(6)))).toBe(true);
   });
 });
 
