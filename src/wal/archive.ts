@@ -220,6 +220,9 @@ export async function archiveWal(
     log.debug(`Cannot list the copies of ${wal.name} (${e.message}); relying on the conditional upload`);
     return [] as string[];
   });
+  // Awaited below, but the gated put awaits the body first: a listing failing meanwhile (a missing
+  // bucket) must not become an unhandled rejection that kills the process with a stack trace.
+  void listing.catch(() => undefined);
   const body = (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
     .then(async (b) => (options.recipients ? (await import('../encryption/age.js')).encryptedBody(b, options.recipients) : b))
     .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {

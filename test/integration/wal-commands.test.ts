@@ -151,6 +151,10 @@ describe('never overwrite a different segment', () => {
       [[...s3Args(bucket), join(dir, 'not-a-wal-name')], 3, /invalid name for a WAL file/],
       [[...s3Args(bucket), join(dir, '000000010000000000000099')], 4, /ENOENT|no such file/i],
       [['--endpoint-url', moto.url, 's3://no-such-bucket-here/x', 'srv', writeWalFile(dir, '000000010000000000000098', Buffer.from('x'))], 4, /NoSuchBucket|does not exist/],
+      // A whole segment to compress: the missing bucket's answer arrives while the body is still
+      // being made, and must be reported like the uncompressed case (it once crashed with a stack).
+      ...(['--lz4', '--gzip'] as const).map((codec): [string[], number, RegExp] =>
+        [[codec, '--endpoint-url', moto.url, 's3://no-such-bucket-here/x', 'srv', writeWalFile(dir, '000000010000000000000097', walSegmentBytes(16 * MiB))], 4, /does not exist/]),
     ];
     for (const [args, code, message] of cases) {
       const r = await runBin('barman-cloud-wal-archive', args, { env: env() });
