@@ -3,12 +3,12 @@
 // a pgbench database of ~150 MB so that every buffer and queue has reached its steady size. The
 // peak is the child's own, as GNU time reports it (getrusage maxrss).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
+import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
 import { gnuTimeAvailable, measured } from '../helpers/peak-rss.ts';
-import { cleanEnv } from '../helpers/run-bin.ts';
+import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { requireTool, postgresAvailable, startCluster, type PgCluster } from '../helpers/postgres.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 
@@ -40,6 +40,22 @@ describe.skipIf(skip)('peak memory of backup and restore with -J 4', () => {
     ['directory store', () => [`file://${join(work, 'store')}`]],
     ['moto', () => ['--endpoint-url', moto.url, 's3://memory/cluster']],
   ];
+
+  // The AWS SDK cost a backup ~10 MB of peak RSS: with static keys its parts go through the lean
+  // client's own multipart upload (src/storage/s3/multipart.ts), and nothing else loads the SDK.
+  it('a backup to S3 with static keys loads no AWS SDK module', async () => {
+    const trace = join(work, 'trace.txt');
+    writeFileSync(trace, '');
+    const r = await runBin('barman-cloud-backup', ['--lz4', '-J', '4', '--immediate-checkpoint', '-n', 'traced', '--endpoint-url', moto.url, 's3://memory/traced', 'srv'], {
+      env: cleanEnv({ ...MOTO_ENV, ...cluster.env, BC_TRACE_MODULES: trace }),
+      nodeArgs: ['--import', join(ROOT, 'test', 'helpers', 'trace-modules.mjs')],
+    });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const loaded = readFileSync(trace, 'utf8');
+    expect(loaded).toMatch(/dist\/cli\/.*backup/); // the trace saw the command's own chunk
+    expect(loaded).toMatch(/node_modules\/lz4-napi\//);
+    expect(loaded).not.toMatch(/node_modules\/@aws-sdk\//);
+  }, 300_000);
 
   for (const [store, location] of stores) {
     it.each(CODECS)(`${store}: backup and restore (%s) stay within the bound`, async (codec, flags) => {

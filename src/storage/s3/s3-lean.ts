@@ -2,8 +2,9 @@
 // process on these machines (measured; more than the whole latency budget of an archive_command
 // call), so with static or container (EKS Pod Identity) credentials the small requests the WAL commands make — HEAD, GET, single
 // PUT, ListObjectsV2 — are signed here with `aws4` (SigV4, zero dependencies) and sent with
-// node:http(s). Everything else (multipart streams, bulk delete, tags, bucket creation) is handed to
-// the full SDK driver, loaded only then.
+// node:http(s), and so are a backup's multipart uploads (the SDK cost a backup ~10 MB of peak RSS).
+// Everything else (bulk delete, tags, bucket creation, Object Lock) is handed to the full SDK
+// driver, loaded only then.
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
@@ -20,6 +21,7 @@ import {
   ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode,
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
+import { uploadStream } from './multipart.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
 } from '../types.js';
@@ -81,6 +83,9 @@ function xmlTag(xml: string, tag: string): string | undefined {
   // A copy, not a slice: a slice would keep the whole listing page alive as long as the key is
   // kept (a retention run holds 200,000 keys).
   return m ? Buffer.from(xmlText(m[1]!), 'utf8').toString('utf8') : undefined;
+}
+function xmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 function xmlBlocks(xml: string, tag: string): string[] {
   return [...xml.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1] ?? '');
@@ -321,16 +326,21 @@ export class LeanS3ObjectStore implements ObjectStore {
     return res.body;
   }
 
-  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
-    const single = isChunkedBody(body) || Buffer.isBuffer(body) ? body : undefined;
-    if (!single || single.length > SINGLE_PUT_MAX) {
-      return (await this.full()).put(key, isChunkedBody(body) ? chunkedToBuffer(body) : body, options);
-    }
+  /** Headers of an object's creation (PutObject, CreateMultipartUpload), as barman sends them. */
+  private creationHeaders(options: PutOptions): Record<string, string> {
     const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', ...this.sseCustomer };
     if (options.tags?.length) headers['x-amz-tagging'] = encodeTagging(options.tags);
-    if (options.ifNoneMatch) headers['If-None-Match'] = '*';
     if (this.config.serverSideEncryption) headers['x-amz-server-side-encryption'] = this.config.serverSideEncryption;
     if (this.config.sseKmsKeyId) headers['x-amz-server-side-encryption-aws-kms-key-id'] = this.config.sseKmsKeyId;
+    return headers;
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
+    if (body instanceof Readable) return this.putStream(key, body, options);
+    if (body.length > SINGLE_PUT_MAX) return (await this.full()).put(key, isChunkedBody(body) ? chunkedToBuffer(body) : body, options);
+    const single = body;
+    const headers = this.creationHeaders(options);
+    if (options.ifNoneMatch) headers['If-None-Match'] = '*';
     // The signed SHA-256 of the body, over HTTP and TLS alike: the server refuses a body that does
     // not match it (XAmzContentSHA256Mismatch), so bytes changed between hashing and sending, or on
     // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
@@ -361,6 +371,49 @@ export class LeanS3ObjectStore implements ObjectStore {
     }
     if (res.status >= 300) throw this.error(res, 'put', key);
     log.debug(`PUT ${key} (${single.length} bytes)`);
+  }
+
+  /**
+   * A stream (a backup's parts): the shared part uploader with requests signed here. Each part is
+   * signed with its SHA-256, as a single PUT is, so a part changed on the way is refused.
+   */
+  private async putStream(key: string, body: Readable, options: PutOptions): Promise<void> {
+    const { signal } = options;
+    const upload = (id: string) => `uploadId=${encodeURIComponent(id)}`;
+    await uploadStream(body, options, {
+      putObject: (data) => this.put(key, data, { ...options, partSize: undefined }),
+      create: async () => {
+        const res = await this.send('POST', key, { op: 'create-multipart-upload', query: '?uploads=', headers: this.creationHeaders(options), signal });
+        if (res.status >= 300) throw this.error(res, 'create-multipart-upload', key);
+        const id = xmlTag(res.body.toString('utf8'), 'UploadId');
+        if (!id) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);
+        return id;
+      },
+      uploadPart: async (uploadId, partNumber, data) => {
+        const headers = { ...this.sseCustomer, 'X-Amz-Content-Sha256': sha256Hex([data]) };
+        const res = await this.send('PUT', key, { op: 'upload-part', query: `?partNumber=${partNumber}&${upload(uploadId)}`, headers, body: data, signal });
+        if (res.status >= 300) throw this.error(res, 'upload-part', key);
+        return String(res.headers.etag ?? '');
+      },
+      complete: async (uploadId, parts) => {
+        const xml = `<CompleteMultipartUpload>${parts.map((p) => `<Part><PartNumber>${p.PartNumber}</PartNumber><ETag>${xmlEscape(p.ETag)}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+        const headers: Record<string, string> = { 'Content-Type': 'application/xml', ...this.sseCustomer };
+        if (options.ifNoneMatch) headers['If-None-Match'] = '*';
+        const res = await this.send('POST', key, { op: 'complete-multipart-upload', query: `?${upload(uploadId)}`, headers, body: Buffer.from(xml, 'utf8'), signal });
+        // S3 may answer 200 and then an error in the body (it failed after the headers were sent).
+        if (res.status >= 300) throw this.error(res, 'complete-multipart-upload', key);
+        if (/<Error>/.test(res.body.toString('utf8'))) throw this.error({ ...res, status: 500 }, 'complete-multipart-upload', key);
+      },
+      abort: async (uploadId) => {
+        try {
+          const res = await this.send('DELETE', key, { op: 'abort-multipart-upload', query: `?${upload(uploadId)}` });
+          if (res.status >= 300 && res.status !== 404) throw this.error(res, 'abort-multipart-upload', key);
+          log.debug(`S3 aborted incomplete multipart upload of ${key}`);
+        } catch (e) {
+          log.warning(`Could not abort the incomplete multipart upload of ${key} (upload id ${uploadId}): ${(e as Error).message}`);
+        }
+      },
+    }, (err) => err as Error);
   }
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {

@@ -1,4 +1,4 @@
-// The S3 driver (aws-s3): AWS SDK v3 client, our multipart uploads with reused part buffers, our retry/timeout policy
+// The S3 driver (aws-s3): AWS SDK v3 client, multipart uploads through multipart.ts, our retry/timeout policy
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
 import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
@@ -39,7 +39,8 @@ import {
   StorageError,
 } from '../../errors.js';
 import { isEnabled, log, redact, registerSecret } from '../../log.js';
-import { mapBounded, TaskWindow } from '../../concurrency.js';
+import { mapBounded } from '../../concurrency.js';
+import { abortErrorOf, uploadStream } from './multipart.js';
 import type { RetryPolicy } from '../config.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
@@ -62,13 +63,6 @@ import type {
 } from '../types.js';
 import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body.js';
 
-const MIB = 1024 * 1024;
-/** S3's smallest part (all parts but the last). */
-const MIN_PART_SIZE = 5 * MIB;
-const DEFAULT_PART_SIZE = 8 * MIB;
-const DEFAULT_QUEUE_SIZE = 4;
-/** Parts of a multipart upload sent at a quarter of the part size (see putStream). */
-const RAMP_PARTS = 2000;
 const MAX_DELETE_BATCH = 1000;
 /** DeleteObjects requests one deleteMany() keeps in flight. */
 const DELETE_BATCHES_IN_FLIGHT = 4;
@@ -161,11 +155,6 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
 }
 
 // ---- helpers -------------------------------------------------------------------------------------
-
-function abortErrorOf(signal: AbortSignal): Error {
-  if (signal.reason instanceof Error) return signal.reason;
-  return Object.assign(new Error('The operation was aborted'), { name: 'AbortError' });
-}
 
 /** UTF-8 byte order, the order S3 lists keys in. */
 function byKey(a: { sort: Buffer }, b: { sort: Buffer }): number {
@@ -510,124 +499,39 @@ export class S3ObjectStore implements ObjectStore {
     await this.putStream(key, body, options, common);
   }
 
-  /**
-   * A stream of unknown length: one PutObject when it ends within the first part, else a multipart
-   * upload with up to `concurrency` parts in flight. Parts are filled into buffers reused from part
-   * to part, and the buffers held at once (in flight plus the one filling) stay within a byte budget
-   * of concurrency + 1 first-size parts, so memory does not grow with the object (a copying
-   * uploader such as lib-storage holds about twice as much). The first RAMP_PARTS parts are a
-   * quarter of `partSize`, at least S3's minimum (parts need not be equal): with barman's default
-   * 100 GiB archive limit that is 5.4 MB instead of 21.5 MB, and 10,000 parts still hold 1.7 times
-   * the limit (docs/format.md#tar-parts). Larger parts later on mean fewer in flight, never more bytes than
-   * the budget or two parts.
-   *
-   * Tags and encryption go on PutObject or CreateMultipartUpload, as barman sends them. On any
-   * failure, of the source, a part, the completion or the caller's abort signal, the in-flight
-   * parts are awaited and the multipart upload is aborted before we return; the error given back
-   * is the cause (the source's own error when the source failed).
-   */
+  /** A stream: the shared part uploader (multipart.ts) with SDK requests. */
   private async putStream(key: string, body: Readable, options: PutOptions, common: PutObjectCommandInput): Promise<void> {
-    const partSize = Math.max(Math.floor(options.partSize ?? DEFAULT_PART_SIZE), MIN_PART_SIZE);
-    const queueSize = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_QUEUE_SIZE));
-    const { signal } = options;
-    const sendOptions = signal ? { abortSignal: signal } : {};
-    let sourceError: unknown;
-    const onSourceError = (err: unknown) => {
-      // Leaving the read loop early (a part failed) makes Node destroy the body with its own
-      // AbortError (ABORT_ERR): that is not the source failing; the part's error is the cause.
-      if ((err as NodeJS.ErrnoException | undefined)?.code === 'ABORT_ERR' && !signal?.aborted) return;
-      sourceError ??= err;
-    };
-    const onAbort = () => {
-      if (signal && !body.destroyed) body.destroy(abortErrorOf(signal));
-    };
-    body.on('error', onSourceError);
-    signal?.addEventListener('abort', onAbort, { once: true });
-
-    const spare: Buffer[] = [];
-    const sizeOf = (n: number) => (n <= RAMP_PARTS ? Math.min(partSize, Math.max(MIN_PART_SIZE, Math.floor(partSize / 4))) : partSize);
-    // The parts in flight, their buffers' bytes counted against the budget.
-    const inFlight = new TaskWindow(queueSize, (queueSize + 1) * sizeOf(1));
-    const parts: { PartNumber: number; ETag: string }[] = [];
-    let uploadId: string | undefined;
-    let created: Promise<string> | undefined;
-    const create = () =>
-      (created ??= this.client
-        .send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }), sendOptions)
-        .then((r) => {
-          if (!r.UploadId) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);
-          return (uploadId = r.UploadId);
-        }));
-    const uploadPart = (buffer: Buffer, length: number, partNumber: number) =>
-      inFlight.start(async () => {
-        try {
-          const id = await create();
-          const r = await this.client.send(
-            new UploadPartCommand({
-              Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber,
-              Body: buffer.subarray(0, length), ContentLength: length, ...this.sseCustomer,
-            }),
-            sendOptions,
-          );
-          parts[partNumber - 1] = { PartNumber: partNumber, ETag: r.ETag ?? '' };
-        } finally {
-          spare.push(buffer);
-        }
-      }, { cost: buffer.length });
-
-    const nextBuffer = (n: number): Buffer => {
-      const size = sizeOf(n);
-      let b = spare.pop();
-      while (b && b.length !== size) b = spare.pop();
-      return b ?? (Buffer.allocUnsafe(size) as Buffer);
-    };
-    let current: Buffer = nextBuffer(1);
-    let filled = 0;
-    let partNumber = 0;
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        let input = chunk;
-        while (input.length > 0) {
-          const n = input.copy(current, filled);
-          filled += n;
-          input = input.subarray(n);
-          if (filled < current.length) continue;
-          // This part in flight and the next one filling must fit the budget (one part at least).
-          await inFlight.room(current.length + sizeOf(partNumber + 2));
-          uploadPart(current, filled, ++partNumber);
-          current = nextBuffer(partNumber + 1);
-          filled = 0;
-        }
-        inFlight.check();
-      }
-      if (sourceError !== undefined) throw sourceError;
-      if (partNumber === 0) {
-        await this.client.send(new PutObjectCommand({ ...common, Body: current.subarray(0, filled), ContentLength: filled }), sendOptions);
-        return;
-      }
-      if (filled > 0) uploadPart(current, filled, ++partNumber);
-      await inFlight.drain();
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.sseCustomer,
-          ...(common.IfNoneMatch ? { IfNoneMatch: common.IfNoneMatch } : {}),
-        }),
-        sendOptions,
-      );
-      uploadId = undefined;
-    } catch (err) {
-      await inFlight.drain().catch(() => undefined);
-      await created?.catch(() => undefined);
-      if (uploadId) await this.abortUpload(key, uploadId);
-      if (!body.destroyed) body.destroy();
-      // The source failing (or the caller aborting) is not a storage error: give it back as it is.
-      if (sourceError !== undefined) throw sourceError;
-      if (signal?.aborted) throw abortErrorOf(signal);
-      throw this.fail(err, 'put', key);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      body.off('error', onSourceError);
-    }
+    const sendOptions = options.signal ? { abortSignal: options.signal } : {};
+    await uploadStream(body, options, {
+      putObject: async (data) => {
+        await this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length }), sendOptions);
+      },
+      create: async () => {
+        const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }), sendOptions);
+        if (!r.UploadId) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);
+        return r.UploadId;
+      },
+      uploadPart: async (uploadId, partNumber, data) => {
+        const r = await this.client.send(
+          new UploadPartCommand({
+            Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber,
+            Body: data, ContentLength: data.length, ...this.sseCustomer,
+          }),
+          sendOptions,
+        );
+        return r.ETag ?? '';
+      },
+      complete: async (uploadId, parts) => {
+        await this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.sseCustomer,
+            ...(common.IfNoneMatch ? { IfNoneMatch: common.IfNoneMatch } : {}),
+          }),
+          sendOptions,
+        );
+      },
+      abort: (uploadId) => this.abortUpload(key, uploadId),
+    }, (err) => this.fail(err, 'put', key));
   }
 
   /** Abort an incomplete multipart upload; a failure to abort is logged with the upload id. */
