@@ -4,7 +4,7 @@
 // Azure's customer-provided-key rules in front of azurite (which does not implement them).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 
@@ -17,7 +17,15 @@ export interface Proxy {
 export interface ProxiedRequest {
   method: string;
   url: string;
+  headers: IncomingHttpHeaders;
   body: Buffer;
+}
+
+/** An S3 error answer other than the default 403 AccessDenied. */
+export interface S3Refusal {
+  status: number;
+  code: string;
+  message: string;
 }
 
 /** Whether a request deletes WAL objects: a DELETE under wals/, or a bulk delete naming one. */
@@ -27,22 +35,24 @@ export function isWalDelete(r: ProxiedRequest): boolean {
 
 /**
  * An HTTP proxy to the S3 server on `targetPort`: a request for which `refuse` returns true gets
- * S3's 403 AccessDenied (no body for HEAD), any other is forwarded with the body `alter` returns
- * (unchanged by default; same headers, so a changed body should keep its length).
+ * S3's 403 AccessDenied (no body for HEAD), or the S3Refusal it returns; any other is forwarded with
+ * the body `alter` returns (unchanged by default; same headers, so a changed body should keep its length).
  */
 export async function startS3Proxy(
   targetPort: number,
-  refuse: (r: ProxiedRequest) => boolean,
+  refuse: (r: ProxiedRequest) => boolean | S3Refusal,
   alter: (r: ProxiedRequest) => Buffer = (r) => r.body,
 ): Promise<Proxy> {
   const server = createHttpServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const r = { method: req.method ?? 'GET', url: req.url ?? '', body: Buffer.concat(chunks) };
-      if (refuse(r)) {
-        res.writeHead(403, { 'content-type': 'application/xml' });
-        res.end(r.method === 'HEAD' ? undefined : '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      const r = { method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
+      const refusal = refuse(r);
+      if (refusal) {
+        const { status, code, message } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied' } : refusal;
+        res.writeHead(status, { 'content-type': 'application/xml' });
+        res.end(r.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
         return;
       }
       const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: r.method, path: r.url, headers: req.headers }, (answer) => {

@@ -30,6 +30,24 @@ export const ACCESS_CODES = new Set([
 /** Codes a 404 on an object operation carries when the object itself is missing. */
 export const OBJECT_404_CODES = new Set(['NoSuchKey', 'NotFound', 'UnknownError', '']);
 
+/**
+ * The store refused an upload for want of Content-MD5 (or a flexible checksum, which we do not
+ * send by default): S3 and moto do so on a bucket with Object Lock (default retention), older
+ * stores on DeleteObjects. botocore before 1.36 sent Content-MD5 on every PutObject and UploadPart,
+ * so barman-cloud 3.4 never met this (docs/configuration.md#object-lock-buckets).
+ */
+export function wantsContentMd5(code: string, message: string): boolean {
+  if (code === 'MissingContentMD5' || code === 'MissingUploadObjectWithObjectLockHeaders') return true;
+  if (/content-md5/i.test(message)) return true;
+  return (code === 'InvalidRequest' || code === 'InvalidArgument') && /checksum/i.test(message);
+}
+
+export function contentMd5(pieces: Iterable<Uint8Array>): string {
+  const h = createHash('md5');
+  for (const p of pieces) h.update(p);
+  return h.digest('base64');
+}
+
 export function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }

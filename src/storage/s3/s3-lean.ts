@@ -18,7 +18,7 @@ import type { S3StoreConfig } from './config.js';
 import { mayRetry, pauseBeforeRetry } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {
-  ACCESS_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode,
+  ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode, wantsContentMd5,
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import { uploadStream } from './multipart.js';
@@ -116,6 +116,8 @@ export class LeanS3ObjectStore implements ObjectStore {
   private fullStore?: Promise<S3ObjectStore>;
   /** SSE-C headers for every request that reads or writes an object body (HEAD included). */
   private readonly sseCustomer: Record<string, string>;
+  /** Set once the bucket refused an upload for want of Content-MD5: every later upload sends it. */
+  private sendContentMd5 = false;
 
   constructor(private readonly config: S3StoreConfig) {
     this.bucket = config.bucket;
@@ -346,8 +348,9 @@ export class LeanS3ObjectStore implements ObjectStore {
     // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
     // CPU's SHA extensions, MD5 25 ms).
     headers['X-Amz-Content-Sha256'] = isChunkedBody(single) ? single.sha256 : sha256Hex([single]);
-    let res: Response;
-    if (options.commitGate && isChunkedBody(single)) {
+    const pieces = () => (isChunkedBody(single) ? exactChunks(single) : [single]);
+    const res = await this.withContentMd5(headers, pieces, async () => {
+      if (!(options.commitGate && isChunkedBody(single))) return this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal });
       // A refused gate aborts the request (no retry: the signal is aborted) and is put()'s error.
       const abort = new AbortController();
       let refusal: { error: unknown } | undefined;
@@ -358,19 +361,36 @@ export class LeanS3ObjectStore implements ObjectStore {
       });
       gate.catch(() => {}); // observed here; sendChunks may have stopped waiting for it
       const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+      let answer: Response;
       try {
-        res = await this.send('PUT', key, { op: 'put', headers, body: single, signal, gate });
+        answer = await this.send('PUT', key, { op: 'put', headers, body: single, signal, gate });
       } catch (e) {
         if (refusal) throw refusal.error;
         throw e;
       }
       // An answer that came before the last byte (412, 403): the gate's own failure still wins.
-      if (res.status >= 300) await gate;
-    } else {
-      res = await this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal });
-    }
+      if (answer.status >= 300) await gate;
+      return answer;
+    });
     if (res.status >= 300) throw this.error(res, 'put', key);
     log.debug(`PUT ${key} (${single.length} bytes)`);
+  }
+
+  /**
+   * An upload, sent again once with Content-MD5 when the bucket refuses it for want of one (Object
+   * Lock): not sent up front, as MD5 costs ~25 ms of CPU per 16 MiB segment and most buckets do
+   * not ask (docs/configuration.md#object-lock-buckets).
+   */
+  private async withContentMd5(headers: Record<string, string>, pieces: () => Iterable<Uint8Array>, upload: () => Promise<Response>): Promise<Response> {
+    if (this.sendContentMd5) headers['Content-MD5'] = contentMd5(pieces());
+    const res = await upload();
+    if (this.sendContentMd5 || res.status !== 400) return res;
+    const xml = res.body.toString('utf8');
+    if (!wantsContentMd5(xmlTag(xml, 'Code') ?? '', xmlTag(xml, 'Message') ?? '')) return res;
+    log.debug('The bucket wants Content-MD5 on uploads (Object Lock): sending it from now on');
+    this.sendContentMd5 = true;
+    headers['Content-MD5'] = contentMd5(pieces());
+    return upload();
   }
 
   /**
@@ -390,8 +410,9 @@ export class LeanS3ObjectStore implements ObjectStore {
         return id;
       },
       uploadPart: async (uploadId, partNumber, data) => {
-        const headers = { ...this.sseCustomer, 'X-Amz-Content-Sha256': sha256Hex([data]) };
-        const res = await this.send('PUT', key, { op: 'upload-part', query: `?partNumber=${partNumber}&${upload(uploadId)}`, headers, body: data, signal });
+        const headers: Record<string, string> = { ...this.sseCustomer, 'X-Amz-Content-Sha256': sha256Hex([data]) };
+        const res = await this.withContentMd5(headers, () => [data], () =>
+          this.send('PUT', key, { op: 'upload-part', query: `?partNumber=${partNumber}&${upload(uploadId)}`, headers, body: data, signal }));
         if (res.status >= 300) throw this.error(res, 'upload-part', key);
         return String(res.headers.etag ?? '');
       },

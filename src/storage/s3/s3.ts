@@ -1,6 +1,5 @@
 // The S3 driver (aws-s3): AWS SDK v3 client, multipart uploads through multipart.ts, our retry/timeout policy
 // and one error mapping onto the storage error classes. Loaded only through openObjectStore().
-import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -45,8 +44,8 @@ import type { RetryPolicy } from '../config.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
 import {
-  ACCESS_CODES, OBJECT_404_CODES, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
-  sseCustomerKeyError, type SdkErrorLike,
+  ACCESS_CODES, OBJECT_404_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
+  sseCustomerKeyError, wantsContentMd5, type SdkErrorLike,
 } from './s3-common.js';
 export { encodeTagging, networkMessage } from './s3-common.js';
 import type {
@@ -233,6 +232,8 @@ export class S3ObjectStore implements ObjectStore {
   private readonly config: S3StoreConfig;
   /** SSE-C parameters for every command that reads or writes an object body (HEAD included). */
   private readonly sseCustomer?: { SSECustomerAlgorithm: 'AES256'; SSECustomerKey: string };
+  /** Set once the bucket refused an upload for want of Content-MD5: every later upload sends it. */
+  private sendContentMd5 = false;
 
   /** `container`: the lean client's provider, shared so that one process asks the endpoint once. */
   constructor(config: S3StoreConfig, container?: ContainerCredentialsProvider) {
@@ -327,7 +328,7 @@ export class S3ObjectStore implements ObjectStore {
       (next, context) => async (args) => {
         const req = args.request as { headers?: Record<string, string>; body?: unknown } | undefined;
         if (context.commandName === 'DeleteObjectsCommand' && req?.headers && (typeof req.body === 'string' || req.body instanceof Uint8Array)) {
-          req.headers['content-md5'] = createHash('md5').update(req.body).digest('base64');
+          req.headers['content-md5'] = contentMd5([typeof req.body === 'string' ? Buffer.from(req.body) : req.body]);
         }
         return next(args);
       },
@@ -488,15 +489,32 @@ export class S3ObjectStore implements ObjectStore {
       ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
     };
     if (Buffer.isBuffer(body)) {
-      await this.call('put', key, () =>
+      await this.call('put', key, () => this.withContentMd5(body, (md5) =>
         this.client.send(
-          new PutObjectCommand({ ...common, Body: body, ContentLength: body.length }),
+          new PutObjectCommand({ ...common, Body: body, ContentLength: body.length, ...md5 }),
           signal ? { abortSignal: signal } : {},
-        ),
-      );
+        )));
       return;
     }
     await this.putStream(key, body, options, common);
+  }
+
+  /**
+   * An upload, sent again once with Content-MD5 when the bucket refuses it for want of one (Object
+   * Lock; the SDK sends no checksum on uploads unless AWS_REQUEST_CHECKSUM_CALCULATION says so).
+   * From then on every upload of this process sends it (docs/configuration.md#object-lock-buckets).
+   */
+  private async withContentMd5<T>(body: Buffer, upload: (md5: { ContentMD5?: string }) => Promise<T>): Promise<T> {
+    if (this.sendContentMd5) return upload({ ContentMD5: contentMd5([body]) });
+    try {
+      return await upload({});
+    } catch (err) {
+      const e = err as SdkErrorLike;
+      if (this.sendContentMd5 || !wantsContentMd5(e?.Code ?? e?.name ?? '', e?.message ?? '')) throw err;
+      log.debug('The bucket wants Content-MD5 on uploads (Object Lock): sending it from now on');
+      this.sendContentMd5 = true;
+      return upload({ ContentMD5: contentMd5([body]) });
+    }
   }
 
   /** A stream: the shared part uploader (multipart.ts) with SDK requests. */
@@ -504,7 +522,7 @@ export class S3ObjectStore implements ObjectStore {
     const sendOptions = options.signal ? { abortSignal: options.signal } : {};
     await uploadStream(body, options, {
       putObject: async (data) => {
-        await this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length }), sendOptions);
+        await this.withContentMd5(data, (md5) => this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...md5 }), sendOptions));
       },
       create: async () => {
         const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }), sendOptions);
@@ -512,13 +530,13 @@ export class S3ObjectStore implements ObjectStore {
         return r.UploadId;
       },
       uploadPart: async (uploadId, partNumber, data) => {
-        const r = await this.client.send(
+        const r = await this.withContentMd5(data, (md5) => this.client.send(
           new UploadPartCommand({
             Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber,
-            Body: data, ContentLength: data.length, ...this.sseCustomer,
+            Body: data, ContentLength: data.length, ...this.sseCustomer, ...md5,
           }),
           sendOptions,
-        );
+        ));
         return r.ETag ?? '';
       },
       complete: async (uploadId, parts) => {
@@ -655,6 +673,5 @@ function refusesBulkDelete(err: unknown): boolean {
   const code = e.Code ?? e.name ?? '';
   const message = e.message ?? '';
   if (e.$metadata?.httpStatusCode === 501 || code === 'NotImplemented') return true;
-  if (code === 'MissingContentMD5' || /content-md5/i.test(message)) return true;
-  return (code === 'InvalidRequest' || code === 'InvalidArgument') && /checksum/i.test(message);
+  return wantsContentMd5(code, message);
 }
