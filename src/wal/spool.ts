@@ -14,6 +14,7 @@ import { promises as fs, constants as fsc, readFileSync, type Stats } from 'node
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
+import { mapBounded } from '../concurrency.js';
 import { tempBeside } from './temp-files.js';
 
 /** Prefetched files are served for this long (by Node and by the generated shell front); the archive of a live server does not change under them. */
@@ -275,15 +276,18 @@ export class ArchiveSpool {
 
   /** Remove markers older than `maxAgeMs` (their WAL files were long since asked for, or never will be). */
   async prune(maxAgeMs: number): Promise<void> {
-    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
-    const now = Date.now();
-    await Promise.all(
-      names.map(async (n) => {
-        const st = await fs.stat(join(this.dir, n)).catch(() => null);
-        if (st && now - st.mtimeMs > maxAgeMs) await fs.rm(join(this.dir, n), { force: true });
-      }),
-    );
+    await removeOlderThan(this.dir, maxAgeMs);
   }
+}
+
+/** Remove the entries of `dir` (but `keep`) last changed more than `maxAgeMs` ago, a few at a time. */
+async function removeOlderThan(dir: string, maxAgeMs: number, keep?: string): Promise<void> {
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n !== keep);
+  const now = Date.now();
+  await mapBounded(names, 8, async (n) => {
+    const st = await fs.stat(join(dir, n)).catch(() => null);
+    if (st && now - st.mtimeMs > maxAgeMs) await fs.rm(join(dir, n), { force: true });
+  });
 }
 
 /**
@@ -348,14 +352,6 @@ export class RestoreSpool {
 
   /** Delete temp files left by a crash and entries older than `maxAgeMs`. */
   async prune(maxAgeMs: number): Promise<void> {
-    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
-    const now = Date.now();
-    await Promise.all(
-      names.map(async (n) => {
-        if (n === 'segment-size') return;
-        const st = await fs.stat(join(this.dir, n)).catch(() => null);
-        if (st && now - st.mtimeMs > maxAgeMs) await fs.rm(join(this.dir, n), { force: true });
-      }),
-    );
+    await removeOlderThan(this.dir, maxAgeMs, 'segment-size');
   }
 }
