@@ -9,13 +9,14 @@ import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
+import { startMoto, createS3Bucket, startAzurite, azuriteConnectionString, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { startTcpProxy, type TcpProxyMode } from '../helpers/proxy.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { S3ObjectStore } from '../../src/storage/s3/s3.ts';
 import { NetworkError } from '../../src/errors.ts';
+import type { StoreConfig } from '../../src/storage/config.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 
 const MiB = 1024 * 1024;
@@ -67,6 +68,37 @@ describe(`a stalled server fails within ~2 × --read-timeout (${READ_TIMEOUT_S} 
       expect(r.ms).toBeLessThan(BOUND_MS);
     } finally {
       await proxy.close();
+    }
+  }, 150_000);
+
+  // The Azure SDK retries by its own rules: an error naming a timeout is retried (3 attempts, each
+  // costing its read timeouts), so a stall must not read as one to it (src/storage/retry.ts).
+  it('wal-archive (Azure SDK): the upload stalls', async () => {
+    const azurite = await startAzurite();
+    try {
+      const s = await openObjectStore({
+        provider: 'azure-blob-storage', bucket: 'stall', retry: DEFAULT_RETRY,
+        auth: { kind: 'connection-string', connectionString: azuriteConnectionString(azurite.url) },
+      } as StoreConfig);
+      await s.createBucket();
+      await s.close();
+      const proxy = await startProxy(azurite.url, 'stall-upload');
+      try {
+        const r = await runBin('barman-cloud-wal-archive', [
+          '--read-timeout', String(READ_TIMEOUT_S), '--cloud-provider', 'azure-blob-storage',
+          `${proxy.url}/devstoreaccount1/stall`, 'srv', walFile(randomBytes(16 * MiB)),
+        ], { env: cleanEnv({ AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(proxy.url) }), timeoutMs: 120_000 });
+        expect({ code: r.code, lines: r.stderr.trim().split('\n').length }).toEqual({ code: 4, lines: 1 });
+        expect(r.stderr).toMatch(/Azure Blob Storage unreachable .*: the server moved no data for 2000 ms/);
+        expect(r.ms).toBeGreaterThanOrEqual(READ_TIMEOUT_S * 1000);
+        // The Azure SDK's start costs ~1.5 s more than the lean S3 client's; its three attempts, each
+        // of two read timeouts, took 12.6 s before stalls were made final.
+        expect(r.ms).toBeLessThan(BOUND_MS + 1500);
+      } finally {
+        await proxy.close();
+      }
+    } finally {
+      await azurite.stop();
     }
   }, 150_000);
 

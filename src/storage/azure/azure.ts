@@ -61,6 +61,16 @@ function timeoutError(what: string, ms: number): Error {
   return Object.assign(new Error(`${what} (${ms} ms)`), { code: 'ETIMEDOUT' });
 }
 
+/**
+ * A stall: the connected server moved no byte for the read timeout. Final, as in every retry loop of
+ * ours (src/storage/retry.ts): the SDK's own retry policy retries any error whose code, name or
+ * message contains ETIMEDOUT or TIMEOUT, so neither word may appear here.
+ */
+const STALL_CODE = 'BARMAN_CLOUD_STALLED';
+function stallError(ms: number): Error {
+  return Object.assign(new Error(`the server moved no data for ${ms} ms`), { code: STALL_CODE });
+}
+
 /** Give a new socket the connect limit first, then the silence limit once it is connected. */
 function armSocket(socket: Duplex | null | undefined, retry: RetryPolicy, tls: boolean): void {
   if (!socket || !('setTimeout' in socket)) return;
@@ -72,11 +82,7 @@ function armSocket(socket: Duplex | null | undefined, retry: RetryPolicy, tls: b
     s.setTimeout(retry.readTimeoutMs);
   });
   s.on('timeout', () => {
-    s.destroy(
-      connected
-        ? timeoutError('no data from the server within the read timeout', retry.readTimeoutMs)
-        : timeoutError('connection to the server timed out', retry.connectTimeoutMs),
-    );
+    s.destroy(connected ? stallError(retry.readTimeoutMs) : timeoutError('connection to the server timed out', retry.connectTimeoutMs));
   });
 }
 
@@ -175,7 +181,7 @@ const NETWORK_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
   'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'ERR_TLS_CERT_ALTNAME_INVALID',
-  'HOSTNAME_MISMATCH',
+  'HOSTNAME_MISMATCH', STALL_CODE,
 ]);
 
 const CREDENTIAL_ERRORS = new Set([
