@@ -13,7 +13,7 @@
 // optional checksums (verified), content size, concatenated frames and skippable frames.
 // lz4-napi has no compression levels (lz4_flex implements the fast mode only), so barman's
 // level is accepted and ignored; the output stays a standard frame every reader decodes.
-import { createRequire } from 'node:module';
+import { napiBinding } from './native.js';
 import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec, type CompressionProblem } from './types.js';
@@ -23,7 +23,8 @@ import { DecoderTransform } from './decoder-stream.js';
 
 // CommonJS, loaded with require: an import would have Node lex its source for export names, which
 // cost several MB of a WAL call's peak RSS (see snappy.ts).
-const { compress: lz4Block, compressSync: lz4BlockSync, uncompressSync: lz4BlockDecode } = createRequire(import.meta.url)('lz4-napi') as typeof import('lz4-napi');
+const { compress: lz4Block, compressSync: lz4BlockSync, uncompressSync: lz4BlockDecode } =
+  napiBinding<typeof import('lz4-napi')>('lz4-napi', (arch) => `@antoniomuso/lz4-napi-linux-${arch}-gnu`);
 
 const LZ4_FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MASK = 0xfffffff0;

@@ -11,7 +11,7 @@
 // The framing has no end marker, so a stream cut exactly between two chunks is a valid, shorter
 // stream: only a cut inside a chunk is detectable here. WAL restore catches the other case by the
 // segment's size (src/wal/restore.ts).
-import { createRequire } from 'node:module';
+import { napiBinding } from './native.js';
 import { ByteQueue } from './byte-queue.js';
 import { CompressionFormatError, type Codec, type CompressionProblem } from './types.js';
 import { emptyInput } from './checked-stream.js';
@@ -21,9 +21,8 @@ import { DecoderTransform } from './decoder-stream.js';
 // Both packages are CommonJS: loaded with require, not import, because importing CommonJS from an ES
 // module has Node lex its source for export names, which here cost ~10 MB of peak RSS (the lexer
 // gets optimized) against a WAL call's 64 MB budget (measured on Node 20).
-const require = createRequire(import.meta.url);
-const { crc32c } = require('@node-rs/crc32') as typeof import('@node-rs/crc32');
-const { compressSync, uncompressSync } = require('snappy') as typeof import('snappy');
+const { crc32c } = napiBinding<typeof import('@node-rs/crc32')>('@node-rs/crc32', (arch) => `@node-rs/crc32-linux-${arch}-gnu`);
+const { compressSync, uncompressSync } = napiBinding<typeof import('snappy')>('snappy', (arch) => `@napi-rs/snappy-linux-${arch}-gnu`);
 
 const SNAPPY_STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
 /** Maximum uncompressed bytes in one data chunk. */

@@ -6,11 +6,11 @@
 // runs WebAssembly in Liftoff only (src/cli/launch.ts), where xxhash-wasm took ~29 ms of CPU per
 // 16 MiB segment against ~3 ms natively, on both the archive and the restore of an lz4 or zstd
 // segment (docs/benchmarks.md, "One-shot WAL profile").
-import { createRequire } from 'node:module';
+import { napiBinding } from './native.js';
 
 // CommonJS, loaded with require: an import would have Node lex its source for export names (see
 // lz4.ts).
-const native = createRequire(import.meta.url)('@node-rs/xxhash') as typeof import('@node-rs/xxhash');
+const native = napiBinding<typeof import('@node-rs/xxhash')>('@node-rs/xxhash', (arch) => `@node-rs/xxhash-linux-${arch}-gnu`);
 
 export class Xxh32 {
   private readonly state: InstanceType<typeof native.Xxh32>;

@@ -145,6 +145,24 @@ describe.skipIf(!canChroot)('the rootfs, run in a chroot with no shell', () => {
     expect(readFileSync(join(dir, 'pgwal/FROMS3')).equals(wal)).toBe(true);
   }, 30_000);
 
+  // The base image has no /usr/bin/ldd: the napi-rs loaders would ask process.report instead
+  // (~6 ms per package per call); src/compression/native.ts takes the glibc bindings directly.
+  it('loads the lz4 and snappy bindings without their packages\' libc probe', async () => {
+    for (const [codec, suffix, packages] of [
+      ['--lz4', 'lz4', ['@node-rs/xxhash-linux-x64-gnu', '@antoniomuso/lz4-napi-linux-x64-gnu']],
+      ['--snappy', 'snappy', ['@node-rs/crc32-linux-x64-gnu', '@napi-rs/snappy-linux-x64-gnu']],
+    ] as const) {
+      const store = `file:///store/${suffix}`;
+      mkdirSync(join(dir, 'store', suffix), { recursive: true });
+      const a = await inRoot('barman-cloud-wal-archive', [codec, store, 'srv', `/pgwal/${SEGMENT}`], { NODE_DEBUG: 'barman_cloud_native' });
+      expect(a.code).toBe(0);
+      for (const p of packages) expect(a.stderr).toContain(`: ${p}\n`);
+      const r = await inRoot('barman-cloud-wal-restore', [store, 'srv', SEGMENT, `/pgwal/NATIVE-${suffix}`]);
+      expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
+      expect(readFileSync(join(dir, `pgwal/NATIVE-${suffix}`)).equals(wal)).toBe(true);
+    }
+  }, 30_000);
+
   it('lists the backup present in the store, as JSON on stdout', async () => {
     const r = await inRoot('barman-cloud-backup-list', ['--format', 'json', 'file:///store', 'srv']);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
