@@ -8,15 +8,24 @@
 // segment (docs/benchmarks.md, "One-shot WAL profile").
 import { napiBinding } from './native.js';
 
-// CommonJS, loaded with require: an import would have Node lex its source for export names (see
-// lz4.ts).
-const native = napiBinding<typeof import('@node-rs/xxhash')>('@node-rs/xxhash', (arch) => `@node-rs/xxhash-linux-${arch}-gnu`);
+type Native = typeof import('@node-rs/xxhash');
+let loaded: Native | undefined;
+
+/**
+ * Loaded on first use, not with this module: a zstd restore reaches this file (zstd-frame.ts) but
+ * hashes nothing (libzstd checks the frame's checksum itself), and loading the addon, with its own
+ * allocator, cost ~1 MB of that call's peak RSS. CommonJS, loaded with require: an import would
+ * have Node lex its source for export names (see lz4.ts).
+ */
+function native(): Native {
+  return (loaded ??= napiBinding<Native>('@node-rs/xxhash', (arch) => `@node-rs/xxhash-linux-${arch}-gnu`));
+}
 
 export class Xxh32 {
-  private readonly state: InstanceType<typeof native.Xxh32>;
+  private readonly state: InstanceType<Native['Xxh32']>;
 
   constructor(seed = 0) {
-    this.state = new native.Xxh32(seed);
+    this.state = new (native().Xxh32)(seed);
   }
 
   update(data: Uint8Array): this {
@@ -30,12 +39,12 @@ export class Xxh32 {
 }
 
 export function xxh32(data: Uint8Array, seed = 0): number {
-  return native.xxh32(data, seed) >>> 0;
+  return native().xxh32(data, seed) >>> 0;
 }
 
 /** XXH64 with seed 0 (what the zstd frame format uses); digest() gives the full 64 bits. */
 export class Xxh64 {
-  private readonly state = new native.Xxh64();
+  private readonly state = new (native().Xxh64)();
 
   update(data: Uint8Array): this {
     this.state.update(data);
