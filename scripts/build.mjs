@@ -99,7 +99,12 @@ await build({
   const text = readFileSync(file, 'utf8');
   const renamed = text.replace(/\bimport\((?=")/g, '__importExternal(');
   if (/\bimport\(/.test(renamed)) throw new Error('dist/cli/run.cjs: an import() without a string literal; src/cli/launch.ts cannot serve it');
-  writeFileSync(file, renamed);
+  // Pure ASCII: one character outside Latin-1 (an arrow or an ellipsis in a kept comment) made V8
+  // hold the whole source, which a WAL call keeps for its lifetime, as a two-byte string: ~0.8 MB
+  // more of its peak RSS (issue 14). esbuild already escapes strings and identifiers; an escape
+  // means the same in a string, template, regular expression or identifier, and nothing in a comment.
+  const ascii = renamed.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  writeFileSync(file, ascii);
 }
 // The CommonJS launcher the bin/ scripts require (answers --version without the ESM loader).
 await build({
@@ -127,6 +132,13 @@ await build({
   plugins: [noDynamicImports],
   logLevel: 'warning',
 });
+// run.cjs becomes the function expression the launcher compiles as it is (WAL_BUNDLE_HEAD in
+// src/cli/launch.ts says why), its first line kept so that the source map still fits.
+{
+  const file = resolve(root, 'dist/cli/run.cjs');
+  const { WAL_BUNDLE_HEAD, WAL_BUNDLE_TAIL } = createRequire(import.meta.url)(resolve(root, 'dist/cli/launch.cjs'));
+  writeFileSync(file, `${WAL_BUNDLE_HEAD}${readFileSync(file, 'latin1')}${WAL_BUNDLE_TAIL}`, 'latin1');
+}
 // V8's code cache of run.cjs, made by the Node that builds (the launcher ignores it under another
 // Node, other flags or other source). A fresh process without NODE_OPTIONS: the cache records the
 // V8 flags it was made under, and they must be those of a WAL call.
