@@ -26,7 +26,20 @@ function limitTiersOfWalCall(name: CommandName | 'umbrella'): boolean {
   if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env.BARMAN_CLOUD_ASYNC_WORKER) return false;
   setWalCallFlags();
   smallPagesForNativeAllocators();
+  poolNoWiderThanCores();
   return true;
+}
+
+/**
+ * libuv starts its thread pool (4 threads by default) on first use, reading UV_THREADPOOL_SIZE
+ * then, which is after this point. An lz4 segment is compressed there, and each thread that
+ * compresses keeps its own allocator pages: on fewer than 4 cores, the threads beyond the cores
+ * added ~1 MB of peak RSS and no speed (issue 14). A value the user set is kept.
+ */
+function poolNoWiderThanCores(): void {
+  if (process.env.UV_THREADPOOL_SIZE !== undefined) return;
+  const cores = (require('node:os') as typeof import('node:os')).availableParallelism();
+  if (cores < 4) process.env.UV_THREADPOOL_SIZE = String(cores);
 }
 
 /**
