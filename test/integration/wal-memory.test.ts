@@ -6,12 +6,14 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { bech32 } from '@scure/base';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { gnuTimeAvailable, measured } from '../helpers/peak-rss.ts';
-import { cleanEnv } from '../helpers/run-bin.ts';
+import { cleanEnv, exitOf, runBin } from '../helpers/run-bin.ts';
+import { ROOT } from '../helpers/servers.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 
@@ -69,6 +71,47 @@ describe.skipIf(skip)('peak memory of wal-archive and wal-restore (16 MiB segmen
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
+  // Each addon loaded costs a WAL call ~1-2 MB (its own allocator and code): a zstd restore has no
+  // use for xxHash (libzstd checks the frame's checksum), the archive needs it for that checksum.
+  it('a zstd restore does not load the xxHash addon, which the zstd archive uses', async () => {
+    const env = cleanEnv({ ...MOTO_ENV, NODE_DEBUG: 'module' });
+    const location = `file://${join(work, 'store')}`;
+    const archive = await runBin('barman-cloud-wal-archive', ['--zstd', location, 'srv-addons', walPath], { env });
+    expect(archive.code).toBe(0);
+    expect(archive.stderr).toContain('REQUEST @node-rs/xxhash');
+    const dest = join(work, 'restored-addons');
+    const restore = await runBin('barman-cloud-wal-restore', [location, 'srv-addons', WAL_NAME, dest], { env });
+    expect(restore.code).toBe(0);
+    expect(readFileSync(dest).equals(content)).toBe(true);
+    rmSync(dest);
+    expect(restore.stderr).toContain('REQUEST @cloudpss/zstd');
+    expect(restore.stderr).not.toContain('@node-rs/xxhash');
+  }, 60_000);
+
+  // On fewer than 4 cores the launcher sizes libuv's pool to the cores: each pool thread that
+  // compresses lz4 keeps its own allocator pages. Seen as threads: the most the call ever had, on
+  // two cores, against the same call told to use libuv's default of 4 (a value given is kept).
+  it.skipIf(requireTool('taskset', existsSync('/usr/bin/taskset')))('on two cores an lz4 archive starts two pool threads, not four', async () => {
+    const mostThreads = async (server: string, extra: Record<string, string>) => {
+      const child = spawn('/usr/bin/taskset', ['-c', '0,1', process.execPath, join(ROOT, 'bin', 'barman-cloud-wal-archive'), '--lz4', `file://${join(work, 'store')}`, server, walPath], {
+        env: cleanEnv(extra), stdio: 'ignore',
+      });
+      let most = 0;
+      const timer = setInterval(() => {
+        try {
+          most = Math.max(most, readdirSync(`/proc/${child.pid}/task`).length);
+        } catch { /* not started yet, or gone */ }
+      }, 1);
+      const code = await exitOf(child);
+      clearInterval(timer);
+      expect(code).toBe(0);
+      return most;
+    };
+    const sized = await mostThreads('srv-pool-2', {});
+    const asGiven = await mostThreads('srv-pool-4', { UV_THREADPOOL_SIZE: '4' });
+    expect(asGiven - sized).toBe(2);
+  }, 60_000);
+
   const stores: [string, () => string[]][] = [
     ['directory store', () => [`file://${join(work, 'store')}`]],
     ['moto', () => ['--endpoint-url', moto.url, 's3://walmemory/cluster']],
@@ -85,6 +128,8 @@ describe.skipIf(skip)('peak memory of wal-archive and wal-restore (16 MiB segmen
       expect({ code: restore.code, stderr: restore.stderr }).toEqual({ code: 0, stderr: '' });
       expect(readFileSync(dest).equals(content)).toBe(true);
       rmSync(dest);
+      process.stderr.write(`PEAK ${store} ${codec}  ${archive.peakMb.toFixed(2)} ${restore.peakMb.toFixed(2)}\n`);
+      process.stderr.write(`PEAK ${store} ${codec}  ${archive.peakMb.toFixed(2)} ${restore.peakMb.toFixed(2)}\n`);
       expect(archive.peakMb, `wal-archive (${codec}) peak RSS in MB`).toBeLessThanOrEqual(LIMIT_MB);
       expect(restore.peakMb, `wal-restore (${codec}) peak RSS in MB`).toBeLessThanOrEqual(LIMIT_MB);
     }, 120_000);
@@ -106,6 +151,8 @@ describe.skipIf(skip)('peak memory of wal-archive and wal-restore (16 MiB segmen
       expect({ code: restore.code, stderr: restore.stderr }).toEqual({ code: 0, stderr: '' });
       expect(readFileSync(dest).equals(content)).toBe(true);
       rmSync(dest);
+      process.stderr.write(`PEAK ${store} ${codec} encrypted  ${archive.peakMb.toFixed(2)} ${restore.peakMb.toFixed(2)}\n`);
+      process.stderr.write(`PEAK ${store} ${codec} encrypted  ${archive.peakMb.toFixed(2)} ${restore.peakMb.toFixed(2)}\n`);
       expect(archive.peakMb, `encrypted wal-archive (${codec}) peak RSS in MB`).toBeLessThanOrEqual(LIMIT_MB);
       expect(restore.peakMb, `encrypted wal-restore (${codec}) peak RSS in MB`).toBeLessThanOrEqual(LIMIT_MB);
     }, 120_000);
