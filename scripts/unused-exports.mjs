@@ -11,6 +11,7 @@ const root = resolve(process.argv[2] ?? resolve(import.meta.dirname, '..'));
 /** `file:name` pairs used from outside the TypeScript program (bin/, scripts/build.mjs output). */
 const KEPT = new Set([
   'src/cli/launch.ts:launch', 'src/cli/launch.ts:makeWalCodeCache', 'src/cli/launch.ts:WAL_CODE_CACHE',
+  'src/cli/launch.ts:WAL_BUNDLE_HEAD', 'src/cli/launch.ts:WAL_BUNDLE_TAIL',
   'src/cli/fast-path.ts:walArchiveScript', 'src/cli/fast-path.ts:walRestoreScript',
 ]);
 
