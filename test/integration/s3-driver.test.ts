@@ -172,6 +172,16 @@ async function startProxy(
   };
 }
 
+/** Send a request whose body the proxy has read to moto, and its answer back. */
+function forwardBody(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+  const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+    res.writeHead(r.statusCode ?? 502, r.headers);
+    r.pipe(res);
+  });
+  upstream.on('error', () => res.destroy());
+  upstream.end(body);
+}
+
 /** Answer a request with an S3 XML error. */
 function s3Error(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
   req.resume();
@@ -471,11 +481,7 @@ describe('S3ObjectStore against moto', () => {
           res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>MissingContentMD5</Code><Message>Missing required header for this request: Content-Md5.</Message></Error>');
           return;
         }
-        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        });
-        upstream.end(body);
+        forwardBody(req, res, body);
       });
       return true;
     });
@@ -713,11 +719,7 @@ describe('lean S3 client (WAL hot path) against moto', () => {
           res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided \'x-amz-content-sha256\' header does not match what was computed.</Message></Error>');
           return;
         }
-        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: 'PUT', path: req.url, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        });
-        upstream.end(body);
+        forwardBody(req, res, body);
       });
       return true;
     });
@@ -774,11 +776,7 @@ describe('lean S3 client: streamed uploads (a backup\'s parts) against moto', ()
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         partHashes.push({ header: req.headers['x-amz-content-sha256'] as string | undefined, actual: createHash('sha256').update(body).digest('hex') });
-        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: 'PUT', path: req.url, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        });
-        upstream.end(body);
+        forwardBody(req, res, body);
       });
       return true;
     });
