@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -330,6 +330,20 @@ describe.each(variants)('$label: damaged input', ({ name, load }) => {
       }
     }
     expect(failed).toBeGreaterThan(40); // almost every flip lands in checked data
+  });
+});
+
+describe('lz4 content checksum', () => {
+  // Our frames carry no block checksums: a flipped byte inside a stored (incompressible) block
+  // decodes without error, and only the frame's content checksum can refuse it.
+  it('a flipped byte in a stored block fails the content checksum, whole and streamed', async () => {
+    const codec = await loadCodec('lz4');
+    const input = randomBytes(100_000);
+    const frame = await codec.compress(input);
+    const bad = Buffer.from(frame);
+    bad[frame.length >> 1]! ^= 0x01;
+    expect((await failure(() => codec.decompress(bad)))?.problem).toBe('checksum');
+    expect((await failure(() => collect(bad, codec.decompressStream())))?.problem).toBe('checksum');
   });
 });
 
