@@ -90,7 +90,7 @@ export async function run({ root }) {
         ['none', [], [], 'none'], ['gzip', ['-z'], ['-z'], 'gz'],
       ];
       for (const [codec, ourFlag, barmanFlag, pgbrType] of table.filter(([c]) => codecs.includes(c))) {
-        const [fc, fa] = store.putArgs(tarOf[codec], 'bare', `floor/${codec}`);
+        const [fc, fa] = store.putArgs(tarOf[codec], 'bare', `floor/${codec.replace('+', '-')}`);
         const floor = await measured(fc, fa, env);
         const mine = await measured(node, [ours('barman-cloud-backup'), ...ourFlag, '-J', '4', '--immediate-checkpoint', ...store.ours('ours', `b-${codec}`)], env);
         let barman;
