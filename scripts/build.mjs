@@ -49,6 +49,13 @@ const lazyBuiltins = {
     }));
   },
 };
+// Builtins that a WAL call needs only for some stores or outcomes (https and tls: an https endpoint,
+// never a plain http one as beside a local RGW or MinIO; crypto: signing, hashing, temp names, none
+// of which a missing WAL on the file store needs): in the CommonJS bundle their module-level require
+// becomes one on first property access, the only way esbuild's output uses them (a default import
+// stays eager: __toESM copies the module). https + tls cost ~4-5 ms of CPU per call to load, crypto
+// ~4 ms (docs/benchmarks.md, "One-shot WAL profile").
+const LAZY_IN_WAL_BUNDLE = ['node:https', 'node:tls', 'node:crypto'];
 const packagesExternalExcept = (inlined) => ({
   name: 'packages-external-except',
   setup(b) {
@@ -88,7 +95,7 @@ await build({
   target: 'node20',
   plugins: [commanderInlined, lazyBuiltins, packagesExternalExcept(INLINED_IN_WAL_BUNDLE)],
   define: { 'import.meta.url': '__bundleUrl' },
-  banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;\nconst __lazyBuiltin = (id) => { let m; return new Proxy({}, { get: (_, k) => (m ??= require(id))[k] }); };' },
   sourcemap: 'linked',
   logLevel: 'warning',
 });
@@ -97,7 +104,10 @@ await build({
 {
   const file = resolve(root, 'dist/cli/run.cjs');
   const text = readFileSync(file, 'utf8');
-  const renamed = text.replace(/\bimport\((?=")/g, '__importExternal(');
+  let lazy = 0;
+  const deferred = text.replace(/^(\s+\w+ = )require\(("node:[a-z/]+")\);$/gm, (line, assign, id) => (LAZY_IN_WAL_BUNDLE.includes(JSON.parse(id)) ? (lazy++, `${assign}__lazyBuiltin(${id});`) : line));
+  if (lazy === 0) throw new Error('dist/cli/run.cjs: no module-level require of LAZY_IN_WAL_BUNDLE found; has esbuild\'s output changed?');
+  const renamed = deferred.replace(/\bimport\((?=")/g, '__importExternal(');
   if (/\bimport\(/.test(renamed)) throw new Error('dist/cli/run.cjs: an import() without a string literal; src/cli/launch.ts cannot serve it');
   // Pure ASCII: one character outside Latin-1 (an arrow or an ellipsis in a kept comment) made V8
   // hold the whole source, which a WAL call keeps for its lifetime, as a two-byte string: ~0.8 MB

@@ -1,7 +1,8 @@
 // One sweep for the temp files our killed runs leave behind (the file store's `.bc-tmp-*`,
 // wal-restore's `<wal_dest>.tmp-barman-cloud-*`): a later run removes those of its own making in a
 // directory it writes to anyway, and nothing else.
-import { promises as fs } from 'node:fs';
+import { lstat as lstatCallback, readdir as readdirCallback, unlink as unlinkCallback } from 'node:fs';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { log } from './log.js';
 
@@ -10,6 +11,10 @@ import { log } from './log.js';
  * write, and --read-timeout ends a stalled transfer far sooner.
  */
 export const STALE_TEMP_MS = 10 * 60_000;
+
+// The callback API, promisified: node:fs/promises would be loaded for this sweep alone on a
+// wal-restore from object storage (~2 ms of CPU per call; docs/benchmarks.md).
+const fs = { lstat: promisify(lstatCallback), readdir: promisify(readdirCallback), unlink: promisify(unlinkCallback) };
 
 /**
  * Removes from `dir` the regular files whose name `isOurs` accepts, owned by the effective uid and
