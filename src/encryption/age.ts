@@ -7,7 +7,7 @@
 // pure-JavaScript cipher ran at ~28 MB/s here against ~450 MB/s for OpenSSL, and importing it took
 // longer than a whole WAL upload (docs/encryption.md). Plain runs load none of this.
 import {
-  createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync,
+  createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync,
   createSecretKey, randomBytes, timingSafeEqual, type KeyObject,
 } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -77,7 +77,7 @@ export async function parseIdentities(text: string, source: string): Promise<Age
     try {
       const { prefix, bytes } = bech32.decodeToBytes(lines[i]!.toLowerCase());
       if (prefix !== 'age-secret-key-' || bytes.length !== 32) throw new Error('not X25519');
-      keys.push(new X25519Identity(createPrivateKey({ key: Buffer.concat([PKCS8_X25519, bytes]), format: 'der', type: 'pkcs8' })));
+      keys.push(new X25519Identity(x25519PrivateKey(bytes)));
     } catch {
       throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
@@ -123,7 +123,20 @@ export interface AgeIdentities {
   readonly source: string;
 }
 
-const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+/**
+ * Raw X25519 keys imported as JWK, which node:crypto hands to OpenSSL as raw bytes: the DER
+ * (PKCS#8, SPKI) imports go through OpenSSL 3's decoder framework, measured ~0.6 ms per private
+ * key and ~0.1 ms per public key here, each call of a one-shot WAL restore paying for both.
+ * A private JWK's `x` is not read by node:crypto (the public key is derived from `d`), and the
+ * unit tests check this derivation against age's own keys.
+ */
+function x25519PrivateKey(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(raw).toString('base64url'), x: '' }, format: 'jwk' });
+}
+
+function x25519PublicKey(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+}
 
 /**
  * The 32 raw bytes of an X25519 public key. Exported as JWK, which OpenSSL gives as the raw key:
@@ -169,11 +182,11 @@ function openHeader(header: Buffer, ids: AgeIdentities, what: string): Buffer {
     const share = unb64(args[1]!, what);
     const sealed = Buffer.concat(body);
     if (share.length !== 32 || sealed.length !== 32) throw damaged('X25519 stanza size');
-    const sharePub = createPublicKey({ key: Buffer.concat([SPKI_X25519, share]), format: 'der', type: 'spki' });
+    const sharePub = x25519PublicKey(share);
     for (const id of ids.keys) {
       const shared = diffieHellman({ privateKey: id.privateKey, publicKey: sharePub });
       if (shared.every((b) => b === 0)) throw damaged('low-order X25519 share');
-      const wrapKey = Buffer.from(hkdfSync('sha256', shared, Buffer.concat([share, id.publicKey]), 'age-encryption.org/v1/X25519', 32));
+      const wrapKey = hkdf32(shared, Buffer.concat([share, id.publicKey]), 'age-encryption.org/v1/X25519');
       const d = createDecipheriv('chacha20-poly1305', wrapKey, Buffer.alloc(12), { authTagLength: TAG });
       d.setAuthTag(sealed.subarray(16));
       const key = d.update(sealed.subarray(0, 16));
@@ -191,7 +204,7 @@ function openHeader(header: Buffer, ids: AgeIdentities, what: string): Buffer {
   if (!fileKey) throw new EncryptionKeyError(`${what} is encrypted for none of the identities in ${ids.source}`);
   const macInput = header.subarray(0, header.length - macLine.length - 1 + 3);
   const mac = unb64(macLine.slice(4), what);
-  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  const macKey = hkdf32(fileKey, Buffer.alloc(0), 'header');
   const want = createHmac('sha256', macKey).update(macInput).digest();
   if (mac.length !== want.length || !timingSafeEqual(mac, want)) throw damaged('MAC mismatch');
   return fileKey;
@@ -206,7 +219,6 @@ interface SealKey {
 // The X25519 recipient stanza and the header MAC, written with node:crypto (age-encryption.org/v1):
 // importing the library and its pure-JavaScript X25519 cost more than the whole WAL upload (see
 // docs/benchmarks.md). Checked by the unit tests, which decrypt what this writes with the age program.
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 const b64 = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');
 
 function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {
@@ -214,11 +226,11 @@ function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {
   const share = rawPublicKey(publicKey);
   const shared = diffieHellman({
     privateKey,
-    publicKey: createPublicKey({ key: Buffer.concat([SPKI_X25519, recipientKey]), format: 'der', type: 'spki' }),
+    publicKey: x25519PublicKey(recipientKey),
   });
   // a low-order recipient key gives an all-zero secret: refused, as age does
   if (shared.every((b) => b === 0)) throw new EncryptionKeyError('an age recipient is a low-order X25519 point');
-  const wrapKey = Buffer.from(hkdfSync('sha256', shared, Buffer.concat([share, recipientKey]), 'age-encryption.org/v1/X25519', 32));
+  const wrapKey = hkdf32(shared, Buffer.concat([share, recipientKey]), 'age-encryption.org/v1/X25519');
   const c = createCipheriv('chacha20-poly1305', wrapKey, Buffer.alloc(12), { authTagLength: TAG });
   const body = Buffer.concat([c.update(fileKey), c.final(), c.getAuthTag()]);
   return `-> X25519 ${b64(share)}\n${b64(body)}\n`;
@@ -233,15 +245,27 @@ function newSealKey(recipients: readonly string[]): SealKey {
     header += x25519Stanza(key, fileKey);
   }
   header += '---';
-  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32));
+  const macKey = hkdf32(fileKey, Buffer.alloc(0), 'header');
   const mac = createHmac('sha256', macKey).update(header).digest();
   const nonce = randomBytes(NONCE);
   return { head: Buffer.concat([Buffer.from(`${header} ${b64(mac)}\n`), nonce]), streamKey: payloadKey(fileKey, nonce) };
 }
 
+/**
+ * HKDF-SHA-256 (RFC 5869) for one 32-byte output block: extract, then expand with counter 1. Two
+ * HMACs, where node:crypto's hkdfSync made OpenSSL fetch its KDF on the first call of every
+ * process (~0.5 ms of a one-shot WAL call, measured); the header MAC needs HMAC anyway. An empty
+ * salt is HMAC's zero-padded key, which is RFC 5869's default salt.
+ */
+function hkdf32(ikm: Uint8Array, salt: Uint8Array, info: string): Buffer {
+  const prk = createHmac('sha256', salt).update(ikm).digest();
+  return createHmac('sha256', prk).update(info).update(ONE).digest();
+}
+const ONE = Buffer.from([1]);
+
 /** A KeyObject, made once: a Buffer key is checked and copied again by every chunk's cipher. */
 function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): KeyObject {
-  return createSecretKey(new Uint8Array(hkdfSync('sha256', fileKey, nonce, 'payload', 32)));
+  return createSecretKey(hkdf32(fileKey, nonce, 'payload'));
 }
 
 function chunkNonce(counter: number, last: boolean): Buffer {
@@ -385,77 +409,97 @@ function headerEnd(buf: Buffer): number {
 }
 
 /**
- * Decrypts one age file. `what` names the object in messages. No identity matching the file is an
- * EncryptionKeyError (exit 1, the key is what is missing); a damaged header or chunk is an
- * EncryptedDataError (exit 4). Nothing is passed on before the header is authenticated, and a chunk
- * only once it is.
+ * Decrypts one age file fed in pieces. `what` names the object in messages. No identity matching
+ * the file is an EncryptionKeyError (exit 1, the key is what is missing); a damaged header or chunk
+ * is an EncryptedDataError (exit 4). Nothing is returned before the header is authenticated, and a
+ * chunk only once it is.
  */
-export function decryptStream(ids: AgeIdentities, what: string): Transform {
-  let header: Buffer | undefined = Buffer.alloc(0) as Buffer;
-  let fileKey: Uint8Array | undefined;
-  let nonce: Buffer = Buffer.alloc(0);
-  let key: KeyObject | undefined;
-  let counter = 0;
+class AgeOpener {
+  private header: Buffer | undefined = Buffer.alloc(0);
+  private fileKey: Uint8Array | undefined;
+  private nonce: Buffer = Buffer.alloc(0);
+  private key: KeyObject | undefined;
+  private counter = 0;
   // One sealed chunk being gathered across input pieces; whole chunks inside a piece are opened
   // where they lie (no copy). A full chunk is opened only once a byte after it has arrived: only
   // then is it known not to be the last.
-  const stage = Buffer.allocUnsafe(CHUNK + TAG);
-  let staged = 0;
-  const start = (): Buffer | undefined => {
-    const end = headerEnd(header!);
-    if (end < 0) {
-      if (header!.length > MAX_HEADER) throw new EncryptedDataError(`${what} is not an age file (no header end in ${MAX_HEADER} bytes)`);
-      return undefined;
-    }
-    if (!header!.subarray(0, 22).toString('latin1').startsWith('age-encryption.org/v1\n')) {
-      throw new EncryptedDataError(`${what} is not an age file`);
-    }
-    fileKey = openHeader(header!.subarray(0, end), ids, what);
-    const rest = header!.subarray(end);
-    header = undefined;
-    return rest;
-  };
-  const take = (t: Transform, data: Buffer) => {
-    if (!key) {
-      // The payload's nonce, usually whole in the piece that ends the header: then nothing is copied.
-      const need = NONCE - nonce.length;
-      if (data.length < need) {
-        nonce = Buffer.concat([nonce, data]);
+  private readonly stage = Buffer.allocUnsafe(CHUNK + TAG);
+  private staged = 0;
+
+  constructor(private readonly ids: AgeIdentities, private readonly what: string) {}
+
+  /**
+   * The plaintext `piece` completes, authenticated. `piece` is not kept: a part of it still needed
+   * is copied, since a source may reuse its buffer once this returns.
+   */
+  write(piece: Buffer, out: Buffer[]): void {
+    if (this.header) {
+      // Joined only while the header spans pieces.
+      const header = this.header.length === 0 ? piece : Buffer.concat([this.header, piece]);
+      const end = headerEnd(header);
+      if (end < 0) {
+        if (header.length > MAX_HEADER) throw new EncryptedDataError(`${this.what} is not an age file (no header end in ${MAX_HEADER} bytes)`);
+        this.header = header === piece ? Buffer.from(piece) : header;
         return;
       }
-      key = payloadKey(fileKey!, nonce.length === 0 ? data.subarray(0, NONCE) : Buffer.concat([nonce, data.subarray(0, need)]));
+      if (!header.subarray(0, 22).toString('latin1').startsWith('age-encryption.org/v1\n')) {
+        throw new EncryptedDataError(`${this.what} is not an age file`);
+      }
+      this.fileKey = openHeader(header.subarray(0, end), this.ids, this.what);
+      this.header = undefined;
+      piece = header.subarray(end);
+    }
+    let data = piece;
+    if (!this.key) {
+      // The payload's nonce, usually whole in the piece that ends the header: then nothing is copied.
+      const need = NONCE - this.nonce.length;
+      if (data.length < need) {
+        this.nonce = Buffer.concat([this.nonce, data]);
+        return;
+      }
+      this.key = payloadKey(this.fileKey!, this.nonce.length === 0 ? data.subarray(0, NONCE) : Buffer.concat([this.nonce, data.subarray(0, need)]));
       data = data.subarray(need);
     }
+    const key = this.key;
     let at = 0;
     while (at < data.length) {
-      if (staged === CHUNK + TAG) {
-        t.push(open(key, counter++, false, stage, what));
-        staged = 0;
+      if (this.staged === CHUNK + TAG) {
+        out.push(open(key, this.counter++, false, this.stage, this.what));
+        this.staged = 0;
       }
-      if (staged === 0 && data.length - at > CHUNK + TAG) {
-        t.push(open(key, counter++, false, data.subarray(at, at + CHUNK + TAG), what));
+      if (this.staged === 0 && data.length - at > CHUNK + TAG) {
+        out.push(open(key, this.counter++, false, data.subarray(at, at + CHUNK + TAG), this.what));
         at += CHUNK + TAG;
         continue;
       }
-      const n = Math.min(CHUNK + TAG - staged, data.length - at);
-      data.copy(stage, staged, at, at + n);
-      staged += n;
+      const n = Math.min(CHUNK + TAG - this.staged, data.length - at);
+      data.copy(this.stage, this.staged, at, at + n);
+      this.staged += n;
       at += n;
     }
-  };
+  }
+
+  /** The last chunk's plaintext, once the input has ended. */
+  end(): Buffer {
+    const what = this.what;
+    if (this.header) throw new EncryptedDataError(this.header.length === 0 ? `${what} is empty` : `${what} is truncated (age: incomplete header)`);
+    if (!this.key || this.staged < TAG) throw new EncryptedDataError(`${what} is truncated (age: no final chunk)`);
+    const plain = open(this.key, this.counter, true, this.stage.subarray(0, this.staged), what);
+    if (plain.length === 0 && this.counter > 0) throw new EncryptedDataError(`${what} is damaged (age: empty final chunk)`);
+    return plain;
+  }
+}
+
+/** AgeOpener as a stream (backup parts, verify). */
+export function decryptStream(ids: AgeIdentities, what: string): Transform {
+  const opener = new AgeOpener(ids, what);
+  const out: Buffer[] = [];
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
       try {
-        if (header) {
-          // Joined only while the header spans pieces, and a piece held for later is a copy: the
-          // source may reuse its buffer once this callback has run.
-          header = header.length === 0 ? chunk : Buffer.concat([header, chunk]);
-          const rest = start();
-          if (rest) take(this, rest);
-          else if (header === chunk) header = Buffer.from(chunk);
-        } else {
-          take(this, chunk);
-        }
+        opener.write(chunk, out);
+        for (const b of out) this.push(b);
+        out.length = 0;
         done();
       } catch (e) {
         done(e as Error);
@@ -463,19 +507,30 @@ export function decryptStream(ids: AgeIdentities, what: string): Transform {
     },
     flush(done: TransformCallback) {
       try {
-        if (header) {
-          throw new EncryptedDataError(header.length === 0 ? `${what} is empty` : `${what} is truncated (age: incomplete header)`);
-        }
-        if (!key || staged < TAG) throw new EncryptedDataError(`${what} is truncated (age: no final chunk)`);
-        const plain = open(key, counter, true, stage.subarray(0, staged), what);
-        if (plain.length === 0 && counter > 0) throw new EncryptedDataError(`${what} is damaged (age: empty final chunk)`);
-        this.push(plain);
+        this.push(opener.end());
         done();
       } catch (e) {
         done(e as Error);
       }
     },
   });
+}
+
+/**
+ * AgeOpener as a pipeline() stage over the pieces of `source` (wal-restore): a one-shot restore
+ * skips a Transform's buffering and callbacks for each of a segment's ~90 chunks.
+ */
+export function decryptPieces(ids: AgeIdentities, what: string): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+  return async function* decrypting(source) {
+    const opener = new AgeOpener(ids, what);
+    const out: Buffer[] = [];
+    for await (const piece of source) {
+      opener.write(piece, out);
+      yield* out;
+      out.length = 0;
+    }
+    yield opener.end();
+  };
 }
 
 /** A whole buffer through decryptStream (WAL comparisons, history files). */
@@ -505,4 +560,11 @@ export async function exerciseForCodeCache(): Promise<void> {
   const body = await encryptedBody({ kind: 'chunked', length: plain.length, sha256: '', chunks: () => [plain] }, recipients);
   const sealed = Buffer.concat([...body.chunks()]);
   if (!body.sha256 || !(await decryptBuffer(ids, sealed, 'code cache')).equals(plain)) throw new Error('age round trip failed');
+  // wal-restore's way: the generator stage, fed pieces that do not line up with age's chunks
+  const pieces = async function* () {
+    for (let at = 0; at < sealed.length; at += 50_000) yield sealed.subarray(at, at + 50_000);
+  };
+  const opened: Buffer[] = [];
+  for await (const b of decryptPieces(ids, 'code cache')(pieces())) opened.push(b);
+  if (!Buffer.concat(opened).equals(plain)) throw new Error('age round trip failed');
 }

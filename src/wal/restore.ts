@@ -207,13 +207,13 @@ export async function downloadTo(
     async (fd) => {
       try {
         // pipeline() settles only once every stream has closed: nothing reads the answer after the temp is removed.
-        const stages: Transform[] = [];
-        if (candidate.encrypted) stages.push((await import('../encryption/age.js')).decryptStream(identities!, what));
-        if (candidate.codec) stages.push((await loadCodec(candidate.codec)).decompressStream());
+        // Decryption is a generator stage, not a Transform: it adds no stream of its own to the pipeline.
+        const decrypt = candidate.encrypted ? (await import('../encryption/age.js')).decryptPieces(identities!, what) : undefined;
+        const decompress: Transform | undefined = candidate.codec ? (await loadCodec(candidate.codec)).decompressStream() : undefined;
         const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check);
-        const [first, second] = stages;
-        if (first && second) await pipeline(source, first, second, sink);
-        else if (first) await pipeline(source, first, sink);
+        if (decrypt && decompress) await pipeline(source, decrypt, decompress, sink);
+        else if (decrypt) await pipeline(source, decrypt, sink);
+        else if (decompress) await pipeline(source, decompress, sink);
         else await pipeline(source, sink);
         check.verify(what, plainName, candidate.codec !== undefined);
       } catch (e) {

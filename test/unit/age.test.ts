@@ -9,8 +9,9 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, describe, expect, it } from 'vitest';
 import { piecesBody } from '../../src/storage/body.js';
 import { EncryptedDataError, EncryptionKeyError } from '../../src/errors.js';
+import type { AgeIdentities } from '../../src/encryption/age.js';
 import {
-  decryptBuffer, decryptStream, encryptedBody, encryptStream, parseIdentities, parseRecipients, recipientFingerprint,
+  decryptBuffer, decryptPieces, decryptStream, encryptedBody, encryptStream, parseIdentities, parseRecipients, recipientFingerprint,
 } from '../../src/encryption/age.js';
 
 const haveAge = spawnSync('age', ['--version']).status === 0;
@@ -30,6 +31,32 @@ async function through(t: NodeJS.ReadWriteStream, data: Buffer, piece = 7919): P
   const pieces: Buffer[] = [];
   for (let i = 0; i < data.length; i += piece) pieces.push(data.subarray(i, i + piece));
   return buffer(Readable.from(pieces).pipe(t as unknown as NodeJS.WritableStream & Readable));
+}
+
+/**
+ * `data` through decryptPieces (wal-restore's stage) in pieces of `piece` bytes, from one buffer
+ * refilled after each piece when `reuse`. Returns what was yielded and the error, if any.
+ */
+async function opened(ids: AgeIdentities, data: Buffer, piece: number, reuse = false): Promise<{ out: Buffer; err?: unknown }> {
+  const source = async function* () {
+    const held = Buffer.alloc(piece);
+    for (let at = 0; at < data.length; at += piece) {
+      if (!reuse) {
+        yield data.subarray(at, at + piece);
+        continue;
+      }
+      const n = data.copy(held, 0, at, Math.min(at + piece, data.length));
+      yield held.subarray(0, n);
+      held.fill(0xee);
+    }
+  };
+  const out: Buffer[] = [];
+  try {
+    for await (const b of decryptPieces(ids, 'obj')(source())) out.push(Buffer.from(b));
+  } catch (err) {
+    return { out: Buffer.concat(out), err };
+  }
+  return { out: Buffer.concat(out) };
 }
 
 // sizes around the 64 KiB chunk boundary, where the "last chunk" flag matters
@@ -87,6 +114,11 @@ describe.skipIf(!haveAge)('age format', () => {
       expect((await through(decryptStream(ids, 'obj'), sealed, piece)).equals(plain)).toBe(true);
       const theirs = execFileSync('age', ['-e', '-r', a.recipient], { input: plain });
       expect((await through(decryptStream(ids, 'obj'), theirs, piece)).equals(plain)).toBe(true);
+      for (const sealedBy of [sealed, theirs]) {
+        const { out, err } = await opened(ids, sealedBy, piece);
+        expect(err).toBeUndefined();
+        expect(out.equals(plain)).toBe(true);
+      }
       const body = await encryptedBody(piecesBody([plain]), recipients);
       writeFileSync(f, Buffer.concat([...body.chunks()]));
       expect(execFileSync('age', ['-d', '-i', a.identityFile, f]).equals(plain)).toBe(true);
@@ -117,6 +149,9 @@ describe.skipIf(!haveAge)('age format', () => {
         t.end();
       });
       expect(Buffer.concat(out).equals(plain), `pieces of ${piece}`).toBe(true);
+      const { out: viaPieces, err } = await opened(ids, sealed, piece, true);
+      expect(err).toBeUndefined();
+      expect(viaPieces.equals(plain), `decryptPieces, pieces of ${piece}`).toBe(true);
     }
   });
 
@@ -126,7 +161,17 @@ describe.skipIf(!haveAge)('age format', () => {
     const err = await decryptBuffer(ids, sealed, 'WAL object X.age').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EncryptionKeyError);
     expect((err as Error).message).toBe('WAL object X.age is encrypted for none of the identities in b-ids.txt');
+    const viaPieces = await opened(ids, sealed, 50);
+    expect(viaPieces.err).toBeInstanceOf(EncryptionKeyError);
+    expect(viaPieces.out.length).toBe(0);
     expect((err as Error).message).not.toContain('AGE-SECRET');
+  });
+
+  // Identities are imported as raw X25519 keys (JWK), their public half derived by OpenSSL: what
+  // age-keygen derives, for every key (the stanza's HKDF salt holds it).
+  it('derives the same recipient as age-keygen -y from each identity', async () => {
+    const ids = await parseIdentities(`${a.identity}\n${b.identity}\n`, 'ids');
+    expect(ids.keys.map((k) => k.recipient)).toEqual([a.recipient, b.recipient]);
   });
 
   it('tries every identity (rotation: the old key still reads old objects)', async () => {
@@ -157,6 +202,11 @@ describe.skipIf(!haveAge)('age format', () => {
       expect(err).toBeInstanceOf(EncryptedDataError);
       // whatever was passed on is an authenticated prefix of the plaintext
       expect(plain.subarray(0, Buffer.concat(out).length).equals(Buffer.concat(out))).toBe(true);
+      for (const piece of [1000, 65552, 200_000]) {
+        const viaPieces = await opened(ids, bad, piece);
+        expect(viaPieces.err).toBeInstanceOf(EncryptedDataError);
+        expect(plain.subarray(0, viaPieces.out.length).equals(viaPieces.out)).toBe(true);
+      }
     }
   });
 
