@@ -123,16 +123,27 @@ export function headerSegmentSize(walName: string, head: Buffer): number | undef
   return head.readBigUInt64LE(8) === address ? segmentSize : undefined;
 }
 
-/** Counts the plain bytes and keeps the first page header's bytes for the checks after the copy. */
+/**
+ * Counts the plain bytes and keeps the first page header's bytes for the checks after the copy.
+ * A segment that outgrows the size its header states is stopped at once (docs/architecture.md,
+ * "WAL archiving and restore"): a few KB of compressed zeros must not fill pg_wal's disk first.
+ */
 class PlainCheck {
   bytes = 0;
   head = Buffer.alloc(0);
+  private stated: number | undefined;
+
+  constructor(private readonly what: string, private readonly walName: string) {}
 
   see(chunk: Buffer): void {
     if (this.head.length < LONG_HEADER_SIZE) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, LONG_HEADER_SIZE - this.head.length)]);
+      if (this.head.length === LONG_HEADER_SIZE) this.stated = headerSegmentSize(this.walName, this.head);
     }
     this.bytes += chunk.length;
+    if (this.stated !== undefined && this.bytes > this.stated) {
+      throw new GeneralError(`${this.what} is too long (more than the ${this.stated}-byte segment its first page states)`);
+    }
   }
 
   /**
@@ -159,23 +170,34 @@ const WRITE_BATCH = 1 << 20;
  * a restore ~2x curl's time for the same GET, measured: docs/benchmarks.md "One-shot profile"),
  * and a write to the page cache blocks for microseconds.
  */
-async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: PlainCheck): Promise<void> {
+async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: PlainCheck, own: { error?: unknown }): Promise<void> {
   const batch = Buffer.allocUnsafeSlow(WRITE_BATCH);
   let held = 0;
   const flush = (buf: Buffer) => {
     for (let at = 0; at < buf.length;) at += writeSync(fd, buf, at, buf.length - at);
   };
   for await (const chunk of source) {
-    check.see(chunk);
-    bytesMoved(chunk.length);
-    if (held + chunk.length > WRITE_BATCH) {
-      flush(batch.subarray(0, held));
-      held = 0;
+    try {
+      check.see(chunk);
+      bytesMoved(chunk.length);
+      if (held + chunk.length > WRITE_BATCH) {
+        flush(batch.subarray(0, held));
+        held = 0;
+      }
+      if (chunk.length >= WRITE_BATCH) flush(chunk);
+      else held += chunk.copy(batch, held);
+    } catch (e) {
+      // the pipeline then reports the streams it tears down as aborted: the caller keeps this cause
+      own.error = e;
+      throw e;
     }
-    if (chunk.length >= WRITE_BATCH) flush(chunk);
-    else held += chunk.copy(batch, held);
   }
-  flush(batch.subarray(0, held));
+  try {
+    flush(batch.subarray(0, held));
+  } catch (e) {
+    own.error = e;
+    throw e;
+  }
 }
 
 /**
@@ -199,24 +221,26 @@ export async function downloadTo(
     );
   }
   const plainName = basename(plainWalKey(candidate.key).plain);
-  const check = new PlainCheck();
+  const check = new PlainCheck(what, plainName);
   const source = await store.get(candidate.key);
   // Durable before it is renamed into place (src/atomic-file.ts): PostgreSQL replays it once it sees the name.
   const placed = await writeFileAtomic(
     target,
     async (fd) => {
+      const own: { error?: unknown } = {};
       try {
         // pipeline() settles only once every stream has closed: nothing reads the answer after the temp is removed.
         const stages: Transform[] = [];
         if (candidate.encrypted) stages.push((await import('../encryption/age.js')).decryptStream(identities!, what));
         if (candidate.codec) stages.push((await loadCodec(candidate.codec)).decompressStream());
-        const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check);
+        const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check, own);
         const [first, second] = stages;
         if (first && second) await pipeline(source, first, second, sink);
         else if (first) await pipeline(source, first, sink);
         else await pipeline(source, sink);
         check.verify(what, plainName, candidate.codec !== undefined);
-      } catch (e) {
+      } catch (caught) {
+        const e = own.error ?? caught;
         if (e instanceof CompressionFormatError) throw new GeneralError(e.describe(what), { cause: e });
         throw e;
       }
