@@ -107,10 +107,11 @@ const XLP_LONG_HEADER = 0x0002;
 const XLP_ALL_FLAGS = 0x000f;
 
 /**
- * The segment size stated by the first page of a segment, when that page is PostgreSQL's long
- * page header for exactly this segment (its page address matches the name); otherwise undefined.
+ * The first page of a segment as PostgreSQL's long page header: the segment size it states, the
+ * page address it holds and the one this segment name starts at; undefined when it is no such
+ * header (or the name cannot exist with that segment size).
  */
-export function headerSegmentSize(walName: string, head: Buffer): number | undefined {
+function longPageHeader(walName: string, head: Buffer): { segmentSize: number; address: bigint; expected: bigint } | undefined {
   if (!isSegmentName(walName) || head.length < LONG_HEADER_SIZE) return undefined;
   const info = head.readUInt16LE(2);
   if ((info & XLP_LONG_HEADER) === 0 || (info & ~XLP_ALL_FLAGS) !== 0) return undefined;
@@ -119,9 +120,19 @@ export function headerSegmentSize(walName: string, head: Buffer): number | undef
   if (!isValidSegmentSize(segmentSize) || blockSize < 1024 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0) return undefined;
   const { log, seg } = parseSegmentName(walName);
   if (seg >= segmentsPerLogId(segmentSize)) return undefined;
-  const address = (BigInt(log) << 32n) + BigInt(seg) * BigInt(segmentSize);
-  return head.readBigUInt64LE(8) === address ? segmentSize : undefined;
+  return { segmentSize, address: head.readBigUInt64LE(8), expected: (BigInt(log) << 32n) + BigInt(seg) * BigInt(segmentSize) };
 }
+
+/**
+ * The segment size stated by the first page of a segment, when that page is PostgreSQL's long
+ * page header for exactly this segment (its page address matches the name); otherwise undefined.
+ */
+export function headerSegmentSize(walName: string, head: Buffer): number | undefined {
+  const h = longPageHeader(walName, head);
+  return h && h.address === h.expected ? h.segmentSize : undefined;
+}
+
+const lsnText = (at: bigint): string => `${(at >> 32n).toString(16).toUpperCase()}/${(at & 0xffffffffn).toString(16).toUpperCase()}`;
 
 /**
  * Counts the plain bytes and keeps the first page header's bytes for the checks after the copy.
@@ -138,7 +149,15 @@ class PlainCheck {
   see(chunk: Buffer): void {
     if (this.head.length < LONG_HEADER_SIZE) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, LONG_HEADER_SIZE - this.head.length)]);
-      if (this.head.length === LONG_HEADER_SIZE) this.stated = headerSegmentSize(this.walName, this.head);
+      if (this.head.length === LONG_HEADER_SIZE) {
+        const h = longPageHeader(this.walName, this.head);
+        // Another segment's content under this name (a sound header, the wrong place): PostgreSQL
+        // would take it for the end of WAL and end recovery there, silently short.
+        if (h && h.address !== h.expected) {
+          throw new GeneralError(`${this.what} is another segment (its first page is at ${lsnText(h.address)}, ${this.walName} starts at ${lsnText(h.expected)})`);
+        }
+        this.stated = h?.segmentSize;
+      }
     }
     this.bytes += chunk.length;
     if (this.stated !== undefined && this.bytes > this.stated) {

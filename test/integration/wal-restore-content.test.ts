@@ -2,7 +2,8 @@
 // size the segment's own first page states, not after it has been written out: the restore runs
 // with a file-size limit (ulimit -f) of a few segments, so a restore that writes the whole bomb
 // before refusing it fails with EFBIG instead of the one-line "is too long" refusal. A write that
-// fails (EFBIG here, ENOSPC in life) is reported as itself.
+// fails (EFBIG here, ENOSPC in life) is reported as itself. A sound segment stored under another
+// segment's name is refused, not restored.
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,8 @@ import { cleanEnv, runProcess } from '../helpers/run-bin.ts';
 import { ROOT } from '../helpers/servers.ts';
 
 const SEGMENT = '000000010000000000000001';
+/** Holds segment 5's content (1 MiB segments). */
+const MISPLACED = '000000010000000000000004';
 /** A sound 16 MiB segment, for a write failure in the middle of the copy. */
 const GOOD = '000000010000000000000002';
 const SEGMENT_SIZE = 1 << 20;
@@ -64,6 +67,7 @@ beforeAll(async () => {
   const store = await openObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
   await store.put(`srv/wals/0000000100000000/${SEGMENT}.gz`, bomb);
   await store.put(`srv/wals/0000000100000000/${GOOD}.gz`, await readWhole(Readable.from(segmentChunks(2, 16 * SEGMENT_SIZE)).pipe(createGzip())));
+  await store.put(`srv/wals/0000000100000000/${MISPLACED}`, await readWhole(Readable.from(segmentChunks(5, SEGMENT_SIZE))));
   await store.close();
 });
 
@@ -71,7 +75,7 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describe('wal-restore and an object that inflates past its segment', () => {
+describe('wal-restore and objects that are not what their name says', () => {
   it('refuses it (exit 4, one line) before writing more than the segment, leaving nothing', async () => {
     const dest = mkdtempSync(join(work, 'dest-'));
     const r = await restoreLimited(SEGMENT, dest, LIMIT_BLOCKS);
@@ -93,5 +97,16 @@ describe('wal-restore and an object that inflates past its segment', () => {
     const ok = await restoreLimited(GOOD, dest, 32 * 1024);
     expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
     expect(readdirSync(dest)).toEqual(['RECOVERYXLOG']);
+  }, 90_000);
+
+  it('refuses a sound segment stored under another segment\'s name (exit 4, one line), leaving nothing', async () => {
+    const dest = mkdtempSync(join(work, 'dest-'));
+    const r = await restoreLimited(MISPLACED, dest, LIMIT_BLOCKS);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(new RegExp(
+      `^[^\\n]* ERROR: Barman cloud WAL restore exception: WAL object srv/wals/0000000100000000/${MISPLACED} is another segment ` +
+      `\\(its first page is at 0/500000, ${MISPLACED} starts at 0/400000\\)\\n$`,
+    ));
+    expect(readdirSync(dest)).toEqual([]);
   }, 90_000);
 });
