@@ -24,7 +24,7 @@ import {
   realpathSync, statSync, unlinkSync,
 } from 'node:fs';
 import { join, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream, { type Header } from 'tar-stream';
 import { loadCodec, type Codec, type CodecName } from '../compression/index.js';
@@ -46,6 +46,25 @@ export class UnsafeArchiveMemberError extends GeneralError {}
 
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
+
+/** The two zero blocks that end every tar (Python's tarfile and our producer write them). */
+const END_OF_ARCHIVE = 1024;
+
+/**
+ * Counts how many of the last tar bytes are zeros (looking at most END_OF_ARCHIVE back per chunk).
+ * tar-stream does not insist on the end-of-archive blocks, so a part cut at a member boundary
+ * would extract as complete, short of its later files; `verify` applies the same rule.
+ */
+class TarTailTap extends Transform {
+  trailingZeros = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const n = Math.min(chunk.length, END_OF_ARCHIVE);
+    let z = 0;
+    while (z < n && chunk[chunk.length - 1 - z] === 0) z++;
+    this.trailingZeros = z === chunk.length ? this.trailingZeros + z : z;
+    cb(null, chunk);
+  }
+}
 
 export interface ExtractOptions {
   /** Compression of the stream (registry name or loaded codec); none when absent. */
@@ -399,7 +418,8 @@ class TarExtractor {
     });
     const streams: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [source];
     if (codec) streams.push(codec.decompressStream());
-    streams.push(ex as unknown as NodeJS.WritableStream);
+    const tail = new TarTailTap();
+    streams.push(tail, ex as unknown as NodeJS.WritableStream);
     const signal = this.options.signal;
     try {
       await (pipeline as (...args: unknown[]) => Promise<void>)(...streams, signal ? { signal } : {});
@@ -407,6 +427,8 @@ class TarExtractor {
       throw entryError ?? err;
     }
     if (entryError) throw entryError;
+    // not ours to name: the caller names the part, as for the tar parser's own refusals (restore.ts damagedPart)
+    if (tail.trailingZeros < END_OF_ARCHIVE) throw new Error('the tar has no end-of-archive marker (truncated?)');
     return { ...this.stats };
   }
 

@@ -97,11 +97,38 @@ function archiveParts(keys: string[], prefix: string, base: string): { key: stri
       continue;
     }
     if (rest[0] === '.') main.push(key);
-    else if (/^_\d{4}\./.test(rest)) extra.push(key);
+    else if (/^_\d{4,}\./.test(rest)) extra.push(key);
   }
-  return [...main, ...extra.sort()].map((key) => {
+  // `%04d` grows past 9999: in part order, not key order (data_10000 sorts before data_9999)
+  const number = (key: string) => partNumber(key, prefix, base);
+  extra.sort((a, b) => number(a) - number(b) || (a < b ? -1 : 1));
+  return [...main, ...extra].map((key) => {
     const { name, encrypted } = stripAgeSuffix(key);
     return { key, codec: codecFromSuffix(name), encrypted };
+  });
+}
+
+/** n of `<base>_n.tar…`; 0 for the main part. */
+function partNumber(key: string, prefix: string, base: string): number {
+  const rest = key.slice(prefix.length + base.length);
+  return rest[0] === '_' ? Number.parseInt(rest.slice(1), 10) : 0;
+}
+
+/**
+ * Without parts.json (barman's backups) the numbering is the only sign of a lost part: parts are
+ * numbered from 1 without gaps (docs/format.md#layout), and a missing middle one would restore
+ * with its files absent and nothing to say so. Exit 4, before anything is downloaded.
+ */
+function checkPartNumbers(parts: readonly { key: string }[], prefix: string, base: string): void {
+  const main = parts.filter((p) => partNumber(p.key, prefix, base) === 0);
+  if (main.length > 1) throw new BackupIntegrityError(`Two objects hold the first part of ${base}: ${main.map((p) => p.key.slice(prefix.length)).join(' and ')}`);
+  const extra = parts.filter((p) => partNumber(p.key, prefix, base) > 0);
+  extra.forEach(({ key }, i) => {
+    const n = partNumber(key, prefix, base);
+    if (n < i + 1) throw new BackupIntegrityError(`Two objects hold part ${n} of ${base}: ${extra[i - 1]!.key.slice(prefix.length)} and ${key.slice(prefix.length)}`);
+    if (n > i + 1) {
+      throw new BackupIntegrityError(`Missing file ${base}_${String(i + 1).padStart(4, '0')}.* before ${key.slice(prefix.length)}: the backup is incomplete`);
+    }
   });
 }
 
@@ -188,6 +215,7 @@ export async function restoreBackup(
   if (listed.has(PARTS_LIST_NAME)) {
     partsList = decodePartsList((await store.getBuffer(`${prefix}${PARTS_LIST_NAME}`, { signal: options.signal })).toString('utf8'), backupId);
   } else {
+    for (const p of plan) checkPartNumbers(p.parts, prefix, p.base);
     log.info(`Backup ${backupId} has no ${PARTS_LIST_NAME} (taken by barman or an older barman-cloud-ts): part and file checksums are unavailable`);
   }
   const partName = (key: string) => key.slice(prefix.length);

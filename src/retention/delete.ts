@@ -225,6 +225,7 @@ export class BackupDeleter {
   private walCache: WalListing | undefined;
   private dirCache: Set<string> | undefined;
   private readonly sizes = new Map<string, number>();
+  private warnedOutside = false;
 
   constructor(
     private readonly store: ObjectStore,
@@ -263,6 +264,20 @@ export class BackupDeleter {
       }
     }
     return this.summary;
+  }
+
+  /**
+   * True when a listing of `prefix` returned `key` from outside it, said once per run: a store that
+   * returns keys outside the prefix (docs/architecture.md, "retention") must not hand another server's objects
+   * to a deletion that judges them by name.
+   */
+  private outside(key: string, prefix: string): boolean {
+    if (key.startsWith(prefix)) return false;
+    if (!this.warnedOutside) {
+      this.warnedOutside = true;
+      log.warning(`Ignoring ${key}: the store listed it under ${prefix}, where it does not belong`);
+    }
+    return true;
   }
 
   /** Record the failure that stops the run, with barman's message. */
@@ -395,7 +410,7 @@ export class BackupDeleter {
     const objects = new Map<string, ObjectInfo[]>();
     const kept = new Set<string>();
     for await (const e of this.store.list(base)) {
-      if (e.kind !== 'object') continue;
+      if (e.kind !== 'object' || this.outside(e.key, base)) continue;
       const cut = e.key.indexOf('/', base.length);
       if (cut < 0) continue;
       const prefix = e.key.slice(0, cut + 1);
@@ -416,7 +431,7 @@ export class BackupDeleter {
   private async listBackupDir(prefix: string): Promise<ObjectInfo[]> {
     const objects: ObjectInfo[] = [];
     for await (const e of this.store.list(prefix, { delimiter: '/' })) {
-      if (e.kind !== 'object') continue;
+      if (e.kind !== 'object' || this.outside(e.key, prefix)) continue;
       objects.push(e);
       this.sizes.set(e.key, e.size);
     }
@@ -453,7 +468,7 @@ export class BackupDeleter {
     };
     try {
       for await (const e of this.store.list(walsPrefix)) {
-        if (e.kind !== 'object') continue;
+        if (e.kind !== 'object' || this.outside(e.key, walsPrefix)) continue;
         const before = dirVerdicts.size;
         const doomed = walObjectDoomed(classes, walsPrefix, { key: e.key, name: walNameFromKey(e.key) }, dirVerdicts);
         if (dirVerdicts.size > before) {
@@ -565,7 +580,7 @@ export class BackupDeleter {
     if (this.dirCache) return this.dirCache;
     const dirs = new Set<string>();
     for await (const e of this.store.list(this.layout.walsPrefix, { delimiter: '/' })) {
-      if (e.kind === 'prefix') dirs.add(e.prefix);
+      if (e.kind === 'prefix' && !this.outside(e.prefix, this.layout.walsPrefix)) dirs.add(e.prefix);
     }
     this.dirCache = dirs;
     return dirs;
@@ -576,7 +591,7 @@ export class BackupDeleter {
     if (this.walCache) return this.walCache;
     const entries: WalEntry[] = [];
     for await (const e of this.store.list(this.layout.walsPrefix)) {
-      if (e.kind !== 'object') continue;
+      if (e.kind !== 'object' || this.outside(e.key, this.layout.walsPrefix)) continue;
       const name = walNameFromKey(e.key);
       if (name === null) continue;
       entries.push({ name, key: e.key, size: e.size });
@@ -619,7 +634,7 @@ export class BackupDeleter {
       try {
         const keys: string[] = [];
         for await (const e of this.store.list(p)) {
-          if (e.kind !== 'object') continue;
+          if (e.kind !== 'object' || this.outside(e.key, p)) continue;
           keys.push(e.key);
           this.sizes.set(e.key, e.size);
         }

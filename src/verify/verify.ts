@@ -31,8 +31,8 @@ export interface VerifyOptions {
   identities?: AgeIdentities;
 }
 
-/** A stored part: `data.tar`, `data_0001.tar.lz4`, `16384.tar.gz`, … (group 1: the archive). */
-const PART_NAME = /^(data|\d+)(?:_(\d{4}))?\.tar(?:\.[a-z0-9]+)?(?:\.age)?$/;
+/** A stored part: `data.tar`, `data_0001.tar.lz4`, `16384.tar.gz`, … (group 1: the archive; `%04d` grows past 9999). */
+const PART_NAME = /^(data|\d+)(?:_(\d{4,}))?\.tar(?:\.[a-z0-9]+)?(?:\.age)?$/;
 
 interface StoredPart {
   name: string;

@@ -107,10 +107,11 @@ const XLP_LONG_HEADER = 0x0002;
 const XLP_ALL_FLAGS = 0x000f;
 
 /**
- * The segment size stated by the first page of a segment, when that page is PostgreSQL's long
- * page header for exactly this segment (its page address matches the name); otherwise undefined.
+ * The first page of a segment as PostgreSQL's long page header: the segment size it states, the
+ * page address it holds and the one this segment name starts at; undefined when it is no such
+ * header (or the name cannot exist with that segment size).
  */
-export function headerSegmentSize(walName: string, head: Buffer): number | undefined {
+function longPageHeader(walName: string, head: Buffer): { segmentSize: number; address: bigint; expected: bigint } | undefined {
   if (!isSegmentName(walName) || head.length < LONG_HEADER_SIZE) return undefined;
   const info = head.readUInt16LE(2);
   if ((info & XLP_LONG_HEADER) === 0 || (info & ~XLP_ALL_FLAGS) !== 0) return undefined;
@@ -119,20 +120,49 @@ export function headerSegmentSize(walName: string, head: Buffer): number | undef
   if (!isValidSegmentSize(segmentSize) || blockSize < 1024 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0) return undefined;
   const { log, seg } = parseSegmentName(walName);
   if (seg >= segmentsPerLogId(segmentSize)) return undefined;
-  const address = (BigInt(log) << 32n) + BigInt(seg) * BigInt(segmentSize);
-  return head.readBigUInt64LE(8) === address ? segmentSize : undefined;
+  return { segmentSize, address: head.readBigUInt64LE(8), expected: (BigInt(log) << 32n) + BigInt(seg) * BigInt(segmentSize) };
 }
 
-/** Counts the plain bytes and keeps the first page header's bytes for the checks after the copy. */
+/**
+ * The segment size stated by the first page of a segment, when that page is PostgreSQL's long
+ * page header for exactly this segment (its page address matches the name); otherwise undefined.
+ */
+export function headerSegmentSize(walName: string, head: Buffer): number | undefined {
+  const h = longPageHeader(walName, head);
+  return h && h.address === h.expected ? h.segmentSize : undefined;
+}
+
+const lsnText = (at: bigint): string => `${(at >> 32n).toString(16).toUpperCase()}/${(at & 0xffffffffn).toString(16).toUpperCase()}`;
+
+/**
+ * Counts the plain bytes and keeps the first page header's bytes for the checks after the copy.
+ * A segment that outgrows the size its header states is stopped at once (docs/architecture.md,
+ * "WAL archiving and restore"): a few KB of compressed zeros must not fill pg_wal's disk first.
+ */
 class PlainCheck {
   bytes = 0;
   head = Buffer.alloc(0);
+  private stated: number | undefined;
+
+  constructor(private readonly what: string, private readonly walName: string) {}
 
   see(chunk: Buffer): void {
     if (this.head.length < LONG_HEADER_SIZE) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, LONG_HEADER_SIZE - this.head.length)]);
+      if (this.head.length === LONG_HEADER_SIZE) {
+        const h = longPageHeader(this.walName, this.head);
+        // Another segment's content under this name (a sound header, the wrong place): PostgreSQL
+        // would take it for the end of WAL and end recovery there, silently short.
+        if (h && h.address !== h.expected) {
+          throw new GeneralError(`${this.what} is another segment (its first page is at ${lsnText(h.address)}, ${this.walName} starts at ${lsnText(h.expected)})`);
+        }
+        this.stated = h?.segmentSize;
+      }
     }
     this.bytes += chunk.length;
+    if (this.stated !== undefined && this.bytes > this.stated) {
+      throw new GeneralError(`${this.what} is too long (more than the ${this.stated}-byte segment its first page states)`);
+    }
   }
 
   /**
@@ -159,23 +189,34 @@ const WRITE_BATCH = 1 << 20;
  * a restore ~2x curl's time for the same GET, measured: docs/benchmarks.md "One-shot profile"),
  * and a write to the page cache blocks for microseconds.
  */
-async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: PlainCheck): Promise<void> {
+async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: PlainCheck, own: { error?: unknown }): Promise<void> {
   const batch = Buffer.allocUnsafeSlow(WRITE_BATCH);
   let held = 0;
   const flush = (buf: Buffer) => {
     for (let at = 0; at < buf.length;) at += writeSync(fd, buf, at, buf.length - at);
   };
   for await (const chunk of source) {
-    check.see(chunk);
-    bytesMoved(chunk.length);
-    if (held + chunk.length > WRITE_BATCH) {
-      flush(batch.subarray(0, held));
-      held = 0;
+    try {
+      check.see(chunk);
+      bytesMoved(chunk.length);
+      if (held + chunk.length > WRITE_BATCH) {
+        flush(batch.subarray(0, held));
+        held = 0;
+      }
+      if (chunk.length >= WRITE_BATCH) flush(chunk);
+      else held += chunk.copy(batch, held);
+    } catch (e) {
+      // the pipeline then reports the streams it tears down as aborted: the caller keeps this cause
+      own.error = e;
+      throw e;
     }
-    if (chunk.length >= WRITE_BATCH) flush(chunk);
-    else held += chunk.copy(batch, held);
   }
-  flush(batch.subarray(0, held));
+  try {
+    flush(batch.subarray(0, held));
+  } catch (e) {
+    own.error = e;
+    throw e;
+  }
 }
 
 /**
@@ -199,24 +240,26 @@ export async function downloadTo(
     );
   }
   const plainName = basename(plainWalKey(candidate.key).plain);
-  const check = new PlainCheck();
+  const check = new PlainCheck(what, plainName);
   const source = await store.get(candidate.key);
   // Durable before it is renamed into place (src/atomic-file.ts): PostgreSQL replays it once it sees the name.
   const placed = await writeFileAtomic(
     target,
     async (fd) => {
+      const own: { error?: unknown } = {};
       try {
         // pipeline() settles only once every stream has closed: nothing reads the answer after the temp is removed.
         // Decryption is a generator stage, not a Transform: it adds no stream of its own to the pipeline.
         const decrypt = candidate.encrypted ? (await import('../encryption/age.js')).decryptPieces(identities!, what) : undefined;
         const decompress: Transform | undefined = candidate.codec ? (await loadCodec(candidate.codec)).decompressStream() : undefined;
-        const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check);
+        const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check, own);
         if (decrypt && decompress) await pipeline(source, decrypt, decompress, sink);
         else if (decrypt) await pipeline(source, decrypt, sink);
         else if (decompress) await pipeline(source, decompress, sink);
         else await pipeline(source, sink);
         check.verify(what, plainName, candidate.codec !== undefined);
-      } catch (e) {
+      } catch (caught) {
+        const e = own.error ?? caught;
         if (e instanceof CompressionFormatError) throw new GeneralError(e.describe(what), { cause: e });
         throw e;
       }

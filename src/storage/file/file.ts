@@ -1,7 +1,9 @@
 // The local directory store: the embedded default that needs no cloud. Keys are paths below the
 // root directory. Every write is atomic: temp file in the same directory, fsync, rename (or link
-// for a no-overwrite put), fsync of the directory.
-import { promises as fs, readdirSync, statSync } from 'node:fs';
+// for a no-overwrite put), fsync of the directory. A symbolic link below the root that leads out of
+// it is never followed (docs/architecture.md, "File store"): whoever can plant one in the store must
+// not make us read, write or delete files elsewhere with our rights.
+import { constants as fsConstants, promises as fs, readdirSync, statSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -26,6 +28,8 @@ const OUR_TEMP = /^\.bc-(?:tmp-[0-9a-f]{12}|tags-.+\.json\.[0-9a-f]{8})$/;
 // Should a writer stall for longer than STALE_TEMP_MS, a later run removes its temp file and its
 // rename/link then fails (ENOENT) instead of storing anything.
 export { STALE_TEMP_MS } from '../../stale-temps.js';
+
+const { O_RDONLY, O_NOFOLLOW } = fsConstants;
 
 /** Files stat()ed between two turns of the event loop while listing a directory. */
 const STAT_YIELD = 256;
@@ -52,6 +56,14 @@ export class FileObjectStore implements ObjectStore {
 
   /** Directories swept for stale temp files by this process (one readdir each, at most). */
   private readonly swept = new Set<string>();
+  /** The root with its own symlinks resolved (a root that is a link is the operator's choice). */
+  private realRoot: string | undefined;
+  /**
+   * Directories found inside the root, for reads: each resolved once per process, since a catalog
+   * of 5,000 backups heads and reads 10,000 keys and a realpath costs ~0.1 ms of CPU. Writes and
+   * deletions check afresh (a long-lived worker's directory may be replaced meanwhile).
+   */
+  private readonly inside = new Set<string>();
 
   constructor(config: FileStoreConfig) {
     this.bucket = config.bucket;
@@ -69,6 +81,28 @@ export class FileObjectStore implements ObjectStore {
       throw new StorageError(`invalid object key: ${key}`);
     }
     return join(this.bucket, ...key.split('/'));
+  }
+
+  /**
+   * Refuses (StorageError) when directory `dir` of `key` resolves outside the root through a
+   * symbolic link below it; a missing directory passes (nothing there to follow). `forRead` may
+   * answer from the directories already found inside.
+   */
+  private async assertInside(dir: string, key: string, forRead = false): Promise<void> {
+    if (forRead && this.inside.has(dir)) return;
+    let real: string;
+    try {
+      this.realRoot ??= await fs.realpath(this.bucket);
+      real = await fs.realpath(dir);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT', 'ENOTDIR')) return;
+      throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
+    }
+    const root = this.realRoot;
+    if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+      throw new StorageError(`refusing ${key}: a symbolic link in ${this.bucket} leads out of it (to ${real})`);
+    }
+    this.inside.add(dir);
   }
 
   private async assertRoot(): Promise<void> {
@@ -93,8 +127,11 @@ export class FileObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
+    const p = this.path(key);
+    await this.assertInside(dirname(p), key, true);
     try {
-      const st = await fs.stat(this.path(key));
+      // lstat: a symlink is no object, as listings say
+      const st = await fs.lstat(p);
       return st.isFile() ? { key, size: st.size, lastModified: st.mtime } : null;
     } catch (e) {
       if (isErrno(e, 'ENOENT', 'ENOTDIR')) return null;
@@ -103,11 +140,14 @@ export class FileObjectStore implements ObjectStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const p = this.path(key);
+    await this.assertInside(dirname(p), key, true);
     let handle: fs.FileHandle;
     try {
-      handle = await fs.open(this.path(key), 'r');
+      handle = await fs.open(p, O_RDONLY | O_NOFOLLOW);
     } catch (e) {
-      if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR')) {
+      // ELOOP: a symlink is no object, as listings say
+      if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP')) {
         await this.assertRoot();
         throw new NotFoundError(key, { cause: e });
       }
@@ -120,10 +160,17 @@ export class FileObjectStore implements ObjectStore {
     if (options.start === undefined && options.end === undefined) {
       // A whole small object (backup.info, annotations): one read, without a stream's 64 KiB
       // buffer per call (listing 5,000 backups allocated 320 MB of them).
+      const p = this.path(key);
+      await this.assertInside(dirname(p), key, true);
       try {
-        return await fs.readFile(this.path(key), { signal: options.signal });
+        const fh = await fs.open(p, O_RDONLY | O_NOFOLLOW);
+        try {
+          return await fh.readFile({ signal: options.signal });
+        } finally {
+          await fh.close();
+        }
       } catch (e) {
-        if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR')) {
+        if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP')) {
           await this.assertRoot();
           throw new NotFoundError(key, { cause: e });
         }
@@ -139,6 +186,7 @@ export class FileObjectStore implements ObjectStore {
     const target = this.path(key);
     const dir = dirname(target);
     await fs.mkdir(dir, { recursive: true });
+    await this.assertInside(dir, key);
     // Runs beside the write (both are short); awaited before we return.
     const sweep = this.sweepStaleTemps(dir);
     try {
@@ -215,10 +263,13 @@ export class FileObjectStore implements ObjectStore {
     yield* this.walk(dirKey, prefix, delimiter === '/');
   }
 
-  private async *walk(dirKey: string, prefix: string, oneLevel: boolean): AsyncGenerator<ListEntry> {
+  private async *walk(dirKey: string, prefix: string, oneLevel: boolean, top = true): AsyncGenerator<ListEntry> {
     let entries: import('node:fs').Dirent[];
+    const dirPath = dirKey ? join(this.bucket, ...dirKey.split('/').filter(Boolean)) : this.bucket;
+    // the directory named by the prefix is reached by path; those below it only through real directories
+    if (top) await this.assertInside(dirPath, dirKey || '/', true);
     try {
-      entries = await fs.readdir(dirKey ? join(this.bucket, ...dirKey.split('/').filter(Boolean)) : this.bucket, {
+      entries = await fs.readdir(dirPath, {
         withFileTypes: true,
       });
     } catch (e) {
@@ -234,7 +285,6 @@ export class FileObjectStore implements ObjectStore {
     // almost always cached, and a thread-pool round trip (futex, eventfd, promise) per file cost
     // more CPU than the system call itself (a retention pass stats 200,000 files). The event loop
     // gets a turn every STAT_YIELD files so that deletions in flight keep completing.
-    const dirPath = dirKey ? join(this.bucket, ...dirKey.split('/').filter(Boolean)) : this.bucket;
     let sinceYield = 0;
     for (const { d, sortKey } of named) {
       if (d.isDirectory()) {
@@ -243,7 +293,7 @@ export class FileObjectStore implements ObjectStore {
         if (oneLevel && sortKey.startsWith(prefix)) {
           yield { kind: 'prefix', prefix: sortKey };
         } else {
-          yield* this.walk(sortKey, prefix, oneLevel);
+          yield* this.walk(sortKey, prefix, oneLevel, false);
         }
       } else if (sortKey.startsWith(prefix)) {
         if (++sinceYield >= STAT_YIELD) {
@@ -263,6 +313,7 @@ export class FileObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     const p = this.path(key);
+    await this.assertInside(dirname(p), key);
     try {
       await fs.unlink(p);
     } catch (e) {
@@ -313,10 +364,15 @@ export class FileObjectStore implements ObjectStore {
       return found;
     };
     // No fsync per unlink: see below. Several in flight, since an unlink may wait on the device's journal.
+    // each directory's real place checked once (a retention pass deletes thousands per directory)
+    const checked = new Map<string, Promise<void>>();
     await mapBounded(keys, UNLINK_CONCURRENCY, async (key) => {
       try {
         const p = this.path(key);
         const dir = dirname(p);
+        let check = checked.get(dir);
+        if (!check) checked.set(dir, (check = this.assertInside(dir, key)));
+        await check;
         const tags = tagsIn(dir);
         await unlinkIfPresent(p);
         const tagName = `${TAGS}${p.slice(dir.length + 1)}.json`;
