@@ -55,10 +55,11 @@ export interface Http1Response {
 const HEAD_LIMIT = 64 * 1024;
 /**
  * A streamed body is handed on in pieces of this size (the last one shorter), each read in place.
- * Not 1 MiB: with 1 MiB pieces a 16 MiB wal-restore peaked at 66-67 MB RSS against 54-55 MB with
- * 256 or 512 KiB (moto, GNU time, 3 runs each): the freed pieces were not reused.
+ * Small, for memory: with 1 MiB pieces a 16 MiB wal-restore peaked at 66-67 MB RSS against 54-55
+ * MB with 512 KiB (why, not found); with 128 KiB its compressed restores peak lowest (lz4 58, zstd
+ * 60 MB against 60-66 with 256-512 KiB), at the same CPU (moto, docs/benchmarks.md).
  */
-export const STREAM_PIECE = 512 * 1024;
+export const STREAM_PIECE = 128 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 const coded = (message: string, code: string): Error => Object.assign(new Error(message), { code });
