@@ -67,7 +67,9 @@ async function startRgw() {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'bc-oneshot-rgw-'));
   const child = spawn(process.execPath, [join(root, 'test/servers/rgw.mjs'), '--dir', dir, '--port', String(port),
-    '--access-key', KEY.id, '--secret-key', KEY.secret], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Every round stores ~7 segments of 16 MiB: rgw.mjs's default 1 GiB memstore fills within
+    // ~10 rounds, and a full OSD stalls every PUT (curl's and ours alike) instead of refusing it.
+    '--access-key', KEY.id, '--secret-key', KEY.secret, '--memstore-mib', '6144'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((res, rej) => {
     let buf = '';
     child.stdout.on('data', (d) => {

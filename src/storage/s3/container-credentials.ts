@@ -4,8 +4,6 @@
 // file read, so the lean S3 client can sign with these credentials on the WAL hot path. The same
 // provider is handed to the SDK driver, so every command asks the endpoint the same way.
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { AccessDeniedError, StorageError } from '../../errors.js';
 import { log, registerSecret } from '../../log.js';
 import type { RetryPolicy } from '../config.js';
@@ -111,9 +109,10 @@ export class ContainerCredentialsProvider {
       : new AccessDeniedError(`container credentials endpoint ${this.source.url} unreachable: ${last?.message ?? 'no answer'}`);
   }
 
-  private request(token: string | undefined): Promise<{ status: number; body: string }> {
+  private async request(token: string | undefined): Promise<{ status: number; body: string }> {
     const url = new URL(this.source.url);
-    const requestFn = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    // Loaded on use: a WAL call with static credentials loads no node:http at all.
+    const { request: requestFn } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
     return new Promise((resolve, reject) => {
       const req = requestFn(url, { method: 'GET', headers: token ? { Authorization: token } : {}, timeout: TIMEOUT_MS }, (res) => {
         let body = '';

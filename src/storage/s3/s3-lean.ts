@@ -1,12 +1,10 @@
 // A lean S3 client for the per-WAL hot path. Loading @aws-sdk/client-s3 costs ~120 ms of CPU per
 // process on these machines (measured; more than the whole latency budget of an archive_command
 // call), so with static or container (EKS Pod Identity) credentials the small requests the WAL commands make — HEAD, GET, single
-// PUT, ListObjectsV2 — are signed here with `aws4` (SigV4, zero dependencies) and sent with
-// node:http(s), and so are a backup's multipart uploads (the SDK cost a backup ~10 MB of peak RSS).
+// PUT, ListObjectsV2 — are signed here with `aws4` (SigV4, zero dependencies) and sent with our
+// own HTTP/1.1 exchange (../http1.ts, lighter than node:http), and so are a backup's multipart uploads (the SDK cost a backup ~10 MB of peak RSS).
 // Everything else (bulk delete, tags, bucket creation, Object Lock) is handed to the full SDK
 // driver, loaded only then.
-import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
-import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
@@ -21,6 +19,7 @@ import {
   ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode, wantsContentMd5,
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
+import { Http1Pool, type Http1Response } from '../http1.js';
 import { uploadStream } from './multipart.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
@@ -34,35 +33,7 @@ const aws4 = createRequire(import.meta.url)('aws4') as typeof import('aws4');
 /** Largest Buffer sent as one PUT; larger bodies and streams go through the SDK's multipart upload. */
 const SINGLE_PUT_MAX = 1024 * 1024 * 1024;
 
-interface Response {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
-/**
- * Writes a chunked body to the request. A chunk is valid only until the next is read, so each
- * write must have reached the socket (its callback) before the next chunk is asked for. With a
- * gate, the last byte waits for it (PutOptions.commitGate): the server has no complete body before.
- */
-async function sendChunks(req: import('node:http').ClientRequest, body: ChunkedBody, gate?: Promise<void>): Promise<void> {
-  const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => req.write(chunk, (e) => (e ? reject(e) : resolve())));
-  let sent = 0;
-  for (const chunk of exactChunks(body)) {
-    if (req.destroyed) return;
-    sent += chunk.length;
-    if (gate && sent === body.length && chunk.length > 0) {
-      await write(chunk.subarray(0, chunk.length - 1));
-      await gate;
-      if (req.destroyed) return;
-      await write(chunk.subarray(chunk.length - 1));
-    } else {
-      await write(chunk);
-    }
-  }
-  if (gate && body.length === 0) await gate;
-  req.end();
-}
+type Response = Omit<Http1Response, 'stream'>;
 
 function encodePath(key: string): string {
   return key
@@ -110,7 +81,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   private readonly endpoint: URL;
   private region: string;
   private readonly pathStyle: boolean;
-  private readonly agent: HttpAgent | HttpsAgent;
+  private readonly pool: Http1Pool;
   private readonly credentials: () => Promise<TemporaryCredentials>;
   private readonly containerProvider?: ContainerCredentialsProvider;
   private fullStore?: Promise<S3ObjectStore>;
@@ -136,10 +107,13 @@ export class LeanS3ObjectStore implements ObjectStore {
     this.pathStyle = config.endpointUrl !== undefined;
     this.endpoint = new URL(config.endpointUrl ?? `https://s3.${this.region}.amazonaws.com`);
     const https = this.endpoint.protocol === 'https:';
-    const agentOptions = { keepAlive: true, maxSockets: 32 };
-    this.agent = https
-      ? new HttpsAgent({ ...agentOptions, ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}) })
-      : new HttpAgent(agentOptions);
+    // One origin per store: path-style requests go to the endpoint, virtual-hosted ones to the
+    // bucket's host name on it. Kept-alive sockets: a restore's LIST and GET, a backup's parts.
+    const hostname = (this.pathStyle ? this.endpoint.hostname : `${this.bucket}.${this.endpoint.hostname}`).replace(/^\[|\]$/g, '');
+    this.pool = new Http1Pool(
+      { https, hostname, port: this.endpoint.port ? Number(this.endpoint.port) : https ? 443 : 80, ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}) },
+      { maxSockets: 32, connectTimeoutMs: config.retry.connectTimeoutMs, readTimeoutMs: config.retry.readTimeoutMs },
+    );
   }
 
   /** The SDK driver, for what the lean client does not do itself. */
@@ -165,13 +139,13 @@ export class LeanS3ObjectStore implements ObjectStore {
     method: string,
     key: string | undefined,
     options: SendOptions,
-  ): Promise<Response & { stream?: IncomingMessage }> {
+  ): Promise<Http1Response> {
     const policy = this.config.retry;
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await this.attempt(method, key, options, await this.credentials());
         if (res.status >= 500 && mayRetry(policy, attempt)) {
-          res.stream?.resume();
+          res.stream?.destroy();
           await pauseBeforeRetry(policy, attempt);
           continue;
         }
@@ -189,12 +163,12 @@ export class LeanS3ObjectStore implements ObjectStore {
     }
   }
 
-  private attempt(
+  private async attempt(
     method: string,
     key: string | undefined,
     options: SendOptions,
     credentials: TemporaryCredentials,
-  ): Promise<Response & { stream?: IncomingMessage }> {
+  ): Promise<Http1Response> {
     const { host, path } = this.target(key, options.query ?? '');
     const https = this.endpoint.protocol === 'https:';
     const body = options.body;
@@ -204,70 +178,26 @@ export class LeanS3ObjectStore implements ObjectStore {
     headers['X-Amz-Content-Sha256'] ??= https ? 'UNSIGNED-PAYLOAD' : sha256Hex(Buffer.isBuffer(body) ? [body] : []);
     if (body) headers['Content-Length'] = String(body.length);
     const signed = aws4.sign({ host, path, method, headers, service: 's3', region: this.region }, credentials);
-    const port = this.endpoint.port ? Number(this.endpoint.port) : undefined;
-    const requestFn = https ? httpsRequest : httpRequest;
-    const { connectTimeoutMs, readTimeoutMs } = this.config.retry;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (e: unknown) => {
-        if (settled) return;
-        settled = true;
-        const net = networkFailure(e);
-        reject(net ? new NetworkError(networkMessage(net.kind, this.endpointLabel(), net.detail), { cause: e })
-          : new StorageError(`S3 ${options.op} failed: ${oneLine(redact((e as Error).message ?? String(e)))}`, { cause: e }));
-      };
-      const req = requestFn({
-        host: this.pathStyle ? this.endpoint.hostname : host,
-        port,
-        path: signed.path,
+    // Transport failures become our errors, for the caller and for a streamed body's reader alike.
+    const failure = (e: unknown): Error => {
+      const net = networkFailure(e);
+      return net ? new NetworkError(networkMessage(net.kind, this.endpointLabel(), net.detail), { cause: e })
+        : new StorageError(`S3 ${options.op} failed: ${oneLine(redact((e as Error).message ?? String(e)))}`, { cause: e });
+    };
+    try {
+      return await this.pool.request({
         method,
+        path: signed.path!,
         headers: { ...(signed.headers as Record<string, string>), Host: host },
-        agent: this.agent,
+        body,
+        gate: options.gate,
         signal: options.signal,
+        stream: options.stream,
+        streamError: failure,
       });
-      const connectTimer = setTimeout(() => {
-        const e = Object.assign(new Error(`no connection within ${connectTimeoutMs} ms`), { code: 'ERR_SOCKET_CONNECTION_TIMEOUT' });
-        req.destroy(e);
-      }, connectTimeoutMs);
-      req.on('socket', (socket) => {
-        if (!socket.connecting) clearTimeout(connectTimer);
-        else socket.once('connect', () => clearTimeout(connectTimer));
-      });
-      req.setTimeout(readTimeoutMs, () => {
-        req.destroy(Object.assign(new Error(`no data for ${readTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-      });
-      req.on('error', (e) => {
-        clearTimeout(connectTimer);
-        fail(e);
-      });
-      req.on('response', (res) => {
-        clearTimeout(connectTimer);
-        if (options.stream && res.statusCode && res.statusCode < 300) {
-          settled = true;
-          res.socket.setTimeout(readTimeoutMs, () => {
-            // The body is read by our caller: give it the same error a stalled request gets.
-            const stall = Object.assign(new Error(`no data for ${readTimeoutMs} ms`), { code: 'ETIMEDOUT' });
-            res.destroy(new NetworkError(networkMessage('timeout', this.endpointLabel(), `ETIMEDOUT: ${stall.message}`), { cause: stall }));
-          });
-          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.alloc(0), stream: res });
-          return;
-        }
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', fail);
-        res.on('aborted', () => fail(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' })));
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
-        });
-      });
-      if (isChunkedBody(body)) {
-        sendChunks(req, body, options.gate).catch((e: unknown) => req.destroy(e as Error));
-      } else {
-        req.end(body);
-      }
-    });
+    } catch (e) {
+      throw failure(e);
+    }
   }
 
   /** S3 error answer → one of our storage errors. */
@@ -481,7 +411,7 @@ export class LeanS3ObjectStore implements ObjectStore {
   }
 
   async close(): Promise<void> {
-    this.agent.destroy();
+    this.pool.destroy();
     if (this.fullStore) await (await this.fullStore).close();
   }
 }
