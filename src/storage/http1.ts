@@ -262,7 +262,8 @@ class Exchange {
     const connection = (headers.connection ?? '').toLowerCase();
     if (version === '1.0' ? !/\bkeep-alive\b/.test(connection) : /\bclose\b/.test(connection)) this.reusable = false;
     this.phase = 'body';
-    const streamed = this.req.stream === true && status < 300 && this.frame.kind !== 'none';
+    // An empty 2xx body (Content-Length: 0) is streamed too: the reader gets a stream that ends at once.
+    const streamed = this.req.stream === true && status < 300;
     if (streamed) {
       this.stream = new Readable({
         highWaterMark: STREAM_PIECE,

@@ -202,6 +202,16 @@ describe('http1 exchange: a hostile server never gets a short or wrong answer th
     await s.close();
   });
 
+  it('a streamed 2xx answer with an empty body is a stream that ends at once (an empty WAL object must reach the checks)', async () => {
+    const s = await hostile(() => ({ parts: ok('') }));
+    const pool = poolFor(s);
+    const res = await pool.request(GET({ stream: true }));
+    expect(res.stream).toBeDefined();
+    expect(await readAll(res.stream!)).toEqual([]);
+    expect(s.connections()).toBe(1);
+    await s.close();
+  });
+
   it('bytes beyond the announced body are not passed on, and that connection is not reused', async () => {
     const s = await hostile(() => ({ parts: ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK'] }));
     const pool = poolFor(s);
