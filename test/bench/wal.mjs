@@ -12,7 +12,7 @@
 // BENCH_STORES (file,moto,rgw), BENCH_BIN_DIR (whose executables count as "ours"), BENCH_WAL_PARTS
 // (oneshot,archive,restore,cpu,rss: which scenarios run; restore needs archive).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compare, runOnce, median, fmt, walSegment } from './lib.mjs';
@@ -62,11 +62,18 @@ export async function run({ root, rounds }) {
     execFileSync('lz4', ['-q', '-1', '-f', master, lz4Master]);
     notes.push(`Segment: 16 MiB, ${(readFileSync(lz4Master).length / 2 ** 20).toFixed(1)} MiB after \`lz4 -1\` (tuple-like records; real WAL page header so that pgBackRest accepts it).`);
 
+    // Each file carries the page address its name starts at (bytes 8-15 of the first page), as
+    // real WAL does: wal-restore refuses another segment's content under a name (docs/format.md).
+    const placeSegment = (p) => {
+      const name = p.split('/').pop();
+      segment.writeBigUInt64LE((BigInt(`0x${name.slice(8, 16)}`) << 32n) + BigInt(`0x${name.slice(16, 24)}`) * BigInt(segment.length), 8);
+      writeFileSync(p, segment);
+    };
     let seq = 0;
     const fresh = (dir) => {
       mkdirSync(dir, { recursive: true });
       const p = join(dir, segName(seq++));
-      linkSync(master, p);
+      placeSegment(p);
       return p;
     };
     const node0 = () => ({ label: 'node -e 0', cmd: node, args: ['-e', '0'], env: baseEnv() });
@@ -140,7 +147,7 @@ export async function run({ root, rounds }) {
           const dir = join(work, `pgbr-r-${store.id}-${codec}`);
           mkdirSync(dir, { recursive: true });
           const seg = join(dir, segName(100000 + (codec === 'lz4' ? 1 : 0) + (store.name === 'RGW' ? 2 : 0)));
-          linkSync(master, seg);
+          placeSegment(seg);
           pgbackrest(cfg.args(`--compress-type=${codec}`, 'archive-push', seg), store.env);
           r.push({ label: `pgBackRest archive-get (${codec})`, cmd: '/usr/bin/pgbackrest', args: cfg.args('archive-get', seg.split('/').pop(), dest), env: store.env });
         }
@@ -182,7 +189,7 @@ export async function run({ root, rounds }) {
       const names = [];
       for (let i = 0; i < count; i++) {
         const n = segName(seq++);
-        linkSync(master, join(pgwal, n));
+        placeSegment(join(pgwal, n));
         writeFileSync(join(pgwal, 'archive_status', `${n}.ready`), '');
         names.push(n);
       }
