@@ -345,6 +345,47 @@ describe('S3ObjectStore against moto', () => {
     expect(await s.head('fail/aborted.bin')).toBeNull();
   });
 
+  // The store creates the upload, and the caller aborts before its answer reaches us (a backup's
+  // SIGINT; seen once in CI): the upload id must still be read, and the upload aborted.
+  for (const client of ['sdk', 'lean'] as const) {
+    it(`aborts the multipart upload when the caller aborts while its creation is answered (${client} client)`, async () => {
+      const controller = new AbortController();
+      let created = 0;
+      const proxy = await startProxy((req, res) => {
+        if (!(req.method === 'POST' && new URL(req.url ?? '/', 'http://x').searchParams.has('uploads'))) return false;
+        const upstream = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => {
+            created++;
+            controller.abort();
+            setTimeout(() => {
+              res.writeHead(r.statusCode ?? 502, r.headers);
+              res.end(Buffer.concat(chunks));
+            }, 300);
+          });
+        });
+        upstream.on('error', () => res.destroy());
+        req.pipe(upstream);
+        return true;
+      });
+      const s = client === 'sdk' ? open({ endpointUrl: proxy.url }) : new LeanS3ObjectStore(config({ endpointUrl: proxy.url }));
+      try {
+        const { stream } = randomStream(16 * MIB);
+        const err = await s
+          .put(`abort-create/${client}.bin`, stream, { partSize: 5 * MIB, signal: controller.signal })
+          .then(() => null, (e: unknown) => e as Error);
+        expect(err?.name).toBe('AbortError');
+        expect(created).toBe(1);
+        expect(await pendingUploads(store, `abort-create/${client}`)).toEqual([]);
+        expect(await store.head(`abort-create/${client}.bin`)).toBeNull();
+      } finally {
+        if (client === 'lean') await s.close();
+        await proxy.close();
+      }
+    });
+  }
+
   it('refuses to overwrite with ifNoneMatch (single PUT and multipart)', async () => {
     await store.put('cond/obj', Buffer.from('first'), { ifNoneMatch: true });
     await expect(store.put('cond/obj', Buffer.from('second'), { ifNoneMatch: true })).rejects.toBeInstanceOf(

@@ -25,7 +25,11 @@ export interface CompletedPart {
 export interface MultipartCalls {
   /** PutObject of a whole body that ended within the first part. */
   putObject(body: Buffer): Promise<void>;
-  /** CreateMultipartUpload: the upload id. */
+  /**
+   * CreateMultipartUpload: the upload id. Never sent with the caller's abort signal: the store may
+   * create the upload before an abort reaches us, and an upload whose id we never read cannot be
+   * aborted; uploadStream waits for the id and aborts the upload itself.
+   */
   create(): Promise<string>;
   /** UploadPart: the part's ETag. `body` stays unchanged until this settles, and is reused afterwards. */
   uploadPart(uploadId: string, partNumber: number, body: Buffer): Promise<string>;

@@ -333,7 +333,8 @@ export class LeanS3ObjectStore implements ObjectStore {
     await uploadStream(body, options, {
       putObject: (data) => this.put(key, data, { ...options, partSize: undefined }),
       create: async () => {
-        const res = await this.send('POST', key, { op: 'create-multipart-upload', query: '?uploads=', headers: this.creationHeaders(options), signal });
+        // Without the caller's signal (MultipartCalls.create).
+        const res = await this.send('POST', key, { op: 'create-multipart-upload', query: '?uploads=', headers: this.creationHeaders(options) });
         if (res.status >= 300) throw this.error(res, 'create-multipart-upload', key);
         const id = xmlTag(res.body.toString('utf8'), 'UploadId');
         if (!id) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);

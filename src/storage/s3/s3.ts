@@ -525,7 +525,8 @@ export class S3ObjectStore implements ObjectStore {
         await this.withContentMd5(data, (md5) => this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...md5 }), sendOptions));
       },
       create: async () => {
-        const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }), sendOptions);
+        // Without the caller's signal (MultipartCalls.create).
+        const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }));
         if (!r.UploadId) throw new StorageError(`S3 create-multipart-upload ${key}: no upload id in the answer`);
         return r.UploadId;
       },
