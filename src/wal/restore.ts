@@ -156,7 +156,7 @@ class PlainCheck {
         if (h && h.address !== h.expected) {
           throw new GeneralError(`${this.what} is another segment (its first page is at ${lsnText(h.address)}, ${this.walName} starts at ${lsnText(h.expected)})`);
         }
-        this.stated = h?.segmentSize;
+        this.stated = headerSegmentSize(this.walName, this.head);
       }
     }
     this.bytes += chunk.length;
@@ -170,12 +170,12 @@ class PlainCheck {
    * segment whose first page states its size must have that size. Other sizes are accepted, as
    * barman does (`.partial` files in particular).
    */
-  verify(what: string, walName: string, compressed: boolean): void {
-    if (this.bytes === 0) throw new GeneralError(`${what} is empty${compressed ? ' (no data after decompression)' : ''}`);
-    const expected = headerSegmentSize(walName, this.head);
+  verify(compressed: boolean): void {
+    if (this.bytes === 0) throw new GeneralError(`${this.what} is empty${compressed ? ' (no data after decompression)' : ''}`);
+    const expected = this.stated;
     if (expected !== undefined && this.bytes !== expected) {
       const how = this.bytes < expected ? 'is truncated' : 'is too long';
-      throw new GeneralError(`${what} ${how} (${this.bytes} bytes, its first page states a ${expected}-byte segment)`);
+      throw new GeneralError(`${this.what} ${how} (${this.bytes} bytes, its first page states a ${expected}-byte segment)`);
     }
   }
 }
@@ -207,6 +207,7 @@ async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: Pl
       else held += chunk.copy(batch, held);
     } catch (e) {
       // the pipeline then reports the streams it tears down as aborted: the caller keeps this cause
+      // (only our own errors: the source's reach the caller through the pipeline as they are)
       own.error = e;
       throw e;
     }
@@ -257,7 +258,7 @@ export async function downloadTo(
         else if (decrypt) await pipeline(source, decrypt, sink);
         else if (decompress) await pipeline(source, decompress, sink);
         else await pipeline(source, sink);
-        check.verify(what, plainName, candidate.codec !== undefined);
+        check.verify(candidate.codec !== undefined);
       } catch (caught) {
         const e = own.error ?? caught;
         if (e instanceof CompressionFormatError) throw new GeneralError(e.describe(what), { cause: e });
