@@ -243,3 +243,64 @@ export async function startAzureCpkProxy(targetPort: number, tls: { certFile: st
     },
   };
 }
+
+/**
+ * A forward proxy as users run one (squid, a corporate egress proxy): requests in absolute form are
+ * forwarded, CONNECT opens a tunnel. Each is recorded as `GET http://host:port/...` or
+ * `CONNECT host:port` with its Proxy-Authorization; with `credentials`, anything else gets 407.
+ */
+export async function startForwardProxy(credentials?: string): Promise<Proxy & { seen: { line: string; auth?: string }[] }> {
+  const seen: { line: string; auth?: string }[] = [];
+  const expected = credentials ? `Basic ${Buffer.from(credentials).toString('base64')}` : undefined;
+  const server = createHttpServer((req, res) => {
+    const auth = req.headers['proxy-authorization'];
+    seen.push({ line: `${req.method} ${req.url}`, auth });
+    if (expected && auth !== expected) {
+      req.resume();
+      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"' });
+      res.end();
+      return;
+    }
+    const target = new URL(req.url ?? '/');
+    const headers = { ...req.headers };
+    delete headers['proxy-authorization'];
+    delete headers.expect; // answered here (Node's server sends 100 Continue), as squid does
+    const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: `${target.pathname}${target.search}`, headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  // Tunnels leave the server's keeping once opened: closed by hand in close().
+  const tunnels = new Set<Socket>();
+  server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+    tunnels.add(client);
+    client.on('close', () => tunnels.delete(client));
+    const auth = req.headers['proxy-authorization'];
+    seen.push({ line: `CONNECT ${req.url}`, auth });
+    if (expected && auth !== expected) {
+      client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const [host, port] = (req.url ?? '').split(':');
+    const up = connect(Number(port), host!, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) up.write(head);
+      up.pipe(client);
+      client.pipe(up);
+    });
+    up.on('error', () => client.destroy());
+    client.on('error', () => up.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    seen,
+    close: async () => {
+      for (const t of tunnels) t.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

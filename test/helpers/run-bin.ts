@@ -15,6 +15,7 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) {
     if (/^(AWS_|AZURE_|GOOGLE_|STORAGE_EMULATOR_HOST|IDENTITY_|MSI_|VITEST|NODE_OPTIONS)/.test(k)) delete env[k];
+    if (/^(https?|no|all)_proxy$/i.test(k)) delete env[k]; // tests name their own proxy (s3-proxy.test.ts)
   }
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];

@@ -8,6 +8,7 @@ import { registerSecret } from '../../log.js';
 import type { StoreConfigBase } from '../config.js';
 import { nonEmpty, readCa, readCustomerKey, readEnvCa, readSecretFile, type Env, type Resolved, type ResolveInput } from '../provider.js';
 import type { ContainerCredentialsSource } from './container-credentials.js';
+import { proxyFor, type ProxySetting } from '../proxy.js';
 
 export interface S3StoreConfig extends StoreConfigBase {
   provider: 'aws-s3';
@@ -49,6 +50,8 @@ export interface S3StoreConfig extends StoreConfigBase {
    * the WAL hot path and the SDK is loaded only for the rest; 'sdk': always the AWS SDK.
    */
   client?: 'auto' | 'sdk';
+  /** The HTTP(S) proxy the endpoint is reached through (src/storage/proxy.ts); requests go through the SDK then. */
+  proxy?: ProxySetting;
 }
 
 /** The options S3 reads (cli/store.ts checks each name and kind against the option table). */
@@ -128,6 +131,15 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
     // S3 refuses both on one request (InvalidArgument): say so before anything is uploaded.
     throw new CliError(`--encryption ${encryption} cannot be combined with ${customerKeyFile.from} (SSE-C): choose one server-side encryption`);
   }
+  const region = opts['s3-region'] ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ?? profileRegion(env, profile);
+  const proxy = proxyFor(endpointUrl ?? `https://s3.${region ?? 'us-east-1'}.amazonaws.com`, env);
+  if (proxy) {
+    const { username, password } = new URL(proxy.url);
+    for (const secret of [username, password]) {
+      registerSecret(secret);
+      registerSecret(decodeURIComponent(secret));
+    }
+  }
   return {
     config: {
       provider: 'aws-s3',
@@ -136,8 +148,7 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
       ca: caFile ? readCa('--endpoint-ca', caFile) : envCa ? readEnvCa('AWS_CA_BUNDLE', envCa, endpointUrl ?? 'https://') : undefined,
       // boto3 (1.28+) and the SDK also read the endpoint from the environment.
       endpointUrl,
-      region: opts['s3-region'] ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ??
-        profileRegion(env, profile),
+      region,
       profile,
       ...(profile && nonEmpty(env.AWS_ACCESS_KEY_ID) ? { profileOverEnvKeys: true } : {}),
       credentials,
@@ -148,6 +159,7 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
       serverSideEncryption: encryption,
       sseKmsKeyId: opts['sse-kms-key-id'],
       ...(customerKeyFile ? { sseCustomerKey: readCustomerKey(customerKeyFile.from, customerKeyFile.path) } : {}),
+      ...(proxy ? { proxy } : {}),
     },
     credentialSource,
   };

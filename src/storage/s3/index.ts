@@ -14,13 +14,15 @@ export const s3Provider: StorageProvider<S3StoreConfig, S3Options> = {
   resolve: resolveS3,
   partLimits: { maxParts: 10_000, minPartSize: 5 * 1024 * 1024 },
   describe(config, path) {
-    return `aws-s3, bucket ${config.bucket}, path ${path}, endpoint ${config.endpointUrl ?? `AWS S3 in ${config.region ?? 'us-east-1'}`}`;
+    const proxy = config.proxy ? `, through the proxy ${config.proxy.shown}` : '';
+    return `aws-s3, bucket ${config.bucket}, path ${path}, endpoint ${config.endpointUrl ?? `AWS S3 in ${config.region ?? 'us-east-1'}`}${proxy}`;
   },
   endpointHint: '--endpoint-url',
   async open(config) {
     // With static or container credentials the lean SigV4 client serves the WAL hot path; the SDK
-    // driver is loaded only for everything else.
-    if ((config.credentials || config.containerCredentials) && config.client !== 'sdk') {
+    // driver is loaded only for everything else. Through a proxy, the SDK driver does it all: its
+    // agents speak to proxies (a well-kept library), the lean client's exchange does not.
+    if ((config.credentials || config.containerCredentials) && config.client !== 'sdk' && !config.proxy) {
       return new (await import('./s3-lean.js')).LeanS3ObjectStore(config);
     }
     return new (await import('./s3.js')).S3ObjectStore(config);

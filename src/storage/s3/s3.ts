@@ -27,6 +27,8 @@ import {
   createCredentialChain, fromContainerMetadata, fromIni, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
 } from '@aws-sdk/credential-providers';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { HttpProxyAgent } from 'http-proxy-agent';
+import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'https-proxy-agent';
 import { ContainerCredentialsProvider } from './container-credentials.js';
 import {
   AccessDeniedError,
@@ -106,6 +108,8 @@ export interface S3ErrorContext {
   key?: string;
   /** Whether requests carry an SSE-C key (a refused read then names the key). */
   sseCustomerKey?: boolean;
+  /** The proxy requests go through, as shown in messages (no credentials). */
+  proxy?: string;
 }
 
 /**
@@ -125,7 +129,7 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
 
   if (status === undefined) {
     const net = networkFailure(err);
-    if (net) return new NetworkError(networkMessage(net.kind, ctx.endpoint, net.detail), cause);
+    if (net) return new NetworkError(networkMessage(net.kind, ctx.endpoint, ctx.proxy ? `${net.detail}; through the proxy ${ctx.proxy}` : net.detail), cause);
     if (code === 'CredentialsProviderError') {
       return new AccessDeniedError(`No usable AWS credentials: ${message}`, cause);
     }
@@ -154,6 +158,20 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
 }
 
 // ---- helpers -------------------------------------------------------------------------------------
+
+/**
+ * https-proxy-agent's tunnel, with our CA for the endpoint at its end: the agent gives its own
+ * options to the connection to the proxy only, and the endpoint's TLS gets the request's.
+ */
+class TunnelAgent extends HttpsProxyAgent<string> {
+  constructor(proxy: string, options: HttpsProxyAgentOptions<string>, private readonly ca?: Array<string | Buffer>) {
+    super(proxy, options);
+  }
+
+  override connect(req: Parameters<HttpsProxyAgent<string>['connect']>[0], opts: Parameters<HttpsProxyAgent<string>['connect']>[1]) {
+    return super.connect(req, (this.ca ? { ...opts, ca: this.ca } : opts) as typeof opts);
+  }
+}
 
 /** UTF-8 byte order, the order S3 lists keys in. */
 function byKey(a: { sort: Buffer }, b: { sort: Buffer }): number {
@@ -250,6 +268,20 @@ export class S3ObjectStore implements ObjectStore {
     const retry = config.retry;
     const logger = sdkLogger();
 
+    // Through a proxy (config.proxy), an agent that tunnels (https, CONNECT) or forwards (http);
+    // the CA still checks the endpoint's certificate at the end of the tunnel.
+    const agents = () => {
+      const ca = config.ca ? { ca: [...rootCertificates, config.ca] } : {};
+      const proxy = config.proxy?.url;
+      return {
+        httpAgent: proxy
+          ? new HttpProxyAgent(proxy, { keepAlive: true, maxSockets: MAX_SOCKETS })
+          : new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+        httpsAgent: proxy
+          ? new TunnelAgent(proxy, { keepAlive: true, maxSockets: MAX_SOCKETS }, ca.ca)
+          : new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...ca }),
+      };
+    };
     const handlerOptions = () => ({
       connectionTimeout: retry.connectTimeoutMs,
       // socketTimeout is the inactivity limit on an open request (barman's --read-timeout). The
@@ -257,12 +289,7 @@ export class S3ObjectStore implements ObjectStore {
       socketTimeout: retry.readTimeoutMs,
       // Agent instances, not options: given options, the handler sends each `Expect: 100-continue`
       // request (every UploadPart) through a fresh agent of its own, without our CA.
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
-      httpsAgent: new HttpsAgent({
-        keepAlive: true,
-        maxSockets: MAX_SOCKETS,
-        ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}),
-      }),
+      ...agents(),
       logger,
     });
 
@@ -273,7 +300,7 @@ export class S3ObjectStore implements ObjectStore {
     const clientConfig = {
       region,
       logger,
-      ...(config.ca ? { requestHandler: new NodeHttpHandler(handlerOptions()) } : {}),
+      ...(config.ca || config.proxy ? { requestHandler: new NodeHttpHandler(handlerOptions()) } : {}),
     };
     const credentials: S3ClientConfig['credentials'] = config.credentials
       ? { ...config.credentials }
@@ -312,6 +339,9 @@ export class S3ObjectStore implements ObjectStore {
       requestHandler: new NodeHttpHandler(handlerOptions()),
       // boto3 follows a 301 to the bucket's region by itself; barman users rely on that.
       followRegionRedirects: true,
+      // Through http-proxy-agent, a request with `Expect: 100-continue` sent its body twice and the
+      // proxy answered 400 (seen with a 16 MiB PutObject): no such header through a proxy.
+      ...(config.proxy ? { expectContinueHeader: false } : {}),
       logger,
     });
     this.installDebugLog();
@@ -360,7 +390,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   private fail(err: unknown, op: string, key?: string): Error {
-    const mapped = mapS3Error(err, { bucket: this.bucket, endpoint: this.endpoint, op, key, sseCustomerKey: this.sseCustomer !== undefined });
+    const mapped = mapS3Error(err, { bucket: this.bucket, endpoint: this.endpoint, op, key, sseCustomerKey: this.sseCustomer !== undefined, proxy: this.config.proxy?.shown });
     if (mapped !== err) log.debug(`S3 ${op}${key !== undefined ? ` ${key}` : ''} failed: ${mapped.name}: ${mapped.message}`);
     return mapped;
   }
