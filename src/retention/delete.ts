@@ -3,7 +3,7 @@
 // then our parts.json (beyond barman), then backup.info, then the WAL files nobody needs any more.
 // backup.info goes only once every data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
 // deleted behind a missing backup.info: the next run sees the backup again and finishes it.
-import { OperationError } from '../errors.js';
+import { AccessDeniedError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { KEEP_ANNOTATION, type BackupCatalog } from '../catalog/catalog.js';
 import { mapBounded, TaskWindow } from '../concurrency.js';
@@ -337,6 +337,7 @@ export class BackupDeleter {
     }
     const classes = foldCleanupSteps(steps);
 
+    await this.abortUploads(doomed.map((info) => info.backup_id));
     // Phase 1: the data objects of every backup, oldest first, in full batches with a few in
     // flight. Should some fail, the failure reported is that of the oldest backup with an object
     // left, as deleting them one by one would report, and no further batch starts.
@@ -542,6 +543,7 @@ export class BackupDeleter {
     } else {
       try {
         if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
+        await this.abortUploads([backupId]);
         // backup.info last: as long as it exists, a later run finds the backup and can finish.
         await this.deleteKeys(dataKeys, 'backup');
         await this.deleteKeys([infoKey], 'backup');
@@ -554,6 +556,35 @@ export class BackupDeleter {
     await this.removeWals(info, fromRetentionPolicy);
     // Only now: the WAL planning above needs the deleted backup in the catalog (barman's order).
     this.catalog.forget(backupId);
+  }
+
+  /**
+   * End the multipart uploads left under backups being deleted: a backup that failed while the
+   * store was unreachable could not abort its own, and once its backup.info is gone nothing would
+   * ever find them, while the store keeps (and bills) their parts. A backup being deleted has a
+   * backup.info, so it is over: none of its uploads can still be running. Never fails the run
+   * (a warning for what is left); a listing refused for want of permission
+   * (s3:ListBucketMultipartUploads, not among those barman documents) is only noted in debug.
+   */
+  private async abortUploads(backupIds: readonly string[]): Promise<void> {
+    const { store } = this;
+    if (!store.incompleteUploads || !store.abortIncompleteUpload || backupIds.length === 0) return;
+    const base = this.layout.basePrefix;
+    const prefix = backupIds.length === 1 ? this.layout.backupPrefix(backupIds[0]!) : base;
+    const ids = new Set(backupIds);
+    try {
+      for await (const upload of store.incompleteUploads(prefix)) {
+        if (this.outside(upload.key, prefix)) continue;
+        const cut = upload.key.indexOf('/', base.length);
+        if (cut < 0 || !ids.has(upload.key.slice(base.length, cut))) continue;
+        log.info(`Aborting the incomplete multipart upload of ${upload.key}`);
+        await store.abortIncompleteUpload(upload);
+      }
+    } catch (e) {
+      const message = `Could not list the incomplete multipart uploads under ${prefix}: ${e instanceof Error ? e.message : String(e)}`;
+      if (e instanceof AccessDeniedError) log.debug(message);
+      else log.warning(message);
+    }
   }
 
   /** Delete keys in batches; any key left behind is an error. Counts what went. */

@@ -74,6 +74,13 @@ export interface ObjectLockState {
 /** What a connectivity test found (docs/format.md#connectivity-test). Unreachable endpoints throw a NetworkError instead. */
 export type ConnectivityResult = 'ok' | 'bucket-missing';
 
+/** An S3 multipart upload begun and never completed nor aborted. */
+export interface IncompleteUpload {
+  key: string;
+  uploadId: string;
+  initiated?: Date;
+}
+
 export interface ObjectStore {
   readonly provider: ProviderName;
   /** Whether put() honours PutOptions.commitGate (others must be called after the check instead). */
@@ -119,6 +126,13 @@ export interface ObjectStore {
    * can refuse a locked backup before it removes any of its files. Absent elsewhere.
    */
   objectLock?(key: string): Promise<ObjectLockState>;
+  /**
+   * Only stores whose unfinished multipart uploads keep their parts, billed, until aborted (S3):
+   * the uploads under `prefix` (backup-delete ends those of the backups it deletes), and their
+   * abort, whose failure the store reports as a warning and never throws.
+   */
+  incompleteUploads?(prefix: string): AsyncIterable<IncompleteUpload>;
+  abortIncompleteUpload?(upload: IncompleteUpload): Promise<void>;
   /** Release sockets and timers. */
   close(): Promise<void>;
 }

@@ -22,7 +22,7 @@ import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBod
 import { Http1Pool, type Http1Response } from '../http1.js';
 import { uploadStream } from './multipart.js';
 import type {
-  ConnectivityResult, DeleteResult, GetOptions, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
+  ConnectivityResult, DeleteResult, GetOptions, IncompleteUpload, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
 } from '../types.js';
 import type { S3ObjectStore } from './s3.js';
 
@@ -409,6 +409,14 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async objectLock(key: string): Promise<ObjectLockState> {
     return (await this.full()).objectLock(key);
+  }
+
+  async *incompleteUploads(prefix: string): AsyncIterable<IncompleteUpload> {
+    yield* (await this.full()).incompleteUploads(prefix);
+  }
+
+  async abortIncompleteUpload(upload: IncompleteUpload): Promise<void> {
+    await (await this.full()).abortIncompleteUpload(upload);
   }
 
   async close(): Promise<void> {

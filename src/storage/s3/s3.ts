@@ -15,6 +15,7 @@ import {
   GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   UploadPartCommand,
@@ -54,6 +55,7 @@ import type {
   ConnectivityResult,
   DeleteResult,
   GetOptions,
+  IncompleteUpload,
   ListEntry,
   ListOptions,
   ObjectInfo,
@@ -581,6 +583,25 @@ export class S3ObjectStore implements ObjectStore {
       },
       abort: (uploadId) => this.abortUpload(key, uploadId),
     }, (err) => this.fail(err, 'put', key));
+  }
+
+  async *incompleteUploads(prefix: string): AsyncIterable<IncompleteUpload> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const out = await this.call('list-multipart-uploads', undefined, () => this.client.send(new ListMultipartUploadsCommand({
+        Bucket: this.bucket, Prefix: prefix, ...(keyMarker ? { KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker } : {}),
+      })));
+      for (const u of out.Uploads ?? []) {
+        if (u.Key && u.UploadId) yield { key: u.Key, uploadId: u.UploadId, ...(u.Initiated ? { initiated: u.Initiated } : {}) };
+      }
+      if (!out.IsTruncated || !out.NextKeyMarker) return;
+      [keyMarker, uploadIdMarker] = [out.NextKeyMarker, out.NextUploadIdMarker];
+    }
+  }
+
+  async abortIncompleteUpload(upload: IncompleteUpload): Promise<void> {
+    await this.abortUpload(upload.key, upload.uploadId);
   }
 
   /** Abort an incomplete multipart upload; a failure to abort is logged with the upload id. */
