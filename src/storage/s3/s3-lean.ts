@@ -312,9 +312,12 @@ export class LeanS3ObjectStore implements ObjectStore {
    * not ask (docs/configuration.md#object-lock-buckets).
    */
   private async withContentMd5(headers: Record<string, string>, pieces: () => Iterable<Uint8Array>, upload: () => Promise<Response>): Promise<Response> {
-    if (this.sendContentMd5) headers['Content-MD5'] = contentMd5(pieces());
+    // Whether this upload sent it, not the flag now: another upload (the encryption record) may
+    // learn that the bucket wants it while this one is on its way, which must then be sent again.
+    const sent = this.sendContentMd5;
+    if (sent) headers['Content-MD5'] = contentMd5(pieces());
     const res = await upload();
-    if (this.sendContentMd5 || res.status !== 400) return res;
+    if (sent || res.status !== 400) return res;
     const xml = res.body.toString('utf8');
     if (!wantsContentMd5(xmlTag(xml, 'Code') ?? '', xmlTag(xml, 'Message') ?? '')) return res;
     log.debug('The bucket wants Content-MD5 on uploads (Object Lock): sending it from now on');
