@@ -394,6 +394,7 @@ export async function encryptedBody(inner: ChunkedBody, recipients: readonly str
       return (digest ??= sha256Hex(sealed()));
     },
     chunks: sealed,
+    costlyPasses: true,
   };
 }
 

@@ -16,6 +16,17 @@ export interface ChunkedBody {
    * consumer that keeps it longer (a queued socket write) must wait before asking again.
    */
   chunks(): Iterable<Buffer>;
+  /**
+   * Each pass computes the chunks anew at a real cost (a cipher): a consumer should not make a
+   * pass of its own before sending (the lean S3 client then signs it chunk by chunk as it goes).
+   */
+  readonly costlyPasses?: boolean;
+  /**
+   * Where a commit gate holds the body back: the offset of the first byte sent only once the gate
+   * opens. The last byte when absent; a framed body (aws-chunked) names its last data byte, as a
+   * server may store the object once it has every data byte, without the framing after them.
+   */
+  readonly gateAt?: number;
 }
 
 export type PutBody = Buffer | import('node:stream').Readable | ChunkedBody;

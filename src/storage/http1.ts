@@ -603,23 +603,28 @@ function abortError(signal: AbortSignal): Error {
 
 /**
  * Writes a chunked body. A chunk is valid only until the next is read, so each write must have
- * reached the socket (its callback) before the next chunk is asked for. With a gate, the last byte
- * waits for it (PutOptions.commitGate): the server has no complete body before.
+ * reached the socket (its callback) before the next chunk is asked for. With a gate, the bytes from
+ * the body's `gateAt` (its last byte by default) wait for it (PutOptions.commitGate): the server
+ * has no complete body before.
  */
 async function sendChunks(socket: Socket, exchange: Exchange, body: ChunkedBody, gate?: Promise<void>): Promise<void> {
   const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => socket.write(chunk, (e) => (e ? reject(e) : resolve())));
+  const gateAt = body.gateAt ?? body.length - 1;
+  let waiting = gate;
   let sent = 0;
   for (const chunk of exactChunks(body)) {
     if (exchange.over) return;
-    sent += chunk.length;
-    if (gate && sent === body.length && chunk.length > 0) {
-      await write(chunk.subarray(0, chunk.length - 1));
-      await gate;
+    if (waiting && sent + chunk.length > gateAt) {
+      const before = Math.max(0, gateAt - sent);
+      if (before > 0) await write(chunk.subarray(0, before));
+      await waiting;
+      waiting = undefined;
       if (exchange.over) return;
-      await write(chunk.subarray(chunk.length - 1));
+      await write(chunk.subarray(before));
     } else {
       await write(chunk);
     }
+    sent += chunk.length;
   }
-  if (gate && body.length === 0) await gate;
+  if (waiting) await waiting;
 }

@@ -1,7 +1,7 @@
 // The object-store abstraction. It knows nothing of barman: keys are plain strings relative to the
 // bucket/container root (or to the root directory for the file store).
 import type { Readable } from 'node:stream';
-import type { PutBody } from './body.js';
+import type { ChunkedBody, PutBody } from './body.js';
 import type { ProviderName } from './registry.js';
 
 export type { ProviderName };
@@ -85,6 +85,11 @@ export interface ObjectStore {
   readonly provider: ProviderName;
   /** Whether put() honours PutOptions.commitGate (others must be called after the check instead). */
   readonly holdsCommit?: boolean;
+  /**
+   * Work put() will need for this body, done now: a caller calls it while other requests travel
+   * (the lean S3 client's SHA-256 of a body it signs whole).
+   */
+  prepareBody?(body: ChunkedBody): void;
   /** Bucket / container name, or the root directory for the file store. */
   readonly bucket: string;
   /** Largest batch one bulk delete request takes (S3 1000, Azure 256, GCS 100; docs/format.md#provider-limits). */

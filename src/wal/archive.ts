@@ -226,7 +226,7 @@ export async function archiveWal(
   const body = (options.codec ? compressedBody(wal, options.codec, options.level) : Promise.resolve(wal.body()))
     .then(async (b) => (options.recipients ? (await import('../encryption/age.js')).encryptedBody(b, options.recipients) : b))
     .then((b) => new Promise<ChunkedBody>((resolve) => setImmediate(() => {
-      if (store.provider === 'aws-s3') void b.sha256;
+      store.prepareBody?.(b);
       resolve(b);
     })));
 

@@ -3,13 +3,14 @@
 // or wrong body may ever come back as a success, and a connection is reused only after a complete,
 // well-framed answer; against moto and Ceph RGW (which answers a listing chunked), the real thing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect as connectTcp, createServer, type Server, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Http1Pool, STREAM_PIECE, type Http1Request } from '../../src/storage/http1.ts';
-import { LeanS3ObjectStore } from '../../src/storage/s3/s3-lean.ts';
+import { LeanS3ObjectStore, SIGNED_CHUNK } from '../../src/storage/s3/s3-lean.ts';
+import { sha256Hex, type ChunkedBody } from '../../src/storage/body.ts';
 import { DEFAULT_RETRY } from '../../src/storage/config.ts';
-import { NetworkError, StorageError } from '../../src/errors.ts';
+import { NetworkError, PreconditionFailedError, StorageError } from '../../src/errors.ts';
 import { createS3Bucket, rgwAvailable, startMoto, startRgw, type RgwHandle, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_KEYS } from '../helpers/moto.ts';
 import { requireTool } from '../helpers/postgres.ts';
@@ -292,6 +293,65 @@ describe('http1 exchange: a hostile server never gets a short or wrong answer th
 
 const skipRgw = requireTool('Ceph RADOS Gateway', rgwAvailable());
 
+/**
+ * A body whose passes are costly, as an encrypted segment's are: `data` handed over in pieces of
+ * `piece` bytes from one reused buffer, declared `declared` bytes long; `passes` counts the reads.
+ */
+function costlyBody(data: Buffer, piece: number, declared = data.length): ChunkedBody & { passes: number } {
+  const body = {
+    kind: 'chunked' as const,
+    length: declared,
+    costlyPasses: true,
+    passes: 0,
+    get sha256() {
+      return sha256Hex(body.chunks());
+    },
+    *chunks() {
+      body.passes++;
+      const buf = Buffer.alloc(piece);
+      for (let at = 0; at < data.length; at += piece) yield buf.subarray(0, data.copy(buf, 0, at, Math.min(data.length, at + piece)));
+    },
+  };
+  return body;
+}
+
+/** A TCP proxy that resets its first connection once `after` bytes of the request went through. */
+async function resetFirstAfter(target: string, after: number): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+  const { port, hostname } = new URL(target);
+  let count = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const n = ++count;
+    const up = connectTcp(Number(port), hostname);
+    for (const s of [client, up]) {
+      sockets.add(s);
+      s.on('error', () => {});
+    }
+    let seen = 0;
+    client.on('data', (d: Buffer) => {
+      seen += d.length;
+      if (n === 1 && seen > after) {
+        client.resetAndDestroy();
+        up.destroy();
+        return;
+      }
+      up.write(d);
+    });
+    up.on('data', (d: Buffer) => client.write(d));
+    client.on('close', () => up.destroy());
+    up.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    connections: () => count,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
 describe('http1 exchange against real servers', () => {
   let moto: ServerHandle;
   let rgw: RgwHandle | undefined;
@@ -324,6 +384,75 @@ describe('http1 exchange against real servers', () => {
       for await (const e of store.list('wals/')) if (e.kind === 'object') listed.push(e.key);
       expect(listed, name).toEqual(['wals/seg']);
       await store.close();
+    }
+  }, 120_000);
+
+  const leanOn = (url: string, keys: { accessKeyId: string; secretAccessKey: string }, bucket: string, maxAttempts = 2) =>
+    new LeanS3ObjectStore({ provider: 'aws-s3', bucket, endpointUrl: url, region: 'us-east-1', credentials: { ...keys }, retry: { ...DEFAULT_RETRY, maxAttempts, baseDelayMs: 1 } });
+
+  it('a costly body (an encrypted segment) is read once and sent as streamed signed payload: every size stored byte-identical', async () => {
+    const sizes = [0, 1, SIGNED_CHUNK - 1, SIGNED_CHUNK, SIGNED_CHUNK + 1, 16 * MiB];
+    for (const { name, url, keys } of servers()) {
+      const bucket = `stream-sign-${name.toLowerCase()}-${process.pid}`;
+      await createS3Bucket(url, bucket, undefined, keys);
+      const store = leanOn(url, keys, bucket);
+      for (const size of sizes) {
+        const data = randomBytes(size);
+        // Pieces the size of a signed chunk (signed where they lie) and odd ones (staged).
+        for (const piece of [SIGNED_CHUNK, 100_003]) {
+          const body = costlyBody(data, piece);
+          const key = `s/${size}-${piece}`;
+          await store.put(key, body, { ifNoneMatch: true });
+          // An empty body is hashed and signed whole (two empty passes): RGW refuses an empty aws-chunked body.
+          expect(body.passes, `${name} ${key}: one pass, no hashing pass before the upload`).toBe(size === 0 ? 2 : 1);
+          expect((await store.getBuffer(key)).equals(data), `${name} ${key}`).toBe(true);
+        }
+      }
+      // The conditional create still holds, and the commit gate still holds the upload back.
+      await expect(store.put(`s/1-${SIGNED_CHUNK}`, costlyBody(Buffer.from('x'), 1), { ifNoneMatch: true })).rejects.toBeInstanceOf(PreconditionFailedError);
+      const data = randomBytes(3 * MiB + 5);
+      let released = 0;
+      const gate = new Promise<void>((r) => setTimeout(() => ((released = Date.now()), r()), 300));
+      await store.put('s/gated', costlyBody(data, 65_536), { ifNoneMatch: true, commitGate: gate });
+      expect(released, name).toBeGreaterThan(0);
+      expect((await store.getBuffer('s/gated')).equals(data), name).toBe(true);
+      const refused = new Error('a copy exists');
+      await expect(store.put('s/refused', costlyBody(data, 65_536), { ifNoneMatch: true, commitGate: Promise.reject(refused) })).rejects.toBe(refused);
+      expect(await store.head('s/refused'), name).toBeNull();
+      await store.close();
+    }
+  }, 240_000);
+
+  it('a costly body that changes length while it is read is refused, and nothing is stored', async () => {
+    for (const { name, url, keys } of servers()) {
+      const bucket = `stream-len-${name.toLowerCase()}-${process.pid}`;
+      await createS3Bucket(url, bucket, undefined, keys);
+      const store = leanOn(url, keys, bucket);
+      const data = randomBytes(SIGNED_CHUNK * 2 + 10);
+      for (const [what, declared] of [['grew', data.length - 1], ['shrank', data.length + 1], ['shrank by a chunk', data.length + SIGNED_CHUNK]] as const) {
+        const err = await store.put(`l/${what}`, costlyBody(data, 70_000, declared)).catch((e: unknown) => e);
+        expect(err, `${name} ${what}`).toBeInstanceOf(StorageError);
+        expect((err as Error).message, `${name} ${what}`).toMatch(/changed while it was read/);
+        expect(await store.head(`l/${what}`), `${name} ${what}`).toBeNull();
+      }
+      await store.close();
+    }
+  }, 120_000);
+
+  it('a connection dropped mid-upload: the retry signs and sends the whole body again from its first byte', async () => {
+    for (const { name, url, keys } of servers()) {
+      const bucket = `stream-retry-${name.toLowerCase()}-${process.pid}`;
+      await createS3Bucket(url, bucket, undefined, keys);
+      const proxy = await resetFirstAfter(url, 2 * MiB);
+      const store = leanOn(proxy.url, keys, bucket, 3);
+      const data = randomBytes(6 * MiB + 3);
+      const body = costlyBody(data, 100_003);
+      await store.put('r/seg', body, { ifNoneMatch: true });
+      expect(proxy.connections(), name).toBe(2);
+      expect(body.passes, name).toBe(2);
+      expect((await store.getBuffer('r/seg')).equals(data), name).toBe(true);
+      await store.close();
+      await proxy.close();
     }
   }, 120_000);
 

@@ -3,7 +3,8 @@
 // sent Content-MD5 on both, so a drop-in must upload there too: both our clients send the upload
 // again with Content-MD5 once refused (docs/configuration.md#object-lock-buckets).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -61,6 +62,36 @@ describe('uploads into a bucket with Object Lock (default retention)', () => {
       const restored = await runBin('barman-cloud-wal-restore', ['--endpoint-url', moto.url, url, 'srv', name, dest], { env });
       expect(restored.code).toBe(0);
       expect(readFileSync(dest).equals(readFileSync(path))).toBe(true);
+    }
+  });
+
+  it('an encrypted segment (signed chunk by chunk as it is sent) is sent again with Content-MD5 and restores byte for byte', async () => {
+    const env = cleanEnv(MOTO_ENV);
+    const url = `s3://${LOCKED}/pfx`;
+    execFileSync('age-keygen', ['-o', join(work, 'identity')], { stdio: 'ignore' });
+    writeFileSync(join(work, 'recipient'), execFileSync('age-keygen', ['-y', join(work, 'identity')]));
+    const seen: string[] = [];
+    // Records each WAL upload's signing mode and Content-MD5, and passes it on to moto.
+    const proxy = await startS3Proxy(moto.port, (r) => {
+      if (r.method === 'PUT' && r.url.includes('/wals/')) seen.push(`${String(r.headers['x-amz-content-sha256'])} md5=${r.headers['content-md5'] ? 'yes' : 'no'}`);
+      return false;
+    });
+    try {
+      for (const [codec, name] of [[[], '000000010000000000000003'], [['--lz4'], '000000010000000000000004']] as const) {
+        seen.length = 0;
+        const path = writeWalFile(work, name, walSegmentBytes(16 * MiB));
+        const archived = await runBin('barman-cloud-wal-archive', [...codec, '--encryption-recipient-file', join(work, 'recipient'), '--endpoint-url', proxy.url, url, 'srv-age', path], { env });
+        expect({ codec, code: archived.code, stderr: archived.stderr }).toEqual({ codec, code: 0, stderr: '' });
+        // Refused without Content-MD5 first unless the encryption record's upload, made alongside, learnt it first.
+        expect(seen.at(-1)).toBe('STREAMING-AWS4-HMAC-SHA256-PAYLOAD md5=yes');
+        expect(seen.length === 1 || seen[0] === 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD md5=no').toBe(true);
+        const dest = join(work, `${name}.restored`);
+        const restored = await runBin('barman-cloud-wal-restore', ['--encryption-identity-file', join(work, 'identity'), '--endpoint-url', moto.url, url, 'srv-age', name, dest], { env });
+        expect(restored.code).toBe(0);
+        expect(readFileSync(dest).equals(readFileSync(path))).toBe(true);
+      }
+    } finally {
+      await proxy.close();
     }
   });
 

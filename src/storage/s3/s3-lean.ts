@@ -5,6 +5,7 @@
 // own HTTP/1.1 exchange (../http1.ts, lighter than node:http), and so are a backup's multipart uploads (the SDK cost a backup ~10 MB of peak RSS).
 // Everything else (bulk delete, tags, bucket creation, Object Lock) is handed to the full SDK
 // driver, loaded only then.
+import { createHash, createHmac } from 'node:crypto';
 import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
@@ -29,6 +30,109 @@ import type { S3ObjectStore } from './s3.js';
 // CommonJS, loaded with require: an import would have Node lex its source for export names, which
 // costs start-up CPU and ~3 MB of a WAL call's peak RSS (src/compression/snappy.ts).
 const aws4 = createRequire(import.meta.url)('aws4') as typeof import('aws4');
+
+/**
+ * Data bytes per signed chunk of a streamed-signed PUT (AWS: at least 8 KiB but the last). Each
+ * chunk costs the server one HMAC and us one header line; chosen by measurement (docs/benchmarks.md).
+ */
+export const SIGNED_CHUNK = 256 * 1024;
+const STREAMING_PAYLOAD = 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD';
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/** `;chunk-signature=` plus 64 hex digits plus CRLF, after the size in hex. */
+const CHUNK_META = 17 + 64 + 2;
+
+/** Bytes on the wire of an aws-chunked body carrying `length` data bytes. */
+export function awsChunkedLength(length: number, chunk = SIGNED_CHUNK): number {
+  const full = Math.floor(length / chunk);
+  const rest = length % chunk;
+  const framed = (n: number) => n.toString(16).length + CHUNK_META + n + 2;
+  return full * framed(chunk) + (rest > 0 ? framed(rest) : 0) + framed(0);
+}
+
+interface ChunkSigning {
+  /** The request's X-Amz-Date. */
+  datetime: string;
+  /** date/region/s3/aws4_request */
+  scope: string;
+  signingKey: Buffer;
+  /** The Authorization header's signature: the first chunk's "previous" one. */
+  seed: string;
+}
+
+/**
+ * A body sent as SigV4 streaming signed payload (aws-chunked): every chunk carries an HMAC chained
+ * to the previous one and to the request's signature, so the server refuses a body changed on the
+ * way, as with a signed SHA-256 of the whole body, but the hash is taken as the bytes go out: one
+ * read of the body instead of a hashing pass before the request.
+ */
+export function awsChunkedBody(body: ChunkedBody, signing: ChunkSigning, chunk = SIGNED_CHUNK): ChunkedBody {
+  const sign = (previous: string, data: Buffer): string =>
+    createHmac('sha256', signing.signingKey)
+      .update(`AWS4-HMAC-SHA256-PAYLOAD\n${signing.datetime}\n${signing.scope}\n${previous}\n${EMPTY_SHA256}\n`)
+      .update(createHash('sha256').update(data).digest('hex'))
+      .digest('hex');
+  function* framed(): Generator<Buffer> {
+    // Room in front of the staged data for its size line (and the CRLF ending the previous chunk):
+    // a staged chunk goes out as one write.
+    const room = 2 + 8 + CHUNK_META;
+    let stage: Buffer | undefined;
+    let staged = 0;
+    let previous = signing.seed;
+    let read = 0;
+    let first = true;
+    const line = (n: number): string => {
+      const text = `${first ? '' : '\r\n'}${n.toString(16)};chunk-signature=${previous}\r\n`;
+      first = false;
+      return text;
+    };
+    const flushStage = (): Buffer => {
+      const data = stage!.subarray(room, room + staged);
+      previous = sign(previous, data);
+      const head = line(staged);
+      const start = room - head.length;
+      stage!.write(head, start, 'latin1');
+      const out = stage!.subarray(start, room + staged);
+      staged = 0;
+      return out;
+    };
+    for (const piece of body.chunks()) {
+      read += piece.length;
+      if (read > body.length) throw new StorageError(`the body changed while it was read: more than ${body.length} bytes`);
+      let at = 0;
+      // A piece that is exactly the next chunk is signed where it lies (a file read in chunks of this size).
+      if (staged === 0 && piece.length > 0 && piece.length === Math.min(chunk, body.length - (read - piece.length))) {
+        previous = sign(previous, piece);
+        yield Buffer.from(line(piece.length), 'latin1');
+        yield piece;
+        continue;
+      }
+      while (at < piece.length) {
+        stage ??= Buffer.allocUnsafeSlow(room + chunk);
+        const n = piece.copy(stage, room + staged, at, at + Math.min(chunk - staged, piece.length - at));
+        staged += n;
+        at += n;
+        if (staged === chunk) yield flushStage();
+      }
+    }
+    if (read !== body.length) throw new StorageError(`the body changed while it was read: ${read} bytes instead of ${body.length}`);
+    if (staged > 0) yield flushStage();
+    previous = sign(previous, Buffer.alloc(0));
+    yield Buffer.from(`${first ? '' : '\r\n'}0;chunk-signature=${previous}\r\n\r\n`, 'latin1');
+  }
+  const length = awsChunkedLength(body.length, chunk);
+  return {
+    kind: 'chunked',
+    length,
+    // The last data byte, before its CRLF and the final chunk: RGW 16.2 stores the object once it
+    // has every data byte, without waiting for the final chunk (a commit gate held only the last
+    // byte of the final chunk, and RGW answered 200 before the gate opened).
+    gateAt: length - (2 + 1 + CHUNK_META + 2) - 1,
+    get sha256(): string {
+      throw new Error('an aws-chunked body is signed chunk by chunk');
+    },
+    chunks: framed,
+  };
+}
 
 /** Largest Buffer sent as one PUT; larger bodies and streams go through the SDK's multipart upload. */
 const SINGLE_PUT_MAX = 1024 * 1024 * 1024;
@@ -71,6 +175,8 @@ interface SendOptions {
   signal?: AbortSignal;
   /** PutOptions.commitGate, for a chunked body. */
   gate?: Promise<void>;
+  /** Send the chunked body as SigV4 streaming signed payload (awsChunkedBody). */
+  streamSigned?: boolean;
 }
 
 export class LeanS3ObjectStore implements ObjectStore {
@@ -87,6 +193,8 @@ export class LeanS3ObjectStore implements ObjectStore {
   private fullStore?: Promise<S3ObjectStore>;
   /** SSE-C headers for every request that reads or writes an object body (HEAD included). */
   private readonly sseCustomer: Record<string, string>;
+  /** Plain HTTP: a costly body is signed chunk by chunk as it is sent (awsChunkedBody). */
+  private readonly streamsSignedPayload: boolean;
   /** Set once the bucket refused an upload for want of Content-MD5: every later upload sends it. */
   private sendContentMd5 = false;
 
@@ -107,6 +215,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     this.pathStyle = config.endpointUrl !== undefined;
     this.endpoint = new URL(config.endpointUrl ?? `https://s3.${this.region}.amazonaws.com`);
     const https = this.endpoint.protocol === 'https:';
+    this.streamsSignedPayload = !https;
     // One origin per store: path-style requests go to the endpoint, virtual-hosted ones to the
     // bucket's host name on it. Kept-alive sockets: a restore's LIST and GET, a backup's parts.
     const hostname = (this.pathStyle ? this.endpoint.hostname : `${this.bucket}.${this.endpoint.hostname}`).replace(/^\[|\]$/g, '');
@@ -175,9 +284,20 @@ export class LeanS3ObjectStore implements ObjectStore {
     const headers: Record<string, string> = { ...options.headers };
     // Signed payload over plain HTTP, as boto3, unless the caller gave the hash (PUT); over TLS the
     // hash of an empty or small body is not needed.
-    headers['X-Amz-Content-Sha256'] ??= https ? 'UNSIGNED-PAYLOAD' : sha256Hex(Buffer.isBuffer(body) ? [body] : []);
-    if (body) headers['Content-Length'] = String(body.length);
+    const streamed = options.streamSigned === true && isChunkedBody(body);
+    if (streamed) {
+      headers['X-Amz-Content-Sha256'] = STREAMING_PAYLOAD;
+      headers['Content-Encoding'] = 'aws-chunked';
+      headers['X-Amz-Decoded-Content-Length'] = String(body.length);
+      headers['Content-Length'] = String(awsChunkedLength(body.length));
+    } else {
+      headers['X-Amz-Content-Sha256'] ??= https ? 'UNSIGNED-PAYLOAD' : sha256Hex(Buffer.isBuffer(body) ? [body] : []);
+      if (body) headers['Content-Length'] = String(body.length);
+    }
     const signed = aws4.sign({ host, path, method, headers, service: 's3', region: this.region }, credentials);
+    const signedHeaders = signed.headers as Record<string, string>;
+    // Signed anew on each attempt: a retry sends the whole body again, from its first byte.
+    const sent = streamed ? awsChunkedBody(body, this.chunkSigning(signedHeaders, credentials)) : body;
     // Transport failures become our errors, for the caller and for a streamed body's reader alike.
     const failure = (e: unknown): Error => {
       const net = networkFailure(e);
@@ -188,8 +308,8 @@ export class LeanS3ObjectStore implements ObjectStore {
       return await this.pool.request({
         method,
         path: signed.path!,
-        headers: { ...(signed.headers as Record<string, string>), Host: host },
-        body,
+        headers: { ...signedHeaders, Host: host },
+        body: sent,
         gate: options.gate,
         signal: options.signal,
         stream: options.stream,
@@ -198,6 +318,17 @@ export class LeanS3ObjectStore implements ObjectStore {
     } catch (e) {
       throw failure(e);
     }
+  }
+
+  /** What signs the chunks of a streamed body: the request's time, scope, key and signature. */
+  private chunkSigning(headers: Record<string, string>, credentials: TemporaryCredentials): ChunkSigning {
+    const datetime = headers['X-Amz-Date']!;
+    const seed = /Signature=([0-9a-f]{64})/.exec(headers.Authorization ?? '')?.[1];
+    if (!seed) throw new StorageError('S3 signing gave no request signature');
+    const date = datetime.slice(0, 8);
+    const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
+    const signingKey = hmac(hmac(hmac(hmac(`AWS4${credentials.secretAccessKey}`, date), this.region), 's3'), 'aws4_request');
+    return { datetime, scope: `${date}/${this.region}/s3/aws4_request`, signingKey, seed };
   }
 
   /** S3 error answer → one of our storage errors. */
@@ -277,10 +408,13 @@ export class LeanS3ObjectStore implements ObjectStore {
     // not match it (XAmzContentSHA256Mismatch), so bytes changed between hashing and sending, or on
     // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
     // CPU's SHA extensions, MD5 25 ms).
-    headers['X-Amz-Content-Sha256'] = isChunkedBody(single) ? single.sha256 : sha256Hex([single]);
+    // Over plain HTTP a costly body (an encrypted segment) is signed chunk by chunk as it is sent
+    // instead (awsChunkedBody): as strong, without encrypting it once more just to hash it.
+    const streamSigned = isChunkedBody(single) && this.signsAsSent(single);
+    if (!streamSigned) headers['X-Amz-Content-Sha256'] = isChunkedBody(single) ? single.sha256 : sha256Hex([single]);
     const pieces = () => (isChunkedBody(single) ? exactChunks(single) : [single]);
     const res = await this.withContentMd5(headers, pieces, async () => {
-      if (!(options.commitGate && isChunkedBody(single))) return this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal });
+      if (!(options.commitGate && isChunkedBody(single))) return this.send('PUT', key, { op: 'put', headers, body: single, signal: options.signal, streamSigned });
       // A refused gate aborts the request (no retry: the signal is aborted) and is put()'s error.
       const abort = new AbortController();
       let refusal: { error: unknown } | undefined;
@@ -293,7 +427,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
       let answer: Response;
       try {
-        answer = await this.send('PUT', key, { op: 'put', headers, body: single, signal, gate });
+        answer = await this.send('PUT', key, { op: 'put', headers, body: single, signal, gate, streamSigned });
       } catch (e) {
         if (refusal) throw refusal.error;
         throw e;
@@ -307,14 +441,35 @@ export class LeanS3ObjectStore implements ObjectStore {
   }
 
   /**
+   * Whether a single PUT of this body is signed chunk by chunk as it is sent rather than with its
+   * SHA-256 taken first. Only over plain HTTP (over TLS the whole-body hash is kept), and only for
+   * a body whose passes are costly (an encrypted segment: its ciphertext is then made once, ~6 ms
+   * of CPU less per lz4+age segment). A plain file is hashed first: the hash then runs while the
+   * pre-check's LIST travels, and moto and RGW spend 1-15 ms more CPU decoding aws-chunked
+   * (measured, docs/benchmarks.md "Streamed signed payload").
+   */
+  private signsAsSent(body: ChunkedBody): boolean {
+    // Not an empty body: RGW 16.2 refuses an aws-chunked body of only the final chunk
+    // (XAmzContentSHA256Mismatch), and there is nothing to hash anyway.
+    return this.streamsSignedPayload && body.costlyPasses === true && body.length > 0;
+  }
+
+  prepareBody(body: ChunkedBody): void {
+    if (!this.signsAsSent(body)) void body.sha256;
+  }
+
+  /**
    * An upload, sent again once with Content-MD5 when the bucket refuses it for want of one (Object
    * Lock): not sent up front, as MD5 costs ~25 ms of CPU per 16 MiB segment and most buckets do
    * not ask (docs/configuration.md#object-lock-buckets).
    */
   private async withContentMd5(headers: Record<string, string>, pieces: () => Iterable<Uint8Array>, upload: () => Promise<Response>): Promise<Response> {
-    if (this.sendContentMd5) headers['Content-MD5'] = contentMd5(pieces());
+    // Whether this upload sent it, not the flag now: another upload (the encryption record) may
+    // learn that the bucket wants it while this one is on its way, which must then be sent again.
+    const sent = this.sendContentMd5;
+    if (sent) headers['Content-MD5'] = contentMd5(pieces());
     const res = await upload();
-    if (this.sendContentMd5 || res.status !== 400) return res;
+    if (sent || res.status !== 400) return res;
     const xml = res.body.toString('utf8');
     if (!wantsContentMd5(xmlTag(xml, 'Code') ?? '', xmlTag(xml, 'Message') ?? '')) return res;
     log.debug('The bucket wants Content-MD5 on uploads (Object Lock): sending it from now on');
