@@ -42,7 +42,7 @@ const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 const CHUNK_META = 17 + 64 + 2;
 
 /** Bytes on the wire of an aws-chunked body carrying `length` data bytes. */
-export function awsChunkedLength(length: number, chunk = SIGNED_CHUNK): number {
+function awsChunkedLength(length: number, chunk = SIGNED_CHUNK): number {
   const full = Math.floor(length / chunk);
   const rest = length % chunk;
   const framed = (n: number) => n.toString(16).length + CHUNK_META + n + 2;
@@ -65,7 +65,7 @@ interface ChunkSigning {
  * way, as with a signed SHA-256 of the whole body, but the hash is taken as the bytes go out: one
  * read of the body instead of a hashing pass before the request.
  */
-export function awsChunkedBody(body: ChunkedBody, signing: ChunkSigning, chunk = SIGNED_CHUNK): ChunkedBody {
+function awsChunkedBody(body: ChunkedBody, signing: ChunkSigning, chunk = SIGNED_CHUNK): ChunkedBody {
   const sign = (previous: string, data: Buffer): string =>
     createHmac('sha256', signing.signingKey)
       .update(`AWS4-HMAC-SHA256-PAYLOAD\n${signing.datetime}\n${signing.scope}\n${previous}\n${EMPTY_SHA256}\n`)
