@@ -63,6 +63,13 @@ export class PreconditionFailedError extends StorageError {
   }
 }
 
+/** An object read whole is larger than its kind may be (docs/format.md#metadata-limits). */
+export class ObjectTooLargeError extends StorageError {
+  constructor(readonly key: string, readonly maxBytes: number) {
+    super(`refusing ${key}: it is larger than ${maxBytes} bytes, the most such a file may take`);
+  }
+}
+
 /** Credentials refused or missing permission. */
 export class AccessDeniedError extends StorageError {}
 

@@ -14,7 +14,7 @@ import type {
 import { exactChunks, isChunkedBody, readWhole, type PutBody } from '../body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE, writeCoalesced } from '../../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../errors.js';
+import { BucketNotFoundError, NotFoundError, ObjectTooLargeError, PreconditionFailedError, StorageError } from '../../errors.js';
 import { mapBounded } from '../../concurrency.js';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { removeStaleTemps } from '../../stale-temps.js';
@@ -197,7 +197,7 @@ export class FileObjectStore implements ObjectStore {
   }
 
   /** The object at `p` opened for reading: a regular file inside the root, else NotFoundError or StorageError. */
-  private async openObject(p: string, key: string): Promise<fs.FileHandle> {
+  private async openObject(p: string, key: string): Promise<{ handle: fs.FileHandle; size: number }> {
     await this.assertInside(dirname(p), key, true);
     let handle: fs.FileHandle;
     try {
@@ -211,14 +211,15 @@ export class FileObjectStore implements ObjectStore {
       throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
     }
     try {
-      if (!(await handle.stat()).isFile()) throw new NotFoundError(key);
+      const st = await handle.stat();
+      if (!st.isFile()) throw new NotFoundError(key);
       await this.assertOpenedInside(handle.fd, key);
+      return { handle, size: st.size };
     } catch (e) {
       await handle.close();
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
     }
-    return handle;
   }
 
   /**
@@ -246,7 +247,7 @@ export class FileObjectStore implements ObjectStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
-    const handle = await this.openObject(this.path(key), key);
+    const { handle } = await this.openObject(this.path(key), key);
     return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal });
   }
 
@@ -254,17 +255,26 @@ export class FileObjectStore implements ObjectStore {
     if (options.start === undefined && options.end === undefined) {
       // A whole small object (backup.info, annotations): one read, without a stream's 64 KiB
       // buffer per call (listing 5,000 backups allocated 320 MB of them).
-      const fh = await this.openObject(this.path(key), key);
+      const { handle: fh, size } = await this.openObject(this.path(key), key);
       try {
-        return await fh.readFile({ signal: options.signal });
+        const { maxBytes } = options;
+        if (maxBytes === undefined) return await fh.readFile({ signal: options.signal });
+        if (size > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
+        // Not readFile(): a file growing meanwhile must not be read past the limit either.
+        const buf = Buffer.allocUnsafe(size + 1);
+        let got = 0;
+        for (let n; got < buf.length && (n = (await fh.read(buf, got, buf.length - got, got)).bytesRead) > 0;) got += n;
+        if (got > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
+        return buf.subarray(0, got);
       } catch (e) {
+        if (e instanceof StorageError) throw e;
         if ((e as Error).name === 'AbortError') throw e;
         throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
       } finally {
         await fh.close();
       }
     }
-    return readWhole(await this.get(key, options));
+    return readWhole(await this.get(key, options), { key, maxBytes: options.maxBytes });
   }
 
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
