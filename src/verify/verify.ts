@@ -111,7 +111,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   const stored = new Map<string, StoredPart>();
   let hasPartsList = false;
   for await (const e of store.list(prefix, { delimiter: '/' })) {
-    if (e.kind !== 'object') continue;
+    // only this backup's objects, whatever a faulty listing adds (docs/format.md#listed-keys)
+    if (e.kind !== 'object' || !e.key.startsWith(prefix)) continue;
     const name = e.key.slice(prefix.length);
     if (name === PARTS_LIST_NAME) hasPartsList = true;
     const m = PART_NAME.exec(name);
@@ -244,7 +245,8 @@ interface WalIndex {
 async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: number): Promise<WalIndex> {
   const index: WalIndex = { segments: new Set(), newestByTimeline: new Map(), historyKeys: new Map(), problems: [] };
   for await (const e of store.list(layout.walsPrefix)) {
-    if (e.kind !== 'object') continue;
+    // another server's WAL under the same names must not pass for ours (docs/format.md#listed-keys)
+    if (e.kind !== 'object' || !e.key.startsWith(layout.walsPrefix)) continue;
     const file = e.key.slice(e.key.lastIndexOf('/') + 1);
     const { name: stored, encrypted } = stripAgeSuffix(file);
     const codec = codecFromSuffix(stored);

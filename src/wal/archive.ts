@@ -135,6 +135,9 @@ async function existingCopies(
     ? (await listings[when](key.slice(0, key.lastIndexOf('/') + 1))).filter((k) => k.startsWith(key))
     : objectKeys(store.list(key, { delimiter: '/' }));
   for await (const k of keys) {
+    // only keys below the one asked for: a listing that strays (another server's copy of the same
+    // name) must not pass for ours (docs/format.md#listed-keys)
+    if (!k.startsWith(key)) continue;
     let rest = k.slice(key.length);
     if (rest.endsWith(AGE_SUFFIX)) rest = rest.slice(0, -AGE_SUFFIX.length);
     if (rest === '' || (codecFromSuffix(rest) !== undefined && WAL_SUFFIX[codecFromSuffix(rest)!] === rest)) found.push(k);

@@ -84,7 +84,7 @@ describe('wal-archive comparing with a stored copy that inflates without end', (
 });
 
 describe('verify: parts.json over 64 MiB and a history file over 16 MiB', () => {
-  it('names both as problems (exit 1) instead of reading them whole', async () => {
+  it('names both as problems (exit 1) instead of reading them whole; restore refuses the backup (exit 4)', async () => {
     const root = mkdtempSync(join(work, 'store-'));
     const id = '20261201T000000';
     const seg = '000000010000000000000001';
@@ -120,6 +120,11 @@ describe('verify: parts.json over 64 MiB and a history file over 16 MiB', () => 
     expect(report.backups[0]!.problems.map((p) => p.kind)).toContain('invalid-parts-list');
     expect(report.backups[0]!.problems.find((p) => p.kind === 'invalid-parts-list')!.message).toMatch(/larger than 67108864 bytes/);
     expect(report.wal.problems.map((p) => p.kind)).toContain('invalid-history');
+    // restore refuses the backup (exit 4) before extracting anything
+    const dest = join(work, 'restored');
+    const restored = await runBin('barman-cloud-restore', [`file://${root}`, 'srv', id, dest], { env: cleanEnv() });
+    expect(restored.code, restored.stderr).toBe(4);
+    expect(restored.stderr).toMatch(/^[^\n]* ERROR: [^\n]*parts\.json[^\n]*larger than 67108864 bytes[^\n]*\n$/);
   }, 120_000);
 });
 
