@@ -158,7 +158,9 @@ class PlainCheck {
     if (this.head.length < LONG_HEADER_SIZE) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, LONG_HEADER_SIZE - this.head.length)]);
       if (this.head.length === LONG_HEADER_SIZE) {
-        const h = longPageHeader(this.walName, this.head);
+        // a .partial file is its segment, cut short by a timeline switch: its first page must be
+        // that segment's too (barman serves it for the segment's name: docs/format.md#wal-restore)
+        const h = longPageHeader(this.walName.replace(/\.partial$/i, ''), this.head);
         // Another segment's content under this name (a sound header, the wrong place): PostgreSQL
         // would take it for the end of WAL and end recovery there, silently short.
         if (h && h.address !== h.expected) {
