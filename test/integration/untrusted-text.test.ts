@@ -44,13 +44,15 @@ describe('untrusted text in log lines', () => {
     expect(r.stderr).not.toContain('\x1b');
   });
 
-  it('backup-list: a hostile backup id is one warning line, and stays valid JSON on stdout', async () => {
+  it('backup-list: a hostile backup id is one warning line, one console row, and valid JSON', async () => {
     const unreadable = `20260101T000000${FORGED}`;
     mkdirSync(join(root, 'srv', 'base', unreadable));
     writeFileSync(join(root, 'srv', 'base', unreadable, 'backup.info'), 'no equals sign here\n');
     const readable = `20260102T000000${FORGED}\r`;
     mkdirSync(join(root, 'srv', 'base', readable));
-    writeFileSync(join(root, 'srv', 'base', readable, 'backup.info'), serializeBackupInfo(newBackupInfo('20260102T000000', { status: 'DONE' })));
+    writeFileSync(join(root, 'srv', 'base', readable, 'backup.info'), serializeBackupInfo(newBackupInfo('20260102T000000', {
+      status: 'DONE', end_time: '2026-01-02 00:00:05+00:00', begin_wal: SEGMENT,
+    })));
     const r = await runBin('barman-cloud-backup-list', ['--format', 'json', `file://${root}`, 'srv'], { env: cleanEnv() });
     expect(r.code, r.stderr).toBe(0);
     const got = lines(r.stderr);
@@ -58,6 +60,12 @@ describe('untrusted text in log lines', () => {
     expect(got[0]).toContain('WARNING: Unable to open backup.info file for 20260101T000000\\n2026-01-01 00:00:00,000 [1] ERROR: forged:');
     const listed = JSON.parse(r.stdout) as { backups_list: { backup_id: string }[] };
     expect(listed.backups_list.map((b) => b.backup_id)).toEqual([readable]);
+    // the console table: one header and one row, the id's control characters escaped
+    const table = await runBin('barman-cloud-backup-list', [`file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(table.code, table.stderr).toBe(0);
+    const rows = lines(table.stdout);
+    expect(rows, table.stdout).toHaveLength(2);
+    expect(rows[1]).toMatch(/^20260102T000000\\n2026-01-01 00:00:00,000 \[1\] ERROR: forged\\r2026-01-02 00:00:05 /);
   });
 
   it('verify: a hostile tar member name is one escaped PROBLEM line, and the JSON report stays valid', async () => {
