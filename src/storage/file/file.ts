@@ -3,7 +3,7 @@
 // for a no-overwrite put), fsync of the directory. A symbolic link below the root that leads out of
 // it is never followed (docs/architecture.md, "File store"): whoever can plant one in the store must
 // not make us read, write or delete files elsewhere with our rights.
-import { constants as fsConstants, promises as fs, readdirSync, statSync } from 'node:fs';
+import { constants as fsConstants, fstatSync, promises as fs, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -124,7 +124,8 @@ export class FileObjectStore implements ObjectStore {
   private async assertOpenedInside(fd: number, key: string): Promise<boolean> {
     let real: string;
     try {
-      real = await fs.readlink(`/proc/self/fd/${fd}`);
+      // procfs answers from memory: a thread-pool round trip would cost more than the call
+      real = readlinkSync(`/proc/self/fd/${fd}`);
     } catch (e) {
       if (isErrno(e, 'ENOENT', 'ENOTDIR')) return false;
       throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
@@ -211,7 +212,7 @@ export class FileObjectStore implements ObjectStore {
       throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
     }
     try {
-      const st = await handle.stat();
+      const st = fstatSync(handle.fd); // the inode is cached: see readlinkSync above
       if (!st.isFile()) throw new NotFoundError(key);
       await this.assertOpenedInside(handle.fd, key);
       return { handle, size: st.size };
@@ -260,10 +261,12 @@ export class FileObjectStore implements ObjectStore {
         const { maxBytes } = options;
         if (maxBytes === undefined) return await fh.readFile({ signal: options.signal });
         if (size > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
-        // Not readFile(): a file growing meanwhile must not be read past the limit either.
+        // Not readFile(): a file growing meanwhile must not be read past the limit either. Read on
+        // the main thread, as listings stat: a small file just opened is in the page cache, and a
+        // thread-pool round trip per read cost more CPU than the read (a catalog reads thousands).
         const buf = Buffer.allocUnsafe(size + 1);
         let got = 0;
-        for (let n; got < buf.length && (n = (await fh.read(buf, got, buf.length - got, got)).bytesRead) > 0;) got += n;
+        for (let n; got < buf.length && (n = readSync(fh.fd, buf, got, buf.length - got, got)) > 0;) got += n;
         if (got > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
         return buf.subarray(0, got);
       } catch (e) {
