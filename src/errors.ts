@@ -15,9 +15,15 @@ export const EXIT = {
 
 export class BarmanCloudError extends Error {
   readonly exitCode: number = EXIT.GENERAL;
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * Lines of our own text printed under the message without a log prefix, as barman prints a
+   * two-line message; names from the store stay in the message, whose newlines the logger escapes.
+   */
+  readonly continuation: readonly string[];
+  constructor(message: string, options?: { cause?: unknown; continuation?: readonly string[] }) {
     super(message, options);
     this.name = new.target.name;
+    this.continuation = options?.continuation ?? [];
   }
 }
 

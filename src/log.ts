@@ -71,10 +71,12 @@ export function escapeControl(text: string): string {
   });
 }
 
-function emit(level: LevelName, message: string): void {
+function emit(level: LevelName, message: string, continuation: readonly string[] = []): void {
   if (LEVELS[level] < threshold) return;
-  // One record per line: barman's callers grep stderr line by line.
-  sink(`${timestamp()} [${process.pid}] ${level}: ${escapeControl(redact(message))}\n`);
+  // One record per line: barman's callers grep stderr line by line. Continuation lines are our own
+  // text (a two-line message of barman's), escaped all the same.
+  const more = continuation.map((l) => `\n${escapeControl(redact(l))}`).join('');
+  sink(`${timestamp()} [${process.pid}] ${level}: ${escapeControl(redact(message))}${more}\n`);
 }
 
 /** A stack trace at DEBUG, one record per line of it (each line escaped as any message is). */
@@ -87,7 +89,7 @@ export const log = {
   debug: (m: string) => emit('DEBUG', m),
   info: (m: string) => emit('INFO', m),
   warning: (m: string) => emit('WARNING', m),
-  error: (m: string) => emit('ERROR', m),
+  error: (m: string, continuation?: readonly string[]) => emit('ERROR', m, continuation),
   critical: (m: string) => emit('CRITICAL', m),
 };
 

@@ -112,7 +112,7 @@ export async function main(name: CommandName, argv: string[], env: Env = process
   } catch (e) {
     if (e instanceof UsageError) return reportUsageError(spec, e.message, io);
     if (e instanceof CliError || e instanceof OperationError) {
-      log.error(e.message);
+      log.error(e.message, e.continuation);
       return e.exitCode;
     }
     const message = e instanceof Error ? e.message : String(e);

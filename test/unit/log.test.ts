@@ -40,6 +40,12 @@ describe('logger', () => {
     expect(lines[0].slice(0, -1)).not.toMatch(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/);
   });
 
+  it("prints an error's own continuation lines under it, unprefixed, each escaped", () => {
+    log.error('Cannot read the following backups: [\'a\\nb\']', ['Unsafe to proceed\nforged']);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/ERROR: Cannot read the following backups: \['a\\nb'\]\nUnsafe to proceed\\nforged\n$/);
+  });
+
   it('logs a stack trace one line per record at DEBUG, nothing below it', () => {
     const e = new Error('boom\nforged');
     debugStack(e);
