@@ -15,9 +15,15 @@ export const EXIT = {
 
 export class BarmanCloudError extends Error {
   readonly exitCode: number = EXIT.GENERAL;
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * Lines of our own text printed under the message without a log prefix, as barman prints a
+   * two-line message; names from the store stay in the message, whose newlines the logger escapes.
+   */
+  readonly continuation: readonly string[];
+  constructor(message: string, options?: { cause?: unknown; continuation?: readonly string[] }) {
     super(message, options);
     this.name = new.target.name;
+    this.continuation = options?.continuation ?? [];
   }
 }
 
@@ -60,6 +66,13 @@ export class NetworkError extends StorageError {}
 export class PreconditionFailedError extends StorageError {
   constructor(readonly key: string, options?: { cause?: unknown }) {
     super(`object already exists: ${key}`, options);
+  }
+}
+
+/** An object read whole is larger than its kind may be (docs/format.md#metadata-limits). */
+export class ObjectTooLargeError extends StorageError {
+  constructor(readonly key: string, readonly maxBytes: number) {
+    super(`refusing ${key}: it is larger than ${maxBytes} bytes, the most such a file may take`);
   }
 }
 

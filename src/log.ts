@@ -53,17 +53,43 @@ function timestamp(d = new Date()): string {
   );
 }
 
-function emit(level: LevelName, message: string): void {
+// Control characters (C0, DEL, C1) and the Unicode line separators: an object key, tar member
+// name, backup id or path we print may carry them, and a newline or terminal escape in one would
+// let whoever named it forge or hide log lines (docs/format.md#untrusted-text).
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g;
+const NAMED_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** `text` with every control character written as an escape (`\n`, `\x1b`, `\u2028`): one line, inert. */
+export function escapeControl(text: string): string {
+  CONTROL.lastIndex = 0;
+  if (!CONTROL.test(text)) return text;
+  return text.replace(CONTROL, (c) => {
+    const named = NAMED_ESCAPES[c];
+    if (named) return named;
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `\\u${code.toString(16)}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
+}
+
+function emit(level: LevelName, message: string, continuation: readonly string[] = []): void {
   if (LEVELS[level] < threshold) return;
-  // One record per line: barman's callers grep stderr line by line.
-  sink(`${timestamp()} [${process.pid}] ${level}: ${redact(message)}\n`);
+  // One record per line: barman's callers grep stderr line by line. Continuation lines are our own
+  // text (a two-line message of barman's), escaped all the same.
+  const more = continuation.map((l) => `\n${escapeControl(redact(l))}`).join('');
+  sink(`${timestamp()} [${process.pid}] ${level}: ${escapeControl(redact(message))}${more}\n`);
+}
+
+/** A stack trace at DEBUG, one record per line of it (each line escaped as any message is). */
+export function debugStack(e: unknown): void {
+  if (!isEnabled('DEBUG') || !(e instanceof Error) || !e.stack) return;
+  for (const line of e.stack.split('\n')) emit('DEBUG', line);
 }
 
 export const log = {
   debug: (m: string) => emit('DEBUG', m),
   info: (m: string) => emit('INFO', m),
   warning: (m: string) => emit('WARNING', m),
-  error: (m: string) => emit('ERROR', m),
+  error: (m: string, continuation?: readonly string[]) => emit('ERROR', m, continuation),
   critical: (m: string) => emit('CRITICAL', m),
 };
 

@@ -62,6 +62,17 @@ export function segmentsPerLogId(segmentSize: number): number {
   return 0x100000000 / segmentSize;
 }
 
+/**
+ * The most plain bytes a WAL file of this name may hold (docs/format.md#metadata-limits): PostgreSQL's
+ * largest segment (1 GiB) for segments and .partial files, 16 MiB for a timeline history file (a
+ * line of under 100 bytes per switch), 1 MiB for a backup history file (a few hundred bytes).
+ */
+export function walFileMaxBytes(name: string): number {
+  if (isHistoryFile(name)) return 16 << 20;
+  if (isBackupHistoryFile(name)) return 1 << 20;
+  return 1 << 30;
+}
+
 /** Valid wal_segment_size values: a power of two from 1 MiB to 1 GiB. */
 export function isValidSegmentSize(size: number): boolean {
   return Number.isInteger(size) && size >= 1 << 20 && size <= 1 << 30 && (size & (size - 1)) === 0;

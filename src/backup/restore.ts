@@ -16,7 +16,7 @@ import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalo
 import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
 import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import type { ObjectStore } from '../storage/types.js';
-import { decodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
+import { decodePartsList, PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
 import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
@@ -213,7 +213,7 @@ export async function restoreBackup(
   // Part checks before anything is downloaded; the hashes are checked while each part is read.
   let partsList: PartsList | undefined;
   if (listed.has(PARTS_LIST_NAME)) {
-    partsList = decodePartsList((await store.getBuffer(`${prefix}${PARTS_LIST_NAME}`, { signal: options.signal })).toString('utf8'), backupId);
+    partsList = decodePartsList((await store.getBuffer(`${prefix}${PARTS_LIST_NAME}`, { signal: options.signal, maxBytes: PARTS_LIST_MAX_BYTES })).toString('utf8'), backupId);
   } else {
     for (const p of plan) checkPartNumbers(p.parts, prefix, p.base);
     log.info(`Backup ${backupId} has no ${PARTS_LIST_NAME} (taken by barman or an older barman-cloud-ts): part and file checksums are unavailable`);

@@ -368,6 +368,12 @@ export interface ParseOptions {
  * Read a backup.info (docs/format.md#backup-info-syntax). Throws BackupInfoParseError for unreadable content and
  * UnknownBackupInfoField for a key barman 3.17 does not know.
  */
+/**
+ * The most a backup.info is read of (docs/format.md#metadata-limits): barman's are 2-4 KB; 1 MiB
+ * leaves room for thousands of tablespaces.
+ */
+export const BACKUP_INFO_MAX_BYTES = 1 << 20;
+
 export function parseBackupInfo(content: string | Uint8Array, options: ParseOptions = {}): BackupInfoFields {
   let text: string;
   if (typeof content === 'string') text = content;

@@ -5,7 +5,7 @@ import { GeneralError, NotFoundError, SseCustomerKeyError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import {
-  STATUS, UnknownBackupInfoField, parseBackupInfo, serializeBackupInfo, type BackupInfo, type BackupInfoFields,
+  BACKUP_INFO_MAX_BYTES, STATUS, UnknownBackupInfoField, parseBackupInfo, serializeBackupInfo, type BackupInfo, type BackupInfoFields,
   type SerializeOptions,
 } from './backup-info.js';
 import type { ServerLayout } from './layout.js';
@@ -88,7 +88,7 @@ export class BackupCatalog {
   async readBackupInfo(backupId: string): Promise<BackupInfo | null> {
     let body: Buffer;
     try {
-      body = await this.store.getBuffer(this.layout.backupInfoKey(backupId));
+      body = await this.store.getBuffer(this.layout.backupInfoKey(backupId), { maxBytes: BACKUP_INFO_MAX_BYTES });
     } catch (e) {
       if (e instanceof NotFoundError) return null;
       throw e;
@@ -247,7 +247,8 @@ export class BackupCatalog {
     if (useCache && !(await this.annotationIndex()).has(`${backupId}/${name}`)) return null;
     let body: Buffer;
     try {
-      body = await this.store.getBuffer(this.layout.annotationKey(backupId, name));
+      // an annotation is a word ("full", "standalone"): 64 KiB is plenty (docs/format.md#metadata-limits)
+      body = await this.store.getBuffer(this.layout.annotationKey(backupId, name), { maxBytes: 64 << 10 });
     } catch (e) {
       if (e instanceof NotFoundError) return null;
       throw e;

@@ -1,5 +1,6 @@
 // What backup-list and backup-show print (docs/format.md#output): the console tables and the JSON documents,
 // character for character as barman-cloud 3.17 prints them.
+import { escapeControl } from '../log.js';
 import { GeneralError } from '../errors.js';
 import {
   BACKUP_INFO_FIELDS, FIELD_NAMES, STATUS, ctime, dumpedValue, isoformat, parseTimestamp, pyDatetimeStr,
@@ -88,8 +89,10 @@ function dictGet(d: PyDict | null | undefined, key: string): PyValue | undefined
 
 const LIST_WIDTHS = [20, 25, 30, 17, 20];
 
+// A backup id is a listed directory's name and a name comes from backup.info: control characters
+// in either are escaped, so that a row is one line (docs/format.md#untrusted-text).
 function listRow(cells: string[]): string {
-  return cells.map((c, i) => padRight(c, LIST_WIDTHS[i]!)).join('') + '\n';
+  return cells.map((c, i) => padRight(escapeControl(c), LIST_WIDTHS[i]!)).join('') + '\n';
 }
 
 /** The header line of the console list, with its newline. */

@@ -7,6 +7,12 @@
 import { GeneralError } from '../errors.js';
 
 export const PARTS_LIST_NAME = 'parts.json';
+/**
+ * The most a parts.json is read of (docs/format.md#metadata-limits): ~150 bytes per part, so room
+ * for over 400,000 parts (a 40 TB backup at the smallest part size S3 allows is 8 million 5 MiB
+ * chunks, but only ~400 parts at the default -S of 100 GB).
+ */
+export const PARTS_LIST_MAX_BYTES = 64 << 20;
 const PARTS_LIST_VERSION = 1;
 
 export interface PartEntry {

@@ -1,7 +1,7 @@
 // Entry point of every executable: parse, dispatch, and map errors to barman's exit codes (docs/format.md#exit-codes).
 // The only layer that reads process.argv / process.env and decides the exit code.
 import { BarmanCloudError, CliError, EXIT, NetworkError, OperationError } from '../errors.js';
-import { log, setVerbosity } from '../log.js';
+import { debugStack, log, setVerbosity } from '../log.js';
 import type { CommandContext, CommandModule } from './context.js';
 import { helpText, parseArgs, usage, UsageError } from './parse.js';
 import {
@@ -112,14 +112,14 @@ export async function main(name: CommandName, argv: string[], env: Env = process
   } catch (e) {
     if (e instanceof UsageError) return reportUsageError(spec, e.message, io);
     if (e instanceof CliError || e instanceof OperationError) {
-      log.error(e.message);
+      log.error(e.message, e.continuation);
       return e.exitCode;
     }
     const message = e instanceof Error ? e.message : String(e);
     log.error(command ? `${command.errorPrefix}: ${message}` : message);
     if (e instanceof BarmanCloudError) return e.exitCode;
     if (!(e instanceof Error)) return EXIT.GENERAL;
-    log.debug(e.stack ?? '');
+    debugStack(e);
     return EXIT.GENERAL;
   }
 }

@@ -3,7 +3,7 @@
 // reused buffer, because first-touching fresh memory is what a 16 MiB Buffer costs most here
 // (~100 ms to read a segment into a new Buffer and hash it, ~16 ms through a reused 256 KiB one).
 import { createHash } from 'node:crypto';
-import { StorageError } from '../errors.js';
+import { ObjectTooLargeError, StorageError } from '../errors.js';
 
 export interface ChunkedBody {
   readonly kind: 'chunked';
@@ -76,9 +76,19 @@ export function piecesBody(pieces: Buffer[]): ChunkedBody {
   };
 }
 
-/** A whole object read from its stream into one Buffer: what every driver's getBuffer() falls back on. */
-export async function readWhole(stream: AsyncIterable<unknown>): Promise<Buffer> {
+/**
+ * A whole object read from its stream into one Buffer: what every driver's getBuffer() falls back
+ * on. With `limit`, more than `maxBytes` is refused (ObjectTooLargeError) as soon as it arrives;
+ * leaving the loop destroys the stream, so the rest is never read.
+ */
+export async function readWhole(stream: AsyncIterable<unknown>, limit?: { key: string; maxBytes?: number }): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  let total = 0;
+  const max = limit?.maxBytes ?? Infinity;
+  for await (const chunk of stream) {
+    total += (chunk as Buffer).length;
+    if (total > max) throw new ObjectTooLargeError(limit!.key, max);
+    chunks.push(chunk as Buffer);
+  }
   return Buffer.concat(chunks);
 }

@@ -57,6 +57,11 @@ export interface GetOptions {
   /** Last byte, inclusive. */
   end?: number;
   signal?: AbortSignal;
+  /**
+   * getBuffer() only: an object larger than this is refused (ObjectTooLargeError) without more
+   * than this much of it read into memory (docs/format.md#metadata-limits).
+   */
+  maxBytes?: number;
 }
 
 export interface DeleteResult {

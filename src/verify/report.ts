@@ -1,5 +1,6 @@
 // What `verify` found, and its two renderings: console lines and one JSON document
 // (docs/commands/verify.md describes both).
+import { escapeControl } from '../log.js';
 
 export type ProblemKind =
   | 'unreadable-backup-info'
@@ -112,7 +113,9 @@ export function formatConsole(report: VerifyReport): string {
   const skipped = report.backups.length - verified;
   lines.push(`verify ${report.server_name}: ${report.ok ? 'OK' : 'FAILED'}: ${verified} backup${verified === 1 ? '' : 's'} verified` +
     `${skipped ? `, ${skipped} skipped` : ''}, ${report.problems} problem${report.problems === 1 ? '' : 's'}`);
-  return `${lines.join('\n')}\n`;
+  // Member names, keys and ids in these lines come from the store: one line each, no terminal
+  // escapes (docs/format.md#untrusted-text).
+  return `${lines.map(escapeControl).join('\n')}\n`;
 }
 
 export function formatJson(report: VerifyReport): string {

@@ -2,17 +2,17 @@
 // directory, check them against parts.json and backup_manifest where the backup has them, parse
 // every tar to its end, and check that the WAL each backup needs is in the archive.
 import { mapBounded } from '../concurrency.js';
-import { EncryptedDataError, GeneralError, NotFoundError, OperationError } from '../errors.js';
+import { EncryptedDataError, GeneralError, NotFoundError, ObjectTooLargeError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { BackupCatalog } from '../catalog/catalog.js';
 import { DEFAULT_XLOG_SEGMENT_SIZE, STATUS, type BackupInfo } from '../catalog/backup-info.js';
 import type { ServerLayout } from '../catalog/layout.js';
-import { PARTS_LIST_NAME, decodePartsList, type PartsList } from '../catalog/parts-list.js';
-import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '../compression/index.js';
+import { PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, decodePartsList, type PartsList } from '../catalog/parts-list.js';
+import { CompressionFormatError, codecFromSuffix, decompressAtMost, loadCodec, type Codec } from '../compression/index.js';
 import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import { checkIdentities } from '../backup/restore.js';
 import type { ObjectStore } from '../storage/types.js';
-import { historyFileName, isSegmentName, isValidSegmentSize, walTimeline } from '../xlog.js';
+import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
@@ -111,7 +111,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   const stored = new Map<string, StoredPart>();
   let hasPartsList = false;
   for await (const e of store.list(prefix, { delimiter: '/' })) {
-    if (e.kind !== 'object') continue;
+    // only this backup's objects, whatever a faulty listing adds (docs/format.md#listed-keys)
+    if (e.kind !== 'object' || !e.key.startsWith(prefix)) continue;
     const name = e.key.slice(prefix.length);
     if (name === PARTS_LIST_NAME) hasPartsList = true;
     const m = PART_NAME.exec(name);
@@ -121,11 +122,11 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   let partsList: PartsList | undefined;
   if (hasPartsList) {
     try {
-      partsList = decodePartsList((await store.getBuffer(prefix + PARTS_LIST_NAME)).toString('utf8'), id);
+      partsList = decodePartsList((await store.getBuffer(prefix + PARTS_LIST_NAME, { maxBytes: PARTS_LIST_MAX_BYTES })).toString('utf8'), id);
       result.part_checksums = 'verified';
     } catch (e) {
       if (!(e instanceof NotFoundError)) {
-        if (!(e instanceof GeneralError)) throw e;
+        if (!(e instanceof GeneralError) && !(e instanceof ObjectTooLargeError)) throw e;
         problem({ kind: 'invalid-parts-list', part: PARTS_LIST_NAME, message: `backup ${id}: ${e.message}` });
       }
     }
@@ -244,7 +245,8 @@ interface WalIndex {
 async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: number): Promise<WalIndex> {
   const index: WalIndex = { segments: new Set(), newestByTimeline: new Map(), historyKeys: new Map(), problems: [] };
   for await (const e of store.list(layout.walsPrefix)) {
-    if (e.kind !== 'object') continue;
+    // another server's WAL under the same names must not pass for ours (docs/format.md#listed-keys)
+    if (e.kind !== 'object' || !e.key.startsWith(layout.walsPrefix)) continue;
     const file = e.key.slice(e.key.lastIndexOf('/') + 1);
     const { name: stored, encrypted } = stripAgeSuffix(file);
     const codec = codecFromSuffix(stored);
@@ -323,16 +325,19 @@ async function verifyWal(
       if (tli <= timeline) continue;
       let parsed: HistoryEntry[] | null = null;
       try {
-        let body = await store.getBuffer(key);
+        // stored and plain bytes alike within a history file's limit (docs/format.md#metadata-limits)
+        const maxBytes = walFileMaxBytes(historyFileName(tli));
+        let body = await store.getBuffer(key, { maxBytes });
         const { name: stored, encrypted } = stripAgeSuffix(key);
         if (encrypted) {
           checkIdentities(`history file ${key}`, options.identities, undefined);
           body = await decryptBuffer(options.identities!, body, `history file ${key}`);
         }
         const codec = codecFromSuffix(stored);
-        parsed = parseHistoryFile((codec ? await (await loadCodec(codec)).decompress(body) : body).toString('utf8'));
+        parsed = parseHistoryFile((codec ? await decompressAtMost(await loadCodec(codec), body, maxBytes, key) : body).toString('utf8'));
       } catch (e) {
-        if (!(e instanceof NotFoundError) && !(e instanceof CompressionFormatError) && !(e instanceof EncryptedDataError)) throw e;
+        if (!(e instanceof NotFoundError) && !(e instanceof CompressionFormatError) && !(e instanceof EncryptedDataError) &&
+          !(e instanceof ObjectTooLargeError)) throw e;
       }
       if (!parsed) wal.problems.push({ kind: 'invalid-history', segment: key.slice(key.lastIndexOf('/') + 1), message: `history file ${key.slice(key.lastIndexOf('/') + 1)} cannot be read` });
       histories.set(tli, parsed);

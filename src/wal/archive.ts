@@ -7,12 +7,12 @@
 // segment").
 import { basename } from 'node:path';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { AccessDeniedError, NotFoundError, OperationError, PreconditionFailedError } from '../errors.js';
+import { AccessDeniedError, NotFoundError, ObjectTooLargeError, OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ListEntry, ObjectStore, Tag } from '../storage/types.js';
 import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
-import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
+import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, decompressAtMost, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from '../xlog.js';
 import { AGE_SUFFIX } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';
@@ -135,6 +135,9 @@ async function existingCopies(
     ? (await listings[when](key.slice(0, key.lastIndexOf('/') + 1))).filter((k) => k.startsWith(key))
     : objectKeys(store.list(key, { delimiter: '/' }));
   for await (const k of keys) {
+    // only keys below the one asked for: a listing that strays (another server's copy of the same
+    // name) must not pass for ours (docs/format.md#listed-keys)
+    if (!k.startsWith(key)) continue;
     let rest = k.slice(key.length);
     if (rest.endsWith(AGE_SUFFIX)) rest = rest.slice(0, -AGE_SUFFIX.length);
     if (rest === '' || (codecFromSuffix(rest) !== undefined && WAL_SUFFIX[codecFromSuffix(rest)!] === rest)) found.push(k);
@@ -146,8 +149,20 @@ async function* objectKeys(entries: AsyncIterable<ListEntry>): AsyncGenerator<st
   for await (const e of entries) if (e.kind === 'object') yield e.key;
 }
 
-async function storedDigest(store: ObjectStore, key: string, identities?: AgeIdentities): Promise<string> {
-  let raw = await store.getBuffer(key);
+/**
+ * The SHA-256 of a stored copy's plain bytes, or a word that matches no digest. A copy is read and
+ * decompressed only up to what a copy of a `plainSize`-byte file can take (snappy's worst case is
+ * +17%): anything larger is different content, never a reason to fill memory
+ * (docs/format.md#metadata-limits).
+ */
+async function storedDigest(store: ObjectStore, key: string, plainSize: number, identities?: AgeIdentities): Promise<string> {
+  let raw: Buffer;
+  try {
+    raw = await store.getBuffer(key, { maxBytes: Math.ceil(plainSize * 1.25) + (1 << 20) });
+  } catch (e) {
+    if (e instanceof ObjectTooLargeError) return 'too-large';
+    throw e;
+  }
   if (key.endsWith(AGE_SUFFIX)) {
     if (!identities) {
       throw new OperationError(
@@ -162,8 +177,9 @@ async function storedDigest(store: ObjectStore, key: string, identities?: AgeIde
   const codec = codecFromSuffix(key);
   if (!codec) return sha256Hex([raw]);
   try {
-    return sha256Hex([await (await loadCodec(codec)).decompress(raw)]);
+    return sha256Hex([await decompressAtMost(await loadCodec(codec), raw, plainSize, key)]);
   } catch (e) {
+    if (e instanceof ObjectTooLargeError) return 'too-large';
     if (!(e instanceof CompressionFormatError)) throw e;
     // A damaged copy holds no segment's bytes: it matches nothing, so it is refused like any
     // different content (or replaced under --overwrite).
@@ -318,7 +334,7 @@ async function settleConcurrentCopies(
     return;
   }
   for (const k of siblings) {
-    const digest = await storedDigest(store, k, options.identities).catch((e: unknown) => {
+    const digest = await storedDigest(store, k, wal.size, options.identities).catch((e: unknown) => {
       if (e instanceof NotFoundError) return undefined; // withdrawn by its own archiver
       throw e;
     });
@@ -345,7 +361,7 @@ async function compareExisting(
   const different: string[] = [];
   let same: string | undefined;
   for (const k of keys) {
-    const digest = await storedDigest(store, k, options.identities).catch((e: unknown) => {
+    const digest = await storedDigest(store, k, wal.size, options.identities).catch((e: unknown) => {
       if (e instanceof NotFoundError) return undefined; // withdrawn by a concurrent archiver
       throw e;
     });

@@ -22,7 +22,8 @@ const describe = (m: string): string => (m === 'age' ? 'age-encrypted' : m === '
 /** The recorded mode, undefined when none is recorded, null when this credential may not read it. */
 export async function recordedWalEncryption(store: ObjectStore, layout: ServerLayout): Promise<string | undefined | null> {
   try {
-    return (await store.getBuffer(walEncryptionKey(layout))).toString('utf8').trim();
+    // a word ('age', 'none'): 64 KiB is plenty (docs/format.md#metadata-limits)
+    return (await store.getBuffer(walEncryptionKey(layout), { maxBytes: 64 << 10 })).toString('utf8').trim();
   } catch (e) {
     if (e instanceof NotFoundError) return undefined;
     if (e instanceof AccessDeniedError) return null;

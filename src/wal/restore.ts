@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
-import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId } from '../xlog.js';
+import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId, walFileMaxBytes } from '../xlog.js';
 import { tempBeside } from './temp-files.js';
 import { bytesMoved } from '../reclaim.js';
 import { stripAgeSuffix } from '../encryption/names.js';
@@ -143,14 +143,24 @@ class PlainCheck {
   bytes = 0;
   head = Buffer.alloc(0);
   private stated: number | undefined;
+  /**
+   * Without a first page stating its size (a history file, a .backup, a .partial, a segment that
+   * does not start with a long page header), the most its kind may hold: an object inflating
+   * without end must not fill pg_wal's disk either (docs/format.md#metadata-limits).
+   */
+  private readonly limit: number;
 
-  constructor(private readonly what: string, private readonly walName: string) {}
+  constructor(private readonly what: string, private readonly walName: string) {
+    this.limit = walFileMaxBytes(walName);
+  }
 
   see(chunk: Buffer): void {
     if (this.head.length < LONG_HEADER_SIZE) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, LONG_HEADER_SIZE - this.head.length)]);
       if (this.head.length === LONG_HEADER_SIZE) {
-        const h = longPageHeader(this.walName, this.head);
+        // a .partial file is its segment, cut short by a timeline switch: its first page must be
+        // that segment's too (barman serves it for the segment's name: docs/format.md#wal-restore)
+        const h = longPageHeader(this.walName.replace(/\.partial$/i, ''), this.head);
         // Another segment's content under this name (a sound header, the wrong place): PostgreSQL
         // would take it for the end of WAL and end recovery there, silently short.
         if (h && h.address !== h.expected) {
@@ -162,6 +172,9 @@ class PlainCheck {
     this.bytes += chunk.length;
     if (this.stated !== undefined && this.bytes > this.stated) {
       throw new GeneralError(`${this.what} is too long (more than the ${this.stated}-byte segment its first page states)`);
+    }
+    if (this.bytes > this.limit) {
+      throw new GeneralError(`${this.what} is too long (more than ${this.limit} bytes, the most a WAL file of its kind may hold)`);
     }
   }
 

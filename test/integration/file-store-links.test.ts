@@ -1,12 +1,15 @@
 // The directory store never follows a symbolic link planted below its root out of it: whoever can
 // write in the store must not make our tools delete, write or read files elsewhere with our rights.
 // Each case plants a link to a directory outside the store and runs the real executables.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
+import { NotFoundError, StorageError } from '../../src/errors.ts';
 
 const ID = '20260101T000000';
 const SEGMENT = '000000010000000000000001';
@@ -98,4 +101,131 @@ describe('symbolic links below the directory store root', () => {
     expect(readFileSync(join(outside, SEGMENT)).equals(segment())).toBe(true);
     expect(existsSync(join(outside, 'backup.info'))).toBe(true);
   });
+});
+
+describe('the directory store: links and swaps (docs/format.md#file-store-links)', () => {
+  const HASH = SEGMENT.slice(0, 16);
+  const KEY = `srv/wals/${HASH}/${SEGMENT}`;
+  const open = () => openObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
+
+  it('creates no directory outside the store through a linked level before refusing', async () => {
+    rmSync(join(root, 'srv', 'wals'), { recursive: true });
+    symlinkSync(outside, join(root, 'srv', 'wals'));
+    const src = join(work, 'pg_wal');
+    mkdirSync(src);
+    writeFileSync(join(src, SEGMENT), segment());
+    const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(r.stderr).toMatch(LINK_LINE);
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('a tag file that is a link is no tag file, and an oversized one is refused', async () => {
+    const store = await open();
+    await store.put(KEY, Buffer.from('wal'), { tags: [['k', 'v']] });
+    expect(await store.getTags(KEY)).toEqual([['k', 'v']]);
+    const tagFile = join(root, 'srv', 'wals', HASH, `.bc-tags-${SEGMENT}.json`);
+    expect(existsSync(tagFile)).toBe(true);
+    writeFileSync(join(outside, 'secret.json'), JSON.stringify([['not', 'ours']]));
+    rmSync(tagFile);
+    symlinkSync(join(outside, 'secret.json'), tagFile);
+    expect(await store.getTags(KEY)).toEqual([]);
+    rmSync(tagFile);
+    writeFileSync(tagFile, `[${'["k","v"],'.repeat(8000)}["k","v"]]`);
+    await expect(store.getTags(KEY)).rejects.toThrow(/larger than 65536 bytes/);
+    // writing and deleting replace or remove the link itself, never what it points to
+    rmSync(tagFile);
+    symlinkSync(join(outside, 'secret.json'), tagFile);
+    await store.put(KEY, Buffer.from('wal'), { tags: [['k', 'w']] });
+    await store.delete(KEY);
+    expect(readFileSync(join(outside, 'secret.json'), 'utf8')).toBe(JSON.stringify([['not', 'ours']]));
+  });
+
+  it('a directory swapped for a link after it was found inside is not read through', async () => {
+    const store = await open();
+    await store.put(KEY, Buffer.from('ours'));
+    // the first read finds the directory inside the root and remembers it for the process
+    expect((await store.getBuffer(KEY)).toString()).toBe('ours');
+    renameSync(join(root, 'srv', 'wals', HASH), join(work, 'moved'));
+    writeFileSync(join(outside, SEGMENT), 'not ours');
+    symlinkSync(outside, join(root, 'srv', 'wals', HASH));
+    await expect(store.getBuffer(KEY)).rejects.toThrow(LINK_LINE);
+    await expect(store.get(KEY)).rejects.toBeInstanceOf(StorageError);
+  });
+
+  it('a FIFO under an object name is no object: wal-restore does not hang on it', async () => {
+    mkdirSync(join(root, 'srv', 'wals', HASH));
+    execFileSync('mkfifo', [join(root, 'srv', 'wals', HASH, SEGMENT)]);
+    const store = await open();
+    await expect(store.getBuffer(KEY)).rejects.toBeInstanceOf(NotFoundError);
+    const dest = join(work, 'dest');
+    mkdirSync(dest);
+    const r = await runBin('barman-cloud-wal-restore', [`file://${root}`, 'srv', SEGMENT, join(dest, 'RECOVERYXLOG')], { env: cleanEnv(), timeoutMs: 10_000 });
+    expect(r.code, r.stderr).toBe(1);
+    expect(readdirSync(dest)).toEqual([]);
+  });
+
+  it('a write racing a directory link switched between inside and outside never lands outside', async () => {
+    // The hash directory is a link, switched atomically (rename over it) between a directory
+    // inside the root and one outside, as fast as a second process can, while we write.
+    const inside = join(root, 'srv', 'real');
+    mkdirSync(inside);
+    symlinkSync('../real', join(root, 'srv', 'wals', HASH));
+    const swapper = spawn(process.execPath, ['-e', `
+      const fs = require('node:fs');
+      const [link, a, b] = process.argv.slice(1);
+      for (let i = 0; ; i++) {
+        try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
+      }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
+    try {
+      const store = await open();
+      let refused = 0;
+      for (let i = 0; i < 400; i++) {
+        try {
+          await store.put(KEY, Buffer.from(`write ${i}`));
+        } catch (e) {
+          if (!(e instanceof StorageError)) throw e;
+          refused++;
+        }
+      }
+      expect(refused).toBeGreaterThan(0);
+    } finally {
+      swapper.kill('SIGKILL');
+    }
+    expect(readdirSync(outside)).toEqual([]);
+  }, 60_000);
+
+  it.each(['delete', 'deleteMany'] as const)('a %s racing a directory link switched between inside and outside never removes a file outside', async (method) => {
+    const inside = join(root, 'srv', 'real');
+    mkdirSync(inside);
+    symlinkSync('../real', join(root, 'srv', 'wals', HASH));
+    writeFileSync(join(outside, SEGMENT), 'not ours to delete');
+    const swapper = spawn(process.execPath, ['-e', `
+      const fs = require('node:fs');
+      const [link, a, b] = process.argv.slice(1);
+      for (let i = 0; ; i++) {
+        try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
+      }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
+    try {
+      const store = await open();
+      let refused = 0;
+      for (let i = 0; i < 400; i++) {
+        writeFileSync(join(inside, SEGMENT), 'ours');
+        if (method === 'delete') {
+          try {
+            await store.delete(KEY);
+          } catch (e) {
+            if (!(e instanceof StorageError)) throw e;
+            refused++;
+          }
+        } else {
+          refused += (await store.deleteMany([KEY])).errors.length;
+        }
+      }
+      expect(refused).toBeGreaterThan(0);
+    } finally {
+      swapper.kill('SIGKILL');
+    }
+    expect(readdirSync(outside)).toEqual([SEGMENT]);
+  }, 60_000);
 });

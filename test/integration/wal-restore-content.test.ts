@@ -21,6 +21,12 @@ const MISPLACED = '000000010000000000000004';
 /** A sound 16 MiB segment, for a write failure in the middle of the copy. */
 const GOOD = '000000010000000000000002';
 const SEGMENT_SIZE = 1 << 20;
+/** Its object is `<name>.partial` holding segment 8's content (1 MiB segments): chosen for the name. */
+const MISPLACED_PARTIAL = '000000010000000000000006';
+/** A timeline history file that inflates past the 16 MiB a history file may hold. */
+const HISTORY = '00000002.history';
+/** A segment name whose object does not start with a long page header: no size of its own. */
+const HEADERLESS = '000000010000000000000007';
 /** Plain bytes in the bomb: 64 segments' worth behind a valid first page for a 1 MiB segment. */
 const INFLATED = 64 * SEGMENT_SIZE;
 /** The restore's file-size limit, in ulimit's 1024-byte blocks: four segments. */
@@ -68,6 +74,17 @@ beforeAll(async () => {
   await store.put(`srv/wals/0000000100000000/${SEGMENT}.gz`, bomb);
   await store.put(`srv/wals/0000000100000000/${GOOD}.gz`, await readWhole(Readable.from(segmentChunks(2, 16 * SEGMENT_SIZE)).pipe(createGzip())));
   await store.put(`srv/wals/0000000100000000/${MISPLACED}`, await readWhole(Readable.from(segmentChunks(5, SEGMENT_SIZE))));
+  await store.put(`srv/wals/0000000100000000/${MISPLACED_PARTIAL}.partial`, await readWhole(Readable.from(segmentChunks(8, SEGMENT_SIZE))));
+  const history = (function* () {
+    const line = Buffer.from('1\t0/3000000\tno recovery target specified\n'.repeat(1000));
+    for (let n = 0; n < 17 << 20; n += line.length) yield line;
+  })();
+  await store.put(`srv/wals/${HISTORY}.gz`, await readWhole(Readable.from(history).pipe(createGzip())));
+  const zeros = (function* () {
+    const z = Buffer.alloc(SEGMENT_SIZE);
+    for (let n = 0; n < 1040; n++) yield z;
+  })();
+  await store.put(`srv/wals/0000000100000000/${HEADERLESS}.gz`, await readWhole(Readable.from(zeros).pipe(createGzip({ level: 1 }))));
   await store.close();
 });
 
@@ -109,4 +126,38 @@ describe('wal-restore and objects that are not what their name says', () => {
     ));
     expect(readdirSync(dest)).toEqual([]);
   }, 90_000);
+
+  it('refuses a history file inflating past 16 MiB (exit 4, one line), leaving nothing', async () => {
+    const dest = mkdtempSync(join(work, 'dest-'));
+    // 24 MiB of room (dash counts 512-byte blocks): without the limit the whole 17 MiB would be written and restored
+    const r = await restoreLimited(HISTORY, dest, 48 * 1024);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(new RegExp(
+      `^[^\\n]* ERROR: Barman cloud WAL restore exception: WAL object srv/wals/${HISTORY}\\.gz is too long \\(more than 16777216 bytes[^\\n]*\\n$`,
+    ));
+    expect(readdirSync(dest)).toEqual([]);
+  }, 90_000);
+
+  it('refuses a segment without a page header inflating past 1 GiB (exit 4, one line), leaving nothing', async () => {
+    const dest = mkdtempSync(join(work, 'dest-'));
+    // room for all of its 1040 MiB (1.1 GiB in 512-byte blocks): without the limit it would be restored
+    const r = await restoreLimited(HEADERLESS, dest, 2200 * 1024);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(new RegExp(
+      `^[^\\n]* ERROR: Barman cloud WAL restore exception: WAL object srv/wals/0000000100000000/${HEADERLESS}\\.gz is too long \\(more than 1073741824 bytes[^\\n]*\\n$`,
+    ));
+    expect(readdirSync(dest)).toEqual([]);
+  }, 180_000);
+
+  it('refuses a .partial object holding another segment, chosen for the segment\'s name (exit 4, one line)', async () => {
+    const dest = mkdtempSync(join(work, 'dest-'));
+    const r = await restoreLimited(MISPLACED_PARTIAL, dest, 48 * 1024);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(new RegExp(
+      `^[^\\n]* ERROR: Barman cloud WAL restore exception: WAL object srv/wals/0000000100000000/${MISPLACED_PARTIAL}\\.partial is another segment ` +
+      `\\(its first page is at 0/800000, ${MISPLACED_PARTIAL}\\.partial starts at 0/600000\\)\\n$`,
+    ));
+    expect(readdirSync(dest)).toEqual([]);
+  }, 90_000);
 });
+

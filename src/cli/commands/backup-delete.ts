@@ -77,10 +77,9 @@ const backupDelete: CommandModule<'backup-delete'> = {
       const backups = await catalog.getBackupList();
       const { unreadable } = await catalog.load();
       if (unreadable.length > 0) {
-        throw new OperationError(
-          `Cannot read the following backups: ${pyListRepr(unreadable.map((u) => u.backupId))}\n` +
-            'Unsafe to proceed with deletion due to failure reading backup catalog',
-        );
+        throw new OperationError(`Cannot read the following backups: ${pyListRepr(unreadable.map((u) => u.backupId))}`, {
+          continuation: ['Unsafe to proceed with deletion due to failure reading backup catalog'],
+        });
       }
 
       // Keep targets of every backup (one listing of base/, then a GET per annotation): for the

@@ -3,8 +3,8 @@
 // for a no-overwrite put), fsync of the directory. A symbolic link below the root that leads out of
 // it is never followed (docs/architecture.md, "File store"): whoever can plant one in the store must
 // not make us read, write or delete files elsewhere with our rights.
-import { constants as fsConstants, promises as fs, readdirSync, statSync } from 'node:fs';
-import { dirname, join, sep } from 'node:path';
+import { constants as fsConstants, fstatSync, promises as fs, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { basename, dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
 import type { FileStoreConfig } from './config.js';
@@ -14,7 +14,7 @@ import type {
 import { exactChunks, isChunkedBody, readWhole, type PutBody } from '../body.js';
 import { CoalescingFileWriter, WRITE_BUFFER_SIZE, writeCoalesced } from '../../file-writer.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../errors.js';
+import { BucketNotFoundError, NotFoundError, ObjectTooLargeError, PreconditionFailedError, StorageError } from '../../errors.js';
 import { mapBounded } from '../../concurrency.js';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { removeStaleTemps } from '../../stale-temps.js';
@@ -29,7 +29,17 @@ const OUR_TEMP = /^\.bc-(?:tmp-[0-9a-f]{12}|tags-.+\.json\.[0-9a-f]{8})$/;
 // rename/link then fails (ENOENT) instead of storing anything.
 export { STALE_TEMP_MS } from '../../stale-temps.js';
 
-const { O_RDONLY, O_NOFOLLOW } = fsConstants;
+// O_NONBLOCK: opening a FIFO planted under an object's name must not wait for a writer (a
+// wal-restore would hang PostgreSQL's recovery); on a regular file it changes nothing. What is
+// opened must then be a regular file (fstat), as listings and head() say.
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = fsConstants;
+const OPEN_OBJECT = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+
+/**
+ * Largest tag file read: barman's tags are at most 10 pairs of 128 + 256 characters, a few KiB as
+ * JSON even with every character escaped (docs/format.md#metadata-limits).
+ */
+const TAGS_MAX_BYTES = 64 * 1024;
 
 /** Files stat()ed between two turns of the event loop while listing a directory. */
 const STAT_YIELD = 256;
@@ -105,6 +115,54 @@ export class FileObjectStore implements ObjectStore {
     this.inside.add(dir);
   }
 
+  /**
+   * Refuses (StorageError) when the file open as `fd` lies outside the root: the check of its
+   * directory came before the open, and a directory level swapped for a link in between would
+   * otherwise be used (docs/format.md#file-store-links). Linux names the file of a descriptor in
+   * /proc/self/fd; without procfs (false) only the check before the open stands.
+   */
+  private async assertOpenedInside(fd: number, key: string): Promise<boolean> {
+    let real: string;
+    try {
+      // procfs answers from memory: a thread-pool round trip would cost more than the call
+      real = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT', 'ENOTDIR')) return false;
+      throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
+    }
+    this.realRoot ??= await fs.realpath(this.bucket);
+    const root = this.realRoot;
+    if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+      throw new StorageError(`refusing ${key}: a symbolic link in ${this.bucket} leads out of it (to ${real})`);
+    }
+    return true;
+  }
+
+  /**
+   * Creates the missing directories of `dir` one level at a time, each only after its parent was
+   * found inside the root: `mkdir -p` through a linked level would make directories outside the
+   * store before any check could refuse (docs/format.md#file-store-links).
+   */
+  private async makeDirs(dir: string, key: string): Promise<void> {
+    const root = join(this.bucket, '.');
+    if (dir === root || dirname(dir) === dir) return;
+    try {
+      if ((await fs.lstat(dir)).isDirectory()) return;
+    } catch (e) {
+      if (!isErrno(e, 'ENOENT')) throw e;
+      await this.makeDirs(dirname(dir), key);
+      const parent = await this.pinDir(dirname(dir), key);
+      try {
+        await fs.mkdir(join(parent.base, basename(dir)));
+      } catch (e2) {
+        if (!isErrno(e2, 'EEXIST')) throw e2;
+      } finally {
+        await parent.handle.close();
+      }
+    }
+    // a link, or the directory made above: where it leads is checked by the caller
+  }
+
   private async assertRoot(): Promise<void> {
     if (!(await this.bucketExists())) throw new BucketNotFoundError(this.bucket);
   }
@@ -139,12 +197,12 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  async get(key: string, options: GetOptions = {}): Promise<Readable> {
-    const p = this.path(key);
+  /** The object at `p` opened for reading: a regular file inside the root, else NotFoundError or StorageError. */
+  private async openObject(p: string, key: string): Promise<{ handle: fs.FileHandle; size: number }> {
     await this.assertInside(dirname(p), key, true);
     let handle: fs.FileHandle;
     try {
-      handle = await fs.open(p, O_RDONLY | O_NOFOLLOW);
+      handle = await fs.open(p, OPEN_OBJECT);
     } catch (e) {
       // ELOOP: a symlink is no object, as listings say
       if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP')) {
@@ -153,6 +211,44 @@ export class FileObjectStore implements ObjectStore {
       }
       throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
     }
+    try {
+      const st = fstatSync(handle.fd); // the inode is cached: see readlinkSync above
+      if (!st.isFile()) throw new NotFoundError(key);
+      await this.assertOpenedInside(handle.fd, key);
+      return { handle, size: st.size };
+    } catch (e) {
+      await handle.close();
+      if (e instanceof StorageError) throw e;
+      throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /**
+   * Directory `dir` of `key` opened and found inside the root, and the path to reach names in it
+   * through that descriptor (`/proc/self/fd/N`, as openat(2) would): a rename or unlink through a
+   * path would look the directory up again, and rename(2) looks up its two paths one after the
+   * other, so a level switched to a link in between moved our file out of the store over a file
+   * there (docs/format.md#file-store-links). Without procfs: the path, checked just before.
+   */
+  private async pinDir(dir: string, key: string): Promise<{ base: string; handle: fs.FileHandle }> {
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(dir, O_RDONLY | O_DIRECTORY);
+    } catch (e) {
+      throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      if (await this.assertOpenedInside(handle.fd, key)) return { base: `/proc/self/fd/${handle.fd}`, handle };
+      await this.assertInside(dir, key);
+      return { base: dir, handle };
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const { handle } = await this.openObject(this.path(key), key);
     return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal });
   }
 
@@ -160,33 +256,36 @@ export class FileObjectStore implements ObjectStore {
     if (options.start === undefined && options.end === undefined) {
       // A whole small object (backup.info, annotations): one read, without a stream's 64 KiB
       // buffer per call (listing 5,000 backups allocated 320 MB of them).
-      const p = this.path(key);
-      await this.assertInside(dirname(p), key, true);
+      const { handle: fh, size } = await this.openObject(this.path(key), key);
       try {
-        const fh = await fs.open(p, O_RDONLY | O_NOFOLLOW);
-        try {
-          return await fh.readFile({ signal: options.signal });
-        } finally {
-          await fh.close();
-        }
+        const { maxBytes } = options;
+        if (maxBytes === undefined) return await fh.readFile({ signal: options.signal });
+        if (size > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
+        // Not readFile(): a file growing meanwhile must not be read past the limit either. Read on
+        // the main thread, as listings stat: a small file just opened is in the page cache, and a
+        // thread-pool round trip per read cost more CPU than the read (a catalog reads thousands).
+        const buf = Buffer.allocUnsafe(size + 1);
+        let got = 0;
+        for (let n; got < buf.length && (n = readSync(fh.fd, buf, got, buf.length - got, got)) > 0;) got += n;
+        if (got > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
+        return buf.subarray(0, got);
       } catch (e) {
-        if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP')) {
-          await this.assertRoot();
-          throw new NotFoundError(key, { cause: e });
-        }
-        if (e instanceof StorageError || (e as Error).name === 'AbortError') throw e;
+        if (e instanceof StorageError) throw e;
+        if ((e as Error).name === 'AbortError') throw e;
         throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
+      } finally {
+        await fh.close();
       }
     }
-    return readWhole(await this.get(key, options));
+    return readWhole(await this.get(key, options), { key, maxBytes: options.maxBytes });
   }
 
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<void> {
     await this.assertRoot();
     const target = this.path(key);
     const dir = dirname(target);
-    await fs.mkdir(dir, { recursive: true });
-    await this.assertInside(dir, key);
+    await this.makeDirs(dir, key);
+    const { base, handle: dirHandle } = await this.pinDir(dir, key);
     // Runs beside the write (both are short); awaited before we return.
     const sweep = this.sweepStaleTemps(dir);
     try {
@@ -197,8 +296,8 @@ export class FileObjectStore implements ObjectStore {
       // why); a chunk is copied or written before the next is read, so borrowed chunks are safe.
       // Then fsynced and renamed, or with ifNoneMatch linked: link() fails with EEXIST instead of
       // replacing, an atomic "create only" (src/atomic-file.ts).
-      const temp = join(dir, `${TMP}${randomBytes(6).toString('hex')}`);
-      const written = await writeFileAtomic(target, async (fd, fh) => {
+      const temp = join(base, `${TMP}${randomBytes(6).toString('hex')}`);
+      const written = await writeFileAtomic(join(base, basename(target)), async (fd, fh) => {
         if (Buffer.isBuffer(body) || isChunkedBody(body)) {
           await writeCoalesced(fh, Buffer.isBuffer(body) ? [body] : exactChunks(body));
           return;
@@ -217,23 +316,24 @@ export class FileObjectStore implements ObjectStore {
         writer.flush();
       }, { temp, mode: 0o644, exclusive: options.ifNoneMatch === true });
       if (!written) throw new PreconditionFailedError(key);
-      await this.writeTags(key, options.tags);
-      await syncDir(dir);
+      await this.writeTags(join(base, tagsName(target)), options.tags);
+      await syncDir(dirHandle);
     } catch (e) {
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot write ${key}: ${(e as Error).message}`, { cause: e });
     } finally {
+      await dirHandle.close();
       await sweep;
     }
   }
 
   private tagsPath(key: string): string {
     const p = this.path(key);
-    return join(dirname(p), `${TAGS}${p.slice(dirname(p).length + 1)}.json`);
+    return join(dirname(p), tagsName(p));
   }
 
-  private async writeTags(key: string, tags: Tag[] | undefined): Promise<void> {
-    const tp = this.tagsPath(key);
+  /** Writes or removes the tag file `tp` (a path through the pinned directory). */
+  private async writeTags(tp: string, tags: Tag[] | undefined): Promise<void> {
     if (!tags || tags.length === 0) {
       await fs.rm(tp, { force: true });
       return;
@@ -244,9 +344,23 @@ export class FileObjectStore implements ObjectStore {
   async getTags(key: string): Promise<Tag[]> {
     if (!(await this.head(key))) throw new NotFoundError(key);
     try {
-      return JSON.parse(await fs.readFile(this.tagsPath(key), 'utf8')) as Tag[];
+      // O_NOFOLLOW, as for objects: a tag file that is a link is no tag file
+      // (docs/format.md#file-store-links); and at most TAGS_MAX_BYTES of it.
+      const fh = await fs.open(this.tagsPath(key), OPEN_OBJECT);
+      let text: string;
+      try {
+        await this.assertOpenedInside(fh.fd, key);
+        const buf = Buffer.alloc(TAGS_MAX_BYTES + 1);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        if (bytesRead > TAGS_MAX_BYTES) throw new StorageError(`cannot read tags of ${key}: the tag file is larger than ${TAGS_MAX_BYTES} bytes`);
+        text = buf.toString('utf8', 0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+      return JSON.parse(text) as Tag[];
     } catch (e) {
-      if (isErrno(e, 'ENOENT')) return [];
+      if (isErrno(e, 'ENOENT', 'ELOOP')) return [];
+      if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot read tags of ${key}: ${(e as Error).message}`, { cause: e });
     }
   }
@@ -313,15 +427,23 @@ export class FileObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     const p = this.path(key);
-    await this.assertInside(dirname(p), key);
+    let pinned: { base: string; handle: fs.FileHandle };
     try {
-      await fs.unlink(p);
+      pinned = await this.pinDir(dirname(p), key);
+    } catch (e) {
+      // no directory: no object (a directory that is no directory: its key holds nothing either)
+      if (isErrno((e as Error).cause, 'ENOENT', 'ENOTDIR')) return;
+      throw e;
+    }
+    try {
+      await fs.unlink(join(pinned.base, basename(p)));
     } catch (e) {
       if (!isErrno(e, 'ENOENT', 'ENOTDIR')) {
         throw new StorageError(`cannot delete ${key}: ${(e as Error).message}`, { cause: e });
       }
+    } finally {
+      await fs.rm(join(pinned.base, tagsName(p)), { force: true }).finally(() => pinned.handle.close());
     }
-    await fs.rm(this.tagsPath(key), { force: true });
     await this.pruneEmptyDirs(dirname(p));
   }
 
@@ -350,12 +472,12 @@ export class FileObjectStore implements ObjectStore {
     // Tag files of the directories touched, from one readdir each (most objects have none, and a
     // failed unlink per object cost more than the unlink of the object itself).
     const tagFiles = new Map<string, Set<string>>();
-    const tagsIn = (dir: string) => {
+    const tagsIn = (dir: string, base: string) => {
       let found = tagFiles.get(dir);
       if (!found) {
         found = new Set();
         try {
-          for (const name of readdirSync(dir)) if (name.startsWith(TAGS)) found.add(name);
+          for (const name of readdirSync(base)) if (name.startsWith(TAGS)) found.add(name);
         } catch {
           // A missing directory holds no tag file; the unlink below reports what matters.
         }
@@ -364,19 +486,45 @@ export class FileObjectStore implements ObjectStore {
       return found;
     };
     // No fsync per unlink: see below. Several in flight, since an unlink may wait on the device's journal.
-    // each directory's real place checked once (a retention pass deletes thousands per directory)
-    const checked = new Map<string, Promise<void>>();
+    // Each directory opened and checked once while keys of it are in flight (a retention pass
+    // deletes thousands per directory), names unlinked through it (pinDir says why); closed when
+    // its last key is done, so a pass over thousands of directories holds few descriptors.
+    const pins = new Map<string, { base: Promise<string | null>; handle?: fs.FileHandle; users: number }>();
     await mapBounded(keys, UNLINK_CONCURRENCY, async (key) => {
+      let dir: string | undefined;
       try {
         const p = this.path(key);
-        const dir = dirname(p);
-        let check = checked.get(dir);
-        if (!check) checked.set(dir, (check = this.assertInside(dir, key)));
-        await check;
-        const tags = tagsIn(dir);
-        await unlinkIfPresent(p);
-        const tagName = `${TAGS}${p.slice(dir.length + 1)}.json`;
-        if (tags.has(tagName)) await unlinkIfPresent(join(dir, tagName));
+        dir = dirname(p);
+        let pin = pins.get(dir);
+        if (!pin) {
+          const made: { base: Promise<string | null>; handle?: fs.FileHandle; users: number } = { base: Promise.resolve(null), users: 0 };
+          made.base = this.pinDir(dir, key).then(({ base, handle }) => {
+            made.handle = handle;
+            return base;
+          }, (e: unknown) => {
+            // no directory: none of its keys exists
+            if (isErrno((e as Error).cause, 'ENOENT', 'ENOTDIR')) return null;
+            throw e;
+          });
+          pins.set(dir, (pin = made));
+        }
+        pin.users++;
+        try {
+          const base = await pin.base;
+          if (base === null) {
+            if (!tagFiles.has(dir)) tagFiles.set(dir, new Set());
+            return;
+          }
+          const tags = tagsIn(dir, base);
+          await unlinkIfPresent(join(base, basename(p)));
+          const tagName = tagsName(p);
+          if (tags.has(tagName)) await unlinkIfPresent(join(base, tagName));
+        } finally {
+          if (--pin.users === 0) {
+            pins.delete(dir);
+            await pin.handle?.close();
+          }
+        }
       } catch (e) {
         failed.set(key, e instanceof StorageError ? e.message : `cannot delete ${key}: ${(e as Error).message}`);
       }
@@ -395,13 +543,18 @@ export class FileObjectStore implements ObjectStore {
   async close(): Promise<void> {}
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
+async function syncDir(dir: string | fs.FileHandle): Promise<void> {
+  const fh = typeof dir === 'string' ? await fs.open(dir, 'r') : dir;
   try {
     await fh.sync();
   } catch {
     // Some filesystems refuse fsync on a directory; the rename itself is still atomic.
   } finally {
-    await fh.close();
+    if (fh !== dir) await fh.close();
   }
+}
+
+/** The tag file's name beside the object at `path`. */
+function tagsName(path: string): string {
+  return `${TAGS}${basename(path)}.json`;
 }

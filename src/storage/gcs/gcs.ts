@@ -388,7 +388,7 @@ export class GcsObjectStore implements ObjectStore {
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
-    return readWhole(await this.get(key, options));
+    return readWhole(await this.get(key, options), { key, maxBytes: options.maxBytes });
   }
 
   async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {

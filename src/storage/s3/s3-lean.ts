@@ -10,7 +10,7 @@ import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import {
-  AccessDeniedError, BucketNotFoundError, NetworkError, NotFoundError, PreconditionFailedError, StorageError,
+  AccessDeniedError, BucketNotFoundError, NetworkError, NotFoundError, ObjectTooLargeError, PreconditionFailedError, StorageError,
 } from '../../errors.js';
 import { log, redact } from '../../log.js';
 import type { S3StoreConfig } from './config.js';
@@ -19,7 +19,7 @@ import { ContainerCredentialsProvider, type TemporaryCredentials } from './conta
 import {
   ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode, wantsContentMd5,
 } from './s3-common.js';
-import { chunkedToBuffer, exactChunks, isChunkedBody, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
+import { chunkedToBuffer, exactChunks, isChunkedBody, readWhole, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import { Http1Pool, type Http1Response } from '../http1.js';
 import { uploadStream } from './multipart.js';
 import type {
@@ -384,9 +384,19 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
     const range = rangeHeader(options);
-    const res = await this.send('GET', key, { op: 'get', signal: options.signal, headers: { ...this.sseCustomer, ...(range ? { Range: range } : {}) } });
+    const { maxBytes } = options;
+    // With a limit the body is streamed: read whole, it would first be given a Buffer of whatever
+    // length the answer states (docs/format.md#metadata-limits).
+    const res = await this.send('GET', key, {
+      op: 'get', signal: options.signal, stream: maxBytes !== undefined, headers: { ...this.sseCustomer, ...(range ? { Range: range } : {}) },
+    });
     if (res.status >= 300) throw this.error(res, 'get', key);
-    return res.body;
+    if (!res.stream) return res.body;
+    if (Number(res.headers['content-length'] ?? 0) > maxBytes!) {
+      res.stream.destroy();
+      throw new ObjectTooLargeError(key, maxBytes!);
+    }
+    return readWhole(res.stream, { key, maxBytes });
   }
 
   /** Headers of an object's creation (PutObject, CreateMultipartUpload), as barman sends them. */

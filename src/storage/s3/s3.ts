@@ -503,7 +503,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
-    return readWhole(await this.get(key, options));
+    return readWhole(await this.get(key, options), { key, maxBytes: options.maxBytes });
   }
 
   async put(key: string, input: PutBody, options: PutOptions = {}): Promise<void> {
