@@ -153,7 +153,7 @@ export class FileObjectStore implements ObjectStore {
       }
       throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
     }
-    return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal });
+    return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal, highWaterMark: options.pieceSize });
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
