@@ -9,6 +9,11 @@ import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
 export const WRITE_BUFFER_SIZE = 1 << 20;
+/**
+ * A chunk at least this large is written from where it lies (after what is buffered): copying it
+ * would cost more than the one extra write(2) (a restore reading 1 MiB pieces, docs/benchmarks.md).
+ */
+const DIRECT_WRITE = 256 * 1024;
 
 export class CoalescingFileWriter {
   private filled = 0;
@@ -20,7 +25,8 @@ export class CoalescingFileWriter {
   ) {}
 
   write(chunk: Buffer): void {
-    if (this.filled === 0 && chunk.length >= this.buffer.length) {
+    if (chunk.length >= DIRECT_WRITE || (this.filled === 0 && chunk.length >= this.buffer.length)) {
+      if (this.filled > 0) this.flush();
       this.writeAll(chunk, chunk.length);
       return;
     }

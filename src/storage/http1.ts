@@ -40,6 +40,8 @@ export interface Http1Request {
   stream?: boolean;
   /** What a streamed body's reader gets for a failure after the answer was handed over. */
   streamError?: (e: Error) => Error;
+  /** Size of a streamed body's pieces; STREAM_PIECE when absent. */
+  pieceSize?: number;
 }
 
 export interface Http1Response {
@@ -212,8 +214,9 @@ class Exchange {
       if (this.whole) return this.whole.subarray(this.filled);
       if (this.stream) {
         if (!this.piece || this.filled === this.piece.length) {
-          const left = this.frame.kind === 'length' ? this.frame.left : STREAM_PIECE;
-          this.piece = Buffer.allocUnsafeSlow(Math.min(left, STREAM_PIECE));
+          const size = this.req.pieceSize ?? STREAM_PIECE;
+          const left = this.frame.kind === 'length' ? this.frame.left : size;
+          this.piece = Buffer.allocUnsafeSlow(Math.min(left, size));
           this.filled = 0;
         }
         return this.piece.subarray(this.filled);
@@ -266,7 +269,7 @@ class Exchange {
     const streamed = this.req.stream === true && status < 300;
     if (streamed) {
       this.stream = new Readable({
-        highWaterMark: STREAM_PIECE,
+        highWaterMark: this.req.pieceSize ?? STREAM_PIECE,
         read: () => {
           if (this.phase !== 'done') this.conn.socket.resume();
         },

@@ -62,6 +62,11 @@ export interface GetOptions {
    * than this much of it read into memory (docs/format.md#metadata-limits).
    */
   maxBytes?: number;
+  /**
+   * Size of the pieces a stream is handed on in, where the driver chooses it (lean S3 client, file
+   * store): larger pieces cost less CPU per byte, smaller ones less memory. A hint; others ignore it.
+   */
+  pieceSize?: number;
 }
 
 export interface DeleteResult {

@@ -241,7 +241,7 @@ describe('http1 exchange: a hostile server never gets a short or wrong answer th
     await s.close();
   });
 
-  it('16 MiB arrive byte-identical: one Buffer when buffered, pieces of STREAM_PIECE when streamed', async () => {
+  it('16 MiB arrive byte-identical: one Buffer when buffered, pieces of STREAM_PIECE (or the size asked) when streamed', async () => {
     const data = randomBytes(16 * MiB);
     const s = await hostile(() => ({ parts: ok(data) }));
     const pool = poolFor(s);
@@ -249,6 +249,10 @@ describe('http1 exchange: a hostile server never gets a short or wrong answer th
     const pieces = await readAll((await pool.request(GET({ stream: true }))).stream!);
     expect(Buffer.concat(pieces).equals(data)).toBe(true);
     expect(pieces.every((p) => p.length === STREAM_PIECE)).toBe(true);
+    // a restore asks for larger pieces (GetOptions.pieceSize)
+    const large = await readAll((await pool.request(GET({ stream: true, pieceSize: MiB }))).stream!);
+    expect(Buffer.concat(large).equals(data)).toBe(true);
+    expect(large.map((p) => p.length)).toEqual(Array(16).fill(MiB));
     expect(s.connections()).toBe(1);
     await s.close();
   });

@@ -1,4 +1,4 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,28 @@ describe('CoalescingFileWriter', () => {
         writer.write(copy);
         copy.fill(0xee);
       }
+      writer.flush();
+      closeSync(fd);
+      expect(readFileSync(file).equals(Buffer.concat(chunks))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a chunk of 256 KiB or more goes to the file at once, after what is buffered, not through the buffer', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bc-writer-'));
+    try {
+      const chunks = [randomBytes(1000), randomBytes(512 * 1024), randomBytes(3000), randomBytes(2 * 1024 * 1024)];
+      const file = join(dir, 'out');
+      const fd = openSync(file, 'wx');
+      const writer = new CoalescingFileWriter(fd);
+      writer.write(chunks[0]!);
+      expect(fstatSync(fd).size).toBe(0); // small: buffered
+      writer.write(chunks[1]!);
+      expect(fstatSync(fd).size).toBe(1000 + 512 * 1024); // large: the buffered bytes, then it, written
+      writer.write(chunks[2]!);
+      writer.write(chunks[3]!);
+      expect(fstatSync(fd).size).toBe(1000 + 512 * 1024 + 3000 + 2 * 1024 * 1024);
       writer.flush();
       closeSync(fd);
       expect(readFileSync(file).equals(Buffer.concat(chunks))).toBe(true);

@@ -249,7 +249,7 @@ export class FileObjectStore implements ObjectStore {
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const { handle } = await this.openObject(this.path(key), key);
-    return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal });
+    return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal, highWaterMark: options.pieceSize });
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {

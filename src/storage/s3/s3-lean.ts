@@ -172,6 +172,8 @@ interface SendOptions {
   body?: Buffer | ChunkedBody;
   op: string;
   stream?: boolean;
+  /** GetOptions.pieceSize, for a streamed body. */
+  pieceSize?: number;
   signal?: AbortSignal;
   /** PutOptions.commitGate, for a chunked body. */
   gate?: Promise<void>;
@@ -313,6 +315,7 @@ export class LeanS3ObjectStore implements ObjectStore {
         gate: options.gate,
         signal: options.signal,
         stream: options.stream,
+        pieceSize: options.pieceSize,
         streamError: failure,
       });
     } catch (e) {
@@ -377,7 +380,9 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const range = rangeHeader(options);
-    const res = await this.send('GET', key, { op: 'get', stream: true, signal: options.signal, headers: { ...this.sseCustomer, ...(range ? { Range: range } : {}) } });
+    const res = await this.send('GET', key, {
+      op: 'get', stream: true, pieceSize: options.pieceSize, signal: options.signal, headers: { ...this.sseCustomer, ...(range ? { Range: range } : {}) },
+    });
     if (res.status >= 300) throw this.error(res, 'get', key);
     return res.stream!;
   }
