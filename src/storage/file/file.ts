@@ -248,8 +248,11 @@ export class FileObjectStore implements ObjectStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
-    const { handle } = await this.openObject(this.path(key), key);
-    return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal, highWaterMark: options.pieceSize });
+    const { handle, size } = await this.openObject(this.path(key), key);
+    // A read stream allocates a whole piece per read: no larger than the object (10,001 one-block
+    // parts read through 1 MiB pieces took 50% longer to restore).
+    const piece = options.pieceSize === undefined ? undefined : Math.min(options.pieceSize, Math.max(size, 64 * 1024));
+    return handle.createReadStream({ start: options.start, end: options.end, signal: options.signal, highWaterMark: piece });
   }
 
   async getBuffer(key: string, options: GetOptions = {}): Promise<Buffer> {
