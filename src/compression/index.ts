@@ -1,8 +1,6 @@
 // Codec registry (docs/format.md#compression): name ↔ WAL suffix ↔ level mapping, and lazy loading so that the WAL
 // hot path only ever imports the one compression library it was asked for.
 import type { Codec, CodecName, LevelSpec } from './types.js';
-import { Readable } from 'node:stream';
-import { ObjectTooLargeError } from '../errors.js';
 
 export type { Codec, CodecName, CompressionProblem, LevelSpec } from './types.js';
 export { CompressionFormatError } from './types.js';
@@ -85,21 +83,6 @@ let programSearchPath = '';
 /** The PATH value in which codecs look for their programs (src/cli gives its environment's). */
 export function setProgramSearchPath(path: string | undefined): void {
   programSearchPath = path ?? '';
-}
-
-/**
- * `buf` decompressed whole, refused (ObjectTooLargeError naming `key`) as soon as it outgrows
- * `maxBytes`: a few KB may inflate to gigabytes (docs/format.md#metadata-limits).
- */
-export async function decompressAtMost(codec: Codec, buf: Buffer, maxBytes: number, key: string): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  let total = 0;
-  for await (const piece of Readable.from([buf]).pipe(codec.decompressStream())) {
-    total += (piece as Buffer).length;
-    if (total > maxBytes) throw new ObjectTooLargeError(key, maxBytes);
-    pieces.push(piece as Buffer);
-  }
-  return Buffer.concat(pieces);
 }
 
 /** Imports only the module (and library) of the requested codec. */

@@ -1,6 +1,7 @@
 // `barman-cloud verify`: read every part of the chosen backups from the store without writing a data
 // directory, check them against parts.json and backup_manifest where the backup has them, parse
 // every tar to its end, and check that the WAL each backup needs is in the archive.
+import { Readable } from 'node:stream';
 import { mapBounded } from '../concurrency.js';
 import { EncryptedDataError, GeneralError, NotFoundError, ObjectTooLargeError, OperationError } from '../errors.js';
 import { log } from '../log.js';
@@ -8,10 +9,11 @@ import { BackupCatalog } from '../catalog/catalog.js';
 import { DEFAULT_XLOG_SEGMENT_SIZE, STATUS, type BackupInfo } from '../catalog/backup-info.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, decodePartsList, type PartsList } from '../catalog/parts-list.js';
-import { CompressionFormatError, codecFromSuffix, decompressAtMost, loadCodec, type Codec } from '../compression/index.js';
+import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '../compression/index.js';
 import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import { checkIdentities } from '../backup/restore.js';
 import type { ObjectStore } from '../storage/types.js';
+import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
@@ -334,7 +336,8 @@ async function verifyWal(
           body = await decryptBuffer(options.identities!, body, `history file ${key}`);
         }
         const codec = codecFromSuffix(stored);
-        parsed = parseHistoryFile((codec ? await decompressAtMost(await loadCodec(codec), body, maxBytes, key) : body).toString('utf8'));
+        if (codec) body = await readWhole(Readable.from([body]).pipe((await loadCodec(codec)).decompressStream()), { key, maxBytes });
+        parsed = parseHistoryFile(body.toString('utf8'));
       } catch (e) {
         if (!(e instanceof NotFoundError) && !(e instanceof CompressionFormatError) && !(e instanceof EncryptedDataError) &&
           !(e instanceof ObjectTooLargeError)) throw e;

@@ -6,13 +6,14 @@
 // suffixes cannot both report success for different bytes (docs/architecture.md, "One object per
 // segment").
 import { basename } from 'node:path';
+import { Readable } from 'node:stream';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { AccessDeniedError, NotFoundError, ObjectTooLargeError, OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ListEntry, ObjectStore, Tag } from '../storage/types.js';
-import { chunkedToBuffer, piecesBody, sha256Hex, type ChunkedBody } from '../storage/body.js';
+import { chunkedToBuffer, piecesBody, readWhole, sha256Hex, type ChunkedBody } from '../storage/body.js';
 import type { ServerLayout } from '../catalog/layout.js';
-import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, decompressAtMost, loadCodec, type CodecName } from '../compression/index.js';
+import { CompressionFormatError, WAL_SUFFIX, codecFromSuffix, loadCodec, type CodecName } from '../compression/index.js';
 import { isHistoryFile } from '../xlog.js';
 import { AGE_SUFFIX } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';
@@ -177,7 +178,8 @@ async function storedDigest(store: ObjectStore, key: string, plainSize: number, 
   const codec = codecFromSuffix(key);
   if (!codec) return sha256Hex([raw]);
   try {
-    return sha256Hex([await decompressAtMost(await loadCodec(codec), raw, plainSize, key)]);
+    const inflating = Readable.from([raw]).pipe((await loadCodec(codec)).decompressStream());
+    return sha256Hex([await readWhole(inflating, { key, maxBytes: plainSize })]);
   } catch (e) {
     if (e instanceof ObjectTooLargeError) return 'too-large';
     if (!(e instanceof CompressionFormatError)) throw e;
