@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import tarStream from 'tar-stream';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
-import type { ListEntry, ListOptions, ObjectStore } from '../../src/storage/types.ts';
+import type { ObjectStore } from '../../src/storage/types.ts';
+import { straying } from '../helpers/straying-store.ts';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
 import { archiveWal, readWalFile } from '../../src/wal/archive.ts';
@@ -21,21 +22,6 @@ const SEG = '000000010000000000000002';
 
 let dir: string;
 let store: ObjectStore;
-
-function straying(inner: ObjectStore): ObjectStore {
-  return new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'list') {
-        return async function* (prefix: string, options?: ListOptions): AsyncIterable<ListEntry> {
-          yield* target.list(prefix, options);
-          if (prefix.startsWith('pfx/a/')) yield* target.list(`pfx/b/${prefix.slice('pfx/a/'.length)}`, options);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'bc-listprefix-'));

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
-import type { ListEntry, ListOptions, ObjectStore } from '../../src/storage/types.ts';
+import type { ObjectStore } from '../../src/storage/types.ts';
+import { straying } from '../helpers/straying-store.ts';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
@@ -21,25 +22,6 @@ const wal = (seg: number) => `0000000100000000${seg.toString(16).toUpperCase().p
 
 let dir: string;
 let store: ObjectStore;
-
-/**
- * The store as a faulty endpoint answers: every listing under server a's prefix also returns the
- * same listing under server b's (keys of another server, which a correct store never returns).
- */
-function straying(inner: ObjectStore): ObjectStore {
-  return new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'list') {
-        return async function* (prefix: string, options?: ListOptions): AsyncIterable<ListEntry> {
-          yield* target.list(prefix, options);
-          if (prefix.startsWith('pfx/a/')) yield* target.list(`pfx/b/${prefix.slice('pfx/a/'.length)}`, options);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
 
 async function keys(): Promise<string[]> {
   const out: string[] = [];
