@@ -49,6 +49,8 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** age identities for an encrypted backup (--encryption-identity-file). */
   identities?: AgeIdentities;
+  /** Stored bytes read so far, of all the parts to read (a progress line on a terminal). */
+  onProgress?: (bytes: number, totalBytes: number) => void;
 }
 
 /** `--target-tli latest`: the timeline of the greatest WAL name in the archive (docs/format.md#restore). */
@@ -234,6 +236,8 @@ export async function restoreBackup(
     partsList,
   );
   const digests = partsList ? new FileDigests() : undefined;
+  const totalBytes = plan.reduce((sum, p) => sum + p.parts.reduce((n, part) => n + (listed.get(partName(part.key)) ?? 0), 0), 0);
+  let readBytes = 0;
   // An encrypted backup needs a fitting identity: refused before anything is downloaded or created.
   if (backup.encryption === 'age' || plan.some((p) => p.parts.some((part) => part.encrypted))) {
     checkIdentities(`backup ${backupId}`, options.identities, partsList?.encryption?.recipients);
@@ -247,6 +251,8 @@ export async function restoreBackup(
     const openPart = async (key: string, asIs: boolean): Promise<Readable> => {
       current = partName(key);
       const source = await store.get(key, { signal: options.signal, pieceSize: asIs ? PART_PIECE : undefined });
+      const onProgress = options.onProgress;
+      if (onProgress) source.on('data', (piece: Buffer) => onProgress((readBytes += piece.length), totalBytes));
       const check = partDigestCheck(current, expected.get(current));
       source.on('error', (e) => check.destroy(e));
       if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);

@@ -7,6 +7,7 @@ import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { partSize } from '../../storage/provider.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
+import { interruptOnSignals, startProgress, transferText } from '../progress.js';
 import { checkBackupTags, parseTags } from '../tags.js';
 import { collectYoungGarbageOften, keepYoungGenerationSmall } from '../young-generation.js';
 
@@ -47,15 +48,8 @@ const backup: CommandModule<'backup'> = {
     // read before connecting: a bad key file fails the command before pg_backup_start
     const recipients = await (await import('../encryption.js')).loadRecipients(ctx);
     const { store, resolved } = await openContextStore(ctx);
-    const controller = new AbortController();
-    const onSignal = (sig: NodeJS.Signals) => controller.abort(new GeneralError(`interrupted by ${sig}`));
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    let spinner: { text: string; stop(): void } | undefined;
-    if (process.stderr.isTTY && opts.quiet === 0) {
-      const { default: ora } = await import('ora');
-      spinner = ora({ stream: process.stderr, text: 'starting backup' }).start();
-    }
+    const interrupt = interruptOnSignals();
+    const progress = await startProgress(opts.quiet, 'starting backup');
     const startedAt = Date.now();
     try {
       const outcome = await takeBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name), {
@@ -75,19 +69,13 @@ const backup: CommandModule<'backup'> = {
         name: opts.name,
         tags,
         recipients,
-        signal: controller.signal,
-        onProgress: spinner
-          ? (bytes, archive) => {
-              const secs = Math.max(0.001, (Date.now() - startedAt) / 1000);
-              spinner!.text = `${archive}: ${(bytes / MiB).toFixed(1)} MiB uploaded, ${(bytes / MiB / secs).toFixed(1)} MiB/s`;
-            }
-          : undefined,
+        signal: interrupt.signal,
+        onProgress: progress && ((bytes, archive) => progress.update(`${archive}: ${transferText(bytes, startedAt)} uploaded`)),
       });
       return outcome.status === 'DONE' ? EXIT.OK : EXIT.OPERATION;
     } finally {
-      spinner?.stop();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      progress?.stop();
+      interrupt.release();
       await store.close();
     }
   },

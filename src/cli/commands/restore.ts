@@ -5,6 +5,7 @@ import { restoreBackup, type RestoreTargets } from '../../backup/restore.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import type { CommandOptions } from '../spec.js';
 import { openContextStore, storeUrl } from '../open-store.js';
+import { startProgress, transferText } from '../progress.js';
 import { collectYoungGarbageOften, keepYoungGenerationSmall } from '../young-generation.js';
 
 function parseTablespaceRules(rules: readonly string[] | undefined): Map<string, string> {
@@ -70,6 +71,8 @@ const restore: CommandModule<'restore'> = {
     const o = ctx.args.options;
     const identities = await (await import('../encryption.js')).loadIdentities(ctx);
     const { store, resolved } = await openContextStore(ctx);
+    const progress = await startProgress(o.quiet, 'starting restore');
+    const startedAt = Date.now();
     try {
       const t = targets(ctx);
       await restoreBackup(store, new ServerLayout(resolved.url.path, ctx.args.positionals.server_name), ctx.args.positionals.backup_id,
@@ -78,6 +81,7 @@ const restore: CommandModule<'restore'> = {
           jobs: o.jobs,
           targets: t,
           identities,
+          onProgress: progress && ((bytes, totalBytes) => progress.update(`restoring: ${transferText(bytes, startedAt, totalBytes)} read`)),
           recoveryConf: o['write-recovery-conf']
             ? () => {
                 // postgresql.auto.conf strings double their single quotes.
@@ -92,6 +96,7 @@ const restore: CommandModule<'restore'> = {
         });
       return EXIT.OK;
     } finally {
+      progress?.stop();
       await store.close();
     }
   },
