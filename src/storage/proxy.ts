@@ -1,9 +1,10 @@
 // The HTTP(S) proxy an endpoint is reached through, from the environment, as barman-cloud's boto3
 // finds it (botocore follows Python's urllib): `https_proxy` / `HTTPS_PROXY` for https endpoints,
 // `http_proxy` / `HTTP_PROXY` for http ones, the lower-case name first, and `no_proxy` /
-// `NO_PROXY` to reach some hosts directly (docs/configuration.md#proxies). Pure: the caller passes
-// the environment in.
+// `NO_PROXY` to reach some hosts directly (docs/configuration.md#proxies). The caller passes the
+// environment in.
 import { GeneralError } from '../errors.js';
+import { registerSecret } from '../log.js';
 import { nonEmpty, type Env } from './provider.js';
 
 export interface ProxySetting {
@@ -30,6 +31,20 @@ export function proxyFor(endpoint: string, env: Env): ProxySetting | undefined {
     throw new GeneralError(`${scheme}_proxy: only http:// and https:// proxies are supported, not ${proxy.protocol}//`);
   }
   return { url: proxy.href, shown: `${proxy.protocol}//${proxy.host}` };
+}
+
+/** The proxy's user name and password, kept out of every message (src/log.ts). */
+export function registerProxySecrets(proxy: ProxySetting): void {
+  const { username, password } = new URL(proxy.url);
+  for (const secret of [username, password]) {
+    registerSecret(secret);
+    registerSecret(decodeURIComponent(secret));
+  }
+}
+
+/** Only the variables `proxyFor` reads, for a driver that learns its endpoint later. */
+export function proxyVariables(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => /^(https?|no)_proxy$/i.test(k)));
 }
 
 /**

@@ -32,6 +32,8 @@ import {
 } from '../../errors.js';
 import { log, redact, registerSecret } from '../../log.js';
 import { mapBounded } from '../../concurrency.js';
+import { proxyAgent } from '../proxy-agent.js';
+import { proxyFor, registerProxySecrets } from '../proxy.js';
 
 const MiB = 1024 * 1024;
 /** Blob batch limit (docs/format.md#provider-limits). */
@@ -114,7 +116,25 @@ class TimedHttpsAgent extends HttpsAgent {
   }
 }
 
-function makeAgent(secure: boolean, retry: RetryPolicy, ca: string[] | undefined): HttpAgent {
+/** A socket the proxy agent has connected (tunnel open, TLS done): only the silence limit is left to arm. */
+function armConnected(socket: Duplex, retry: RetryPolicy): void {
+  if (!('setTimeout' in socket)) return;
+  const s = socket as Duplex & { setTimeout(ms: number): void };
+  s.setTimeout(retry.readTimeoutMs);
+  s.on('timeout', () => s.destroy(stallError(retry.readTimeoutMs)));
+}
+
+function makeAgent(endpoint: string, config: AzureStoreConfig): HttpAgent {
+  const { retry } = config;
+  const ca = trustedCAs(config);
+  const secure = new URL(endpoint).protocol === 'https:';
+  // Our own agent turns off the SDK's proxy support, so the proxy is ours to apply, with the same
+  // rules as for S3 (docs/configuration.md#proxies). The SDK loads the proxy agents' packages anyway.
+  const proxy = proxyFor(endpoint, config.proxyEnv ?? {});
+  if (proxy) {
+    registerProxySecrets(proxy);
+    return proxyAgent(secure, proxy.url, { keepAlive: true, maxFreeSockets: 32, ca, onConnected: (s) => armConnected(s, retry) });
+  }
   // barman's requests session keeps a pool of 32 connections.
   // `timeout` makes the agent re-arm the silence limit on every reused socket (it resets a socket's
   // timeout to its own option when the socket goes back to the pool) and drop idle pooled sockets.
@@ -354,7 +374,7 @@ export class AzureObjectStore implements ObjectStore {
       } catch (e) {
         throw new StorageError(`invalid Azure storage connection string: ${clean((e as Error).message)}`);
       }
-      this.agent = makeAgent(new URL(probe.url).protocol === 'https:', retry, trustedCAs(config));
+      this.agent = makeAgent(probe.url, config);
       this.container = new ContainerClient(auth.connectionString, config.bucket, pipeline(this.agent));
       return;
     }
@@ -362,13 +382,12 @@ export class AzureObjectStore implements ObjectStore {
     const accountUrl = config.accountUrl?.replace(/\/+$/, '');
     if (!accountUrl) throw new StorageError(`an Azure account URL is required for ${auth.kind} authentication`);
     const containerUrl = `${accountUrl}/${encodeURIComponent(config.bucket)}`;
-    let secure: boolean;
     try {
-      secure = new URL(containerUrl).protocol === 'https:';
+      new URL(containerUrl);
     } catch {
       throw new StorageError(`invalid Azure account URL: ${clean(accountUrl)}`);
     }
-    this.agent = makeAgent(secure, retry, trustedCAs(config));
+    this.agent = makeAgent(containerUrl, config);
     const options = pipeline(this.agent);
     switch (auth.kind) {
       case 'sas': {

@@ -6,6 +6,7 @@ import { registerSecret } from '../../log.js';
 import type { StoreConfigBase } from '../config.js';
 import { nonEmpty, readCa, readCustomerKey, readEnvCa, readSecretFile, type Env, type Resolved, type ResolveInput } from '../provider.js';
 import type { ParsedUrl } from '../url.js';
+import { proxyVariables } from '../proxy.js';
 
 export type AzureCredentialKind = 'azure-cli' | 'managed-identity' | 'default';
 
@@ -30,6 +31,8 @@ export interface AzureStoreConfig extends StoreConfigBase {
    * trust store, that file included, so the driver lists them again.
    */
   nodeExtraCa?: string;
+  /** http(s)_proxy / no_proxy from the environment: the driver picks the proxy once it knows its endpoint (src/storage/proxy.ts). */
+  proxyEnv?: Env;
 }
 
 /** The options Azure reads (cli/store.ts checks each name and kind against the option table). */
@@ -68,6 +71,7 @@ export function resolveAzure({ url, options: opts, env, retry, caFile, customerK
       encryptionScope: scope,
       ...(customerKeyFile ? { customerKey: readCustomerKey(customerKeyFile.from, customerKeyFile.path) } : {}),
       ...(nodeExtraCa ? { nodeExtraCa } : {}),
+      proxyEnv: proxyVariables(env),
     },
     credentialSource: source,
   };

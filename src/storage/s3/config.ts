@@ -8,7 +8,7 @@ import { registerSecret } from '../../log.js';
 import type { StoreConfigBase } from '../config.js';
 import { nonEmpty, readCa, readCustomerKey, readEnvCa, readSecretFile, type Env, type Resolved, type ResolveInput } from '../provider.js';
 import type { ContainerCredentialsSource } from './container-credentials.js';
-import { proxyFor, type ProxySetting } from '../proxy.js';
+import { proxyFor, registerProxySecrets, type ProxySetting } from '../proxy.js';
 
 export interface S3StoreConfig extends StoreConfigBase {
   provider: 'aws-s3';
@@ -133,13 +133,7 @@ export function resolveS3({ url, options: opts, env, retry, caFile, customerKeyF
   }
   const region = opts['s3-region'] ?? nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ?? profileRegion(env, profile);
   const proxy = proxyFor(endpointUrl ?? `https://s3.${region ?? 'us-east-1'}.amazonaws.com`, env);
-  if (proxy) {
-    const { username, password } = new URL(proxy.url);
-    for (const secret of [username, password]) {
-      registerSecret(secret);
-      registerSecret(decodeURIComponent(secret));
-    }
-  }
+  if (proxy) registerProxySecrets(proxy);
   return {
     config: {
       provider: 'aws-s3',

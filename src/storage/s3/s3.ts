@@ -28,8 +28,7 @@ import {
   createCredentialChain, fromContainerMetadata, fromIni, fromInstanceMetadata, fromNodeProviderChain, fromTokenFile,
 } from '@aws-sdk/credential-providers';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { HttpProxyAgent } from 'http-proxy-agent';
-import { HttpsProxyAgent, type HttpsProxyAgentOptions } from 'https-proxy-agent';
+import { proxyAgent } from '../proxy-agent.js';
 import { ContainerCredentialsProvider } from './container-credentials.js';
 import {
   AccessDeniedError,
@@ -161,20 +160,6 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): Error {
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-/**
- * https-proxy-agent's tunnel, with our CA for the endpoint at its end: the agent gives its own
- * options to the connection to the proxy only, and the endpoint's TLS gets the request's.
- */
-class TunnelAgent extends HttpsProxyAgent<string> {
-  constructor(proxy: string, options: HttpsProxyAgentOptions<string>, private readonly ca?: Array<string | Buffer>) {
-    super(proxy, options);
-  }
-
-  override connect(req: Parameters<HttpsProxyAgent<string>['connect']>[0], opts: Parameters<HttpsProxyAgent<string>['connect']>[1]) {
-    return super.connect(req, (this.ca ? { ...opts, ca: this.ca } : opts) as typeof opts);
-  }
-}
-
 /** UTF-8 byte order, the order S3 lists keys in. */
 function byKey(a: { sort: Buffer }, b: { sort: Buffer }): number {
   return Buffer.compare(a.sort, b.sort);
@@ -277,10 +262,10 @@ export class S3ObjectStore implements ObjectStore {
       const proxy = config.proxy?.url;
       return {
         httpAgent: proxy
-          ? new HttpProxyAgent(proxy, { keepAlive: true, maxSockets: MAX_SOCKETS })
+          ? proxyAgent(false, proxy, { keepAlive: true, maxSockets: MAX_SOCKETS })
           : new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
         httpsAgent: proxy
-          ? new TunnelAgent(proxy, { keepAlive: true, maxSockets: MAX_SOCKETS }, ca.ca)
+          ? proxyAgent(true, proxy, { keepAlive: true, maxSockets: MAX_SOCKETS, ...ca })
           : new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...ca }),
       };
     };
