@@ -51,11 +51,26 @@ export interface RestoreOptions {
   identities?: AgeIdentities;
 }
 
+/**
+ * Keeps the keys a listing of `prefix` returned below it, and names the first other one in a
+ * WARNING: another server's or backup's objects must not steer a restore (docs/format.md#listed-keys).
+ */
+function belowPrefix(prefix: string): (key: string) => boolean {
+  let warned = false;
+  return (key) => {
+    if (key.startsWith(prefix)) return true;
+    if (!warned) log.warning(`Ignoring ${key}: the store listed it under ${prefix}, where it does not belong`);
+    warned = true;
+    return false;
+  };
+}
+
 /** `--target-tli latest`: the timeline of the greatest WAL name in the archive (docs/format.md#restore). */
 async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise<number> {
   let greatest = '';
+  const ours = belowPrefix(layout.walsPrefix);
   for await (const e of store.list(layout.walsPrefix)) {
-    if (e.kind !== 'object') continue;
+    if (e.kind !== 'object' || !ours(e.key)) continue;
     const name = e.key.slice(e.key.lastIndexOf('/') + 1);
     if (name > greatest) greatest = name;
   }
@@ -208,8 +223,9 @@ export async function restoreBackup(
   const prefix = layout.backupPrefix(backupId);
   const keys: string[] = [];
   const listed = new Map<string, number>();
+  const ours = belowPrefix(prefix);
   for await (const e of store.list(prefix, { delimiter: '/' })) {
-    if (e.kind !== 'object') continue;
+    if (e.kind !== 'object' || !ours(e.key)) continue;
     keys.push(e.key);
     listed.set(e.key.slice(prefix.length), e.size);
   }
