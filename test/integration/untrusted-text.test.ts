@@ -103,4 +103,27 @@ describe('untrusted text in log lines', () => {
     const report = JSON.parse(json.stdout) as { backups: { problems: { file?: string }[] }[] };
     expect(report.backups[0]!.problems.map((p) => p.file)).toContain(hostile);
   });
+
+  it('doctor: a hostile backup id and backup.info value stay on their check\'s line, escaped', async () => {
+    const unreadable = `20260101T000000${FORGED}\x1b[2J`;
+    mkdirSync(join(root, 'srv', 'base', unreadable));
+    writeFileSync(join(root, 'srv', 'base', unreadable, 'backup.info'), 'no equals sign here\n');
+    const readable = '20260102T000000\r\x1b[2Kok    catalog: all is well\u2028';
+    mkdirSync(join(root, 'srv', 'base', readable));
+    writeFileSync(join(root, 'srv', 'base', readable, 'backup.info'), serializeBackupInfo(newBackupInfo('20260102T000000', {
+      status: 'DONE', end_time: '2026-01-02 00:00:05+00:00', begin_wal: SEGMENT,
+    })));
+    const r = await runBin('barman-cloud', ['doctor', '--no-postgres', `file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(r.code, r.stderr).toBe(0);
+    const got = lines(r.stdout);
+    expect(got.map((l) => l.split(':')[0]), r.stdout).toEqual(['ok    configuration', 'ok    bucket', 'ok    probe object', 'warn  catalog']);
+    expect(got[3]).toContain('20260101T000000 2026-01-01 00:00:00,000 [1] ERROR: forged\\x1b[2J');
+    expect(got[3]).toContain('latest 20260102T000000\\r\\x1b[2Kok    catalog: all is well\\u2028 ended');
+    expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/);
+    const json = await runBin('barman-cloud', ['doctor', '--no-postgres', '--format', 'json', `file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout).not.toMatch(/[\x7f-\x9f\u2028\u2029]/);
+    const report = JSON.parse(json.stdout) as { checks: { name: string; detail: string }[] };
+    expect(report.checks.find((c) => c.name === 'catalog')!.detail).toContain('all is well\\u2028');
+  });
 });
