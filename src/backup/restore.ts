@@ -10,7 +10,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { mapBounded } from '../concurrency.js';
 import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
-import type { ServerLayout } from '../catalog/layout.js';
+import { listedBelow, type ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
 import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
@@ -51,24 +51,10 @@ export interface RestoreOptions {
   identities?: AgeIdentities;
 }
 
-/**
- * Keeps the keys a listing of `prefix` returned below it, and names the first other one in a
- * WARNING: another server's or backup's objects must not steer a restore (docs/format.md#listed-keys).
- */
-function belowPrefix(prefix: string): (key: string) => boolean {
-  let warned = false;
-  return (key) => {
-    if (key.startsWith(prefix)) return true;
-    if (!warned) log.warning(`Ignoring ${key}: the store listed it under ${prefix}, where it does not belong`);
-    warned = true;
-    return false;
-  };
-}
-
 /** `--target-tli latest`: the timeline of the greatest WAL name in the archive (docs/format.md#restore). */
 async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise<number> {
   let greatest = '';
-  const ours = belowPrefix(layout.walsPrefix);
+  const ours = listedBelow(layout.walsPrefix);
   for await (const e of store.list(layout.walsPrefix)) {
     if (e.kind !== 'object' || !ours(e.key)) continue;
     const name = e.key.slice(e.key.lastIndexOf('/') + 1);
@@ -223,7 +209,7 @@ export async function restoreBackup(
   const prefix = layout.backupPrefix(backupId);
   const keys: string[] = [];
   const listed = new Map<string, number>();
-  const ours = belowPrefix(prefix);
+  const ours = listedBelow(prefix);
   for await (const e of store.list(prefix, { delimiter: '/' })) {
     if (e.kind !== 'object' || !ours(e.key)) continue;
     keys.push(e.key);

@@ -20,6 +20,7 @@ import { setLogSink } from '../../src/log.ts';
 import { tarOf } from '../helpers/tar.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
 import { archiveWal, readWalFile } from '../../src/wal/archive.ts';
+import { checkWalArchive } from '../../src/wal/check.ts';
 import { verify } from '../../src/verify/verify.ts';
 import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
 
@@ -72,6 +73,14 @@ describe('a listing that strays into another server', () => {
     const kinds = [...report.backups.flatMap((b) => b.problems), ...report.wal.problems].map((p) => p.kind);
     expect(kinds).toContain('missing-archive');
     expect(kinds).toContain('missing-wal');
+  });
+
+  it("check-wal-archive: b's WAL does not make a's archive look used", async () => {
+    await store.put(B.walKey('000000020000000000000003'), Buffer.alloc(1 << 20));
+    expect(await checkWalArchive(straying(store), A)).toBeNull();
+    await store.put(A.walKey(SEG), Buffer.alloc(1 << 20));
+    expect(await checkWalArchive(straying(store), A, 2)).toBeNull();
+    expect(await checkWalArchive(straying(store), A, 1)).toBe('Found 1 file in WAL archive equal to or newer than timeline 1');
   });
 
   describe('restore', () => {
