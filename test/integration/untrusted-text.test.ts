@@ -126,4 +126,26 @@ describe('untrusted text in log lines', () => {
     const report = JSON.parse(json.stdout) as { checks: { name: string; detail: string }[] };
     expect(report.checks.find((c) => c.name === 'catalog')!.detail).toContain('all is well\\u2028');
   });
+
+  it('backup-show and backup-keep --status: backup.info fields and the keep annotation stay on their lines, escaped', async () => {
+    const id = '20260102T000000';
+    mkdirSync(join(root, 'srv', 'base', id, 'annotations'), { recursive: true });
+    writeFileSync(join(root, 'srv', 'base', id, 'backup.info'), serializeBackupInfo(newBackupInfo(id, {
+      status: 'DONE', end_time: '2026-01-02 00:00:05+00:00', begin_wal: SEGMENT, end_wal: SEGMENT, version: 150000, timeline: 1,
+      backup_name: 'evil\r\x1b[2KBackup Name : good', pgdata: '/pg\x1b[31m',
+      tablespaces: [{ name: `ts${FORGED}`, oid: 16385, location: '/srv/ts\u2028' }],
+    })));
+    writeFileSync(join(root, 'srv', 'base', id, 'annotations', 'keep'), 'full\r\x1b[2Kforged\nsecond line\n');
+    const show = await runBin('barman-cloud-backup-show', [`file://${root}`, 'srv', id], { env: cleanEnv() });
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/);
+    expect(show.stdout).toMatch(/^ {2}Backup Name +: evil\\r\\x1b\[2KBackup Name : good$/m);
+    expect(show.stdout).toMatch(/^ {2}PGDATA directory +: \/pg\\x1b\[31m$/m);
+    expect(show.stdout).toMatch(/^ {4}ts\\n2026-01-01 00:00:00,000 \[1\] ERROR: forged *: \/srv\/ts\\u2028 \(oid: 16385\)$/m);
+    expect(show.stdout).not.toMatch(/^2026-01-01/m);
+    const keep = await runBin('barman-cloud-backup-keep', ['-s', `file://${root}`, 'srv', id], { env: cleanEnv() });
+    expect(keep.code, keep.stderr).toBe(0);
+    // barman's first line with its newline, then the print's own: one empty line follows
+    expect(keep.stdout).toBe('Keep: full\\r\\x1b[2Kforged\n\n');
+  });
 });
