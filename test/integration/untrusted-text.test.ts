@@ -148,4 +148,20 @@ describe('untrusted text in log lines', () => {
     // barman's first line with its newline, then the print's own: one empty line follows
     expect(keep.stdout).toBe('Keep: full\\r\\x1b[2Kforged\n\n');
   });
+
+  it("backup-delete --dry-run: a hostile backup id is escaped in the lines that name its keys", async () => {
+    const id = `20260101T000000${FORGED}\x1b[2J`;
+    mkdirSync(join(root, 'srv', 'base', id));
+    // a snapshot backup: its dry run names the backup_label key as it is, not as a Python repr
+    writeFileSync(join(root, 'srv', 'base', id, 'backup.info'), `${serializeBackupInfo(newBackupInfo('20260101T000000', {
+      status: 'DONE', end_time: '2026-01-01 00:00:05+00:00', begin_wal: SEGMENT, end_wal: SEGMENT,
+    }))}snapshots_info={'provider': 'gcp'}\n`);
+    const r = await runBin('barman-cloud-backup-delete', ['--dry-run', '-b', 'oldest', `file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(r.code, r.stderr).toBe(0);
+    expect(lines(r.stdout), r.stdout).toEqual([
+      'Skipping deletion of snapshots due to --dry-run option',
+      'Skipping deletion of srv/base/20260101T000000\\n2026-01-01 00:00:00,000 [1] ERROR: forged\\x1b[2J/backup_label due to --dry-run option',
+      "Skipping deletion of objects ['srv/base/20260101T000000\\n2026-01-01 00:00:00,000 [1] ERROR: forged\\x1b[2J/backup.info'] due to --dry-run option",
+    ]);
+  });
 });
