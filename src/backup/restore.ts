@@ -10,7 +10,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { mapBounded } from '../concurrency.js';
 import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
-import type { ServerLayout } from '../catalog/layout.js';
+import { listedBelow, type ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
 import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
@@ -56,8 +56,9 @@ export interface RestoreOptions {
 /** `--target-tli latest`: the timeline of the greatest WAL name in the archive (docs/format.md#restore). */
 async function latestTimeline(store: ObjectStore, layout: ServerLayout): Promise<number> {
   let greatest = '';
+  const ours = listedBelow(layout.walsPrefix);
   for await (const e of store.list(layout.walsPrefix)) {
-    if (e.kind !== 'object') continue;
+    if (e.kind !== 'object' || !ours(e.key)) continue;
     const name = e.key.slice(e.key.lastIndexOf('/') + 1);
     if (name > greatest) greatest = name;
   }
@@ -210,8 +211,9 @@ export async function restoreBackup(
   const prefix = layout.backupPrefix(backupId);
   const keys: string[] = [];
   const listed = new Map<string, number>();
+  const ours = listedBelow(prefix);
   for await (const e of store.list(prefix, { delimiter: '/' })) {
-    if (e.kind !== 'object') continue;
+    if (e.kind !== 'object' || !ours(e.key)) continue;
     keys.push(e.key);
     listed.set(e.key.slice(prefix.length), e.size);
   }

@@ -297,5 +297,6 @@ export function formatBackupShowConsole(info: BackupInfo): string {
   } else if (info.error) {
     out.push(row('Error', info.error));
   }
-  return out.map((line) => `${line}\n`).join('');
+  // every field comes from backup.info, which whoever writes the store chose (docs/format.md#untrusted-text)
+  return out.map((line) => `${escapeControl(line)}\n`).join('');
 }

@@ -1,4 +1,5 @@
 // barman's bucket layout (docs/format.md#layout): where WAL files, base backups and annotations live.
+import { log } from '../log.js';
 import { hex8, isHistoryFile, parseSegmentName } from '../xlog.js';
 
 /** Python's os.path.join for '/'-separated keys: an empty part adds nothing, a trailing '/' is not doubled. */
@@ -13,6 +14,21 @@ export function joinKey(...parts: string[]): string {
     else out = out === '' || out.endsWith('/') ? out + part : `${out}/${part}`;
   }
   return out;
+}
+
+/**
+ * A filter for the keys a listing of `prefix` returned: true for those below it. The others are
+ * another server's or backup's and must not steer what we do with ours; the first is named in a
+ * WARNING (docs/format.md#listed-keys).
+ */
+export function listedBelow(prefix: string): (key: string) => boolean {
+  let warned = false;
+  return (key) => {
+    if (key.startsWith(prefix)) return true;
+    if (!warned) log.warning(`Ignoring ${key}: the store listed it under ${prefix}, where it does not belong`);
+    warned = true;
+    return false;
+  };
 }
 
 /** The keys of one server's archive under a URL path `P` (docs/format.md#layout). */

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/storage/config.ts';
 import type { ObjectStore, ListEntry } from '../../src/storage/types.ts';
 import type { ChunkedBody } from '../../src/storage/body.ts';
-import { BucketNotFoundError, NotFoundError, PreconditionFailedError, StorageError } from '../../src/errors.ts';
+import { BucketNotFoundError, NotFoundError, ObjectTooLargeError, PreconditionFailedError, StorageError } from '../../src/errors.ts';
 import {
   startMoto, startAzurite, startGcs, startRgw, rgwAvailable, createS3Bucket, azuriteConnectionString, type ServerHandle,
 } from '../helpers/servers.ts';
@@ -216,6 +216,17 @@ describe.each(harnesses)('ObjectStore conformance: %s', (_name, make) => {
     expect(await store.head('small/missing.bin')).toBeNull();
     expect(await store.getBuffer('small/object.bin', { start: 10, end: 19 })).toEqual(body.subarray(10, 20));
     expect((await readAll(await store.get('small/object.bin', { start: 1000 }))).length).toBe(body.length - 1000);
+  });
+
+  it('getBuffer with maxBytes returns an object of that size and refuses a larger one (docs/format.md#metadata-limits)', async () => {
+    const body = randomBytes(MiB + 1);
+    await store.put('limit/object.bin', body);
+    expect((await store.getBuffer('limit/object.bin', { maxBytes: body.length })).equals(body)).toBe(true);
+    for (const maxBytes of [body.length - 1, 64 << 10]) {
+      const err = await store.getBuffer('limit/object.bin', { maxBytes }).then(() => null, (e: unknown) => e);
+      expect(err, `maxBytes ${maxBytes}`).toBeInstanceOf(ObjectTooLargeError);
+      expect((err as Error).message).toContain('limit/object.bin');
+    }
   });
 
   it('streams a multipart upload of at least three parts and reads back the same bytes', async () => {

@@ -83,7 +83,7 @@ describe('wal-archive comparing with a stored copy that inflates without end', (
   }, 120_000);
 });
 
-describe('verify: parts.json over 64 MiB and a history file over 16 MiB', () => {
+describe('verify: parts.json over 64 MiB and a history file over 16 MiB (stored or decompressed)', () => {
   it('names both as problems (exit 1) instead of reading them whole; restore refuses the backup (exit 4)', async () => {
     const root = mkdtempSync(join(work, 'store-'));
     const id = '20261201T000000';
@@ -114,12 +114,17 @@ describe('verify: parts.json over 64 MiB and a history file over 16 MiB', () => 
     writeFileSync(join(root, 'srv', 'wals', '0000000100000000', seg), Buffer.alloc(1 << 20));
     // a history file that parses, 17 MiB long
     writeFileSync(join(root, 'srv', 'wals', '00000002.history'), '1\t0/3000000\tno recovery target specified\n'.repeat(450_000));
+    // and one of 60 KB that inflates to 17 MiB: the limit holds for the decompressed bytes too
+    const inflating = gzipSync('2\t0/4000000\tno recovery target specified\n'.repeat(450_000));
+    expect(inflating.length).toBeLessThan(1 << 20);
+    writeFileSync(join(root, 'srv', 'wals', '00000003.history.gz'), inflating);
     const r = await runBin('barman-cloud', ['verify', '--format', 'json', `file://${root}`, 'srv'], { env: cleanEnv() });
     expect(r.code, r.stderr).toBe(1);
-    const report = JSON.parse(r.stdout) as { backups: { part_checksums: string; problems: { kind: string; message: string }[] }[]; wal: { problems: { kind: string }[] } };
+    const report = JSON.parse(r.stdout) as { backups: { part_checksums: string; problems: { kind: string; message: string }[] }[]; wal: { problems: { kind: string; segment: string }[] } };
     expect(report.backups[0]!.problems.map((p) => p.kind)).toContain('invalid-parts-list');
     expect(report.backups[0]!.problems.find((p) => p.kind === 'invalid-parts-list')!.message).toMatch(/larger than 67108864 bytes/);
-    expect(report.wal.problems.map((p) => p.kind)).toContain('invalid-history');
+    const invalid = report.wal.problems.filter((p) => p.kind === 'invalid-history').map((p) => p.segment);
+    expect(invalid.sort()).toEqual(['00000002.history', '00000003.history.gz']);
     // restore refuses the backup (exit 4) before extracting anything
     const dest = join(work, 'restored');
     const restored = await runBin('barman-cloud-restore', [`file://${root}`, 'srv', id, dest], { env: cleanEnv() });

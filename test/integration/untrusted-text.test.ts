@@ -103,4 +103,65 @@ describe('untrusted text in log lines', () => {
     const report = JSON.parse(json.stdout) as { backups: { problems: { file?: string }[] }[] };
     expect(report.backups[0]!.problems.map((p) => p.file)).toContain(hostile);
   });
+
+  it('doctor: a hostile backup id and backup.info value stay on their check\'s line, escaped', async () => {
+    const unreadable = `20260101T000000${FORGED}\x1b[2J`;
+    mkdirSync(join(root, 'srv', 'base', unreadable));
+    writeFileSync(join(root, 'srv', 'base', unreadable, 'backup.info'), 'no equals sign here\n');
+    const readable = '20260102T000000\r\x1b[2Kok    catalog: all is well\u2028';
+    mkdirSync(join(root, 'srv', 'base', readable));
+    writeFileSync(join(root, 'srv', 'base', readable, 'backup.info'), serializeBackupInfo(newBackupInfo('20260102T000000', {
+      status: 'DONE', end_time: '2026-01-02 00:00:05+00:00', begin_wal: SEGMENT,
+    })));
+    const r = await runBin('barman-cloud', ['doctor', '--no-postgres', `file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(r.code, r.stderr).toBe(0);
+    const got = lines(r.stdout);
+    expect(got.map((l) => l.split(':')[0]), r.stdout).toEqual(['ok    configuration', 'ok    bucket', 'ok    probe object', 'warn  catalog']);
+    expect(got[3]).toContain('20260101T000000 2026-01-01 00:00:00,000 [1] ERROR: forged\\x1b[2J');
+    expect(got[3]).toContain('latest 20260102T000000\\r\\x1b[2Kok    catalog: all is well\\u2028 ended');
+    expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/);
+    const json = await runBin('barman-cloud', ['doctor', '--no-postgres', '--format', 'json', `file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout).not.toMatch(/[\x7f-\x9f\u2028\u2029]/);
+    const report = JSON.parse(json.stdout) as { checks: { name: string; detail: string }[] };
+    expect(report.checks.find((c) => c.name === 'catalog')!.detail).toContain('all is well\\u2028');
+  });
+
+  it('backup-show and backup-keep --status: backup.info fields and the keep annotation stay on their lines, escaped', async () => {
+    const id = '20260102T000000';
+    mkdirSync(join(root, 'srv', 'base', id, 'annotations'), { recursive: true });
+    writeFileSync(join(root, 'srv', 'base', id, 'backup.info'), serializeBackupInfo(newBackupInfo(id, {
+      status: 'DONE', end_time: '2026-01-02 00:00:05+00:00', begin_wal: SEGMENT, end_wal: SEGMENT, version: 150000, timeline: 1,
+      backup_name: 'evil\r\x1b[2KBackup Name : good', pgdata: '/pg\x1b[31m',
+      tablespaces: [{ name: `ts${FORGED}`, oid: 16385, location: '/srv/ts\u2028' }],
+    })));
+    writeFileSync(join(root, 'srv', 'base', id, 'annotations', 'keep'), 'full\r\x1b[2Kforged\nsecond line\n');
+    const show = await runBin('barman-cloud-backup-show', [`file://${root}`, 'srv', id], { env: cleanEnv() });
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/);
+    expect(show.stdout).toMatch(/^ {2}Backup Name +: evil\\r\\x1b\[2KBackup Name : good$/m);
+    expect(show.stdout).toMatch(/^ {2}PGDATA directory +: \/pg\\x1b\[31m$/m);
+    expect(show.stdout).toMatch(/^ {4}ts\\n2026-01-01 00:00:00,000 \[1\] ERROR: forged *: \/srv\/ts\\u2028 \(oid: 16385\)$/m);
+    expect(show.stdout).not.toMatch(/^2026-01-01/m);
+    const keep = await runBin('barman-cloud-backup-keep', ['-s', `file://${root}`, 'srv', id], { env: cleanEnv() });
+    expect(keep.code, keep.stderr).toBe(0);
+    // barman's first line with its newline, then the print's own: one empty line follows
+    expect(keep.stdout).toBe('Keep: full\\r\\x1b[2Kforged\n\n');
+  });
+
+  it("backup-delete --dry-run: a hostile backup id is escaped in the lines that name its keys", async () => {
+    const id = `20260101T000000${FORGED}\x1b[2J`;
+    mkdirSync(join(root, 'srv', 'base', id));
+    // a snapshot backup: its dry run names the backup_label key as it is, not as a Python repr
+    writeFileSync(join(root, 'srv', 'base', id, 'backup.info'), `${serializeBackupInfo(newBackupInfo('20260101T000000', {
+      status: 'DONE', end_time: '2026-01-01 00:00:05+00:00', begin_wal: SEGMENT, end_wal: SEGMENT,
+    }))}snapshots_info={'provider': 'gcp'}\n`);
+    const r = await runBin('barman-cloud-backup-delete', ['--dry-run', '-b', 'oldest', `file://${root}`, 'srv'], { env: cleanEnv() });
+    expect(r.code, r.stderr).toBe(0);
+    expect(lines(r.stdout), r.stdout).toEqual([
+      'Skipping deletion of snapshots due to --dry-run option',
+      'Skipping deletion of srv/base/20260101T000000\\n2026-01-01 00:00:00,000 [1] ERROR: forged\\x1b[2J/backup_label due to --dry-run option',
+      "Skipping deletion of objects ['srv/base/20260101T000000\\n2026-01-01 00:00:00,000 [1] ERROR: forged\\x1b[2J/backup.info'] due to --dry-run option",
+    ]);
+  });
 });

@@ -3,7 +3,7 @@
 // line (or JSON object, --format json) on stdout after a real run. WAL deletions the store refuses
 // are logged and counted but exit 0, as barman.
 import { AccessDeniedError, BarmanCloudError, EXIT, OperationError } from '../../errors.js';
-import { log } from '../../log.js';
+import { escapeControl, log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
@@ -122,7 +122,8 @@ const backupDelete: CommandModule<'backup-delete'> = {
       const deleter = new BackupDeleter(store, catalog, layout, keepTargets, {
         dryRun,
         batchSize: batchSize(store, o['batch-size']),
-        print: (line) => ctx.stdout(`${line}\n`),
+        // the dry run's lines name listed keys: one line each, inert (docs/format.md#untrusted-text)
+        print: (line) => ctx.stdout(`${escapeControl(line)}\n`),
         ...(checkLocks ? { checkLocks } : {}),
       });
       const summary = await deleter.deleteAll(toDelete, fromRetentionPolicy);

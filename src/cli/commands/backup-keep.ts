@@ -4,6 +4,7 @@ import { EXIT, GeneralError, OperationError } from '../../errors.js';
 import { BackupCatalog, KEEP_ANNOTATION } from '../../catalog/catalog.js';
 import { STATUS } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
+import { escapeControl } from '../../log.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
@@ -21,8 +22,11 @@ const backupKeep: CommandModule<'backup-keep'> = {
         // Deleting a missing annotation is not an error.
         await catalog.deleteAnnotation(backupId, KEEP_ANNOTATION);
       } else if (o.status) {
+        // The annotation's first line, its newline included (barman prints it: an empty line
+        // follows); the rest escaped, for whoever writes the store chose it (docs/format.md#untrusted-text).
         const target = await catalog.getKeepTarget(backupId);
-        ctx.stdout(`Keep: ${target ? target : 'nokeep'}\n`);
+        const shown = target ? `${escapeControl(target.replace(/\n$/, ''))}${target.endsWith('\n') ? '\n' : ''}` : 'nokeep';
+        ctx.stdout(`Keep: ${shown}\n`);
       } else {
         // One of -r, -s, --target is required (requiredGroups): here it is --target.
         const target = o.target!;

@@ -1,7 +1,7 @@
 // `barman-cloud doctor`: what one check found, how the findings are printed, and the exit code
 // they add up to. Pure: no I/O.
 import { EXIT } from '../../errors.js';
-import { redact } from '../../log.js';
+import { escapeControl, redact } from '../../log.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -40,6 +40,11 @@ export function exitCode(results: readonly CheckResult[], storeUnusable: boolean
   return results.some((r) => r.status === 'fail') ? EXIT.OPERATION : EXIT.OK;
 }
 
+/**
+ * A detail on one line and inert: it may quote keys, backup ids, error messages or settings that
+ * whoever writes the store or configures PostgreSQL chose, and a line break, carriage return or
+ * terminal escape in one must not forge or hide a finding (docs/format.md#untrusted-text).
+ */
 function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim();
+  return escapeControl(text.replace(/\s*\n\s*/g, ' ').trim());
 }
