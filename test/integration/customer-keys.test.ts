@@ -8,7 +8,8 @@
 // works with the key while every reading command without it fails in one line.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -16,6 +17,9 @@ import { startGcsServer } from '../servers/gcs-server.mjs';
 import { startAzurite, azuriteConnectionString, AZURITE_ACCOUNT, makeTestCA, type ServerHandle, type TestCA } from '../helpers/servers.ts';
 import { startAzureCpkProxy, type CpkRequest } from '../helpers/proxy.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { tarOf } from '../helpers/tar.ts';
+import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
@@ -166,6 +170,38 @@ describe.each(cases)('$name', (c) => {
         await expect(s.getBuffer('drv/plain')).rejects.toBeInstanceOf(SseCustomerKeyError);
       });
     }
+  }, 60_000);
+
+  it('restore --write-recovery-conf with the key by flag writes a restore_command that reads the WAL with it', async () => {
+    const prefix = `rc-${process.pid}-${c.flag.slice(2, 7)}`;
+    const keyFile = join(work, `${prefix}.key`);
+    writeFileSync(keyFile, KEY.toString('base64'), { mode: 0o600 });
+    const id = '20261129T050418';
+    const segment = walSegmentBytes();
+    await withStore(c.config(KEY), async (s) => {
+      await s.put(`${prefix}/srv/base/${id}/data.tar`, await tarOf([{ name: 'PG_VERSION', data: '15\n' }]));
+      await s.put(`${prefix}/srv/base/${id}/backup.info`, Buffer.from(HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None')));
+      await s.put(`${prefix}/srv/wals/0000000100000000/000000010000000000000006`, segment);
+    });
+    const { args, env } = c.cli(prefix);
+    const noKey = cleanEnv({ ...env, REQUESTS_CA_BUNDLE: ca.caFile });
+    const dest = join(work, `${prefix}-data`);
+    const r = await runBin('barman-cloud-restore', ['--write-recovery-conf', c.flag, keyFile, ...args, 'srv', id, dest], { env: noKey });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const line = readFileSync(join(dest, 'postgresql.auto.conf'), 'utf8').split('\n').find((l) => l.startsWith('restore_command = '))!;
+    expect(line).toContain(`'${c.flag}' '${keyFile}'`.replace(/'/g, "''"));
+    // run as PostgreSQL would: the conf string unquoted, %f and %p filled in, the key only in the command
+    const command = line.slice('restore_command = \''.length, -1).replace(/''/g, "'")
+      .replace('%f', '000000010000000000000006').replace('%p', join(dest, 'pg_wal', 'RECOVERYXLOG'));
+    // not spawnSync: the proxy and the GCS server answer from this process
+    const w = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn('sh', ['-c', command], { env: noKey });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(w).toEqual({ code: 0, stderr: '' });
+    expect(readFileSync(join(dest, 'pg_wal', 'RECOVERYXLOG')).equals(segment)).toBe(true);
   }, 60_000);
 
   it('a key on another provider, or with that provider\'s own server-side encryption option, is a usage error (exit 3)', async () => {

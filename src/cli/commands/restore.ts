@@ -41,7 +41,9 @@ type Switch = { [K in keyof RestoreOptions]: RestoreOptions[K] extends boolean ?
 /** Store options that a restore_command must repeat to reach the same archive. */
 const CARRIED: readonly Exclude<keyof RestoreOptions, Switch>[] = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
   's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 'azure-storage-account', 'azure-storage-key-file',
-  'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials'];
+  'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials',
+  // the customer-provided key's file (its path, never the key): without it every WAL read fails
+  'sse-customer-key-file', 'azure-customer-key-file', 'google-customer-key-file'];
 const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
