@@ -42,7 +42,7 @@ type Switch = { [K in keyof RestoreOptions]: RestoreOptions[K] extends boolean ?
 const CARRIED: readonly Exclude<keyof RestoreOptions, Switch>[] = ['cloud-provider', 'endpoint-url', 'aws-profile', 'read-timeout', 'azure-credential', 'endpoint-ca', 's3-region',
   's3-access-key-id-file', 's3-secret-access-key-file', 's3-session-token-file', 'azure-storage-account', 'azure-storage-key-file',
   'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials'];
-const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
+const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment', 'allow-unencrypted'];
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
