@@ -123,7 +123,7 @@ _barman_cloud_cmd_wal_restore() {
       --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
       --google-gke-environment --google-customer-key-file --no-partial --parallel --async
-      --wal-segment-size --spool-dir --encryption-identity-file' ;;
+      --wal-segment-size --spool-dir --encryption-identity-file --allow-unencrypted' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --parallel --wal-segment-size --spool-dir --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
@@ -312,7 +312,7 @@ _barman_cloud_cmd_restore() {
       --google-gke-environment --google-customer-key-file --tablespace
       --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region
       --azure-resource-group --target-tli --target-lsn --target-time -J --jobs
-      --write-recovery-conf --encryption-identity-file' ;;
+      --write-recovery-conf --encryption-identity-file --allow-unencrypted' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --tablespace --snapshot-recovery-instance --gcp-zone --snapshot-recovery-zone --aws-region --azure-resource-group --target-tli --target-lsn --target-time -J --jobs --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)
@@ -400,7 +400,7 @@ _barman_cloud_cmd_verify() {
       --azure-connection-string-file --azure-customer-key-file --azure-inherit-from-azure-ad
       --azure-use-default-azure-credentials --google-application-credentials
       --google-gke-environment --google-customer-key-file -J --jobs --format
-      --encryption-identity-file' ;;
+      --encryption-identity-file --allow-unencrypted' ;;
     takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file -J --jobs --format --encryption-identity-file' ;;
     lists) REPLY='' ;;
     value)

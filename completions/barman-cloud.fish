@@ -175,6 +175,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l async 
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
+complete -c barman-cloud -n '__barman_cloud_using_command wal-restore' -l allow-unencrypted -d 'with an identity, also accept objects stored unencrypted (an archive from before encryption was switched on); refused by default'
 
 # barman-cloud-wal-restore
 complete -c barman-cloud-wal-restore -s V -l version -d 'show the program version and exit'
@@ -210,6 +211,7 @@ complete -c barman-cloud-wal-restore -l async -d 'a detached prefetcher stays N-
 complete -c barman-cloud-wal-restore -l wal-segment-size -x -d 'WAL segment size for prefetching (default: learned from the first segment fetched)'
 complete -c barman-cloud-wal-restore -l spool-dir -x -a '(__fish_complete_directories)' -d 'spool directory for parallel archiving and prefetching, used only if private to this user (default: .barman-cloud-spool-<uid> beside the WAL file, in pg_wal)'
 complete -c barman-cloud-wal-restore -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
+complete -c barman-cloud-wal-restore -l allow-unencrypted -d 'with an identity, also accept objects stored unencrypted (an archive from before encryption was switched on); refused by default'
 
 # barman-cloud backup
 complete -c barman-cloud -n '__barman_cloud_using_command backup' -s V -l version -d 'show the program version and exit'
@@ -646,6 +648,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command restore' -l target-tim
 complete -c barman-cloud -n '__barman_cloud_using_command restore' -s J -l jobs -x -d 'archives downloaded and extracted at once'
 complete -c barman-cloud -n '__barman_cloud_using_command restore' -l write-recovery-conf -d 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)'
 complete -c barman-cloud -n '__barman_cloud_using_command restore' -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
+complete -c barman-cloud -n '__barman_cloud_using_command restore' -l allow-unencrypted -d 'with an identity, also accept objects stored unencrypted (an archive from before encryption was switched on); refused by default'
 
 # barman-cloud-restore
 complete -c barman-cloud-restore -s V -l version -d 'show the program version and exit'
@@ -686,6 +689,7 @@ complete -c barman-cloud-restore -l target-time -x -d 'with auto: the newest bac
 complete -c barman-cloud-restore -s J -l jobs -x -d 'archives downloaded and extracted at once'
 complete -c barman-cloud-restore -l write-recovery-conf -d 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)'
 complete -c barman-cloud-restore -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
+complete -c barman-cloud-restore -l allow-unencrypted -d 'with an identity, also accept objects stored unencrypted (an archive from before encryption was switched on); refused by default'
 
 # barman-cloud check-wal-archive
 complete -c barman-cloud -n '__barman_cloud_using_command check-wal-archive' -s V -l version -d 'show the program version and exit'
@@ -816,6 +820,7 @@ complete -c barman-cloud -n '__barman_cloud_using_command verify' -l google-cust
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -s J -l jobs -x -d 'archives (data, each tablespace) read at once'
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -l format -x -a 'console json' -d 'console: one line per backup and per problem, then a summary line; json: one document (docs/commands/verify.md)'
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -l encryption-identity-file -r -F -d 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects'
+complete -c barman-cloud -n '__barman_cloud_using_command verify' -l allow-unencrypted -d 'with an identity, also accept objects stored unencrypted (an archive from before encryption was switched on); refused by default'
 complete -c barman-cloud -n '__barman_cloud_using_command verify' -f
 
 # barman-cloud completion

@@ -15,6 +15,7 @@ import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
 import { parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
 import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
 import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
+import { unencryptedRefused } from '../encryption/names.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts } from './extract.js';
@@ -243,6 +244,11 @@ export async function restoreBackup(
   // An encrypted backup needs a fitting identity: refused before anything is downloaded or created.
   if (backup.encryption === 'age' || plan.some((p) => p.parts.some((part) => part.encrypted))) {
     checkIdentities(`backup ${backupId}`, options.identities, partsList?.encryption?.recipients);
+  }
+  // With an identity, every part must be encrypted (src/encryption/names.ts, unencryptedRefused).
+  if (options.identities && !options.identities.allowUnencrypted) {
+    const plain = plan.flatMap((p) => p.parts).find((part) => !part.encrypted);
+    if (plain) throw unencryptedRefused(`part ${partName(plain.key)} of backup ${backupId}`);
   }
 
   // Archives in parallel (up to -J), the parts of one archive in order.

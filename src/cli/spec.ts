@@ -154,6 +154,13 @@ const ENCRYPTION_IDENTITY_FILE = {
   help: 'age identities (AGE-SECRET-KEY-1… lines, several allowed) to decrypt encrypted objects',
 } as const satisfies OptionSpec;
 
+// With an identity, objects must be encrypted: someone who can write the bucket cannot forge an age
+// object for our recipients, but could plant a plain one in its place (docs/encryption.md#plain-objects).
+const ALLOW_UNENCRYPTED = {
+  long: '--allow-unencrypted', kind: 'flag', extension: true,
+  help: 'with an identity, also accept objects stored unencrypted (an archive from before encryption was switched on); refused by default',
+} as const satisfies OptionSpec;
+
 const KMS_KEY_NAME = {
   long: '--kms-key-name', kind: 'value', metavar: 'KMS_KEY_NAME', help: 'GCS: KMS key (CMEK) for uploaded objects',
 } as const satisfies OptionSpec;
@@ -270,6 +277,7 @@ const TABLE = [
       },
       SPOOL_DIR,
       ENCRYPTION_IDENTITY_FILE,
+      ALLOW_UNENCRYPTED,
     ],
     exitCodes: exits([1, 'the WAL file is not in the archive (with -t: the bucket does not exist)']),
   },
@@ -446,6 +454,7 @@ const TABLE = [
         help: 'also write recovery.signal and a restore_command using barman-cloud-wal-restore with the same store options (and the chosen target)',
       },
       ENCRYPTION_IDENTITY_FILE,
+      ALLOW_UNENCRYPTED,
     ],
     exitCodes: exits([1, 'the restore failed (destination not empty, backup missing, …)']),
   },
@@ -519,6 +528,7 @@ const TABLE = [
         help: 'console: one line per backup and per problem, then a summary line; json: one document (docs/commands/verify.md)',
       },
       ENCRYPTION_IDENTITY_FILE,
+      ALLOW_UNENCRYPTED,
     ],
     exitCodes: [
       [0, 'every chosen backup and the WAL it needs verified'],
@@ -596,7 +606,7 @@ export type StoreCommandName = { [N in CommandName]: CommandOptions<N> extends C
 
 /** Client-side encryption keys, for the commands that take them (cli/encryption.ts). */
 export type RecipientOptions = OptionsOf<[typeof ENCRYPTION_RECIPIENT_FILE]>;
-export type IdentityOptions = OptionsOf<[typeof ENCRYPTION_IDENTITY_FILE]>;
+export type IdentityOptions = OptionsOf<[typeof ENCRYPTION_IDENTITY_FILE]> & Partial<OptionsOf<[typeof ALLOW_UNENCRYPTED]>>;
 
 /** Server-side encryption and KMS settings, which only the uploading commands (wal-archive, backup) take. */
 export type UploadEncryptionOptions = Partial<Pick<CommandOptions<'wal-archive'>, 'encryption' | 'sse-kms-key-id' | 'encryption-scope' | 'kms-key-name'>>;

@@ -121,6 +121,8 @@ export interface AgeIdentities {
   readonly fingerprints: readonly string[];
   /** Where they came from, for messages (a file name, never a key). */
   readonly source: string;
+  /** --allow-unencrypted: plain objects are accepted beside encrypted ones (else refused, exit 4). */
+  readonly allowUnencrypted?: boolean;
 }
 
 /**

@@ -23,7 +23,8 @@ export type ProblemKind =
   | 'empty-wal'
   | 'wal-size-mismatch'
   | 'missing-history'
-  | 'invalid-history';
+  | 'invalid-history'
+  | 'unencrypted-part';
 
 export interface Problem {
   kind: ProblemKind;

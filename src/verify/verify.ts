@@ -11,6 +11,7 @@ import type { ServerLayout } from '../catalog/layout.js';
 import { PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, decodePartsList, type PartsList } from '../catalog/parts-list.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '../compression/index.js';
 import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
+import { unencryptedRefused } from '../encryption/names.js';
 import { checkIdentities } from '../backup/restore.js';
 import type { ObjectStore } from '../storage/types.js';
 import { readWhole } from '../storage/body.js';
@@ -193,6 +194,10 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
       if (part.size === 0) {
         problem({ kind: 'empty-part', part: part.name, message: `backup ${id}: part ${part.name} is empty (0 bytes)` });
         continue;
+      }
+      // as restore refuses it (src/encryption/names.ts, unencryptedRefused)
+      if (options.identities && !options.identities.allowUnencrypted && !isEncryptedName(part.name)) {
+        problem({ kind: 'unencrypted-part', part: part.name, message: unencryptedRefused(`backup ${id}: part ${part.name}`).message });
       }
       const codec = await codecFor(part.name);
       const read = await readPart(store, part.key, part.size, codec, (m, content) => {

@@ -15,7 +15,7 @@ import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type Co
 import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId, walFileMaxBytes } from '../xlog.js';
 import { tempBeside } from './temp-files.js';
 import { bytesMoved } from '../reclaim.js';
-import { stripAgeSuffix } from '../encryption/names.js';
+import { stripAgeSuffix, unencryptedRefused } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';
 
 export interface WalCandidate {
@@ -253,6 +253,9 @@ export async function downloadTo(
       `${what} is encrypted (age) and no identity was given: use --encryption-identity-file or BARMAN_CLOUD_ENCRYPTION_IDENTITY_FILE`,
     );
   }
+  // Anyone who can write the bucket can plant a plain object where an encrypted one belongs: with an
+  // identity, plain WAL is refused unless asked for (docs/encryption.md#plain-objects).
+  if (!candidate.encrypted && identities && !identities.allowUnencrypted) throw unencryptedRefused(what);
   const plainName = basename(plainWalKey(candidate.key).plain);
   const check = new PlainCheck(what, plainName);
   const source = await store.get(candidate.key);

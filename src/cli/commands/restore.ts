@@ -44,7 +44,7 @@ const CARRIED: readonly Exclude<keyof RestoreOptions, Switch>[] = ['cloud-provid
   'azure-storage-sas-token-file', 'azure-connection-string-file', 'google-application-credentials',
   // the customer-provided key's file (its path, never the key): without it every WAL read fails
   'sse-customer-key-file', 'azure-customer-key-file', 'google-customer-key-file'];
-const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment'];
+const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-from-azure-ad', 'azure-use-default-azure-credentials', 'google-gke-environment', 'allow-unencrypted'];
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
