@@ -113,15 +113,26 @@ describe('wal-archive', () => {
     expect(run(ARCHIVE, ['--spool-dir', spoolRoot, ...plain], { ...NO_NODE, BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL: '3' }).code).toBe(0);
   });
 
-  it('answers a hit with find, sha256sum and rm alone (the file is looked at by the same find)', () => {
-    // Each program started costs a few ms of CPU per call here: a PATH of exactly these three.
+  it('answers a hit with find and rm alone (the file is looked at by the same find; the spool found in the names file Node wrote)', () => {
+    // Each program started costs a few ms of CPU per call here: a PATH of exactly these two.
     const m = readFileSync(marker(seg(6)), 'utf8');
-    const bin = join(tmp, 'three-programs');
-    mkdirSync(bin);
-    for (const p of ['find', 'sha256sum', 'rm']) symlinkSync(execFileSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).trim(), join(bin, p));
-    const r = run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: bin });
+    const programs = (dir: string, names: string[]) => {
+      mkdirSync(dir);
+      for (const p of names) symlinkSync(execFileSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).trim(), join(dir, p));
+      return dir;
+    };
+    const two = programs(join(tmp, 'two-programs'), ['find', 'rm']);
+    const r = run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: two });
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(marker(seg(6)))).toBe(false);
+    // Without the names file, sha256sum finds it as before.
+    writeFileSync(marker(seg(6)), m);
+    const names = readFileSync(join(spoolRoot, 'names'));
+    rmSync(join(spoolRoot, 'names'));
+    expect(run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: two }).code).not.toBe(0);
+    const three = programs(join(tmp, 'three-programs'), ['find', 'sha256sum', 'rm']);
+    expect(run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: three }).code).toBe(0);
+    writeFileSync(join(spoolRoot, 'names'), names, { mode: 0o600 });
     // A WAL path that is a symbolic link shows find the link, not the file the marker describes: Node's.
     writeFileSync(marker(seg(6)), m);
     const linked = join(tmp, 'linked');
