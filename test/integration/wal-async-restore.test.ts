@@ -34,7 +34,7 @@ function recoveryDir() {
   mkdirSync(walDir);
   const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
   const restoreDir = () => {
-    const [d] = existsSync(root) ? readdirSync(root) : [];
+    const [d] = existsSync(root) ? readdirSync(root).filter((n) => n !== 'names') : [];
     return d ? join(root, d, 'restore') : null;
   };
   const workerPid = () => {
