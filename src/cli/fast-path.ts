@@ -229,6 +229,9 @@ if { IFS= read -r m || [ -n "$m" ]; } <"$file"; then
   [ \${#f} -ge 9 ] || node_program "$@"
   s=\${s%%.*}\${f%\"\${f#?????????}\"}
   if [ "\${extra% *} $s" = "$ino $size $mtime" ]; then
+    # Under --async the worker removes the marker once PostgreSQL dropped the .ready status
+    # (runArchiveWorker()): one program less per call.
+    [ -n "$async" ] && exit 0
     rm -f -- "$file" && exit 0
   fi
 fi

@@ -154,7 +154,13 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
       const ready = await readyNames(o.walDir);
       if (ready === null) break; // pg_wal is gone
       const readySet = new Set(ready);
-      for (const n of settled.keys()) if (!readySet.has(n)) settled.delete(n);
+      for (const [n, state] of settled) {
+        if (readySet.has(n)) continue;
+        settled.delete(n);
+        // PostgreSQL took the call's exit 0 (the .ready went): the marker is ours to remove, as the
+        // shell front leaves it under --async (one program less per call; a lost one is pruned).
+        if (state === 'marked') await fs.rm(join(spool.dir, n), { force: true });
+      }
       let started = false;
       for (const name of ready) {
         if (inFlight.full) break;
