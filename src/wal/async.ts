@@ -359,6 +359,27 @@ export async function recordWanted(spool: RestoreSpool, walName: string): Promis
   await writeAtomic(join(spool.dir, WANT), walName);
 }
 
+/**
+ * A call that has just started the prefetcher waits (up to `timeoutMs`) for it to take up the
+ * segment after `walName`: its `.fetching` mark or the file itself. Recovery asks for that
+ * segment as soon as this call exits, and a shell front that finds neither starts Node, which a
+ * new prefetcher (a Node start of its own) often did not beat. Returns at once when `worker`
+ * exits or the segment size is unknown.
+ */
+export async function awaitPrefetchStart(
+  spool: RestoreSpool, walName: string, segmentSize: number | undefined, worker: { exitCode: number | null; signalCode: string | null }, timeoutMs: number,
+): Promise<void> {
+  const size = segmentSize ?? (await spool.segmentSize());
+  if (!size) return;
+  const next = nextSegment(walName, size);
+  const deadline = Date.now() + timeoutMs;
+  const seen = (p: string) => fs.access(p).then(() => true, () => false);
+  while (Date.now() < deadline && worker.exitCode === null && worker.signalCode === null) {
+    if ((await seen(join(spool.dir, `${next}${FETCHING}`))) || (await seen(spool.path(next)))) return;
+    await sleep(5);
+  }
+}
+
 export interface PrefetcherOptions {
   /** Keep this many segments after the last one asked for (N−1 of --parallel N). */
   ahead: number;
