@@ -7,7 +7,7 @@
 // Node program with the arguments unchanged. scripts/generate.mjs writes the files; a test checks that
 // the committed ones match.
 import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL, commandByName, type CommandSpec } from './spec.js';
-import { SPOOL_MAX_AGE_MS } from '../wal/spool.js';
+import { SPOOL_MAX_AGE_MS, SPOOL_NAMES } from '../wal/spool.js';
 
 /** Prefetched files older than this are not served (find's -mmin counts whole minutes). */
 const SPOOL_MAX_AGE_MINUTES = SPOOL_MAX_AGE_MS / 60_000;
@@ -135,17 +135,29 @@ case $spool in '' | *[/] | . | .. | *[/]. | *[/]..) node_program "$@" ;; *[/]*) 
 parent=\${parent:-/}
 # One spool directory per (store URL, server name), named by a hash (spoolDirFor() in
 # src/wal/spool.ts): the first 16 hex digits of sha256 of both, one per line (a here-document:
-# no extra process for printf).
+# no extra process for printf). Node lists the names it made in $spool/${SPOOL_NAMES}
+# (recordSpoolName()): read with the shell's own read, that saves starting sha256sum, and the find
+# below checks the file as it checks the spool (a glob character in the path only makes -path miss
+# it: then the checks of the other levels apply to it, and restore's freshness test leaves it to Node).
 case $p1$p2 in *'
 '*) node_program "$@" ;; esac
-id=$(sha256sum 2>/dev/null <<EOF
+id= names= namesline=
+if [ -f "$spool/${SPOOL_NAMES}" ]; then
+  while IFS= read -r lid && IFS= read -r lurl && IFS= read -r lserver; do
+    if [ "$lurl" = "$p1" ] && [ "$lserver" = "$p2" ]; then id=$lid names=$spool/${SPOOL_NAMES} namesline="
+$spool/${SPOOL_NAMES}"; break; fi
+  done <"$spool/${SPOOL_NAMES}"
+fi 2>/dev/null
+if [ -z "$id" ]; then
+  id=$(sha256sum 2>/dev/null <<EOF
 $p1
 $p2
 EOF
 ) || node_program "$@"
-id=\${id%%[!0-9a-f]*}
-[ \${#id} = 64 ] || node_program "$@"
-id=\${id%????????????????????????????????????????????????}
+  id=\${id%%[!0-9a-f]*}
+  [ \${#id} = 64 ] || node_program "$@"
+  id=\${id%????????????????????????????????????????????????}
+fi
 sub=$spool/$id/${v.sub}
 ${v.name}
 ${v.wait ?? ''}# The spool is believed only when nobody else can have written it (trustedSpoolDir() in
@@ -153,7 +165,7 @@ ${v.wait ?? ''}# The spool is believed only when nobody else can have written it
 # -name . tells it apart) owned by us or root and writable by nobody else unless sticky; each level
 # and the file ours, writable by nobody else, a real directory or regular file (find does not
 # follow symlinks)${v.fresh ? `, the file younger than ${SPOOL_MAX_AGE_MINUTES} minutes` : ''}. Anything else is Node's to decide.
-seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file"${v.alsoFind ? ` ${v.alsoFind.path}` : ''} -maxdepth 0${v.alsoFind ? ` \\( -path ${v.alsoFind.path} ${v.alsoFind.print} \\) -o` : ''} \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''}${v.fileTest ? ` ${v.fileTest}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
+seen=$(find "$parent/." "$spool" "$spool/$id" "$sub" "$file"\${names:+ "$names"}${v.alsoFind ? ` ${v.alsoFind.path}` : ''} -maxdepth 0${v.alsoFind ? ` \\( -path ${v.alsoFind.path} ${v.alsoFind.print} \\) -o` : ''}\${names:+ \\( -path "$names" -user "$uid" ! -perm -0020 ! -perm -0002 -type f -print \\) -o} \\( -name . -type d \\( -user "$uid" -o -user 0 \\) \\( -perm -1000 -o ! -perm -0020 ! -perm -0002 \\) -o ! -name . -user "$uid" ! -perm -0020 ! -perm -0002 \\( -type d -o -type f${v.fresh ? ` -mmin -${SPOOL_MAX_AGE_MINUTES}` : ''}${v.fileTest ? ` ${v.fileTest}` : ''} \\) \\) -print 2>/dev/null) || node_program "$@"
 ${v.alsoFind ? `extra=\${seen##*'
 '} seen=\${seen%'
 '*}
@@ -161,7 +173,7 @@ ${v.alsoFind ? `extra=\${seen##*'
 $spool
 $spool/$id
 $sub
-$file" ] && [ -f "$file" ] && [ ! -h "$file" ] || node_program "$@"
+$file$namesline" ] && [ -f "$file" ] && [ ! -h "$file" ] || node_program "$@"
 ${v.hit}node_program "$@"
 */
 require('../dist/cli/launch.cjs').launch('${v.command}');
@@ -217,6 +229,9 @@ if { IFS= read -r m || [ -n "$m" ]; } <"$file"; then
   [ \${#f} -ge 9 ] || node_program "$@"
   s=\${s%%.*}\${f%\"\${f#?????????}\"}
   if [ "\${extra% *} $s" = "$ino $size $mtime" ]; then
+    # Under --async the worker removes the marker once PostgreSQL dropped the .ready status
+    # (runArchiveWorker()): one program less per call.
+    [ -n "$async" ] && exit 0
     rm -f -- "$file" && exit 0
   fi
 fi

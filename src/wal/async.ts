@@ -154,7 +154,13 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
       const ready = await readyNames(o.walDir);
       if (ready === null) break; // pg_wal is gone
       const readySet = new Set(ready);
-      for (const n of settled.keys()) if (!readySet.has(n)) settled.delete(n);
+      for (const [n, state] of settled) {
+        if (readySet.has(n)) continue;
+        settled.delete(n);
+        // PostgreSQL took the call's exit 0 (the .ready went): the marker is ours to remove, as the
+        // shell front leaves it under --async (one program less per call; a lost one is pruned).
+        if (state === 'marked') await fs.rm(join(spool.dir, n), { force: true });
+      }
       let started = false;
       for (const name of ready) {
         if (inFlight.full) break;
@@ -351,6 +357,27 @@ const FETCHING = '.fetching';
 /** Tell the prefetcher which segment recovery asked for (only Node calls: the shell's hits it sees itself). */
 export async function recordWanted(spool: RestoreSpool, walName: string): Promise<void> {
   await writeAtomic(join(spool.dir, WANT), walName);
+}
+
+/**
+ * A call that has just started the prefetcher waits (up to `timeoutMs`) for it to take up the
+ * segment after `walName`: its `.fetching` mark or the file itself. Recovery asks for that
+ * segment as soon as this call exits, and a shell front that finds neither starts Node, which a
+ * new prefetcher (a Node start of its own) often did not beat. Returns at once when `worker`
+ * exits or the segment size is unknown.
+ */
+export async function awaitPrefetchStart(
+  spool: RestoreSpool, walName: string, segmentSize: number | undefined, worker: { exitCode: number | null; signalCode: string | null }, timeoutMs: number,
+): Promise<void> {
+  const size = segmentSize ?? (await spool.segmentSize());
+  if (!size) return;
+  const next = nextSegment(walName, size);
+  const deadline = Date.now() + timeoutMs;
+  const seen = (p: string) => fs.access(p).then(() => true, () => false);
+  while (Date.now() < deadline && worker.exitCode === null && worker.signalCode === null) {
+    if ((await seen(join(spool.dir, `${next}${FETCHING}`))) || (await seen(spool.path(next)))) return;
+    await sleep(5);
+  }
 }
 
 export interface PrefetcherOptions {

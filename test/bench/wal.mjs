@@ -174,7 +174,7 @@ export async function run({ root, rounds }) {
     /** The --async worker's CPU so far (it idles 30 s after the run, so it is still there). */
     const workerCpu = (spool) => {
       try {
-        const [id] = readdirSync(spool);
+        const [id] = readdirSync(spool).filter((n) => n !== 'names');
         return procCpu(Number(readFileSync(join(spool, id, 'archive', 'worker.pid'), 'utf8')), false);
       } catch {
         return NaN;

@@ -113,15 +113,26 @@ describe('wal-archive', () => {
     expect(run(ARCHIVE, ['--spool-dir', spoolRoot, ...plain], { ...NO_NODE, BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL: '3' }).code).toBe(0);
   });
 
-  it('answers a hit with find, sha256sum and rm alone (the file is looked at by the same find)', () => {
-    // Each program started costs a few ms of CPU per call here: a PATH of exactly these three.
+  it('answers a hit with find and rm alone (the file is looked at by the same find; the spool found in the names file Node wrote)', () => {
+    // Each program started costs a few ms of CPU per call here: a PATH of exactly these two.
     const m = readFileSync(marker(seg(6)), 'utf8');
-    const bin = join(tmp, 'three-programs');
-    mkdirSync(bin);
-    for (const p of ['find', 'sha256sum', 'rm']) symlinkSync(execFileSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).trim(), join(bin, p));
-    const r = run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: bin });
+    const programs = (dir: string, names: string[]) => {
+      mkdirSync(dir);
+      for (const p of names) symlinkSync(execFileSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).trim(), join(dir, p));
+      return dir;
+    };
+    const two = programs(join(tmp, 'two-programs'), ['find', 'rm']);
+    const r = run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: two });
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(marker(seg(6)))).toBe(false);
+    // Without the names file, sha256sum finds it as before.
+    writeFileSync(marker(seg(6)), m);
+    const names = readFileSync(join(spoolRoot, 'names'));
+    rmSync(join(spoolRoot, 'names'));
+    expect(run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: two }).code).not.toBe(0);
+    const three = programs(join(tmp, 'three-programs'), ['find', 'sha256sum', 'rm']);
+    expect(run(ARCHIVE, args(join(walDir, seg(6))), { ...NO_NODE, PATH: three }).code).toBe(0);
+    writeFileSync(join(spoolRoot, 'names'), names, { mode: 0o600 });
     // A WAL path that is a symbolic link shows find the link, not the file the marker describes: Node's.
     writeFileSync(marker(seg(6)), m);
     const linked = join(tmp, 'linked');
@@ -255,4 +266,71 @@ describe('default spool location: beside the WAL file PostgreSQL names', () => {
     expect(hit.code, hit.stderr).toBe(0);
     expect(readFileSync(join(pgdata, 'pg_wal', 'RECOVERYXLOG')).equals(readFileSync(join(pgdata, 'pg_wal', seg(2))))).toBe(true);
   });
+});
+
+describe('wal-archive --async: the worker, not the call, removes the marker', () => {
+  // Under --async the shell front answers a hit without rm (one program less per call); the worker
+  // removes the marker once PostgreSQL has dropped the segment's .ready status.
+  let dir: string;
+  let root: string;
+  let pgWal: string;
+  const names = [seg(0x41), seg(0x42), seg(0x43), seg(0x44)];
+  const sub = () => join(spoolDirFor(root, store, 'srv-async'), 'archive');
+  const args = (name: string, extra: string[]) => [...extra, '--spool-dir', root, store, 'srv-async', join(pgWal, name)];
+  const done = (name: string) => cpSync(join(pgWal, 'archive_status', `${name}.ready`), join(pgWal, 'archive_status', `${name}.done`));
+
+  beforeAll(() => {
+    dir = join(tmp, 'async-markers');
+    root = join(dir, 'spool');
+    pgWal = join(dir, 'pg_wal');
+    mkdirSync(join(pgWal, 'archive_status'), { recursive: true });
+    for (const [i, n] of names.entries()) {
+      writeFileSync(join(pgWal, n), Buffer.alloc(1 << 20, 0x41 + i));
+      writeFileSync(join(pgWal, 'archive_status', `${n}.ready`), '');
+    }
+  });
+
+  afterAll(() => {
+    const pid = Number(readFileSync(join(sub(), 'worker.pid'), { encoding: 'utf8', flag: 'a+' }));
+    if (pid > 0) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it('a hit under --async starts find alone and leaves the marker', () => {
+    // A parallel call uploads the first two and leaves a marker for the second.
+    const first = run(ARCHIVE, args(names[0], ['--max-parallel', '2']));
+    expect(first.code, first.stderr).toBe(0);
+    done(names[0]);
+    rmSync(join(pgWal, 'archive_status', `${names[0]}.ready`));
+    expect(existsSync(join(sub(), names[1]))).toBe(true);
+    const bin = join(dir, 'find-only');
+    mkdirSync(bin);
+    symlinkSync(execFileSync('sh', ['-c', 'command -v find'], { encoding: 'utf8' }).trim(), join(bin, 'find'));
+    const r = run(ARCHIVE, args(names[1], ['--async', '--max-parallel', '2']), { ...NO_NODE, PATH: bin });
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(sub(), names[1]))).toBe(true);
+  });
+
+  it('the worker removes a marker once the .ready status is gone, and only then', async () => {
+    done(names[1]);
+    rmSync(join(pgWal, 'archive_status', `${names[1]}.ready`));
+    // A Node call starts the worker, which uploads the third and fourth segments.
+    const r = run(ARCHIVE, args(names[2], ['--async', '--max-parallel', '2']));
+    expect(r.code, r.stderr).toBe(0);
+    const marker = join(sub(), names[3]);
+    for (let i = 0; i < 200 && !existsSync(marker); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(existsSync(marker)).toBe(true);
+    const hit = run(ARCHIVE, args(names[3], ['--async', '--max-parallel', '2']), NO_NODE);
+    expect(hit.code, hit.stderr).toBe(0);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(existsSync(marker)).toBe(true); // still .ready: kept
+    rmSync(join(pgWal, 'archive_status', `${names[3]}.ready`));
+    for (let i = 0; i < 100 && existsSync(marker); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(existsSync(marker)).toBe(false);
+  }, 30_000);
 });

@@ -345,6 +345,24 @@ describe.skipIf(!IS_ROOT || requireTool('busybox', commandExists('busybox')))('t
     expect(r.status, r.stderr).toBe(0);
     expect(readFileSync(dest).equals(segmentBytes(n))).toBe(true);
   });
+
+  it('finds a spool of our own through the root\'s names file, with no sha256sum on the PATH', () => {
+    const store = fileStore();
+    const n = ++caseSeq;
+    const l = layoutFor(join(tmp, `busybox-${n}`), store.url, `srv ${n}*`, 'restore', seg(2 * n));
+    plain(l, segmentBytes(n), store.url, `srv ${n}*`);
+    const noHash = join(tmp, `busybox-${n}`, 'bin');
+    mkdirSync(noHash);
+    for (const applet of ['sh', 'find', 'stat', 'mv']) symlinkSync('/bin/busybox', join(noHash, applet));
+    const dest = join(tmp, `busybox-${n}`, 'RECOVERYXLOG');
+    const args = ['--parallel', '3', '--spool-dir', l.root, ...store.args, `srv ${n}*`, seg(2 * n), dest];
+    const run = () => spawnSync(join(noHash, 'sh'), [join(ROOT, 'bin', RESTORE), ...args], { env: { PATH: noHash }, encoding: 'utf8' });
+    expect(run().status).toBe(127); // no names file yet, no sha256sum: the shell cannot find the spool
+    file(join(l.root, 'names'), `${l.store.slice(l.root.length + 1)}\n${store.url}\nsrv ${n}*\n`, 0o600);
+    const r = run();
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(n))).toBe(true);
+  });
 });
 
 describe.skipIf(!IS_ROOT)('a spool of our own', () => {
@@ -411,4 +429,58 @@ describe.skipIf(!IS_ROOT)('the default location', () => {
     const ours = statSync(join(pgWal, '.barman-cloud-spool-0'));
     expect(ours.mode & 0o777).toBe(0o700);
   }, 60_000);
+});
+
+// <root>/names lets the shell front find a store's spool directory without sha256sum
+// (recordSpoolName() in src/wal/spool.ts). A names file that someone else could have written must
+// not steer it: here it points store A's calls at store B's directory, whose marker matches the
+// WAL file. Believed, A's call would be answered "archived" by B's upload.
+describe.skipIf(!IS_ROOT)('the names file of the spool root', () => {
+  const NAMES_SHAPES: { name: string; build(path: string, text: string): void; believed: boolean }[] = [
+    { name: 'ours, mode 0600 (what Node writes: believed, the control)', build: (p, t) => file(p, t, 0o600), believed: true },
+    { name: 'group-writable', build: (p, t) => file(p, t, 0o620), believed: false },
+    { name: 'world-writable', build: (p, t) => file(p, t, 0o602), believed: false },
+    { name: 'owned by another user', build: (p, t) => file(p, t, 0o644, NOBODY), believed: false },
+    {
+      name: 'a symbolic link to a file of ours',
+      build: (p, t) => {
+        file(`${p}-target`, t, 0o600);
+        symlinkSync(`${p}-target`, p);
+      },
+      believed: false,
+    },
+  ];
+  for (const shape of NAMES_SHAPES) {
+    it(`${shape.believed ? 'is believed' : 'is not believed'}: ${shape.name}`, () => {
+      const n = ++caseSeq;
+      const caseDir = join(tmp, `names-${n}`);
+      const pgWal = join(caseDir, 'pg_wal');
+      mkdirSync(pgWal, { recursive: true });
+      const name = seg(2 * n);
+      const walPath = join(pgWal, name);
+      writeFileSync(walPath, segmentBytes(n));
+      const st = statSync(walPath, { bigint: true });
+      const marker = JSON.stringify({ size: Number(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs) });
+      const urlA = `file://${join(caseDir, 'store-a')}`;
+      const urlB = `file://${join(caseDir, 'store-b')}`;
+      const root = join(caseDir, 'spool');
+      const b = layoutAt(root, urlB, 'srv', 'archive', name);
+      plain(b, marker, urlB, 'srv');
+      chmodSync(b.parent, 0o755);
+      const a = layoutAt(root, urlA, 'srv', 'archive', name);
+      dir(a.store, 0o700);
+      dir(a.sub, 0o700);
+      shape.build(join(root, 'names'), `${b.store.slice(root.length + 1)}\n${urlA}\nsrv\n`);
+      const r = spawnSync(join(ROOT, 'bin', ARCHIVE), ['--max-parallel', '3', '--spool-dir', root, urlA, 'srv', walPath], {
+        env: cleanEnv(NO_NODE), encoding: 'utf8',
+      });
+      if (shape.believed) {
+        expect(r.status, r.stderr).toBe(0);
+        expect(existsSync(b.entry)).toBe(false);
+      } else {
+        expect(r.status, `the shell believed a names file that is ${shape.name}`).not.toBe(0);
+        expect(readFileSync(b.entry, 'utf8')).toBe(marker);
+      }
+    });
+  }
 });

@@ -34,7 +34,7 @@ function recoveryDir() {
   mkdirSync(walDir);
   const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
   const restoreDir = () => {
-    const [d] = existsSync(root) ? readdirSync(root) : [];
+    const [d] = existsSync(root) ? readdirSync(root).filter((n) => n !== 'names') : [];
     return d ? join(root, d, 'restore') : null;
   };
   const workerPid = () => {
@@ -270,6 +270,19 @@ describe('--async without a count (directory store)', () => {
       expect({ n, code: r.code, stderr: r.stderr }).toEqual({ n, code: 0, stderr: '' });
       expect(sha(readFileSync(rec.dest))).toBe(sha(contents[i]!));
     }
+  }, 60_000);
+
+  it('the call that starts the prefetcher returns once the next segment is taken up: the call right after it is the shell front\'s', async () => {
+    // Without the wait, PostgreSQL's next call came before the new prefetcher (a Node start of its
+    // own) had marked anything, and started Node for a segment about to be prefetched.
+    const rec = recoveryDir();
+    const args = (n: string) => ['--async', `file://${store}`, 'srv', n, rec.dest];
+    const first = await runProcess(bin, args(names[0]!), { env: toolEnv() });
+    expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+    workers.push(rec.workerPid());
+    const second = await runProcess(bin, args(names[1]!), { env: toolEnv(NO_NODE) });
+    expect({ code: second.code, stderr: second.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(sha(readFileSync(rec.dest))).toBe(sha(contents[1]!));
   }, 60_000);
 
   it('an explicit --parallel 1 is kept: a one-shot call, no prefetcher, no spool', async () => {

@@ -24,7 +24,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SEGMENT_RE = /^[0-9A-F]{24}$/;
 
 /** The per-store spool directories under a spool root (one per store URL and server). */
-const spoolDirs = (root: string) => (existsSync(root) ? readdirSync(root).map((d) => join(root, d)) : []);
+/** The per-store directories of a spool root (beside them, the names file of src/wal/spool.ts). */
+const spoolDirs = (root: string) => (existsSync(root) ? readdirSync(root).filter((d) => d !== 'names').map((d) => join(root, d)) : []);
 
 const readOr = (path: string, fallback: string) => {
   try {

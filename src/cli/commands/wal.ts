@@ -26,6 +26,8 @@ const CODEC_FLAGS: readonly CodecName[] = ['gzip', 'bzip2', 'xz', 'snappy', 'zst
 
 /** An --async worker exits after this long with nothing to do; the next call starts another. */
 const WORKER_IDLE_MS = 30_000;
+/** A call that started the prefetcher waits at most this long for it to take up the next segment (awaitPrefetchStart). */
+const PREFETCH_START_WAIT_MS = 2_000;
 /** How long an --async wal-archive call waits for its segment; then exit 1 and PostgreSQL retries. */
 const ASYNC_WAIT_MS = 60_000;
 // WORKER_GC: a one-shot call asks for a scavenge every MiB it moves, to keep its peak RSS low
@@ -249,11 +251,12 @@ export const walRestore: CommandModule<'wal-restore'> = {
         return EXIT.OK;
       } else if (dir) {
         const spool = new RestoreSpool(dir);
+        let started: ChildProcess | null = null;
         if (asyncMode && isSegmentName(walName)) {
           // Tell the prefetcher where recovery is before fetching this file ourselves.
           const { liveWorker, recordWanted } = await import('../../wal/async.js');
           await recordWanted(spool, walName);
-          if ((await liveWorker(dir)) === null) await startWorker(ctx, 'restore', dir);
+          if ((await liveWorker(dir)) === null) started = await startWorker(ctx, 'restore', dir);
         }
         found = await restoreWithPrefetch(store, layout, walName, dest, spool, {
           // With --async the prefetcher fetches what follows; this call fetches only its own file.
@@ -263,6 +266,10 @@ export const walRestore: CommandModule<'wal-restore'> = {
           maxAgeMs: SPOOL_MAX_AGE_MS,
           identities,
         });
+        if (found && started) {
+          const { awaitPrefetchStart } = await import('../../wal/async.js');
+          await awaitPrefetchStart(spool, walName, opts['wal-segment-size'], started, PREFETCH_START_WAIT_MS);
+        }
       } else {
         found = await restoreWal(store, layout, walName, dest, { noPartial, identities });
       }
