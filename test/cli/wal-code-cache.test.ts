@@ -228,6 +228,17 @@ describe('what a WAL call loads at start', () => {
       expect({ archive: fsPromises(archive), missing: fsPromises(missing) }).toEqual({ archive: [], missing: [] });
     }, 60_000);
 
+    it("Node's modules a WAL call loads anyway load before its V8 flags change (Node's own code cache is refused after)", async () => {
+      // setFlagsFromString is why node:v8 is loaded: what comes after it is compiled from source.
+      const [archive, restore, missing] = await calls(['--endpoint-url', plain.url]);
+      for (const loaded of [archive, restore, missing]) {
+        const v8 = loaded.indexOf('NativeModule v8');
+        expect(v8).toBeGreaterThan(0);
+        const after = ['net', 'crypto', 'os', 'vm', 'module', 'timers/promises'].filter((m) => !(loaded.indexOf(`NativeModule ${m}`) < v8));
+        expect(after).toEqual([]);
+      }
+    }, 60_000);
+
     it('over HTTPS with --endpoint-ca, the deferred node:tls loads on use', async () => {
       for (const loaded of await calls(['--endpoint-url', tls.url, '--endpoint-ca', ca.caFile])) {
         expect(loaded).toContain('NativeModule tls');
