@@ -24,6 +24,7 @@ export const WAL_CODE_CACHE = 'run.cjs.v8-cache';
  */
 function limitTiersOfWalCall(name: CommandName | 'umbrella'): boolean {
   if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env.BARMAN_CLOUD_ASYNC_WORKER) return false;
+  loadBuiltinsBeforeFlags(process.argv.slice(2)); // not for --version: answered before (launch)
   setWalCallFlags();
   smallPagesForNativeAllocators();
   poolNoWiderThanCores();
@@ -54,6 +55,22 @@ function poolNoWiderThanCores(): void {
 function smallPagesForNativeAllocators(): void {
   process.env.MIMALLOC_ALLOW_LARGE_OS_PAGES ??= '0';
   process.env.MIMALLOC_ALLOW_THP ??= '0';
+}
+
+/** Node's modules that every one-shot WAL call loads (the launcher, the bundle's module level, the lean HTTP client). */
+const WAL_CALL_BUILTINS = ['node:os', 'node:vm', 'node:module', 'node:net', 'node:timers/promises'];
+
+/**
+ * Node compiles its own modules from a code cache built into its binary, which V8 accepts only
+ * under the flags it was made with: once setWalCallFlags() has changed them, each builtin loaded
+ * after is compiled from its source, at about twice the CPU (net, crypto, os, vm, module,
+ * timers/promises: ~8 ms of an S3 call's; docs/benchmarks.md, "One-shot WAL calls, twelfth
+ * session"). So the ones a call will load anyway are loaded first; node:crypto only when a cloud
+ * store's URL is given (SigV4 and the SDKs use it; the directory store does not).
+ */
+function loadBuiltinsBeforeFlags(argv: string[]): void {
+  for (const id of WAL_CALL_BUILTINS) require(id);
+  if (argv.some((a) => /^(s3|gs|https?):\/\//i.test(a))) require('node:crypto');
 }
 
 function setWalCallFlags(): void {
@@ -183,7 +200,6 @@ export async function makeWalCodeCache(): Promise<Buffer> {
 }
 
 export function launch(name: CommandName | 'umbrella'): void {
-  const oneShotWal = limitTiersOfWalCall(name);
   const argv = process.argv.slice(2);
   if (name !== 'umbrella' && earlyAction(commandByName(name)!, argv) === 'version') {
     process.stdout.write(`${commandByName(name)!.prog} ${BARMAN_CONTRACT_VERSION}\n`);
@@ -191,7 +207,7 @@ export function launch(name: CommandName | 'umbrella'): void {
     return;
   }
   if (name === 'wal-archive' || name === 'wal-restore') {
-    void loadWalBundle(oneShotWal).runCommand(name);
+    void loadWalBundle(limitTiersOfWalCall(name)).runCommand(name);
     return;
   }
   // The ESM bundle sits beside this file once built.

@@ -162,21 +162,22 @@ export function readCa(flagOrVar: string, path: string): string {
 
 /**
  * A CA bundle named by an environment variable (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE) is read as
- * boto3 and azure-core do: only when TLS is used. The CloudNativePG plugin sets the variable whenever
- * endpointCA is configured and the projected file can be missing for a while, so an unreadable
- * bundle is ignored on an http:// endpoint and is a general error (exit 4: retried by the operator)
- * on https, never a usage error (exit 3 means "invalid WAL name" to wal-restore's callers).
+ * boto3 and azure-core do: only when TLS is used. On an http:// endpoint it is not read at all
+ * (hosts export the variable for every tool: reading ~200 KB of system bundle cost a WAL call a few
+ * ms of CPU; docs/benchmarks.md). The CloudNativePG plugin sets it whenever endpointCA is configured
+ * and the projected file can be missing for a while: on https an unreadable bundle is a general
+ * error (exit 4: retried by the operator), never a usage error (exit 3 means "invalid WAL name" to
+ * wal-restore's callers).
  */
 export function readEnvCa(variable: string, path: string, endpointUrl: string | undefined): string | undefined {
+  if (endpointUrl !== undefined && /^http:\/\//i.test(endpointUrl)) {
+    log.debug(`${variable}: CA file ${path} not read; not needed for ${endpointUrl}`);
+    return undefined;
+  }
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    const why = errno(e);
-    if (endpointUrl !== undefined && /^http:\/\//i.test(endpointUrl)) {
-      log.debug(`${variable}: cannot read CA file ${path} (${why}); not needed for ${endpointUrl}`);
-      return undefined;
-    }
-    throw new GeneralError(`${variable}: cannot read CA file ${path}: ${why}`);
+    throw new GeneralError(`${variable}: cannot read CA file ${path}: ${errno(e)}`);
   }
 }
 

@@ -208,7 +208,7 @@ async function profileServer(name, server, work, segment) {
   // Traced runs: the phases of ours.
   const traceFile = join(work, `${name}.trace`);
   const traced = {};
-  for (const [label, lz4] of [['archive none', false], ['archive lz4', true], ['restore', false]]) {
+  for (const [label, lz4] of [['archive none', false], ['archive lz4', true], ['restore', false], ['restore lz4', false]]) {
     writeFileSync(traceFile, '');
     const c = contenders.find((x) => x.label === label);
     const tenv = { ...env, BC_ONESHOT_TRACE: traceFile, NODE_OPTIONS: `--import ${join(root, 'test/bench/oneshot-trace.mjs')}`,
@@ -235,7 +235,13 @@ function phases(runs) {
     out.push([`  answer body`, median(rs.map((r) => r.end - r.headers))]);
     if (i + 1 < n) out.push([`  gap to next request`, median(runs.map((t) => (t.requests[i + 1] && t.requests[i].end ? t.requests[i + 1].start - t.requests[i].end : NaN)).filter(Number.isFinite))]);
   }
-  out.push(['last answer → exit', pick((t) => t.exit - t.requests.at(-1)?.end)]);
+  out.push(['last answer → exit', pick((t) => t.exit - Math.max(...t.requests.map((r) => r.end ?? NaN)))]);
+  // Client CPU (process.cpuUsage, user + sys of this process): Node's boot, up to the first
+  // request, from there to exit.
+  out.push(['CPU: Node boot (to preload)', pick((t) => t.cpu?.boot)]);
+  out.push(['CPU: preload → first request', pick((t) => t.cpu?.first - t.cpu?.boot)]);
+  out.push(['CPU: first request → exit', pick((t) => t.cpu?.exit - t.cpu?.first)]);
+  out.push(['CPU: whole process', pick((t) => t.cpu?.exit)]);
   out.push(['total (process start → exit)', pick((t) => t.exit)]);
   for (const alg of new Set(runs.flatMap((t) => Object.keys(t.hash)))) out.push([`(inside) hashing ${alg}`, pick((t) => t.hash[alg] ?? 0)]);
   out.push(['(inside) fs.readSync', pick((t) => t.read)]);

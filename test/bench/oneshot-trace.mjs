@@ -19,6 +19,7 @@ if (out) {
   const crypto = require('node:crypto');
   const http = require('node:http');
   const now = () => performance.now();
+  const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   const trace = { boot: now(), requests: [], hash: {}, read: 0, lz4: { calls: 0, busy: 0, first: null, last: null } };
 
   const createHash = crypto.createHash;
@@ -95,10 +96,54 @@ if (out) {
       return req;
     };
   }
+  // The lean S3 client speaks HTTP/1.1 on net sockets itself (src/storage/http1.ts): a request is
+  // a write starting with a method; 'sent' is the callback of its last write before the answer's
+  // first byte (headers), 'end' the last byte read before the socket's next request.
+  const net = require('node:net');
+  const connect = net.connect;
+  net.connect = function (options, ...rest) {
+    let current;
+    const onread = options?.onread;
+    if (onread?.callback) {
+      const callback = onread.callback;
+      onread.callback = function (n, buf) {
+        const t = now();
+        if (current) {
+          current.headers ??= t;
+          current.end = t;
+          current.status ??= Number(/^HTTP\/1\.\d (\d{3})/.exec(buf.toString('latin1', 0, Math.min(n, 16)))?.[1]) || undefined;
+        }
+        return callback.call(this, n, buf);
+      };
+    }
+    const socket = connect.call(this, options, ...rest);
+    const write = socket.write;
+    socket.write = function (chunk, ...a) {
+      const head = typeof chunk === 'string' ? chunk.slice(0, 200) : Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.length, 200)).toString('latin1');
+      const m = /^(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP\/1\.1\r\n/.exec(head);
+      if (m) {
+        current = { method: m[1], path: m[2].replace(/\?.*$/, (q) => (q.includes('list-type') ? '?list' : '?…')), start: now() };
+        if (trace.requests.length === 0) trace.cpuAtFirst = cpuMs();
+        trace.requests.push(current);
+      }
+      const r = current;
+      const cb = a.findIndex((x) => typeof x === 'function');
+      const done = () => { if (r && r.headers === undefined) r.sent = now(); };
+      if (cb >= 0) {
+        const f = a[cb];
+        a[cb] = function (...e) { done(); return f.apply(this, e); };
+      } else a.push(done);
+      return write.call(this, chunk, ...a);
+    };
+    return socket;
+  };
+  trace.cpu = { boot: cpuMs() };
   syncBuiltinESMExports();
 
   process.on('exit', () => {
     trace.exit = now();
+    trace.cpu.exit = cpuMs();
+    trace.cpu.first = trace.requests.length ? trace.cpuAtFirst : undefined;
     fs.appendFileSync(out, `${JSON.stringify(trace)}\n`);
   });
 }

@@ -65,12 +65,17 @@ describe('S3 settings from flags and the environment', () => {
     const missing = join(dir, 'no-such-ca.pem');
     const http = resolve(['--endpoint-url', 'http://127.0.0.1:9000', 's3://b'], { AWS_CA_BUNDLE: missing });
     expect(http.config.ca).toBeUndefined();
+    // Not even read when it is there (hosts export it for every tool: a WAL call's CPU).
+    expect(resolve(['--endpoint-url', 'http://127.0.0.1:9000', 's3://b'], { AWS_CA_BUNDLE: caFile }).config.ca).toBeUndefined();
+    expect(resolve(['--endpoint-url', 'https://s3.example', 's3://b'], { AWS_CA_BUNDLE: caFile }).config.ca).toContain('BEGIN CERTIFICATE');
     expect(() => resolve(['--endpoint-url', 'https://s3.example', 's3://b'], { AWS_CA_BUNDLE: missing })).toThrow(GeneralError);
     expect(() => resolve(['s3://b'], { AWS_CA_BUNDLE: missing })).toThrow(GeneralError);
     expect(() => resolve(['s3://b'], { AWS_CA_BUNDLE: missing })).not.toThrow(CliError);
     expect(() => resolve(['--cloud-provider', 'azure-blob-storage', 'https://acct.blob.core.windows.net/c'], { REQUESTS_CA_BUNDLE: missing, AZURE_STORAGE_CONNECTION_STRING: 'x' }))
       .toThrow(GeneralError);
     expect(resolve(['--cloud-provider', 'azure-blob-storage', 'http://127.0.0.1:10000/acct/c'], { REQUESTS_CA_BUNDLE: missing, AZURE_STORAGE_CONNECTION_STRING: 'x' }).config.ca)
+      .toBeUndefined();
+    expect(resolve(['--cloud-provider', 'azure-blob-storage', 'http://127.0.0.1:10000/acct/c'], { REQUESTS_CA_BUNDLE: caFile, AZURE_STORAGE_CONNECTION_STRING: 'x' }).config.ca)
       .toBeUndefined();
     // The flag is an argument: a missing file stays a usage error.
     expect(() => resolve(['--endpoint-ca', missing, '--endpoint-url', 'http://127.0.0.1:9000', 's3://b'])).toThrow(CliError);

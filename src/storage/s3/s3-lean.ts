@@ -221,8 +221,10 @@ export class LeanS3ObjectStore implements ObjectStore {
     // One origin per store: path-style requests go to the endpoint, virtual-hosted ones to the
     // bucket's host name on it. Kept-alive sockets: a restore's LIST and GET, a backup's parts.
     const hostname = (this.pathStyle ? this.endpoint.hostname : `${this.bucket}.${this.endpoint.hostname}`).replace(/^\[|\]$/g, '');
+    // The CA only over TLS: hosts export AWS_CA_BUNDLE for every tool, plain-HTTP endpoints
+    // included, and building the list loads node:tls (a few ms of a WAL call's CPU; docs/benchmarks.md).
     this.pool = new Http1Pool(
-      { https, hostname, port: this.endpoint.port ? Number(this.endpoint.port) : https ? 443 : 80, ...(config.ca ? { ca: [...rootCertificates, config.ca] } : {}) },
+      { https, hostname, port: this.endpoint.port ? Number(this.endpoint.port) : https ? 443 : 80, ...(https && config.ca ? { ca: [...rootCertificates, config.ca] } : {}) },
       { maxSockets: 32, connectTimeoutMs: config.retry.connectTimeoutMs, readTimeoutMs: config.retry.readTimeoutMs },
     );
   }
