@@ -46,7 +46,7 @@ export async function loadIdentities(ctx: KeyFileContext<IdentityOptions>): Prom
   const text = readKeyFile(path, 'identity');
   for (const line of text.split(/\r?\n/)) if (line.trim().startsWith('AGE-SECRET-KEY-')) registerSecret(line.trim());
   const { parseIdentities } = await import('../encryption/age.js');
-  return { ...(await parseIdentities(text, path)), allowUnencrypted: ctx.args.options['allow-unencrypted'] === true };
+  return parseIdentities(text, path, ctx.args.options['allow-unencrypted'] === true);
 }
 
 /**

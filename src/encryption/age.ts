@@ -70,7 +70,8 @@ function x25519Recipient(recipient: string): Buffer | undefined {
 }
 
 /** Identities (`AGE-SECRET-KEY-1…`), several allowed (old keys kept for reading after a rotation). */
-export async function parseIdentities(text: string, source: string): Promise<AgeIdentities> {
+/** `allowUnencrypted`: the reader's --allow-unencrypted, kept with the keys it goes with. */
+export async function parseIdentities(text: string, source: string, allowUnencrypted = false): Promise<AgeIdentities> {
   const lines = keyLines(text, source, (l) => l.startsWith('AGE-SECRET-KEY-'), 'identity (AGE-SECRET-KEY-1…)');
   const keys: X25519Identity[] = [];
   for (let i = 0; i < lines.length; i++) {
@@ -82,7 +83,7 @@ export async function parseIdentities(text: string, source: string): Promise<Age
       throw new EncryptionKeyError(`${source}: identity ${i + 1} is not a valid age X25519 identity`);
     }
   }
-  return new Identities(keys, source);
+  return new Identities(keys, source, allowUnencrypted);
 }
 
 /**
@@ -108,7 +109,7 @@ class X25519Identity {
 class Identities implements AgeIdentities {
   private prints?: string[];
 
-  constructor(readonly keys: X25519Identity[], readonly source: string) {}
+  constructor(readonly keys: X25519Identity[], readonly source: string, readonly allowUnencrypted: boolean) {}
 
   get fingerprints(): string[] {
     return (this.prints ??= this.keys.map((k) => recipientFingerprint(k.recipient)));
