@@ -24,7 +24,8 @@ export type ProblemKind =
   | 'wal-size-mismatch'
   | 'missing-history'
   | 'invalid-history'
-  | 'unencrypted-part';
+  | 'unencrypted-part'
+  | 'unencrypted-wal';
 
 export interface Problem {
   kind: ProblemKind;

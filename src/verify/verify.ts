@@ -249,8 +249,12 @@ interface WalIndex {
   problems: Problem[];
 }
 
-async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: number): Promise<WalIndex> {
+async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: number, identities: AgeIdentities | undefined): Promise<WalIndex> {
   const index: WalIndex = { segments: new Set(), newestByTimeline: new Map(), historyKeys: new Map(), problems: [] };
+  // as wal-restore refuses them (src/encryption/names.ts, unencryptedRefused)
+  const refusePlain = identities !== undefined && !identities.allowUnencrypted;
+  const plain = (file: string, name: string) =>
+    index.problems.push({ kind: 'unencrypted-wal', segment: name, message: unencryptedRefused(`WAL object ${file}`).message });
   for await (const e of store.list(layout.walsPrefix)) {
     // another server's WAL under the same names must not pass for ours (docs/format.md#listed-keys)
     if (e.kind !== 'object' || !e.key.startsWith(layout.walsPrefix)) continue;
@@ -259,10 +263,12 @@ async function indexWal(store: ObjectStore, layout: ServerLayout, segmentSize: n
     const codec = codecFromSuffix(stored);
     const base = (codec ? stored.slice(0, stored.lastIndexOf('.')) : stored).toUpperCase();
     if (/^[0-9A-F]{8}\.HISTORY$/.test(base)) {
+      if (refusePlain && !encrypted) plain(file, historyFileName(walTimeline(base)));
       index.historyKeys.set(walTimeline(base), e.key);
       continue;
     }
     if (!isSegmentName(base)) continue;
+    if (refusePlain && !encrypted) plain(file, base);
     if (e.size === 0) {
       index.problems.push({ kind: 'empty-wal', segment: base, message: `WAL object ${file} is empty (0 bytes)` });
       continue;
@@ -295,7 +301,7 @@ async function verifyWal(
     wal.problems.push({ kind: 'invalid-wal-range', message: `backups disagree on xlog_segment_size or it is invalid: ${[...sizes].join(', ')}` });
     return wal;
   }
-  const index = await indexWal(store, layout, segmentSize);
+  const index = await indexWal(store, layout, segmentSize, options.identities);
   wal.problems.push(...index.problems);
   const byId = new Map(results.map((r) => [r.backup_id, r]));
   const addMissing = (range: SegmentRange, backup: BackupInfo, why: string) => {

@@ -82,4 +82,32 @@ describe.skipIf(missing.length > 0)('plain objects read with an identity', () =>
     const allowedKinds = (JSON.parse(allowed.stdout) as { backups: { problems: { kind: string }[] }[] }).backups.flatMap((b) => b.problems.map((p) => p.kind));
     expect(allowedKinds).not.toContain('unencrypted-part');
   });
+
+  it('verify: plain WAL segments and history files are problems with an identity (unencrypted-wal), not with --allow-unencrypted', async () => {
+    // a backup whose WAL (…06) was archived encrypted, and plain objects planted beside it
+    const dir = join(store, 'walsrv', 'base', BACKUP_ID);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+    writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: '.', type: 'directory' }, { name: './PG_VERSION', data: '15\n' }]));
+    const seg6 = '000000010000000000000006';
+    const seg7 = '000000010000000000000007';
+    writeFileSync(file(`pg_wal/${seg6}`), walSegmentBytes());
+    const a = await runBin('barman-cloud-wal-archive', ['--encryption-recipient-file', file('id.pub'), `file://${store}`, 'walsrv', file(`pg_wal/${seg6}`)], { env: cleanEnv() });
+    expect(a.code, a.stderr).toBe(0);
+    const wals = join(store, 'walsrv', 'wals', '0000000100000000');
+    writeFileSync(join(wals, seg7), walSegmentBytes());
+    writeFileSync(join(store, 'walsrv', 'wals', '00000002.history'), '1\t0/7000000\tno recovery target specified\n');
+
+    const run = async (extra: string[]) => {
+      const v = await runBin('barman-cloud', ['verify', '--format', 'json', ...extra, '--encryption-identity-file', file('id.key'), `file://${store}`, 'walsrv', BACKUP_ID], { env: cleanEnv() });
+      const report = JSON.parse(v.stdout) as { wal: { problems: { kind: string; segment?: string; message: string }[] } };
+      return { code: v.code, plain: report.wal.problems.filter((p) => p.kind === 'unencrypted-wal') };
+    };
+    const v = await run([]);
+    expect(v.code).not.toBe(0);
+    expect(v.plain.map((p) => p.segment).sort()).toEqual([seg7, '00000002.history']);
+    expect(v.plain.map((p) => p.message).join('\n')).toMatch(/WAL object 000000010000000000000007 is not encrypted, and an identity was given/);
+    const allowed = await run(['--allow-unencrypted']);
+    expect(allowed.plain).toEqual([]);
+  });
 });
