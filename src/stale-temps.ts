@@ -1,6 +1,6 @@
 // One sweep for the temp files our killed runs leave behind (the file store's `.bc-tmp-*`,
-// wal-restore's `<wal_dest>.tmp-barman-cloud-*`): a later run removes those of its own making in a
-// directory it writes to anyway, and nothing else.
+// wal-restore's `<wal_dest>.tmp-barman-cloud-*`, the spool root's `names.tmp-*`): a later run
+// removes those of its own making in a directory it writes to anyway, and nothing else.
 import { lstat as lstatCallback, readdir as readdirCallback, unlink as unlinkCallback } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';

@@ -15,6 +15,7 @@ import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 import { mapBounded } from '../concurrency.js';
+import { removeStaleTemps } from '../stale-temps.js';
 import { tempBeside } from './temp-files.js';
 
 /** Prefetched files are served for this long (by Node and by the generated shell front); the archive of a live server does not change under them. */
@@ -149,9 +150,13 @@ export async function trustedSpoolDir(
  */
 export const SPOOL_NAMES = 'names';
 const NAMES_KEPT = 32;
+/** writeAtomic's temp for the names file; the archive and restore directories are pruned whole, the root is not. */
+const NAMES_TEMP = new RegExp(`^${SPOOL_NAMES}\\.tmp-[0-9]{1,10}-[0-9a-f]{8}$`);
 
 async function recordSpoolName(root: string, id: string, storeUrl: string, serverName: string): Promise<void> {
   const path = join(root, SPOOL_NAMES);
+  // a run killed while rewriting the file left its temp here (src/stale-temps.ts)
+  await removeStaleTemps(root, (name) => NAMES_TEMP.test(name));
   const entry = `${id}\n${storeUrl}\n${serverName}\n`;
   const text = await fs.readFile(path, 'utf8').catch(() => '');
   const lines = text.split('\n');

@@ -6,7 +6,8 @@
 // real segment comes from the store (exit 1 when the store has none), and archiving really uploads.
 import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+  chmodSync, chownSync, existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -400,6 +401,43 @@ describe.skipIf(!IS_ROOT)('a spool of our own', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(dest).equals(segmentBytes(0xa0))).toBe(true);
     expect(existsSync(root)).toBe(false);
+  }, 60_000);
+});
+
+describe.skipIf(!IS_ROOT)('the names file of the spool root', () => {
+  it('a temp left by a run killed while rewriting it is swept by a later run: only a stale regular file of ours with its exact name', async () => {
+    const store = fileStore();
+    const server = 'srv-names-temp';
+    const root = join(tmp, 'names-temp', 'spool');
+    dir(root, 0o700);
+    const old = new Date(Date.now() - 3_600_000);
+    const temp = (name: string, uid = 0) => {
+      file(join(root, name), 'half a names file\n', 0o600, uid);
+      utimesSync(join(root, name), old, old);
+      return join(root, name);
+    };
+    const stale = temp('names.tmp-4242-0123abcd');
+    const fresh = join(root, 'names.tmp-4243-0123abcd');
+    file(fresh, 'being written\n', 0o600);
+    const theirs = temp('names.tmp-4244-0123abcd', NOBODY);
+    const other = temp('names.tmp-by-someone-else');
+    // a link with a temp's name, and what it points at: neither is touched
+    const target = join(tmp, 'names-temp', 'target');
+    writeFileSync(target, 'keep\n');
+    utimesSync(target, old, old);
+    const link = join(root, 'names.tmp-4245-0123abcd');
+    symlinkSync(target, link);
+    lutimesSync(link, old, old);
+
+    const wal = join(tmp, 'names-temp', 'pg_wal', seg(0xb0));
+    mkdirSync(dirname(wal), { recursive: true });
+    writeFileSync(wal, segmentBytes(0xb0));
+    const r = await runBin(ARCHIVE, ['--max-parallel', '2', '--spool-dir', root, ...store.args, server, wal], { env: cleanEnv() });
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(root, 'names'))).toBe(true);
+    expect(existsSync(stale)).toBe(false);
+    for (const kept of [fresh, theirs, other, target]) expect(existsSync(kept)).toBe(true);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
   }, 60_000);
 });
 
