@@ -334,6 +334,27 @@ function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }
 
+/** Whether `raw` survives a round trip through a UTF-8 string (Node's string paths cannot name it otherwise). */
+function isUtf8(raw: Buffer): boolean {
+  return Buffer.from(raw.toString('utf8'), 'utf8').equals(raw);
+}
+
+/** The bytes of a name, printable: ASCII as is, anything else as `\xNN`. */
+function byteEscaped(raw: Buffer): string {
+  let out = '';
+  for (const b of raw) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return out;
+}
+
+/**
+ * A name that is not UTF-8 reaches us with U+FFFD in its place: that name does not exist, so the
+ * entry would pass for one that vanished and be left out of the backup with exit 0 (a link's target
+ * would be stored wrong). The backup fails instead, naming the entry.
+ */
+function undecodableName(what: string, raw: Buffer): ArchiveSourceError {
+  return new ArchiveSourceError(`Cannot back up ${what}: '${byteEscaped(raw)}' is not valid UTF-8`);
+}
+
 function sourceError(path: string, err: unknown): ArchiveSourceError {
   const msg = err instanceof Error ? err.message : String(err);
   return new ArchiveSourceError(`Cannot read '${path}' for the backup: ${msg}`, { cause: err });
@@ -821,8 +842,11 @@ class ArchiveWriter {
     } else if (st.isSymbolicLink()) {
       header.type = TarType.SYMLINK;
       try {
-        header.linkname = await readlink(path);
+        const target = await readlink(path, { encoding: 'buffer' });
+        if (!isUtf8(target)) throw undecodableName(`the symbolic link '${path}' (its target)`, target);
+        header.linkname = target.toString('utf8');
       } catch (err) {
+        if (err instanceof ArchiveSourceError) throw err;
         if (skipVanished && errnoCode(err) === 'ENOENT') return false;
         throw sourceError(path, err);
       }
@@ -939,6 +963,13 @@ class ArchiveWriter {
       const code = errnoCode(err);
       if (code === 'ENOENT' || code === 'ENOTDIR') return; // vanished
       throw sourceError(dir, err);
+    }
+    if (entries.some((e) => e.name.includes('\uFFFD'))) {
+      const raw = await readdir(dir, { encoding: 'buffer' }).catch((err: unknown) => {
+        throw sourceError(dir, err);
+      });
+      const bad = raw.find((n) => !isUtf8(n));
+      if (bad) throw undecodableName(`an entry of '${dir}' (its name; rename it or move it out)`, bad);
     }
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const dirs: string[] = [];

@@ -9,7 +9,7 @@
 // (Restore into a non-empty directory is covered by postgres-backup.test.ts.)
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -204,6 +204,36 @@ describe.skipIf(skip)('a base backup that fails midway', () => {
       rmSync(rel.includes('/') ? dir : path, { recursive: true, force: true });
     }
     // The session that started the backup is gone: PostgreSQL is not left in backup mode.
+    await primary.waitFor("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'barman_cloud_backup'", '0', 10_000);
+  }, 120_000);
+
+  // Node's string paths cannot name such an entry: it passed for one that vanished and was left out
+  // of a DONE backup (its manifest did not list it either), or a link was stored with another target.
+  it.each([
+    ['a file whose name is not UTF-8', 'badname', (dir: string) => {
+      const at = Buffer.concat([Buffer.from(join(dir, 'stray-')), Buffer.from([0xff, 0x41])]);
+      writeFileSync(at, 'precious\n');
+      return at;
+    }],
+    ['a symbolic link whose target is not UTF-8', 'badlink', (dir: string) => {
+      const at = join(dir, 'stray-link');
+      symlinkSync(Buffer.concat([Buffer.from('/srv/tbs-'), Buffer.from([0xe9])]), at);
+      return at;
+    }],
+  ])('%s in PGDATA: the backup fails naming it (exit 1, FAILED backup.info), nothing left out silently', async (_what, server, plant) => {
+    const at = plant(primary.dataDir);
+    try {
+      const run = startBackup(['--immediate-checkpoint', ...url(server)], env(), { asPostgres: true });
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(1);
+      const errors = errorLines(r.stderr);
+      expect(errors, r.stderr).toHaveLength(1);
+      expect(errors[0]).toMatch(/ERROR: Backup failed uploading data \(Cannot back up .*'[^']*\\x(ff|e9)[^']*' is not valid UTF-8/);
+      const infos = await backupInfos(s3, `pg/${server}/`);
+      expect([...infos.values()].map((i) => i.get('status'))).toEqual(['FAILED']);
+    } finally {
+      rmSync(at, { force: true });
+    }
     await primary.waitFor("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'barman_cloud_backup'", '0', 10_000);
   }, 120_000);
 
