@@ -48,6 +48,15 @@ const FLAGS: readonly Switch[] = ['s3-inherit-from-iam-role', 'azure-inherit-fro
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/**
+ * A string value of postgresql.auto.conf. PostgreSQL's configuration parser reads backslash escapes
+ * inside quotes (`\t`, `\047`, `\'`…) besides doubled quotes, and a string cannot span lines: so
+ * backslashes are doubled and line breaks written as escapes, or the shell quoting of
+ * restore_command (`'\''`) ended the string early and PostgreSQL refused to start.
+ */
+const confString = (s: string) =>
+  `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''").replace(/\n/g, '\\n').replace(/\r/g, '\\r')}'`;
+
 function restoreCommand(ctx: CommandContext<'restore'>): string {
   const o = ctx.args.options;
   const args: string[] = [];
@@ -86,9 +95,9 @@ const restore: CommandModule<'restore'> = {
           onProgress: progress && ((bytes, totalBytes) => progress.update(`restoring: ${transferText(bytes, startedAt, totalBytes)} read`)),
           recoveryConf: o['write-recovery-conf']
             ? () => {
-                // postgresql.auto.conf strings double their single quotes.
-                const lines = [`restore_command = '${restoreCommand(ctx).replace(/'/g, "''")}'`];
-                if (o['target-time'] !== undefined) lines.push(`recovery_target_time = '${o['target-time'].replace(/'/g, "''")}'`);
+                const lines = [`restore_command = ${confString(restoreCommand(ctx))}`];
+                // as parsed by targets(): surrounding blanks (a trailing newline) are not part of it
+                if (o['target-time'] !== undefined) lines.push(`recovery_target_time = ${confString(o['target-time'].trim())}`);
                 if (t.lsn !== undefined) lines.push(`recovery_target_lsn = '${t.lsn}'`);
                 if (t.tli !== undefined && t.tli !== 'current') lines.push(`recovery_target_timeline = '${t.tli}'`);
                 if (o['target-time'] !== undefined || t.lsn !== undefined) lines.push("recovery_target_action = 'promote'");
