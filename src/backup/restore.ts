@@ -238,11 +238,15 @@ export async function restoreBackup(
     listed,
     partsList,
   );
-  const digests = partsList ? new FileDigests() : undefined;
+  // Encrypted parts carry their backup_manifest inside what age authenticates: it is checked even
+  // when parts.json (plain, anyone's to delete) is gone, or another backup's authentic part put in
+  // place of one of ours would restore with exit 0.
+  const encryptedParts = plan.some((p) => p.parts.some((part) => part.encrypted));
+  const digests = partsList || encryptedParts ? new FileDigests() : undefined;
   const totalBytes = plan.reduce((sum, p) => sum + p.parts.reduce((n, part) => n + (listed.get(partName(part.key)) ?? 0), 0), 0);
   let readBytes = 0;
   // An encrypted backup needs a fitting identity: refused before anything is downloaded or created.
-  if (backup.encryption === 'age' || plan.some((p) => p.parts.some((part) => part.encrypted))) {
+  if (backup.encryption === 'age' || encryptedParts) {
     checkIdentities(`backup ${backupId}`, options.identities, partsList?.encryption?.recipients);
   }
   // With an identity, every part must be encrypted (src/encryption/names.ts, unencryptedRefused).
