@@ -235,6 +235,10 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   if (manifest) {
     result.file_checksums = 'verified';
     for (const p of checkManifest(manifest, members)) problem(p);
+  } else if ((archives.get('data') ?? []).some((p) => isEncryptedName(p.name))) {
+    // as restore refuses it: ours always ends its data archive with one, inside what age
+    // authenticates, and parts.json cannot vouch for a shortened archive (anyone may delete it)
+    problem({ kind: 'invalid-manifest', file: MANIFEST_MEMBER, message: `backup ${id}: its data archive is encrypted but holds no ${MANIFEST_MEMBER}` });
   }
   result.result = result.problems.length ? 'failed' : 'ok';
   log.info(`backup ${id}: ${plural(result.parts, 'part')}, ${plural(result.problems.length, 'problem')}`);

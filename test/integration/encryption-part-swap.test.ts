@@ -36,7 +36,7 @@ describe.skipIf(skip)('an encrypted backup with a part of another backup in its 
     await primary?.remove();
   });
 
-  it('restore refuses it (exit 4, naming a file) even without parts.json', async () => {
+  it('restore refuses it (exit 4, naming a file) and verify reports it, even without parts.json and without the last part', async () => {
     const env = cleanEnv({ ...primary.env });
     const backup = async () => {
       const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', '-S', '1MB', '--encryption-recipient-file', key('id.pub'), ...url()], { env, timeoutMs: 120_000 });
@@ -61,6 +61,20 @@ describe.skipIf(skip)('an encrypted backup with a part of another backup in its 
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/backup_manifest/);
+    rmSync(dest, { recursive: true, force: true });
+
+    // verify finds the swap through the manifest too; then, with the part that holds the manifest
+    // deleted as well (no gap in the numbering, no parts.json to miss it), both still refuse
+    const verify = async () => {
+      const v = await runBin('barman-cloud', ['verify', '--format', 'json', '--encryption-identity-file', key('id.key'), ...url(), first!], { env });
+      return (JSON.parse(v.stdout) as { backups: { problems: { kind: string }[] }[] }).backups.flatMap((b) => b.problems.map((p) => p.kind));
+    };
+    expect((await verify()).filter((k) => /^(file-size-mismatch|file-checksum-mismatch|missing-file|unlisted-file)$/.test(k)).length).toBeGreaterThan(0);
+    unlinkSync(join(base, first!, parts.at(-1)!));
+    expect(await verify()).toContain('invalid-manifest');
+    const short = await runBin('barman-cloud-restore', ['--encryption-identity-file', key('id.key'), ...url(), first!, dest], { env, timeoutMs: 120_000 });
+    expect(short.code, short.stderr).toBe(4);
+    expect(short.stderr).toMatch(/backup_manifest is missing/);
     rmSync(dest, { recursive: true, force: true });
   }, 300_000);
 });
