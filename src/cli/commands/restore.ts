@@ -70,7 +70,8 @@ function restoreCommand(ctx: CommandContext<'restore'>): string {
   if (identities) args.push('--encryption-identity-file', String(identities));
   const bin = process.argv[1]?.replace(/barman-cloud(-restore)?$/, 'barman-cloud-wal-restore') ?? 'barman-cloud-wal-restore';
   const prefix = process.argv[1]?.endsWith('barman-cloud') ? [process.execPath, process.argv[1], 'wal-restore'] : [process.execPath, bin];
-  return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name].map(quote).join(' ') + ' %f %p';
+  // PostgreSQL expands %f, %p, %r and %% in restore_command before the shell sees it: a % of ours is written %%.
+  return [...prefix, ...args, storeUrl(ctx), ctx.args.positionals.server_name].map((a) => quote(a).replace(/%/g, '%%')).join(' ') + ' %f %p';
 }
 
 const restore: CommandModule<'restore'> = {
