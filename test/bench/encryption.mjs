@@ -16,9 +16,12 @@ export const title = 'Client-side encryption (age): CPU per one-shot WAL call, p
 
 
 // getrusage(RUSAGE_CHILDREN) through Python: microseconds, where GNU time's %U/%S are 10 ms ticks
-// (two ticks were the whole difference being measured).
-const RUSAGE = 'import resource,subprocess,sys\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\n' +
-  'u=resource.getrusage(resource.RUSAGE_CHILDREN)\nsys.stderr.write(r.stderr.decode(errors="replace"))\nsys.stderr.write("\\n%d %.6f\\n" % (r.returncode, u.ru_utime + u.ru_stime))';
+// (two ticks were the whole difference being measured). Read before and after the call: `python3`
+// may be a shim (pyenv's is a shell script) whose own children, waited for before it execs Python,
+// stay in the total (~0.23 s per call here), which deflated every ratio this bench reported.
+const RUSAGE = 'import resource,subprocess,sys\nc=lambda u:u.ru_utime+u.ru_stime\nb=c(resource.getrusage(resource.RUSAGE_CHILDREN))\n' +
+  'r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\n' +
+  'u=c(resource.getrusage(resource.RUSAGE_CHILDREN))-b\nsys.stderr.write(r.stderr.decode(errors="replace"))\nsys.stderr.write("\\n%d %.6f\\n" % (r.returncode, u))';
 
 /** CPU seconds (user + system) of one command and its children; throws on failure. */
 function cpu(cmd, args, env) {
