@@ -27,7 +27,8 @@ const seg = walSegment();
 const master = join(work, 'segment');
 writeFileSync(master, seg);
 execFileSync('lz4', ['-q', '-1', '-f', master, master + '.lz4']);
-const PY = 'import resource,subprocess,sys,time\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\nw=time.monotonic()-t\nu=resource.getrusage(resource.RUSAGE_CHILDREN)\nsys.stderr.write(r.stderr.decode(errors="replace"))\nsys.stderr.write("\\n%d %.6f %.6f\\n" % (r.returncode, w, u.ru_utime+u.ru_stime))';
+// CPU read before and after the call: a `python3` shim's own children (pyenv's) stay in RUSAGE_CHILDREN.
+const PY = 'import resource,subprocess,sys,time\nc=lambda u:u.ru_utime+u.ru_stime\nb=c(resource.getrusage(resource.RUSAGE_CHILDREN))\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\nw=time.monotonic()-t\nu=c(resource.getrusage(resource.RUSAGE_CHILDREN))-b\nsys.stderr.write(r.stderr.decode(errors="replace"))\nsys.stderr.write("\\n%d %.6f %.6f\\n" % (r.returncode, w, u))';
 function run(cmd, args, env, store) {
   const s0 = store.serverCpu();
   const r = spawnSync('python3', ['-c', PY, cmd, ...args], { env, encoding: 'utf8' });

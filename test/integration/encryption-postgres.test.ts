@@ -4,13 +4,13 @@
 // wal-restore with every row. The bucket holds none of the plaintext (a marker string inserted in a
 // table, WAL page headers), while Debian's `age -d` + `lz4 -d` turns the stored objects back into
 // barman-format bytes that do. Wrong or missing identity: exit 1, one line, no destination written.
-// barman 3.4 on the same bucket: no traceback.
+// barman 3.4 on the same bucket, and barman 3.17 from its source where BARMAN_SOURCE names one: no traceback.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerHandle } from '../helpers/servers.ts';
-import { runBin, runBarman, cleanEnv } from '../helpers/run-bin.ts';
+import { runBin, runBarman, runProcess, cleanEnv } from '../helpers/run-bin.ts';
 import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import {
@@ -167,4 +167,35 @@ describe.skipIf(skip)('age encryption with PostgreSQL 15 on moto', () => {
     expect(restore.code).toBe(1);
     expect(readdirSync(work)).toEqual([]);
   }, 120_000);
+
+  // barman 3.17 has no package here: BARMAN_SOURCE names a checkout of its source at release/3.17.0
+  // (github.com/EnterpriseDB/barman), run with Debian's Python and the boto3 barman-cli-cloud brings.
+  const barmanSource = process.env.BARMAN_SOURCE;
+  const haveBarmanSource = !!barmanSource && existsSync(join(barmanSource, 'barman', 'version.py'))
+    && /__version__ = "3\.17\./.test(readFileSync(join(barmanSource, 'barman', 'version.py'), 'utf8'));
+  it.skipIf(!haveBarmanSource)('barman 3.17 (BARMAN_SOURCE) on the encrypted bucket: lists and shows the backup, skips the .age WAL, writes no restore', async () => {
+    const e = { ...env(), PYTHONPATH: barmanSource! };
+    const run317 = (module: string, args: string[]) => runProcess('/usr/bin/python3', ['-c', `from barman.clients.${module} import main; main()`, ...args], { env: e, timeoutMs: 120_000 });
+    const version = await run317('cloud_backup_list', ['-V']);
+    expect(version.stdout + version.stderr).toMatch(/ 3\.17\.0$/m);
+    const list = await run317('cloud_backup_list', ['--format', 'json', ...url()]);
+    expect({ code: list.code, traceback: /Traceback/.test(list.stderr) }).toEqual({ code: 0, traceback: false });
+    expect(JSON.parse(list.stdout).backups_list.map((b: { backup_name?: string }) => b.backup_name)).toEqual(['enc']);
+    const show = await run317('cloud_backup_show', ['--format', 'json', ...url(), 'enc']);
+    expect({ code: show.code, traceback: /Traceback/.test(show.stderr) }).toEqual({ code: 0, traceback: false });
+    // `encryption` is 3.17's own backup.info field: it shows ours as it is
+    expect(JSON.parse(show.stdout).cloud).toMatchObject({ backup_name: 'enc', status: 'DONE', encryption: 'age' });
+    const check = await run317('cloud_check_wal_archive', url());
+    expect({ code: check.code, traceback: /Traceback/.test(check.stderr) }).toEqual({ code: 0, traceback: false });
+    const work = pgTempDir('bc-age-barman317-');
+    const seg = await run317('cloud_walrestore', [...url(), '000000010000000000000001', join(work, 'seg')]);
+    expect({ code: seg.code, traceback: /Traceback/.test(seg.stderr) }).toEqual({ code: 1, traceback: false });
+    expect(seg.stderr).toMatch(/Unknown WAL file: \S+\.lz4\.age$/m);
+    // `.age` is no extension it knows: it finds no data part instead of decompressing ciphertext
+    const restore = await run317('cloud_restore', [...url(), 'enc', join(work, 'data')]);
+    expect({ code: restore.code, traceback: /Traceback/.test(restore.stderr) }).toEqual({ code: 1, traceback: false });
+    expect(restore.stderr).toMatch(/Skipping unknown extension: tar\.lz4\.age/);
+    expect(readdirSync(work)).toEqual([]);
+    rmSync(work, { recursive: true, force: true });
+  }, 180_000);
 });
