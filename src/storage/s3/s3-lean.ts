@@ -424,7 +424,9 @@ export class LeanS3ObjectStore implements ObjectStore {
     // The signed SHA-256 of the body, over HTTP and TLS alike: the server refuses a body that does
     // not match it (XAmzContentSHA256Mismatch), so bytes changed between hashing and sending, or on
     // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
-    // CPU's SHA extensions, MD5 25 ms).
+    // CPU's SHA extensions, MD5 25 ms). UNSIGNED-PAYLOAD with a signed Content-MD5 instead would
+    // spare RGW its ~9 ms SHA-256 check but cost us ~20 ms more CPU before the request can start,
+    // and moto checks neither (measured, docs/benchmarks.md "What our WAL PUT costs the server").
     // Over plain HTTP a costly body (an encrypted segment) is signed chunk by chunk as it is sent
     // instead (awsChunkedBody): as strong, without encrypting it once more just to hash it.
     const streamSigned = isChunkedBody(single) && this.signsAsSent(single);
