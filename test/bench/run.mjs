@@ -36,6 +36,10 @@ for (const m of previous.matchAll(/<!-- bench:(\w+) -->\n([\s\S]*?)<!-- \/bench:
 // Sections measured by hand (after the last generated one) are kept as they are.
 const lastEnd = previous.lastIndexOf('<!-- /bench:');
 const handWritten = lastEnd < 0 ? '' : previous.slice(previous.indexOf('\n', lastEnd) + 1).replace(/^\n+/, '');
+// So are the hand-written sections between the introduction (written below) and the first generated
+// one: "Where each target stands" summarises every run, and its newest figures may be hand-run ones.
+const beforeFirst = previous.slice(0, Math.max(0, previous.search(/^<!-- bench:\w+ -->$/m)));
+const preface = beforeFirst.search(/^## /m) < 0 ? '' : beforeFirst.slice(beforeFirst.search(/^## /m)).replace(/\n+$/, '\n');
 
 for (const name of names) {
   const bench = await import(`./${name}.mjs`);
@@ -113,6 +117,7 @@ const doc = [
   '  `BENCH_BIN_DIR` (whose `bin/` counts as "ours", e.g. another worktree\'s), `BENCH_WAL_PARTS`',
   '  (oneshot,archive,restore,cpu,rss: which WAL scenarios run; restore needs archive).',
   '',
+  ...(preface ? [preface] : []),
   ...order.map((n) => `<!-- bench:${n} -->\n${sections.get(n)}<!-- /bench:${n} -->\n`),
   ...(handWritten ? [handWritten] : []),
 ].join('\n');
