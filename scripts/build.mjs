@@ -21,7 +21,7 @@ const noDynamicImports = {
 };
 // The WAL commands' CommonJS bundle keeps packages external, but for small pure-JavaScript ES
 // modules it uses on the WAL path: as part of the bundle they need no ES module loader (which a
-// package's import() would start, ~20 ms per encrypted WAL call; docs/benchmarks.md).
+// package's import() would start, ~20 ms per encrypted WAL call; docs/benchmarks-history.md).
 const INLINED_IN_WAL_BUNDLE = ['@scure/base'];
 // commander (CommonJS) too, in place of src/cli/commander.ts, which requires it at run time: Node
 // compiled its ~100 KB source on every WAL call, and its top-level require('node:child_process')
@@ -54,7 +54,7 @@ const lazyBuiltins = {
 // of which a missing WAL on the file store needs): in the CommonJS bundle their module-level require
 // becomes one on first property access, the only way esbuild's output uses them (a default import
 // stays eager: __toESM copies the module). https + tls cost ~4-5 ms of CPU per call to load, crypto
-// ~4 ms (docs/benchmarks.md, "One-shot WAL profile").
+// ~4 ms (docs/benchmarks-history.md, "One-shot WAL profile").
 const LAZY_IN_WAL_BUNDLE = ['node:https', 'node:tls', 'node:crypto'];
 const packagesExternalExcept = (inlined) => ({
   name: 'packages-external-except',

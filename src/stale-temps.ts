@@ -13,7 +13,7 @@ import { log } from './log.js';
 export const STALE_TEMP_MS = 10 * 60_000;
 
 // The callback API, promisified: node:fs/promises would be loaded for this sweep alone on a
-// wal-restore from object storage (~2 ms of CPU per call; docs/benchmarks.md).
+// wal-restore from object storage (~2 ms of CPU per call; docs/benchmarks-history.md).
 const fs = { lstat: promisify(lstatCallback), readdir: promisify(readdirCallback), unlink: promisify(unlinkCallback) };
 
 /**

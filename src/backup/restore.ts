@@ -27,7 +27,7 @@ import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, re
 /**
  * Plain parts are read in pieces of 1 MiB, not the stores' default (128 KiB from S3, 64 KiB from
  * files): each piece then passes the hash, the tar parser and write(2) once, without a copy
- * (docs/benchmarks.md "restore in 1 MiB pieces"). Not compressed or encrypted ones: a decoder fed
+ * (docs/benchmarks-history.md "restore in 1 MiB pieces"). Not compressed or encrypted ones: a decoder fed
  * 1 MiB at a time queued several MiB of output per piece (lz4, zstd, snappy restores at -J 4 peaked
  * at 144-154 MB, backup-memory.test.ts).
  */

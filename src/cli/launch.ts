@@ -64,7 +64,7 @@ const WAL_CALL_BUILTINS = ['node:os', 'node:vm', 'node:module', 'node:net', 'nod
  * Node compiles its own modules from a code cache built into its binary, which V8 accepts only
  * under the flags it was made with: once setWalCallFlags() has changed them, each builtin loaded
  * after is compiled from its source, at about twice the CPU (net, crypto, os, vm, module,
- * timers/promises: ~8 ms of an S3 call's; docs/benchmarks.md, "One-shot WAL calls, twelfth
+ * timers/promises: ~8 ms of an S3 call's; docs/benchmarks-history.md, "One-shot WAL calls, twelfth
  * session"). So the ones a call will load anyway are loaded first; node:crypto only when a cloud
  * store's URL is given (SigV4 and the SDKs use it; the directory store does not).
  */
@@ -175,7 +175,7 @@ function compileWalBundle(bundleBytes: Buffer, cachedData?: Buffer): { script: i
 
 /**
  * Loads the WAL commands' CommonJS bundle: one file, no ES module loader, and, for a one-shot
- * call, compiled from V8's code cache instead of parsed (docs/benchmarks.md, "One-shot WAL
+ * call, compiled from V8's code cache instead of parsed (docs/benchmarks-history.md, "One-shot WAL
  * profile"). The --async worker runs under other flags, which the cache would not match.
  */
 function loadWalBundle(useCache: boolean): RunModule {

@@ -5,7 +5,7 @@
 // Computed by @node-rs/xxhash (native, prebuilt per platform like lz4-napi): a one-shot WAL call
 // runs WebAssembly in Liftoff only (src/cli/launch.ts), where xxhash-wasm took ~29 ms of CPU per
 // 16 MiB segment against ~3 ms natively, on both the archive and the restore of an lz4 or zstd
-// segment (docs/benchmarks.md, "One-shot WAL profile").
+// segment (docs/benchmarks-history.md, "One-shot WAL profile").
 import { napiBinding } from './native.js';
 
 type Native = typeof import('@node-rs/xxhash');

@@ -89,7 +89,7 @@ export async function parseIdentities(text: string, source: string, allowUnencry
 /**
  * One X25519 identity. Its public key and `age1…` recipient are derived on first use: a WAL restore
  * needs the public key only for the stanzas it opens and the recipient never (a one-shot call pays
- * for every step; docs/benchmarks.md).
+ * for every step; docs/benchmarks-history.md).
  */
 class X25519Identity {
   private pub?: Buffer;
@@ -221,7 +221,7 @@ interface SealKey {
 
 // The X25519 recipient stanza and the header MAC, written with node:crypto (age-encryption.org/v1):
 // importing the library and its pure-JavaScript X25519 cost more than the whole WAL upload (see
-// docs/benchmarks.md). Checked by the unit tests, which decrypt what this writes with the age program.
+// docs/benchmarks-history.md). Checked by the unit tests, which decrypt what this writes with the age program.
 const b64 = (b: Buffer): string => b.toString('base64').replace(/=+$/, '');
 
 function x25519Stanza(recipientKey: Buffer, fileKey: Buffer): string {

@@ -1,6 +1,6 @@
 // One HTTP/1.1 exchange over a kept-alive socket, for the lean S3 client. Not node:http: loading it
 // and moving a 16 MiB answer through its parser and streams cost a fresh process ~35 ms more CPU
-// than a socket reading straight into one buffer (measured, docs/benchmarks.md "One-shot WAL
+// than a socket reading straight into one buffer (measured, docs/benchmarks-history.md "One-shot WAL
 // profile"), which is most of what a one-shot wal-restore spends above its floor. It does only what
 // S3 needs: a request with a Content-Length (never a chunked request body), an answer framed by
 // Content-Length, chunked encoding or the connection's end, strict limits on what it parses, and
@@ -59,7 +59,7 @@ const HEAD_LIMIT = 64 * 1024;
  * A streamed body is handed on in pieces of this size (the last one shorter), each read in place.
  * Small, for memory: with 1 MiB pieces a 16 MiB wal-restore peaked at 66-67 MB RSS against 54-55
  * MB with 512 KiB (why, not found); with 128 KiB its compressed restores peak lowest (lz4 58, zstd
- * 60 MB against 60-66 with 256-512 KiB), at the same CPU (moto, docs/benchmarks.md).
+ * 60 MB against 60-66 with 256-512 KiB), at the same CPU (moto, docs/benchmarks-history.md).
  */
 export const STREAM_PIECE = 128 * 1024;
 const EMPTY = Buffer.alloc(0);

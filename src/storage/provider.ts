@@ -164,7 +164,7 @@ export function readCa(flagOrVar: string, path: string): string {
  * A CA bundle named by an environment variable (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE) is read as
  * boto3 and azure-core do: only when TLS is used. On an http:// endpoint it is not read at all
  * (hosts export the variable for every tool: reading ~200 KB of system bundle cost a WAL call a few
- * ms of CPU; docs/benchmarks.md). The CloudNativePG plugin sets it whenever endpointCA is configured
+ * ms of CPU; docs/benchmarks-history.md). The CloudNativePG plugin sets it whenever endpointCA is configured
  * and the projected file can be missing for a while: on https an unreadable bundle is a general
  * error (exit 4: retried by the operator), never a usage error (exit 3 means "invalid WAL name" to
  * wal-restore's callers).

@@ -96,7 +96,7 @@ function* fileChunks(path: string, size: number): Generator<Buffer> {
 export async function readWalFile(path: string): Promise<WalFile> {
   // Open and read one byte now, so that a missing, unreadable or non-regular file fails here with
   // the system's message, before any request is made. Synchronous, as the reads that follow are:
-  // node:fs/promises would be loaded for this alone (~2 ms of CPU per call; docs/benchmarks.md).
+  // node:fs/promises would be loaded for this alone (~2 ms of CPU per call; docs/benchmarks-history.md).
   const fd = openSync(path, 'r');
   let size: number;
   try {

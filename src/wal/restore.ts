@@ -199,7 +199,7 @@ const WRITE_BATCH = 1 << 20;
 /**
  * Writes `source` to the open file `fd` with synchronous writes through one reused buffer. The
  * answer's chunks arrive faster than a write stream's thread-pool round trip per chunk (that cost
- * a restore ~2x curl's time for the same GET, measured: docs/benchmarks.md "One-shot profile"),
+ * a restore ~2x curl's time for the same GET, measured: docs/benchmarks-history.md "One-shot WAL profile"),
  * and a write to the page cache blocks for microseconds.
  */
 async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: PlainCheck, own: { error?: unknown }): Promise<void> {

@@ -161,7 +161,7 @@ describe('what a WAL call loads at start', () => {
   it('a missing WAL from the file store loads no node:crypto and makes no second V8 context', async () => {
     // The code cache is checked by comparing bytes (a SHA-256 needed node:crypto), the bundle
     // requires node:crypto on first use, and the scavenger's gc() context is made on first use
-    // (docs/benchmarks.md, "One-shot WAL profile").
+    // (docs/benchmarks-history.md, "One-shot WAL profile").
     const store = join(work, `store-${++n}`);
     mkdirSync(store);
     const { preload, out } = loadTrace();

@@ -20,7 +20,7 @@ import { MOTO_ENV } from '../helpers/moto.ts';
 const skip = requireTool('GNU time', gnuTimeAvailable());
 /**
  * The issue's bound for the WAL commands (MB of peak RSS), for every codec here: 49-63 MB measured
- * (docs/benchmarks.md, "Peak memory"). The native codecs met it once their allocators stopped
+ * (docs/benchmarks-history.md, "Peak memory"). The native codecs met it once their allocators stopped
  * taking huge pages and the bundle's source was held once, as one-byte text (src/cli/launch.ts).
  */
 const LIMIT_MB = 64;

@@ -33,7 +33,7 @@ const aws4 = createRequire(import.meta.url)('aws4') as typeof import('aws4');
 
 /**
  * Data bytes per signed chunk of a streamed-signed PUT (AWS: at least 8 KiB but the last). Each
- * chunk costs the server one HMAC and us one header line; chosen by measurement (docs/benchmarks.md).
+ * chunk costs the server one HMAC and us one header line; chosen by measurement (docs/benchmarks-history.md).
  */
 export const SIGNED_CHUNK = 256 * 1024;
 const STREAMING_PAYLOAD = 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD';
@@ -222,7 +222,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     // bucket's host name on it. Kept-alive sockets: a restore's LIST and GET, a backup's parts.
     const hostname = (this.pathStyle ? this.endpoint.hostname : `${this.bucket}.${this.endpoint.hostname}`).replace(/^\[|\]$/g, '');
     // The CA only over TLS: hosts export AWS_CA_BUNDLE for every tool, plain-HTTP endpoints
-    // included, and building the list loads node:tls (a few ms of a WAL call's CPU; docs/benchmarks.md).
+    // included, and building the list loads node:tls (a few ms of a WAL call's CPU; docs/benchmarks-history.md).
     this.pool = new Http1Pool(
       { https, hostname, port: this.endpoint.port ? Number(this.endpoint.port) : https ? 443 : 80, ...(https && config.ca ? { ca: [...rootCertificates, config.ca] } : {}) },
       { maxSockets: 32, connectTimeoutMs: config.retry.connectTimeoutMs, readTimeoutMs: config.retry.readTimeoutMs },
@@ -426,7 +426,7 @@ export class LeanS3ObjectStore implements ObjectStore {
     // the way, are never stored. SHA-256 is also the cheaper digest here (11 ms for 16 MiB with the
     // CPU's SHA extensions, MD5 25 ms). UNSIGNED-PAYLOAD with a signed Content-MD5 instead would
     // spare RGW its ~9 ms SHA-256 check but cost us ~20 ms more CPU before the request can start,
-    // and moto checks neither (measured, docs/benchmarks.md "What our WAL PUT costs the server").
+    // and moto checks neither (measured, docs/benchmarks-history.md "What our WAL PUT costs the server").
     // Over plain HTTP a costly body (an encrypted segment) is signed chunk by chunk as it is sent
     // instead (awsChunkedBody): as strong, without encrypting it once more just to hash it.
     const streamSigned = isChunkedBody(single) && this.signsAsSent(single);
@@ -465,7 +465,7 @@ export class LeanS3ObjectStore implements ObjectStore {
    * a body whose passes are costly (an encrypted segment: its ciphertext is then made once, ~6 ms
    * of CPU less per lz4+age segment). A plain file is hashed first: the hash then runs while the
    * pre-check's LIST travels, and moto and RGW spend 1-15 ms more CPU decoding aws-chunked
-   * (measured, docs/benchmarks.md "Streamed signed payload").
+   * (measured, docs/benchmarks-history.md "Streamed signed payload").
    */
   private signsAsSent(body: ChunkedBody): boolean {
     // Not an empty body: RGW 16.2 refuses an aws-chunked body of only the final chunk
