@@ -2,7 +2,7 @@
 // write in the store must not make our tools delete, write or read files elsewhere with our rights.
 // Each case plants a link to a directory outside the store and runs the real executables.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -165,6 +165,23 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
     expect(readdirSync(dest)).toEqual([]);
   });
 
+  /**
+   * Resolves once the swapper has switched `link` to `target` at least once: started under load, a
+   * swapper not yet running would let the whole loop pass without a race (ci35: 0 refusals).
+   */
+  async function swapping(link: string, target: string): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        if (readlinkSync(link) === target) return;
+      } catch {
+        // between the rename's two names: look again
+      }
+      if (Date.now() > deadline) throw new Error(`the swapper never switched ${link} to ${target}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
   it('a write racing a directory link switched between inside and outside never lands outside', async () => {
     // The hash directory is a link, switched atomically (rename over it) between a directory
     // inside the root and one outside, as fast as a second process can, while we write.
@@ -177,6 +194,7 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
       for (let i = 0; ; i++) {
         try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
       }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
+    await swapping(join(root, 'srv', 'wals', HASH), outside);
     try {
       const store = await open();
       let refused = 0;
@@ -206,6 +224,7 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
       for (let i = 0; ; i++) {
         try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
       }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
+    await swapping(join(root, 'srv', 'wals', HASH), outside);
     try {
       const store = await open();
       let refused = 0;
