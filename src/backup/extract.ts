@@ -106,20 +106,20 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 /**
- * Split a member name into safe components: '' and '.' are dropped; an absolute name or a '..'
- * component is refused.
- */
-/**
  * tar-stream decodes names and link targets as UTF-8, so bytes that are not UTF-8 (barman stores such
  * names raw, with hdrcharset=BINARY) arrive as U+FFFD: extracting them would write a file under
  * another name, or a link to another target. Refused, with the name as read (docs/compatibility.md).
  */
-function refuseUndecodable(name: string, what: 'name' | 'link target', linkname = name): void {
-  if (linkname.includes('\uFFFD')) {
+function refuseUndecodable(name: string, what: 'name' | 'link target', text = name): void {
+  if (text.includes('\uFFFD')) {
     throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its ${what} is not valid UTF-8 (or holds U+FFFD)`);
   }
 }
 
+/**
+ * Split a member name into safe components: '' and '.' are dropped; an absolute name or a '..'
+ * component is refused.
+ */
 function memberPathComponents(name: string): string[] {
   if (name.startsWith('/')) {
     throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': absolute member path`);

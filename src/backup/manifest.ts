@@ -5,6 +5,7 @@
 // knows nothing of it) just extracts one more file. The text is produced byte for byte as
 // PostgreSQL's backup_manifest.c does, because pg_verifybackup checks the manifest checksum over the
 // exact bytes.
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 import { GeneralError } from '../errors.js';
@@ -135,15 +136,6 @@ export class BackupManifestBuilder {
     const head = Buffer.from(body, 'utf8');
     const sum = createHash('sha256').update(head).digest('hex');
     return Buffer.concat([head, Buffer.from(`"Manifest-Checksum": "${sum}"}\n`, 'utf8')]);
-  }
-}
-
-function isUtf8(b: Buffer): boolean {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(b);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -23,6 +23,7 @@
 // byte count already exceeds maxArchiveSize is closed and the next one opened; a member is never
 // split, so every part is a complete tar. Each part's compressed byte stream is handed to the
 // caller's part sink; back-pressure runs from the sink through the compressor to the file reads.
+import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 import type { BigIntStats, Dirent } from 'node:fs';
 import { readFileSync } from 'node:fs';
@@ -332,11 +333,6 @@ function devMinor(rdev: bigint): number {
 
 function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
-}
-
-/** Whether `raw` survives a round trip through a UTF-8 string (Node's string paths cannot name it otherwise). */
-function isUtf8(raw: Buffer): boolean {
-  return Buffer.from(raw.toString('utf8'), 'utf8').equals(raw);
 }
 
 /** The bytes of a name, printable: ASCII as is, anything else as `\xNN`. */
