@@ -13,12 +13,12 @@
 // with its server time (body sent → answer's headers), hashing, reading, lz4, and the exit. The
 // server's CPU per call is read from /proc (utime + stime of its processes) around every call.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, linkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, linkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { median, walSegment } from './lib.mjs';
-import { freePort, startMoto } from './servers.mjs';
+import { descendants, listenerPid, processCpuMs, RGW_KEYS, startMoto, startRgw } from './servers.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
@@ -33,57 +33,11 @@ const { values } = parseArgs({
 });
 const rounds = Number(values.rounds);
 const tracedRuns = Number(values.traced);
-const KEY = { id: 'BCTSRGWADMIN00000001', secret: 'bc-ts-rgw-admin-test-key' };
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+const KEY = { id: RGW_KEYS.accessKeyId, secret: RGW_KEYS.secretAccessKey };
 
 const segName = (i) => `0000000100000${(0x100 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(3, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
 
-/** Descendants of pid (the server's processes), from /proc. */
-function descendants(pid) {
-  const parent = new Map();
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) for (const [c, pp] of parent) if (pp === out[i]) out.push(c);
-  return out;
-}
-function cpuMs(pids) {
-  let ticks = 0;
-  for (const p of pids) {
-    try {
-      const f = readFileSync(`/proc/${p}/stat`, 'utf8').slice(readFileSync(`/proc/${p}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch {}
-  }
-  return ticks * TICK_MS;
-}
 
-async function startRgw() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'bc-oneshot-rgw-'));
-  const child = spawn(process.execPath, [join(root, 'test/servers/rgw.mjs'), '--dir', dir, '--port', String(port),
-    // Every round stores ~7 segments of 16 MiB: rgw.mjs's default 1 GiB memstore fills within
-    // ~10 rounds, and a full OSD stalls every PUT (curl's and ours alike) instead of refusing it.
-    '--access-key', KEY.id, '--secret-key', KEY.secret, '--memstore-mib', '6144'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((res, rej) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      if (buf.includes('"ready"')) res();
-    });
-    child.once('exit', (c) => rej(new Error(`rgw.mjs exited ${c}`)));
-  });
-  const stop = () => new Promise((r) => {
-    child.once('exit', () => (rmSync(dir, { recursive: true, force: true }), r()));
-    child.kill('SIGTERM');
-  });
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop };
-}
 
 /**
  * One call, timed, with the CPU (user + sys) of everything it started: bash's `times` prints the
@@ -172,9 +126,9 @@ async function profileServer(name, server, work, segment) {
       const c = contenders[(k + Math.max(r, 0)) % contenders.length];
       const args = c.before ? c.before() : c.args;
       rmSync(dest, { force: true });
-      const cpu0 = cpuMs(pids);
+      const cpu0 = processCpuMs(pids);
       const { ms, cpu: client } = await runTimed(c.cmd, args, env);
-      const cpu = cpuMs(pids) - cpu0;
+      const cpu = processCpuMs(pids) - cpu0;
       if (r >= 0) {
         samples.get(c.label).wall.push(ms);
         samples.get(c.label).cpu.push(cpu);
@@ -255,8 +209,10 @@ const results = {};
 const stops = [];
 try {
   for (const name of values.servers.split(',')) {
-    const server = name === 'moto' ? await startMoto() : await startRgw();
-    if (name === 'moto') server.pid = Number(execFileSync('sh', ['-c', `ss -ltnpH 'sport = :${new URL(server.url).port}' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1`]).toString().trim());
+    // Every round stores ~7 segments of 16 MiB: RGW's default memstore fills within ~10 rounds, and
+    // a full OSD stalls every PUT (curl's and ours alike) instead of refusing it.
+    const server = name === 'moto' ? await startMoto() : await startRgw({ memstoreMib: 6144 });
+    if (name === 'moto') server.pid = listenerPid(server.url);
     stops.push(server.stop);
     results[name] = await profileServer(name, server, work, null);
     await server.stop();

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { median, walSegment } from './lib.mjs';
-import { freePort, startMoto } from './servers.mjs';
+import { descendants, listenerPid, processCpuMs, RGW_KEYS, startMoto, startRgw, TICK_MS } from './servers.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
@@ -31,22 +31,8 @@ const { values } = parseArgs({
   },
 });
 const rounds = Number(values.rounds);
-const KEY = { id: 'BCTSRGWADMIN00000001', secret: 'bc-ts-rgw-admin-test-key' };
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+const KEY = { id: RGW_KEYS.accessKeyId, secret: RGW_KEYS.secretAccessKey };
 
-function descendants(pid) {
-  const parent = new Map();
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) for (const [c, pp] of parent) if (pp === out[i]) out.push(c);
-  return out;
-}
 /** CPU of the live threads of one process, in ms (schedstat: nanoseconds). */
 function liveThreadsMs(pid) {
   let ns = 0;
@@ -61,37 +47,7 @@ const commName = (pid) => {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
 };
-function cpuMs(pids) {
-  let ticks = 0;
-  for (const p of pids) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch {}
-  }
-  return ticks * TICK_MS;
-}
 
-async function startRgw() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'bc-putcost-rgw-'));
-  const child = spawn(process.execPath, [join(root, 'test/servers/rgw.mjs'), '--dir', dir, '--port', String(port),
-    '--access-key', KEY.id, '--secret-key', KEY.secret, '--memstore-mib', '6144'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((res, rej) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      if (buf.includes('"ready"')) res();
-    });
-    child.once('exit', (c) => rej(new Error(`rgw.mjs exited ${c}`)));
-  });
-  const stop = () => new Promise((r) => {
-    child.once('exit', () => (rmSync(dir, { recursive: true, force: true }), r()));
-    child.kill('SIGTERM');
-  });
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop };
-}
 
 function run(cmd, args, env) {
   return new Promise((resolve, reject) => {
@@ -167,12 +123,12 @@ async function measure(name, server, work) {
       const v = variants[(k + Math.max(r, 0)) % variants.length];
       const args = v.args();
       if (values.ours) rmSync(restored, { force: true });
-      const c0 = cpuMs(pids);
+      const c0 = processCpuMs(pids);
       const l0 = daemons.map((d) => liveThreadsMs(d.pid));
       const wall = await run(v.cmd ?? 'curl', args, v.env ?? process.env);
       // The server may still be finishing after its answer: let it settle.
       await new Promise((r2) => setTimeout(r2, 150));
-      const cpu = cpuMs(pids) - c0;
+      const cpu = processCpuMs(pids) - c0;
       const live = daemons.map((d, i) => liveThreadsMs(d.pid) - l0[i]);
       if (r >= 0) {
         const s = samples.get(v.label);
@@ -205,8 +161,8 @@ writeFileSync(join(work, 'segment'), walSegment());
 const results = {};
 try {
   for (const name of values.servers.split(',')) {
-    const server = name === 'moto' ? await startMoto() : await startRgw();
-    if (name === 'moto') server.pid = Number(execFileSync('sh', ['-c', `ss -ltnpH 'sport = :${new URL(server.url).port}' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1`]).toString().trim());
+    const server = name === 'moto' ? await startMoto() : await startRgw({ memstoreMib: 6144 });
+    if (name === 'moto') server.pid = listenerPid(server.url);
     try {
       results[name] = await measure(name, server, work);
     } finally {

@@ -102,6 +102,42 @@ export function groupCpuSecs(pgid) {
   return ticks / 100; // USER_HZ is 100 on Linux
 }
 
+/** USER_HZ in ms: the unit of the CPU times in /proc/PID/stat. */
+export const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+/** `pid` and all its descendants, from /proc (a server's processes). */
+export function descendants(pid) {
+  const parent = new Map();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      parent.set(Number(p), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) for (const [c, pp] of parent) if (pp === out[i]) out.push(c);
+  return out;
+}
+
+/** CPU (user + sys, ms, exited threads included) used so far by the processes `pids`. */
+export function processCpuMs(pids) {
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {}
+  }
+  return ticks * TICK_MS;
+}
+
+/** The process listening on `url`'s port (moto_server answers from a process of its own). */
+export function listenerPid(url) {
+  return Number(execFileSync('sh', ['-c', `ss -ltnpH 'sport = :${new URL(url).port}' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p' | head -1`]).toString().trim());
+}
+
 export const RGW_KEYS = { accessKeyId: 'BCTSRGWBENCH00000001', secretAccessKey: 'bc-ts-rgw-bench-key' };
 
 /** A one-host Ceph cluster from test/servers/rgw.mjs with an HTTP and an HTTPS endpoint. */
