@@ -3,14 +3,17 @@
 // keep-alive parallel client) and, with BENCH_RETENTION_STORES including moto, in moto (seeded
 // in-process by moto-seeded.py, since moto takes only 60-90 PUT/s over HTTP) beside barman 3.4.
 // Floors: `node -e 0` plus a bare walk of the same catalog (find for the directory store, a bare
-// ListObjectsV2 walk for RGW) — any retention run must list it once.
+// ListObjectsV2 walk for RGW) — any retention run must list it once — and, on RGW, a bare client's
+// DeleteObjects of as many keys as ours deleted (the half ours left, after our run), with the RGW
+// cluster's CPU read from /proc during ours and during it.
 // Also: peak RSS of backup-list / backup-show --format json over BENCH_LIST_BACKUPS (5,000) backups.
 // Reported: wall time, peak RSS (GNU time), and the delete requests moto saw (batched vs single).
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './servers.mjs';
+import { descendants, freePort, processCpuMs } from './servers.mjs';
 import { startStores, seedObjects } from './stores.mjs';
 import { compare, fmt, runOnce } from './lib.mjs';
 
@@ -22,6 +25,8 @@ const MOTO_BACKUPS = Number(process.env.BENCH_RETENTION_MOTO_BACKUPS ?? 1000);
 const MOTO_WALS = Number(process.env.BENCH_RETENTION_MOTO_WALS ?? 200_000);
 const RETENTION_STORES = (process.env.BENCH_RETENTION_STORES ?? 'file,rgw').split(',');
 const LIST_BACKUPS = Number(process.env.BENCH_LIST_BACKUPS ?? 5000);
+/** The bare deletion's requests in flight: as many as ours (WAL_DELETE_CONCURRENCY in src/retention/delete.ts). */
+const BARE_DELETES_IN_FLIGHT = 4;
 
 const hex8 = (n) => n.toString(16).toUpperCase().padStart(8, '0');
 /** 16 MiB segments: 256 per log number, so 200,000 WALs span ~780 hash directories. */
@@ -76,26 +81,50 @@ function writeCatalog(dir, backups, wals) {
   return objects;
 }
 
-/** A bare ListObjectsV2 walk (1,000-key pages, keep-alive): the least any retention run must do. */
+/** A bare ListObjectsV2 walk (1,000-key pages, keep-alive): the least any retention run must do. Returns the keys. */
 async function listAll(store, bucket, prefix) {
   let token;
-  let n = 0;
+  const keys = [];
   do {
     const q = `list-type=2&prefix=${encodeURIComponent(prefix)}${token ? `&continuation-token=${encodeURIComponent(token)}` : ''}`;
     const xml = await store.s3('GET', `/${bucket}?${q}`);
-    n += (xml.match(/<Key>/g) ?? []).length;
+    for (const m of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) keys.push(unescapeXml(m[1]));
     token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? xml.match(/<NextContinuationToken>([^<]+)</)?.[1] : undefined;
   } while (token);
-  return n;
+  return keys;
+}
+
+const unescapeXml = (s) => s.replace(/&(lt|gt|quot|apos|amp);/g, (_, e) => ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' })[e]);
+const escapeXml = (s) => s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]);
+
+/**
+ * The bare deletion: `keys` in DeleteObjects requests of 1,000 (Quiet, Content-MD5), `inFlight` at
+ * a time, from this process's keep-alive client; what any client must at least send. Throws on a
+ * key the server reports as not deleted.
+ */
+async function bareDelete(store, bucket, keys, inFlight) {
+  const batches = [];
+  for (let i = 0; i < keys.length; i += 1000) batches.push(keys.slice(i, i + 1000));
+  let next = 0;
+  const worker = async () => {
+    while (next < batches.length) {
+      const batch = batches[next++];
+      const body = `<Delete><Quiet>true</Quiet>${batch.map((k) => `<Object><Key>${escapeXml(k)}</Key></Object>`).join('')}</Delete>`;
+      const md5 = createHash('md5').update(body).digest('base64');
+      const xml = await store.s3('POST', `/${bucket}?delete=`, body, { 'content-md5': md5, 'content-type': 'application/xml' });
+      if (/<Error>/.test(xml)) throw new Error(`bare DeleteObjects: ${xml.slice(0, 300)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
 }
 
 /**
- * GNU time around one command: wall seconds and peak RSS (KiB), plus its stdout. Asynchronous, so
+ * GNU time around one command: wall ms, peak RSS (MB) and CPU ms (user + system), plus its stdout. Asynchronous, so
  * that moto's request log keeps being read (and its pipe drained) while the command runs.
  */
 function timed(cmd, args, env) {
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -103,8 +132,8 @@ function timed(cmd, args, env) {
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
-      const [secs, kb] = stderr.trim().split('\n').at(-1).split(' ').map(Number);
-      resolve({ ms: secs * 1000, mb: kb / 1024, stdout });
+      const [secs, kb, user, sys] = stderr.trim().split('\n').at(-1).split(' ').map(Number);
+      resolve({ ms: secs * 1000, mb: kb / 1024, cpuMs: (user + sys) * 1000, stdout });
     });
   });
 }
@@ -209,14 +238,35 @@ export async function run({ root }) {
         const n = await seedObjects(rgw, 'bench-retention', [...catalog(FILE_BACKUPS, FILE_WALS)].map(([k, b]) => [`ours/${k}`, b]), 32);
         notes.push(`RGW: ${FILE_BACKUPS} backups, ${FILE_WALS} WAL objects, ${n} objects seeded by 32 parallel keep-alive PUTs in ${((Date.now() - t0) / 1000).toFixed(0)} s (memstore: the seeded state lives in RAM and is not cached between runs).`);
         const t1 = process.hrtime.bigint();
-        const listed = await listAll(rgw, 'bench-retention', 'ours/');
+        const listed = (await listAll(rgw, 'bench-retention', 'ours/')).length;
         const walk = Number(process.hrtime.bigint() - t1) / 1e6;
-        const floor = node0 + walk;
         const policy = `REDUNDANCY ${Math.ceil(FILE_BACKUPS / 2)}`;
+        // The server's CPU: radosgw, its OSD and monitor (all descendants of rgw.mjs), before and after.
+        const server = descendants(rgw.pid);
+        const cpu0 = processCpuMs(server);
         const real = await timed(node, [bin, '--format', 'json', '--endpoint-url', rgw.url, '-r', policy, 's3://bench-retention/ours', 'srv'], rgw.env);
+        const ourServerMs = processCpuMs(server) - cpu0;
         const s = JSON.parse(real.stdout);
-        rows.push([`RGW, -r '${policy}'`, fmt(real.ms), `${real.mb.toFixed(0)} MB`, `floor ${fmt(floor)} (node -e 0 + bare ListObjectsV2 walk of ${listed} keys); ours − floor ${fmt(real.ms - floor)}`,
-          `${s.backups_deleted} backups, ${s.backup_objects_deleted + s.wal_objects_deleted} objects`]);
+        const deleted = s.backup_objects_deleted + s.wal_objects_deleted;
+        // The bare deletion of as many keys: the half our run left (the newer backups and their WAL),
+        // so the bucket is half the size ours met; timed in two halves to show whether that matters.
+        const left = (await listAll(rgw, 'bench-retention', 'ours/')).slice(0, deleted);
+        const halves = [left.slice(0, left.length >> 1), left.slice(left.length >> 1)].map((keys) => ({ keys }));
+        for (const h of halves) {
+          const c = processCpuMs(server);
+          const t = process.hrtime.bigint();
+          await bareDelete(rgw, 'bench-retention', h.keys, BARE_DELETES_IN_FLIGHT);
+          h.ms = Number(process.hrtime.bigint() - t) / 1e6;
+          h.serverMs = processCpuMs(server) - c;
+        }
+        const bareMs = halves[0].ms + halves[1].ms;
+        const bareServerMs = halves[0].serverMs + halves[1].serverMs;
+        const floor = node0 + walk + bareMs;
+        const perKey = (ms, n) => `${(ms / n).toFixed(2)} ms/key`;
+        rows.push([`RGW, -r '${policy}'`, fmt(real.ms), `${real.mb.toFixed(0)} MB`,
+          `floor ${fmt(floor)} (node -e 0 + bare ListObjectsV2 walk of ${listed} keys ${fmt(walk)} + bare DeleteObjects of ${left.length} keys ${fmt(bareMs)}); ours − floor ${fmt(real.ms - floor)}`,
+          `${s.backups_deleted} backups, ${deleted} objects; server CPU ${(ourServerMs / 1000).toFixed(1)} s (${perKey(ourServerMs, deleted)}), bare delete's ${(bareServerMs / 1000).toFixed(1)} s (${perKey(bareServerMs, left.length)})`]);
+        notes.push(`RGW floor: the bare deletion is ${BARE_DELETES_IN_FLIGHT} DeleteObjects of 1,000 keys (Quiet, Content-MD5) in flight from a keep-alive aws4 client in the bench process, run after ours on the ${left.length} keys ours left, in a bucket half the size ours met: its first half took ${fmt(halves[0].ms)} and ${perKey(halves[0].serverMs, halves[0].keys.length)} of server CPU, its second ${fmt(halves[1].ms)} and ${perKey(halves[1].serverMs, halves[1].keys.length)}. Server CPU is radosgw + OSD + monitor (/proc); our own run's CPU: ${(real.cpuMs / 1000).toFixed(1)} s.`);
         targets['retention, RGW'] = { target: '≤ 60 s (1,000 backups, 200,000 WAL, half removed)', value: `${(real.ms / 1000).toFixed(1)} s (${FILE_BACKUPS} backups, ${FILE_WALS} WAL)`, met: real.ms <= 60_000 && FILE_WALS >= 200_000 };
       } finally {
         await stopAll();

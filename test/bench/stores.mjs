@@ -41,7 +41,7 @@ export async function startStores(work, wanted = (process.env.BENCH_STORES ?? 'f
   if (wanted.includes('rgw') && existsSync('/usr/bin/radosgw')) {
     const memstoreMib = Number(process.env.BENCH_RGW_MEMSTORE_MIB ?? 8192);
     const rgw = await startRgw({ tls, memstoreMib });
-    stores.push(s3Store({ name: 'RGW', url: rgw.url, sslPort: rgw.sslPort, keys: RGW_KEYS, ca: tls.ca, work, stop: rgw.stop, pid: rgw.pid, pgid: rgw.pgid }));
+    stores.push(s3Store({ name: 'RGW', url: rgw.url, sslPort: rgw.sslPort, keys: RGW_KEYS, ca: tls.ca, work, stop: rgw.stop, pid: rgw.pid, pgid: rgw.pgid, conf: rgw.conf }));
   }
   return { stores, tls, stopAll: async () => { for (const s of stores) await s.stop?.(); } };
 }
@@ -66,15 +66,15 @@ function fileStore(dir, work) {
   };
 }
 
-function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid, pgid }) {
+function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid, pgid, conf }) {
   const env = baseEnv({ AWS_ACCESS_KEY_ID: keys.accessKeyId, AWS_SECRET_ACCESS_KEY: keys.secretAccessKey, AWS_DEFAULT_REGION: REGION });
   const curl = ['--aws-sigv4', `aws:amz:${REGION}:s3`, '--user', `${keys.accessKeyId}:${keys.secretAccessKey}`, '-H', UNSIGNED, '-sS', '--fail'];
   const host = new URL(url);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  /** One signed request from this process (seeding, bucket creation), keep-alive. */
-  const s3 = (method, path, body = '') => new Promise((resolve, reject) => {
+  /** One signed request from this process (seeding, bucket creation, bare floors), keep-alive. */
+  const s3 = (method, path, body = '', headers = {}) => new Promise((resolve, reject) => {
     const opts = aws4.sign({ host: host.host, path, method, service: 's3', region: REGION, body,
-      headers: { 'content-length': Buffer.byteLength(body) } }, keys);
+      headers: { 'content-length': Buffer.byteLength(body), ...headers } }, keys);
     const req = request({ ...opts, hostname: host.hostname, port: host.port, agent }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
@@ -84,7 +84,7 @@ function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid, pgid }) 
     req.end(body);
   });
   return {
-    name, id: name.toLowerCase(), kind: 's3', url, sslPort, keys, ca, env, note, pid, pgid, work, s3,
+    name, id: name.toLowerCase(), kind: 's3', url, sslPort, keys, ca, env, note, pid, pgid, conf, work, s3,
     serverCpu: () => (pgid ? groupCpuSecs(pgid) : NaN),
     stop: async () => (agent.destroy(), await stop()),
     async makeBucket(bucket) {
