@@ -2,7 +2,7 @@
 // transport-failure classification, botocore-style messages, tag encoding. No SDK import here.
 import { createHash } from 'node:crypto';
 import { redact } from '../../log.js';
-import { SseCustomerKeyError, type StorageError } from '../../errors.js';
+import { SseCustomerKeyError, StorageError } from '../../errors.js';
 import type { GetOptions, Tag } from '../types.js';
 
 export interface SdkErrorLike {
@@ -143,4 +143,14 @@ export function sseCustomerKeyError(status: number, key: string, haveKey: boolea
     );
   }
   return undefined;
+}
+
+/**
+ * A 2xx answer to ListObjectsV2 without `IsTruncated`, which every listing carries: a web page or an
+ * <Error> document sent with 200. Read as an empty listing it was "no such WAL" (wal-restore exit 1)
+ * and an empty archive (docs/format.md#listing-answers).
+ */
+export function notAListing(status: number | undefined, body: string): StorageError {
+  const start = body ? `: ${JSON.stringify(oneLine(body).slice(0, 60))}` : '';
+  return new StorageError(`S3 list: the answer (HTTP ${status ?? '?'}) is not a listing${start}`);
 }

@@ -46,7 +46,7 @@ import type { RetryPolicy } from '../config.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
 import {
-  ACCESS_CODES, OBJECT_404_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
+  ACCESS_CODES, OBJECT_404_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, notAListing, oneLine, rangeHeader,
   sseCustomerKeyError, wantsContentMd5, type SdkErrorLike,
 } from './s3-common.js';
 export { encodeTagging, networkMessage } from './s3-common.js';
@@ -615,6 +615,7 @@ export class S3ObjectStore implements ObjectStore {
           }),
         ),
       );
+      if (page.IsTruncated === undefined) throw notAListing(page.$metadata.httpStatusCode, '');
       const entries: { sort: Buffer; entry: ListEntry }[] = [];
       for (const p of page.CommonPrefixes ?? []) {
         if (p.Prefix !== undefined) entries.push({ sort: Buffer.from(p.Prefix), entry: { kind: 'prefix', prefix: p.Prefix } });
