@@ -3,8 +3,8 @@
 // --endpoint-url, a proxy's block page), or with an <Error> document, used to read as "no objects":
 // wal-restore said "no such WAL" (exit 1, so PostgreSQL ends recovery there, silently short),
 // check-wal-archive found the archive empty (exit 0), and wal-archive exited 0 with nothing stored
-// (PostgreSQL then removes the segment). Both S3 clients: the lean one (direct) and the SDK (through
-// a proxy, which gets the same page).
+// (PostgreSQL then removes the segment). Both S3 clients, the lean one (direct) and the SDK (through
+// a proxy, which gets the same page), and GCS. (Azure's SDK already fails on such an answer.)
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -78,21 +78,22 @@ describe('answers that are not listings', () => {
   const run = (name: string, args: string[], extraEnv: Record<string, string> = {}) =>
     runBin(name, args, { env: cleanEnv({ ...MOTO_ENV, ...extraEnv }) });
 
-  it.each([['lean client, the page at the endpoint', false], ['SDK, the page from a proxy', true]])(
+  it.each(['S3, lean client: the page at the endpoint', 'S3, SDK: the page from a proxy', 'GCS: the page at the endpoint'])(
     '%s: every command refuses it',
-    async (_name, viaProxy) => {
+    async (name) => {
       const page = await startServer((_req, res) => send(res, 'text/html', PAGE));
       servers.push(page);
-      const where: { args: string[]; env: Record<string, string> } = viaProxy
-        ? { args: ['--endpoint-url', moto.url], env: { HTTP_PROXY: page.url } }
-        : { args: ['--endpoint-url', page.url], env: {} };
-      const url = [...where.args, `s3://${BUCKET}/pg`, 'srv'];
-      const dest = join(work, `restored-${viaProxy}`);
+      const where: { url: string[]; env: Record<string, string> } = name.startsWith('GCS')
+        ? { url: ['--cloud-provider', 'google-cloud-storage', `gs://${BUCKET}/pg`, 'srv'], env: { STORAGE_EMULATOR_HOST: page.url } }
+        : name.includes('proxy')
+          ? { url: ['--endpoint-url', moto.url, `s3://${BUCKET}/pg`, 'srv'], env: { HTTP_PROXY: page.url } }
+          : { url: ['--endpoint-url', page.url, `s3://${BUCKET}/pg`, 'srv'], env: {} };
+      const dest = join(work, `restored-${servers.length}`);
 
-      expectRefused(await run('barman-cloud-check-wal-archive', url, where.env));
-      expectRefused(await run('barman-cloud-wal-restore', [...url, SEGMENT, dest], where.env), 4);
+      expectRefused(await run('barman-cloud-check-wal-archive', where.url, where.env));
+      expectRefused(await run('barman-cloud-wal-restore', [...where.url, SEGMENT, dest], where.env), 4);
       expect(existsSync(dest)).toBe(false);
-      expectRefused(await run('barman-cloud-wal-archive', ['--allow-mixed-encryption', ...url, walFile], where.env));
+      expectRefused(await run('barman-cloud-wal-archive', ['--allow-mixed-encryption', ...where.url, walFile], where.env));
     },
   );
 
