@@ -16,6 +16,7 @@ import { cleanEnv, runBin, type BinResult } from '../helpers/run-bin.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.ts';
 
 const BUCKET = 'answers';
 const SEGMENT = '000000010000000000000003';
@@ -108,5 +109,38 @@ describe('answers that are not listings', () => {
     // the same archive, answered by moto itself
     const direct = await run('barman-cloud-wal-restore', ['--endpoint-url', moto.url, `s3://${BUCKET}/pg`, 'srv', SEGMENT, dest]);
     expect(direct.code, direct.stderr).toBe(0);
+  });
+});
+
+// The same page answers an upload with 200 and no ETag (every S3 upload answer has one): an lz4
+// backup of a small cluster is one PUT per object, and it exited 0 with nothing stored.
+describe.skipIf(requireTool('PostgreSQL 15', postgresAvailable()))('uploads answered by a web page', () => {
+  let pg: PgCluster;
+  let moto: ServerHandle;
+  let page: { url: string; close: () => Promise<void> };
+  const bodies: string[] = [];
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    page = await startServer((req, res) => {
+      req.on('data', (d: Buffer) => bodies.push(d.toString('latin1', 0, 4)));
+      return send(res, 'text/html', PAGE);
+    });
+    pg = await startCluster({});
+  });
+  afterAll(async () => {
+    await pg?.remove();
+    await page?.close();
+    await moto?.stop();
+  });
+
+  it.each([['lean client', false], ['SDK, through a proxy', true]])('%s: barman-cloud-backup --lz4 fails', async (_name, viaProxy) => {
+    const where = viaProxy ? ['--endpoint-url', moto.url] : ['--endpoint-url', page.url];
+    const env = cleanEnv({ ...MOTO_ENV, ...pg.env, ...(viaProxy ? { HTTP_PROXY: page.url } : {}) });
+    bodies.length = 0;
+    const r = await runBin('barman-cloud-backup', ['--lz4', '--immediate-checkpoint', ...where, `s3://${BUCKET}/pg`, 'srv'], { env, timeoutMs: 120_000 });
+    expect(bodies.length).toBeGreaterThan(0); // the page did receive the upload
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(r.stderr).toMatch(/has no ETag, so nothing is known to be stored/);
   });
 });

@@ -154,3 +154,11 @@ export function notAListing(status: number | undefined, body: string): StorageEr
   const start = body ? `: ${JSON.stringify(oneLine(body).slice(0, 60))}` : '';
   return new StorageError(`S3 list: the answer (HTTP ${status ?? '?'}) is not a listing${start}`);
 }
+
+/**
+ * A 2xx answer to an upload without the ETag every S3 upload answer carries: a web page answered
+ * with 200 took the object, and the command exited 0 with nothing stored (docs/format.md#listing-answers).
+ */
+export function notStored(op: string, key: string, status: number | undefined): StorageError {
+  return new StorageError(`S3 ${op} ${key}: the answer (HTTP ${status ?? '?'}) has no ETag, so nothing is known to be stored`);
+}

@@ -17,7 +17,7 @@ import type { S3StoreConfig } from './config.js';
 import { mayRetry, pauseBeforeRetry } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {
-  ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, notAListing, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode,
+  ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, notAListing, notStored, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode,
   wantsContentMd5,
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, readWhole, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
@@ -457,6 +457,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       return answer;
     });
     if (res.status >= 300) throw this.error(res, 'put', key);
+    if (!res.headers.etag) throw notStored('put', key, res.status);
     log.debug(`PUT ${key} (${single.length} bytes)`);
   }
 
