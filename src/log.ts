@@ -30,6 +30,9 @@ const SECRET_PATTERNS: [RegExp, string][] = [
   [/([?&]sig=)[^&\s]+/gi, '$1***'],
   [/(Authorization:?\s*)(Bearer|AWS4-HMAC-SHA256|SharedKey)\s+\S+/gi, '$1$2 ***'],
   [/(X-Amz-Signature=|X-Amz-Security-Token=|X-Amz-Credential=)[^&\s]+/gi, '$1***'],
+  // A URL's user name and password (`--endpoint-url http://user:pass@host`, STORAGE_EMULATOR_HOST,
+  // a proxy): -vv lines and doctor name the endpoint as given (docs/configuration.md, rule 4).
+  [/(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi, '$1***@'],
   [/("?(?:access_token|private_key|client_secret)"?\s*[:=]\s*)"[^"]*"/gi, '$1"***"'],
   // age identities (client-side encryption keys)
   [/(AGE-SECRET-KEY-(?:PQ-)?1)[0-9A-Z]+/gi, '$1***'],

@@ -542,6 +542,11 @@ export class GcsObjectStore implements ObjectStore {
       } catch (e) {
         throw this.toError(e, `listing ${prefix || '/'}`);
       }
+      // Every page of objects.list says what it is: a web page or other JSON answered with 200 read
+      // as "no objects" (docs/format.md#listing-answers).
+      if (!isObject(resp) || (resp as Loose).kind !== 'storage#objects') {
+        throw new StorageError(`listing ${prefix || '/'}: the answer is not a listing`);
+      }
       // Objects and prefixes of one page cover the same key range: merge them in key order.
       const entries: ListEntry[] = [
         ...(resp.items ?? []).map((md): ListEntry => ({

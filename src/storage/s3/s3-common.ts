@@ -2,7 +2,7 @@
 // transport-failure classification, botocore-style messages, tag encoding. No SDK import here.
 import { createHash } from 'node:crypto';
 import { redact } from '../../log.js';
-import { SseCustomerKeyError, type StorageError } from '../../errors.js';
+import { SseCustomerKeyError, StorageError } from '../../errors.js';
 import type { GetOptions, Tag } from '../types.js';
 
 export interface SdkErrorLike {
@@ -143,4 +143,22 @@ export function sseCustomerKeyError(status: number, key: string, haveKey: boolea
     );
   }
   return undefined;
+}
+
+/**
+ * A 2xx answer to ListObjectsV2 without `IsTruncated`, which every listing carries: a web page or an
+ * <Error> document sent with 200. Read as an empty listing it was "no such WAL" (wal-restore exit 1)
+ * and an empty archive (docs/format.md#listing-answers).
+ */
+export function notAListing(status: number | undefined, body: string): StorageError {
+  const start = body ? `: ${JSON.stringify(oneLine(body).slice(0, 60))}` : '';
+  return new StorageError(`S3 list: the answer (HTTP ${status ?? '?'}) is not a listing${start}`);
+}
+
+/**
+ * A 2xx answer to an upload without the ETag every S3 upload answer carries: a web page answered
+ * with 200 took the object, and the command exited 0 with nothing stored (docs/format.md#listing-answers).
+ */
+export function notStored(op: string, key: string, status: number | undefined): StorageError {
+  return new StorageError(`S3 ${op} ${key}: the answer (HTTP ${status ?? '?'}) has no ETag, so nothing is known to be stored`);
 }

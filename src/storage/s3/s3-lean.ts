@@ -17,7 +17,8 @@ import type { S3StoreConfig } from './config.js';
 import { mayRetry, pauseBeforeRetry } from '../retry.js';
 import { ContainerCredentialsProvider, type TemporaryCredentials } from './container-credentials.js';
 import {
-  ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode, wantsContentMd5,
+  ACCESS_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, notAListing, notStored, oneLine, rangeHeader, sseCustomerHeaders, sseCustomerKeyError, uriEncode,
+  wantsContentMd5,
 } from './s3-common.js';
 import { chunkedToBuffer, exactChunks, isChunkedBody, readWhole, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import { Http1Pool, type Http1Response } from '../http1.js';
@@ -456,6 +457,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       return answer;
     });
     if (res.status >= 300) throw this.error(res, 'put', key);
+    if (!res.headers.etag) throw notStored('put', key, res.status);
     log.debug(`PUT ${key} (${single.length} bytes)`);
   }
 
@@ -552,6 +554,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       const res = await this.send('GET', undefined, { op: 'list', query: `?${params.toString()}` });
       if (res.status >= 300) throw this.error(res, 'list');
       const xml = res.body.toString('utf8');
+      if (xmlTag(xml, 'IsTruncated') === undefined) throw notAListing(res.status, xml);
       const entries: ListEntry[] = [
         ...xmlBlocks(xml, 'CommonPrefixes').map((b): ListEntry => ({ kind: 'prefix', prefix: xmlTag(b, 'Prefix') ?? '' })),
         ...xmlBlocks(xml, 'Contents').map((b): ListEntry => ({

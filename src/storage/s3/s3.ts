@@ -46,7 +46,7 @@ import type { RetryPolicy } from '../config.js';
 import type { S3StoreConfig } from './config.js';
 import { backoffDelayMs, mayRetryAfter } from '../retry.js';
 import {
-  ACCESS_CODES, OBJECT_404_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, oneLine, rangeHeader,
+  ACCESS_CODES, OBJECT_404_CODES, contentMd5, encodeTagging, networkFailure, networkMessage, notAListing, notStored, oneLine, rangeHeader,
   sseCustomerKeyError, wantsContentMd5, type SdkErrorLike,
 } from './s3-common.js';
 export { encodeTagging, networkMessage } from './s3-common.js';
@@ -506,14 +506,16 @@ export class S3ObjectStore implements ObjectStore {
       ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
     };
     if (Buffer.isBuffer(body)) {
-      await this.call('put', key, () => this.withContentMd5(body, (md5) =>
-        this.client.send(
-          new PutObjectCommand({ ...common, Body: body, ContentLength: body.length, ...md5 }),
-          signal ? { abortSignal: signal } : {},
-        )));
+      await this.call('put', key, () => this.putObject(key, common, body, signal ? { abortSignal: signal } : {}));
       return;
     }
     await this.putStream(key, body, options, common);
+  }
+
+  /** One PutObject; an answer without an ETag stored nothing we know of (docs/format.md#listing-answers). */
+  private async putObject(key: string, common: PutObjectCommandInput, data: Buffer, sendOptions: { abortSignal?: AbortSignal }): Promise<void> {
+    const out = await this.withContentMd5(data, (md5) => this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...md5 }), sendOptions));
+    if (!out.ETag) throw notStored('put', key, out.$metadata.httpStatusCode);
   }
 
   /**
@@ -538,9 +540,7 @@ export class S3ObjectStore implements ObjectStore {
   private async putStream(key: string, body: Readable, options: PutOptions, common: PutObjectCommandInput): Promise<void> {
     const sendOptions = options.signal ? { abortSignal: options.signal } : {};
     await uploadStream(body, options, {
-      putObject: async (data) => {
-        await this.withContentMd5(data, (md5) => this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...md5 }), sendOptions));
-      },
+      putObject: (data) => this.putObject(key, common, data, sendOptions),
       create: async () => {
         // Without the caller's signal (MultipartCalls.create).
         const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ContentType: 'application/octet-stream' }));
@@ -615,6 +615,7 @@ export class S3ObjectStore implements ObjectStore {
           }),
         ),
       );
+      if (page.IsTruncated === undefined) throw notAListing(page.$metadata.httpStatusCode, '');
       const entries: { sort: Buffer; entry: ListEntry }[] = [];
       for (const p of page.CommonPrefixes ?? []) {
         if (p.Prefix !== undefined) entries.push({ sort: Buffer.from(p.Prefix), entry: { kind: 'prefix', prefix: p.Prefix } });
