@@ -10,7 +10,9 @@ import type { FileHandle } from 'node:fs/promises';
 export const WRITE_BUFFER_SIZE = 1 << 20;
 /**
  * A chunk at least this large is written from where it lies (after what is buffered): copying it
- * would cost more than the one extra write(2) (a restore reading 1 MiB pieces, docs/benchmarks-history.md).
+ * would cost more than the one extra write(2) (a restore reading 1 MiB pieces; the prefetcher's
+ * decoded lz4 blocks, whose write then reads bytes still in the cache: docs/benchmarks-history.md,
+ * "Fifth pass").
  */
 const DIRECT_WRITE = 256 * 1024;
 
