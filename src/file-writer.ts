@@ -2,8 +2,7 @@
 // one write(2) per chunk cost more here than copying the chunks into a reused buffer first: a GET of
 // 320 MB from moto written to a file took (medians of 5) 1.9 s coalesced, 2.0 s with a writeSync per
 // chunk, 2.3 s through fs.createWriteStream, 1.6 s not written at all. Used by the restore
-// extractor and the file store. (wal-restore keeps fs.createWriteStream: with prefetch, several
-// downloads share the event loop, and there synchronous writes did not measure better.)
+// extractor, the file store and wal-restore.
 // writeCoalesced is the same through the thread pool, for the file store's WAL puts (see there).
 import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -11,7 +10,9 @@ import type { FileHandle } from 'node:fs/promises';
 export const WRITE_BUFFER_SIZE = 1 << 20;
 /**
  * A chunk at least this large is written from where it lies (after what is buffered): copying it
- * would cost more than the one extra write(2) (a restore reading 1 MiB pieces, docs/benchmarks-history.md).
+ * would cost more than the one extra write(2) (a restore reading 1 MiB pieces; the prefetcher's
+ * decoded lz4 blocks, whose write then reads bytes still in the cache: docs/benchmarks-history.md,
+ * "Fifth pass").
  */
 const DIRECT_WRITE = 256 * 1024;
 

@@ -2,13 +2,13 @@
 // atomic write (temp file beside the target, fsync, rename) so that a crash never leaves a
 // truncated segment where PostgreSQL would read it. Damaged objects (empty, truncated, failing
 // their codec's checksum, a segment shorter than its own header states) are refused: exit 4.
-import { writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Transform } from 'node:stream';
 import { EncryptionKeyError, GeneralError, NotFoundError } from '../errors.js';
 import { log } from '../log.js';
 import { writeFileAtomic } from '../atomic-file.js';
+import { CoalescingFileWriter } from '../file-writer.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
@@ -193,31 +193,21 @@ class PlainCheck {
   }
 }
 
-/** Bytes gathered before one write(2): a 16 MiB segment takes 16 writes instead of ~1,000. */
-const WRITE_BATCH = 1 << 20;
-
 /**
- * Writes `source` to the open file `fd` with synchronous writes through one reused buffer. The
- * answer's chunks arrive faster than a write stream's thread-pool round trip per chunk (that cost
- * a restore ~2x curl's time for the same GET, measured: docs/benchmarks-history.md "One-shot WAL profile"),
- * and a write to the page cache blocks for microseconds.
+ * Writes `source` to the open file `fd` with synchronous writes, small chunks gathered into 1 MiB
+ * writes and large ones (an lz4 block decoded, 256 KiB) written from where they lie
+ * (src/file-writer.ts). The answer's chunks arrive faster than a write stream's thread-pool round
+ * trip per chunk (that cost a restore ~2x curl's time for the same GET, measured:
+ * docs/benchmarks-history.md "One-shot WAL profile"), and a write to the page cache blocks for
+ * microseconds.
  */
 async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: PlainCheck, own: { error?: unknown }): Promise<void> {
-  const batch = Buffer.allocUnsafeSlow(WRITE_BATCH);
-  let held = 0;
-  const flush = (buf: Buffer) => {
-    for (let at = 0; at < buf.length;) at += writeSync(fd, buf, at, buf.length - at);
-  };
+  const writer = new CoalescingFileWriter(fd);
   for await (const chunk of source) {
     try {
       check.see(chunk);
       bytesMoved(chunk.length);
-      if (held + chunk.length > WRITE_BATCH) {
-        flush(batch.subarray(0, held));
-        held = 0;
-      }
-      if (chunk.length >= WRITE_BATCH) flush(chunk);
-      else held += chunk.copy(batch, held);
+      writer.write(chunk);
     } catch (e) {
       // the pipeline then reports the streams it tears down as aborted: the caller keeps this cause
       // (only our own errors: the source's reach the caller through the pipeline as they are)
@@ -226,7 +216,7 @@ async function writeThrough(source: AsyncIterable<Buffer>, fd: number, check: Pl
     }
   }
   try {
-    flush(batch.subarray(0, held));
+    writer.flush();
   } catch (e) {
     own.error = e;
     throw e;

@@ -4,7 +4,7 @@
 // proxy in front of moto) loses nothing and acknowledges nothing early; a worker's failure reaches
 // PostgreSQL's call for that segment as exit 1.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { existsSync, readdirSync, readFileSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
@@ -119,6 +119,11 @@ describe.skipIf(skipPg)('--async with PostgreSQL 15: archive under load, recover
           expect({ label, name, code: r.code, stderr: r.stderr }).toEqual({ label, name, code: 0, stderr: '' });
           expect(sha(readFileSync(dest))).toBe(sha(readFileSync(join(copies, name))));
         }
+      }
+      // The worker's frames, read by another decoder than ours too: lz4(1).
+      for (const name of archived) {
+        const plain = execFileSync('lz4', ['-dc', join(fileStore, 'srv', 'wals', name.slice(0, 16), `${name}.lz4`)], { maxBuffer: 64 << 20 });
+        expect({ name, sha: sha(plain) }).toEqual({ name, sha: sha(readFileSync(join(copies, name))) });
       }
     } finally {
       rmSync(out, { recursive: true, force: true });
