@@ -163,7 +163,10 @@ export async function startRgw({ memstoreMiB = 6144 } = {}) {
   return { url: `http://127.0.0.1:${port}`, keys, stop, pid: child.pid };
 }
 
-/** GNU time around one command: wall ms, peak RSS MB, CPU ms (user + system), stdout. */
+/**
+ * GNU time around one command: wall ms, peak RSS MB, CPU ms (user + system), stdout. Asynchronous,
+ * so that a server's pipes (moto's request log in retention.mjs) keep being drained meanwhile.
+ */
 export function timed(cmd, args, env) {
   return new Promise((res, rej) => {
     const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -171,6 +174,7 @@ export function timed(cmd, args, env) {
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', rej);
     child.on('close', (code) => {
       if (code !== 0) return rej(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
       const [secs, kb, user, sys] = stderr.trim().split('\n').at(-1).split(' ').map(Number);

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { descendants, freePort, processCpuMs } from './servers.mjs';
 import { startStores, seedObjects } from './stores.mjs';
 import { compare, fmt, runOnce } from './lib.mjs';
+import { timed } from './retention-seed.mjs';
 
 export const title = 'Retention: backup-delete -r removing half of a large catalog';
 
@@ -116,26 +117,6 @@ async function bareDelete(store, bucket, keys, inFlight) {
     }
   };
   await Promise.all(Array.from({ length: inFlight }, worker));
-}
-
-/**
- * GNU time around one command: wall ms, peak RSS (MB) and CPU ms (user + system), plus its stdout. Asynchronous, so
- * that moto's request log keeps being read (and its pipe drained) while the command runs.
- */
-function timed(cmd, args, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-800)}`));
-      const [secs, kb, user, sys] = stderr.trim().split('\n').at(-1).split(' ').map(Number);
-      resolve({ ms: secs * 1000, mb: kb / 1024, cpuMs: (user + sys) * 1000, stdout });
-    });
-  });
 }
 
 /** The Python that runs moto_server (a pyenv shim or a script with a #! line). */

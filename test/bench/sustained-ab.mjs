@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { walSegment } from './lib.mjs';
+import { processCpuMs } from './servers.mjs';
 const [binA, binB, countArg] = process.argv.slice(2);
 const count = Number(countArg ?? 32);
 const segName = (i) => `000000010000${(0x10 + Math.floor(i / 256)).toString(16).toUpperCase().padStart(4, '0')}000000${(i % 256).toString(16).toUpperCase().padStart(2, '0')}`;
 const seg = walSegment();
 const procStat = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8'); return f.slice(f.lastIndexOf(')') + 2).split(' ').map(Number); };
-const own = (pid) => { const a = procStat(pid); return (a[11] + a[12]) * 10; };
 const hwm = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 const workerPid = (spool, side) => { const [id] = readdirSync(spool).filter((n) => n !== 'names'); return Number(readFileSync(join(spool, id, side, 'worker.pid'), 'utf8')); };
 const sides = [binA, binB].map((bin, k) => {
@@ -50,7 +50,7 @@ names.forEach((n, i) => {
     renameSync(join(s.pgwal, 'archive_status', `${n}.ready`), join(s.pgwal, 'archive_status', `${n}.done`));
   }
 });
-out.archive = sides.map((s) => { const pid = workerPid(s.spoolA, 'archive'); const r = { workerMs: +(own(pid) / count).toFixed(1), faults: Math.round(procStat(pid)[7] / count), hwmMB: +hwm(pid).toFixed(0) }; process.kill(pid, 'SIGTERM'); return r; });
+out.archive = sides.map((s) => { const pid = workerPid(s.spoolA, 'archive'); const r = { workerMs: +(processCpuMs([pid]) / count).toFixed(1), faults: Math.round(procStat(pid)[7] / count), hwmMB: +hwm(pid).toFixed(0) }; process.kill(pid, 'SIGTERM'); return r; });
 names.forEach((n, i) => {
   for (const s of i % 2 ? [...sides].reverse() : sides) {
     run(s, [join(s.bin, 'barman-cloud-wal-restore'), '--async', '--parallel', '16', '--spool-dir', s.spoolR, s.url, 'srv', n, s.dest]);
@@ -58,7 +58,7 @@ names.forEach((n, i) => {
     if (!readFileSync(s.dest).equals(seg)) throw new Error(`restore ${n}: wrong bytes`);
   }
 });
-out.restore = sides.map((s) => { const pid = workerPid(s.spoolR, 'restore'); const r = { workerMs: +(own(pid) / count).toFixed(1), faults: Math.round(procStat(pid)[7] / count), hwmMB: +hwm(pid).toFixed(0) }; process.kill(pid, 'SIGTERM'); return r; });
+out.restore = sides.map((s) => { const pid = workerPid(s.spoolR, 'restore'); const r = { workerMs: +(processCpuMs([pid]) / count).toFixed(1), faults: Math.round(procStat(pid)[7] / count), hwmMB: +hwm(pid).toFixed(0) }; process.kill(pid, 'SIGTERM'); return r; });
 for (const s of sides) rmSync(s.work, { recursive: true, force: true });
 out.load1 = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
 out.ratio = { archive: +(out.archive[1].workerMs / out.archive[0].workerMs).toFixed(3), restore: +(out.restore[1].workerMs / out.restore[0].workerMs).toFixed(3) };
