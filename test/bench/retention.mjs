@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { descendants, freePort, processCpuMs } from './servers.mjs';
+import { freePort } from './servers.mjs';
 import { startStores, seedObjects } from './stores.mjs';
 import { compare, fmt, runOnce } from './lib.mjs';
 import { timed } from './retention-seed.mjs';
@@ -222,11 +222,11 @@ export async function run({ root }) {
         const listed = (await listAll(rgw, 'bench-retention', 'ours/')).length;
         const walk = Number(process.hrtime.bigint() - t1) / 1e6;
         const policy = `REDUNDANCY ${Math.ceil(FILE_BACKUPS / 2)}`;
-        // The server's CPU: radosgw, its OSD and monitor (all descendants of rgw.mjs), before and after.
-        const server = descendants(rgw.pid);
-        const cpu0 = processCpuMs(server);
+        // The server's CPU (radosgw, its OSD and monitor: the store's process group), before and after.
+        const serverMs = () => rgw.serverCpu() * 1000;
+        const cpu0 = serverMs();
         const real = await timed(node, [bin, '--format', 'json', '--endpoint-url', rgw.url, '-r', policy, 's3://bench-retention/ours', 'srv'], rgw.env);
-        const ourServerMs = processCpuMs(server) - cpu0;
+        const ourServerMs = serverMs() - cpu0;
         const s = JSON.parse(real.stdout);
         const deleted = s.backup_objects_deleted + s.wal_objects_deleted;
         // The bare deletion of as many keys: the half our run left (the newer backups and their WAL),
@@ -234,11 +234,11 @@ export async function run({ root }) {
         const left = (await listAll(rgw, 'bench-retention', 'ours/')).slice(0, deleted);
         const halves = [left.slice(0, left.length >> 1), left.slice(left.length >> 1)].map((keys) => ({ keys }));
         for (const h of halves) {
-          const c = processCpuMs(server);
+          const c = serverMs();
           const t = process.hrtime.bigint();
           await bareDelete(rgw, 'bench-retention', h.keys, BARE_DELETES_IN_FLIGHT);
           h.ms = Number(process.hrtime.bigint() - t) / 1e6;
-          h.serverMs = processCpuMs(server) - c;
+          h.serverMs = serverMs() - c;
         }
         const bareMs = halves[0].ms + halves[1].ms;
         const bareServerMs = halves[0].serverMs + halves[1].serverMs;
