@@ -16,24 +16,19 @@ import { cleanEnv, runBin, type BinResult } from '../helpers/run-bin.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { startS3Proxy, type Proxy } from '../helpers/proxy.ts';
 import { postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.ts';
 
 const BUCKET = 'answers';
 const SEGMENT = '000000010000000000000003';
 const PAGE = '<!doctype html><html><head><title>Console</title></head><body><div id="root"></div></body></html>';
-const ERROR_DOC = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>busy</Message></Error>';
 
-/** An HTTP server: `answer` decides (true = it answered), else the request is passed on to `upstream`. */
-async function startServer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => boolean, upstream?: string): Promise<{ url: string; close: () => Promise<void> }> {
+/** A web page at an address, answered with 200 to every request; `seen` sees each request first. */
+async function startPage(seen: (req: http.IncomingMessage) => void = () => {}): Promise<Proxy> {
   const server = http.createServer((req, res) => {
-    if (answer(req, res)) return;
-    const to = new URL(upstream!);
-    const path = req.url!.replace(/^https?:\/\/[^/]+/, '');
-    const fwd = http.request({ host: to.hostname, port: to.port, method: req.method, path, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode!, r.headers);
-      r.pipe(res);
-    });
-    req.pipe(fwd);
+    seen(req);
+    res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(PAGE) });
+    res.end(PAGE);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -41,12 +36,6 @@ async function startServer(answer: (req: http.IncomingMessage, res: http.ServerR
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
-}
-
-function send(res: http.ServerResponse, type: string, body: string): true {
-  res.writeHead(200, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
-  res.end(body);
-  return true;
 }
 
 /** A refusal: not 0, and for wal-restore not 1 (that is "no such WAL" to PostgreSQL); one line on stderr. */
@@ -82,7 +71,7 @@ describe('answers that are not listings', () => {
   it.each(['S3, lean client: the page at the endpoint', 'S3, SDK: the page from a proxy', 'GCS: the page at the endpoint'])(
     '%s: every command refuses it',
     async (name) => {
-      const page = await startServer((_req, res) => send(res, 'text/html', PAGE));
+      const page = await startPage();
       servers.push(page);
       const where: { url: string[]; env: Record<string, string> } = name.startsWith('GCS')
         ? { url: ['--cloud-provider', 'google-cloud-storage', `gs://${BUCKET}/pg`, 'srv'], env: { STORAGE_EMULATOR_HOST: page.url } }
@@ -101,7 +90,9 @@ describe('answers that are not listings', () => {
   it('an <Error> document sent with 200 for a listing: wal-restore exits 4, not 1', async () => {
     const archived = await run('barman-cloud-wal-archive', ['--endpoint-url', moto.url, `s3://${BUCKET}/pg`, 'srv', walFile]);
     expect(archived.code, archived.stderr).toBe(0);
-    const faulty = await startServer((req, res) => req.method === 'GET' && /[?&]list-type=2/.test(req.url!) && send(res, 'application/xml', ERROR_DOC), moto.url);
+    // moto behind a proxy that answers each listing with an <Error> document and status 200
+    const faulty = await startS3Proxy(Number(new URL(moto.url).port), (r) =>
+      r.method === 'GET' && /[?&]list-type=2/.test(r.url) && { status: 200, code: 'SlowDown', message: 'busy' });
     servers.push(faulty);
     const dest = join(work, 'restored-error-doc');
     expectRefused(await run('barman-cloud-wal-restore', ['--endpoint-url', faulty.url, `s3://${BUCKET}/pg`, 'srv', SEGMENT, dest]), 4);
@@ -117,15 +108,12 @@ describe('answers that are not listings', () => {
 describe.skipIf(requireTool('PostgreSQL 15', postgresAvailable()))('uploads answered by a web page', () => {
   let pg: PgCluster;
   let moto: ServerHandle;
-  let page: { url: string; close: () => Promise<void> };
+  let page: Proxy;
   const bodies: string[] = [];
 
   beforeAll(async () => {
     moto = await startMoto();
-    page = await startServer((req, res) => {
-      req.on('data', (d: Buffer) => bodies.push(d.toString('latin1', 0, 4)));
-      return send(res, 'text/html', PAGE);
-    });
+    page = await startPage((req) => req.on('data', (d: Buffer) => bodies.push(d.toString('latin1', 0, 4))));
     pg = await startCluster({});
   });
   afterAll(async () => {
