@@ -257,10 +257,8 @@ export async function downloadTo(
       try {
         // pipeline() settles only once every stream has closed: nothing reads the answer after the temp is removed.
         // Decryption is a generator stage, not a Transform: it adds no stream of its own to the pipeline.
+        const decrypt = candidate.encrypted ? (await import('../encryption/age.js')).decryptPieces(identities!, what) : undefined;
         const decompress: Transform | undefined = candidate.codec ? (await loadCodec(candidate.codec)).decompressStream() : undefined;
-        // Straight into writeThrough (which copies or writes each chunk before the next), the
-        // plaintext may lie in one reused buffer; a decompressing stream would hold it.
-        const decrypt = candidate.encrypted ? (await import('../encryption/age.js')).decryptPieces(identities!, what, !decompress) : undefined;
         const sink = (plain: AsyncIterable<Buffer>): Promise<void> => writeThrough(plain, fd, check, own);
         if (decrypt && decompress) await pipeline(source, decrypt, decompress, sink);
         else if (decrypt) await pipeline(source, decrypt, sink);

@@ -175,35 +175,6 @@ describe('what a WAL call loads at start', () => {
     expect(loaded).toContain('contexts 1');
   });
 
-  it('libsodium (sodium-native) is loaded by an encrypted WAL call only', async () => {
-    // docs/encryption.md#the-cipher: the addon is loaded on the first seal or open, from age.ts,
-    // which a plain call never imports.
-    const [recipientFile, identityFile] = ageKeyFiles();
-    const name = '000000010000000000000021';
-    const pgwal = join(work, `pg_wal-${++n}`);
-    mkdirSync(pgwal);
-    writeFileSync(join(pgwal, name), Buffer.alloc(MiB, 7));
-    const loads = async (bin: string, args: string[]): Promise<string[]> => {
-      const { preload, out } = loadTrace();
-      const r = await runProcess(process.execPath, ['-r', preload, join(ROOT, 'bin', bin), ...args], { env: cleanEnv({ BC_LOADED: out }) });
-      expect(r.code, r.stderr).toBe(0);
-      const loaded = readFileSync(out, 'utf8').split('\n');
-      expect(loaded).toContain('NativeModule fs'); // the trace works
-      return loaded.filter((m) => /sodium/.test(m));
-    };
-    const plain = join(work, `store-${++n}`);
-    const sealed = join(work, `store-${++n}`);
-    mkdirSync(plain);
-    mkdirSync(sealed);
-    expect(await loads('barman-cloud-wal-archive', [`file://${plain}`, 'srv', join(pgwal, name)])).toEqual([]);
-    expect(await loads('barman-cloud-wal-restore', [`file://${plain}`, 'srv', name, join(work, `plain-${n}`)])).toEqual([]);
-    const addon = /node_modules\/sodium-native\/prebuilds\/[^/]+\/sodium-native\.node$/;
-    expect((await loads('barman-cloud-wal-archive', ['--encryption-recipient-file', recipientFile, `file://${sealed}`, 'srv', join(pgwal, name)])).some((m) => addon.test(m))).toBe(true);
-    const restored = join(work, `restored-${n}`);
-    expect((await loads('barman-cloud-wal-restore', ['--encryption-identity-file', identityFile, `file://${sealed}`, 'srv', name, restored])).some((m) => addon.test(m))).toBe(true);
-    expect(readFileSync(restored).equals(Buffer.alloc(MiB, 7))).toBe(true);
-  });
-
   describe.skipIf(requireTool('moto_server', commandExists('moto_server')))('on S3', () => {
     let ca: TestCA;
     let plain: ServerHandle;
