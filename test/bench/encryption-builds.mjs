@@ -2,7 +2,7 @@
 // per round the plain call of the first build, then the encrypted (age) call of each build, the
 // order rotating by round, for each codec; then the same for restores of that segment, each
 // restored file compared with the segment. Per call the client's CPU (user + sys of the process
-// tree, getrusage through Python, read before and after the call, as encryption.mjs does). Prints
+// tree, encryption.mjs's commandCpu: getrusage through Python, read before and after the call). Prints
 // medians, each build's paired encrypted/plain ratio with its interquartile range, and the paired
 // difference of the second build's encrypted call from the first's.
 //
@@ -11,21 +11,15 @@
 //
 // A build's bin/ must sit beside its dist/ and reach a node_modules (a copy of bin/, dist/ and
 // package.json with a node_modules symlink will do).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { walSegment } from './lib.mjs';
+import { commandCpu } from './encryption.mjs';
 
-const RUSAGE = 'import resource,subprocess,sys\nc=lambda u:u.ru_utime+u.ru_stime\nb=c(resource.getrusage(resource.RUSAGE_CHILDREN))\n' +
-  'r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\n' +
-  'u=c(resource.getrusage(resource.RUSAGE_CHILDREN))-b\nsys.stderr.write(r.stderr.decode(errors="replace"))\nsys.stderr.write("\\n%d %.6f\\n" % (r.returncode, u))';
-function cpuMs(cmd, args) {
-  const r = spawnSync('python3', ['-c', RUSAGE, cmd, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, encoding: 'utf8' });
-  const [code, secs] = r.stderr.trim().split('\n').at(-1).split(' ');
-  if (r.status !== 0 || code !== '0') throw new Error(`${cmd} ${args.join(' ')} exited ${code}: ${r.stderr.slice(-600)}`);
-  return Number(secs) * 1000;
-}
+const ENV = { PATH: process.env.PATH, HOME: process.env.HOME };
+const cpuMs = (cmd, args) => commandCpu(cmd, args, ENV) * 1000;
 const builds = Object.entries(JSON.parse(process.env.BUILDS ?? '{}'));
 if (builds.length !== 2) throw new Error('BUILDS names two builds\' bin directories, e.g. {"before":"/tmp/before/bin","after":"bin"}');
 const rounds = Math.min(Number(process.env.ROUNDS ?? 11), 240);

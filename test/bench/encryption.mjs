@@ -25,7 +25,7 @@ const RUSAGE = 'import resource,subprocess,sys\nc=lambda u:u.ru_utime+u.ru_stime
   'u=c(resource.getrusage(resource.RUSAGE_CHILDREN))-b\nsys.stderr.write(r.stderr.decode(errors="replace"))\nsys.stderr.write("\\n%d %.6f\\n" % (r.returncode, u))';
 
 /** CPU seconds (user + system) of one command and its children; throws on failure. */
-function cpu(cmd, args, env) {
+export function commandCpu(cmd, args, env) {
   const r = spawnSync('python3', ['-c', RUSAGE, cmd, ...args], { env, encoding: 'utf8' });
   const [code, secs] = r.stderr.trim().split('\n').at(-1).split(' ');
   if (r.status !== 0 || code !== '0') throw new Error(`${cmd} ${args.join(' ')} exited ${code}: ${r.stderr.slice(-600)}`);
@@ -67,7 +67,7 @@ export async function run({ root, rounds }) {
       const src = join(work, `pg_wal-${i}`);
       mkdirSync(src);
       linkSync(master, join(src, name));
-      t.floor.push(cpu(process.execPath, ['-e', '0'], env));
+      t.floor.push(commandCpu(process.execPath, ['-e', '0'], env));
       // Each pair back to back, the encrypted call first in every other round: a load change
       // between the two then favours neither side over the whole run.
       const pair = (plainCall, ageCall) => {
@@ -79,12 +79,12 @@ export async function run({ root, rounds }) {
         const plain = [`file://${join(work, 'plain', c)}`, 'srv'];
         const enc = [`file://${join(work, 'enc', c)}`, 'srv'];
         pair(
-          () => t[`${c}:archivePlain`].push(cpu(bin('barman-cloud-wal-archive'), [...flags, ...plain, join(src, name)], env)),
-          () => t[`${c}:archiveAge`].push(cpu(bin('barman-cloud-wal-archive'), [...flags, '--encryption-recipient-file', recipient, ...enc, join(src, name)], env)),
+          () => t[`${c}:archivePlain`].push(commandCpu(bin('barman-cloud-wal-archive'), [...flags, ...plain, join(src, name)], env)),
+          () => t[`${c}:archiveAge`].push(commandCpu(bin('barman-cloud-wal-archive'), [...flags, '--encryption-recipient-file', recipient, ...enc, join(src, name)], env)),
         );
         pair(
-          () => t[`${c}:restorePlain`].push(cpu(bin('barman-cloud-wal-restore'), [...plain, name, join(work, `out-plain-${i}`)], env)),
-          () => t[`${c}:restoreAge`].push(cpu(bin('barman-cloud-wal-restore'), ['--encryption-identity-file', identity, ...enc, name, join(work, `out-age-${i}`)], env)),
+          () => t[`${c}:restorePlain`].push(commandCpu(bin('barman-cloud-wal-restore'), [...plain, name, join(work, `out-plain-${i}`)], env)),
+          () => t[`${c}:restoreAge`].push(commandCpu(bin('barman-cloud-wal-restore'), ['--encryption-identity-file', identity, ...enc, name, join(work, `out-age-${i}`)], env)),
         );
         rmSync(join(work, `out-plain-${i}`));
         rmSync(join(work, `out-age-${i}`));
