@@ -1,5 +1,5 @@
 // The one way we put a file in place so that a reader sees the old file or the whole new one, never
-// a part: a temp file beside the target (same file system), written, fsynced, then renamed over the
+// a part: a temp file beside the target (same file system), written, fsynced (unless `durable` is false), then renamed over the
 // target (or linked, to create only). The temp is removed when anything fails. Each caller names its
 // temp files with its own pattern, so that its sweep of killed runs' temps (src/stale-temps.ts)
 // recognises them.
@@ -15,10 +15,12 @@ export interface AtomicWriteOptions {
   exclusive?: boolean;
   /**
    * False skips the fsync: for a file that is only a hint, which a crash may lose or leave empty
-   * but never make wrong (the archive spool's markers). Default true.
+   * but never make wrong (the archive spool's markers), or one that its reader syncs itself and
+   * never trusts after a crash (PostgreSQL's RECOVERYXLOG: docs/format.md#restore-durability).
+   * Default true.
    */
   durable?: boolean;
-  /** Asked once the temp file is durable; false leaves the target alone. */
+  /** Asked once the temp file is written (and synced when durable); false leaves the target alone. */
   confirm?: () => Promise<boolean>;
 }
 
@@ -40,7 +42,7 @@ export async function writeFileAtomic(
     try {
       if (typeof content === 'function') await content(fh.fd, fh);
       else if (typeof content === 'string' || Buffer.isBuffer(content)) await fh.writeFile(content);
-      // Durable before it gets the name: a reader (PostgreSQL replaying WAL) trusts what it finds.
+      // Durable before it gets the name: a reader may trust what it finds after a crash.
       if (options.durable !== false) await fh.sync();
     } finally {
       await fh.close();

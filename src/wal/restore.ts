@@ -1,6 +1,7 @@
 // Fetching WAL files (docs/format.md#wal-restore): barman's candidate rules, decompression by suffix, and an
-// atomic write (temp file beside the target, fsync, rename) so that a crash never leaves a
-// truncated segment where PostgreSQL would read it. Damaged objects (empty, truncated, failing
+// atomic write (temp file beside the target, rename) so that a killed run never leaves a truncated
+// segment where PostgreSQL would read it; synced before the rename unless the target is
+// PostgreSQL's own restore name, which it syncs itself (docs/format.md#restore-durability). Damaged objects (empty, truncated, failing
 // their codec's checksum, a segment shorter than its own header states) are refused: exit 4.
 import { basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +14,7 @@ import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { CompressionFormatError, codecFromSuffix, loadCodec, WAL_SUFFIX, type CodecName } from '../compression/index.js';
 import { isSegmentName, isValidSegmentSize, isWalName, parseSegmentName, segmentsPerLogId, walFileMaxBytes } from '../xlog.js';
-import { tempBeside } from './temp-files.js';
+import { syncedByPostgres, tempBeside } from './temp-files.js';
 import { bytesMoved } from '../reclaim.js';
 import { stripAgeSuffix, unencryptedRefused } from '../encryption/names.js';
 import type { AgeIdentities } from '../encryption/age.js';
@@ -249,7 +250,8 @@ export async function downloadTo(
   const plainName = basename(plainWalKey(candidate.key).plain);
   const check = new PlainCheck(what, plainName);
   const source = await store.get(candidate.key);
-  // Durable before it is renamed into place (src/atomic-file.ts): PostgreSQL replays it once it sees the name.
+  // Whole before it gets its name (src/atomic-file.ts): PostgreSQL replays it once it sees the name.
+  // Synced first unless PostgreSQL syncs it itself (syncedByPostgres): a spool's file is handed out as it lies.
   const placed = await writeFileAtomic(
     target,
     async (fd) => {
@@ -271,7 +273,7 @@ export async function downloadTo(
         throw e;
       }
     },
-    { temp: tempBeside(target), confirm: confirm && (() => confirm) },
+    { temp: tempBeside(target), durable: !syncedByPostgres(target), confirm: confirm && (() => confirm) },
   );
   return placed ? check.bytes : -1;
 }

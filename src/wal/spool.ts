@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 import { mapBounded } from '../concurrency.js';
 import { removeStaleTemps } from '../stale-temps.js';
-import { tempBeside } from './temp-files.js';
+import { syncedByPostgres, tempBeside } from './temp-files.js';
 
 /** Prefetched files are served for this long (by Node and by the generated shell front); the archive of a live server does not change under them. */
 export const SPOOL_MAX_AGE_MS = 15 * 60_000;
@@ -224,7 +224,8 @@ export async function writeAtomic(path: string, data: Buffer | string, durable =
 
 /**
  * Move a complete file into place atomically, also across filesystems (the spool may live in
- * /tmp and the destination in PGDATA): then a copy beside the target, fsynced and renamed.
+ * /tmp and the destination in PGDATA): then a copy beside the target, renamed (synced first unless
+ * PostgreSQL syncs it itself: docs/format.md#restore-durability).
  */
 export async function moveInto(source: string, target: string): Promise<void> {
   try {
@@ -233,8 +234,8 @@ export async function moveInto(source: string, target: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
   }
-  // beside wal_dest: removed by later runs if we are killed
-  await writeFileAtomic(target, { copyOf: source }, { temp: tempBeside(target) });
+  // beside wal_dest: removed by later runs if we are killed; synced unless PostgreSQL does it (syncedByPostgres)
+  await writeFileAtomic(target, { copyOf: source }, { temp: tempBeside(target), durable: !syncedByPostgres(target) });
   await fs.rm(source, { force: true });
 }
 

@@ -90,7 +90,9 @@ async function profileServer(name, server, work, segment) {
   const lz4Bytes = join(work, `${name}.lz4`);
   execFileSync('curl', ['-sf', ...curlAuth, '-o', lz4Bytes, lz4Key]);
   const barman = ['/usr/bin/barman-cloud-wal-archive', '/usr/bin/barman-cloud-wal-restore'].every((b) => existsSync(b));
-  const dest = join(work, name, 'restored');
+  // PostgreSQL's own %p: wal-restore leaves its sync to PostgreSQL there only (docs/format.md#restore-durability).
+  const dest = join(work, name, 'pg_wal', 'RECOVERYXLOG');
+  mkdirSync(dirname(dest), { recursive: true });
   const bin = (b) => join(root, 'bin', b);
   const pids = descendants(server.pid);
 

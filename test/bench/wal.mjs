@@ -14,7 +14,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { compare, runOnce, median, fmt, walSegment } from './lib.mjs';
 import { startStores, haveBarman, havePgbackrest, bareParallel, pgbackrestConfig, fakePgdata, pgbackrest, baseEnv } from './stores.mjs';
 import { startPostgres } from './pg.mjs';
@@ -132,7 +132,9 @@ export async function run({ root, rounds }) {
       if (haveBarman) execFileSync('/usr/bin/barman-cloud-wal-archive', [...store.barman('barman', 'r-none'), rsrc], { env: store.env });
       execFileSync(store.putArgs(master, 'bare', 'r-none')[0], store.putArgs(master, 'bare', 'r-none')[1], { env: store.env });
       execFileSync(store.putArgs(lz4Master, 'bare', 'r-lz4')[0], store.putArgs(lz4Master, 'bare', 'r-lz4')[1], { env: store.env });
-      const dest = join(work, 'RECOVERYXLOG');
+      // PostgreSQL's own %p: wal-restore leaves its sync to PostgreSQL there only (docs/format.md#restore-durability).
+      const dest = join(work, 'pg_wal', 'RECOVERYXLOG');
+      mkdirSync(join(work, 'pg_wal'), { recursive: true });
       const r = [
         { label: 'ours wal-restore (none)', cmd: ours('barman-cloud-wal-restore'), args: [...store.ours('ours', 'r-none'), name, dest], env: store.env },
         { label: 'ours wal-restore (lz4)', cmd: ours('barman-cloud-wal-restore'), args: [...store.ours('ours', 'r-lz4'), name, dest], env: store.env },
@@ -248,16 +250,17 @@ export async function run({ root, rounds }) {
       // Restore of what was archived above, in order, one call per segment.
       const rres = [];
       const restoreCalls = async (label, cmd, argsFor, names, dest) => {
+        mkdirSync(dirname(dest), { recursive: true });
         const t0 = process.hrtime.bigint();
         for (const n of names) await runOnce(cmd, argsFor(n, dest), { env: store.env });
         return { label, rate: names.length / (Number(process.hrtime.bigint() - t0) / 1e9) };
       };
       rres.push(await restoreCalls('ours --parallel 16', ours('barman-cloud-wal-restore'),
-        (n, d) => ['--parallel', '16', '--spool-dir', join(work, `pre-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
+        (n, d) => ['--parallel', '16', '--spool-dir', join(work, `pre-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'pg_wal', 'RECOVERYXLOG')));
       if (asyncRestore) {
         // --async alone prefetches nothing (it needs --parallel 2 or more): it ran one-shot calls.
         rres.push(await restoreCalls('ours --async --parallel 16', ours('barman-cloud-wal-restore'),
-          (n, d) => ['--async', '--parallel', '16', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'RECOVERYXLOG')));
+          (n, d) => ['--async', '--parallel', '16', '--spool-dir', join(work, `pre-async-${store.id}`), ...store.ours('sus', 'par'), n, d], par.names, join(work, 'pg_wal', 'RECOVERYXLOG')));
       }
       let pgg;
       if (pgb) {
