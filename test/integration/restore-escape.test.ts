@@ -33,6 +33,8 @@ interface Case {
   tablespaces?: (w: Where) => string;
   /** The archive of a tablespace (OID 16384), when the case has one. */
   tablespaceMembers?: TarMember[];
+  /** Store tablespaceMembers as OID 16385's archive too. */
+  secondArchive?: boolean;
   args?: (w: Where) => string[];
   code: number;
   /** A pattern the one-line stderr message must match (refusals). */
@@ -236,6 +238,33 @@ const CASES: Case[] = [
     check: (w) => expect(existsSync(w.dest)).toBe(false),
   },
   {
+    // Without the check, 16384.tar was restored into both locations, exit 0.
+    name: 'two tablespaces sharing an OID',
+    members: () => baseMembers,
+    tablespaces: (w) => `[('tbs1', 16384, '${join(w.work, 'tbs')}'), ('tbs2', 16384, '${join(w.work, 'tbs-b')}')]`,
+    tablespaceMembers: [{ name: 'PG_15_202209061', type: 'directory' }, { name: 'PG_15_202209061/1', data: 'rel' }],
+    code: 4,
+    message: /tablespace oid 16384 appears twice in tablespaces/,
+    check: (w) => {
+      expect(existsSync(w.dest)).toBe(false);
+      expect(existsSync(join(w.work, 'tbs-b'))).toBe(false);
+    },
+  },
+  {
+    // Without the check, both archives were restored, exit 0, and --tablespace tbs1 would move both.
+    name: 'two tablespaces sharing a name',
+    members: () => baseMembers,
+    tablespaces: (w) => `[('tbs1', 16384, '${join(w.work, 'tbs')}'), ('tbs1', 16385, '${join(w.work, 'tbs-b')}')]`,
+    tablespaceMembers: [{ name: 'PG_15_202209061', type: 'directory' }, { name: 'PG_15_202209061/1', data: 'rel' }],
+    secondArchive: true,
+    code: 4,
+    message: /tablespace name 'tbs1' appears twice in tablespaces/,
+    check: (w) => {
+      expect(existsSync(w.dest)).toBe(false);
+      expect(existsSync(join(w.work, 'tbs-b'))).toBe(false);
+    },
+  },
+  {
     name: 'a device node',
     members: () => [...baseMembers, { name: 'devnull', type: 'character-device', mode: 0o666 }, { name: 'blk', type: 'block-device' }],
     code: 0,
@@ -332,6 +361,7 @@ describe.each([[fileStore], [s3Store]])('hostile backups on the $kind store', (s
     await store.put(server, 'backup.info', backupInfo(c.tablespaces?.(w) ?? 'None'));
     await store.put(server, 'data.tar', await tarOf(c.members(w)));
     if (c.tablespaceMembers) await store.put(server, '16384.tar', await tarOf(c.tablespaceMembers));
+    if (c.secondArchive && c.tablespaceMembers) await store.put(server, '16385.tar', await tarOf(c.tablespaceMembers));
 
     // everything but the store and what the restore may write: the destination, the tablespace target
     const mayWrite = new Set([join(scratch, 'store'), w.dest, join(work, 'tbs')]);

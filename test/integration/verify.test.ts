@@ -292,6 +292,19 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).toContain('PROBLEM unlisted-file: file base/1/12345 is in an archive but not in backup_manifest\n');
   });
 
+  it('a backup.info naming one tablespace OID twice: the backup is reported unreadable, exit 1', async () => {
+    // Without the check the archive map took the OID once and the backup verified OK, although
+    // restore would have written 16384.tar into both locations.
+    const r = await scenario({}, async (store, base) => {
+      const info = (await store.getBuffer(`${base}backup.info`)).toString('utf8');
+      const twice = `tablespaces=[('tbs1', ${TBS_OID}, '/srv/tbs1'), ('tbs2', ${TBS_OID}, '/srv/tbs2')]`;
+      expect(info).toMatch(/^tablespaces=\[.*\]$/m);
+      await store.put(`${base}backup.info`, Buffer.from(info.replace(/^tablespaces=.*$/m, twice)));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`PROBLEM unreadable-backup-info: backup ${ID}: backup.info cannot be read: tablespace oid ${TBS_OID} appears twice in tablespaces\n`);
+  });
+
   it('a missing WAL segment inside the backup range: named under the backup, exit 1', async () => {
     const r = await scenario({ wal: [[1, 2, 2], [1, 4, 6]] });
     expect(r.code).toBe(1);
