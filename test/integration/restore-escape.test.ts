@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,6 +36,8 @@ interface Case {
   tablespaceMembers?: TarMember[];
   /** Store tablespaceMembers as OID 16385's archive too. */
   secondArchive?: boolean;
+  /** The data part's object name and bytes, instead of data.tar holding `members`. */
+  dataObject?: () => Promise<{ name: string; body: Buffer }>;
   args?: (w: Where) => string[];
   code: number;
   /** A pattern the one-line stderr message must match (refusals). */
@@ -265,6 +268,24 @@ const CASES: Case[] = [
     },
   },
   {
+    // tarfile (barman) and GNU tar stop at the first tar's end; without the check the appended
+    // member was restored, exit 0.
+    name: 'a second tar appended to the data part',
+    members: () => baseMembers,
+    dataObject: async () => ({ name: 'data.tar', body: Buffer.concat([await tarOf(baseMembers), await tarOf([{ name: 'planted', data: 'x' }])]) }),
+    code: 4,
+    message: /part data\.tar cannot be read \(a member follows the end of the tar \(a zero block at offset \d+\)\)/,
+    check: (w) => expect(existsSync(join(w.dest, 'planted'))).toBe(false),
+  },
+  {
+    name: 'a second gzip member holding a second tar',
+    members: () => baseMembers,
+    dataObject: async () => ({ name: 'data.tar.gz', body: Buffer.concat([gzipSync(await tarOf(baseMembers)), gzipSync(await tarOf([{ name: 'planted', data: 'x' }]))]) }),
+    code: 4,
+    message: /part data\.tar\.gz cannot be read \(a member follows the end of the tar \(a zero block at offset \d+\)\)/,
+    check: (w) => expect(existsSync(join(w.dest, 'planted'))).toBe(false),
+  },
+  {
     name: 'a device node',
     members: () => [...baseMembers, { name: 'devnull', type: 'character-device', mode: 0o666 }, { name: 'blk', type: 'block-device' }],
     code: 0,
@@ -359,7 +380,8 @@ describe.each([[fileStore], [s3Store]])('hostile backups on the $kind store', (s
     const w: Where = { outside, work, dest: join(work, 'data') };
 
     await store.put(server, 'backup.info', backupInfo(c.tablespaces?.(w) ?? 'None'));
-    await store.put(server, 'data.tar', await tarOf(c.members(w)));
+    const data = c.dataObject ? await c.dataObject() : { name: 'data.tar', body: await tarOf(c.members(w)) };
+    await store.put(server, data.name, data.body);
     if (c.tablespaceMembers) await store.put(server, '16384.tar', await tarOf(c.tablespaceMembers));
     if (c.secondArchive && c.tablespaceMembers) await store.put(server, '16385.tar', await tarOf(c.tablespaceMembers));
 

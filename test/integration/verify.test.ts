@@ -282,6 +282,17 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).toContain(`PROBLEM unreadable-part: backup ${ID}: part data.tar: the tar has no end-of-archive marker (truncated?)\n`);
   });
 
+  it('a second tar appended to a part (no parts.json): the member after the end is named, exit 1', async () => {
+    // tarfile (barman) and GNU tar stop at the first tar's end and never list base/1/12345; without
+    // the check verify read on and said OK.
+    const r = await scenario({ checksums: false }, async (store, base) => {
+      const body = await store.getBuffer(`${base}data_0001.tar`);
+      await store.put(`${base}data_0001.tar`, Buffer.concat([body, await tar([{ name: 'base/1/12345', body: randomBytes(100) }])]));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/PROBLEM unreadable-part: backup \S+: part data_0001\.tar: not a readable tar: a member follows the end of the tar \(a zero block at offset \d+\)\n/);
+  });
+
   it('a part in the store that parts.json does not list, and a file that backup_manifest does not list: both named, exit 1', async () => {
     const r = await scenario({ unlisted: true }, async (store, base) => {
       await store.put(`${base}data_0003.tar`, await tar([{ name: 'base/1/12345', body: randomBytes(100) }]));
