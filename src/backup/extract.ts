@@ -24,9 +24,10 @@ import {
   realpathSync, statSync, unlinkSync,
 } from 'node:fs';
 import { join, sep } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream, { type Header } from 'tar-stream';
+import { TarEndTap } from './tar-end.js';
 import { loadCodec, type Codec, type CodecName } from '../compression/index.js';
 import { GeneralError } from '../errors.js';
 import { CoalescingFileWriter } from '../file-writer.js';
@@ -46,25 +47,6 @@ export class UnsafeArchiveMemberError extends GeneralError {}
 
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
-
-/** The two zero blocks that end every tar (Python's tarfile and our producer write them). */
-const END_OF_ARCHIVE = 1024;
-
-/**
- * Counts how many of the last tar bytes are zeros (looking at most END_OF_ARCHIVE back per chunk).
- * tar-stream does not insist on the end-of-archive blocks, so a part cut at a member boundary
- * would extract as complete, short of its later files; `verify` applies the same rule.
- */
-class TarTailTap extends Transform {
-  trailingZeros = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const n = Math.min(chunk.length, END_OF_ARCHIVE);
-    let z = 0;
-    while (z < n && chunk[chunk.length - 1 - z] === 0) z++;
-    this.trailingZeros = z === chunk.length ? this.trailingZeros + z : z;
-    cb(null, chunk);
-  }
-}
 
 export interface ExtractOptions {
   /** Compression of the stream (registry name or loaded codec); none when absent. */
@@ -420,7 +402,15 @@ class TarExtractor {
     const ex = tarStream.extract();
     // the first member error is the one to report (the pipeline then only sees a premature close)
     let entryError: Error | undefined;
+    const tail = new TarEndTap();
     ex.on('entry', (header, stream, next) => {
+      const late = tail.member((stream as unknown as { offset: number }).offset, header.size ?? 0);
+      if (late !== undefined) {
+        entryError ??= new Error(late);
+        (stream as unknown as Readable).on('error', () => undefined); // next() destroys it with the same error
+        next(entryError);
+        return;
+      }
       this.entry(header as EntryHeader, stream as unknown as Readable).then(
         () => next(),
         (err: unknown) => {
@@ -431,7 +421,6 @@ class TarExtractor {
     });
     const streams: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [source];
     if (codec) streams.push(codec.decompressStream());
-    const tail = new TarTailTap();
     streams.push(tail, ex as unknown as NodeJS.WritableStream);
     const signal = this.options.signal;
     try {
@@ -441,7 +430,8 @@ class TarExtractor {
     }
     if (entryError) throw entryError;
     // not ours to name: the caller names the part, as for the tar parser's own refusals (restore.ts damagedPart)
-    if (tail.trailingZeros < END_OF_ARCHIVE) throw new Error('the tar has no end-of-archive marker (truncated?)');
+    const unended = tail.unended();
+    if (unended !== undefined) throw new Error(unended);
     return { ...this.stats };
   }
 

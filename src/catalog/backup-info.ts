@@ -346,13 +346,24 @@ function parseField(name: BackupInfoField, text: string): unknown {
       if (!pyTruthy(v)) return null; // barman loads an empty list as None
       const items = asItems(v);
       if (!items) throw new BackupInfoParseError(`${name} is not a list: ${text}`);
-      return items.map((item) => {
+      const list = items.map((item) => {
         const parts = asItems(item);
         if (!parts || parts.length !== 3) throw new BackupInfoParseError(`Expected 3 arguments for a tablespace, got ${pyRepr(item)}`);
         const [tsName, oid, location] = parts as [PyValue, PyValue, PyValue];
         if (typeof oid !== 'number' || !Number.isInteger(oid)) throw new BackupInfoParseError(`invalid tablespace oid ${pyRepr(oid)}`);
         return { name: asText(name, tsName), oid, location: asText(name, location) };
       });
+      // An OID names the archive a tablespace is restored from, a name is what --tablespace
+      // relocates: each must be unique, as in pg_tablespace (docs/format.md#backup-info-syntax).
+      const oids = new Set<number>();
+      const names = new Set<string>();
+      for (const t of list) {
+        if (oids.has(t.oid)) throw new BackupInfoParseError(`tablespace oid ${t.oid} appears twice in tablespaces`);
+        if (names.has(t.name)) throw new BackupInfoParseError(`tablespace name ${pyRepr(t.name)} appears twice in tablespaces`);
+        oids.add(t.oid);
+        names.add(t.name);
+      }
+      return list;
     }
     case 'ids':
       return text === '' ? null : text.split(',');

@@ -7,6 +7,7 @@ import { Transform, Writable, type Readable, type TransformCallback } from 'node
 import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
 import tarStream, { type Header } from 'tar-stream';
+import { TarEndTap } from '../backup/tar-end.js';
 import { CompressionFormatError, type Codec } from '../compression/index.js';
 import { EncryptedDataError, EncryptionKeyError, NetworkError, NotFoundError, StorageError } from '../errors.js';
 import type { ObjectStore } from '../storage/types.js';
@@ -47,23 +48,6 @@ class HashTap extends Transform {
   }
 }
 
-/**
- * Counts the tar bytes and how many of the last ones are zeros: a complete tar ends with two zero
- * blocks (1024 bytes), which tar-stream does not insist on, so a tar cut at a member boundary would
- * otherwise parse as complete.
- */
-class TarTailTap extends Transform {
-  bytes = 0;
-  trailingZeros = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    let i = chunk.length - 1;
-    while (i >= 0 && chunk[i] === 0) i--;
-    this.trailingZeros = i < 0 ? this.trailingZeros + chunk.length : chunk.length - 1 - i;
-    cb(null, chunk);
-  }
-}
-
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /**
@@ -82,7 +66,7 @@ export async function readPart(
 ): Promise<PartReadResult> {
   const hash = createHash('sha256');
   const tap = new HashTap(hash, options.onBytes);
-  const tail = new TarTailTap();
+  const tail = new TarEndTap();
   let members = 0;
   let source: Readable;
   try {
@@ -99,6 +83,13 @@ export async function readPart(
   let memberError: Error | undefined;
   extract.on('entry', (header: Header, stream, next) => {
     members++;
+    const late = tail.member((stream as unknown as { offset: number }).offset, header.size ?? 0);
+    if (late !== undefined) {
+      memberError ??= new Error(late);
+      (stream as unknown as Readable).on('error', () => undefined); // next() destroys it with the same error
+      next(memberError);
+      return;
+    }
     const type = header.type ?? 'file';
     if (type !== 'file' && type !== 'contiguous-file') {
       onMember({ name: header.name, type, size: header.size ?? 0 });
@@ -131,7 +122,7 @@ export async function readPart(
   try {
     await (pipeline as (...args: unknown[]) => Promise<void>)(...stages, options.signal ? { signal: options.signal } : {});
     if (memberError) unreadable = memberError.message;
-    else if (tail.trailingZeros < 1024) unreadable = 'the tar has no end-of-archive marker (truncated?)';
+    else unreadable = tail.unended();
   } catch (e) {
     if (options.signal?.aborted) throw e;
     // The store's own failures are not findings about the part (except a vanished object).

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +34,10 @@ interface Case {
   tablespaces?: (w: Where) => string;
   /** The archive of a tablespace (OID 16384), when the case has one. */
   tablespaceMembers?: TarMember[];
+  /** Store tablespaceMembers as OID 16385's archive too. */
+  secondArchive?: boolean;
+  /** The data part's object name and bytes, instead of data.tar holding `members`. */
+  dataObject?: () => Promise<{ name: string; body: Buffer }>;
   args?: (w: Where) => string[];
   code: number;
   /** A pattern the one-line stderr message must match (refusals). */
@@ -236,6 +241,51 @@ const CASES: Case[] = [
     check: (w) => expect(existsSync(w.dest)).toBe(false),
   },
   {
+    // Without the check, 16384.tar was restored into both locations, exit 0.
+    name: 'two tablespaces sharing an OID',
+    members: () => baseMembers,
+    tablespaces: (w) => `[('tbs1', 16384, '${join(w.work, 'tbs')}'), ('tbs2', 16384, '${join(w.work, 'tbs-b')}')]`,
+    tablespaceMembers: [{ name: 'PG_15_202209061', type: 'directory' }, { name: 'PG_15_202209061/1', data: 'rel' }],
+    code: 4,
+    message: /tablespace oid 16384 appears twice in tablespaces/,
+    check: (w) => {
+      expect(existsSync(w.dest)).toBe(false);
+      expect(existsSync(join(w.work, 'tbs-b'))).toBe(false);
+    },
+  },
+  {
+    // Without the check, both archives were restored, exit 0, and --tablespace tbs1 would move both.
+    name: 'two tablespaces sharing a name',
+    members: () => baseMembers,
+    tablespaces: (w) => `[('tbs1', 16384, '${join(w.work, 'tbs')}'), ('tbs1', 16385, '${join(w.work, 'tbs-b')}')]`,
+    tablespaceMembers: [{ name: 'PG_15_202209061', type: 'directory' }, { name: 'PG_15_202209061/1', data: 'rel' }],
+    secondArchive: true,
+    code: 4,
+    message: /tablespace name 'tbs1' appears twice in tablespaces/,
+    check: (w) => {
+      expect(existsSync(w.dest)).toBe(false);
+      expect(existsSync(join(w.work, 'tbs-b'))).toBe(false);
+    },
+  },
+  {
+    // tarfile (barman) and GNU tar stop at the first tar's end; without the check the appended
+    // member was restored, exit 0.
+    name: 'a second tar appended to the data part',
+    members: () => baseMembers,
+    dataObject: async () => ({ name: 'data.tar', body: Buffer.concat([await tarOf(baseMembers), await tarOf([{ name: 'planted', data: 'x' }])]) }),
+    code: 4,
+    message: /part data\.tar cannot be read \(a member follows the end of the tar \(a zero block at offset \d+\)\)/,
+    check: (w) => expect(existsSync(join(w.dest, 'planted'))).toBe(false),
+  },
+  {
+    name: 'a second gzip member holding a second tar',
+    members: () => baseMembers,
+    dataObject: async () => ({ name: 'data.tar.gz', body: Buffer.concat([gzipSync(await tarOf(baseMembers)), gzipSync(await tarOf([{ name: 'planted', data: 'x' }]))]) }),
+    code: 4,
+    message: /part data\.tar\.gz cannot be read \(a member follows the end of the tar \(a zero block at offset \d+\)\)/,
+    check: (w) => expect(existsSync(join(w.dest, 'planted'))).toBe(false),
+  },
+  {
     name: 'a device node',
     members: () => [...baseMembers, { name: 'devnull', type: 'character-device', mode: 0o666 }, { name: 'blk', type: 'block-device' }],
     code: 0,
@@ -330,8 +380,10 @@ describe.each([[fileStore], [s3Store]])('hostile backups on the $kind store', (s
     const w: Where = { outside, work, dest: join(work, 'data') };
 
     await store.put(server, 'backup.info', backupInfo(c.tablespaces?.(w) ?? 'None'));
-    await store.put(server, 'data.tar', await tarOf(c.members(w)));
+    const data = c.dataObject ? await c.dataObject() : { name: 'data.tar', body: await tarOf(c.members(w)) };
+    await store.put(server, data.name, data.body);
     if (c.tablespaceMembers) await store.put(server, '16384.tar', await tarOf(c.tablespaceMembers));
+    if (c.secondArchive && c.tablespaceMembers) await store.put(server, '16385.tar', await tarOf(c.tablespaceMembers));
 
     // everything but the store and what the restore may write: the destination, the tablespace target
     const mayWrite = new Set([join(scratch, 'store'), w.dest, join(work, 'tbs')]);

@@ -282,6 +282,17 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).toContain(`PROBLEM unreadable-part: backup ${ID}: part data.tar: the tar has no end-of-archive marker (truncated?)\n`);
   });
 
+  it('a second tar appended to a part (no parts.json): the member after the end is named, exit 1', async () => {
+    // tarfile (barman) and GNU tar stop at the first tar's end and never list base/1/12345; without
+    // the check verify read on and said OK.
+    const r = await scenario({ checksums: false }, async (store, base) => {
+      const body = await store.getBuffer(`${base}data_0001.tar`);
+      await store.put(`${base}data_0001.tar`, Buffer.concat([body, await tar([{ name: 'base/1/12345', body: randomBytes(100) }])]));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/PROBLEM unreadable-part: backup \S+: part data_0001\.tar: not a readable tar: a member follows the end of the tar \(a zero block at offset \d+\)\n/);
+  });
+
   it('a part in the store that parts.json does not list, and a file that backup_manifest does not list: both named, exit 1', async () => {
     const r = await scenario({ unlisted: true }, async (store, base) => {
       await store.put(`${base}data_0003.tar`, await tar([{ name: 'base/1/12345', body: randomBytes(100) }]));
@@ -290,6 +301,19 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     expect(r.stdout).toContain(`PROBLEM extra-part: backup ${ID}: part data_0003.tar is in the store but not in parts.json\n`);
     expect(r.stdout).toContain('PROBLEM unlisted-file: file base/1/99999 is in an archive but not in backup_manifest\n');
     expect(r.stdout).toContain('PROBLEM unlisted-file: file base/1/12345 is in an archive but not in backup_manifest\n');
+  });
+
+  it('a backup.info naming one tablespace OID twice: the backup is reported unreadable, exit 1', async () => {
+    // Without the check the archive map took the OID once and the backup verified OK, although
+    // restore would have written 16384.tar into both locations.
+    const r = await scenario({}, async (store, base) => {
+      const info = (await store.getBuffer(`${base}backup.info`)).toString('utf8');
+      const twice = `tablespaces=[('tbs1', ${TBS_OID}, '/srv/tbs1'), ('tbs2', ${TBS_OID}, '/srv/tbs2')]`;
+      expect(info).toMatch(/^tablespaces=\[.*\]$/m);
+      await store.put(`${base}backup.info`, Buffer.from(info.replace(/^tablespaces=.*$/m, twice)));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`PROBLEM unreadable-backup-info: backup ${ID}: backup.info cannot be read: tablespace oid ${TBS_OID} appears twice in tablespaces\n`);
   });
 
   it('a missing WAL segment inside the backup range: named under the backup, exit 1', async () => {

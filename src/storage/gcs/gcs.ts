@@ -13,6 +13,8 @@
 //   so totalTimeout is kept out of the way and the attempts × per-request timeouts bound the time.
 // - node-fetch's `timeout` only covers the time to response headers, so a download that stalls
 //   mid-body is caught by our own idle watchdog.
+import { subscribe } from 'node:diagnostics_channel';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { createHash } from 'node:crypto';
@@ -145,6 +147,35 @@ function sanitizeEndpoint(url: string): string {
   return withScheme.replace(/\/+$/, '');
 }
 
+// ---- redirects (docs/configuration.md#redirects) -----------------------------------------------
+// teeny-request and gaxios both follow redirects through node-fetch, which keeps the CSEK headers
+// (and, for the same host on another port, the bearer token) and offers no option to stop. Node
+// publishes each response on this channel before the client's 'response' listeners run, so a
+// redirect from a GCS endpoint to another origin loses its Location there: node-fetch then hands
+// the 3xx back as the answer, and no request is made to that origin, through a proxy or not.
+
+/** Origins (scheme, host, port) of the GCS endpoints this process opened. */
+const endpointOrigins = new Set<string>();
+
+function refuseRedirectsElsewhere(endpoint: string): void {
+  if (endpointOrigins.size === 0) {
+    subscribe('http.client.response.finish', (message) => {
+      const { request, response } = message as { request: ClientRequest; response: IncomingMessage };
+      const location = response.headers.location;
+      const status = response.statusCode ?? 0;
+      if (location === undefined || status < 300 || status > 399) return;
+      const from = `${request.protocol}//${String(request.getHeader('host') ?? request.host).toLowerCase()}`;
+      if (!endpointOrigins.has(from)) return;
+      let to: string | undefined;
+      try {
+        to = new URL(location, `${from}/`).origin;
+      } catch { /* unparsable: refused as well */ }
+      if (to === undefined || !endpointOrigins.has(to)) delete response.headers.location;
+    });
+  }
+  endpointOrigins.add(new URL(endpoint).origin);
+}
+
 interface RawResponse {
   status: number;
   headers: Record<string, string>;
@@ -214,6 +245,7 @@ export class GcsObjectStore implements ObjectStore {
       : {};
     const emulated = !!config.apiEndpoint;
     this.endpoint = emulated ? sanitizeEndpoint(config.apiEndpoint!) : 'https://storage.googleapis.com';
+    refuseRedirectsElsewhere(this.endpoint);
     const timeout = Math.max(1, config.retry.readTimeoutMs);
 
     // Extra CA: Node replaces its bundled roots when `ca` is given, so pass both. teeny-request takes
@@ -284,6 +316,10 @@ export class GcsObjectStore implements ObjectStore {
     }
     if (status === 412 && ifNoneMatch && key !== undefined) return new PreconditionFailedError(key, opts);
     if (status === 401 || status === 403) return new AccessDeniedError(`${what}: access denied: ${message}`, opts);
+    // A 3xx only comes back when refuseRedirectsElsewhere() kept node-fetch from following it.
+    if (status !== undefined && status >= 300 && status < 400) {
+      return new StorageError(`${what}: HTTP ${status}: ${this.endpoint} redirected to another origin, which is not followed`, opts);
+    }
     if (/Could not load the default credentials|invalid_grant|unauthorized_client/i.test(message)) {
       return new AccessDeniedError(`${what}: ${message}`, opts);
     }
