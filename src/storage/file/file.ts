@@ -3,7 +3,7 @@
 // for a no-overwrite put), fsync of the directory. A symbolic link below the root that leads out of
 // it is never followed (docs/architecture.md, "File store"): whoever can plant one in the store must
 // not make us read, write or delete files elsewhere with our rights.
-import { constants as fsConstants, fstatSync, promises as fs, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { constants as fsConstants, fstatSync, lstatSync, promises as fs, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -54,6 +54,10 @@ async function unlinkIfPresent(path: string): Promise<void> {
   }
 }
 
+function modeText(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
 function isErrno(e: unknown, ...codes: string[]): boolean {
   return typeof e === 'object' && e !== null && codes.includes((e as NodeJS.ErrnoException).code ?? '');
 }
@@ -74,6 +78,8 @@ export class FileObjectStore implements ObjectStore {
    * deletions check afresh (a long-lived worker's directory may be replaced meanwhile).
    */
   private readonly inside = new Set<string>();
+  /** Real directories found owned by us (or root) and writable by nobody else: see assertOwnLevels. */
+  private readonly ownLevels = new Set<string>();
 
   constructor(config: FileStoreConfig) {
     this.bucket = config.bucket;
@@ -112,22 +118,60 @@ export class FileObjectStore implements ObjectStore {
     if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
       throw new StorageError(`refusing ${key}: a symbolic link in ${this.bucket} leads out of it (to ${real})`);
     }
+    this.assertOwnLevels(real, key);
     this.inside.add(dir);
+  }
+
+  /**
+   * Refuses (StorageError) when another user could change what lies at `real` (a real directory
+   * in the root): the root and each level down to `real` must be owned by us or root (any owner
+   * when we are root) and writable by nobody else, and the root's parent writable by nobody else
+   * unless sticky (docs/format.md#file-store-owners). A level that passed stays trusted for the
+   * process: only its owner or root could change its mode, and only through a trusted parent
+   * could it be replaced. lstat on the main thread: a few cached inodes answer from memory, cheaper
+   * than a thread-pool round trip each (wal-restore checks ~4 levels once per process).
+   */
+  private assertOwnLevels(real: string, key: string): void {
+    const root = this.realRoot!;
+    const levels = [root, ...(real === root ? [] : real.slice(root.length + (root.endsWith(sep) ? 0 : 1)).split(sep))];
+    const euid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
+    let path = '';
+    for (const [i, level] of levels.entries()) {
+      path = i === 0 ? level : join(path, level);
+      if (this.ownLevels.has(path)) continue;
+      let why: string | null = null;
+      try {
+        if (i === 0 && dirname(path) !== path) {
+          const parent = lstatSync(dirname(path));
+          if (parent.mode & 0o022 && !(parent.mode & 0o1000)) {
+            why = `its parent ${dirname(path)} is writable by group or others without the sticky bit (mode ${modeText(parent.mode)})`;
+          }
+        }
+        const st = lstatSync(path);
+        if (why === null && euid !== 0 && st.uid !== euid && st.uid !== 0) why = `${path} is owned by uid ${st.uid}, not by us (${euid}) or root`;
+        if (why === null && st.mode & 0o022) why = `${path} is writable by group or others (mode ${modeText(st.mode)})`;
+      } catch (e) {
+        if (isErrno(e, 'ENOENT', 'ENOTDIR')) return; // nothing there yet: what we make is ours
+        throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
+      }
+      if (why !== null) throw new StorageError(`refusing ${key}: another user could change the store: ${why}`);
+      this.ownLevels.add(path);
+    }
   }
 
   /**
    * Refuses (StorageError) when the file open as `fd` lies outside the root: the check of its
    * directory came before the open, and a directory level swapped for a link in between would
-   * otherwise be used (docs/format.md#file-store-links). Linux names the file of a descriptor in
-   * /proc/self/fd; without procfs (false) only the check before the open stands.
+   * otherwise be used (docs/format.md#file-store-links). Returns that real path; Linux names the file of a
+   * descriptor in /proc/self/fd; without procfs (null) only the check before the open stands.
    */
-  private async assertOpenedInside(fd: number, key: string): Promise<boolean> {
+  private async assertOpenedInside(fd: number, key: string): Promise<string | null> {
     let real: string;
     try {
       // procfs answers from memory: a thread-pool round trip would cost more than the call
       real = readlinkSync(`/proc/self/fd/${fd}`);
     } catch (e) {
-      if (isErrno(e, 'ENOENT', 'ENOTDIR')) return false;
+      if (isErrno(e, 'ENOENT', 'ENOTDIR')) return null;
       throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
     }
     this.realRoot ??= await fs.realpath(this.bucket);
@@ -135,7 +179,7 @@ export class FileObjectStore implements ObjectStore {
     if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
       throw new StorageError(`refusing ${key}: a symbolic link in ${this.bucket} leads out of it (to ${real})`);
     }
-    return true;
+    return real;
   }
 
   /**
@@ -153,7 +197,7 @@ export class FileObjectStore implements ObjectStore {
       await this.makeDirs(dirname(dir), key);
       const parent = await this.pinDir(dirname(dir), key);
       try {
-        await fs.mkdir(join(parent.base, basename(dir)));
+        await fs.mkdir(join(parent.base, basename(dir)), 0o755); // writable by nobody else, whatever the umask (see assertOwnLevels)
       } catch (e2) {
         if (!isErrno(e2, 'EEXIST')) throw e2;
       } finally {
@@ -181,7 +225,7 @@ export class FileObjectStore implements ObjectStore {
   }
 
   async createBucket(): Promise<void> {
-    await fs.mkdir(this.bucket, { recursive: true });
+    await fs.mkdir(this.bucket, { recursive: true, mode: 0o755 }); // see assertOwnLevels
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
@@ -238,7 +282,11 @@ export class FileObjectStore implements ObjectStore {
       throw new StorageError(`cannot access ${key}: ${(e as Error).message}`, { cause: e });
     }
     try {
-      if (await this.assertOpenedInside(handle.fd, key)) return { base: `/proc/self/fd/${handle.fd}`, handle };
+      const real = await this.assertOpenedInside(handle.fd, key);
+      if (real !== null) {
+        this.assertOwnLevels(real, key);
+        return { base: `/proc/self/fd/${handle.fd}`, handle };
+      }
       await this.assertInside(dir, key);
       return { base: dir, handle };
     } catch (e) {
