@@ -127,6 +127,22 @@ describe.skipIf(!IS_ROOT)('the directory store refuses a store another user coul
   });
 
   describe.skipIf(PG_UID === null)('run as PostgreSQL\'s user', () => {
+    it('a store whose parent another user owns is refused (that user could rename the store away); root\'s parent, used', async () => {
+      execFileSync('chown', ['-R', `${PG_UID}:${PG_UID}`, store]);
+      const out = mkdtempSync(join(tmpdir(), 'bc-owners-out-')); // the restore targets, written as postgres
+      chownSync(out, PG_UID!, PG_UID!);
+      try {
+        let r = await restore(SEGMENT, join(out, 'got-root-parent'), 'postgres');
+        expect(r.code, r.stderr).toBe(0);
+        chownSync(work, NOBODY, NOBODY); // still 0755: only its owner may rename the store
+        const dest = join(out, 'got');
+        r = await restore(SEGMENT, dest, 'postgres');
+        expectRefused(r, dest, new RegExp(`its parent .* is owned by uid ${NOBODY}, not by us \\(${PG_UID}\\) or root`));
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    });
+
     it('a store owned by another user (mode 0755) is refused; owned by us or by root, used', async () => {
       chownSync(work, PG_UID!, PG_UID!); // the restore targets are written as postgres
       const dest = join(work, 'got');

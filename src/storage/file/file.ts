@@ -125,8 +125,8 @@ export class FileObjectStore implements ObjectStore {
   /**
    * Refuses (StorageError) when another user could change what lies at `real` (a real directory
    * in the root): the root and each level down to `real` must be owned by us or root (any owner
-   * when we are root) and writable by nobody else, and the root's parent writable by nobody else
-   * unless sticky (docs/format.md#file-store-owners). A level that passed stays trusted for the
+   * when we are root) and writable by nobody else, and the root's parent owned by us or root and
+   * writable by nobody else unless sticky (docs/format.md#file-store-owners). A level that passed stays trusted for the
    * process: only its owner or root could change its mode, and only through a trusted parent
    * could it be replaced. lstat on the main thread: a few cached inodes answer from memory, cheaper
    * than a thread-pool round trip each (wal-restore checks ~4 levels once per process).
@@ -145,6 +145,9 @@ export class FileObjectStore implements ObjectStore {
           const parent = lstatSync(dirname(path));
           if (parent.mode & 0o022 && !(parent.mode & 0o1000)) {
             why = `its parent ${dirname(path)} is writable by group or others without the sticky bit (mode ${modeText(parent.mode)})`;
+          } else if (euid !== 0 && parent.uid !== euid && parent.uid !== 0) {
+            // the parent's owner may rename the root away and put another in its place
+            why = `its parent ${dirname(path)} is owned by uid ${parent.uid}, not by us (${euid}) or root`;
           }
         }
         const st = lstatSync(path);
