@@ -404,11 +404,9 @@ class TarExtractor {
     let entryError: Error | undefined;
     const tail = new TarEndTap();
     ex.on('entry', (header, stream, next) => {
-      const late = tail.member((stream as unknown as { offset: number }).offset, header.size ?? 0);
-      if (late !== undefined) {
-        entryError ??= new Error(late);
-        (stream as unknown as Readable).on('error', () => undefined); // next() destroys it with the same error
-        next(entryError);
+      const refused = tail.refuseLate(header, stream, next, entryError);
+      if (refused) {
+        entryError = refused;
         return;
       }
       this.entry(header as EntryHeader, stream as unknown as Readable).then(

@@ -4,7 +4,7 @@
 // would read as complete, and members placed after the end (a second tar appended, a second codec
 // frame) would be restored although no tar tool lists them. This tap sees the bytes tar-stream
 // parses; the caller tells it where each member lies.
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 
 const BLOCK = 512;
 /** The two zero blocks that end every tar (Python's tarfile and our producer write them). */
@@ -74,12 +74,26 @@ export class TarEndTap extends Transform {
    * A member whose header starts at `offset` (tar-stream's entry stream `offset`) and holds `size`
    * bytes of data. Returns the refusal when a zero block came where a header was due before it.
    */
-  member(offset: number, size: number): string | undefined {
+  private member(offset: number, size: number): string | undefined {
     const end = offset + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
     const early = this.zeroRuns.find(([start]) => start < offset)?.[0];
     this.zeroRuns = this.zeroRuns.filter(([, e]) => e > end).map(([s, e]) => [Math.max(s, end), e]);
     this.dataEnd = Math.max(this.dataEnd, end);
     return early === undefined ? undefined : `a member follows the end of the tar (a zero block at offset ${early})`;
+  }
+
+  /**
+   * For tar-stream's 'entry' listener, before the member is used: a member that follows the end of
+   * the tar (member()) ends the entry with an error, `earlier` if the caller already holds one (the
+   * first error is the one reported), which is returned; undefined lets the caller go on.
+   */
+  refuseLate(header: { size?: number }, entry: unknown, next: (error?: Error) => void, earlier?: Error): Error | undefined {
+    const late = this.member((entry as { offset: number }).offset, header.size ?? 0);
+    if (late === undefined) return undefined;
+    const error = earlier ?? new Error(late);
+    (entry as Readable).on('error', () => undefined); // next() destroys it with the same error
+    next(error);
+    return error;
   }
 
   /** After the last byte: the refusal when the tar does not end with its two zero blocks. */

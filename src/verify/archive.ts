@@ -83,11 +83,9 @@ export async function readPart(
   let memberError: Error | undefined;
   extract.on('entry', (header: Header, stream, next) => {
     members++;
-    const late = tail.member((stream as unknown as { offset: number }).offset, header.size ?? 0);
-    if (late !== undefined) {
-      memberError ??= new Error(late);
-      (stream as unknown as Readable).on('error', () => undefined); // next() destroys it with the same error
-      next(memberError);
+    const refused = tail.refuseLate(header, stream, next, memberError);
+    if (refused) {
+      memberError = refused;
       return;
     }
     const type = header.type ?? 'file';
