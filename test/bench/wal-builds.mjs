@@ -73,16 +73,20 @@ const postgresKeeps = (dest) => {
   const d = openSync(join(dest, '..'), 'r'); fsyncSync(d); closeSync(d);
   return Number(process.hrtime.bigint() - t) / 1e6;
 };
-/** One restore call into a fresh RECOVERYXLOG; `pg` adds PostgreSQL's durable_rename after it; the directory is removed after. */
-const restoreCall = (cmd, args, env, store) => {
+/** `f` given a fresh RECOVERYXLOG path; that data directory is removed after. */
+const inRecoveryXlog = (f) => {
   const dest = recoveryXlog();
   try {
-    const x = run(cmd, [...args, dest], env, store);
-    return { ...x, pg: x.wall + postgresKeeps(dest) };
+    return f(dest);
   } finally {
     rmSync(join(dest, '..', '..'), { recursive: true, force: true });
   }
 };
+/** One restore call into a fresh RECOVERYXLOG; `pg` adds PostgreSQL's durable_rename after it. */
+const restoreCall = (cmd, args, env, store) => inRecoveryXlog((dest) => {
+  const x = run(cmd, [...args, dest], env, store);
+  return { ...x, pg: x.wall + postgresKeeps(dest) };
+});
 for (const store of stores) {
   for (const b of ['bare', 'seed', ...Object.keys(builds)]) await store.makeBucket(b);
   const c = [];
@@ -102,15 +106,10 @@ for (const store of stores) {
     for (const [l, f, key] of [['get 16MiB', master, 'g-16'], ['get lz4', master + '.lz4', 'g-lz4']]) {
       const [cmd, args] = store.putArgs(f, 'bare', key);
       run(cmd, args, store.env, store);
-      c.push({ label: l, go: () => {
-        const dest = recoveryXlog();
-        try {
-          const [gc, ga] = store.getArgs('bare', key, dest);
-          return run(gc, ga, store.env, store);
-        } finally {
-          rmSync(join(dest, '..', '..'), { recursive: true, force: true });
-        }
-      } });
+      c.push({ label: l, go: () => inRecoveryXlog((dest) => {
+        const [gc, ga] = store.getArgs('bare', key, dest);
+        return run(gc, ga, store.env, store);
+      }) });
     }
   } else for (const [bname, dir] of Object.entries(builds)) for (const v of variants) {
     const flags = [...(v.startsWith('lz4') ? ['--lz4'] : []), ...(v.endsWith('+age') ? ['--encryption-recipient-file', join(work, 'rcpt')] : [])];
