@@ -45,13 +45,21 @@ function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
     if (readTimeout < 1) throw new CliError(`argument --read-timeout: must be at least 1 second`);
     policy.readTimeoutMs = readTimeout * 1000;
   }
-  const attempts = nonEmpty(env.AWS_MAX_ATTEMPTS);
-  if (attempts !== undefined) {
-    const n = Number(attempts);
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`AWS_MAX_ATTEMPTS must be a positive integer, not '${attempts}'`);
-    policy.maxAttempts = n;
-  }
+  const attempts = positiveIntegerFromEnv(env, 'AWS_MAX_ATTEMPTS');
+  if (attempts !== undefined) policy.maxAttempts = attempts;
   return policy;
+}
+
+/**
+ * The one reader of a count from the environment (AWS_MAX_ATTEMPTS, the WAL commands' parallelism):
+ * unset or empty is undefined, anything but a positive integer exits 3 naming the variable.
+ */
+export function positiveIntegerFromEnv(env: Env, name: string): number | undefined {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be a positive integer, not '${raw}'`);
+  return n;
 }
 
 /**

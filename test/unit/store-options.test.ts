@@ -7,7 +7,8 @@ import { commandByName } from '../../src/cli/spec.ts';
 import { resolveLoadedStore, type Env, type StoreOptions } from '../../src/cli/store.ts';
 import { declarationFor, PROVIDERS, providerNamed, type AnyStorageProvider } from '../../src/storage/registry.ts';
 import { CliError, GeneralError } from '../../src/errors.ts';
-import { redact } from '../../src/log.ts';
+import { redact, setLogSink } from '../../src/log.ts';
+import { main } from '../../src/cli/main.ts';
 
 // Every provider's code, loaded once, so that each case resolves synchronously (resolveStore()
 // only adds the load of the one provider a command uses).
@@ -311,6 +312,33 @@ describe('the Azure (CPK) and GCS (CSEK) customer key files', () => {
       .toThrow(/--encryption-scope cannot be combined with --azure-customer-key-file/);
     expect(() => resolve(['--cloud-provider', 'google-cloud-storage', '--kms-key-name', 'k', 'gs://b/p'], { BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE: raw }, 'backup'))
       .toThrow(/--kms-key-name cannot be combined with BARMAN_CLOUD_GOOGLE_CUSTOMER_KEY_FILE/);
+  });
+});
+
+describe('counts from the environment (one reader: positiveIntegerFromEnv)', () => {
+  it('AWS_MAX_ATTEMPTS: a positive integer sets the policy, empty is unset, anything else is a usage error naming it', () => {
+    expect(resolve(['s3://b'], { AWS_MAX_ATTEMPTS: '2' }).config.retry.maxAttempts).toBe(2);
+    expect(resolve(['s3://b'], { AWS_MAX_ATTEMPTS: '' }).config.retry.maxAttempts).toBe(resolve(['s3://b']).config.retry.maxAttempts);
+    for (const bad of ['0', '-1', '2.5', 'three']) {
+      expect(() => resolve(['s3://b'], { AWS_MAX_ATTEMPTS: bad })).toThrow(new CliError(`AWS_MAX_ATTEMPTS must be a positive integer, not '${bad}'`));
+    }
+  });
+
+  it('the WAL commands\' parallelism variables: exit 3 and one line naming the variable, before the store is asked', async () => {
+    const lines: string[] = [];
+    setLogSink((l) => lines.push(l));
+    try {
+      const io = { stdout: () => undefined, stderr: (t: string) => lines.push(t) };
+      const store = `file://${join(dir, 'no-store-here')}`;
+      const archive = await main('wal-archive', [store, 'srv', join(dir, '000000010000000000000001')], { BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL: '0' }, io);
+      const restore = await main('wal-restore', [store, 'srv', '000000010000000000000001', join(dir, 'RECOVERYXLOG')], { BARMAN_CLOUD_WAL_RESTORE_PARALLEL: 'x' }, io);
+      expect([archive, restore]).toEqual([3, 3]);
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toMatch(/ERROR: BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL must be a positive integer, not '0'\n$/);
+      expect(lines[1]).toMatch(/ERROR: BARMAN_CLOUD_WAL_RESTORE_PARALLEL must be a positive integer, not 'x'\n$/);
+    } finally {
+      setLogSink((l) => process.stderr.write(l));
+    }
   });
 });
 

@@ -16,7 +16,7 @@ import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL } from '../spec.js';
 import { parseTags } from '../tags.js';
-import type { Env } from '../store.js';
+import { positiveIntegerFromEnv, type Env } from '../store.js';
 import { collectYoungGarbageOften } from '../young-generation.js';
 
 type WalCommand = 'wal-archive' | 'wal-restore';
@@ -75,14 +75,6 @@ async function startWorker(ctx: CommandContext<WalCommand>, kind: 'archive' | 'r
   }
 }
 
-function positiveFromEnv(env: Env, name: string): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be a positive integer, not '${raw}'`);
-  return n;
-}
-
 /**
  * The `archive` or `restore` directory of this archive's spool when it may be used (see
  * trustedSpoolDir), else null. The default root sits beside `walFile`, the path PostgreSQL gives
@@ -124,7 +116,7 @@ export const walArchive: CommandModule<'wal-archive'> = {
     const walPath = ctx.args.positionals.wal_path!; // optional for barman's hook mode; validate() required it
     const asyncMode = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_ASYNC');
     // A count given (even 1) is kept; --async alone gets several uploads at once.
-    const maxParallel = opts['max-parallel'] ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL')
+    const maxParallel = opts['max-parallel'] ?? positiveIntegerFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL')
       ?? (asyncMode ? ASYNC_DEFAULT_MAX_PARALLEL : 1);
     const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'archive';
     const useSpool = maxParallel > 1 || asyncMode;
@@ -214,7 +206,7 @@ export const walRestore: CommandModule<'wal-restore'> = {
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals;
     const asyncAsked = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC');
     // A count given (even 1) is kept; --async alone prefetches a useful window.
-    const parallel = opts.parallel ?? positiveFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL')
+    const parallel = opts.parallel ?? positiveIntegerFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL')
       ?? (asyncAsked ? ASYNC_DEFAULT_PARALLEL : 1);
     // Prefetching N-1 ahead needs N > 1: --async --parallel 1 is a one-shot call.
     const asyncMode = asyncAsked && parallel > 1;
