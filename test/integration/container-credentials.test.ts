@@ -11,6 +11,7 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { startJsonEndpoint, type JsonEndpoint } from '../helpers/json-endpoint.ts';
 import { ContainerCredentialsProvider } from '../../src/storage/s3/container-credentials.ts';
 import { AccessDeniedError } from '../../src/errors.ts';
+import { DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { walLike } from '../fixtures/wal-like.ts';
 
 const BUCKET = 'podidentity';
@@ -147,7 +148,7 @@ describe('EKS Pod Identity (container credentials endpoint) through bin/', () =>
   it('the provider fetches again near expiry and reads the rotated token file each time', async () => {
     lifetimeMs = 60_000; // inside the 5-minute renewal margin: every get() refreshes
     try {
-      const provider = new ContainerCredentialsProvider({ url: endpointUrl, authorizationTokenFile: tokenFile });
+      const provider = new ContainerCredentialsProvider({ url: endpointUrl, authorizationTokenFile: tokenFile }, DEFAULT_RETRY);
       const before = asked.length;
       const first = await provider.get();
       expect(first).toMatchObject({ accessKeyId: 'ASIAPODIDENTITY', secretAccessKey: SECRET, sessionToken: SESSION });
@@ -155,12 +156,12 @@ describe('EKS Pod Identity (container credentials endpoint) through bin/', () =>
       await provider.get();
       expect(asked.slice(before)).toEqual(['projected-token-1', 'projected-token-2']);
       lifetimeMs = 3_600_000;
-      const cached = new ContainerCredentialsProvider({ url: endpointUrl, authorizationTokenFile: tokenFile });
+      const cached = new ContainerCredentialsProvider({ url: endpointUrl, authorizationTokenFile: tokenFile }, DEFAULT_RETRY);
       await cached.get();
       await cached.get();
       expect(asked.slice(before + 2)).toEqual(['projected-token-2']);
       writeFileSync(tokenFile, 'projected-token-3');
-      const stale = new ContainerCredentialsProvider({ url: endpointUrl, authorizationToken: 'projected-token-2' });
+      const stale = new ContainerCredentialsProvider({ url: endpointUrl, authorizationToken: 'projected-token-2' }, DEFAULT_RETRY);
       await expect(stale.get()).rejects.toBeInstanceOf(AccessDeniedError);
     } finally {
       lifetimeMs = 3_600_000;

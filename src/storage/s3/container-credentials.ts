@@ -43,9 +43,11 @@ function checkContainerEndpoint(url: string): string | undefined {
 
 /** Renew this long before the expiration, as the SDK does. */
 const REFRESH_MARGIN_MS = 5 * 60 * 1000;
+/**
+ * One request's limit, not the store's --read-timeout (60 s by default): the endpoint is on the node
+ * or in the task and answers at once, so one that hangs is cut off early and asked again per the policy.
+ */
 const TIMEOUT_MS = 5_000;
-/** When no store policy is handed over (tests): three attempts, as before the one retry policy. */
-const OWN_RETRY: Pick<RetryPolicy, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'> = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
 
 export class ContainerCredentialsProvider {
   private cached?: TemporaryCredentials;
@@ -54,7 +56,7 @@ export class ContainerCredentialsProvider {
   /** `retry`: the store's one retry policy (docs/architecture.md), so an endpoint that fails 5xx or not at all is retried with the same back-off as the store. */
   constructor(
     private readonly source: ContainerCredentialsSource,
-    private readonly retry: Pick<RetryPolicy, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'> = OWN_RETRY,
+    private readonly retry: Pick<RetryPolicy, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'>,
   ) {}
 
   /** Cached credentials, fetched again when they are about to expire. */
