@@ -2,7 +2,7 @@
 // reports OBSOLETE (-r), with the WAL files no remaining backup needs. Beyond barman: one summary
 // line (or JSON object, --format json) on stdout after a real run. WAL deletions the store refuses
 // are logged and counted but exit 0, as barman.
-import { AccessDeniedError, BarmanCloudError, EXIT, OperationError } from '../../errors.js';
+import { AccessDeniedError, BarmanCloudError, EXIT, GeneralError, OperationError } from '../../errors.js';
 import { escapeControl, log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
@@ -26,7 +26,7 @@ function lockChecker(objectLock: (key: string) => Promise<ObjectLockState>): (ke
         lock = await objectLock(key);
       } catch (e) {
         const denied = e instanceof AccessDeniedError;
-        throw new Error(`${denied ? 'Access denied when checking' : 'Error checking'} Object Lock for ${key}: ${(e as Error).message}`);
+        throw new GeneralError(`${denied ? 'Access denied when checking' : 'Error checking'} Object Lock for ${key}: ${(e as Error).message}`, { cause: e });
       }
       let reason: string | undefined;
       if (lock.retainUntil && lock.retainUntil.getTime() > Date.now()) {
@@ -36,7 +36,7 @@ function lockChecker(objectLock: (key: string) => Promise<ObjectLockState>): (ke
       }
       if (reason) {
         log.error(`Cannot delete locked object ${key}: ${reason}`);
-        throw new Error(`Deletion aborted: object ${key} is locked: ${reason}`);
+        throw new GeneralError(`Deletion aborted: object ${key} is locked: ${reason}`);
       }
     }
   };
