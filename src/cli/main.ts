@@ -16,6 +16,8 @@ export interface Io {
   stderr: (text: string) => void;
 }
 
+// stdout: the command's output (listings, show, help, version); stderr: argparse's usage errors only,
+// which have no log prefix. Every other line on stderr goes through src/log.ts (docs/format.md#arguments).
 const defaultIo: Io = {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),

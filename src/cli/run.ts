@@ -15,6 +15,10 @@ async function finish(code: number): Promise<never> {
   process.exit(code);
 }
 
+/**
+ * What escaped main()'s own mapping (a bug, a module that failed to load): its stack, secrets
+ * masked, as Node would print it, and exit 4. Not a log record: the logger itself may have failed.
+ */
 async function crash(e: unknown): Promise<never> {
   const { redact } = await import('../log.js');
   process.stderr.write(`${redact((e as Error)?.stack ?? String(e))}\n`);

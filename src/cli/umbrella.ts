@@ -33,6 +33,7 @@ function help(): string {
   return `${lines.join('\n')}\n`;
 }
 
+// As main.ts's: output on stdout, argparse-style usage errors on stderr; log lines go through src/log.ts.
 const defaultIo: Io = {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
