@@ -1,5 +1,5 @@
 // The progress line of the long commands (backup, restore, verify) and their interruption: one
-// place for what each of them did alike (docs/architecture.md#cli).
+// place for what each of them did alike (docs/architecture.md#layers).
 import { GeneralError } from '../errors.js';
 import { escapeControl } from '../log.js';
 

@@ -1,5 +1,6 @@
-// The code cites its rules as docs/format.md#<anchor>: every cited anchor must exist there, and no
-// citation of the old out-of-repository reference (`spec §…`) may come back.
+// The code cites its rules as docs/format.md#<anchor>: every cited anchor must exist there, as must
+// the headings cited on the other docs/ pages, and no citation of the old out-of-repository
+// reference (`spec §…`) may come back.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -26,6 +27,40 @@ describe('docs/format.md citations', () => {
       }
     }
     expect(cited).toBeGreaterThan(100);
+    expect(missing).toEqual([]);
+  });
+
+  it('every other docs/ page cited with an anchor (`configuration.md#proxies`) has that heading or anchor', () => {
+    // GitHub's heading ids: lower case, punctuation dropped, spaces as '-', a repeated one suffixed -1, -2…
+    const slug = (h: string) => h.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+    const pages = new Map(walk(join(ROOT, 'docs')).map((f) => [f.slice(f.lastIndexOf('/') + 1), f]));
+    const anchorsOf = new Map<string, Set<string>>();
+    const anchorsIn = (page: string) => {
+      if (!anchorsOf.has(page)) {
+        const text = readFileSync(page, 'utf8').replace(/```[\s\S]*?```/g, '');
+        const seen = new Map<string, number>();
+        const ids = new Set([...text.matchAll(/<a id="([^"]+)"><\/a>/g)].map((m) => m[1]!));
+        for (const m of text.matchAll(/^#{1,6} (.*)$/gm)) {
+          const s = slug(m[1]!.replace(/`/g, '').replace(/\[([^\]]*)\]\([^)]*\)/g, '$1'));
+          const n = seen.get(s) ?? 0;
+          seen.set(s, n + 1);
+          ids.add(n ? `${s}-${n}` : s);
+        }
+        anchorsOf.set(page, ids);
+      }
+      return anchorsOf.get(page)!;
+    };
+    const missing: string[] = [];
+    let cited = 0;
+    for (const file of [...sources, join(ROOT, 'README.md')]) {
+      for (const m of readFileSync(file, 'utf8').matchAll(/([a-z0-9-]+\.md)#([a-z0-9-]+)/g)) {
+        if (m[1] === 'format.md') continue; // the test above
+        cited++;
+        const page = pages.get(m[1]!);
+        if (!page || !anchorsIn(page).has(m[2]!)) missing.push(`${relative(ROOT, file)}: ${m[0]}`);
+      }
+    }
+    expect(cited).toBeGreaterThan(50);
     expect(missing).toEqual([]);
   });
 
