@@ -1,5 +1,5 @@
 // The checks that run before any parsing, kept free of heavy imports so that `--version` and
-// `--help` answer fast (the operator probes `--version` on every call, cnpg-usage §2.6).
+// `--help` answer fast (the operator probes `--version` on every call, docs/compatibility.md#cloudnativepg-plugin-or-in-tree).
 import type { CommandSpec, OptionSpec } from './spec.js';
 
 export const takesValue = (o: OptionSpec): boolean => o.kind === 'value' || o.kind === 'append';

@@ -1,6 +1,6 @@
 // The executables' first step, built as CommonJS (dist/cli/launch.cjs): `--version` is answered
 // here without starting Node's ES module loader (~10 ms per process, measured), because the
-// operator probes `--version` before every call (cnpg-usage §2.6). The WAL commands go on to one
+// operator probes `--version` before every call (docs/compatibility.md#cloudnativepg-plugin-or-in-tree). The WAL commands go on to one
 // CommonJS bundle (run.cjs) compiled with V8's code cache made by the build; every other command to
 // the ESM bundle (run.js).
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';

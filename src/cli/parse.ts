@@ -1,4 +1,4 @@
-// argparse-compatible parsing on top of commander (docs/format.md#arguments, cnpg-usage §2.1): options anywhere
+// argparse-compatible parsing on top of commander (docs/format.md#arguments, docs/compatibility.md#cloudnativepg-plugin-or-in-tree): options anywhere
 // among positionals, --opt=value and --opt value, unique-prefix abbreviation of long options,
 // counted -v/-q, --help only (no -h), -V/--version, nargs="*" for --tags, and every usage error
 // printed as `usage: …` + `<prog>: error: <msg>` with exit 3.

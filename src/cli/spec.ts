@@ -114,7 +114,7 @@ const COMMON = [
     help: 'object store provider; a file:// URL or an absolute path always selects the local directory store',
   },
   ...BARMAN_PROVIDER_OPTIONS,
-  // ---- flags for the ObjectStore fields, for use outside Kubernetes (docs/format.md#providers, cnpg-usage §1) ----
+  // ---- flags for the ObjectStore fields, for use outside Kubernetes (docs/format.md#providers, docs/configuration.md#objectstore-field--flag--environment) ----
   {
     long: '--endpoint-ca', kind: 'value', metavar: 'FILE', extension: true, env: ['AWS_CA_BUNDLE', 'REQUESTS_CA_BUNDLE'],
     help: 'PEM file of a CA that signs the endpoint certificate (ObjectStore endpointCA); ' +

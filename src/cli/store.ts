@@ -1,7 +1,7 @@
 // Flags + environment → a resolved StoreConfig. Precedence: flags > environment > the provider's
 // own default chain. The registry picks the provider; its folder (storage/<provider>/config.ts)
 // builds the config from the options and the environment handed over here; contradictory
-// combinations follow the ObjectStore validation rules (cnpg-usage §1.2–1.4).
+// combinations follow the ObjectStore validation rules (docs/configuration.md#rules).
 import { CliError } from '../errors.js';
 import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig } from '../storage/config.js';
 import { nonEmpty, type Env } from '../storage/provider.js';

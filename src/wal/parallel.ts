@@ -1,5 +1,5 @@
-// Parallel archiving and restore prefetching (beyond barman; cnpg-usage §5 describes the
-// operator's versions and their defects, which this design avoids):
+// Parallel archiving and restore prefetching (beyond barman; what a user sees:
+// docs/commands/wal-archive.md#parallel-archiving, docs/commands/wal-restore.md#prefetch):
 // - archive: while archiving the requested file, also upload up to N−1 files PostgreSQL marked
 //   .ready, oldest first; a marker with the file's digest is written only after an upload is
 //   confirmed, so a later call for that file answers from the spool, and a regenerated file with

@@ -37,7 +37,7 @@ describe('executables and --version', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${prog} ${BARMAN_CONTRACT_VERSION}\n`);
     expect(r.stderr).toBe('');
-    // The operator's probe (cnpg-usage §2.6) must match and parse as semver.
+    // The operator's probe (docs/compatibility.md#cloudnativepg-plugin-or-in-tree) must match and parse as semver.
     expect(/barman-cloud.* (?<v>.*)/.exec(r.stdout.trim())?.groups?.v).toBe('3.17.0');
     const short = await runProg(prog, ['-V', 's3://ignored']);
     expect(short.stdout).toBe(`${prog} ${BARMAN_CONTRACT_VERSION}\n`);

@@ -118,7 +118,7 @@ function expectFailedInfo(info: Map<string, string> | undefined, error: RegExp):
   expect(info!.get('server_name')).toBe('cloud');
   expect(info!.get('begin_wal')).toMatch(/^[0-9A-F]{24}$/);
   expect(info!.get('begin_time')).not.toBe('None');
-  // The operator treats a backup with an end_time as usable (cnpg-usage §3.1): it must stay None.
+  // The operator treats a backup with an end_time as usable (docs/compatibility.md#cloudnativepg-plugin-or-in-tree): it must stay None.
   expect(info!.get('end_time')).toBe('None');
   expect(info!.get('end_wal')).toBe('None');
   expect(info!.get('backup_label')).toBe('None');

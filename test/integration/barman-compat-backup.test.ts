@@ -3,7 +3,7 @@
 // barman 3.4 → ours: a PostgreSQL 15 with a tablespace archives its WAL with OUR wal-archive while
 // barman's own barman-cloud-backup 3.4 takes base backups (none, -z, -j, and -S 1MB so that the
 // data and tablespace archives have `_0001` parts). Ours lists and shows them exactly as barman 3.4
-// does (console and JSON), the JSON parses into the operator's types (cnpg-usage §3), and our
+// does (console and JSON), the JSON parses into the operator's types (docs/compatibility.md#cloudnativepg-plugin-or-in-tree), and our
 // restore (with tablespace relocation) gives a copy that starts through our wal-restore with every
 // committed row.
 //
@@ -31,7 +31,7 @@ const SERVER = 'srv';
 
 
 // ---------------------------------------------------------------------------------------------
-// What the operator reads (cnpg-usage §3): Go's catalog.BarmanBackup unmarshalled from the JSON,
+// What the operator reads (docs/compatibility.md#cloudnativepg-plugin-or-in-tree): Go's catalog.BarmanBackup unmarshalled from the JSON,
 // then tryParseISOOrCtimeTime on begin/end. Any type mismatch or unparsable time aborts its parse.
 
 const STRING_KEYS = ['backup_id', 'backup_name', 'backup_label', 'begin_time', 'end_time', 'begin_time_iso', 'end_time_iso',

@@ -1,7 +1,7 @@
 // The CloudNativePG contract (#13): the exact argv and environment shapes that the Barman Cloud
 // plugin and the barman-cloud Go library build, one row each with the Go file it comes from (read at
 // cloudnative-pg/barman-cloud 950b0f5 and cloudnative-pg/plugin-barman-cloud 9967e2c; see
-// ../shared/reference/cnpg-usage.md docs/format.md#commands), run through our bin/ in order against moto and, where the
+// docs/compatibility.md#cloudnativepg-plugin-or-in-tree and docs/format.md#commands), run through our bin/ in order against moto and, where the
 // shape allows, against the file store. Exit codes are barman 3.17's; where Debian's barman 3.4 can
 // run the same shape it runs side by side on its own prefix of the same bucket, and its exit code
 // is compared (3.4 differs from 3.17 in places; each such row says how). The Azure shapes

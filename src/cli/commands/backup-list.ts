@@ -1,5 +1,5 @@
 // barman-cloud-backup-list (docs/format.md#backup-list, #list-console, #list-json): the console table of DONE backups, or the
-// JSON document of every readable backup (the operator parses the JSON, cnpg-usage §3.1).
+// JSON document of every readable backup (the operator parses the JSON, docs/compatibility.md#cloudnativepg-plugin-or-in-tree).
 import { EXIT } from '../../errors.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
 import {

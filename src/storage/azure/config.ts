@@ -91,7 +91,7 @@ function nodeExtraCerts(env: Env): string | undefined {
 /**
  * Azure authentication in barman's order (docs/format.md#credentials): an explicit credential type, else a
  * connection string, else a SAS token, else an account key, else DefaultAzureCredential.
- * Our ObjectStore-style flags must name exactly one method (cnpg-usage §1.3).
+ * Our ObjectStore-style flags must name exactly one method (docs/configuration.md#rules, rule 3).
  */
 function azureAuth(url: ParsedUrl, opts: AzureOptions, env: Env): { auth: AzureStoreConfig['auth']; source: string } {
   const methods: readonly (readonly [flag: string, given: string | true | undefined])[] = [

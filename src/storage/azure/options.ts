@@ -12,7 +12,7 @@ export const azure = {
       choices: ['azure-cli', 'managed-identity', 'default'],
       help: 'Azure: authenticate with this credential type instead of a connection string, SAS token or key',
     },
-    // One flag per ObjectStore field, for use outside Kubernetes (docs/format.md#providers, cnpg-usage §1).
+    // One flag per ObjectStore field, for use outside Kubernetes (docs/format.md#providers, docs/configuration.md#objectstore-field--flag--environment).
     {
       long: '--azure-storage-account', kind: 'value', metavar: 'NAME', extension: true, env: ['AZURE_STORAGE_ACCOUNT'],
       help: 'Azure: storage account name (azureCredentials.storageAccount)',

@@ -12,7 +12,7 @@ export const s3 = {
       short: '-P', long: '--aws-profile', aliases: ['--profile'], kind: 'value', metavar: 'AWS_PROFILE', env: ['AWS_PROFILE'],
       help: 'S3: profile of the shared AWS config and credentials files',
     },
-    // One flag per ObjectStore field, for use outside Kubernetes (docs/format.md#providers, cnpg-usage §1).
+    // One flag per ObjectStore field, for use outside Kubernetes (docs/format.md#providers, docs/configuration.md#objectstore-field--flag--environment).
     {
       long: '--s3-region', kind: 'value', metavar: 'REGION', extension: true, env: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
       help: 'S3: region (s3Credentials.region)',
