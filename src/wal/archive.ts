@@ -62,7 +62,7 @@ const CHUNK_SIZE = 256 << 10;
 /**
  * A WAL file on disk (segments are at most 1 GiB, normally 16 MiB), read in chunks when needed rather
  * than held in one fresh Buffer: hashing and sending a 16 MiB segment then costs ~16 ms instead of
- * ~100 ms of page faults (measured, docs/architecture.md "WAL hot path").
+ * ~100 ms of page faults (measured, docs/architecture.md#decisions, "WAL files are read in chunks").
  */
 export interface WalFile {
   name: string;

@@ -64,6 +64,23 @@ describe('docs/format.md citations', () => {
     expect(missing).toEqual([]);
   });
 
+  it('a section cited by its words (`docs/architecture.md#decisions, "Bundled build"`) is a heading or bold title on that page', () => {
+    const pages = new Map(walk(join(ROOT, 'docs')).map((f) => [f.slice(f.lastIndexOf('/') + 1), f]));
+    const missing: string[] = [];
+    let cited = 0;
+    for (const file of [...sources, join(ROOT, 'README.md')]) {
+      for (const m of readFileSync(file, 'utf8').matchAll(/([a-z0-9-]+\.md)(?:#[a-z0-9-]+)?\)?,? "([^"\n]{3,120})"/g)) {
+        cited++;
+        const page = pages.get(m[1]!);
+        // The words are in a heading or a bold item's title, not merely somewhere in the text.
+        const titles = page ? [...readFileSync(page, 'utf8').matchAll(/^#{1,6} .*$|\*\*[^*\n]+\*\*/gm)].map((t) => t[0]) : [];
+        if (!titles.some((t) => t.includes(m[2]!))) missing.push(`${relative(ROOT, file)}: ${m[0]}`);
+      }
+    }
+    expect(cited).toBeGreaterThan(5);
+    expect(missing).toEqual([]);
+  });
+
   it('no file cites an out-of-repository reference by section (the barman spec, the CloudNativePG notes)', () => {
     const stale = sources.filter((f) => /(spec|cnpg-usage) §|shared\/reference\//i.test(readFileSync(f, 'utf8')));
     expect(stale.map((f) => relative(ROOT, f))).toEqual([]);
