@@ -33,7 +33,7 @@ import { GeneralError } from '../errors.js';
 import { CoalescingFileWriter } from '../file-writer.js';
 import { log } from '../log.js';
 import { bytesMoved } from '../reclaim.js';
-import { groupId, userId } from './tar-producer.js';
+import { groupId, userId } from './tar-header.js';
 import type { FileDigests } from './integrity.js';
 import { manifestPath } from './manifest.js';
 

@@ -31,16 +31,13 @@ import { BackupManifestBuilder, parseBackupManifest } from '../../src/backup/man
 import {
   ArchiveSourceError,
   backupLabelMember,
-  encodeTarHeader,
   externalConfigMember,
   produceArchive,
-  pythonMtime,
-  roundHalfEven,
-  TarType,
   type ArchivePart,
   type ArchiveResult,
   type PartSink,
 } from '../../src/backup/tar-producer.ts';
+import { encodeTarHeader, pythonMtime, roundHalfEven, TarType } from '../../src/backup/tar-header.ts';
 import { loadCodec, type CodecName } from '../../src/compression/index.ts';
 import { floatRepr } from '../../src/catalog/python-literal.ts';
 
