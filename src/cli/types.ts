@@ -50,9 +50,13 @@ export function parseTargetTimeline(raw: string): string {
   return String(n);
 }
 
-/** `--compression-level`: low, medium, high or an integer (clamped later per codec, docs/format.md#compression). */
+/**
+ * `--compression-level`: low, medium, high or an integer (clamped later per codec,
+ * docs/format.md#compression). Python's int has no bound, so barman clamps any number of digits;
+ * past the safe integers (Infinity at ~309 digits) every value clamps alike, so one stands for them.
+ */
 export function parseCompressionLevel(raw: string): 'low' | 'medium' | 'high' | number {
   if (raw === 'low' || raw === 'medium' || raw === 'high') return raw;
-  if (/^-?\d+$/.test(raw)) return Number(raw);
+  if (/^-?\d+$/.test(raw)) return Math.max(-Number.MAX_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Number(raw)));
   throw new ArgumentTypeError(`invalid value: '${raw}' (low, medium, high or an integer)`);
 }

@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { parseArgs, normalizeArgv, usage } from '../../src/cli/parse.ts';
 import { commandByName, type CommandName } from '../../src/cli/spec.ts';
-import { parseSize } from '../../src/cli/types.ts';
+import { parseCompressionLevel, parseSize } from '../../src/cli/types.ts';
+import { resolveLevel } from '../../src/compression/index.ts';
 import { CliError } from '../../src/errors.ts';
 
 const spec = <N extends CommandName>(n: N) => commandByName(n);
@@ -17,6 +18,19 @@ describe('size arguments (docs/format.md#sizes)', () => {
     ['1234B', 1234], ['1234', 1234], ['5mb', 5_242_880], ['64KiB', 64_000], ['2TB', 2 * 1024 ** 4],
   ])('%s = %d bytes', (raw, bytes) => expect(parseSize(raw)).toBe(bytes));
   it.each(['0', '0.5', '-1', 'MB', '5XB', '1.2.3', ''])('rejects %j', (raw) => expect(() => parseSize(raw)).toThrow());
+});
+
+describe('--compression-level (docs/format.md#compression)', () => {
+  it('an integer of any length is clamped to the codec\'s range, as Python\'s int is, not refused', () => {
+    const huge = `1${'0'.repeat(400)}`; // Number() of it is Infinity
+    for (const [raw, codec, level] of [[huge, 'gzip', 9], [`-${huge}`, 'zstd', -22], [`-${huge}`, 'gzip', 1], ['12345678901234567890', 'lz4', 16]] as const) {
+      const parsed = parseCompressionLevel(raw);
+      expect(Number.isInteger(parsed), raw).toBe(true);
+      expect(resolveLevel(codec, parsed)).toBe(level);
+    }
+    expect(parseCompressionLevel('high')).toBe('high');
+    expect(() => parseCompressionLevel('1e3')).toThrow();
+  });
 });
 
 describe('argparse-compatible parsing', () => {
