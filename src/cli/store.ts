@@ -3,7 +3,7 @@
 // builds the config from the options and the environment handed over here; contradictory
 // combinations follow the ObjectStore validation rules (docs/configuration.md#rules).
 import { CliError } from '../errors.js';
-import { DEFAULT_RETRY, type RetryPolicy, type StoreConfig } from '../storage/config.js';
+import { DEFAULT_RETRY, LONGEST_TIMER_MS, type RetryPolicy, type StoreConfig } from '../storage/config.js';
 import { nonEmpty, type Env } from '../storage/provider.js';
 import {
   PROVIDERS, declarationFor, providerNamed, type AnyProviderDeclaration, type AnyStorageProvider, type ProviderOptions,
@@ -43,7 +43,7 @@ function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
   const readTimeout = opts['read-timeout'];
   if (readTimeout !== undefined) {
     if (readTimeout < 1) throw new CliError(`argument --read-timeout: must be at least 1 second`);
-    policy.readTimeoutMs = readTimeout * 1000;
+    policy.readTimeoutMs = Math.min(readTimeout * 1000, LONGEST_TIMER_MS);
   }
   const attempts = positiveIntegerFromEnv(env, 'AWS_MAX_ATTEMPTS');
   if (attempts !== undefined) policy.maxAttempts = attempts;

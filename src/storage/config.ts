@@ -17,6 +17,12 @@ export interface RetryPolicy {
   readTimeoutMs: number;
 }
 
+/**
+ * The longest delay Node's timers hold (2^31 − 1 ms, ~24.8 days): a longer one fires at once, so a
+ * --read-timeout past it would fail every request. Longer limits are held to it.
+ */
+export const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
 export const DEFAULT_RETRY: RetryPolicy = {
   maxAttempts: 3,
   baseDelayMs: 100,

@@ -15,6 +15,7 @@ import { GeneralError, NetworkError, errorKind, errorOfKind } from '../errors.js
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
+import { LONGEST_TIMER_MS } from '../storage/config.js';
 import { archiveWal, readWalFile, type ArchiveOptions, type WalListings } from './archive.js';
 import { isSegmentName, nextSegment, parseSegmentName } from '../xlog.js';
 import { fileIdentity } from './parallel.js';
@@ -524,7 +525,7 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
             const e = new NetworkError(`not finished after ${Math.round(o.downloadDeadlineMs / 1000)} s; abandoned`);
             controller.abort(e);
             reject(e);
-          }, o.downloadDeadlineMs);
+          }, Math.min(o.downloadDeadlineMs, LONGEST_TIMER_MS)); // longer would fire at once
         }),
       ]);
       known.delete(name);

@@ -315,6 +315,14 @@ describe('the Azure (CPK) and GCS (CSEK) customer key files', () => {
   });
 });
 
+describe('--read-timeout', () => {
+  it('a limit past what Node\'s timers hold (~24.8 days) is held to it, not turned into one that fires at once', () => {
+    expect(resolve(['--read-timeout', '3000000', 's3://b']).config.retry.readTimeoutMs).toBe(2 ** 31 - 1);
+    expect(resolve(['--read-timeout', '2147483', 's3://b']).config.retry.readTimeoutMs).toBe(2_147_483_000);
+    expect(() => resolve(['--read-timeout', '0', 's3://b'])).toThrow(CliError);
+  });
+});
+
 describe('counts from the environment (one reader: positiveIntegerFromEnv)', () => {
   it('AWS_MAX_ATTEMPTS: a positive integer sets the policy, empty is unset, anything else is a usage error naming it', () => {
     expect(resolve(['s3://b'], { AWS_MAX_ATTEMPTS: '2' }).config.retry.maxAttempts).toBe(2);

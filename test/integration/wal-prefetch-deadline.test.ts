@@ -1,0 +1,56 @@
+// The prefetcher's download deadline (four read timeouts) with the longest --read-timeout the CLI
+// keeps: Node's timers hold at most 2^31 − 1 ms and fire at once past it, which abandoned every
+// download the moment it started. Run on the directory store, through runPrefetcher itself.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { ServerLayout } from '../../src/catalog/layout.ts';
+import { setLogSink } from '../../src/log.ts';
+import { DEFAULT_RETRY, LONGEST_TIMER_MS } from '../../src/storage/config.ts';
+import { FileObjectStore } from '../../src/storage/file/file.ts';
+import { runPrefetcher } from '../../src/wal/async.ts';
+import { RestoreSpool } from '../../src/wal/spool.ts';
+
+const SEGMENT = 1 << 20;
+const NAMES = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003', '000000010000000000000004'];
+const dir = mkdtempSync(join(tmpdir(), 'bc-prefetch-deadline-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A 1 MiB segment whose first page is the long page header PostgreSQL writes for `name`. */
+function segment(name: string): Buffer {
+  const buf = Buffer.alloc(SEGMENT, name.at(-1));
+  buf.writeUInt16LE(0xd110, 0); // xlp_magic (PostgreSQL 15)
+  buf.writeUInt16LE(0x0002, 2); // XLP_LONG_HEADER
+  buf.writeUInt32LE(1, 4);
+  buf.writeBigUInt64LE(BigInt(Number.parseInt(name.slice(16), 16)) * BigInt(SEGMENT), 8);
+  buf.writeUInt32LE(SEGMENT, 32);
+  buf.writeUInt32LE(8192, 36);
+  return buf;
+}
+
+it('keeps downloading when the deadline is past what a timer holds: every segment of the window arrives', async () => {
+  const root = join(dir, 'store');
+  const wals = join(root, 'srv', 'wals', '0000000100000000');
+  mkdirSync(wals, { recursive: true });
+  for (const n of NAMES) writeFileSync(join(wals, n), segment(n));
+  const spoolDir = join(dir, 'spool');
+  mkdirSync(spoolDir, { mode: 0o700 });
+  writeFileSync(join(spoolDir, 'want'), NAMES[0]!);
+  const lines: string[] = [];
+  setLogSink((l) => lines.push(l));
+  const store = new FileObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
+  try {
+    await runPrefetcher(store, new ServerLayout('', 'srv'), new RestoreSpool(spoolDir), {
+      ahead: 3, segmentSize: SEGMENT, idleMs: 1_500, missRetryMs: 200, downloadDeadlineMs: 4 * LONGEST_TIMER_MS,
+    });
+  } finally {
+    setLogSink((l) => process.stderr.write(l));
+    await store.close();
+  }
+  expect(lines.filter((l) => / WARNING: /.test(l))).toEqual([]);
+  for (const n of NAMES.slice(1)) {
+    expect(existsSync(join(spoolDir, n)), n).toBe(true);
+    expect(readFileSync(join(spoolDir, n)).equals(segment(n)), n).toBe(true);
+  }
+}, 30_000);
