@@ -2,7 +2,7 @@
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
 // (docs/format.md#arguments, #commands; usage lines as barman/clients/cloud_*.py build them); options marked `extension` are ours (ObjectStore fields, docs/format.md#providers).
 import {
-  parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parseSize, parseTargetTimeline,
+  parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parsePrefetchCount, parseSize, parseTargetTimeline,
 } from './types.js';
 import { PROVIDERS } from '../storage/registry.js';
 
@@ -263,7 +263,7 @@ const TABLE = [
       ...COMMON,
       { long: '--no-partial', kind: 'flag', help: 'do not restore .partial WAL files' },
       {
-        long: '--parallel', kind: 'value', metavar: 'N', parse: parsePositiveInteger, extension: true,
+        long: '--parallel', kind: 'value', metavar: 'N', parse: parsePrefetchCount, extension: true,
         env: ['BARMAN_CLOUD_WAL_RESTORE_PARALLEL'],
         help: `also prefetch the next N-1 segments of the same timeline into the spool (default 1: no prefetch; with --async ${ASYNC_DEFAULT_PARALLEL})`,
       },

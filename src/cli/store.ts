@@ -52,13 +52,14 @@ function retryPolicy(opts: StoreOptions, env: Env): RetryPolicy {
 
 /**
  * The one reader of a count from the environment (AWS_MAX_ATTEMPTS, the WAL commands' parallelism):
- * unset or empty is undefined, anything but a positive integer exits 3 naming the variable.
+ * unset or empty is undefined, anything but a positive integer (up to `max`) exits 3 naming the variable.
  */
-export function positiveIntegerFromEnv(env: Env, name: string): number | undefined {
+export function positiveIntegerFromEnv(env: Env, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const raw = nonEmpty(env[name]);
   if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} must be a positive integer, not '${raw}'`);
+  if (n > max) throw new CliError(`${name} must be at most ${max}, not '${raw}'`);
   return n;
 }
 

@@ -32,6 +32,20 @@ export function parsePositiveInteger(raw: string): number {
   return n;
 }
 
+/**
+ * The most segments `wal-restore --parallel` may ask for at once (docs/commands/wal-restore.md#prefetch):
+ * each is a file in pg_wal's volume, and the window's names are computed up front, so a count
+ * without a bound made the call hang and grow instead of failing.
+ */
+export const MAX_PREFETCH_SEGMENTS = 1024;
+
+/** `--parallel`: a positive integer up to MAX_PREFETCH_SEGMENTS. */
+export function parsePrefetchCount(raw: string): number {
+  const n = parsePositiveInteger(raw);
+  if (n > MAX_PREFETCH_SEGMENTS) throw new ArgumentTypeError(`'${raw}' is more than ${MAX_PREFETCH_SEGMENTS} segments`);
+  return n;
+}
+
 export function parseNonNegativeInteger(raw: string): number {
   const n = parseInteger(raw);
   if (n < 0) throw new ArgumentTypeError(`'${raw}' is not a non-negative integer`);

@@ -20,6 +20,16 @@ describe('size arguments (docs/format.md#sizes)', () => {
   it.each(['0', '0.5', '-1', 'MB', '5XB', '1.2.3', ''])('rejects %j', (raw) => expect(() => parseSize(raw)).toThrow());
 });
 
+describe('wal-restore --parallel (docs/commands/wal-restore.md#prefetch)', () => {
+  it('takes up to 1024 segments; more is a usage error naming the limit, not a window built without end', () => {
+    const base = ['s3://b/p', 'srv', '000000010000000000000001', '/tmp/x'];
+    expect(args('wal-restore', ['--parallel', '1024', ...base]).options.parallel).toBe(1024);
+    for (const raw of ['1025', '100000000', `1${'0'.repeat(400)}`]) {
+      expect(() => parseArgs(spec('wal-restore'), ['--parallel', raw, ...base]), raw).toThrow(/argument --parallel: .* is more than 1024 segments/);
+    }
+  });
+});
+
 describe('--compression-level (docs/format.md#compression)', () => {
   it('an integer of any length is clamped to the codec\'s range, as Python\'s int is, not refused', () => {
     const huge = `1${'0'.repeat(400)}`; // Number() of it is Infinity

@@ -341,9 +341,13 @@ describe('counts from the environment (one reader: positiveIntegerFromEnv)', () 
       const archive = await main('wal-archive', [store, 'srv', join(dir, '000000010000000000000001')], { BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL: '0' }, io);
       const restore = await main('wal-restore', [store, 'srv', '000000010000000000000001', join(dir, 'RECOVERYXLOG')], { BARMAN_CLOUD_WAL_RESTORE_PARALLEL: 'x' }, io);
       expect([archive, restore]).toEqual([3, 3]);
-      expect(lines).toHaveLength(2);
       expect(lines[0]).toMatch(/ERROR: BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL must be a positive integer, not '0'\n$/);
       expect(lines[1]).toMatch(/ERROR: BARMAN_CLOUD_WAL_RESTORE_PARALLEL must be a positive integer, not 'x'\n$/);
+      // The prefetch window has the bound of --parallel (docs/commands/wal-restore.md#prefetch).
+      const many = await main('wal-restore', [store, 'srv', '000000010000000000000001', join(dir, 'RECOVERYXLOG')], { BARMAN_CLOUD_WAL_RESTORE_PARALLEL: '1025' }, io);
+      expect(many).toBe(3);
+      expect(lines[2]).toMatch(/ERROR: BARMAN_CLOUD_WAL_RESTORE_PARALLEL must be at most 1024, not '1025'\n$/);
+      expect(lines).toHaveLength(3);
     } finally {
       setLogSink((l) => process.stderr.write(l));
     }

@@ -17,6 +17,7 @@ import { openContextStore, storeUrl } from '../open-store.js';
 import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL } from '../spec.js';
 import { parseTags } from '../tags.js';
 import { positiveIntegerFromEnv, type Env } from '../store.js';
+import { MAX_PREFETCH_SEGMENTS } from '../types.js';
 import { collectYoungGarbageOften } from '../young-generation.js';
 
 type WalCommand = 'wal-archive' | 'wal-restore';
@@ -206,7 +207,7 @@ export const walRestore: CommandModule<'wal-restore'> = {
     const { wal_name: walName, wal_dest: dest, server_name: serverName } = ctx.args.positionals;
     const asyncAsked = opts.async === true || flagFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_ASYNC');
     // A count given (even 1) is kept; --async alone prefetches a useful window.
-    const parallel = opts.parallel ?? positiveIntegerFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL')
+    const parallel = opts.parallel ?? positiveIntegerFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_RESTORE_PARALLEL', MAX_PREFETCH_SEGMENTS)
       ?? (asyncAsked ? ASYNC_DEFAULT_PARALLEL : 1);
     // Prefetching N-1 ahead needs N > 1: --async --parallel 1 is a one-shot call.
     const asyncMode = asyncAsked && parallel > 1;
