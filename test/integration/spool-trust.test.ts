@@ -402,6 +402,29 @@ describe.skipIf(!IS_ROOT)('a spool of our own', () => {
     expect(readFileSync(dest).equals(segmentBytes(0xa0))).toBe(true);
     expect(existsSync(root)).toBe(false);
   }, 60_000);
+
+  it('the shell front does not serve a server name holding a newline from the spool of the pair it collides with', () => {
+    // ("<url>\nsrv", "nl") is hashed as ("<url>", "srv\nnl") is: the same directory.
+    const store = fileStore();
+    const name = seg(0xa2);
+    const root = join(tmp, 'nl-shell', 'spool');
+    const l = layoutAt(root, `${store.url}\nsrv`, 'nl', 'restore', name);
+    expect(l.store).toBe(spoolDirFor(root, store.url, 'srv\nnl'));
+    plain(l, segmentBytes(0xa2), `${store.url}\nsrv`, 'nl');
+    chmodSync(l.parent, 0o755);
+    const dest = join(tmp, 'nl-shell', 'RECOVERYXLOG');
+    const run = (server: string) => spawnSync(join(ROOT, 'bin', RESTORE), ['--parallel', '2', '--spool-dir', root, ...store.args, server, name, dest], {
+      env: cleanEnv(NO_NODE), encoding: 'utf8',
+    });
+    const r = run('srv\nnl');
+    expect(r.status, 'the shell served the colliding spool').not.toBe(0);
+    expect(existsSync(dest)).toBe(false);
+    // The control: the same spool, trusted, is served to a name of the same shape without the newline.
+    const same = layoutAt(root, store.url, 'srv-nl', 'restore', name);
+    plain(same, segmentBytes(0xa2), store.url, 'srv-nl');
+    expect(run('srv-nl').status).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(0xa2))).toBe(true);
+  });
 });
 
 describe.skipIf(!IS_ROOT)('the names file of the spool root', () => {
