@@ -17,6 +17,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 import type { BigIntStats, Dirent } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import { BlockCompressStream } from '../compression/block-stream.js';
 import { lstat, open, readdir, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -64,6 +65,16 @@ function byteEscaped(raw: Buffer): string {
  */
 function undecodableName(what: string, raw: Buffer): ArchiveSourceError {
   return new ArchiveSourceError(`Cannot back up ${what}: '${byteEscaped(raw)}' is not valid UTF-8`);
+}
+
+/**
+ * A regular file that became something else between its lstat and its open: like a file that
+ * vanished, it is left out (a WARNING says so), or, when it must be there, the backup fails.
+ */
+function replaced(path: string, what: string, skipVanished: boolean): false {
+  if (!skipVanished) throw new ArchiveSourceError(`Cannot read '${path}' for the backup: it became ${what} while being read`);
+  log.warning(`Skipping '${path}': it became ${what} while being read`);
+  return false;
 }
 
 function sourceError(path: string, err: unknown): ArchiveSourceError {
@@ -530,12 +541,16 @@ class ArchiveWriter {
       }
       let fh: FileHandle;
       try {
-        fh = await open(path, 'r');
+        // Not through a symbolic link, not waiting on a FIFO: what lstat saw may have been replaced
+        // since (docs/format.md#backup-open); a link's target may lie outside the data directory.
+        fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
       } catch (err) {
         if (skipVanished && errnoCode(err) === 'ENOENT') return false;
-        throw sourceError(path, err);
+        if (errnoCode(err) !== 'ELOOP') throw sourceError(path, err);
+        return replaced(path, 'a symbolic link', skipVanished);
       }
       try {
+        if (!(await fh.stat()).isFile()) return replaced(path, 'something other than a regular file', skipVanished);
         // only multiply-linked files can be met again: keeps the table small
         if (st.nlink > 1n && st.ino !== 0n) part.inodes.set(inode, header.name);
         header.size = Number(st.size);

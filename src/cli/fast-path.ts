@@ -141,12 +141,17 @@ parent=\${parent:-/}
 # it: then the checks of the other levels apply to it, and restore's freshness test leaves it to Node).
 case $p1$p2 in *'
 '*) node_program "$@" ;; esac
+# Every file read before the find below checks it (the names file here, restore's worker.pid and segment-size)
+# is opened read-write, which never waits (a read-only open of a FIFO planted in a spool someone
+# else can write waits for a writer for ever), and read only if what was opened is a regular file
+# (/dev/fd/3: the open file itself, not a path that could be switched meanwhile); -f first, so
+# that a missing file is not created (docs/format.md#spool-reads).
 id= names= namesline=
 if [ -f "$spool/${SPOOL_NAMES}" ]; then
-  while IFS= read -r lid && IFS= read -r lurl && IFS= read -r lserver; do
+  { [ -f /dev/fd/3 ] && while IFS= read -r lid && IFS= read -r lurl && IFS= read -r lserver; do
     if [ "$lurl" = "$p1" ] && [ "$lserver" = "$p2" ]; then id=$lid names=$spool/${SPOOL_NAMES} namesline="
 $spool/${SPOOL_NAMES}"; break; fi
-  done <"$spool/${SPOOL_NAMES}"
+  done <&3; } 3<>"$spool/${SPOOL_NAMES}"
 fi 2>/dev/null
 if [ -z "$id" ]; then
   id=$(sha256sum 2>/dev/null <<EOF
@@ -264,14 +269,17 @@ file=$sub/$p3`,
     // download already under way. Bounded; then the usual checks decide, and Node after them.
     wait: `i=0 pid=
 while [ ! -f "$file" ] && [ -f "$file.fetching" ] && [ $i -lt ${PREFETCH_SHELL_WAIT_POLLS} ]; do
-  [ -n "$pid" ] || { { read -r pid || [ -n "$pid" ]; } <"$sub/worker.pid"; } 2>/dev/null || break
+  [ -n "$pid" ] || { [ -f "$sub/worker.pid" ] && { [ -f /dev/fd/3 ] && { read -r pid <&3 || [ -n "$pid" ]; }; } 3<>"$sub/worker.pid"; } 2>/dev/null || break
   case $pid in '' | *[!0-9]*) break ;; esac
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.02 2>/dev/null || break
   i=$((i + 1))
 done
 sizetest= size=
-{ { read -r size || [ -n "$size" ]; } <"$sub/segment-size"; } 2>/dev/null && case $size in '' | *[!0-9]*) ;; *) sizetest="-size \${size}c" ;; esac
+if [ -e "$sub/segment-size" ] || [ -h "$sub/segment-size" ]; then
+  { [ -f "$sub/segment-size" ] && { [ -f /dev/fd/3 ] && { read -r size <&3 || [ -n "$size" ]; }; } 3<>"$sub/segment-size"; } 2>/dev/null || node_program "$@"
+fi
+case $size in '' | *[!0-9]*) ;; *) sizetest="-size \${size}c" ;; esac
 `,
     hit: `if [ -n "$explicit" ]; then
   # Served only on the destination's filesystem, so that mv is one atomic rename(2); Node copies

@@ -63,12 +63,15 @@ async function collect(input: Buffer, transform: Transform): Promise<Buffer> {
 }
 
 // bzip2(1) and unbzip2-stream: a stream without its end-of-stream marker "ends unexpectedly"; a
-// block or combined CRC that does not match is a "data integrity error".
+// block or combined CRC that does not match is a "data integrity error". Bytes after the last
+// stream are damage as with every codec (docs/format.md#codec-ends): unbzip2-stream fails on them
+// ("No magic number found"), bzip2(1) only warns and exits 0, so its decoder is run silentOnSuccess.
 const classify: Classifier = (m) =>
   /ends unexpectedly|unexpected end|truncat|premature/i.test(m) ? 'truncated' : /integrity|crc/i.test(m) ? 'checksum' : 'corrupt';
 
 /** bzip2(1) explains a failure in a dozen lines; its first sentence is the one that matters. */
 function firstSentence(detail: string): string {
+  if (/trailing garbage after EOF/i.test(detail)) return 'data after the end of the compressed stream';
   const m = /bzip2: ([^;.]*(?:ends unexpectedly|integrity error[^;.]*|is not a bzip2 file))/i.exec(detail);
   return m ? m[1]! : detail;
 }
@@ -94,7 +97,7 @@ export function createBzip2Codec(backend: 'auto' | 'cli' | 'js', searchPath: str
     new CheckedDecompressStream(
       'bzip2',
       program
-        ? new ChildTransform({ command: program, args: ['-d', '-c'], env: CHILD_ENV, describe: describeDecode })
+        ? new ChildTransform({ command: program, args: ['-d', '-c'], env: CHILD_ENV, describe: describeDecode, silentOnSuccess: true })
         : new Bzip2JsDecompressStream(classify),
       classify,
     );

@@ -15,6 +15,11 @@ export interface ChildTransformOptions {
   emptyOutput?: Buffer;
   /** Turns a failure into the error to report. */
   describe: (detail: string) => Error;
+  /**
+   * The program says nothing on stderr when all went well: a warning with exit status 0 is a
+   * failure too (`bzip2 -d` warns of bytes after its stream and exits 0).
+   */
+  silentOnSuccess?: boolean;
 }
 
 export class ChildTransform extends Transform {
@@ -75,8 +80,9 @@ export class ChildTransform extends Transform {
     }
     this.child.stdin.end();
     this.exit.then(({ code, signal }) => {
-      if (code === 0) done();
-      else done(this.failure(code, signal, 'failed'));
+      if (code !== 0) done(this.failure(code, signal, 'failed'));
+      else if (this.opts.silentOnSuccess && this.stderr.trim() !== '') done(this.failure(code, signal, 'warned'));
+      else done();
     }, done);
   }
 

@@ -20,7 +20,7 @@ import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
 import {
-  backupRange, missingRuns, parseHistoryFile, planChain, segmentNameAt, type HistoryEntry, type SegmentRange,
+  backupRange, indexSegments, missingRuns, parseHistoryFile, planChain, segmentNameAt, type HistoryEntry, type SegmentRange,
 } from './wal-chain.js';
 
 export interface VerifyOptions {
@@ -307,10 +307,11 @@ async function verifyWal(
   }
   const index = await indexWal(store, layout, segmentSize, options.identities);
   wal.problems.push(...index.problems);
+  const archived = indexSegments(index.segments, segmentSize);
   const byId = new Map(results.map((r) => [r.backup_id, r]));
   const addMissing = (range: SegmentRange, backup: BackupInfo, why: string) => {
     wal.checked_segments += range.last - range.first + 1;
-    for (const run of missingRuns(range, index.segments, segmentSize)) {
+    for (const run of missingRuns(range, archived)) {
       const n = run.last - run.first + 1;
       const p: Problem = {
         kind: 'missing-wal', backup_id: backup.backup_id, segment: rangeText(run, segmentSize),
@@ -352,7 +353,7 @@ async function verifyWal(
         }
         const codec = codecFromSuffix(stored);
         if (codec) body = await readWhole(Readable.from([body]).pipe((await loadCodec(codec)).decompressStream()), { key, maxBytes });
-        parsed = parseHistoryFile(body.toString('utf8'));
+        parsed = parseHistoryFile(body.toString('utf8'), tli);
       } catch (e) {
         if (!(e instanceof NotFoundError) && !(e instanceof CompressionFormatError) && !(e instanceof EncryptedDataError) &&
           !(e instanceof ObjectTooLargeError)) throw e;

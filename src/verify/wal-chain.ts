@@ -12,18 +12,22 @@ export interface HistoryEntry {
 const HISTORY_LINE = /^\s*(\d+)\s+([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})(\s|$)/;
 
 /**
- * Parses a `.history` file as PostgreSQL writes it: one `<parent tli>\t<X/Y>\t<reason>` line per
- * ancestor, oldest first; blank lines and `#` comments are skipped. Returns null when a line is not
- * of that shape (such a file proves nothing about the chain).
+ * Parses the `.history` file of `timeline` as PostgreSQL writes it: one `<parent tli>\t<X/Y>\t<reason>`
+ * line per ancestor, oldest first; blank lines and `#` comments are skipped. Returns null when a line
+ * is not of that shape, or when the parents are not increasing 32-bit timeline IDs below `timeline`:
+ * PostgreSQL's recovery refuses such a file (FATAL), so it proves nothing about the chain
+ * (docs/format.md#wal-ranges).
  */
-export function parseHistoryFile(text: string): HistoryEntry[] | null {
+export function parseHistoryFile(text: string, timeline: number): HistoryEntry[] | null {
   const entries: HistoryEntry[] = [];
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
     const m = HISTORY_LINE.exec(line);
     if (!m) return null;
-    entries.push({ parent: Number(m[1]), switchLsn: parseLsn(`${m[2]}/${m[3]}`) });
+    const parent = Number(m[1]);
+    if (parent >= timeline || parent <= (entries.at(-1)?.parent ?? 0)) return null;
+    entries.push({ parent, switchLsn: parseLsn(`${m[2]}/${m[3]}`) });
   }
   return entries;
 }
@@ -126,19 +130,46 @@ export function backupRange(beginWal: string, endWal: string, segmentSize: numbe
   return { timeline: a.timeline, first, last };
 }
 
-/** Runs of missing segments within `range`, given the archived segment names (upper-case). */
-export function missingRuns(range: SegmentRange, archived: ReadonlySet<string>, segmentSize: number): SegmentRange[] {
-  const out: SegmentRange[] = [];
-  let run: SegmentRange | undefined;
-  for (let s = range.first; s <= range.last; s++) {
-    if (archived.has(segmentNameAt(range.timeline, s, segmentSize))) {
-      run = undefined;
-    } else if (run) {
-      run.last = s;
-    } else {
-      run = { timeline: range.timeline, first: s, last: s };
-      out.push(run);
-    }
+/**
+ * The archived segments of each timeline as sorted segment numbers. Names whose segment field is past
+ * the last one of a log id (no such segment exists for this size) are left out, so that none stands
+ * for another segment's number.
+ */
+export function indexSegments(names: Iterable<string>, segmentSize: number): Map<number, number[]> {
+  const per = segmentsPerLogId(segmentSize);
+  const out = new Map<number, number[]>();
+  for (const name of names) {
+    const id = parseSegmentName(name);
+    if (!isSegmentName(name) || id.seg >= per) continue;
+    let list = out.get(id.timeline);
+    if (!list) out.set(id.timeline, (list = []));
+    list.push(id.log * per + id.seg);
   }
+  for (const list of out.values()) list.sort((a, b) => a - b);
+  return out;
+}
+
+/**
+ * Runs of missing segments within `range`, from the archived segments (indexSegments). It walks the
+ * archived segments inside the range, never the range itself: a range comes from backup.info, a
+ * `.history` file's switch point or a listed name, all the store's to choose, and one ending at
+ * FFFFFFFF/FFFFFFFF is 2^40 segments long (docs/format.md#wal-ranges).
+ */
+export function missingRuns(range: SegmentRange, archived: ReadonlyMap<number, readonly number[]>): SegmentRange[] {
+  const have = archived.get(range.timeline) ?? [];
+  let lo = 0;
+  let hi = have.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (have[mid]! < range.first) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: SegmentRange[] = [];
+  let pos = range.first;
+  for (let i = lo; i < have.length && have[i]! <= range.last; i++) {
+    if (have[i]! > pos) out.push({ timeline: range.timeline, first: pos, last: have[i]! - 1 });
+    pos = have[i]! + 1;
+  }
+  if (pos <= range.last) out.push({ timeline: range.timeline, first: pos, last: range.last });
   return out;
 }

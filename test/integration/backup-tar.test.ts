@@ -789,6 +789,56 @@ describe('changing files', () => {
 
 // ---- sinks, errors, abort ---------------------------------------------------------------------------
 
+describe('a file replaced between its lstat and its open', () => {
+  // Whoever can write PGDATA switches one file, as fast as it can, between a regular file and a
+  // symbolic link to a file outside it, or a FIFO (docs/format.md#backup-open). The window is the
+  // producer's own (lstat, then open): a real race, so many archives are made; before the open
+  // refused links and FIFOs, about 1 in 40 archives held the outside file's bytes, and a FIFO held
+  // the backup for ever.
+  for (const kind of ['symlink', 'fifo'] as const) {
+    it(`${kind}: never followed nor waited on, over 200 archives`, async () => {
+      const base = await mkdtemp(join(tmp, `replaced-${kind}-`));
+      const root = join(base, 'pgdata');
+      await mkdir(join(root, 'global'), { recursive: true });
+      await mkdir(join(root, 'base/1'), { recursive: true });
+      await writeFile(join(root, 'global/pg_control'), 'control');
+      for (let i = 0; i < 40; i++) await writeFile(join(root, 'base/1', `f${i}`), 'innocent');
+      await writeFile(join(base, 'secret'), 'SECRET outside the data directory');
+      const d = join(root, 'base/1');
+      const swapper = spawn('python3', ['-c', `
+import os
+d, secret, kind = ${JSON.stringify(d)}, ${JSON.stringify(join(base, 'secret'))}, ${JSON.stringify(kind)}
+while True:
+    try:
+        os.symlink(secret, d + '/x.tmp') if kind == 'symlink' else os.mkfifo(d + '/x.tmp')
+    except FileExistsError:
+        pass
+    os.rename(d + '/x.tmp', d + '/f20')
+    with open(d + '/r.tmp', 'w') as f:
+        f.write('innocent')
+    os.rename(d + '/r.tmp', d + '/f20')
+`], { stdio: 'ignore' });
+      let leaked = 0;
+      try {
+        for (let run = 0; run < 200; run++) {
+          const chunks: Buffer[] = [];
+          const sink: PartSink = async (part) => {
+            for await (const c of part.stream as AsyncIterable<Buffer>) chunks.push(c);
+          };
+          const made = produceArchive({ root, kind: 'pgdata', name: 'data', maxArchiveSize: 1024 * MiB, exclusion: { majorVersion: '15' }, onPart: sink })
+            .then(() => 'done', (e: Error) => (/while being read|EINVAL/.test(e.message) ? 'refused' : Promise.reject(e)));
+          const outcome = await Promise.race([made, new Promise((r) => setTimeout(() => r('still waiting'), 10_000))]);
+          expect(outcome, `archive ${run}`).not.toBe('still waiting');
+          if (Buffer.concat(chunks).includes('SECRET')) leaked++;
+        }
+      } finally {
+        swapper.kill();
+      }
+      expect(leaked, 'archives holding bytes of a file outside the data directory').toBe(0);
+    }, 180_000);
+  }
+});
+
 describe('part sinks', () => {
   it('a failing sink fails the archive', async () => {
     const boom = new Error('upload refused');

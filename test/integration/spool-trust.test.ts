@@ -4,7 +4,7 @@
 // as root in CI), then both the shell front (bin/ run directly, Node forbidden) and the Node program
 // (`node bin/…`, which skips the shell) must ignore it: the planted bytes are never installed, the
 // real segment comes from the store (exit 1 when the store has none), and archiving really uploads.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   chmodSync, chownSync, existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync,
   writeFileSync,
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spoolDirFor } from '../../src/wal/spool.ts';
 import { DEFAULT_RETRY, openObjectStore, type StoreConfig } from '../../src/storage/config.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
-import { requireTool } from '../helpers/postgres.ts';
+import { asPostgresArgv, requireTool } from '../helpers/postgres.ts';
 import { ROOT, commandExists, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 
@@ -402,6 +402,29 @@ describe.skipIf(!IS_ROOT)('a spool of our own', () => {
     expect(readFileSync(dest).equals(segmentBytes(0xa0))).toBe(true);
     expect(existsSync(root)).toBe(false);
   }, 60_000);
+
+  it('the shell front does not serve a server name holding a newline from the spool of the pair it collides with', () => {
+    // ("<url>\nsrv", "nl") is hashed as ("<url>", "srv\nnl") is: the same directory.
+    const store = fileStore();
+    const name = seg(0xa2);
+    const root = join(tmp, 'nl-shell', 'spool');
+    const l = layoutAt(root, `${store.url}\nsrv`, 'nl', 'restore', name);
+    expect(l.store).toBe(spoolDirFor(root, store.url, 'srv\nnl'));
+    plain(l, segmentBytes(0xa2), `${store.url}\nsrv`, 'nl');
+    chmodSync(l.parent, 0o755);
+    const dest = join(tmp, 'nl-shell', 'RECOVERYXLOG');
+    const run = (server: string) => spawnSync(join(ROOT, 'bin', RESTORE), ['--parallel', '2', '--spool-dir', root, ...store.args, server, name, dest], {
+      env: cleanEnv(NO_NODE), encoding: 'utf8',
+    });
+    const r = run('srv\nnl');
+    expect(r.status, 'the shell served the colliding spool').not.toBe(0);
+    expect(existsSync(dest)).toBe(false);
+    // The control: the same spool, trusted, is served to a name of the same shape without the newline.
+    const same = layoutAt(root, store.url, 'srv-nl', 'restore', name);
+    plain(same, segmentBytes(0xa2), store.url, 'srv-nl');
+    expect(run('srv-nl').status).toBe(0);
+    expect(readFileSync(dest).equals(segmentBytes(0xa2))).toBe(true);
+  });
 });
 
 describe.skipIf(!IS_ROOT)('the names file of the spool root', () => {
@@ -520,5 +543,69 @@ describe.skipIf(!IS_ROOT)('the names file of the spool root', () => {
         expect(readFileSync(b.entry, 'utf8')).toBe(marker);
       }
     });
+  }
+});
+
+// The shell front reads the names file, restore/worker.pid and restore/segment-size before its find
+// checks who made them. A read-only open of a FIFO waits for a writer: planted in a spool someone
+// else can write, it held the front (and PostgreSQL's restore_command) for ever, where Node ignores
+// that spool (docs/format.md#spool-reads). Under dash (/bin/sh) and busybox, as root and as postgres.
+describe.skipIf(!IS_ROOT)('a FIFO planted in a spool someone else can write never holds the shell front', () => {
+  const shells = [['/bin/sh'], ...(commandExists('busybox') ? [['busybox', 'sh']] : [])];
+  const users = ['root', ...(spawnSync('id', ['-u', 'postgres']).status === 0 ? ['postgres'] : [])];
+  const PLANTS: { name: string; build(l: Layout, wal: string): void }[] = [
+    {
+      name: 'restore/segment-size is a FIFO (beside a planted segment)',
+      build: (l, wal) => {
+        file(join(l.sub, wal), PLANTED, 0o666, NOBODY);
+        expect(spawnSync('mkfifo', ['-m', '0666', join(l.sub, 'segment-size')]).status).toBe(0);
+      },
+    },
+    {
+      name: 'restore/worker.pid is a FIFO (while a .fetching mark says a download is under way)',
+      build: (l, wal) => {
+        file(join(l.sub, `${wal}.fetching`), '', 0o666, NOBODY);
+        expect(spawnSync('mkfifo', ['-m', '0666', join(l.sub, 'worker.pid')]).status).toBe(0);
+      },
+    },
+  ];
+  let base: string;
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'spool-fifo-'));
+    chmodSync(base, 0o755); // postgres must reach its pg_wal below
+  });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  for (const plant of PLANTS) {
+    for (const shell of shells) {
+      for (const user of users) {
+        it(`${plant.name}: ${shell.join(' ')} as ${user} declines at once`, () => {
+          const n = ++caseSeq;
+          const caseDir = join(base, `fifo-${n}`);
+          const storeDir = join(caseDir, 'store');
+          mkdirSync(storeDir, { recursive: true });
+          chmodSync(caseDir, 0o755);
+          const url = `file://${storeDir}`;
+          const wal = seg(2 * n);
+          // The attacker's spool: every level theirs and open to all, as a shared --spool-dir would be.
+          const l = layoutAt(join(caseDir, 'spool'), url, 'srv', 'restore', wal);
+          dir(l.root, 0o777, NOBODY);
+          dir(l.store, 0o777, NOBODY);
+          dir(l.sub, 0o777, NOBODY);
+          plant.build(l, wal);
+          const pgWal = join(caseDir, 'pg_wal');
+          mkdirSync(pgWal);
+          if (user === 'postgres') execFileSync('chown', ['postgres', pgWal]);
+          const dest = join(pgWal, 'RECOVERYXLOG');
+          const argv = ['env', 'NODE_OPTIONS=--require /nonexistent/no-node-allowed.js', ...shell, join(ROOT, 'bin', RESTORE),
+            '--parallel', '3', '--spool-dir', l.root, url, 'srv', wal, dest];
+          const r = user === 'root' ? spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 15_000 }) : spawnSync(...asPostgresArgv(argv), { encoding: 'utf8', timeout: 15_000, cwd: tmpdir() });
+          expect(r.error?.message, `the shell front was still waiting after 15 s: ${plant.name}`).toBeUndefined();
+          expect(r.status, r.stderr).not.toBe(0); // it declined: Node, forbidden here, was started
+          expect(r.stderr).toMatch(/no-node-allowed/);
+          expect(existsSync(dest)).toBe(false);
+        }, 30_000);
+      }
+    }
   }
 });

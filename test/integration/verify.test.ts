@@ -181,12 +181,14 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
   beforeAll(() => target.setup(), 60_000);
   afterAll(() => target.teardown());
 
-  async function scenario(shape: BackupShape, damage?: (store: ObjectStore, base: string) => Promise<void>, args: string[] = []): Promise<BinResult> {
+  async function scenario(
+    shape: BackupShape, damage?: (store: ObjectStore, base: string) => Promise<void>, args: string[] = [], timeoutMs = 60_000,
+  ): Promise<BinResult> {
     const t = await target.fresh();
     try {
       await writeBackup(t.store, t.prefix, shape);
       await damage?.(t.store, `${t.prefix}${SERVER}/base/${ID}/`);
-      return await runBin('barman-cloud', ['verify', ...t.extra, ...args, t.url, SERVER], { env: t.env, timeoutMs: 60_000 });
+      return await runBin('barman-cloud', ['verify', ...t.extra, ...args, t.url, SERVER], { env: t.env, timeoutMs });
     } finally {
       await t.store.close();
     }
@@ -347,6 +349,27 @@ describe.each(targets)('barman-cloud verify on the $name', (target) => {
     const lost = await scenario({ wal: [[1, 2, 6], [2, 5, 8]] });
     expect(lost.code).toBe(1);
     expect(lost.stdout).toContain('PROBLEM missing-history: timeline 2 has WAL segments but no 00000002.history');
+  });
+
+  it('a .history file switching at FFFFFFFF/FFFFFFFF: the 2^44 segments it asks for are one missing run, found at once, exit 1', async () => {
+    // The store chooses the switch point; verify walked the range segment by segment and did not
+    // finish (docs/format.md#wal-ranges).
+    const r = await scenario({ wal: [[1, 2, 6], [2, 5, 8]], history: { 2: '1\tFFFFFFFF/FFFFFFFF\tno recovery target specified\n' } }, undefined, [], 20_000);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: '' });
+    expect(r.stdout).toContain(`PROBLEM missing-wal: WAL 17592186044408 segments ${seg(1, 7)}..00000001FFFFFFFF00000FFE missing (after the end of backup ${ID})\n`);
+  });
+
+  it('a .history file PostgreSQL refuses (parents not increasing, or not below its own timeline) is invalid-history, not followed', async () => {
+    for (const text of ['1\t0/580000\tx\n2\t0/600000\tx\n', '1\t0/580000\tx\n1\t0/600000\tx\n', '0\t0/580000\tx\n', '3\t0/580000\tx\n']) {
+      const r = await scenario({ wal: [[1, 2, 6], [2, 5, 8]], history: { 2: text } });
+      expect({ text, code: r.code, stderr: r.stderr }).toEqual({ text, code: 1, stderr: '' });
+      expect(r.stdout).toContain('PROBLEM invalid-history: history file 00000002.history cannot be read\n');
+      expect(r.stdout).toContain(`wal: FAILED (1 problem): 5 segments checked, up to ${seg(1, 6)} on timeline 1\n`);
+    }
+    // CRLF line ends are still read (PostgreSQL's parser skips the white space)
+    const crlf = await scenario({ wal: [[1, 2, 6], [2, 5, 8]], history: { 2: '1\t0/580000\tno recovery target specified\r\n' } });
+    expect({ code: crlf.code, stderr: crlf.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(crlf.stdout).toContain(`wal: OK: 7 segments checked, up to ${seg(2, 8)} on timeline 2\n`);
   });
 
   it('--format json: one document with each backup, its problems and the WAL verdict', async () => {

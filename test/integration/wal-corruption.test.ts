@@ -162,6 +162,23 @@ describe.skipIf(skip)('damaged WAL objects are refused by wal-restore', () => {
             expect(refused).toBeGreaterThan(0);
           }
 
+          if (codec !== 'none') {
+            // Bytes after the end of the compressed stream are damage too (docs/format.md#codec-ends):
+            // the bzip2 program restored the segment with garbage after it, exit 0. Zero padding is
+            // part of xz's format and gzip readers skip it (zlib, Python's gzip): those restore, and
+            // gzip's stream form waited for ever before.
+            for (const [tail, label] of [[Buffer.from('garbage after the stream'), 'garbage'], [Buffer.from('x'), 'one byte'], [Buffer.alloc(512), 'zeros']] as const) {
+              const bytes = Buffer.concat([good, tail]);
+              if (label === 'zeros' && (codec === 'gzip' || codec === 'xz')) {
+                const { r, restored } = await attempt(bytes);
+                expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+                expect(restored?.equals(segment), `${label} after the stream`).toBe(true);
+              } else {
+                await expectRefused(bytes, /^is (corrupt|truncated)$/, `${label} after the stream`);
+              }
+            }
+          }
+
           // The intact object still restores byte for byte.
           const { r, restored } = await attempt(good);
           expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });

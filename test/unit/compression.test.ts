@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { createRequire } from 'node:module';
-import { Readable, Writable, type Transform } from 'node:stream';
+import { PassThrough, Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import {
@@ -309,6 +309,45 @@ describe.each(variants)('$label: damaged input', ({ name, load }) => {
         const err = await failure(run);
         expect(err?.problem, `${name} cut at ${cut} of ${packed.length}`).toBe('truncated');
         expect(err!.describe('X')).toMatch(/^X is truncated \(/);
+      }
+    }
+  });
+
+  it('refuses bytes after the end of the stream; zero padding only where the format or its readers allow it (gzip, xz)', async () => {
+    const codec = await load();
+    const packed = await codec.compress(plain);
+    /** The stream form, its input ending only after the decoder had time to take the last bytes. */
+    const lateEnd = (input: Buffer) => collect(input, new PassThrough(), codec.decompressStream());
+    const slowSource = async (input: Buffer) => {
+      const parts: Buffer[] = [];
+      const source = Readable.from((async function* () {
+        yield input;
+        await new Promise((r) => setTimeout(r, 100));
+      })());
+      await pipeline(source, codec.decompressStream(), new Writable({
+        write(chunk: Buffer, _e, cb) {
+          parts.push(chunk);
+          cb();
+        },
+      }));
+      return Buffer.concat(parts);
+    };
+    for (const [label, tail] of [['garbage', Buffer.from('garbage after the stream')], ['one byte', Buffer.from('x')], ['zeros', Buffer.alloc(512)]] as const) {
+      const input = Buffer.concat([packed, tail]);
+      for (const run of [() => codec.decompress(input), () => lateEnd(input), () => slowSource(input)]) {
+        let out: Buffer | undefined;
+        const err = await failure(async () => {
+          out = await Promise.race([
+            run(),
+            new Promise<never>((_, reject) => setTimeout(() => reject(new CompressionFormatError(name, 'did not finish in 10 s')), 10_000)),
+          ]);
+        });
+        if (label === 'zeros' && (name === 'gzip' || name === 'xz')) {
+          expect(err?.message, `${name}: ${label}`).toBeUndefined();
+          expectSame(out!, plain);
+        } else {
+          expect(err?.problem, `${name}: ${label}: ${err?.message}`).toMatch(/^(corrupt|truncated)$/);
+        }
       }
     }
   });
