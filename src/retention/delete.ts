@@ -1,8 +1,8 @@
-// Deleting backups from the object store (docs/format.md#delete-backup, #wal-cleanup), in barman's order and with barman's
+// Deleting backups from the object store (docs/format.md#delete-backup, #wal-cleanup), with barman's
 // dry-run lines: the backup's tar objects (data, then tablespaces by OID; main file, then parts),
-// then our parts.json (beyond barman), then backup.info, then the WAL files nobody needs any more.
-// backup.info goes only once every data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
-// deleted behind a missing backup.info: the next run sees the backup again and finishes it.
+// then our parts.json (beyond barman), then the WAL files nobody needs any more, then backup.info.
+// backup.info goes last, so an interrupted run never leaves tar files or WAL behind a missing
+// backup.info: the next run sees the backup again and finishes it.
 import { AccessDeniedError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { KEEP_ANNOTATION, type BackupCatalog } from '../catalog/catalog.js';
@@ -540,21 +540,29 @@ export class BackupDeleter {
 
     if (dryRun) {
       this.options.print(`Skipping deletion of objects ${pyListRepr([...dataKeys, infoKey])} due to --dry-run option`);
-    } else {
-      try {
-        if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
-        await this.abortUploads([backupId]);
-        // backup.info last: as long as it exists, a later run finds the backup and can finish.
-        await this.deleteKeys(dataKeys, 'backup');
-        await this.deleteKeys([infoKey], 'backup');
-      } catch (e) {
-        throw new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      }
-      this.summary.backupIds.push(backupId);
+      await this.removeWals(info, fromRetentionPolicy);
+      this.catalog.forget(backupId);
+      return;
     }
-
+    const failed = (e: unknown) => new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    try {
+      if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
+      await this.abortUploads([backupId]);
+      await this.deleteKeys(dataKeys, 'backup');
+    } catch (e) {
+      throw failed(e);
+    }
+    // The WAL before backup.info, not after as barman does (docs/format.md#delete-backup): as long
+    // as backup.info exists, the next run finds the backup, makes the same WAL decision (it needs
+    // the deleted backup in the catalog) and finishes; one killed after backup.info was gone would
+    // leave that WAL to no later run of the same command.
     await this.removeWals(info, fromRetentionPolicy);
-    // Only now: the WAL planning above needs the deleted backup in the catalog (barman's order).
+    try {
+      await this.deleteKeys([infoKey], 'backup');
+    } catch (e) {
+      throw failed(e);
+    }
+    this.summary.backupIds.push(backupId);
     this.catalog.forget(backupId);
   }
 
