@@ -341,39 +341,42 @@ export class BackupDeleter {
     // Phase 1: the data objects of every backup, oldest first, in full batches with a few in
     // flight. Should some fail, the failure reported is that of the oldest backup with an object
     // left, as deleting them one by one would report, and no further batch starts.
-    const owners: number[] = [];
-    const dataKeys: string[] = [];
+    // The first part of each data archive goes before the rest (docs/format.md#delete-backup).
+    const firsts = { keys: [] as string[], owners: [] as number[] };
+    const others = { keys: [] as string[], owners: [] as number[] };
     doomed.forEach((info, at) => {
       log.info(`Deleting backup ${info.backup_id} for server ${this.layout.serverName}`);
       const prefix = this.layout.backupPrefix(info.backup_id);
-      for (const key of this.backupDataKeys(fresh.objects.get(prefix) ?? [], info, prefix)) {
-        dataKeys.push(key);
-        owners.push(at);
-      }
+      const { first, rest } = this.backupDataKeys(fresh.objects.get(prefix) ?? [], info, prefix);
+      for (const key of first) firsts.keys.push(key), firsts.owners.push(at);
+      for (const key of rest) others.keys.push(key), others.owners.push(at);
     });
-    const batches: number[] = [];
-    for (let i = 0; i < dataKeys.length; i += this.options.batchSize) batches.push(i);
     let stoppedAt = Infinity;
     let stopped: unknown;
     const stopAt = (at: number, error: unknown) => {
       if (at < stoppedAt) [stopped, stoppedAt] = [error, at];
     };
-    await mapBounded(batches, DATA_DELETE_CONCURRENCY, async (start) => {
-      if (stoppedAt !== Infinity) return;
-      const keys = dataKeys.slice(start, start + this.options.batchSize);
-      try {
-        const result = await this.store.deleteMany(keys, this.options.batchSize);
-        this.summary.backupObjectsDeleted += result.deleted.length;
-        this.summary.bytesFreed += sizeOf(this.sizes, result.deleted);
-        if (result.errors.length === 0) return;
-        const failed = new Set(result.errors.map((e) => e.key));
-        for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
-        const at = owners[start + keys.findIndex((k) => failed.has(k))]!;
-        stopAt(at, new Error('Error from cloud provider while deleting objects - please check the command output.'));
-      } catch (e) {
-        stopAt(owners[start]!, e);
-      }
-    });
+    for (const { keys: dataKeys, owners } of [firsts, others]) {
+      const batches: number[] = [];
+      for (let i = 0; i < dataKeys.length; i += this.options.batchSize) batches.push(i);
+      await mapBounded(batches, DATA_DELETE_CONCURRENCY, async (start) => {
+        if (stoppedAt !== Infinity) return;
+        const keys = dataKeys.slice(start, start + this.options.batchSize);
+        try {
+          const result = await this.store.deleteMany(keys, this.options.batchSize);
+          this.summary.backupObjectsDeleted += result.deleted.length;
+          this.summary.bytesFreed += sizeOf(this.sizes, result.deleted);
+          if (result.errors.length === 0) return;
+          const failed = new Set(result.errors.map((e) => e.key));
+          for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
+          const at = owners[start + keys.findIndex((k) => failed.has(k))]!;
+          stopAt(at, new Error('Error from cloud provider while deleting objects - please check the command output.'));
+        } catch (e) {
+          stopAt(owners[start]!, e);
+        }
+      });
+      if (stoppedAt !== Infinity) break;
+    }
     // Every backup.info is still there: the next run sees the same catalog and redoes it all.
     if (stoppedAt !== Infinity) {
       const e = stopped;
@@ -440,16 +443,21 @@ export class BackupDeleter {
   }
 
   /**
-   * A backup's tar objects, then its parts.json: a run stopped half-way leaves a backup whose
-   * restore names the missing parts instead of one that restores unchecked.
+   * A backup's tar objects, then its parts.json, in barman's order; `first` is the data archive's
+   * first part (when still there), which must be gone before any of `rest` is deleted: batches
+   * run side by side and finish in any order, and a backup left with the first parts of its data
+   * archive but neither its last ones nor parts.json would restore (ours and barman's) truncated
+   * with exit 0. Without its first part, it is refused as incomplete (docs/format.md#delete-backup).
    */
-  private backupDataKeys(objects: readonly ObjectInfo[], info: BackupInfo, prefix: string): string[] {
+  private backupDataKeys(objects: readonly ObjectInfo[], info: BackupInfo, prefix: string): { first: string[]; rest: string[] } {
     const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
     for (const w of warnings) log.warning(w);
-    const dataKeys = files.map((f) => f.key);
+    const keys = files.map((f) => f.key);
     const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
-    if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
-    return dataKeys;
+    if (objects.some((o) => o.key === partsListKey)) keys.push(partsListKey);
+    // barman's order puts the data archive's main file first
+    const first = keys.length > 0 && keys[0]!.startsWith(`${prefix}data.`) ? keys.slice(0, 1) : [];
+    return { first, rest: keys.slice(first.length) };
   }
 
   /**
@@ -535,7 +543,8 @@ export class BackupDeleter {
       this.options.print(`Skipping deletion of ${labelKey} due to --dry-run option`);
     }
 
-    const dataKeys = this.backupDataKeys(await this.listBackupDir(prefix), info, prefix);
+    const { first, rest } = this.backupDataKeys(await this.listBackupDir(prefix), info, prefix);
+    const dataKeys = [...first, ...rest];
     const infoKey = this.layout.backupInfoKey(backupId);
 
     if (dryRun) {
@@ -548,7 +557,8 @@ export class BackupDeleter {
     try {
       if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
       await this.abortUploads([backupId]);
-      await this.deleteKeys(dataKeys, 'backup');
+      await this.deleteKeys(first, 'backup');
+      await this.deleteKeys(rest, 'backup');
     } catch (e) {
       throw failed(e);
     }

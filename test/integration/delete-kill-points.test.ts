@@ -4,7 +4,7 @@
 // backup (docs/format.md#delete-backup). The whole sweep over every request is
 // test/bench/crash-sweep.mjs.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { objectKeys, treeKeys, uploadObjects, writeTree } from '../helpers/objec
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate } from '../../src/catalog/backup-info.ts';
 import { hex8 } from '../../src/xlog.ts';
+import { tarOf } from '../helpers/tar.ts';
 
 const wal = (pos: number) => hex8(1) + hex8(Math.floor(pos / 256)) + hex8(pos % 256);
 const OLDEST = '20260101T000000';
@@ -90,17 +91,26 @@ describe('backup-delete -b killed part-way, on S3 (moto)', () => {
   });
 
   /**
-   * Run `-b OLDEST` on `path` through a proxy that kills it once moto has answered the request
+   * Run `-b OLDEST` (or `select`) on `path` through a proxy that kills it once moto has answered the request
    * `killAfter` picks (before the answer reaches it), then run it again directly.
    */
-  async function killedThenRerun(path: string, killAfter: (method: string, url: string, body: Buffer) => boolean): Promise<number | string | null> {
+  async function killedThenRerun(
+    path: string,
+    killAfter: (method: string, url: string, body: Buffer) => boolean,
+    { batchSize = '5', select = ['-b', OLDEST], hold = (_body: Buffer): boolean => false, between = async (): Promise<void> => {} } = {},
+  ): Promise<number | string | null> {
     let child: ReturnType<typeof spawnBin> | undefined;
     let fired = false;
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
     const proxy = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
+      req.on('end', async () => {
         const body = Buffer.concat(chunks);
+        // a held request reaches moto once the kill fired, or after 2 s at the latest
+        if (hold(body)) await Promise.race([released, new Promise((r) => setTimeout(r, 2000))]);
+        if (fired) return void res.destroy();
         const up = httpRequest({ host: '127.0.0.1', port: moto.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
           const answer: Buffer[] = [];
           r.on('data', (c: Buffer) => answer.push(c));
@@ -108,6 +118,7 @@ describe('backup-delete -b killed part-way, on S3 (moto)', () => {
             if (!fired && killAfter(req.method ?? '', req.url ?? '', body)) {
               fired = true;
               child?.kill('SIGKILL');
+              release();
               res.destroy();
               return;
             }
@@ -122,13 +133,14 @@ describe('backup-delete -b killed part-way, on S3 (moto)', () => {
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     try {
       const endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
-      child = spawnBin('barman-cloud-backup-delete', ['--endpoint-url', endpoint, '--batch-size', '5', '-b', OLDEST, `s3://${bucket}/${path}`, 'srv'], { env: env() });
+      child = spawnBin('barman-cloud-backup-delete', ['--endpoint-url', endpoint, '--batch-size', batchSize, ...select, `s3://${bucket}/${path}`, 'srv'], { env: env() });
       expect(await exitOf(child)).toBe('SIGKILL');
     } finally {
       proxy.closeAllConnections();
       await new Promise<void>((r) => proxy.close(() => r()));
     }
-    const second = await runBin('barman-cloud-backup-delete', ['--endpoint-url', moto.url, '-b', OLDEST, `s3://${bucket}/${path}`, 'srv'], { env: env() });
+    await between();
+    const second = await runBin('barman-cloud-backup-delete', ['--endpoint-url', moto.url, ...select, `s3://${bucket}/${path}`, 'srv'], { env: env() });
     return second.code;
   }
 
@@ -151,4 +163,40 @@ describe('backup-delete -b killed part-way, on S3 (moto)', () => {
     expect(await killedThenRerun('info', (m, u, b) => isDelete(m, u, b, 'backup.info'))).toBe(0);
     expect(await objectKeys(store, 'info')).toEqual(cleanKeys);
   }, 180_000);
+
+  it.each([['-b', OLDEST], ['-r', 'REDUNDANCY 2']])('%s %s: the batch holding parts.json answered before the one holding data.tar: the backup left is refused by restore, not restored truncated', async (...select) => {
+    // The oldest backup's data archive in four parts (each a whole tar, as barman splits them),
+    // with a parts.json; deleted in batches of two, side by side.
+    const objects = catalog(4);
+    const prefix = `srv/base/${OLDEST}/`;
+    const parts = ['data.tar', 'data_0001.tar', 'data_0002.tar', 'data_0003.tar'];
+    for (const [i, name] of parts.entries()) {
+      objects.set(`${prefix}${name}`, (await tarOf([{ name: `file${i}`, data: `part ${i}` }])).toString('latin1'));
+    }
+    objects.set(`${prefix}parts.json`, '{}');
+    const path = `o${select[0]}`;
+    await uploadObjects(store, path, new Map([...objects].map(([k, v]) => [k, k.endsWith('.tar') ? Buffer.from(v, 'latin1') : v])));
+
+    // The batch naming data.tar is held until the one naming parts.json has been carried out;
+    // the command is killed then.
+    const work = mkdtempSync(join(tmpdir(), 'bc-delete-order-'));
+    const dest = join(work, 'restored');
+    let restored: { code: number | string | null; stderr: string } | undefined;
+    const rerun = await killedThenRerun(path, (m, u, b) => m === 'POST' && /[?&]delete/.test(u) && b.includes('parts.json'), {
+      batchSize: '2',
+      select,
+      hold: (b) => b.includes(`${prefix}data.tar</Key>`),
+      between: async () => {
+        const r = await runBin('barman-cloud-restore', ['--endpoint-url', moto.url, `s3://${bucket}/${path}`, 'srv', OLDEST, dest], { env: env() });
+        restored = { code: r.code, stderr: r.stderr };
+      },
+    });
+    // Refused, as incomplete: exit 1 naming the missing data archive, and nothing written.
+    expect(restored!.code, restored!.stderr).toBe(1);
+    expect(restored!.stderr).toMatch(/Missing file .*data\.\* for server srv/);
+    expect(existsSync(dest) ? readdirSync(dest) : []).toEqual([]);
+    rmSync(work, { recursive: true, force: true });
+    expect(rerun).toBe(0);
+    expect((await objectKeys(store, path)).filter((k) => k.startsWith(prefix))).toEqual([]);
+  }, 120_000);
 });
