@@ -93,7 +93,12 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
     if (e.code === 'ENOENT') return [] as string[];
     throw e;
   });
-  if (entries.length > 0) throw new OperationError(`Destination ${dir} already exists and it is not empty`);
+  // barman's words, then what to do: an interrupted restore leaves exactly this (docs/commands/restore.md)
+  if (entries.length > 0) {
+    throw new OperationError(
+      `Destination ${dir} already exists and it is not empty: restore into an empty or new directory (a restore that was interrupted leaves part of a backup there; remove it first)`,
+    );
+  }
 }
 
 /** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (docs/format.md#layout). */

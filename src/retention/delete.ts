@@ -1,8 +1,8 @@
-// Deleting backups from the object store (docs/format.md#delete-backup, #wal-cleanup), in barman's order and with barman's
+// Deleting backups from the object store (docs/format.md#delete-backup, #wal-cleanup), with barman's
 // dry-run lines: the backup's tar objects (data, then tablespaces by OID; main file, then parts),
-// then our parts.json (beyond barman), then backup.info, then the WAL files nobody needs any more.
-// backup.info goes only once every data object is gone, so an interrupted run never leaves a catalog entry whose tar files are half
-// deleted behind a missing backup.info: the next run sees the backup again and finishes it.
+// then our parts.json (beyond barman), then the WAL files nobody needs any more, then backup.info.
+// backup.info goes last, so an interrupted run never leaves tar files or WAL behind a missing
+// backup.info: the next run sees the backup again and finishes it.
 import { AccessDeniedError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { KEEP_ANNOTATION, type BackupCatalog } from '../catalog/catalog.js';
@@ -341,39 +341,42 @@ export class BackupDeleter {
     // Phase 1: the data objects of every backup, oldest first, in full batches with a few in
     // flight. Should some fail, the failure reported is that of the oldest backup with an object
     // left, as deleting them one by one would report, and no further batch starts.
-    const owners: number[] = [];
-    const dataKeys: string[] = [];
+    // The first part of each data archive goes before the rest (docs/format.md#delete-backup).
+    const firsts = { keys: [] as string[], owners: [] as number[] };
+    const others = { keys: [] as string[], owners: [] as number[] };
     doomed.forEach((info, at) => {
       log.info(`Deleting backup ${info.backup_id} for server ${this.layout.serverName}`);
       const prefix = this.layout.backupPrefix(info.backup_id);
-      for (const key of this.backupDataKeys(fresh.objects.get(prefix) ?? [], info, prefix)) {
-        dataKeys.push(key);
-        owners.push(at);
-      }
+      const { first, rest } = this.backupDataKeys(fresh.objects.get(prefix) ?? [], info, prefix);
+      for (const key of first) firsts.keys.push(key), firsts.owners.push(at);
+      for (const key of rest) others.keys.push(key), others.owners.push(at);
     });
-    const batches: number[] = [];
-    for (let i = 0; i < dataKeys.length; i += this.options.batchSize) batches.push(i);
     let stoppedAt = Infinity;
     let stopped: unknown;
     const stopAt = (at: number, error: unknown) => {
       if (at < stoppedAt) [stopped, stoppedAt] = [error, at];
     };
-    await mapBounded(batches, DATA_DELETE_CONCURRENCY, async (start) => {
-      if (stoppedAt !== Infinity) return;
-      const keys = dataKeys.slice(start, start + this.options.batchSize);
-      try {
-        const result = await this.store.deleteMany(keys, this.options.batchSize);
-        this.summary.backupObjectsDeleted += result.deleted.length;
-        this.summary.bytesFreed += sizeOf(this.sizes, result.deleted);
-        if (result.errors.length === 0) return;
-        const failed = new Set(result.errors.map((e) => e.key));
-        for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
-        const at = owners[start + keys.findIndex((k) => failed.has(k))]!;
-        stopAt(at, new Error('Error from cloud provider while deleting objects - please check the command output.'));
-      } catch (e) {
-        stopAt(owners[start]!, e);
-      }
-    });
+    for (const { keys: dataKeys, owners } of [firsts, others]) {
+      const batches: number[] = [];
+      for (let i = 0; i < dataKeys.length; i += this.options.batchSize) batches.push(i);
+      await mapBounded(batches, DATA_DELETE_CONCURRENCY, async (start) => {
+        if (stoppedAt !== Infinity) return;
+        const keys = dataKeys.slice(start, start + this.options.batchSize);
+        try {
+          const result = await this.store.deleteMany(keys, this.options.batchSize);
+          this.summary.backupObjectsDeleted += result.deleted.length;
+          this.summary.bytesFreed += sizeOf(this.sizes, result.deleted);
+          if (result.errors.length === 0) return;
+          const failed = new Set(result.errors.map((e) => e.key));
+          for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
+          const at = owners[start + keys.findIndex((k) => failed.has(k))]!;
+          stopAt(at, new Error('Error from cloud provider while deleting objects - please check the command output.'));
+        } catch (e) {
+          stopAt(owners[start]!, e);
+        }
+      });
+      if (stoppedAt !== Infinity) break;
+    }
     // Every backup.info is still there: the next run sees the same catalog and redoes it all.
     if (stoppedAt !== Infinity) {
       const e = stopped;
@@ -440,16 +443,21 @@ export class BackupDeleter {
   }
 
   /**
-   * A backup's tar objects, then its parts.json: a run stopped half-way leaves a backup whose
-   * restore names the missing parts instead of one that restores unchecked.
+   * A backup's tar objects, then its parts.json, in barman's order; `first` is the data archive's
+   * first part (when still there), which must be gone before any of `rest` is deleted: batches
+   * run side by side and finish in any order, and a backup left with the first parts of its data
+   * archive but neither its last ones nor parts.json would restore (ours and barman's) truncated
+   * with exit 0. Without its first part, it is refused as incomplete (docs/format.md#delete-backup).
    */
-  private backupDataKeys(objects: readonly ObjectInfo[], info: BackupInfo, prefix: string): string[] {
+  private backupDataKeys(objects: readonly ObjectInfo[], info: BackupInfo, prefix: string): { first: string[]; rest: string[] } {
     const { files, warnings } = backupArchiveFiles(objects, prefix, info, this.layout.serverName);
     for (const w of warnings) log.warning(w);
-    const dataKeys = files.map((f) => f.key);
+    const keys = files.map((f) => f.key);
     const partsListKey = `${prefix}${PARTS_LIST_NAME}`;
-    if (objects.some((o) => o.key === partsListKey)) dataKeys.push(partsListKey);
-    return dataKeys;
+    if (objects.some((o) => o.key === partsListKey)) keys.push(partsListKey);
+    // barman's order puts the data archive's main file first
+    const first = keys.length > 0 && keys[0]!.startsWith(`${prefix}data.`) ? keys.slice(0, 1) : [];
+    return { first, rest: keys.slice(first.length) };
   }
 
   /**
@@ -535,26 +543,36 @@ export class BackupDeleter {
       this.options.print(`Skipping deletion of ${labelKey} due to --dry-run option`);
     }
 
-    const dataKeys = this.backupDataKeys(await this.listBackupDir(prefix), info, prefix);
+    const { first, rest } = this.backupDataKeys(await this.listBackupDir(prefix), info, prefix);
+    const dataKeys = [...first, ...rest];
     const infoKey = this.layout.backupInfoKey(backupId);
 
     if (dryRun) {
       this.options.print(`Skipping deletion of objects ${pyListRepr([...dataKeys, infoKey])} due to --dry-run option`);
-    } else {
-      try {
-        if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
-        await this.abortUploads([backupId]);
-        // backup.info last: as long as it exists, a later run finds the backup and can finish.
-        await this.deleteKeys(dataKeys, 'backup');
-        await this.deleteKeys([infoKey], 'backup');
-      } catch (e) {
-        throw new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      }
-      this.summary.backupIds.push(backupId);
+      await this.removeWals(info, fromRetentionPolicy);
+      this.catalog.forget(backupId);
+      return;
     }
-
+    const failed = (e: unknown) => new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    try {
+      if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
+      await this.abortUploads([backupId]);
+      await this.deleteKeys(first, 'backup');
+      await this.deleteKeys(rest, 'backup');
+    } catch (e) {
+      throw failed(e);
+    }
+    // The WAL before backup.info, not after as barman does (docs/format.md#delete-backup): as long
+    // as backup.info exists, the next run finds the backup, makes the same WAL decision (it needs
+    // the deleted backup in the catalog) and finishes; one killed after backup.info was gone would
+    // leave that WAL to no later run of the same command.
     await this.removeWals(info, fromRetentionPolicy);
-    // Only now: the WAL planning above needs the deleted backup in the catalog (barman's order).
+    try {
+      await this.deleteKeys([infoKey], 'backup');
+    } catch (e) {
+      throw failed(e);
+    }
+    this.summary.backupIds.push(backupId);
     this.catalog.forget(backupId);
   }
 

@@ -552,10 +552,12 @@ describe('BackupDeleter on the directory store', () => {
     // No listing per backup directory: one of base/ (beside the catalog's own with the delimiter).
     expect(lists.filter((l) => l.startsWith('p/srv/base/2'))).toEqual([]);
     expect(lists.filter((l) => l === 'p/srv/base/')).toHaveLength(1);
-    // The six data objects of the two backups in one request, before any backup.info.
+    // The six data objects of the two backups in two requests, before any backup.info: first the
+    // data archives' first parts, then the rest (docs/format.md#delete-backup).
     const dataBatches = deletes.filter((keys) => keys.some((k) => k.includes('/base/') && !k.endsWith('backup.info')));
-    expect(dataBatches).toHaveLength(1);
-    expect(dataBatches[0]).toHaveLength(6);
+    expect(dataBatches).toHaveLength(2);
+    expect(dataBatches[0]).toEqual(['p/srv/base/20260106T000000/data.tar.gz', 'p/srv/base/20260108T000000/data.tar.gz']);
+    expect(dataBatches[1]).toHaveLength(4);
     expect(s.backupObjectsDeleted).toBe(8);
   });
 
