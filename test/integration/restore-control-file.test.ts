@@ -7,6 +7,8 @@
 //     can tell) → exit 4, the data directory is there but has no global/pg_control, and PostgreSQL
 //     refuses to start on it (before the rule, it started, recovered and promoted, and the table in
 //     the tablespace could not be read);
+//   * a restore SIGKILLed once the data archive is extracted (its last member, backup_manifest, is
+//     there) and the tablespace is not → no global/pg_control, PostgreSQL refuses to start;
 //   * the undamaged backup restores global/pg_control with the member's bytes, mode and mtime,
 //     and the owner of the file beside it, global/ keeps its recorded mtime, and the copy starts
 //     with every row.
@@ -18,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
-import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { cleanEnv, exitOf, runBin, spawnBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 import {
   pgTempDir, postgresAvailable, recoveryCluster, requireTool, startCluster, startRestoredCopy, toolCommand, type PgCluster,
@@ -152,6 +154,30 @@ describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 
     await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
     await copy.remove();
     rmSync(r.work, { recursive: true, force: true });
+  }, 240_000);
+
+  it('a restore killed after the data archive: no global/pg_control, PostgreSQL refuses to start', async () => {
+    const work = pgTempDir('bc-control-killed-');
+    const dest = join(work, 'data');
+    const child = spawnBin('barman-cloud-restore', ['-J', '1', '--tablespace', `tbs1:${join(work, 'tbs')}`, ...where(), id, dest], { env: env() });
+    const ended = exitOf(child);
+    let done = false;
+    void ended.then(() => (done = true));
+    // -J 1: data first, then the tablespace; backup_manifest is the data archive's last member
+    while (!done && !existsSync(join(dest, 'backup_manifest'))) await new Promise((r) => setTimeout(r, 2));
+    child.kill('SIGKILL');
+    expect(await ended).toBe('SIGKILL');
+    expect(existsSync(join(dest, 'PG_VERSION'))).toBe(true);
+    expect(existsSync(join(dest, 'global', 'pg_control'))).toBe(false);
+    const copy = await recoveryCluster(dest, {
+      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where())} %f %p`,
+      signal: 'recovery',
+      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
+    });
+    clusters.push(copy);
+    await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
+    await copy.remove();
+    rmSync(work, { recursive: true, force: true });
   }, 240_000);
 
   it('the undamaged backup: global/pg_control as archived (bytes, mode, mtime), global/ keeps its mtime, the copy starts with every row', async () => {
