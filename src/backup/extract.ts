@@ -14,6 +14,8 @@
 // time after checking the level above; files are opened O_EXCL|O_NOFOLLOW and their attributes set
 // through the open descriptor; device nodes and FIFOs are skipped with a warning and setuid, setgid
 // and sticky bits are dropped (PGDATA never needs any of them).
+// One member may be held in memory instead of written (holdBack: restore's control file, put in
+// place last by placeHeldFile; docs/format.md#restore-control-file).
 // Memory stays bounded: each entry is written chunk by chunk with back-pressure. File content and
 // metadata go through synchronous calls, as tar(1) and Python's tarfile do: a write into the page
 // cache or a chmod takes microseconds, a thread-pool round trip per call made extraction idle-bound
