@@ -14,6 +14,8 @@
 // time after checking the level above; files are opened O_EXCL|O_NOFOLLOW and their attributes set
 // through the open descriptor; device nodes and FIFOs are skipped with a warning and setuid, setgid
 // and sticky bits are dropped (PGDATA never needs any of them).
+// One member may be held in memory instead of written (holdBack: restore's control file, put in
+// place last by placeHeldFile; docs/format.md#restore-control-file).
 // Memory stays bounded: each entry is written chunk by chunk with back-pressure. File content and
 // metadata go through synchronous calls, as tar(1) and Python's tarfile do: a write into the page
 // cache or a chmod takes microseconds, a thread-pool round trip per call made extraction idle-bound
@@ -21,9 +23,11 @@
 import { link, lstat, mkdir, realpath, symlink } from 'node:fs/promises';
 import {
   closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync,
-  realpathSync, statSync, unlinkSync,
+  realpathSync, statSync, unlinkSync, writeSync,
 } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join, sep } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream, { type Header } from 'tar-stream';
@@ -48,6 +52,12 @@ export class UnsafeArchiveMemberError extends GeneralError {}
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
 
+/**
+ * A held-back member larger than this is not PostgreSQL's control file (PG_CONTROL_FILE_SIZE is
+ * 8 KiB): refused, so that holding it in memory stays bounded.
+ */
+const HELD_MAX_BYTES = 1 << 20;
+
 export interface ExtractOptions {
   /** Compression of the stream (registry name or loaded codec); none when absent. */
   codec?: CodecName | Codec | null;
@@ -56,6 +66,32 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** Record the size and CRC-32C of every file written, under its manifest path in `archive`. */
   digests?: { record: FileDigests; archive: string };
+  /**
+   * A regular-file member (its path in the archive) held in memory instead of written: the result's
+   * `held`, for placeHeldFile() once the caller's checks have passed (docs/format.md#restore-control-file).
+   */
+  holdBack?: string;
+}
+
+interface MemberMeta {
+  mode: number;
+  mtime: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+}
+
+/** A member extracted to memory (ExtractOptions.holdBack), with what placeHeldFile() needs to write it as extraction would have. */
+export interface HeldFile {
+  /** Where it goes: `name` in the checked real directory `dir`. */
+  dir: string;
+  name: string;
+  content: Buffer;
+  meta: MemberMeta;
+  /** The attributes recorded for `dir`, applied again after the file is added to it. */
+  dirMeta?: MemberMeta;
+  owner: boolean;
 }
 
 export interface ExtractStats {
@@ -68,17 +104,13 @@ export interface ExtractStats {
   bytes: number;
   /** Device nodes and FIFOs not recreated. */
   skipped: number;
+  /** The member named by ExtractOptions.holdBack, when the archive had it as a regular file. */
+  held?: HeldFile;
 }
 
-interface DeferredDir {
+interface DeferredDir extends MemberMeta {
   member: string;
   path: string;
-  mode: number;
-  mtime: number;
-  uid: number;
-  gid: number;
-  uname: string;
-  gname: string;
 }
 
 type EntryHeader = Header & { pax?: Record<string, string> | null };
@@ -137,6 +169,44 @@ function paxNumber(pax: Record<string, string> | null | undefined, key: string):
   return Number.isFinite(n) ? n : undefined;
 }
 
+/** Owner (as root), mtime and mode through an open descriptor, never through a path that may be a link. */
+function applyAttributes(fd: number, path: string, meta: MemberMeta, owner: boolean): void {
+  if (owner) {
+    try {
+      fchownSync(fd, ownerUid(meta), ownerGid(meta));
+    } catch (err) {
+      log.debug(`could not change owner of ${path}: ${String(err)}`);
+    }
+  }
+  try {
+    futimesSync(fd, meta.mtime, meta.mtime);
+  } catch (err) {
+    log.debug(`could not change modification time of ${path}: ${String(err)}`);
+  }
+  try {
+    // after chown, which clears setuid/setgid anyway; MODE_MASK keeps them off as root too
+    fchmodSync(fd, meta.mode & MODE_MASK);
+  } catch (err) {
+    log.debug(`could not change mode of ${path}: ${String(err)}`);
+  }
+}
+
+/** Apply attributes to an existing directory or regular file without following a link. */
+function applyAttributesAt(path: string, flags: number, meta: MemberMeta, owner: boolean): void {
+  let fd: number;
+  try {
+    fd = openSync(path, flags | O_NOFOLLOW);
+  } catch (err) {
+    log.debug(`could not open ${path} to set its attributes: ${String(err)}`);
+    return;
+  }
+  try {
+    applyAttributes(fd, path, meta, owner);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Extracts one or more archives into the same directory. Directory attributes are applied by
  * finish(), after the last archive, so that the parts of a split archive (data.tar, data_0001.tar,
@@ -155,6 +225,8 @@ class TarExtractor {
   private readonly extractedFiles = new Set<string>();
   private readonly deferred: DeferredDir[] = [];
   private readonly owner: boolean;
+  /** The held-back member (ExtractOptions.holdBack) read so far. */
+  private held: HeldFile | undefined;
   readonly stats: ExtractStats = { members: 0, files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: 0 };
 
   constructor(destDir: string, options: ExtractOptions = {}) {
@@ -233,6 +305,8 @@ class TarExtractor {
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }
+    // a later member at the held name replaces it, as it would replace the file on disk
+    if (this.held && join(this.held.dir, this.held.name) === target) this.held = undefined;
   }
 
   private applyLinkOwner(path: string, h: { uid: number; gid: number; uname: string; gname: string }): void {
@@ -241,44 +315,6 @@ class TarExtractor {
       lchownSync(path, ownerUid(h), ownerGid(h));
     } catch (err) {
       log.debug(`could not change owner of ${path}: ${String(err)}`);
-    }
-  }
-
-  /** Owner (as root), mtime and mode through an open descriptor, never through a path that may be a link. */
-  private applyAttributes(fd: number, path: string, meta: { mode: number; mtime: number; uid: number; gid: number; uname: string; gname: string }): void {
-    if (this.owner) {
-      try {
-        fchownSync(fd, ownerUid(meta), ownerGid(meta));
-      } catch (err) {
-        log.debug(`could not change owner of ${path}: ${String(err)}`);
-      }
-    }
-    try {
-      futimesSync(fd, meta.mtime, meta.mtime);
-    } catch (err) {
-      log.debug(`could not change modification time of ${path}: ${String(err)}`);
-    }
-    try {
-      // after chown, which clears setuid/setgid anyway; MODE_MASK keeps them off as root too
-      fchmodSync(fd, meta.mode & MODE_MASK);
-    } catch (err) {
-      log.debug(`could not change mode of ${path}: ${String(err)}`);
-    }
-  }
-
-  /** Apply attributes to an existing directory or regular file without following a link. */
-  private applyAttributesAt(path: string, flags: number, meta: Parameters<TarExtractor['applyAttributes']>[2]): void {
-    let fd: number;
-    try {
-      fd = openSync(path, flags | O_NOFOLLOW);
-    } catch (err) {
-      log.debug(`could not open ${path} to set its attributes: ${String(err)}`);
-      return;
-    }
-    try {
-      this.applyAttributes(fd, path, meta);
-    } finally {
-      closeSync(fd);
     }
   }
 
@@ -361,13 +397,17 @@ class TarExtractor {
         manifestPath(this.options.digests.archive, parts.join('/')),
         manifestPath(this.options.digests.archive, linkParts.join('/')),
       );
-      this.applyAttributesAt(target, O_RDONLY, meta);
+      applyAttributesAt(target, O_RDONLY, meta, this.owner);
       this.stats.hardlinks++;
       return;
     }
 
     // regular file (and, as tarfile does, any unknown type)
     this.clearTarget(name, target);
+    if (this.options.holdBack === parts.join('/')) {
+      await this.holdMember(name, parts, target, stream, meta);
+      return;
+    }
     const fd = openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     // Coalesced into 1 MiB writes through a reused buffer (src/file-writer.ts says why).
     const writer = new CoalescingFileWriter(fd, this.writeBuffers.pop());
@@ -386,11 +426,31 @@ class TarExtractor {
       this.stats.bytes += size;
       digest?.done(size);
       this.extractedFiles.add(target);
-      this.applyAttributes(fd, target, meta);
+      applyAttributes(fd, target, meta, this.owner);
     } finally {
       closeSync(fd);
       this.writeBuffers.push(writer.buffer);
     }
+    this.stats.files++;
+  }
+
+  /** Read the held-back member into memory, recorded in the digests as if written (docs/format.md#restore-control-file). */
+  private async holdMember(name: string, parts: string[], target: string, stream: Readable, meta: MemberMeta): Promise<void> {
+    const digests = this.options.digests;
+    const digest = digests?.record.begin(manifestPath(digests.archive, parts.join('/')));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      // not ours to name: the caller names the part (restore.ts damagedPart)
+      if (size > HELD_MAX_BYTES) throw new Error(`member '${name}' is over ${HELD_MAX_BYTES} bytes: not a PostgreSQL control file`);
+      digest?.crc.update(chunk);
+      chunks.push(chunk);
+    }
+    digest?.done(size);
+    const slash = target.lastIndexOf(sep);
+    this.held = { dir: target.slice(0, slash), name: target.slice(slash + 1), content: Buffer.concat(chunks), meta, owner: this.owner };
+    this.stats.bytes += size;
     this.stats.files++;
   }
 
@@ -436,8 +496,9 @@ class TarExtractor {
   /** Apply owner, mtime and mode to the extracted directories, deepest first. */
   async finish(): Promise<ExtractStats> {
     const dirs = this.deferred.splice(0).sort((a, b) => (a.member < b.member ? 1 : a.member > b.member ? -1 : 0));
-    for (const d of dirs) this.applyAttributesAt(d.path, O_RDONLY | O_DIRECTORY, d);
-    return { ...this.stats };
+    for (const d of dirs) applyAttributesAt(d.path, O_RDONLY | O_DIRECTORY, d, this.owner);
+    if (this.held) this.held.dirMeta = dirs.find((d) => d.path === this.held!.dir);
+    return { ...this.stats, held: this.held };
   }
 }
 
@@ -462,4 +523,18 @@ export async function extractArchiveParts(
     await extractor.extract(await openPart());
   }
   return extractor.finish();
+}
+
+/**
+ * Put a held-back member in place as extraction would have (same bytes, owner, mode and mtime),
+ * atomically (src/atomic-file.ts: a temp file in its directory, fsync, rename), then give the
+ * directory back its recorded attributes, which the new name changed (docs/format.md#restore-control-file).
+ */
+export async function placeHeldFile(held: HeldFile): Promise<void> {
+  const target = join(held.dir, held.name);
+  await writeFileAtomic(target, (fd) => {
+    for (let off = 0; off < held.content.length;) off += writeSync(fd, held.content, off, held.content.length - off);
+    applyAttributes(fd, target, held.meta, held.owner);
+  }, { temp: join(held.dir, `.${held.name}.bc-tmp-${randomBytes(6).toString('hex')}`) });
+  if (held.dirMeta) applyAttributesAt(held.dir, O_RDONLY | O_DIRECTORY, held.dirMeta, held.owner);
 }

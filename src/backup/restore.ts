@@ -18,7 +18,7 @@ import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '.
 import { unencryptedRefused } from '../encryption/names.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
-import { extractArchiveParts } from './extract.js';
+import { extractArchiveParts, placeHeldFile, type HeldFile } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
 import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
 import { parseLsn, walTimeline } from '../xlog.js';
@@ -32,6 +32,9 @@ import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, re
  * at 144-154 MB, backup-memory.test.ts).
  */
 const PART_PIECE = 1 << 20;
+
+/** PostgreSQL's control file, put in place last (docs/format.md#restore-control-file). */
+const CONTROL_FILE = 'global/pg_control';
 
 export interface RestoreTargets {
   tli?: string;
@@ -260,6 +263,10 @@ export async function restoreBackup(
     if (plain) throw unencryptedRefused(`part ${partName(plain.key)} of backup ${backupId}`);
   }
 
+  // The control file waits in memory until every archive is extracted and checked: a restore that
+  // fails or is killed before then leaves a directory PostgreSQL refuses to start on
+  // (docs/format.md#restore-control-file).
+  let controlFile: HeldFile | undefined;
   // Archives in parallel (up to -J), the parts of one archive in order.
   await mapBounded(plan, options.jobs, async (p) => {
     await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
@@ -279,11 +286,17 @@ export async function restoreBackup(
       return source.pipe(check).pipe(plain);
     };
     try {
-      await extractArchiveParts(
+      const stats = await extractArchiveParts(
         p.parts.map((part) => () => openPart(part.key, !part.codec && !part.encrypted)),
         p.dir,
-        { codec: p.parts[0]?.codec ?? null, signal: options.signal, digests: digests && { record: digests, archive: p.base } },
+        {
+          codec: p.parts[0]?.codec ?? null,
+          signal: options.signal,
+          digests: digests && { record: digests, archive: p.base },
+          holdBack: p.base === 'data' ? CONTROL_FILE : undefined,
+        },
       );
+      if (p.base === 'data') controlFile = stats.held;
     } catch (e) {
       throw damagedPart(e, current, incomplete);
     }
@@ -323,5 +336,6 @@ export async function restoreBackup(
     await replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
     await replaceFile(dataDir, 'recovery.signal', '');
   }
+  if (controlFile) await placeHeldFile(controlFile);
   return backup;
 }
