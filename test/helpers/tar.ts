@@ -32,3 +32,36 @@ export function tarOf(members: TarMember[]): Promise<Buffer> {
     pack.on('error', reject);
   });
 }
+
+/** A member of an uncompressed tar as its header states it; `offset` is where its data starts. */
+export interface TarHeader { name: string; type: string; mode: number; mtime: number; offset: number; size: number }
+
+/**
+ * The members of an uncompressed tar, read from the headers (PAX path and mtime applied, ustar
+ * prefix joined, a leading './' and trailing '/' dropped), up to the end-of-archive block: for tests
+ * that change bytes at a member's place in a real part.
+ */
+export function tarHeaders(tar: Buffer): TarHeader[] {
+  const out: TarHeader[] = [];
+  let off = 0;
+  let pax: Record<string, string> = {};
+  while (off + 512 <= tar.length) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const field = (a: number, b: number) => h.toString('latin1', a, b).replace(/\0[\s\S]*$/, '');
+    const size = Number.parseInt(field(124, 136).trim() || '0', 8);
+    const type = String.fromCharCode(h[156]!);
+    const data = off + 512;
+    if (type === 'x') {
+      for (const m of tar.toString('utf8', data, data + size).matchAll(/\d+ ([^=]+)=([^\n]*)\n/g)) pax[m[1]!] = m[2]!;
+    } else {
+      const prefix = field(345, 500);
+      const name = (pax.path ?? (prefix ? `${prefix}/${field(0, 100)}` : field(0, 100))).replace(/^\.\//, '').replace(/\/$/, '');
+      const mtime = pax.mtime !== undefined ? Number(pax.mtime) : Number.parseInt(field(136, 148).trim(), 8);
+      out.push({ name, type, mode: Number.parseInt(field(100, 108).trim(), 8), mtime, offset: data, size });
+      pax = {};
+    }
+    off = data + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerHandle } from '../helpers/servers.ts';
 import { cleanEnv, runBarman, runBin } from '../helpers/run-bin.ts';
 import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
+import { tarHeaders } from '../helpers/tar.ts';
 import {
   pgTempDir, pgVerifyBackup, postgresAvailable, requireTool, startCluster, startRestoredCopy, toolCommand, type PgCluster,
 } from '../helpers/postgres.ts';
@@ -34,25 +35,9 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** The first regular file member of an uncompressed tar with at least `minSize` bytes of data. */
 function fileMember(tar: Buffer, minSize: number): { path: string; offset: number; size: number } {
-  let off = 0;
-  let paxPath: string | undefined;
-  while (off + 512 <= tar.length) {
-    const h = tar.subarray(off, off + 512);
-    if (h.every((b) => b === 0)) break;
-    const field = (a: number, b: number) => h.toString('latin1', a, b).replace(/\0[\s\S]*$/, '');
-    const size = Number.parseInt(field(124, 136).trim() || '0', 8);
-    const type = String.fromCharCode(h[156]!);
-    const data = off + 512;
-    if (type === 'x') {
-      paxPath = /\d+ path=([^\n]*)\n/.exec(tar.toString('utf8', data, data + size))?.[1];
-    } else {
-      const name = (paxPath ?? field(0, 100)).replace(/^\.\//, '');
-      if ((type === '0' || type === '\0') && size >= minSize) return { path: name, offset: data, size };
-      paxPath = undefined;
-    }
-    off = data + Math.ceil(size / 512) * 512;
-  }
-  throw new Error('no file member large enough');
+  const m = tarHeaders(tar).find((x) => (x.type === '0' || x.type === '\0') && x.size >= minSize);
+  if (!m) throw new Error('no file member large enough');
+  return { path: m.name, offset: m.offset, size: m.size };
 }
 
 describe.skipIf(skip)('end-to-end checksums: backup_manifest and parts.json with PostgreSQL 15', () => {

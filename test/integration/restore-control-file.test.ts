@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { cleanEnv, exitOf, runBin, spawnBin } from '../helpers/run-bin.ts';
-import { tarOf } from '../helpers/tar.ts';
+import { tarHeaders as members, tarOf, type TarHeader as Member } from '../helpers/tar.ts';
 import {
   pgTempDir, postgresAvailable, recoveryCluster, requireTool, startCluster, startRestoredCopy, toolCommand, type PgCluster,
 } from '../helpers/postgres.ts';
@@ -29,34 +29,6 @@ import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
-
-interface Member { name: string; type: string; mode: number; mtime: number; offset: number; size: number }
-
-/** The members of an uncompressed tar (PAX path and mtime applied). */
-function members(tar: Buffer): Member[] {
-  const out: Member[] = [];
-  let off = 0;
-  let pax: Record<string, string> = {};
-  while (off + 512 <= tar.length) {
-    const h = tar.subarray(off, off + 512);
-    if (h.every((b) => b === 0)) break;
-    const field = (a: number, b: number) => h.toString('latin1', a, b).replace(/\0[\s\S]*$/, '');
-    const size = Number.parseInt(field(124, 136).trim() || '0', 8);
-    const type = String.fromCharCode(h[156]!);
-    const data = off + 512;
-    if (type === 'x') {
-      for (const m of tar.toString('utf8', data, data + size).matchAll(/\d+ ([^=]+)=([^\n]*)\n/g)) pax[m[1]!] = m[2]!;
-    } else {
-      const prefix = field(345, 500);
-      const name = (pax.path ?? (prefix ? `${prefix}/${field(0, 100)}` : field(0, 100))).replace(/^\.\//, '').replace(/\/$/, '');
-      const mtime = pax.mtime !== undefined ? Number(pax.mtime) : Number.parseInt(field(136, 148).trim(), 8);
-      out.push({ name, type, mode: Number.parseInt(field(100, 108).trim(), 8), mtime, offset: data, size });
-      pax = {};
-    }
-    off = data + Math.ceil(size / 512) * 512;
-  }
-  return out;
-}
 
 describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 15)', () => {
   let primary: PgCluster;
@@ -68,6 +40,18 @@ describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 
   let id = '';
   let tbsOid = '';
   let parts: string[] = [];
+
+  /** PostgreSQL set to recover from `dataDir` (as the DBA would) refuses to start: no control file. */
+  async function expectNoStart(dataDir: string): Promise<void> {
+    const copy = await recoveryCluster(dataDir, {
+      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where())} %f %p`,
+      signal: 'recovery',
+      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
+    });
+    clusters.push(copy);
+    await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
+    await copy.remove();
+  }
   let rows = '';
 
   beforeAll(async () => {
@@ -145,14 +129,7 @@ describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 
     // the data archive was extracted, all but the control file
     expect(existsSync(join(r.dest, 'PG_VERSION'))).toBe(true);
     expect(existsSync(join(r.dest, 'global', 'pg_control'))).toBe(false);
-    const copy = await recoveryCluster(r.dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-    });
-    clusters.push(copy);
-    await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
-    await copy.remove();
+    await expectNoStart(r.dest);
     rmSync(r.work, { recursive: true, force: true });
   }, 240_000);
 
@@ -169,14 +146,7 @@ describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 
     expect(await ended).toBe('SIGKILL');
     expect(existsSync(join(dest, 'PG_VERSION'))).toBe(true);
     expect(existsSync(join(dest, 'global', 'pg_control'))).toBe(false);
-    const copy = await recoveryCluster(dest, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-    });
-    clusters.push(copy);
-    await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
-    await copy.remove();
+    await expectNoStart(dest);
     rmSync(work, { recursive: true, force: true });
   }, 240_000);
 
