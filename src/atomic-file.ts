@@ -20,6 +20,11 @@ export interface AtomicWriteOptions {
    * Default true.
    */
   durable?: boolean;
+  /**
+   * Called with the temp file's descriptor once the content is written, before the sync: for the
+   * owner, mode and times the target must have (restore's files), set on the file we opened.
+   */
+  attributes?: (fd: number) => void;
   /** Asked once the temp file is written (and synced when durable); false leaves the target alone. */
   confirm?: () => Promise<boolean>;
 }
@@ -42,6 +47,7 @@ export async function writeFileAtomic(
     try {
       if (typeof content === 'function') await content(fh.fd, fh);
       else if (typeof content === 'string' || Buffer.isBuffer(content)) await fh.writeFile(content);
+      options.attributes?.(fh.fd);
       // Durable before it gets the name: a reader may trust what it finds after a crash.
       if (options.durable !== false) await fh.sync();
     } finally {

@@ -23,11 +23,10 @@
 import { link, lstat, mkdir, realpath, symlink } from 'node:fs/promises';
 import {
   closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync,
-  realpathSync, statSync, unlinkSync, writeSync,
+  realpathSync, statSync, unlinkSync,
 } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { join, sep } from 'node:path';
-import { writeFileAtomic } from '../atomic-file.js';
+import { placeFile } from './restore-paths.js';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream, { type Header } from 'tar-stream';
@@ -532,9 +531,6 @@ export async function extractArchiveParts(
  */
 export async function placeHeldFile(held: HeldFile): Promise<void> {
   const target = join(held.dir, held.name);
-  await writeFileAtomic(target, (fd) => {
-    for (let off = 0; off < held.content.length;) off += writeSync(fd, held.content, off, held.content.length - off);
-    applyAttributes(fd, target, held.meta, held.owner);
-  }, { temp: join(held.dir, `.${held.name}.bc-tmp-${randomBytes(6).toString('hex')}`) });
+  await placeFile(held.dir, held.name, held.content, (fd) => applyAttributes(fd, target, held.meta, held.owner));
   if (held.dirMeta) applyAttributesAt(held.dir, O_RDONLY | O_DIRECTORY, held.dirMeta, held.owner);
 }

@@ -6,7 +6,7 @@
 // replaced, never entered through a link.
 import {
   closeSync, constants as fsConstants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, realpathSync,
-  rmSync, symlinkSync, unlinkSync, writeSync, type Stats,
+  rmSync, symlinkSync, unlinkSync, type Stats,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
@@ -90,15 +90,22 @@ export async function replaceFile(dir: string, name: string, content: string, ap
   if (previous && !previous.isFile()) log.warning(`Replacing ${path}: it was not a regular file`);
   else if (previous && previous.nlink > 1) log.warning(`Replacing ${path}: it was a hard link shared with another file`);
   const data = Buffer.concat([append && old ? old.content : Buffer.alloc(0), Buffer.from(content)]);
-  const temp = join(dir, `.${name}.bc-tmp-${randomBytes(6).toString('hex')}`);
-  await writeFileAtomic(path, (fd) => {
-    for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+  await placeFile(dir, name, data, (fd) => {
     fchmodSync(fd, old ? old.stats.mode & 0o777 : 0o600);
     if (typeof process.geteuid === 'function' && process.geteuid() === 0) {
       const owner = old?.stats ?? lstatSync(dir);
       fchownSync(fd, owner.uid, owner.gid);
     }
-  }, { temp });
+  });
+}
+
+/**
+ * Put `data` in place as `dir/name`, atomically (src/atomic-file.ts: an O_EXCL temp
+ * `.<name>.bc-tmp-<hex>` beside it, fsync, rename over whatever was there, never through it);
+ * `attributes` sets owner, mode and times on the temp file's descriptor before the rename.
+ */
+export async function placeFile(dir: string, name: string, data: Buffer, attributes: (fd: number) => void): Promise<void> {
+  await writeFileAtomic(join(dir, name), data, { temp: join(dir, `.${name}.bc-tmp-${randomBytes(6).toString('hex')}`), attributes });
 }
 
 /**

@@ -5,7 +5,7 @@
 // the ESM bundle (run.js).
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { earlyAction } from './early.js';
-import { BARMAN_CONTRACT_VERSION, commandByName, type CommandName } from './spec.js';
+import { ASYNC_WORKER_ENV, BARMAN_CONTRACT_VERSION, commandByName, type CommandName } from './spec.js';
 
 type RunModule = typeof import('./run.js');
 
@@ -23,7 +23,7 @@ export const WAL_CODE_CACHE = 'run.cjs.v8-cache';
  * keeps every tier.
  */
 function limitTiersOfWalCall(name: CommandName | 'umbrella'): boolean {
-  if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env.BARMAN_CLOUD_ASYNC_WORKER) return false;
+  if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env[ASYNC_WORKER_ENV]) return false;
   loadBuiltinsBeforeFlags(process.argv.slice(2)); // not for --version: answered before (launch)
   setWalCallFlags();
   smallPagesForNativeAllocators();

@@ -18,6 +18,11 @@ export const BARMAN_CONTRACT_VERSION = '3.17.0';
  */
 export const ASYNC_DEFAULT_MAX_PARALLEL = 8;
 export const ASYNC_DEFAULT_PARALLEL = 16;
+/**
+ * Set by an --async call (to `archive` or `restore`) in the environment of the detached `--async` worker that
+ * src/cli/commands/wal.ts starts; the launcher keeps every compiler tier for it (src/cli/launch.ts).
+ */
+export const ASYNC_WORKER_ENV = 'BARMAN_CLOUD_ASYNC_WORKER';
 
 export type OptionKind =
   /** boolean switch */

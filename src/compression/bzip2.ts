@@ -10,9 +10,9 @@ import { Bzip2JsCompressStream, Bzip2JsDecompressStream, bzip2JsCompressSync } f
 import { ChildTransform } from './child-transform.js';
 import { compressThrough } from './block-stream.js';
 import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
-import { CompressionFormatError, type Codec } from './types.js';
+import { CompressionFormatError, LEVELS, type Codec } from './types.js';
 
-const DEFAULT_LEVEL = 5; // barman "medium"
+const DEFAULT_LEVEL = LEVELS.bzip2.medium;
 
 const found = new Map<string, string | null>();
 

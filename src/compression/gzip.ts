@@ -12,11 +12,11 @@ import { availableParallelism } from 'node:os';
 import type { Transform } from 'node:stream';
 import { BlockCompressStream, compressThrough } from './block-stream.js';
 import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
-import type { Codec } from './types.js';
+import { LEVELS, type Codec } from './types.js';
 
 const gunzip = promisify(zlib.gunzip);
 const deflateRaw = promisify(zlib.deflateRaw) as (buf: Buffer, options: zlib.ZlibOptions) => Promise<Buffer>;
-const DEFAULT_LEVEL = 6; // barman "medium"
+const DEFAULT_LEVEL = LEVELS.gzip.medium;
 const STREAM_OPTIONS = { chunkSize: 256 << 10 };
 const BLOCK_SIZE = 1 << 20;
 const WINDOW = 32 << 10;

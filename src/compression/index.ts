@@ -1,6 +1,6 @@
 // Codec registry (docs/format.md#compression): name ↔ WAL suffix ↔ level mapping, and lazy loading so that the WAL
 // hot path only ever imports the one compression library it was asked for.
-import type { Codec, CodecName, LevelSpec } from './types.js';
+import { LEVELS, type Codec, type CodecName, type LevelSpec } from './types.js';
 
 export type { Codec, CodecName, CompressionProblem, LevelSpec } from './types.js';
 export { CompressionFormatError } from './types.js';
@@ -36,23 +36,6 @@ export function codecFromSuffix(name: string): CodecName | undefined {
   if (dot < 0) return undefined;
   return BY_SUFFIX.get(name.slice(dot));
 }
-
-interface LevelTable {
-  min: number;
-  max: number;
-  low: number;
-  medium: number;
-  high: number;
-}
-
-/** barman/compression.py LEVEL_* constants (HEAD 3.17, docs/format.md#compression). Snappy has no levels. */
-const LEVELS: Record<Exclude<CodecName, 'snappy'>, LevelTable> = {
-  gzip: { min: 1, max: 9, low: 1, medium: 6, high: 9 },
-  bzip2: { min: 1, max: 9, low: 1, medium: 5, high: 9 },
-  xz: { min: 1, max: 9, low: 1, medium: 3, high: 5 },
-  zstd: { min: -22, max: 22, low: 1, medium: 4, high: 9 },
-  lz4: { min: 0, max: 16, low: 0, medium: 6, high: 10 },
-};
 
 /**
  * barman's `--compression-level` semantics: low/medium/high map per codec, an absent level means

@@ -7,6 +7,27 @@ export type CodecName = 'gzip' | 'bzip2' | 'xz' | 'snappy' | 'zstd' | 'lz4';
 /** barman's symbolic levels (`--compression-level low|medium|high`) or an integer. */
 export type LevelSpec = 'low' | 'medium' | 'high' | number;
 
+interface LevelTable {
+  min: number;
+  max: number;
+  low: number;
+  medium: number;
+  high: number;
+}
+
+/**
+ * barman/compression.py LEVEL_* constants (HEAD 3.17, docs/format.md#compression). Snappy has no
+ * levels. The one table of them: resolveLevel (index.ts) maps `--compression-level` through it and
+ * each codec takes its `medium` when given no level.
+ */
+export const LEVELS: Record<Exclude<CodecName, 'snappy'>, LevelTable> = {
+  gzip: { min: 1, max: 9, low: 1, medium: 6, high: 9 },
+  bzip2: { min: 1, max: 9, low: 1, medium: 5, high: 9 },
+  xz: { min: 1, max: 9, low: 1, medium: 3, high: 5 },
+  zstd: { min: -22, max: 22, low: 1, medium: 4, high: 9 },
+  lz4: { min: 0, max: 16, low: 0, medium: 6, high: 10 },
+};
+
 /**
  * One compression format. `level` is an already resolved, clamped integer (see resolveLevel);
  * `undefined` means barman's "medium" default for that codec. Streams keep memory bounded

@@ -7,9 +7,9 @@
 import type { Transform } from 'node:stream';
 import lzma from 'lzma-native';
 import { CheckedDecompressStream, checkedDecompress, type Classifier } from './checked-stream.js';
-import type { Codec } from './types.js';
+import { LEVELS, type Codec } from './types.js';
 
-const DEFAULT_PRESET = 3; // barman "medium"
+const DEFAULT_PRESET = LEVELS.xz.medium;
 const encoder = (preset: number) => ({ preset, check: lzma.CHECK_CRC64 });
 const decoder = () => ({ flags: lzma.CONCATENATED });
 

@@ -11,9 +11,9 @@ import { _NapiBindings as binding } from '@cloudpss/zstd/napi';
 import { compressThrough } from './block-stream.js';
 import { asFormatError, emptyInput, type Classifier } from './checked-stream.js';
 import { FrameSealer, FrameWalkError, FrameWalker } from './zstd-frame.js';
-import { CompressionFormatError, type Codec } from './types.js';
+import { CompressionFormatError, LEVELS, type Codec } from './types.js';
 
-const DEFAULT_LEVEL = 4; // barman "medium"
+const DEFAULT_LEVEL = LEVELS.zstd.medium;
 
 const classify: Classifier = (m) => (/checksum/i.test(m) ? 'checksum' : /truncated|incomplete|ends inside|no frame at all/i.test(m) ? 'truncated' : 'corrupt');
 

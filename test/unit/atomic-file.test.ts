@@ -1,7 +1,7 @@
 // src/atomic-file.ts, the one atomic write: the target is the old file or the whole new one, the temp
 // never outlives the call, create-only keeps an existing target, and a link at the target is
 // replaced, not written through.
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, fchmodSync, futimesSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,25 @@ describe('writeFileAtomic', () => {
     expect(await writeFileAtomic(target, 'new', { temp: temp('b'), confirm: async () => false })).toBe(false);
     expect(readFileSync(target, 'utf8')).toBe('old');
     expect(names()).not.toContain('.b.tmp');
+  });
+
+  it('sets the attributes on the new file before it gets the name; a failing setter keeps the old target', async () => {
+    const target = join(dir, 'attrs');
+    writeFileSync(target, 'old', { mode: 0o600 });
+    const when = new Date('2020-01-02T03:04:05Z');
+    const attributes = (fd: number) => {
+      fchmodSync(fd, 0o640);
+      futimesSync(fd, when, when);
+    };
+    expect(await writeFileAtomic(target, Buffer.from('new'), { temp: temp('attrs'), attributes })).toBe(true);
+    const st = lstatSync(target);
+    expect([readFileSync(target, 'utf8'), st.mode & 0o777, st.mtime.toISOString()]).toEqual(['new', 0o640, when.toISOString()]);
+    const failing = () => {
+      throw new Error('chown refused');
+    };
+    await expect(writeFileAtomic(target, 'newer', { temp: temp('attrs'), attributes: failing })).rejects.toThrow('chown refused');
+    expect(readFileSync(target, 'utf8')).toBe('new');
+    expect(names()).not.toContain('.attrs.tmp');
   });
 
   it('creates only, when exclusive: an existing target is kept and the call says so', async () => {

@@ -14,7 +14,7 @@ import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
 import type { CommandContext, CommandModule } from '../context.js';
 import { openContextStore, storeUrl } from '../open-store.js';
-import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL } from '../spec.js';
+import { ASYNC_DEFAULT_MAX_PARALLEL, ASYNC_DEFAULT_PARALLEL, ASYNC_WORKER_ENV } from '../spec.js';
 import { parseTags } from '../tags.js';
 import { positiveIntegerFromEnv, type Env } from '../store.js';
 import { MAX_PREFETCH_SEGMENTS } from '../types.js';
@@ -37,8 +37,6 @@ const ASYNC_WAIT_MS = 60_000;
 // 32 segments: 520 scavenges, ~600-700 ms; left to V8, 24 scavenges, ~70-100 ms), and the worker's
 // peak RSS stayed where it was (~170-185 MB with eight 16 MiB segments at once). The prefetcher
 // alike: 499 scavenges (0.4-1.4 s) for 32 segments, 26 (60-100 ms) without.
-/** Set by an --async call in the environment of the worker it starts (internal, not an option). */
-const WORKER_ENV = 'BARMAN_CLOUD_ASYNC_WORKER';
 
 /** A boolean environment variable: unset or empty is false; anything but the usual words is refused. */
 function flagFromEnv(env: Env, name: string): boolean {
@@ -62,7 +60,7 @@ async function startWorker(ctx: CommandContext<WalCommand>, kind: 'archive' | 'r
       const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
         detached: true,
         stdio: ['ignore', fd, fd],
-        env: { ...ctx.env, [WORKER_ENV]: kind },
+        env: { ...ctx.env, [ASYNC_WORKER_ENV]: kind },
       });
       child.on('error', (e) => log.debug(`The ${kind} worker could not start: ${e.message}`));
       child.unref();
@@ -119,7 +117,7 @@ export const walArchive: CommandModule<'wal-archive'> = {
     // A count given (even 1) is kept; --async alone gets several uploads at once.
     const maxParallel = opts['max-parallel'] ?? positiveIntegerFromEnv(ctx.env, 'BARMAN_CLOUD_WAL_ARCHIVE_MAX_PARALLEL')
       ?? (asyncMode ? ASYNC_DEFAULT_MAX_PARALLEL : 1);
-    const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'archive';
+    const isWorker = asyncMode && ctx.env[ASYNC_WORKER_ENV] === 'archive';
     const useSpool = maxParallel > 1 || asyncMode;
     // Fast path: a parallel upload already confirmed this exact file; no SDK is loaded.
     const existing = useSpool && !isWorker ? await spoolDir(ctx, walPath, 'archive', false) : null;
@@ -211,7 +209,7 @@ export const walRestore: CommandModule<'wal-restore'> = {
       ?? (asyncAsked ? ASYNC_DEFAULT_PARALLEL : 1);
     // Prefetching N-1 ahead needs N > 1: --async --parallel 1 is a one-shot call.
     const asyncMode = asyncAsked && parallel > 1;
-    const isWorker = asyncMode && ctx.env[WORKER_ENV] === 'restore';
+    const isWorker = asyncMode && ctx.env[ASYNC_WORKER_ENV] === 'restore';
     // Fast path: a prefetched copy, moved into place atomically; no SDK is loaded.
     const existing = parallel > 1 && !isWorker ? await spoolDir(ctx, dest, 'restore', false) : null;
     if (existing && (await restoredFromSpool(new RestoreSpool(existing), walName, dest, SPOOL_MAX_AGE_MS))) return EXIT.OK;
