@@ -6,6 +6,8 @@
 // plus the file only X's backup has: neither backup. Now the run that marks the destination
 // second is refused with barman's "not empty" line (exit 1), and the directory is the other's
 // backup exactly.
+// Also: a restore whose backup backup-delete removes while it runs fails with one line (the part it
+// had yet to read is gone), never exit 0 with part of the backup (checked, no change needed).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,5 +103,35 @@ describe('two restores into one destination at once (moto)', () => {
     }
     expect(existsSync(join(work, 'made'))).toBe(false);
     expect(readdirSync(empty)).toEqual([]);
+  }, 60_000);
+
+  it('a restore whose backup backup-delete removes meanwhile fails (never exit 0 with part of it)', async () => {
+    const W = '20260104T000000'; // two parts: the second is asked for once the deletion is over
+    await store.put(`srv/base/${W}/backup.info`, Buffer.from(serializeBackupInfo(newBackupInfo(W, { status: 'DONE', version: 150000, timeline: 1 }))));
+    await store.put(`srv/base/${W}/data.tar`, await tarOf(files('w')));
+    await store.put(`srv/base/${W}/data_0001.tar`, await tarOf([{ name: 'base/1/more', data: 'w more\n' }]));
+    let deleted!: () => void;
+    const gone = new Promise<void>((r) => (deleted = r));
+    let asked!: () => void;
+    const atSecond = new Promise<void>((r) => (asked = r));
+    const proxy = await startS3Proxy(moto.port, () => false, undefined, {
+      hold: (r) => {
+        if (!(r.method === 'GET' && decodeURIComponent(r.url.split('?')[0]!).endsWith(`/${W}/data_0001.tar`))) return undefined;
+        asked();
+        return gone;
+      },
+    });
+    proxies.push(proxy);
+    const env = cleanEnv(MOTO_ENV);
+    const dest = join(work, 'during-delete');
+    const restore = runBin('barman-cloud-restore', ['--endpoint-url', proxy.url, `s3://${BUCKET}`, 'srv', W, dest], { env });
+    await atSecond;
+    const del = await runBin('barman-cloud-backup-delete', ['--endpoint-url', moto.url, `s3://${BUCKET}`, 'srv', '-b', W], { env });
+    expect({ code: del.code, stderr: del.stderr }).toEqual({ code: 0, stderr: '' });
+    deleted();
+    const r = await restore;
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(r.stderr.split('\n').filter(Boolean), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/data_0001\.tar/);
   }, 60_000);
 });
