@@ -4,11 +4,12 @@
 // status FAILED and the error when anything fails after the backup started. Two integrity records
 // beyond barman: PostgreSQL's backup_manifest as the last member of data.tar (every file's size and
 // CRC-32C, the WAL range), and parts.json beside backup.info (every part's stored size and
-// SHA-256), uploaded after the last part and before backup.info says DONE.
+// SHA-256), uploaded after the last part and before backup.info says DONE. parts.json is first
+// created empty, before pg_backup_start, as the run's claim on its backup ID (claimBackupId).
 import { stat } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GeneralError, OperationError } from '../errors.js';
+import { GeneralError, OperationError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog } from '../catalog/catalog.js';
@@ -61,6 +62,26 @@ function newBackupId(now = new Date()): string {
   return `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}T${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
 }
 
+/**
+ * The claim on `base/<id>/` (docs/format.md#backup-id-claim): two runs of one server that start in
+ * the same second get the same ID, and their parts would replace each other's. Before
+ * pg_backup_start, parts.json is created empty with a conditional create; the run whose create is
+ * refused stops (exit 1) and writes nothing more. The claimer fills parts.json in at the end.
+ */
+async function claimBackupId(store: ObjectStore, layout: ServerLayout, backupId: string, options: BackupOptions): Promise<void> {
+  const key = `${layout.backupPrefix(backupId)}${PARTS_LIST_NAME}`;
+  try {
+    await store.put(key, Buffer.from(encodePartsList({ backupId, parts: [] }), 'utf8'), {
+      tags: options.tags.length ? options.tags : undefined, ifNoneMatch: true, signal: options.signal,
+    });
+  } catch (e) {
+    if (!(e instanceof PreconditionFailedError)) throw e;
+    throw new OperationError(
+      `Backup ${backupId} of server ${layout.serverName} was started by another run in the same second: this run stops, writing nothing`,
+    );
+  }
+}
+
 /** A pass-through that limits the average rate to `bytesPerSecond`. */
 function throttle(bytesPerSecond: number): Transform {
   const started = Date.now();
@@ -103,6 +124,14 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
   let backupId = '';
   const info: BackupInfoFields = newBackupInfo('');
   let began = false;
+  // The claim's empty parts.json, until the real one replaces it: a run that fails removes it.
+  let claim: string | undefined;
+  const dropClaim = async () => {
+    if (!claim) return;
+    await store.delete(claim).catch((e: unknown) => {
+      log.debug(`Could not remove the empty ${PARTS_LIST_NAME} of backup ${backupId}: ${(e as Error).message}`);
+    });
+  };
   try {
     const meta = await session.metadata();
     backupId = newBackupId();
@@ -125,6 +154,8 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       backup_name: options.name ?? null,
     } satisfies Partial<BackupInfoFields>);
     log.info(`Starting backup '${backupId}'`);
+    await claimBackupId(store, layout, backupId, options);
+    claim = `${layout.backupPrefix(backupId)}${PARTS_LIST_NAME}`;
 
     const start = await session.startBackup(`Barman backup cloud ${backupId}`, options.immediateCheckpoint);
     began = true;
@@ -230,11 +261,15 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       parts: results.flatMap((r) => r.parts.map((p) => ({ name: p.name, size: p.bytes, sha256: p.sha256 }))),
     });
     await store.put(`${prefix}${PARTS_LIST_NAME}`, Buffer.from(partsList, 'utf8'), { tags: options.tags.length ? options.tags : undefined, signal: options.signal });
+    claim = undefined;
     info.copy_stats = copyStats(results, (Date.now() - started) / 1000, options.jobs);
     info.status = STATUS.DONE;
   } catch (e) {
     // Before pg_backup_start nothing was uploaded: no backup.info, the error is the command's.
-    if (!began) throw e;
+    if (!began) {
+      await dropClaim();
+      throw e;
+    }
     info.status = STATUS.FAILED;
     info.error = `failure uploading data (${String((e as Error).message ?? e).split('\n')[0]})`;
     log.error(`Backup failed uploading data (${String((e as Error).message ?? e).split('\n')[0]})`);
@@ -246,6 +281,9 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
   } catch (e) {
     throw new OperationError(`Backup failed uploading backup.info file (${(e as Error).message})`, { cause: e });
   }
+  // parts.json is a DONE backup's record only; the FAILED backup.info stays, as barman's (a
+  // credential that may not delete leaves the empty one, which lists no part).
+  await dropClaim();
   if (info.status !== STATUS.DONE) return { backupId, status: info.status ?? STATUS.FAILED, error: info.error ?? undefined };
   log.info(`Backup completed (start time: ${info.begin_time}, elapsed time: ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   return { backupId, status: STATUS.DONE };

@@ -6,7 +6,7 @@
 // and while they are read, files against the backup_manifest once everything is written.
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { mapBounded } from '../concurrency.js';
 import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } from '../errors.js';
 import { log } from '../log.js';
@@ -91,17 +91,46 @@ async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: 
   throw new OperationError('Cannot find any candidate backup for recovery.');
 }
 
+// barman's words, then what to do: an interrupted restore leaves exactly this (docs/commands/restore.md)
+const notEmpty = (dir: string) => new OperationError(
+  `Destination ${dir} already exists and it is not empty: restore into an empty or new directory (a restore that was interrupted leaves part of a backup there; remove it first)`,
+);
+
 async function assertEmptyOrMissing(dir: string): Promise<void> {
   const entries = await fs.readdir(dir).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [] as string[];
     throw e;
   });
-  // barman's words, then what to do: an interrupted restore leaves exactly this (docs/commands/restore.md)
-  if (entries.length > 0) {
-    throw new OperationError(
-      `Destination ${dir} already exists and it is not empty: restore into an empty or new directory (a restore that was interrupted leaves part of a backup there; remove it first)`,
-    );
+  if (entries.length > 0) throw notEmpty(dir);
+}
+
+/** The restore's mark in its destination while it runs (docs/format.md#restore-claim). */
+const RESTORE_CLAIM = '.barman-cloud-restore-running';
+
+/**
+ * Two restores into one directory both found it empty and then extracted over each other, each
+ * exiting 0 (docs/format.md#restore-claim). Right after the check, an empty file is created in it
+ * with O_EXCL: a second restore finds the directory not empty, or cannot create the file, and is
+ * refused as for any non-empty destination. The returned release removes the file, and the
+ * directories this call made while they are empty (a refusal before extraction leaves nothing
+ * behind, as before).
+ */
+async function claimDestination(dir: string): Promise<() => Promise<void>> {
+  const made = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const claim = join(dir, RESTORE_CLAIM);
+  try {
+    await (await fs.open(claim, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600)).close();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw notEmpty(dir);
+    throw e;
   }
+  return async () => {
+    await fs.unlink(claim).catch(() => undefined);
+    // rmdir removes only an empty directory: after an extraction, nothing goes
+    for (let d = dir; made !== undefined; d = dirname(d)) {
+      if (!(await fs.rmdir(d).then(() => true, () => false)) || d === made) break;
+    }
+  };
 }
 
 /** The parts of archive `base` (`data` or an OID), main file first, then `_NNNN` parts in key order (docs/format.md#layout). */
@@ -216,126 +245,130 @@ export async function restoreBackup(
     ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, oid: t.oid })),
   ];
   for (const t of targets) await assertEmptyOrMissing(t.dir);
-
-  const prefix = layout.backupPrefix(backupId);
-  const keys: string[] = [];
-  const listed = new Map<string, number>();
-  const ours = listedBelow(prefix);
-  for await (const e of store.list(prefix, { delimiter: '/' })) {
-    if (e.kind !== 'object' || !ours(e.key)) continue;
-    keys.push(e.key);
-    listed.set(e.key.slice(prefix.length), e.size);
-  }
-  const plan = targets.map((t) => ({ ...t, parts: archiveParts(keys, prefix, t.base) }));
-  for (const p of plan) {
-    if (p.parts.length === 0) throw new OperationError(`Missing file ${p.base}.* for server ${layout.serverName}`);
-  }
-  const incomplete = `the destination ${dataDir} is incomplete`;
-
-  // Part checks before anything is downloaded; the hashes are checked while each part is read.
-  let partsList: PartsList | undefined;
-  if (listed.has(PARTS_LIST_NAME)) {
-    partsList = decodePartsList((await store.getBuffer(`${prefix}${PARTS_LIST_NAME}`, { signal: options.signal, maxBytes: PARTS_LIST_MAX_BYTES })).toString('utf8'), backupId);
-  } else {
-    for (const p of plan) checkPartNumbers(p.parts, prefix, p.base);
-    log.info(`Backup ${backupId} has no ${PARTS_LIST_NAME} (taken by barman or an older barman-cloud-ts): part and file checksums are unavailable`);
-  }
-  const partName = (key: string) => key.slice(prefix.length);
-  const expected = checkStoredParts(
-    plan.flatMap((p) => p.parts.map((part) => ({ name: partName(part.key), size: listed.get(partName(part.key)) ?? 0 }))),
-    listed,
-    partsList,
-  );
-  // Encrypted parts carry their backup_manifest inside what age authenticates: it is checked even
-  // when parts.json (plain, anyone's to delete) is gone, or another backup's authentic part put in
-  // place of one of ours would restore with exit 0.
-  const encryptedParts = plan.some((p) => p.parts.some((part) => part.encrypted));
-  const digests = partsList || encryptedParts ? new FileDigests() : undefined;
-  const totalBytes = plan.reduce((sum, p) => sum + p.parts.reduce((n, part) => n + (listed.get(partName(part.key)) ?? 0), 0), 0);
-  let readBytes = 0;
-  // An encrypted backup needs a fitting identity: refused before anything is downloaded or created.
-  if (backup.encryption === 'age' || encryptedParts) {
-    checkIdentities(`backup ${backupId}`, options.identities, partsList?.encryption?.recipients);
-  }
-  // With an identity, every part must be encrypted (src/encryption/names.ts, unencryptedRefused).
-  if (options.identities && !options.identities.allowUnencrypted) {
-    const plain = plan.flatMap((p) => p.parts).find((part) => !part.encrypted);
-    if (plain) throw unencryptedRefused(`part ${partName(plain.key)} of backup ${backupId}`);
-  }
-
-  // The control file waits in memory until every archive is extracted and checked: a restore that
-  // fails or is killed before then leaves a directory PostgreSQL refuses to start on
-  // (docs/format.md#restore-control-file).
-  let controlFile: HeldFile | undefined;
-  // Archives in parallel (up to -J), the parts of one archive in order.
-  await mapBounded(plan, options.jobs, async (p) => {
-    await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
-    log.info(`Extracting ${p.base} into ${p.dir}`);
-    let current = '';
-    const openPart = async (key: string, asIs: boolean): Promise<Readable> => {
-      current = partName(key);
-      const source = await store.get(key, { signal: options.signal, pieceSize: asIs ? PART_PIECE : undefined });
-      const onProgress = options.onProgress;
-      if (onProgress) source.on('data', (piece: Buffer) => onProgress((readBytes += piece.length), totalBytes));
-      const check = partDigestCheck(current, expected.get(current));
-      source.on('error', (e) => check.destroy(e));
-      if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
-      // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
-      const plain = decryptStream(options.identities!, `part ${current}`);
-      check.on('error', (e) => plain.destroy(e));
-      return source.pipe(check).pipe(plain);
-    };
-    try {
-      const stats = await extractArchiveParts(
-        p.parts.map((part) => () => openPart(part.key, !part.codec && !part.encrypted)),
-        p.dir,
-        {
-          codec: p.parts[0]?.codec ?? null,
-          signal: options.signal,
-          digests: digests && { record: digests, archive: p.base },
-          holdBack: p.base === 'data' ? CONTROL_FILE : undefined,
-        },
-      );
-      if (p.base === 'data') controlFile = stats.held;
-    } catch (e) {
-      throw damagedPart(e, current, incomplete);
+  const release = await claimDestination(dataDir);
+  try {
+    const prefix = layout.backupPrefix(backupId);
+    const keys: string[] = [];
+    const listed = new Map<string, number>();
+    const ours = listedBelow(prefix);
+    for await (const e of store.list(prefix, { delimiter: '/' })) {
+      if (e.kind !== 'object' || !ours(e.key)) continue;
+      keys.push(e.key);
+      listed.set(e.key.slice(prefix.length), e.size);
     }
-  });
+    const plan = targets.map((t) => ({ ...t, parts: archiveParts(keys, prefix, t.base) }));
+    for (const p of plan) {
+      if (p.parts.length === 0) throw new OperationError(`Missing file ${p.base}.* for server ${layout.serverName}`);
+    }
+    const incomplete = `the destination ${dataDir} is incomplete`;
 
-  if (digests) {
-    let manifestText: Buffer;
-    try {
-      // not through a link the archive may have planted there
-      const fh = await fs.open(join(dataDir, BACKUP_MANIFEST_NAME), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    // Part checks before anything is downloaded; the hashes are checked while each part is read.
+    let partsList: PartsList | undefined;
+    if (listed.has(PARTS_LIST_NAME)) {
+      partsList = decodePartsList((await store.getBuffer(`${prefix}${PARTS_LIST_NAME}`, { signal: options.signal, maxBytes: PARTS_LIST_MAX_BYTES })).toString('utf8'), backupId);
+    } else {
+      for (const p of plan) checkPartNumbers(p.parts, prefix, p.base);
+      log.info(`Backup ${backupId} has no ${PARTS_LIST_NAME} (taken by barman or an older barman-cloud-ts): part and file checksums are unavailable`);
+    }
+    const partName = (key: string) => key.slice(prefix.length);
+    const expected = checkStoredParts(
+      plan.flatMap((p) => p.parts.map((part) => ({ name: partName(part.key), size: listed.get(partName(part.key)) ?? 0 }))),
+      listed,
+      partsList,
+    );
+    // Encrypted parts carry their backup_manifest inside what age authenticates: it is checked even
+    // when parts.json (plain, anyone's to delete) is gone, or another backup's authentic part put in
+    // place of one of ours would restore with exit 0.
+    const encryptedParts = plan.some((p) => p.parts.some((part) => part.encrypted));
+    const digests = partsList || encryptedParts ? new FileDigests() : undefined;
+    const totalBytes = plan.reduce((sum, p) => sum + p.parts.reduce((n, part) => n + (listed.get(partName(part.key)) ?? 0), 0), 0);
+    let readBytes = 0;
+    // An encrypted backup needs a fitting identity: refused before anything is downloaded or created.
+    if (backup.encryption === 'age' || encryptedParts) {
+      checkIdentities(`backup ${backupId}`, options.identities, partsList?.encryption?.recipients);
+    }
+    // With an identity, every part must be encrypted (src/encryption/names.ts, unencryptedRefused).
+    if (options.identities && !options.identities.allowUnencrypted) {
+      const plain = plan.flatMap((p) => p.parts).find((part) => !part.encrypted);
+      if (plain) throw unencryptedRefused(`part ${partName(plain.key)} of backup ${backupId}`);
+    }
+
+    // The control file waits in memory until every archive is extracted and checked: a restore that
+    // fails or is killed before then leaves a directory PostgreSQL refuses to start on
+    // (docs/format.md#restore-control-file).
+    let controlFile: HeldFile | undefined;
+    // Archives in parallel (up to -J), the parts of one archive in order.
+    await mapBounded(plan, options.jobs, async (p) => {
+      await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
+      log.info(`Extracting ${p.base} into ${p.dir}`);
+      let current = '';
+      const openPart = async (key: string, asIs: boolean): Promise<Readable> => {
+        current = partName(key);
+        const source = await store.get(key, { signal: options.signal, pieceSize: asIs ? PART_PIECE : undefined });
+        const onProgress = options.onProgress;
+        if (onProgress) source.on('data', (piece: Buffer) => onProgress((readBytes += piece.length), totalBytes));
+        const check = partDigestCheck(current, expected.get(current));
+        source.on('error', (e) => check.destroy(e));
+        if (!key.endsWith(AGE_SUFFIX)) return source.pipe(check);
+        // the stored (encrypted) bytes are what parts.json hashes; the tar reader gets the plaintext
+        const plain = decryptStream(options.identities!, `part ${current}`);
+        check.on('error', (e) => plain.destroy(e));
+        return source.pipe(check).pipe(plain);
+      };
       try {
-        manifestText = await fh.readFile();
-      } finally {
-        await fh.close();
+        const stats = await extractArchiveParts(
+          p.parts.map((part) => () => openPart(part.key, !part.codec && !part.encrypted)),
+          p.dir,
+          {
+            codec: p.parts[0]?.codec ?? null,
+            signal: options.signal,
+            digests: digests && { record: digests, archive: p.base },
+            holdBack: p.base === 'data' ? CONTROL_FILE : undefined,
+          },
+        );
+        if (p.base === 'data') controlFile = stats.held;
+      } catch (e) {
+        throw damagedPart(e, current, incomplete);
       }
-    } catch {
-      throw new BackupIntegrityError(`${BACKUP_MANIFEST_NAME} is missing from the data archive of backup ${backupId}; ${incomplete}`);
-    }
-    try {
-      compareWithManifest(parseBackupManifest(manifestText), digests);
-    } catch (e) {
-      if (e instanceof BarmanCloudError) e.message = `${e.message}; ${incomplete}`;
-      throw e;
-    }
-    log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
-  }
+    });
 
-  // The archive may have planted links at any of these names: replace, never write through.
-  for (const p of plan) {
-    if (p.oid === undefined) continue;
-    ensureDirectory(join(dataDir, 'pg_tblspc'));
-    replaceSymlink(join(dataDir, 'pg_tblspc', String(p.oid)), p.dir);
-  }
-  ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
+    if (digests) {
+      let manifestText: Buffer;
+      try {
+        // not through a link the archive may have planted there
+        const fh = await fs.open(join(dataDir, BACKUP_MANIFEST_NAME), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+        try {
+          manifestText = await fh.readFile();
+        } finally {
+          await fh.close();
+        }
+      } catch {
+        throw new BackupIntegrityError(`${BACKUP_MANIFEST_NAME} is missing from the data archive of backup ${backupId}; ${incomplete}`);
+      }
+      try {
+        compareWithManifest(parseBackupManifest(manifestText), digests);
+      } catch (e) {
+        if (e instanceof BarmanCloudError) e.message = `${e.message}; ${incomplete}`;
+        throw e;
+      }
+      log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
+    }
 
-  if (options.recoveryConf) {
-    await replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
-    await replaceFile(dataDir, 'recovery.signal', '');
+    // The archive may have planted links at any of these names: replace, never write through.
+    for (const p of plan) {
+      if (p.oid === undefined) continue;
+      ensureDirectory(join(dataDir, 'pg_tblspc'));
+      replaceSymlink(join(dataDir, 'pg_tblspc', String(p.oid)), p.dir);
+    }
+    ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
+
+    if (options.recoveryConf) {
+      await replaceFile(dataDir, 'postgresql.auto.conf', `${options.recoveryConf(backup).join('\n')}\n`, true);
+      await replaceFile(dataDir, 'recovery.signal', '');
+    }
+    if (controlFile) await placeHeldFile(controlFile);
+    return backup;
+  } finally {
+    await release();
   }
-  if (controlFile) await placeHeldFile(controlFile);
-  return backup;
 }

@@ -1,7 +1,8 @@
 // The object-level checksum list of a backup: `P/S/base/<id>/parts.json`, one entry per stored part
 // (tablespaces first, then data, in upload order) with its stored size and the SHA-256 of its stored
 // (compressed) bytes. Written after the last part is uploaded and before backup.info says DONE, so a
-// DONE backup of ours always has one; barman ignores the object (its restore takes only keys that
+// DONE backup of ours always has one (created empty before the first part, as the run's claim on its
+// backup ID: docs/format.md#backup-id-claim); barman ignores the object (its restore takes only keys that
 // start with `data` or a tablespace OID, docs/compatibility.md). Backups without it (barman's, or ours from
 // before it existed) restore and verify without part checksums.
 import { GeneralError } from '../errors.js';

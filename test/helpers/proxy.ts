@@ -34,6 +34,16 @@ export function isWalDelete(r: ProxiedRequest): boolean {
 }
 
 /**
+ * Orders requests between processes (two commands racing on one store): a request is refused or
+ * forwarded once `hold`'s promise settles, and `answered` hears of each forwarded answer's status
+ * as it is passed on.
+ */
+export interface S3ProxyHooks {
+  hold?: (r: ProxiedRequest) => Promise<void> | undefined;
+  answered?: (r: ProxiedRequest, status: number) => void;
+}
+
+/**
  * An HTTP proxy to the S3 server on `targetPort`: a request for which `refuse` returns true gets
  * S3's 403 AccessDenied (no body for HEAD), or the S3Refusal it returns; any other is forwarded with
  * the body `alter` returns (unchanged by default; same headers, so a changed body should keep its length).
@@ -42,25 +52,32 @@ export async function startS3Proxy(
   targetPort: number,
   refuse: (r: ProxiedRequest) => boolean | S3Refusal,
   alter: (r: ProxiedRequest) => Buffer = (r) => r.body,
+  hooks: S3ProxyHooks = {},
 ): Promise<Proxy> {
   const server = createHttpServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const r = { method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
-      const refusal = refuse(r);
-      if (refusal) {
-        const { status, code, message } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied' } : refusal;
-        res.writeHead(status, { 'content-type': 'application/xml' });
-        res.end(r.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
-        return;
-      }
-      const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: r.method, path: r.url, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      up.on('error', () => res.destroy());
-      up.end(alter(r));
+      const answer = () => {
+        const refusal = refuse(r);
+        if (refusal) {
+          const { status, code, message } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied' } : refusal;
+          res.writeHead(status, { 'content-type': 'application/xml' });
+          res.end(r.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
+          return;
+        }
+        const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: r.method, path: r.url, headers: req.headers }, (response) => {
+          res.writeHead(response.statusCode ?? 502, response.headers);
+          response.pipe(res);
+          response.on('end', () => hooks.answered?.(r, response.statusCode ?? 502));
+        });
+        up.on('error', () => res.destroy());
+        up.end(alter(r));
+      };
+      const held = hooks.hold?.(r);
+      if (held) void held.then(answer, () => res.destroy());
+      else answer();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
