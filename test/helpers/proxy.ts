@@ -304,3 +304,53 @@ export async function startForwardProxy(credentials?: string): Promise<Proxy & {
     },
   };
 }
+
+/** A server's answer as the answer proxy's `rewrite` sees it and returns it: the body read whole. */
+export interface ProxiedAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/**
+ * An HTTP proxy to the server on `targetPort` that forwards every request unchanged and hands the
+ * server's whole answer to `rewrite` before passing it on: a server, or something in front of it,
+ * that lies in its answers. Takes requests in origin form (the proxy as the endpoint) and in
+ * absolute form (the proxy as HTTP_PROXY). Content-Length is set to the body returned. `forward`
+ * may change the path and query sent on (a token the server would refuse, taken out).
+ */
+export async function startAnswerProxy(
+  targetPort: number,
+  rewrite: (request: { method: string; url: string; headers: IncomingHttpHeaders }, answer: ProxiedAnswer) => ProxiedAnswer,
+  forward: (url: string) => string = (url) => url,
+): Promise<Proxy> {
+  const server = createHttpServer((req, res) => {
+    const asked = (req.url ?? '/').startsWith('/') ? req.url ?? '/' : (() => { const u = new URL(req.url!); return `${u.pathname}${u.search}`; })();
+    const path = forward(asked);
+    const headers = { ...req.headers };
+    delete headers.expect; // answered here (Node's server sends 100 Continue)
+    const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: req.method, path, headers }, (answer) => {
+      const chunks: Buffer[] = [];
+      answer.on('data', (c: Buffer) => chunks.push(c));
+      answer.on('end', () => {
+        const out = rewrite({ method: req.method ?? 'GET', url: path, headers: req.headers }, { status: answer.statusCode ?? 502, headers: answer.headers, body: Buffer.concat(chunks) });
+        const outHeaders = { ...out.headers };
+        delete outHeaders['transfer-encoding'];
+        if (req.method !== 'HEAD') outHeaders['content-length'] = String(out.body.length);
+        res.writeHead(out.status, outHeaders);
+        res.end(req.method === 'HEAD' ? undefined : out.body);
+      });
+      answer.on('error', () => res.destroy());
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

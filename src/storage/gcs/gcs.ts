@@ -34,6 +34,7 @@ import {
   SseCustomerKeyError, StorageError,
 } from '../../errors.js';
 import { mapBounded } from '../../concurrency.js';
+import { PageChain } from '../pages.js';
 
 /** Resumable chunks must be multiples of 256 KiB (GCS rule); the client's own default is one request. */
 const CHUNK_UNIT = 256 * 1024;
@@ -564,6 +565,7 @@ export class GcsObjectStore implements ObjectStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     let pageToken: string | undefined;
+    const chain = new PageChain(`listing ${prefix || '/'}`);
     do {
       let resp: { items?: FileMetadata[]; prefixes?: string[]; nextPageToken?: string };
       try {
@@ -596,7 +598,7 @@ export class GcsObjectStore implements ObjectStore {
       const keyOf = (e: ListEntry) => (e.kind === 'object' ? e.key : e.prefix);
       entries.sort((a, b) => Buffer.compare(Buffer.from(keyOf(a)), Buffer.from(keyOf(b))));
       yield* entries;
-      pageToken = resp.nextPageToken || undefined;
+      pageToken = chain.next(Boolean(resp.nextPageToken), resp.nextPageToken);
     } while (pageToken);
   }
 

@@ -23,6 +23,7 @@ import {
 import { chunkedToBuffer, exactChunks, isChunkedBody, readWhole, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import { Http1Pool, type Http1Response } from '../http1.js';
 import { uploadStream } from './multipart.js';
+import { PageChain } from '../pages.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, IncompleteUpload, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
 } from '../types.js';
@@ -546,6 +547,7 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     let token: string | undefined;
+    const chain = new PageChain('S3 list');
     do {
       const params = new URLSearchParams({ 'list-type': '2', prefix });
       if (options.delimiter) params.set('delimiter', options.delimiter);
@@ -567,7 +569,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       const name = (e: ListEntry) => (e.kind === 'object' ? e.key : e.prefix);
       entries.sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
       yield* entries;
-      token = xmlTag(xml, 'IsTruncated') === 'true' ? xmlTag(xml, 'NextContinuationToken') : undefined;
+      token = chain.next(xmlTag(xml, 'IsTruncated') === 'true', xmlTag(xml, 'NextContinuationToken'));
     } while (token);
   }
 

@@ -64,6 +64,7 @@ import type {
   Tag,
 } from '../types.js';
 import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body.js';
+import { PageChain } from '../pages.js';
 
 const MAX_DELETE_BATCH = 1000;
 /** DeleteObjects requests one deleteMany() keeps in flight. */
@@ -603,6 +604,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     let token: string | undefined;
+    const chain = new PageChain('S3 list');
     do {
       const page = await this.call('list', undefined, () =>
         this.client.send(
@@ -629,7 +631,7 @@ export class S3ObjectStore implements ObjectStore {
       }
       entries.sort(byKey);
       for (const { entry } of entries) yield entry;
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = chain.next(page.IsTruncated === true, page.NextContinuationToken);
     } while (token);
   }
 
