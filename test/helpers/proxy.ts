@@ -21,11 +21,12 @@ export interface ProxiedRequest {
   body: Buffer;
 }
 
-/** An S3 error answer other than the default 403 AccessDenied. */
+/** An S3 error answer other than the default 403 AccessDenied; or, with `page`, that page (text/html) in its place. */
 export interface S3Refusal {
   status: number;
   code: string;
   message: string;
+  page?: string;
 }
 
 /** Whether a request deletes WAL objects: a DELETE under wals/, or a bulk delete naming one. */
@@ -50,9 +51,9 @@ export async function startS3Proxy(
       const r = { method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
       const refusal = refuse(r);
       if (refusal) {
-        const { status, code, message } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied' } : refusal;
-        res.writeHead(status, { 'content-type': 'application/xml' });
-        res.end(r.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
+        const { status, code, message, page } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied', page: undefined } : refusal;
+        res.writeHead(status, { 'content-type': page === undefined ? 'application/xml' : 'text/html' });
+        res.end(r.method === 'HEAD' ? undefined : page ?? `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
         return;
       }
       const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: r.method, path: r.url, headers: req.headers }, (answer) => {

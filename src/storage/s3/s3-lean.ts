@@ -531,7 +531,11 @@ export class LeanS3ObjectStore implements ObjectStore {
         const res = await this.send('POST', key, { op: 'complete-multipart-upload', query: `?${upload(uploadId)}`, headers, body: Buffer.from(xml, 'utf8'), signal });
         // S3 may answer 200 and then an error in the body (it failed after the headers were sent).
         if (res.status >= 300) throw this.error(res, 'complete-multipart-upload', key);
-        if (/<Error>/.test(res.body.toString('utf8'))) throw this.error({ ...res, status: 500 }, 'complete-multipart-upload', key);
+        const answer = res.body.toString('utf8');
+        if (/<Error>/.test(answer)) throw this.error({ ...res, status: 500 }, 'complete-multipart-upload', key);
+        // A web page answered with 200 completed nothing: the result carries the object's ETag
+        // (its root element's name varies: moto says CompleteMultipartUploadResponse; docs/format.md#result-answers).
+        if (xmlTag(answer, 'ETag') === undefined) throw notStored('complete-multipart-upload', key, res.status);
       },
       abort: async (uploadId) => {
         try {

@@ -559,13 +559,16 @@ export class S3ObjectStore implements ObjectStore {
         return r.ETag ?? '';
       },
       complete: async (uploadId, parts) => {
-        await this.client.send(
+        // The SDK fails on an <Error> sent with 200; a web page answered with 200 parses as a
+        // result without the ETag every real one carries (docs/format.md#result-answers).
+        const r = await this.client.send(
           new CompleteMultipartUploadCommand({
             Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.sseCustomer,
             ...(common.IfNoneMatch ? { IfNoneMatch: common.IfNoneMatch } : {}),
           }),
           sendOptions,
         );
+        if (!r.ETag) throw notStored('complete-multipart-upload', key, r.$metadata.httpStatusCode);
       },
       abort: (uploadId) => this.abortUpload(key, uploadId),
     }, (err) => this.fail(err, 'put', key));
@@ -664,15 +667,23 @@ export class S3ObjectStore implements ObjectStore {
   /** One DeleteObjects request (or one DELETE per key where the store refuses it): the keys that failed. */
   private async deleteBatch(batch: string[]): Promise<{ key: string; message: string }[]> {
     try {
+      // Not quiet: a key counts as deleted only where the answer says so (docs/format.md#result-answers).
       const out = await this.client.send(
         new DeleteObjectsCommand({
           Bucket: this.bucket,
-          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
         }),
       );
-      return (out.Errors ?? [])
-        .filter((e) => e.Key !== undefined && e.Code !== 'NoSuchKey')
-        .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
+      const answered = new Set<string>();
+      for (const d of out.Deleted ?? []) if (d.Key !== undefined) answered.add(d.Key);
+      const failed = (out.Errors ?? []).filter((e) => e.Key !== undefined && (answered.add(e.Key), e.Code !== 'NoSuchKey'));
+      if (answered.size === 0) {
+        throw new StorageError(`S3 delete-objects: the answer (HTTP ${out.$metadata.httpStatusCode ?? '?'}) names none of the objects, so none is known to be deleted`);
+      }
+      return [
+        ...failed.map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) })),
+        ...batch.filter((key) => !answered.has(key)).map((key) => ({ key, message: 'the DeleteObjects answer does not name this object' })),
+      ];
     } catch (err) {
       if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
       log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
