@@ -577,6 +577,7 @@ export class S3ObjectStore implements ObjectStore {
   async *incompleteUploads(prefix: string): AsyncIterable<IncompleteUpload> {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
+    const chain = new PageChain('S3 list-multipart-uploads');
     for (;;) {
       const out = await this.call('list-multipart-uploads', undefined, () => this.client.send(new ListMultipartUploadsCommand({
         Bucket: this.bucket, Prefix: prefix, ...(keyMarker ? { KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker } : {}),
@@ -584,7 +585,8 @@ export class S3ObjectStore implements ObjectStore {
       for (const u of out.Uploads ?? []) {
         if (u.Key && u.UploadId) yield { key: u.Key, uploadId: u.UploadId, ...(u.Initiated ? { initiated: u.Initiated } : {}) };
       }
-      if (!out.IsTruncated || !out.NextKeyMarker) return;
+      // The two markers together are the next page's token (docs/format.md#listing-pages).
+      if (!chain.next(out.IsTruncated === true, out.NextKeyMarker && `${out.NextKeyMarker}\n${out.NextUploadIdMarker ?? ''}`)) return;
       [keyMarker, uploadIdMarker] = [out.NextKeyMarker, out.NextUploadIdMarker];
     }
   }
