@@ -4,7 +4,7 @@
 // Azure's customer-provided-key rules in front of azurite (which does not implement them).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 
@@ -64,6 +64,11 @@ export async function startS3Proxy(
       up.end(alter(r));
     });
   });
+  return listening(server);
+}
+
+/** `server` listening on a loopback port, as a Proxy whose close() also ends its open connections. */
+async function listening(server: Server): Promise<Proxy> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
@@ -346,12 +351,5 @@ export async function startAnswerProxy(
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return listening(server);
 }
