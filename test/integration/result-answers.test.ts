@@ -4,11 +4,13 @@
 // 0 with a DONE backup.info naming a data archive that is not there. The same page answered to a
 // DeleteObjects request counted every key as deleted: backup-delete exited 0 and deleted nothing.
 // Both S3 clients (the lean one with the endpoint at the proxy, the SDK through it as HTTP_PROXY);
-// moto behind a proxy that answers only those requests with the page.
+// moto behind a proxy that answers only those requests with the page. GCS deletes one object per
+// request, answered 204: the page answered to each counted it deleted too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
-import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { createS3Bucket, startGcs, startMoto, type ServerHandle } from '../helpers/servers.ts';
+import { GcsObjectStore } from '../../src/storage/gcs/gcs.ts';
 import { objectKeys, uploadObjects } from '../helpers/object-tree.ts';
 import { startAnswerProxy, startS3Proxy, type ProxiedRequest, type Proxy } from '../helpers/proxy.ts';
 import { postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.ts';
@@ -42,7 +44,7 @@ describe('DeleteObjects answered by a web page', () => {
   });
 
   /** Two DONE backups of `server`, the older with two WAL segments of its own. */
-  async function seed(server: string): Promise<string[]> {
+  async function seed(server: string, into: ObjectStore = store): Promise<string[]> {
     const objects = new Map<string, string>();
     for (let i = 0; i < 2; i++) {
       const when = new Date(Date.UTC(2026, 0, 1 + i));
@@ -55,8 +57,8 @@ describe('DeleteObjects answered by a web page', () => {
       objects.set(`${server}/base/${id}/data.tar`, `data ${id}`);
       for (const p of [1 + 2 * i, 2 + 2 * i]) objects.set(`${server}/wals/${wal(p).slice(0, 16)}/${wal(p)}`, `wal ${p}`);
     }
-    await uploadObjects(store, 'pg', objects);
-    return objectKeys(store, `pg/${server}`);
+    await uploadObjects(into, 'pg', objects);
+    return objectKeys(into, `pg/${server}`);
   }
 
   it.each(['lean client', 'SDK, through a proxy'])('%s: backup-delete fails with one line and the backup stays whole', async (client) => {
@@ -75,6 +77,26 @@ describe('DeleteObjects answered by a web page', () => {
     const direct = await runBin('barman-cloud-backup-delete', ['-b', '20260101T000000', '--endpoint-url', moto.url, 's3://deletes/pg', server], { env: cleanEnv(MOTO_ENV) });
     expect(direct.code, direct.stderr).toBe(0);
     expect(await objectKeys(store, `pg/${server}`)).toEqual(before.filter((k) => !k.includes('20260101T000000') && !k.endsWith(wal(1)) && !k.endsWith(wal(2))));
+  });
+
+  it('GCS: backup-delete fails and the backup stays whole', async () => {
+    const gcs = await startGcs();
+    const retry = { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1, connectTimeoutMs: 5_000, readTimeoutMs: 5_000 };
+    const direct = new GcsObjectStore({ provider: 'google-cloud-storage', bucket: 'deletes', retry, apiEndpoint: gcs.url });
+    try {
+      await direct.createBucket();
+      const before = await seed('gcs', direct);
+      const proxy = await startS3Proxy(gcs.port, pageFor((r) => r.method === 'DELETE'));
+      proxies.push(proxy);
+      const args = ['--cloud-provider', 'google-cloud-storage', 'gs://deletes/pg', 'gcs'];
+      const r = await runBin('barman-cloud-backup-delete', ['-b', '20260101T000000', ...args], { env: cleanEnv({ STORAGE_EMULATOR_HOST: proxy.url }) });
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toMatch(/the answer \(HTTP 200\) is not a deletion's, so the object is not known to be deleted/);
+      expect(await objectKeys(direct, 'pg/gcs')).toEqual(before);
+    } finally {
+      await direct.close();
+      await gcs.stop();
+    }
   });
 
   it('an answer that leaves a key out: that key is a failed deletion, not a deleted one', async () => {

@@ -191,6 +191,15 @@ function isTransient(err: unknown): boolean {
   return networkDetail(err) !== undefined;
 }
 
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Bytes a resumable session has persisted, from a 308's `Range: bytes=0-N` (none when absent). */
 function persistedBytes(res: RawResponse): number {
   const m = /bytes=0-(\d+)/.exec(String(res.headers.range ?? ''));
@@ -602,9 +611,16 @@ export class GcsObjectStore implements ObjectStore {
     } while (pageToken);
   }
 
-  /** Delete without catching: a missing object (404) counts as deleted. */
+  /**
+   * Delete without catching: a missing object (404) counts as deleted. GCS answers a deletion 204
+   * with no body; a web page answered with 200 deleted nothing (docs/format.md#result-answers).
+   */
   private async deleteOne(key: string): Promise<void> {
-    await this.file(key).delete({ ignoreNotFound: true });
+    const [res] = await this.file(key).delete({ ignoreNotFound: true });
+    const { statusCode: status, body } = (res ?? {}) as { statusCode?: number; body?: unknown };
+    if (status !== undefined && status < 300 && typeof body === 'string' && body.trim() !== '' && !isJson(body)) {
+      throw new StorageError(`deleting ${key}: the answer (HTTP ${status}) is not a deletion's, so the object is not known to be deleted`);
+    }
   }
 
   async delete(key: string): Promise<void> {
