@@ -568,7 +568,8 @@ export class S3ObjectStore implements ObjectStore {
           }),
           sendOptions,
         );
-        if (!r.ETag) throw notStored('complete-multipart-upload', key, r.$metadata.httpStatusCode);
+        // (RGW 16.2 sends it empty after streamed parts: present is what counts)
+        if (r.ETag === undefined) throw notStored('complete-multipart-upload', key, r.$metadata.httpStatusCode);
       },
       abort: (uploadId) => this.abortUpload(key, uploadId),
     }, (err) => this.fail(err, 'put', key));
