@@ -4,7 +4,7 @@
 // Azure's customer-provided-key rules in front of azurite (which does not implement them).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 
@@ -21,11 +21,12 @@ export interface ProxiedRequest {
   body: Buffer;
 }
 
-/** An S3 error answer other than the default 403 AccessDenied. */
+/** An S3 error answer other than the default 403 AccessDenied; or, with `page`, that page (text/html) in its place. */
 export interface S3Refusal {
   status: number;
   code: string;
   message: string;
+  page?: string;
 }
 
 /** Whether a request deletes WAL objects: a DELETE under wals/, or a bulk delete naming one. */
@@ -62,9 +63,9 @@ export async function startS3Proxy(
       const answer = () => {
         const refusal = refuse(r);
         if (refusal) {
-          const { status, code, message } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied' } : refusal;
-          res.writeHead(status, { 'content-type': 'application/xml' });
-          res.end(r.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
+          const { status, code, message, page } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied', page: undefined } : refusal;
+          res.writeHead(status, { 'content-type': page === undefined ? 'application/xml' : 'text/html' });
+          res.end(r.method === 'HEAD' ? undefined : page ?? `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
           return;
         }
         const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: r.method, path: r.url, headers: req.headers }, (response) => {
@@ -80,6 +81,11 @@ export async function startS3Proxy(
       else answer();
     });
   });
+  return listening(server);
+}
+
+/** `server` listening on a loopback port, as a Proxy whose close() also ends its open connections. */
+async function listening(server: Server): Promise<Proxy> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
@@ -320,4 +326,47 @@ export async function startForwardProxy(credentials?: string): Promise<Proxy & {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** A server's answer as the answer proxy's `rewrite` sees it and returns it: the body read whole. */
+export interface ProxiedAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/**
+ * An HTTP proxy to the server on `targetPort` that forwards every request unchanged and hands the
+ * server's whole answer to `rewrite` before passing it on: a server, or something in front of it,
+ * that lies in its answers. Takes requests in origin form (the proxy as the endpoint) and in
+ * absolute form (the proxy as HTTP_PROXY). Content-Length is set to the body returned. `forward`
+ * may change the path and query sent on (a token the server would refuse, taken out).
+ */
+export async function startAnswerProxy(
+  targetPort: number,
+  rewrite: (request: { method: string; url: string; headers: IncomingHttpHeaders }, answer: ProxiedAnswer) => ProxiedAnswer,
+  forward: (url: string) => string = (url) => url,
+): Promise<Proxy> {
+  const server = createHttpServer((req, res) => {
+    const asked = (req.url ?? '/').startsWith('/') ? req.url ?? '/' : (() => { const u = new URL(req.url!); return `${u.pathname}${u.search}`; })();
+    const path = forward(asked);
+    const headers = { ...req.headers };
+    delete headers.expect; // answered here (Node's server sends 100 Continue)
+    const up = httpRequest({ host: '127.0.0.1', port: targetPort, method: req.method, path, headers }, (answer) => {
+      const chunks: Buffer[] = [];
+      answer.on('data', (c: Buffer) => chunks.push(c));
+      answer.on('end', () => {
+        const out = rewrite({ method: req.method ?? 'GET', url: path, headers: req.headers }, { status: answer.statusCode ?? 502, headers: answer.headers, body: Buffer.concat(chunks) });
+        const outHeaders = { ...out.headers };
+        delete outHeaders['transfer-encoding'];
+        if (req.method !== 'HEAD') outHeaders['content-length'] = String(out.body.length);
+        res.writeHead(out.status, outHeaders);
+        res.end(req.method === 'HEAD' ? undefined : out.body);
+      });
+      answer.on('error', () => res.destroy());
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  return listening(server);
 }

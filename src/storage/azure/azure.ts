@@ -32,6 +32,7 @@ import {
 } from '../../errors.js';
 import { log, redact, registerSecret } from '../../log.js';
 import { mapBounded } from '../../concurrency.js';
+import { PageChain } from '../pages.js';
 import { proxyAgent } from '../proxy-agent.js';
 import { proxyFor, registerProxySecrets } from '../proxy.js';
 
@@ -559,6 +560,8 @@ export class AzureObjectStore implements ObjectStore {
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     const pageOptions = options.pageSize ? { maxPageSize: options.pageSize } : {};
     const listOptions = prefix ? { prefix } : {};
+    // The SDK asks for the next page while its marker is not empty, once we ask for that page.
+    const chain = new PageChain(`Azure list ${prefix || '/'}`);
     try {
       if (options.delimiter) {
         const pages = this.container.listBlobsByHierarchy(options.delimiter, listOptions).byPage(pageOptions);
@@ -569,10 +572,12 @@ export class AzureObjectStore implements ObjectStore {
           ];
           entries.sort((a, b) => byteCompare(entryKey(a), entryKey(b)));
           yield* entries;
+          chain.next(Boolean(page.continuationToken), page.continuationToken);
         }
       } else {
         for await (const page of this.container.listBlobsFlat(listOptions).byPage(pageOptions)) {
           yield* page.segment.blobItems.map(objectEntry);
+          chain.next(Boolean(page.continuationToken), page.continuationToken);
         }
       }
     } catch (e) {

@@ -34,6 +34,7 @@ import {
   SseCustomerKeyError, StorageError,
 } from '../../errors.js';
 import { mapBounded } from '../../concurrency.js';
+import { PageChain } from '../pages.js';
 
 /** Resumable chunks must be multiples of 256 KiB (GCS rule); the client's own default is one request. */
 const CHUNK_UNIT = 256 * 1024;
@@ -188,6 +189,15 @@ function isTransient(err: unknown): boolean {
   const status = statusOf(err);
   if (status !== undefined) return status === 408 || status === 429 || status >= 500;
   return networkDetail(err) !== undefined;
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Bytes a resumable session has persisted, from a 308's `Range: bytes=0-N` (none when absent). */
@@ -564,6 +574,7 @@ export class GcsObjectStore implements ObjectStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     let pageToken: string | undefined;
+    const chain = new PageChain(`listing ${prefix || '/'}`);
     do {
       let resp: { items?: FileMetadata[]; prefixes?: string[]; nextPageToken?: string };
       try {
@@ -596,13 +607,20 @@ export class GcsObjectStore implements ObjectStore {
       const keyOf = (e: ListEntry) => (e.kind === 'object' ? e.key : e.prefix);
       entries.sort((a, b) => Buffer.compare(Buffer.from(keyOf(a)), Buffer.from(keyOf(b))));
       yield* entries;
-      pageToken = resp.nextPageToken || undefined;
+      pageToken = chain.next(Boolean(resp.nextPageToken), resp.nextPageToken);
     } while (pageToken);
   }
 
-  /** Delete without catching: a missing object (404) counts as deleted. */
+  /**
+   * Delete without catching: a missing object (404) counts as deleted. GCS answers a deletion 204
+   * with no body; a web page answered with 200 deleted nothing (docs/format.md#result-answers).
+   */
   private async deleteOne(key: string): Promise<void> {
-    await this.file(key).delete({ ignoreNotFound: true });
+    const [res] = await this.file(key).delete({ ignoreNotFound: true });
+    const { statusCode: status, body } = (res ?? {}) as { statusCode?: number; body?: unknown };
+    if (status !== undefined && status < 300 && typeof body === 'string' && body.trim() !== '' && !isJson(body)) {
+      throw new StorageError(`deleting ${key}: the answer (HTTP ${status}) is not a deletion's, so the object is not known to be deleted`);
+    }
   }
 
   async delete(key: string): Promise<void> {

@@ -23,6 +23,7 @@ import {
 import { chunkedToBuffer, exactChunks, isChunkedBody, readWhole, sha256Hex, type ChunkedBody, type PutBody } from '../body.js';
 import { Http1Pool, type Http1Response } from '../http1.js';
 import { uploadStream } from './multipart.js';
+import { PageChain } from '../pages.js';
 import type {
   ConnectivityResult, DeleteResult, GetOptions, IncompleteUpload, ListEntry, ListOptions, ObjectInfo, ObjectLockState, ObjectStore, PutOptions, Tag,
 } from '../types.js';
@@ -530,7 +531,11 @@ export class LeanS3ObjectStore implements ObjectStore {
         const res = await this.send('POST', key, { op: 'complete-multipart-upload', query: `?${upload(uploadId)}`, headers, body: Buffer.from(xml, 'utf8'), signal });
         // S3 may answer 200 and then an error in the body (it failed after the headers were sent).
         if (res.status >= 300) throw this.error(res, 'complete-multipart-upload', key);
-        if (/<Error>/.test(res.body.toString('utf8'))) throw this.error({ ...res, status: 500 }, 'complete-multipart-upload', key);
+        const answer = res.body.toString('utf8');
+        if (/<Error>/.test(answer)) throw this.error({ ...res, status: 500 }, 'complete-multipart-upload', key);
+        // A web page answered with 200 completed nothing: the result carries the object's ETag
+        // (its root element's name varies: moto says CompleteMultipartUploadResponse; docs/format.md#result-answers).
+        if (xmlTag(answer, 'ETag') === undefined) throw notStored('complete-multipart-upload', key, res.status);
       },
       abort: async (uploadId) => {
         try {
@@ -546,6 +551,7 @@ export class LeanS3ObjectStore implements ObjectStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     let token: string | undefined;
+    const chain = new PageChain('S3 list');
     do {
       const params = new URLSearchParams({ 'list-type': '2', prefix });
       if (options.delimiter) params.set('delimiter', options.delimiter);
@@ -567,7 +573,7 @@ export class LeanS3ObjectStore implements ObjectStore {
       const name = (e: ListEntry) => (e.kind === 'object' ? e.key : e.prefix);
       entries.sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
       yield* entries;
-      token = xmlTag(xml, 'IsTruncated') === 'true' ? xmlTag(xml, 'NextContinuationToken') : undefined;
+      token = chain.next(xmlTag(xml, 'IsTruncated') === 'true', xmlTag(xml, 'NextContinuationToken'));
     } while (token);
   }
 

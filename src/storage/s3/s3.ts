@@ -64,6 +64,7 @@ import type {
   Tag,
 } from '../types.js';
 import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body.js';
+import { PageChain } from '../pages.js';
 
 const MAX_DELETE_BATCH = 1000;
 /** DeleteObjects requests one deleteMany() keeps in flight. */
@@ -558,13 +559,17 @@ export class S3ObjectStore implements ObjectStore {
         return r.ETag ?? '';
       },
       complete: async (uploadId, parts) => {
-        await this.client.send(
+        // The SDK fails on an <Error> sent with 200; a web page answered with 200 parses as a
+        // result without the ETag every real one carries (docs/format.md#result-answers).
+        const r = await this.client.send(
           new CompleteMultipartUploadCommand({
             Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.sseCustomer,
             ...(common.IfNoneMatch ? { IfNoneMatch: common.IfNoneMatch } : {}),
           }),
           sendOptions,
         );
+        // (RGW 16.2 sends it empty after streamed parts: present is what counts)
+        if (r.ETag === undefined) throw notStored('complete-multipart-upload', key, r.$metadata.httpStatusCode);
       },
       abort: (uploadId) => this.abortUpload(key, uploadId),
     }, (err) => this.fail(err, 'put', key));
@@ -573,6 +578,7 @@ export class S3ObjectStore implements ObjectStore {
   async *incompleteUploads(prefix: string): AsyncIterable<IncompleteUpload> {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
+    const chain = new PageChain('S3 list-multipart-uploads');
     for (;;) {
       const out = await this.call('list-multipart-uploads', undefined, () => this.client.send(new ListMultipartUploadsCommand({
         Bucket: this.bucket, Prefix: prefix, ...(keyMarker ? { KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker } : {}),
@@ -580,7 +586,8 @@ export class S3ObjectStore implements ObjectStore {
       for (const u of out.Uploads ?? []) {
         if (u.Key && u.UploadId) yield { key: u.Key, uploadId: u.UploadId, ...(u.Initiated ? { initiated: u.Initiated } : {}) };
       }
-      if (!out.IsTruncated || !out.NextKeyMarker) return;
+      // The two markers together are the next page's token (docs/format.md#listing-pages).
+      if (!chain.next(out.IsTruncated === true, out.NextKeyMarker && `${out.NextKeyMarker}\n${out.NextUploadIdMarker ?? ''}`)) return;
       [keyMarker, uploadIdMarker] = [out.NextKeyMarker, out.NextUploadIdMarker];
     }
   }
@@ -603,6 +610,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListEntry> {
     let token: string | undefined;
+    const chain = new PageChain('S3 list');
     do {
       const page = await this.call('list', undefined, () =>
         this.client.send(
@@ -629,7 +637,7 @@ export class S3ObjectStore implements ObjectStore {
       }
       entries.sort(byKey);
       for (const { entry } of entries) yield entry;
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = chain.next(page.IsTruncated === true, page.NextContinuationToken);
     } while (token);
   }
 
@@ -662,15 +670,23 @@ export class S3ObjectStore implements ObjectStore {
   /** One DeleteObjects request (or one DELETE per key where the store refuses it): the keys that failed. */
   private async deleteBatch(batch: string[]): Promise<{ key: string; message: string }[]> {
     try {
+      // Not quiet: a key counts as deleted only where the answer says so (docs/format.md#result-answers).
       const out = await this.client.send(
         new DeleteObjectsCommand({
           Bucket: this.bucket,
-          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
         }),
       );
-      return (out.Errors ?? [])
-        .filter((e) => e.Key !== undefined && e.Code !== 'NoSuchKey')
-        .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
+      const answered = new Set<string>();
+      for (const d of out.Deleted ?? []) if (d.Key !== undefined) answered.add(d.Key);
+      const failed = (out.Errors ?? []).filter((e) => e.Key !== undefined && (answered.add(e.Key), e.Code !== 'NoSuchKey'));
+      if (answered.size === 0) {
+        throw new StorageError(`S3 delete-objects: the answer (HTTP ${out.$metadata.httpStatusCode ?? '?'}) names none of the objects, so none is known to be deleted`);
+      }
+      return [
+        ...failed.map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) })),
+        ...batch.filter((key) => !answered.has(key)).map((key) => ({ key, message: 'the DeleteObjects answer does not name this object' })),
+      ];
     } catch (err) {
       if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
       log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
