@@ -5,7 +5,7 @@
 import { AccessDeniedError, BarmanCloudError, EXIT, GeneralError, OperationError } from '../../errors.js';
 import { escapeControl, log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
-import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
+import { isInterruptedDeletion, pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import type { ObjectLockState, ObjectStore } from '../../storage/types.js';
 import { BackupDeleter, formatSummary, pyListRepr } from '../../retention/delete.js';
@@ -112,7 +112,11 @@ const backupDelete: CommandModule<'backup-delete'> = {
           backups, keepTarget: (id) => keepTargets.get(id) ?? null, minimumRedundancy, now: new Date(), serverName,
         });
         for (const m of report.messages) log[m.level](m.text);
-        toDelete = obsoleteBackupIds(report);
+        // Beyond barman: deletions begun and interrupted (FAILED with our error) are finished too;
+        // nothing else ever deletes them (docs/format.md#delete-backup).
+        const interrupted = [...backups.values()].filter(isInterruptedDeletion).map((b) => b.backup_id);
+        for (const id of interrupted) log.info(`Finishing the interrupted deletion of backup ${id} for server ${serverName}`);
+        toDelete = [...new Set([...obsoleteBackupIds(report), ...interrupted])].sort();
         fromRetentionPolicy = true;
       }
 
