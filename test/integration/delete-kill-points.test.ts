@@ -4,7 +4,7 @@
 // backup (docs/format.md#delete-backup). The whole sweep over every request is
 // test/bench/crash-sweep.mjs.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,6 +136,14 @@ describe('backup-delete -b NEWEST killed once its data archive is gone, on the d
     expect(existsSync(join(base, 'data.tar'))).toBe(false);
     expect(existsSync(join(base, 'backup.info'))).toBe(true);
     await expectBeingDeleted(target(killed), process.env, work);
+    // a dry run of -r names NEWEST's objects only, and writes nothing
+    const keysNow = treeKeys(killed);
+    const dry = await runBin('barman-cloud-backup-delete', ['--dry-run', '-r', 'REDUNDANCY 2', ...target(killed)]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`srv/base/${NEWEST}/backup.info`);
+    expect(dry.stdout).not.toContain(OLDEST);
+    expect(treeKeys(killed)).toEqual(keysNow);
+    expect(readFileSync(join(base, 'backup.info'), 'utf8')).toContain('status=FAILED');
 
     const second = await runBin('barman-cloud-backup-delete', [...rerun, ...target(killed)]);
     expect(second.code, second.stderr).toBe(0);

@@ -9,7 +9,7 @@ import { isInterruptedDeletion, pyDatetimeStr, timestampFromDate } from '../../c
 import { ServerLayout } from '../../catalog/layout.js';
 import type { ObjectLockState, ObjectStore } from '../../storage/types.js';
 import { BackupDeleter, formatSummary, pyListRepr } from '../../retention/delete.js';
-import { evaluateRetention, obsoleteBackupIds, parseRetentionPolicy } from '../../retention/policy.js';
+import { evaluateRetention, parseRetentionPolicy, retentionDeletions } from '../../retention/policy.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
@@ -114,9 +114,10 @@ const backupDelete: CommandModule<'backup-delete'> = {
         for (const m of report.messages) log[m.level](m.text);
         // Beyond barman: deletions begun and interrupted (FAILED with our error) are finished too;
         // nothing else ever deletes them (docs/format.md#delete-backup).
-        const interrupted = [...backups.values()].filter(isInterruptedDeletion).map((b) => b.backup_id);
-        for (const id of interrupted) log.info(`Finishing the interrupted deletion of backup ${id} for server ${serverName}`);
-        toDelete = [...new Set([...obsoleteBackupIds(report), ...interrupted])].sort();
+        for (const b of backups.values()) {
+          if (isInterruptedDeletion(b)) log.info(`Finishing the interrupted deletion of backup ${b.backup_id} for server ${serverName}`);
+        }
+        toDelete = retentionDeletions(report, backups.values());
         fromRetentionPolicy = true;
       }
 
