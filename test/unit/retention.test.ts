@@ -5,7 +5,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CliError, EXIT, GeneralError, OperationError } from '../../src/errors.ts';
+import { AccessDeniedError, CliError, EXIT, GeneralError, OperationError } from '../../src/errors.ts';
 import {
   evaluateRetention, formatRetentionPolicy, keepStatus, obsoleteBackupIds, parseRetentionPolicy, pointOfRecoverability,
   type RetentionPolicy,
@@ -535,6 +535,33 @@ describe('BackupDeleter on the directory store', () => {
     expect(summary.failure).toBeInstanceOf(OperationError);
     expect(readFileSync(infoPath, 'utf8')).toBe(before);
     expect(allKeys()).toContain('p/srv/base/20260108T000000/data.tar.gz');
+  });
+
+  it('-r: a backup whose FAILED mark cannot be written is left whole and DONE; the others go; the run fails', async () => {
+    const refused = layout.backupInfoKey('20260110T000000');
+    const failing = new Proxy(store, {
+      get: (target, name) => {
+        if (name === 'put') {
+          return async (key: string, ...rest: unknown[]) => {
+            if (key === refused) throw new AccessDeniedError('PutObject refused');
+            return (target.put as (...a: unknown[]) => Promise<void>).call(target, key, ...rest);
+          };
+        }
+        const value = Reflect.get(target, name) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const before = readFileSync(join(root, refused), 'utf8');
+    const catalog = new BackupCatalog(failing, layout);
+    await catalog.getBackupList();
+    const deleter = new BackupDeleter(failing, catalog, layout, new Map(), { dryRun: false, batchSize: 2, print: () => {} });
+    const summary = await deleter.deleteAll(['20260108T000000', '20260110T000000'], true);
+    expect(summary.failure).toBeInstanceOf(OperationError);
+    expect((summary.failure as Error).message).toBe('Could not delete backup 20260110T000000: PutObject refused');
+    expect(summary.backupIds).toEqual(['20260108T000000']);
+    expect(allKeys().filter((k) => k.startsWith('p/srv/base/20260108T000000/'))).toEqual([]);
+    expect(allKeys().filter((k) => k.startsWith('p/srv/base/20260110T000000/')).length).toBe(4);
+    expect(readFileSync(join(root, refused), 'utf8')).toBe(before);
   });
 
   it('finishes a deletion interrupted after the data objects: same end state as one clean run', async () => {
