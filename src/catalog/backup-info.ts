@@ -116,6 +116,40 @@ export const STATUS = {
   FAILED: 'FAILED',
 } as const;
 
+/**
+ * The `error` a deletion writes, with status FAILED, into a backup's backup.info before the first of
+ * its objects goes (docs/format.md#delete-backup): in barman's `failure <phase> (<reason>)` shape,
+ * so that barman too stops counting the backup as DONE. Our `backup-delete -r` finishes a backup
+ * carrying exactly this text; a backup that failed to be taken never does.
+ */
+export const DELETION_ERROR = 'failure deleting backup (deletion not finished: run barman-cloud-backup-delete again)';
+
+/** True for a backup whose deletion was begun and not finished (docs/format.md#delete-backup). */
+export function isInterruptedDeletion(info: Pick<BackupInfoFields, 'status' | 'error'>): boolean {
+  return info.status === STATUS.FAILED && info.error === DELETION_ERROR;
+}
+
+/**
+ * A backup.info's text with `status=FAILED` and `error=<DELETION_ERROR>`, every other line as it
+ * was: a file barman 3.4 wrote keeps the keys 3.4 knows only, and stays readable by it
+ * (docs/format.md#delete-backup). The two lines go where barman's sorted keys put them.
+ */
+export function markDeletionStarted(text: string): string {
+  const values = new Map<string, string>([['error', DELETION_ERROR], ['status', STATUS.FAILED]]);
+  const keyOf = (line: string): string | null => {
+    const eq = line.indexOf('=');
+    return eq < 0 || line.trimStart().startsWith('#') ? null : line.slice(0, eq).trim();
+  };
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  const out = lines.filter((line) => !values.has(keyOf(line) ?? ''));
+  for (const [key, value] of values) {
+    const at = out.findIndex((line) => (keyOf(line) ?? '') > key);
+    out.splice(at < 0 ? out.length : at, 0, `${key}=${value}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
 /** barman's DEFAULT_XLOG_SEG_SIZE, used when a file has no xlog_segment_size line. */
 export const DEFAULT_XLOG_SEGMENT_SIZE = 16 * 1024 * 1024;
 

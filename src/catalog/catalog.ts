@@ -5,7 +5,7 @@ import { GeneralError, NotFoundError, SseCustomerKeyError } from '../errors.js';
 import { log } from '../log.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import {
-  BACKUP_INFO_MAX_BYTES, STATUS, UnknownBackupInfoField, parseBackupInfo, serializeBackupInfo, type BackupInfo, type BackupInfoFields,
+  BACKUP_INFO_MAX_BYTES, STATUS, markDeletionStarted, UnknownBackupInfoField, parseBackupInfo, serializeBackupInfo, type BackupInfo, type BackupInfoFields,
   type SerializeOptions,
 } from './backup-info.js';
 import type { ServerLayout } from './layout.js';
@@ -94,6 +94,21 @@ export class BackupCatalog {
       throw e;
     }
     return { ...parseBackupInfo(body), backup_id: backupId };
+  }
+
+  /**
+   * Mark a backup as being deleted before its first object goes (docs/format.md#delete-backup):
+   * backup.info rewritten in one PUT with status FAILED and our deletion error, its other lines
+   * unchanged. The cached listing keeps the backup as it was: the run's WAL decisions stay those
+   * of a run that is never interrupted.
+   */
+  async markBeingDeleted(backupId: string): Promise<void> {
+    const key = this.layout.backupInfoKey(backupId);
+    const body = await this.store.getBuffer(key, { maxBytes: BACKUP_INFO_MAX_BYTES });
+    parseBackupInfo(body); // refuses what a reader would refuse (bad UTF-8, bad lines) before any write
+    const text = markDeletionStarted(body.toString('utf8'));
+    parseBackupInfo(text);
+    await this.store.put(key, Buffer.from(text, 'utf8'));
   }
 
   /**

@@ -1,14 +1,16 @@
 // Deleting backups from the object store (docs/format.md#delete-backup, #wal-cleanup), with barman's
-// dry-run lines: the backup's tar objects (data, then tablespaces by OID; main file, then parts),
-// then our parts.json (beyond barman), then the WAL files nobody needs any more, then backup.info.
-// backup.info goes last, so an interrupted run never leaves tar files or WAL behind a missing
-// backup.info: the next run sees the backup again and finishes it.
+// dry-run lines: once every check has passed, backup.info is rewritten FAILED (so that no reader,
+// barman's included, counts a half-deleted backup as DONE), then the backup's tar objects (data,
+// then tablespaces by OID; main file, then parts), then our parts.json (beyond barman), then the
+// WAL files nobody needs any more, then backup.info. backup.info goes last, so an interrupted run
+// never leaves tar files or WAL behind a missing backup.info: the next run sees the backup again
+// and finishes it.
 import { AccessDeniedError, OperationError } from '../errors.js';
 import { log } from '../log.js';
 import { KEEP_ANNOTATION, type BackupCatalog } from '../catalog/catalog.js';
 import { mapBounded, TaskWindow } from '../concurrency.js';
 import { TAR_EXTENSIONS } from '../compression/index.js';
-import type { BackupInfo } from '../catalog/backup-info.js';
+import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
 import { strRepr } from '../catalog/python-literal.js';
 import { PARTS_LIST_NAME } from '../catalog/parts-list.js';
 import { decodeHashDir, type ServerLayout } from '../catalog/layout.js';
@@ -102,6 +104,8 @@ export interface DeletionSummary {
 
 /** Bulk delete requests for backup data objects in flight. */
 const DATA_DELETE_CONCURRENCY = 4;
+/** backup.info rewrites in flight when several backups are marked as being deleted (a GET and a PUT each). */
+const MARK_CONCURRENCY = 8;
 /** Bulk WAL delete requests in flight: RGW spends ~0.5 s on a 1,000-key DeleteObjects. */
 const WAL_DELETE_CONCURRENCY = 4;
 
@@ -110,6 +114,11 @@ function sizeOf(sizes: Map<string, number>, keys: readonly string[]): number {
   let total = 0;
   for (const k of keys) total += sizes.get(k) ?? 0;
   return total;
+}
+
+/** Some keys of a bulk delete were refused (barman's words); callers say which backup or WAL it was. */
+function refusedKeys(): OperationError {
+  return new OperationError('Error from cloud provider while deleting objects - please check the command output.');
 }
 
 /**
@@ -295,14 +304,17 @@ export class BackupDeleter {
   /**
    * Delete several backups at once, with the outcome of deleting them one by one in barman's
    * order (the WAL decisions are computed per backup on the catalog as it would stand then), but
-   * in three phases so that the requests can run side by side:
+   * in three phases so that the requests can run side by side (after every backup.info is marked
+   * FAILED, the backups whose mark failed being left out):
    *   1. every backup's data objects (tars, parts.json), from one listing of base/, in full batches;
    *   2. one pass over the WAL listing, deleting in concurrent batches as pages arrive whatever
    *      any of the per-backup decisions removes;
    *   3. the backup.info files, oldest first.
-   * A run stopped anywhere leaves a state the next run finishes with the same end state: until
-   * phase 3 the catalog is unchanged (same policy verdicts, same WAL decisions), and in phase 3
-   * the backups left are the newest, whose decisions are the ones phase 2 carried out.
+   * A run stopped anywhere leaves a state the next run finishes with the same end state: the
+   * backups it marked are finished by the next -r as interrupted deletions, the others get the
+   * same policy verdicts (those marked were older than every VALID one), the marked ones count for
+   * the WAL decisions as before their mark (same decisions), and in phase 3 the backups left are
+   * the newest, whose decisions are the ones phase 2 carried out.
    */
   private async deleteInBulk(backupIds: readonly string[]): Promise<void> {
     const catalogNow = (await this.catalog.load()).backups;
@@ -310,7 +322,7 @@ export class BackupDeleter {
     // the keep annotations added since, instead of a listing and a keep GET per backup (on RGW,
     // 1,000 small requests for 500 backups).
     const fresh = await this.listBase();
-    const doomed: BackupInfo[] = [];
+    let doomed: BackupInfo[] = [];
     for (const id of backupIds) {
       const info = await this.catalog.getBackupInfo(id);
       if (!info) {
@@ -323,6 +335,22 @@ export class BackupDeleter {
       else doomed.push(info);
     }
     if (doomed.length === 0) return;
+    // Marked FAILED before any object goes (docs/format.md#delete-backup); only those marked are
+    // deleted. A backup whose mark failed stays as it was, and the run then ends with exit 1.
+    let unmarked: { info: BackupInfo; error: unknown } | undefined;
+    const marked = await mapBounded(doomed, MARK_CONCURRENCY, async (info) => {
+      if (info.status === STATUS.FAILED) return true;
+      try {
+        await this.catalog.markBeingDeleted(info.backup_id);
+        return true;
+      } catch (error) {
+        if (!unmarked || info.backup_id < unmarked.info.backup_id) unmarked = { info, error };
+        return false;
+      }
+    });
+    doomed = doomed.filter((_, at) => marked[at]);
+    const markFailure = unmarked && new OperationError(`Could not delete backup ${unmarked.info.backup_id}: ${unmarked.error instanceof Error ? unmarked.error.message : String(unmarked.error)}`, { cause: unmarked.error });
+    if (doomed.length === 0) throw markFailure;
 
     // The WAL decision of each deletion, on the catalog without the backups deleted before it.
     const remaining = new Map(catalogNow);
@@ -370,7 +398,7 @@ export class BackupDeleter {
           const failed = new Set(result.errors.map((e) => e.key));
           for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
           const at = owners[start + keys.findIndex((k) => failed.has(k))]!;
-          stopAt(at, new Error('Error from cloud provider while deleting objects - please check the command output.'));
+          stopAt(at, refusedKeys());
         } catch (e) {
           stopAt(owners[start]!, e);
         }
@@ -403,6 +431,7 @@ export class BackupDeleter {
         this.catalog.forget(info.backup_id);
       }
     }
+    if (markFailure) throw markFailure;
   }
 
   /**
@@ -508,7 +537,7 @@ export class BackupDeleter {
       }
       if (result.errors.length > 0) {
         for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
-        throw new Error('Error from cloud provider while deleting objects - please check the command output.');
+        throw refusedKeys();
       }
     } catch (e) {
       this.walError(`Could not delete the following WALs for backup ${lastId}: ${pyListRepr(keys)}, Reason: ${(e as Error).message}`);
@@ -556,6 +585,9 @@ export class BackupDeleter {
     const failed = (e: unknown) => new OperationError(`Could not delete backup ${backupId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     try {
       if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
+      // Every check that can refuse the deletion is behind us: from here on the backup is FAILED
+      // for every reader, barman included (docs/format.md#delete-backup).
+      if (info.status !== STATUS.FAILED) await this.catalog.markBeingDeleted(backupId);
       await this.abortUploads([backupId]);
       await this.deleteKeys(first, 'backup');
       await this.deleteKeys(rest, 'backup');
@@ -616,7 +648,7 @@ export class BackupDeleter {
     this.summary.bytesFreed += sizeOf(this.sizes, gone);
     if (result.errors.length > 0) {
       for (const err of result.errors) log.error(`Deletion of object ${err.key} failed: ${err.message}`);
-      throw new Error('Error from cloud provider while deleting objects - please check the command output.');
+      throw refusedKeys();
     }
   }
 

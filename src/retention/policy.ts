@@ -3,7 +3,7 @@
 // the current time are all parameters, so the same input always gives the same report.
 import { CliError, GeneralError } from '../errors.js';
 import {
-  STATUS, parseTimestamp, pyDatetimeStr, timestampEpochMicros, timestampFromDate, type BackupInfo,
+  STATUS, isInterruptedDeletion, parseTimestamp, pyDatetimeStr, timestampEpochMicros, timestampFromDate, type BackupInfo,
 } from '../catalog/backup-info.js';
 
 /** barman's retention statuses (BackupInfo.OBSOLETE, VALID, …); `-` is "not a DONE backup". */
@@ -252,4 +252,13 @@ export function evaluateRetention(policy: RetentionPolicy, input: RetentionInput
 export function obsoleteBackupIds(report: RetentionReport | Map<string, RetentionStatus>): string[] {
   const statuses = report instanceof Map ? report : report.statuses;
   return [...statuses].filter(([, s]) => s === RETENTION_STATUS.OBSOLETE).map(([id]) => id).sort();
+}
+
+/**
+ * What `backup-delete -r` deletes, oldest first: the OBSOLETE backups and, beyond barman, every
+ * backup whose deletion was begun and not finished, whatever the policy (docs/format.md#delete-backup).
+ */
+export function retentionDeletions(report: RetentionReport, backups: Iterable<BackupInfo>): string[] {
+  const interrupted = [...backups].filter(isInterruptedDeletion).map((b) => b.backup_id);
+  return [...new Set([...obsoleteBackupIds(report), ...interrupted])].sort();
 }

@@ -1,7 +1,7 @@
 // Which WAL objects go when a backup is deleted (docs/format.md#wal-cleanup): barman-cloud's remove_wal_before_backup,
 // as pure planning over the in-memory catalog and the WAL listing. No I/O here: delete.ts lists,
 // calls these functions and deletes what they return.
-import { STATUS, type BackupInfo } from '../catalog/backup-info.js';
+import { STATUS, isInterruptedDeletion, type BackupInfo } from '../catalog/backup-info.js';
 import { decodeHashDir } from '../catalog/layout.js';
 import { stripAgeSuffix } from '../encryption/names.js';
 import { isBackupHistoryFile, isHistoryFile, isWalName, parseSegmentName, walTimeline } from '../xlog.js';
@@ -36,12 +36,16 @@ function decodeSegment(name: string): { tli: number; log: number } | null {
   return { tli: timeline, log };
 }
 
-/** The closest older (-1) or newer (+1) DONE / WAITING_FOR_WALS backup in ID order. */
+/**
+ * The closest older (-1) or newer (+1) DONE / WAITING_FOR_WALS backup in ID order. A backup whose
+ * deletion was interrupted counts as what it was before the mark (docs/format.md#delete-backup):
+ * the run that finishes it makes the WAL decisions of the run that began it.
+ */
 export function neighbourBackup(backups: ReadonlyMap<string, BackupInfo>, backupId: string, direction: -1 | 1): BackupInfo | null {
   const ids = [...new Set([...backups.keys(), backupId])].sort();
   for (let i = ids.indexOf(backupId) + direction; i >= 0 && i < ids.length; i += direction) {
     const b = backups.get(ids[i]!);
-    if (b && NAVIGABLE.has(b.status ?? '')) return b;
+    if (b && (NAVIGABLE.has(b.status ?? '') || isInterruptedDeletion(b))) return b;
   }
   return null;
 }

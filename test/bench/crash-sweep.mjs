@@ -10,7 +10,8 @@
 // request N, the command is killed before the answer reaches it (the request took effect, the
 // command never learnt it). After each kill, with the real commands:
 //   - every backup backup-list shows DONE passes `barman-cloud verify` (parts, tars, manifest, WAL);
-//   - barman 3.4's backup-list still reads the catalog;
+//   - barman 3.4's backup-list still reads the catalog, with our status for every backup (a backup
+//     whose deletion has begun is FAILED for both: docs/format.md#delete-backup);
 //   - the same command run again (no proxy) exits as a clean run does and the store converges to
 //     what one clean run leaves (same keys);
 //   - no multipart upload is left once the next run is over.
@@ -18,7 +19,7 @@
 // release), backup (a backup of a live cluster archiving to the same prefix). Prints one line per
 // kill point and a summary; exit 1 when any invariant broke.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -114,8 +115,13 @@ async function invariants(prefix) {
     }
     for (const p of doc?.wal?.problems ?? []) broken.push(`wal: ${p.kind} ${p.segment ?? ''}`);
   }
-  const barman = await run('barman-cloud-backup-list', ['--endpoint-url', moto.url, url(prefix), 'srv']);
+  const barman = await run('barman-cloud-backup-list', ['--endpoint-url', moto.url, '--format', 'json', url(prefix), 'srv']);
   if (barman.code !== 0) broken.push(`barman list exit ${barman.code}`);
+  else {
+    // barman 3.4 sees every backup with our status: never DONE where a deletion has begun
+    const theirs = new Map(JSON.parse(barman.stdout).backups_list.map((b) => [b.backup_id, b.status]));
+    for (const b of backups) if (theirs.get(b.backup_id) !== b.status) broken.push(`barman lists ${b.backup_id} ${theirs.get(b.backup_id)}, ours ${b.status}`);
+  }
   return broken;
 }
 
@@ -188,6 +194,13 @@ await new Promise((r) => setTimeout(r, 3000)); // let the archiver catch up
 // PostgreSQL goes on archiving into seedDir: the scenarios start from a copy frozen now.
 const frozen = join(work, 'frozen');
 execFileSync('cp', ['-a', seedDir, frozen]);
+// backup.info as barman 3.4 writes it (without the six keys 3.4 cannot read), so that 3.4 lists the
+// backups and the invariants compare its statuses with ours
+for (const id of readdirSync(join(frozen, 'srv', 'base'))) {
+  const file = join(frozen, 'srv', 'base', id, 'backup.info');
+  const newer = /^(children_backup_ids|cluster_size|data_checksums|encryption|parent_backup_id|summarize_wal)=/;
+  writeFileSync(file, readFileSync(file, 'utf8').split('\n').filter((l) => !newer.test(l)).join('\n'));
+}
 
 const failures = [];
 const ids = () => execFileSync('ls', [join(frozen, 'srv', 'base')], { encoding: 'utf8' }).trim().split('\n');

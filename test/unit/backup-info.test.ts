@@ -5,7 +5,8 @@ import {
   PyBytes, PyFloat, PySet, PyTuple, floatRepr, parsePyLiteral, pyFloat, pyJsonDumps, pyRepr, strRepr, type PyValue,
 } from '../../src/catalog/python-literal.ts';
 import {
-  BACKUP_INFO_FIELDS, BackupInfoParseError, FIELD_NAMES, UnknownBackupInfoField, ctime, emptyBackupInfoFields, isoformat,
+  BACKUP_INFO_FIELDS, BackupInfoParseError, DELETION_ERROR, FIELD_NAMES, UnknownBackupInfoField, ctime, emptyBackupInfoFields, isInterruptedDeletion, isoformat,
+  markDeletionStarted,
   newBackupInfo, normalizeTimestamp, parseBackupInfo, parseTimestamp, pyDatetimeStr, serializeBackupInfo, strftimeSeconds,
   timestampFromDate, timestampToDate,
 } from '../../src/catalog/backup-info.ts';
@@ -285,5 +286,41 @@ describe('timestamps (docs/format.md#backup-info-fields, #list-json)', () => {
   it('builds timestamps from instants', () => {
     const ts = timestampFromDate(new Date('2026-11-29T05:04:19.003Z'), 3600, 3382);
     expect(pyDatetimeStr(ts)).toBe('2026-11-29 06:04:19.003382+01:00');
+  });
+});
+
+describe('a backup.info marked as being deleted (docs/format.md#delete-backup)', () => {
+  const marked = (text: string) => markDeletionStarted(text).split('\n');
+  const changed = (before: string) => {
+    const old = new Set(before.split('\n'));
+    return marked(before).filter((l) => !old.has(l));
+  };
+
+  it.each([['3.17', HEAD_DONE], ['3.4', V34_DONE]])('a %s file: status and error replaced in place, every other line as it was', (_, text) => {
+    expect(changed(text)).toEqual([`error=${DELETION_ERROR}`, 'status=FAILED']);
+    const out = marked(text);
+    expect(out.filter((l) => !l.startsWith('error=') && !l.startsWith('status='))).toEqual(
+      text.split('\n').filter((l) => !l.startsWith('error=') && !l.startsWith('status=')),
+    );
+    // still sorted (barman's writer), and the 3.4 file gains none of the newer keys 3.4 cannot read
+    const keys = out.filter(Boolean).map((l) => l.slice(0, l.indexOf('=')));
+    expect(keys).toEqual([...keys].sort());
+    expect(keys.length).toBe(text.split('\n').filter(Boolean).length);
+    const info = parseBackupInfo(out.join('\n'));
+    expect(isInterruptedDeletion(info)).toBe(true);
+    expect(info.begin_wal).toBe('000000010000000000000006');
+  });
+
+  it('a file without status or error lines gets both, in key order; comments stay', () => {
+    expect(markDeletionStarted('# written by hand\nbegin_wal=000000010000000000000006\ntimeline=1\n')).toBe(
+      `# written by hand\nbegin_wal=000000010000000000000006\nerror=${DELETION_ERROR}\nstatus=FAILED\ntimeline=1\n`,
+    );
+  });
+
+  it('only our own error marks an interrupted deletion: a backup that failed to be taken is not one', () => {
+    expect(isInterruptedDeletion(parseBackupInfo(HEAD_FAILED))).toBe(false);
+    expect(isInterruptedDeletion(parseBackupInfo(HEAD_DONE))).toBe(false);
+    expect(isInterruptedDeletion({ status: 'DONE', error: DELETION_ERROR })).toBe(false);
+    expect(DELETION_ERROR).toMatch(/^failure \w[\w ]* \(.*\)$/);
   });
 });

@@ -62,7 +62,6 @@ describe('one of each (docs/architecture.md#one-owner-per-concern)', () => {
       ['src/backup/tar-end.ts', 'new Error(late)', 'restore and verify name the part (restore.ts damagedPart)'],
       ['src/backup/extract.ts', 'new Error(unended)', 'restore names the part'],
       ['src/backup/extract.ts', 'not a PostgreSQL control file', 'restore names the part'],
-      ['src/retention/delete.ts', 'Error from cloud provider while deleting objects', "barman's words; the deleter wraps it in OperationError"],
       ['src/compression/bzip2.ts', 'no bzip2 program on PATH', "only when a caller forces the program (tests): src/ asks for 'auto'"],
       // Storage: errors shaped like the SDK's or Node's, classified by each driver into StorageError's classes.
       ['src/storage/gcs/gcs.ts', "new Error('aborted')", 'the abort reason when the signal gave none'],

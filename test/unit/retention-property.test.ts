@@ -15,7 +15,7 @@ import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate, t
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { ServerLayout } from '../../src/catalog/layout.ts';
 import { hex8 } from '../../src/xlog.ts';
-import { evaluateRetention, obsoleteBackupIds, type RetentionPolicy } from '../../src/retention/policy.ts';
+import { evaluateRetention, obsoleteBackupIds, retentionDeletions, type RetentionPolicy } from '../../src/retention/policy.ts';
 import { BackupDeleter } from '../../src/retention/delete.ts';
 import { walNameFromKey } from '../../src/retention/wal-cleanup.ts';
 
@@ -278,7 +278,7 @@ describe('retention and deletion over random catalogs', () => {
       if (newestDone && keepsOne) expect(obsolete, label).not.toContain(newestDone.backup_id);
 
       const ids = (catalog: Map<string, BackupInfo>, keeps: Map<string, string | null>) =>
-        obsoleteBackupIds(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: m, now: NOW }));
+        retentionDeletions(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: m, now: NOW }), catalog.values());
       const dryStore = world.store.clone();
       const dry = await runDeletion(dryStore, ids, true, true);
       expect([...dryStore.objects.keys()], label).toEqual([...world.store.objects.keys()]);
@@ -341,7 +341,7 @@ describe('retention and deletion over random catalogs', () => {
       const world = randomWorld(rand);
       const { policy, m } = randomPolicy(rand);
       const ids = (catalog: Map<string, BackupInfo>, keeps: Map<string, string | null>) =>
-        obsoleteBackupIds(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: m, now: NOW }));
+        retentionDeletions(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: m, now: NOW }), catalog.values());
       const clean = world.store.clone();
       await runDeletion(clean, ids, true, false);
       const dying = new DyingStore(Math.floor(rand() * 4), world.store);
@@ -365,7 +365,7 @@ describe('retention and deletion over random catalogs', () => {
       const world = randomWorld(rand);
       const policy: RetentionPolicy = { kind: 'redundancy', value: 1 };
       const ids = (catalog: Map<string, BackupInfo>, keeps: Map<string, string | null>) =>
-        obsoleteBackupIds(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: 0, now: NOW }));
+        retentionDeletions(evaluateRetention(policy, { backups: catalog, keepTarget: (id) => keeps.get(id) ?? null, minimumRedundancy: 0, now: NOW }), catalog.values());
       const clean = world.store.clone();
       await runDeletion(clean, ids, true, false);
       // Interrupt: the first obsolete backup loses some of its data objects only.

@@ -2,10 +2,10 @@
 // verified examples of docs/format.md#retention-report, the WAL planning of docs/format.md#wal-cleanup on its verified example, and the deletion
 // executor (order, dry-run lines, interruption) on the local directory store.
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CliError, EXIT, GeneralError, OperationError } from '../../src/errors.ts';
+import { AccessDeniedError, CliError, EXIT, GeneralError, OperationError } from '../../src/errors.ts';
 import {
   evaluateRetention, formatRetentionPolicy, keepStatus, obsoleteBackupIds, parseRetentionPolicy, pointOfRecoverability,
   type RetentionPolicy,
@@ -14,7 +14,7 @@ import {
   decideWalCleanup, deletablePrefixes, deletableWals, neighbourBackup, walNameFromKey, type WalEntry,
 } from '../../src/retention/wal-cleanup.ts';
 import { BackupDeleter, WalListing, backupArchiveFiles, formatSummary, pyListRepr } from '../../src/retention/delete.ts';
-import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate, type BackupInfo } from '../../src/catalog/backup-info.ts';
+import { DELETION_ERROR, newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate, type BackupInfo } from '../../src/catalog/backup-info.ts';
 import { BackupCatalog } from '../../src/catalog/catalog.ts';
 import { ServerLayout, decodeHashDir } from '../../src/catalog/layout.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
@@ -295,6 +295,16 @@ describe('WAL cleanup planning (docs/format.md#wal-cleanup)', () => {
     expect(neighbourBackup(list, b08.backup_id, -1)).toBeNull();
   });
 
+  it('a backup whose deletion was interrupted counts as it did before the mark (docs/format.md#delete-backup)', () => {
+    const marked = backup('20260109T000000', { begin_wal: W(9), status: 'FAILED', error: DELETION_ERROR });
+    const list = catalogOf(b08, marked, b0A);
+    expect(neighbourBackup(list, b08.backup_id, 1)).toBe(marked);
+    expect(neighbourBackup(list, b0A.backup_id, -1)).toBe(marked);
+    // a backup that failed to be taken stays out, whatever its error says
+    const failed = { ...marked, error: 'failure uploading data (disk full)' };
+    expect(neighbourBackup(catalogOf(b08, failed, b0A), b08.backup_id, 1)).toBe(b0A);
+  });
+
   it('protects other timelines holding backups, lower timelines without backups are deleted, higher never', () => {
     const t1 = backup('20260101T000000', { begin_wal: W(2, 1), end_wal: W(2, 1), timeline: 1 });
     const t2 = backup('20260102T000000', { begin_wal: W(5, 2), end_wal: W(5, 2), timeline: 2 });
@@ -506,6 +516,52 @@ describe('BackupDeleter on the directory store', () => {
       backupIds: ['20260108T000000'], backupObjectsDeleted: 4, walObjectsDeleted: 10, errors: 0,
     });
     expect(real.summary.bytesFreed).toBe(EXPECTED_GONE.reduce((n, k) => n + sizes.get(k)!, 0));
+  });
+
+  it('a dry run, or a deletion a check refuses, leaves backup.info as it was: DONE (docs/format.md#delete-backup)', async () => {
+    const infoPath = join(root, layout.backupInfoKey('20260108T000000'));
+    const before = readFileSync(infoPath, 'utf8');
+    expect(before).toContain('status=DONE');
+    await runDelete(['20260108T000000'], false, true);
+    await runDelete(['20260108T000000', '20260110T000000'], true, true);
+    expect(readFileSync(infoPath, 'utf8')).toBe(before);
+    // --check-object-lock refusing one object: nothing deleted, nothing rewritten
+    const catalog = new BackupCatalog(store, layout);
+    const locked = new BackupDeleter(store, catalog, layout, new Map(), {
+      dryRun: false, batchSize: 2, print: () => {},
+      checkLocks: async () => { throw new GeneralError('Deletion aborted: object is locked'); },
+    });
+    const summary = await locked.deleteAll(['20260108T000000'], false);
+    expect(summary.failure).toBeInstanceOf(OperationError);
+    expect(readFileSync(infoPath, 'utf8')).toBe(before);
+    expect(allKeys()).toContain('p/srv/base/20260108T000000/data.tar.gz');
+  });
+
+  it('-r: a backup whose FAILED mark cannot be written is left whole and DONE; the others go; the run fails', async () => {
+    const refused = layout.backupInfoKey('20260110T000000');
+    const failing = new Proxy(store, {
+      get: (target, name) => {
+        if (name === 'put') {
+          return async (key: string, ...rest: unknown[]) => {
+            if (key === refused) throw new AccessDeniedError('PutObject refused');
+            return (target.put as (...a: unknown[]) => Promise<void>).call(target, key, ...rest);
+          };
+        }
+        const value = Reflect.get(target, name) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const before = readFileSync(join(root, refused), 'utf8');
+    const catalog = new BackupCatalog(failing, layout);
+    await catalog.getBackupList();
+    const deleter = new BackupDeleter(failing, catalog, layout, new Map(), { dryRun: false, batchSize: 2, print: () => {} });
+    const summary = await deleter.deleteAll(['20260108T000000', '20260110T000000'], true);
+    expect(summary.failure).toBeInstanceOf(OperationError);
+    expect((summary.failure as Error).message).toBe('Could not delete backup 20260110T000000: PutObject refused');
+    expect(summary.backupIds).toEqual(['20260108T000000']);
+    expect(allKeys().filter((k) => k.startsWith('p/srv/base/20260108T000000/'))).toEqual([]);
+    expect(allKeys().filter((k) => k.startsWith('p/srv/base/20260110T000000/')).length).toBe(4);
+    expect(readFileSync(join(root, refused), 'utf8')).toBe(before);
   });
 
   it('finishes a deletion interrupted after the data objects: same end state as one clean run', async () => {

@@ -5,11 +5,11 @@
 import { AccessDeniedError, BarmanCloudError, EXIT, GeneralError, OperationError } from '../../errors.js';
 import { escapeControl, log } from '../../log.js';
 import { BackupCatalog } from '../../catalog/catalog.js';
-import { pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
+import { isInterruptedDeletion, pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import type { ObjectLockState, ObjectStore } from '../../storage/types.js';
 import { BackupDeleter, formatSummary, pyListRepr } from '../../retention/delete.js';
-import { evaluateRetention, obsoleteBackupIds, parseRetentionPolicy } from '../../retention/policy.js';
+import { evaluateRetention, parseRetentionPolicy, retentionDeletions } from '../../retention/policy.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 
@@ -112,7 +112,12 @@ const backupDelete: CommandModule<'backup-delete'> = {
           backups, keepTarget: (id) => keepTargets.get(id) ?? null, minimumRedundancy, now: new Date(), serverName,
         });
         for (const m of report.messages) log[m.level](m.text);
-        toDelete = obsoleteBackupIds(report);
+        // Beyond barman: deletions begun and interrupted (FAILED with our error) are finished too;
+        // nothing else ever deletes them (docs/format.md#delete-backup).
+        for (const b of backups.values()) {
+          if (isInterruptedDeletion(b)) log.info(`Finishing the interrupted deletion of backup ${b.backup_id} for server ${serverName}`);
+        }
+        toDelete = retentionDeletions(report, backups.values());
         fromRetentionPolicy = true;
       }
 
