@@ -100,15 +100,24 @@ export class BackupCatalog {
    * Mark a backup as being deleted before its first object goes (docs/format.md#delete-backup):
    * backup.info rewritten in one PUT with status FAILED and our deletion error, its other lines
    * unchanged. The cached listing keeps the backup as it was: the run's WAL decisions stay those
-   * of a run that is never interrupted.
+   * of a run that is never interrupted. Returns the file as it was, for unmarkBeingDeleted.
    */
-  async markBeingDeleted(backupId: string): Promise<void> {
+  async markBeingDeleted(backupId: string): Promise<Buffer> {
     const key = this.layout.backupInfoKey(backupId);
     const body = await this.store.getBuffer(key, { maxBytes: BACKUP_INFO_MAX_BYTES });
     parseBackupInfo(body); // refuses what a reader would refuse (bad UTF-8, bad lines) before any write
     const text = markDeletionStarted(body.toString('utf8'));
     parseBackupInfo(text);
     await this.store.put(key, Buffer.from(text, 'utf8'));
+    return body;
+  }
+
+  /**
+   * Put back the backup.info that markBeingDeleted replaced, byte for byte: a keep request came
+   * while the deletion marked it (docs/format.md#keep-handshake), and nothing of it was deleted yet.
+   */
+  async unmarkBeingDeleted(backupId: string, original: Buffer): Promise<void> {
+    await this.store.put(this.layout.backupInfoKey(backupId), original);
   }
 
   /**

@@ -338,10 +338,11 @@ export class BackupDeleter {
     // Marked FAILED before any object goes (docs/format.md#delete-backup); only those marked are
     // deleted. A backup whose mark failed stays as it was, and the run then ends with exit 1.
     let unmarked: { info: BackupInfo; error: unknown } | undefined;
+    const originals = new Map<string, Buffer>();
     const marked = await mapBounded(doomed, MARK_CONCURRENCY, async (info) => {
       if (info.status === STATUS.FAILED) return true;
       try {
-        await this.catalog.markBeingDeleted(info.backup_id);
+        originals.set(info.backup_id, await this.catalog.markBeingDeleted(info.backup_id));
         return true;
       } catch (error) {
         if (!unmarked || info.backup_id < unmarked.info.backup_id) unmarked = { info, error };
@@ -349,8 +350,22 @@ export class BackupDeleter {
       }
     });
     doomed = doomed.filter((_, at) => marked[at]);
+    // The deletion's half of the handshake with backup-keep (docs/format.md#keep-handshake): marked
+    // first, then one more look at the keep annotations; a keep written before that look is seen
+    // here, one written after it sees the mark and withdraws.
+    const keptSince = (await this.listBase()).kept;
+    const left: BackupInfo[] = [];
+    for (const info of doomed) {
+      const id = info.backup_id;
+      if (keptSince.has(id) && keepStatus(await this.catalog.getKeepTarget(id, false))) await this.keptWhileMarking(id, originals.get(id));
+      else left.push(info);
+    }
+    doomed = left;
     const markFailure = unmarked && new OperationError(`Could not delete backup ${unmarked.info.backup_id}: ${unmarked.error instanceof Error ? unmarked.error.message : String(unmarked.error)}`, { cause: unmarked.error });
-    if (doomed.length === 0) throw markFailure;
+    if (doomed.length === 0) {
+      if (markFailure) throw markFailure;
+      return;
+    }
 
     // The WAL decision of each deletion, on the catalog without the backups deleted before it.
     const remaining = new Map(catalogNow);
@@ -544,6 +559,15 @@ export class BackupDeleter {
     }
   }
 
+  /**
+   * A keep request came while the backup was being marked: nothing of it is deleted yet, so its
+   * backup.info is put back as it was and the backup is left alone (docs/format.md#keep-handshake).
+   */
+  private async keptWhileMarking(backupId: string, original: Buffer | undefined): Promise<void> {
+    log.warning(`Skipping delete of backup ${backupId} for server ${this.layout.serverName}: a keep request was added during this run`);
+    if (original) await this.catalog.unmarkBeingDeleted(backupId, original);
+  }
+
   /** Delete one backup (barman's _delete_backup). */
   async deleteBackup(backupId: string, fromRetentionPolicy: boolean): Promise<void> {
     const info = await this.catalog.getBackupInfo(backupId);
@@ -587,7 +611,16 @@ export class BackupDeleter {
       if (this.options.checkLocks && dataKeys.length > 0) await this.options.checkLocks(dataKeys);
       // Every check that can refuse the deletion is behind us: from here on the backup is FAILED
       // for every reader, barman included (docs/format.md#delete-backup).
-      if (info.status !== STATUS.FAILED) await this.catalog.markBeingDeleted(backupId);
+      const original = info.status !== STATUS.FAILED ? await this.catalog.markBeingDeleted(backupId) : undefined;
+      // The deletion's half of the handshake with backup-keep (docs/format.md#keep-handshake).
+      if (keepStatus(await this.catalog.getKeepTarget(backupId, false))) {
+        await this.keptWhileMarking(backupId, original);
+        if (fromRetentionPolicy) return;
+        throw new OperationError(
+          `Skipping delete of backup ${backupId} for server ${this.layout.serverName} as it has a current keep request. ` +
+            'If you really want to delete this backup please remove the keep and try again.',
+        );
+      }
       await this.abortUploads([backupId]);
       await this.deleteKeys(first, 'backup');
       await this.deleteKeys(rest, 'backup');

@@ -33,12 +33,19 @@ const backupKeep: CommandModule<'backup-keep'> = {
         const info = await catalog.getBackupInfo(backupId);
         // barman fails with an AttributeError here (exit 4): keep the exit code, say why.
         if (!info) throw new GeneralError(`Backup ${backupId} for server ${serverName} does not exist`);
-        if (info.status !== STATUS.DONE) {
-          throw new OperationError(
-            `Cannot add keep to backup ${backupId} because it has status ${info.status}. Only backups with status DONE can be kept.`,
-          );
-        }
+        const notDone = (status: string | null) =>
+          new OperationError(`Cannot add keep to backup ${backupId} because it has status ${status}. Only backups with status DONE can be kept.`);
+        if (info.status !== STATUS.DONE) throw notDone(info.status);
         await catalog.putAnnotation(backupId, KEEP_ANNOTATION, target);
+        // keep's half of the handshake with backup-delete (docs/format.md#keep-handshake): written
+        // first, then backup.info read again. A deletion that marked the backup before our keep was
+        // there may not have seen it: the keep is withdrawn and the call fails, never exit 0 for a
+        // backup on its way out.
+        const now = await catalog.readBackupInfo(backupId);
+        if (now?.status !== STATUS.DONE) {
+          await catalog.deleteAnnotation(backupId, KEEP_ANNOTATION);
+          throw notDone(now ? now.status : 'deleted');
+        }
       }
       return EXIT.OK;
     } finally {
