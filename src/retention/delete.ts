@@ -353,7 +353,7 @@ export class BackupDeleter {
     // The deletion's half of the handshake with backup-keep (docs/format.md#keep-handshake): marked
     // first, then one more look at the keep annotations; a keep written before that look is seen
     // here, one written after it sees the mark and withdraws.
-    const keptSince = (await this.listBase()).kept;
+    const keptSince = (await this.listBase(false)).kept;
     const left: BackupInfo[] = [];
     for (const info of doomed) {
       const id = info.backup_id;
@@ -451,9 +451,11 @@ export class BackupDeleter {
 
   /**
    * Every object under base/ in one recursive listing: each backup directory's own objects (by
-   * `<base>/<id>/` prefix), and the IDs of backups holding a keep annotation. Sizes are remembered.
+   * `<base>/<id>/` prefix), and the IDs of backups holding a keep annotation. Sizes are remembered,
+   * unless `rememberSizes` is false (the look after the marks: a marked backup.info is larger, and
+   * what a run frees is counted as its dry run counts it).
    */
-  private async listBase(): Promise<{ objects: Map<string, ObjectInfo[]>; kept: Set<string> }> {
+  private async listBase(rememberSizes = true): Promise<{ objects: Map<string, ObjectInfo[]>; kept: Set<string> }> {
     const base = this.layout.basePrefix;
     const objects = new Map<string, ObjectInfo[]>();
     const kept = new Set<string>();
@@ -470,7 +472,7 @@ export class BackupDeleter {
       const own = objects.get(prefix);
       if (own) own.push(e);
       else objects.set(prefix, [e]);
-      this.sizes.set(e.key, e.size);
+      if (rememberSizes) this.sizes.set(e.key, e.size);
     }
     return { objects, kept };
   }

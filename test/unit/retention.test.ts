@@ -582,7 +582,7 @@ describe('BackupDeleter on the directory store', () => {
     expect(allKeys()).toEqual(remaining);
   });
 
-  it('a bulk -r run lists base/ once for every backup\'s objects and keep annotations, and deletes data objects in full batches', async () => {
+  it('a bulk -r run lists base/ once for every backup\'s objects and keep annotations (and once more for keeps after its marks), and deletes data objects in full batches', async () => {
     const lists: string[] = [];
     const deletes: string[][] = [];
     const counting: ObjectStore = Object.create(store) as ObjectStore;
@@ -607,7 +607,8 @@ describe('BackupDeleter on the directory store', () => {
     expect(existsSync(join(root, 'p/srv/base/20260110T000000/data.tar.gz'))).toBe(true);
     // No listing per backup directory: one of base/ (beside the catalog's own with the delimiter).
     expect(lists.filter((l) => l.startsWith('p/srv/base/2'))).toEqual([]);
-    expect(lists.filter((l) => l === 'p/srv/base/')).toHaveLength(1);
+    // The second: the look for keep annotations after the marks (docs/format.md#keep-handshake).
+    expect(lists.filter((l) => l === 'p/srv/base/')).toHaveLength(2);
     // The six data objects of the two backups in two requests, before any backup.info: first the
     // data archives' first parts, then the rest (docs/format.md#delete-backup).
     const dataBatches = deletes.filter((keys) => keys.some((k) => k.includes('/base/') && !k.endsWith('backup.info')));
