@@ -116,6 +116,14 @@ function sizeOf(sizes: Map<string, number>, keys: readonly string[]): number {
   return total;
 }
 
+/** barman's refusal of `-b` on a kept backup (exit 1); also when the keep came during the deletion (docs/format.md#keep-handshake). */
+export function keptBackupRefusal(backupId: string, serverName: string): OperationError {
+  return new OperationError(
+    `Skipping delete of backup ${backupId} for server ${serverName} as it has a current keep request. ` +
+      'If you really want to delete this backup please remove the keep and try again.',
+  );
+}
+
 /** Some keys of a bulk delete were refused (barman's words); callers say which backup or WAL it was. */
 function refusedKeys(): OperationError {
   return new OperationError('Error from cloud provider while deleting objects - please check the command output.');
@@ -331,7 +339,7 @@ export class BackupDeleter {
       }
       // A keep listed now is read afresh (its value decides, as for one backup at a time).
       const kept = fresh.kept.has(id) ? keepStatus(await this.catalog.getKeepTarget(id, false)) : null;
-      if (kept) log.warning(`Skipping delete of backup ${id} for server ${this.layout.serverName}: a keep request was added during this run`);
+      if (kept) this.warnKeptDuringRun(id);
       else doomed.push(info);
     }
     if (doomed.length === 0) return;
@@ -561,12 +569,17 @@ export class BackupDeleter {
     }
   }
 
+  /** A backup this run chose was kept since (a concurrent backup-keep): it is left alone. */
+  private warnKeptDuringRun(backupId: string): void {
+    log.warning(`Skipping delete of backup ${backupId} for server ${this.layout.serverName}: a keep request was added during this run`);
+  }
+
   /**
    * A keep request came while the backup was being marked: nothing of it is deleted yet, so its
    * backup.info is put back as it was and the backup is left alone (docs/format.md#keep-handshake).
    */
   private async keptWhileMarking(backupId: string, original: Buffer | undefined): Promise<void> {
-    log.warning(`Skipping delete of backup ${backupId} for server ${this.layout.serverName}: a keep request was added during this run`);
+    this.warnKeptDuringRun(backupId);
     if (original) await this.catalog.unmarkBeingDeleted(backupId, original);
   }
 
@@ -581,7 +594,7 @@ export class BackupDeleter {
     if (fromRetentionPolicy && !dryRun && keepStatus(await this.catalog.getKeepTarget(backupId, false))) {
       // Kept after the retention report was computed (a concurrent backup-keep): barman would
       // delete it anyway; a deletion cannot be undone, so leave it.
-      log.warning(`Skipping delete of backup ${backupId} for server ${this.layout.serverName}: a keep request was added during this run`);
+      this.warnKeptDuringRun(backupId);
       return;
     }
     log.info(`Deleting backup ${backupId} for server ${this.layout.serverName}${dryRun ? ' (dry run)' : ''}`);
@@ -618,10 +631,7 @@ export class BackupDeleter {
       if (keepStatus(await this.catalog.getKeepTarget(backupId, false))) {
         await this.keptWhileMarking(backupId, original);
         if (fromRetentionPolicy) return;
-        throw new OperationError(
-          `Skipping delete of backup ${backupId} for server ${this.layout.serverName} as it has a current keep request. ` +
-            'If you really want to delete this backup please remove the keep and try again.',
-        );
+        throw keptBackupRefusal(backupId, this.layout.serverName);
       }
       await this.abortUploads([backupId]);
       await this.deleteKeys(first, 'backup');

@@ -8,7 +8,7 @@ import { BackupCatalog } from '../../catalog/catalog.js';
 import { isInterruptedDeletion, pyDatetimeStr, timestampFromDate } from '../../catalog/backup-info.js';
 import { ServerLayout } from '../../catalog/layout.js';
 import type { ObjectLockState, ObjectStore } from '../../storage/types.js';
-import { BackupDeleter, formatSummary, pyListRepr } from '../../retention/delete.js';
+import { BackupDeleter, formatSummary, keptBackupRefusal, pyListRepr } from '../../retention/delete.js';
 import { evaluateRetention, parseRetentionPolicy, retentionDeletions } from '../../retention/policy.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
@@ -91,12 +91,7 @@ const backupDelete: CommandModule<'backup-delete'> = {
       if (requested !== undefined) {
         const backupId = await catalog.resolve(requested);
         // Checked without the annotation cache: only one backup matters here.
-        if ((await catalog.getKeepTarget(backupId, false)) !== null) {
-          throw new OperationError(
-            `Skipping delete of backup ${backupId} for server ${serverName} as it has a current keep request. ` +
-              'If you really want to delete this backup please remove the keep and try again.',
-          );
-        }
+        if ((await catalog.getKeepTarget(backupId, false)) !== null) throw keptBackupRefusal(backupId, serverName);
         if (minimumRedundancy > 0 && minimumRedundancy >= backups.size) {
           throw new OperationError(
             `Skipping delete of backup ${backupId} for server ${serverName} due to minimum redundancy requirements ` +
