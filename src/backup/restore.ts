@@ -36,6 +36,12 @@ const PART_PIECE = 1 << 20;
 /** PostgreSQL's control file, put in place last (docs/format.md#restore-control-file). */
 const CONTROL_FILE = 'global/pg_control';
 
+/** Where PostgreSQL reads a backup's start (docs/format.md#restore-backup-label). */
+const BACKUP_LABEL = 'backup_label';
+
+/** Far more than a label's few hundred bytes; a larger file is not the recorded label anyway. */
+const BACKUP_LABEL_MAX_BYTES = 64 * 1024;
+
 export interface RestoreTargets {
   tli?: string;
   lsn?: string;
@@ -102,6 +108,39 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
     throw e;
   });
   if (entries.length > 0) throw notEmpty(dir);
+}
+
+/**
+ * The data directory's backup_label, as PostgreSQL will read it (the file left at that name once
+ * every member is extracted, whatever links or later members put it there), must be the label
+ * backup.info records: without it, or with another backup's, PostgreSQL does not start from this
+ * backup's start (docs/format.md#restore-backup-label). A label recorded as None is not checked.
+ */
+async function checkBackupLabel(dataDir: string, backup: BackupInfo, incomplete: string): Promise<void> {
+  if (backup.backup_label == null) return;
+  let found: Buffer | undefined;
+  try {
+    // not through a link, and never waiting on a FIFO planted there
+    const fh = await fs.open(join(dataDir, BACKUP_LABEL), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    try {
+      if ((await fh.stat()).isFile()) {
+        const buf = Buffer.alloc(BACKUP_LABEL_MAX_BYTES + 1);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        found = buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    if (!['ENOENT', 'ELOOP'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+  }
+  const what = `the data archive of backup ${backup.backup_id}`;
+  if (found === undefined) {
+    throw new BackupIntegrityError(`${BACKUP_LABEL} is missing from ${what} (backup.info records one): PostgreSQL would not start from the backup's start; ${incomplete}`);
+  }
+  if (!found.equals(Buffer.from(backup.backup_label, 'utf8'))) {
+    throw new BackupIntegrityError(`${BACKUP_LABEL} in ${what} is not the one backup.info records (another backup's?); ${incomplete}`);
+  }
 }
 
 /** The restore's mark in its destination while it runs (docs/format.md#restore-claim). */
@@ -357,6 +396,8 @@ export async function restoreBackup(
       }
       log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
     }
+    // Whoever wrote them, the archives must be the backup backup.info describes.
+    await checkBackupLabel(dataDir, backup, incomplete);
 
     // The archive may have planted links at any of these names: replace, never write through.
     for (const p of plan) {

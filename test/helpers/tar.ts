@@ -6,7 +6,7 @@ import tarStream from 'tar-stream';
 export interface TarMember {
   name: string;
   type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo' | 'character-device' | 'block-device';
-  data?: string;
+  data?: string | Buffer;
   linkname?: string;
   mode?: number;
   uid?: number;

@@ -19,7 +19,7 @@ import { startAzureCpkProxy, type CpkRequest } from '../helpers/proxy.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 import { walSegmentBytes } from '../helpers/wal-segment.ts';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
@@ -180,7 +180,7 @@ describe.each(cases)('$name', (c) => {
     const segment = walSegmentBytes();
     await withStore(c.config(KEY), async (s) => {
       await s.put(`${prefix}/srv/base/${id}/data.tar`, await tarOf([{ name: 'PG_VERSION', data: '15\n' }]));
-      await s.put(`${prefix}/srv/base/${id}/backup.info`, Buffer.from(HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None')));
+      await s.put(`${prefix}/srv/base/${id}/backup.info`, Buffer.from(handMadeDone()));
       await s.put(`${prefix}/srv/wals/0000000100000000/000000010000000000000006`, segment);
     });
     const { args, env } = c.cli(prefix);

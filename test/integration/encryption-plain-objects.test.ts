@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 import { walSegmentBytes } from '../helpers/wal-segment.ts';
@@ -31,7 +31,7 @@ describe.skipIf(missing.length > 0)('plain objects read with an identity', () =>
     // a backup stored plain (as barman or an older run would have written it)
     const dir = join(store, 'srv', 'base', BACKUP_ID);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+    writeFileSync(join(dir, 'backup.info'), handMadeDone());
     writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: '.', type: 'directory' }, { name: './PG_VERSION', data: 'planted\n' }]));
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -87,7 +87,7 @@ describe.skipIf(missing.length > 0)('plain objects read with an identity', () =>
     // a backup whose WAL (…06) was archived encrypted, and plain objects planted beside it
     const dir = join(store, 'walsrv', 'base', BACKUP_ID);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+    writeFileSync(join(dir, 'backup.info'), handMadeDone());
     writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: '.', type: 'directory' }, { name: './PG_VERSION', data: '15\n' }]));
     const seg6 = '000000010000000000000006';
     const seg7 = '000000010000000000000007';

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin, runProcess } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 
@@ -29,7 +29,7 @@ beforeAll(async () => {
   store = join(scratch, 'store');
   const dir = join(store, SERVER, 'base', BACKUP_ID);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+  writeFileSync(join(dir, 'backup.info'), handMadeDone());
   // 96 MiB in 12 files: read for long enough that the spinner draws the byte count more than once
   const members = [{ name: '.', type: 'directory' as const }, { name: './PG_VERSION', data: '15\n' }];
   for (let i = 0; i < 12; i++) members.push({ name: `./base/1/${16384 + i}`, data: String(i % 10).repeat(8 << 20) } as never);

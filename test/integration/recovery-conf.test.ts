@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 import { walSegmentBytes } from '../helpers/wal-segment.ts';
@@ -29,7 +29,7 @@ describe.skipIf(skip)('postgresql.auto.conf written by restore', () => {
     const server = "o'neil\\tab\\047x";
     const dir = join(store, server, 'base', BACKUP_ID);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+    writeFileSync(join(dir, 'backup.info'), handMadeDone());
     writeFileSync(join(dir, 'data.tar'), await tarOf([
       { name: '.', type: 'directory' }, { name: './PG_VERSION', data: '15\n' }, { name: './postgresql.conf', data: '' },
     ]));
@@ -59,7 +59,7 @@ describe.skipIf(skip)('postgresql.auto.conf written by restore', () => {
     const store = join(work, "st 50%p %% \\ it's");
     const dir = join(store, 'srv', 'base', BACKUP_ID);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+    writeFileSync(join(dir, 'backup.info'), handMadeDone());
     writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: 'PG_VERSION', data: '15\n' }, { name: 'postgresql.conf', data: '' }]));
     const segment = walSegmentBytes();
     mkdirSync(join(store, 'srv', 'wals', '0000000100000000'), { recursive: true });

@@ -19,7 +19,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, exitOf, runBin, spawnBin } from '../helpers/run-bin.ts';
 import { tarHeaders as members, tarOf, type TarHeader as Member } from '../helpers/tar.ts';
 import {
@@ -191,7 +191,7 @@ describe('the held-back control file, with hand-made tars', () => {
   async function restoreTar(server: string, members: Parameters<typeof tarOf>[0]) {
     const dir = join(work, 'store', server, 'base', ID);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+    writeFileSync(join(dir, 'backup.info'), handMadeDone());
     writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: '.', type: 'directory' }, { name: 'global', type: 'directory' }, ...members]));
     const dest = join(work, `dest-${server}`);
     const r = await runBin('barman-cloud-restore', [`file://${join(work, 'store')}`, server, ID, dest], { env: cleanEnv() });

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf, type TarMember } from '../helpers/tar.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
@@ -51,7 +51,7 @@ let moto: ServerHandle | undefined;
 let s3: S3Client | undefined;
 
 function backupInfo(tablespaces: string): string {
-  return HEAD_DONE.replace(/^tablespaces=.*$/m, `tablespaces=${tablespaces}`);
+  return handMadeDone(tablespaces);
 }
 
 /** type, mode, owner, link count (not of directories) and content (or link target) of every entry under `root`, except `skip`. */

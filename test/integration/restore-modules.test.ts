@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { HEAD_DONE, handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 import { ROOT } from '../helpers/servers.ts';
@@ -24,7 +24,7 @@ afterAll(() => {
 it('barman-cloud-restore loads no PostgreSQL client module', async () => {
   const dir = join(scratch, 'store', 'srv', 'base', BACKUP_ID);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+  writeFileSync(join(dir, 'backup.info'), handMadeDone());
   writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: 'PG_VERSION', data: '15\n' }, { name: 'global/pg_control', data: 'control' }]));
   const trace = join(scratch, 'trace.txt');
   writeFileSync(trace, '');

@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync, mkdtempSync, existsSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf, type TarMember } from '../helpers/tar.ts';
 
@@ -36,7 +36,7 @@ async function restoreOf(name: string, tar: Buffer) {
   const store = join(work, name, 'store');
   const dir = join(store, 'srv', 'base', BACKUP_ID);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+  writeFileSync(join(dir, 'backup.info'), handMadeDone());
   writeFileSync(join(dir, 'data.tar'), tar);
   const dest = join(work, name, 'dest');
   const r = await runBin('barman-cloud-restore', [`file://${store}`, 'srv', BACKUP_ID, dest], { env: cleanEnv() });

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
 
@@ -19,7 +19,7 @@ beforeEach(() => {
   work = mkdtempSync(join(tmpdir(), 'bc-restoreparts-'));
   dir = join(work, 'store', 'srv', 'base', ID);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'backup.info'), HEAD_DONE.replace(/^tablespaces=.*$/m, 'tablespaces=None'));
+  writeFileSync(join(dir, 'backup.info'), handMadeDone());
 });
 
 afterEach(() => {

@@ -1,0 +1,119 @@
+// restore compares the data archive with backup.info on the bytes it extracts anyway
+// (docs/format.md#restore-backup-label, #restore-tablespaces): hand-made
+// barman-shaped backups (no parts.json) on the directory store and on S3 (moto). What PostgreSQL 15
+// does with such a directory is in restore-label.test.ts.
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEAD_DONE } from '../fixtures/backup-info.ts';
+import { cleanEnv, runBin } from '../helpers/run-bin.ts';
+import { tarOf, type TarMember } from '../helpers/tar.ts';
+import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
+import type { ServerHandle } from '../helpers/servers.ts';
+import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
+import type { ObjectStore } from '../../src/storage/types.ts';
+
+const ID = '20261129T050418';
+const SYSTEMID = /^systemid=(\d+)$/m.exec(HEAD_DONE)![1]!;
+// the label HEAD_DONE records, as the text PostgreSQL wrote
+const LABEL = 'START WAL LOCATION: 0/6000028 (file 000000010000000000000006)\nCHECKPOINT LOCATION: 0/602ADA8\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-29 05:04:57 UTC\nLABEL: Barman backup cloud 20261129T050418\nSTART TIMELINE: 1\n';
+
+/** An 8 KiB control file whose first 8 bytes are `id` in the given byte order. */
+function control(id: string, order: 'LE' | 'BE' = 'LE'): Buffer {
+  const b = Buffer.alloc(8192);
+  if (order === 'LE') b.writeBigUInt64LE(BigInt(id));
+  else b.writeBigUInt64BE(BigInt(id));
+  return b;
+}
+
+const base: TarMember[] = [{ name: '.', type: 'directory' }, { name: 'global', type: 'directory' }, { name: 'PG_VERSION', data: '15\n' }];
+const whole = (): TarMember[] => [...base, { name: 'global/pg_control', data: control(SYSTEMID) }, { name: 'backup_label', data: LABEL, mode: 0o644 }];
+
+const noTablespaces = (t: string) => t.replace(/^tablespaces=.*$/m, 'tablespaces=None');
+
+interface Case {
+  name: string;
+  members: TarMember[];
+  /** Replaces lines of HEAD_DONE. */
+  info?: (text: string) => string;
+  code: number;
+  says?: RegExp;
+}
+
+const cases: Case[] = [
+  { name: 'the label and the control file backup.info records', members: whole(), code: 0 },
+  { name: 'the label as ./backup_label (a Barman server backup uploaded by the hook)', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID) }, { name: './backup_label', data: LABEL }], code: 0 },
+  { name: 'a stray backup_label before the one added last (barman keeps a stray one)', members: [{ name: 'backup_label', data: 'stray\n' }, ...whole()], code: 0 },
+  {
+    name: 'no backup_label and none recorded (backup_label=None): nothing to compare',
+    members: base,
+    info: (t) => noTablespaces(t).replace(/^backup_label=.*$/m, 'backup_label=None'),
+    code: 0,
+  },
+  { name: 'no backup_label member', members: whole().slice(0, -1), code: 4, says: /backup_label is missing from the data archive of backup 20261129T050418 \(backup\.info records one\)/ },
+  { name: 'another label', members: [...whole().slice(0, -1), { name: 'backup_label', data: LABEL.replace('0/6000028', '0/7000028') }], code: 4, says: /backup_label in the data archive of backup 20261129T050418 is not the one backup\.info records/ },
+  { name: 'the label with one byte more', members: [...whole().slice(0, -1), { name: 'backup_label', data: `${LABEL}\n` }], code: 4, says: /is not the one backup\.info records/ },
+  { name: 'the right label replaced by a later member', members: [...whole(), { name: 'backup_label', data: 'later\n' }], code: 4, says: /is not the one backup\.info records/ },
+  {
+    name: 'backup_label a symbolic link to a file with the right label',
+    members: [...whole().slice(0, -1), { name: 'label.txt', data: LABEL }, { name: 'backup_label', type: 'symlink', linkname: 'label.txt' }],
+    code: 4,
+    says: /backup_label is missing from the data archive/,
+  },
+  {
+    name: 'backup_label written through a link to the root',
+    members: [...whole().slice(0, -1), { name: 'up', type: 'symlink', linkname: '.' }, { name: 'up/backup_label', data: 'through\n' }],
+    code: 4,
+    says: /is not the one backup\.info records/,
+  },
+
+  {
+    name: 'a tablespace archive missing from the store',
+    members: whole(),
+    info: (t) => t.replace(/^tablespaces=.*$/m, "tablespaces=[('tbs1', 16384, '/nonexistent/bc-label-tbs')]"),
+    code: 1,
+    says: /ERROR: Missing file 16384\.\* for server /,
+  },
+];
+
+describe.each(['file', 's3'] as const)('restore compares the data archive with backup.info (%s store)', (kind) => {
+  let work: string;
+  let store: ObjectStore;
+  let moto: ServerHandle | undefined;
+  let url: string[];
+  let n = 0;
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'bc-restore-info-'));
+    if (kind === 'file') {
+      mkdirSync(join(work, 'store'));
+      store = await openObjectStore({ provider: 'file', bucket: join(work, 'store'), retry: DEFAULT_RETRY });
+      url = [`file://${join(work, 'store')}`];
+    } else {
+      ({ moto, store } = await startMotoBucket('label'));
+      url = ['--endpoint-url', moto.url, 's3://label/pg'];
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    await moto?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it.each(cases)('$name: exit $code', async (c) => {
+    const server = `srv${++n}`;
+    const prefix = kind === 'file' ? `${server}/base/${ID}/` : `pg/${server}/base/${ID}/`;
+    await store.put(`${prefix}backup.info`, Buffer.from((c.info ?? noTablespaces)(HEAD_DONE)));
+    await store.put(`${prefix}data.tar`, await tarOf(c.members));
+    const dest = join(work, `dest-${server}`);
+    const r = await runBin('barman-cloud-restore', [...url, server, ID, dest], { env: cleanEnv(kind === 's3' ? MOTO_ENV : {}) });
+    if (c.code === 0) {
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      return;
+    }
+    expect(r.code, r.stderr).toBe(c.code);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(r.stderr).toMatch(c.says!);
+  }, 60_000);
+});
