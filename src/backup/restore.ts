@@ -143,6 +143,25 @@ async function checkBackupLabel(dataDir: string, backup: BackupInfo, incomplete:
   }
 }
 
+/**
+ * global/pg_control begins with the system identifier of the cluster it belongs to (PostgreSQL's
+ * ControlFileData, a uint64 in the server's byte order): it must be backup.info's `systemid`, or
+ * the archive is another cluster's (docs/format.md#restore-system-id). Not checked when None.
+ */
+function checkSystemId(control: HeldFile | undefined, backup: BackupInfo, incomplete: string): void {
+  if (backup.systemid == null) return;
+  const what = `the data archive of backup ${backup.backup_id}`;
+  if (!control || control.content.length < 8) {
+    throw new BackupIntegrityError(`${CONTROL_FILE} is missing from ${what} (or is not a control file); ${incomplete}`);
+  }
+  const little = control.content.readBigUInt64LE(0).toString();
+  if (little !== backup.systemid && control.content.readBigUInt64BE(0).toString() !== backup.systemid) {
+    throw new BackupIntegrityError(
+      `${what} is of another cluster: ${CONTROL_FILE} has system identifier ${little}, backup.info says ${backup.systemid}; ${incomplete}`,
+    );
+  }
+}
+
 /** The restore's mark in its destination while it runs (docs/format.md#restore-claim). */
 const RESTORE_CLAIM = '.barman-cloud-restore-running';
 
@@ -397,6 +416,7 @@ export async function restoreBackup(
       log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
     }
     // Whoever wrote them, the archives must be the backup backup.info describes.
+    checkSystemId(controlFile, backup, incomplete);
     await checkBackupLabel(dataDir, backup, incomplete);
 
     // The archive may have planted links at any of these names: replace, never write through.

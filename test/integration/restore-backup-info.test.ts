@@ -1,5 +1,5 @@
 // restore compares the data archive with backup.info on the bytes it extracts anyway
-// (docs/format.md#restore-backup-label, #restore-tablespaces): hand-made
+// (docs/format.md#restore-backup-label, #restore-system-id, #restore-tablespaces): hand-made
 // barman-shaped backups (no parts.json) on the directory store and on S3 (moto). What PostgreSQL 15
 // does with such a directory is in restore-label.test.ts.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -45,10 +45,11 @@ const cases: Case[] = [
   { name: 'the label and the control file backup.info records', members: whole(), code: 0 },
   { name: 'the label as ./backup_label (a Barman server backup uploaded by the hook)', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID) }, { name: './backup_label', data: LABEL }], code: 0 },
   { name: 'a stray backup_label before the one added last (barman keeps a stray one)', members: [{ name: 'backup_label', data: 'stray\n' }, ...whole()], code: 0 },
+  { name: 'the system identifier in big-endian order', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID, 'BE') }, { name: 'backup_label', data: LABEL }], code: 0 },
   {
-    name: 'no backup_label and none recorded (backup_label=None): nothing to compare',
+    name: 'no backup_label and none recorded (backup_label=None, systemid=None): nothing to compare',
     members: base,
-    info: (t) => noTablespaces(t).replace(/^backup_label=.*$/m, 'backup_label=None'),
+    info: (t) => noTablespaces(t).replace(/^backup_label=.*$/m, 'backup_label=None').replace(/^systemid=.*$/m, 'systemid=None'),
     code: 0,
   },
   { name: 'no backup_label member', members: whole().slice(0, -1), code: 4, says: /backup_label is missing from the data archive of backup 20261129T050418 \(backup\.info records one\)/ },
@@ -67,7 +68,13 @@ const cases: Case[] = [
     code: 4,
     says: /is not the one backup\.info records/,
   },
-
+  { name: 'no global/pg_control', members: [...base, { name: 'backup_label', data: LABEL }], code: 4, says: /global\/pg_control is missing from the data archive of backup 20261129T050418/ },
+  {
+    name: "another cluster's control file",
+    members: [...base, { name: 'global/pg_control', data: control('7713454245083309120') }, { name: 'backup_label', data: LABEL }],
+    code: 4,
+    says: /the data archive of backup 20261129T050418 is of another cluster: global\/pg_control has system identifier 7713454245083309120, backup\.info says 7713454245083309119/,
+  },
   {
     name: 'a tablespace archive missing from the store',
     members: whole(),

@@ -1,12 +1,15 @@
 // restore checks that the data archive is the backup backup.info describes
-// (docs/format.md#restore-backup-label), with a real PostgreSQL 15 and the
-// directory store. Two backups of one cluster (rows added between them); each case copies backup A as a barman-shaped backup (no parts.json: no checksums) with
+// (docs/format.md#restore-backup-label, #restore-system-id), with a real PostgreSQL 15 and the
+// directory store. Two backups of one cluster (rows added between them) and a backup of another
+// cluster; each case copies backup A as a barman-shaped backup (no parts.json: no checksums) with
 // its last data part changed, and expects exit 4, one line, no global/pg_control, and PostgreSQL
 // refusing to start:
 //   * its backup_label member removed (before the rule: exit 0, and PostgreSQL, finding no label,
 //     looked for the control file's checkpoint in the empty pg_wal: PANIC);
 //   * backup B's backup_label in its place (before: exit 0, and PostgreSQL recovered from B's
 //     start and promoted with the rows added between A and B silently missing);
+//   * the other cluster's data part with A's backup_label put in (before: exit 0): refused by the
+//     system identifier in global/pg_control.
 // Unchanged, the copy restores and starts with every row.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +26,7 @@ const skip = requireTool('PostgreSQL 15', postgresAvailable());
 
 describe.skipIf(skip)('restore checks the data archive against backup.info (PostgreSQL 15)', () => {
   let primary: PgCluster;
+  let other: PgCluster;
   let fileRoot: string;
   let work: string;
   let store: ObjectStore;
@@ -69,6 +73,15 @@ describe.skipIf(skip)('restore checks the data archive against backup.info (Post
     }
     await primary.waitForArchived(await primary.switchWal(), 60_000);
     rowsAtB = await primary.psql('SELECT count(*), sum(id) FROM t');
+    // another cluster, backed up under another server name
+    other = await startCluster({ conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', where('other'))} %p` } });
+    clusters.push(other);
+    // archived once before the backup, so that the server's directory in the store is the server user's
+    await other.waitForArchived(await other.switchWal(), 60_000);
+    const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', '-n', 'x', ...where('other')], { env: cleanEnv({ ...other.env }), timeoutMs: 180_000 });
+    expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
+    const show = await runBin('barman-cloud-backup-show', ['--format', 'json', ...where('other'), 'x'], { env: cleanEnv({ ...other.env }) });
+    ids.x = (JSON.parse(show.stdout) as { cloud: { backup_id: string } }).cloud.backup_id;
   }, 300_000);
 
   afterAll(async () => {
@@ -124,6 +137,7 @@ describe.skipIf(skip)('restore checks the data archive against backup.info (Post
   const cases: [string, string, () => Promise<(part: string, dir: string) => void>, boolean, RegExp][] = [
     ['its backup_label member removed', 'nolabel', async () => deleteLabel, false, /backup_label is missing from the data archive of backup \w+ \(backup\.info records one\)/],
     ["backup B's backup_label in its place", 'otherlabel', async () => putLabel(await labelOf('srv', 'b')), false, /backup_label in the data archive of backup \w+ is not the one backup\.info records/],
+    ["another cluster's data archive, with A's backup_label", 'othercluster', async () => putLabel(await labelOf('srv', 'a')), true, /the data archive of backup \w+ is of another cluster: global\/pg_control has system identifier \d+, backup\.info says \d+/],
   ];
   it.each(cases)('%s: exit 4, one line, no global/pg_control, PostgreSQL refuses to start', async (_what, server, change, otherCluster, says) => {
     const r = await restoreChanged(server, await change(), otherCluster ? await objectsOf('other', ids.x!) : undefined);
