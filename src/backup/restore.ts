@@ -162,6 +162,25 @@ function checkSystemId(control: HeldFile | undefined, backup: BackupInfo, incomp
   }
 }
 
+/**
+ * barman's data archives hold no `pg_tblspc/<oid>` members: restore makes each tablespace's link from
+ * backup.info. A link the archive put there for a tablespace backup.info does not list would send
+ * PostgreSQL's reads and writes wherever it points (docs/format.md#restore-tablespaces).
+ */
+async function checkTablespaceLinks(dataDir: string, backup: BackupInfo, incomplete: string): Promise<void> {
+  const listed = new Set((backup.tablespaces ?? []).map((t) => String(t.oid)));
+  const dir = join(dataDir, 'pg_tblspc');
+  // anything but a directory there is replaced by one later (restore-paths.ts ensureDirectory)
+  if (!(await fs.lstat(dir).then((st) => st.isDirectory(), () => false))) return;
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  const stray = entries.find((e) => e.isSymbolicLink() && !listed.has(e.name));
+  if (stray) {
+    throw new BackupIntegrityError(
+      `pg_tblspc/${stray.name} in the data archive of backup ${backup.backup_id} is a link, and backup.info lists no tablespace ${stray.name}; ${incomplete}`,
+    );
+  }
+}
+
 /** The restore's mark in its destination while it runs (docs/format.md#restore-claim). */
 const RESTORE_CLAIM = '.barman-cloud-restore-running';
 
@@ -418,6 +437,7 @@ export async function restoreBackup(
     // Whoever wrote them, the archives must be the backup backup.info describes.
     checkSystemId(controlFile, backup, incomplete);
     await checkBackupLabel(dataDir, backup, incomplete);
+    await checkTablespaceLinks(dataDir, backup, incomplete);
 
     // The archive may have planted links at any of these names: replace, never write through.
     for (const p of plan) {

@@ -76,6 +76,12 @@ const cases: Case[] = [
     says: /the data archive of backup 20261129T050418 is of another cluster: global\/pg_control has system identifier 7713454245083309120, backup\.info says 7713454245083309119/,
   },
   {
+    name: 'a link in pg_tblspc for a tablespace backup.info does not list',
+    members: [...whole(), { name: 'pg_tblspc', type: 'directory' }, { name: 'pg_tblspc/99999', type: 'symlink', linkname: '/nonexistent/bc-label-elsewhere' }],
+    code: 4,
+    says: /pg_tblspc\/99999 in the data archive of backup 20261129T050418 is a link, and backup\.info lists no tablespace 99999/,
+  },
+  {
     name: 'a tablespace archive missing from the store',
     members: whole(),
     info: (t) => t.replace(/^tablespaces=.*$/m, "tablespaces=[('tbs1', 16384, '/nonexistent/bc-label-tbs')]"),
