@@ -12,7 +12,7 @@ import { BarmanCloudError, EncryptionKeyError, GeneralError, OperationError } fr
 import { log } from '../log.js';
 import { listedBelow, type ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog, isBackupId } from '../catalog/catalog.js';
-import { isInterruptedDeletion, parseTimestamp, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
+import { isInterruptedDeletion, parseTimestamp, STATUS, timestampEpochMicros, type BackupInfo } from '../catalog/backup-info.js';
 import { CompressionFormatError, TAR_EXTENSIONS, codecFromSuffix, type CodecName } from '../compression/index.js';
 import { AGE_SUFFIX, decryptStream, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import { unencryptedRefused } from '../encryption/names.js';
@@ -310,6 +310,10 @@ export async function restoreBackup(
   if (isInterruptedDeletion(backup)) {
     // Part of it may be gone already (docs/format.md#delete-backup): refused before any download.
     throw new OperationError(`Backup ${backupId} for server ${layout.serverName} is being deleted: its deletion was interrupted; run barman-cloud-backup-delete again to finish it, or restore another backup`);
+  }
+  if (backup.status !== STATUS.DONE) {
+    // A backup that never finished holds no consistent copy (docs/format.md#restore-status).
+    throw new OperationError(`Backup ${backupId} for server ${layout.serverName} has status ${backup.status}: only a backup with status DONE can be restored; restore another backup`);
   }
   if (backup.snapshots_info) throw new GeneralError('restoring snapshot backups is not supported by this implementation');
   if (!isBackupId(backupId)) log.warning(`Backup directory ${backupId} does not look like a backup ID`);

@@ -82,6 +82,20 @@ const cases: Case[] = [
     says: /pg_tblspc\/99999 in the data archive of backup 20261129T050418 is a link, and backup\.info lists no tablespace 99999/,
   },
   {
+    name: 'status FAILED, killed before pg_backup_stop (no label recorded)',
+    members: base,
+    info: (t) => noTablespaces(t).replace(/^status=.*$/m, 'status=FAILED').replace(/^backup_label=.*$/m, 'backup_label=None'),
+    code: 1,
+    says: /ERROR: Backup 20261129T050418 for server srv\d+ has status FAILED: only a backup with status DONE can be restored/,
+  },
+  {
+    name: 'status STARTED',
+    members: whole(),
+    info: (t) => noTablespaces(t).replace(/^status=.*$/m, 'status=STARTED'),
+    code: 1,
+    says: /has status STARTED: only a backup with status DONE can be restored/,
+  },
+  {
     name: 'a tablespace archive missing from the store',
     members: whole(),
     info: (t) => t.replace(/^tablespaces=.*$/m, "tablespaces=[('tbs1', 16384, '/nonexistent/bc-label-tbs')]"),
