@@ -2,7 +2,8 @@
 // atomic write (temp file beside the target, rename) so that a killed run never leaves a truncated
 // segment where PostgreSQL would read it; synced before the rename unless the target is
 // PostgreSQL's own restore name, which it syncs itself (docs/format.md#restore-durability). Damaged objects (empty, truncated, failing
-// their codec's checksum, a segment shorter than its own header states) are refused: exit 4.
+// their codec's checksum, a segment or .partial not starting with its own long page header, a segment
+// shorter than that header states) are refused: exit 4.
 import { basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Transform } from 'node:stream';
@@ -102,23 +103,20 @@ export async function findWals(
   return found;
 }
 
-/** XLogLongPageHeaderData (little-endian): xlp_info @2, xlp_pageaddr @8, xlp_seg_size @32, xlp_xlog_blcksz @36. */
+/** XLogLongPageHeaderData (little-endian): xlp_pageaddr @8, xlp_seg_size @32; 40 bytes in all. */
 const LONG_HEADER_SIZE = 40;
-const XLP_LONG_HEADER = 0x0002;
-const XLP_ALL_FLAGS = 0x000f;
 
 /**
- * The first page of a segment as PostgreSQL's long page header: the segment size it states, the
- * page address it holds and the one this segment name starts at; undefined when it is no such
- * header (or the name cannot exist with that segment size).
+ * The first page of a segment read as PostgreSQL's long page header: the segment size it states,
+ * the page address it holds and the one this segment name starts at; undefined when the size is no
+ * valid segment size (or the name cannot exist with it). Only the two fields PostgreSQL's reader
+ * relies on to place a segment are read (docs/format.md#segment-header): the magic, the flag bits
+ * and the block size may change in a later version without making real WAL look foreign.
  */
 function longPageHeader(walName: string, head: Buffer): { segmentSize: number; address: bigint; expected: bigint } | undefined {
   if (!isSegmentName(walName) || head.length < LONG_HEADER_SIZE) return undefined;
-  const info = head.readUInt16LE(2);
-  if ((info & XLP_LONG_HEADER) === 0 || (info & ~XLP_ALL_FLAGS) !== 0) return undefined;
   const segmentSize = head.readUInt32LE(32);
-  const blockSize = head.readUInt32LE(36);
-  if (!isValidSegmentSize(segmentSize) || blockSize < 1024 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0) return undefined;
+  if (!isValidSegmentSize(segmentSize)) return undefined;
   const { log, seg } = parseSegmentName(walName);
   if (seg >= segmentsPerLogId(segmentSize)) return undefined;
   return { segmentSize, address: head.readBigUInt64LE(8), expected: (BigInt(log) << 32n) + BigInt(seg) * BigInt(segmentSize) };
@@ -136,39 +134,36 @@ export function headerSegmentSize(walName: string, head: Buffer): number | undef
 const lsnText = (at: bigint): string => `${(at >> 32n).toString(16).toUpperCase()}/${(at & 0xffffffffn).toString(16).toUpperCase()}`;
 
 /**
- * Counts the plain bytes and keeps the first page header's bytes for the checks after the copy.
- * A segment that outgrows the size its header states is stopped at once (docs/architecture.md,
- * "WAL archiving and restore"): a few KB of compressed zeros must not fill pg_wal's disk first.
+ * Counts the plain bytes and checks the first page of a segment or .partial file before more than
+ * its 40 header bytes are written on (docs/format.md#segment-header). A segment that outgrows the
+ * size its header states is stopped at once (docs/architecture.md, "WAL archiving and restore"):
+ * a few KB of compressed zeros must not fill pg_wal's disk first.
  */
 class PlainCheck {
   bytes = 0;
   head = Buffer.alloc(0);
   private stated: number | undefined;
+  /** The segment whose long page header must come first: the name itself, or a .partial's segment. */
+  private readonly segment: string | undefined;
   /**
-   * Without a first page stating its size (a history file, a .backup, a .partial, a segment that
-   * does not start with a long page header), the most its kind may hold: an object inflating
-   * without end must not fill pg_wal's disk either (docs/format.md#metadata-limits).
+   * A history file or a .backup has no first page stating its size: the most its kind may hold
+   * stops it, so that an object inflating without end does not fill pg_wal's disk either
+   * (docs/format.md#metadata-limits).
    */
   private readonly limit: number;
 
   constructor(private readonly what: string, private readonly walName: string) {
     this.limit = walFileMaxBytes(walName);
+    // a .partial file is its segment, cut short by a timeline switch: its first page must be
+    // that segment's too (barman serves it for the segment's name: docs/format.md#wal-restore)
+    const segment = walName.replace(/\.partial$/i, '');
+    this.segment = isSegmentName(segment) ? segment : undefined;
   }
 
   see(chunk: Buffer): void {
-    if (this.head.length < LONG_HEADER_SIZE) {
+    if (this.segment !== undefined && this.head.length < LONG_HEADER_SIZE) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, LONG_HEADER_SIZE - this.head.length)]);
-      if (this.head.length === LONG_HEADER_SIZE) {
-        // a .partial file is its segment, cut short by a timeline switch: its first page must be
-        // that segment's too (barman serves it for the segment's name: docs/format.md#wal-restore)
-        const h = longPageHeader(this.walName.replace(/\.partial$/i, ''), this.head);
-        // Another segment's content under this name (a sound header, the wrong place): PostgreSQL
-        // would take it for the end of WAL and end recovery there, silently short.
-        if (h && h.address !== h.expected) {
-          throw new GeneralError(`${this.what} is another segment (its first page is at ${lsnText(h.address)}, ${this.walName} starts at ${lsnText(h.expected)})`);
-        }
-        this.stated = headerSegmentSize(this.walName, this.head);
-      }
+      if (this.head.length === LONG_HEADER_SIZE) this.placeSegment(this.segment);
     }
     this.bytes += chunk.length;
     if (this.stated !== undefined && this.bytes > this.stated) {
@@ -180,14 +175,34 @@ class PlainCheck {
   }
 
   /**
+   * Every segment PostgreSQL writes starts with its long page header, whose page address is the
+   * segment's own start: anything else under a segment's name (zeros, random bytes, an HTML page a
+   * proxy answered with) PostgreSQL would take for the end of WAL and end recovery there, silently
+   * short (docs/commands/wal-restore.md#what-postgresql-does-with-a-failed-restore).
+   */
+  private placeSegment(segment: string): void {
+    const h = longPageHeader(segment, this.head);
+    if (h === undefined) throw this.notSegment(segment);
+    if (h.address !== h.expected) {
+      throw new GeneralError(`${this.what} is another segment (its first page is at ${lsnText(h.address)}, ${this.walName} starts at ${lsnText(h.expected)})`);
+    }
+    this.stated = h.segmentSize;
+  }
+
+  private notSegment(segment: string): GeneralError {
+    return new GeneralError(`${this.what} is not WAL segment ${segment} (it does not start with a long page header stating a segment size)`);
+  }
+
+  /**
    * No WAL file is ever empty (segments, .partial, .backup and .history files all hold data); a
-   * segment whose first page states its size must have that size. Other sizes are accepted, as
-   * barman does (`.partial` files in particular).
+   * segment must hold at least its long page header and have the size that header states. A
+   * .partial file may be shorter, as barman accepts.
    */
   verify(compressed: boolean): void {
     if (this.bytes === 0) throw new GeneralError(`${this.what} is empty${compressed ? ' (no data after decompression)' : ''}`);
+    if (this.segment !== undefined && this.head.length < LONG_HEADER_SIZE) throw this.notSegment(this.segment);
     const expected = this.stated;
-    if (expected !== undefined && this.bytes !== expected) {
+    if (expected !== undefined && this.segment === this.walName && this.bytes !== expected) {
       const how = this.bytes < expected ? 'is truncated' : 'is too long';
       throw new GeneralError(`${this.what} ${how} (${this.bytes} bytes, its first page states a ${expected}-byte segment)`);
     }

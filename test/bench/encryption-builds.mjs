@@ -12,10 +12,10 @@
 // A build's bin/ must sit beside its dist/ and reach a node_modules (a copy of bin/, dist/ and
 // package.json with a node_modules symlink will do).
 import { execFileSync } from 'node:child_process';
-import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { walSegment } from './lib.mjs';
+import { walSegment, withLongPageHeader } from './lib.mjs';
 import { commandCpu } from './encryption.mjs';
 
 const ENV = { PATH: process.env.PATH, HOME: process.env.HOME };
@@ -27,8 +27,7 @@ const codecs = (process.env.CODECS ?? 'none').split(',');
 const work = mkdtempSync(join(tmpdir(), 'bc-bench-enc-builds-'));
 execFileSync('age-keygen', ['-o', join(work, 'id')], { stdio: 'ignore' });
 writeFileSync(join(work, 'rcpt'), execFileSync('age-keygen', ['-y', join(work, 'id')]));
-const master = join(work, 'segment');
-writeFileSync(master, walSegment());
+const segment = walSegment();
 const t = {};
 const push = (k, v) => (t[k] ??= []).push(v);
 const sides = ['plain', ...builds.map(([b]) => b)];
@@ -41,7 +40,7 @@ try {
     const name = `0000000100000000000000${(0x10 + i).toString(16).toUpperCase().padStart(2, '0')}`;
     const src = join(work, `pg_wal-${i}`);
     mkdirSync(src);
-    linkSync(master, join(src, name));
+    writeFileSync(join(src, name), withLongPageHeader(segment, name)); // restore refuses a segment without its own header
     const rotated = sides.map((_, k) => sides[(k + i) % sides.length]);
     for (const c of codecs) {
       const store = (s) => `file://${join(work, c, s)}`;
@@ -53,7 +52,7 @@ try {
         const key = s === 'plain' ? [] : ['--encryption-identity-file', join(work, 'id')];
         const out = join(work, `out-${s}`);
         push(`${c}:restore:${s}`, cpuMs(join(binOf(s), 'barman-cloud-wal-restore'), [...key, store(s), 'srv', name, out]));
-        execFileSync('cmp', ['-s', out, master]);
+        execFileSync('cmp', ['-s', out, join(src, name)]);
         rmSync(out);
       }
     }

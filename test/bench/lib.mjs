@@ -59,8 +59,27 @@ export function asPostgres(bin, args, opts = {}) {
 /** Bytes in a WAL segment (PostgreSQL's default). */
 export const SEG = 16 * 1024 * 1024;
 
-/** A full segment that compresses like OLTP WAL (~2-3x): tuple-like records with random runs. */
-export function walSegment() {
+/**
+ * Writes over the first 40 bytes of `buf` the long page header (XLogLongPageHeaderData, as
+ * PostgreSQL 15 writes it) that WAL segment `name` starts with, for segments of `buf.length` bytes:
+ * wal-restore refuses a segment without it (docs/format.md#segment-header). Returns `buf`.
+ */
+export function withLongPageHeader(buf, name) {
+  buf.fill(0, 0, 40);
+  buf.writeUInt16LE(0xd110, 0); // xlp_magic
+  buf.writeUInt16LE(0x0002, 2); // XLP_LONG_HEADER
+  buf.writeUInt32LE(Number.parseInt(name.slice(0, 8), 16), 4); // xlp_tli
+  buf.writeBigUInt64LE((BigInt(`0x${name.slice(8, 16)}`) << 32n) + BigInt(`0x${name.slice(16, 24)}`) * BigInt(buf.length), 8); // xlp_pageaddr
+  buf.writeUInt32LE(buf.length, 32); // xlp_seg_size
+  buf.writeUInt32LE(8192, 36); // xlp_xlog_blcksz
+  return buf;
+}
+
+/**
+ * A full segment that compresses like OLTP WAL (~2-3x): tuple-like records with random runs; with
+ * `name`, that segment's long page header over its first 40 bytes (the rest is the same mix).
+ */
+export function walSegment(name) {
   const buf = Buffer.alloc(SEG);
   let off = 0;
   let n = 0;
@@ -74,5 +93,5 @@ export function walSegment() {
       off += 32;
     }
   }
-  return buf;
+  return name ? withLongPageHeader(buf, name) : buf;
 }

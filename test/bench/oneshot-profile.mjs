@@ -17,7 +17,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { median, walSegment } from './lib.mjs';
+import { median, walSegment, withLongPageHeader } from './lib.mjs';
 import { descendants, listenerPid, processCpuMs, RGW_KEYS, startMoto, startRgw } from './servers.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
@@ -79,13 +79,15 @@ async function profileServer(name, server, work, segment) {
     linkSync(master, p);
     return p;
   };
+  // The segments restored are copies with their own long page header (wal-restore refuses one without).
+  const placed = (n) => (writeFileSync(join(pg, n), withLongPageHeader(readFileSync(master), n)), join(pg, n));
   // One segment to GET/restore, stored by us (plain) and by curl.
   const restoreName = segName(9999);
-  execFileSync(join(root, 'bin/barman-cloud-wal-archive'), [...url, (linkSync(master, join(pg, restoreName)), join(pg, restoreName))], { env });
+  execFileSync(join(root, 'bin/barman-cloud-wal-archive'), [...url, placed(restoreName)], { env });
   const restoreKey = `${server.url}/${bucket}/bench/srv/wals/${restoreName.slice(0, 16)}/${restoreName}`;
   // The same segment stored --lz4 by us; its bytes are the lz4 floor's payload.
   const restoreLz4 = segName(9998);
-  execFileSync(join(root, 'bin/barman-cloud-wal-archive'), ['--lz4', ...url, (linkSync(master, join(pg, restoreLz4)), join(pg, restoreLz4))], { env });
+  execFileSync(join(root, 'bin/barman-cloud-wal-archive'), ['--lz4', ...url, placed(restoreLz4)], { env });
   const lz4Key = `${server.url}/${bucket}/bench/srv/wals/${restoreLz4.slice(0, 16)}/${restoreLz4}.lz4`;
   const lz4Bytes = join(work, `${name}.lz4`);
   execFileSync('curl', ['-sf', ...curlAuth, '-o', lz4Bytes, lz4Key]);

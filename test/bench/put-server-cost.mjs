@@ -157,7 +157,8 @@ async function measure(name, server, work) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'bc-putcost-'));
-writeFileSync(join(work, 'segment'), walSegment());
+// the long page header of the first name fresh() gives: the segment wal-restore fetches
+writeFileSync(join(work, 'segment'), walSegment('000000010000010000000000'));
 const results = {};
 try {
   for (const name of values.servers.split(',')) {

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, renam
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { walSegment } from './lib.mjs';
+import { walSegment, withLongPageHeader } from './lib.mjs';
 import { processCpuMs } from './servers.mjs';
 const [binA, binB, countArg] = process.argv.slice(2);
 const count = Number(countArg ?? 32);
@@ -31,7 +31,7 @@ const sides = [binA, binB].map((bin, k) => {
 const names = [];
 for (let i = 0; i < count; i++) {
   const n = segName(i);
-  seg.writeBigUInt64LE(BigInt(i) * 0x100000n, 16);
+  withLongPageHeader(seg, n).writeBigUInt64LE(BigInt(i) * 0x100000n, 16);
   for (const s of sides) {
     writeFileSync(join(s.pgwal, n), seg);
     writeFileSync(join(s.pgwal, 'archive_status', `${n}.ready`), '');
@@ -54,7 +54,7 @@ out.archive = sides.map((s) => { const pid = workerPid(s.spoolA, 'archive'); con
 names.forEach((n, i) => {
   for (const s of i % 2 ? [...sides].reverse() : sides) {
     run(s, [join(s.bin, 'barman-cloud-wal-restore'), '--async', '--parallel', '16', '--spool-dir', s.spoolR, s.url, 'srv', n, s.dest]);
-    seg.writeBigUInt64LE(BigInt(i) * 0x100000n, 16);
+    withLongPageHeader(seg, n).writeBigUInt64LE(BigInt(i) * 0x100000n, 16);
     if (!readFileSync(s.dest).equals(seg)) throw new Error(`restore ${n}: wrong bytes`);
   }
 });

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 const root = join(import.meta.dirname, '..', '..');
 const { startStores } = await import(join(root, 'test/bench/stores.mjs'));
-const { walSegment } = await import(join(root, 'test/bench/lib.mjs'));
+const { walSegment, withLongPageHeader } = await import(join(root, 'test/bench/lib.mjs'));
 const work = mkdtempSync(join(tmpdir(), 'sign-ab-'));
 const { stores, stopAll } = await startStores(work, (process.env.STORES ?? 'moto,rgw').split(','));
 const rounds = Number(process.env.ROUNDS ?? 7);
@@ -53,8 +53,7 @@ const fresh = () => {
   const name = `00000001000000${(0x10 + (seq >> 8)).toString(16).toUpperCase().padStart(2, '0')}000000${(seq % 256).toString(16).toUpperCase().padStart(2, '0')}`;
   seq++;
   const p = join(dir, name);
-  seg.writeBigUInt64LE((BigInt(`0x${name.slice(8, 16)}`) << 32n) + BigInt(`0x${name.slice(16, 24)}`) * BigInt(seg.length), 8);
-  writeFileSync(p, seg);
+  writeFileSync(p, withLongPageHeader(seg, name)); // restore refuses a segment without its own header
   return p;
 };
 let pgSeq = 0;

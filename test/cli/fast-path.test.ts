@@ -11,6 +11,7 @@ import { walArchiveScript, walRestoreScript } from '../../src/cli/fast-path.ts';
 import { spoolDirFor } from '../../src/wal/spool.ts';
 import { cleanEnv } from '../helpers/run-bin.ts';
 import { ROOT } from '../helpers/servers.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const ARCHIVE = join(ROOT, 'bin', 'barman-cloud-wal-archive');
 const RESTORE = join(ROOT, 'bin', 'barman-cloud-wal-restore');
@@ -40,7 +41,7 @@ beforeAll(() => {
     // Different content per segment, not zeros.
     const data = Buffer.alloc(16 << 20);
     for (let off = 0; off < data.length; off += 4096) data.writeUInt32LE((i * 7919 + off) >>> 0, off);
-    writeFileSync(join(walDir, seg(i)), data);
+    writeFileSync(join(walDir, seg(i)), withLongPageHeader(data, seg(i)));
     writeFileSync(join(walDir, 'archive_status', `${seg(i)}.ready`), '');
   }
 });
@@ -243,7 +244,7 @@ describe('default spool location: beside the WAL file PostgreSQL names', () => {
     defaultStore = `file://${join(tmp, 'default-store')}`;
     mkdirSync(join(tmp, 'default-store'));
     for (let i = 1; i <= 3; i++) {
-      const data = Buffer.alloc(1 << 20, i);
+      const data = withLongPageHeader(Buffer.alloc(1 << 20, i), seg(i));
       writeFileSync(join(pgdata, 'pg_wal', seg(i)), data);
       writeFileSync(join(pgdata, 'pg_wal', 'archive_status', `${seg(i)}.ready`), '');
     }

@@ -12,6 +12,7 @@ import { cleanEnv, runProcess } from '../helpers/run-bin.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { commandExists, createS3Bucket, makeTestCA, ROOT, startMoto, type ServerHandle, type TestCA } from '../helpers/servers.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const MiB = 1 << 20;
 const CACHE = 'run.cjs.v8-cache';
@@ -60,7 +61,7 @@ async function roundTrip(pkg: string, env: Record<string, string> = {}, encrypte
   mkdirSync(store);
   mkdirSync(pgwal);
   const name = '000000010000000000000003';
-  const data = Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 7)]);
+  const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 7)]), name);
   writeFileSync(join(pgwal, name), data);
   const opts = { env: cleanEnv({ NODE_DEBUG: 'barman_cloud_launch', ...env }) };
   const sealing = recipientFile ? ['--encryption-recipient-file', recipientFile] : [];
@@ -195,7 +196,7 @@ describe('what a WAL call loads at start', () => {
       const pgwal = join(work, `pg_wal-${++n}`);
       mkdirSync(pgwal);
       const name = `0000000100000000000000${(0x10 + n).toString(16).toUpperCase()}`;
-      const data = Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 3)]);
+      const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 3)]), name);
       writeFileSync(join(pgwal, name), data);
       const env = (out: string) => cleanEnv({ ...MOTO_ENV, ...extraEnv, BC_LOADED: out, NODE_EXTRA_CA_CERTS: undefined });
       const url = [...endpoint, 's3://lazy/pg', 'srv'];
@@ -254,7 +255,7 @@ describe('what a WAL call loads at start', () => {
       const pgwal = join(work, `pg_wal-${++n}`);
       mkdirSync(pgwal);
       const name = '000000010000000000000005';
-      const data = Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 5)]);
+      const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 5)]), name);
       writeFileSync(join(pgwal, name), data);
       const url = ['--endpoint-url', moto.url, `s3://${bucket}/p`, 'srv'];
       const dest = join(work, `restored-${n}`);

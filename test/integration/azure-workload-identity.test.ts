@@ -15,6 +15,7 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { startJsonEndpoint, type JsonEndpoint } from '../helpers/json-endpoint.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { walLike } from '../fixtures/wal-like.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const ACCOUNT_HOST = `${AZURITE_ACCOUNT}.blob.core.windows.net`;
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
@@ -118,7 +119,7 @@ const dest = (...credential: string[]) =>
 describe('Azure Workload Identity through bin/ (azurite --oauth basic, loopback token authority)', () => {
   it('without any flag: wal-archive, wal-restore and backup-list get their token with the federated token', async () => {
     const segment = join(work, SEGMENT);
-    const bytes = walLike(1024 * 1024);
+    const bytes = withLongPageHeader(walLike(1024 * 1024), SEGMENT);
     writeFileSync(segment, bytes);
     const before = asked.length;
 

@@ -10,6 +10,7 @@ import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers
 import { runBarman, runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const BARMAN = '/usr/bin/barman-cloud-wal-archive';
 const skip = requireTool('barman-cli-cloud 3.4 (apt-get install barman-cli-cloud)', existsSync(BARMAN));
@@ -17,13 +18,14 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 const runPython = (tool: string, args: string[]) => runBarman(tool, args, cleanEnv(MOTO_ENV));
 
-function walLike(size: number): Buffer {
+/** `size` WAL-like bytes behind segment `name`'s long page header (wal-restore checks it). */
+function walLike(name: string, size: number): Buffer {
   const b = Buffer.alloc(size);
   for (let off = 0; off < size; off += 8192) {
     b.write(`page ${off} of a WAL-like test segment `, off);
     randomBytes(128).copy(b, off + 512);
   }
-  return b;
+  return withLongPageHeader(b, name);
 }
 
 describe.skipIf(skip)('WAL cross-compatibility with barman-cli-cloud 3.4', () => {
@@ -43,7 +45,7 @@ describe.skipIf(skip)('WAL cross-compatibility with barman-cli-cloud 3.4', () =>
 
   it.each(codecs)('ours archives (%s) → barman 3.4 restores byte-identical', async (codec, flags) => {
     const name = `0000000100000000000000${codec === 'none' ? '11' : codec === 'gzip' ? '12' : '13'}`;
-    const data = walLike(16 * 1024 * 1024);
+    const data = walLike(name, 16 * 1024 * 1024);
     const path = join(work, name);
     writeFileSync(path, data);
     const url = ['--endpoint-url', moto.url, 's3://compat/ours', 'srv'];
@@ -57,7 +59,7 @@ describe.skipIf(skip)('WAL cross-compatibility with barman-cli-cloud 3.4', () =>
 
   it.each(codecs)('barman 3.4 archives (%s) → ours restores byte-identical', async (codec, flags) => {
     const name = `0000000100000000000000${codec === 'none' ? '21' : codec === 'gzip' ? '22' : '23'}`;
-    const data = walLike(16 * 1024 * 1024);
+    const data = walLike(name, 16 * 1024 * 1024);
     const path = join(work, name);
     writeFileSync(path, data);
     const url = ['--endpoint-url', moto.url, 's3://compat/theirs', 'srv'];

@@ -17,6 +17,7 @@ import { requireTool, postgresAvailable, startCluster, type PgCluster } from '..
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { walLike } from '../fixtures/wal-like.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
@@ -306,8 +307,8 @@ describe.skipIf(skip)('the CloudNativePG plugin\'s argv and env, through bin/ (m
     // PGDATA as the plugin sees it: absolute pg_wal paths.
     const pgdata = join(work, 'pgdata');
     mkdirSync(join(pgdata, 'pg_wal'), { recursive: true });
-    writeFileSync(join(pgdata, 'pg_wal', SEG), walLike(16 * 1024 * 1024, 3));
-    writeFileSync(join(pgdata, 'pg_wal', SEG2), walLike(16 * 1024 * 1024, 4));
+    writeFileSync(join(pgdata, 'pg_wal', SEG), withLongPageHeader(walLike(16 * 1024 * 1024, 3), SEG));
+    writeFileSync(join(pgdata, 'pg_wal', SEG2), withLongPageHeader(walLike(16 * 1024 * 1024, 4), SEG2));
     pg = await startCluster();
 
     // A catalog for the refused-deletion row: two DONE backups older than one day, WAL before and after.

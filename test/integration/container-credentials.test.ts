@@ -13,6 +13,7 @@ import { ContainerCredentialsProvider } from '../../src/storage/s3/container-cre
 import { AccessDeniedError } from '../../src/errors.ts';
 import { DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { walLike } from '../fixtures/wal-like.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const BUCKET = 'podidentity';
 const SECRET = 'pod-identity-secret-key-value';
@@ -77,7 +78,7 @@ const dest = (): string[] => ['--endpoint-url', moto.url, '--cloud-provider', 'a
 describe('EKS Pod Identity (container credentials endpoint) through bin/', () => {
   it('wal-archive, wal-restore and backup-list sign with the served credentials; wal-archive loads no AWS SDK', async () => {
     const segment = join(work, SEGMENT);
-    const bytes = walLike(1024 * 1024);
+    const bytes = withLongPageHeader(walLike(1024 * 1024), SEGMENT);
     writeFileSync(segment, bytes);
     const trace = join(work, 'trace.txt');
     writeFileSync(trace, '');

@@ -18,7 +18,7 @@ import { startAzurite, azuriteConnectionString, AZURITE_ACCOUNT, makeTestCA, typ
 import { startAzureCpkProxy, type CpkRequest } from '../helpers/proxy.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
-import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { segmentFor } from '../helpers/wal-segment.ts';
 import { handMadeDone } from '../fixtures/backup-info.ts';
 import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -177,7 +177,7 @@ describe.each(cases)('$name', (c) => {
     const keyFile = join(work, `${prefix}.key`);
     writeFileSync(keyFile, KEY.toString('base64'), { mode: 0o600 });
     const id = '20261129T050418';
-    const segment = walSegmentBytes();
+    const segment = segmentFor('000000010000000000000006');
     await withStore(c.config(KEY), async (s) => {
       await s.put(`${prefix}/srv/base/${id}/data.tar`, await tarOf([{ name: 'PG_VERSION', data: '15\n' }]));
       await s.put(`${prefix}/srv/base/${id}/backup.info`, Buffer.from(handMadeDone()));

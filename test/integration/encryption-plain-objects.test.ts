@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
-import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { segmentFor, walSegmentBytes } from '../helpers/wal-segment.ts';
 
 const missing = ['age-keygen'].filter((t) => spawnSync(t, ['--version']).error !== undefined);
 if (missing.length && process.env.CI === 'true') throw new Error(`missing in CI: ${missing.join(', ')}`);
@@ -37,13 +37,13 @@ describe.skipIf(missing.length > 0)('plain objects read with an identity', () =>
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   it('wal-restore: a plain segment planted in place of the encrypted one is refused (exit 4, no file); --allow-unencrypted reads it', async () => {
-    const real = walSegmentBytes();
+    const real = segmentFor(SEG);
     writeFileSync(file(`pg_wal/${SEG}`), real);
     const a = await runBin('barman-cloud-wal-archive', ['--encryption-recipient-file', file('id.pub'), `file://${store}`, 'srv', file(`pg_wal/${SEG}`)], { env: cleanEnv() });
     expect(a.code, a.stderr).toBe(0);
     const dir = join(store, 'srv', 'wals', '0000000100000000');
     unlinkSync(join(dir, `${SEG}.age`));
-    const planted = walSegmentBytes(); // another WAL-like segment under the same name
+    const planted = segmentFor(SEG); // another sound segment under the same name
     writeFileSync(join(dir, SEG), planted);
 
     const dest = join(work, 'restored');

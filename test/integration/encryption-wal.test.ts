@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { ROOT } from '../helpers/servers.ts';
 import { walLike } from '../fixtures/wal-like.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const tools = ['age', 'age-keygen', 'gzip', 'bzip2', 'xz', 'zstd', 'lz4'];
 const missing = tools.filter((t) => spawnSync(t, ['--version']).error !== undefined);
@@ -23,8 +24,8 @@ describe.skipIf(missing.length > 0)('encrypted WAL on the directory store', () =
   let work: string;
   let store: string;
   const key = (name: string) => join(work, name);
-  const seg = walLike(1 << 20, 7);
-  const seg2 = walLike(1 << 20, 8);
+  const seg = withLongPageHeader(walLike(1 << 20, 7), SEG);
+  const seg2 = withLongPageHeader(walLike(1 << 20, 8), SEG2);
 
   beforeAll(() => {
     work = mkdtempSync(join(tmpdir(), 'bc-age-wal-'));

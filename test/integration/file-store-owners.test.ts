@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cleanEnv, runBin, runProcess, type BinResult } from '../helpers/run-bin.ts';
 import { ROOT } from '../helpers/servers.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const IS_ROOT = typeof process.getuid === 'function' && process.getuid() === 0;
 const NOBODY = 65534;
@@ -29,10 +30,13 @@ const PG_UID = IS_ROOT ? postgresUid() : null;
 let work: string; // 0755, root's: holds the store, the WAL files and the restore targets
 let store: string;
 
-/** A WAL-named file of 64 KiB (the file store keeps any size) filled with `fill`. */
+/** A 1 MiB segment filled with `fill` behind its long page header (wal-restore checks it). */
+const walBytes = (name: string, fill: number): Buffer => withLongPageHeader(Buffer.alloc(1 << 20, fill), name);
+
+/** That segment as a file in pg_wal. */
 function walFile(name: string, fill: number): string {
   const p = join(work, 'pg_wal', name);
-  writeFileSync(p, Buffer.alloc(64 * 1024, fill));
+  writeFileSync(p, walBytes(name, fill));
   return p;
 }
 
@@ -46,7 +50,7 @@ function forgeAsOwnerOfRoot(owner: number): void {
   renameSync(join(store, 'srv'), join(store, 'old'));
   mkdirSync(join(store, TL_DIR), { recursive: true });
   writeFileSync(join(store, TL_DIR, SEGMENT), readFileSync(join(store, 'old', 'wals', '0000000100000000', SEGMENT)));
-  writeFileSync(join(store, TL_DIR, NEXT), Buffer.alloc(64 * 1024, 0x41));
+  writeFileSync(join(store, TL_DIR, NEXT), walBytes(NEXT, 0x41));
   execFileSync('chown', ['-R', `${owner}:${owner}`, join(store, 'srv')]);
 }
 
@@ -76,7 +80,7 @@ describe.skipIf(!IS_ROOT)('the directory store refuses a store another user coul
     const dest = join(work, 'got');
     const r = await restore(SEGMENT, dest);
     expect(r.code, r.stderr).toBe(0);
-    expect(readFileSync(dest)).toEqual(Buffer.alloc(64 * 1024, 0x11));
+    expect(readFileSync(dest).equals(walBytes(SEGMENT, 0x11))).toBe(true);
   });
 
   it('a root writable by others: a segment swapped in by another user is refused, not restored', async () => {
@@ -123,7 +127,7 @@ describe.skipIf(!IS_ROOT)('the directory store refuses a store another user coul
     const dest = join(work, 'got');
     const back = await runBin('barman-cloud-wal-restore', [`file://${store}`, 'srv2', NEXT, dest], { env: cleanEnv() });
     expect(back.code, back.stderr).toBe(0);
-    expect(readFileSync(dest)).toEqual(Buffer.alloc(64 * 1024, 0x22));
+    expect(readFileSync(dest).equals(walBytes(NEXT, 0x22))).toBe(true);
   });
 
   describe.skipIf(PG_UID === null)('run as PostgreSQL\'s user', () => {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startGcsServer } from '../servers/gcs-server.mjs';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 import { startForwardProxy } from '../helpers/proxy.ts';
 
 const BUCKET = 'redirected';
@@ -97,7 +97,7 @@ const REFUSED = /: HTTP 307: http:\/\/127\.0\.0\.1:\d+ redirected to another ori
 
 describe('GCS: a redirect to another origin is not followed', () => {
   it('wal-restore: the download (which carries the CSEK) is redirected: exit 4, one line, nothing reaches the other origin', async () => {
-    const segment = walSegmentBytes();
+    const segment = segmentFor(SEGMENT);
     const archived = await runBin('barman-cloud-wal-archive', cli(writeWalFile(work, SEGMENT, segment)), { env: env() });
     expect({ code: archived.code, stderr: archived.stderr }).toEqual({ code: 0, stderr: '' });
 
@@ -118,8 +118,8 @@ describe('GCS: a redirect to another origin is not followed', () => {
   }, 60_000);
 
   it('wal-restore through a forward proxy (HTTP_PROXY): the redirected download is not sent through it either', async () => {
-    const segment = walSegmentBytes();
     const name = '000000010000000000000004';
+    const segment = segmentFor(name);
     const archived = await runBin('barman-cloud-wal-archive', cli(writeWalFile(work, name, segment)), { env: env() });
     expect({ code: archived.code, stderr: archived.stderr }).toEqual({ code: 0, stderr: '' });
     const proxy = await startForwardProxy();
@@ -139,8 +139,8 @@ describe('GCS: a redirect to another origin is not followed', () => {
   }, 60_000);
 
   it('a redirect within the endpoint\'s origin is still followed: wal-restore exit 0, the segment intact', async () => {
-    const segment = walSegmentBytes();
     const name = '000000010000000000000005';
+    const segment = segmentFor(name);
     const archived = await runBin('barman-cloud-wal-archive', cli(writeWalFile(work, name, segment)), { env: env() });
     expect({ code: archived.code, stderr: archived.stderr }).toEqual({ code: 0, stderr: '' });
     let redirected = 0;

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runBin, type BinResult } from '../helpers/run-bin.ts';
 import { createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
-import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { segmentFor } from '../helpers/wal-segment.ts';
 import { startS3Proxy, type Proxy } from '../helpers/proxy.ts';
 import { postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.ts';
 
@@ -57,7 +57,7 @@ describe('answers that are not listings', () => {
     await createS3Bucket(moto.url, BUCKET);
     work = mkdtempSync(join(tmpdir(), 'bc-answers-'));
     walFile = join(work, SEGMENT);
-    writeFileSync(walFile, walSegmentBytes());
+    writeFileSync(walFile, segmentFor(SEGMENT));
   });
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.close()));

@@ -13,7 +13,7 @@ import { CreateMultipartUploadCommand, PutObjectCommand, S3Client } from '@aws-s
 import { AZURITE_ACCOUNT, azuriteConnectionString, createS3Bucket, startAzurite, startGcs, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV, MOTO_KEYS } from '../helpers/moto.ts';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
-import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { segmentFor } from '../helpers/wal-segment.ts';
 import { startAnswerProxy, type ProxiedAnswer, type Proxy } from '../helpers/proxy.ts';
 
 const BUCKET = 'pages';
@@ -53,7 +53,7 @@ describe('listing pages a server lies about', () => {
     await createS3Bucket(moto.url, BUCKET);
     work = mkdtempSync(join(tmpdir(), 'bc-pages-'));
     walFile = join(work, SEGMENT);
-    writeFileSync(walFile, walSegmentBytes());
+    writeFileSync(walFile, segmentFor(SEGMENT));
   }, 60_000);
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.close()));

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { AZURITE_ACCOUNT, azuriteConnectionString, freePort, makeTestCA, startAzurite, startGcs, type ServerHandle, type TestCA } from '../helpers/servers.ts';
 import { startForwardProxy, type Proxy } from '../helpers/proxy.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 
 const PASSWORD = 'pr0xy s3cret';
 const CREDENTIALS = `walker:${PASSWORD}`;
@@ -36,7 +36,7 @@ const azureTarget = (server: ServerHandle): Target => ({
 const gcsTarget = (): Target => ({ args: ['--cloud-provider', 'google-cloud-storage', 'gs://pgbucket/p'], env: { STORAGE_EMULATOR_HOST: gcs.url } });
 
 async function roundTrip(t: Target, server: string, wal: string, env: Record<string, string>) {
-  const data = walSegmentBytes();
+  const data = segmentFor(wal);
   const path = writeWalFile(join(work, server), wal, data);
   const all = cleanEnv({ ...t.env, ...env });
   const archived = await runBin('barman-cloud-wal-archive', [...t.args, server, path], { env: all });

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { tarOf } from '../helpers/tar.ts';
-import { walSegmentBytes } from '../helpers/wal-segment.ts';
+import { segmentFor } from '../helpers/wal-segment.ts';
 import { PG_BIN, asPostgres, pgTempDir, postgresAvailable, requireTool } from '../helpers/postgres.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
@@ -61,7 +61,7 @@ describe.skipIf(skip)('postgresql.auto.conf written by restore', () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'backup.info'), handMadeDone());
     writeFileSync(join(dir, 'data.tar'), await tarOf([{ name: 'PG_VERSION', data: '15\n' }, { name: 'postgresql.conf', data: '' }]));
-    const segment = walSegmentBytes();
+    const segment = segmentFor(SEGMENT);
     mkdirSync(join(store, 'srv', 'wals', '0000000100000000'), { recursive: true });
     writeFileSync(join(store, 'srv', 'wals', '0000000100000000', SEGMENT), segment);
     const dest = join(work, 'pgdata');

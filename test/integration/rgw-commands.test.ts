@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, grantPutObjectOnly, type RgwHandle, type S3Keys } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
   requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
@@ -60,8 +60,8 @@ async function keysIn(bucket: string, prefix = ''): Promise<string[]> {
   return out;
 }
 
-/** A segment-sized file of WAL-like bytes in the test's pg_wal. */
-const writeSegment = (name: string): string => writeWalFile(join(work, 'pg_wal'), name, walSegmentBytes());
+/** A segment-sized file of WAL-like bytes in the test's pg_wal, starting with its long page header. */
+const writeSegment = (name: string): string => writeWalFile(join(work, 'pg_wal'), name, segmentFor(name));
 
 /**
  * A loopback proxy in front of RGW that records every bulk delete (POST ?delete) with the number of

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { startRgw, rgwAvailable, createS3Bucket, makeTestCA, type RgwHandle, type TestCA } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool } from '../helpers/postgres.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const skip = requireTool('Ceph RADOS Gateway', rgwAvailable());
 
@@ -38,7 +39,7 @@ describe.skipIf(skip)('RGW with an HTTPS endpoint', () => {
   it('serves the same bucket over HTTPS, verified against the test CA: a segment archived and restored byte-identical', async () => {
     expect(rgw.httpsUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const seg = join(work, '000000010000000000000001');
-    const bytes = randomBytes(16 * 1024 * 1024);
+    const bytes = withLongPageHeader(randomBytes(16 * 1024 * 1024), '000000010000000000000001');
     writeFileSync(seg, bytes);
     const url = ['--endpoint-url', rgw.httpsUrl!, '--endpoint-ca', ca.caFile, 's3://tls-bucket/pg', 'srv'];
     const a = await runBin('barman-cloud-wal-archive', [...url, seg], { env: env() });

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEAD_DONE } from '../fixtures/backup-info.ts';
 import { createS3Bucket, ROOT, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 // What gcr.io/distroless/cc-debian12 ships of the libraries our binaries link to, and the CA bundle.
 const BASE_FILES = [
@@ -31,7 +32,7 @@ const canChroot = process.getuid?.() === 0 && process.arch === 'x64' && existsSy
 
 let dir = '';
 let moto: ServerHandle | undefined;
-const wal = randomBytes(16 * 1024 * 1024);
+const wal = withLongPageHeader(randomBytes(16 * 1024 * 1024), SEGMENT);
 
 function walk(root: string, rel = ''): string[] {
   const out: string[] = [];

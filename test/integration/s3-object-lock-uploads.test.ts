@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
 import { MOTO_ENV, MOTO_KEYS } from '../helpers/moto.ts';
 import { startS3Proxy, type Proxy } from '../helpers/proxy.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
@@ -55,7 +55,7 @@ describe('uploads into a bucket with Object Lock (default retention)', () => {
     const env = cleanEnv(MOTO_ENV);
     const url = `s3://${LOCKED}/pfx`;
     for (const [codec, name] of [[[], '000000010000000000000001'], [['--lz4'], '000000010000000000000002']] as const) {
-      const path = writeWalFile(work, name, walSegmentBytes(16 * MiB));
+      const path = writeWalFile(work, name, segmentFor(name, 16 * MiB));
       const archived = await runBin('barman-cloud-wal-archive', [...codec, '--endpoint-url', moto.url, url, 'srv', path], { env });
       expect({ codec, code: archived.code, stderr: archived.stderr }).toEqual({ codec, code: 0, stderr: '' });
       const dest = join(work, `${name}.restored`);
@@ -79,7 +79,7 @@ describe('uploads into a bucket with Object Lock (default retention)', () => {
     try {
       for (const [codec, name] of [[[], '000000010000000000000003'], [['--lz4'], '000000010000000000000004']] as const) {
         seen.length = 0;
-        const path = writeWalFile(work, name, walSegmentBytes(16 * MiB));
+        const path = writeWalFile(work, name, segmentFor(name, 16 * MiB));
         const archived = await runBin('barman-cloud-wal-archive', [...codec, '--encryption-recipient-file', join(work, 'recipient'), '--endpoint-url', proxy.url, url, 'srv-age', path], { env });
         expect({ codec, code: archived.code, stderr: archived.stderr }).toEqual({ codec, code: 0, stderr: '' });
         // Refused without Content-MD5 first unless the encryption record's upload, made alongside, learnt it first.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { createS3Bucket, freePort, makeTestCA, startMoto, type ServerHandle, type TestCA } from '../helpers/servers.ts';
 import { startForwardProxy, type Proxy } from '../helpers/proxy.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
 
 const BUCKET = 'proxied';
 const PASSWORD = 'pa$s w0rd';
@@ -26,7 +26,7 @@ const proxyUrl = (base = proxy.url) => base.replace('http://', `http://walker:${
 const basic = `Basic ${Buffer.from(CREDENTIALS).toString('base64')}`;
 
 async function roundTrip(endpoint: string, server: string, wal: string, env: Record<string, string>) {
-  const data = walSegmentBytes();
+  const data = segmentFor(wal);
   const path = writeWalFile(join(work, server), wal, data);
   const archived = await runBin('barman-cloud-wal-archive', ['--endpoint-url', endpoint, `s3://${BUCKET}/p`, server, path], { env: cleanEnv(env) });
   const dest = join(work, `${server}-${wal}.restored`);

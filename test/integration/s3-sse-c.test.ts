@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, makeTestCA, type RgwHandle, type TestCA } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
 import {
@@ -292,7 +293,7 @@ describe.skipIf(skipRgw)('the SSE-C key stays secret', () => {
     const keyFile = join(work, 'debug.key');
     writeFileSync(keyFile, KEY, { mode: 0o600 });
     const wal = join(work, '000000010000000000000042');
-    writeFileSync(wal, randomBytes(16 * MiB));
+    writeFileSync(wal, withLongPageHeader(randomBytes(16 * MiB), '000000010000000000000042'));
     const url = ['--endpoint-url', rgw.url, `s3://${bucket}/c`, 'srv'];
     const env = cleanEnv({ AWS_ACCESS_KEY_ID: rgw.admin.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.admin.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1' });
     // The same keys through a profile: the SDK client, whose -vv logs each request.

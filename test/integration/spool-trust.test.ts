@@ -18,6 +18,7 @@ import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import { asPostgresArgv, requireTool } from '../helpers/postgres.ts';
 import { ROOT, commandExists, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const IS_ROOT = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -28,10 +29,11 @@ const NO_NODE = { NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' };
 const SEG_SIZE = 1 << 20;
 
 const seg = (n: number) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`;
-const segmentBytes = (n: number) => {
+/** Segment bytes numbered `n`, behind the long page header of `name` (wal-restore checks it). */
+const segmentBytes = (n: number, name = seg(n)) => {
   const b = Buffer.alloc(SEG_SIZE);
   for (let off = 0; off < b.length; off += 4096) b.writeUInt32LE((n * 104729 + off) >>> 0, off);
-  return b;
+  return withLongPageHeader(b, name);
 };
 const PLANTED = Buffer.alloc(SEG_SIZE, 'X');
 
@@ -216,7 +218,7 @@ async function restoreCase(store: Store, shape: Shape): Promise<void> {
   const caseDir = join(tmp, `restore-${n}`);
   const inStore = seg(2 * n); // in the store: the real bytes must win
   const notInStore = seg(2 * n + 1); // only planted: exit 1
-  const real = segmentBytes(n);
+  const real = segmentBytes(n, inStore);
   await putSegment(store, server, inStore, real);
   // Both planted files live in one spool layout (the entry is built for `inStore`, the other copied beside it).
   const l = layoutFor(caseDir, store.url, server, 'restore', inStore);

@@ -18,6 +18,7 @@ import { S3ObjectStore } from '../../src/storage/s3/s3.ts';
 import { NetworkError } from '../../src/errors.ts';
 import type { StoreConfig } from '../../src/storage/config.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const MiB = 1024 * 1024;
 const READ_TIMEOUT_S = 2;
@@ -108,7 +109,7 @@ describe(`a stalled server fails within ~2 × --read-timeout (${READ_TIMEOUT_S} 
       provider: 'aws-s3', bucket: b, retry: DEFAULT_RETRY, endpointUrl: moto.url, region: 'us-east-1',
       credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
     });
-    await store.put(`p/srv/wals/0000000100000000/${SEGMENT}`, randomBytes(16 * MiB));
+    await store.put(`p/srv/wals/0000000100000000/${SEGMENT}`, withLongPageHeader(randomBytes(16 * MiB), SEGMENT));
     await store.close();
     const proxy = await startProxy(moto.url, 'stall-download');
     const dest = join(work, `restored-${++seq}`);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startRgw, rgwAvailable, createS3Bucket, type RgwHandle } from '../helpers/servers.ts';
 import { startS3Proxy, type Proxy, type ProxiedRequest } from '../helpers/proxy.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 
@@ -44,7 +44,7 @@ function flipOnePayloadByte(r: ProxiedRequest): Buffer {
 }
 
 function segment(name: string): { path: string; bytes: Buffer } {
-  const bytes = walSegmentBytes();
+  const bytes = segmentFor(name);
   return { path: writeWalFile(join(work, 'pg_wal'), name, bytes), bytes };
 }
 

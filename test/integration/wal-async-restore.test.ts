@@ -13,6 +13,7 @@ import { ROOT, createS3Bucket, startMoto, type ServerHandle } from '../helpers/s
 import { cleanEnv, runBin, runProcess } from '../helpers/run-bin.ts';
 import { startTcpProxy } from '../helpers/proxy.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const ageMissing = spawnSync('age-keygen', ['--version']).error !== undefined;
 if (ageMissing && process.env.CI === 'true') throw new Error('age-keygen missing in CI');
@@ -81,7 +82,7 @@ afterAll(() => {
 describe.skipIf(ageMissing)('--async restore of encrypted WAL (directory store)', () => {
   const work = mkdtempSync(join(tmpdir(), 'bc-asyncrest-age-'));
   const store = join(work, 'store');
-  const contents = names.map(() => randomBytes(MiB));
+  const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
 
   beforeAll(async () => {
     mkdirSync(store);
@@ -131,7 +132,7 @@ describe.skipIf(ageMissing)('--async restore of encrypted WAL (directory store)'
 
 describe('--async restore through a slow or trickling server (moto behind a TCP proxy)', () => {
   let moto: ServerHandle;
-  const contents = names.map(() => randomBytes(MiB));
+  const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
   const url = 's3://asyncrest/cluster';
 
   beforeAll(async () => {
@@ -222,7 +223,7 @@ describe('a prefetched segment of the wrong size (directory store)', () => {
   it('is not handed over, neither by the shell front nor by Node; the archived segment is fetched instead', async () => {
     const store = mkdtempSync(join(tmpdir(), 'bc-asyncrest-size-'));
     const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
-    const contents = names.map(() => randomBytes(MiB));
+    const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
     for (const [i, n] of names.entries()) {
       writeFileSync(join(src, n), contents[i]!);
       expect((await runBin('barman-cloud-wal-archive', [`file://${store}`, 'srv', join(src, n)], { env: cleanEnv() })).code).toBe(0);
@@ -246,7 +247,7 @@ describe('a prefetched segment of the wrong size (directory store)', () => {
 
 describe('--async without a count (directory store)', () => {
   const store = mkdtempSync(join(tmpdir(), 'bc-asyncrest-default-'));
-  const contents = names.map(() => randomBytes(MiB));
+  const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
 
   beforeAll(async () => {
     const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));

@@ -17,6 +17,7 @@ import {
   type PgCluster,
 } from '../helpers/postgres.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const skipPg = requireTool('PostgreSQL 15', postgresAvailable());
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -266,7 +267,7 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
 
   it('a worker killed mid-upload acknowledges nothing early; the next worker stores the segment', async () => {
     const name = '000000010000000000000007';
-    const content = randomBytes(16 * 1024 * 1024);
+    const content = withLongPageHeader(randomBytes(16 * 1024 * 1024), name);
     const { walDir, path } = pgWal(name, content);
     const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
     roots.push(root);
@@ -310,7 +311,7 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
 
   it('the shell front waits for the marker of a file the worker is uploading, without starting Node', async () => {
     const names = ['000000010000000000000011', '000000010000000000000012'];
-    const contents = names.map(() => randomBytes(2 * 1024 * 1024));
+    const contents = names.map((n) => withLongPageHeader(randomBytes(2 * 1024 * 1024), n));
     const { walDir, path: first } = pgWal(names[0]!, contents[0]!);
     writeFileSync(join(walDir, names[1]!), contents[1]!);
     writeFileSync(join(walDir, 'archive_status', `${names[1]}.ready`), '');
@@ -385,7 +386,7 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
   it('the prefetcher stops at a segment missing from the archive and finds it once archived; a miss is exit 1', async () => {
     const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
     const names = ['000000010000000000000021', '000000010000000000000022', '000000010000000000000023', '000000010000000000000024'];
-    const contents = names.map(() => randomBytes(16 * 1024 * 1024));
+    const contents = names.map((n) => withLongPageHeader(randomBytes(16 * 1024 * 1024), n));
     const src = mkdtempSync(join(tmpdir(), 'bc-asyncsrc-'));
     const archive = async (i: number) => {
       writeFileSync(join(src, names[i]!), contents[i]!);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { walSegmentBytes, writeWalFile } from '../helpers/wal-segment.ts';
+import { segmentFor, walSegmentBytes, withLongPageHeader, writeWalFile } from '../helpers/wal-segment.ts';
 import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 
@@ -56,8 +56,8 @@ describe('wal-archive and wal-restore round trips', () => {
     ['snappy', ['--snappy'], '.snappy'], ['zstd', ['--zstd'], '.zst'], ['lz4', ['--lz4'], '.lz4'],
   ])('%s: barman key layout, byte-identical restore', async (_codec, flags, suffix) => {
     const bucket = await newBucket();
-    const data = walSegmentBytes();
     const name = '0000000100000000000000A1';
+    const data = segmentFor(name);
     const path = writeWalFile(join(work, `pgwal-${bucket}`), name, data);
     const a = await runBin('barman-cloud-wal-archive', [...flags, ...s3Args(bucket), path], { env: env() });
     expect({ code: a.code, stderr: a.stderr, stdout: a.stdout }).toEqual({ code: 0, stderr: '', stdout: '' });
@@ -99,8 +99,8 @@ describe('wal-archive and wal-restore round trips', () => {
   it('follows barman candidate rules for .partial files and --no-partial', async () => {
     const bucket = await newBucket();
     const name = '000000020000000000000005';
-    const full = Buffer.from('full segment');
-    const partial = Buffer.from('partial segment');
+    const full = segmentFor(name, MiB);
+    const partial = withLongPageHeader(walSegmentBytes(64 << 10), name, MiB); // cut short by the switch
     writeWalFile(join(work, 'partial'), name, full);
     writeWalFile(join(work, 'partial'), `${name}.partial`, partial);
     for (const f of [name, `${name}.partial`]) {
@@ -119,7 +119,7 @@ describe('never overwrite a different segment', () => {
   it('succeeds for identical content under any suffix, refuses different content, --overwrite replaces', async () => {
     const bucket = await newBucket();
     const name = '000000010000000000000010';
-    const data = walSegmentBytes(2 * MiB);
+    const data = segmentFor(name, 2 * MiB);
     const dir = join(work, 'dup');
     const path = writeWalFile(dir, name, data);
     expect((await runBin('barman-cloud-wal-archive', ['-z', ...s3Args(bucket), path], { env: env() })).code).toBe(0);
@@ -128,7 +128,7 @@ describe('never overwrite a different segment', () => {
     expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: '' });
     expect(await keys(bucket)).toEqual([`pfx/srv/wals/0000000100000000/${name}.gz`]);
     // Different content: refused, exit 1, one line, archive untouched.
-    writeFileSync(path, walSegmentBytes(2 * MiB));
+    writeFileSync(path, segmentFor(name, 2 * MiB));
     const conflict = await runBin('barman-cloud-wal-archive', [...s3Args(bucket), path], { env: env() });
     expect(conflict.code).toBe(1);
     expect(conflict.stderr.trim().split('\n')).toHaveLength(1);
@@ -208,7 +208,7 @@ describe('parallel archiving through the spool', () => {
     const names = Array.from({ length: 6 }, (_, i) => `0000000100000000000000${(0x20 + i).toString(16).toUpperCase()}`);
     const contents = new Map<string, Buffer>();
     for (const n of names) {
-      contents.set(n, walSegmentBytes(MiB));
+      contents.set(n, segmentFor(n, MiB));
       writeWalFile(pgwal, n, contents.get(n)!);
       writeFileSync(join(pgwal, 'archive_status', `${n}.ready`), '');
     }
@@ -255,7 +255,7 @@ describe('restore prefetch', () => {
     const spool = join(work, `prefetch-spool-${bucket}`);
     // 1 MiB segments across a log-id boundary: ...FFE, ...FFF, then log 1 segment 0.
     const names = ['000000010000000000000FFE', '000000010000000000000FFF', '000000010000000100000000'];
-    const data = new Map(names.map((n) => [n, walSegmentBytes(MiB)]));
+    const data = new Map(names.map((n) => [n, segmentFor(n, MiB)]));
     for (const n of names) {
       const p = writeWalFile(src, n, data.get(n)!);
       expect((await runBin('barman-cloud-wal-archive', ['--zstd', ...s3Args(bucket), p], { env: env() })).code).toBe(0);
@@ -282,7 +282,7 @@ describe('restore prefetch', () => {
     const next = '000000010000000100000001';
     const dn = join(work, `pf-${next}`);
     expect((await restore(next, dn)).code).toBe(1);
-    const p = writeWalFile(src, next, walSegmentBytes(MiB));
+    const p = writeWalFile(src, next, segmentFor(next, MiB));
     expect((await runBin('barman-cloud-wal-archive', ['--zstd', ...s3Args(bucket), p], { env: env() })).code).toBe(0);
     expect((await restore(next, dn)).code).toBe(0);
     expect(readFileSync(dn)).toEqual(readFileSync(p));
@@ -295,7 +295,7 @@ describe('restore prefetch', () => {
     const tl1 = ['000000010000000000000005', '000000010000000000000006', '000000010000000000000007'];
     const tl2 = '000000020000000000000006';
     for (const n of [...tl1, tl2]) {
-      const p = writeWalFile(src, n, walSegmentBytes(MiB, n));
+      const p = writeWalFile(src, n, segmentFor(n, MiB, n));
       expect((await runBin('barman-cloud-wal-archive', [...s3Args(bucket), p], { env: env() })).code).toBe(0);
     }
     const restore = (n: string, dest: string) =>
@@ -315,7 +315,7 @@ describe('zstd on the WAL hot path', () => {
     const dir = join(work, 'filestore-zstd');
     mkdirSync(dir);
     const name = '000000010000000000000007';
-    const data = walSegmentBytes();
+    const data = segmentFor(name);
     const path = writeWalFile(join(work, 'zstd-pgwal'), name, data);
     const trace = join(work, 'trace-zstd.txt');
     writeFileSync(trace, '');

@@ -20,7 +20,9 @@ const CODECS: [string, string[], string][] = [
   ['none', [], ''], ['gzip', ['--gzip'], '.gz'], ['bzip2', ['--bzip2'], '.bz2'], ['xz', ['--xz'], '.xz'],
   ['snappy', ['--snappy'], '.snappy'], ['zstd', ['--zstd'], '.zst'], ['lz4', ['--lz4'], '.lz4'],
 ];
-const DAMAGE_LINE = /^[^\n]* ERROR: Barman cloud WAL restore exception: WAL object (\S+) (is empty|is truncated|is too long|checksum mismatch|is corrupt)\b[^\n]*\n$/;
+// a flip that changes the first page is refused by the header check before a codec's checksum at
+// the end of its block is reached (bzip2): another line, the same refusal
+const DAMAGE_LINE = /^[^\n]* ERROR: Barman cloud WAL restore exception: WAL object (\S+) (is empty|is truncated|is too long|checksum mismatch|is corrupt|is not WAL segment|is another segment)\b[^\n]*\n$/;
 
 let cluster: PgCluster | undefined;
 let segment: Buffer;

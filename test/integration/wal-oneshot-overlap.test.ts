@@ -17,6 +17,7 @@ import { archiveWal, readWalFile } from '../../src/wal/archive.ts';
 import { restoreWal } from '../../src/wal/restore.ts';
 import { loadCodec } from '../../src/compression/index.ts';
 import { AccessDeniedError } from '../../src/errors.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const skipRgw = requireTool('Ceph RADOS Gateway', rgwAvailable());
 const MOTO_KEYS: S3Keys = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -97,29 +98,30 @@ describe.each(servers)('commit gate on %s', (_name, skip, start) => {
   it.skipIf(skip)('wal-restore: the listing decides, whatever the uncompressed key holds', async () => {
     const layout = new ServerLayout('pfx', 'srv');
     const lz4 = await loadCodec('lz4');
-    const wanted = Buffer.alloc(1 << 20, 7);
-    const cases: [string, (key: string) => Promise<void>][] = [
-      ['a different uncompressed copy beside the .lz4', (key) => store.put(key, Buffer.alloc(1 << 20, 8))],
+    // a segment of 7s (8s for the other copy) behind segment `name`'s long page header
+    const wanted = (name: string) => withLongPageHeader(Buffer.alloc(1 << 20, 7), name);
+    const cases: [string, (key: string, name: string) => Promise<void>][] = [
+      ['a different uncompressed copy beside the .lz4', (key, name) => store.put(key, withLongPageHeader(Buffer.alloc(1 << 20, 8), name))],
       ['an empty (damaged) uncompressed copy beside the .lz4', (key) => store.put(key, Buffer.alloc(0))],
       ['no uncompressed copy', async () => {}],
     ];
     for (const [i, [what, setup]] of cases.entries()) {
       const name = `00000001000000000000005${i}`;
-      await setup(layout.walKey(name));
-      await store.put(`${layout.walKey(name)}.lz4`, await lz4.compress(wanted));
+      await setup(layout.walKey(name), name);
+      await store.put(`${layout.walKey(name)}.lz4`, await lz4.compress(wanted(name)));
       const dir = join(work, `restore-${++seq}`);
       mkdirSync(dir);
       expect(await restoreWal(store, layout, name, join(dir, 'RECOVERYXLOG')), what).toBe(true);
-      expect(readFileSync(join(dir, 'RECOVERYXLOG')).equals(wanted), what).toBe(true);
+      expect(readFileSync(join(dir, 'RECOVERYXLOG')).equals(wanted(name)), what).toBe(true);
       expect(readdirSync(dir), what).toEqual(['RECOVERYXLOG']);
     }
     // The uncompressed copy alone: fetched once, while listing.
     const name = '000000010000000000000060';
-    await store.put(layout.walKey(name), wanted);
+    await store.put(layout.walKey(name), wanted(name));
     const dir = join(work, `restore-${++seq}`);
     mkdirSync(dir);
     expect(await restoreWal(store, layout, name, join(dir, 'RECOVERYXLOG'))).toBe(true);
-    expect(readFileSync(join(dir, 'RECOVERYXLOG')).equals(wanted)).toBe(true);
+    expect(readFileSync(join(dir, 'RECOVERYXLOG')).equals(wanted(name))).toBe(true);
     expect(await restoreWal(store, layout, '000000010000000000000061', join(dir, 'missing'))).toBe(false);
     expect(readdirSync(dir)).toEqual(['RECOVERYXLOG']);
   });
@@ -127,7 +129,7 @@ describe.each(servers)('commit gate on %s', (_name, skip, start) => {
   it.skipIf(skip)('wal-restore: a failed listing fails the restore and leaves no file, though the GET succeeded', async () => {
     const layout = new ServerLayout('pfx', 'srv');
     const name = '000000010000000000000070';
-    await store.put(layout.walKey(name), Buffer.alloc(1 << 20, 9));
+    await store.put(layout.walKey(name), withLongPageHeader(Buffer.alloc(1 << 20, 9), name));
     // A credential that may read objects but not list them.
     const unlistable = new Proxy(store, {
       get(target, prop, receiver) {

@@ -25,7 +25,7 @@ const SEGMENT_SIZE = 1 << 20;
 const MISPLACED_PARTIAL = '000000010000000000000006';
 /** A timeline history file that inflates past the 16 MiB a history file may hold. */
 const HISTORY = '00000002.history';
-/** A segment name whose object does not start with a long page header: no size of its own. */
+/** A segment name whose object does not start with a long page header: 64 MiB of zeros, gzipped. */
 const HEADERLESS = '000000010000000000000007';
 /** Plain bytes in the bomb: 64 segments' worth behind a valid first page for a 1 MiB segment. */
 const INFLATED = 64 * SEGMENT_SIZE;
@@ -82,7 +82,7 @@ beforeAll(async () => {
   await store.put(`srv/wals/${HISTORY}.gz`, await readWhole(Readable.from(history).pipe(createGzip())));
   const zeros = (function* () {
     const z = Buffer.alloc(SEGMENT_SIZE);
-    for (let n = 0; n < 1040; n++) yield z;
+    for (let n = 0; n < 64; n++) yield z;
   })();
   await store.put(`srv/wals/0000000100000000/${HEADERLESS}.gz`, await readWhole(Readable.from(zeros).pipe(createGzip({ level: 1 }))));
   await store.close();
@@ -138,16 +138,16 @@ describe('wal-restore and objects that are not what their name says', () => {
     expect(readdirSync(dest)).toEqual([]);
   }, 90_000);
 
-  it('refuses a segment without a page header inflating past 1 GiB (exit 4, one line), leaving nothing', async () => {
+  it('refuses a segment without a long page header at its first bytes (exit 4, one line), leaving nothing', async () => {
     const dest = mkdtempSync(join(work, 'dest-'));
-    // room for all of its 1040 MiB (1.1 GiB in 512-byte blocks): without the limit it would be restored
-    const r = await restoreLimited(HEADERLESS, dest, 2200 * 1024);
+    // under the 4 MiB limit: refused before its 64 MiB are written (an EFBIG would say otherwise)
+    const r = await restoreLimited(HEADERLESS, dest, LIMIT_BLOCKS);
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toMatch(new RegExp(
-      `^[^\\n]* ERROR: Barman cloud WAL restore exception: WAL object srv/wals/0000000100000000/${HEADERLESS}\\.gz is too long \\(more than 1073741824 bytes[^\\n]*\\n$`,
+      `^[^\\n]* ERROR: Barman cloud WAL restore exception: WAL object srv/wals/0000000100000000/${HEADERLESS}\\.gz is not WAL segment ${HEADERLESS} [^\\n]*\\n$`,
     ));
     expect(readdirSync(dest)).toEqual([]);
-  }, 180_000);
+  }, 90_000);
 
   it('refuses a .partial object holding another segment, chosen for the segment\'s name (exit 4, one line)', async () => {
     const dest = mkdtempSync(join(work, 'dest-'));

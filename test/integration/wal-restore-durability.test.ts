@@ -13,7 +13,7 @@ import { commandExists, createS3Bucket, ROOT, startMoto, type ServerHandle } fro
 import { cleanEnv, exitOf, runBin, runProcess } from '../helpers/run-bin.ts';
 import { startTcpProxy } from '../helpers/proxy.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
-import { walSegmentBytes, writeWalFile, SEGMENT_SIZE } from '../helpers/wal-segment.ts';
+import { segmentFor, writeWalFile, SEGMENT_SIZE } from '../helpers/wal-segment.ts';
 import { isOurTempName } from '../../src/wal/temp-files.ts';
 
 const SEG = '000000010000000000000007';
@@ -49,7 +49,7 @@ beforeAll(async () => {
   await createS3Bucket(moto.url, 'durable');
   mkdirSync(join(work, 'store'));
   for (const name of [SEG, NEXT]) {
-    const data = walSegmentBytes(SEGMENT_SIZE, name);
+    const data = segmentFor(name, SEGMENT_SIZE, name);
     segments.set(name, data);
     const path = writeWalFile(join(work, 'src'), name, data);
     for (const target of [motoArgs('durable'), [`file://${join(work, 'store')}`, 'srv']]) {

@@ -27,13 +27,21 @@ describe('headerSegmentSize', () => {
     expect(headerSegmentSize('000000010000000000000001', longHeader(16n << 20n, 16 << 20, 0x0007))).toBe(16 << 20);
   });
 
+  it('reads only what places the segment: a later version\'s magic, flag bits or page size do not matter', () => {
+    const name = '000000010000000000000001';
+    const later = longHeader(16n << 20n, 16 << 20, 0x0012, 1 << 17);
+    later.writeUInt16LE(0xd2ff, 0);
+    expect(headerSegmentSize(name, later)).toBe(16 << 20);
+    expect(headerSegmentSize(name, longHeader(16n << 20n, 16 << 20, 0x0001))).toBe(16 << 20);
+  });
+
   it('says nothing unless it is that segment’s long page header', () => {
     const name = '000000010000000000000001';
     expect(headerSegmentSize(name, longHeader(32n << 20n, 16 << 20))).toBeUndefined(); // another segment's page
-    expect(headerSegmentSize(name, longHeader(16n << 20n, 16 << 20, 0x0001))).toBeUndefined(); // short header
-    expect(headerSegmentSize(name, longHeader(16n << 20n, 16 << 20, 0x0012))).toBeUndefined(); // unknown flag
     expect(headerSegmentSize(name, longHeader(16n << 20n, 3 << 20))).toBeUndefined(); // not a power of two
-    expect(headerSegmentSize(name, longHeader(16n << 20n, 16 << 20, 2, 1000))).toBeUndefined(); // bad block size
+    expect(headerSegmentSize(name, longHeader(16n << 20n, 512 << 10))).toBeUndefined(); // below 1 MiB
+    expect(headerSegmentSize(name, longHeader(16n << 20n, 2 << 30 >>> 0))).toBeUndefined(); // above 1 GiB
+    expect(headerSegmentSize('0000000100000000000000FF', longHeader(255n << 24n, 16 << 24))).toBeUndefined(); // no such segment with 256 MiB ones
     expect(headerSegmentSize(name, longHeader(16n << 20n, 16 << 20).subarray(0, 39))).toBeUndefined();
     expect(headerSegmentSize(`${name}.partial`, longHeader(16n << 20n, 16 << 20))).toBeUndefined();
     expect(headerSegmentSize('00000002.history', longHeader(16n << 20n, 16 << 20))).toBeUndefined();
