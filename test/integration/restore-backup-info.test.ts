@@ -2,7 +2,7 @@
 // (docs/format.md#restore-backup-label, #restore-system-id, #restore-tablespaces): hand-made
 // barman-shaped backups (no parts.json) on the directory store and on S3 (moto). What PostgreSQL 15
 // does with such a directory is in restore-label.test.ts.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +127,25 @@ describe.each(['file', 's3'] as const)('restore compares the data archive with b
     await moto?.stop();
     rmSync(work, { recursive: true, force: true });
   });
+
+  it('auto passes over a newer backup that is not DONE; latest names it and is refused', async () => {
+    const server = `srv${++n}`;
+    const prefix = kind === 'file' ? `${server}/base/` : `pg/${server}/base/`;
+    const NEWER = '20261130T050418';
+    await store.put(`${prefix}${ID}/backup.info`, Buffer.from(noTablespaces(HEAD_DONE)));
+    await store.put(`${prefix}${ID}/data.tar`, await tarOf(whole()));
+    const failed = noTablespaces(HEAD_DONE).replaceAll(ID, NEWER).replace(/^status=.*$/m, 'status=FAILED').replace(/^backup_label=.*$/m, 'backup_label=None');
+    await store.put(`${prefix}${NEWER}/backup.info`, Buffer.from(failed));
+    await store.put(`${prefix}${NEWER}/data.tar`, await tarOf(base));
+    const env = cleanEnv(kind === 's3' ? MOTO_ENV : {});
+    const auto = join(work, `dest-${server}-auto`);
+    const r = await runBin('barman-cloud-restore', [...url, server, 'auto', auto], { env });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(readFileSync(join(auto, 'backup_label'), 'utf8')).toBe(LABEL);
+    const latest = await runBin('barman-cloud-restore', [...url, server, 'latest', join(work, `dest-${server}-latest`)], { env });
+    expect(latest.code, latest.stderr).toBe(1);
+    expect(latest.stderr).toMatch(new RegExp(`ERROR: Backup ${NEWER} for server ${server} has status FAILED`));
+  }, 60_000);
 
   it.each(cases)('$name: exit $code', async (c) => {
     const server = `srv${++n}`;
