@@ -50,6 +50,13 @@ try {
     mkdirSync(pgwal);
     const segment = Buffer.alloc(16 * 1024 * 1024, 7);
     for (let i = 0; i < segment.length; i += 4096) segment.write(`page ${i}`, i);
+    // restore refuses a segment without its own long page header (docs/format.md#segment-header):
+    // the page address of segment 1 (16 MiB) and the segment size are what it reads
+    segment.fill(0, 0, 40);
+    segment.writeUInt16LE(0x0002, 2);
+    segment.writeBigUInt64LE(16n * 1024n * 1024n, 8);
+    segment.writeUInt32LE(16 * 1024 * 1024, 32);
+    segment.writeUInt32LE(8192, 36);
     writeFileSync(join(pgwal, '000000010000000000000001'), segment);
     for (const codec of ['--zstd', '--lz4', '--xz', '--snappy']) {
       const a = spawnSync(exe, [codec, `file://${store}`, `srv${codec}`, join(pgwal, '000000010000000000000001')], { env, encoding: 'utf8' });
