@@ -47,6 +47,8 @@ interface Case {
   warns?: RegExp;
   /** What `verify` reports on this backup: its problem kinds, or `skipped` (not DONE). */
   verify: string[] | 'skipped';
+  /** verify's message, where it is not restore's. */
+  verifySays?: RegExp;
 }
 
 const cases: Case[] = [
@@ -123,6 +125,7 @@ const cases: Case[] = [
     members: [...whole().slice(0, -1), { name: 'label.txt', data: LABEL }, { name: 'backup_label', type: 'link', linkname: 'label.txt' }],
     code: 0,
     verify: ['backup-label-mismatch'],
+    verifySays: /backup_label in the data archive of backup 20261129T050418 is a hard link: verify cannot compare it/,
   },
   {
     name: 'status FAILED, killed before pg_backup_stop (no label recorded)',
@@ -222,6 +225,7 @@ describe.each(['file', 's3'] as const)('restore compares the data archive with b
     expect(v.code, v.stderr).toBe(c.verify.length ? 1 : 0);
     // a backup restore refuses is never one verify passes
     if (c.code !== 0) expect(backup!.result).toBe('failed');
+    if (c.verifySays) expect(backup!.problems[0]!.message).toMatch(c.verifySays);
     // restore's own words for the same finding
     if (c.code === 4 && c.verify.length === 1 && c.verify[0] !== 'member-through-link') {
       expect(backup!.problems[0]!.message).toMatch(c.says!);
