@@ -13,6 +13,12 @@ export const BACKUP_LABEL_MAX_BYTES = 64 * 1024;
 /** PostgreSQL's control file, put in place last by restore (docs/format.md#restore-control-file). */
 export const CONTROL_FILE = 'global/pg_control';
 
+/**
+ * A control file member larger than this is not PostgreSQL's (PG_CONTROL_FILE_SIZE is 8 KiB):
+ * restore refuses it, so that holding it in memory stays bounded (src/backup/extract.ts holdBack).
+ */
+export const CONTROL_FILE_MAX_BYTES = 1 << 20;
+
 /** The control file's first field, the system identifier (a uint64), is all that is compared. */
 export const SYSTEM_ID_BYTES = 8;
 

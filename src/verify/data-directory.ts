@@ -6,7 +6,8 @@
 // archive lands where that link points, which the names alone cannot tell: it is a problem of its
 // own (docs/commands/verify.md#as-on-disk).
 import {
-  BACKUP_LABEL, BACKUP_LABEL_MAX_BYTES, CONTROL_FILE, SYSTEM_ID_BYTES, backupLabelMismatch, systemIdMismatch, unlistedTablespaceLink,
+  BACKUP_LABEL, BACKUP_LABEL_MAX_BYTES, CONTROL_FILE, CONTROL_FILE_MAX_BYTES, SYSTEM_ID_BYTES, backupLabelMismatch, systemIdMismatch,
+  unlistedTablespaceLink,
 } from '../backup/archive-identity.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
 import type { MemberRecord } from './archive.js';
@@ -19,6 +20,17 @@ const SKIPPED = new Set(['fifo', 'character-device', 'block-device']);
 
 /** A member's path as restore resolves it against the data directory ('' and '.' components dropped). */
 const pathOf = (name: string) => name.split('/').filter((p) => p !== '' && p !== '.').join('/');
+
+/**
+ * Why restore cannot extract this member at all: a control file over CONTROL_FILE_MAX_BYTES is
+ * refused as soon as it is read, whatever comes after it (restore names the part as unreadable).
+ */
+export function oversizedControlFile(member: MemberRecord): string | undefined {
+  if (member.size <= CONTROL_FILE_MAX_BYTES || NOT_FILES.has(member.type) || SKIPPED.has(member.type) || pathOf(member.name) !== CONTROL_FILE) {
+    return undefined;
+  }
+  return `member '${member.name}' is over ${CONTROL_FILE_MAX_BYTES} bytes: not a PostgreSQL control file`;
+}
 
 interface Entry {
   type: string;

@@ -18,7 +18,7 @@ import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
-import { DataDirectoryView } from './data-directory.js';
+import { DataDirectoryView, oversizedControlFile } from './data-directory.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
 import {
   backupRange, indexSegments, missingRuns, parseHistoryFile, planChain, segmentNameAt, type HistoryEntry, type SegmentRange,
@@ -208,6 +208,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
         if (archive !== 'data') return;
         if (m.name === MANIFEST_MEMBER && content) manifest = content;
         dataDirectory.add(m, content);
+        const oversized = oversizedControlFile(m);
+        if (oversized) problem({ kind: 'unreadable-part', part: part.name, message: `backup ${id}: part ${part.name}: ${oversized}` });
       }, {
         keepContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? Infinity : dataDirectory.keep(n)) : undefined,
         decrypt: isEncryptedName(part.name) ? () => decryptStream(options.identities!, `part ${part.name}`) : undefined,

@@ -119,6 +119,13 @@ const cases: Case[] = [
     code: 0,
     verify: [],
   },
+  {
+    name: 'a control file over 1 MiB (its first 8 bytes the right identifier)',
+    members: [...base, { name: 'global/pg_control', data: Buffer.concat([control(SYSTEMID), Buffer.alloc(2 << 20)]) }, { name: 'backup_label', data: LABEL }],
+    code: 4,
+    says: /member 'global\/pg_control' is over 1048576 bytes: not a PostgreSQL control file/,
+    verify: ['unreadable-part'],
+  },
   // verify is stricter here (docs/commands/verify.md#as-on-disk): it keeps no other member's bytes
   {
     name: 'backup_label a hard link to a file with the right label',
