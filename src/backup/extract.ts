@@ -39,6 +39,7 @@ import { bytesMoved } from '../reclaim.js';
 import { groupId, userId } from './tar-header.js';
 import type { FileDigests } from './integrity.js';
 import { manifestPath } from './manifest.js';
+import { CONTROL_FILE_MAX_BYTES } from './archive-identity.js';
 
 const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fsConstants;
 
@@ -51,11 +52,8 @@ export class UnsafeArchiveMemberError extends GeneralError {}
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
 
-/**
- * A held-back member larger than this is not PostgreSQL's control file (PG_CONTROL_FILE_SIZE is
- * 8 KiB): refused, so that holding it in memory stays bounded.
- */
-const HELD_MAX_BYTES = 1 << 20;
+/** A held-back member larger than this is refused (archive-identity.ts says why). */
+const HELD_MAX_BYTES = CONTROL_FILE_MAX_BYTES;
 
 export interface ExtractOptions {
   /** Compression of the stream (registry name or loaded codec); none when absent. */

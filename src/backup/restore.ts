@@ -21,6 +21,9 @@ import { decodePartsList, PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, type PartsList 
 import { extractArchiveParts, placeHeldFile, type HeldFile } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
 import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
+import {
+  BACKUP_LABEL, BACKUP_LABEL_MAX_BYTES, CONTROL_FILE, backupLabelMismatch, systemIdMismatch, unlistedTablespaceLink,
+} from './archive-identity.js';
 import { parseLsn, walTimeline } from '../xlog.js';
 import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, replaceSymlink } from './restore-paths.js';
 
@@ -32,15 +35,6 @@ import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, re
  * at 144-154 MB, backup-memory.test.ts).
  */
 const PART_PIECE = 1 << 20;
-
-/** PostgreSQL's control file, put in place last (docs/format.md#restore-control-file). */
-const CONTROL_FILE = 'global/pg_control';
-
-/** Where PostgreSQL reads a backup's start (docs/format.md#restore-backup-label). */
-const BACKUP_LABEL = 'backup_label';
-
-/** Far more than a label's few hundred bytes; a larger file is not the recorded label anyway. */
-const BACKUP_LABEL_MAX_BYTES = 64 * 1024;
 
 export interface RestoreTargets {
   tli?: string;
@@ -137,13 +131,8 @@ async function checkBackupLabel(dataDir: string, backup: BackupInfo, incomplete:
   } catch (e) {
     if (!['ENOENT', 'ELOOP'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
   }
-  const what = `the data archive of backup ${backup.backup_id}`;
-  if (found === undefined) {
-    throw new BackupIntegrityError(`${BACKUP_LABEL} is missing from ${what} (backup.info records one): PostgreSQL would not start from the backup's start; ${incomplete}`);
-  }
-  if (!found.equals(Buffer.from(backup.backup_label, 'utf8'))) {
-    throw new BackupIntegrityError(`${BACKUP_LABEL} in ${what} is not the one backup.info records (another backup's?); ${incomplete}`);
-  }
+  const why = backupLabelMismatch(found, backup);
+  if (why) throw new BackupIntegrityError(`${why}; ${incomplete}`);
 }
 
 /**
@@ -152,17 +141,8 @@ async function checkBackupLabel(dataDir: string, backup: BackupInfo, incomplete:
  * the archive is another cluster's (docs/format.md#restore-system-id). Not checked when None.
  */
 function checkSystemId(control: HeldFile | undefined, backup: BackupInfo, incomplete: string): void {
-  if (backup.systemid == null) return;
-  const what = `the data archive of backup ${backup.backup_id}`;
-  if (!control || control.content.length < 8) {
-    throw new BackupIntegrityError(`${CONTROL_FILE} is missing from ${what} (or is not a control file); ${incomplete}`);
-  }
-  const little = control.content.readBigUInt64LE(0).toString();
-  if (little !== backup.systemid && control.content.readBigUInt64BE(0).toString() !== backup.systemid) {
-    throw new BackupIntegrityError(
-      `${what} is of another cluster: ${CONTROL_FILE} has system identifier ${little}, backup.info says ${backup.systemid}; ${incomplete}`,
-    );
-  }
+  const why = systemIdMismatch(control?.content, backup);
+  if (why) throw new BackupIntegrityError(`${why}; ${incomplete}`);
 }
 
 /**
@@ -171,16 +151,13 @@ function checkSystemId(control: HeldFile | undefined, backup: BackupInfo, incomp
  * PostgreSQL's reads and writes wherever it points (docs/format.md#restore-tablespaces).
  */
 async function checkTablespaceLinks(dataDir: string, backup: BackupInfo, incomplete: string): Promise<void> {
-  const listed = new Set((backup.tablespaces ?? []).map((t) => String(t.oid)));
   const dir = join(dataDir, 'pg_tblspc');
   // anything but a directory there is replaced by one later (restore-paths.ts ensureDirectory)
   if (!(await fs.lstat(dir).then((st) => st.isDirectory(), () => false))) return;
   const entries = await fs.readdir(dir, { withFileTypes: true });
-  const stray = entries.find((e) => e.isSymbolicLink() && !listed.has(e.name));
-  if (stray) {
-    throw new BackupIntegrityError(
-      `pg_tblspc/${stray.name} in the data archive of backup ${backup.backup_id} is a link, and backup.info lists no tablespace ${stray.name}; ${incomplete}`,
-    );
+  for (const e of entries) {
+    const why = e.isSymbolicLink() ? unlistedTablespaceLink(e.name, backup) : undefined;
+    if (why) throw new BackupIntegrityError(`${why}; ${incomplete}`);
   }
 }
 

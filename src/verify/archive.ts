@@ -59,7 +59,8 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 export async function readPart(
   store: ObjectStore, key: string, size: number, codec: Codec | undefined, onMember: (m: MemberRecord, content?: Buffer) => void,
   options: {
-    keepContent?: (name: string) => boolean; onBytes?: (n: number) => void; signal?: AbortSignal;
+    /** How many bytes of a regular file's content to hand to onMember, at most (0 or undefined: none). */
+    keepContent?: (name: string) => number | undefined; onBytes?: (n: number) => void; signal?: AbortSignal;
     /** For an encrypted part: the decrypting stage, between the stored bytes and the codec. */
     decrypt?: () => NodeJS.ReadWriteStream;
   } = {},
@@ -97,12 +98,14 @@ export async function readPart(
     }
     let crc = 0;
     let length = 0;
-    const keep = options.keepContent?.(header.name) ? [] as Buffer[] : undefined;
+    const limit = options.keepContent?.(header.name) ?? 0;
+    const keep = limit > 0 ? [] as Buffer[] : undefined;
     stream.on('data', (data: unknown) => {
       const chunk = data as Buffer;
       crc = crc32c(chunk, crc);
+      // only what the caller compares stays in memory: memory does not grow with a member
+      if (keep && length < limit) keep.push(chunk.subarray(0, limit - length));
       length += chunk.length;
-      keep?.push(chunk);
     });
     stream.on('error', (e: Error) => (memberError ??= e));
     stream.on('end', () => {

@@ -18,6 +18,7 @@ import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
+import { DataDirectoryView, oversizedControlFile } from './data-directory.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
 import {
   backupRange, indexSegments, missingRuns, parseHistoryFile, planChain, segmentNameAt, type HistoryEntry, type SegmentRange,
@@ -187,6 +188,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   };
   const members: { archive: string; member: MemberRecord }[] = [];
   let manifest: Buffer | undefined;
+  // the data directory restore would leave, at the names it compares with backup.info
+  const dataDirectory = new DataDirectoryView();
 
   const readArchive = async (archive: string, parts: StoredPart[]) => {
     for (const part of parts) {
@@ -202,9 +205,13 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
       const codec = await codecFor(part.name);
       const read = await readPart(store, part.key, part.size, codec, (m, content) => {
         members.push({ archive, member: m });
-        if (content) manifest = content;
+        if (archive !== 'data') return;
+        if (m.name === MANIFEST_MEMBER && content) manifest = content;
+        dataDirectory.add(m, content);
+        const oversized = oversizedControlFile(m);
+        if (oversized) problem({ kind: 'unreadable-part', part: part.name, message: `backup ${id}: part ${part.name}: ${oversized}` });
       }, {
-        keepContent: archive === 'data' ? (n) => n === MANIFEST_MEMBER : undefined,
+        keepContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? Infinity : dataDirectory.keep(n)) : undefined,
         decrypt: isEncryptedName(part.name) ? () => decryptStream(options.identities!, `part ${part.name}`) : undefined,
         onBytes: options.onProgress
           ? (n) => {
@@ -232,6 +239,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   const queue = [...archives].filter(([, parts]) => parts.length > 0);
   await mapBounded(queue, options.jobs, ([archive, parts]) => readArchive(archive, parts));
 
+  for (const p of dataDirectory.problems(info)) problem(p);
   if (manifest) {
     result.file_checksums = 'verified';
     for (const p of checkManifest(manifest, members)) problem(p);

@@ -1,8 +1,11 @@
 // restore compares the data archive with backup.info on the bytes it extracts anyway
 // (docs/format.md#restore-backup-label, #restore-system-id, #restore-tablespaces): hand-made
 // barman-shaped backups (no parts.json) on the directory store and on S3 (moto). What PostgreSQL 15
-// does with such a directory is in restore-label.test.ts.
+// does with such a directory is in restore-label.test.ts. `barman-cloud verify` reads the same
+// members and must report a PROBLEM for every case restore refuses, and pass those it accepts
+// (docs/commands/verify.md#as-on-disk names where it is stricter).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +18,7 @@ import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 
 const ID = '20261129T050418';
+const WAL = /^begin_wal=(\w+)$/m.exec(HEAD_DONE)![1]!;
 const SYSTEMID = /^systemid=(\d+)$/m.exec(HEAD_DONE)![1]!;
 // the label HEAD_DONE records, as the text PostgreSQL wrote
 const LABEL = 'START WAL LOCATION: 0/6000028 (file 000000010000000000000006)\nCHECKPOINT LOCATION: 0/602ADA8\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-29 05:04:57 UTC\nLABEL: Barman backup cloud 20261129T050418\nSTART TIMELINE: 1\n';
@@ -39,67 +43,116 @@ interface Case {
   info?: (text: string) => string;
   code: number;
   says?: RegExp;
+  /** restore's WARNING lines (exit 0). */
+  warns?: RegExp;
+  /** What `verify` reports on this backup: its problem kinds, or `skipped` (not DONE). */
+  verify: string[] | 'skipped';
+  /** verify's message, where it is not restore's. */
+  verifySays?: RegExp;
 }
 
 const cases: Case[] = [
-  { name: 'the label and the control file backup.info records', members: whole(), code: 0 },
-  { name: 'the label as ./backup_label (a Barman server backup uploaded by the hook)', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID) }, { name: './backup_label', data: LABEL }], code: 0 },
-  { name: 'a stray backup_label before the one added last (barman keeps a stray one)', members: [{ name: 'backup_label', data: 'stray\n' }, ...whole()], code: 0 },
-  { name: 'the system identifier in big-endian order', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID, 'BE') }, { name: 'backup_label', data: LABEL }], code: 0 },
+  { name: 'the label and the control file backup.info records', members: whole(), code: 0, verify: [] },
+  { name: 'the label as ./backup_label (a Barman server backup uploaded by the hook)', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID) }, { name: './backup_label', data: LABEL }], code: 0, verify: [] },
+  { name: 'a stray backup_label before the one added last (barman keeps a stray one)', members: [{ name: 'backup_label', data: 'stray\n' }, ...whole()], code: 0, verify: [] },
+  { name: 'the system identifier in big-endian order', members: [...base, { name: 'global/pg_control', data: control(SYSTEMID, 'BE') }, { name: 'backup_label', data: LABEL }], code: 0, verify: [] },
   {
     name: 'no backup_label and none recorded (backup_label=None, systemid=None): nothing to compare',
     members: base,
     info: (t) => noTablespaces(t).replace(/^backup_label=.*$/m, 'backup_label=None').replace(/^systemid=.*$/m, 'systemid=None'),
-    code: 0,
+    code: 0, verify: [],
   },
-  { name: 'no backup_label member', members: whole().slice(0, -1), code: 4, says: /backup_label is missing from the data archive of backup 20261129T050418 \(backup\.info records one\)/ },
-  { name: 'another label', members: [...whole().slice(0, -1), { name: 'backup_label', data: LABEL.replace('0/6000028', '0/7000028') }], code: 4, says: /backup_label in the data archive of backup 20261129T050418 is not the one backup\.info records/ },
-  { name: 'the label with one byte more', members: [...whole().slice(0, -1), { name: 'backup_label', data: `${LABEL}\n` }], code: 4, says: /is not the one backup\.info records/ },
-  { name: 'the right label replaced by a later member', members: [...whole(), { name: 'backup_label', data: 'later\n' }], code: 4, says: /is not the one backup\.info records/ },
+  { name: 'no backup_label member', members: whole().slice(0, -1), code: 4, verify: ['backup-label-mismatch'], says: /backup_label is missing from the data archive of backup 20261129T050418 \(backup\.info records one\)/ },
+  { name: 'another label', members: [...whole().slice(0, -1), { name: 'backup_label', data: LABEL.replace('0/6000028', '0/7000028') }], code: 4, verify: ['backup-label-mismatch'], says: /backup_label in the data archive of backup 20261129T050418 is not the one backup\.info records/ },
+  { name: 'the label with one byte more', members: [...whole().slice(0, -1), { name: 'backup_label', data: `${LABEL}\n` }], code: 4, verify: ['backup-label-mismatch'], says: /is not the one backup\.info records/ },
+  { name: 'the right label replaced by a later member', members: [...whole(), { name: 'backup_label', data: 'later\n' }], code: 4, verify: ['backup-label-mismatch'], says: /is not the one backup\.info records/ },
   {
     name: 'backup_label a symbolic link to a file with the right label',
     members: [...whole().slice(0, -1), { name: 'label.txt', data: LABEL }, { name: 'backup_label', type: 'symlink', linkname: 'label.txt' }],
-    code: 4,
+    code: 4, verify: ['backup-label-mismatch'],
     says: /backup_label is missing from the data archive/,
   },
   {
     name: 'backup_label written through a link to the root',
     members: [...whole().slice(0, -1), { name: 'up', type: 'symlink', linkname: '.' }, { name: 'up/backup_label', data: 'through\n' }],
-    code: 4,
+    code: 4, verify: ['backup-label-mismatch', 'member-through-link'],
     says: /is not the one backup\.info records/,
   },
-  { name: 'no global/pg_control', members: [...base, { name: 'backup_label', data: LABEL }], code: 4, says: /global\/pg_control is missing from the data archive of backup 20261129T050418/ },
+  { name: 'no global/pg_control', members: [...base, { name: 'backup_label', data: LABEL }], code: 4, verify: ['system-id-mismatch'], says: /global\/pg_control is missing from the data archive of backup 20261129T050418/ },
   {
     name: "another cluster's control file",
     members: [...base, { name: 'global/pg_control', data: control('7713454245083309120') }, { name: 'backup_label', data: LABEL }],
-    code: 4,
+    code: 4, verify: ['system-id-mismatch'],
     says: /the data archive of backup 20261129T050418 is of another cluster: global\/pg_control has system identifier 7713454245083309120, backup\.info says 7713454245083309119/,
   },
   {
     name: 'a link in pg_tblspc for a tablespace backup.info does not list',
     members: [...whole(), { name: 'pg_tblspc', type: 'directory' }, { name: 'pg_tblspc/99999', type: 'symlink', linkname: '/nonexistent/bc-label-elsewhere' }],
+    code: 4, verify: ['unlisted-tablespace-link'],
+    says: /pg_tblspc\/99999 in the data archive of backup 20261129T050418 is a link, and backup\.info lists no tablespace 99999/,
+  },
+  { name: 'the control file as ./global/pg_control', members: [...base, { name: './global/pg_control', data: control(SYSTEMID) }, { name: 'backup_label', data: LABEL }], code: 0, verify: [] },
+  {
+    name: 'a FIFO at backup_label after the label (restore skips it: the label stays)',
+    members: [...whole(), { name: 'backup_label', type: 'fifo' }],
+    code: 0,
+    warns: /WARNING: Skipping 'backup_label': FIFOs are not restored/,
+    verify: [],
+  },
+  {
+    name: 'the control file replaced by a later symbolic link',
+    members: [...whole(), { name: 'global/pg_control', type: 'symlink', linkname: '/nonexistent/bc-control' }],
+    code: 4,
+    says: /global\/pg_control is missing from the data archive of backup 20261129T050418/,
+    verify: ['system-id-mismatch'],
+  },
+  {
+    name: 'a link in pg_tblspc written through a link to the root',
+    members: [...whole(), { name: 'pg_tblspc', type: 'directory' }, { name: 'up', type: 'symlink', linkname: '.' }, { name: 'up/pg_tblspc/99999', type: 'symlink', linkname: '/nonexistent/bc-label-elsewhere' }],
     code: 4,
     says: /pg_tblspc\/99999 in the data archive of backup 20261129T050418 is a link, and backup\.info lists no tablespace 99999/,
+    verify: ['member-through-link'],
+  },
+  {
+    name: 'a link in pg_tblspc replaced by a later file (nothing links out)',
+    members: [...whole(), { name: 'pg_tblspc', type: 'directory' }, { name: 'pg_tblspc/99999', type: 'symlink', linkname: '/nonexistent/bc-elsewhere' }, { name: 'pg_tblspc/99999', type: 'file', data: 'x' }],
+    code: 0,
+    verify: [],
+  },
+  {
+    name: 'a control file over 1 MiB (its first 8 bytes the right identifier)',
+    members: [...base, { name: 'global/pg_control', data: Buffer.concat([control(SYSTEMID), Buffer.alloc(2 << 20)]) }, { name: 'backup_label', data: LABEL }],
+    code: 4,
+    says: /member 'global\/pg_control' is over 1048576 bytes: not a PostgreSQL control file/,
+    verify: ['unreadable-part'],
+  },
+  // verify is stricter here (docs/commands/verify.md#as-on-disk): it keeps no other member's bytes
+  {
+    name: 'backup_label a hard link to a file with the right label',
+    members: [...whole().slice(0, -1), { name: 'label.txt', data: LABEL }, { name: 'backup_label', type: 'link', linkname: 'label.txt' }],
+    code: 0,
+    verify: ['backup-label-mismatch'],
+    verifySays: /backup_label in the data archive of backup 20261129T050418 is a hard link: verify cannot compare it/,
   },
   {
     name: 'status FAILED, killed before pg_backup_stop (no label recorded)',
     members: base,
     info: (t) => noTablespaces(t).replace(/^status=.*$/m, 'status=FAILED').replace(/^backup_label=.*$/m, 'backup_label=None'),
-    code: 1,
+    code: 1, verify: 'skipped',
     says: /ERROR: Backup 20261129T050418 for server srv\d+ has status FAILED: only a backup with status DONE can be restored/,
   },
   {
     name: 'status STARTED',
     members: whole(),
     info: (t) => noTablespaces(t).replace(/^status=.*$/m, 'status=STARTED'),
-    code: 1,
+    code: 1, verify: 'skipped',
     says: /has status STARTED: only a backup with status DONE can be restored/,
   },
   {
     name: 'a tablespace archive missing from the store',
     members: whole(),
     info: (t) => t.replace(/^tablespaces=.*$/m, "tablespaces=[('tbs1', 16384, '/nonexistent/bc-label-tbs')]"),
-    code: 1,
+    code: 1, verify: ['missing-archive'],
     says: /ERROR: Missing file 16384\.\* for server /,
   },
 ];
@@ -147,19 +200,42 @@ describe.each(['file', 's3'] as const)('restore compares the data archive with b
     expect(latest.stderr).toMatch(new RegExp(`ERROR: Backup ${NEWER} for server ${server} has status FAILED`));
   }, 60_000);
 
-  it.each(cases)('$name: exit $code', async (c) => {
+  it.each(cases)('$name: exit $code, verify $verify', async (c) => {
     const server = `srv${++n}`;
     const prefix = kind === 'file' ? `${server}/base/${ID}/` : `pg/${server}/base/${ID}/`;
     await store.put(`${prefix}backup.info`, Buffer.from((c.info ?? noTablespaces)(HEAD_DONE)));
     await store.put(`${prefix}data.tar`, await tarOf(c.members));
+    // the one segment the backup needs (begin_wal = end_wal), so that verify's WAL check passes
+    await store.put(`${prefix.replace(/base\/.*$/, 'wals/')}${WAL.slice(0, 16)}/${WAL}.gz`, gzipSync(Buffer.alloc(16 << 20)));
+    const env = cleanEnv(kind === 's3' ? MOTO_ENV : {});
     const dest = join(work, `dest-${server}`);
-    const r = await runBin('barman-cloud-restore', [...url, server, ID, dest], { env: cleanEnv(kind === 's3' ? MOTO_ENV : {}) });
+    const r = await runBin('barman-cloud-restore', [...url, server, ID, dest], { env });
     if (c.code === 0) {
-      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(r.code, r.stderr).toBe(0);
+      if (c.warns) expect(r.stderr).toMatch(c.warns);
+      else expect(r.stderr).toBe('');
+    } else {
+      expect(r.code, r.stderr).toBe(c.code);
+      expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+      expect(r.stderr).toMatch(c.says!);
+    }
+
+    const v = await runBin('barman-cloud', ['verify', '--format', 'json', ...url, server, ID], { env });
+    const report = JSON.parse(v.stdout) as { backups: { result: string; problems: { kind: string; message: string }[] }[]; wal: { problems: unknown[] } };
+    expect(report.wal.problems).toEqual([]);
+    const [backup] = report.backups;
+    if (c.verify === 'skipped') {
+      expect({ code: v.code, result: backup!.result }).toEqual({ code: 0, result: 'skipped' });
       return;
     }
-    expect(r.code, r.stderr).toBe(c.code);
-    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
-    expect(r.stderr).toMatch(c.says!);
+    expect(backup!.problems.map((p) => p.kind).sort()).toEqual([...c.verify].sort());
+    expect(v.code, v.stderr).toBe(c.verify.length ? 1 : 0);
+    // a backup restore refuses is never one verify passes
+    if (c.code !== 0) expect(backup!.result).toBe('failed');
+    if (c.verifySays) expect(backup!.problems[0]!.message).toMatch(c.verifySays);
+    // restore's own words for the same finding
+    if (c.code === 4 && c.verify.length === 1 && c.verify[0] !== 'member-through-link') {
+      expect(backup!.problems[0]!.message).toMatch(c.says!);
+    }
   }, 60_000);
 });

@@ -27,6 +27,7 @@ const SEG = 1024 * 1024;
 const SERVER = 'srv';
 const ID = '20261201T000000';
 const TBS_OID = 16384;
+const SYSTEMID = '7713454245083309119';
 
 interface Member {
   name: string;
@@ -67,6 +68,8 @@ async function writeBackup(store: ObjectStore, prefix: string, shape: BackupShap
   const files = new Map<string, Buffer>();
   const file = (name: string, size: number) => {
     const body = randomBytes(size);
+    // a control file of the cluster backup.info names (docs/format.md#restore-system-id)
+    if (name === 'global/pg_control') body.writeBigUInt64LE(BigInt(SYSTEMID));
     files.set(name, body);
     return { name, body };
   };
@@ -105,7 +108,7 @@ async function writeBackup(store: ObjectStore, prefix: string, shape: BackupShap
   }
   const info = newBackupInfo(ID, {
     status: 'DONE', timeline: 1, begin_wal: seg(1, 2), end_wal: seg(1, 4), begin_xlog: '0/200028', end_xlog: '0/400100',
-    xlog_segment_size: SEG, version: 150000, server_name: 'cloud', systemid: '7713454245083309119',
+    xlog_segment_size: SEG, version: 150000, server_name: 'cloud', systemid: SYSTEMID,
     begin_time: '2026-12-01 00:00:00+00:00', end_time: '2026-12-01 00:00:05+00:00', backup_label: null,
     tablespaces: [{ name: 'tbs1', oid: TBS_OID, location: '/srv/tbs1' }],
   });

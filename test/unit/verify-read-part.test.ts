@@ -4,6 +4,7 @@
 import { describe, it, expect } from 'vitest';
 import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
+import { crc32c } from '@node-rs/crc32';
 import { readPart } from '../../src/verify/archive.ts';
 import { NetworkError } from '../../src/errors.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -55,5 +56,19 @@ describe('readPart', () => {
     expect(r.unreadable).toBeUndefined();
     // CRC-32C("123456789") = 0xE3069283, the standard check value
     expect(members).toEqual([{ name: 'base/1/1', type: 'file', size: 9, crc32c: 0xe3069283 }]);
+  });
+
+  it('keepContent hands over at most the bytes asked for, while size and CRC-32C cover the whole member', async () => {
+    // several chunks through the parser: the limit holds across them
+    const body = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+    const tar = await tarOf('global/pg_control', body);
+    const kept: (Buffer | undefined)[] = [];
+    const members: unknown[] = [];
+    await readPart(storeServing(tar), 'k', tar.length, undefined, (m, content) => {
+      members.push(m);
+      kept.push(content);
+    }, { keepContent: (name) => (name === 'global/pg_control' ? 70_000 : 0) });
+    expect(members).toEqual([{ name: 'global/pg_control', type: 'file', size: body.length, crc32c: crc32c(body) }]);
+    expect(kept[0]).toEqual(body.subarray(0, 70_000));
   });
 });
