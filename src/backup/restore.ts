@@ -424,9 +424,10 @@ export async function restoreBackup(
     await checkTablespaceLinks(dataDir, backup, incomplete);
 
     // The archive may have planted links at any of these names: replace, never write through.
+    // pg_tblspc itself too, tablespaces or not: PostgreSQL makes its links in there.
+    ensureDirectory(join(dataDir, 'pg_tblspc'));
     for (const p of plan) {
       if (p.oid === undefined) continue;
-      ensureDirectory(join(dataDir, 'pg_tblspc'));
       replaceSymlink(join(dataDir, 'pg_tblspc', String(p.oid)), p.dir);
     }
     ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));

@@ -4,7 +4,7 @@
 // does with such a directory is in restore-label.test.ts. `barman-cloud verify` reads the same
 // members and must report a PROBLEM for every case restore refuses, and pass those it accepts
 // (docs/commands/verify.md#as-on-disk names where it is stricter).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -180,6 +180,19 @@ describe.each(['file', 's3'] as const)('restore compares the data archive with b
     await moto?.stop();
     rmSync(work, { recursive: true, force: true });
   });
+
+  it('pg_tblspc a link in the data archive and no tablespace listed: replaced by an empty directory', async () => {
+    const server = `srv${++n}`;
+    const prefix = kind === 'file' ? `${server}/base/${ID}/` : `pg/${server}/base/${ID}/`;
+    await store.put(`${prefix}backup.info`, Buffer.from(noTablespaces(HEAD_DONE)));
+    await store.put(`${prefix}data.tar`, await tarOf([...whole(), { name: 'pg_tblspc', type: 'symlink', linkname: '/nonexistent/bc-tblspc-elsewhere' }]));
+    const dest = join(work, `dest-${server}`);
+    const r = await runBin('barman-cloud-restore', [...url, server, ID, dest], { env: cleanEnv(kind === 's3' ? MOTO_ENV : {}) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/WARNING: Replacing .*pg_tblspc by an empty directory: the backup holds a symbolic link there/);
+    const st = lstatSync(join(dest, 'pg_tblspc'));
+    expect({ dir: st.isDirectory(), link: st.isSymbolicLink() }).toEqual({ dir: true, link: false });
+  }, 60_000);
 
   it('auto passes over a newer backup that is not DONE; latest names it and is refused', async () => {
     const server = `srv${++n}`;
