@@ -129,9 +129,9 @@ function refuseUndecodable(name: string, what: 'name' | 'link target', text = na
 
 /**
  * Split a member name into safe components: '' and '.' are dropped; an absolute name or a '..'
- * component is refused.
+ * component is refused (also by verify, which reports what restore refuses: src/verify/verify.ts).
  */
-function memberPathComponents(name: string): string[] {
+export function memberPathComponents(name: string): string[] {
   if (name.startsWith('/')) {
     throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': absolute member path`);
   }

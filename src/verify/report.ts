@@ -22,6 +22,7 @@ export type ProblemKind =
   | 'system-id-mismatch'
   | 'unlisted-tablespace-link'
   | 'member-through-link'
+  | 'unsafe-member'
   | 'invalid-wal-range'
   | 'missing-wal'
   | 'empty-wal'

@@ -13,6 +13,7 @@ import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '
 import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import { unencryptedRefused } from '../encryption/names.js';
 import { checkIdentities } from '../backup/restore.js';
+import { memberPathComponents, UnsafeArchiveMemberError } from '../backup/extract.js';
 import type { ObjectStore } from '../storage/types.js';
 import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
@@ -205,6 +206,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
       const codec = await codecFor(part.name);
       const read = await readPart(store, part.key, part.size, codec, (m, content) => {
         members.push({ archive, member: m });
+        const unsafe = unsafeMemberName(m.name);
+        if (unsafe) problem({ kind: 'unsafe-member', part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${unsafe}` });
         if (archive !== 'data') return;
         if (m.name === MANIFEST_MEMBER && content) manifest = content;
         dataDirectory.add(m, content);
@@ -251,6 +254,20 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   result.result = result.problems.length ? 'failed' : 'ok';
   log.info(`backup ${id}: ${plural(result.parts, 'part')}, ${plural(result.problems.length, 'problem')}`);
   return result;
+}
+
+/**
+ * Why restore refuses to extract a member for its name (absolute, `..`, NUL, not UTF-8:
+ * src/backup/extract.ts), if it does: such a backup does not restore, so verify cannot call it OK.
+ */
+function unsafeMemberName(name: string): string | undefined {
+  try {
+    memberPathComponents(name);
+    return undefined;
+  } catch (e) {
+    if (e instanceof UnsafeArchiveMemberError) return e.message;
+    throw e;
+  }
 }
 
 interface WalIndex {

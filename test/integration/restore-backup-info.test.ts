@@ -149,6 +149,18 @@ const cases: Case[] = [
     says: /has status STARTED: only a backup with status DONE can be restored/,
   },
   {
+    name: 'a member whose path leaves the destination',
+    members: [...whole(), { name: '../bc-escaped', data: 'out\n' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract '\.\.\/bc-escaped': member path leaves the destination directory/,
+  },
+  {
+    name: 'a member with an absolute path',
+    members: [...whole(), { name: '/tmp/bc-absolute', data: 'out\n' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract '\/tmp\/bc-absolute': absolute member path/,
+  },
+  {
     name: 'a tablespace archive missing from the store',
     members: whole(),
     info: (t) => t.replace(/^tablespaces=.*$/m, "tablespaces=[('tbs1', 16384, '/nonexistent/bc-label-tbs')]"),
