@@ -78,9 +78,9 @@ async function chooseBackup(catalog: BackupCatalog, store: ObjectStore, layout: 
   else if (targets.tli !== undefined) tli = Number(targets.tli);
   const backups = [...(await catalog.getBackupList()).values()].sort((a, b) => (a.backup_id < b.backup_id ? 1 : -1));
   for (const b of backups) {
-    // Only what restore accepts is a candidate (docs/format.md#restore-status); barman's auto
-    // would pick a newer FAILED backup.
-    if (b.status !== STATUS.DONE || isInterruptedDeletion(b)) continue;
+    // Only what restore accepts is a candidate (docs/format.md#restore-status; a half-deleted
+    // backup is FAILED too); barman's auto would pick a newer FAILED backup.
+    if (b.status !== STATUS.DONE) continue;
     if (tli !== undefined && b.timeline !== tli) continue;
     if (targets.timeMs !== undefined) {
       if (!b.end_time) continue;
