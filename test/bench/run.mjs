@@ -24,7 +24,7 @@ const names = wanted.length ? wanted : ALL;
 const runStarted = Date.now();
 // Ctrl-C or a kill still stops the servers and PostgreSQL (their stoppers run on 'exit').
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(130));
-const envUsed = ['BENCH_ROUNDS', 'BENCH_SEGMENTS', 'BENCH_STORES', 'BENCH_SCALE', 'BENCH_LARGE_SCALE', 'BENCH_RETENTION_BACKUPS', 'BENCH_RETENTION_WALS', 'BENCH_LIST_BACKUPS', 'BENCH_BACKUP_STORES', 'BENCH_BACKUP_CODECS', 'BENCH_RETENTION_STORES', 'BENCH_BIN_DIR', 'BENCH_WAL_PARTS']
+const envUsed = ['BENCH_ROUNDS', 'BENCH_SEGMENTS', 'BENCH_STORES', 'BENCH_SCALE', 'BENCH_LARGE_SCALE', 'BENCH_RETENTION_BACKUPS', 'BENCH_RETENTION_WALS', 'BENCH_LIST_BACKUPS', 'BENCH_BACKUP_STORES', 'BENCH_BACKUP_CODECS', 'BENCH_RETENTION_STORES', 'BENCH_BIN_DIR', 'BENCH_WAL_PARTS', 'BENCH_RESTORE_ROUNDS']
   .filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`).join(' ');
 
 execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' });
