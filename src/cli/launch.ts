@@ -24,7 +24,7 @@ export const WAL_CODE_CACHE = 'run.cjs.v8-cache';
  */
 function limitTiersOfWalCall(name: CommandName | 'umbrella'): boolean {
   if ((name !== 'wal-archive' && name !== 'wal-restore') || process.env[ASYNC_WORKER_ENV]) return false;
-  loadBuiltinsBeforeFlags(process.argv.slice(2)); // not for --version: answered before (launch)
+  loadBuiltinsBeforeFlags(name, process.argv.slice(2)); // not for --version: answered before (launch)
   setWalCallFlags();
   smallPagesForNativeAllocators();
   poolNoWiderThanCores();
@@ -57,20 +57,25 @@ function smallPagesForNativeAllocators(): void {
   process.env.MIMALLOC_ALLOW_THP ??= '0';
 }
 
-/** Node's modules that every one-shot WAL call loads (the launcher, the bundle's module level, the lean HTTP client). */
-const WAL_CALL_BUILTINS = ['node:os', 'node:vm', 'node:module', 'node:net', 'node:timers/promises'];
+/**
+ * Node's modules that every one-shot WAL call loads: the launcher, the bundle's module level, the
+ * lean HTTP client, and node:crypto, which SigV4 and the SDKs use, and the directory store and
+ * wal-restore for their temp files' random names.
+ */
+const WAL_CALL_BUILTINS = ['node:os', 'node:vm', 'node:module', 'node:net', 'node:timers/promises', 'node:crypto'];
 
 /**
  * Node compiles its own modules from a code cache built into its binary, which V8 accepts only
  * under the flags it was made with: once setWalCallFlags() has changed them, each builtin loaded
  * after is compiled from its source, at about twice the CPU (net, crypto, os, vm, module,
  * timers/promises: ~8 ms of an S3 call's; docs/benchmarks-history.md, "One-shot WAL calls, twelfth
- * session"). So the ones a call will load anyway are loaded first; node:crypto only when a cloud
- * store's URL is given (SigV4 and the SDKs use it; the directory store does not).
+ * session"). So the ones a call will load anyway are loaded first: node:fs/promises (and the
+ * modules it brings) for wal-restore, which writes its file through it, and for the directory
+ * store (docs/benchmarks-history.md, "Node's own modules compiled after the flags").
  */
-function loadBuiltinsBeforeFlags(argv: string[]): void {
+function loadBuiltinsBeforeFlags(name: CommandName, argv: string[]): void {
   for (const id of WAL_CALL_BUILTINS) require(id);
-  if (argv.some((a) => /^(s3|gs|https?):\/\//i.test(a))) require('node:crypto');
+  if (name === 'wal-restore' || argv.some((a) => /^file:\/\//i.test(a))) require('node:fs/promises');
 }
 
 function setWalCallFlags(): void {
