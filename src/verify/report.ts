@@ -23,6 +23,7 @@ export type ProblemKind =
   | 'unlisted-tablespace-link'
   | 'member-through-link'
   | 'unsafe-member'
+  | 'outside-version-directory'
   | 'invalid-wal-range'
   | 'missing-wal'
   | 'empty-wal'

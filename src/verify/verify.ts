@@ -19,7 +19,7 @@ import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
-import { DataDirectoryView, oversizedControlFile } from './data-directory.js';
+import { DataDirectoryView, TablespaceView, oversizedControlFile } from './data-directory.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
 import {
   backupRange, indexSegments, missingRuns, parseHistoryFile, planChain, segmentNameAt, type HistoryEntry, type SegmentRange,
@@ -191,6 +191,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   let manifest: Buffer | undefined;
   // the data directory restore would leave, at the names it compares with backup.info
   const dataDirectory = new DataDirectoryView();
+  // the tablespaces restore extracts: those backup.info lists, into their locations
+  const tablespaces = new Map((info.tablespaces ?? []).map((t) => [String(t.oid), new TablespaceView(t)]));
 
   const readArchive = async (archive: string, parts: StoredPart[]) => {
     for (const part of parts) {
@@ -208,7 +210,11 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
         members.push({ archive, member: m });
         const unsafe = unsafeMemberName(m.name);
         if (unsafe) problem({ kind: 'unsafe-member', part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${unsafe}` });
-        if (archive !== 'data') return;
+        if (archive !== 'data') {
+          const outside = unsafe ? undefined : tablespaces.get(archive)?.add(m);
+          if (outside) problem({ kind: 'outside-version-directory', part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${outside}` });
+          return;
+        }
         if (m.name === MANIFEST_MEMBER && content) manifest = content;
         dataDirectory.add(m, content);
         const oversized = oversizedControlFile(m);
@@ -243,6 +249,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   await mapBounded(queue, options.jobs, ([archive, parts]) => readArchive(archive, parts));
 
   for (const p of dataDirectory.problems(info)) problem(p);
+  for (const t of tablespaces.values()) for (const p of t.problems(id)) problem(p);
   if (manifest) {
     result.file_checksums = 'verified';
     for (const p of checkManifest(manifest, members)) problem(p);
