@@ -49,6 +49,10 @@ const MODE_MASK = 0o777;
 /** A member that would land outside the destination directory. */
 export class UnsafeArchiveMemberError extends GeneralError {}
 
+/** A hard link whose target is not a regular file this extraction wrote (also verify's words: src/verify/archive-tree.ts). */
+export const notExtractedFile = (name: string, linkname: string) =>
+  new UnsafeArchiveMemberError(`Refusing to extract hard link '${name}': its target '${linkname}' is not a regular file extracted from this archive`);
+
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
 
@@ -129,7 +133,7 @@ function errnoCode(err: unknown): string | undefined {
  * names raw, with hdrcharset=BINARY) arrive as U+FFFD: extracting them would write a file under
  * another name, or a link to another target. Refused, with the name as read (docs/compatibility.md).
  */
-function refuseUndecodable(name: string, what: 'name' | 'link target', text = name): void {
+export function refuseUndecodable(name: string, what: 'name' | 'link target', text = name): void {
   if (text.includes('\uFFFD')) {
     throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its ${what} is not valid UTF-8 (or holds U+FFFD)`);
   }
@@ -399,9 +403,7 @@ class TarExtractor {
         if (!(err instanceof ExtractError || err instanceof UnsafeArchiveMemberError)) throw err;
       }
       if (source === undefined || !this.extractedFiles.has(source) || !lstatOrUndefined(source)?.isFile()) {
-        throw new UnsafeArchiveMemberError(
-          `Refusing to extract hard link '${name}': its target '${linkname}' is not a regular file extracted from this archive`,
-        );
+        throw notExtractedFile(name, linkname);
       }
       this.clearTarget(name, target);
       await link(source, target);

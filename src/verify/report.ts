@@ -24,6 +24,7 @@ export type ProblemKind =
   | 'member-through-link'
   | 'unsafe-member'
   | 'outside-version-directory'
+  | 'unextractable-member'
   | 'invalid-wal-range'
   | 'missing-wal'
   | 'empty-wal'

@@ -183,6 +183,79 @@ const cases: Case[] = [
     code: 4, verify: ['unsafe-member'],
     says: /Refusing to extract '\/tmp\/bc-absolute': absolute member path/,
   },
+  // what restore refuses or fails on for the names alone, which verify reports with its words
+  {
+    name: 'a hard link whose target is absolute',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: '/etc/passwd' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract '\/etc\/passwd': absolute member path/,
+  },
+  {
+    name: "a hard link whose target leaves the destination ('..')",
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'global/../../x' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract 'global\/\.\.\/\.\.\/x': member path leaves the destination directory/,
+  },
+  {
+    name: 'a hard link whose target is not UTF-8',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'PG_VERSION\uFFFD' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract 'PG_VERSION\uFFFD': its name is not valid UTF-8/,
+  },
+  {
+    name: 'a symbolic link whose target is not UTF-8',
+    members: [...whole(), { name: 'sl', type: 'symlink', linkname: 'PG_VERSION\uFFFD' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract 'sl': its link target is not valid UTF-8/,
+  },
+  {
+    name: 'a hard link to a directory member',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'global' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract hard link 'hl': its target 'global' is not a regular file extracted from this archive/,
+  },
+  {
+    name: 'a hard link to a later member',
+    members: [{ name: 'hl', type: 'link', linkname: 'later' }, ...whole(), { name: 'later', data: 'x' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract hard link 'hl': its target 'later' is not a regular file extracted from this archive/,
+  },
+  {
+    // held in memory until the end (docs/format.md#restore-control-file): no file there to link to
+    name: 'a hard link to global/pg_control',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'global/pg_control' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract hard link 'hl': its target 'global\/pg_control' is not a regular file extracted from this archive/,
+  },
+  {
+    name: 'a regular file where a directory member was',
+    members: [...whole(), { name: 'global', data: 'x' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract 'global': a directory is in the way/,
+  },
+  {
+    name: 'a member below a regular file',
+    members: [...whole(), { name: 'PG_VERSION/x', data: 'x' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract 'PG_VERSION\/x': '[^']*PG_VERSION' is not a directory/,
+  },
+  {
+    name: 'a directory member where a regular file was',
+    members: [...whole(), { name: 'PG_VERSION', type: 'directory' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract directory 'PG_VERSION': '[^']*PG_VERSION' exists and is not a directory/,
+  },
+  {
+    name: 'a regular file naming the destination',
+    members: [...whole(), { name: '.', data: 'x' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract '\.' as a file: it names the destination/,
+  },
+  {
+    name: 'a hard link to an earlier file, and a file replacing a link member (restored)',
+    members: [...whole(), { name: 'a', data: 'x' }, { name: 'hl', type: 'link', linkname: './a' }, { name: 'sl', type: 'symlink', linkname: 'a' }, { name: 'sl', data: 'y' }],
+    code: 0, verify: [],
+  },
   {
     name: 'a tablespace archive of its version directory',
     members: whole(), tablespace, tablespaceHolds: tablespaceTree,
