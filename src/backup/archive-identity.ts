@@ -65,3 +65,23 @@ export function unlistedTablespaceLink(name: string, backup: BackupInfo): string
   if ((backup.tablespaces ?? []).some((t) => String(t.oid) === name)) return undefined;
   return `pg_tblspc/${name} in ${dataArchive(backup)} is a link, and backup.info lists no tablespace ${name}`;
 }
+
+/**
+ * A version directory's name: `PG_<major>_<catalog version>` (PostgreSQL's
+ * TABLESPACE_VERSION_DIRECTORY; `PG_15_202209061`, `PG_9.6_201608131`). Any major: barman's walk
+ * stores an older cluster's directory too (docs/format.md#restore-tablespace-members).
+ */
+const VERSION_DIRECTORY = /^PG_\d+(?:\.\d+)?_\d+$/;
+
+/**
+ * Why restore refuses to write a member of a tablespace archive (its path components as extraction
+ * resolves them, and its tar type): such an archive holds only version directories and what is in
+ * them, and anything else would be written wherever backup.info's location points
+ * (docs/format.md#restore-tablespace-members). Undefined when it is one of those.
+ */
+export function outsideVersionDirectory(parts: readonly string[], type: string): string | undefined {
+  if (parts.length === 0) return 'it names the tablespace location itself';
+  if (!VERSION_DIRECTORY.test(parts[0]!)) return 'it is not in a version directory PG_<major>_<catalog version>';
+  if (parts.length === 1 && type !== 'directory') return `its version directory is stored as a ${type}, not a directory`;
+  return undefined;
+}

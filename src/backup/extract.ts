@@ -39,7 +39,7 @@ import { bytesMoved } from '../reclaim.js';
 import { groupId, userId } from './tar-header.js';
 import type { FileDigests } from './integrity.js';
 import { manifestPath } from './manifest.js';
-import { CONTROL_FILE_MAX_BYTES } from './archive-identity.js';
+import { CONTROL_FILE_MAX_BYTES, outsideVersionDirectory } from './archive-identity.js';
 
 const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fsConstants;
 
@@ -49,8 +49,15 @@ const MODE_MASK = 0o777;
 /** A member that would land outside the destination directory. */
 export class UnsafeArchiveMemberError extends GeneralError {}
 
+/** A hard link whose target is not a regular file this extraction wrote (also verify's words: src/verify/archive-tree.ts). */
+export const notExtractedFile = (name: string, linkname: string) =>
+  new UnsafeArchiveMemberError(`Refusing to extract hard link '${name}': its target '${linkname}' is not a regular file extracted from this archive`);
+
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
+
+/** Which archive a refusal names: restore's words, and verify's (src/verify/verify.ts). */
+export const ofTablespace = (t: { name: string; oid: number }) => `from the archive of tablespace ${t.name} (${t.oid})`;
 
 /** A held-back member larger than this is refused (archive-identity.ts says why). */
 const HELD_MAX_BYTES = CONTROL_FILE_MAX_BYTES;
@@ -68,6 +75,11 @@ export interface ExtractOptions {
    * `held`, for placeHeldFile() once the caller's checks have passed (docs/format.md#restore-control-file).
    */
   holdBack?: string;
+  /**
+   * The archive is this tablespace's: a member outside its version directories is refused before
+   * anything is written for it (docs/format.md#restore-tablespace-members).
+   */
+  tablespace?: { name: string; oid: number };
 }
 
 interface MemberMeta {
@@ -121,7 +133,7 @@ function errnoCode(err: unknown): string | undefined {
  * names raw, with hdrcharset=BINARY) arrive as U+FFFD: extracting them would write a file under
  * another name, or a link to another target. Refused, with the name as read (docs/compatibility.md).
  */
-function refuseUndecodable(name: string, what: 'name' | 'link target', text = name): void {
+export function refuseUndecodable(name: string, what: 'name' | 'link target', text = name): void {
   if (text.includes('\uFFFD')) {
     throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its ${what} is not valid UTF-8 (or holds U+FFFD)`);
   }
@@ -275,8 +287,13 @@ class TarExtractor {
       } catch {
         throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its directory is a symbolic link that does not resolve`);
       }
+      const tablespace = this.options.tablespace;
       if (target !== root && !target.startsWith(root + sep)) {
         throw new UnsafeArchiveMemberError(`Refusing to extract '${name}': its directory resolves outside the destination`);
+      }
+      // a link member may not lead a tablespace's member out of its version directories either
+      if (tablespace && outsideVersionDirectory(target.slice(root.length + 1).split(sep).filter(Boolean), 'directory')) {
+        throw new UnsafeArchiveMemberError(`Refusing to extract '${name}' ${ofTablespace(tablespace)}: its directory resolves outside the version directories`);
       }
       if (!statSync(target).isDirectory()) throw new ExtractError(`Cannot extract '${name}': '${next}' is not a directory`);
       real = target;
@@ -318,6 +335,9 @@ class TarExtractor {
   private async entry(header: EntryHeader, stream: Readable): Promise<void> {
     const name = header.name;
     const parts = memberPathComponents(name);
+    const tablespace = this.options.tablespace;
+    const outside = tablespace && outsideVersionDirectory(parts, header.type ?? 'file');
+    if (outside) throw new UnsafeArchiveMemberError(`Refusing to extract '${name}' ${ofTablespace(tablespace)}: ${outside}`);
     const root = await this.dest();
     const pax = header.pax ?? undefined;
     const meta = {
@@ -383,9 +403,7 @@ class TarExtractor {
         if (!(err instanceof ExtractError || err instanceof UnsafeArchiveMemberError)) throw err;
       }
       if (source === undefined || !this.extractedFiles.has(source) || !lstatOrUndefined(source)?.isFile()) {
-        throw new UnsafeArchiveMemberError(
-          `Refusing to extract hard link '${name}': its target '${linkname}' is not a regular file extracted from this archive`,
-        );
+        throw notExtractedFile(name, linkname);
       }
       this.clearTarget(name, target);
       await link(source, target);

@@ -305,9 +305,9 @@ export async function restoreBackup(
     return { name: ts.name, oid: ts.oid, dir: relocated ? realpathLoose(relocated) : ts.location };
   });
   checkTablespaceTargets(dataDir, tablespaces);
-  const targets: { base: string; dir: string; oid?: number }[] = [
+  const targets: { base: string; dir: string; oid?: number; tablespace?: { name: string; oid: number } }[] = [
     { base: 'data', dir: dataDir },
-    ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, oid: t.oid })),
+    ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, oid: t.oid, tablespace: { name: t.name, oid: t.oid } })),
   ];
   for (const t of targets) await assertEmptyOrMissing(t.dir);
   const release = await claimDestination(dataDir);
@@ -389,6 +389,7 @@ export async function restoreBackup(
             signal: options.signal,
             digests: digests && { record: digests, archive: p.base },
             holdBack: p.base === 'data' ? CONTROL_FILE : undefined,
+            tablespace: p.tablespace,
           },
         );
         if (p.base === 'data') controlFile = stats.held;

@@ -19,6 +19,8 @@ export interface MemberRecord {
   size: number;
   /** CRC-32C of the content (regular files only). */
   crc32c?: number;
+  /** The target of a symbolic or hard link. */
+  linkname?: string;
 }
 
 export interface PartReadResult {
@@ -91,7 +93,7 @@ export async function readPart(
     }
     const type = header.type ?? 'file';
     if (type !== 'file' && type !== 'contiguous-file') {
-      onMember({ name: header.name, type, size: header.size ?? 0 });
+      onMember({ name: header.name, type, size: header.size ?? 0, ...(type === 'link' || type === 'symlink' ? { linkname: header.linkname ?? '' } : {}) });
       stream.on('end', () => next());
       stream.resume();
       return;

@@ -3,13 +3,16 @@
 // #restore-tablespaces), worked out from the data archive's members in archive order, as verify
 // writes nothing: the last member at a name wins (`./backup_label` is the same name), FIFOs and
 // device nodes are skipped as restore skips them. A member written through a link member of the
-// archive lands where that link points, which the names alone cannot tell: it is a problem of its
-// own (docs/commands/verify.md#as-on-disk).
+// archive (src/verify/archive-tree.ts finds them) lands where that link points, which the names
+// alone cannot tell: it is a problem of its own (docs/commands/verify.md#as-on-disk). A
+// tablespace archive's members must lie in its version directories
+// (docs/format.md#restore-tablespace-members), checked on the names the same way.
 import {
   BACKUP_LABEL, BACKUP_LABEL_MAX_BYTES, CONTROL_FILE, CONTROL_FILE_MAX_BYTES, SYSTEM_ID_BYTES, backupLabelMismatch, systemIdMismatch,
-  unlistedTablespaceLink,
+  outsideVersionDirectory, unlistedTablespaceLink,
 } from '../backup/archive-identity.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
+import { memberPathComponents, ofTablespace } from '../backup/extract.js';
 import type { MemberRecord } from './archive.js';
 import type { Problem } from './report.js';
 
@@ -40,10 +43,6 @@ interface Entry {
 
 export class DataDirectoryView {
   private readonly entries = new Map<string, Entry>();
-  /** Paths whose last member is a symbolic link. */
-  private readonly links = new Set<string>();
-  /** The first member written through each link, by the link's path. */
-  private readonly through = new Map<string, string>();
 
   /** Bytes of a member's content the comparisons need (readPart's keepContent). */
   keep(name: string): number {
@@ -56,18 +55,13 @@ export class DataDirectoryView {
     if (SKIPPED.has(member.type)) return;
     const path = pathOf(member.name);
     const parts = path.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const link = parts.slice(0, i).join('/');
-      if (this.links.has(link) && !this.through.has(link)) this.through.set(link, member.name);
-    }
-    if (member.type === 'symlink') this.links.add(path);
-    else this.links.delete(path);
     if (path === BACKUP_LABEL || path === CONTROL_FILE || (parts.length === 2 && parts[0] === 'pg_tblspc')) {
       this.entries.set(path, { type: member.type, content });
     }
   }
 
-  problems(backup: BackupInfo): Omit<Problem, 'backup_id'>[] {
+  /** What restore would find, and the members written through a link member (ArchiveTree.through of the data archive). */
+  problems(backup: BackupInfo, through: ReadonlyMap<string, string>): Omit<Problem, 'backup_id'>[] {
     const found: Omit<Problem, 'backup_id'>[] = [];
     const control = this.entries.get(CONTROL_FILE);
     const controlWhy = systemIdMismatch(control && !NOT_FILES.has(control.type) ? control.content : undefined, backup);
@@ -83,7 +77,7 @@ export class DataDirectoryView {
       const why = unlistedTablespaceLink(path.slice('pg_tblspc/'.length), backup);
       if (why) found.push({ kind: 'unlisted-tablespace-link', file: path, message: why });
     }
-    for (const [link, member] of this.through) {
+    for (const [link, member] of through) {
       found.push({
         kind: 'member-through-link', file: member,
         message: `member ${member} of the data archive of backup ${backup.backup_id} is written through the link ${link}: ` +
@@ -91,5 +85,29 @@ export class DataDirectoryView {
       });
     }
     return found;
+  }
+}
+
+/** One tablespace archive's members against restore's rule (docs/format.md#restore-tablespace-members). */
+export class TablespaceView {
+  constructor(private readonly tablespace: { name: string; oid: number }) {}
+
+  /** One member whose name restore accepts (src/verify/verify.ts checks that first): why restore refuses it, if it does. */
+  add(member: MemberRecord): string | undefined {
+    const why = outsideVersionDirectory(memberPathComponents(member.name), member.type);
+    return why && `Refusing to extract '${member.name}' ${ofTablespace(this.tablespace)}: ${why}`;
+  }
+
+  /**
+   * Members written through a link member (ArchiveTree.through of this archive): restore refuses
+   * them when the link leads out of the version directories, which the names cannot tell
+   * (stricter, as for the data archive).
+   */
+  problems(backupId: string, through: ReadonlyMap<string, string>): Omit<Problem, 'backup_id'>[] {
+    return [...through].map(([link, member]) => ({
+      kind: 'member-through-link' as const, file: member,
+      message: `member ${member} ${ofTablespace(this.tablespace)} of backup ${backupId} is written through the link ${link}: ` +
+        'whether it lands in a version directory cannot be told from the names',
+    }));
   }
 }

@@ -23,6 +23,8 @@ export type ProblemKind =
   | 'unlisted-tablespace-link'
   | 'member-through-link'
   | 'unsafe-member'
+  | 'outside-version-directory'
+  | 'unextractable-member'
   | 'invalid-wal-range'
   | 'missing-wal'
   | 'empty-wal'

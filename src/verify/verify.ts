@@ -19,7 +19,9 @@ import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
-import { DataDirectoryView, oversizedControlFile } from './data-directory.js';
+import { DataDirectoryView, TablespaceView, oversizedControlFile } from './data-directory.js';
+import { ArchiveTree } from './archive-tree.js';
+import { CONTROL_FILE } from '../backup/archive-identity.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
 import {
   backupRange, indexSegments, missingRuns, parseHistoryFile, planChain, segmentNameAt, type HistoryEntry, type SegmentRange,
@@ -191,6 +193,10 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   let manifest: Buffer | undefined;
   // the data directory restore would leave, at the names it compares with backup.info
   const dataDirectory = new DataDirectoryView();
+  // the tablespaces restore extracts: those backup.info lists, into their locations
+  const tablespaces = new Map((info.tablespaces ?? []).map((t) => [String(t.oid), new TablespaceView(t)]));
+  // the names each archive leaves as restore extracts it, one archive's parts in order
+  const trees = new Map([...archives.keys()].map((a) => [a, new ArchiveTree(a === 'data' ? CONTROL_FILE : undefined)]));
 
   const readArchive = async (archive: string, parts: StoredPart[]) => {
     for (const part of parts) {
@@ -208,6 +214,11 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
         members.push({ archive, member: m });
         const unsafe = unsafeMemberName(m.name);
         if (unsafe) problem({ kind: 'unsafe-member', part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${unsafe}` });
+        const outside = unsafe ? undefined : tablespaces.get(archive)?.add(m);
+        if (outside) problem({ kind: 'outside-version-directory', part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${outside}` });
+        // restore stops at the first refusal of a member: nothing more to say of it
+        const refused = unsafe || outside ? undefined : trees.get(archive)!.add(m);
+        if (refused) problem({ kind: refused.kind, part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${refused.message}` });
         if (archive !== 'data') return;
         if (m.name === MANIFEST_MEMBER && content) manifest = content;
         dataDirectory.add(m, content);
@@ -242,7 +253,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   const queue = [...archives].filter(([, parts]) => parts.length > 0);
   await mapBounded(queue, options.jobs, ([archive, parts]) => readArchive(archive, parts));
 
-  for (const p of dataDirectory.problems(info)) problem(p);
+  for (const p of dataDirectory.problems(info, trees.get('data')!.through)) problem(p);
+  for (const [oid, t] of tablespaces) for (const p of t.problems(id, trees.get(oid)?.through ?? new Map())) problem(p);
   if (manifest) {
     result.file_checksums = 'verified';
     for (const p of checkManifest(manifest, members)) problem(p);

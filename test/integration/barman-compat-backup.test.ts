@@ -219,6 +219,11 @@ describe.skipIf(skip)('base backups: cross-compatibility with barman-cli-cloud 3
     expect(readdirSync(join(dest, 'pg_wal'))).toEqual([]);
     // barman's restore writes no recovery configuration, and neither does ours without the flag.
     expect(existsSync(join(dest, 'recovery.signal'))).toBe(false);
+    // verify reads barman's tars as restore extracts them (member names, link targets, the
+    // tablespace's version directory: docs/format.md#restore-tablespace-members): nothing to report
+    const v = await runBin('barman-cloud', ['verify', '--format', 'json', ...url(), id], { env: env(), timeoutMs: 120_000 });
+    const report = JSON.parse(v.stdout) as { backups: { result: string; problems: unknown[] }[] };
+    expect({ code: v.code, result: report.backups[0]?.result, problems: report.backups[0]?.problems }).toEqual({ code: 0, result: 'ok', problems: [] });
 
     const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...MOTO_ENV }, clusters, tablespaceDirs: [tbsNew] });
     expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);

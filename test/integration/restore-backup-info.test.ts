@@ -4,7 +4,7 @@
 // does with such a directory is in restore-label.test.ts. `barman-cloud verify` reads the same
 // members and must report a PROBLEM for every case restore refuses, and pass those it accepts
 // (docs/commands/verify.md#as-on-disk names where it is stricter).
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,29 @@ interface Case {
   verify: string[] | 'skipped';
   /** verify's message, where it is not restore's. */
   verifySays?: RegExp;
+  /**
+   * The archive of tablespace tbs1 (16384), stored as 16384.tar; backup.info then lists it at a
+   * fresh absent path (docs/format.md#restore-tablespace-members).
+   */
+  tablespace?: TarMember[];
+  /** Every path under that location once restore exits, sorted. */
+  tablespaceHolds?: string[];
+}
+
+// PostgreSQL 15's version directory (TABLESPACE_VERSION_DIRECTORY) and a relation in it
+const VERSION_DIR = 'PG_15_202209061';
+const tablespace: TarMember[] = [{ name: VERSION_DIR, type: 'directory' }, { name: `${VERSION_DIR}/5`, type: 'directory' }, { name: `${VERSION_DIR}/5/16385`, data: 'relation' }];
+const tablespaceTree = [VERSION_DIR, `${VERSION_DIR}/5`, `${VERSION_DIR}/5/16385`];
+
+/** Every path below `dir`, relative, sorted ([] when it does not exist). */
+function tree(dir: string, at = ''): string[] {
+  if (!existsSync(join(dir, at))) return [];
+  return readdirSync(join(dir, at), { withFileTypes: true })
+    .flatMap((e) => {
+      const path = at ? `${at}/${e.name}` : e.name;
+      return e.isDirectory() ? [path, ...tree(dir, path)] : [path];
+    })
+    .sort();
 }
 
 const cases: Case[] = [
@@ -160,6 +183,150 @@ const cases: Case[] = [
     code: 4, verify: ['unsafe-member'],
     says: /Refusing to extract '\/tmp\/bc-absolute': absolute member path/,
   },
+  // what restore refuses or fails on for the names alone, which verify reports with its words
+  {
+    name: 'a hard link whose target is absolute',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: '/etc/passwd' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract '\/etc\/passwd': absolute member path/,
+  },
+  {
+    name: "a hard link whose target leaves the destination ('..')",
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'global/../../x' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract 'global\/\.\.\/\.\.\/x': member path leaves the destination directory/,
+  },
+  {
+    name: 'a hard link whose target is not UTF-8',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'PG_VERSION\uFFFD' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract 'PG_VERSION\uFFFD': its name is not valid UTF-8/,
+  },
+  {
+    name: 'a symbolic link whose target is not UTF-8',
+    members: [...whole(), { name: 'sl', type: 'symlink', linkname: 'PG_VERSION\uFFFD' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract 'sl': its link target is not valid UTF-8/,
+  },
+  {
+    name: 'a hard link to a directory member',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'global' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract hard link 'hl': its target 'global' is not a regular file extracted from this archive/,
+  },
+  {
+    name: 'a hard link to a later member',
+    members: [{ name: 'hl', type: 'link', linkname: 'later' }, ...whole(), { name: 'later', data: 'x' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract hard link 'hl': its target 'later' is not a regular file extracted from this archive/,
+  },
+  {
+    // held in memory until the end (docs/format.md#restore-control-file): no file there to link to
+    name: 'a hard link to global/pg_control',
+    members: [...whole(), { name: 'hl', type: 'link', linkname: 'global/pg_control' }],
+    code: 4, verify: ['unsafe-member'],
+    says: /Refusing to extract hard link 'hl': its target 'global\/pg_control' is not a regular file extracted from this archive/,
+  },
+  {
+    name: 'a regular file where a directory member was',
+    members: [...whole(), { name: 'global', data: 'x' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract 'global': a directory is in the way/,
+  },
+  {
+    name: 'a member below a regular file',
+    members: [...whole(), { name: 'PG_VERSION/x', data: 'x' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract 'PG_VERSION\/x': '[^']*PG_VERSION' is not a directory/,
+  },
+  {
+    name: 'a directory member where a regular file was',
+    members: [...whole(), { name: 'PG_VERSION', type: 'directory' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract directory 'PG_VERSION': '[^']*PG_VERSION' exists and is not a directory/,
+  },
+  {
+    name: 'a regular file naming the destination',
+    members: [...whole(), { name: '.', data: 'x' }],
+    code: 4, verify: ['unextractable-member'],
+    says: /Cannot extract '\.' as a file: it names the destination/,
+  },
+  {
+    name: 'a hard link to an earlier file, and a file replacing a link member (restored)',
+    members: [...whole(), { name: 'a', data: 'x' }, { name: 'hl', type: 'link', linkname: './a' }, { name: 'sl', type: 'symlink', linkname: 'a' }, { name: 'sl', data: 'y' }],
+    code: 0, verify: [],
+  },
+  {
+    name: 'a tablespace archive of its version directory',
+    members: whole(), tablespace, tablespaceHolds: tablespaceTree,
+    code: 0, verify: [],
+  },
+  {
+    // barman's walk stores every PG_<major>_* directory, and the subdirectories of any other one
+    // without its own member (an old cluster's after pg_upgrade)
+    name: 'a second version directory, and one of an older major without its directory member',
+    members: whole(),
+    tablespace: [...tablespace, { name: 'PG_15_202207251', type: 'directory' }, { name: 'PG_14_202107181/16384', type: 'directory' }, { name: 'PG_14_202107181/16384/1', data: 'old' }],
+    tablespaceHolds: [...tablespaceTree, 'PG_14_202107181', 'PG_14_202107181/16384', 'PG_14_202107181/16384/1', 'PG_15_202207251'].sort(),
+    code: 0, verify: [],
+  },
+  {
+    name: 'a tablespace archive planting .ssh/authorized_keys at the location backup.info names',
+    members: whole(),
+    tablespace: [...tablespace, { name: '.ssh/authorized_keys', data: 'ssh-ed25519 AAAA attacker\n', mode: 0o600 }],
+    tablespaceHolds: tablespaceTree,
+    code: 4, verify: ['outside-version-directory'],
+    says: /Refusing to extract '\.ssh\/authorized_keys' from the archive of tablespace tbs1 \(16384\): it is not in a version directory PG_<major>_<catalog version>/,
+  },
+  {
+    name: 'a file at the top of a tablespace archive, before its version directory',
+    members: whole(),
+    tablespace: [{ name: 'evil', data: '* * * * * root sh\n' }, ...tablespace],
+    tablespaceHolds: [],
+    code: 4, verify: ['outside-version-directory'],
+    says: /Refusing to extract 'evil' from the archive of tablespace tbs1 \(16384\): it is not in a version directory/,
+  },
+  {
+    name: 'the location itself as a member of a tablespace archive (barman writes none)',
+    members: whole(),
+    tablespace: [{ name: '.', type: 'directory', mode: 0o777 }, ...tablespace],
+    tablespaceHolds: [],
+    code: 4, verify: ['outside-version-directory'],
+    says: /Refusing to extract '\.' from the archive of tablespace tbs1 \(16384\): it names the tablespace location itself/,
+  },
+  {
+    name: 'the version directory a symbolic link',
+    members: whole(),
+    tablespace: [{ name: VERSION_DIR, type: 'symlink', linkname: '/nonexistent/bc-tbs-elsewhere' }],
+    tablespaceHolds: [],
+    code: 4, verify: ['outside-version-directory'],
+    says: /Refusing to extract 'PG_15_202209061' from the archive of tablespace tbs1 \(16384\): its version directory is stored as a symlink, not a directory/,
+  },
+  {
+    name: 'a name like a version directory that is not one',
+    members: whole(),
+    tablespace: [{ name: 'PG_15_x/evil', data: 'x' }],
+    tablespaceHolds: [],
+    code: 4, verify: ['outside-version-directory'],
+    says: /Refusing to extract 'PG_15_x\/evil' from the archive of tablespace tbs1 \(16384\): it is not in a version directory/,
+  },
+  {
+    name: 'a tablespace member written through a link to the location',
+    members: whole(),
+    tablespace: [...tablespace, { name: `${VERSION_DIR}/up`, type: 'symlink', linkname: '..' }, { name: `${VERSION_DIR}/up/evil`, data: 'x' }],
+    tablespaceHolds: [...tablespaceTree, `${VERSION_DIR}/up`].sort(),
+    code: 4, verify: ['member-through-link'],
+    says: /Refusing to extract 'PG_15_202209061\/up\/evil' from the archive of tablespace tbs1 \(16384\): its directory resolves outside the version directories/,
+  },
+  // verify is stricter here (docs/commands/verify.md#as-on-disk): where a link leads is not in the names
+  {
+    name: 'a tablespace member written through a link to another version directory',
+    members: whole(),
+    tablespace: [...tablespace, { name: 'PG_15_202207251', type: 'directory' }, { name: `${VERSION_DIR}/other`, type: 'symlink', linkname: '../PG_15_202207251' }, { name: `${VERSION_DIR}/other/f`, data: 'x' }],
+    tablespaceHolds: [...tablespaceTree, 'PG_15_202207251', 'PG_15_202207251/f', `${VERSION_DIR}/other`].sort(),
+    code: 0, verify: ['member-through-link'],
+    verifySays: /member PG_15_202209061\/other\/f from the archive of tablespace tbs1 \(16384\) of backup 20261129T050418 is written through the link PG_15_202209061\/other/,
+  },
   {
     name: 'a tablespace archive missing from the store',
     members: whole(),
@@ -228,8 +395,13 @@ describe.each(['file', 's3'] as const)('restore compares the data archive with b
   it.each(cases)('$name: exit $code, verify $verify', async (c) => {
     const server = `srv${++n}`;
     const prefix = kind === 'file' ? `${server}/base/${ID}/` : `pg/${server}/base/${ID}/`;
-    await store.put(`${prefix}backup.info`, Buffer.from((c.info ?? noTablespaces)(HEAD_DONE)));
+    const location = join(work, `tbs-${server}`);
+    const info = c.tablespace
+      ? (c.info ?? ((t: string) => t))(HEAD_DONE).replace(/^tablespaces=.*$/m, `tablespaces=[('tbs1', 16384, '${location}')]`)
+      : (c.info ?? noTablespaces)(HEAD_DONE);
+    await store.put(`${prefix}backup.info`, Buffer.from(info));
     await store.put(`${prefix}data.tar`, await tarOf(c.members));
+    if (c.tablespace) await store.put(`${prefix}16384.tar`, await tarOf(c.tablespace));
     // the one segment the backup needs (begin_wal = end_wal), so that verify's WAL check passes
     await store.put(`${prefix.replace(/base\/.*$/, 'wals/')}${WAL.slice(0, 16)}/${WAL}.gz`, gzipSync(Buffer.alloc(16 << 20)));
     const env = cleanEnv(kind === 's3' ? MOTO_ENV : {});
@@ -243,7 +415,10 @@ describe.each(['file', 's3'] as const)('restore compares the data archive with b
       expect(r.code, r.stderr).toBe(c.code);
       expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
       expect(r.stderr).toMatch(c.says!);
+      // PostgreSQL refuses what a failed restore leaves (docs/format.md#restore-control-file)
+      expect(existsSync(join(dest, 'global', 'pg_control'))).toBe(false);
     }
+    if (c.tablespace) expect(tree(location)).toEqual(c.tablespaceHolds);
 
     const v = await runBin('barman-cloud', ['verify', '--format', 'json', ...url, server, ID], { env });
     const report = JSON.parse(v.stdout) as { backups: { result: string; problems: { kind: string; message: string }[] }[]; wal: { problems: unknown[] } };

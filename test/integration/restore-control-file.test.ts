@@ -7,6 +7,9 @@
 //     can tell) → exit 4, the data directory is there but has no global/pg_control, and PostgreSQL
 //     refuses to start on it (before the rule, it started, recovered and promoted, and the table in
 //     the tablespace could not be read);
+//   * a tablespace archive planting `.ssh/authorized_keys` beside its version directory (parts.json
+//     gone, as barman stores a backup) → exit 4 before it is written, no global/pg_control,
+//     PostgreSQL refuses to start (docs/format.md#restore-tablespace-members);
 //   * a restore SIGKILLed once the data archive is extracted (its last member, backup_manifest, is
 //     there) and the tablespace is not → no global/pg_control, PostgreSQL refuses to start;
 //   * the undamaged backup restores global/pg_control with the member's bytes, mode and mtime,
@@ -144,6 +147,25 @@ describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 
     while (!done && !existsSync(join(dest, 'backup_manifest'))) await new Promise((r) => setTimeout(r, 2));
     child.kill('SIGKILL');
     expect(await ended).toBe('SIGKILL');
+    expect(existsSync(join(dest, 'PG_VERSION'))).toBe(true);
+    expect(existsSync(join(dest, 'global', 'pg_control'))).toBe(false);
+    await expectNoStart(dest);
+    rmSync(work, { recursive: true, force: true });
+  }, 240_000);
+
+  it('a tablespace archive planting a file beside its version directory (no parts.json, as barman stores a backup): exit 4, no global/pg_control, PostgreSQL refuses to start', async () => {
+    const server = 'planted-tbs';
+    for (const name of [...parts, 'backup.info']) await store.put(`${server}/base/${id}/${name}`, await store.getBuffer(`srv/base/${id}/${name}`));
+    const version = members(await store.getBuffer(`srv/base/${id}/${tbsOid}.tar`))[0]!.name;
+    expect(version).toMatch(/^PG_15_\d+$/);
+    await store.put(`${server}/base/${id}/${tbsOid}.tar`, await tarOf([{ name: version, type: 'directory' }, { name: '.ssh/authorized_keys', data: 'ssh-ed25519 AAAA attacker\n' }]));
+    const work = pgTempDir('bc-control-planted-');
+    const dest = join(work, 'data');
+    // -J 1: data first, then the tablespace (docs/format.md#restore-tablespace-members)
+    const r = await runBin('barman-cloud-restore', ['-J', '1', '--tablespace', `tbs1:${join(work, 'tbs')}`, ...where(server), id, dest], { env: env(), timeoutMs: 180_000 });
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(/ERROR: Barman cloud restore exception: Refusing to extract '\.ssh\/authorized_keys' from the archive of tablespace tbs1 \(\d+\): it is not in a version directory/);
+    expect(existsSync(join(work, 'tbs', '.ssh'))).toBe(false);
     expect(existsSync(join(dest, 'PG_VERSION'))).toBe(true);
     expect(existsSync(join(dest, 'global', 'pg_control'))).toBe(false);
     await expectNoStart(dest);
