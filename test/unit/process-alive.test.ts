@@ -6,8 +6,9 @@ import { processAlive } from '../../src/wal/spool.ts';
 
 describe('processAlive', () => {
   it('is true for a running process and false for a zombie that kill(pid, 0) still finds', async () => {
-    // The shell starts `sleep 0` and becomes `sleep 5`, which never reaps it: a zombie.
-    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // The shell starts `sleep 0` and becomes `sleep 60`, which never reaps it: a zombie. (With
+    // `sleep 5` the parent could end first on a loaded machine, and then be no running process.)
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const pid = Number(await new Promise<string>((r) => parent.stdout.once('data', (d: Buffer) => r(d.toString().trim()))));
       // Wait until `sleep 0` has exited (ps says Z), however loaded the machine.
