@@ -141,6 +141,18 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
     expect(readFileSync(join(outside, 'secret.json'), 'utf8')).toBe(JSON.stringify([['not', 'ours']]));
   });
 
+  it('a tag file that is a FIFO or a directory is no tag file (and reading it does not wait for a writer)', async () => {
+    const store = await open();
+    await store.put(KEY, Buffer.from('wal'), { tags: [['k', 'v']] });
+    const tagFile = join(root, 'srv', 'wals', HASH, `.bc-tags-${SEGMENT}.json`);
+    rmSync(tagFile);
+    execFileSync('mkfifo', [tagFile]);
+    expect(await store.getTags(KEY)).toEqual([]);
+    rmSync(tagFile);
+    mkdirSync(tagFile);
+    expect(await store.getTags(KEY)).toEqual([]);
+  });
+
   it('a directory swapped for a link after it was found inside is not read through', async () => {
     const store = await open();
     await store.put(KEY, Buffer.from('ours'));

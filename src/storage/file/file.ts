@@ -17,6 +17,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, ObjectTooLargeError, PreconditionFailedError, StorageError } from '../../errors.js';
 import { mapBounded } from '../../concurrency.js';
 import { writeFileAtomic } from '../../atomic-file.js';
+import { readRegularFile } from '../../regular-file.js';
 import { removeStaleTemps } from '../../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -398,22 +399,16 @@ export class FileObjectStore implements ObjectStore {
   async getTags(key: string): Promise<Tag[]> {
     if (!(await this.head(key))) throw new NotFoundError(key);
     try {
-      // O_NOFOLLOW, as for objects: a tag file that is a link is no tag file
+      // as for objects: a link or anything but a regular file is no tag file
       // (docs/format.md#file-store-links); and at most TAGS_MAX_BYTES of it.
-      const fh = await fs.open(this.tagsPath(key), OPEN_OBJECT);
-      let text: string;
-      try {
-        await this.assertOpenedInside(fh.fd, key);
-        const buf = Buffer.alloc(TAGS_MAX_BYTES + 1);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        if (bytesRead > TAGS_MAX_BYTES) throw new StorageError(`cannot read tags of ${key}: the tag file is larger than ${TAGS_MAX_BYTES} bytes`);
-        text = buf.toString('utf8', 0, bytesRead);
-      } finally {
-        await fh.close();
-      }
-      return JSON.parse(text) as Tag[];
+      const tags = await readRegularFile(this.tagsPath(key), TAGS_MAX_BYTES, async (_stats, fd) => {
+        await this.assertOpenedInside(fd, key);
+        return null;
+      });
+      if (!tags) return [];
+      if (tags.content.length > TAGS_MAX_BYTES) throw new StorageError(`cannot read tags of ${key}: the tag file is larger than ${TAGS_MAX_BYTES} bytes`);
+      return JSON.parse(tags.content.toString('utf8')) as Tag[];
     } catch (e) {
-      if (isErrno(e, 'ENOENT', 'ELOOP')) return [];
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot read tags of ${key}: ${(e as Error).message}`, { cause: e });
     }
