@@ -1,7 +1,7 @@
 // The directory store never follows a symbolic link planted below its root out of it: whoever can
 // write in the store must not make our tools delete, write or read files elsewhere with our rights.
 // Each case plants a link to a directory outside the store and runs the real executables.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,30 +194,43 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
     }
   }
 
-  it('a write racing a directory link switched between inside and outside never lands outside', async () => {
-    // The hash directory is a link, switched atomically (rename over it) between a directory
-    // inside the root and one outside, as fast as a second process can, while we write.
+  /**
+   * The hash directory made a link, switched atomically (rename over it) between `srv/real` inside
+   * the root and `outside`, as fast as a second process can; resolves once it has switched at least
+   * once. The caller kills the swapper.
+   */
+  async function startSwapper(): Promise<{ inside: string; swapper: ChildProcess }> {
     const inside = join(root, 'srv', 'real');
     mkdirSync(inside);
-    symlinkSync('../real', join(root, 'srv', 'wals', HASH));
+    const link = join(root, 'srv', 'wals', HASH);
+    symlinkSync('../real', link);
     const swapper = spawn(process.execPath, ['-e', `
       const fs = require('node:fs');
       const [link, a, b] = process.argv.slice(1);
       for (let i = 0; ; i++) {
         try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
-      }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
-    await swapping(join(root, 'srv', 'wals', HASH), outside);
+      }`, link, '../real', outside], { stdio: 'ignore' });
+    try {
+      await swapping(link, outside);
+    } catch (e) {
+      swapper.kill('SIGKILL');
+      throw e;
+    }
+    return { inside, swapper };
+  }
+
+  /** 1 when `op` is refused with a StorageError, 0 when it succeeds; any other error fails the test. */
+  const refusedBy = (op: Promise<unknown>) => op.then(() => 0, (e: unknown) => {
+    if (!(e instanceof StorageError)) throw e;
+    return 1;
+  });
+
+  it('a write racing a directory link switched between inside and outside never lands outside', async () => {
+    const { swapper } = await startSwapper();
     try {
       const store = await open();
       let refused = 0;
-      for (let i = 0; i < 400; i++) {
-        try {
-          await store.put(KEY, Buffer.from(`write ${i}`));
-        } catch (e) {
-          if (!(e instanceof StorageError)) throw e;
-          refused++;
-        }
-      }
+      for (let i = 0; i < 400; i++) refused += await refusedBy(store.put(KEY, Buffer.from(`write ${i}`)));
       expect(refused).toBeGreaterThan(0);
     } finally {
       swapper.kill('SIGKILL');
@@ -226,32 +239,14 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
   }, 60_000);
 
   it.each(['delete', 'deleteMany'] as const)('a %s racing a directory link switched between inside and outside never removes a file outside', async (method) => {
-    const inside = join(root, 'srv', 'real');
-    mkdirSync(inside);
-    symlinkSync('../real', join(root, 'srv', 'wals', HASH));
     writeFileSync(join(outside, SEGMENT), 'not ours to delete');
-    const swapper = spawn(process.execPath, ['-e', `
-      const fs = require('node:fs');
-      const [link, a, b] = process.argv.slice(1);
-      for (let i = 0; ; i++) {
-        try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
-      }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
-    await swapping(join(root, 'srv', 'wals', HASH), outside);
+    const { inside, swapper } = await startSwapper();
     try {
       const store = await open();
       let refused = 0;
       for (let i = 0; i < 400; i++) {
         writeFileSync(join(inside, SEGMENT), 'ours');
-        if (method === 'delete') {
-          try {
-            await store.delete(KEY);
-          } catch (e) {
-            if (!(e instanceof StorageError)) throw e;
-            refused++;
-          }
-        } else {
-          refused += (await store.deleteMany([KEY])).errors.length;
-        }
+        refused += method === 'delete' ? await refusedBy(store.delete(KEY)) : (await store.deleteMany([KEY])).errors.length;
       }
       expect(refused).toBeGreaterThan(0);
     } finally {
