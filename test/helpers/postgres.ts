@@ -725,6 +725,28 @@ export async function refusedStart(dataDir: string, storeArgs: string[], cluster
   throw new Error(`PostgreSQL started on ${dataDir}`);
 }
 
+/** Table t, 2000 rows 'before', and pgbench's tables at `scale`: what a round-trip test backs up. */
+export async function fillRoundTrip(cluster: PgCluster, scale: number): Promise<void> {
+  await cluster.psql("CREATE TABLE t (id int primary key, phase text); INSERT INTO t SELECT g, 'before' FROM generate_series(1, 2000) g;");
+  await cluster.pgbench(['-i', '-s', String(scale), '-q']);
+}
+
+/**
+ * After the backup of fillRoundTrip's rows: one row more in t, its WAL switched and archived (the
+ * restored copy must replay it). The segment closed, and the rows the copy must show (roundTripRows).
+ */
+export async function afterRoundTripBackup(cluster: PgCluster): Promise<{ lastWal: string; rows: string[] }> {
+  await cluster.psql("INSERT INTO t VALUES (100000, 'after')");
+  const lastWal = await cluster.switchWal();
+  await cluster.waitForArchived(lastWal, 60_000);
+  return { lastWal, rows: await roundTripRows(cluster) };
+}
+
+/** What a round trip compares between the primary and its restored copy: pgbench's accounts and table t. */
+export async function roundTripRows(cluster: PgCluster): Promise<string[]> {
+  return [await cluster.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts'), await cluster.psql('SELECT count(*), max(id) FROM t')];
+}
+
 /**
  * `pg_verifybackup -n` on a restored data directory (WAL is not checked: recovery fetches it from
  * the archive); its exit code and combined output.
