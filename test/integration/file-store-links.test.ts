@@ -47,6 +47,17 @@ afterEach(() => {
 
 const LINK_LINE = /symbolic link in \S+ leads out of it/;
 
+/** wal-archive of a segment fails naming the link that leads out, and writes nothing outside. */
+async function expectArchiveRefused(): Promise<void> {
+  const src = join(work, 'pg_wal');
+  mkdirSync(src);
+  writeFileSync(join(src, SEGMENT), segment());
+  const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
+  expect(r.code, r.stderr).not.toBe(0);
+  expect(r.stderr).toMatch(LINK_LINE);
+  expect(readdirSync(outside)).toEqual([]);
+}
+
 describe('symbolic links below the directory store root', () => {
   it('backup-delete does not delete through a linked backup directory', async () => {
     const info = newBackupInfo(ID, { status: 'DONE', timeline: 1, begin_wal: SEGMENT, end_wal: SEGMENT });
@@ -61,13 +72,7 @@ describe('symbolic links below the directory store root', () => {
 
   it('wal-archive does not write through a linked WAL directory', async () => {
     symlinkSync(outside, join(root, 'srv', 'wals', '0000000100000000'));
-    const src = join(work, 'pg_wal');
-    mkdirSync(src);
-    writeFileSync(join(src, SEGMENT), segment());
-    const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
-    expect(r.code, r.stderr).not.toBe(0);
-    expect(r.stderr).toMatch(LINK_LINE);
-    expect(readdirSync(outside)).toEqual([]);
+    await expectArchiveRefused();
   });
 
   it('wal-restore does not read through a linked WAL directory', async () => {
@@ -111,13 +116,7 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
   it('creates no directory outside the store through a linked level before refusing', async () => {
     rmSync(join(root, 'srv', 'wals'), { recursive: true });
     symlinkSync(outside, join(root, 'srv', 'wals'));
-    const src = join(work, 'pg_wal');
-    mkdirSync(src);
-    writeFileSync(join(src, SEGMENT), segment());
-    const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
-    expect(r.code, r.stderr).not.toBe(0);
-    expect(r.stderr).toMatch(LINK_LINE);
-    expect(readdirSync(outside)).toEqual([]);
+    await expectArchiveRefused();
   });
 
   it('a tag file that is a link is no tag file, and an oversized one is refused', async () => {
