@@ -8,13 +8,14 @@ import { constants as fsConstants, fstatSync, promises as fs, type Stats } from 
 const OPEN_REGULAR = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 const READ_CHUNK = 64 * 1024;
 
-/** openRegularFile's answer when nothing is at the name (ENOENT). */
+/** openRegularFile's answers when nothing is at the name (ENOENT), and when it is not a regular file. */
 export const NOT_THERE = 'does not exist';
+export const NOT_REGULAR = 'is not a regular file';
 
 /**
  * `path` opened for reading if it is a regular file (fstat once open), never through a symbolic
  * link; `refuse` may add the caller's reason from the open descriptor and its stats. Otherwise why
- * not, in words that follow the path: NOT_THERE, 'is a symbolic link', 'is not a regular file' or
+ * not, in words that follow the path: NOT_THERE, 'is a symbolic link', NOT_REGULAR or
  * the caller's. Other errors are thrown (the descriptor closed).
  */
 export async function openRegularFile(
@@ -33,7 +34,7 @@ export async function openRegularFile(
   let why: string | null;
   try {
     const stats = fstatSync(fh.fd);
-    why = stats.isFile() ? ((await refuse?.(stats, fh.fd)) ?? null) : 'is not a regular file';
+    why = stats.isFile() ? ((await refuse?.(stats, fh.fd)) ?? null) : NOT_REGULAR;
     if (why === null) return { fh, stats };
   } catch (e) {
     await fh.close();
