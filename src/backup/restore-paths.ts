@@ -5,16 +5,14 @@
 // and renamed over it, which replaces a link instead of following it; directories are created or
 // replaced, never entered through a link.
 import {
-  closeSync, constants as fsConstants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, realpathSync,
-  rmSync, symlinkSync, unlinkSync, type Stats,
+  fchmodSync, fchownSync, lstatSync, mkdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, type Stats,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
+import { readRegularFile } from '../regular-file.js';
 import { OperationError } from '../errors.js';
 import { log } from '../log.js';
-
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fsConstants;
 
 function lstatOrUndefined(path: string): Stats | undefined {
   try {
@@ -51,32 +49,6 @@ export function realpathLoose(path: string): string {
 }
 
 /**
- * The content of `path` if it is a regular file, read without following a link (a symlink or
- * anything else reads as absent).
- */
-function readRegularFile(path: string): { content: Buffer; stats: Stats } | undefined {
-  let fd: number;
-  try {
-    // O_NONBLOCK: opening a FIFO planted under this name must not wait for a writer
-    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ELOOP') return undefined;
-    throw err;
-  }
-  try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile()) return undefined;
-    const chunks: Buffer[] = [];
-    const buf = Buffer.allocUnsafe(64 * 1024);
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) chunks.push(Buffer.from(buf.subarray(0, n)));
-    return { content: Buffer.concat(chunks), stats };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
  * Write `dir/name` as a new file with `content` (after the existing regular file's content when
  * `append`), atomically (src/atomic-file.ts: an O_EXCL temp beside it, fsync, rename). Whatever
  * was at that name (a symlink, a hard link to another file) is replaced, not written through. The
@@ -85,7 +57,7 @@ function readRegularFile(path: string): { content: Buffer; stats: Stats } | unde
  */
 export async function replaceFile(dir: string, name: string, content: string, append = false): Promise<void> {
   const path = join(dir, name);
-  const old = readRegularFile(path);
+  const old = await readRegularFile(path);
   const previous = lstatOrUndefined(path);
   if (previous && !previous.isFile()) log.warning(`Replacing ${path}: it was not a regular file`);
   else if (previous && previous.nlink > 1) log.warning(`Replacing ${path}: it was a hard link shared with another file`);

@@ -26,6 +26,7 @@ import {
 } from './archive-identity.js';
 import { parseLsn, walTimeline } from '../xlog.js';
 import { checkTablespaceTargets, ensureDirectory, realpathLoose, replaceFile, replaceSymlink } from './restore-paths.js';
+import { readRegularFile } from '../regular-file.js';
 
 /**
  * Plain parts are read in pieces of 1 MiB, not the stores' default (128 KiB from S3, 64 KiB from
@@ -115,23 +116,8 @@ async function assertEmptyOrMissing(dir: string): Promise<void> {
  */
 async function checkBackupLabel(dataDir: string, backup: BackupInfo, incomplete: string): Promise<void> {
   if (backup.backup_label == null) return;
-  let found: Buffer | undefined;
-  try {
-    // not through a link, and never waiting on a FIFO planted there
-    const fh = await fs.open(join(dataDir, BACKUP_LABEL), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
-    try {
-      if ((await fh.stat()).isFile()) {
-        const buf = Buffer.alloc(BACKUP_LABEL_MAX_BYTES + 1);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        found = buf.subarray(0, bytesRead);
-      }
-    } finally {
-      await fh.close();
-    }
-  } catch (e) {
-    if (!['ENOENT', 'ELOOP'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
-  }
-  const why = backupLabelMismatch(found, backup);
+  const found = await readRegularFile(join(dataDir, BACKUP_LABEL), BACKUP_LABEL_MAX_BYTES);
+  const why = backupLabelMismatch(found?.content, backup);
   if (why) throw new BackupIntegrityError(`${why}; ${incomplete}`);
 }
 

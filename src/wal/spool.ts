@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsc, readFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
+import { NOT_THERE, openRegularFile } from '../regular-file.js';
 import { log } from '../log.js';
 import { mapBounded } from '../concurrency.js';
 import { removeStaleTemps } from '../stale-temps.js';
@@ -167,29 +168,17 @@ async function recordSpoolName(root: string, id: string, storeUrl: string, serve
 
 /**
  * Open a file of the spool for reading only if it is a regular file of ours that nobody else can
- * write (O_NOFOLLOW: a symlink is refused by the kernel, not by a check that could race).
+ * write (src/regular-file.ts: never through a symbolic link, never waiting on a FIFO).
  * Null when missing or not trusted.
  */
-async function openTrusted(path: string): Promise<{ fh: fs.FileHandle; st: Stats } | null> {
+async function openTrusted(path: string): Promise<{ fh: fs.FileHandle; stats: Stats } | null> {
   const euid = effectiveUid();
   if (euid === null) return null;
-  let fh: fs.FileHandle;
-  try {
-    // O_NONBLOCK: a FIFO planted here must not hang the call.
-    fh = await fs.open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') reportDistrust(path, code === 'ELOOP' ? 'is a symbolic link' : `cannot be opened (${code})`);
-    return null;
-  }
-  const st = await fh.stat();
-  const why = distrust(st, 'file', euid);
-  if (why) {
-    await fh.close();
-    reportDistrust(path, why);
-    return null;
-  }
-  return { fh, st };
+  const f = await openRegularFile(path, (st) => distrust(st, 'file', euid))
+    .catch((e: NodeJS.ErrnoException) => `cannot be opened (${e.code})`);
+  if (typeof f !== 'string') return f;
+  if (f !== NOT_THERE) reportDistrust(path, f);
+  return null;
 }
 
 /** The content of a trusted spool file, or null. */
@@ -210,7 +199,7 @@ async function statTrusted(path: string): Promise<Stats | null> {
   const f = await openTrusted(path);
   if (!f) return null;
   await f.fh.close();
-  return f.st;
+  return f.stats;
 }
 
 /**

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, ROOT } from './servers.ts';
-import { cleanEnv } from './run-bin.ts';
+import { cleanEnv, runBin } from './run-bin.ts';
 
 /** Directory holding the PostgreSQL server binaries (override with PG_BINDIR). */
 export const PG_BIN = process.env.PG_BINDIR ?? '/usr/lib/postgresql/15/bin';
@@ -644,18 +644,44 @@ export async function recoveryCluster(
 }
 
 /**
- * The end of every restore test: start a restored data directory as a copy that recovers through
- * our barman-cloud-wal-restore from `storeArgs` (the URL and server positionals, with any options
- * before them), promotes at the end of WAL and does not archive; resolves once it accepts writes.
- * Relocated tablespace directories made by this (root) process are handed to postgres first. The
- * copy is pushed on `clusters` before it starts, so the caller's cleanup stops it even on failure.
+ * startCluster() with archive_mode on and our barman-cloud-wal-archive as archive_command
+ * (`archiveArgs`: its options, then the URL and server positionals); `conf` adds settings.
  */
-export async function startRestoredCopy(
+export async function startArchivingCluster(
+  archiveArgs: string[],
+  opts: ClusterOptions & { dataChecksums?: boolean; walSegmentSizeMb?: number } = {},
+): Promise<PgCluster> {
+  return startCluster({ ...opts, conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', archiveArgs)} %p`, ...opts.conf } });
+}
+
+/**
+ * `barman-cloud-backup --immediate-checkpoint -n <name>` (after `flags`) to `storeArgs` (the URL
+ * and server positionals, with any options before them); throws unless it exits 0 and writes
+ * nothing on stderr. Returns what `backup-show --format json` says of the backup.
+ */
+export async function namedBackup(
+  storeArgs: string[],
+  name: string,
+  env: NodeJS.ProcessEnv,
+  flags: string[] = [],
+): Promise<{ backup_id: string; tablespaces: [string, number, string][] | null }> {
+  const b = await runBin('barman-cloud-backup', [...flags, '--immediate-checkpoint', '-n', name, ...storeArgs], { env, timeoutMs: 180_000 });
+  if (b.code !== 0 || b.stderr !== '') throw new Error(`barman-cloud-backup exited ${b.code}: ${b.stderr}`);
+  const show = await runBin('barman-cloud-backup-show', ['--format', 'json', ...storeArgs, name], { env });
+  return (JSON.parse(show.stdout) as { cloud: { backup_id: string; tablespaces: [string, number, string][] | null } }).cloud;
+}
+
+/**
+ * A restored data directory set to recover as the DBA would: through our barman-cloud-wal-restore
+ * from `storeArgs` (the URL and server positionals, with any options before them), promoting at the
+ * end of WAL, not archiving. Pushed on `clusters` before anything starts it, so the caller's
+ * cleanup stops it even on failure.
+ */
+async function restoredCopy(
   dataDir: string,
   storeArgs: string[],
-  opts: { serverEnv: Record<string, string | undefined>; clusters: PgCluster[]; tablespaceDirs?: string[] },
+  opts: { serverEnv?: Record<string, string | undefined>; clusters: PgCluster[] },
 ): Promise<PgCluster> {
-  if (IS_ROOT && opts.tablespaceDirs?.length) execFileSync('chown', ['-R', 'postgres:postgres', ...opts.tablespaceDirs]);
   const copy = await recoveryCluster(dataDir, {
     restoreCommand: `${toolCommand('barman-cloud-wal-restore', storeArgs)} %f %p`,
     signal: 'recovery',
@@ -663,9 +689,62 @@ export async function startRestoredCopy(
     serverEnv: opts.serverEnv,
   });
   opts.clusters.push(copy);
+  return copy;
+}
+
+/**
+ * The end of every restore test: start a restored data directory as a copy (restoredCopy); resolves
+ * once it accepts writes. Relocated tablespace directories made by this (root) process are handed
+ * to postgres first.
+ */
+export async function startRestoredCopy(
+  dataDir: string,
+  storeArgs: string[],
+  opts: { serverEnv: Record<string, string | undefined>; clusters: PgCluster[]; tablespaceDirs?: string[] },
+): Promise<PgCluster> {
+  if (IS_ROOT && opts.tablespaceDirs?.length) execFileSync('chown', ['-R', 'postgres:postgres', ...opts.tablespaceDirs]);
+  const copy = await restoredCopy(dataDir, storeArgs, opts);
   await copy.start();
   await copy.waitFor('SELECT pg_is_in_recovery()', 'f', 120_000);
   return copy;
+}
+
+/**
+ * Why PostgreSQL refuses to start on a restored data directory (restoredCopy, as startRestoredCopy
+ * would start it): pg_ctl's error with the log tail. Throws if it starts. The copy is removed.
+ */
+export async function refusedStart(dataDir: string, storeArgs: string[], clusters: PgCluster[]): Promise<string> {
+  const copy = await restoredCopy(dataDir, storeArgs, { clusters });
+  try {
+    await copy.start();
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    await copy.remove();
+  }
+  throw new Error(`PostgreSQL started on ${dataDir}`);
+}
+
+/** Table t, 2000 rows 'before', and pgbench's tables at `scale`: what a round-trip test backs up. */
+export async function fillRoundTrip(cluster: PgCluster, scale: number): Promise<void> {
+  await cluster.psql("CREATE TABLE t (id int primary key, phase text); INSERT INTO t SELECT g, 'before' FROM generate_series(1, 2000) g;");
+  await cluster.pgbench(['-i', '-s', String(scale), '-q']);
+}
+
+/**
+ * After the backup of fillRoundTrip's rows: one row more in t, its WAL switched and archived (the
+ * restored copy must replay it). The segment closed, and the rows the copy must show (roundTripRows).
+ */
+export async function afterRoundTripBackup(cluster: PgCluster): Promise<{ lastWal: string; rows: string[] }> {
+  await cluster.psql("INSERT INTO t VALUES (100000, 'after')");
+  const lastWal = await cluster.switchWal();
+  await cluster.waitForArchived(lastWal, 60_000);
+  return { lastWal, rows: await roundTripRows(cluster) };
+}
+
+/** What a round trip compares between the primary and its restored copy: pgbench's accounts and table t. */
+export async function roundTripRows(cluster: PgCluster): Promise<string[]> {
+  return [await cluster.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts'), await cluster.psql('SELECT count(*), max(id) FROM t')];
 }
 
 /**

@@ -24,7 +24,8 @@ import { openObjectStore, DEFAULT_RETRY, type StoreConfig } from '../../src/stor
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
 import {
-  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
+  afterRoundTripBackup, fillRoundTrip, requireTool, postgresAvailable, roundTripRows, startArchivingCluster, startRestoredCopy, pgTempDir,
+  type PgCluster,
 } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
@@ -237,22 +238,14 @@ describe.skipIf(skipPg).each(cases)('PostgreSQL 15 round trip: $name', (c) => {
     const { args, env: providerEnv } = c.cli(prefix);
     const base = { ...providerEnv, REQUESTS_CA_BUNDLE: caFile };
     const withKey = { ...base, [c.variable]: keyFile };
-    const primary = await startCluster({
-      conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', ['--lz4', ...args, 'srv'])} %p` },
-      serverEnv: withKey,
-    });
+    const primary = await startArchivingCluster(['--lz4', ...args, 'srv'], { serverEnv: withKey });
     clusters.push(primary);
-    await primary.psql("CREATE TABLE t (id int primary key, phase text); INSERT INTO t SELECT g, 'before' FROM generate_series(1, 2000) g;");
-    await primary.pgbench(['-i', '-s', '1', '-q']);
+    await fillRoundTrip(primary, 1);
     const env = cleanEnv({ ...primary.env, ...withKey });
     const noKey = cleanEnv({ ...primary.env, ...base });
     const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', '-n', 'enc', '--lz4', ...args, 'srv'], { env, timeoutMs: 120_000 });
     expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
-    await primary.psql("INSERT INTO t VALUES (100000, 'after')");
-    const lastWal = await primary.switchWal();
-    await primary.waitForArchived(lastWal, 60_000);
-    const expected = await primary.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts');
-    const expectedT = await primary.psql('SELECT count(*), max(id) FROM t');
+    const { lastWal, rows } = await afterRoundTripBackup(primary);
 
     // With the key: the catalog commands, verify, check-wal-archive.
     const list = await runBin('barman-cloud-backup-list', ['--format', 'json', ...args, 'srv'], { env });
@@ -296,8 +289,7 @@ describe.skipIf(skipPg).each(cases)('PostgreSQL 15 round trip: $name', (c) => {
     const r = await runBin('barman-cloud-restore', [...args, 'srv', 'enc', dest], { env, timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     const copy = await startRestoredCopy(dest, ['--parallel', '4', ...args, 'srv'], { serverEnv: withKey, clusters });
-    expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
-    expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
+    expect(await roundTripRows(copy)).toEqual(rows);
 
     // Every object of the round trip is stored under the key: none of them reads without it.
     await withStore(c.config(), async (s) => {

@@ -1,7 +1,7 @@
 // The directory store never follows a symbolic link planted below its root out of it: whoever can
 // write in the store must not make our tools delete, write or read files elsewhere with our rights.
 // Each case plants a link to a directory outside the store and runs the real executables.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,17 @@ afterEach(() => {
 
 const LINK_LINE = /symbolic link in \S+ leads out of it/;
 
+/** wal-archive of a segment fails naming the link that leads out, and writes nothing outside. */
+async function expectArchiveRefused(): Promise<void> {
+  const src = join(work, 'pg_wal');
+  mkdirSync(src);
+  writeFileSync(join(src, SEGMENT), segment());
+  const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
+  expect(r.code, r.stderr).not.toBe(0);
+  expect(r.stderr).toMatch(LINK_LINE);
+  expect(readdirSync(outside)).toEqual([]);
+}
+
 describe('symbolic links below the directory store root', () => {
   it('backup-delete does not delete through a linked backup directory', async () => {
     const info = newBackupInfo(ID, { status: 'DONE', timeline: 1, begin_wal: SEGMENT, end_wal: SEGMENT });
@@ -61,13 +72,7 @@ describe('symbolic links below the directory store root', () => {
 
   it('wal-archive does not write through a linked WAL directory', async () => {
     symlinkSync(outside, join(root, 'srv', 'wals', '0000000100000000'));
-    const src = join(work, 'pg_wal');
-    mkdirSync(src);
-    writeFileSync(join(src, SEGMENT), segment());
-    const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
-    expect(r.code, r.stderr).not.toBe(0);
-    expect(r.stderr).toMatch(LINK_LINE);
-    expect(readdirSync(outside)).toEqual([]);
+    await expectArchiveRefused();
   });
 
   it('wal-restore does not read through a linked WAL directory', async () => {
@@ -111,13 +116,7 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
   it('creates no directory outside the store through a linked level before refusing', async () => {
     rmSync(join(root, 'srv', 'wals'), { recursive: true });
     symlinkSync(outside, join(root, 'srv', 'wals'));
-    const src = join(work, 'pg_wal');
-    mkdirSync(src);
-    writeFileSync(join(src, SEGMENT), segment());
-    const r = await runBin('barman-cloud-wal-archive', [`file://${root}`, 'srv', join(src, SEGMENT)], { env: cleanEnv() });
-    expect(r.code, r.stderr).not.toBe(0);
-    expect(r.stderr).toMatch(LINK_LINE);
-    expect(readdirSync(outside)).toEqual([]);
+    await expectArchiveRefused();
   });
 
   it('a tag file that is a link is no tag file, and an oversized one is refused', async () => {
@@ -139,6 +138,18 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
     await store.put(KEY, Buffer.from('wal'), { tags: [['k', 'w']] });
     await store.delete(KEY);
     expect(readFileSync(join(outside, 'secret.json'), 'utf8')).toBe(JSON.stringify([['not', 'ours']]));
+  });
+
+  it('a tag file that is a FIFO or a directory is no tag file (and reading it does not wait for a writer)', async () => {
+    const store = await open();
+    await store.put(KEY, Buffer.from('wal'), { tags: [['k', 'v']] });
+    const tagFile = join(root, 'srv', 'wals', HASH, `.bc-tags-${SEGMENT}.json`);
+    rmSync(tagFile);
+    execFileSync('mkfifo', [tagFile]);
+    expect(await store.getTags(KEY)).toEqual([]);
+    rmSync(tagFile);
+    mkdirSync(tagFile);
+    expect(await store.getTags(KEY)).toEqual([]);
   });
 
   it('a directory swapped for a link after it was found inside is not read through', async () => {
@@ -182,30 +193,43 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
     }
   }
 
-  it('a write racing a directory link switched between inside and outside never lands outside', async () => {
-    // The hash directory is a link, switched atomically (rename over it) between a directory
-    // inside the root and one outside, as fast as a second process can, while we write.
+  /**
+   * The hash directory made a link, switched atomically (rename over it) between `srv/real` inside
+   * the root and `outside`, as fast as a second process can; resolves once it has switched at least
+   * once. The caller kills the swapper.
+   */
+  async function startSwapper(): Promise<{ inside: string; swapper: ChildProcess }> {
     const inside = join(root, 'srv', 'real');
     mkdirSync(inside);
-    symlinkSync('../real', join(root, 'srv', 'wals', HASH));
+    const link = join(root, 'srv', 'wals', HASH);
+    symlinkSync('../real', link);
     const swapper = spawn(process.execPath, ['-e', `
       const fs = require('node:fs');
       const [link, a, b] = process.argv.slice(1);
       for (let i = 0; ; i++) {
         try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
-      }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
-    await swapping(join(root, 'srv', 'wals', HASH), outside);
+      }`, link, '../real', outside], { stdio: 'ignore' });
+    try {
+      await swapping(link, outside);
+    } catch (e) {
+      swapper.kill('SIGKILL');
+      throw e;
+    }
+    return { inside, swapper };
+  }
+
+  /** 1 when `op` is refused with a StorageError, 0 when it succeeds; any other error fails the test. */
+  const refusedBy = (op: Promise<unknown>) => op.then(() => 0, (e: unknown) => {
+    if (!(e instanceof StorageError)) throw e;
+    return 1;
+  });
+
+  it('a write racing a directory link switched between inside and outside never lands outside', async () => {
+    const { swapper } = await startSwapper();
     try {
       const store = await open();
       let refused = 0;
-      for (let i = 0; i < 400; i++) {
-        try {
-          await store.put(KEY, Buffer.from(`write ${i}`));
-        } catch (e) {
-          if (!(e instanceof StorageError)) throw e;
-          refused++;
-        }
-      }
+      for (let i = 0; i < 400; i++) refused += await refusedBy(store.put(KEY, Buffer.from(`write ${i}`)));
       expect(refused).toBeGreaterThan(0);
     } finally {
       swapper.kill('SIGKILL');
@@ -214,32 +238,14 @@ describe('the directory store: links and swaps (docs/format.md#file-store-links)
   }, 60_000);
 
   it.each(['delete', 'deleteMany'] as const)('a %s racing a directory link switched between inside and outside never removes a file outside', async (method) => {
-    const inside = join(root, 'srv', 'real');
-    mkdirSync(inside);
-    symlinkSync('../real', join(root, 'srv', 'wals', HASH));
     writeFileSync(join(outside, SEGMENT), 'not ours to delete');
-    const swapper = spawn(process.execPath, ['-e', `
-      const fs = require('node:fs');
-      const [link, a, b] = process.argv.slice(1);
-      for (let i = 0; ; i++) {
-        try { fs.symlinkSync(i % 2 ? a : b, link + '.next'); fs.renameSync(link + '.next', link); } catch {}
-      }`, join(root, 'srv', 'wals', HASH), '../real', outside], { stdio: 'ignore' });
-    await swapping(join(root, 'srv', 'wals', HASH), outside);
+    const { inside, swapper } = await startSwapper();
     try {
       const store = await open();
       let refused = 0;
       for (let i = 0; i < 400; i++) {
         writeFileSync(join(inside, SEGMENT), 'ours');
-        if (method === 'delete') {
-          try {
-            await store.delete(KEY);
-          } catch (e) {
-            if (!(e instanceof StorageError)) throw e;
-            refused++;
-          }
-        } else {
-          refused += (await store.deleteMany([KEY])).errors.length;
-        }
+        refused += method === 'delete' ? await refusedBy(store.delete(KEY)) : (await store.deleteMany([KEY])).errors.length;
       }
       expect(refused).toBeGreaterThan(0);
     } finally {

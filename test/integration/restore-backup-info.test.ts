@@ -96,6 +96,12 @@ const cases: Case[] = [
     says: /backup_label is missing from the data archive/,
   },
   {
+    name: 'backup_label a directory',
+    members: [...whole().slice(0, -1), { name: 'backup_label', type: 'directory' }],
+    code: 4, verify: ['backup-label-mismatch'],
+    says: /backup_label is missing from the data archive/,
+  },
+  {
     name: 'backup_label written through a link to the root',
     members: [...whole().slice(0, -1), { name: 'up', type: 'symlink', linkname: '.' }, { name: 'up/backup_label', data: 'through\n' }],
     code: 4, verify: ['backup-label-mismatch', 'member-through-link'],

@@ -26,7 +26,7 @@ import { handMadeDone } from '../fixtures/backup-info.ts';
 import { cleanEnv, exitOf, runBin, spawnBin } from '../helpers/run-bin.ts';
 import { tarHeaders as members, tarOf, type TarHeader as Member } from '../helpers/tar.ts';
 import {
-  pgTempDir, postgresAvailable, recoveryCluster, requireTool, startCluster, startRestoredCopy, toolCommand, type PgCluster,
+  namedBackup, pgTempDir, postgresAvailable, refusedStart, requireTool, startArchivingCluster, startRestoredCopy, type PgCluster,
 } from '../helpers/postgres.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -45,35 +45,24 @@ describe.skipIf(skip)('restore puts global/pg_control in place last (PostgreSQL 
   let parts: string[] = [];
 
   /** PostgreSQL set to recover from `dataDir` (as the DBA would) refuses to start: no control file. */
-  async function expectNoStart(dataDir: string): Promise<void> {
-    const copy = await recoveryCluster(dataDir, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-    });
-    clusters.push(copy);
-    await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
-    await copy.remove();
-  }
+  const expectNoStart = async (dataDir: string) =>
+    expect(await refusedStart(dataDir, where(), clusters)).toMatch(/could not open file "[^"]*global\/pg_control": No such file or directory/);
   let rows = '';
 
   beforeAll(async () => {
     fileRoot = pgTempDir('bc-control-store-');
     store = await openObjectStore({ provider: 'file', bucket: fileRoot, retry: DEFAULT_RETRY });
     const tbsDir = pgTempDir('bc-control-tbs-');
-    primary = await startCluster({ conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', where())} %p` } });
+    primary = await startArchivingCluster(where());
     clusters.push(primary);
     await primary.psql(`CREATE TABLESPACE tbs1 LOCATION '${tbsDir}'`);
     await primary.psql("CREATE TABLE t (id int primary key, v text) TABLESPACE tbs1; INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 20000) g;");
     // archived once before the backup, so that the server's directory in the store is the server user's
     await primary.waitForArchived(await primary.switchWal(), 60_000);
     // several data parts: global/pg_control sits in the last, before backup_label and backup_manifest
-    const b = await runBin('barman-cloud-backup', ['-S', '4MB', '--immediate-checkpoint', '-n', 'bk', ...where()], { env: env(), timeoutMs: 180_000 });
-    expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
-    const show = await runBin('barman-cloud-backup-show', ['--format', 'json', ...where(), 'bk'], { env: env() });
-    const info = (JSON.parse(show.stdout) as { cloud: { backup_id: string; tablespaces: [string, number, string][] } }).cloud;
+    const info = await namedBackup(where(), 'bk', env(), ['-S', '4MB']);
     id = info.backup_id;
-    tbsOid = String(info.tablespaces[0]![1]);
+    tbsOid = String(info.tablespaces![0]![1]);
     for await (const e of store.list(`srv/base/${id}/`)) if (e.kind === 'object') parts.push(e.key.slice(`srv/base/${id}/`.length));
     parts = parts.filter((p) => p.endsWith('.tar')).sort();
     await primary.waitForArchived(await primary.switchWal(), 60_000);

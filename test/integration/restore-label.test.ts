@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 import {
-  pgTempDir, postgresAvailable, recoveryCluster, requireTool, startCluster, startRestoredCopy, toolCommand, type PgCluster,
+  namedBackup, pgTempDir, postgresAvailable, refusedStart, requireTool, startArchivingCluster, startRestoredCopy, type PgCluster,
 } from '../helpers/postgres.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -59,29 +59,23 @@ describe.skipIf(skip)('restore checks the data archive against backup.info (Post
     fileRoot = pgTempDir('bc-label-store-');
     work = pgTempDir('bc-label-work-');
     store = await openObjectStore({ provider: 'file', bucket: fileRoot, retry: DEFAULT_RETRY });
-    primary = await startCluster({ conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', where())} %p` } });
+    primary = await startArchivingCluster(where());
     clusters.push(primary);
     await primary.psql("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 5000) g;");
     await primary.waitForArchived(await primary.switchWal(), 60_000);
     for (const name of ['a', 'b']) {
-      const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', '-n', name, ...where()], { env: env(), timeoutMs: 180_000 });
-      expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
-      const show = await runBin('barman-cloud-backup-show', ['--format', 'json', ...where(), name], { env: env() });
-      ids[name] = (JSON.parse(show.stdout) as { cloud: { backup_id: string } }).cloud.backup_id;
+      ids[name] = (await namedBackup(where(), name, env())).backup_id;
       // rows that only backup B holds
       if (name === 'a') await primary.psql("INSERT INTO t SELECT g, 'later ' || g FROM generate_series(5001, 9000) g;");
     }
     await primary.waitForArchived(await primary.switchWal(), 60_000);
     rowsAtB = await primary.psql('SELECT count(*), sum(id) FROM t');
     // another cluster, backed up under another server name
-    other = await startCluster({ conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', where('other'))} %p` } });
+    other = await startArchivingCluster(where('other'));
     clusters.push(other);
     // archived once before the backup, so that the server's directory in the store is the server user's
     await other.waitForArchived(await other.switchWal(), 60_000);
-    const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', '-n', 'x', ...where('other')], { env: cleanEnv({ ...other.env }), timeoutMs: 180_000 });
-    expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
-    const show = await runBin('barman-cloud-backup-show', ['--format', 'json', ...where('other'), 'x'], { env: cleanEnv({ ...other.env }) });
-    ids.x = (JSON.parse(show.stdout) as { cloud: { backup_id: string } }).cloud.backup_id;
+    ids.x = (await namedBackup(where('other'), 'x', cleanEnv({ ...other.env }))).backup_id;
   }, 300_000);
 
   afterAll(async () => {
@@ -122,16 +116,8 @@ describe.skipIf(skip)('restore checks the data archive against backup.info (Post
   };
 
   /** PostgreSQL set to recover from `dataDir` (as the DBA would) refuses to start: no control file. */
-  async function expectNoStart(dataDir: string): Promise<void> {
-    const copy = await recoveryCluster(dataDir, {
-      restoreCommand: `${toolCommand('barman-cloud-wal-restore', where())} %f %p`,
-      signal: 'recovery',
-      conf: { recovery_target_action: 'promote', archive_mode: 'off' },
-    });
-    clusters.push(copy);
-    await expect(copy.start()).rejects.toThrow(/could not open file "[^"]*global\/pg_control": No such file or directory/);
-    await copy.remove();
-  }
+  const expectNoStart = async (dataDir: string) =>
+    expect(await refusedStart(dataDir, where(), clusters)).toMatch(/could not open file "[^"]*global\/pg_control": No such file or directory/);
 
   // [case, server copy, the change, data parts from backup x of the other cluster, what stderr says]
   const cases: [string, string, () => Promise<(part: string, dir: string) => void>, boolean, RegExp][] = [

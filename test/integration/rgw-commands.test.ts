@@ -16,7 +16,8 @@ import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
-  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
+  afterRoundTripBackup, fillRoundTrip, requireTool, postgresAvailable, roundTripRows, startArchivingCluster, startRestoredCopy, pgTempDir,
+  type PgCluster,
 } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
@@ -227,13 +228,9 @@ describe.skipIf(skipPg)('PostgreSQL 15 backed up to and restored from Ceph RGW w
 
   beforeAll(async () => {
     bucket = await newBucket();
-    primary = await startCluster({
-      conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', ['--lz4', ...url()])} %p` },
-      serverEnv: keys(),
-    });
+    primary = await startArchivingCluster(['--lz4', ...url()], { serverEnv: keys() });
     clusters.push(primary);
-    await primary.psql("CREATE TABLE t (id int primary key, phase text); INSERT INTO t SELECT g, 'before' FROM generate_series(1, 2000) g;");
-    await primary.pgbench(['-i', '-s', '2', '-q']);
+    await fillRoundTrip(primary, 2);
   }, 120_000);
 
   afterAll(async () => {
@@ -280,17 +277,13 @@ describe.skipIf(skipPg)('PostgreSQL 15 backed up to and restored from Ceph RGW w
     expect((await runBin('barman-cloud-backup-keep', ['--release', ...url(), 'bk-one'], { env })).code).toBe(0);
     expect((await runBin('barman-cloud-backup-keep', ['--status', ...url(), 'bk-one'], { env })).stdout.trim()).toBe('Keep: nokeep');
 
-    await primary.psql("INSERT INTO t VALUES (100000, 'after')");
-    await primary.waitForArchived(await primary.switchWal(), 60_000);
-    const expected = await primary.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts');
-    const expectedT = await primary.psql('SELECT count(*), max(id) FROM t');
+    const { rows } = await afterRoundTripBackup(primary);
 
     const dest = join(pgTempDir('bc-rgw-restore-'), 'data');
     const r = await runBin('barman-cloud-restore', [...url(), 'bk-one', dest], { env, timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     const copy = await startRestoredCopy(dest, url(), { serverEnv: keys(), clusters });
-    expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
-    expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
+    expect(await roundTripRows(copy)).toEqual(rows);
     await copy.remove();
   }, 300_000);
 

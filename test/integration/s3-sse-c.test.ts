@@ -18,7 +18,8 @@ import { withLongPageHeader } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
 import {
-  requireTool, postgresAvailable, startCluster, startRestoredCopy, toolCommand, pgTempDir, type PgCluster,
+  afterRoundTripBackup, fillRoundTrip, requireTool, postgresAvailable, roundTripRows, startArchivingCluster, startRestoredCopy, pgTempDir,
+  type PgCluster,
 } from '../helpers/postgres.ts';
 
 const MiB = 1024 * 1024;
@@ -196,13 +197,9 @@ describe.skipIf(skipPg)('PostgreSQL 15 with SSE-C on RGW: archive, backup, catal
     keyFile = join(dir, 'sse-c.key');
     writeFileSync(keyFile, `${KEY.toString('base64')}\n`, { mode: 0o600 });
     chownSync(keyFile, statSync(dir).uid, statSync(dir).gid);
-    primary = await startCluster({
-      conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', ['--lz4', ...url()])} %p` },
-      serverEnv: { ...keys(), BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: keyFile },
-    });
+    primary = await startArchivingCluster(['--lz4', ...url()], { serverEnv: { ...keys(), BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: keyFile } });
     clusters.push(primary);
-    await primary.psql("CREATE TABLE t (id int primary key, phase text); INSERT INTO t SELECT g, 'before' FROM generate_series(1, 2000) g;");
-    await primary.pgbench(['-i', '-s', '2', '-q']);
+    await fillRoundTrip(primary, 2);
   }, 120_000);
 
   afterAll(async () => {
@@ -214,11 +211,7 @@ describe.skipIf(skipPg)('PostgreSQL 15 with SSE-C on RGW: archive, backup, catal
     const noKey = cleanEnv({ ...keys(), ...primary.env });
     const b = await runBin('barman-cloud-backup', ['--immediate-checkpoint', '-n', 'enc', '-S', '8MiB', ...url()], { env: withKey, timeoutMs: 120_000 });
     expect({ code: b.code, stderr: b.stderr }).toEqual({ code: 0, stderr: '' });
-    await primary.psql("INSERT INTO t VALUES (100000, 'after')");
-    const lastWal = await primary.switchWal();
-    await primary.waitForArchived(lastWal, 60_000);
-    const expected = await primary.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts');
-    const expectedT = await primary.psql('SELECT count(*), max(id) FROM t');
+    const { lastWal, rows } = await afterRoundTripBackup(primary);
 
     // Stored encrypted: a plain GET of any object is refused by RGW.
     const plain = await store(bucket, 'sdk');
@@ -282,8 +275,7 @@ describe.skipIf(skipPg)('PostgreSQL 15 with SSE-C on RGW: archive, backup, catal
     const r = await runBin('barman-cloud-restore', [...url(), 'enc', dest], { env: withKey, timeoutMs: 120_000 });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     const copy = await startRestoredCopy(dest, url(), { serverEnv: { ...keys(), BARMAN_CLOUD_SSE_CUSTOMER_KEY_FILE: keyFile }, clusters });
-    expect(await copy.psql('SELECT count(*), sum(abalance) FROM pgbench_accounts')).toBe(expected);
-    expect(await copy.psql('SELECT count(*), max(id) FROM t')).toBe(expectedT);
+    expect(await roundTripRows(copy)).toEqual(rows);
   }, 400_000);
 });
 

@@ -3,7 +3,7 @@
 // for a no-overwrite put), fsync of the directory. A symbolic link below the root that leads out of
 // it is never followed (docs/architecture.md, "File store"): whoever can plant one in the store must
 // not make us read, write or delete files elsewhere with our rights.
-import { constants as fsConstants, fstatSync, lstatSync, promises as fs, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { constants as fsConstants, lstatSync, promises as fs, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, type Readable } from 'node:stream';
@@ -17,6 +17,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { BucketNotFoundError, NotFoundError, ObjectTooLargeError, PreconditionFailedError, StorageError } from '../../errors.js';
 import { mapBounded } from '../../concurrency.js';
 import { writeFileAtomic } from '../../atomic-file.js';
+import { NOT_REGULAR, openRegularFile, readRegularFile } from '../../regular-file.js';
 import { removeStaleTemps } from '../../stale-temps.js';
 
 // Our own bookkeeping files start with this; listings never show them.
@@ -29,11 +30,7 @@ const OUR_TEMP = /^\.bc-(?:tmp-[0-9a-f]{12}|tags-.+\.json\.[0-9a-f]{8})$/;
 // rename/link then fails (ENOENT) instead of storing anything.
 export { STALE_TEMP_MS } from '../../stale-temps.js';
 
-// O_NONBLOCK: opening a FIFO planted under an object's name must not wait for a writer (a
-// wal-restore would hang PostgreSQL's recovery); on a regular file it changes nothing. What is
-// opened must then be a regular file (fstat), as listings and head() say.
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = fsConstants;
-const OPEN_OBJECT = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+const { O_RDONLY, O_DIRECTORY } = fsConstants;
 
 /**
  * Largest tag file read: barman's tags are at most 10 pairs of 128 + 256 characters, a few KiB as
@@ -244,30 +241,34 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  /** The object at `p` opened for reading: a regular file inside the root, else NotFoundError or StorageError. */
+  /**
+   * The object at `p` opened for reading: a regular file inside the root, else NotFoundError or
+   * StorageError. Opened by src/regular-file.ts: never through a link (a symlink is no object, as
+   * listings say), and a FIFO planted under an object's name does not hang a wal-restore, and with
+   * it PostgreSQL's recovery.
+   */
   private async openObject(p: string, key: string): Promise<{ handle: fs.FileHandle; size: number }> {
     await this.assertInside(dirname(p), key, true);
-    let handle: fs.FileHandle;
+    let opened: Awaited<ReturnType<typeof openRegularFile>>;
     try {
-      handle = await fs.open(p, OPEN_OBJECT);
+      opened = await openRegularFile(p, async (_stats, fd) => {
+        await this.assertOpenedInside(fd, key);
+        return null;
+      });
     } catch (e) {
-      // ELOOP: a symlink is no object, as listings say
-      if (isErrno(e, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP')) {
+      if (isErrno(e, 'ENOTDIR', 'EISDIR')) {
         await this.assertRoot();
         throw new NotFoundError(key, { cause: e });
       }
-      throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
-    }
-    try {
-      const st = fstatSync(handle.fd); // the inode is cached: see readlinkSync above
-      if (!st.isFile()) throw new NotFoundError(key);
-      await this.assertOpenedInside(handle.fd, key);
-      return { handle, size: st.size };
-    } catch (e) {
-      await handle.close();
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot read ${key}: ${(e as Error).message}`, { cause: e });
     }
+    if (typeof opened === 'string') {
+      // nothing there or a link: the root itself may be gone; a non-regular file is no object
+      if (opened !== NOT_REGULAR) await this.assertRoot();
+      throw new NotFoundError(key);
+    }
+    return { handle: opened.fh, size: opened.stats.size };
   }
 
   /**
@@ -398,22 +399,16 @@ export class FileObjectStore implements ObjectStore {
   async getTags(key: string): Promise<Tag[]> {
     if (!(await this.head(key))) throw new NotFoundError(key);
     try {
-      // O_NOFOLLOW, as for objects: a tag file that is a link is no tag file
+      // as for objects: a link or anything but a regular file is no tag file
       // (docs/format.md#file-store-links); and at most TAGS_MAX_BYTES of it.
-      const fh = await fs.open(this.tagsPath(key), OPEN_OBJECT);
-      let text: string;
-      try {
-        await this.assertOpenedInside(fh.fd, key);
-        const buf = Buffer.alloc(TAGS_MAX_BYTES + 1);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        if (bytesRead > TAGS_MAX_BYTES) throw new StorageError(`cannot read tags of ${key}: the tag file is larger than ${TAGS_MAX_BYTES} bytes`);
-        text = buf.toString('utf8', 0, bytesRead);
-      } finally {
-        await fh.close();
-      }
-      return JSON.parse(text) as Tag[];
+      const tags = await readRegularFile(this.tagsPath(key), TAGS_MAX_BYTES, async (_stats, fd) => {
+        await this.assertOpenedInside(fd, key);
+        return null;
+      });
+      if (!tags) return [];
+      if (tags.content.length > TAGS_MAX_BYTES) throw new StorageError(`cannot read tags of ${key}: the tag file is larger than ${TAGS_MAX_BYTES} bytes`);
+      return JSON.parse(tags.content.toString('utf8')) as Tag[];
     } catch (e) {
-      if (isErrno(e, 'ENOENT', 'ELOOP')) return [];
       if (e instanceof StorageError) throw e;
       throw new StorageError(`cannot read tags of ${key}: ${(e as Error).message}`, { cause: e });
     }
