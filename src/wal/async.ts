@@ -11,7 +11,7 @@
 import { promises as fs, constants as fsc, watch, type FSWatcher } from 'node:fs';
 import { basename, join } from 'node:path';
 import { TaskWindow } from '../concurrency.js';
-import { GeneralError, NetworkError, errorKind, errorOfKind } from '../errors.js';
+import { BarmanCloudError, GeneralError, NetworkError, NotFoundError, StorageError, errorKind, errorOfKind } from '../errors.js';
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
@@ -389,6 +389,8 @@ export interface PrefetcherOptions {
   idleMs: number;
   /** Wait this long before asking again for a segment that was not in the archive. */
   missRetryMs: number;
+  /** A failed download is tried again after missRetryMs, doubled at each failure up to this. */
+  failRetryMaxMs: number;
   /**
    * A download not finished after this long is abandoned: a server that trickles bytes never
    * trips the read timeout, and one such download once kept a prefetcher alive for 20 minutes.
@@ -426,10 +428,11 @@ function abortableGets(store: ObjectStore, signal: AbortSignal): ObjectStore {
  * Recovery's progress is what it asks for through Node (the `want` file) and the prefetched files
  * that the shell front took, both seen through a watch on the spool directory (a full look every
  * second in case the watch misses something). The window's objects come from one LIST per batch.
- * It stops at the first segment missing from the archive and asks for it again later (a standby
- * following the archive). A request on another timeline drops what was fetched ahead on the old
- * one; downloads of the old timeline still running are thrown away. Each download in flight has
- * a `.fetching` mark, so that the shell front waits for it instead of starting Node.
+ * It stops at the first segment missing from the archive, or whose download failed or was refused,
+ * and asks for it again later (docs/commands/wal-restore.md#prefetch-failures). A request on
+ * another timeline drops what was fetched ahead on the old one; downloads of the old timeline
+ * still running are thrown away. Each download in flight has a `.fetching` mark, so that the
+ * shell front waits for it instead of starting Node.
  */
 export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, spool: RestoreSpool, o: PrefetcherOptions): Promise<void> {
   const lock = await takeWorkerLock(spool.dir);
@@ -444,7 +447,13 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
   let generation = 0;
   let size = o.segmentSize;
   const mine = new Set<string>();
-  const missing = new Map<string, number>();
+  /** Not before this time is a segment asked for again: missing from the archive, or its download failed. */
+  const retryAt = new Map<string, number>();
+  /** Failed downloads of a segment in a row: each doubles the wait. */
+  const failures = new Map<string, number>();
+  /** The object versions (key, size, last-modified) whose content was refused: never downloaded again. */
+  const refused = new Map<string, string>();
+  const versionOf = (c: WalCandidate) => `${c.key} ${c.version ?? ''}`;
   const inFlight = new TaskWindow<string>(Math.min(o.ahead, PREFETCH_SLOTS));
   const aborts = new Set<AbortController>();
   let leaving = false;
@@ -502,15 +511,19 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
     const mark = join(spool.dir, `${name}${FETCHING}`);
     let timer: NodeJS.Timeout | undefined;
     let abort: AbortController | undefined;
+    let candidate: WalCandidate | null = null;
     try {
       await fs.writeFile(mark, '', { mode: 0o600 });
       const t0 = Date.now();
-      const candidate = await candidateFor(name);
+      candidate = await candidateFor(name);
       const t1 = Date.now();
-      if (!candidate) {
-        missing.set(name, Date.now());
+      if (!candidate || refused.get(name) === versionOf(candidate)) {
+        // Not archived, or the object refused before and unchanged: listed again after missRetryMs.
+        known.delete(name);
+        retryAt.set(name, Date.now() + o.missRetryMs);
         return;
       }
+      refused.delete(name);
       const controller = (abort = new AbortController());
       aborts.add(controller);
       const download = downloadTo(abortableGets(store, controller.signal), candidate, spool.path(name), o.identities);
@@ -532,14 +545,33 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
       if (gen !== generation) await spool.remove(name); // a timeline switch meanwhile
       else {
         mine.add(name);
-        missing.delete(name);
+        retryAt.delete(name);
+        failures.delete(name);
       }
       // Where the time goes, and whether the window stays full (-vv in the worker's log).
       log.debug(`Prefetched ${name}: listed in ${t1 - t0} ms, downloaded in ${Date.now() - t1} ms; ${mine.size} ready, ${inFlight.size - 1} more in flight`);
     } catch (e) {
-      if (!leaving) log.warning(`Prefetch of ${name} failed: ${(e as Error).message}`);
       known.delete(name);
-      missing.set(name, Date.now());
+      if (leaving) return;
+      if (e instanceof NotFoundError) {
+        // Gone since the listing: as if not archived.
+        retryAt.set(name, Date.now() + o.missRetryMs);
+        log.debug(`Prefetch of ${name}: ${e.message}`);
+        return;
+      }
+      // Our own verdict on the content (errors outside the store's), not the store's or the disk's:
+      // the same bytes would be refused again.
+      if (candidate && e instanceof BarmanCloudError && !(e instanceof StorageError)) {
+        refused.set(name, versionOf(candidate));
+        retryAt.set(name, Date.now() + o.missRetryMs);
+        log.warning(`Prefetch of ${name} refused: ${(e as Error).message}; not downloaded again until the object changes`);
+        return;
+      }
+      const n = (failures.get(name) ?? 0) + 1;
+      failures.set(name, n);
+      const wait = Math.min(o.missRetryMs * 2 ** (n - 1), o.failRetryMaxMs);
+      retryAt.set(name, Date.now() + wait);
+      log.warning(`Prefetch of ${name} failed: ${(e as Error).message}; tried again in ${Math.round(wait / 1000)} s`);
     } finally {
       clearTimeout(timer);
       if (abort) aborts.delete(abort);
@@ -568,7 +600,9 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
               generation++;
               for (const n of mine) if (timelineOf(n) !== timelineOf(want)) await spool.remove(n);
               mine.clear();
-              missing.clear();
+              retryAt.clear();
+              failures.clear();
+              refused.clear();
               known.clear();
             }
             base = want;
@@ -590,8 +624,8 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
           next = nextSegment(next, size);
           const name = next; // each task's own: the loop goes on with `next`
           if (inFlight.has(name)) continue;
-          const missedAt = missing.get(name);
-          if (missedAt !== undefined && now - missedAt < o.missRetryMs) break; // not past a hole
+          const at = retryAt.get(name);
+          if (at !== undefined && now < at) break; // not past a hole
           if (mine.has(name) || (await spool.has(name))) continue;
           inFlight.start(() => fetchOne(name, generation), { key: name });
         }
@@ -604,7 +638,7 @@ export async function runPrefetcher(store: ObjectStore, layout: ServerLayout, sp
         await Promise.race([
           new Promise<void>((r) => (wake = r)),
           inFlight.next(),
-          sleep(watcher === null ? 20 : missing.size > 0 ? o.missRetryMs : 1_000),
+          sleep(watcher === null ? 20 : retryAt.size > 0 ? o.missRetryMs : 1_000),
         ]);
       }
     }

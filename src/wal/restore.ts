@@ -25,6 +25,8 @@ export interface WalCandidate {
   codec?: CodecName;
   /** Stored as an age file (`.age` after the codec suffix). */
   encrypted?: boolean;
+  /** Size and last-modified time as listed (findWals): what tells the prefetcher that the object changed. */
+  version?: string;
 }
 
 /** The WAL file name an object holds: `.age`, then one compression suffix, stripped. */
@@ -96,9 +98,14 @@ export async function findWals(
     const keys = names.map((n) => layout.walKey(n));
     let prefix = keys[0] ?? '';
     for (const k of keys) while (!k.startsWith(prefix)) prefix = prefix.slice(0, -1);
-    const listed: string[] = [];
-    for await (const entry of store.list(prefix, { delimiter: '/' })) if (entry.kind === 'object') listed.push(entry.key);
-    names.forEach((n, i) => found.set(n, chooseWal(keys[i]!, listed, options)));
+    const listed = new Map<string, string>();
+    for await (const entry of store.list(prefix, { delimiter: '/' })) {
+      if (entry.kind === 'object') listed.set(entry.key, `${entry.size} ${entry.lastModified?.getTime() ?? ''}`);
+    }
+    names.forEach((n, i) => {
+      const c = chooseWal(keys[i]!, listed.keys(), options);
+      found.set(n, c && { ...c, version: listed.get(c.key) });
+    });
   }
   return found;
 }

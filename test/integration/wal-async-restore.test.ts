@@ -2,7 +2,8 @@
 // encrypted WAL (the prefetcher decrypts with the call's identities; without one, exit 1 and no
 // file), a download that trickles forever (abandoned at its deadline; the call is not held up and
 // the prefetcher leaves), the shell front waiting for a segment in flight instead of starting
-// Node, and a spool entry of the wrong size never handed to PostgreSQL.
+// Node, a spool entry of the wrong size never handed to PostgreSQL, and a refused object not
+// downloaded again until it changes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ROOT, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { cleanEnv, runBin, runProcess } from '../helpers/run-bin.ts';
-import { startTcpProxy } from '../helpers/proxy.ts';
-import { MOTO_ENV } from '../helpers/moto.ts';
+import { startS3Proxy, startTcpProxy } from '../helpers/proxy.ts';
+import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
 import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const ageMissing = spawnSync('age-keygen', ['--version']).error !== undefined;
@@ -293,4 +294,126 @@ describe('--async without a count (directory store)', () => {
     expect(sha(readFileSync(rec.dest))).toBe(sha(contents[0]!));
     expect(rec.restoreDir()).toBeNull();
   }, 60_000);
+});
+
+describe('a segment whose object is refused (moto behind a proxy counting its GETs)', () => {
+  let moto: ServerHandle;
+  const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
+  const url = 's3://asyncrefused/cluster';
+  const damaged = names[2]!;
+  const key = `cluster/srv/wals/0000000100000000/${damaged}`;
+  /** The segment after it under its name: the page header names another segment (docs/format.md#segment-header). */
+  const wrong = withLongPageHeader(randomBytes(MiB), names[3]!);
+  let gets = 0;
+  /** GETs of the segment before it are refused (403) while this is set: a failing store, not a refused object. */
+  let denyNext = false;
+  let getsNext = 0;
+  const keyNext = `cluster/srv/wals/0000000100000000/${names[1]}`;
+  let proxy: { url: string; close: () => Promise<void> };
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    await createS3Bucket(moto.url, 'asyncrefused');
+    const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
+    for (const [i, n] of names.entries()) {
+      writeFileSync(join(src, n), contents[i]!);
+      const r = await runBin('barman-cloud-wal-archive', ['--endpoint-url', moto.url, url, 'srv', join(src, n)], { env: cleanEnv(MOTO_ENV) });
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    }
+    const store = await openMotoStore(moto, 'asyncrefused');
+    try {
+      await store.put(key, wrong);
+    } finally {
+      await store.close();
+    }
+    const port = Number(new URL(moto.url).port);
+    const isGet = (r: { method: string; url: string }, k: string) => r.method === 'GET' && r.url.split('?')[0]!.endsWith(`/${k}`);
+    proxy = await startS3Proxy(port, (r) => denyNext && isGet(r, keyNext), undefined, {
+      // Counted as asked for: a refused download is cut off, so its answer may never end.
+      hold: (r) => {
+        if (isGet(r, key)) gets++;
+        if (isGet(r, keyNext)) getsNext++;
+        return undefined;
+      },
+    });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await moto?.stop();
+  });
+
+  const args = (rec: ReturnType<typeof recoveryDir>, n: string) => ['--async', '--parallel', '4', '--endpoint-url', proxy.url, url, 'srv', n, rec.dest];
+  const workerLog = (rec: ReturnType<typeof recoveryDir>) => readFileSync(join(rec.restoreDir()!, 'worker.log'), 'utf8');
+
+  it('the prefetcher downloads it once, says so once, and not again while it is unchanged; the call for it gets the refusal (exit 4)', async () => {
+    const rec = recoveryDir();
+    const first = await runProcess(bin, args(rec, names[0]!), { env: toolEnv(), timeoutMs: 60_000 });
+    expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+    const pid = rec.workerPid();
+    workers.push(pid);
+    const spooled = (n: string) => existsSync(join(rec.restoreDir()!, n));
+    await until('the segments around it prefetched', () => spooled(names[1]!) && spooled(names[3]!), 20_000);
+    await until('the refusal', () => gets > 0, 20_000);
+    const before = gets;
+    // Recovery stays on the segment before it: the prefetcher keeps the refused segment in its window.
+    await sleep(10_000);
+    expect(alive(pid)).toBe(true);
+    expect({ before, after: gets }).toEqual({ before: 1, after: 1 });
+    expect(spooled(damaged)).toBe(false);
+    expect(workerLog(rec).match(/WARNING.*/g)?.filter((l) => l.includes(damaged))).toEqual([expect.stringMatching(/is another segment/)]);
+    // PostgreSQL's call for it downloads it itself and gets the refusal, as from a one-shot call.
+    const call = await runProcess(bin, args(rec, damaged), { env: toolEnv(), timeoutMs: 60_000 });
+    expect(call.code).toBe(4);
+    expect(call.stderr.trim().split('\n')).toHaveLength(1);
+    expect(call.stderr).toMatch(/is another segment/);
+    expect(sha(readFileSync(rec.dest))).toBe(sha(contents[0]!));
+    process.kill(pid, 'SIGKILL');
+  }, 90_000);
+
+  it('once archived again correctly it is fetched and handed over byte-identical', async () => {
+    const rec = recoveryDir();
+    const first = await runProcess(bin, args(rec, names[0]!), { env: toolEnv(), timeoutMs: 60_000 });
+    expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+    workers.push(rec.workerPid());
+    await until('the refusal logged', () => existsSync(join(rec.restoreDir()!, 'worker.log')) && workerLog(rec).includes('is another segment'), 20_000);
+    // A later last-modified time (whole seconds on some stores) and the right content.
+    await sleep(1_100);
+    const store = await openMotoStore(moto, 'asyncrefused');
+    try {
+      await store.delete(key);
+      await store.put(key, contents[2]!);
+    } finally {
+      await store.close();
+    }
+    await until('the segment prefetched', () => existsSync(join(rec.restoreDir()!, damaged)), 15_000);
+    for (const [i, n] of names.entries()) {
+      if (i === 0) continue;
+      const r = await runProcess(bin, args(rec, n), { env: toolEnv(NO_NODE) });
+      expect({ n, code: r.code, stderr: r.stderr }).toEqual({ n, code: 0, stderr: '' });
+      expect(sha(readFileSync(rec.dest))).toBe(sha(contents[i]!));
+    }
+  }, 90_000);
+
+  it('a download that fails is tried again less and less often, and the segment arrives once the store answers', async () => {
+    const rec = recoveryDir();
+    denyNext = true;
+    getsNext = 0;
+    try {
+      const first = await runProcess(bin, args(rec, names[0]!), { env: toolEnv(), timeoutMs: 60_000 });
+      expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+      workers.push(rec.workerPid());
+      await until('the first failure', () => getsNext > 0, 20_000);
+      // Every second for 12 s before; now after 1, 2, 4 and 8 s.
+      await sleep(12_000);
+      expect(getsNext).toBeGreaterThanOrEqual(3);
+      expect(getsNext).toBeLessThanOrEqual(5);
+      expect(workerLog(rec)).toMatch(new RegExp(`Prefetch of ${names[1]} failed: .*; tried again in 4 s`));
+    } finally {
+      denyNext = false;
+    }
+    await until('the segment prefetched', () => existsSync(join(rec.restoreDir()!, names[1]!)), 20_000);
+    const r = await runProcess(bin, args(rec, names[1]!), { env: toolEnv(NO_NODE) });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(sha(readFileSync(rec.dest))).toBe(sha(contents[1]!));
+  }, 90_000);
 });

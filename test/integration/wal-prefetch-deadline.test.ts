@@ -1,6 +1,8 @@
 // The prefetcher's download deadline (four read timeouts) with the longest --read-timeout the CLI
 // keeps: Node's timers hold at most 2^31 − 1 ms and fire at once past it, which abandoned every
-// download the moment it started. Run on the directory store, through runPrefetcher itself.
+// download the moment it started. And a refused object is downloaded once while it is unchanged
+// (docs/commands/wal-restore.md#prefetch-failures). Run on the directory store, through
+// runPrefetcher itself.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +44,7 @@ it('keeps downloading when the deadline is past what a timer holds: every segmen
   const store = new FileObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
   try {
     await runPrefetcher(store, new ServerLayout('', 'srv'), new RestoreSpool(spoolDir), {
-      ahead: 3, segmentSize: SEGMENT, idleMs: 1_500, missRetryMs: 200, downloadDeadlineMs: 4 * LONGEST_TIMER_MS,
+      ahead: 3, segmentSize: SEGMENT, idleMs: 1_500, missRetryMs: 200, failRetryMaxMs: 1_000, downloadDeadlineMs: 4 * LONGEST_TIMER_MS,
     });
   } finally {
     setLogSink((l) => process.stderr.write(l));
@@ -53,4 +55,45 @@ it('keeps downloading when the deadline is past what a timer holds: every segmen
     expect(existsSync(join(spoolDir, n)), n).toBe(true);
     expect(readFileSync(join(spoolDir, n)).equals(segment(n)), n).toBe(true);
   }
+}, 30_000);
+
+it('downloads a refused object once while it is unchanged, and again once it changed: then it arrives', async () => {
+  const root = join(dir, 'store-refused');
+  const wals = join(root, 'srv', 'wals', '0000000100000000');
+  mkdirSync(wals, { recursive: true });
+  for (const n of NAMES) writeFileSync(join(wals, n), segment(n));
+  // The third segment's object holds the fourth: its page header names another segment.
+  const damaged = NAMES[2]!;
+  writeFileSync(join(wals, damaged), segment(NAMES[3]!));
+  const spoolDir = join(dir, 'spool-refused');
+  mkdirSync(spoolDir, { mode: 0o700 });
+  writeFileSync(join(spoolDir, 'want'), NAMES[0]!);
+  const lines: string[] = [];
+  setLogSink((l) => lines.push(l));
+  const files = new FileObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
+  // The directory store itself, its reads of the damaged object counted.
+  let gets = 0;
+  const store = Object.create(files) as FileObjectStore;
+  store.get = (key, options) => {
+    if (key.endsWith(damaged)) gets++;
+    return files.get(key, options);
+  };
+  let getsWhileDamaged = -1;
+  const fixed = (async () => {
+    await new Promise((r) => setTimeout(r, 2_500)); // twelve retry times of 200 ms
+    getsWhileDamaged = gets;
+    writeFileSync(join(wals, damaged), segment(damaged)); // archived again: a new size or time
+  })();
+  try {
+    await runPrefetcher(store, new ServerLayout('', 'srv'), new RestoreSpool(spoolDir), {
+      ahead: 3, segmentSize: SEGMENT, idleMs: 4_000, missRetryMs: 200, failRetryMaxMs: 1_000, downloadDeadlineMs: 60_000,
+    });
+  } finally {
+    setLogSink((l) => process.stderr.write(l));
+    await fixed;
+    await files.close();
+  }
+  expect(getsWhileDamaged).toBe(1);
+  expect(lines.filter((l) => / WARNING: /.test(l))).toEqual([expect.stringMatching(new RegExp(`Prefetch of ${damaged} refused: .* is another segment`))]);
+  for (const n of NAMES.slice(1)) expect(readFileSync(join(spoolDir, n)).equals(segment(n)), n).toBe(true);
 }, 30_000);

@@ -150,7 +150,7 @@ describe.each(targets)('wal-restore of a segment without its long page header (%
     const spool = mkdtempSync(join(work, 'spool-'));
     const first = await restore(FIRST, ['--async', '--parallel', '9'], spool);
     expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
-    // a failed download is a hole the prefetcher does not look past (src/wal/async.ts): it tries the
+    // a refused download is a hole the prefetcher does not look past (src/wal/async.ts): it tries the
     // first damaged segment, and leaves it out of the spool
     const log = () => {
       const at = readdirSync(spool, { recursive: true }).map(String).find((p) => p.endsWith('worker.log'));
@@ -158,7 +158,7 @@ describe.each(targets)('wal-restore of a segment without its long page header (%
     };
     const [hole] = damaged[0]!;
     const end = Date.now() + 30_000;
-    while (!(filesUnder(spool).includes(hole) || log().includes(`Prefetch of ${hole} failed`))) {
+    while (!(filesUnder(spool).includes(hole) || log().includes(`Prefetch of ${hole} refused`))) {
       if (Date.now() > end) throw new Error(`the prefetcher did not try ${hole}: ${filesUnder(spool).join(' ')}`);
       await sleep(50);
     }
@@ -172,7 +172,7 @@ describe.each(targets)('wal-restore of a segment without its long page header (%
       expect(errors(r.stderr)[0]).toMatch(refusal(name, suffix));
       expect(readdirSync(r.walDir)).toEqual([]);
     }
-    // the prefetcher asks again for the hole each second until idle: stopped here, before its spool is removed
+    // the prefetcher lists the hole again each second until idle: stopped here, before its spool is removed
     const pidFile = readdirSync(spool, { recursive: true }).map(String).find((p) => p.endsWith('worker.pid'));
     const pid = pidFile ? Number(readFileSync(join(spool, pidFile), 'utf8')) : 0;
     if (pid > 0) {

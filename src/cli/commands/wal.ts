@@ -235,6 +235,7 @@ export const walRestore: CommandModule<'wal-restore'> = {
           segmentSize: opts['wal-segment-size'],
           idleMs: WORKER_IDLE_MS,
           missRetryMs: 1_000,
+          failRetryMaxMs: 60_000,
           // A segment trickling in for four read timeouts is given up (a stall ends sooner, in ~2).
           downloadDeadlineMs: 4 * resolved.config.retry.readTimeoutMs,
           identities,
