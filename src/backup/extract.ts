@@ -56,6 +56,9 @@ export const notExtractedFile = (name: string, linkname: string) =>
 /** Any other failure to extract a member. */
 class ExtractError extends GeneralError {}
 
+/** Member types restore skips, leaving whatever is at the name (also what verify skips: src/verify/). */
+export const SKIPPED_TYPES: ReadonlySet<string> = new Set(['fifo', 'character-device', 'block-device']);
+
 /** Which archive a refusal names: restore's words, and verify's (src/verify/verify.ts). */
 export const ofTablespace = (t: { name: string; oid: number }) => `from the archive of tablespace ${t.name} (${t.oid})`;
 
@@ -370,7 +373,7 @@ class TarExtractor {
 
     if (parts.length === 0) throw new ExtractError(`Cannot extract '${name}' as a ${header.type}: it names the destination`);
 
-    if (header.type === 'fifo' || header.type === 'character-device' || header.type === 'block-device') {
+    if (SKIPPED_TYPES.has(header.type ?? 'file')) {
       stream.resume();
       log.warning(`Skipping '${name}': ${header.type === 'fifo' ? 'FIFOs' : 'device nodes'} are not restored (a data directory never needs them)`);
       this.stats.skipped++;

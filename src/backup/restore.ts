@@ -291,9 +291,9 @@ export async function restoreBackup(
     return { name: ts.name, oid: ts.oid, dir: relocated ? realpathLoose(relocated) : ts.location };
   });
   checkTablespaceTargets(dataDir, tablespaces);
-  const targets: { base: string; dir: string; oid?: number; tablespace?: { name: string; oid: number } }[] = [
+  const targets: { base: string; dir: string; tablespace?: { name: string; oid: number } }[] = [
     { base: 'data', dir: dataDir },
-    ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, oid: t.oid, tablespace: { name: t.name, oid: t.oid } })),
+    ...tablespaces.map((t) => ({ base: String(t.oid), dir: t.dir, tablespace: t })),
   ];
   for (const t of targets) await assertEmptyOrMissing(t.dir);
   const release = await claimDestination(dataDir);
@@ -414,8 +414,8 @@ export async function restoreBackup(
     // pg_tblspc itself too, tablespaces or not: PostgreSQL makes its links in there.
     ensureDirectory(join(dataDir, 'pg_tblspc'));
     for (const p of plan) {
-      if (p.oid === undefined) continue;
-      replaceSymlink(join(dataDir, 'pg_tblspc', String(p.oid)), p.dir);
+      if (p.tablespace === undefined) continue;
+      replaceSymlink(join(dataDir, 'pg_tblspc', String(p.tablespace.oid)), p.dir);
     }
     ensureDirectory(join(dataDir, (backup.version ?? 0) < 100000 ? 'pg_xlog' : 'pg_wal'));
 

@@ -4,12 +4,9 @@
 // to anything but a regular file extracted earlier from the same archive, a link target it
 // refuses), and the first member written through each link member, whose place the names alone
 // cannot tell (docs/commands/verify.md#as-on-disk).
-import { memberPathComponents, notExtractedFile, refuseUndecodable, UnsafeArchiveMemberError } from '../backup/extract.js';
+import { memberPathComponents, notExtractedFile, refuseUndecodable, SKIPPED_TYPES, UnsafeArchiveMemberError } from '../backup/extract.js';
 import type { MemberRecord } from './archive.js';
 import type { ProblemKind } from './report.js';
-
-/** Types restore skips without touching what is at the name. */
-const SKIPPED = new Set(['fifo', 'character-device', 'block-device']);
 
 /** What a member leaves at its name: a hard link is a regular file as restore sees it. */
 type Kind = 'directory' | 'file' | 'symlink';
@@ -21,15 +18,21 @@ export interface Refusal {
 
 const cannot = (message: string): Refusal => ({ kind: 'unextractable-member', message });
 
-/** restore's refusal of a link target, with its words; undefined when it accepts the name. */
-function refusedTarget(check: () => void): Refusal | undefined {
+/** restore's words when one of its name checks (src/backup/extract.ts) refuses; undefined when it accepts. */
+export function unsafeRefusal(check: () => void): string | undefined {
   try {
     check();
     return undefined;
   } catch (e) {
-    if (e instanceof UnsafeArchiveMemberError) return { kind: 'unsafe-member', message: e.message };
+    if (e instanceof UnsafeArchiveMemberError) return e.message;
     throw e;
   }
+}
+
+/** restore's refusal of a link target as a problem; undefined when it accepts the name. */
+function refusedTarget(check: () => void): Refusal | undefined {
+  const message = unsafeRefusal(check);
+  return message === undefined ? undefined : { kind: 'unsafe-member', message };
 }
 
 export class ArchiveTree {
@@ -48,7 +51,7 @@ export class ArchiveTree {
     const { name, type } = member;
     const parts = memberPathComponents(name);
     if (parts.length === 0) return type === 'directory' ? undefined : cannot(`Cannot extract '${name}' as a ${type}: it names the destination`);
-    if (SKIPPED.has(type)) return undefined;
+    if (SKIPPED_TYPES.has(type)) return undefined;
     for (let i = 1; i < parts.length; i++) {
       const above = parts.slice(0, i).join('/');
       const kind = this.kinds.get(above);

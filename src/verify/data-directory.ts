@@ -12,14 +12,12 @@ import {
   outsideVersionDirectory, unlistedTablespaceLink,
 } from '../backup/archive-identity.js';
 import type { BackupInfo } from '../catalog/backup-info.js';
-import { memberPathComponents, ofTablespace } from '../backup/extract.js';
+import { memberPathComponents, ofTablespace, SKIPPED_TYPES } from '../backup/extract.js';
 import type { MemberRecord } from './archive.js';
 import type { Problem } from './report.js';
 
 /** Types restore writes with their content: regular files, and as tarfile does, any unknown type. */
 const NOT_FILES = new Set(['directory', 'symlink', 'link']);
-/** Types restore skips without touching what is at the name (src/backup/extract.ts). */
-const SKIPPED = new Set(['fifo', 'character-device', 'block-device']);
 
 /** A member's path as restore resolves it against the data directory ('' and '.' components dropped). */
 const pathOf = (name: string) => name.split('/').filter((p) => p !== '' && p !== '.').join('/');
@@ -29,7 +27,7 @@ const pathOf = (name: string) => name.split('/').filter((p) => p !== '' && p !==
  * refused as soon as it is read, whatever comes after it (restore names the part as unreadable).
  */
 export function oversizedControlFile(member: MemberRecord): string | undefined {
-  if (member.size <= CONTROL_FILE_MAX_BYTES || NOT_FILES.has(member.type) || SKIPPED.has(member.type) || pathOf(member.name) !== CONTROL_FILE) {
+  if (member.size <= CONTROL_FILE_MAX_BYTES || NOT_FILES.has(member.type) || SKIPPED_TYPES.has(member.type) || pathOf(member.name) !== CONTROL_FILE) {
     return undefined;
   }
   return `member '${member.name}' is over ${CONTROL_FILE_MAX_BYTES} bytes: not a PostgreSQL control file`;
@@ -52,7 +50,7 @@ export class DataDirectoryView {
 
   /** One member of the data archive, in archive order. */
   add(member: MemberRecord, content?: Buffer): void {
-    if (SKIPPED.has(member.type)) return;
+    if (SKIPPED_TYPES.has(member.type)) return;
     const path = pathOf(member.name);
     const parts = path.split('/');
     if (path === BACKUP_LABEL || path === CONTROL_FILE || (parts.length === 2 && parts[0] === 'pg_tblspc')) {

@@ -13,14 +13,14 @@ import { CompressionFormatError, codecFromSuffix, loadCodec, type Codec } from '
 import { decryptBuffer, decryptStream, isEncryptedName, stripAgeSuffix, type AgeIdentities } from '../encryption/age.js';
 import { unencryptedRefused } from '../encryption/names.js';
 import { checkIdentities } from '../backup/restore.js';
-import { memberPathComponents, UnsafeArchiveMemberError } from '../backup/extract.js';
+import { memberPathComponents } from '../backup/extract.js';
 import type { ObjectStore } from '../storage/types.js';
 import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
 import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
 import { DataDirectoryView, TablespaceView, oversizedControlFile } from './data-directory.js';
-import { ArchiveTree } from './archive-tree.js';
+import { ArchiveTree, unsafeRefusal } from './archive-tree.js';
 import { CONTROL_FILE } from '../backup/archive-identity.js';
 import type { BackupResult, Problem, VerifyReport, WalResult } from './report.js';
 import {
@@ -272,15 +272,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
  * Why restore refuses to extract a member for its name (absolute, `..`, NUL, not UTF-8:
  * src/backup/extract.ts), if it does: such a backup does not restore, so verify cannot call it OK.
  */
-function unsafeMemberName(name: string): string | undefined {
-  try {
-    memberPathComponents(name);
-    return undefined;
-  } catch (e) {
-    if (e instanceof UnsafeArchiveMemberError) return e.message;
-    throw e;
-  }
-}
+const unsafeMemberName = (name: string) => unsafeRefusal(() => memberPathComponents(name));
 
 interface WalIndex {
   /** Segment names (upper-case) with at least one object. */
