@@ -62,6 +62,12 @@ function fileStore(dir, work) {
     /** Shell text of one bare put/get with $1 = local file, $2 = key, for xargs loops. */
     putShell: (bucket) => `mkdir -p "$(dirname "${dir}/${bucket}/$2")" && cp "$1" "${dir}/${bucket}/$2" && sync "${dir}/${bucket}/$2"`,
     getShell: (bucket) => `cp "${dir}/${bucket}/$2" "$1"`,
+    /**
+     * The same with the codec's work our calls do (test/bench/wal.mjs, same-work floors): `lz4 -1`
+     * of $1 into the store, synced; `lz4 -d` of the object into $1, synced (the prefetcher syncs).
+     */
+    lz4PutShell: (bucket) => `mkdir -p "$(dirname "${dir}/${bucket}/$2")" && lz4 -1 -q -f "$1" "${dir}/${bucket}/$2" && sync "${dir}/${bucket}/$2"`,
+    lz4GetShell: (bucket) => `lz4 -d -q -f "${dir}/${bucket}/$2" "$1" && sync "$1"`,
     work,
   };
 }
@@ -102,6 +108,11 @@ function s3Store({ name, url, sslPort, keys, ca, work, stop, note, pid, pgid, co
     getArgs: (bucket, key, out) => ['curl', [...curl, '-o', out, `${url}/${bucket}/${key}`]],
     putShell: (bucket) => `curl ${curl.map(q).join(' ')} -o /dev/null -T "$1" "${url}/${bucket}/$2"`,
     getShell: (bucket) => `curl ${curl.map(q).join(' ')} -o "$1" "${url}/${bucket}/$2"`,
+    // PutObject needs a length (no chunked `curl -T -`): `lz4 -1 -c` into a temp file in `tmp`
+    // first. sh has no pipefail: a failed GET leaves lz4 an empty input, which it decodes to an
+    // empty file with status 0, so the caller checks the decoded sizes.
+    lz4PutShell: (bucket, tmp) => `t=${q(tmp)}/$$ && lz4 -1 -q -c "$1" > "$t" && curl ${curl.map(q).join(' ')} -o /dev/null -T "$t" "${url}/${bucket}/$2" && rm -f "$t"`,
+    lz4GetShell: (bucket) => `curl ${curl.map(q).join(' ')} "${url}/${bucket}/$2" | lz4 -d -q -c > "$1" && sync "$1"`,
   };
 }
 
