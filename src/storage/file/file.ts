@@ -165,6 +165,14 @@ export class FileObjectStore implements ObjectStore {
    * otherwise be used (docs/format.md#file-store-links). Returns that real path; Linux names the file of a
    * descriptor in /proc/self/fd; without procfs (null) only the check before the open stands.
    */
+  /** src/regular-file.ts's check for the file opened for `key`: it must lie inside the root (else it throws). */
+  private refuseOutside(key: string): (stats: unknown, fd: number) => Promise<null> {
+    return async (_stats, fd) => {
+      await this.assertOpenedInside(fd, key);
+      return null;
+    };
+  }
+
   private async assertOpenedInside(fd: number, key: string): Promise<string | null> {
     let real: string;
     try {
@@ -251,10 +259,7 @@ export class FileObjectStore implements ObjectStore {
     await this.assertInside(dirname(p), key, true);
     let opened: Awaited<ReturnType<typeof openRegularFile>>;
     try {
-      opened = await openRegularFile(p, async (_stats, fd) => {
-        await this.assertOpenedInside(fd, key);
-        return null;
-      });
+      opened = await openRegularFile(p, this.refuseOutside(key));
     } catch (e) {
       if (isErrno(e, 'ENOTDIR', 'EISDIR')) {
         await this.assertRoot();
@@ -401,10 +406,7 @@ export class FileObjectStore implements ObjectStore {
     try {
       // as for objects: a link or anything but a regular file is no tag file
       // (docs/format.md#file-store-links); and at most TAGS_MAX_BYTES of it.
-      const tags = await readRegularFile(this.tagsPath(key), TAGS_MAX_BYTES, async (_stats, fd) => {
-        await this.assertOpenedInside(fd, key);
-        return null;
-      });
+      const tags = await readRegularFile(this.tagsPath(key), TAGS_MAX_BYTES, this.refuseOutside(key));
       if (!tags) return [];
       if (tags.content.length > TAGS_MAX_BYTES) throw new StorageError(`cannot read tags of ${key}: the tag file is larger than ${TAGS_MAX_BYTES} bytes`);
       return JSON.parse(tags.content.toString('utf8')) as Tag[];
