@@ -21,12 +21,13 @@ export interface ProxiedRequest {
   body: Buffer;
 }
 
-/** An S3 error answer other than the default 403 AccessDenied; or, with `page`, that page (text/html) in its place. */
+/** An S3 error answer other than the default 403 AccessDenied; or, with `page`, that page (text/html, or `type`) in its place. */
 export interface S3Refusal {
   status: number;
   code: string;
   message: string;
   page?: string;
+  type?: string;
 }
 
 /** Whether a request deletes WAL objects: a DELETE under wals/, or a bulk delete naming one. */
@@ -63,8 +64,8 @@ export async function startS3Proxy(
       const answer = () => {
         const refusal = refuse(r);
         if (refusal) {
-          const { status, code, message, page } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied', page: undefined } : refusal;
-          res.writeHead(status, { 'content-type': page === undefined ? 'application/xml' : 'text/html' });
+          const { status, code, message, page, type } = refusal === true ? { status: 403, code: 'AccessDenied', message: 'Access Denied', page: undefined, type: undefined } : refusal;
+          res.writeHead(status, { 'content-type': page === undefined ? 'application/xml' : type ?? 'text/html' });
           res.end(r.method === 'HEAD' ? undefined : page ?? `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`);
           return;
         }

@@ -19,6 +19,8 @@ import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate } 
 import { hex8 } from '../../src/xlog.ts';
 
 const PAGE = '<!doctype html><html><head><title>Console</title></head><body><div id="root"></div></body></html>';
+const EMPTY_RESULT = '<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>';
+const isBulkDelete = (r: ProxiedRequest) => r.method === 'POST' && /[?&]delete(=|&|$)/.test(r.url);
 const pageFor = (match: (r: ProxiedRequest) => boolean) => (r: ProxiedRequest) => match(r) && { status: 200, code: '', message: '', page: PAGE };
 
 /** Where a command is sent: the lean client with the proxy as endpoint, or the SDK with it as HTTP_PROXY. */
@@ -43,10 +45,10 @@ describe('DeleteObjects answered by a web page', () => {
     await moto?.stop();
   });
 
-  /** Two DONE backups of `server`, the older with two WAL segments of its own. */
-  async function seed(server: string, into: ObjectStore = store): Promise<string[]> {
+  /** `count` DONE backups of `server`, one a day, each with two WAL segments of its own. */
+  async function seed(server: string, into: ObjectStore = store, count = 2, keep: Record<number, string> = {}): Promise<string[]> {
     const objects = new Map<string, string>();
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < count; i++) {
       const when = new Date(Date.UTC(2026, 0, 1 + i));
       const id = when.toISOString().slice(0, 19).replace(/[-:]/g, '');
       const info = newBackupInfo(id, {
@@ -55,6 +57,7 @@ describe('DeleteObjects answered by a web page', () => {
       });
       objects.set(`${server}/base/${id}/backup.info`, serializeBackupInfo(info));
       objects.set(`${server}/base/${id}/data.tar`, `data ${id}`);
+      if (keep[i]) objects.set(`${server}/base/${id}/annotations/keep`, keep[i]);
       for (const p of [1 + 2 * i, 2 + 2 * i]) objects.set(`${server}/wals/${wal(p).slice(0, 16)}/${wal(p)}`, `wal ${p}`);
     }
     await uploadObjects(into, 'pg', objects);
@@ -65,7 +68,7 @@ describe('DeleteObjects answered by a web page', () => {
     const server = `srv${proxies.length}`;
     const before = await seed(server);
     expect(before).toHaveLength(8);
-    const proxy = await startS3Proxy(moto.port, pageFor((r) => r.method === 'POST' && /[?&]delete(=|&|$)/.test(r.url)));
+    const proxy = await startS3Proxy(moto.port, pageFor(isBulkDelete));
     proxies.push(proxy);
     const at = through(client, moto, proxy, 's3://deletes/pg');
     const r = await runBin('barman-cloud-backup-delete', ['-b', '20260101T000000', ...at.args, server], { env: cleanEnv(at.env) });
@@ -99,17 +102,55 @@ describe('DeleteObjects answered by a web page', () => {
     }
   });
 
-  it('an answer that leaves a key out: that key is a failed deletion, not a deleted one', async () => {
+  // Quiet: the answer names only failures, and a listing after it must show none of the keys left.
+  it.each(['lean client', 'SDK, through a proxy'])('%s: a quiet answer of a request that deleted nothing: one line, and the backups stay whole', async (client) => {
+    const server = `srv${proxies.length}`;
+    const before = await seed(server, store, 3);
+    // a true DeleteResult, empty as a quiet one is when nothing failed; the request never reaches moto
+    const proxy = await startS3Proxy(moto.port, (r) => isBulkDelete(r) && { status: 200, code: '', message: '', page: EMPTY_RESULT, type: 'application/xml' });
+    proxies.push(proxy);
+    const at = through(client, moto, proxy, 's3://deletes/pg');
+    const r = await runBin('barman-cloud-backup-delete', ['-r', 'REDUNDANCY 1', ...at.args, server], { env: cleanEnv(at.env) });
+    expect(r.code, r.stderr).toBe(1);
+    // one batch: the data archives of both backups
+    expect(r.stderr).toMatch(/all 2 objects are still listed after the request, so none is known to be deleted/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await objectKeys(store, `pg/${server}`)).toEqual(before);
+  });
+
+  it('a key the store did not delete (the request lost it on the way): that key is a failed deletion', async () => {
     const server = `srv${proxies.length}`;
     await seed(server);
-    // moto deletes every key; the answer loses the entry naming the first WAL segment (deleted in a batch with the second)
-    const proxy = await startAnswerProxy(moto.port, (req, a) => (req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url)
-      ? { ...a, body: Buffer.from(a.body.toString('utf8').replace(new RegExp(`<Deleted>(?:(?!</Deleted>)[\\s\\S])*?${wal(1)}</Key>[\\s\\S]*?</Deleted>`), '')) }
-      : a));
+    // the first WAL segment's key changed in the request (same length), so moto deletes only the second
+    const lost = `${server}/wals/${wal(1).slice(0, 16)}/${wal(1)}`;
+    const proxy = await startS3Proxy(moto.port, () => false, (r) => (isBulkDelete(r) ? Buffer.from(r.body.toString('latin1').replace(`${lost}</Key>`, `${lost.slice(0, -1)}X</Key>`), 'latin1') : r.body));
     proxies.push(proxy);
     const r = await runBin('barman-cloud-backup-delete', ['-b', '20260101T000000', '--endpoint-url', proxy.url, 's3://deletes/pg', server], { env: cleanEnv(MOTO_ENV) });
     // (the WAL cleanup's failure is logged and the command goes on, as barman's: exit 0)
-    expect(r.stderr).toMatch(new RegExp(`ERROR: Deletion of object pg/${server}/wals/${wal(1).slice(0, 16)}/${wal(1)} failed: the DeleteObjects answer does not name this object`));
+    expect(r.stderr).toMatch(new RegExp(`ERROR: Deletion of object pg/${lost} failed: the object is still listed after the DeleteObjects request`));
+    expect(r.stderr).not.toMatch(new RegExp(`Deletion of object pg/.*${wal(2)} failed`));
+    expect(await objectKeys(store, `pg/${server}/wals`)).toEqual([1, 3, 4].map((p) => `${wal(p).slice(0, 16)}/${wal(p)}`));
+  });
+
+  it('a batch whose keys have kept objects between them: all of it deleted, no failure reported', async () => {
+    const server = `srv${proxies.length}`;
+    // the second of four backups is kept standalone: its WAL (3, 4) stays, between WAL 1-2 and 5-6 which go
+    const before = await seed(server, store, 4, { 1: 'standalone' });
+    const batches: string[][] = [];
+    const proxy = await startS3Proxy(moto.port, (r) => {
+      if (isBulkDelete(r)) batches.push([...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!));
+      return false;
+    });
+    proxies.push(proxy);
+    const r = await runBin('barman-cloud-backup-delete', ['-r', 'REDUNDANCY 1', '--endpoint-url', proxy.url, 's3://deletes/pg', server], { env: cleanEnv(MOTO_ENV) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const walKey = (p: number) => `wals/${wal(p).slice(0, 16)}/${wal(p)}`;
+    expect(batches).toContainEqual([1, 2, 5, 6].map((p) => `pg/${server}/${walKey(p)}`));
+    const gone = new Set(batches.flat().map((k) => k.slice(`pg/${server}/`.length)));
+    expect([...gone].filter((k) => !before.includes(k))).toEqual([]);
+    expect(await objectKeys(store, `pg/${server}`)).toEqual(before.filter((k) => !gone.has(k)));
+    expect(gone.has(walKey(3)) || gone.has(walKey(4))).toBe(false);
   });
 });
 

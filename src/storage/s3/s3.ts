@@ -67,6 +67,8 @@ import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body
 import { PageChain } from '../pages.js';
 
 const MAX_DELETE_BATCH = 1000;
+/** Pages of 1,000 keys the check after a quiet DeleteObjects reads before it starts again just before the next key of the batch. */
+const CHECK_PAGES_BEFORE_SEEK = 4;
 /** DeleteObjects requests one deleteMany() keeps in flight. */
 const DELETE_BATCHES_IN_FLIGHT = 4;
 const MAX_SOCKETS = 50;
@@ -334,6 +336,29 @@ export class S3ObjectStore implements ObjectStore {
     });
     this.installDebugLog();
     this.installDeleteObjectsMd5();
+    this.installDeleteResultCheck();
+  }
+
+  /**
+   * A 2xx answer to DeleteObjects must be a DeleteResult: a quiet one names no deleted key, so a web
+   * page answered with 200 would read as a deletion without failures (docs/format.md#result-answers).
+   * The SDK's parser keeps no root element's name, so the raw answer is looked at here, before it.
+   */
+  private installDeleteResultCheck(): void {
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const res = result.response as { statusCode?: number; body?: unknown } | undefined;
+        if (context.commandName !== 'DeleteObjectsCommand' || !res || !res.statusCode || res.statusCode < 200 || res.statusCode >= 300) return result;
+        const body = res.body instanceof Uint8Array ? Buffer.from(res.body) : res.body ? await readWhole(res.body as AsyncIterable<unknown>) : Buffer.alloc(0);
+        res.body = body;
+        if (!DELETE_RESULT.test(body.subarray(0, 1024).toString('utf8'))) {
+          throw new StorageError(noneDeleted(res.statusCode, 'is not a DeleteResult and names none of the objects'));
+        }
+        return result;
+      },
+      { step: 'deserialize', name: 'barmanCloudDeleteResult', priority: 'low' },
+    );
   }
 
   /**
@@ -669,24 +694,27 @@ export class S3ObjectStore implements ObjectStore {
 
   /** One DeleteObjects request (or one DELETE per key where the store refuses it): the keys that failed. */
   private async deleteBatch(batch: string[]): Promise<{ key: string; message: string }[]> {
+    // Quiet, then a listing must show that none of the keys is left (docs/format.md#result-answers);
+    // a directory bucket lists neither in order nor from a given key, so there the answer must name each.
+    const quiet = !isDirectoryBucket(this.bucket);
+    let failed: { key: string; message: string }[];
     try {
-      // Not quiet: a key counts as deleted only where the answer says so (docs/format.md#result-answers).
       const out = await this.client.send(
         new DeleteObjectsCommand({
           Bucket: this.bucket,
-          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: quiet },
         }),
       );
+      // (an answer that is not a DeleteResult at all was refused by installDeleteResultCheck)
       const answered = new Set<string>();
       for (const d of out.Deleted ?? []) if (d.Key !== undefined) answered.add(d.Key);
-      const failed = (out.Errors ?? []).filter((e) => e.Key !== undefined && (answered.add(e.Key), e.Code !== 'NoSuchKey'));
-      if (answered.size === 0) {
-        throw new StorageError(`S3 delete-objects: the answer (HTTP ${out.$metadata.httpStatusCode ?? '?'}) names none of the objects, so none is known to be deleted`);
+      failed = (out.Errors ?? [])
+        .filter((e) => e.Key !== undefined && (answered.add(e.Key), e.Code !== 'NoSuchKey'))
+        .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
+      if (!quiet) {
+        if (answered.size === 0) throw new StorageError(noneDeleted(out.$metadata.httpStatusCode, 'names none of the objects'));
+        return [...failed, ...batch.filter((key) => !answered.has(key)).map((key) => ({ key, message: 'the DeleteObjects answer does not name this object' }))];
       }
-      return [
-        ...failed.map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) })),
-        ...batch.filter((key) => !answered.has(key)).map((key) => ({ key, message: 'the DeleteObjects answer does not name this object' })),
-      ];
     } catch (err) {
       if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
       log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
@@ -701,6 +729,61 @@ export class S3ObjectStore implements ObjectStore {
       }
       return failed;
     }
+    const named = new Set(failed.map((f) => f.key));
+    const left = await this.stillListed(batch);
+    if (failed.length === 0 && left.length === batch.length) {
+      throw new StorageError(`S3 delete-objects: ${batch.length === 1 ? 'the object is' : `all ${batch.length} objects are`} still listed after the request, so none is known to be deleted`);
+    }
+    return [...failed, ...left.filter((key) => !named.has(key)).map((key) => ({ key, message: 'the object is still listed after the DeleteObjects request' }))];
+  }
+
+  /**
+   * The keys of `batch` that a listing shows after their deletion (docs/format.md#result-answers).
+   * A listing within the keys' common prefix starts just before the smallest and goes on to the
+   * first key past the largest, or to its end: one key in the common case, where the batch was a
+   * run of the listing. Where more than a few pages lie between two of the batch's keys, it starts
+   * again just before the next one not yet passed, so the requests are bounded by the batch's size
+   * and not by what the store holds between its keys.
+   */
+  private async stillListed(batch: string[]): Promise<string[]> {
+    const sorted = batch.map((key) => Buffer.from(key)).sort(Buffer.compare);
+    const last = sorted.at(-1)!;
+    const wanted = new Set(batch);
+    const prefix = commonPrefix(batch);
+    const left = new Set<string>();
+    let next = 0; // the smallest batch key the listing has not passed
+    while (next < sorted.length) {
+      const startAfter = justBefore(sorted[next]!.toString());
+      const chain = new PageChain('S3 delete-objects check');
+      let token: string | undefined;
+      let passed: Buffer | undefined; // the last key seen
+      for (let pages = 1; ; pages++) {
+        const page = await this.call('list', undefined, () =>
+          this.client.send(
+            new ListObjectsV2Command({
+              Bucket: this.bucket,
+              ...(prefix ? { Prefix: prefix } : {}),
+              // one key first (the common case needs no more), then whole pages
+              MaxKeys: token ? MAX_DELETE_BATCH : 1,
+              ...(token ? { ContinuationToken: token } : startAfter ? { StartAfter: startAfter } : {}),
+            }),
+          ),
+        );
+        if (page.IsTruncated === undefined) throw notAListing(page.$metadata.httpStatusCode, '');
+        for (const o of page.Contents ?? []) {
+          if (o.Key === undefined) continue;
+          passed = Buffer.from(o.Key);
+          if (Buffer.compare(passed, last) > 0) return [...left];
+          if (wanted.has(o.Key)) left.add(o.Key);
+        }
+        token = chain.next(page.IsTruncated === true, page.NextContinuationToken);
+        if (!token) return [...left];
+        // (only once past the next batch key: starting again there would not move on)
+        if (pages >= CHECK_PAGES_BEFORE_SEEK && passed && Buffer.compare(passed, sorted[next]!) >= 0) break;
+      }
+      while (next < sorted.length && Buffer.compare(sorted[next]!, passed!) <= 0) next++;
+    }
+    return [...left];
   }
 
   async getTags(key: string): Promise<Tag[]> {
@@ -713,6 +796,49 @@ export class S3ObjectStore implements ObjectStore {
   async close(): Promise<void> {
     this.client.destroy();
   }
+}
+
+/** The start of a DeleteObjects result: an XML declaration and comments may come before its root element. */
+const DELETE_RESULT = /^\uFEFF?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--[\s\S]*?-->\s*)*<(?:[\w.-]+:)?DeleteResult[\s/>]/;
+
+/** One line for a DeleteObjects request none of whose keys is known to be deleted. */
+function noneDeleted(status: number | undefined, what: string): string {
+  return `S3 delete-objects: the answer (HTTP ${status ?? '?'}) ${what}, so none is known to be deleted`;
+}
+
+/**
+ * S3 Express directory buckets (named `…--x-s3`) list keys in no particular order and take no
+ * start-after, so no listing there can show that a batch is gone.
+ */
+function isDirectoryBucket(bucket: string): boolean {
+  return bucket.endsWith('--x-s3');
+}
+
+/** The longest common start of `keys`, never ending inside a surrogate pair (a prefix of each in UTF-8 too). */
+function commonPrefix(keys: string[]): string {
+  let end = keys[0]!.length;
+  for (const key of keys) {
+    let i = 0;
+    while (i < end && i < key.length && key.charCodeAt(i) === keys[0]!.charCodeAt(i)) i++;
+    end = i;
+  }
+  const code = keys[0]!.charCodeAt(end - 1);
+  return keys[0]!.slice(0, code >= 0xd800 && code <= 0xdbff ? end - 1 : end);
+}
+
+/**
+ * A string that sorts (in UTF-8 bytes) before `key` and after nearly every key before it: the
+ * last character one lower, then the highest one there is. Keys between the two are possible and
+ * harmless (the check reads past them); '' where there is none to give.
+ */
+function justBefore(key: string): string {
+  const chars = [...key];
+  const lastChar = chars.pop();
+  if (lastChar === undefined) return '';
+  let code = lastChar.codePointAt(0)! - 1;
+  if (code < 0) return chars.join('');
+  if (code >= 0xd800 && code <= 0xdfff) code = 0xd7ff;
+  return chars.join('') + String.fromCodePoint(code, 0x10ffff);
 }
 
 /**
