@@ -1,6 +1,6 @@
 // Where a retention run's time goes on Ceph RGW, and paired runs of several builds (issue 14).
 //
-//   node test/bench/retention-profile.mjs [--backups 200] [--wals 40000] [--rounds 3] [BIN_DIR…]
+//   node test/bench/retention-profile.mjs [--backups 200] [--wals 40000] [--rounds 3] [--cpu-prof DIR] [BIN_DIR…]
 //
 // Each round seeds one copy of retention.mjs's catalog per build (prefixes v0/, v1/, … in a fresh
 // bucket, all seeded before any run, so that each run meets the same bucket size), then runs
@@ -8,7 +8,10 @@
 // round. Per run: wall time, our CPU (GNU time), the RGW cluster's CPU (radosgw, OSD, monitor from
 // /proc), and a profile from radosgw's own access log (beast lines: start time and latency of every
 // request), split into listing, GETs (backup.info, keep), and the DeleteObjects requests before the
-// WAL phase, during it and after it. BIN_DIR defaults to this checkout's bin/.
+// WAL phase, during it and after it; listings with a start-after (the check after a quiet
+// DeleteObjects, docs/format.md#result-answers) are a class of their own. BIN_DIR defaults to this
+// checkout's bin/. With --cpu-prof DIR, each run of ours writes a V8 CPU profile under
+// DIR/r<round>-v<build>/ (node --cpu-prof; it slows the run, so time without it).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -21,7 +24,7 @@ import { timed } from './retention-seed.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { backups: { type: 'string', default: '200' }, wals: { type: 'string', default: '40000' }, rounds: { type: 'string', default: '3' } },
+  options: { backups: { type: 'string', default: '200' }, wals: { type: 'string', default: '40000' }, rounds: { type: 'string', default: '3' }, 'cpu-prof': { type: 'string' } },
 });
 const backups = Number(values.backups);
 const wals = Number(values.wals);
@@ -64,9 +67,10 @@ function profile(lines, walStart) {
   };
   const posts = lines.filter((l) => l.method === 'POST' && /[?&]delete/.test(l.target));
   const walPosts = posts.filter((l) => l.at >= walStart);
-  const lastWalListing = Math.max(0, ...lines.filter((l) => l.method === 'GET' && /list-type=2.*prefix=[^&]*\/wals\//.test(l.target) && !/delimiter/.test(l.target)).map((l) => l.at + l.ms));
+  const lastWalListing = Math.max(0, ...lines.filter((l) => l.method === 'GET' && /list-type=2.*prefix=[^&]*\/wals\//.test(l.target) && !/delimiter|start-after/.test(l.target)).map((l) => l.at + l.ms));
   for (const l of lines) {
-    if (l.method === 'GET' && /list-type=2/.test(l.target)) add(/prefix=[^&]*\/base\//.test(l.target) ? 'list base/' : 'list wals/', l);
+    if (l.method === 'GET' && /list-type=2/.test(l.target) && /[?&]start-after=/.test(l.target)) add('list check (start-after)', l);
+    else if (l.method === 'GET' && /list-type=2/.test(l.target)) add(/prefix=[^&]*\/base\//.test(l.target) ? 'list base/' : 'list wals/', l);
     else if (l.method === 'GET' && l.target.endsWith('/backup.info')) add('GET backup.info', l);
     else if (l.method === 'GET' && /[?&]uploads/.test(l.target)) add('list uploads', l);
     else if (l.method === 'POST' && /[?&]delete/.test(l.target)) {
@@ -102,7 +106,8 @@ try {
       await new Promise((res) => setTimeout(res, 2000)); // radosgw's log and the seeding's tail settle
       const before = { all: processCpuMs(procs), rgw: processCpuMs(radosgw), osd: processCpuMs(osd) };
       const started = Date.now();
-      const run = await timed(process.execPath, [join(bins[v], 'barman-cloud-backup-delete'), '-v', '--format', 'json', '--endpoint-url', rgw.url,
+      const cpuProf = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'], `r${r + 1}-v${v}`)}`] : [];
+      const run = await timed(process.execPath, [...cpuProf, join(bins[v], 'barman-cloud-backup-delete'), '-v', '--format', 'json', '--endpoint-url', rgw.url,
         '-r', `REDUNDANCY ${Math.ceil(backups / 2)}`, `s3://${bucket}/v${v}`, 'srv'], rgw.env);
       const ended = Date.now();
       const server = { all: processCpuMs(procs) - before.all, rgw: processCpuMs(radosgw) - before.rgw, osd: processCpuMs(osd) - before.osd };
