@@ -112,8 +112,8 @@ describe('DeleteObjects answered by a web page', () => {
     const at = through(client, moto, proxy, 's3://deletes/pg');
     const r = await runBin('barman-cloud-backup-delete', ['-r', 'REDUNDANCY 1', ...at.args, server], { env: cleanEnv(at.env) });
     expect(r.code, r.stderr).toBe(1);
-    // one batch: the data archives of both backups
-    expect(r.stderr).toMatch(/all 2 objects are still listed after the request, so none is known to be deleted/);
+    // one batch (the data archives of both backups), still listed: asked again, not quietly, and that answer names none
+    expect(r.stderr).toMatch(/names none of the objects, so none is known to be deleted/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(await objectKeys(store, `pg/${server}`)).toEqual(before);
   });
@@ -127,9 +127,33 @@ describe('DeleteObjects answered by a web page', () => {
     proxies.push(proxy);
     const r = await runBin('barman-cloud-backup-delete', ['-b', '20260101T000000', '--endpoint-url', proxy.url, 's3://deletes/pg', server], { env: cleanEnv(MOTO_ENV) });
     // (the WAL cleanup's failure is logged and the command goes on, as barman's: exit 0)
-    expect(r.stderr).toMatch(new RegExp(`ERROR: Deletion of object pg/${lost} failed: the object is still listed after the DeleteObjects request`));
+    // (still listed after the quiet request, and the second, non-quiet one loses it too)
+    expect(r.stderr).toMatch(new RegExp(`ERROR: Deletion of object pg/${lost} failed: the DeleteObjects answer does not name this object`));
     expect(r.stderr).not.toMatch(new RegExp(`Deletion of object pg/.*${wal(2)} failed`));
     expect(await objectKeys(store, `pg/${server}/wals`)).toEqual([1, 3, 4].map((p) => `${wal(p).slice(0, 16)}/${wal(p)}`));
+  });
+
+  it('a listing that still shows the deleted keys (lagging behind): they are deleted again, not quietly, and no failure is reported', async () => {
+    const server = `srv${proxies.length}`;
+    const before = await seed(server);
+    const quiet: string[][] = [];
+    const named: string[][] = [];
+    const keysOf = (r: ProxiedRequest) => [...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
+    // the check after each quiet request is answered with a stale page: every key of that request still there
+    const proxy = await startS3Proxy(moto.port, (r) => {
+      if (isBulkDelete(r)) (/<Quiet>true<\/Quiet>/.test(r.body.toString('utf8')) ? quiet : named).push(keysOf(r));
+      if (!(r.method === 'GET' && /[?&]start-after=/.test(r.url))) return false;
+      const stale = quiet.at(-1) ?? [];
+      const contents = stale.map((k) => `<Contents><Key>${k}</Key><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>`).join('');
+      return { status: 200, code: '', message: '', type: 'application/xml', page: `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>deletes</Name><KeyCount>${stale.length}</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>false</IsTruncated>${contents}</ListBucketResult>` };
+    });
+    proxies.push(proxy);
+    const r = await runBin('barman-cloud-backup-delete', ['-b', '20260101T000000', '--endpoint-url', proxy.url, 's3://deletes/pg', server], { env: cleanEnv(MOTO_ENV) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(quiet.length).toBeGreaterThan(0);
+    expect(named).toEqual(quiet);
+    expect(await objectKeys(store, `pg/${server}`)).toEqual(before.filter((k) => !k.includes('20260101T000000') && !k.endsWith(wal(1)) && !k.endsWith(wal(2))));
   });
 
   it('a batch whose keys have kept objects between them: all of it deleted, no failure reported', async () => {

@@ -694,27 +694,12 @@ export class S3ObjectStore implements ObjectStore {
 
   /** One DeleteObjects request (or one DELETE per key where the store refuses it): the keys that failed. */
   private async deleteBatch(batch: string[]): Promise<{ key: string; message: string }[]> {
-    // Quiet, then a listing must show that none of the keys is left (docs/format.md#result-answers);
-    // a directory bucket lists neither in order nor from a given key, so there the answer must name each.
-    const quiet = !isDirectoryBucket(this.bucket);
     let failed: { key: string; message: string }[];
     try {
-      const out = await this.client.send(
-        new DeleteObjectsCommand({
-          Bucket: this.bucket,
-          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: quiet },
-        }),
-      );
-      // (an answer that is not a DeleteResult at all was refused by installDeleteResultCheck)
-      const answered = new Set<string>();
-      for (const d of out.Deleted ?? []) if (d.Key !== undefined) answered.add(d.Key);
-      failed = (out.Errors ?? [])
-        .filter((e) => e.Key !== undefined && (answered.add(e.Key), e.Code !== 'NoSuchKey'))
-        .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
-      if (!quiet) {
-        if (answered.size === 0) throw new StorageError(noneDeleted(out.$metadata.httpStatusCode, 'names none of the objects'));
-        return [...failed, ...batch.filter((key) => !answered.has(key)).map((key) => ({ key, message: 'the DeleteObjects answer does not name this object' }))];
-      }
+      // A directory bucket lists neither in order nor from a given key: there the answer must name each.
+      if (isDirectoryBucket(this.bucket)) return await this.deleteNamed(batch);
+      // Quiet, then a listing must show that none of the keys is left (docs/format.md#result-answers).
+      failed = (await this.sendDelete(batch, true)).failed;
     } catch (err) {
       if (!refusesBulkDelete(err)) throw this.fail(err, 'delete-objects');
       log.debug(`S3 bulk delete refused (${(err as SdkErrorLike).name}); deleting ${batch.length} objects one by one`);
@@ -730,11 +715,37 @@ export class S3ObjectStore implements ObjectStore {
       return failed;
     }
     const named = new Set(failed.map((f) => f.key));
-    const left = await this.stillListed(batch);
-    if (failed.length === 0 && left.length === batch.length) {
-      throw new StorageError(`S3 delete-objects: ${batch.length === 1 ? 'the object is' : `all ${batch.length} objects are`} still listed after the request, so none is known to be deleted`);
+    const left = (await this.stillListed(batch)).filter((key) => !named.has(key));
+    if (left.length === 0) return failed;
+    // A store whose listings lag behind its deletions shows keys that are gone: those are asked
+    // for again, not quietly, and count as deleted only where that answer names them.
+    log.debug(`S3 delete-objects: ${left.length} of ${batch.length} objects still listed after the request; deleting them again, not quietly`);
+    try {
+      return [...failed, ...(await this.deleteNamed(left))];
+    } catch (err) {
+      throw this.fail(err, 'delete-objects');
     }
-    return [...failed, ...left.filter((key) => !named.has(key)).map((key) => ({ key, message: 'the object is still listed after the DeleteObjects request' }))];
+  }
+
+  /** A DeleteObjects request whose answer must name every key as deleted (or missing): the keys that failed. */
+  private async deleteNamed(keys: string[]): Promise<{ key: string; message: string }[]> {
+    const { failed, answered, status } = await this.sendDelete(keys, false);
+    if (answered.size === 0) throw new StorageError(noneDeleted(status, 'names none of the objects'));
+    return [...failed, ...keys.filter((key) => !answered.has(key)).map((key) => ({ key, message: 'the DeleteObjects answer does not name this object' }))];
+  }
+
+  /** One DeleteObjects request: the keys its answer names (deleted or failed) and those that failed. */
+  private async sendDelete(keys: string[], quiet: boolean): Promise<{ failed: { key: string; message: string }[]; answered: Set<string>; status?: number }> {
+    const out = await this.client.send(
+      new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: quiet } }),
+    );
+    // (an answer that is not a DeleteResult at all was refused by installDeleteResultCheck)
+    const answered = new Set<string>();
+    for (const d of out.Deleted ?? []) if (d.Key !== undefined) answered.add(d.Key);
+    const failed = (out.Errors ?? [])
+      .filter((e) => e.Key !== undefined && (answered.add(e.Key), e.Code !== 'NoSuchKey'))
+      .map((e) => ({ key: e.Key as string, message: oneLine(`${e.Code ?? 'Error'}: ${e.Message ?? ''}`) }));
+    return { failed, answered, status: out.$metadata.httpStatusCode };
   }
 
   /**
