@@ -12,7 +12,7 @@ import { cleanEnv, runProcess } from '../helpers/run-bin.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
 import { requireTool } from '../helpers/postgres.ts';
 import { commandExists, createS3Bucket, makeTestCA, ROOT, startMoto, type ServerHandle, type TestCA } from '../helpers/servers.ts';
-import { withLongPageHeader } from '../helpers/wal-segment.ts';
+import { withLongPageHeader, writeWalFile } from '../helpers/wal-segment.ts';
 
 const MiB = 1 << 20;
 const CACHE = 'run.cjs.v8-cache';
@@ -38,6 +38,14 @@ function packageCopy(): string {
   return pkg;
 }
 
+/** A fresh pg_wal holding 1 MiB segment `name`, half random and half the byte `fill`: its directory and the segment's bytes. */
+function pgWalWith(name: string, fill: number): { pgwal: string; data: Buffer } {
+  const pgwal = join(work, `pg_wal-${++n}`);
+  const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, fill)]), name);
+  writeWalFile(pgwal, name, data);
+  return { pgwal, data };
+}
+
 /** A throwaway age key pair, as files: [recipient file, identity file]. */
 function ageKeyFiles(): [string, string] {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
@@ -57,12 +65,9 @@ function ageKeyFiles(): [string, string] {
 async function roundTrip(pkg: string, env: Record<string, string> = {}, encrypted = false): Promise<string> {
   const [recipientFile, identityFile] = encrypted ? ageKeyFiles() : [];
   const store = join(work, `store-${++n}`);
-  const pgwal = join(work, `pg_wal-${n}`);
   mkdirSync(store);
-  mkdirSync(pgwal);
   const name = '000000010000000000000003';
-  const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 7)]), name);
-  writeFileSync(join(pgwal, name), data);
+  const { pgwal, data } = pgWalWith(name, 7);
   const opts = { env: cleanEnv({ NODE_DEBUG: 'barman_cloud_launch', ...env }) };
   const sealing = recipientFile ? ['--encryption-recipient-file', recipientFile] : [];
   const opening = identityFile ? ['--encryption-identity-file', identityFile] : [];
@@ -181,12 +186,9 @@ describe('what a WAL call loads at start', () => {
 
   it("on the file store too, what a WAL call loads anyway (node:crypto for its temp names, node:fs/promises) loads before its V8 flags change", async () => {
     const store = join(work, `store-${++n}`);
-    const pgwal = join(work, `pg_wal-${n}`);
     mkdirSync(store);
-    mkdirSync(pgwal);
     const name = '000000010000000000000007';
-    const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 7)]), name);
-    writeFileSync(join(pgwal, name), data);
+    const { pgwal, data } = pgWalWith(name, 7);
     const dest = join(pgwal, 'RECOVERYXLOG');
     for (const [bin, ...args] of [['barman-cloud-wal-archive', join(pgwal, name)], ['barman-cloud-wal-restore', name, dest]]) {
       const { preload, out } = loadTrace();
@@ -219,11 +221,8 @@ describe('what a WAL call loads at start', () => {
 
     /** Archives a 1 MiB segment, restores it and asks for a missing one, each traced; returns what each loaded. */
     async function calls(endpoint: string[], extraEnv: Record<string, string> = {}): Promise<string[][]> {
-      const pgwal = join(work, `pg_wal-${++n}`);
-      mkdirSync(pgwal);
-      const name = `0000000100000000000000${(0x10 + n).toString(16).toUpperCase()}`;
-      const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 3)]), name);
-      writeFileSync(join(pgwal, name), data);
+      const name = `0000000100000000000000${(0x10 + ++n).toString(16).toUpperCase()}`;
+      const { pgwal, data } = pgWalWith(name, 3);
       const env = (out: string) => cleanEnv({ ...MOTO_ENV, ...extraEnv, BC_LOADED: out, NODE_EXTRA_CA_CERTS: undefined });
       const url = [...endpoint, 's3://lazy/pg', 'srv'];
       const traced = async (bin: string, args: string[], code: number): Promise<string[]> => {
@@ -284,11 +283,8 @@ describe('what a WAL call loads at start', () => {
     try {
       const bucket = `loads-${process.pid}`;
       await createS3Bucket(moto.url, bucket);
-      const pgwal = join(work, `pg_wal-${++n}`);
-      mkdirSync(pgwal);
       const name = '000000010000000000000005';
-      const data = withLongPageHeader(Buffer.concat([randomBytes(MiB / 2), Buffer.alloc(MiB / 2, 5)]), name);
-      writeFileSync(join(pgwal, name), data);
+      const { pgwal, data } = pgWalWith(name, 5);
       const url = ['--endpoint-url', moto.url, `s3://${bucket}/p`, 'srv'];
       const dest = join(work, `restored-${n}`);
       const calls = [

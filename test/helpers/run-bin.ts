@@ -1,7 +1,10 @@
 // Spawns the real executables under bin/ (built by `npm test`'s pretest step) and collects output.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './servers.ts';
+import { writeWalFile } from './wal-segment.ts';
 
 export interface BinResult {
   code: number | null;
@@ -63,6 +66,14 @@ export function runBin(
   opts: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; timeoutMs?: number } = {},
 ): Promise<BinResult> {
   return runProcess(process.execPath, [...(opts.nodeArgs ?? []), join(ROOT, 'bin', name), ...args], opts);
+}
+
+/** Segment names[i] holding contents[i], each archived in turn by `barman-cloud-wal-archive <args…> <file>` from a fresh pg_wal; each call's result. */
+export async function archiveSegments(args: string[], names: readonly string[], contents: readonly Buffer[], env: NodeJS.ProcessEnv): Promise<BinResult[]> {
+  const pgWal = mkdtempSync(join(tmpdir(), 'bc-archive-src-'));
+  const results: BinResult[] = [];
+  for (const [i, n] of names.entries()) results.push(await runBin('barman-cloud-wal-archive', [...args, writeWalFile(pgWal, n, contents[i]!)], { env }));
+  return results;
 }
 
 /** One of our executables started in the background, for a test that kills it part-way through. */

@@ -107,16 +107,26 @@ function cfg(bucket: string, auth: AzureStoreConfig['auth'], extra: Partial<Azur
   return { provider: 'azure-blob-storage', bucket, retry: FAST_RETRY, auth, ...extra };
 }
 
+/** Stores opened with `open`, for one describe, and `closeAll` for its afterAll. */
+function storeKeeper(): { open: (c: AzureStoreConfig) => AzureObjectStore; closeAll: () => Promise<void> } {
+  const stores: AzureObjectStore[] = [];
+  return {
+    open: (c) => {
+      const s = new AzureObjectStore(c);
+      stores.push(s);
+      return s;
+    },
+    closeAll: async () => {
+      for (const s of stores) await s.close();
+    },
+  };
+}
+
 describe('AzureObjectStore against azurite (http)', () => {
   let azurite: ServerHandle;
   let conn: string;
   let store: AzureObjectStore;
-  const stores: AzureObjectStore[] = [];
-  const open = (c: AzureStoreConfig): AzureObjectStore => {
-    const s = new AzureObjectStore(c);
-    stores.push(s);
-    return s;
-  };
+  const { open, closeAll } = storeKeeper();
 
   beforeAll(async () => {
     azurite = await startAzurite();
@@ -127,7 +137,7 @@ describe('AzureObjectStore against azurite (http)', () => {
   });
 
   afterAll(async () => {
-    for (const s of stores) await s.close();
+    await closeAll();
     await azurite?.stop();
   });
 
@@ -454,12 +464,7 @@ describe('AzureObjectStore token credentials over HTTPS (azurite --oauth basic)'
     'AZURE_CLIENT_CERTIFICATE_PATH', 'AZURE_FEDERATED_TOKEN_FILE', 'AZURE_USERNAME', 'AZURE_PASSWORD',
     'AZURE_TOKEN_CREDENTIALS', 'MSI_ENDPOINT', 'MSI_SECRET', 'IDENTITY_SERVER_THUMBPRINT', 'IMDS_ENDPOINT',
   ];
-  const stores: AzureObjectStore[] = [];
-  const open = (c: AzureStoreConfig): AzureObjectStore => {
-    const s = new AzureObjectStore(c);
-    stores.push(s);
-    return s;
-  };
+  const { open, closeAll } = storeKeeper();
 
   beforeAll(async () => {
     ca = makeTestCA();
@@ -479,7 +484,7 @@ describe('AzureObjectStore token credentials over HTTPS (azurite --oauth basic)'
       if (saved[k] === undefined) delete process.env[k];
       else process.env[k] = saved[k];
     }
-    for (const s of stores) await s.close();
+    await closeAll();
     await token?.stop();
     await azurite?.stop();
   });

@@ -36,6 +36,7 @@ import {
   type ArchivePart,
   type ArchiveResult,
   type PartSink,
+  type ProduceArchiveOptions,
 } from '../../src/backup/tar-producer.ts';
 import { encodeTarHeader, pythonMtime, roundHalfEven, TarType } from '../../src/backup/tar-header.ts';
 import { loadCodec, type CodecName } from '../../src/compression/index.ts';
@@ -150,6 +151,26 @@ function fileSink(dir: string): PartSink {
 const discardSink: PartSink = async (part) => {
   for await (const chunk of part.stream) void chunk;
 };
+
+/** Sink keeping every part's bytes in `chunks`, in order. */
+function memorySink(chunks: Buffer[]): PartSink {
+  return async (part) => {
+    for await (const chunk of part.stream as AsyncIterable<Buffer>) chunks.push(chunk);
+  };
+}
+
+/** `root` archived as the data tar of a PostgreSQL 15 cluster, in one part unless `more` says otherwise. */
+function dataTar(root: string, more: Partial<ProduceArchiveOptions> & Pick<ProduceArchiveOptions, 'onPart'>): Promise<ArchiveResult> {
+  return produceArchive({ root, kind: 'pgdata', name: 'data', maxArchiveSize: 1024 * MiB, exclusion: { majorVersion: '15' }, ...more });
+}
+
+/** A backup_manifest member for the archive, its WAL range 0/2000028–0/2000100 on timeline 1. */
+function withManifest(): Pick<ProduceArchiveOptions, 'manifest' | 'manifestMember'> {
+  return {
+    manifest: new BackupManifestBuilder(),
+    manifestMember: { walRanges: () => [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }], uid: 0, gid: 0 },
+  };
+}
 
 // ---- the synthetic cluster -------------------------------------------------------------------------
 
@@ -625,18 +646,7 @@ describe('backup_manifest member', () => {
     await writeFile(join(root, 'PG_VERSION'), '15\n');
     await writeFile(join(root, 'backup_manifest'), 'the manifest of the backup this cluster was restored from');
     const chunks: Buffer[] = [];
-    await produceArchive({
-      root,
-      kind: 'pgdata',
-      name: 'data',
-      maxArchiveSize: 1024 * MiB,
-      exclusion: { majorVersion: '15' },
-      onPart: async (part) => {
-        for await (const chunk of part.stream as AsyncIterable<Buffer>) chunks.push(chunk);
-      },
-      manifest: new BackupManifestBuilder(),
-      manifestMember: { walRanges: () => [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }], uid: 0, gid: 0 },
-    });
+    await dataTar(root, { onPart: memorySink(chunks), ...withManifest() });
     const dest = join(tmp, 'restore-stale-manifest');
     await extractArchive(Readable.from([Buffer.concat(chunks)]), dest);
     // the later member wins on extraction: ours, which lists every file but itself
@@ -674,16 +684,7 @@ describe('changing files', () => {
       }
       await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
     };
-    const result = await produceArchive({
-      root,
-      kind: 'pgdata',
-      name: 'data',
-      maxArchiveSize: 1024 * MiB,
-      exclusion: { majorVersion: '15' },
-      onPart: sink,
-      manifest: new BackupManifestBuilder(),
-      manifestMember: { walRanges: () => [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }], uid: 0, gid: 0 },
-    });
+    const result = await dataTar(root, { onPart: sink, ...withManifest() });
     expect(truncated).toBe(true);
     expect(result.parts).toHaveLength(1);
     const tar = await readFile(join(out, 'data.tar'));
@@ -720,12 +721,7 @@ describe('changing files', () => {
     await writeFile(join(root, 'big'), original);
     let grown = false;
     const chunks: Buffer[] = [];
-    await produceArchive({
-      root,
-      kind: 'pgdata',
-      name: 'data',
-      maxArchiveSize: 1024 * MiB,
-      exclusion: { majorVersion: '15' },
+    await dataTar(root, {
       onPart: async (part) => {
         let seen = 0;
         for await (const chunk of part.stream as AsyncIterable<Buffer>) {
@@ -758,15 +754,7 @@ describe('changing files', () => {
     if (dropped) process.seteuid!(65534);
     let error: unknown;
     try {
-      await produceArchive({
-        root,
-        kind: 'pgdata',
-        name: 'data',
-        maxArchiveSize: MiB,
-        pgControl: false,
-        exclusion: { majorVersion: '15' },
-        onPart: discardSink,
-      });
+      await dataTar(root, { maxArchiveSize: MiB, pgControl: false, onPart: discardSink });
     } catch (err) {
       error = err;
     } finally {
@@ -782,7 +770,7 @@ describe('changing files', () => {
     await mkdir(root);
     await writeFile(join(root, 'PG_VERSION'), '15\n');
     await expect(
-      produceArchive({ root, kind: 'pgdata', name: 'data', maxArchiveSize: MiB, exclusion: { majorVersion: '15' }, onPart: discardSink }),
+      dataTar(root, { maxArchiveSize: MiB, onPart: discardSink }),
     ).rejects.toThrow(/pg_control/);
   });
 });
@@ -822,10 +810,7 @@ while True:
       try {
         for (let run = 0; run < 200; run++) {
           const chunks: Buffer[] = [];
-          const sink: PartSink = async (part) => {
-            for await (const c of part.stream as AsyncIterable<Buffer>) chunks.push(c);
-          };
-          const made = produceArchive({ root, kind: 'pgdata', name: 'data', maxArchiveSize: 1024 * MiB, exclusion: { majorVersion: '15' }, onPart: sink })
+          const made = dataTar(root, { onPart: memorySink(chunks) })
             .then(() => 'done', (e: Error) => (/while being read|EINVAL/.test(e.message) ? 'refused' : Promise.reject(e)));
           const outcome = await Promise.race([made, new Promise((r) => setTimeout(() => r('still waiting'), 10_000))]);
           expect(outcome, `archive ${run}`).not.toBe('still waiting');
@@ -979,13 +964,8 @@ describe('bounded memory', () => {
     }, 10);
     let bytes = 0;
     try {
-      const result = await produceArchive({
-        root,
-        kind: 'pgdata',
-        name: 'data',
+      const result = await dataTar(root, {
         codec: 'gzip',
-        maxArchiveSize: 1024 * MiB,
-        exclusion: { majorVersion: '15' },
         onPart: async (part) => {
           for await (const chunk of part.stream as AsyncIterable<Buffer>) {
             bytes += chunk.length;

@@ -7,12 +7,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, grantPutObjectOnly, type RgwHandle, type S3Keys } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { startS3Proxy, type ProxiedRequest, type S3Refusal } from '../helpers/proxy.ts';
 import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
@@ -66,52 +66,21 @@ const writeSegment = (name: string): string => writeWalFile(join(work, 'pg_wal')
 
 /**
  * A loopback proxy in front of RGW that records every bulk delete (POST ?delete) with the number of
- * keys in its body, and can refuse them the way stores without DeleteObjects (or without the
- * checksum it wants) do.
+ * keys in its body, and every single DELETE, and can refuse the bulk deletes the way stores without
+ * DeleteObjects (or without the checksum it wants) do.
  */
-async function startDeleteProxy(refuse?: { status: number; code: string; message: string }) {
+async function startDeleteProxy(refuse?: S3Refusal) {
   const batches: number[] = [];
   const single: string[] = [];
-  const srv = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const bulk = req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url ?? '');
-    if (req.method === 'DELETE') single.push(req.url ?? '');
-    if (bulk) {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        batches.push((body.toString().match(/<Key>/g) ?? []).length);
-        if (refuse) {
-          res.writeHead(refuse.status, { 'content-type': 'application/xml' });
-          res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${refuse.code}</Code><Message>${refuse.message}</Message></Error>`);
-          return;
-        }
-        forward(req, res, body);
-      });
-      return;
-    }
-    forward(req, res);
+  const bulk = (r: ProxiedRequest) => r.method === 'POST' && /[?&]delete(=|&|$)/.test(r.url);
+  const proxy = await startS3Proxy(rgw.port, (r) => (refuse !== undefined && bulk(r) ? refuse : false), undefined, {
+    hold: (r) => {
+      if (r.method === 'DELETE') single.push(r.url);
+      if (bulk(r)) batches.push((r.body.toString().match(/<Key>/g) ?? []).length);
+      return undefined;
+    },
   });
-  function forward(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
-    const upstream = httpRequest({ host: '127.0.0.1', port: rgw.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    if (body) upstream.end(body);
-    else req.pipe(upstream);
-  }
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    batches,
-    single,
-    close: () => new Promise<void>((r) => {
-      srv.closeAllConnections();
-      srv.close(() => r());
-    }),
-  };
+  return { ...proxy, batches, single };
 }
 
 // One cluster for the whole file (started only where Ceph is installed).

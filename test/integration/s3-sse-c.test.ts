@@ -9,11 +9,11 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, makeTestCA, type RgwHandle, type TestCA } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
+import { startS3Proxy, type ProxiedRequest } from '../helpers/proxy.ts';
 import { withLongPageHeader } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY, type S3StoreConfig } from '../../src/storage/config.ts';
 import { SseCustomerKeyError } from '../../src/errors.ts';
@@ -128,23 +128,13 @@ describe.skipIf(skipRgw)('SSE-C in both S3 clients against RGW', () => {
 
 describe.skipIf(skipRgw)('the exact SSE-C headers on every object request', () => {
   it('both clients: PUT, CreateMultipartUpload, UploadPart, Complete, HEAD, GET carry algorithm, key and key MD5; listing does not', async () => {
-    const seen: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[] = [];
-    const target = new URL(rgw.url);
-    const proxy = createServer((req, res) => {
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers });
-      const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
-      req.pipe(up);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const port = (proxy.address() as { port: number }).port;
+    const seen: ProxiedRequest[] = [];
+    const proxy = await startS3Proxy(rgw.port, () => false, undefined, { hold: (r) => void seen.push(r) });
     const bucket = await newBucket();
     try {
       for (const client of ['auto', 'sdk'] as const) {
         const s = await openObjectStore({
-          provider: 'aws-s3', bucket, retry: { ...DEFAULT_RETRY, maxAttempts: 1 }, endpointUrl: `http://127.0.0.1:${port}`,
+          provider: 'aws-s3', bucket, retry: { ...DEFAULT_RETRY, maxAttempts: 1 }, endpointUrl: proxy.url,
           region: 'us-east-1', credentials: { ...rgw.admin }, client, sseCustomerKey: KEY,
         });
         try {
@@ -158,7 +148,7 @@ describe.skipIf(skipRgw)('the exact SSE-C headers on every object request', () =
         }
       }
     } finally {
-      proxy.close();
+      await proxy.close();
     }
     const expected = {
       'x-amz-server-side-encryption-customer-algorithm': 'AES256',

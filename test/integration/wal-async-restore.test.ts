@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ROOT, createS3Bucket, startMoto, type ServerHandle } from '../helpers/servers.ts';
-import { cleanEnv, runBin, runProcess } from '../helpers/run-bin.ts';
+import { archiveSegments, cleanEnv, runProcess } from '../helpers/run-bin.ts';
 import { startS3Proxy, startTcpProxy } from '../helpers/proxy.ts';
 import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
 import { withLongPageHeader } from '../helpers/wal-segment.ts';
@@ -87,14 +87,10 @@ describe.skipIf(ageMissing)('--async restore of encrypted WAL (directory store)'
 
   beforeAll(async () => {
     mkdirSync(store);
-    mkdirSync(join(work, 'src'));
     execFileSync('age-keygen', ['-o', join(work, 'id.key')], { stdio: 'ignore' });
     writeFileSync(join(work, 'id.pub'), execFileSync('age-keygen', ['-y', join(work, 'id.key')]));
-    for (const [i, n] of names.entries()) {
-      writeFileSync(join(work, 'src', n), contents[i]!);
-      const r = await runBin('barman-cloud-wal-archive', ['--lz4', '--encryption-recipient-file', join(work, 'id.pub'), `file://${store}`, 'srv', join(work, 'src', n)], { env: cleanEnv() });
-      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    }
+    const archived = await archiveSegments(['--lz4', '--encryption-recipient-file', join(work, 'id.pub'), `file://${store}`, 'srv'], names, contents, cleanEnv());
+    for (const r of archived) expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
   });
 
   it('the prefetcher decrypts with the identity of the call that started it; every segment byte-identical, the later ones without Node', async () => {
@@ -139,10 +135,7 @@ describe('--async restore through a slow or trickling server (moto behind a TCP 
   beforeAll(async () => {
     moto = await startMoto();
     await createS3Bucket(moto.url, 'asyncrest');
-    const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
-    for (const [i, n] of names.entries()) {
-      writeFileSync(join(src, n), contents[i]!);
-      const r = await runBin('barman-cloud-wal-archive', ['--endpoint-url', moto.url, url, 'srv', join(src, n)], { env: cleanEnv(MOTO_ENV) });
+    for (const r of await archiveSegments(['--endpoint-url', moto.url, url, 'srv'], names, contents, cleanEnv(MOTO_ENV))) {
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     }
   });
@@ -223,12 +216,8 @@ describe('--async restore through a slow or trickling server (moto behind a TCP 
 describe('a prefetched segment of the wrong size (directory store)', () => {
   it('is not handed over, neither by the shell front nor by Node; the archived segment is fetched instead', async () => {
     const store = mkdtempSync(join(tmpdir(), 'bc-asyncrest-size-'));
-    const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
     const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
-    for (const [i, n] of names.entries()) {
-      writeFileSync(join(src, n), contents[i]!);
-      expect((await runBin('barman-cloud-wal-archive', [`file://${store}`, 'srv', join(src, n)], { env: cleanEnv() })).code).toBe(0);
-    }
+    for (const r of await archiveSegments([`file://${store}`, 'srv'], names, contents, cleanEnv())) expect(r.code).toBe(0);
     const rec = recoveryDir();
     const args = (n: string) => ['--parallel', '3', `file://${store}`, 'srv', n, rec.dest];
     expect((await runProcess(bin, args(names[0]!), { env: toolEnv() })).code).toBe(0);
@@ -251,11 +240,7 @@ describe('--async without a count (directory store)', () => {
   const contents = names.map((n) => withLongPageHeader(randomBytes(MiB), n));
 
   beforeAll(async () => {
-    const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
-    for (const [i, n] of names.entries()) {
-      writeFileSync(join(src, n), contents[i]!);
-      expect((await runBin('barman-cloud-wal-archive', [`file://${store}`, 'srv', join(src, n)], { env: cleanEnv() })).code).toBe(0);
-    }
+    for (const r of await archiveSegments([`file://${store}`, 'srv'], names, contents, cleanEnv())) expect(r.code).toBe(0);
   });
 
   it('prefetches ahead by default: the calls that follow are answered by the shell front, Node blocked', async () => {
@@ -314,10 +299,7 @@ describe('a segment whose object is refused (moto behind a proxy counting its GE
   beforeAll(async () => {
     moto = await startMoto();
     await createS3Bucket(moto.url, 'asyncrefused');
-    const src = mkdtempSync(join(tmpdir(), 'bc-asyncrest-src-'));
-    for (const [i, n] of names.entries()) {
-      writeFileSync(join(src, n), contents[i]!);
-      const r = await runBin('barman-cloud-wal-archive', ['--endpoint-url', moto.url, url, 'srv', join(src, n)], { env: cleanEnv(MOTO_ENV) });
+    for (const r of await archiveSegments(['--endpoint-url', moto.url, url, 'srv'], names, contents, cleanEnv(MOTO_ENV))) {
       expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     }
     const store = await openMotoStore(moto, 'asyncrefused');

@@ -13,6 +13,7 @@ import { DEFAULT_RETRY, LONGEST_TIMER_MS } from '../../src/storage/config.ts';
 import { FileObjectStore } from '../../src/storage/file/file.ts';
 import { runPrefetcher } from '../../src/wal/async.ts';
 import { RestoreSpool } from '../../src/wal/spool.ts';
+import { withLongPageHeader } from '../helpers/wal-segment.ts';
 
 const SEGMENT = 1 << 20;
 const NAMES = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003', '000000010000000000000004'];
@@ -20,25 +21,22 @@ const dir = mkdtempSync(join(tmpdir(), 'bc-prefetch-deadline-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A 1 MiB segment whose first page is the long page header PostgreSQL writes for `name`. */
-function segment(name: string): Buffer {
-  const buf = Buffer.alloc(SEGMENT, name.at(-1));
-  buf.writeUInt16LE(0xd110, 0); // xlp_magic (PostgreSQL 15)
-  buf.writeUInt16LE(0x0002, 2); // XLP_LONG_HEADER
-  buf.writeUInt32LE(1, 4);
-  buf.writeBigUInt64LE(BigInt(Number.parseInt(name.slice(16), 16)) * BigInt(SEGMENT), 8);
-  buf.writeUInt32LE(SEGMENT, 32);
-  buf.writeUInt32LE(8192, 36);
-  return buf;
-}
+const segment = (name: string): Buffer => withLongPageHeader(Buffer.alloc(SEGMENT, name.at(-1)), name);
 
-it('keeps downloading when the deadline is past what a timer holds: every segment of the window arrives', async () => {
-  const root = join(dir, 'store');
+/** A directory store `<dir>/store<suffix>` with NAMES archived for server srv, and a spool `<dir>/spool<suffix>` that wants the first. */
+function archivedWithSpool(suffix: string): { root: string; wals: string; spoolDir: string } {
+  const root = join(dir, `store${suffix}`);
   const wals = join(root, 'srv', 'wals', '0000000100000000');
   mkdirSync(wals, { recursive: true });
   for (const n of NAMES) writeFileSync(join(wals, n), segment(n));
-  const spoolDir = join(dir, 'spool');
+  const spoolDir = join(dir, `spool${suffix}`);
   mkdirSync(spoolDir, { mode: 0o700 });
   writeFileSync(join(spoolDir, 'want'), NAMES[0]!);
+  return { root, wals, spoolDir };
+}
+
+it('keeps downloading when the deadline is past what a timer holds: every segment of the window arrives', async () => {
+  const { root, spoolDir } = archivedWithSpool('');
   const lines: string[] = [];
   setLogSink((l) => lines.push(l));
   const store = new FileObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
@@ -58,16 +56,10 @@ it('keeps downloading when the deadline is past what a timer holds: every segmen
 }, 30_000);
 
 it('downloads a refused object once while it is unchanged, and again once it changed: then it arrives', async () => {
-  const root = join(dir, 'store-refused');
-  const wals = join(root, 'srv', 'wals', '0000000100000000');
-  mkdirSync(wals, { recursive: true });
-  for (const n of NAMES) writeFileSync(join(wals, n), segment(n));
+  const { root, wals, spoolDir } = archivedWithSpool('-refused');
   // The third segment's object holds the fourth: its page header names another segment.
   const damaged = NAMES[2]!;
   writeFileSync(join(wals, damaged), segment(NAMES[3]!));
-  const spoolDir = join(dir, 'spool-refused');
-  mkdirSync(spoolDir, { mode: 0o700 });
-  writeFileSync(join(spoolDir, 'want'), NAMES[0]!);
   const lines: string[] = [];
   setLogSink((l) => lines.push(l));
   const files = new FileObjectStore({ provider: 'file', bucket: root, retry: DEFAULT_RETRY });
