@@ -65,6 +65,7 @@ import type {
 } from '../types.js';
 import { chunkedToBuffer, isChunkedBody, readWhole, type PutBody } from '../body.js';
 import { PageChain } from '../pages.js';
+import { commonPrefix, justBefore } from './key-order.js';
 
 const MAX_DELETE_BATCH = 1000;
 /** Pages of 1,000 keys the check after a quiet DeleteObjects reads before it starts again just before the next key of the batch. */
@@ -823,33 +824,6 @@ function noneDeleted(status: number | undefined, what: string): string {
  */
 function isDirectoryBucket(bucket: string): boolean {
   return bucket.endsWith('--x-s3');
-}
-
-/** The longest common start of `keys`, never ending inside a surrogate pair (a prefix of each in UTF-8 too). */
-function commonPrefix(keys: string[]): string {
-  let end = keys[0]!.length;
-  for (const key of keys) {
-    let i = 0;
-    while (i < end && i < key.length && key.charCodeAt(i) === keys[0]!.charCodeAt(i)) i++;
-    end = i;
-  }
-  const code = keys[0]!.charCodeAt(end - 1);
-  return keys[0]!.slice(0, code >= 0xd800 && code <= 0xdbff ? end - 1 : end);
-}
-
-/**
- * A string that sorts (in UTF-8 bytes) before `key` and after nearly every key before it: the
- * last character one lower, then the highest one there is. Keys between the two are possible and
- * harmless (the check reads past them); '' where there is none to give.
- */
-function justBefore(key: string): string {
-  const chars = [...key];
-  const lastChar = chars.pop();
-  if (lastChar === undefined) return '';
-  let code = lastChar.codePointAt(0)! - 1;
-  if (code < 0) return chars.join('');
-  if (code >= 0xd800 && code <= 0xdfff) code = 0xd7ff;
-  return chars.join('') + String.fromCodePoint(code, 0x10ffff);
 }
 
 /**
