@@ -159,12 +159,6 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  /**
-   * Refuses (StorageError) when the file open as `fd` lies outside the root: the check of its
-   * directory came before the open, and a directory level swapped for a link in between would
-   * otherwise be used (docs/format.md#file-store-links). Returns that real path; Linux names the file of a
-   * descriptor in /proc/self/fd; without procfs (null) only the check before the open stands.
-   */
   /** src/regular-file.ts's check for the file opened for `key`: it must lie inside the root (else it throws). */
   private refuseOutside(key: string): (stats: unknown, fd: number) => Promise<null> {
     return async (_stats, fd) => {
@@ -173,6 +167,12 @@ export class FileObjectStore implements ObjectStore {
     };
   }
 
+  /**
+   * Refuses (StorageError) when the file open as `fd` lies outside the root: the check of its
+   * directory came before the open, and a directory level swapped for a link in between would
+   * otherwise be used (docs/format.md#file-store-links). Returns that real path; Linux names the file of a
+   * descriptor in /proc/self/fd; without procfs (null) only the check before the open stands.
+   */
   private async assertOpenedInside(fd: number, key: string): Promise<string | null> {
     let real: string;
     try {
