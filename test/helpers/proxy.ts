@@ -30,6 +30,16 @@ export interface S3Refusal {
   type?: string;
 }
 
+/** Whether a request is S3's bulk delete (DeleteObjects: POST ?delete). */
+export function isBulkDelete(r: ProxiedRequest): boolean {
+  return r.method === 'POST' && /[?&]delete(=|&|$)/.test(r.url);
+}
+
+/** The keys a bulk delete's body names, in its order. */
+export function deletedKeys(r: ProxiedRequest): string[] {
+  return [...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
+}
+
 /** Whether a request deletes WAL objects: a DELETE under wals/, or a bulk delete naming one. */
 export function isWalDelete(r: ProxiedRequest): boolean {
   return (r.method === 'DELETE' && r.url.includes('/wals/')) || (r.method === 'POST' && /[?&]delete/.test(r.url) && r.body.includes('/wals/'));

@@ -12,7 +12,7 @@ import { MOTO_ENV, startMotoBucket } from '../helpers/moto.ts';
 import { createS3Bucket, startGcs, startMoto, type ServerHandle } from '../helpers/servers.ts';
 import { GcsObjectStore } from '../../src/storage/gcs/gcs.ts';
 import { objectKeys, uploadObjects } from '../helpers/object-tree.ts';
-import { startAnswerProxy, startS3Proxy, type ProxiedRequest, type Proxy } from '../helpers/proxy.ts';
+import { deletedKeys, isBulkDelete, startS3Proxy, type ProxiedRequest, type Proxy } from '../helpers/proxy.ts';
 import { postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, pyDatetimeStr, serializeBackupInfo, timestampFromDate } from '../../src/catalog/backup-info.ts';
@@ -20,7 +20,6 @@ import { hex8 } from '../../src/xlog.ts';
 
 const PAGE = '<!doctype html><html><head><title>Console</title></head><body><div id="root"></div></body></html>';
 const EMPTY_RESULT = '<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></DeleteResult>';
-const isBulkDelete = (r: ProxiedRequest) => r.method === 'POST' && /[?&]delete(=|&|$)/.test(r.url);
 const pageFor = (match: (r: ProxiedRequest) => boolean) => (r: ProxiedRequest) => match(r) && { status: 200, code: '', message: '', page: PAGE };
 
 /** Where a command is sent: the lean client with the proxy as endpoint, or the SDK with it as HTTP_PROXY. */
@@ -138,10 +137,9 @@ describe('DeleteObjects answered by a web page', () => {
     const before = await seed(server);
     const quiet: string[][] = [];
     const named: string[][] = [];
-    const keysOf = (r: ProxiedRequest) => [...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
     // the check after each quiet request is answered with a stale page: every key of that request still there
     const proxy = await startS3Proxy(moto.port, (r) => {
-      if (isBulkDelete(r)) (/<Quiet>true<\/Quiet>/.test(r.body.toString('utf8')) ? quiet : named).push(keysOf(r));
+      if (isBulkDelete(r)) (/<Quiet>true<\/Quiet>/.test(r.body.toString('utf8')) ? quiet : named).push(deletedKeys(r));
       if (!(r.method === 'GET' && /[?&]start-after=/.test(r.url))) return false;
       const stale = quiet.at(-1) ?? [];
       const contents = stale.map((k) => `<Contents><Key>${k}</Key><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>`).join('');
@@ -162,7 +160,7 @@ describe('DeleteObjects answered by a web page', () => {
     const before = await seed(server, store, 4, { 1: 'standalone' });
     const batches: string[][] = [];
     const proxy = await startS3Proxy(moto.port, (r) => {
-      if (isBulkDelete(r)) batches.push([...r.body.toString('utf8').matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!));
+      if (isBulkDelete(r)) batches.push(deletedKeys(r));
       return false;
     });
     proxies.push(proxy);

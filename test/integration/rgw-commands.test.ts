@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { startRgw, rgwAvailable, createS3Bucket, grantPutObjectOnly, type RgwHandle, type S3Keys } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
-import { startS3Proxy, type ProxiedRequest, type S3Refusal } from '../helpers/proxy.ts';
+import { deletedKeys, isBulkDelete, startS3Proxy, type S3Refusal } from '../helpers/proxy.ts';
 import { segmentFor, writeWalFile } from '../helpers/wal-segment.ts';
 import { openObjectStore, DEFAULT_RETRY } from '../../src/storage/config.ts';
 import {
@@ -72,11 +72,10 @@ const writeSegment = (name: string): string => writeWalFile(join(work, 'pg_wal')
 async function startDeleteProxy(refuse?: S3Refusal) {
   const batches: number[] = [];
   const single: string[] = [];
-  const bulk = (r: ProxiedRequest) => r.method === 'POST' && /[?&]delete(=|&|$)/.test(r.url);
-  const proxy = await startS3Proxy(rgw.port, (r) => (refuse !== undefined && bulk(r) ? refuse : false), undefined, {
+  const proxy = await startS3Proxy(rgw.port, (r) => (refuse !== undefined && isBulkDelete(r) ? refuse : false), undefined, {
     hold: (r) => {
       if (r.method === 'DELETE') single.push(r.url);
-      if (bulk(r)) batches.push((r.body.toString().match(/<Key>/g) ?? []).length);
+      if (isBulkDelete(r)) batches.push(deletedKeys(r).length);
       return undefined;
     },
   });
