@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackupManifestBuilder, Crc32c, crc32cHex, manifestPath, parseBackupManifest, type ParsedBackupManifest,
 } from '../../src/backup/manifest.js';
+import { renderManifest } from '../helpers/manifest.js';
 import { baseBackup, pgVerifyBackup, postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.js';
 
 /** Every regular file below `dir`, as data-directory-relative paths. */
@@ -57,7 +58,7 @@ describe('backup_manifest helpers', () => {
     b.addFile(Buffer.from([0x66, 0xff, 0x2f, 0x61]), 3, 0, 0x01020304);
     b.addFile('a"b\n', 1, 86400, 0);
     b.addFile('a"b\n', 2, 86400, 5);
-    const text = b.render([{ timeline: 1, startLsn: '0/2000028', endLsn: '0/20000100' }]).toString('utf8');
+    const text = renderManifest(b, [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/20000100' }]).toString('utf8');
     expect(text).toContain('{ "Encoded-Path": "66ff2f61", "Size": 3, "Last-Modified": "1970-01-01 00:00:00 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": "04030201" }');
     expect(text).toContain('{ "Path": "a\\"b\\n", "Size": 2, "Last-Modified": "1970-01-02 00:00:00 GMT"');
     expect(text).toContain('{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/20000100" }');
@@ -69,7 +70,7 @@ describe('backup_manifest helpers', () => {
   it('refuses a manifest whose bytes do not match its Manifest-Checksum, or that names a path twice', () => {
     const b = new BackupManifestBuilder();
     b.addFile('PG_VERSION', 3, 0, 7);
-    const good = b.render([]);
+    const good = renderManifest(b, []);
     expect(parseBackupManifest(good).files.get('PG_VERSION')?.size).toBe(3);
     const altered = Buffer.from(good.toString('utf8').replace('"Size": 3', '"Size": 4'), 'utf8');
     expect(() => parseBackupManifest(altered)).toThrow(/invalid backup_manifest: manifest checksum mismatch/);
@@ -118,7 +119,7 @@ describe.skipIf(requireTool('PostgreSQL 15', postgresAvailable()))('backup_manif
     for (const e of parsed.files.values()) {
       b.addFile(e.path, e.size, gmtSeconds(e.lastModified!), Buffer.from(e.checksum, 'hex').readUInt32LE());
     }
-    expect(b.render(parsed.walRanges).toString('utf8')).toBe(pgManifest.toString('utf8'));
+    expect(renderManifest(b, parsed.walRanges).toString('utf8')).toBe(pgManifest.toString('utf8'));
   });
 
   it('parses Encoded-Path entries of pg_basebackup --manifest-force-encode', async () => {
@@ -137,7 +138,7 @@ describe.skipIf(requireTool('PostgreSQL 15', postgresAvailable()))('backup_manif
       const st = statSync(join(dir, path));
       b.addFile(path, st.size, st.mtimeMs / 1000, Buffer.from(crcOf(join(dir, path)), 'hex').readUInt32LE());
     }
-    writeFileSync(join(dir, 'backup_manifest'), b.render(parsed.walRanges));
+    writeFileSync(join(dir, 'backup_manifest'), renderManifest(b, parsed.walRanges));
     const ok = await pgVerifyBackup(dir);
     expect(ok.out).toContain('backup successfully verified');
     expect(ok.code).toBe(0);

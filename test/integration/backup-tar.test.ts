@@ -27,7 +27,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32c } from '@node-rs/crc32';
 import { extractArchive, extractArchiveParts, UnsafeArchiveMemberError } from '../../src/backup/extract.ts';
-import { BackupManifestBuilder, parseBackupManifest } from '../../src/backup/manifest.ts';
+import { BackupManifestBuilder, crc32cHex, parseBackupManifest } from '../../src/backup/manifest.ts';
 import {
   ArchiveSourceError,
   backupLabelMember,
@@ -652,6 +652,30 @@ describe('backup_manifest member', () => {
     // the later member wins on extraction: ours, which lists every file but itself
     const manifest = parseBackupManifest(await readFile(join(dest, 'backup_manifest')));
     expect([...manifest.files.keys()].sort()).toEqual(['PG_VERSION', 'global/pg_control']);
+  });
+
+  it('writes a manifest of two pieces (1,500 files, ~370 KB) as one member of the size its header says', async () => {
+    const root = join(tmp, 'many-files');
+    await mkdir(join(root, 'global'), { recursive: true });
+    await mkdir(join(root, 'base', '16384'), { recursive: true });
+    await writeFile(join(root, 'global/pg_control'), 'control');
+    const names: string[] = [];
+    for (let i = 0; i < 1500; i++) {
+      const name = `base/16384/${String(i).padStart(6, '0')}_${'r'.repeat(100)}`;
+      names.push(name);
+      await writeFile(join(root, name), String(i));
+    }
+    const chunks: Buffer[] = [];
+    await dataTar(root, { onPart: memorySink(chunks), ...withManifest() });
+    const dest = join(tmp, 'restore-many-files');
+    // the extractor refuses a member whose data does not end where its header says (docs/format.md#tar-end)
+    await extractArchive(Readable.from([Buffer.concat(chunks)]), dest);
+    const raw = await readFile(join(dest, 'backup_manifest'));
+    expect(raw.length).toBeGreaterThan(256 * 1024);
+    const manifest = parseBackupManifest(raw);
+    expect(manifest.files.size).toBe(1501);
+    expect([...manifest.files.keys()].filter((k) => k.startsWith('base/')).sort()).toEqual(names);
+    expect(manifest.files.get(names[1499]!)).toMatchObject({ size: 4, checksum: crc32cHex(crc32c(Buffer.from('1499'))) });
   });
 });
 

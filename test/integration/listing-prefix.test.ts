@@ -15,6 +15,7 @@ import { straying } from '../helpers/straying-store.ts';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { encodePartsList } from '../../src/catalog/parts-list.ts';
 import { BackupManifestBuilder } from '../../src/backup/manifest.ts';
+import { renderManifest } from '../helpers/manifest.ts';
 import { restoreBackup, type RestoreOptions } from '../../src/backup/restore.ts';
 import { setLogSink } from '../../src/log.ts';
 import { tarOf } from '../helpers/tar.ts';
@@ -98,7 +99,7 @@ describe('a listing that strays into another server', () => {
       const pgVersion = Buffer.from(version);
       const mb = new BackupManifestBuilder();
       mb.addFile('PG_VERSION', pgVersion.length, 1_700_000_000, crc32c(pgVersion));
-      const manifest = mb.render([{ timeline: tli, startLsn: '0/2000028', endLsn: '0/2000100' }]).toString('utf8');
+      const manifest = renderManifest(mb, [{ timeline: tli, startLsn: '0/2000028', endLsn: '0/2000100' }]).toString('utf8');
       const tar = await tarOf([{ name: 'PG_VERSION', data: version }, ...(withPartsList ? [{ name: 'backup_manifest', data: manifest }] : [])]);
       await store.put(`${layout.backupPrefix(id)}data.tar`, tar);
       if (withPartsList) {

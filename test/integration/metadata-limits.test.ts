@@ -12,6 +12,7 @@ import tarStream from 'tar-stream';
 import { crc32c } from '@node-rs/crc32';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { BackupManifestBuilder } from '../../src/backup/manifest.ts';
+import { renderManifest } from '../helpers/manifest.ts';
 import { encodePartsList } from '../../src/catalog/parts-list.ts';
 import { DEFAULT_RETRY, openObjectStore } from '../../src/storage/config.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -96,7 +97,7 @@ describe('verify: parts.json over 64 MiB and a history file over 16 MiB (stored 
     pack.on('data', (c: unknown) => chunks.push(c as Buffer));
     const packed = new Promise<Buffer>((res) => pack.on('end', () => res(Buffer.concat(chunks))));
     pack.entry({ name: 'PG_VERSION', size: listed.length, mode: 0o600, mtime: new Date(1_700_000_000_000) }, listed);
-    const manifest = mb.render([{ timeline: 1, startLsn: '0/200028', endLsn: '0/300100' }]);
+    const manifest = renderManifest(mb, [{ timeline: 1, startLsn: '0/200028', endLsn: '0/300100' }]);
     pack.entry({ name: 'backup_manifest', size: manifest.length, mode: 0o600, mtime: new Date(1_700_000_000_000) }, manifest);
     pack.finalize();
     const tar = await packed;

@@ -9,6 +9,7 @@ import tarStream from 'tar-stream';
 import { crc32c } from '@node-rs/crc32';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { BackupManifestBuilder } from '../../src/backup/manifest.ts';
+import { renderManifest } from '../helpers/manifest.ts';
 import { cleanEnv, runBin } from '../helpers/run-bin.ts';
 
 const SEGMENT = '000000010000000000000001';
@@ -74,7 +75,7 @@ describe('untrusted text in log lines', () => {
     const listed = Buffer.from('x');
     const mb = new BackupManifestBuilder();
     mb.addFile('PG_VERSION', listed.length, 1_700_000_000, crc32c(listed));
-    const manifest = mb.render([{ timeline: 1, startLsn: '0/200028', endLsn: '0/300100' }]);
+    const manifest = renderManifest(mb, [{ timeline: 1, startLsn: '0/200028', endLsn: '0/300100' }]);
     const pack = tarStream.pack();
     const chunks: Buffer[] = [];
     pack.on('data', (c: unknown) => chunks.push(c as Buffer));

@@ -19,6 +19,7 @@ import type { ObjectStore } from '../../src/storage/types.ts';
 import { newBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import { encodePartsList } from '../../src/catalog/parts-list.ts';
 import { BackupManifestBuilder } from '../../src/backup/manifest.ts';
+import { renderManifest } from '../helpers/manifest.ts';
 import { loadCodec } from '../../src/compression/index.ts';
 import { hex8 } from '../../src/xlog.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
@@ -84,7 +85,7 @@ async function writeBackup(store: ObjectStore, prefix: string, shape: BackupShap
   if (checksums) {
     const mb = new BackupManifestBuilder();
     for (const [path, body] of files) mb.addFile(path, body.length, 1_700_000_000, crc32c(body));
-    const manifest = mb.render([{ timeline: 1, startLsn: '0/200028', endLsn: '0/400100' }]);
+    const manifest = renderManifest(mb, [{ timeline: 1, startLsn: '0/200028', endLsn: '0/400100' }]);
     dataParts[2]!.push({ name: 'backup_manifest', body: manifest });
   }
   if (shape.unlisted) dataParts[1]!.push({ name: 'base/1/99999', body: randomBytes(1000) });
