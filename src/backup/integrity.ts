@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { GeneralError } from '../errors.js';
 import type { PartEntry, PartsList } from '../catalog/parts-list.js';
-import { BACKUP_MANIFEST_NAME, Crc32c, crc32cHex, type ParsedBackupManifest } from './manifest.js';
+import { BACKUP_MANIFEST_NAME, Crc32c, crc32cHex, type ManifestFileEntry } from './manifest.js';
+import { BackupManifestError, BackupManifestReader } from './manifest-reader.js';
 
 /**
  * Stored data that does not match what the backup recorded, or cannot be what it recorded (an empty
@@ -77,9 +78,16 @@ export function partDigestCheck(name: string, expected: PartEntry | undefined): 
   });
 }
 
+/** A regular file the archives hold: its size, its CRC-32C where known, and whether a manifest entry named it yet. */
+export interface FileRecord {
+  size: number;
+  crc?: number;
+  listed?: boolean;
+}
+
 /** Size and CRC-32C of every regular file a restore wrote, by manifest path. */
 export class FileDigests {
-  readonly files = new Map<string, { size: number; crc: number }>();
+  readonly files = new Map<string, FileRecord>();
 
   /** Start one file; call done() with its final byte count once its data is written. */
   begin(path: string): { crc: Crc32c; done: (size: number) => void } {
@@ -87,10 +95,10 @@ export class FileDigests {
     return { crc, done: (size) => this.files.set(path, { size, crc: crc.value }) };
   }
 
-  /** A hard link at `path` to the file written at `target`. */
+  /** A hard link at `path` to the file written at `target` (a record of its own: each path is listed once). */
   link(path: string, target: string): void {
     const t = this.files.get(target);
-    if (t) this.files.set(path, t);
+    if (t) this.files.set(path, { size: t.size, crc: t.crc });
   }
 }
 
@@ -103,44 +111,67 @@ export type ManifestFinding =
 
 /**
  * The one comparison of a manifest with the files an archive holds (restore's written files,
- * verify's tar members): every listed file present with its size and, for CRC32C manifests, its
- * checksum; then every file the manifest does not list, unless `mayBeUnlisted` allows it. Files
- * without a CRC (`crc` undefined) are compared by size only.
+ * verify's tar members), an entry at a time as the manifest is read: every listed file present with
+ * its size and, for CRC32C manifests, its checksum; at finish(), every file no entry named, unless
+ * `mayBeUnlisted` allows it. Files without a CRC are compared by size only. It marks the records it
+ * matches (`listed`), so a map must not share one record between two paths. At most `keep`
+ * findings are kept (a hostile manifest may name millions of files); `count` has them all.
  */
-export function compareFiles(
-  manifest: ParsedBackupManifest,
-  files: ReadonlyMap<string, { size: number; crc?: number }>,
-  mayBeUnlisted: (path: string) => boolean,
-): ManifestFinding[] {
-  const findings: ManifestFinding[] = [];
-  for (const [path, entry] of manifest.files) {
-    const got = files.get(path);
-    if (!got) findings.push({ kind: 'missing-file', path });
-    else if (got.size !== entry.size) findings.push({ kind: 'file-size-mismatch', path, size: got.size, expected: entry.size });
+export class ManifestComparison {
+  private readonly found: ManifestFinding[] = [];
+  count = 0;
+
+  constructor(
+    private readonly files: ReadonlyMap<string, FileRecord>,
+    private readonly mayBeUnlisted: (path: string) => boolean,
+    private readonly keep = Infinity,
+  ) {}
+
+  entry(entry: ManifestFileEntry): void {
+    const { path } = entry;
+    const got = this.files.get(path);
+    if (!got) return this.add({ kind: 'missing-file', path });
+    // PostgreSQL refuses a manifest that names a path twice
+    if (got.listed) throw new BackupManifestError(`invalid backup_manifest: duplicate path name ${JSON.stringify(path)}`);
+    got.listed = true;
+    if (got.size !== entry.size) this.add({ kind: 'file-size-mismatch', path, size: got.size, expected: entry.size });
     else if (entry.algorithm === 'CRC32C' && got.crc !== undefined && crc32cHex(got.crc) !== entry.checksum) {
-      findings.push({ kind: 'file-checksum-mismatch', path, checksum: crc32cHex(got.crc), expected: entry.checksum });
+      this.add({ kind: 'file-checksum-mismatch', path, checksum: crc32cHex(got.crc), expected: entry.checksum });
     }
   }
-  for (const path of files.keys()) {
-    if (!manifest.files.has(path) && !mayBeUnlisted(path)) findings.push({ kind: 'unlisted-file', path });
+
+  finish(): ManifestFinding[] {
+    for (const [path, f] of this.files) if (!f.listed && !this.mayBeUnlisted(path)) this.add({ kind: 'unlisted-file', path });
+    return this.found;
   }
-  return findings;
+
+  private add(finding: ManifestFinding): void {
+    this.count++;
+    if (this.found.length < this.keep) this.found.push(finding);
+  }
 }
 
 /**
  * Every file the manifest lists was written with its size and checksum, and nothing else was
- * written. The first problem is named, with how many there are in all.
+ * written. The manifest is read from `manifest` as it comes, never held whole; the first problem
+ * is named, with how many there are in all.
  */
-export function compareWithManifest(manifest: ParsedBackupManifest, written: FileDigests): void {
-  const problems = compareFiles(manifest, written.files, (path) => path === BACKUP_MANIFEST_NAME).map((f) => {
-    switch (f.kind) {
-      case 'missing-file': return `file ${f.path} is missing (backup_manifest lists it)`;
-      case 'file-size-mismatch': return `file ${f.path} has ${f.size} bytes, backup_manifest says ${f.expected}`;
-      case 'file-checksum-mismatch': return `file ${f.path} has CRC32C ${f.checksum}, backup_manifest says ${f.expected}`;
-      case 'unlisted-file': return `file ${f.path} is not listed in backup_manifest`;
+export async function compareWithManifest(manifest: AsyncIterable<Buffer>, written: FileDigests): Promise<void> {
+  const comparison = new ManifestComparison(written.files, (path) => path === BACKUP_MANIFEST_NAME, 1);
+  const reader = new BackupManifestReader((entry) => comparison.entry(entry));
+  for await (const chunk of manifest) reader.write(chunk);
+  reader.end();
+  const [first] = comparison.finish();
+  if (!first) return;
+  const problem = (() => {
+    switch (first.kind) {
+      case 'missing-file': return `file ${first.path} is missing (backup_manifest lists it)`;
+      case 'file-size-mismatch': return `file ${first.path} has ${first.size} bytes, backup_manifest says ${first.expected}`;
+      case 'file-checksum-mismatch': return `file ${first.path} has CRC32C ${first.checksum}, backup_manifest says ${first.expected}`;
+      case 'unlisted-file': return `file ${first.path} is not listed in backup_manifest`;
     }
-  });
-  if (problems.length === 0) return;
-  const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : '';
-  throw new BackupIntegrityError(`${problems[0]}${more}`);
+  })();
+  const n = comparison.count;
+  const more = n > 1 ? ` (and ${n - 1} more problem${n > 2 ? 's' : ''})` : '';
+  throw new BackupIntegrityError(`${problem}${more}`);
 }

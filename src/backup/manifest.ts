@@ -13,9 +13,6 @@ import { formatLsn } from '../xlog.js';
 
 export const BACKUP_MANIFEST_NAME = 'backup_manifest';
 
-/** A manifest that cannot be trusted (bad JSON, wrong checksum, malformed entry): exit 4. */
-class BackupManifestError extends GeneralError {}
-
 export interface ManifestFileEntry {
   /** Path relative to the data directory (`pg_tblspc/<oid>/…` for tablespace files). */
   path: string;
@@ -235,66 +232,5 @@ export class BackupManifestBuilder {
   }
 }
 
-const HEX = /^(?:[0-9a-fA-F]{2})*$/;
-
-/**
- * Parse a backup_manifest (version 1 or 2) and check its Manifest-Checksum the way pg_verifybackup
- * does: SHA-256 of everything up to and including the newline before the last line.
- */
-export function parseBackupManifest(input: string | Buffer): ParsedBackupManifest {
-  const raw = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
-  const bad = (why: string) => new BackupManifestError(`invalid backup_manifest: ${why}`);
-  if (raw.length === 0 || raw[raw.length - 1] !== 0x0a) throw bad('last line not newline-terminated');
-  const penultimate = raw.lastIndexOf(0x0a, raw.length - 2);
-  if (penultimate < 0) throw bad('expected at least 2 lines');
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw bad('not JSON');
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad('not an object');
-  const top = doc as Record<string, unknown>;
-  const version = top['PostgreSQL-Backup-Manifest-Version'];
-  if (version !== 1 && version !== 2) throw bad(`unsupported version ${JSON.stringify(version)}`);
-  const expected = top['Manifest-Checksum'];
-  if (typeof expected !== 'string' || !/^[0-9a-fA-F]{64}$/.test(expected)) throw bad('no manifest checksum');
-  const actual = createHash('sha256').update(raw.subarray(0, penultimate + 1)).digest('hex');
-  if (actual !== expected.toLowerCase()) throw bad(`manifest checksum mismatch: actual ${actual}, expected ${expected}`);
-
-  const filesRaw = top.Files;
-  if (!Array.isArray(filesRaw)) throw bad('no Files array');
-  const files = new Map<string, ManifestFileEntry>();
-  for (const [i, f] of filesRaw.entries()) {
-    if (typeof f !== 'object' || f === null) throw bad(`file ${i} is not an object`);
-    const e = f as Record<string, unknown>;
-    let path: string;
-    if (typeof e.Path === 'string') path = e.Path;
-    else if (typeof e['Encoded-Path'] === 'string' && HEX.test(e['Encoded-Path'])) {
-      // a name that is not valid UTF-8 reaches us through tar headers decoded the same lossy way
-      path = Buffer.from(e['Encoded-Path'], 'hex').toString('utf8');
-    } else throw bad(`file ${i} has no path`);
-    const size = e.Size;
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw bad(`file ${path} has an invalid size`);
-    const algorithm = e['Checksum-Algorithm'] === undefined ? 'NONE' : e['Checksum-Algorithm'];
-    if (typeof algorithm !== 'string') throw bad(`file ${path} has an invalid checksum algorithm`);
-    const checksum = e.Checksum === undefined ? '' : e.Checksum;
-    if (typeof checksum !== 'string' || !HEX.test(checksum) || (algorithm !== 'NONE' && checksum === '')) {
-      throw bad(`file ${path} has an invalid checksum`);
-    }
-    if (files.has(path)) throw bad(`duplicate path name ${JSON.stringify(path)}`);
-    const lastModified = typeof e['Last-Modified'] === 'string' ? e['Last-Modified'] : undefined;
-    files.set(path, { path, size, algorithm: algorithm.toUpperCase(), checksum: checksum.toLowerCase(), lastModified });
-  }
-  const rangesRaw = top['WAL-Ranges'] ?? [];
-  if (!Array.isArray(rangesRaw)) throw bad('WAL-Ranges is not an array');
-  const walRanges = rangesRaw.map((r: unknown, i: number): WalRange => {
-    const o = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
-    const lsn = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
-    if (typeof o.Timeline !== 'number' || !Number.isInteger(o.Timeline) || o.Timeline < 1) throw bad(`WAL range ${i} has an invalid timeline`);
-    if (typeof o['Start-LSN'] !== 'string' || !lsn.test(o['Start-LSN'])) throw bad(`WAL range ${i} has an invalid Start-LSN`);
-    if (typeof o['End-LSN'] !== 'string' || !lsn.test(o['End-LSN'])) throw bad(`WAL range ${i} has an invalid End-LSN`);
-    return { timeline: o.Timeline, startLsn: o['Start-LSN'], endLsn: o['End-LSN'] };
-  });
-  return { version, files, walRanges };
-}
+// Reading one back, streamed: manifest-reader.ts.
+export { parseBackupManifest } from './manifest-reader.js';

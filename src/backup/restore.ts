@@ -5,6 +5,7 @@
 // A backup of ours is checked while it is extracted (integrity.ts): parts against parts.json before
 // and while they are read, files against the backup_manifest once everything is written.
 import { constants as fsConstants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { mapBounded } from '../concurrency.js';
@@ -20,7 +21,7 @@ import type { ObjectStore } from '../storage/types.js';
 import { decodePartsList, PARTS_LIST_MAX_BYTES, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { extractArchiveParts, placeHeldFile, type HeldFile } from './extract.js';
 import { BackupIntegrityError, checkStoredParts, compareWithManifest, FileDigests, partDigestCheck } from './integrity.js';
-import { BACKUP_MANIFEST_NAME, parseBackupManifest } from './manifest.js';
+import { BACKUP_MANIFEST_NAME } from './manifest.js';
 import {
   BACKUP_LABEL, BACKUP_LABEL_MAX_BYTES, CONTROL_FILE, backupLabelMismatch, systemIdMismatch, unlistedTablespaceLink,
 } from './archive-identity.js';
@@ -385,23 +386,21 @@ export async function restoreBackup(
     });
 
     if (digests) {
-      let manifestText: Buffer;
+      let manifest: FileHandle;
       try {
         // not through a link the archive may have planted there
-        const fh = await fs.open(join(dataDir, BACKUP_MANIFEST_NAME), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-        try {
-          manifestText = await fh.readFile();
-        } finally {
-          await fh.close();
-        }
+        manifest = await fs.open(join(dataDir, BACKUP_MANIFEST_NAME), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
       } catch {
         throw new BackupIntegrityError(`${BACKUP_MANIFEST_NAME} is missing from the data archive of backup ${backupId}; ${incomplete}`);
       }
       try {
-        compareWithManifest(parseBackupManifest(manifestText), digests);
+        // read in pieces, never whole: its size grows with the number of files (docs/format.md#manifest-reading)
+        await compareWithManifest(chunksOf(manifest), digests);
       } catch (e) {
         if (e instanceof BarmanCloudError) e.message = `${e.message}; ${incomplete}`;
         throw e;
+      } finally {
+        await manifest.close();
       }
       log.info(`Checked ${digests.files.size} files against ${BACKUP_MANIFEST_NAME} and ${expected.size} parts against ${PARTS_LIST_NAME}`);
     }
@@ -427,5 +426,15 @@ export async function restoreBackup(
     return backup;
   } finally {
     await release();
+  }
+}
+
+/** A file's bytes in pieces of one reused buffer (each piece valid until the next is asked for). */
+async function* chunksOf(fh: FileHandle): AsyncGenerator<Buffer> {
+  const buf = Buffer.allocUnsafe(256 << 10);
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) return;
+    yield buf.subarray(0, bytesRead);
   }
 }

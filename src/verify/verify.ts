@@ -18,7 +18,7 @@ import type { ObjectStore } from '../storage/types.js';
 import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
 import { readPart, type MemberRecord } from './archive.js';
-import { checkManifest, MANIFEST_MEMBER } from './manifest-check.js';
+import { checkManifest, MANIFEST_MEMBER, ManifestMember } from './manifest-check.js';
 import { DataDirectoryView, TablespaceView, oversizedControlFile } from './data-directory.js';
 import { ArchiveTree, unsafeRefusal } from './archive-tree.js';
 import { CONTROL_FILE } from '../backup/archive-identity.js';
@@ -190,7 +190,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
     return codecs.get(c);
   };
   const members: { archive: string; member: MemberRecord }[] = [];
-  let manifest: Buffer | undefined;
+  let manifest: ManifestMember | undefined;
   // the data directory restore would leave, at the names it compares with backup.info
   const dataDirectory = new DataDirectoryView();
   // the tablespaces restore extracts: those backup.info lists, into their locations
@@ -220,12 +220,13 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
         const refused = unsafe || outside ? undefined : trees.get(archive)!.add(m);
         if (refused) problem({ kind: refused.kind, part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${refused.message}` });
         if (archive !== 'data') return;
-        if (m.name === MANIFEST_MEMBER && content) manifest = content;
         dataDirectory.add(m, content);
         const oversized = oversizedControlFile(m);
         if (oversized) problem({ kind: 'unreadable-part', part: part.name, message: `backup ${id}: part ${part.name}: ${oversized}` });
       }, {
-        keepContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? Infinity : dataDirectory.keep(n)) : undefined,
+        keepContent: archive === 'data' ? (n) => dataDirectory.keep(n) : undefined,
+        // read as it streams, never held: it grows with the number of files (docs/format.md#manifest-reading)
+        streamContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? (manifest = new ManifestMember()) : undefined) : undefined,
         decrypt: isEncryptedName(part.name) ? () => decryptStream(options.identities!, `part ${part.name}`) : undefined,
         onBytes: options.onProgress
           ? (n) => {
