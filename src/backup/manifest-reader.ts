@@ -16,10 +16,11 @@ import type { ManifestFileEntry, ParsedBackupManifest, WalRange } from './manife
 export class BackupManifestError extends GeneralError {}
 
 /**
- * The longest line accepted. PostgreSQL and our builder write one entry per line, and a path is at
- * most 1,024 bytes (MAXPGPATH), ~6 KiB once escaped: 64 KiB leaves room and bounds memory.
+ * The longest line accepted. PostgreSQL and our builder write one entry per line; PostgreSQL's paths
+ * are at most 1,024 bytes (MAXPGPATH) and the system's 4,096 (PATH_MAX), ~24 KiB once every byte is
+ * escaped: 1 MiB is far beyond any real entry and still bounds memory.
  */
-export const MAX_LINE = 64 << 10;
+export const MAX_LINE = 1 << 20;
 
 export interface ManifestSummary {
   version: number;
@@ -57,8 +58,9 @@ export class BackupManifestReader {
   /** The last complete line, not hashed yet: the manifest's last line is the one the checksum leaves out. */
   private held: Buffer | undefined;
   private lines = 0;
-  /** Bytes after the last newline, waiting for the rest of their line. */
-  private partial: Buffer | undefined;
+  /** Bytes after the last newline, waiting for the rest of their line: the first partialLength bytes, copied. */
+  private partial = Buffer.alloc(0);
+  private partialLength = 0;
 
   private place: Place = 'start';
   private key = '';
@@ -76,24 +78,31 @@ export class BackupManifestReader {
     let from = 0;
     for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, from)) {
       let line = chunk.subarray(from, nl + 1);
-      if (this.partial) {
-        line = Buffer.concat([this.partial, line]);
-        this.partial = undefined;
+      if (this.partialLength > 0) {
+        line = Buffer.concat([this.partial.subarray(0, this.partialLength), line]);
+        this.partialLength = 0;
       }
       this.line(line);
       from = nl + 1;
     }
     const rest = chunk.length - from;
     if (rest > 0) {
-      if ((this.partial?.length ?? 0) + rest > MAX_LINE) throw bad(`a line longer than ${MAX_LINE} bytes`);
-      // copied: the caller may reuse its buffer once write() returns
-      this.partial = Buffer.concat(this.partial ? [this.partial, chunk.subarray(from)] : [chunk.subarray(from)]);
+      if (this.partialLength + rest > MAX_LINE) throw bad(`a line longer than ${MAX_LINE} bytes`);
+      // copied (the caller may reuse its buffer once write() returns) into room that doubles, so
+      // that a line fed a byte at a time costs linear time
+      if (this.partialLength + rest > this.partial.length) {
+        const room = Buffer.allocUnsafe(Math.min(MAX_LINE, Math.max(4096, 2 * this.partial.length, this.partialLength + rest)));
+        this.partial.copy(room, 0, 0, this.partialLength);
+        this.partial = room;
+      }
+      chunk.copy(this.partial, this.partialLength, from);
+      this.partialLength += rest;
     }
     if (this.held && this.held.buffer === chunk.buffer) this.held = Buffer.from(this.held);
   }
 
   end(): ManifestSummary {
-    if (this.partial || this.lines === 0) throw bad('last line not newline-terminated');
+    if (this.partialLength > 0 || this.lines === 0) throw bad('last line not newline-terminated');
     if (this.lines < 2) throw bad('expected at least 2 lines');
     if (this.place !== 'end') throw bad('it ends before its closing brace');
     if (this.version === undefined) throw bad('no version');
