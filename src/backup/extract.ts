@@ -35,7 +35,6 @@ import { loadCodec, type Codec, type CodecName } from '../compression/index.js';
 import { GeneralError } from '../errors.js';
 import { CoalescingFileWriter } from '../file-writer.js';
 import { log } from '../log.js';
-import { bytesMoved } from '../reclaim.js';
 import { groupId, userId } from './tar-header.js';
 import type { FileDigests } from './integrity.js';
 import { manifestPath } from './manifest.js';
@@ -437,8 +436,6 @@ class TarExtractor {
         digest?.crc.update(chunk);
         writer.write(chunk);
         size += chunk.length;
-        // downloaded, decompressed and copied into the write buffer: dead from here (reclaim.ts)
-        bytesMoved(chunk.length);
       }
       writer.flush();
       this.stats.bytes += size;

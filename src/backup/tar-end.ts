@@ -5,6 +5,7 @@
 // frame) would be restored although no tar tool lists them. This tap sees the bytes tar-stream
 // parses; the caller tells it where each member lies.
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { bytesMoved } from '../reclaim.js';
 
 const BLOCK = 512;
 /** The two zero blocks that end every tar (Python's tarfile and our producer write them). */
@@ -58,6 +59,9 @@ export class TarEndTap extends Transform {
     while (z < n && chunk[chunk.length - 1 - z] === 0) z++;
     this.trailingZeros = z === chunk.length ? this.trailingZeros + z : z;
     this.bytes += chunk.length;
+    // Every tar byte, headers included, counts towards the next collection (src/reclaim.ts): a run
+    // of small files moves little content but many reads, each dead once its members are parsed.
+    bytesMoved(chunk.length);
     cb(null, chunk);
   }
 

@@ -78,8 +78,9 @@ const restore: CommandModule<'restore'> = {
   errorPrefix: 'Barman cloud restore exception',
   async run(ctx) {
     keepYoungGenerationSmall();
-    // as the backup does (commands/backup.ts): a scavenge per 4 MiB of files written
-    collectYoungGarbageOften(4 * 1024 * 1024);
+    // as the backup does (commands/backup.ts): a scavenge per 4 MiB of tar read, and a full
+    // collection per 16 MiB of Buffer memory that outlives them (young-generation.ts)
+    collectYoungGarbageOften(4 * 1024 * 1024, 16 * 1024 * 1024);
     const o = ctx.args.options;
     const identities = await (await import('../encryption.js')).loadIdentities(ctx);
     const { store, resolved } = await openContextStore(ctx);
