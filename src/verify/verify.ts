@@ -17,8 +17,8 @@ import { memberPathComponents } from '../backup/extract.js';
 import type { ObjectStore } from '../storage/types.js';
 import { readWhole } from '../storage/body.js';
 import { historyFileName, isSegmentName, isValidSegmentSize, walFileMaxBytes, walTimeline } from '../xlog.js';
-import { readPart, type MemberRecord } from './archive.js';
-import { checkManifest, MANIFEST_MEMBER, ManifestMember } from './manifest-check.js';
+import { readPart } from './archive.js';
+import { ArchiveFiles, MANIFEST_MEMBER, ManifestMember } from './manifest-check.js';
 import { DataDirectoryView, TablespaceView, oversizedControlFile } from './data-directory.js';
 import { ArchiveTree, unsafeRefusal } from './archive-tree.js';
 import { CONTROL_FILE } from '../backup/archive-identity.js';
@@ -189,7 +189,8 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
     if (!codecs.has(c)) codecs.set(c, loadCodec(c));
     return codecs.get(c);
   };
-  const members: { archive: string; member: MemberRecord }[] = [];
+  // what the manifest is checked against: the regular files, not every member record
+  const files = new ArchiveFiles();
   let manifest: ManifestMember | undefined;
   // the data directory restore would leave, at the names it compares with backup.info
   const dataDirectory = new DataDirectoryView();
@@ -211,7 +212,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
       }
       const codec = await codecFor(part.name);
       const read = await readPart(store, part.key, part.size, codec, (m, content) => {
-        members.push({ archive, member: m });
+        files.add(archive, m);
         const unsafe = unsafeMemberName(m.name);
         if (unsafe) problem({ kind: 'unsafe-member', part: part.name, file: m.name, message: `backup ${id}: part ${part.name}: ${unsafe}` });
         const outside = unsafe ? undefined : tablespaces.get(archive)?.add(m);
@@ -258,7 +259,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
   for (const [oid, t] of tablespaces) for (const p of t.problems(id, trees.get(oid)?.through ?? new Map())) problem(p);
   if (manifest) {
     result.file_checksums = 'verified';
-    for (const p of checkManifest(manifest, members)) problem(p);
+    for (const p of manifest.check(files)) problem(p);
   } else if ((archives.get('data') ?? []).some((p) => isEncryptedName(p.name))) {
     // as restore refuses it: ours always ends its data archive with one, inside what age
     // authenticates, and parts.json cannot vouch for a shortened archive (anyone may delete it)
