@@ -2,8 +2,9 @@
 // does not grow with the job; backup_manifest keeps a record per file): FILES files of 100 bytes
 // in one directory of PGDATA (barman copies files it does not know), backed up into the directory
 // store by two builds, interleaved by round (the order rotating), each under GNU time: peak RSS and
-// wall time, medians and the paired ratio of the second build to the first. Then each build's last
-// backup is restored by its own barman-cloud-restore and checked with `pg_verifybackup -n`.
+// wall time, medians and the paired ratio of the second build to the first. Then the first build's
+// last backup is restored by each build, interleaved the same way (peak RSS, wall, paired ratio),
+// and each build's last backup by its own barman-cloud-restore, checked with `pg_verifybackup -n`.
 //
 //   BUILDS='{"main":"/tmp/main-build/bin","ours":"bin"}' FILES=100000 ROUNDS=3 \
 //     node test/bench/many-files-backup.mjs
@@ -60,6 +61,26 @@ try {
   }
   const ratio = (f) => median(results[b].map((x, i) => f(x) / f(results[a][i])));
   console.log(`\npaired ${b}/${a}: peak RSS ${ratio((x) => x.peak).toFixed(3)}, wall ${ratio((x) => x.secs).toFixed(3)} (medians of the per-round ratios)`);
+  // The same backup (the first build's last) restored by each build, interleaved as above.
+  const restores = Object.fromEntries(builds.map(([name]) => [name, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < builds.length; k++) {
+      const [name, bin] = builds[(k + r) % builds.length];
+      const dest = join(work, `restore-round-${name}`);
+      const res = timed(join(bin, 'barman-cloud-restore'), [`file://${join(work, `store-${a}`)}`, 'srv', 'latest', dest], env);
+      restores[name].push(res);
+      rmSync(dest, { recursive: true, force: true });
+      console.log(`restore round ${r + 1} ${name}: peak ${res.peak.toFixed(1)} MiB, ${res.secs.toFixed(2)} s`);
+    }
+  }
+  console.log(`\n| build | restore peak RSS per round (MiB) | median | wall per round (s) | median |`);
+  console.log('|---|---|---|---|---|');
+  for (const [name] of builds) {
+    const list = restores[name];
+    console.log(`| ${name} | ${list.map((x) => x.peak.toFixed(1)).join(', ')} | ${median(list.map((x) => x.peak)).toFixed(1)} | ${list.map((x) => x.secs.toFixed(2)).join(', ')} | ${median(list.map((x) => x.secs)).toFixed(2)} |`);
+  }
+  const restoreRatio = (f) => median(restores[b].map((x, i) => f(x) / f(restores[a][i])));
+  console.log(`\npaired restore ${b}/${a}: peak RSS ${restoreRatio((x) => x.peak).toFixed(3)}, wall ${restoreRatio((x) => x.secs).toFixed(3)}`);
   for (const [name, bin] of builds) {
     const dest = join(work, `restore-${name}`);
     const res = timed(join(bin, 'barman-cloud-restore'), [`file://${join(work, `store-${name}`)}`, 'srv', 'latest', dest], env);
