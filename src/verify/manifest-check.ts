@@ -42,17 +42,20 @@ export class ManifestMember {
   private readonly pieces: Buffer[] = [];
   private bytes = 0;
 
+  constructor(private readonly maxBytes = MANIFEST_MAX_BYTES) {}
+
   write(chunk: Buffer): void {
     this.bytes += chunk.length;
     // a copy: the chunk may be a slice of a much larger read
-    if (this.bytes <= MANIFEST_MAX_BYTES) this.pieces.push(Buffer.from(chunk));
+    if (this.bytes <= this.maxBytes) this.pieces.push(Buffer.from(chunk));
+    else this.pieces.length = 0;
   }
 
   end(): void {}
 
   check(archives: ArchiveFiles): Omit<Problem, 'backup_id'>[] {
     const invalid = (why: string) => [{ kind: 'invalid-manifest' as const, file: MANIFEST_MEMBER, message: why }];
-    if (this.bytes > MANIFEST_MAX_BYTES) return invalid(`${MANIFEST_MEMBER} has ${this.bytes} bytes, more than the ${MANIFEST_MAX_BYTES} checked`);
+    if (this.bytes > this.maxBytes) return invalid(`${MANIFEST_MEMBER} has ${this.bytes} bytes, more than the ${this.maxBytes} checked`);
     const mayBeUnlisted = (path: string) => NOT_LISTED.has(path) || path.startsWith('pg_wal/');
     const comparison = new ManifestComparison(archives.files, mayBeUnlisted);
     try {

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { BackupManifestReader, MAX_LINE, parseBackupManifest } from '../../src/backup/manifest-reader.ts';
 import type { ManifestFileEntry } from '../../src/backup/manifest.ts';
+import { ArchiveFiles, ManifestMember } from '../../src/verify/manifest-check.ts';
 
 /** A manifest laid out as PostgreSQL writes one: one entry per line, the checksum over all but the last line. */
 function manifest(fileLines: string[], opts: { top?: string; ranges?: string[] } = {}): Buffer {
@@ -94,6 +95,18 @@ describe('backup_manifest from a hostile store: memory stays bounded', () => {
     expect(() => parseBackupManifest(manifest(['{ "Path": "x", "Size": [1] }']))).toThrow(/field "Size" is not a string or number/);
     expect(() => parseBackupManifest(manifest(['1']))).toThrow(/Files holds something other than objects/);
     expect(() => parseBackupManifest(manifest([fileLine('x', 1, '00000000')], { top: ' "Files": 1,' }))).toThrow(/Files is not an array/);
+  });
+
+  it('verify holds a manifest only up to its bound: beyond it, a finding and nothing kept', () => {
+    const text = manifest([fileLine('PG_VERSION', 3, '00000000')]);
+    const files = new ArchiveFiles();
+    files.add('data', { name: 'PG_VERSION', type: 'file', size: 3, crc32c: 0 });
+    const within = new ManifestMember(text.length);
+    within.write(text);
+    expect(within.check(files)).toEqual([]);
+    const beyond = new ManifestMember(text.length - 1);
+    for (let at = 0; at < text.length; at += 10) beyond.write(text.subarray(at, at + 10));
+    expect(beyond.check(files)).toEqual([{ kind: 'invalid-manifest', file: 'backup_manifest', message: `backup_manifest has ${text.length} bytes, more than the ${text.length - 1} checked` }]);
   });
 
   it('wants the version first, as PostgreSQL does', () => {
