@@ -150,7 +150,6 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
   let lastWork = Date.now();
   try {
     for (;;) {
-      const now = Date.now();
       if (!(await lock.stillOurs())) break;
       const ready = await readyNames(o.walDir);
       if (ready === null) break; // pg_wal is gone
