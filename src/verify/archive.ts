@@ -64,7 +64,7 @@ export async function readPart(
     /** How many bytes of a regular file's content to hand to onMember, at most (0 or undefined: none). */
     keepContent?: (name: string) => number | undefined; onBytes?: (n: number) => void; signal?: AbortSignal;
     /** Where a regular file's content goes as it is read, whole and never held (undefined: nowhere). */
-    streamContent?: (name: string) => { write(chunk: Buffer): void; end(): void } | undefined;
+    streamContent?: (name: string) => ((chunk: Buffer) => void) | undefined;
     /** For an encrypted part: the decrypting stage, between the stored bytes and the codec. */
     decrypt?: () => NodeJS.ReadWriteStream;
   } = {},
@@ -108,14 +108,13 @@ export async function readPart(
     stream.on('data', (data: unknown) => {
       const chunk = data as Buffer;
       crc = crc32c(chunk, crc);
-      sink?.write(chunk);
+      sink?.(chunk);
       // only what the caller compares stays in memory: memory does not grow with a member
       if (keep && length < limit) keep.push(chunk.subarray(0, limit - length));
       length += chunk.length;
     });
     stream.on('error', (e: Error) => (memberError ??= e));
     stream.on('end', () => {
-      sink?.end();
       onMember({ name: header.name, type, size: length, crc32c: crc }, keep ? Buffer.concat(keep) : undefined);
       next();
     });

@@ -44,14 +44,12 @@ export class ManifestMember {
 
   constructor(private readonly maxBytes = MANIFEST_MAX_BYTES) {}
 
-  write(chunk: Buffer): void {
+  readonly write = (chunk: Buffer): void => {
     this.bytes += chunk.length;
     // a copy: the chunk may be a slice of a much larger read
     if (this.bytes <= this.maxBytes) this.pieces.push(Buffer.from(chunk));
     else this.pieces.length = 0;
-  }
-
-  end(): void {}
+  };
 
   check(archives: ArchiveFiles): Omit<Problem, 'backup_id'>[] {
     const invalid = (why: string) => [{ kind: 'invalid-manifest' as const, file: MANIFEST_MEMBER, message: why }];

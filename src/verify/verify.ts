@@ -227,7 +227,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
       }, {
         keepContent: archive === 'data' ? (n) => dataDirectory.keep(n) : undefined,
         // read as it streams, never held: it grows with the number of files (docs/format.md#manifest-reading)
-        streamContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? (manifest = new ManifestMember()) : undefined) : undefined,
+        streamContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? (manifest = new ManifestMember()).write : undefined) : undefined,
         decrypt: isEncryptedName(part.name) ? () => decryptStream(options.identities!, `part ${part.name}`) : undefined,
         onBytes: options.onProgress
           ? (n) => {
