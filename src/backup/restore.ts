@@ -395,7 +395,7 @@ export async function restoreBackup(
       }
       try {
         // read in pieces, never whole: its size grows with the number of files (docs/format.md#manifest-reading)
-        await compareWithManifest(chunksOf(manifest), digests);
+        await compareWithManifest(manifest.createReadStream({ autoClose: false, highWaterMark: 256 << 10 }), digests);
       } catch (e) {
         if (e instanceof BarmanCloudError) e.message = `${e.message}; ${incomplete}`;
         throw e;
@@ -426,15 +426,5 @@ export async function restoreBackup(
     return backup;
   } finally {
     await release();
-  }
-}
-
-/** A file's bytes in pieces of one reused buffer (each piece valid until the next is asked for). */
-async function* chunksOf(fh: FileHandle): AsyncGenerator<Buffer> {
-  const buf = Buffer.allocUnsafe(256 << 10);
-  for (;;) {
-    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-    if (bytesRead === 0) return;
-    yield buf.subarray(0, bytesRead);
   }
 }
