@@ -306,7 +306,7 @@ function parseToken(line: Buffer, from: number, to: number): unknown {
 
 /**
  * The whole manifest at once, its files by path (a path listed twice is refused, as PostgreSQL
- * refuses it): for verify's member check and for tests. Restore streams instead (src/backup/restore.ts).
+ * refuses it), for tests. Restore and verify stream it instead (integrity.ts, verify/manifest-check.ts).
  */
 export function parseBackupManifest(input: string | Buffer): ParsedBackupManifest {
   const files = new Map<string, ManifestFileEntry>();

@@ -231,6 +231,3 @@ export class BackupManifestBuilder {
     }
   }
 }
-
-// Reading one back, streamed: manifest-reader.ts.
-export { parseBackupManifest } from './manifest-reader.js';

@@ -7,8 +7,9 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BackupManifestBuilder, Crc32c, crc32cHex, manifestPath, parseBackupManifest, type ParsedBackupManifest,
+  BackupManifestBuilder, Crc32c, crc32cHex, manifestPath, type ParsedBackupManifest,
 } from '../../src/backup/manifest.js';
+import { parseBackupManifest } from '../../src/backup/manifest-reader.js';
 import { renderManifest } from '../helpers/manifest.js';
 import { baseBackup, pgVerifyBackup, postgresAvailable, requireTool, startCluster, type PgCluster } from '../helpers/postgres.js';
 

@@ -27,7 +27,8 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32c } from '@node-rs/crc32';
 import { extractArchive, extractArchiveParts, UnsafeArchiveMemberError } from '../../src/backup/extract.ts';
-import { BackupManifestBuilder, crc32cHex, parseBackupManifest } from '../../src/backup/manifest.ts';
+import { BackupManifestBuilder, crc32cHex } from '../../src/backup/manifest.ts';
+import { parseBackupManifest } from '../../src/backup/manifest-reader.ts';
 import {
   ArchiveSourceError,
   backupLabelMember,

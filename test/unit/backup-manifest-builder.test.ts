@@ -2,7 +2,8 @@
 // in pieces: its length first, then at most 256 KiB at a time, never other bytes than announced.
 // The text itself is checked against PostgreSQL 15 in test/integration/backup-manifest.test.ts.
 import { describe, expect, it } from 'vitest';
-import { BackupManifestBuilder, crc32cHex, parseBackupManifest, type WalRange } from '../../src/backup/manifest.ts';
+import { BackupManifestBuilder, crc32cHex, type WalRange } from '../../src/backup/manifest.ts';
+import { parseBackupManifest } from '../../src/backup/manifest-reader.ts';
 import { GeneralError } from '../../src/errors.ts';
 
 const RANGES: WalRange[] = [{ timeline: 1, startLsn: '0/2000028', endLsn: '0/2000100' }];
