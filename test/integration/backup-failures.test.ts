@@ -8,57 +8,21 @@
 //   (d) restore of a backup ID that does not exist.
 // (Restore into a non-empty directory is covered by postgres-backup.test.ts.)
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   S3Client, ListObjectsV2Command, ListMultipartUploadsCommand, GetObjectCommand,
 } from '@aws-sdk/client-s3';
-import { startMoto, createS3Bucket, ROOT, type ServerHandle } from '../helpers/servers.ts';
+import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
 import { runBin, cleanEnv } from '../helpers/run-bin.ts';
 import {
-  asPostgresArgv, requireTool, postgresAvailable, startCluster, toolCommand, toolRootForPostgres, nodePath, pgTempDir, type PgCluster,
+  requireTool, postgresAvailable, startCluster, toolCommand, pgTempDir, type PgCluster,
 } from '../helpers/postgres.ts';
 import { MOTO_ENV } from '../helpers/moto.ts';
+import { startBackup, type BackupRun } from '../helpers/backup-run.ts';
 
 const skip = requireTool('PostgreSQL 15', postgresAvailable());
 const BUCKET = 'failures';
-const IS_ROOT = process.getuid?.() === 0;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Start our barman-cloud-backup (as `postgres` when asked and we are root); `done` settles on exit. */
-function startBackup(args: string[], env: NodeJS.ProcessEnv, opts: { asPostgres?: boolean; timeoutMs?: number } = {}) {
-  const started = Date.now();
-  const [file, argv] = opts.asPostgres && IS_ROOT
-    ? asPostgresArgv([nodePath(), join(toolRootForPostgres(), 'bin', 'barman-cloud-backup'), ...args])
-    : [process.execPath, [join(ROOT, 'bin', 'barman-cloud-backup'), ...args]];
-  const child: ChildProcess = spawn(file, argv, { env, cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timeoutMs = opts.timeoutMs ?? 120_000;
-  const done = new Promise<Run>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`barman-cloud-backup ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
-  return { child, done };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,7 +40,7 @@ async function multipartUploads(s3: S3Client, prefix: string): Promise<string[]>
 }
 
 /** Poll until an incomplete multipart upload of `<prefix>…/data.tar` exists (the backup is mid-upload). */
-async function waitForDataUpload(s3: S3Client, prefix: string, run: { done: Promise<Run> }, timeoutMs = 60_000): Promise<string> {
+async function waitForDataUpload(s3: S3Client, prefix: string, run: { done: Promise<BackupRun> }, timeoutMs = 60_000): Promise<string> {
   let finished = false;
   void run.done.then(() => (finished = true), () => (finished = true));
   const deadline = Date.now() + timeoutMs;
