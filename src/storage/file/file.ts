@@ -83,10 +83,10 @@ export class FileObjectStore implements ObjectStore {
   }
 
   /** Remove temp files of killed runs from `dir` (src/stale-temps.ts), once per directory and process. */
-  private async sweepStaleTemps(dir: string): Promise<void> {
-    if (this.swept.has(dir)) return;
+  private async sweepStaleTemps(dir: string): Promise<number> {
+    if (this.swept.has(dir)) return 0;
     this.swept.add(dir);
-    await removeStaleTemps(dir, (name) => OUR_TEMP.test(name));
+    return removeStaleTemps(dir, (name) => OUR_TEMP.test(name));
   }
 
   private path(key: string): string {
@@ -495,7 +495,17 @@ export class FileObjectStore implements ObjectStore {
     } finally {
       await fs.rm(join(pinned.base, tagsName(p)), { force: true }).finally(() => pinned.handle.close());
     }
-    await this.pruneEmptyDirs(dirname(p));
+    await this.pruneSwept(dirname(p));
+  }
+
+  /**
+   * pruneEmptyDirs, and where `dir` stays, a sweep of the temp files killed writers left there
+   * first: a directory emptied of its objects would otherwise keep one for ever (a backup killed
+   * mid-part, then deleted: docs/format.md#backup-heartbeat). Read only when the directory stays.
+   */
+  private async pruneSwept(dir: string): Promise<string> {
+    const kept = await this.pruneEmptyDirs(dir);
+    return kept === dir && (await this.sweepStaleTemps(dir)) > 0 ? this.pruneEmptyDirs(dir) : kept;
   }
 
   // Object stores have no empty "directories"; neither should we. Returns the first directory
@@ -583,7 +593,7 @@ export class FileObjectStore implements ObjectStore {
     // Each directory touched: removed if empty, else (or its first remaining parent) fsynced
     // once, so the deletions are durable when this returns.
     const toSync = new Set<string>();
-    for (const dir of [...tagFiles.keys()].sort((a, b) => b.length - a.length)) toSync.add(await this.pruneEmptyDirs(dir));
+    for (const dir of [...tagFiles.keys()].sort((a, b) => b.length - a.length)) toSync.add(await this.pruneSwept(dir));
     for (const dir of toSync) await syncDir(dir).catch(() => {});
     return {
       deleted: keys.filter((k) => !failed.has(k)),
