@@ -155,14 +155,14 @@ _barman_cloud_cmd_backup() {
       --azure-use-default-azure-credentials --google-application-credentials
       --google-gke-environment --google-customer-key-file -z --gzip -j --bzip2 --snappy --lz4
       --zstd --xz --compression-level -h --host -p --port -U --user --immediate-checkpoint -J
-      --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name
-      --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project
-      --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption --sse-kms-key-id
-      --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout
-      --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period
+      --jobs -S --max-archive-size --min-chunk-size --max-bandwidth --heartbeat-interval -d
+      --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone
+      --gcp-project --snapshot-gcp-project --kms-key-name --tags --tag -e --encryption
+      --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region
+      --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period
       --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id
       --azure-resource-group' ;;
-    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
+    takes) REPLY='--cloud-provider --endpoint-url -P --aws-profile --profile --read-timeout --azure-credential --credential --default --endpoint-ca --s3-region --s3-access-key-id-file --s3-secret-access-key-file --s3-session-token-file --sse-customer-key-file --azure-storage-account --azure-storage-key-file --azure-storage-sas-token-file --azure-connection-string-file --azure-customer-key-file --google-application-credentials --google-customer-key-file --compression-level -h --host -p --port -U --user -J --jobs -S --max-archive-size --min-chunk-size --max-bandwidth --heartbeat-interval -d --dbname -n --name --snapshot-instance --snapshot-disk --gcp-zone --snapshot-zone --gcp-project --snapshot-gcp-project --kms-key-name --tag -e --encryption --sse-kms-key-id --encryption-scope --encryption-recipient-file --aws-region --aws-await-snapshots-timeout --aws-snapshot-lock-mode --aws-snapshot-lock-cool-off-period --aws-snapshot-lock-expiration-date --aws-snapshot-lock-duration --azure-subscription-id --azure-resource-group' ;;
     lists) REPLY='--tags' ;;
     value)
       case $2 in

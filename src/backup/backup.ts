@@ -13,9 +13,9 @@ import { GeneralError, OperationError, PreconditionFailedError } from '../errors
 import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import { BackupCatalog } from '../catalog/catalog.js';
-import { newBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
+import { newBackupInfo, serializeBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
 import { pyFloat, type PyDict, type PyValue } from '../catalog/python-literal.js';
-import { encodePartsList, PARTS_LIST_NAME } from '../catalog/parts-list.js';
+import { encodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import { recipientFingerprint } from '../encryption/age.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 import type { CodecName } from '../compression/index.js';
@@ -27,6 +27,7 @@ import {
 import { PostgresSession, type ConnectionOptions } from './postgres.js';
 import { walLocation } from '../xlog.js';
 import { BackupManifestBuilder } from './manifest.js';
+import { BackupHeartbeat, DEFAULT_HEARTBEAT_SECONDS, MISSED_HEARTBEATS, recordInterruptedBackups } from './heartbeat.js';
 
 export interface BackupOptions {
   connection: ConnectionOptions;
@@ -45,6 +46,8 @@ export interface BackupOptions {
   tags: Tag[];
   /** age recipients (client-side encryption); recorded in backup.info and parts.json. */
   recipients?: readonly string[];
+  /** How often the claim is rewritten while the backup runs (docs/format.md#backup-heartbeat). */
+  heartbeatSeconds?: number;
   signal?: AbortSignal;
   /** Progress callback: bytes read so far and the archive being written. */
   onProgress?: (bytes: number, archive: string) => void;
@@ -68,10 +71,11 @@ function newBackupId(now = new Date()): string {
  * pg_backup_start, parts.json is created empty with a conditional create; the run whose create is
  * refused stops (exit 1) and writes nothing more. The claimer fills parts.json in at the end.
  */
-async function claimBackupId(store: ObjectStore, layout: ServerLayout, backupId: string, options: BackupOptions): Promise<void> {
+async function claimBackupId(store: ObjectStore, layout: ServerLayout, claim: Omit<PartsList, 'version'>, options: BackupOptions): Promise<void> {
+  const backupId = claim.backupId;
   const key = `${layout.backupPrefix(backupId)}${PARTS_LIST_NAME}`;
   try {
-    await store.put(key, Buffer.from(encodePartsList({ backupId, parts: [] }), 'utf8'), {
+    await store.put(key, Buffer.from(encodePartsList(claim), 'utf8'), {
       tags: options.tags.length ? options.tags : undefined, ifNoneMatch: true, signal: options.signal,
     });
   } catch (e) {
@@ -126,7 +130,16 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
   let began = false;
   // The claim's empty parts.json, until the real one replaces it: a run that fails removes it.
   let claim: string | undefined;
+  const heartbeatSeconds = options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS;
+  /** The claim as rewritten while the run lives: no parts yet, the backup.info so far (STARTED). */
+  const claimRecord = (): Omit<PartsList, 'version'> => ({
+    backupId,
+    parts: [],
+    run: { heartbeatSeconds, backupInfo: serializeBackupInfo({ ...info, status: STATUS.STARTED }) },
+  });
+  let heartbeat: BackupHeartbeat | undefined;
   const dropClaim = async () => {
+    await heartbeat?.stop();
     if (!claim) return;
     await store.delete(claim).catch((e: unknown) => {
       log.debug(`Could not remove the empty ${PARTS_LIST_NAME} of backup ${backupId}: ${(e as Error).message}`);
@@ -154,8 +167,12 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       backup_name: options.name ?? null,
     } satisfies Partial<BackupInfoFields>);
     log.info(`Starting backup '${backupId}'`);
-    await claimBackupId(store, layout, backupId, options);
+    await claimBackupId(store, layout, claimRecord(), options);
     claim = `${layout.backupPrefix(backupId)}${PARTS_LIST_NAME}`;
+    heartbeat = new BackupHeartbeat(store, claim, claimRecord, heartbeatSeconds, options.tags.length ? options.tags : undefined);
+    heartbeat.start();
+    // Runs of this server that died before writing their backup.info (docs/format.md#backup-heartbeat).
+    await recordInterruptedBackups(store, layout, backupId, options.tags);
 
     const start = await session.startBackup(`Barman backup cloud ${backupId}`, options.immediateCheckpoint);
     began = true;
@@ -168,6 +185,7 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       begin_wal: begin.wal,
       begin_offset: begin.offset,
     } satisfies Partial<BackupInfoFields>);
+    await heartbeat.beat(); // the claim now holds the backup's start
 
     const prefix = layout.backupPrefix(backupId);
     let bytesDone = 0;
@@ -254,11 +272,14 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
       await session.switchWal();
       await session.createRestorePoint(`barman_${backupId}`);
     }
-    // Last before DONE: a backup that fails after its data archive gets no parts.json.
+    // Last before DONE: a backup that fails after its data archive gets no parts.json. No rewrite of
+    // the claim may land after it; it keeps the run record, in case this run dies before backup.info.
+    await heartbeat.stop();
     const partsList = encodePartsList({
       backupId,
       encryption: options.recipients ? { format: 'age', recipients: options.recipients.map(recipientFingerprint) } : undefined,
       parts: results.flatMap((r) => r.parts.map((p) => ({ name: p.name, size: p.bytes, sha256: p.sha256 }))),
+      run: claimRecord().run,
     });
     await store.put(`${prefix}${PARTS_LIST_NAME}`, Buffer.from(partsList, 'utf8'), { tags: options.tags.length ? options.tags : undefined, signal: options.signal });
     claim = undefined;
@@ -274,11 +295,21 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     info.error = `failure uploading data (${String((e as Error).message ?? e).split('\n')[0]})`;
     log.error(`Backup failed uploading data (${String((e as Error).message ?? e).split('\n')[0]})`);
   } finally {
+    await heartbeat?.stop();
     await session.close();
   }
   try {
-    await catalog.writeBackupInfo(backupId, info, { tags: options.tags });
+    // Created, never replaced: a later run that took this one for dead may have recorded it FAILED
+    // (docs/format.md#backup-heartbeat), and then that record stands.
+    await catalog.writeBackupInfo(backupId, info, { tags: options.tags, ifNoneMatch: true });
   } catch (e) {
+    if (e instanceof PreconditionFailedError) {
+      throw new OperationError(
+        `Backup ${backupId} was recorded as interrupted by another run while this one gave no sign of life ` +
+          `for ${MISSED_HEARTBEATS} heartbeat intervals of ${heartbeatSeconds} s; its backup.info stays FAILED`,
+        { cause: e },
+      );
+    }
     throw new OperationError(`Backup failed uploading backup.info file (${(e as Error).message})`, { cause: e });
   }
   // parts.json is a DONE backup's record only; the FAILED backup.info stays, as barman's (a

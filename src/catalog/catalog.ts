@@ -302,10 +302,12 @@ export class BackupCatalog {
 
   /** Store a backup.info (barman writes it last, also for a FAILED backup). */
   /** Writes backup.info; `tags` are the backup's own (barman tags backup.info like every tar). */
-  async writeBackupInfo(backupId: string, info: BackupInfoFields, options: SerializeOptions & { tags?: Tag[] } = {}): Promise<void> {
+  async writeBackupInfo(
+    backupId: string, info: BackupInfoFields, options: SerializeOptions & { tags?: Tag[]; ifNoneMatch?: boolean } = {},
+  ): Promise<void> {
     const text = serializeBackupInfo(info, options);
     const tags = options.tags?.length ? options.tags : undefined;
-    await this.store.put(this.layout.backupInfoKey(backupId), Buffer.from(text, 'utf8'), tags ? { tags } : undefined);
+    await this.store.put(this.layout.backupInfoKey(backupId), Buffer.from(text, 'utf8'), { tags, ifNoneMatch: options.ifNoneMatch });
     if (this.listing) {
       const backups = this.listing.backups;
       backups.set(backupId, { ...info, backup_id: backupId });

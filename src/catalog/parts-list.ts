@@ -6,6 +6,7 @@
 // start with `data` or a tablespace OID, docs/compatibility.md). Backups without it (barman's, or ours from
 // before it existed) restore and verify without part checksums.
 import { GeneralError } from '../errors.js';
+import { BACKUP_INFO_MAX_BYTES } from './backup-info.js';
 
 export const PARTS_LIST_NAME = 'parts.json';
 /**
@@ -31,11 +32,26 @@ export interface PartsEncryption {
   recipients: string[];
 }
 
+/**
+ * The run that writes the backup (docs/format.md#backup-heartbeat): how often it rewrites this file
+ * while it runs, and the backup.info it had so far. A later run that finds this file older than
+ * MISSED_HEARTBEATS of those intervals, and no backup.info, records the backup as FAILED from it.
+ */
+export interface BackupRun {
+  heartbeatSeconds: number;
+  /** backup.info text (status STARTED) as of the last rewrite. */
+  backupInfo: string;
+}
+
+/** The longest heartbeat interval a run record may declare: a day (docs/format.md#backup-heartbeat). */
+export const MAX_HEARTBEAT_SECONDS = 86_400;
+
 export interface PartsList {
   version: number;
   backupId: string;
   parts: PartEntry[];
   encryption?: PartsEncryption;
+  run?: BackupRun;
 }
 
 export function encodePartsList(list: Omit<PartsList, 'version'>): string {
@@ -44,6 +60,7 @@ export function encodePartsList(list: Omit<PartsList, 'version'>): string {
     backup_id: list.backupId,
     parts: list.parts.map((p) => ({ name: p.name, size: p.size, sha256: p.sha256 })),
     ...(list.encryption ? { encryption: list.encryption } : {}),
+    ...(list.run ? { run: { heartbeat_seconds: list.run.heartbeatSeconds, backup_info: list.run.backupInfo } } : {}),
   };
   return `${JSON.stringify(body, null, 1)}\n`;
 }
@@ -88,5 +105,15 @@ export function decodePartsList(text: string, backupId: string): PartsList {
     }
     encryption = { format: 'age', recipients: e.recipients as string[] };
   }
-  return { version: PARTS_LIST_VERSION, backupId, parts, ...(encryption ? { encryption } : {}) };
+  let run: BackupRun | undefined;
+  if (obj.run !== undefined) {
+    const r = obj.run as Record<string, unknown> | null;
+    if (typeof r !== 'object' || r === null || typeof r.heartbeat_seconds !== 'number' || !Number.isSafeInteger(r.heartbeat_seconds)
+      || r.heartbeat_seconds < 1 || r.heartbeat_seconds > MAX_HEARTBEAT_SECONDS
+      || typeof r.backup_info !== 'string' || Buffer.byteLength(r.backup_info) > BACKUP_INFO_MAX_BYTES) {
+      throw bad('invalid run record');
+    }
+    run = { heartbeatSeconds: r.heartbeat_seconds, backupInfo: r.backup_info };
+  }
+  return { version: PARTS_LIST_VERSION, backupId, parts, ...(encryption ? { encryption } : {}), ...(run ? { run } : {}) };
 }

@@ -2,7 +2,7 @@
 // completions are all built from. Flags, defaults and choices follow barman-cloud 3.17
 // (docs/format.md#arguments, #commands; usage lines as barman/clients/cloud_*.py build them); options marked `extension` are ours (ObjectStore fields, docs/format.md#providers).
 import {
-  parseCompressionLevel, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parsePrefetchCount, parseSize, parseTargetTimeline,
+  parseCompressionLevel, parseHeartbeatSeconds, parseInteger, parseNonNegativeInteger, parsePositiveInteger, parsePrefetchCount, parseSize, parseTargetTimeline,
 } from './types.js';
 import { PROVIDERS } from '../storage/registry.js';
 
@@ -313,6 +313,11 @@ const TABLE = [
       },
       { long: '--min-chunk-size', kind: 'value', metavar: 'MIN_CHUNK_SIZE', parse: parseSize, help: 'smallest multipart part size' },
       { long: '--max-bandwidth', kind: 'value', metavar: 'MAX_BANDWIDTH', parse: parseSize, help: 'upload rate limit, bytes per second' },
+      {
+        long: '--heartbeat-interval', kind: 'value', metavar: 'SECONDS', parse: parseHeartbeatSeconds, default: 300, extension: true,
+        env: ['BARMAN_CLOUD_BACKUP_HEARTBEAT_INTERVAL'],
+        help: 'rewrite the backup\'s claim this often while it runs; the next backup records a run silent for six intervals as FAILED',
+      },
       PG_DBNAME,
       { short: '-n', long: '--name', kind: 'value', metavar: 'BACKUP_NAME', help: 'a name for the backup' },
       { long: '--snapshot-instance', kind: 'value', metavar: 'SNAPSHOT_INSTANCE', help: 'snapshot backup: the VM instance' },

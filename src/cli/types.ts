@@ -46,6 +46,17 @@ export function parsePrefetchCount(raw: string): number {
   return n;
 }
 
+/**
+ * --heartbeat-interval: 1 s to a day, what parts.json's run record may hold (MAX_HEARTBEAT_SECONDS in
+ * src/catalog/parts-list.ts, kept equal by test/unit/parts-list.test.ts; not imported, so that the
+ * launcher does not load the catalog).
+ */
+export function parseHeartbeatSeconds(raw: string): number {
+  const n = parsePositiveInteger(raw);
+  if (n > 86_400) throw new ArgumentTypeError(`'${raw}' is more than 86400 seconds`);
+  return n;
+}
+
 export function parseNonNegativeInteger(raw: string): number {
   const n = parseInteger(raw);
   if (n < 0) throw new ArgumentTypeError(`'${raw}' is not a non-negative integer`);

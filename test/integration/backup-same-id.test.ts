@@ -54,8 +54,13 @@ const isData = (r: ProxiedRequest) => /\/base\/[^/]+\/data[._]/.test(path(r));
 /** The request that makes an object exist: a single PUT, or a multipart upload's completion. */
 const creates = (r: ProxiedRequest) => (r.method === 'PUT' && !/[?&]partNumber=/.test(r.url)) || (r.method === 'POST' && /[?&]uploadId=/.test(r.url));
 const isPartsList = (r: ProxiedRequest) => r.method === 'PUT' && path(r).endsWith('/parts.json');
-/** The claim on the ID: parts.json created empty (docs/format.md#backup-id-claim). */
-const isClaim = (r: ProxiedRequest) => isPartsList(r) && /"parts": \[\]/.test(r.body.toString('utf8'));
+/**
+ * The claim on the ID: parts.json created empty, conditionally (docs/format.md#backup-id-claim); its
+ * later rewrites while the run lives (#backup-heartbeat) are not conditional.
+ */
+const isClaim = (r: ProxiedRequest) => isPartsList(r) && r.headers['if-none-match'] === '*' && /"parts": \[\]/.test(r.body.toString('utf8'));
+/** The run's last parts.json, the one that lists the parts. */
+const isFinalPartsList = (r: ProxiedRequest) => isPartsList(r) && !/"parts": \[\]/.test(r.body.toString('utf8'));
 
 const idOf = (run: Run) => /Starting backup '(\d{8}T\d{6})'/.exec(run.stderr)?.[1];
 
@@ -97,7 +102,7 @@ describe.skipIf(skip)('two backups of one server starting in the same second (mo
       hold: (r) => {
         if (isClaim(r)) return yClaiming.promise;
         if (isData(r) && creates(r)) return yAtData.promise;
-        if (isPartsList(r)) return yExited.promise;
+        if (isFinalPartsList(r)) return yExited.promise;
         return undefined;
       },
       answered: (r) => {

@@ -66,6 +66,7 @@ const backup: CommandModule<'backup'> = {
         maxArchiveSize,
         chunkSize: partSize(resolved.provider.partLimits, maxArchiveSize, opts['min-chunk-size']),
         maxBandwidth: opts['max-bandwidth'],
+        heartbeatSeconds: opts['heartbeat-interval'],
         name: opts.name,
         tags,
         recipients,
