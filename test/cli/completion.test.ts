@@ -134,7 +134,7 @@ describe.skipIf(requireTool('bash', available('bash')))('bash', () => {
   it('registers barman-cloud and every drop-in executable, and no executable for umbrella-only commands', () => {
     const progs = ['barman-cloud', ...COMMANDS.filter((c) => !c.umbrellaOnly).map((c) => c.prog)];
     const umbrellaOnly = COMMANDS.filter((c) => c.umbrellaOnly).map((c) => `barman-cloud-${c.name}`);
-    const results = bashComplete([...progs, ...umbrellaOnly].map((p) => [p, '--he']));
+    const results = bashComplete([...progs, ...umbrellaOnly].map((p) => [p, '--hel']));
     expect(results).toEqual([...progs.map(() => ['--help']), ...umbrellaOnly.map(() => 'unregistered')]);
   });
 

@@ -8,7 +8,10 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startMoto, createS3Bucket, type ServerHandle } from '../helpers/servers.ts';
+import { BlobServiceClient } from '@azure/storage-blob';
+import {
+  startMoto, startAzurite, startGcs, createS3Bucket, azuriteConnectionString, AZURITE_ACCOUNT, type ServerHandle,
+} from '../helpers/servers.ts';
 import { runBin, runBarman, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool, postgresAvailable, startCluster, toolCommand, type PgCluster } from '../helpers/postgres.ts';
 import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
@@ -245,5 +248,77 @@ describe.skipIf(skip)('a backup run that died, on the directory store', () => {
     expect({ code: del.code, lines: del.stderr.split('\n').filter(Boolean) })
       .toEqual({ code: 0, lines: [expect.stringMatching(new RegExp(`WARNING: Missing file ${server}/base/${dead}/data\\.\\* for server ${server}$`))] });
     expect(existsSync(join(root, server, 'base', dead))).toBe(false);
+  }, 240_000);
+});
+
+describe.skipIf(skip)('a backup run that died, on Azure (azurite) and GCS (our test server)', () => {
+  let azurite: ServerHandle;
+  let gcs: ServerHandle;
+  let primary: PgCluster;
+
+  beforeAll(async () => {
+    [azurite, gcs] = await Promise.all([startAzurite(), startGcs()]);
+    primary = await startCluster();
+    await primary.pgbench(['-i', '-s', '10', '-q']);
+    await primary.psql('CHECKPOINT');
+  }, 180_000);
+
+  afterAll(async () => {
+    await primary?.remove();
+    await Promise.all([azurite?.stop(), gcs?.stop()]);
+  });
+
+  const providers = [
+    {
+      name: 'azure-blob-storage',
+      store: () => ['--cloud-provider', 'azure-blob-storage', `${azurite.url}/${AZURITE_ACCOUNT}/heartbeat/cluster`, 'srv'],
+      env: () => ({ AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(azurite.url) }),
+      async keys(prefix: string) {
+        const client = BlobServiceClient.fromConnectionString(azuriteConnectionString(azurite.url)).getContainerClient('heartbeat');
+        const out: string[] = [];
+        for await (const b of client.listBlobsFlat({ prefix: `cluster/${prefix}` })) out.push(b.name);
+        return out;
+      },
+    },
+    {
+      name: 'google-cloud-storage',
+      store: () => ['--cloud-provider', 'google-cloud-storage', 'gs://heartbeat/cluster', 'srv'],
+      env: () => ({ STORAGE_EMULATOR_HOST: gcs.url }),
+      async keys(prefix: string) {
+        const res = await fetch(`${gcs.url}/storage/v1/b/heartbeat/o?${new URLSearchParams({ prefix: `cluster/${prefix}` })}`);
+        expect(res.status).toBe(200);
+        return ((await res.json()) as { items?: { name: string }[] }).items?.map((o) => o.name) ?? [];
+      },
+    },
+  ];
+
+  it.each(providers)('$name: the next backup records it FAILED, and backup-delete -b removes it whole', async (p) => {
+    const env = cleanEnv({ ...p.env(), ...primary.env });
+    const check = await runBin('barman-cloud-check-wal-archive', p.store(), { env });
+    expect({ code: check.code, stderr: check.stderr }).toEqual({ code: 0, stderr: '' });
+    const dying = startBackup(['-v', '--immediate-checkpoint', '--heartbeat-interval', '1', '--max-bandwidth', '8MB', ...p.store()], env, { timeoutMs: 180_000 });
+    let stderr = '';
+    dying.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Uploading data.tar: the claim has been rewritten with the backup's start.
+    await until('the data upload', () => {
+      if (dying.child.exitCode !== null) throw new Error(`the backup ended first: ${stderr}`);
+      return /Uploading \S*\/data\.tar/.test(stderr);
+    });
+    dying.child.kill('SIGKILL');
+    await dying.done;
+    const dead = idOf(stderr)!;
+    await sleep(7_000);
+
+    const next = await runBin('barman-cloud-backup', ['--immediate-checkpoint', ...p.store()], { env });
+    expect(next.code).toBe(0);
+    expect(next.stderr).toContain(`WARNING: Backup ${dead} of server srv was interrupted`);
+    const list = await runBin('barman-cloud-backup-list', ['--format', 'json', ...p.store()], { env });
+    const listed = (JSON.parse(list.stdout) as { backups_list: { backup_id: string; status: string; end_time: unknown; begin_wal: unknown }[] }).backups_list;
+    expect(listed.map((b) => [b.status, b.end_time === null])).toEqual([['FAILED', true], ['DONE', false]]);
+    expect(listed[0]).toMatchObject({ backup_id: dead, begin_wal: expect.stringMatching(/^[0-9A-F]{24}$/) });
+
+    const del = await runBin('barman-cloud-backup-delete', ['-b', dead, ...p.store()], { env });
+    expect(del.code).toBe(0);
+    expect(await p.keys(`srv/base/${dead}/`)).toEqual([]);
   }, 240_000);
 });
