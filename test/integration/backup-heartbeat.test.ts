@@ -35,6 +35,14 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
+/** A PostgreSQL 15 with ~160 MB of pgbench data: a backup slowed by --max-bandwidth runs long enough to kill. */
+async function filledCluster(options?: Parameters<typeof startCluster>[0]): Promise<PgCluster> {
+  const cluster = await startCluster(options);
+  await cluster.pgbench(['-i', '-s', '10', '-q']);
+  await cluster.psql('CHECKPOINT');
+  return cluster;
+}
+
 /** key → value of a backup.info text. */
 function fields(text: string): Map<string, string> {
   return new Map(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
@@ -91,12 +99,10 @@ describe.skipIf(skip)('a backup run that dies or stalls (moto)', () => {
     moto = await startMoto();
     await createS3Bucket(moto.url, BUCKET);
     store = await openMotoStore(moto, BUCKET);
-    primary = await startCluster({
+    primary = await filledCluster({
       conf: { archive_mode: 'on', archive_command: `${toolCommand('barman-cloud-wal-archive', ['--endpoint-url', moto.url, `s3://${BUCKET}/pg`, 'wal'])} %p` },
       serverEnv: { ...MOTO_ENV },
     });
-    await primary.pgbench(['-i', '-s', '10', '-q']); // ~160 MB of PGDATA
-    await primary.psql('CHECKPOINT');
   }, 180_000);
 
   afterAll(async () => {
@@ -184,9 +190,7 @@ describe.skipIf(skip)('a backup run that died, on the directory store', () => {
 
   beforeAll(async () => {
     mkdirSync(root);
-    primary = await startCluster();
-    await primary.pgbench(['-i', '-s', '10', '-q']);
-    await primary.psql('CHECKPOINT');
+    primary = await filledCluster();
   }, 180_000);
 
   afterAll(async () => {
@@ -200,12 +204,14 @@ describe.skipIf(skip)('a backup run that died, on the directory store', () => {
     const dying = startBackup(['-v', '--immediate-checkpoint', '--max-bandwidth', '8MB', ...args(server)], env, { timeoutMs: 180_000 });
     let stderr = '';
     dying.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    // Killed once the claim holds the backup's start (its rewrite after pg_backup_start).
-    await until('the claim with the backup start', () => {
+    // Killed once the claim holds the backup's start (its rewrite after pg_backup_start) and the
+    // data part is being written (its temp file).
+    await until('the claim with the backup start, and the data part under way', () => {
       if (dying.child.exitCode !== null) throw new Error(`the backup ended first: ${stderr}`);
       const id = idOf(stderr);
-      const claim = id && join(root, server, 'base', id, 'parts.json');
-      return Boolean(claim && existsSync(claim) && /begin_wal=[0-9A-F]{24}/.test(readFileSync(claim, 'utf8')));
+      const dir = id && join(root, server, 'base', id);
+      return Boolean(dir && existsSync(join(dir, 'parts.json')) && /begin_wal=[0-9A-F]{24}/.test(readFileSync(join(dir, 'parts.json'), 'utf8'))
+        && readdirSync(dir).some((n) => n.startsWith('.bc-tmp-')));
     });
     dying.child.kill('SIGKILL');
     await dying.done;
@@ -258,9 +264,7 @@ describe.skipIf(skip)('a backup run that died, on Azure (azurite) and GCS (our t
 
   beforeAll(async () => {
     [azurite, gcs] = await Promise.all([startAzurite(), startGcs()]);
-    primary = await startCluster();
-    await primary.pgbench(['-i', '-s', '10', '-q']);
-    await primary.psql('CHECKPOINT');
+    primary = await filledCluster();
   }, 180_000);
 
   afterAll(async () => {
