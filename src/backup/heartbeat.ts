@@ -88,11 +88,11 @@ export function interruptedBackupInfo(run: { backupInfo: string }, lastSign: Dat
 /**
  * Record as FAILED every backup of the server whose run stopped giving signs of life: its claim
  * (parts.json with a run record) is older than MISSED_HEARTBEATS of its own intervals, measured
- * against `ownClaim`'s time in the same listing (the store's clock, not ours), and it has no
- * backup.info. Returns their IDs. Never fails the caller: what cannot be read or written is
- * logged and left for the next run.
+ * against the claim of backup `ownId` (the caller's, just made) in the same listing: the store's
+ * clock, not ours. And it has no backup.info. Never fails the caller: what cannot be read or
+ * written is logged and left for the next run.
  */
-export async function recordInterruptedBackups(store: ObjectStore, layout: ServerLayout, ownId: string, tags?: Tag[]): Promise<string[]> {
+export async function recordInterruptedBackups(store: ObjectStore, layout: ServerLayout, ownId: string, tags?: Tag[]): Promise<void> {
   const base = layout.basePrefix;
   const claims = new Map<string, Date | undefined>();
   const finished = new Set<string>();
@@ -110,11 +110,10 @@ export async function recordInterruptedBackups(store: ObjectStore, layout: Serve
     const message = `Could not look for interrupted backups: ${e instanceof Error ? e.message : String(e)}`;
     if (e instanceof AccessDeniedError) log.debug(message);
     else log.warning(message);
-    return [];
+    return;
   }
   const now = claims.get(ownId);
-  if (!now) return []; // no clock to judge by
-  const recorded: string[] = [];
+  if (!now) return; // no clock to judge by
   for (const [id, lastSign] of claims) {
     if (id === ownId || finished.has(id) || !lastSign || !isBackupId(id)) continue;
     const silentMs = now.getTime() - lastSign.getTime();
@@ -122,7 +121,7 @@ export async function recordInterruptedBackups(store: ObjectStore, layout: Serve
     try {
       const key = `${layout.backupPrefix(id)}${PARTS_LIST_NAME}`;
       const run = decodePartsList((await store.getBuffer(key, { maxBytes: CLAIM_MAX_BYTES })).toString('utf8'), id).run;
-      // no run record: barman's, or written by a version without heartbeats
+      // no run record: written by a version without heartbeats (barman writes no parts.json)
       if (!run || silentMs <= MISSED_HEARTBEATS * run.heartbeatSeconds * 1000) continue;
       const text = serializeBackupInfo(interruptedBackupInfo(run, lastSign));
       await store.put(layout.backupInfoKey(id), Buffer.from(text, 'utf8'), { ifNoneMatch: true, tags: tags?.length ? tags : undefined });
@@ -130,11 +129,9 @@ export async function recordInterruptedBackups(store: ObjectStore, layout: Serve
         `Backup ${id} of server ${layout.serverName} was interrupted (no sign of life since ${lastSign.toISOString()}): ` +
           `recorded as FAILED; barman-cloud-backup-delete -b ${id} removes what it left`,
       );
-      recorded.push(id);
     } catch (e) {
       if (e instanceof PreconditionFailedError) continue; // its run, or another judge, wrote backup.info meanwhile
       log.warning(`Could not record backup ${id} as interrupted: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  return recorded;
 }
