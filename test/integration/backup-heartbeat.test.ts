@@ -16,6 +16,7 @@ import { runBin, runBarman, cleanEnv } from '../helpers/run-bin.ts';
 import { requireTool, postgresAvailable, startCluster, toolCommand, type PgCluster } from '../helpers/postgres.ts';
 import { MOTO_ENV, openMotoStore } from '../helpers/moto.ts';
 import { startBackup } from '../helpers/backup-run.ts';
+import { startS3Proxy, type ProxiedRequest } from '../helpers/proxy.ts';
 import { encodePartsList } from '../../src/catalog/parts-list.ts';
 import { newBackupInfo, parseBackupInfo, serializeBackupInfo } from '../../src/catalog/backup-info.ts';
 import type { ObjectStore } from '../../src/storage/types.ts';
@@ -179,6 +180,29 @@ describe.skipIf(skip)('a backup run that dies or stalls (moto)', () => {
     expectInterrupted(await info(server, id));
     const restore = await runBin('barman-cloud-restore', [...url(server), id, join(mkdtempSync(join(tmpdir(), 'bc-hb-')), 'dest')], { env: env() });
     expect(restore.code).toBe(1);
+  }, 240_000);
+  it('a rewrite of the claim that the store refuses is a WARNING, and the backup goes on to DONE', async () => {
+    const server = 'refused';
+    // every rewrite of the claim (not its conditional create, not the final parts.json) gets 403
+    const isRewrite = (r: ProxiedRequest) => r.method === 'PUT' && r.url.split('?')[0]!.endsWith('/parts.json')
+      && r.headers['if-none-match'] === undefined && /"parts": \[\]/.test(r.body.toString('utf8'));
+    let refused = 0;
+    const proxy = await startS3Proxy(moto.port, (r) => {
+      if (!isRewrite(r)) return false;
+      refused++;
+      return true;
+    });
+    try {
+      const run = await startBackup(['--immediate-checkpoint', '--heartbeat-interval', '1', '--endpoint-url', proxy.url, `s3://${BUCKET}/pg`, server], env()).done;
+      expect(run.code).toBe(0);
+      expect(refused).toBeGreaterThan(0);
+      expect(run.stderr.split('\n').filter(Boolean).every((l) => /WARNING: Could not refresh pg\/refused\/base\/\d{8}T\d{6}\/parts\.json: /.test(l))).toBe(true);
+      const infos = (await keysUnder(`pg/${server}/base/`)).filter((k) => k.endsWith('/backup.info'));
+      expect(infos).toHaveLength(1);
+      expect((await info(server, infos[0]!.split('/')[3]!)).get('status')).toBe('DONE');
+    } finally {
+      await proxy.close();
+    }
   }, 240_000);
 });
 
