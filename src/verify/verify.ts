@@ -226,7 +226,7 @@ async function verifyBackup(store: ObjectStore, layout: ServerLayout, info: Back
         if (oversized) problem({ kind: 'unreadable-part', part: part.name, message: `backup ${id}: part ${part.name}: ${oversized}` });
       }, {
         keepContent: archive === 'data' ? (n) => dataDirectory.keep(n) : undefined,
-        // read as it streams, never held: it grows with the number of files (docs/format.md#manifest-reading)
+        // held as its bytes, read a line at a time once every archive is (docs/format.md#manifest-reading)
         streamContent: archive === 'data' ? (n) => (n === MANIFEST_MEMBER ? (manifest = new ManifestMember()).write : undefined) : undefined,
         decrypt: isEncryptedName(part.name) ? () => decryptStream(options.identities!, `part ${part.name}`) : undefined,
         onBytes: options.onProgress
