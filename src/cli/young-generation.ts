@@ -48,6 +48,16 @@ export function collectYoungGarbageOften(everyBytes?: number, majorStep?: number
   }, everyBytes);
 }
 
+/**
+ * Restore and verify read tars the same way: a scavenge per 4 MiB of tar read (headers included:
+ * TarEndTap counts them), and a full collection per 16 MiB of Buffer memory that outlives those
+ * (a restore of 100,000 small files otherwise peaked at ~160 instead of ~105 MB).
+ */
+export function collectWhileReadingTars(): void {
+  keepYoungGenerationSmall();
+  collectYoungGarbageOften(4 << 20, 16 << 20);
+}
+
 type Collect = (options?: { type: 'minor' }) => void;
 
 function exposedGc(): Collect {

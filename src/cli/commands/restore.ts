@@ -6,7 +6,7 @@ import type { CommandContext, CommandModule } from '../context.js';
 import type { CommandOptions } from '../spec.js';
 import { openContextStore, storeUrl } from '../open-store.js';
 import { startProgress, transferText } from '../progress.js';
-import { collectYoungGarbageOften, keepYoungGenerationSmall } from '../young-generation.js';
+import { collectWhileReadingTars } from '../young-generation.js';
 
 function parseTablespaceRules(rules: readonly string[] | undefined): Map<string, string> {
   const out = new Map<string, string>();
@@ -77,10 +77,7 @@ function restoreCommand(ctx: CommandContext<'restore'>): string {
 const restore: CommandModule<'restore'> = {
   errorPrefix: 'Barman cloud restore exception',
   async run(ctx) {
-    keepYoungGenerationSmall();
-    // as the backup does (commands/backup.ts): a scavenge per 4 MiB of tar read, and a full
-    // collection per 16 MiB of Buffer memory that outlives them (young-generation.ts)
-    collectYoungGarbageOften(4 * 1024 * 1024, 16 * 1024 * 1024);
+    collectWhileReadingTars();
     const o = ctx.args.options;
     const identities = await (await import('../encryption.js')).loadIdentities(ctx);
     const { store, resolved } = await openContextStore(ctx);

@@ -7,15 +7,13 @@ import { verify } from '../../verify/verify.js';
 import type { CommandModule } from '../context.js';
 import { openContextStore } from '../open-store.js';
 import { interruptOnSignals, startProgress, transferText } from '../progress.js';
-import { collectYoungGarbageOften, keepYoungGenerationSmall } from '../young-generation.js';
+import { collectWhileReadingTars } from '../young-generation.js';
 
 const verifyCommand: CommandModule<'verify'> = {
   errorPrefix: 'Verification failed',
   async run(ctx) {
     const opts = ctx.args.options;
-    // as restore reads (commands/restore.ts), with nothing written: the same collections
-    keepYoungGenerationSmall();
-    collectYoungGarbageOften(4 * 1024 * 1024, 16 * 1024 * 1024);
+    collectWhileReadingTars(); // it reads as restore does, with nothing written
     const { store, resolved } = await openContextStore(ctx);
     const interrupt = interruptOnSignals();
     const progress = await startProgress(opts.quiet, 'listing backups');
