@@ -171,10 +171,10 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     claim = `${layout.backupPrefix(backupId)}${PARTS_LIST_NAME}`;
     heartbeat = new BackupHeartbeat(store, claim, claimRecord, heartbeatSeconds, options.tags.length ? options.tags : undefined);
     heartbeat.start();
-    // Runs of this server that died before writing their backup.info (docs/format.md#backup-heartbeat).
-    await recordInterruptedBackups(store, layout, backupId, options.tags);
-
-    const start = await session.startBackup(`Barman backup cloud ${backupId}`, options.immediateCheckpoint);
+    // Runs of this server that died before writing their backup.info (docs/format.md#backup-heartbeat),
+    // looked for while PostgreSQL's checkpoint runs; it never fails, and is over before the run goes on.
+    const judging = recordInterruptedBackups(store, layout, backupId, options.tags);
+    const start = await session.startBackup(`Barman backup cloud ${backupId}`, options.immediateCheckpoint).finally(() => judging);
     began = true;
     const begin = walLocation(start.lsn, start.timeline, meta.segmentSize);
     Object.assign(info, {
