@@ -32,20 +32,31 @@ export function percentile(xs, p) {
 
 /**
  * contenders: [{ label, cmd, args, env?, before?() }]; each round runs every contender once, in
- * rotating order. Returns [{ label, samples, median }].
+ * rotating order. Returns [{ label, samples, median }]. With `serverCpu` (a reader of the server's
+ * CPU seconds), each call's server CPU is also read: from before the call to `settleMs` after it
+ * (work the server finishes after its answer), and its median returned as `serverMs`.
  */
-export async function compare(contenders, { rounds = 20, warmup = 2 } = {}) {
+export async function compare(contenders, { rounds = 20, warmup = 2, serverCpu, settleMs = 100 } = {}) {
   const samples = contenders.map(() => []);
+  const server = contenders.map(() => []);
   for (let r = -warmup; r < rounds; r++) {
     for (let k = 0; k < contenders.length; k++) {
       const i = (k + Math.max(r, 0)) % contenders.length;
       const c = contenders[i];
       if (c.before) await c.before(r);
+      const cpu0 = serverCpu?.();
       const ms = await runOnce(c.cmd, c.args, c);
-      if (r >= 0) samples[i].push(ms);
+      if (serverCpu) await new Promise((res) => setTimeout(res, settleMs));
+      if (r >= 0) {
+        samples[i].push(ms);
+        if (serverCpu) server[i].push((serverCpu() - cpu0) * 1000);
+      }
     }
   }
-  return contenders.map((c, i) => ({ label: c.label, samples: samples[i], median: median(samples[i]), p90: percentile(samples[i], 90) }));
+  return contenders.map((c, i) => ({
+    label: c.label, samples: samples[i], median: median(samples[i]), p90: percentile(samples[i], 90),
+    serverMs: serverCpu ? median(server[i]) : NaN,
+  }));
 }
 
 export const fmt = (ms) => `${ms.toFixed(1)} ms`;

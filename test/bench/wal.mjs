@@ -90,6 +90,8 @@ export async function run({ root, rounds }) {
     };
 
     // ---- one-shot archive and restore, S3 stores ----
+    // The server's CPU per call (its processes, 10 ms ticks, until 100 ms after the answer), median.
+    const srvCall = (x) => (Number.isFinite(x) ? `; server CPU ${x.toFixed(0)} ms` : '');
     for (const store of stores.filter((s) => s.kind === 's3' && parts.has('oneshot'))) {
       for (const b of ['ours', 'barman', 'bare', 'pgbr']) await store.makeBucket(b);
       const src = join(work, `oneshot-${store.id}`);
@@ -114,16 +116,19 @@ export async function run({ root, rounds }) {
         c.push(ctx);
       }
       c.push(node0());
-      const a = Object.fromEntries((await compare(c, { rounds })).map((r) => [r.label, r.median]));
+      const aRuns = await compare(c, { rounds, serverCpu: store.serverCpu });
+      const a = Object.fromEntries(aRuns.map((r) => [r.label, r.median]));
+      const aSrv = Object.fromEntries(aRuns.map((r) => [r.label, r.serverMs]));
       const n0 = a['node -e 0'];
       for (const [codec, floorKey, pgKey] of [['none', 'bare curl PUT (16 MiB)', 'pgBackRest archive-push (none)'], ['lz4', 'bare curl PUT (lz4 bytes)', 'pgBackRest archive-push (lz4)']]) {
         const mine = a[codec === 'none' ? 'ours wal-archive (none)' : 'ours wal-archive --lz4'];
         const floor = n0 + a[floorKey];
         const barman = a['barman 3.4 wal-archive (none)'];
-        rows.push([`one-shot wal-archive (${codec})`, store.name, ms(mine), `${ms(floor)} (${ms(n0)} + ${ms(a[floorKey])})`, ms(mine - floor), ratio(barman, mine), ratio(a[pgKey], mine)]);
+        const mineKey = codec === 'none' ? 'ours wal-archive (none)' : 'ours wal-archive --lz4';
+        rows.push([`one-shot wal-archive (${codec})`, store.name, `${ms(mine)}${srvCall(aSrv[mineKey])}`, `${ms(floor)} (${ms(n0)} + ${ms(a[floorKey])})`, ms(mine - floor), ratio(barman, mine), ratio(a[pgKey], mine)]);
         targets[`one-shot wal-archive (${codec}), ${store.name}`] = { value: `${ms(mine)}, floor ${ms(floor)}, ${ratio(barman, mine)} barman`, met: mine <= floor + 30 && barman / mine >= 4 };
       }
-      for (const [label, v] of Object.entries(a)) if (!label.startsWith('ours') && label !== 'node -e 0') rows.push([`  ${label}`, store.name, ms(v), '', '', '', '']);
+      for (const [label, v] of Object.entries(a)) if (!label.startsWith('ours') && label !== 'node -e 0') rows.push([`  ${label}`, store.name, `${ms(v)}${srvCall(aSrv[label])}`, '', '', '', '']);
 
       // Restore: one segment archived by each tool, fetched again and again.
       const rsrc = fresh(join(work, 'restore-src'));
@@ -155,16 +160,18 @@ export async function run({ root, rounds }) {
           r.push({ label: `pgBackRest archive-get (${codec})`, cmd: '/usr/bin/pgbackrest', args: cfg.args('archive-get', seg.split('/').pop(), dest), env: store.env });
         }
       }
-      const g = Object.fromEntries((await compare(r, { rounds })).map((x) => [x.label, x.median]));
+      const gRuns = await compare(r, { rounds, serverCpu: store.serverCpu });
+      const g = Object.fromEntries(gRuns.map((x) => [x.label, x.median]));
+      const gSrv = Object.fromEntries(gRuns.map((x) => [x.label, x.serverMs]));
       for (const codec of ['none', 'lz4']) {
         const mine = g[`ours wal-restore (${codec})`];
         const bare = g[codec === 'none' ? 'bare curl GET (16 MiB)' : 'bare curl GET (lz4 bytes)'];
         const floor = g['node -e 0'] + bare;
         const barman = g['barman 3.4 wal-restore (none)'];
-        rows.push([`one-shot wal-restore (${codec})`, store.name, ms(mine), `${ms(floor)} (${ms(g['node -e 0'])} + ${ms(bare)})`, ms(mine - floor), ratio(barman, mine), ratio(g[`pgBackRest archive-get (${codec})`], mine)]);
+        rows.push([`one-shot wal-restore (${codec})`, store.name, `${ms(mine)}${srvCall(gSrv[`ours wal-restore (${codec})`])}`, `${ms(floor)} (${ms(g['node -e 0'])} + ${ms(bare)})`, ms(mine - floor), ratio(barman, mine), ratio(g[`pgBackRest archive-get (${codec})`], mine)]);
         targets[`one-shot wal-restore (${codec}), ${store.name}`] = { value: `${ms(mine)}, floor ${ms(floor)}, ${ratio(barman, mine)} barman`, met: mine <= floor + 30 && barman / mine >= 4 };
       }
-      for (const [label, v] of Object.entries(g)) if (!label.startsWith('ours') && label !== 'node -e 0') rows.push([`  ${label}`, store.name, ms(v), '', '', '', '']);
+      for (const [label, v] of Object.entries(g)) if (!label.startsWith('ours') && label !== 'node -e 0') rows.push([`  ${label}`, store.name, `${ms(v)}${srvCall(gSrv[label])}`, '', '', '', '']);
     }
 
     // ---- sustained archive and restore, every store ----
@@ -374,6 +381,7 @@ export async function run({ root, rounds }) {
     }
 
     notes.push(`Floors: one-shot rows add the \`node -e 0\` median to a bare \`curl --aws-sigv4 -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD'\` PUT/GET of the same bytes (16 MiB, or the lz4 bytes), interleaved with the contenders; sustained rows compare with a bare \`xargs -P N curl\` loop over ${count} copies of the lz4 bytes (directory store: \`cp\` + \`sync\`).`);
+    notes.push('Server CPU of a one-shot call: the CPU of the server\'s process group (moto, or RGW\'s daemons) from just before the call until 100 ms after it ends, read in 10 ms ticks from /proc, median of the rounds; it includes the server\'s background work over that time, so compare it with the bare curl call\'s figure of the same store.');
     notes.push(`Same-work floors ("bare parallel lz4 -1 + uploader", "bare parallel downloader + lz4 -d"): the same loops, but each copy is compressed with \`lz4 -1\` before it is stored (directory store: written and synced; S3: \`lz4 -1 -c\` to a temp file, then the same curl PUT) and each download is decoded with \`lz4 -d\` into a synced file, as our calls do; on two cores that codec work, not moving 5 MB, bounds the rate, so it is the floor a sustained rate can be held to ("M% of same-work floor"). Rates "after the first call" (rows with a background worker: ours --async, pgBackRest --archive-async) leave out the call that starts the worker or prefetcher; in a short run they also gain from what the worker did ahead during that call.`);
     notes.push(`Ratios "vs" are the other tool's time (or our rate) over ours: above 1× we are faster. barman 3.4 has no lz4 and no directory store: its one-shot ratio is against its uncompressed run; CPU is against its -z (gzip level 9).`);
     notes.push(`--async: ${asyncArchive ? 'offered by wal-archive' : 'not offered by this wal-archive (rows appear when it is)'}; ${asyncRestore ? 'offered by wal-restore' : 'not offered by this wal-restore'}.`);
