@@ -177,6 +177,13 @@ export async function runArchiveWorker(store: ObjectStore, layout: ServerLayout,
         }
         const release = await spool.claim(name);
         if (!release) continue; // another archiver has it
+        if (await exists(join(spool.dir, name))) {
+          // Its archiver marked it and let go between our look and our claim (a call that archived
+          // its own file beside us, src/cli/commands/wal.ts): done, not ours to upload again.
+          await release();
+          settled.set(name, 'marked');
+          continue;
+        }
         started = true;
         inFlight.start(async () => {
           try {

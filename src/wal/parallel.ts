@@ -61,6 +61,28 @@ async function readyWalFiles(walDir: string, limit: number, exclude: string): Pr
   return names.slice(0, limit).map((n) => join(walDir, n));
 }
 
+/**
+ * Archive `path` and, once the store confirmed it, record it in the spool for PostgreSQL's later
+ * call, only if the file did not change while it was read (its identity, not a digest: that would
+ * be another read).
+ */
+async function archiveAndMark(store: ObjectStore, layout: ServerLayout, path: string, spool: ArchiveSpool, options: ArchiveOptions): Promise<ArchiveOutcome> {
+  const before = await fileIdentity(path);
+  const wal = await readWalFile(path);
+  const outcome = await archiveWal(store, layout, wal, options);
+  const after = await fileIdentity(path);
+  if (before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size) {
+    await spool.writeMarker(wal.name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
+  }
+  return outcome;
+}
+
+/**
+ * Archive `walPath` and up to `maxParallel` − 1 other .ready files at once, each claimed in the
+ * spool. `markOwn`: leave a marker for `walPath` too, for an --async worker started beside this
+ * call, which would otherwise take the file, still .ready until PostgreSQL sees our exit, for one
+ * to upload (docs/commands/wal-archive.md#asynchronous-archiving).
+ */
 export async function archiveInParallel(
   store: ObjectStore,
   layout: ServerLayout,
@@ -68,6 +90,7 @@ export async function archiveInParallel(
   maxParallel: number,
   spool: ArchiveSpool,
   options: ArchiveOptions,
+  { markOwn = false }: { markOwn?: boolean } = {},
 ): Promise<ArchiveOutcome> {
   const name = basename(walPath);
   const walDir = dirname(resolve(walPath));
@@ -87,19 +110,10 @@ export async function archiveInParallel(
 
   try {
     const tasks = [
-      async () => archiveWal(store, layout, await readWalFile(walPath), options),
-      ...extras.map((path) => async () => {
-        const before = await fileIdentity(path);
-        const wal = await readWalFile(path);
-        const outcome = await archiveWal(store, layout, wal, options);
-        // Only now is the upload confirmed: record it for PostgreSQL's later call, only if the file
-        // did not change while it was read (its identity, not a digest: that would be another read).
-        const after = await fileIdentity(path);
-        if (before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size) {
-          await spool.writeMarker(wal.name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
-        }
-        return outcome;
-      }),
+      markOwn
+        ? () => archiveAndMark(store, layout, walPath, spool, options)
+        : async () => archiveWal(store, layout, await readWalFile(walPath), options),
+      ...extras.map((path) => () => archiveAndMark(store, layout, path, spool, options)),
     ];
     const [own, ...rest] = await bounded(maxParallel, tasks);
     rest.forEach((r, i) => {

@@ -268,12 +268,19 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
   it('a worker killed mid-upload acknowledges nothing early; the next worker stores the segment', async () => {
     const name = '000000010000000000000007';
     const content = withLongPageHeader(randomBytes(16 * 1024 * 1024), name);
-    const { walDir, path } = pgWal(name, content);
+    const { walDir, path: earlier } = pgWal('000000010000000000000006', randomBytes(64 * 1024));
+    const path = join(walDir, name);
     const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
     roots.push(root);
     const proxy = await throttlingProxy(moto.url, 4 * 1024 * 1024); // ~4 s per upload
     const via = (url: string) => ['--endpoint-url', url, 's3://asyncfail/killed', 'srv'];
     try {
+      // A worker already runs (a first call archives its own file beside the worker it starts):
+      // the call for the segment waits for it.
+      const first = await runFile(join(ROOT, 'bin', 'barman-cloud-wal-archive'), ['--async', ...via(proxy.url), earlier], toolEnv());
+      expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+      writeFileSync(path, content);
+      writeFileSync(join(walDir, 'archive_status', `${name}.ready`), '');
       const started = Date.now();
       const call = spawn(join(ROOT, 'bin', 'barman-cloud-wal-archive'), ['--async', ...via(proxy.url), path], { env: toolEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
@@ -309,20 +316,71 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
     }
   }, 120_000);
 
+  it('a call that finds no worker archives its own file beside the one it starts, which leaves that file alone', async () => {
+    const store = mkdtempSync(join(tmpdir(), 'bc-asyncstore-'));
+    const names = ['000000010000000000000031', '000000010000000000000032'];
+    const contents = names.map(() => randomBytes(64 * 1024));
+    const { walDir, path } = pgWal(names[0]!, contents[0]!);
+    const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
+    roots.push(root);
+    // The worker is held at its start until `go` exists: the call cannot be waiting for it.
+    const hold = mkdtempSync(join(tmpdir(), 'bc-asynchold-'));
+    const go = join(hold, 'go');
+    const heldPid = join(hold, 'pid');
+    writeFileSync(join(hold, 'hold.cjs'), [
+      `if (process.env.BARMAN_CLOUD_ASYNC_WORKER === 'archive') {`,
+      `  const fs = require('fs');`,
+      `  fs.writeFileSync(${JSON.stringify(heldPid)}, String(process.pid));`,
+      `  const cell = new Int32Array(new SharedArrayBuffer(4));`,
+      `  while (!fs.existsSync(${JSON.stringify(go)})) Atomics.wait(cell, 0, 0, 20);`,
+      `}`,
+    ].join('\n'));
+    const env = { ...toolEnv(), NODE_OPTIONS: `--require ${join(hold, 'hold.cjs')}` };
+    const bin = join(ROOT, 'bin', 'barman-cloud-wal-archive');
+    const args = ['--async', `file://${store}`, 'srv'];
+    const objectOf = (n: string) => join(store, 'srv', 'wals', n.slice(0, 16), n);
+    try {
+      const r = await runFile(bin, [...args, path], env);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(readFileSync(objectOf(names[0]!)).equals(contents[0]!)).toBe(true);
+      // A worker was started, and is held.
+      for (let i = 0; i < 600 && !existsSync(heldPid); i++) await sleep(50);
+      expect(existsSync(heldPid)).toBe(true);
+      // Until PostgreSQL sees the exit and drops the .ready status, the file looks like work for the
+      // worker: the call's marker says it is done. Were the worker to upload it again, the object
+      // removed here would come back.
+      rmSync(objectOf(names[0]!));
+      writeFileSync(join(walDir, names[1]!), contents[1]!);
+      writeFileSync(join(walDir, 'archive_status', `${names[1]}.ready`), '');
+      writeFileSync(go, '');
+      const [dir] = spoolDirs(root);
+      for (let i = 0; i < 600 && !existsSync(join(dir!, 'archive', names[1]!)); i++) await sleep(50);
+      expect(readFileSync(objectOf(names[1]!)).equals(contents[1]!)).toBe(true);
+      expect(existsSync(objectOf(names[0]!))).toBe(false);
+      // Once the status goes, the worker removes the call's marker as it does its own.
+      rmSync(join(walDir, 'archive_status', `${names[0]}.ready`));
+      for (let i = 0; i < 600 && existsSync(join(dir!, 'archive', names[0]!)); i++) await sleep(50);
+      expect(existsSync(join(dir!, 'archive', names[0]!))).toBe(false);
+    } finally {
+      writeFileSync(go, '');
+    }
+  }, 90_000);
+
   it('the shell front waits for the marker of a file the worker is uploading, without starting Node', async () => {
     const names = ['000000010000000000000011', '000000010000000000000012'];
     const contents = names.map((n) => withLongPageHeader(randomBytes(2 * 1024 * 1024), n));
     const { walDir, path: first } = pgWal(names[0]!, contents[0]!);
-    writeFileSync(join(walDir, names[1]!), contents[1]!);
-    writeFileSync(join(walDir, 'archive_status', `${names[1]}.ready`), '');
     roots.push(join(walDir, `.barman-cloud-spool-${process.geteuid!()}`));
     const proxy = await throttlingProxy(moto.url, 1024 * 1024); // ~2 s per file, one at a time
     const bin = join(ROOT, 'bin', 'barman-cloud-wal-archive');
     const args = ['--async', '--max-parallel', '1', '--endpoint-url', proxy.url, 's3://asyncfail/shellwait', 'srv'];
     try {
-      // Not spawnSync: the proxy runs in this process and must keep forwarding.
+      // Not spawnSync: the proxy runs in this process and must keep forwarding. The first call
+      // archives its own file and leaves a worker running.
       const r1 = await runFile(bin, [...args, first], toolEnv());
       expect({ code: r1.code, stderr: r1.stderr }).toEqual({ code: 0, stderr: '' });
+      writeFileSync(join(walDir, names[1]!), contents[1]!);
+      writeFileSync(join(walDir, 'archive_status', `${names[1]}.ready`), '');
       // The worker now uploads the second file; the call for it may not start Node at all.
       const r2 = await runFile(bin, [...args, join(walDir, names[1]!)], { ...toolEnv(), NODE_OPTIONS: '--require /nonexistent/no-node-allowed.js' });
       expect({ code: r2.code, stderr: r2.stderr }).toEqual({ code: 0, stderr: '' });
@@ -448,8 +506,13 @@ describe('--async worker without PostgreSQL: kill, shell wait, failure', () => {
     const root = join(walDir, `.barman-cloud-spool-${process.geteuid!()}`);
     roots.push(root);
     const args = (p: string) => ['--async', '--lz4', `file://${store}`, 'srv', p];
-    // The worker archives the first segment: its listing of wals/0000000100000000/ holds that one only.
+    // The first call archives its own segment and starts the worker, which archives the next one:
+    // its listing of wals/0000000100000000/ then holds those two only.
     expect((await runBin('barman-cloud-wal-archive', args(path), { env: toolEnv() })).code).toBe(0);
+    const byWorker = '00000001000000000000001F';
+    writeFileSync(join(walDir, byWorker), randomBytes(64 * 1024));
+    writeFileSync(join(walDir, 'archive_status', `${byWorker}.ready`), '');
+    expect((await runBin('barman-cloud-wal-archive', args(join(walDir, byWorker)), { env: toolEnv() })).code).toBe(0);
     const dir = join(store, 'srv', 'wals', '0000000100000000');
     const placed = [
       { name: '000000010000000000000021', key: '000000010000000000000021', pattern: /archived concurrently with different content/ },

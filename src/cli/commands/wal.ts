@@ -150,7 +150,9 @@ export const walArchive: CommandModule<'wal-archive'> = {
       } else if (dir) {
         const spool = new ArchiveSpool(dir);
         await spool.prune(24 * 3600_000);
-        if (!(asyncMode && (await archivedByWorker(ctx, spool, walPath)))) {
+        // Beside a worker it has just started, the call archives its own file only: the worker takes the rest.
+        const archiveOwn = () => archiveInParallel(store, layout, walPath, 1, spool, archiveOptions, { markOwn: true });
+        if (!(asyncMode && (await archivedByWorker(ctx, spool, walPath, archiveOwn)))) {
           await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
         }
       } else {
@@ -164,18 +166,35 @@ export const walArchive: CommandModule<'wal-archive'> = {
 };
 
 /**
- * --async: have the worker archive `walPath` (starting one if none runs) and wait for its verdict.
- * True once the store confirmed this very file; false when the call must archive it itself (no
- * .ready status for the worker to find, no worker can run, or the file changed since its upload).
- * The worker's failure for the file is thrown; a wait past ASYNC_WAIT_MS is exit 1.
+ * --async: have the worker archive `walPath` and wait for its verdict. True once the store
+ * confirmed this very file; false when the call must archive it itself (no .ready status for the
+ * worker to find, no worker can run, or the file changed since its upload). When no worker runs,
+ * the call starts one for the files after this one and archives its own meanwhile with
+ * `archiveHere` (true once done), instead of waiting for a Node start and the new worker's upload:
+ * the first call of a burst then costs what a call without --async does. The worker's failure for
+ * the file is thrown; a wait past ASYNC_WAIT_MS is exit 1.
  */
-async function archivedByWorker(ctx: CommandContext<'wal-archive'>, spool: ArchiveSpool, walPath: string): Promise<boolean> {
+async function archivedByWorker(
+  ctx: CommandContext<'wal-archive'>, spool: ArchiveSpool, walPath: string, archiveHere: () => Promise<unknown>,
+): Promise<boolean> {
   const { awaitArchived, isReady, liveWorker, takeWorkerFailure } = await import('../../wal/async.js');
   const name = basename(walPath);
   // A failure recorded since PostgreSQL's last try: report it, and let the next try start afresh.
   const failure = await takeWorkerFailure(spool, name);
   if (failure) throw failure;
   if (!(await isReady(dirname(resolve(walPath)), name))) return false;
+  if ((await liveWorker(spool.dir)) === null) {
+    // Claimed before the worker starts, so that it leaves this file to us; archiveInParallel then
+    // finds the claim ours and archives the file all the same.
+    const release = await spool.claim(name);
+    try {
+      if (!(await startWorker(ctx, 'archive', spool.dir))) return false;
+      await archiveHere();
+      return true;
+    } finally {
+      await release?.();
+    }
+  }
   const deadline = Date.now() + ASYNC_WAIT_MS;
   // A killed worker is replaced (its claim on the file is taken over as that of a dead pid).
   for (let starts = 0; starts < 3; starts++) {
