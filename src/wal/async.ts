@@ -16,9 +16,9 @@ import { log } from '../log.js';
 import type { ServerLayout } from '../catalog/layout.js';
 import type { ObjectStore } from '../storage/types.js';
 import { LONGEST_TIMER_MS } from '../storage/config.js';
-import { archiveWal, readWalFile, type ArchiveOptions, type WalListings } from './archive.js';
+import type { ArchiveOptions, WalListings } from './archive.js';
 import { isSegmentName, nextSegment, parseSegmentName } from '../xlog.js';
-import { fileIdentity } from './parallel.js';
+import { archiveAndMark } from './parallel.js';
 import { recordedWalEncryption } from './encryption-mode.js';
 import { downloadTo, findWals, type WalCandidate } from './restore.js';
 import type { AgeIdentities } from '../encryption/age.js';
@@ -218,17 +218,9 @@ async function uploadOne(
 ): Promise<'marked' | 'unmarked' | 'failed'> {
   const name = basename(path);
   try {
-    const before = await fileIdentity(path);
-    const wal = await readWalFile(path);
-    await archiveWal(store, layout, wal, options);
-    const after = await fileIdentity(path);
-    // Confirmed by the store: only now may PostgreSQL's call for this file be answered. A file
-    // that changed while read gets no marker; its call archives it itself, with the content check.
-    if (before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size) {
-      await spool.writeMarker(name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
-      return 'marked';
-    }
-    return 'unmarked';
+    // Marked once confirmed by the store: only then may PostgreSQL's call for this file be answered.
+    // A file that changed while read gets no marker; its call archives it itself, with the content check.
+    return (await archiveAndMark(store, layout, path, spool, options)).marked ? 'marked' : 'unmarked';
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     log.warning(`Archiving ${name} failed: ${message}`);

@@ -28,7 +28,7 @@ function bounded<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<(T | Er
 // ---- archive --------------------------------------------------------------------------------------
 
 /** The identity of a file that any write changes: inode and mtime in nanoseconds. */
-export async function fileIdentity(path: string): Promise<{ ino: string; mtimeNs: string; size: number }> {
+async function fileIdentity(path: string): Promise<{ ino: string; mtimeNs: string; size: number }> {
   const st = await fs.stat(path, { bigint: true });
   return { ino: String(st.ino), mtimeNs: String(st.mtimeNs), size: Number(st.size) };
 }
@@ -64,25 +64,21 @@ async function readyWalFiles(walDir: string, limit: number, exclude: string): Pr
 /**
  * Archive `path` and, once the store confirmed it, record it in the spool for PostgreSQL's later
  * call, only if the file did not change while it was read (its identity, not a digest: that would
- * be another read).
+ * be another read). `marked` says whether the marker was written.
  */
-async function archiveAndMark(store: ObjectStore, layout: ServerLayout, path: string, spool: ArchiveSpool, options: ArchiveOptions): Promise<ArchiveOutcome> {
+export async function archiveAndMark(
+  store: ObjectStore, layout: ServerLayout, path: string, spool: ArchiveSpool, options: ArchiveOptions,
+): Promise<{ outcome: ArchiveOutcome; marked: boolean }> {
   const before = await fileIdentity(path);
   const wal = await readWalFile(path);
   const outcome = await archiveWal(store, layout, wal, options);
   const after = await fileIdentity(path);
-  if (before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size) {
-    await spool.writeMarker(wal.name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
-  }
-  return outcome;
+  const marked = before.ino === after.ino && before.mtimeNs === after.mtimeNs && after.size === wal.size;
+  if (marked) await spool.writeMarker(wal.name, { size: after.size, ino: after.ino, mtimeNs: after.mtimeNs });
+  return { outcome, marked };
 }
 
-/**
- * Archive `walPath` and up to `maxParallel` − 1 other .ready files at once, each claimed in the
- * spool. `markOwn`: leave a marker for `walPath` too, for an --async worker started beside this
- * call, which would otherwise take the file, still .ready until PostgreSQL sees our exit, for one
- * to upload (docs/commands/wal-archive.md#asynchronous-archiving).
- */
+/** Archive `walPath` and up to `maxParallel` − 1 other .ready files at once, each claimed in the spool. */
 export async function archiveInParallel(
   store: ObjectStore,
   layout: ServerLayout,
@@ -90,7 +86,6 @@ export async function archiveInParallel(
   maxParallel: number,
   spool: ArchiveSpool,
   options: ArchiveOptions,
-  { markOwn = false }: { markOwn?: boolean } = {},
 ): Promise<ArchiveOutcome> {
   const name = basename(walPath);
   const walDir = dirname(resolve(walPath));
@@ -110,10 +105,8 @@ export async function archiveInParallel(
 
   try {
     const tasks = [
-      markOwn
-        ? () => archiveAndMark(store, layout, walPath, spool, options)
-        : async () => archiveWal(store, layout, await readWalFile(walPath), options),
-      ...extras.map((path) => () => archiveAndMark(store, layout, path, spool, options)),
+      async () => archiveWal(store, layout, await readWalFile(walPath), options),
+      ...extras.map((path) => async () => (await archiveAndMark(store, layout, path, spool, options)).outcome),
     ];
     const [own, ...rest] = await bounded(maxParallel, tasks);
     rest.forEach((r, i) => {

@@ -9,7 +9,7 @@ import { resolveLevel, type CodecName } from '../../compression/index.js';
 import { isSegmentName, isWalName } from '../../xlog.js';
 import { archiveWal, readWalFile } from '../../wal/archive.js';
 import { ArchiveSpool, RestoreSpool, SPOOL_MAX_AGE_MS, defaultSpoolRoot, trustedSpoolDir } from '../../wal/spool.js';
-import { archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
+import { archiveAndMark, archiveInParallel, archivedBySpool, restoreWithPrefetch, restoredFromSpool } from '../../wal/parallel.js';
 import { restoreWal } from '../../wal/restore.js';
 import { removeStaleTemps } from '../../wal/temp-files.js';
 import type { CommandContext, CommandModule } from '../context.js';
@@ -150,8 +150,9 @@ export const walArchive: CommandModule<'wal-archive'> = {
       } else if (dir) {
         const spool = new ArchiveSpool(dir);
         await spool.prune(24 * 3600_000);
-        // Beside a worker it has just started, the call archives its own file only: the worker takes the rest.
-        const archiveOwn = () => archiveInParallel(store, layout, walPath, 1, spool, archiveOptions, { markOwn: true });
+        // Beside a worker it has just started, the call archives its own file only, and marks it:
+        // the worker takes the rest, and would otherwise take this one too while it is still .ready.
+        const archiveOwn = () => archiveAndMark(store, layout, walPath, spool, archiveOptions);
         if (!(asyncMode && (await archivedByWorker(ctx, spool, walPath, archiveOwn)))) {
           await archiveInParallel(store, layout, walPath, maxParallel, spool, archiveOptions);
         }
@@ -184,8 +185,7 @@ async function archivedByWorker(
   if (failure) throw failure;
   if (!(await isReady(dirname(resolve(walPath)), name))) return false;
   if ((await liveWorker(spool.dir)) === null) {
-    // Claimed before the worker starts, so that it leaves this file to us; archiveInParallel then
-    // finds the claim ours and archives the file all the same.
+    // Claimed before the worker starts, so that it leaves this file to us.
     const release = await spool.claim(name);
     try {
       if (!(await startWorker(ctx, 'archive', spool.dir))) return false;
