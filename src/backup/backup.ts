@@ -173,7 +173,7 @@ export async function takeBackup(store: ObjectStore, layout: ServerLayout, optio
     heartbeat.start();
     // Runs of this server that died before writing their backup.info (docs/format.md#backup-heartbeat),
     // looked for while PostgreSQL's checkpoint runs; it never fails, and is over before the run goes on.
-    const judging = recordInterruptedBackups(store, layout, backupId, options.tags);
+    const judging = recordInterruptedBackups(catalog, backupId, options.tags);
     const start = await session.startBackup(`Barman backup cloud ${backupId}`, options.immediateCheckpoint).finally(() => judging);
     began = true;
     const begin = walLocation(start.lsn, start.timeline, meta.segmentSize);

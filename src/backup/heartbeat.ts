@@ -12,9 +12,8 @@
 // one of them records the outcome, and a stalled run that lost fails instead of saying DONE.
 import { AccessDeniedError, PreconditionFailedError } from '../errors.js';
 import { log } from '../log.js';
-import type { ServerLayout } from '../catalog/layout.js';
-import { isBackupId } from '../catalog/catalog.js';
-import { parseBackupInfo, serializeBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
+import { isBackupId, type BackupCatalog } from '../catalog/catalog.js';
+import { parseBackupInfo, STATUS, type BackupInfoFields } from '../catalog/backup-info.js';
 import { decodePartsList, encodePartsList, PARTS_LIST_NAME, type PartsList } from '../catalog/parts-list.js';
 import type { ObjectStore, Tag } from '../storage/types.js';
 
@@ -92,7 +91,8 @@ export function interruptedBackupInfo(run: { backupInfo: string }, lastSign: Dat
  * clock, not ours. And it has no backup.info. Never fails the caller: what cannot be read or
  * written is logged and left for the next run.
  */
-export async function recordInterruptedBackups(store: ObjectStore, layout: ServerLayout, ownId: string, tags?: Tag[]): Promise<void> {
+export async function recordInterruptedBackups(catalog: BackupCatalog, ownId: string, tags?: Tag[]): Promise<void> {
+  const { store, layout } = catalog;
   const base = layout.basePrefix;
   const claims = new Map<string, Date | undefined>();
   const finished = new Set<string>();
@@ -123,8 +123,7 @@ export async function recordInterruptedBackups(store: ObjectStore, layout: Serve
       const run = decodePartsList((await store.getBuffer(key, { maxBytes: CLAIM_MAX_BYTES })).toString('utf8'), id).run;
       // no run record: written by a version without heartbeats (barman writes no parts.json)
       if (!run || silentMs <= MISSED_HEARTBEATS * run.heartbeatSeconds * 1000) continue;
-      const text = serializeBackupInfo(interruptedBackupInfo(run, lastSign));
-      await store.put(layout.backupInfoKey(id), Buffer.from(text, 'utf8'), { ifNoneMatch: true, tags: tags?.length ? tags : undefined });
+      await catalog.writeBackupInfo(id, interruptedBackupInfo(run, lastSign), { ifNoneMatch: true, tags });
       log.warning(
         `Backup ${id} of server ${layout.serverName} was interrupted (no sign of life since ${lastSign.toISOString()}): ` +
           `recorded as FAILED; barman-cloud-backup-delete -b ${id} removes what it left`,
