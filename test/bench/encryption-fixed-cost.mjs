@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { commandCpu } from './encryption.mjs';
-import { walSegment, withLongPageHeader } from './lib.mjs';
+import { median, walSegment, withLongPageHeader } from './lib.mjs';
 
 const rounds = Number(process.argv[2] ?? 21);
 const binDir = process.argv[3] ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin');
@@ -44,7 +44,6 @@ try {
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
-const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const ms = (x) => +(x * 1000).toFixed(1);
 const out = { rounds, load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] };
 for (const [k, [p, a]] of Object.entries(t)) out[k] = { plainMs: ms(median(p)), ageMs: ms(median(a)), addedPairedMs: ms(median(a.map((x, i) => x - p[i]))) };

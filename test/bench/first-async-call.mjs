@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSyn
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { walSegment, withLongPageHeader } from './lib.mjs';
+import { median, walSegment, withLongPageHeader } from './lib.mjs';
 const [binA, binB, roundsArg] = process.argv.slice(2);
 const builds = { A: binA, B: binB };
 const rounds = Number(roundsArg ?? 11);
@@ -43,6 +43,5 @@ for (let r = 0; r < rounds; r++) {
     spawnSync('sleep', ['0.3']);
   }
 }
-const med = (a) => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]; };
-console.log(JSON.stringify({ rounds, load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0], medians: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, +med(v).toFixed(1)])), ranges: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, [Math.round(Math.min(...v)), Math.round(Math.max(...v))]])) }));
+console.log(JSON.stringify({ rounds, load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0], medians: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, +median(v).toFixed(1)])), ranges: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, [Math.round(Math.min(...v)), Math.round(Math.max(...v))]])) }));
 rmSync(work, { recursive: true, force: true });

@@ -121,10 +121,10 @@ export async function run({ root, rounds }) {
       const aSrv = Object.fromEntries(aRuns.map((r) => [r.label, r.serverMs]));
       const n0 = a['node -e 0'];
       for (const [codec, floorKey, pgKey] of [['none', 'bare curl PUT (16 MiB)', 'pgBackRest archive-push (none)'], ['lz4', 'bare curl PUT (lz4 bytes)', 'pgBackRest archive-push (lz4)']]) {
-        const mine = a[codec === 'none' ? 'ours wal-archive (none)' : 'ours wal-archive --lz4'];
+        const mineKey = codec === 'none' ? 'ours wal-archive (none)' : 'ours wal-archive --lz4';
+        const mine = a[mineKey];
         const floor = n0 + a[floorKey];
         const barman = a['barman 3.4 wal-archive (none)'];
-        const mineKey = codec === 'none' ? 'ours wal-archive (none)' : 'ours wal-archive --lz4';
         rows.push([`one-shot wal-archive (${codec})`, store.name, `${ms(mine)}${srvCall(aSrv[mineKey])}`, `${ms(floor)} (${ms(n0)} + ${ms(a[floorKey])})`, ms(mine - floor), ratio(barman, mine), ratio(a[pgKey], mine)]);
         targets[`one-shot wal-archive (${codec}), ${store.name}`] = { value: `${ms(mine)}, floor ${ms(floor)}, ${ratio(barman, mine)} barman`, met: mine <= floor + 30 && barman / mine >= 4 };
       }
